@@ -1,0 +1,60 @@
+# Watercooler — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help install protos run test test-unit test-integration lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
+
+help:
+	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
+	@echo "make test         install, start the infrastructure, run the whole suite, stop it"
+	@echo "make lint         lint the protos (buf) and the Python (ruff)"
+	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
+	@echo "make infra-up|infra-down|infra-status   the local Kafka and Elasticsearch processes"
+
+$(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP) protos
+
+# Generated code is never committed nor hand-edited; regenerating takes a second.
+protos: $(STAMP)
+	@$(PY) scripts/gen_protos.py
+
+run: install
+	$(PY) -m watercooler.cli run
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: install
+	@bash scripts/lint.sh
+
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+infra-up: install
+	$(PY) -m watercooler.infra up
+
+infra-down: install
+	$(PY) -m watercooler.infra down
+
+infra-status: install
+	$(PY) -m watercooler.infra status
+
+infra-fetch: install
+	$(PY) -m watercooler.infra fetch
+
+clean:
+	rm -rf $(VENV) .pytest_cache .test-data test-artifacts
+	find libs/watercooler -path '*/v1/*_pb2*' -delete

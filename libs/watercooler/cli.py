@@ -1,0 +1,194 @@
+"""`watercooler`: the command line for people who run the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import auth, config, logs
+
+app = typer.Typer(help="Watercooler: an event-sourced backend for enterprise social networks.", no_args_is_help=True)
+console = Console()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def application_for(service: str):
+    module = importlib.import_module(f"services.{service}.application")
+    return module.APPLICATION
+
+
+@app.command()
+def token(
+    subject: Annotated[str, typer.Argument(help="employee id, guest id or service name")],
+    kind: Annotated[str, typer.Option(help="employee, alumni, guest or service")] = "employee",
+    name: Annotated[str, typer.Option(help="display name")] = "",
+    jam: Annotated[list[str], typer.Option(help="for guests: a jam that invited them (repeatable)")] = [],  # noqa: B006
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 12 * 3600,
+) -> None:
+    """Print a development bearer token signed with the dev key."""
+    settings = config.load()
+    print(auth.issue_token(settings, subject, kind, name, tuple(jam), ttl))
+
+
+@app.command()
+def seed(size: Annotated[int, typer.Option(help="number of employees")] = 300, random_seed: Annotated[int, typer.Option("--seed")] = 42) -> None:
+    """Seed a deterministic demo company through the public APIs (idempotent)."""
+    from .seed import seed_profiles
+
+    settings = config.load()
+    with _progress() as progress:
+        task = progress.add_task("profiles", total=size)
+        created = seed_profiles(settings, size, random_seed, progress=lambda n: progress.advance(task, n))
+    console.print(f"seeded {size} profiles ({created} written or confirmed)")
+
+
+@app.command()
+def relay(services: Annotated[list[str], typer.Argument(help="services whose stored events to publish")]) -> None:
+    """Publish stored events to Kafka (one relay per service)."""
+    from .relay import run_relays
+
+    settings = config.load()
+    logs.setup("relay", settings.log_level, settings.log_format)
+    apps = [application_for(s)(settings) for s in services]
+    run_relays(apps, settings)
+
+
+@app.command()
+def status() -> None:
+    """Show the infrastructure, every service's health and every index."""
+    from .client import health_status
+
+    settings = config.load()
+    try:
+        from .infra import status as infra_status
+
+        infra_status(settings)
+    except ImportError:
+        pass
+    table = Table(title="services")
+    table.add_column("service")
+    table.add_column("address")
+    table.add_column("health")
+    for service in config.SERVICES:
+        table.add_row(service, settings.grpc_address(service), health_status(settings.grpc_address(service)))
+    console.print(table)
+
+    async def indices() -> None:
+        from .projection import es_client
+
+        es = es_client(settings)
+        try:
+            rows = await es.cat.aliases(name=settings.index_alias("*"), format="json")
+            table = Table(title="projections")
+            for column in ("alias", "index", "documents"):
+                table.add_column(column)
+            for row in rows:
+                count = await es.count(index=row["index"])
+                table.add_row(row["alias"], row["index"], str(count["count"]))
+            console.print(table)
+        except Exception as exc:  # ES down: say so, the rest of status is still useful
+            console.print(f"[red]Elasticsearch unreachable at {settings.es_url}: {exc}")
+        finally:
+            await es.close()
+
+    asyncio.run(indices())
+
+
+@app.command()
+def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g. people")]) -> None:
+    """Rebuild a projection by replaying its topics into a new index, then switch the alias."""
+    from services.search.projections import ALL
+
+    from .projection import by_name, es_client
+
+    settings = config.load()
+    try:
+        projection_class = by_name(ALL, projection)
+    except KeyError:
+        raise typer.BadParameter(f"unknown projection; one of: {', '.join(p.name for p in ALL)}") from None
+
+    async def run() -> dict:
+        es = es_client(settings)
+        try:
+            with _progress() as progress:
+                task = progress.add_task(f"replaying into {projection}", total=None)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                return await projection_class(settings).rebuild(es, progress=advance)
+        finally:
+            await es.close()
+
+    started = time.monotonic()
+    result = asyncio.run(run())
+    elapsed = time.monotonic() - started
+    rate = result["events_replayed"] / elapsed if elapsed else 0
+    console.print(f"rebuilt {result['projection']}: {result['events_replayed']} events in {elapsed:.1f}s ({rate:,.0f}/s) -> {result['index']}")
+
+
+@app.command()
+def dlq(limit: Annotated[int, typer.Option(help="how many records to show")] = 20) -> None:
+    """List the dead-letter topic: events a processor could not handle, and why."""
+    from kafka import KafkaConsumer
+
+    from .events.v1.envelope_pb2 import DeadLetter
+
+    settings = config.load()
+    consumer = KafkaConsumer(settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000)
+    table = Table(title=f"dead letters in {settings.dead_letter_topic}")
+    for column in ("processor", "source", "reason", "failed at"):
+        table.add_column(column)
+    shown = 0
+    for record in consumer:
+        letter = DeadLetter.FromString(record.value)
+        table.add_row(letter.processor, f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}", letter.reason, letter.failed_at.ToJsonString())
+        shown += 1
+        if shown >= limit:
+            break
+    consumer.close()
+    console.print(table)
+
+
+@app.command()
+def run(demo_size: Annotated[int, typer.Option(help="employees in the demo company")] = 300) -> None:
+    """Start Kafka, Elasticsearch, every service, relay and processor; seed a demo; Ctrl-C stops all."""
+    from .run import run_platform
+
+    run_platform(demo_size)
+
+
+@app.command()
+def infra(action: Annotated[str, typer.Argument(help="up, down, status or fetch")], postgres: bool = False) -> None:
+    """Manage the local Kafka, Elasticsearch (and PostgreSQL) processes."""
+    from . import infra as infra_module
+
+    settings = config.load()
+    if action == "up":
+        infra_module.ensure_up(settings, postgres=postgres)
+    elif action == "down":
+        infra_module.ensure_down(settings)
+    elif action == "status":
+        infra_module.status(settings)
+    elif action == "fetch":
+        infra_module.fetch(settings)
+    else:
+        raise typer.BadParameter("action must be up, down, status or fetch")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

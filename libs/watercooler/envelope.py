@@ -1,0 +1,139 @@
+"""The EventEnvelope every published event travels in, and its conversions.
+
+A stored domain event becomes an envelope whose payload is the message of the
+same name in ``protos/watercooler/<service>/v1/events.proto``; the domain
+event's attributes map onto the message's fields by name, so a mismatch
+between the two fails loudly in the relay's tests instead of dropping data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import importlib
+import importlib.util
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import any_pb2, json_format, message_factory
+from google.protobuf.descriptor_pool import Default as default_pool
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from .config import SERVICES
+from .events.v1.envelope_pb2 import Actor, EventEnvelope
+
+# Attributes every eventsourcing event has; they go to the envelope, not the payload.
+_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _register_event_protos() -> None:
+    """Import every service's generated events module so its messages are in the pool."""
+    for service in SERVICES:
+        name = f"watercooler.{service}.v1.events_pb2"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
+
+
+_register_event_protos()
+
+
+def payload_type(service: str, event_name: str) -> str:
+    return f"watercooler.{service}.v1.{event_name}"
+
+
+def message_class(full_name: str) -> type[Message]:
+    return message_factory.GetMessageClass(default_pool().FindMessageTypeByName(full_name))
+
+
+def to_envelope(service: str, domain_event: Any, sequence: int) -> EventEnvelope:
+    """Convert one stored eventsourcing domain event into its envelope."""
+    event_name = type(domain_event).__name__
+    aggregate_type = type(domain_event).__qualname__.split(".")[0]
+    fields = {k: _jsonable(v) for k, v in domain_event.__dict__.items() if k not in _BASE_FIELDS}
+    payload_msg = message_class(payload_type(service, event_name))()
+    json_format.ParseDict(fields, payload_msg)  # raises on an attribute the proto lacks
+    meta = domain_event.meta
+    actor = meta.get("actor", {})
+    occurred = Timestamp()
+    occurred.FromDatetime(domain_event.timestamp.astimezone(dt.timezone.utc).replace(tzinfo=None))
+    payload = any_pb2.Any()
+    payload.Pack(payload_msg)
+    return EventEnvelope(
+        event_id=meta["event_id"],
+        event_type=payload_msg.DESCRIPTOR.full_name,
+        aggregate_type=aggregate_type,
+        aggregate_id=str(domain_event.originator_id),
+        aggregate_version=domain_event.originator_version,
+        occurred_at=occurred,
+        actor=Actor(subject=actor.get("subject", ""), kind=actor.get("kind", "")),
+        correlation_id=meta.get("correlation_id", ""),
+        causation_id=meta.get("causation_id", ""),
+        schema_version=int(getattr(type(domain_event), "class_version", 1)),
+        payload=payload,
+        source=service,
+        sequence=sequence,
+    )
+
+
+class BadEvent(Exception):
+    """A record that is not a readable envelope: it goes to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded envelope with its payload unpacked; what projections receive."""
+
+    envelope: EventEnvelope
+    payload: Message
+
+    @property
+    def type_name(self) -> str:
+        """The payload's short name, e.g. ``ProfileCreated``."""
+        return self.envelope.event_type.rsplit(".", 1)[-1]
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.envelope.aggregate_id
+
+    @property
+    def version(self) -> int:
+        return self.envelope.aggregate_version
+
+    @property
+    def occurred_at(self) -> dt.datetime:
+        return self.envelope.occurred_at.ToDatetime(tzinfo=dt.timezone.utc)
+
+
+def decode(value: bytes) -> Event:
+    envelope = EventEnvelope()
+    try:
+        envelope.ParseFromString(value)
+    except DecodeError as exc:
+        raise BadEvent(f"not an EventEnvelope: {exc}") from None
+    if not envelope.event_id or not envelope.aggregate_id or envelope.aggregate_version < 1:
+        raise BadEvent("envelope lacks event_id, aggregate_id or aggregate_version")
+    try:
+        payload = message_class(envelope.event_type)()
+    except KeyError:
+        raise BadEvent(f"unknown event type {envelope.event_type!r}") from None
+    if not envelope.payload.Unpack(payload):
+        raise BadEvent(f"payload is not a {envelope.event_type}")
+    return Event(envelope=envelope, payload=payload)

@@ -1,0 +1,284 @@
+"""Event-sourced applications on the ``eventsourcing`` library.
+
+Why that library rather than our own store: it already gives us
+- aggregates whose decorated methods *are* the events they record;
+- optimistic concurrency per aggregate (a unique (id, version) per event: a
+  concurrent writer's save fails instead of overwriting);
+- SQLite and PostgreSQL recorders chosen by configuration alone;
+- a notification log: a gap-free sequence number for every stored event,
+  written in the same transaction as the events.  That log is our
+  transactional outbox: the relay reads it and publishes to Kafka, and keeps
+  its position with the library's tracking recorder.
+- upcasting of old event versions (``class_version`` / ``upcast_vN_vM``).
+
+What we add here: the command metadata every event carries (event id, actor,
+correlation and causation), idempotent commands by request id, and the
+mapping of the library's errors onto domain errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+
+from . import metrics
+from .auth import Principal
+from .config import Settings
+from .errors import Aborted, DomainError, InvalidArgument, NotFound
+
+NAMESPACE = uuid.UUID("6f1d8a7e-2b61-4c39-9a43-7d0f3c2b8e11")
+
+
+def uuid7() -> str:
+    """A time-ordered UUID (RFC 9562 v7): 48 bits of Unix milliseconds, then randomness.
+    Python 3.11's uuid module has no uuid7 yet."""
+    ms = time.time_ns() // 1_000_000
+    value = (ms & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return str(uuid.UUID(int=value))
+
+
+def stable_id(*parts: str) -> uuid.UUID:
+    """A deterministic aggregate id from natural keys, so a second create of the
+    same thing collides on (id, version 1) and is refused by the store itself."""
+    return uuid.uuid5(NAMESPACE, "\x1f".join(parts))
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who asked for a change, and how it relates to other changes."""
+
+    principal: Principal
+    request_id: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+
+    def event_meta(self) -> dict[str, Any]:
+        return {
+            "actor": {"subject": self.principal.subject, "kind": self.principal.kind},
+            "correlation_id": self.correlation_id or self.request_id,
+            "causation_id": self.causation_id or self.request_id,
+        }
+
+
+_command_meta: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("command_meta", default=None)
+
+
+@contextlib.contextmanager
+def command_meta(ctx: CommandContext) -> Iterator[None]:
+    token = _command_meta.set(ctx.event_meta())
+    try:
+        yield
+    finally:
+        _command_meta.reset(token)
+
+
+def _meta_for_new_event() -> dict[str, Any]:
+    meta = dict(_command_meta.get() or {"actor": {"subject": "system", "kind": "service"}})
+    meta["event_id"] = uuid7()
+    return meta
+
+
+class EventSourcedAggregate(Aggregate):
+    """Base of every published aggregate: each event carries ``meta`` (event id,
+    actor, correlation, causation), filled in from the command being run."""
+
+    class Event(Aggregate.Event):
+        meta: dict
+
+    class Created(Event, Aggregate.Created):
+        pass
+
+    @classmethod
+    def _create(cls, event_class, *, id=None, **kwargs):  # noqa: A002 - library signature
+        kwargs.setdefault("meta", _meta_for_new_event())
+        return super()._create(event_class, id=id, **kwargs)
+
+    def trigger_event(self, event_class, **kwargs):
+        kwargs.setdefault("meta", _meta_for_new_event())
+        return super().trigger_event(event_class, **kwargs)
+
+
+class CommandRecord(Aggregate):
+    """Remembers a command run with a request id, and what it produced (AIP-155).
+
+    Saved in the same transaction as the command's events, so either both exist
+    or neither.  Not published: it is bookkeeping, not a domain fact."""
+
+    @staticmethod
+    def create_id(command: str, subject: str, request_id: str) -> uuid.UUID:
+        return stable_id("request", command, subject, request_id)
+
+    @event("Recorded")
+    def __init__(self, command: str, subject: str, request_id: str, fingerprint: str, aggregate_id: str, aggregate_version: int):
+        self.command = command
+        self.fingerprint = fingerprint
+        self.aggregate_id = aggregate_id
+        self.aggregate_version = aggregate_version
+
+
+TAggregate = TypeVar("TAggregate", bound=Aggregate)
+
+
+def store_env(settings: Settings, service: str) -> dict[str, str]:
+    """The eventsourcing persistence settings for a service's own store."""
+    if settings.store == "postgres":
+        schema = f"{settings.namespace}_{service}" if settings.namespace else service
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": settings.postgres_db,
+            "POSTGRES_HOST": settings.postgres_host,
+            "POSTGRES_PORT": str(settings.postgres_port),
+            "POSTGRES_USER": settings.postgres_user,
+            "POSTGRES_PASSWORD": settings.postgres_password,
+            "POSTGRES_SCHEMA": schema.replace("-", "_").replace(".", "_").lower(),
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+            "CREATE_TABLE": "y",
+        }
+    if settings.store != "sqlite":
+        raise ValueError(f"WC_STORE must be sqlite or postgres, not {settings.store!r}")
+    directory = settings.service_data_dir / (settings.namespace or "default")
+    directory.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(directory / f"{service}.sqlite"),
+        "SQLITE_LOCK_TIMEOUT": "10",
+    }
+
+
+def _ensure_postgres_schema(env: dict[str, str]) -> None:
+    """eventsourcing creates tables, not schemas."""
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        return
+    import psycopg
+
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DBNAME"],
+        autocommit=True,
+    ) as conn:
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{env["POSTGRES_SCHEMA"]}"')
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+class EventSourcedApplication(Application):
+    """A service's application: commands load aggregates, call their methods,
+    and save the resulting events; queries read aggregates.  Subclasses hold
+    the domain's commands and queries; they never talk gRPC."""
+
+    service_name: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        env = store_env(settings, self.service_name)
+        _ensure_postgres_schema(env)
+        # Let the process environment still override (e.g. POSTGRES_POOL_SIZE).
+        env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_")) and k not in env})
+        super().__init__(env=env)
+
+    # --- the one way a command changes state ------------------------------------------------
+    def run_command(
+        self,
+        ctx: CommandContext,
+        command: str,
+        request_fingerprint: str,
+        decide: Callable[[], Aggregate | Sequence[Aggregate]],
+    ) -> Aggregate:
+        """Run ``decide`` (which loads aggregates and calls their methods) and save
+        every resulting event atomically.  Returns the first aggregate.
+
+        - With a request id, a retry returns the aggregate as the first run left it
+          and records nothing new; the same id with a different request is refused.
+        - A concurrent change to the same aggregate makes the save fail: ABORTED.
+        """
+        if ctx.request_id:
+            earlier = self._replay_earlier(ctx, command, request_fingerprint)
+            if earlier is not None:
+                return earlier
+        try:
+            with command_meta(ctx):
+                result = decide()
+        except DomainError:
+            # A concurrent retry of this very request may have just completed.
+            if ctx.request_id:
+                earlier = self._replay_earlier(ctx, command, request_fingerprint)
+                if earlier is not None:
+                    return earlier
+            raise
+        aggregates = [result] if isinstance(result, Aggregate) else list(result)
+        primary = aggregates[0]
+        to_save: list[Aggregate] = list(aggregates)
+        if ctx.request_id:
+            to_save.append(
+                CommandRecord(
+                    command=command,
+                    subject=ctx.principal.subject,
+                    request_id=ctx.request_id,
+                    fingerprint=request_fingerprint,
+                    aggregate_id=str(primary.id),
+                    aggregate_version=primary.version,
+                )
+            )
+        pending = sum(len(a.pending_events) for a in aggregates)
+        try:
+            self.save(*to_save)
+        except IntegrityError:
+            if ctx.request_id:
+                earlier = self._replay_earlier(ctx, command, request_fingerprint)
+                if earlier is not None:
+                    return earlier
+            raise Aborted(
+                "the resource was changed concurrently; read it again and retry",
+                field="etag",
+            ) from None
+        metrics.EVENTS_STORED.labels(self.service_name).inc(pending)
+        return primary
+
+    def _command_record_id(self, ctx: CommandContext, command: str) -> uuid.UUID:
+        return CommandRecord.create_id(command, ctx.principal.subject, ctx.request_id)
+
+    def _replay_earlier(self, ctx: CommandContext, command: str, request_fingerprint: str) -> Aggregate | None:
+        try:
+            record: CommandRecord = self.repository.get(self._command_record_id(ctx, command))
+        except AggregateNotFoundError:
+            return None
+        if record.fingerprint != request_fingerprint:
+            raise InvalidArgument("request_id was already used for a different request", field="request_id")
+        return self.repository.get(uuid.UUID(record.aggregate_id), version=record.aggregate_version)
+
+    # --- queries -------------------------------------------------------------------------------
+    def load(self, aggregate_id: uuid.UUID, kind: type[TAggregate], what: str, field: str = "name") -> TAggregate:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} not found", field=field) from None
+        if not isinstance(aggregate, kind):
+            raise NotFound(f"{what} not found", field=field)
+        return aggregate
+
+    def exists(self, aggregate_id: uuid.UUID) -> bool:
+        return aggregate_id in self.repository

@@ -1,0 +1,163 @@
+"""gRPC bootstrap shared by every service.
+
+One interceptor does, for every RPC of a service: authentication (bearer JWT
+-> principal), the deadline, metrics, a structured log line, and the mapping of
+domain errors to gRPC statuses with AIP-193 details naming the field.  An
+unexpected exception becomes INTERNAL with a reference id, never UNKNOWN.
+Health checking and reflection are registered; SIGTERM drains gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from . import metrics
+from .auth import Principal, TokenVerifier, set_current_principal
+from .config import Settings
+from .errors import DomainError, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+# RPCs that must answer without a token: probes and tooling.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def _status_for(error: DomainError) -> status_pb2.Status:
+    details = []
+    if isinstance(error, InvalidArgument) or error.field:
+        bad = error_details_pb2.BadRequest()
+        bad.field_violations.add(field=error.field, description=error.message)
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    if error.details:
+        info = error_details_pb2.ErrorInfo(reason=type(error).__name__.upper(), domain="watercooler", metadata={k: str(v) for k, v in error.details.items()})
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        details.append(packed)
+    return status_pb2.Status(code=error.code.value[0], message=str(error), details=details)
+
+
+class PlatformInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str, verifier: TokenVerifier):
+        self.service = service
+        self.verifier = verifier
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES) or not handler.unary_unary:
+            return handler
+        behaviour = handler.unary_unary
+        short_method = method.rsplit("/", 1)[-1]
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            principal: Principal | None = None
+            try:
+                metadata = dict(context.invocation_metadata() or ())
+                principal = self.verifier.verify(metadata.get("authorization"))
+                set_current_principal(principal)
+                remaining = context.time_remaining()
+                if remaining is not None:
+                    if remaining <= 0:
+                        code = grpc.StatusCode.DEADLINE_EXCEEDED
+                        await context.abort(code, "deadline exceeded before the request was handled")
+                    return await asyncio.wait_for(behaviour(request, context), timeout=remaining)
+                return await behaviour(request, context)
+            except DomainError as error:
+                code = error.code
+                await context.abort_with_status(rpc_status.to_status(_status_for(error)))
+            except asyncio.TimeoutError:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                await context.abort(code, "deadline exceeded")
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:
+                if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                reference = uuid.uuid4().hex[:12]
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unhandled error", extra={"method": short_method, "reference": reference})
+                await context.abort(code, f"internal error (reference {reference})")
+            finally:
+                elapsed = time.perf_counter() - started
+                metrics.GRPC_REQUESTS.labels(self.service, short_method, code.name).inc()
+                metrics.GRPC_LATENCY.labels(self.service, short_method).observe(elapsed)
+                if code != grpc.StatusCode.OK or log.isEnabledFor(logging.DEBUG):
+                    log.info(
+                        "rpc",
+                        extra={
+                            "method": short_method,
+                            "code": code.name,
+                            "ms": round(elapsed * 1000, 2),
+                            "principal": principal.subject if principal else "",
+                        },
+                    )
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+async def serve(
+    service: str,
+    settings: Settings,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run a service's gRPC server until SIGTERM/SIGINT.
+
+    ``register`` adds the servicers and returns their full service names (for
+    health and reflection)."""
+    server = grpc.aio.server(
+        interceptors=[PlatformInterceptor(service, TokenVerifier(settings))],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    address = f"0.0.0.0:{settings.grpc_port(service)}"
+    server.add_insecure_port(address)
+    await server.start()
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    metrics.serve(settings.metrics_port(service))
+    log.info("serving", extra={"service": service, "address": address, "metrics_port": settings.metrics_port(service)})
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("draining", extra={"service": service})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=10)
+    if on_stop is not None:
+        await on_stop()
+    log.info("stopped", extra={"service": service})

@@ -1,0 +1,58 @@
+"""Kafka topics and producers (kafka-python), shared by relays, tools and tests."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from .config import EVENT_SOURCED_SERVICES, Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(settings: Settings, services: tuple[str, ...] = EVENT_SOURCED_SERVICES) -> list[str]:
+    """Create the event topics (and the dead-letter topic) if missing.
+
+    Event topics keep everything forever: they are the log every projection
+    is rebuilt from."""
+    names = [settings.topic(s) for s in services] + [settings.dead_letter_topic]
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watercooler-topics")
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1", "min.insync.replicas": str(min(2, settings.topic_replication))},
+            )
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+            log.info("created topics", extra={"topics": ",".join(t.name for t in missing)})
+    finally:
+        admin.close()
+    return names
+
+
+def reliable_producer(settings: Settings, client_id: str) -> KafkaProducer:
+    """Idempotent producer: acks from all in-sync replicas, retries without duplicates or reordering."""
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        max_in_flight_requests_per_connection=5,
+        retries=2**31 - 1,
+        linger_ms=5,
+        batch_size=256 * 1024,
+        compression_type="gzip",
+    )

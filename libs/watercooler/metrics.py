@@ -1,0 +1,24 @@
+"""Prometheus metrics shared by every process; each process serves /metrics on its own port."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+GRPC_REQUESTS = Counter("wc_grpc_requests_total", "gRPC requests handled", ["service", "method", "code"])
+GRPC_LATENCY = Histogram(
+    "wc_grpc_request_seconds",
+    "gRPC request latency",
+    ["service", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_STORED = Counter("wc_events_stored_total", "Events stored in a service's event store", ["service"])
+EVENTS_PUBLISHED = Counter("wc_events_published_total", "Events published to Kafka by the relay", ["service"])
+RELAY_LAG = Gauge("wc_relay_lag_events", "Stored events not yet published", ["service"])
+PROCESSED = Counter("wc_processor_events_total", "Events handled by a processor", ["processor", "outcome"])
+CONSUMER_LAG = Gauge("wc_consumer_lag", "Records behind the end of the partition", ["processor", "topic", "partition"])
+
+
+def serve(port: int) -> None:
+    """Expose /metrics; port 0 disables it (tests run many processes)."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")

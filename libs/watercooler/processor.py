@@ -1,0 +1,138 @@
+"""Stream processors on faust-streaming: an agent per projection, events in batches.
+
+Delivery is at least once: faust commits a record's offset only after the
+agent has finished with the batch it is in (``take_events`` acks after the
+batch body).  Projections are idempotent by aggregate version, so a record
+seen twice changes nothing.  A record a projection cannot handle goes to the
+dead-letter topic with the reason, and the stream goes on.  When
+Elasticsearch is down the agent retries the same batch with back-off; faust
+stops fetching once its buffers are full, so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+import faust
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from . import metrics
+from .config import Settings
+from .events.v1.envelope_pb2 import DeadLetter
+from .kafka import ensure_topics
+from .projection import DocumentProjection, es_client
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+BATCH_WITHIN_SECONDS = 0.1
+
+
+def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]], settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.consumer_group(name),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_every=BATCH_SIZE,
+        broker_commit_interval=0.5,
+    )
+    es = es_client(settings)
+    dead_letters = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+
+    async def send_dead_letter(processor: str, record: faust.types.EventT, reason: str) -> None:
+        failed_at = Timestamp()
+        failed_at.FromDatetime(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        letter = DeadLetter(
+            processor=processor,
+            source_topic=record.message.topic,
+            source_partition=record.message.partition,
+            source_offset=record.message.offset,
+            reason=reason,
+            failed_at=failed_at,
+            original_value=record.message.value or b"",
+            original_key=record.message.key or b"",
+        )
+        await dead_letters.send(key=record.message.key, value=letter.SerializeToString())
+        metrics.PROCESSED.labels(processor, "dead_lettered").inc()
+        log.warning("dead-lettered a record", extra={"processor": processor, "topic": record.message.topic, "offset": record.message.offset, "reason": reason})
+
+    for projection_class in projection_classes:
+        projection = projection_class(settings)
+        source = app.topic(*[settings.topic(s) for s in projection.sources], key_serializer="raw", value_serializer="raw")
+
+        async def run_projection(stream, projection=projection):
+            async for records in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_SECONDS):
+                result = await _apply_with_retry(projection, es, records)
+                for record, reason in result.failed:
+                    await send_dead_letter(projection.name, record, reason)
+                metrics.PROCESSED.labels(projection.name, "written").inc(result.written)
+                metrics.PROCESSED.labels(projection.name, "duplicate").inc(result.skipped_duplicates)
+                _record_lag(app, projection.name, records)
+
+        app.agent(source, name=f"{name}.{projection.name}")(run_projection)
+
+    @app.on_before_shutdown.connect
+    async def close_es(app_: faust.App, **_: object) -> None:
+        await es.close()
+
+    app.projections = [cls(settings) for cls in projection_classes]  # for the entry point
+    app.es = es
+    return app
+
+
+async def _apply_with_retry(projection: DocumentProjection, es, records):
+    delay = 0.5
+    while True:
+        try:
+            return await projection.apply_batch(es, records, lambda r: r.message.value)
+        except Exception:  # Elasticsearch unreachable or rejecting: hold the batch, back off
+            log.exception("projection batch failed; retrying", extra={"projection": projection.name})
+            await asyncio.sleep(delay)
+            delay = min(10.0, delay * 2)
+
+
+def _record_lag(app: faust.App, processor: str, records: Sequence[faust.types.EventT]) -> None:
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        last[(record.message.topic, record.message.partition)] = record.message.offset
+    for (topic, partition), offset in last.items():
+        try:
+            highwater = app.consumer.highwater(faust.types.TP(topic, partition))
+        except Exception:  # not assigned any more after a rebalance
+            continue
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(processor, topic, str(partition)).set(max(0, highwater - offset - 1))
+
+
+def run(app: faust.App, settings: Settings, metrics_port: int = 0) -> None:
+    """Prepare topics and indices, then run the faust worker until SIGTERM/SIGINT."""
+    from faust.worker import Worker
+
+    services = tuple(sorted({s for p in app.projections for s in p.sources}))
+    ensure_topics(settings, services)
+
+    async def prepare() -> None:
+        es = es_client(settings)
+        try:
+            for projection in app.projections:
+                await projection.ensure_index(es)
+        finally:
+            await es.close()
+
+    # Not asyncio.run(): it leaves no current loop behind, and faust's worker wants one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(prepare())
+    metrics.serve(metrics_port)
+    worker = Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, override_logging=False, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,249 @@
+"""Elasticsearch documents kept from events, idempotently, and rebuilt from the log.
+
+A ``DocumentProjection`` turns events into one document per aggregate.  The
+document's Elasticsearch version *is* the aggregate version (external
+versioning), so:
+- a duplicated or replayed older event is skipped (its version is not newer);
+- two writers racing can never put an older state over a newer one (ES refuses).
+Deletions are soft (``deleted: true``) so that a late replay of an old event
+cannot resurrect a deleted document after ES forgets its delete tombstone.
+
+Each projection is read and written through an alias; the index behind it is
+versioned.  ``rebuild`` replays the source topics from the start into a fresh
+index, switches the alias in one atomic action, then catches up on what arrived
+meanwhile, so searches keep answering from a complete index throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
+
+from .config import Settings
+from .envelope import BadEvent, Event, decode
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+
+def es_client(settings: Settings) -> AsyncElasticsearch:
+    return AsyncElasticsearch(settings.es_url, request_timeout=30, retry_on_timeout=True, max_retries=5)
+
+
+class SkipEvent(Exception):
+    """Raised by ``apply`` for an event the projection deliberately ignores."""
+
+
+@dataclass
+class BatchResult:
+    written: int = 0
+    skipped_duplicates: int = 0
+    failed: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
+
+
+class DocumentProjection:
+    """Subclasses set ``name``, ``sources`` (service names), ``mappings`` and implement ``apply``."""
+
+    name: ClassVar[str]
+    sources: ClassVar[tuple[str, ...]]
+    mappings: ClassVar[dict[str, Any]]
+    # Bump when mappings or apply() change incompatibly: `watercooler reindex` then rebuilds.
+    schema_version: ClassVar[int] = 1
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.alias = settings.index_alias(self.name)
+
+    # --- domain-free projection logic, per subclass -------------------------------------------
+    def doc_id(self, event: Event) -> str:
+        return event.aggregate_id
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        """Return the document after ``event``; ``doc`` is None before the first event."""
+        raise NotImplementedError
+
+    # --- index lifecycle ------------------------------------------------------------------------
+    def index_body(self) -> dict[str, Any]:
+        mappings = dict(self.mappings)
+        mappings.setdefault("dynamic", "strict")
+        props = dict(mappings.get("properties", {}))
+        props.setdefault("deleted", {"type": "boolean"})
+        props.setdefault("updated_at", {"type": "date"})
+        mappings["properties"] = props
+        mappings["_meta"] = {"projection": self.name, "schema_version": self.schema_version}
+        return {
+            "settings": {
+                "number_of_shards": int(_env_default("WC_ES_SHARDS", "1")),
+                "number_of_replicas": int(_env_default("WC_ES_REPLICAS", "0")),
+                "refresh_interval": _env_default("WC_ES_REFRESH", "1s"),
+            },
+            "mappings": mappings,
+        }
+
+    def new_index_name(self) -> str:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        return f"{self.alias}-v{self.schema_version}-{stamp}"
+
+    async def ensure_index(self, es: AsyncElasticsearch) -> str:
+        """Create the first index behind the alias if there is none; return the index name."""
+        current = await self.current_index(es)
+        if current:
+            return current
+        # A fixed first name: when the search service and a processor start together,
+        # one creates it and the other is told it exists.
+        index = f"{self.alias}-v{self.schema_version}-initial"
+        try:
+            await es.indices.create(index=index, **self.index_body(), aliases={self.alias: {"is_write_index": True}})
+            log.info("created projection index", extra={"projection": self.name, "index": index})
+        except BadRequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+        return await self.current_index(es) or index
+
+    async def current_index(self, es: AsyncElasticsearch) -> str | None:
+        try:
+            found = await es.indices.get_alias(name=self.alias)
+        except NotFoundError:
+            return None
+        return next(iter(found.body)) if found.body else None
+
+    # --- applying batches ---------------------------------------------------------------------
+    async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
+        """Apply a batch of Kafka records to the index (the alias unless ``index`` is given).
+
+        Reads the current documents once (mget), applies events in order in memory,
+        writes each changed document once with its aggregate version (bulk)."""
+        target = index or self.alias
+        result = BatchResult()
+        decoded: list[tuple[Any, Event]] = []
+        for record in records:
+            try:
+                decoded.append((record, decode(value_of(record))))
+            except BadEvent as exc:
+                result.failed.append((record, str(exc)))
+        if not decoded:
+            return result
+        ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))
+        state: dict[str, tuple[Doc | None, int]] = {doc_id: (None, 0) for doc_id in ids}
+        found = await es.mget(index=target, ids=ids, realtime=True)
+        for item in found["docs"]:
+            if item.get("found"):
+                state[item["_id"]] = (item["_source"], item["_version"])
+        dirty: set[str] = set()
+        for record, event in decoded:
+            doc_id = self.doc_id(event)
+            doc, version = state[doc_id]
+            if event.version <= version:
+                result.skipped_duplicates += 1
+                continue
+            try:
+                new_doc = self.apply(None if doc is None else dict(doc), event)
+            except SkipEvent:
+                state[doc_id] = (doc, event.version)
+                if doc is not None:
+                    dirty.add(doc_id)  # record the version so a replay skips it too
+                continue
+            except Exception as exc:  # a poison event: dead-letter it, keep going
+                log.warning("projection failed on event", extra={"projection": self.name, "event_id": event.envelope.event_id, "error": repr(exc)})
+                result.failed.append((record, f"{type(exc).__name__}: {exc}"))
+                continue
+            new_doc.setdefault("deleted", False)
+            new_doc["updated_at"] = event.occurred_at.isoformat()
+            state[doc_id] = (new_doc, event.version)
+            dirty.add(doc_id)
+        if dirty:
+            operations: list[dict[str, Any]] = []
+            for doc_id in dirty:
+                doc, version = state[doc_id]
+                operations.append({"index": {"_index": target, "_id": doc_id, "version": version, "version_type": "external"}})
+                operations.append(doc)
+            response = await es.bulk(operations=operations)
+            if response["errors"]:
+                for item in response["items"]:
+                    outcome = item["index"]
+                    if outcome.get("status") == 409:
+                        result.skipped_duplicates += 1  # someone already wrote a newer version
+                    elif outcome.get("error"):
+                        raise RuntimeError(f"bulk write to {target} failed: {outcome['error']}")
+                    else:
+                        result.written += 1
+            else:
+                result.written += len(dirty)
+        return result
+
+    # --- rebuild ----------------------------------------------------------------------------------
+    async def rebuild(self, es: AsyncElasticsearch, progress: Callable[[int, int], None] | None = None, batch_size: int = 2000) -> dict[str, Any]:
+        """Replay every source topic into a new index, switch the alias atomically, catch up."""
+        topics = [self.settings.topic(s) for s in self.sources]
+        new_index = self.new_index_name()
+        await es.indices.create(index=new_index, **self.index_body())
+        # No group: the consumer is given every partition of the topics, and commits nothing.
+        consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        replayed = 0
+        old_index = None
+        try:
+            for _ in range(100):
+                partitions = sorted(consumer.assignment())
+                if partitions:
+                    break
+                await asyncio.sleep(0.1)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            total = sum(end.values())
+            replayed += await self._replay_until(es, consumer, new_index, end, batch_size, progress, total)
+            # Switch: searches move from the old index to the complete (and refreshed:
+            # searchable) new one in one step.
+            await es.indices.refresh(index=new_index)
+            old_index = await self.current_index(es)
+            actions: list[dict[str, Any]] = [{"add": {"index": new_index, "alias": self.alias, "is_write_index": True}}]
+            if old_index:
+                actions.insert(0, {"remove": {"index": old_index, "alias": self.alias}})
+            await es.indices.update_aliases(actions=actions)
+            # Events the live processor wrote to the old index between the end offsets and the
+            # switch: apply them again to the new one (idempotent by version).
+            end_after = await consumer.end_offsets(partitions)
+            replayed += await self._replay_until(es, consumer, new_index, end_after, batch_size, None, 0)
+        finally:
+            await consumer.stop()
+        if old_index:
+            await es.indices.delete(index=old_index, ignore_unavailable=True)
+        await es.indices.refresh(index=new_index)
+        return {"projection": self.name, "index": new_index, "previous_index": old_index, "events_replayed": replayed}
+
+    async def _replay_until(self, es, consumer, index, end, batch_size, progress, total) -> int:
+        done = 0
+        remaining = {tp: off for tp, off in end.items() if await consumer.position(tp) < off}
+        while remaining:
+            batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000, max_records=batch_size)
+            records = [r for tp, rs in batches.items() for r in rs if r.offset < end[tp]]
+            if records:
+                await self.apply_batch(es, records, lambda r: r.value, index=index)
+                done += len(records)
+                if progress:
+                    progress(done, total)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+        return done
+
+
+def _env_default(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def by_name(projections: Iterable[type[DocumentProjection]], name: str) -> type[DocumentProjection]:
+    for projection in projections:
+        if projection.name == name:
+            return projection
+    raise KeyError(name)
+

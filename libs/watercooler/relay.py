@@ -1,0 +1,206 @@
+"""The relay: publishes a service's stored events to Kafka, in store order, exactly once.
+
+It reads the store's notification log (written in the same transaction as the
+events, see eventstore.py) and sends each event to ``<service>.events.v1``,
+keyed by aggregate id, inside a Kafka transaction per batch.  Every envelope
+carries its store position (``sequence``), so the relay's position *is* the
+highest sequence committed to the topic: on start it reads that back
+(read_committed) instead of keeping a second bookkeeping copy that could
+disagree.  The fixed ``transactional_id`` fences a previous relay instance and
+aborts whatever batch it left half-sent, so a crash at any point neither loses
+nor duplicates a committed event.  Nothing acknowledged to a client is lost:
+it is in the store before the client hears back, and the relay resumes from
+the topic.
+
+Run exactly one relay per service (a Deployment with one replica and the
+``Recreate`` strategy); a second one would be fenced by the transactional id
+and keep failing rather than double publish.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from . import metrics
+from .config import Settings
+from .envelope import BadEvent, decode, to_envelope
+from .eventstore import EventSourcedAggregate, EventSourcedApplication
+from .kafka import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def committed_position(settings: Settings, topic: str) -> int:
+    """The highest store sequence committed to ``topic`` (0 if none)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        client_id="relay-position",
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return 0
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        begins = consumer.beginning_offsets(partitions)
+        best = 0
+        for tp in partitions:
+            best = max(best, _last_sequence(consumer, tp, begins[tp], ends[tp]))
+        return best
+    finally:
+        consumer.close()
+
+
+def _last_sequence(consumer: KafkaConsumer, tp: TopicPartition, begin: int, end: int) -> int:
+    """Read back from the end of one partition until a committed record shows up."""
+    window = 64
+    while end > begin:
+        start = max(begin, end - window)
+        consumer.seek(tp, start)
+        best = 0
+        deadline = time.monotonic() + 60
+        while consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {tp} back to offset {end}")
+            records = consumer.poll(timeout_ms=1000, max_records=window).get(tp, [])
+            for record in records:
+                if record.offset < end:
+                    try:
+                        best = max(best, decode(record.value).envelope.sequence)
+                    except BadEvent:
+                        continue
+            if not records and consumer.position(tp) < end:
+                continue
+        if best:
+            return best
+        if start == begin:
+            return 0
+        end, window = start, window * 4  # only control markers or aborted records here: look further back
+    return 0
+
+
+class Relay:
+    def __init__(self, app: EventSourcedApplication, settings: Settings, batch_size: int = 500):
+        self.app = app
+        self.settings = settings
+        self.service = app.service_name
+        self.topic = settings.topic(self.service)
+        self.batch_size = batch_size
+        self.stopping = threading.Event()
+        self.producer: KafkaProducer | None = None
+        self.position = 0
+
+    def connect(self) -> None:
+        """(Re)start the transactional producer and read the committed position."""
+        self._reset_producer()
+        producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id=f"relay-{self.service}",
+            transactional_id=f"{self.settings.consumer_group('relay')}.{self.service}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            batch_size=256 * 1024,
+            compression_type="gzip",
+        )
+        producer.init_transactions()  # fences an older instance, aborts its open batch
+        self.producer = producer
+        self.position = committed_position(self.settings, self.topic)
+
+    def publish_once(self) -> int:
+        """Publish the next batch in one transaction; returns how many store entries it moved past."""
+        if self.producer is None:
+            self.connect()
+        assert self.producer is not None
+        notifications = self.app.recorder.select_notifications(start=self.position, limit=self.batch_size, inclusive_of_start=False)
+        if not notifications:
+            metrics.RELAY_LAG.labels(self.service).set(0)
+            return 0
+        envelopes = []
+        for notification in notifications:
+            domain_event = self.app.mapper.to_domain_event(notification)
+            if isinstance(domain_event, EventSourcedAggregate.Event):  # bookkeeping (request records) stays home
+                envelopes.append(to_envelope(self.service, domain_event, sequence=notification.id))
+        last = notifications[-1].id
+        if envelopes and envelopes[-1].sequence != last:
+            # The position is read back from the topic, so the batch must end on a published event.
+            while envelopes and notifications[-1].id != envelopes[-1].sequence:
+                notifications = notifications[:-1]
+            last = notifications[-1].id
+        if not envelopes:
+            # Only bookkeeping in this stretch: nothing to publish, nothing to remember either,
+            # except in memory (a restart re-reads these few entries and skips them again).
+            self.position = last
+            return len(notifications)
+        self.producer.begin_transaction()
+        try:
+            for envelope in envelopes:
+                self.producer.send(
+                    self.topic,
+                    key=envelope.aggregate_id.encode(),
+                    value=envelope.SerializeToString(),
+                    headers=[("event_type", envelope.event_type.encode()), ("event_id", envelope.event_id.encode())],
+                )
+            self.producer.commit_transaction()
+        except Exception:
+            self._reset_producer()  # the next connect() aborts the open transaction by fencing
+            raise
+        self.position = last
+        metrics.EVENTS_PUBLISHED.labels(self.service).inc(len(envelopes))
+        metrics.RELAY_LAG.labels(self.service).set(max(0, (self.app.recorder.max_notification_id() or 0) - last))
+        return len(notifications)
+
+    def run(self, idle_sleep: float = 0.02, max_idle_sleep: float = 0.25) -> None:
+        ensure_topics(self.settings, (self.service,))
+        log.info("relay starting", extra={"service": self.service, "topic": self.topic})
+        sleep = idle_sleep
+        while not self.stopping.is_set():
+            try:
+                moved = self.publish_once()
+            except Exception:  # Kafka or store unavailable: reconnect, re-read the position, retry
+                log.exception("relay batch failed; retrying", extra={"service": self.service})
+                self._reset_producer()
+                self.stopping.wait(2.0)
+                continue
+            if moved:
+                sleep = idle_sleep
+            else:
+                self.stopping.wait(sleep)
+                sleep = min(max_idle_sleep, sleep * 1.5)
+        self._reset_producer()
+        log.info("relay stopped", extra={"service": self.service, "position": self.position})
+
+    def _reset_producer(self) -> None:
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=5)
+            except Exception:  # closing a broken producer may itself fail
+                log.warning("producer close failed", exc_info=True)
+            self.producer = None
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+
+def run_relays(apps: list[EventSourcedApplication], settings: Settings) -> None:
+    """Run one relay per application, each in its own thread, until SIGTERM/SIGINT."""
+    relays = [Relay(app, settings) for app in apps]
+    threads = [threading.Thread(target=r.run, name=f"relay-{r.service}", daemon=True) for r in relays]
+
+    def stop(*_: object) -> None:
+        for relay in relays:
+            relay.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.2)

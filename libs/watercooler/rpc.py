@@ -1,0 +1,113 @@
+"""Helpers for servicers: translate requests into command contexts and back.
+
+Servicers stay thin: they validate the shape of a message (names, masks,
+tokens), call the application, and convert the result; domain rules live in
+each service's domain model and application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from .auth import current_principal
+from .errors import DomainError, InvalidArgument
+from .eventstore import CommandContext, fingerprint
+
+T = TypeVar("T")
+
+# The event stores are synchronous (sqlite3 / psycopg); commands run here so the
+# event loop keeps serving other RPCs.
+_store_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="store")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_store_pool, lambda: fn(*args, **kwargs))
+
+
+def command_context(context: grpc.aio.ServicerContext, request_id: str = "") -> CommandContext:
+    if request_id:
+        validate_request_id(request_id)
+    metadata = dict(context.invocation_metadata() or ())
+    return CommandContext(
+        principal=current_principal(),
+        request_id=request_id,
+        correlation_id=metadata.get("x-correlation-id", "") or request_id or str(uuid.uuid4()),
+        causation_id=metadata.get("x-causation-id", ""),
+    )
+
+
+@contextlib.contextmanager
+def fields_under(prefix: str, request_level: tuple[str, ...] = ("request_id", "update_mask", "page_token", "page_size")) -> Iterator[None]:
+    """Domain errors name resource fields (``display_name``); a request nests the
+    resource (``profile.display_name``).  Rewrites the field path on the way out."""
+    try:
+        yield
+    except DomainError as error:
+        if error.field and error.field not in request_level and not error.field.startswith(f"{prefix}."):
+            error.field = f"{prefix}.{error.field}"
+        raise
+
+
+def validate_request_id(request_id: str) -> None:
+    """AIP-155 asks for a UUID; we accept any printable id up to 128 characters."""
+    if len(request_id) > 128 or not request_id.isprintable():
+        raise InvalidArgument("must be at most 128 printable characters (a UUID is recommended)", field="request_id")
+
+
+def request_fingerprint(request: Message, *ignored_fields: str) -> str:
+    """Hash of the request without its request id, to tell a retry from a reuse."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for name in ("request_id", *ignored_fields):
+        if copy.DESCRIPTOR.fields_by_name.get(name) is not None:
+            copy.ClearField(name)
+    return fingerprint(type(request).DESCRIPTOR.full_name, copy.SerializeToString(deterministic=True))
+
+
+def parse_name(name: str, collection: str, field: str = "name") -> str:
+    """``collection/{id}`` -> id (AIP-122)."""
+    prefix = f"{collection}/"
+    if not name:
+        raise InvalidArgument(f"required, as '{collection}/{{id}}'", field=field)
+    if not name.startswith(prefix) or "/" in name[len(prefix):] or len(name) == len(prefix):
+        raise InvalidArgument(f"must look like '{collection}/{{id}}', got {name!r}", field=field)
+    return name[len(prefix):]
+
+
+# --- page tokens (AIP-158): opaque to callers, bound to the query they came from ---------------
+def encode_page_token(position: Any, query_key: str) -> str:
+    raw = json.dumps({"p": position, "q": query_key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, query_key: str) -> Any:
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        position, key = data["p"], data["q"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("is not a token this service issued", field="page_token") from None
+    if key != query_key:
+        raise InvalidArgument("belongs to a different query; send the same filters as the first page", field="page_token")
+    return position
+
+
+def page_size(requested: int, default: int = 20, maximum: int = 100) -> int:
+    if requested < 0:
+        raise InvalidArgument("must not be negative", field="page_size")
+    if requested > maximum:
+        raise InvalidArgument(f"must be at most {maximum}", field="page_size")
+    return requested or default

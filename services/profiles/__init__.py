@@ -1,0 +1,1 @@
+"""Profiles: who every employee is, and whom they know."""

@@ -1,0 +1,62 @@
+"""The people index: one document per profile, from `profiles.events.v1`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection
+from watercooler.text import collation_key, fold
+
+PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
+
+
+class PeopleProjection(DocumentProjection):
+    name = "people"
+    sources = ("profiles",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "employee_id": {"type": "keyword"},
+            "display_name": {"type": "text"},
+            # Accent- and case-folded in Python (the ES distribution lacks asciifolding).
+            "name_folded": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "sort_name": {"type": "keyword", "index": False},
+            # Unicode collation key: sorting on it gives directory order in every script.
+            "sort_key": {"type": "keyword"},
+            "title": {"type": "text"},
+            "department": {"type": "keyword"},
+            "country": {"type": "keyword"},
+            "manager_id": {"type": "keyword"},
+            "expertise": {"type": "keyword"},
+            "languages": {"type": "keyword"},
+            "bio": {"type": "text"},
+            "photo_uri": {"type": "keyword", "index": False},
+            "state": {"type": "keyword"},
+            "alumni": {"type": "boolean"},
+            "created_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        if event.type_name == "ProfileCreated":
+            doc = {name: _value(getattr(p, name)) for name in PROFILE_FIELDS}
+            doc.update(employee_id=p.employee_id, state="ACTIVE", alumni=False, created_at=event.occurred_at.isoformat())
+        elif event.type_name == "ProfileUpdated":
+            if doc is None:
+                raise ValueError(f"ProfileUpdated for unknown profile {event.aggregate_id}")
+            for name in p.changed_fields:
+                doc[name] = _value(getattr(p, name))
+        elif event.type_name == "ProfileBecameAlumni":
+            if doc is None:
+                raise ValueError(f"ProfileBecameAlumni for unknown profile {event.aggregate_id}")
+            doc.update(state="ALUMNI", alumni=True)
+        else:
+            raise ValueError(f"people projection does not know {event.envelope.event_type}")
+        doc["name_folded"] = fold(doc["display_name"])
+        doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])
+        return doc
+
+
+def _value(value: Any) -> Any:
+    return list(value) if not isinstance(value, (str, int, float, bool)) else value

@@ -1,0 +1,181 @@
+"""Test fixtures: real Kafka, Elasticsearch (and PostgreSQL), and the real platform processes.
+
+- ``infra``: brings the local servers up on test ports (or uses external ones,
+  WC_INFRA=external) and, if it started them, stops them at the end.
+- ``platform``: every service, relay and processor as subprocesses, in a
+  namespace of their own (topics, indices, consumer groups and stores are
+  prefixed), reachable through ``PlatformHandle``.
+Nothing is mocked: tests talk gRPC to the services and read Kafka and
+Elasticsearch directly to check what landed there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Test servers listen on their own ports and keep their own data, so `make test`
+# never touches a platform started by `make run` on the same machine.
+_TEST_DEFAULTS = {
+    "WC_KAFKA_PORT": "29092",
+    "WC_KAFKA_CONTROLLER_PORT": "29093",
+    "WC_ES_PORT": "29200",
+    "WC_ES_TRANSPORT_PORT": "29300",
+    "WC_POSTGRES_PORT": "25432",
+    "WC_DATA_DIR": str(ROOT / ".test-data"),
+    "WC_LOG_FORMAT": "json",
+    "WC_ES_REFRESH": "200ms",
+}
+for _key, _value in _TEST_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+os.environ["WC_NAMESPACE"] = os.environ.get("WC_TEST_NAMESPACE") or f"t{secrets.token_hex(3)}"
+
+from watercooler import auth, config  # noqa: E402  (after the environment is set)
+from watercooler.client import bearer_metadata  # noqa: E402
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def eventually(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.25, message: str = "") -> T:
+    """Retry ``check`` until it returns a truthy value without raising AssertionError."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout:.0f}s: {message or check} ({last})")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def settings() -> config.Settings:
+    return config.load()
+
+
+@pytest.fixture(scope="session")
+def infra(settings: config.Settings) -> Iterator[config.Settings]:
+    from watercooler import infra as infra_module
+
+    # Stop at the end only what this run started: a developer's servers stay up.
+    already_up = settings.infra_mode != "local" or (_answers(settings.kafka_port) and _answers(settings.es_port))
+    infra_module.ensure_up(settings)
+    yield settings
+    _clean_namespace(settings)
+    if not already_up and not os.environ.get("WC_KEEP_INFRA"):
+        infra_module.ensure_down(settings)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def postgres(infra: config.Settings) -> config.Settings:
+    from watercooler import infra as infra_module
+
+    infra_module.ensure_up(infra, postgres=True)
+    return infra
+
+
+def _clean_namespace(settings: config.Settings) -> None:
+    """Drop this run's topics and indices so test data does not pile up."""
+    if not settings.namespace:
+        return
+    try:
+        from elasticsearch import Elasticsearch
+        from kafka import KafkaAdminClient
+
+        es = Elasticsearch(settings.es_url)
+        mine = list(es.indices.get(index=f"{settings.namespace}-*", allow_no_indices=True))
+        if mine:
+            es.indices.delete(index=",".join(mine), ignore_unavailable=True)
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        topics = [t for t in admin.list_topics() if t.startswith(f"{settings.namespace}.")]
+        if topics:
+            admin.delete_topics(topics)
+        admin.close()
+    except Exception as exc:  # cleanup must never fail the run
+        print(f"namespace cleanup failed: {exc}")
+
+
+class PlatformHandle:
+    """The running platform as a test sees it."""
+
+    def __init__(self, settings: config.Settings, platform: Any):
+        self.settings = settings
+        self.platform = platform
+        self._channels: dict[str, Any] = {}
+        from elasticsearch import Elasticsearch
+
+        self.es = Elasticsearch(settings.es_url, request_timeout=30)
+
+    def token(self, subject: str, kind: str = "employee", jams: tuple[str, ...] = (), ttl: int = 3600) -> str:
+        return auth.issue_token(self.settings, subject, kind, jams=jams, ttl_seconds=ttl)
+
+    def metadata(self, subject: str = "test-service", kind: str = "service", jams: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+        return bearer_metadata(self.token(subject, kind, jams))
+
+    def channel(self, service: str):
+        import grpc
+
+        if service not in self._channels:
+            self._channels[service] = grpc.insecure_channel(self.settings.grpc_address(service))
+        return self._channels[service]
+
+    def stub(self, stub_class: type[T], service: str) -> T:
+        return stub_class(self.channel(service))
+
+    def alias(self, projection: str) -> str:
+        return self.settings.index_alias(projection)
+
+    def topic(self, service: str) -> str:
+        return self.settings.topic(service)
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self.es.close()
+
+
+@pytest.fixture(scope="session")
+def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
+    from watercooler.runner import Platform
+
+    env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0"}
+    for service in config.SERVICES:
+        env[f"WC_{service.upper()}_PORT"] = str(free_port())
+        env[f"WC_{service.upper()}_METRICS_PORT"] = "0"
+    os.environ.update(env)  # so this process's Settings address the same ports
+    settings = config.load()
+    auth.ensure_dev_keys(settings)
+    running = Platform(settings, log_dir=ARTIFACTS / "logs" / settings.namespace)
+    running.start()
+    handle = PlatformHandle(settings, running)
+    try:
+        yield handle
+    finally:
+        handle.close()
+        running.stop()

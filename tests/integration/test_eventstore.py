@@ -1,0 +1,117 @@
+"""The event store on SQLite and on PostgreSQL: optimistic concurrency, idempotent
+commands, atomic rejection.  Same tests, both stores."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from services.profiles.application import ProfilesApplication
+from watercooler.auth import Principal
+from watercooler.errors import Aborted, AlreadyExists, InvalidArgument
+from watercooler.eventstore import CommandContext
+
+HR = Principal("hr-feed", "service")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_settings(request, tmp_path):
+    if request.param == "postgres":
+        base = request.getfixturevalue("postgres")
+    else:
+        base = request.getfixturevalue("settings")
+        base = dataclasses.replace(base, data_dir=tmp_path)
+    # A namespace per test: its own SQLite file or PostgreSQL schema.
+    return dataclasses.replace(base, store=request.param, namespace=f"s{secrets.token_hex(4)}")
+
+
+def ctx(request_id: str = "") -> CommandContext:
+    return CommandContext(HR, request_id=request_id)
+
+
+def stored_count(app: ProfilesApplication) -> int:
+    return app.recorder.max_notification_id() or 0
+
+
+def test_stale_version_is_aborted_and_first_write_wins(store_settings):
+    first, second = ProfilesApplication(store_settings), ProfilesApplication(store_settings)
+    first.create_profile(ctx(), "e1", {"display_name": "Ada"}, "fp")
+    stale = second.get_profile("e1")  # both now hold version 1
+    first.update_profile(ctx(), "e1", {"title": "Engineer"}, "", "fp1")
+
+    def change_stale():
+        stale.update({"title": "Manager"})
+        return stale
+
+    with pytest.raises(Aborted):
+        second.run_command(ctx(), "UpdateProfile", "fp2", change_stale)
+    assert first.get_profile("e1").title == "Engineer"
+    assert second.get_profile("e1").version == 2
+
+
+def test_stale_etag_is_aborted(store_settings):
+    app = ProfilesApplication(store_settings)
+    created = app.create_profile(ctx(), "e1", {"display_name": "Ada"}, "fp")
+    app.update_profile(ctx(), "e1", {"title": "Engineer"}, created.etag, "fp1")
+    with pytest.raises(Aborted) as err:
+        app.update_profile(ctx(), "e1", {"title": "Manager"}, created.etag, "fp2")
+    assert err.value.details["current_etag"] == '"2"'
+
+
+def test_retried_command_returns_first_result_and_records_nothing(store_settings):
+    app = ProfilesApplication(store_settings)
+    first = app.create_profile(ctx("req-1"), "e1", {"display_name": "Ada"}, "fp-a")
+    count = stored_count(app)
+    again = app.create_profile(ctx("req-1"), "e1", {"display_name": "Ada"}, "fp-a")
+    assert (again.id, again.version) == (first.id, first.version)
+    assert stored_count(app) == count
+    app.update_profile(ctx("req-2"), "e1", {"title": "Engineer"}, "", "fp-b")
+    # A retry of the create after later changes still answers with what the create produced.
+    assert app.create_profile(ctx("req-1"), "e1", {"display_name": "Ada"}, "fp-a").version == 1
+    with pytest.raises(InvalidArgument) as err:
+        app.create_profile(ctx("req-1"), "e1", {"display_name": "Grace"}, "fp-other")
+    assert err.value.field == "request_id"
+
+
+def test_concurrent_retries_of_one_request_store_it_once(store_settings):
+    apps = [ProfilesApplication(store_settings) for _ in range(4)]
+
+    def create(i: int):
+        return apps[i % 4].create_profile(ctx("same-request"), "e7", {"display_name": "Ada"}, "fp")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(create, range(16)))
+    assert {(r.id, r.version) for r in results} == {(results[0].id, 1)}
+    assert stored_count(apps[0]) == 2  # the ProfileCreated event and its request record
+
+
+def test_concurrent_creates_of_one_profile_one_wins(store_settings):
+    apps = [ProfilesApplication(store_settings) for _ in range(4)]
+
+    def create(i: int):
+        try:
+            apps[i % 4].create_profile(ctx(f"r{i}"), "e9", {"display_name": f"Person {i}"}, f"fp{i}")
+            return "created"
+        except AlreadyExists:
+            return "exists"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(create, range(12)))
+    assert outcomes.count("created") == 1
+    assert outcomes.count("exists") == 11
+
+
+def test_rejected_command_stores_nothing(store_settings):
+    app = ProfilesApplication(store_settings)
+    app.create_profile(ctx(), "e1", {"display_name": "Ada"}, "fp")
+    before = stored_count(app)
+    for bad in ({"display_name": ""}, {"country": "Germany"}, {"manager_id": "nobody"}, {"display_name": "x" * 201}):
+        with pytest.raises(InvalidArgument):
+            app.update_profile(ctx(), "e1", bad, "", "fp")
+    with pytest.raises(InvalidArgument):
+        app.update_profile(ctx(), "e1", {"manager_id": "e1"}, "", "fp")
+    assert stored_count(app) == before
+    assert app.get_profile("e1").version == 1
