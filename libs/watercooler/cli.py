@@ -43,13 +43,15 @@ def token(
 @app.command()
 def seed(size: Annotated[int, typer.Option(help="number of employees")] = 300, random_seed: Annotated[int, typer.Option("--seed")] = 42) -> None:
     """Seed a deterministic demo company through the public APIs (idempotent)."""
-    from .seed import seed_profiles
+    from .seed import SEEDERS
 
     settings = config.load()
     with _progress() as progress:
-        task = progress.add_task("profiles", total=size)
-        created = seed_profiles(settings, size, random_seed, progress=lambda n: progress.advance(task, n))
-    console.print(f"seeded {size} profiles ({created} written or confirmed)")
+        for name, seeder in SEEDERS:
+            task = progress.add_task(name, total=None)
+            written = seeder(settings, size, random_seed, progress=lambda n, task=task: progress.advance(task, n))
+            progress.update(task, total=progress.tasks[task].completed)
+            console.print(f"{name}: {written} items written")
 
 
 @app.command()

@@ -26,7 +26,7 @@ console = Console()
 def run_platform(demo_size: int) -> None:
     from . import infra
     from .kafka import ensure_topics
-    from .seed import seed_profiles
+    from .seed import SEEDERS
 
     settings = config.load()
     started_at = time.monotonic()
@@ -50,7 +50,8 @@ def run_platform(demo_size: int) -> None:
         platform.start()
         console.print(f"[green]platform up in {time.monotonic() - started_at:.1f}s; seeding the demo company ({demo_size} people)…")
         seeded_at = time.monotonic()
-        seed_profiles(settings, demo_size)
+        for name, seeder in SEEDERS:
+            seeder(settings, demo_size)
         console.print(f"[green]demo company seeded in {time.monotonic() - seeded_at:.1f}s; ready {time.monotonic() - started_at:.1f}s after start")
         _print_endpoints(settings)
         while not stop.is_set():

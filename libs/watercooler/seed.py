@@ -85,3 +85,9 @@ def seed_profiles(settings: Settings, size: int, seed: int = 42, progress: Calla
             if progress:
                 progress(1)
     return created
+
+
+# Every domain adds its seeder here: (name, function(settings, size, seed, progress) -> int).
+# `watercooler seed` and `make run` run them in this order; each must be idempotent
+# (request ids derived from the seed) and write only through the public gRPC APIs.
+SEEDERS: list[tuple[str, Callable[..., int]]] = [("profiles", seed_profiles)]

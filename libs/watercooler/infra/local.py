@@ -405,11 +405,16 @@ def _run_maven(settings: Settings, jdk: Jdk, args: list[str], what: str, progres
     with open(log_file, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, "JAVA_HOME": str(jdk.home)})
-        while proc.poll() is None:
-            if progress:
-                progress(f"{what}: {_dir_size_mb(repo):.0f} MB in the Maven cache, {time.monotonic() - start:.0f} s")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
+        try:
+            while proc.poll() is None:
+                if progress:
+                    progress(f"{what}: {_dir_size_mb(repo):.0f} MB in the Maven cache, {time.monotonic() - start:.0f} s")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=1.0)
+        finally:
+            if proc.poll() is None:  # interrupted: don't leave Maven writing into the staging dir
+                proc.terminate()
+                proc.wait()
     if proc.returncode != 0:
         raise InfraError(f"Maven failed ({what}); see {log_file}:\n{tail_file(log_file)}")
 
