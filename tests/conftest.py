@@ -168,6 +168,7 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"
+    env["WC_PROFILES_METRICS_PORT"] = str(free_port())  # one scraped by tests/integration/test_observability.py
     os.environ.update(env)  # so this process's Settings address the same ports
     settings = config.load()
     auth.ensure_dev_keys(settings)

@@ -57,10 +57,15 @@ def seed(size: Annotated[int, typer.Option(help="number of employees")] = 300, r
 @app.command()
 def relay(services: Annotated[list[str], typer.Argument(help="services whose stored events to publish")]) -> None:
     """Publish stored events to Kafka (one relay per service)."""
+    import os
+
+    from . import metrics
     from .relay import run_relays
 
     settings = config.load()
     logs.setup("relay", settings.log_level, settings.log_format)
+    # Off by default: locally one relay process runs per service on one machine.
+    metrics.serve(int(os.environ.get("WC_RELAY_METRICS_PORT", "0")))
     apps = [application_for(s)(settings) for s in services]
     run_relays(apps, settings)
 
@@ -151,11 +156,9 @@ def dlq(limit: Annotated[int, typer.Option(help="how many records to show")] = 2
     table = Table(title=f"dead letters in {settings.dead_letter_topic}")
     for column in ("processor", "source", "reason", "failed at"):
         table.add_column(column)
-    shown = 0
-    for record in consumer:
+    for shown, record in enumerate(consumer, start=1):
         letter = DeadLetter.FromString(record.value)
         table.add_row(letter.processor, f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}", letter.reason, letter.failed_at.ToJsonString())
-        shown += 1
         if shown >= limit:
             break
     consumer.close()

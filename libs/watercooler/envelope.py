@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import any_pb2, json_format, message_factory
@@ -30,7 +31,7 @@ _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "ori
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -50,6 +51,10 @@ def _register_event_protos() -> None:
         name = f"watercooler.{service}.v1.events_pb2"
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
+        # A service may split its events over several `*events*.proto` files (DEVELOPING.md).
+        package = Path(__file__).resolve().parent / service / "v1"
+        for module in sorted(package.glob("*events*_pb2.py")):
+            importlib.import_module(f"watercooler.{service}.v1.{module.stem}")
 
 
 _register_event_protos()
@@ -73,7 +78,7 @@ def to_envelope(service: str, domain_event: Any, sequence: int) -> EventEnvelope
     meta = domain_event.meta
     actor = meta.get("actor", {})
     occurred = Timestamp()
-    occurred.FromDatetime(domain_event.timestamp.astimezone(dt.timezone.utc).replace(tzinfo=None))
+    occurred.FromDatetime(domain_event.timestamp.astimezone(dt.UTC).replace(tzinfo=None))
     payload = any_pb2.Any()
     payload.Pack(payload_msg)
     return EventEnvelope(
@@ -119,7 +124,7 @@ class Event:
 
     @property
     def occurred_at(self) -> dt.datetime:
-        return self.envelope.occurred_at.ToDatetime(tzinfo=dt.timezone.utc)
+        return self.envelope.occurred_at.ToDatetime(tzinfo=dt.UTC)
 
 
 def decode(value: bytes) -> Event:

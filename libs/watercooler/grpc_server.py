@@ -84,7 +84,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             except DomainError as error:
                 code = error.code
                 await context.abort_with_status(rpc_status.to_status(_status_for(error)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 code = grpc.StatusCode.DEADLINE_EXCEEDED
                 await context.abort(code, "deadline exceeded")
             except asyncio.CancelledError:

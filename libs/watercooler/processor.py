@@ -51,7 +51,7 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
 
     async def send_dead_letter(processor: str, record: faust.types.EventT, reason: str) -> None:
         failed_at = Timestamp()
-        failed_at.FromDatetime(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        failed_at.FromDatetime(dt.datetime.now(dt.UTC).replace(tzinfo=None))
         letter = DeadLetter(
             processor=processor,
             source_topic=record.message.topic,

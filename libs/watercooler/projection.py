@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from .config import Settings
@@ -90,7 +90,7 @@ class DocumentProjection:
         }
 
     def new_index_name(self) -> str:
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S%f")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")
         return f"{self.alias}-v{self.schema_version}-{stamp}"
 
     async def ensure_index(self, es: AsyncElasticsearch) -> str:

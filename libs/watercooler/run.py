@@ -51,6 +51,7 @@ def run_platform(demo_size: int) -> None:
         console.print(f"[green]platform up in {time.monotonic() - started_at:.1f}s; seeding the demo company ({demo_size} people)…")
         seeded_at = time.monotonic()
         for name, seeder in SEEDERS:
+            console.print(f"  seeding {name}…")
             seeder(settings, demo_size)
         console.print(f"[green]demo company seeded in {time.monotonic() - seeded_at:.1f}s; ready {time.monotonic() - started_at:.1f}s after start")
         _print_endpoints(settings)

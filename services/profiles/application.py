@@ -4,12 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from watercooler.errors import Aborted, AlreadyExists, InvalidArgument, PermissionDenied
-from watercooler.eventstore import CommandContext, EventSourcedApplication
+from eventsourcing.application import AggregateNotFoundError
 
-from .domainmodel import Profile, profile_id, validate_employee_id, validate_fields
+from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.eventstore import CommandContext, EventSourcedApplication, uuid7
+from watercooler.text import clean, has_control_characters
+
+from .domainmodel import (
+    ALUMNI,
+    Community,
+    Connection,
+    Follow,
+    Profile,
+    StatusUpdate,
+    check_pair,
+    community_id_of,
+    profile_id,
+    validate_community_fields,
+    validate_community_id,
+    validate_employee_id,
+    validate_fields,
+    validate_status,
+)
 
 MAX_MANAGER_CHAIN = 64
+MAX_BATCH_GET = 100
+MAX_LEAVE_REASON = 500
 
 
 class ProfilesApplication(EventSourcedApplication):
@@ -55,10 +75,177 @@ class ProfilesApplication(EventSourcedApplication):
 
         return self.run_command(ctx, "UpdateProfile", request_fingerprint, decide)  # type: ignore[return-value]
 
+    def leave_company(self, ctx: CommandContext, employee_id: str, reason: str, request_fingerprint: str) -> Profile:
+        principal = ctx.principal
+        if not (principal.is_service or principal.subject == employee_id):
+            raise PermissionDenied("only the person or a service (HR) may mark a profile as alumni", field="name")
+        reason = clean(reason or "")
+        if len(reason) > MAX_LEAVE_REASON or has_control_characters(reason, allow_newlines=True):
+            raise InvalidArgument(f"must be at most {MAX_LEAVE_REASON} printable characters", field="reason")
+
+        def decide() -> Profile:
+            profile = self.get_profile(employee_id)
+            profile.leave_company(reason)
+            return profile
+
+        return self.run_command(ctx, "LeaveCompany", request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- communities ----------------------------------------------------------------------------
+    def create_community(self, ctx: CommandContext, community_id: str, fields: dict[str, str], owner_id: str, request_fingerprint: str) -> Community:
+        validate_community_id(community_id)
+        principal = ctx.principal
+        owner_id = owner_id or ("" if principal.is_service else principal.subject)
+        if not owner_id:
+            raise InvalidArgument("a service must name the first owner", field="owners")
+        if not principal.is_service and owner_id != principal.subject:
+            raise PermissionDenied("the creator is the first owner", field="owners")
+        values = validate_community_fields(**fields)
+
+        def decide() -> Community:
+            self._require_profile(owner_id, "owners")
+            if self.exists(community_id_of(community_id)):
+                raise AlreadyExists(f"communities/{community_id} already exists", field="community_id")
+            return Community.create(community_id, values, owner_id)
+
+        try:
+            return self.run_command(ctx, "CreateCommunity", request_fingerprint, decide)  # type: ignore[return-value]
+        except Aborted:
+            raise AlreadyExists(f"communities/{community_id} already exists", field="community_id") from None
+
+    def get_community(self, community_id: str, field: str = "name") -> Community:
+        validate_community_id(community_id, field=field)
+        return self.load(community_id_of(community_id), Community, f"communities/{community_id}", field=field)
+
+    def change_membership(self, ctx: CommandContext, action: str, community_id: str, member_id: str, request_fingerprint: str) -> Community:
+        """join / leave (the member themself, or a service) and invite / remove (by the caller)."""
+        principal = ctx.principal
+        member_id = member_id or ("" if principal.is_service else principal.subject)
+        if not member_id:
+            raise InvalidArgument("a service must name the member", field="member")
+        if action in ("join", "leave") and not (principal.is_service or member_id == principal.subject):
+            raise PermissionDenied(f"only the member themself may {action}", field="member")
+
+        def decide() -> Community:
+            community = self.get_community(community_id)
+            self._require_profile(member_id, "member")
+            if action == "join":
+                community.join(member_id)
+            elif action == "leave":
+                community.leave(member_id)
+            elif action == "invite":
+                community.invite(member_id, principal.subject, principal.is_service)
+            else:
+                community.remove(member_id, principal.subject, principal.is_service)
+            return community
+
+        command = {"join": "JoinCommunity", "leave": "LeaveCommunity", "invite": "InviteMember", "remove": "RemoveMember"}[action]
+        return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- the graph -------------------------------------------------------------------------------
+    def change_follow(self, ctx: CommandContext, action: str, follower_id: str, followee_id: str, request_fingerprint: str) -> Follow:
+        self._check_actor(ctx, follower_id)
+        check_pair(follower_id, followee_id)
+
+        def decide() -> Follow:
+            self._require_profile(follower_id, "parent")
+            self._require_profile(followee_id, "target")
+            edge = self._get_or_none(Follow.create_id(follower_id, followee_id))
+            if action == "follow":
+                edge = edge or Follow(follower_id=follower_id, followee_id=followee_id)
+                edge.follow()
+            else:
+                if edge is None:
+                    raise FailedPrecondition(f"profiles/{follower_id} does not follow profiles/{followee_id}", field="target")
+                edge.unfollow()
+            return edge
+
+        return self.run_command(ctx, "Follow" if action == "follow" else "Unfollow", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def change_connection(self, ctx: CommandContext, action: str, actor_id: str, target_id: str, request_fingerprint: str) -> Connection:
+        self._check_actor(ctx, actor_id)
+        check_pair(actor_id, target_id)
+
+        def decide() -> Connection:
+            self._require_profile(actor_id, "parent")
+            self._require_profile(target_id, "target")
+            pair = Connection.pair(actor_id, target_id)
+            connection = self._get_or_none(Connection.create_id(pair))
+            if connection is None:
+                if action != "request":
+                    raise FailedPrecondition(f"there is no connection or request with profiles/{target_id}", field="target")
+                connection = Connection(member_ids=pair)
+            {"request": connection.request, "accept": connection.accept, "decline": connection.decline, "remove": connection.remove}[action](actor_id)
+            return connection
+
+        command = {"request": "RequestConnection", "accept": "AcceptConnection", "decline": "DeclineConnection", "remove": "RemoveConnection"}[action]
+        return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- status updates --------------------------------------------------------------------------
+    def create_status_update(self, ctx: CommandContext, author_id: str, fields: dict[str, str], request_fingerprint: str) -> StatusUpdate:
+        self._check_actor(ctx, author_id)
+        values = validate_status(**fields)
+        if values["visibility"] in ("INTERNAL", "COMMUNITY") and ctx.principal.kind not in ("employee", "service"):
+            raise PermissionDenied("only employees may publish internal content", field="visibility")
+
+        def decide() -> StatusUpdate:
+            author = self._require_profile(author_id, "parent")
+            if author.state == ALUMNI and values["visibility"] in ("INTERNAL", "COMMUNITY"):
+                raise PermissionDenied("alumni may not publish internal content", field="visibility")
+            if values["visibility"] == "COMMUNITY":
+                community = self.get_community(values["community_id"], field="community")
+                if not community.is_member(author_id):
+                    raise PermissionDenied(f"profiles/{author_id} is not a member of communities/{community.community_id}", field="community")
+            return StatusUpdate(status_id=uuid7().replace("-", ""), author_id=author_id, **values)
+
+        return self.run_command(ctx, "CreateStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def delete_status_update(self, ctx: CommandContext, author_id: str, status_id: str, request_fingerprint: str) -> StatusUpdate:
+        self._check_actor(ctx, author_id, field="name")
+
+        def decide() -> StatusUpdate:
+            status = self.load(StatusUpdate.create_id(author_id, status_id), StatusUpdate, f"profiles/{author_id}/statusUpdates/{status_id}")
+            status.delete(ctx.principal.subject)
+            return status
+
+        return self.run_command(ctx, "DeleteStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
     # --- queries ------------------------------------------------------------------------------
-    def get_profile(self, employee_id: str) -> Profile:
-        validate_employee_id(employee_id, field="name")
-        return self.load(profile_id(employee_id), Profile, f"profiles/{employee_id}")
+    def get_profile(self, employee_id: str, field: str = "name") -> Profile:
+        validate_employee_id(employee_id, field=field)
+        return self.load(profile_id(employee_id), Profile, f"profiles/{employee_id}", field=field)
+
+    def batch_get_profiles(self, employee_ids: list[str]) -> list[Profile]:
+        if len(employee_ids) > MAX_BATCH_GET:
+            raise InvalidArgument(f"at most {MAX_BATCH_GET} names per call", field="names")
+        return [self.get_profile(employee_id, field=f"names[{i}]") for i, employee_id in enumerate(employee_ids)]
+
+    def management_chain(self, employee_id: str) -> list[Profile]:
+        chain: list[Profile] = []
+        current = self.get_profile(employee_id).manager_id
+        seen = {employee_id}
+        # The manager checks on write forbid cycles; the bound only guards against bad history.
+        while current and current not in seen and len(chain) < MAX_MANAGER_CHAIN:
+            seen.add(current)
+            manager = self.get_profile(current)
+            chain.append(manager)
+            current = manager.manager_id
+        return chain
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _check_actor(self, ctx: CommandContext, actor_id: str, field: str = "parent") -> None:
+        validate_employee_id(actor_id, field=field)
+        if not (ctx.principal.is_service or ctx.principal.subject == actor_id):
+            raise PermissionDenied("you may only act as yourself", field=field)
+
+    def _require_profile(self, employee_id: str, field: str) -> Profile:
+        validate_employee_id(employee_id, field=field)
+        return self.load(profile_id(employee_id), Profile, f"profiles/{employee_id}", field=field)
+
+    def _get_or_none(self, aggregate_id: Any) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     # --- rules that need other aggregates -------------------------------------------------------
     def _check_manager(self, employee_id: str, manager_id: str) -> None:

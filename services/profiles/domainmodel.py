@@ -11,7 +11,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from watercooler.errors import FailedPrecondition, InvalidArgument
+from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, has_control_characters
 
@@ -132,7 +132,7 @@ class Profile(EventSourcedAggregate):
         self.state = ACTIVE
 
     @classmethod
-    def create(cls, employee_id: str, fields: dict[str, Any]) -> "Profile":
+    def create(cls, employee_id: str, fields: dict[str, Any]) -> Profile:
         values = {name: fields.get(name, [] if name in ("expertise", "languages") else "") for name in EDITABLE_FIELDS}
         if values["manager_id"] == employee_id:
             raise InvalidArgument("a person cannot be their own manager", field="manager")
@@ -178,3 +178,284 @@ class Profile(EventSourcedAggregate):
     @property
     def etag(self) -> str:
         return f'"{self.version}"'
+
+
+# --- Communities --------------------------------------------------------------------------------
+OPEN = "OPEN"
+INVITE_ONLY = "INVITE_ONLY"
+ACCESS_LEVELS = (OPEN, INVITE_ONLY)
+
+_COMMUNITY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+COMMUNITY_LIMITS = {"display_name": 200, "description": 2000}
+
+
+def community_id_of(community_id: str) -> Any:
+    return stable_id("community", community_id)
+
+
+def validate_community_id(community_id: str, field: str = "community_id") -> str:
+    if not _COMMUNITY_ID.match(community_id or ""):
+        raise InvalidArgument("must be 3-64 lowercase letters, digits or '-', starting with a letter or digit", field=field)
+    return community_id
+
+
+def validate_community_fields(display_name: str, description: str, access: str) -> dict[str, str]:
+    display_name, description = clean(display_name or ""), clean(description or "")
+    if not display_name:
+        raise InvalidArgument("is required", field="display_name")
+    for name, value in (("display_name", display_name), ("description", description)):
+        if len(value) > COMMUNITY_LIMITS[name]:
+            raise InvalidArgument(f"must be at most {COMMUNITY_LIMITS[name]} characters", field=name)
+        if has_control_characters(value, allow_newlines=(name == "description")):
+            raise InvalidArgument("must not contain control characters", field=name)
+    if access not in ACCESS_LEVELS:
+        raise InvalidArgument("must be OPEN or INVITE_ONLY", field="access")
+    return {"display_name": display_name, "description": description, "access": access}
+
+
+class Community(EventSourcedAggregate):
+    """A named group. Membership lives here (the source of truth); the search index
+    `communities` mirrors it for the COMMUNITY visibility checks of every service."""
+
+    @staticmethod
+    def create_id(community_id: str) -> Any:
+        return community_id_of(community_id)
+
+    @event("CommunityCreated")
+    def __init__(self, community_id: str, display_name: str, description: str, access: str, owners: list[str], members: list[str]):
+        self.community_id = community_id
+        self.display_name = display_name
+        self.description = description
+        self.access = access
+        self.owners = list(owners)
+        self.members = list(members)
+        self.invited: list[str] = []
+
+    @classmethod
+    def create(cls, community_id: str, fields: dict[str, str], owner_id: str) -> Community:
+        return cls(community_id=community_id, owners=[owner_id], members=[owner_id], **fields)
+
+    def is_member(self, employee_id: str) -> bool:
+        return employee_id in self.members
+
+    def invite(self, member_id: str, by: str, by_service: bool) -> None:
+        if not by_service:
+            if by not in self.members:
+                raise PermissionDenied("only members may invite", field="name")
+            if self.access == INVITE_ONLY and by not in self.owners:
+                raise PermissionDenied("only owners may invite to an invite-only community", field="name")
+        if member_id in self.members:
+            raise AlreadyExists(f"profiles/{member_id} is already a member", field="member")
+        if member_id in self.invited:
+            raise AlreadyExists(f"profiles/{member_id} is already invited", field="member")
+        self._invited(member_id=member_id, invited_by=by)
+
+    @event("CommunityMemberInvited")
+    def _invited(self, member_id: str, invited_by: str) -> None:
+        self.invited.append(member_id)
+
+    def join(self, member_id: str) -> None:
+        if member_id in self.members:
+            raise AlreadyExists(f"profiles/{member_id} is already a member", field="member")
+        if self.access == INVITE_ONLY and member_id not in self.invited:
+            raise PermissionDenied("this community is invite-only; an owner must invite you first", field="name")
+        self._joined(member_id=member_id)
+
+    @event("CommunityMemberJoined")
+    def _joined(self, member_id: str) -> None:
+        self.members.append(member_id)
+        if member_id in self.invited:
+            self.invited.remove(member_id)
+
+    def leave(self, member_id: str) -> None:
+        if member_id not in self.members:
+            raise FailedPrecondition(f"profiles/{member_id} is not a member", field="member")
+        if self.owners == [member_id]:
+            raise FailedPrecondition("the last owner cannot leave; the community would have no owner", field="member")
+        self._left(member_id=member_id)
+
+    @event("CommunityMemberLeft")
+    def _left(self, member_id: str) -> None:
+        self.members.remove(member_id)
+        if member_id in self.owners:
+            self.owners.remove(member_id)
+
+    def remove(self, member_id: str, by: str, by_service: bool) -> None:
+        if not by_service and by not in self.owners:
+            raise PermissionDenied("only owners may remove members", field="name")
+        if member_id not in self.members and member_id not in self.invited:
+            raise FailedPrecondition(f"profiles/{member_id} is neither a member nor invited", field="member")
+        if member_id in self.owners:
+            raise FailedPrecondition("an owner cannot be removed; they may leave", field="member")
+        self._removed(member_id=member_id, removed_by=by)
+
+    @event("CommunityMemberRemoved")
+    def _removed(self, member_id: str, removed_by: str) -> None:
+        if member_id in self.members:
+            self.members.remove(member_id)
+        if member_id in self.invited:
+            self.invited.remove(member_id)
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
+# --- The graph ----------------------------------------------------------------------------------
+def check_pair(actor_id: str, target_id: str) -> None:
+    if actor_id == target_id:
+        raise InvalidArgument("must be someone other than parent", field="target")
+
+
+class Follow(EventSourcedAggregate):
+    """One record per ordered pair (follower, followee), so a second follow of the same
+    person collides in the store instead of making a duplicate edge."""
+
+    @staticmethod
+    def create_id(follower_id: str, followee_id: str) -> Any:
+        return stable_id("follow", follower_id, followee_id)
+
+    @event("FollowEdgeCreated")
+    def __init__(self, follower_id: str, followee_id: str):
+        check_pair(follower_id, followee_id)
+        self.follower_id = follower_id
+        self.followee_id = followee_id
+        self.active = False
+
+    def follow(self) -> None:
+        """Following someone already followed changes nothing (and records nothing)."""
+        if not self.active:
+            self._followed(follower_id=self.follower_id, followee_id=self.followee_id)
+
+    @event("Followed")
+    def _followed(self, follower_id: str, followee_id: str) -> None:
+        self.active = True
+
+    def unfollow(self) -> None:
+        if not self.active:
+            raise FailedPrecondition(f"profiles/{self.follower_id} does not follow profiles/{self.followee_id}", field="target")
+        self._unfollowed(follower_id=self.follower_id, followee_id=self.followee_id)
+
+    @event("Unfollowed")
+    def _unfollowed(self, follower_id: str, followee_id: str) -> None:
+        self.active = False
+
+
+PENDING = "PENDING"
+CONNECTED = "CONNECTED"
+NONE = "NONE"
+
+
+class Connection(EventSourcedAggregate):
+    """One record per unordered pair: requested, then accepted (or declined, withdrawn,
+    removed — after which either may ask again)."""
+
+    @staticmethod
+    def pair(a: str, b: str) -> list[str]:
+        return sorted((a, b))
+
+    @staticmethod
+    def create_id(member_ids: list[str]) -> Any:
+        return stable_id("connection", *sorted(member_ids))
+
+    @event("ConnectionOpened")
+    def __init__(self, member_ids: list[str]):
+        self.member_ids = sorted(member_ids)
+        self.state = NONE
+        self.requester_id = ""
+
+    def other(self, employee_id: str) -> str:
+        return self.member_ids[1] if self.member_ids[0] == employee_id else self.member_ids[0]
+
+    def request(self, requester_id: str) -> None:
+        addressee = self.other(requester_id)
+        if self.state == CONNECTED:
+            raise AlreadyExists(f"already connected to profiles/{addressee}", field="target")
+        if self.state == PENDING:
+            if self.requester_id == requester_id:
+                raise AlreadyExists(f"a request to profiles/{addressee} is already pending", field="target")
+            raise FailedPrecondition(f"profiles/{addressee} already asked you; accept their request instead", field="target")
+        self._requested(requester_id=requester_id, addressee_id=addressee)
+
+    @event("ConnectionRequested")
+    def _requested(self, requester_id: str, addressee_id: str) -> None:
+        self.state = PENDING
+        self.requester_id = requester_id
+
+    def accept(self, by: str) -> None:
+        if self.state != PENDING or self.requester_id == by:
+            raise FailedPrecondition(f"there is no pending request from profiles/{self.other(by)}", field="target")
+        self._accepted(accepted_by=by)
+
+    @event("ConnectionAccepted")
+    def _accepted(self, accepted_by: str) -> None:
+        self.state = CONNECTED
+
+    def decline(self, by: str) -> None:
+        """The addressee declines, or the requester withdraws."""
+        if self.state != PENDING:
+            raise FailedPrecondition(f"there is no pending request between you and profiles/{self.other(by)}", field="target")
+        self._declined(declined_by=by)
+
+    @event("ConnectionDeclined")
+    def _declined(self, declined_by: str) -> None:
+        self.state = NONE
+
+    def remove(self, by: str) -> None:
+        if self.state != CONNECTED:
+            raise FailedPrecondition(f"not connected to profiles/{self.other(by)}", field="target")
+        self._removed(removed_by=by)
+
+    @event("ConnectionRemoved")
+    def _removed(self, removed_by: str) -> None:
+        self.state = NONE
+
+
+# --- Status updates -----------------------------------------------------------------------------
+VISIBILITIES = ("PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE")
+MAX_STATUS_LENGTH = 500
+_PHOTO = re.compile(r"^((https?|media)://\S+|mediaItems/[A-Za-z0-9._-]{1,128})$")
+
+
+def validate_status(text: str, photo: str, visibility: str, community_id: str) -> dict[str, str]:
+    text, photo = clean(text or ""), (photo or "").strip()
+    if len(text) > MAX_STATUS_LENGTH:
+        raise InvalidArgument(f"must be at most {MAX_STATUS_LENGTH} characters", field="text")
+    if has_control_characters(text, allow_newlines=True):
+        raise InvalidArgument("must not contain control characters", field="text")
+    if photo and (len(photo) > LIMITS["photo_uri"] or not _PHOTO.match(photo)):
+        raise InvalidArgument("must be a media://, http(s):// URI or mediaItems/{id}", field="photo")
+    if not text and not photo:
+        raise InvalidArgument("is required unless a photo is shared", field="text")
+    if visibility not in VISIBILITIES:
+        raise InvalidArgument("must be PUBLIC, INTERNAL, COMMUNITY or PRIVATE", field="visibility")
+    if visibility == "COMMUNITY" and not community_id:
+        raise InvalidArgument("is required for COMMUNITY visibility", field="community")
+    if visibility != "COMMUNITY" and community_id:
+        raise InvalidArgument("is only allowed with COMMUNITY visibility", field="community")
+    return {"text": text, "photo": photo, "visibility": visibility, "community_id": community_id}
+
+
+class StatusUpdate(EventSourcedAggregate):
+    @staticmethod
+    def create_id(author_id: str, status_id: str) -> Any:
+        return stable_id("status", author_id, status_id)
+
+    @event("StatusUpdatePosted")
+    def __init__(self, status_id: str, author_id: str, text: str, photo: str, visibility: str, community_id: str):
+        self.status_id = status_id
+        self.author_id = author_id
+        self.text = text
+        self.photo = photo
+        self.visibility = visibility
+        self.community_id = community_id
+        self.deleted = False
+
+    def delete(self, by: str) -> None:
+        if self.deleted:
+            raise FailedPrecondition("already deleted", field="name")
+        self._deleted(deleted_by=by)
+
+    @event("StatusUpdateDeleted")
+    def _deleted(self, deleted_by: str) -> None:
+        self.deleted = True

@@ -7,11 +7,11 @@ from typing import Any
 import grpc
 
 from watercooler.errors import InvalidArgument
-from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
-from watercooler.rpc import command_context, fields_under, in_thread, parse_name, request_fingerprint
+from watercooler.profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc, profiles_pb2, profiles_pb2_grpc
+from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
 
 from .application import ProfilesApplication
-from .domainmodel import ALUMNI, Profile
+from .domainmodel import ALUMNI, CONNECTED, PENDING, Community, Connection, Follow, Profile, StatusUpdate
 
 # Resource field -> domain attribute, for update masks.
 MASK_FIELDS = {
@@ -102,6 +102,186 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         return to_proto(updated)
 
 
+    async def BatchGetProfiles(self, request, context):
+        ids = [parse_name(name, "profiles", field=f"names[{i}]") for i, name in enumerate(request.names)]
+        found = await in_thread(self.app.batch_get_profiles, ids)
+        return profiles_pb2.BatchGetProfilesResponse(profiles=[to_proto(p) for p in found])
+
+    async def GetManagementChain(self, request, context):
+        employee_id = parse_name(request.name, "profiles")
+        chain = await in_thread(self.app.management_chain, employee_id)
+        return profiles_pb2.ManagementChain(managers=[to_proto(p) for p in chain])
+
+    async def LeaveCompany(self, request, context):
+        employee_id = parse_name(request.name, "profiles")
+        ctx = command_context(context, request.request_id)
+        return to_proto(await in_thread(self.app.leave_company, ctx, employee_id, request.reason, request_fingerprint(request)))
+
+
+# --- communities ------------------------------------------------------------------------------
+ACCESS = {communities_pb2.Community.OPEN: "OPEN", communities_pb2.Community.INVITE_ONLY: "INVITE_ONLY"}
+
+
+def community_to_proto(community: Community) -> communities_pb2.Community:
+    message = communities_pb2.Community(
+        name=f"communities/{community.community_id}",
+        community_id=community.community_id,
+        display_name=community.display_name,
+        description=community.description,
+        access=communities_pb2.Community.Access.Value(community.access),
+        owners=[f"profiles/{o}" for o in community.owners],
+        member_count=len(community.members),
+        invited=[f"profiles/{i}" for i in community.invited],
+        etag=community.etag,
+    )
+    message.create_time.FromDatetime(community.created_on)
+    message.update_time.FromDatetime(community.modified_on)
+    return message
+
+
+class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
+    def __init__(self, app: ProfilesApplication):
+        self.app = app
+
+    async def CreateCommunity(self, request, context):
+        c = request.community
+        ctx = command_context(context, request.request_id)
+        with fields_under("community"):
+            owner = parse_name(c.owners[0], "profiles", field="owners") if c.owners else ""
+            fields = {"display_name": c.display_name, "description": c.description, "access": ACCESS.get(c.access, "")}
+            created = await in_thread(self.app.create_community, ctx, c.community_id, fields, owner, request_fingerprint(request))
+        return community_to_proto(created)
+
+    async def GetCommunity(self, request, context):
+        community_id = parse_name(request.name, "communities")
+        return community_to_proto(await in_thread(self.app.get_community, community_id))
+
+    async def _membership(self, action, request, context):
+        community_id = parse_name(request.name, "communities")
+        member = parse_name(request.member, "profiles", field="member") if request.member else ""
+        ctx = command_context(context, request.request_id)
+        changed = await in_thread(self.app.change_membership, ctx, action, community_id, member, request_fingerprint(request))
+        return community_to_proto(changed)
+
+    async def JoinCommunity(self, request, context):
+        return await self._membership("join", request, context)
+
+    async def LeaveCommunity(self, request, context):
+        return await self._membership("leave", request, context)
+
+    async def InviteMember(self, request, context):
+        return await self._membership("invite", request, context)
+
+    async def RemoveMember(self, request, context):
+        return await self._membership("remove", request, context)
+
+    async def ListCommunityMembers(self, request, context):
+        community_id = parse_name(request.parent, "communities", field="parent")
+        size = page_size(request.page_size)
+        after = decode_page_token(request.page_token, request.parent) or ""
+        community = await in_thread(self.app.get_community, community_id, "parent")
+        members = sorted(community.members)
+        page = [m for m in members if m > after][:size]
+        response = communities_pb2.ListCommunityMembersResponse(members=[f"profiles/{m}" for m in page], total_size=len(members))
+        if len(page) == size and page[-1] != members[-1]:
+            response.next_page_token = encode_page_token(page[-1], request.parent)
+        return response
+
+
+# --- the graph --------------------------------------------------------------------------------
+def follow_to_proto(edge: Follow) -> graph_pb2.FollowEdge:
+    message = graph_pb2.FollowEdge(follower=f"profiles/{edge.follower_id}", followee=f"profiles/{edge.followee_id}", active=edge.active)
+    message.update_time.FromDatetime(edge.modified_on)
+    return message
+
+
+def connection_to_proto(connection: Connection) -> graph_pb2.Connection:
+    state = {PENDING: graph_pb2.Connection.PENDING, CONNECTED: graph_pb2.Connection.CONNECTED}.get(connection.state, graph_pb2.Connection.NONE)
+    message = graph_pb2.Connection(
+        members=[f"profiles/{m}" for m in connection.member_ids],
+        requester=f"profiles/{connection.requester_id}" if connection.requester_id else "",
+        state=state,
+    )
+    message.update_time.FromDatetime(connection.modified_on)
+    return message
+
+
+def status_to_proto(status: StatusUpdate) -> graph_pb2.StatusUpdate:
+    message = graph_pb2.StatusUpdate(
+        name=f"profiles/{status.author_id}/statusUpdates/{status.status_id}",
+        author=f"profiles/{status.author_id}",
+        text=status.text,
+        photo=status.photo,
+        visibility=graph_pb2.StatusUpdate.Visibility.Value(status.visibility),
+        community=f"communities/{status.community_id}" if status.community_id else "",
+        deleted=status.deleted,
+    )
+    message.create_time.FromDatetime(status.created_on)
+    return message
+
+
+VISIBILITY_NAMES = {v.number: v.name for v in graph_pb2.StatusUpdate.Visibility.DESCRIPTOR.values if v.number}
+
+
+class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
+    def __init__(self, app: ProfilesApplication):
+        self.app = app
+
+    def _pair(self, request) -> tuple[str, str]:
+        return parse_name(request.parent, "profiles", field="parent"), parse_name(request.target, "profiles", field="target")
+
+    async def _follow(self, action, request, context):
+        actor, target = self._pair(request)
+        ctx = command_context(context, request.request_id)
+        return follow_to_proto(await in_thread(self.app.change_follow, ctx, action, actor, target, request_fingerprint(request)))
+
+    async def Follow(self, request, context):
+        return await self._follow("follow", request, context)
+
+    async def Unfollow(self, request, context):
+        return await self._follow("unfollow", request, context)
+
+    async def _connection(self, action, request, context):
+        actor, target = self._pair(request)
+        ctx = command_context(context, request.request_id)
+        return connection_to_proto(await in_thread(self.app.change_connection, ctx, action, actor, target, request_fingerprint(request)))
+
+    async def RequestConnection(self, request, context):
+        return await self._connection("request", request, context)
+
+    async def AcceptConnection(self, request, context):
+        return await self._connection("accept", request, context)
+
+    async def DeclineConnection(self, request, context):
+        return await self._connection("decline", request, context)
+
+    async def RemoveConnection(self, request, context):
+        return await self._connection("remove", request, context)
+
+    async def CreateStatusUpdate(self, request, context):
+        author = parse_name(request.parent, "profiles", field="parent")
+        s = request.status_update
+        ctx = command_context(context, request.request_id)
+        with fields_under("status_update", request_level=("request_id", "parent")):
+            community = parse_name(s.community, "communities", field="community") if s.community else ""
+            visibility = VISIBILITY_NAMES.get(s.visibility, "")
+            fields = {"text": s.text, "photo": s.photo, "visibility": visibility, "community_id": community}
+            created = await in_thread(self.app.create_status_update, ctx, author, fields, request_fingerprint(request))
+        return status_to_proto(created)
+
+    async def DeleteStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return status_to_proto(await in_thread(self.app.delete_status_update, ctx, author, status_id, request_fingerprint(request)))
+
+
+def _status_name(name: str) -> tuple[str, str]:
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "profiles" or parts[2] != "statusUpdates" or not parts[1] or not parts[3]:
+        raise InvalidArgument("must look like 'profiles/{employee_id}/statusUpdates/{status_id}'", field="name")
+    return parts[1], parts[3]
+
+
 def _is_set(message: profiles_pb2.Profile, path: str) -> bool:
     value = getattr(message, path)
     return bool(len(value)) if not isinstance(value, str) else bool(value)
@@ -109,4 +289,10 @@ def _is_set(message: profiles_pb2.Profile, path: str) -> bool:
 
 def register(server: grpc.aio.Server, app: ProfilesApplication) -> list[str]:
     profiles_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileServicer(app), server)
-    return [profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name]
+    communities_pb2_grpc.add_CommunityServiceServicer_to_server(CommunityServicer(app), server)
+    graph_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(app), server)
+    return [
+        profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
+        communities_pb2.DESCRIPTOR.services_by_name["CommunityService"].full_name,
+        graph_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
+    ]

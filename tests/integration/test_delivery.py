@@ -156,9 +156,7 @@ def test_clients_speak_the_servers_we_fetch(platform):
     """kafka-python, aiokafka (under faust) and elasticsearch-py against the real servers."""
     import aiokafka
     import elasticsearch
-    from kafka import KafkaConsumer, TopicPartition
-
-    from kafka import KafkaAdminClient
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
     from kafka.admin import NewTopic
 
     topic = f"{platform.settings.namespace}.compat"

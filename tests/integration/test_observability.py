@@ -1,0 +1,54 @@
+"""Prometheus metrics and structured logs, as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+
+import grpc
+import pytest
+
+from watercooler.profiles.v1 import profiles_pb2 as pp
+from watercooler.profiles.v1 import profiles_pb2_grpc as pg
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def test_requests_and_stored_events_are_counted(platform):
+    port = platform.settings.metrics_port("profiles")
+    before = scrape(port)
+    stub = platform.stub(pg.ProfileServiceStub, "profiles")
+    stub.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=f"m{uuid.uuid4().hex[:8]}", display_name="Metric Person")), metadata=platform.metadata())
+    with pytest.raises(grpc.RpcError):
+        stub.GetProfile(pp.GetProfileRequest(name="profiles/nobody-at-all"), metadata=platform.metadata())
+    after = scrape(port)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta('wc_grpc_requests_total{code="OK",method="CreateProfile",service="profiles"}') == 1
+    assert delta('wc_grpc_requests_total{code="NOT_FOUND",method="GetProfile",service="profiles"}') == 1
+    assert delta('wc_events_stored_total{service="profiles"}') == 1
+    assert delta('wc_grpc_request_seconds_count{method="CreateProfile",service="profiles"}') == 1
+
+
+def test_logs_are_one_json_object_per_line(platform):
+    log_file = platform.platform.log_dir / "profiles.log"
+    lines = [line for line in log_file.read_text().splitlines() if line.strip()]
+    assert lines
+    for line in lines:
+        entry = json.loads(line)
+        assert {"ts", "level", "component", "msg"} <= set(entry)
+    errors = [json.loads(line) for line in lines if '"code": "NOT_FOUND"' in line]
+    assert errors and errors[-1]["method"] == "GetProfile"
