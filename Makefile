@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+# `make run` keeps its data in the checkout (git-ignored); `make test` uses .test-data/.
+RUN_DATA_DIR ?= $(CURDIR)/.data
 
 .PHONY: help install protos run test test-unit test-integration lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
 
@@ -26,7 +28,7 @@ protos: $(STAMP)
 	@$(PY) scripts/gen_protos.py
 
 run: install
-	$(PY) -m watercooler.cli run
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.cli run
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -40,20 +42,26 @@ test-integration: install
 lint: install
 	@bash scripts/lint.sh
 
+# Render deploy/k8s with kustomize and validate it (schemas, operators' CRDs, policies); the
+# tools and CRDs are fetched into $(WC_CACHE_DIR or ~/.cache/watercooler). Also part of `make test`.
+k8s-validate: install
+	$(PY) -m tests.k8s.tools
+	$(PY) -m pytest tests/k8s $(PYTEST_ARGS)
+
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 infra-up: install
-	$(PY) -m watercooler.infra up
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra up
 
 infra-down: install
-	$(PY) -m watercooler.infra down
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra down
 
 infra-status: install
-	$(PY) -m watercooler.infra status
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra status
 
 infra-fetch: install
-	$(PY) -m watercooler.infra fetch
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra fetch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .test-data test-artifacts

@@ -76,12 +76,15 @@ def status() -> None:
     from .client import health_status
 
     settings = config.load()
-    try:
-        from .infra import status as infra_status
+    servers = Table(title="servers")
+    for column in ("server", "state", "pid", "port", "memory"):
+        servers.add_column(column)
+    from .infra import status as infra_status
 
-        infra_status(settings)
-    except ImportError:
-        pass
+    for server in infra_status(settings):
+        memory = f"{server.rss_kb / 1024:.0f} MiB" if server.rss_kb else ""
+        servers.add_row(server.name, server.state, str(server.pid or ""), str(server.port or ""), memory)
+    console.print(servers)
     table = Table(title="services")
     table.add_column("service")
     table.add_column("address")
@@ -173,22 +176,12 @@ def run(demo_size: Annotated[int, typer.Option(help="employees in the demo compa
     run_platform(demo_size)
 
 
-@app.command()
-def infra(action: Annotated[str, typer.Argument(help="up, down, status or fetch")], postgres: bool = False) -> None:
-    """Manage the local Kafka, Elasticsearch (and PostgreSQL) processes."""
-    from . import infra as infra_module
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def infra(ctx: typer.Context) -> None:
+    """Manage the local Kafka, Elasticsearch (and PostgreSQL) processes: up|down|status|fetch [--postgres]."""
+    from .infra.__main__ import app as infra_app
 
-    settings = config.load()
-    if action == "up":
-        infra_module.ensure_up(settings, postgres=postgres)
-    elif action == "down":
-        infra_module.ensure_down(settings)
-    elif action == "status":
-        infra_module.status(settings)
-    elif action == "fetch":
-        infra_module.fetch(settings)
-    else:
-        raise typer.BadParameter("action must be up, down, status or fetch")
+    infra_app(args=ctx.args, standalone_mode=True)
 
 
 def main() -> None:

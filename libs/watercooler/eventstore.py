@@ -197,7 +197,7 @@ class EventSourcedApplication(Application):
         env = store_env(settings, self.service_name)
         _ensure_postgres_schema(env)
         # Let the process environment still override (e.g. POSTGRES_POOL_SIZE).
-        env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_")) and k not in env})
+        env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_"))})
         super().__init__(env=env)
 
     # --- the one way a command changes state ------------------------------------------------

@@ -99,8 +99,10 @@ def test_poison_record_is_dead_lettered_and_the_stream_goes_on(platform):
         letters = [DeadLetter.FromString(r.value) for r in read_topic(platform.settings, platform.settings.dead_letter_topic)]
         return [d for d in letters if d.original_key == poison_key]
 
-    letter = eventually(dead_lettered, message="poison record in the dead-letter topic")[0]
-    assert letter.processor == "people"
+    # Every projection reading the topic dead-letters it on its own; the people one among them.
+    letters = eventually(lambda: [d for d in dead_lettered() if d.processor == "people"], message="poison record dead-lettered by the people projection")
+    assert len(letters) == 1
+    letter = letters[0]
     assert letter.source_topic == topic
     assert letter.source_partition == metadata.partition and letter.source_offset == metadata.offset
     assert "not an EventEnvelope" in letter.reason
@@ -189,5 +191,6 @@ def test_clients_speak_the_servers_we_fetch(platform):
         return record.value
 
     assert asyncio.run(with_aiokafka()) == b"aiokafka"
-    server = platform.es.info()["version"]["number"]
+    # The integ-test-zip answers 405 to GET /, so ask the node itself for its version.
+    server = next(iter(platform.es.nodes.info(node_id="_local")["nodes"].values()))["version"]
     assert server.split(".")[0] == str(elasticsearch.__versionstr__).split(".")[0]

@@ -246,12 +246,15 @@ def test_unzip_keeps_modes_and_refuses_escapes(tmp_path: Path) -> None:
         script = zipfile.ZipInfo("es-1/bin/elasticsearch")
         script.external_attr = (stat.S_IFREG | 0o755) << 16
         zf.writestr(script, "#!/bin/sh\n")
-        zf.writestr("es-1/config/jvm.options", "-Xms1g\n")
+        conf = zipfile.ZipInfo("es-1/config/jvm.options")
+        conf.external_attr = (stat.S_IFREG | 0o660) << 16  # as in the ES zip
+        zf.writestr(conf, "-Xms1g\n")
     out = tmp_path / "out"
     out.mkdir()
     local._unzip(archive, out)
     assert (out / "es-1/bin/elasticsearch").stat().st_mode & 0o777 == 0o755
     assert (out / "es-1/config/jvm.options").read_text() == "-Xms1g\n"
+    assert (out / "es-1/config/jvm.options").stat().st_mode & 0o777 == 0o664  # the cache is shared
 
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
@@ -315,3 +318,13 @@ def test_containers_mode_without_docker_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(InfraError, match="no Docker engine is reachable"):
         containers.docker_available()
+
+
+def test_missing_maven_or_postgres_as_a_user_names_the_apt_command(monkeypatch) -> None:
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local, "_is_root", lambda: False)
+    monkeypatch.setattr(local, "find_postgres_bin", lambda: None)
+    with pytest.raises(InfraError, match=r"apt-get install -y maven"):
+        local.ensure_maven()
+    with pytest.raises(InfraError, match=r"apt-get install -y postgresql"):
+        local.ensure_postgres_bin()

@@ -19,9 +19,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 
-def _fail(exc: InfraError) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-    raise typer.Exit(exc.exit_code)
+def _fail(exc: Exception) -> None:
+    if isinstance(exc, InfraError):
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(exc.exit_code)
+    # Anything else is a bug or an environment problem we did not foresee: say what, briefly.
+    logging.getLogger("watercooler.infra").debug("unexpected error", exc_info=exc)
+    console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with -v for the traceback)",
+                  highlight=False)
+    raise typer.Exit(1)
 
 
 @app.callback()
@@ -43,7 +49,7 @@ def fetch() -> None:
             return
         with console.status("Fetching with Maven…") as st:
             local.fetch(settings, progress=lambda m: st.update(m))
-    except InfraError as exc:
+    except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
     console.print(f"[green]Fetched[/] Kafka {versions.kafka} and Elasticsearch {versions.elasticsearch} "
                   f"into {settings.cache_dir} in {time.monotonic() - t0:.1f} s")
@@ -64,7 +70,7 @@ def up(postgres: bool = typer.Option(False, "--postgres", help="Also run Postgre
             else:
                 local.check_external(settings, postgres)
                 results = []
-    except InfraError as exc:
+    except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
     for r in results:
         how = "already up" if r.already_running else f"up in {r.seconds:.1f} s"
@@ -103,7 +109,7 @@ def down() -> None:
     try:
         with console.status("Stopping…"):
             stopped = local.ensure_down(settings)
-    except InfraError as exc:
+    except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
     if stopped:
         console.print(f"[green]Stopped[/] {', '.join(stopped)} in {time.monotonic() - t0:.1f} s")

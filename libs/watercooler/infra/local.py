@@ -33,10 +33,10 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from watercooler.config import Settings
 
@@ -309,7 +309,7 @@ def _service_ids() -> tuple[int, int]:
             capture_output=True, text=True,
         )
         if out.returncode != 0 and "already exists" not in out.stderr:
-            raise InfraError(f"could not create the system user {SERVICE_USER}: {out.stderr.strip()}")
+            raise InfraError(f"could not create the system user {SERVICE_USER}: {out.stderr.strip()}") from None
         pw = pwd.getpwnam(SERVICE_USER)
     return pw.pw_uid, pw.pw_gid
 
@@ -420,7 +420,7 @@ def _run_maven(settings: Settings, jdk: Jdk, args: list[str], what: str, progres
 
 
 def _unzip(zip_path: Path, dest: Path) -> None:
-    """Unzip keeping the Unix modes (bin/ scripts must stay executable) and symlinks."""
+    """Unzip keeping the Unix modes (bin/ scripts must stay executable) and symlinks, plus read for all."""
     dest_real = dest.resolve()
     with zipfile.ZipFile(zip_path) as zf:
         for info in zf.infolist():
@@ -437,7 +437,8 @@ def _unzip(zip_path: Path, dest: Path) -> None:
                 continue
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            os.chmod(target, (mode & 0o777) or 0o644)
+            # Readable by all: the zip has config/ at 0660, and the cache is shared read-only.
+            os.chmod(target, ((mode & 0o777) or 0o644) | 0o444)
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -581,7 +582,7 @@ def stop_all(settings: Settings) -> list[str]:
     servers = all_servers(settings)
     with ThreadPoolExecutor(len(servers)) as pool:
         stopped = list(pool.map(stop_server, servers))
-    return [s.name for s, was in zip(servers, stopped) if was]
+    return [s.name for s, was in zip(servers, stopped, strict=True) if was]
 
 
 @dataclass(frozen=True)
@@ -866,6 +867,12 @@ def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None) 
 # --------------------------------------------------------------------------------------
 # Elasticsearch
 # --------------------------------------------------------------------------------------
+# ES pre-touches its whole heap at start (-XX:+AlwaysPreTouch, a production setting): a
+# dev node would sit at heap + ~250 MB RSS from the first second; without it, the
+# memory is committed as it is used.
+ES_DEV_JVM_OPTIONS = "# Written by watercooler.infra\n-XX:-AlwaysPreTouch\n"
+
+
 def render_es_yml(settings: Settings, data_path: Path, logs_path: Path) -> str:
     def q(value: object) -> str:  # JSON strings are valid YAML scalars
         return json.dumps(str(value))
@@ -958,6 +965,8 @@ def start_elasticsearch(settings: Settings, jdk: Jdk, progress: Progress | None 
             shutil.rmtree(conf, ignore_errors=True)
             shutil.copytree(home / "config", conf)
         (conf / "elasticsearch.yml").write_text(render_es_yml(settings, data, logs))
+        (conf / "jvm.options.d").mkdir(exist_ok=True)
+        (conf / "jvm.options.d" / "watercooler.options").write_text(ES_DEV_JVM_OPTIONS)
         if home != es_distribution_dir(settings, versions):
             (home / FETCHED_MARKER).write_text(versions.elasticsearch + "\n")
         _prepare_service_dir(base)  # as root: chown to the service user (incl. the home copy), reachable
