@@ -180,3 +180,8 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
     finally:
         handle.close()
         running.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fuzz tests run last: what their accepted requests create would disturb counting tests."""
+    items.sort(key=lambda item: 1 if item.get_closest_marker("fuzz") else 0)

@@ -1,4 +1,4 @@
-"""`python -m services.jams`: the jams gRPC service (health and reflection; its RPCs land with their issues)."""
+"""`python -m services.jams`: the jams gRPC service and its phase scheduler."""
 
 from __future__ import annotations
 
@@ -6,18 +6,29 @@ import asyncio
 
 from watercooler import config, logs
 from watercooler.grpc_server import serve
-from watercooler.jams.v1 import jams_pb2, jams_pb2_grpc
 
-
-def register(server) -> list[str]:
-    jams_pb2_grpc.add_JamServiceServicer_to_server(jams_pb2_grpc.JamServiceServicer(), server)
-    return [jams_pb2.DESCRIPTOR.services_by_name["JamService"].full_name]
+from .application import JamsApplication
+from .scheduler import run_scheduler
+from .servicer import register
 
 
 def main() -> None:
     settings = config.load()
     logs.setup("jams", settings.log_level, settings.log_format)
-    asyncio.run(serve("jams", settings, register))
+    app = JamsApplication(settings)
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        scheduler = asyncio.create_task(run_scheduler(app, stopping))
+
+        async def close() -> None:
+            stopping.set()
+            await scheduler
+            app.close()
+
+        await serve("jams", settings, lambda server: register(server, app), on_stop=close)
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

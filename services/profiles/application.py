@@ -93,13 +93,13 @@ class ProfilesApplication(EventSourcedApplication):
     # --- communities ----------------------------------------------------------------------------
     def create_community(self, ctx: CommandContext, community_id: str, fields: dict[str, str], owner_id: str, request_fingerprint: str) -> Community:
         validate_community_id(community_id)
+        values = validate_community_fields(**fields)
         principal = ctx.principal
         owner_id = owner_id or ("" if principal.is_service else principal.subject)
         if not owner_id:
             raise InvalidArgument("a service must name the first owner", field="owners")
         if not principal.is_service and owner_id != principal.subject:
             raise PermissionDenied("the creator is the first owner", field="owners")
-        values = validate_community_fields(**fields)
 
         def decide() -> Community:
             self._require_profile(owner_id, "owners")

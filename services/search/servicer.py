@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 from elasticsearch import AsyncElasticsearch
 
@@ -9,9 +11,15 @@ from watercooler.auth import current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size
+from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2, search_pb2_grpc
 
+from . import communities as communities_queries
+from . import jams as jam_queries
+from . import library as library_queries
+from . import network as network_queries
+from . import people as people_queries
+from .posts import PostQueries
 from .queries import people_query
 
 MAX_QUERY_LENGTH = 256
@@ -52,6 +60,140 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
         return response
 
+    # --- people directory, communities and the social graph (issue 3): delegates ---
+    async def ListPeople(self, request, context):
+        current_principal()
+        return await people_queries.list_people(self.es, self.settings, request)
+
+    async def FindExperts(self, request, context):
+        current_principal()
+        return await people_queries.find_experts(self.es, self.settings, request)
+
+    async def ListCommunities(self, request, context):
+        current_principal()
+        return await communities_queries.list_communities(self.es, self.settings, request)
+
+    async def ListRelations(self, request, context):
+        return await network_queries.list_relations(self.es, self.settings, request)
+
+    async def GetNetworkCounts(self, request, context):
+        current_principal()
+        return await network_queries.network_counts(self.es, self.settings, request)
+
+    async def ListStatusUpdates(self, request, context):
+        return await network_queries.list_status_updates(self.es, self.settings, request)
+
+    async def GetNetworkFeed(self, request, context):
+        return await network_queries.network_feed(self.es, self.settings, request)
+
+    async def ListPeopleYouMayKnow(self, request, context):
+        return await network_queries.people_you_may_know(self.es, self.settings, request)
+
+    # --- wiki and media library (issue 5) ---------------------------------------------------
+    async def ListWikiBacklinks(self, request, context):
+        principal = current_principal()
+        parse_name(request.page, "pages", field="page")
+        size = page_size(request.page_size)
+        after = decode_page_token(request.page_token, request.page)
+        hits, last = await library_queries.backlinks(self.es, self.settings, principal, request.page, size, after)
+        response = search_pb2.ListWikiBacklinksResponse(
+            pages=[search_pb2.WikiPageHit(page=h["page"], space=f"spaces/{h['space_id']}", title=h["title"], revision=h["revision"]) for h in hits]
+        )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, request.page)
+        return response
+
+    async def ListMediaItems(self, request, context):
+        principal = current_principal()
+        if request.owner:
+            parse_name(request.owner, "profiles", field="owner")
+        size = page_size(request.page_size)
+        query_key = fingerprint(request.owner, request.tag)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        items, last, total = await library_queries.list_media(self.es, self.settings, principal, request.owner, request.tag, size, after)
+        response = search_pb2.ListMediaItemsResponse(total_size=total)
+        for item in items:
+            hit = response.media_items.add(
+                media_item=item["media_item"], owner=item["owner"], title=item["title"], kind=item["kind"], tags=item.get("tags", []),
+                size_bytes=item["size_bytes"], content_type=item["content_type"], visibility=item["visibility"],
+            )
+            hit.create_time.FromJsonString(item["created_at"].replace("+00:00", "Z"))
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
+
+    async def GetViewCounts(self, request, context):
+        principal = current_principal()
+        total, days = await library_queries.view_counts(self.es, self.settings, principal, request.name, request.days, request.department)
+        return search_pb2.ViewCounts(name=request.name, total=total, days=[search_pb2.DayCount(day=d, count=n) for d, n in days])
+
+    async def ListTopViewed(self, request, context):
+        principal = current_principal()
+        if request.kind == search_pb2.ListTopViewedRequest.KIND_UNSPECIFIED:
+            raise InvalidArgument("must be PAGES or MEDIA", field="kind")
+        if request.period == search_pb2.ListTopViewedRequest.PERIOD_UNSPECIFIED:
+            raise InvalidArgument("must be DAY, WEEK or ALL_TIME", field="period")
+        try:
+            day = dt.date.fromisoformat(request.day) if request.day else dt.datetime.now(dt.UTC).date()
+        except ValueError:
+            raise InvalidArgument("must be a date as YYYY-MM-DD", field="day") from None
+        space_id = parse_name(request.space, "spaces", field="space") if request.space else ""
+        if space_id and request.kind != search_pb2.ListTopViewedRequest.PAGES:
+            raise InvalidArgument("only pages belong to spaces", field="space")
+        size = page_size(request.page_size, default=10)
+        kind = "views" if request.kind == search_pb2.ListTopViewedRequest.PAGES else "downloads"
+        period = search_pb2.ListTopViewedRequest.Period.Name(request.period)
+        top = await library_queries.top_viewed(self.es, self.settings, principal, kind, period, day, space_id, request.department, size)
+        return search_pb2.ListTopViewedResponse(items=[search_pb2.TopItem(**item) for item in top])
+
+
+    # --- blogs, microblog, comments, ratings, bookmarks (services/search/posts.py) ---
+    def _posts(self) -> PostQueries:
+        return PostQueries(self.es, self.settings)
+
+    async def SearchPosts(self, request, context):
+        return await self._posts().search_posts(current_principal(), request)
+
+    async def ListBlogDirectory(self, request, context):
+        return await self._posts().list_blog_directory(current_principal(), request)
+
+    async def ListTimeline(self, request, context):
+        return await self._posts().list_timeline(current_principal(), request)
+
+    async def ListComments(self, request, context):
+        return await self._posts().list_comments(current_principal(), request)
+
+    async def SearchBookmarks(self, request, context):
+        return await self._posts().search_bookmarks(current_principal(), request)
+
+    async def ListPopularLinks(self, request, context):
+        return await self._posts().list_popular_links(current_principal(), request)
+
+    async def GetPostStats(self, request, context):
+        return await self._posts().post_stats(current_principal(), request)
+
+
+    # --- jams (issue 6): the query module checks the caller's reach --------------------------
+    async def GetJamLeaderboard(self, request, context):
+        principal = current_principal()
+        size = page_size(request.page_size, default=10)
+        doc = await jam_queries.stats_doc(self.es, self.settings, principal, jam_queries.jam_id_from(request.jam))
+        return jam_queries.leaderboard(doc, size)
+
+    async def GetJamPulse(self, request, context):
+        doc = await jam_queries.stats_doc(self.es, self.settings, current_principal(), jam_queries.jam_id_from(request.jam))
+        return jam_queries.pulse(doc)
+
+    async def ExportJamStats(self, request, context):
+        fmt = (request.format or "csv").lower()
+        if fmt not in ("csv", "json"):
+            raise InvalidArgument("must be csv or json", field="format")
+        doc = await jam_queries.stats_doc(self.es, self.settings, current_principal(), jam_queries.jam_id_from(request.jam))
+        content_type, filename, data = jam_queries.jam_stats.export(doc, fmt)
+        return search_pb2.ExportedJamStats(content_type=content_type, filename=filename, data=data)
+
+    async def SearchJamIdeas(self, request, context):
+        return await jam_queries.search_ideas(self.es, self.settings, current_principal(), request)
 
 def register(server: grpc.aio.Server, es: AsyncElasticsearch, settings: Settings) -> list[str]:
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(es, settings), server)

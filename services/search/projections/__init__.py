@@ -5,6 +5,17 @@ in one faust worker, and `watercooler reindex <name>` rebuilds one from the log.
 
 from __future__ import annotations
 
+from .communities import CommunitiesProjection
+from .graph import GraphProjection
+from .media import MediaProjection
+from .blogs import BlogsProjection
+from .bookmarks import BookmarksProjection
+from .comments import CommentsProjection
+from .jams import JamIdeasProjection, JamThreadsProjection
 from .people import PeopleProjection
+from .posts import PostsProjection
+from .reactions import ReactionsProjection
+from .statuses import StatusesProjection
+from .wiki import WikiProjection
 
-ALL = (PeopleProjection,)
+ALL = (PeopleProjection, CommunitiesProjection, GraphProjection, StatusesProjection, PostsProjection, BlogsProjection, CommentsProjection, BookmarksProjection, ReactionsProjection, WikiProjection, MediaProjection, JamIdeasProjection, JamThreadsProjection,)

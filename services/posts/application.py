@@ -1,0 +1,484 @@
+"""Posts application: blogs, posts, microblog, comments, ratings, likes, bookmarks, flags.
+
+Commands load aggregates, call them and save (``run_command``); rules that need
+more than one aggregate (the blog's owner, the comment's target, the mentioned
+profiles) and who may do what live here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from watercooler.auth import Principal
+from watercooler.client import bearer_metadata, channel, service_token
+from watercooler.config import Settings
+from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from watercooler.eventstore import CommandContext, EventSourcedApplication
+
+from .domainmodel import (
+    INTERNAL,
+    PUBLIC,
+    PUBLISHED,
+    Blog,
+    Bookmark,
+    Comment,
+    Flaggable,
+    Like,
+    Micropost,
+    Post,
+    Rating,
+    audience,
+    blog_id,
+    bookmark_id,
+    like_id,
+    normalize_url,
+    parse_mentions,
+    parse_uuid,
+    rating_id,
+    validate_bookmark_fields,
+    validate_handle,
+    validate_post_fields,
+    validate_rating,
+)
+
+DEFAULT_FLAG_THRESHOLD = 3
+
+
+@dataclass(frozen=True)
+class CommentTarget:
+    """What a comment needs to know about its target: who may see it, and whether it takes comments."""
+
+    visibility: str
+    community: str
+    author_id: str
+
+
+class ProfileDirectory:
+    """Looks profiles up in the profiles service (its store is not ours to read).
+
+    Profiles are never deleted, so a profile found once is remembered; "not found"
+    is not (the profile may be created a moment later)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._stub: Any = None
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._known: dict[str, dict[str, str]] = {}
+
+    def _profiles(self) -> Any:
+        from watercooler.profiles.v1 import profiles_pb2_grpc
+
+        with self._lock:
+            if self._stub is None:
+                self._stub = profiles_pb2_grpc.ProfileServiceStub(channel(self.settings, "profiles"))
+                self._metadata = bearer_metadata(service_token(self.settings, "posts"))
+            return self._stub
+
+    def lookup(self, employee_id: str) -> dict[str, str] | None:
+        from watercooler.profiles.v1 import profiles_pb2
+
+        if employee_id in self._known:
+            return self._known[employee_id]
+        try:
+            profile = self._profiles().GetProfile(profiles_pb2.GetProfileRequest(name=f"profiles/{employee_id}"), metadata=self._metadata, timeout=5)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise
+        found = dict(
+            employee_id=employee_id, display_name=profile.display_name, sort_name=profile.sort_name, department=profile.department, country=profile.country
+        )
+        self._known[employee_id] = found
+        return found
+
+
+def may_read(principal: Principal, visibility: str, community: str, author_id: str) -> bool:
+    """What the posts service shows by name. Community membership lives in the profiles
+    service; here a COMMUNITY item is shown to its author and to services only (search
+    filters by membership, see services/search/visibility.py)."""
+    if principal.is_service or principal.subject == author_id:
+        return True
+    if visibility == PUBLIC:
+        return True
+    if visibility == INTERNAL:
+        return principal.kind == "employee"
+    return False
+
+
+class PostsApplication(EventSourcedApplication):
+    service_name = "posts"
+
+    def __init__(self, settings: Settings, profiles: ProfileDirectory | None = None):
+        super().__init__(settings)
+        self.profiles = profiles or ProfileDirectory(settings)
+        self.flag_threshold = int(os.environ.get("WC_FLAG_THRESHOLD") or DEFAULT_FLAG_THRESHOLD)
+        # Comment targets by collection (the first segment of the resource name). The wiki and
+        # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
+        # resolver takes the full name and returns a CommentTarget or raises NotFound /
+        # FailedPrecondition (deleted or hidden).
+        self.comment_targets: dict[str, Callable[[str, Principal], CommentTarget]] = {
+            "posts": self._post_target,
+            "microposts": self._micropost_target,
+        }
+        # Likeable collections: microposts and comments.
+        self.like_targets: dict[str, Callable[[str, Principal], CommentTarget]] = {
+            "microposts": self._micropost_target,
+            "comments": self._comment_target,
+        }
+
+    # --- blogs --------------------------------------------------------------------------------------
+    def create_blog(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Blog:
+        principal = ctx.principal
+        if principal.is_service:
+            raise PermissionDenied("a blog belongs to a person: call as its owner", field="owner")
+        handle = validate_handle(fields.get("handle", ""))
+
+        def decide() -> Blog:
+            owner = self.profiles.lookup(principal.subject)
+            if owner is None:
+                raise FailedPrecondition(f"profiles/{principal.subject} does not exist; create the profile first", field="owner")
+            if self.exists(blog_id(handle)):
+                raise AlreadyExists(f"blogs/{handle} already exists", field="handle")
+            return Blog.create(
+                handle, fields.get("title", ""), fields.get("description", ""), owner, fields.get("visibility", ""), fields.get("community", ""), principal.kind
+            )
+
+        try:
+            return self.run_command(ctx, "CreateBlog", request_fingerprint, decide)  # type: ignore[return-value]
+        except Aborted:
+            raise AlreadyExists(f"blogs/{handle} already exists", field="handle") from None
+
+    def get_blog(self, handle: str) -> Blog:
+        return self.load(blog_id(handle), Blog, f"blogs/{handle}")
+
+    # --- posts ----------------------------------------------------------------------------------------
+    def create_post(self, ctx: CommandContext, handle: str, fields: dict[str, Any], request_fingerprint: str) -> Post:
+        def decide() -> Post:
+            blog = self.load(blog_id(handle), Blog, f"blogs/{handle}", field="parent")
+            if ctx.principal.subject != blog.owner_id:
+                raise PermissionDenied("only the blog's owner may post in it", field="parent")
+            values = validate_post_fields(fields, ctx.principal.kind)
+            return Post.create(blog.handle, ctx.principal.subject, values)
+
+        return self.run_command(ctx, "CreatePost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def get_post(self, principal: Principal, post_id: str) -> Post:
+        post = self.load(parse_uuid(post_id, "name"), Post, f"posts/{post_id}")
+        if (
+            post.deleted
+            or not may_read(principal, post.visibility, post.community, post.author_id)
+            or (post.state != PUBLISHED and principal.subject != post.author_id and not principal.is_service)
+        ):
+            raise NotFound(f"posts/{post_id} not found", field="name")
+        return post
+
+    def update_post(self, ctx: CommandContext, post_id: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Post:
+        def decide() -> Post:
+            post = self._own(Post, "posts", post_id, etag)
+            current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
+            post.edit(ctx.principal.subject, validate_post_fields(fields, ctx.principal.kind, current))
+            return post
+
+        return self.run_command(ctx, "UpdatePost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def publish_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
+        def decide() -> Post:
+            post = self._own(Post, "posts", post_id, etag)
+            post.publish(ctx.principal.subject, ctx.principal.kind, _now())
+            return post
+
+        return self.run_command(ctx, "PublishPost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def delete_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
+        def decide() -> Post:
+            post = self._own(Post, "posts", post_id, etag)
+            post.delete(ctx.principal.subject)
+            return post
+
+        return self.run_command(ctx, "DeletePost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def list_revisions(self, principal: Principal, post_id: str) -> list[dict[str, Any]]:
+        """Every revision, oldest first, read from the post's own events."""
+        post = self.get_post(principal, post_id)
+        revisions = []
+        for stored in self.repository.event_store.get(post.id):
+            name = type(stored).__name__
+            if name == "PostCreated" or (name == "PostEdited" and {"title", "body", "tags"} & set(stored.changed_fields)):
+                revisions.append(
+                    {
+                        "revision": getattr(stored, "revision", 1),
+                        "title": stored.title,
+                        "body": stored.body,
+                        "tags": list(stored.tags),
+                        "time": stored.timestamp,
+                    }
+                )
+        return revisions
+
+    # --- microblog ------------------------------------------------------------------------------------
+    def create_micropost(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Micropost:
+        principal = ctx.principal
+        if principal.is_service:
+            raise PermissionDenied("a micropost is written by a person", field="author")
+
+        def decide() -> Micropost:
+            visibility, community = audience(fields.get("visibility", ""), fields.get("community", ""), principal.kind)
+            text_value = fields.get("text", "")
+            mentions = parse_mentions(text_value)
+            for handle in mentions:
+                if self.profiles.lookup(handle) is None:
+                    raise InvalidArgument(f"@{handle} is not a known profile", field="text")
+            for field_name in ("reply_to", "repost_of"):
+                if fields.get(field_name):
+                    other = self._micropost(fields[field_name], principal, field_name)
+                    if other.hidden:
+                        raise FailedPrecondition(f"microposts/{fields[field_name]} is hidden", field=field_name)
+            return Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community)
+
+        return self.run_command(ctx, "CreateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def get_micropost(self, principal: Principal, micropost_id: str) -> Micropost:
+        return self._micropost(micropost_id, principal, "name")
+
+    def delete_micropost(self, ctx: CommandContext, micropost_id: str, request_fingerprint: str) -> Micropost:
+        def decide() -> Micropost:
+            micropost = self._own(Micropost, "microposts", micropost_id, "")
+            micropost.delete(ctx.principal.subject)
+            return micropost
+
+        return self.run_command(ctx, "DeleteMicropost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def _micropost(self, micropost_id: str, principal: Principal, field: str) -> Micropost:
+        micropost = self.load(parse_uuid(micropost_id, field), Micropost, f"microposts/{micropost_id}", field=field)
+        if micropost.deleted or not may_read(principal, micropost.visibility, micropost.community, micropost.author_id):
+            raise NotFound(f"microposts/{micropost_id} not found", field=field)
+        return micropost
+
+    # --- comments ---------------------------------------------------------------------------------------
+    def create_comment(self, ctx: CommandContext, target: str, parent_id: str, body: str, request_fingerprint: str) -> Comment:
+        principal = ctx.principal
+        if principal.is_service:
+            raise PermissionDenied("a comment is written by a person", field="author")
+
+        def decide() -> Comment:
+            about = self._target(self.comment_targets, target, principal, "target")
+            if parent_id:
+                parent = self.load(parse_uuid(parent_id, "parent"), Comment, f"comments/{parent_id}", field="parent")
+                if parent.deleted:
+                    raise FailedPrecondition(f"comments/{parent_id} was deleted", field="parent")
+                if parent.target != target:
+                    raise InvalidArgument(f"comments/{parent_id} is about {parent.target}, not {target}", field="parent")
+            return Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+
+        return self.run_command(ctx, "CreateComment", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def get_comment(self, principal: Principal, comment_id: str) -> Comment:
+        comment = self.load(parse_uuid(comment_id, "name"), Comment, f"comments/{comment_id}")
+        if comment.deleted or not may_read(principal, comment.visibility, comment.community, comment.author_id):
+            raise NotFound(f"comments/{comment_id} not found", field="name")
+        return comment
+
+    def update_comment(self, ctx: CommandContext, comment_id: str, body: str, etag: str, request_fingerprint: str) -> Comment:
+        def decide() -> Comment:
+            comment = self._own(Comment, "comments", comment_id, etag)
+            comment.edit(ctx.principal.subject, body)
+            return comment
+
+        return self.run_command(ctx, "UpdateComment", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def delete_comment(self, ctx: CommandContext, comment_id: str, etag: str, request_fingerprint: str) -> Comment:
+        def decide() -> Comment:
+            comment = self._own(Comment, "comments", comment_id, etag)
+            comment.delete(ctx.principal.subject)
+            return comment
+
+        return self.run_command(ctx, "DeleteComment", request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- ratings and likes --------------------------------------------------------------------------------
+    def rate_post(self, ctx: CommandContext, post_id: str, value: int, request_fingerprint: str) -> Rating:
+        principal = ctx.principal
+        if principal.is_service:
+            raise PermissionDenied("a rating is given by a person", field="post")
+        validate_rating(value)
+
+        def decide() -> Rating:
+            about = self._post_target(f"posts/{post_id}", principal, field="post")
+            key = rating_id(post_id, principal.subject)
+            if self.exists(key):
+                rating: Rating = self.repository.get(key)
+                if rating.value == 0:
+                    rating._changed(value=value)  # a withdrawn rating given again
+                else:
+                    rating.change(value)
+                return rating
+            return Rating(post=post_id, rater_id=principal.subject, value=value, visibility=about.visibility, community=about.community)
+
+        # The last rating wins: a concurrent rating by the same person is simply re-applied.
+        for _ in range(3):
+            try:
+                return self.run_command(ctx, "RatePost", request_fingerprint, decide)  # type: ignore[return-value]
+            except Aborted:
+                continue
+        return self.run_command(ctx, "RatePost", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def withdraw_rating(self, ctx: CommandContext, post_id: str, request_fingerprint: str) -> Rating:
+        def decide() -> Rating:
+            rating = self.load(rating_id(post_id, ctx.principal.subject), Rating, f"posts/{post_id}/ratings/{ctx.principal.subject}", field="post")
+            rating.withdraw()
+            return rating
+
+        return self.run_command(ctx, "WithdrawRating", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def like(self, ctx: CommandContext, target: str, liked: bool, request_fingerprint: str) -> Like:
+        principal = ctx.principal
+        if principal.is_service:
+            raise PermissionDenied("a like is given by a person", field="target")
+
+        def decide() -> Like:
+            self._target(self.like_targets, target, principal, "target")
+            key = like_id(target, principal.subject)
+            if self.exists(key):
+                existing: Like = self.repository.get(key)
+                existing.like() if liked else existing.unlike()
+                return existing
+            if not liked:
+                raise FailedPrecondition("you do not like this", field="target")
+            return Like(target=target, person_id=principal.subject)
+
+        return self.run_command(ctx, "Like" if liked else "Unlike", request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- bookmarks ----------------------------------------------------------------------------------------
+    def create_bookmark(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Bookmark:
+        principal = ctx.principal
+        if principal.is_service:
+            raise PermissionDenied("a bookmark belongs to a person", field="owner")
+        url = normalize_url(fields.get("url", ""))
+
+        def decide() -> Bookmark:
+            values = validate_bookmark_fields(fields, principal.kind)
+            key = bookmark_id(principal.subject, url)
+            if self.exists(key):
+                bookmark: Bookmark = self.repository.get(key)
+                bookmark.resave(values)
+                return bookmark
+            return Bookmark(owner_id=principal.subject, url=url, **values)
+
+        return self.run_command(ctx, "CreateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def get_bookmark(self, principal: Principal, bookmark_id_: str) -> Bookmark:
+        bookmark = self.load(parse_uuid(bookmark_id_, "name"), Bookmark, f"bookmarks/{bookmark_id_}")
+        if bookmark.deleted or not may_read(principal, bookmark.visibility, bookmark.community, bookmark.owner_id):
+            raise NotFound(f"bookmarks/{bookmark_id_} not found", field="name")
+        return bookmark
+
+    def update_bookmark(self, ctx: CommandContext, bookmark_id_: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Bookmark:
+        def decide() -> Bookmark:
+            bookmark = self._own(Bookmark, "bookmarks", bookmark_id_, etag)
+            current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
+            bookmark.edit(ctx.principal.subject, validate_bookmark_fields(fields, ctx.principal.kind, current))
+            return bookmark
+
+        return self.run_command(ctx, "UpdateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def delete_bookmark(self, ctx: CommandContext, bookmark_id_: str, request_fingerprint: str) -> Bookmark:
+        def decide() -> Bookmark:
+            bookmark = self._own(Bookmark, "bookmarks", bookmark_id_, "")
+            bookmark.delete(ctx.principal.subject)
+            return bookmark
+
+        return self.run_command(ctx, "DeleteBookmark", request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- flags --------------------------------------------------------------------------------------------
+    FLAGGABLE = {"posts": Post, "microposts": Micropost, "comments": Comment, "bookmarks": Bookmark}
+
+    def flag(self, ctx: CommandContext, collection: str, item_id: str, reason: str, request_fingerprint: str) -> Flaggable:
+        def decide() -> Flaggable:
+            item = self._visible_item(collection, item_id, ctx.principal)
+            item.flag(ctx.principal.subject, reason, self.flag_threshold)
+            return item
+
+        return self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def vote_restore(self, ctx: CommandContext, collection: str, item_id: str, request_fingerprint: str) -> Flaggable:
+        def decide() -> Flaggable:
+            item = self._visible_item(collection, item_id, ctx.principal)
+            item.vote_restore(ctx.principal.subject, self.flag_threshold)
+            return item
+
+        return self.run_command(ctx, "VoteRestoreItem", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def _visible_item(self, collection: str, item_id: str, principal: Principal) -> Flaggable:
+        kind = self.FLAGGABLE.get(collection)
+        if kind is None:
+            raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
+        if principal.is_service:
+            raise PermissionDenied("flags are raised by people", field="name")
+        item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
+        if getattr(item, "deleted", False) or not may_read(principal, item.visibility, item.community, item.author_id):
+            raise NotFound(f"{collection}/{item_id} not found", field="name")
+        return item
+
+    # --- helpers ------------------------------------------------------------------------------------------
+    def _own(self, kind: type, collection: str, item_id: str, etag: str) -> Any:
+        """Load an item for a change by its author; a stale etag is ABORTED."""
+        item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
+        if etag and etag != item.etag:
+            raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
+        return item
+
+    def _target(self, registry: dict[str, Callable[[str, Principal], CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
+        collection = target.split("/", 1)[0]
+        resolver = registry.get(collection)
+        if resolver is None or "/" not in target:
+            raise InvalidArgument(f"must name one of: {', '.join(f'{c}/{{id}}' for c in registry)}", field=field)
+        about = resolver(target, principal)
+        if not may_read(principal, about.visibility, about.community, about.author_id):
+            raise NotFound(f"{target} not found", field=field)
+        return about
+
+    def _post_target(self, target: str, principal: Principal, field: str = "target") -> CommentTarget:
+        post_id = target.split("/", 1)[1]
+        post = self.load(parse_uuid(post_id, field), Post, target, field=field)
+        if post.deleted:
+            raise FailedPrecondition(f"{target} was deleted", field=field)
+        if post.hidden:
+            raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
+        if post.state != PUBLISHED:
+            raise FailedPrecondition(f"{target} is not published", field=field)
+        return CommentTarget(post.visibility, post.community, post.author_id)
+
+    def _micropost_target(self, target: str, principal: Principal, field: str = "target") -> CommentTarget:
+        micropost_id = target.split("/", 1)[1]
+        micropost = self.load(parse_uuid(micropost_id, field), Micropost, target, field=field)
+        if micropost.deleted:
+            raise FailedPrecondition(f"{target} was deleted", field=field)
+        if micropost.hidden:
+            raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
+        return CommentTarget(micropost.visibility, micropost.community, micropost.author_id)
+
+    def _comment_target(self, target: str, principal: Principal, field: str = "target") -> CommentTarget:
+        comment_id = target.split("/", 1)[1]
+        comment = self.load(parse_uuid(comment_id, field), Comment, target, field=field)
+        if comment.deleted or comment.hidden:
+            raise FailedPrecondition(f"{target} was deleted or is hidden", field=field)
+        return CommentTarget(comment.visibility, comment.community, comment.author_id)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+APPLICATION = PostsApplication

@@ -1,0 +1,293 @@
+"""Wiki and media library application: commands, queries, and the checks a view
+or download passes before it is appended to its topic.
+
+It shares the posts service's event store (``service_name = "posts"``), so its
+events are published to `posts.events.v1` by the posts relay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+
+from watercooler.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.text import has_control_characters
+
+from .domainmodel import (
+    MediaItem,
+    Page,
+    Space,
+    TitleClaim,
+    can_see,
+    sane_view_time,
+    space_id_of,
+    title_claim_id,
+    validate_space_id,
+    validate_title,
+)
+
+MAX_BATCH = 1000
+_KNOWN_TARGETS_MAX = 200_000
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a view or download needs to know about the item it counts."""
+
+    name: str  # pages/{id} or media/{id}
+    space_id: str
+    created: dt.datetime
+    visibility: str
+    owner: str
+    members: tuple[str, ...]
+
+
+class LibraryApplication(EventSourcedApplication):
+    service_name = "posts"
+
+    def __init__(self, settings: Any):
+        super().__init__(settings)
+        # Views arrive thousands a second for a few hot pages: remember which targets
+        # exist instead of replaying their aggregates every time.  Deleting or removing
+        # in this process drops the entry; entries never need to change otherwise.
+        self._known: dict[str, Target] = {}
+        self._known_lock = threading.Lock()
+
+    # --- spaces -----------------------------------------------------------------------------
+    def create_space(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Space:
+        principal = ctx.principal
+        if not (principal.is_service or principal.is_employee):
+            raise PermissionDenied("only employees create wiki spaces", field="space_id")
+        space_id = validate_space_id(fields.get("space_id", ""))
+        owner = fields.get("owner") or f"profiles/{principal.subject}"
+        if not principal.is_service and owner.startswith("profiles/") and owner != f"profiles/{principal.subject}":
+            raise PermissionDenied("a person creates spaces they own (or for a community)", field="owner")
+
+        def decide() -> Space:
+            if self.exists(space_id_of(space_id)):
+                raise AlreadyExists(f"spaces/{space_id} already exists", field="space_id")
+            return Space.create(space_id, fields.get("display_name", ""), fields.get("description", ""), owner, fields.get("visibility", ""), list(fields.get("members", [])))
+
+        try:
+            return self.run_command(ctx, "CreateSpace", request_fingerprint, decide)  # type: ignore[return-value]
+        except Aborted:
+            raise AlreadyExists(f"spaces/{space_id} already exists", field="space_id") from None
+
+    def get_space(self, principal: Any, space_id: str, field: str = "name") -> Space:
+        validate_space_id(space_id, field=field)
+        space = self.load(space_id_of(space_id), Space, f"spaces/{space_id}", field=field)
+        if not space.visible_to(principal):
+            # Not even its existence is disclosed.
+            raise NotFound(f"spaces/{space_id} not found", field=field)
+        return space
+
+    # --- pages ------------------------------------------------------------------------------
+    def create_page(self, ctx: CommandContext, space_id: str, title: str, body: str, summary: str, request_fingerprint: str) -> Page:
+        def decide() -> list[Any]:
+            space = self._writable_space(ctx, space_id)
+            clean_title = validate_title(title)
+            if self.exists(title_claim_id(space.space_id, clean_title)):
+                raise AlreadyExists(f"a page titled {clean_title!r} already exists (or existed) in spaces/{space_id}", field="title")
+            page = Page.create(space.space_id, clean_title, body, ctx.principal.subject, summary)
+            return [page, TitleClaim(space_id=space.space_id, title=clean_title, page_id=page.page_id)]
+
+        try:
+            return self.run_command(ctx, "CreatePage", request_fingerprint, decide)  # type: ignore[return-value]
+        except Aborted:
+            raise AlreadyExists(f"a page titled {title!r} was just created in spaces/{space_id}", field="title") from None
+
+    def get_page(self, principal: Any, page_id: str, field: str = "name", include_deleted: bool = True) -> Page:
+        page = self.load(_uuid(page_id, field), Page, f"pages/{page_id}", field=field)
+        space = self.load(space_id_of(page.space_id), Space, f"pages/{page_id}", field=field)
+        if not space.visible_to(principal):
+            raise NotFound(f"pages/{page_id} not found", field=field)
+        if page.deleted and not include_deleted:
+            raise NotFound(f"pages/{page_id} is deleted", field=field)
+        return page
+
+    def lookup_page(self, principal: Any, space_id: str, title: str) -> Page:
+        self.get_space(principal, space_id, field="space")
+        title = validate_title(title)
+        try:
+            claim: TitleClaim = self.repository.get(title_claim_id(space_id, title))
+        except AggregateNotFoundError:
+            raise NotFound(f"no page titled {title!r} in spaces/{space_id}", field="title") from None
+        return self.get_page(principal, claim.page_id, field="title")
+
+    def edit_page(self, ctx: CommandContext, page_id: str, base_revision: int, body: str, summary: str, request_fingerprint: str) -> Page:
+        def decide() -> Page:
+            page = self._writable_page(ctx, page_id)
+            page.edit(base_revision, body, ctx.principal.subject, summary)
+            return page
+
+        return self._run_page_command(ctx, "EditPage", request_fingerprint, decide, page_id)
+
+    def restore_revision(self, ctx: CommandContext, page_id: str, base_revision: int, revision: int, request_fingerprint: str) -> Page:
+        def decide() -> Page:
+            page = self._writable_page(ctx, page_id)
+            page.restore(base_revision, revision, ctx.principal.subject)
+            return page
+
+        return self._run_page_command(ctx, "RestoreRevision", request_fingerprint, decide, page_id)
+
+    def rename_page(self, ctx: CommandContext, page_id: str, base_revision: int, title: str, request_fingerprint: str) -> Page:
+        def decide() -> list[Any]:
+            page = self._writable_page(ctx, page_id)
+            page.rename(base_revision, title, ctx.principal.subject)
+            claim_id = title_claim_id(page.space_id, page.title)
+            if self.exists(claim_id):
+                claim: TitleClaim = self.repository.get(claim_id)
+                if claim.page_id != page.page_id:
+                    raise AlreadyExists(f"a page titled {page.title!r} already exists (or existed) in spaces/{page.space_id}", field="title")
+                return [page]  # back to one of its own former titles: the claim is its already
+            return [page, TitleClaim(space_id=page.space_id, title=page.title, page_id=page.page_id)]
+
+        return self._run_page_command(ctx, "RenamePage", request_fingerprint, decide, page_id)
+
+    def delete_page(self, ctx: CommandContext, page_id: str, base_revision: int, request_fingerprint: str) -> Page:
+        def decide() -> Page:
+            page = self._writable_page(ctx, page_id)
+            page.delete(base_revision, ctx.principal.subject)
+            return page
+
+        page = self._run_page_command(ctx, "DeletePage", request_fingerprint, decide, page_id)
+        self.forget_target(f"pages/{page_id}")
+        return page
+
+    def _run_page_command(self, ctx: CommandContext, command: str, request_fingerprint: str, decide: Any, page_id: str) -> Page:
+        try:
+            return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
+        except Aborted as error:
+            if "current_revision" in error.details:
+                raise
+            # Lost the race to a concurrent writer after the base check: tell the caller where the page is now.
+            current = self.load(_uuid(page_id, "name"), Page, f"pages/{page_id}")
+            raise Aborted(
+                f"the page changed concurrently; the current revision is {current.revision}",
+                field="base_revision",
+                current_revision=current.revision,
+            ) from None
+
+    def _writable_space(self, ctx: CommandContext, space_id: str) -> Space:
+        space = self.get_space(ctx.principal, space_id, field="space")
+        if not space.may_edit(ctx.principal):
+            raise PermissionDenied(f"you may not edit spaces/{space_id}", field="space")
+        return space
+
+    def _writable_page(self, ctx: CommandContext, page_id: str) -> Page:
+        page = self.get_page(ctx.principal, page_id)
+        space = self.load(space_id_of(page.space_id), Space, f"spaces/{page.space_id}")
+        if not space.may_edit(ctx.principal):
+            raise PermissionDenied(f"you may not edit pages/{page_id}", field="name")
+        return page
+
+    # --- media ------------------------------------------------------------------------------
+    def register_media_item(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> MediaItem:
+        principal = ctx.principal
+        if not (principal.is_service or principal.is_employee):
+            raise PermissionDenied("only employees share media", field="owner")
+        owner = f"profiles/{principal.subject}"
+        return self.run_command(ctx, "RegisterMediaItem", request_fingerprint, lambda: MediaItem.register(owner, fields))  # type: ignore[return-value]
+
+    def get_media_item(self, principal: Any, media_id: str, field: str = "name") -> MediaItem:
+        item = self.load(_uuid(media_id, field), MediaItem, f"media/{media_id}", field=field)
+        if not item.visible_to(principal):
+            raise NotFound(f"media/{media_id} not found", field=field)
+        return item
+
+    def update_media_item(self, ctx: CommandContext, media_id: str, changes: dict[str, Any], etag: str, request_fingerprint: str) -> MediaItem:
+        def decide() -> MediaItem:
+            item = self.get_media_item(ctx.principal, media_id)
+            item.check_owner(ctx.principal)
+            if etag and etag != item.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
+            item.update(changes)
+            return item
+
+        item = self.run_command(ctx, "UpdateMediaItem", request_fingerprint, decide)
+        self.forget_target(f"media/{media_id}")  # its visibility may have changed
+        return item  # type: ignore[return-value]
+
+    def remove_media_item(self, ctx: CommandContext, media_id: str, etag: str, request_fingerprint: str) -> MediaItem:
+        def decide() -> MediaItem:
+            item = self.get_media_item(ctx.principal, media_id)
+            item.check_owner(ctx.principal)
+            if etag and etag != item.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
+            item.remove("removed by its owner" if not ctx.principal.is_service else "removed by a service")
+            return item
+
+        item = self.run_command(ctx, "RemoveMediaItem", request_fingerprint, decide)
+        self.forget_target(f"media/{media_id}")
+        return item  # type: ignore[return-value]
+
+    # --- views and downloads ----------------------------------------------------------------
+    def check_views(self, principal: Any, views: list[tuple[str, str, dt.datetime | None, str]], field: str) -> list[tuple[Target, str, dt.datetime]]:
+        """Validate a batch of (target name, viewer, time, client): every one or none.
+
+        Returns (target, viewer, time) for each, in order.  Raises on the first bad one,
+        naming it (``views[3].page``)."""
+        if not views:
+            raise InvalidArgument("at least one is required", field=field)
+        if len(views) > MAX_BATCH:
+            raise InvalidArgument(f"at most {MAX_BATCH} per batch", field=field)
+        now = dt.datetime.now(dt.UTC)
+        checked = []
+        for index, (name, viewer, when, client) in enumerate(views):
+            prefix = f"{field}[{index}]" if field.endswith("s") else field
+            if len(client) > 64 or has_control_characters(client):
+                raise InvalidArgument("must be at most 64 printable characters", field=f"{prefix}.client")
+            target_field = "page" if name.startswith("pages/") else "media_item"
+            target = self.known_target(principal, name, f"{prefix}.{target_field}")
+            if viewer and not principal.is_service and viewer != principal.subject:
+                raise PermissionDenied("only a service may record views for someone else", field=f"{prefix}.viewer")
+            viewer = viewer or ("" if principal.is_service else principal.subject)
+            if not viewer:
+                raise InvalidArgument("a service must name the viewer", field=f"{prefix}.viewer")
+            when = when or now
+            sane_view_time(when, target.created, now, field=f"{prefix}.{'view_time' if target_field == 'page' else 'download_time'}")
+            checked.append((target, viewer, when))
+        return checked
+
+    def known_target(self, principal: Any, name: str, field: str) -> Target:
+        target = self._known.get(name)
+        if target is None:
+            kind, _, raw_id = name.partition("/")
+            if kind == "pages":
+                page = self.get_page(principal, raw_id, field=field, include_deleted=False)
+                space = self.load(space_id_of(page.space_id), Space, name, field=field)
+                target = Target(name, page.space_id, page.created_on, space.visibility, space.owner, tuple(space.members))
+            elif kind == "media":
+                item = self.get_media_item(principal, raw_id, field=field)
+                if item.removed:
+                    raise NotFound(f"{name} is removed", field=field)
+                target = Target(name, "", item.created_on, item.visibility, item.owner, ())
+            else:
+                raise InvalidArgument("must be 'pages/{id}' or 'media/{id}'", field=field)
+            with self._known_lock:
+                if len(self._known) >= _KNOWN_TARGETS_MAX:
+                    self._known.clear()
+                self._known[name] = target
+        elif not can_see(target.visibility, target.owner, list(target.members), principal):
+            raise NotFound(f"{name} not found", field=field)
+        return target
+
+    def forget_target(self, name: str) -> None:
+        with self._known_lock:
+            self._known.pop(name, None)
+
+
+def _uuid(raw: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("not found (not an id this service issued)", field=field) from None
+
+
+APPLICATION = LibraryApplication

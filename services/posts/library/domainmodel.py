@@ -1,0 +1,464 @@
+"""The wiki (spaces, pages with revisions) and the media library.
+
+Every rule about what a space, a page or a media item may contain or do lives
+here.  Page ids and media ids are the aggregate ids, so `pages/{id}` and
+`media/{id}` are resource names any other part of the posts service (comments,
+ratings) can check in the shared store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import uuid
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.text import clean, fold, has_control_characters
+
+PUBLIC, INTERNAL, RESTRICTED = "PUBLIC", "INTERNAL", "RESTRICTED"
+VISIBILITIES = (PUBLIC, INTERNAL, RESTRICTED)
+MEDIA_KINDS = ("VIDEO", "AUDIO", "IMAGE", "DOCUMENT", "PRESENTATION")
+
+_SPACE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_OWNER = re.compile(r"^(profiles|communities)/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_EMPLOYEE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_URI = re.compile(r"^(https?|s3|gs|media)://\S+$")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,127}$")
+_LINK = re.compile(r"\[\[([^\[\]|#\n]+)(?:[|#][^\[\]\n]*)?\]\]")
+
+MAX_TITLE = 200
+MAX_BODY = 200_000
+MAX_SUMMARY = 500
+MAX_DESCRIPTION = 5000
+MAX_MEMBERS = 1000
+MAX_LINKS = 500
+MAX_TAGS = 30
+MAX_TAG_LENGTH = 50
+MAX_SIZE_BYTES = 1 << 44  # 16 TiB: anything bigger is a typo
+
+
+# --- ids --------------------------------------------------------------------------------------
+def space_id_of(space_id: str) -> uuid.UUID:
+    return stable_id("wiki-space", space_id)
+
+
+def title_key(title: str) -> str:
+    """Titles compare without case or accents: 'Café' and 'cafe' are one page."""
+    return " ".join(fold(title).split())
+
+
+def title_claim_id(space_id: str, title: str) -> uuid.UUID:
+    return stable_id("wiki-title", space_id, title_key(title))
+
+
+# --- validation -------------------------------------------------------------------------------
+def validate_space_id(space_id: str, field: str = "space_id") -> str:
+    if not _SPACE_ID.match(space_id or ""):
+        raise InvalidArgument("must be 1-64 lowercase letters, digits or '-', starting with a letter or digit", field=field)
+    return space_id
+
+
+def validate_title(title: str, field: str = "title") -> str:
+    title = " ".join(clean(title or "").split())
+    if not title:
+        raise InvalidArgument("is required", field=field)
+    if len(title) > MAX_TITLE:
+        raise InvalidArgument(f"must be at most {MAX_TITLE} characters", field=field)
+    if has_control_characters(title) or any(ch in title for ch in "[]|#"):
+        raise InvalidArgument("must not contain control characters or any of [ ] | #", field=field)
+    return title
+
+
+def validate_body(body: str) -> str:
+    body = (body or "").replace("\r\n", "\n")
+    if len(body.encode()) > MAX_BODY:
+        raise InvalidArgument(f"must be at most {MAX_BODY} bytes", field="body")
+    if has_control_characters(body, allow_newlines=True):
+        raise InvalidArgument("must not contain control characters", field="body")
+    return body
+
+
+def validate_summary(summary: str) -> str:
+    summary = clean(summary or "")
+    if len(summary) > MAX_SUMMARY or has_control_characters(summary):
+        raise InvalidArgument(f"must be at most {MAX_SUMMARY} printable characters", field="summary")
+    return summary
+
+
+def validate_visibility(visibility: str) -> str:
+    if visibility not in VISIBILITIES:
+        raise InvalidArgument("must be PUBLIC, INTERNAL or RESTRICTED", field="visibility")
+    return visibility
+
+
+def validate_members(members: list[str]) -> list[str]:
+    out = list(dict.fromkeys(m.strip() for m in members))
+    if len(out) > MAX_MEMBERS or any(not _EMPLOYEE.match(m) for m in out):
+        raise InvalidArgument(f"at most {MAX_MEMBERS} employee ids", field="members")
+    return out
+
+
+def validate_owner(owner: str) -> str:
+    if not _OWNER.match(owner or ""):
+        raise InvalidArgument("must be 'profiles/{id}' or 'communities/{id}'", field="owner")
+    return owner
+
+
+def extract_links(body: str) -> list[str]:
+    """`[[Title]]`, `[[Title|label]]`, `[[Title#section]]` -> the titles, once each, in order."""
+    links: dict[str, str] = {}
+    for match in _LINK.finditer(body):
+        title = " ".join(clean(match.group(1)).split())
+        if title and len(title) <= MAX_TITLE and not has_control_characters(title):
+            links.setdefault(title_key(title), title)
+    if len(links) > MAX_LINKS:
+        raise InvalidArgument(f"at most {MAX_LINKS} distinct links", field="body")
+    return list(links.values())
+
+
+def can_see(visibility: str, owner: str, members: list[str], principal: Any) -> bool:
+    """Who may see an item of this visibility (the same rule search applies)."""
+    if principal.is_service:
+        return True
+    if visibility == PUBLIC:
+        return True
+    if visibility == INTERNAL:
+        return principal.kind in ("employee", "alumni")
+    return owner == f"profiles/{principal.subject}" or principal.subject in members
+
+
+# --- wiki -------------------------------------------------------------------------------------
+class Space(EventSourcedAggregate):
+    @staticmethod
+    def create_id(space_id: str) -> uuid.UUID:
+        return space_id_of(space_id)
+
+    @event("SpaceCreated")
+    def __init__(self, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str]):
+        self.space_id = space_id
+        self.display_name = display_name
+        self.description = description
+        self.owner = owner
+        self.visibility = visibility
+        self.members = members
+
+    @classmethod
+    def create(cls, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str]) -> Space:
+        validate_space_id(space_id)
+        display_name = clean(display_name or "")
+        if not display_name or len(display_name) > MAX_TITLE or has_control_characters(display_name):
+            raise InvalidArgument(f"is required, at most {MAX_TITLE} printable characters", field="display_name")
+        description = clean(description or "")
+        if len(description) > MAX_DESCRIPTION or has_control_characters(description, allow_newlines=True):
+            raise InvalidArgument(f"must be at most {MAX_DESCRIPTION} characters", field="description")
+        return cls(
+            space_id=space_id,
+            display_name=display_name,
+            description=description,
+            owner=validate_owner(owner),
+            visibility=validate_visibility(visibility),
+            members=validate_members(members),
+        )
+
+    def visible_to(self, principal: Any) -> bool:
+        return can_see(self.visibility, self.owner, self.members, principal)
+
+    def may_edit(self, principal: Any) -> bool:
+        """Guests read public spaces; only employees (or services) write."""
+        if principal.is_service:
+            return True
+        if principal.kind != "employee":
+            return False
+        return self.visible_to(principal)
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
+class TitleClaim(Aggregate):
+    """Which page a title in a space names.  One aggregate per (space, folded title),
+    saved with the page's event: a second page with a taken title collides in the
+    store.  Claims stay after a rename, so the old title keeps resolving.
+    Bookkeeping, not a published fact (the relay only publishes page events)."""
+
+    @staticmethod
+    def create_id(space_id: str, title: str) -> uuid.UUID:
+        return title_claim_id(space_id, title)
+
+    @event("Claimed")
+    def __init__(self, space_id: str, title: str, page_id: str):
+        self.page_id = page_id
+
+
+CREATED, EDITED, RESTORED, RENAMED, DELETED = "CREATED", "EDITED", "RESTORED", "RENAMED", "DELETED"
+
+
+class Page(EventSourcedAggregate):
+    """A wiki page and its full history.  ``revision`` counts every change (edit,
+    restore, rename, delete), and every change names the revision it was made on."""
+
+    @event("PageCreated")
+    def __init__(self, space_id: str, title: str, body: str, links: list[str], author: str, summary: str):
+        self.space_id = space_id
+        self.title = title
+        self.former_titles: list[str] = []
+        self.body = body
+        self.links = links
+        self.author = author
+        self.deleted = False
+        self.revision = 1
+        # One entry per revision; "time" None means the creation time (set after __init__).
+        self.revisions: list[dict[str, Any]] = [dict(revision=1, action=CREATED, title=title, body=body, author=author, summary=summary, time=None)]
+
+    @classmethod
+    def create(cls, space_id: str, title: str, body: str, author: str, summary: str) -> Page:
+        title = validate_title(title)
+        body = validate_body(body)
+        return cls(space_id=space_id, title=title, body=body, links=extract_links(body), author=author, summary=validate_summary(summary))
+
+    # --- rules ------------------------------------------------------------------------------
+    def check_base(self, base_revision: int) -> None:
+        """Edits are made on a revision; if someone else changed the page since, the
+        caller must merge: ABORTED with the revision to merge against."""
+        if base_revision <= 0:
+            raise InvalidArgument("is required: the revision the change was made on", field="base_revision")
+        if base_revision > self.revision:
+            raise InvalidArgument(f"revision {base_revision} does not exist; the current revision is {self.revision}", field="base_revision")
+        if base_revision != self.revision:
+            raise Aborted(
+                f"the page changed since revision {base_revision}; the current revision is {self.revision}",
+                field="base_revision",
+                current_revision=self.revision,
+            )
+
+    def _check_alive(self) -> None:
+        if self.deleted:
+            raise FailedPrecondition("the page is deleted", field="name")
+
+    def edit(self, base_revision: int, body: str, author: str, summary: str) -> None:
+        self._check_alive()
+        self.check_base(base_revision)
+        body = validate_body(body)
+        if body == self.body:
+            raise FailedPrecondition("the text is unchanged", field="body")
+        self.trigger_event(self.PageEdited, revision=self.revision + 1, body=body, links=extract_links(body), author=author, summary=validate_summary(summary), restored_from=0)
+
+    def restore(self, base_revision: int, revision: int, author: str) -> None:
+        self._check_alive()
+        self.check_base(base_revision)
+        old = self.revision_at(revision, field="revision")
+        if old["body"] == self.body:
+            raise FailedPrecondition(f"revision {revision} has the current text already", field="revision")
+        self.trigger_event(
+            self.PageEdited,
+            revision=self.revision + 1,
+            body=old["body"],
+            links=extract_links(old["body"]),
+            author=author,
+            summary=f"restored revision {revision}",
+            restored_from=revision,
+        )
+
+    def rename(self, base_revision: int, title: str, author: str) -> None:
+        self._check_alive()
+        self.check_base(base_revision)
+        title = validate_title(title)
+        if title == self.title:
+            raise FailedPrecondition("the page already has this title", field="title")
+        self.trigger_event(self.PageRenamed, revision=self.revision + 1, old_title=self.title, title=title, author=author)
+
+    def delete(self, base_revision: int, author: str) -> None:
+        self._check_alive()
+        self.check_base(base_revision)
+        self.trigger_event(self.PageDeleted, revision=self.revision + 1, author=author)
+
+    # --- events (explicit classes: their apply() sees the event's time) ----------------------
+    class PageEdited(EventSourcedAggregate.Event):
+        revision: int
+        body: str
+        links: list[str]
+        author: str
+        summary: str
+        restored_from: int
+
+        def apply(self, page: Page) -> None:
+            page.body = self.body
+            page.links = list(self.links)
+            page.revision = self.revision
+            page.revisions.append(
+                dict(
+                    revision=self.revision,
+                    action=RESTORED if self.restored_from else EDITED,
+                    title=page.title,
+                    body=self.body,
+                    author=self.author,
+                    summary=self.summary,
+                    time=self.timestamp,
+                )
+            )
+
+    class PageRenamed(EventSourcedAggregate.Event):
+        revision: int
+        old_title: str
+        title: str
+        author: str
+
+        def apply(self, page: Page) -> None:
+            page.former_titles = [t for t in [*page.former_titles, self.old_title] if title_key(t) != title_key(self.title)]
+            page.title = self.title
+            page.revision = self.revision
+            page.revisions.append(dict(revision=self.revision, action=RENAMED, title=self.title, body=page.body, author=self.author, summary=f"renamed from {self.old_title}", time=self.timestamp))
+
+    class PageDeleted(EventSourcedAggregate.Event):
+        revision: int
+        author: str
+
+        def apply(self, page: Page) -> None:
+            page.deleted = True
+            page.revision = self.revision
+            page.revisions.append(dict(revision=self.revision, action=DELETED, title=page.title, body=page.body, author=self.author, summary="deleted", time=self.timestamp))
+
+    # --- reading ----------------------------------------------------------------------------
+    def revision_at(self, revision: int, field: str = "revision") -> dict[str, Any]:
+        if not 1 <= revision <= self.revision:
+            raise InvalidArgument(f"must be between 1 and {self.revision}", field=field)
+        entry = dict(self.revisions[revision - 1])
+        entry["time"] = entry["time"] or self.created_on
+        return entry
+
+    def diff(self, from_revision: int, to_revision: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        old = self.revision_at(from_revision, field="from_revision")
+        new = self.revision_at(to_revision, field="to_revision")
+        lines = difflib.unified_diff(
+            old["body"].splitlines(keepends=True),
+            new["body"].splitlines(keepends=True),
+            fromfile=f"revision {from_revision}",
+            tofile=f"revision {to_revision}",
+        )
+        return "".join(line if line.endswith("\n") else line + "\n" for line in lines), old, new
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.revision}"'
+
+    @property
+    def page_id(self) -> str:
+        return str(self.id)
+
+
+# --- media library ----------------------------------------------------------------------------
+MEDIA_FIELDS = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+
+
+def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "title" in fields or creating:
+        out["title"] = validate_title(fields.get("title", ""))
+    if "description" in fields:
+        description = clean(fields["description"] or "")
+        if len(description) > MAX_DESCRIPTION or has_control_characters(description, allow_newlines=True):
+            raise InvalidArgument(f"must be at most {MAX_DESCRIPTION} characters", field="description")
+        out["description"] = description
+    if "kind" in fields or creating:
+        if fields.get("kind") not in MEDIA_KINDS:
+            raise InvalidArgument(f"must be one of {', '.join(MEDIA_KINDS)}", field="kind")
+        out["kind"] = fields["kind"]
+    if "size_bytes" in fields or creating:
+        size = fields.get("size_bytes", 0)
+        if not isinstance(size, int) or size <= 0 or size > MAX_SIZE_BYTES:
+            raise InvalidArgument("must be a positive number of bytes (at most 16 TiB)", field="size_bytes")
+        out["size_bytes"] = size
+    if "content_type" in fields or creating:
+        content_type = (fields.get("content_type") or "").strip().lower()
+        if not _CONTENT_TYPE.match(content_type):
+            raise InvalidArgument("must be a MIME type such as 'video/mp4'", field="content_type")
+        out["content_type"] = content_type
+    if "tags" in fields:
+        tags: list[str] = []
+        for raw in fields["tags"]:
+            tag = clean(raw).lower()
+            if not tag or len(tag) > MAX_TAG_LENGTH or has_control_characters(tag):
+                raise InvalidArgument(f"each tag must be 1-{MAX_TAG_LENGTH} printable characters", field="tags")
+            if tag not in tags:
+                tags.append(tag)
+        if len(tags) > MAX_TAGS:
+            raise InvalidArgument(f"at most {MAX_TAGS} tags", field="tags")
+        out["tags"] = tags
+    if "visibility" in fields or creating:
+        out["visibility"] = validate_visibility(fields.get("visibility", ""))
+    if "storage_uri" in fields or creating:
+        uri = (fields.get("storage_uri") or "").strip()
+        if len(uri) > 2000 or not _URI.match(uri):
+            raise InvalidArgument("must be an s3, gs, http(s) or media URI", field="storage_uri")
+        out["storage_uri"] = uri
+    return out
+
+
+class MediaItem(EventSourcedAggregate):
+    @event("MediaItemRegistered")
+    def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str):
+        self.owner = owner
+        self.title = title
+        self.description = description
+        self.kind = kind
+        self.size_bytes = size_bytes
+        self.content_type = content_type
+        self.tags = tags
+        self.visibility = visibility
+        self.storage_uri = storage_uri
+        self.removed = False
+
+    @classmethod
+    def register(cls, owner: str, fields: dict[str, Any]) -> MediaItem:
+        values = validate_media_fields(fields, creating=True)
+        values.setdefault("description", "")
+        values.setdefault("tags", [])
+        return cls(owner=owner, **values)
+
+    def update(self, changes: dict[str, Any]) -> None:
+        if self.removed:
+            raise FailedPrecondition("the media item is removed", field="name")
+        values = validate_media_fields(changes, creating=False)
+        changed = [name for name in MEDIA_FIELDS if name in values and values[name] != getattr(self, name)]
+        if not changed:
+            return
+        self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
+
+    @event("MediaItemUpdated")
+    def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str) -> None:
+        for name in changed_fields:
+            setattr(self, name, locals()[name])
+
+    def remove(self, reason: str) -> None:
+        if self.removed:
+            raise FailedPrecondition("the media item is already removed", field="name")
+        self._removed(reason=reason)
+
+    @event("MediaItemRemoved")
+    def _removed(self, reason: str) -> None:
+        self.removed = True
+
+    def visible_to(self, principal: Any) -> bool:
+        return can_see(self.visibility, self.owner, [], principal)
+
+    def check_owner(self, principal: Any) -> None:
+        if not (principal.is_service or self.owner == f"profiles/{principal.subject}"):
+            raise PermissionDenied("only the owner may change a media item", field="name")
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
+def sane_view_time(when: dt.datetime, created: dt.datetime, now: dt.datetime, field: str, skew: dt.timedelta = dt.timedelta(minutes=5)) -> None:
+    """A view cannot happen in the future (beyond clock skew) nor before the item existed."""
+    if when > now + skew:
+        raise InvalidArgument("is in the future", field=field)
+    if when < created - skew:
+        raise InvalidArgument("is before the item existed", field=field)

@@ -1,0 +1,292 @@
+"""gRPC faces of the wiki and the media library: translate messages, nothing more."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import grpc
+
+from watercooler.auth import current_principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument
+from watercooler.posts.v1 import media_pb2, media_pb2_grpc, wiki_pb2, wiki_pb2_grpc
+from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
+
+from .application import LibraryApplication
+from .domainmodel import MediaItem, Page, Space
+from .viewlog import DOWNLOADS, VIEWS, FactLog, ensure_fact_topics
+
+
+def _ts(message: Any, field: str, value: dt.datetime) -> None:
+    getattr(message, field).FromDatetime(value.astimezone(dt.UTC).replace(tzinfo=None))
+
+
+def space_to_proto(space: Space) -> wiki_pb2.Space:
+    message = wiki_pb2.Space(
+        name=f"spaces/{space.space_id}",
+        space_id=space.space_id,
+        display_name=space.display_name,
+        description=space.description,
+        owner=space.owner,
+        visibility=wiki_pb2.Visibility.Value(space.visibility),
+        members=space.members,
+        etag=space.etag,
+    )
+    _ts(message, "create_time", space.created_on)
+    return message
+
+
+def page_to_proto(page: Page) -> wiki_pb2.Page:
+    message = wiki_pb2.Page(
+        name=f"pages/{page.page_id}",
+        space=f"spaces/{page.space_id}",
+        title=page.title,
+        body=page.body,
+        revision=page.revision,
+        links=page.links,
+        former_titles=page.former_titles,
+        deleted=page.deleted,
+        etag=page.etag,
+        author=page.author,
+    )
+    _ts(message, "create_time", page.created_on)
+    _ts(message, "update_time", page.modified_on)
+    return message
+
+
+def revision_to_proto(page: Page, entry: dict[str, Any], with_body: bool) -> wiki_pb2.Revision:
+    message = wiki_pb2.Revision(
+        name=f"pages/{page.page_id}/revisions/{entry['revision']}",
+        revision=entry["revision"],
+        title=entry["title"],
+        body=entry["body"] if with_body else "",
+        author=entry["author"],
+        summary=entry["summary"],
+        action=entry["action"],
+        size_bytes=len(entry["body"].encode()),
+    )
+    _ts(message, "create_time", entry["time"] or page.created_on)
+    return message
+
+
+def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
+    message = media_pb2.MediaItem(
+        name=f"media/{item.id}",
+        owner=item.owner,
+        title=item.title,
+        description=item.description,
+        kind=media_pb2.MediaItem.Kind.Value(item.kind),
+        size_bytes=item.size_bytes,
+        content_type=item.content_type,
+        tags=item.tags,
+        visibility=wiki_pb2.Visibility.Value(item.visibility),
+        storage_uri=item.storage_uri,
+        removed=item.removed,
+        etag=item.etag,
+    )
+    _ts(message, "create_time", item.created_on)
+    _ts(message, "update_time", item.modified_on)
+    return message
+
+
+def _visibility(value: int) -> str:
+    return wiki_pb2.Visibility.Name(value) if value else ""
+
+
+def _time_or_none(message: Any, field: str) -> dt.datetime | None:
+    return getattr(message, field).ToDatetime(tzinfo=dt.UTC) if message.HasField(field) else None
+
+
+class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
+    def __init__(self, app: LibraryApplication, facts: FactLog):
+        self.app = app
+        self.facts = facts
+
+    async def CreateSpace(self, request, context):
+        space = request.space
+        ctx = command_context(context, request.request_id)
+        fields = {
+            "space_id": space.space_id,
+            "display_name": space.display_name,
+            "description": space.description,
+            "owner": space.owner,
+            "visibility": _visibility(space.visibility),
+            "members": list(space.members),
+        }
+        with fields_under("space"):
+            created = await in_thread(self.app.create_space, ctx, fields, request_fingerprint(request))
+        return space_to_proto(created)
+
+    async def GetSpace(self, request, context):
+        space_id = parse_name(request.name, "spaces")
+        return space_to_proto(await in_thread(self.app.get_space, current_principal(), space_id))
+
+    async def CreatePage(self, request, context):
+        space_id = parse_name(request.page.space, "spaces", field="page.space")
+        ctx = command_context(context, request.request_id)
+        with fields_under("page", request_level=("request_id", "summary")):
+            page = await in_thread(self.app.create_page, ctx, space_id, request.page.title, request.page.body, request.summary, request_fingerprint(request))
+        return page_to_proto(page)
+
+    async def GetPage(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        return page_to_proto(await in_thread(self.app.get_page, current_principal(), page_id))
+
+    async def LookupPage(self, request, context):
+        space_id = parse_name(request.space, "spaces", field="space")
+        return page_to_proto(await in_thread(self.app.lookup_page, current_principal(), space_id, request.title))
+
+    async def EditPage(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        ctx = command_context(context, request.request_id)
+        page = await in_thread(self.app.edit_page, ctx, page_id, request.base_revision, request.body, request.summary, request_fingerprint(request))
+        return page_to_proto(page)
+
+    async def RenamePage(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        ctx = command_context(context, request.request_id)
+        page = await in_thread(self.app.rename_page, ctx, page_id, request.base_revision, request.title, request_fingerprint(request))
+        return page_to_proto(page)
+
+    async def RestoreRevision(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        ctx = command_context(context, request.request_id)
+        page = await in_thread(self.app.restore_revision, ctx, page_id, request.base_revision, request.revision, request_fingerprint(request))
+        return page_to_proto(page)
+
+    async def DeletePage(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        ctx = command_context(context, request.request_id)
+        page = await in_thread(self.app.delete_page, ctx, page_id, request.base_revision, request_fingerprint(request))
+        return page_to_proto(page)
+
+    async def ListRevisions(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        size = page_size(request.page_size)
+        start = decode_page_token(request.page_token, page_id)
+        page = await in_thread(self.app.get_page, current_principal(), page_id)
+        newest = int(start) if start is not None else page.revision
+        numbers = list(range(newest, max(0, newest - size), -1))
+        response = wiki_pb2.ListRevisionsResponse(revisions=[revision_to_proto(page, page.revision_at(n), with_body=False) for n in numbers])
+        if numbers and numbers[-1] > 1:
+            response.next_page_token = encode_page_token(numbers[-1] - 1, page_id)
+        return response
+
+    async def GetRevision(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        page = await in_thread(self.app.get_page, current_principal(), page_id)
+        return revision_to_proto(page, page.revision_at(request.revision), with_body=True)
+
+    async def DiffRevisions(self, request, context):
+        page_id = parse_name(request.name, "pages")
+        page = await in_thread(self.app.get_page, current_principal(), page_id)
+        diff, old, new = page.diff(request.from_revision, request.to_revision)
+        return wiki_pb2.DiffRevisionsResponse(diff=diff, from_title=old["title"], to_title=new["title"])
+
+    async def RecordPageView(self, request, context):
+        return await self._record([request.view], "view")
+
+    async def BatchRecordPageViews(self, request, context):
+        return await self._record(list(request.views), "views")
+
+    async def _record(self, views: list[wiki_pb2.PageView], field: str) -> wiki_pb2.RecordViewsResponse:
+        for index, view in enumerate(views):
+            if not view.page.startswith("pages/"):
+                prefix = f"{field}[{index}]" if field.endswith("s") else field
+                raise InvalidArgument("must look like 'pages/{id}'", field=f"{prefix}.page")
+        raw = [(v.page, v.viewer, _time_or_none(v, "view_time"), v.client) for v in views]
+        checked = await in_thread(self.app.check_views, current_principal(), raw, field)
+        recorded = await self.facts.append(VIEWS, checked, [v.client for v in views])
+        return wiki_pb2.RecordViewsResponse(recorded=recorded)
+
+
+MEDIA_MASK = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+
+
+def _media_fields(item: media_pb2.MediaItem, paths: list[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for path in paths:
+        value = getattr(item, path)
+        if path == "kind":
+            value = media_pb2.MediaItem.Kind.Name(value) if value else ""
+        elif path == "visibility":
+            value = _visibility(value)
+        elif path == "tags":
+            value = list(value)
+        fields[path] = value
+    return fields
+
+
+class MediaServicer(media_pb2_grpc.MediaServiceServicer):
+    def __init__(self, app: LibraryApplication, facts: FactLog):
+        self.app = app
+        self.facts = facts
+
+    async def RegisterMediaItem(self, request, context):
+        ctx = command_context(context, request.request_id)
+        with fields_under("media_item"):
+            fields = _media_fields(request.media_item, list(MEDIA_MASK))
+            item = await in_thread(self.app.register_media_item, ctx, fields, request_fingerprint(request))
+        return media_to_proto(item)
+
+    async def GetMediaItem(self, request, context):
+        media_id = parse_name(request.name, "media")
+        return media_to_proto(await in_thread(self.app.get_media_item, current_principal(), media_id))
+
+    async def UpdateMediaItem(self, request, context):
+        media_id = parse_name(request.media_item.name, "media", field="media_item.name")
+        if request.HasField("update_mask"):
+            paths = list(request.update_mask.paths)
+            unknown = [p for p in paths if p not in MEDIA_MASK and p != "*"]
+            if unknown:
+                raise InvalidArgument(f"unknown or read-only field(s): {', '.join(unknown)}", field="update_mask")
+            if "*" in paths:
+                paths = list(MEDIA_MASK)
+        else:
+            paths = [p for p in MEDIA_MASK if _is_set(request.media_item, p)]
+        ctx = command_context(context, request.request_id)
+        with fields_under("media_item"):
+            changes = _media_fields(request.media_item, paths)
+            item = await in_thread(self.app.update_media_item, ctx, media_id, changes, request.media_item.etag, request_fingerprint(request))
+        return media_to_proto(item)
+
+    async def RemoveMediaItem(self, request, context):
+        media_id = parse_name(request.name, "media")
+        ctx = command_context(context, request.request_id)
+        return media_to_proto(await in_thread(self.app.remove_media_item, ctx, media_id, request.etag, request_fingerprint(request)))
+
+    async def RecordDownload(self, request, context):
+        return await self._record([request.download], "download")
+
+    async def BatchRecordDownloads(self, request, context):
+        return await self._record(list(request.downloads), "downloads")
+
+    async def _record(self, downloads: list[media_pb2.Download], field: str) -> wiki_pb2.RecordViewsResponse:
+        for index, download in enumerate(downloads):
+            if not download.media_item.startswith("media/"):
+                prefix = f"{field}[{index}]" if field.endswith("s") else field
+                raise InvalidArgument("must look like 'media/{id}'", field=f"{prefix}.media_item")
+        raw = [(d.media_item, d.viewer, _time_or_none(d, "download_time"), d.client) for d in downloads]
+        checked = await in_thread(self.app.check_views, current_principal(), raw, field)
+        recorded = await self.facts.append(DOWNLOADS, checked, [d.client for d in downloads])
+        return wiki_pb2.RecordViewsResponse(recorded=recorded)
+
+
+def _is_set(message: Any, path: str) -> bool:
+    value = getattr(message, path)
+    return bool(len(value)) if isinstance(value, (str, bytes)) or hasattr(value, "__len__") else bool(value)
+
+
+def register(server: grpc.aio.Server, settings: Settings) -> list[str]:
+    """Adds WikiService and MediaService to the posts server (its own application
+    object over the posts store, and the producer of view/download facts)."""
+    app = LibraryApplication(settings)
+    ensure_fact_topics(settings)
+    facts = FactLog(settings)
+    wiki_pb2_grpc.add_WikiServiceServicer_to_server(WikiServicer(app, facts), server)
+    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, facts), server)
+    return [
+        wiki_pb2.DESCRIPTOR.services_by_name["WikiService"].full_name,
+        media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
+    ]

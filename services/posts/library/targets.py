@@ -1,0 +1,55 @@
+"""Wiki pages and media items as targets of the posts service's comments and likes.
+
+Comments and ratings are the posts application's (one mechanism for all content);
+this only teaches it the `pages/{id}` and `media/{id}` collections.  Both are
+aggregates in the same store, so the posts application loads them itself.
+Wire it once where the posts application is built: ``install(app)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.errors import FailedPrecondition, NotFound
+
+from .application import _uuid
+from .domainmodel import MediaItem, Page, Space, space_id_of
+
+
+def page_target(app: Any, target: str, principal: Any, field: str = "target") -> Any:
+    from services.posts.application import CommentTarget
+
+    page = app.load(_uuid(target.split("/", 1)[1], field), Page, target, field=field)
+    space = app.load(space_id_of(page.space_id), Space, target, field=field)
+    if not space.visible_to(principal):
+        raise NotFound(f"{target} not found", field=field)
+    if page.deleted:
+        raise FailedPrecondition(f"{target} was deleted", field=field)
+    return _as_comment_target(CommentTarget, space.visibility, page.author, principal)
+
+
+def media_target(app: Any, target: str, principal: Any, field: str = "target") -> Any:
+    from services.posts.application import CommentTarget
+
+    item = app.load(_uuid(target.split("/", 1)[1], field), MediaItem, target, field=field)
+    if not item.visible_to(principal):
+        raise NotFound(f"{target} not found", field=field)
+    if item.removed:
+        raise FailedPrecondition(f"{target} was removed", field=field)
+    return _as_comment_target(CommentTarget, item.visibility, item.owner.split("/", 1)[1], principal)
+
+
+def _as_comment_target(comment_target: Any, visibility: str, author_id: str, principal: Any) -> Any:
+    """PUBLIC and INTERNAL mean the same to both.  A RESTRICTED item was already checked
+    above (owner and members); its comments are stored PRIVATE, so search never shows
+    them to anyone else, and the posts application's own check lets this caller through."""
+    if visibility in ("PUBLIC", "INTERNAL"):
+        return comment_target(visibility, "", author_id)
+    return comment_target("PRIVATE", "", principal.subject)
+
+
+def install(app: Any) -> None:
+    """Registers pages and media as comment and like targets of the posts application."""
+    for registry in (getattr(app, "comment_targets", None), getattr(app, "like_targets", None)):
+        if registry is not None:
+            registry["pages"] = lambda target, principal, field="target": page_target(app, target, principal, field)
+            registry["media"] = lambda target, principal, field="target": media_target(app, target, principal, field)

@@ -1,0 +1,157 @@
+"""Appends checked views and downloads to their Kafka topics.
+
+A view is a fact, not a command on the page: it never touches the page's
+aggregate or the event store, so a hot page taking thousands of views a second
+causes no write conflicts and does not slow its edits.  Each fact goes to
+`posts.views.v1` / `posts.downloads.v1`, keyed by the target (all facts of one
+page are on one partition, which is what lets the counter be exact), through an
+idempotent producer with acks from every in-sync replica.  The RPC answers only
+after Kafka acknowledged every fact of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+
+import grpc
+from aiokafka import AIOKafkaProducer
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from watercooler.client import aio_channel, bearer_metadata, service_token
+from watercooler.config import Settings
+from watercooler.posts.v1.library_events_pb2 import ViewFact
+from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+
+from .application import Target
+
+log = logging.getLogger(__name__)
+
+VIEWS, DOWNLOADS = "views", "downloads"
+DEPARTMENT_TTL_SECONDS = 600.0
+
+
+def fact_topic(settings: Settings, kind: str) -> str:
+    name = f"posts.{kind}.v1"
+    return f"{settings.namespace}.{name}" if settings.namespace else name
+
+
+def ensure_fact_topics(settings: Settings) -> list[str]:
+    """Facts are kept forever: the counts can always be rebuilt from them."""
+    names = [fact_topic(settings, VIEWS), fact_topic(settings, DOWNLOADS)]
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="posts-facts-topics")
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication, topic_configs={"retention.ms": "-1", "min.insync.replicas": str(min(2, settings.topic_replication))})
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    return names
+
+
+class Departments:
+    """The viewer's department at view time, from the profiles service, cached.
+
+    Resolved when the view is recorded (not when it is counted) so that a replayed
+    fact always lands in the same count."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._channel: grpc.aio.Channel | None = None
+        self._token = ""
+        self._token_expiry = 0.0
+
+    async def of(self, viewers: set[str]) -> dict[str, str]:
+        now = time.monotonic()
+        missing = [v for v in viewers if (hit := self._cache.get(v)) is None or hit[1] < now]
+        if missing:
+            semaphore = asyncio.Semaphore(32)
+
+            async def one(viewer: str) -> None:
+                async with semaphore:
+                    self._cache[viewer] = (await self._lookup(viewer), now + DEPARTMENT_TTL_SECONDS)
+
+            await asyncio.gather(*(one(v) for v in missing))
+        return {v: self._cache[v][0] for v in viewers}
+
+    async def _lookup(self, viewer: str) -> str:
+        if self._channel is None:
+            self._channel = aio_channel(self.settings, "profiles")
+        if time.monotonic() > self._token_expiry:
+            self._token = service_token(self.settings, "posts")
+            self._token_expiry = time.monotonic() + 1800
+        try:
+            profile = await profiles_pb2_grpc.ProfileServiceStub(self._channel).GetProfile(
+                profiles_pb2.GetProfileRequest(name=f"profiles/{viewer}"), metadata=bearer_metadata(self._token), timeout=2
+            )
+            return profile.department
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                log.warning("department lookup failed; counted as unknown", extra={"viewer": viewer, "code": exc.code().name})
+            return ""
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+class FactLog:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topics = {VIEWS: fact_topic(settings, VIEWS), DOWNLOADS: fact_topic(settings, DOWNLOADS)}
+        self.departments = Departments(settings)
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+
+    async def _started(self) -> AIOKafkaProducer:
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    client_id="posts-facts",
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=5,
+                    max_batch_size=256 * 1024,
+                    compression_type="gzip",
+                )
+                await producer.start()
+                self._producer = producer
+        return self._producer
+
+    async def append(self, kind: str, facts: list[tuple[Target, str, dt.datetime]], client: list[str]) -> int:
+        producer = await self._started()
+        departments = await self.departments.of({viewer for _, viewer, _ in facts})
+        topic = self.topics[kind]
+        sends = []
+        for (target, viewer, when), client_name in zip(facts, client, strict=True):
+            fact = ViewFact(
+                target=target.name,
+                space_id=target.space_id,
+                viewer=viewer,
+                department=departments.get(viewer, ""),
+                view_time=when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+                client=client_name,
+            )
+            sends.append(await producer.send(topic, key=target.name.encode(), value=fact.SerializeToString()))
+        # Answer only when Kafka has every one: an acknowledged view is never lost.
+        await asyncio.gather(*sends)
+        return len(sends)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.departments.close()

@@ -1,0 +1,73 @@
+"""Community queries, and the membership check every service's COMMUNITY visibility uses.
+
+The source is the `communities` index (services/search/projections/communities.py):
+one document per community whose ``members`` is the complete member list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from watercooler.config import Settings
+from watercooler.eventstore import fingerprint
+from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
+from watercooler.search.v1 import search_pb2
+
+# A person is in few communities; this bounds the terms filter built from them.
+MAX_COMMUNITIES_PER_PERSON = 10_000
+
+
+async def communities_of(es: AsyncElasticsearch, settings: Settings, employee_id: str) -> list[str]:
+    """Ids of the communities ``employee_id`` is a member of (for COMMUNITY visibility filters)."""
+    if not employee_id:
+        return []
+    result = await es.search(
+        index=settings.index_alias("communities"),
+        query={"bool": {"filter": [{"term": {"members": employee_id}}, {"term": {"deleted": False}}]}},
+        source=["community_id"],
+        size=MAX_COMMUNITIES_PER_PERSON,
+    )
+    return [hit["_source"]["community_id"] for hit in result["hits"]["hits"]]
+
+
+async def is_member(es: AsyncElasticsearch, settings: Settings, community_id: str, employee_id: str) -> bool:
+    result = await es.count(
+        index=settings.index_alias("communities"),
+        query={"bool": {"filter": [{"term": {"community_id": community_id}}, {"term": {"members": employee_id}}, {"term": {"deleted": False}}]}},
+    )
+    return result["count"] > 0
+
+
+async def list_communities(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListCommunitiesRequest) -> search_pb2.ListCommunitiesResponse:
+    filters: list[dict[str, Any]] = [{"term": {"deleted": False}}]
+    if request.member:
+        filters.append({"term": {"members": parse_name(request.member, "profiles", field="member")}})
+    size = page_size(request.page_size)
+    key = fingerprint("communities", request.member)[:16]
+    body: dict[str, Any] = {
+        "query": {"bool": {"filter": filters}},
+        "sort": [{"sort_key": "asc"}, {"community_id": "asc"}],
+        "size": size,
+        "track_total_hits": True,
+        "source": {"excludes": ["members", "invited"]},
+    }
+    after = decode_page_token(request.page_token, key)
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("communities"), **body)
+    hits = result["hits"]["hits"]
+    response = search_pb2.ListCommunitiesResponse(total_size=result["hits"]["total"]["value"])
+    for hit in hits:
+        doc = hit["_source"]
+        response.communities.add(
+            community=f"communities/{doc['community_id']}",
+            display_name=doc["display_name"],
+            description=doc.get("description", ""),
+            access=doc["access"],
+            member_count=doc.get("member_count", 0),
+            owners=[f"profiles/{o}" for o in doc.get("owners", [])],
+        )
+    if len(hits) == size:
+        response.next_page_token = encode_page_token(hits[-1]["sort"], key)
+    return response

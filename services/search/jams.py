@@ -1,0 +1,104 @@
+"""Jam queries for the search service: leaderboard, pulse, stats export and idea search.
+
+Every query runs as the caller: a guest sees only the jams that invited them (their
+token's ``jams`` claim) and PUBLIC jams; anyone else sees every jam."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch, NotFoundError
+
+from watercooler.auth import Principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument, NotFound
+from watercooler.eventstore import fingerprint
+from watercooler.rpc import decode_page_token, encode_page_token, page_size
+from watercooler.search.v1 import search_pb2
+from watercooler.text import fold
+
+from .stats import jams as jam_stats
+
+MAX_QUERY_LENGTH = 256
+
+
+def jam_id_from(name: str, field: str = "jam") -> str:
+    parts = (name or "").split("/")
+    if len(parts) != 2 or parts[0] != "jams" or not parts[1]:
+        raise InvalidArgument(f"must look like 'jams/{{jam}}', got {name!r}", field=field)
+    return parts[1]
+
+
+def may_see(principal: Principal, jam_id: str, visibility: str) -> bool:
+    return principal.kind != "guest" or jam_id in principal.jams or visibility == "PUBLIC"
+
+
+async def stats_doc(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> dict[str, Any]:
+    try:
+        found = await es.get(index=jam_stats.index_alias(settings), id=jam_id)
+    except NotFoundError:
+        raise NotFound(f"no statistics for jams/{jam_id} (yet)", field="jam") from None
+    doc = found["_source"]
+    if not may_see(principal, jam_id, doc.get("visibility", "INTERNAL")):
+        raise NotFound(f"no statistics for jams/{jam_id} (yet)", field="jam")
+    return doc
+
+
+def leaderboard(doc: dict[str, Any], size: int) -> search_pb2.JamLeaderboard:
+    jam = doc["jam_id"]
+    message = search_pb2.JamLeaderboard(
+        jam=f"jams/{jam}", participants=doc["participants"], guests=doc["guests"], votes=doc["votes"], voters=doc["voters"], posts=doc["posts"], ideas=doc["ideas"],
+        rows=[search_pb2.JamLeaderboardRow(rank=r["rank"], idea=f"jams/{jam}/ideas/{r['idea_id']}", title=r["title"], votes=r["votes"]) for r in doc["leaderboard"][:size]],
+    )
+    message.update_time.FromDatetime(dt.datetime.fromisoformat(doc["updated_at"]).astimezone(dt.timezone.utc).replace(tzinfo=None))
+    return message
+
+
+def _bucket(key: str, b: dict[str, Any]) -> search_pb2.JamPulseBucket:
+    return search_pb2.JamPulseBucket(key=key, title=b.get("title", ""), posts=b["posts"], votes=b["votes"], active_participants=b["active_participants"], tone=b["tone"] or 0.0, toned_posts=b["toned_posts"])
+
+
+def pulse(doc: dict[str, Any]) -> search_pb2.JamPulse:
+    jam = doc["jam_id"]
+    return search_pb2.JamPulse(
+        jam=f"jams/{jam}", participants=doc["participants"],
+        hours=[_bucket(h, b) for h, b in doc["hours"].items()],
+        forums=[_bucket(f"jams/{jam}/forums/{f}", b) for f, b in doc["forums"].items()],
+    )
+
+
+async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: Any) -> search_pb2.SearchJamIdeasResponse:
+    jam_id = jam_id_from(request.jam)
+    if len(request.query) > MAX_QUERY_LENGTH:
+        raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+    if principal.kind == "guest" and jam_id not in principal.jams:
+        # Guests search only the jams that invited them (PUBLIC jams: read them through JamService).
+        raise NotFound(f"jams/{jam_id} not found", field="jam")
+    size = page_size(request.page_size)
+    query_key = fingerprint("jam-ideas", jam_id, request.query, str(request.include_merged))[:16]
+    after = decode_page_token(request.page_token, query_key)
+    filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}]
+    if not request.include_merged:
+        filters.append({"term": {"merged_into": ""}})
+    must: list[dict[str, Any]] = []
+    if request.query.strip():
+        must.append({"match": {"text_folded": {"query": fold(request.query), "fuzziness": "AUTO", "operator": "and"}}})
+        sort: list[Any] = [{"_score": "desc"}, {"idea_id": "asc"}]
+    else:
+        sort = [{"idea_id": "asc"}]  # time-ordered ids: oldest first
+    body: dict[str, Any] = {"query": {"bool": {"filter": filters, "must": must}}, "sort": sort, "size": size, "track_total_hits": True}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("jam-ideas"), **body)
+    hits = result["hits"]["hits"]
+    response = search_pb2.SearchJamIdeasResponse(total_size=result["hits"]["total"]["value"])
+    for hit in hits:
+        d = hit["_source"]
+        response.ideas.add(
+            idea=f"jams/{jam_id}/ideas/{d['idea_id']}", title=d["title"], description=d["description"], author=d["author"], seeded=d["seeded"],
+            merged_into=f"jams/{jam_id}/ideas/{d['merged_into']}" if d["merged_into"] else "",
+        )
+    if len(hits) == size:
+        response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
+    return response

@@ -1,0 +1,170 @@
+"""Queries over the wiki, the media library and their view/download counts.
+
+Every query runs as the caller: pages of spaces they may not see, deleted pages,
+removed media and media they may not see are never listed, and their counts
+are NOT_FOUND (not even their existence is disclosed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from watercooler.auth import Principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument, NotFound
+
+from .stats import views as view_stats
+
+MAX_DAYS = 366
+# Top-N reads this many times N buckets, so items the caller may not see can be dropped.
+TOP_OVERFETCH = 5
+
+
+def visibility_filter(principal: Principal) -> dict[str, Any] | None:
+    """The ES filter matching spaces and media items the principal may see (None: all).
+    The same rule as services/posts/library/domainmodel.can_see."""
+    if principal.is_service:
+        return None
+    should: list[dict[str, Any]] = [{"term": {"visibility": "PUBLIC"}}]
+    if principal.kind in ("employee", "alumni"):
+        should += [
+            {"term": {"visibility": "INTERNAL"}},
+            {"term": {"owner": f"profiles/{principal.subject}"}},
+            {"term": {"members": principal.subject}},
+        ]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def _can_see(doc: dict[str, Any], principal: Principal) -> bool:
+    if principal.is_service or doc.get("visibility") == "PUBLIC":
+        return True
+    if principal.kind not in ("employee", "alumni"):
+        return False
+    return doc.get("visibility") == "INTERNAL" or doc.get("owner") == f"profiles/{principal.subject}" or principal.subject in doc.get("members", [])
+
+
+async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal: Principal, names: list[str]) -> dict[str, dict[str, Any]]:
+    """name -> {title, space} for the pages/media among ``names`` the principal may see now."""
+    pages = [n.split("/", 1)[1] for n in names if n.startswith("pages/")]
+    media = [n.split("/", 1)[1] for n in names if n.startswith("media/")]
+    out: dict[str, dict[str, Any]] = {}
+    if pages:
+        found = await es.mget(index=settings.index_alias("wiki"), ids=pages)
+        docs = {d["_id"]: d["_source"] for d in found["docs"] if d.get("found") and not d["_source"].get("deleted")}
+        space_ids = sorted({d["space_id"] for d in docs.values()})
+        spaces: dict[str, dict[str, Any]] = {}
+        if space_ids:
+            result = await es.search(index=settings.index_alias("wiki"), query={"bool": {"filter": [{"term": {"kind": "space"}}, {"terms": {"space_id": space_ids}}]}}, size=len(space_ids))
+            spaces = {h["_source"]["space_id"]: h["_source"] for h in result["hits"]["hits"]}
+        for page_id, doc in docs.items():
+            space = spaces.get(doc["space_id"])
+            if space is not None and _can_see(space, principal):
+                out[f"pages/{page_id}"] = {"title": doc["title"], "space": f"spaces/{doc['space_id']}", "doc": doc}
+    if media:
+        found = await es.mget(index=settings.index_alias("media"), ids=media)
+        for d in found["docs"]:
+            if d.get("found") and not d["_source"].get("deleted") and _can_see(d["_source"], principal):
+                out[f"media/{d['_id']}"] = {"title": d["_source"]["title"], "space": "", "doc": d["_source"]}
+    return out
+
+
+async def backlinks(es: AsyncElasticsearch, settings: Settings, principal: Principal, page: str, size: int, after: Any) -> tuple[list[dict[str, Any]], Any]:
+    visible = await visible_targets(es, settings, principal, [page])
+    if page not in visible:
+        raise NotFound(f"{page} not found", field="page")
+    doc = visible[page]["doc"]
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"kind": "page"}},
+                {"term": {"space_id": doc["space_id"]}},
+                {"terms": {"links": doc["title_keys"]}},
+                {"term": {"deleted": False}},
+            ],
+            "must_not": [{"ids": {"values": [page.split("/", 1)[1]]}}],
+        }
+    }
+    body: dict[str, Any] = {"query": query, "sort": [{"title.raw": "asc"}, {"created_at": "asc"}], "size": size}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("wiki"), **body)
+    hits = result["hits"]["hits"]
+    return [{"page": f"pages/{h['_id']}", **h["_source"]} for h in hits], (hits[-1]["sort"] if len(hits) == size else None)
+
+
+async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Principal, owner: str, tag: str, size: int, after: Any) -> tuple[list[dict[str, Any]], Any, int]:
+    filters: list[dict[str, Any]] = [{"term": {"deleted": False}}]
+    if owner:
+        filters.append({"term": {"owner": owner}})
+    if tag:
+        filters.append({"term": {"tags": tag.strip().lower()}})
+    seen = visibility_filter(principal)
+    if seen:
+        filters.append(seen)
+    body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": [{"created_at": "desc"}, {"title.raw": "asc"}], "size": size, "track_total_hits": True}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("media"), **body)
+    hits = result["hits"]["hits"]
+    items = [{"media_item": f"media/{h['_id']}", **h["_source"]} for h in hits]
+    return items, (hits[-1]["sort"] if len(hits) == size else None), result["hits"]["total"]["value"]
+
+
+def _kind_of(name: str) -> str:
+    return "views" if name.startswith("pages/") else "downloads"
+
+
+async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Principal, name: str, days: int, department: str, today: dt.date | None = None) -> tuple[int, list[tuple[str, int]]]:
+    if not (name.startswith("pages/") or name.startswith("media/")) or name.count("/") != 1:
+        raise InvalidArgument("must be 'pages/{id}' or 'media/{id}'", field="name")
+    if days < 0 or days > MAX_DAYS:
+        raise InvalidArgument(f"must be between 1 and {MAX_DAYS}", field="days")
+    days = days or 7
+    if not principal.is_service and name not in await visible_targets(es, settings, principal, [name]):
+        raise NotFound(f"{name} not found", field="name")
+    today = today or dt.datetime.now(dt.UTC).date()
+    first = today - dt.timedelta(days=days - 1)
+    filters: list[dict[str, Any]] = [{"term": {"kind": _kind_of(name)}}, {"term": {"target": name}}]
+    if department:
+        filters.append({"term": {"department": department}})
+    result = await es.search(
+        index=view_stats.index_alias(settings),
+        query={"bool": {"filter": filters}},
+        size=0,
+        aggs={
+            "total": {"sum": {"field": "count"}},
+            "recent": {
+                "filter": {"range": {"day": {"gte": first.isoformat(), "lte": today.isoformat()}}},
+                "aggs": {"days": {"terms": {"field": "day", "size": MAX_DAYS, "format": "yyyy-MM-dd"}, "aggs": {"n": {"sum": {"field": "count"}}}}},
+            },
+        },
+    )
+    per_day = {b["key_as_string"]: int(b["n"]["value"]) for b in result["aggregations"]["recent"]["days"]["buckets"]}
+    series = [((first + dt.timedelta(days=i)).isoformat(), per_day.get((first + dt.timedelta(days=i)).isoformat(), 0)) for i in range(days)]
+    return int(result["aggregations"]["total"]["value"]), series
+
+
+async def top_viewed(
+    es: AsyncElasticsearch, settings: Settings, principal: Principal, kind: str, period: str, day: dt.date, space_id: str, department: str, size: int
+) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = [{"term": {"kind": kind}}]
+    if period == "DAY":
+        filters.append({"term": {"day": day.isoformat()}})
+    elif period == "WEEK":
+        filters.append({"range": {"day": {"gte": (day - dt.timedelta(days=6)).isoformat(), "lte": day.isoformat()}}})
+    if space_id:
+        filters.append({"term": {"space_id": space_id}})
+    if department:
+        filters.append({"term": {"department": department}})
+    result = await es.search(
+        index=view_stats.index_alias(settings),
+        query={"bool": {"filter": filters}},
+        size=0,
+        aggs={"top": {"terms": {"field": "target", "size": size * TOP_OVERFETCH, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
+    )
+    buckets = [(b["key"], int(b["n"]["value"])) for b in result["aggregations"]["top"]["buckets"]]
+    visible = await visible_targets(es, settings, principal, [name for name, _ in buckets])
+    top = [{"name": name, "count": count, "title": visible[name]["title"], "space": visible[name]["space"]} for name, count in buckets if name in visible]
+    return top[:size]

@@ -1,0 +1,248 @@
+"""The social graph as search serves it: relations and counts, status updates, the
+network feed and people you may know (indices `graph`, `statuses`, `people`,
+`communities`). Every query runs as the caller and shows only what they may see."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from watercooler.auth import Principal, current_principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument, PermissionDenied
+from watercooler.eventstore import fingerprint
+from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
+from watercooler.search.v1 import search_pb2
+
+from .people import DIRECTORY_SORT, person_hit
+from .visibility import caller_communities, content_filter
+
+# The feed reads the whole network of a person at once; beyond this many people it
+# takes the most recent edges (a terms filter of 10k ids is cheap for Elasticsearch).
+MAX_NETWORK = 10_000
+MAX_CANDIDATE_EDGES = 10_000
+
+R = search_pb2.ListRelationsRequest
+_ACTIVE_FOLLOW = [{"term": {"kind": "follow"}}, {"term": {"state": "ACTIVE"}}]
+_CONNECTED = [{"term": {"kind": "connection"}}, {"term": {"state": "CONNECTED"}}]
+_PENDING = [{"term": {"kind": "connection"}}, {"term": {"state": "PENDING"}}]
+
+
+def _self_or_service(principal: Principal, person: str, what: str) -> None:
+    if not (principal.is_service or principal.subject == person):
+        raise PermissionDenied(f"only {person} (or a service) may read their {what}", field="person")
+
+
+def _timestamp(iso: str) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromJsonString(iso.replace("+00:00", "Z"))
+    return stamp
+
+
+# --- relations ------------------------------------------------------------------------------------
+def _relation_filter(relation: int, person: str) -> tuple[list[dict[str, Any]], str]:
+    """(filters, which field holds the other person)"""
+    if relation == R.FOLLOWERS:
+        return [*_ACTIVE_FOLLOW, {"term": {"target": person}}], "source"
+    if relation == R.FOLLOWING:
+        return [*_ACTIVE_FOLLOW, {"term": {"source": person}}], "target"
+    if relation == R.CONNECTIONS:
+        return [*_CONNECTED, {"term": {"members": person}}], "members"
+    if relation == R.PENDING_INCOMING:
+        return [*_PENDING, {"term": {"target": person}}], "source"
+    if relation == R.PENDING_OUTGOING:
+        return [*_PENDING, {"term": {"source": person}}], "target"
+    raise InvalidArgument("must be FOLLOWERS, FOLLOWING, CONNECTIONS, PENDING_INCOMING or PENDING_OUTGOING", field="relation")
+
+
+def _other(doc: dict[str, Any], field: str, person: str) -> str:
+    if field == "members":
+        return next((m for m in doc["members"] if m != person), person)
+    return doc[field]
+
+
+async def list_relations(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListRelationsRequest) -> search_pb2.ListRelationsResponse:
+    person = parse_name(request.person, "profiles", field="person")
+    if request.relation in (R.PENDING_INCOMING, R.PENDING_OUTGOING):
+        _self_or_service(current_principal(), person, "pending requests")
+    filters, other_field = _relation_filter(request.relation, person)
+    size = page_size(request.page_size)
+    key = fingerprint("relations", person, str(request.relation))[:16]
+    body: dict[str, Any] = {
+        "query": {"bool": {"filter": [*filters, {"term": {"deleted": False}}]}},
+        "sort": [{"since": "desc"}, {"source": "asc"}, {"target": "asc"}],
+        "size": size,
+        "track_total_hits": True,
+    }
+    after = decode_page_token(request.page_token, key)
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("graph"), **body)
+    hits = result["hits"]["hits"]
+    response = search_pb2.ListRelationsResponse(total_size=result["hits"]["total"]["value"])
+    for hit in hits:
+        doc = hit["_source"]
+        response.people.add(profile=f"profiles/{_other(doc, other_field, person)}", since=_timestamp(doc["since"]))
+    if len(hits) == size:
+        response.next_page_token = encode_page_token(hits[-1]["sort"], key)
+    return response
+
+
+async def network_counts(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkCountsRequest) -> search_pb2.NetworkCounts:
+    person = parse_name(request.person, "profiles", field="person")
+    index = settings.index_alias("graph")
+
+    async def count(relation: int) -> int:
+        filters, _ = _relation_filter(relation, person)
+        return (await es.count(index=index, query={"bool": {"filter": [*filters, {"term": {"deleted": False}}]}}))["count"]
+
+    followers, following, connections = await asyncio.gather(count(R.FOLLOWERS), count(R.FOLLOWING), count(R.CONNECTIONS))
+    return search_pb2.NetworkCounts(person=request.person, followers=followers, following=following, connections=connections)
+
+
+async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) -> set[str]:
+    """Everyone ``person`` follows or is connected to."""
+    query = {
+        "bool": {
+            "filter": [{"term": {"deleted": False}}],
+            "should": [
+                {"bool": {"filter": [*_ACTIVE_FOLLOW, {"term": {"source": person}}]}},
+                {"bool": {"filter": [*_CONNECTED, {"term": {"members": person}}]}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+    result = await es.search(index=settings.index_alias("graph"), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}], source=["members"])
+    return {m for hit in result["hits"]["hits"] for m in hit["_source"]["members"] if m != person}
+
+
+# --- status updates and the feed -----------------------------------------------------------------
+async def visible_content(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[dict[str, Any]]:
+    """What the caller may see, by the content contract every service shares
+    (services/search/visibility.py): PUBLIC to all, INTERNAL to employees, COMMUNITY to
+    the community's members, PRIVATE to the author; services see all."""
+    return content_filter(principal, await caller_communities(es, settings, principal))
+
+
+def status_hit(doc: dict[str, Any]) -> search_pb2.StatusUpdateHit:
+    micropost = "status_id" not in doc
+    return search_pb2.StatusUpdateHit(
+        name=doc["name"],
+        author=f"profiles/{doc['author_id']}",
+        text=doc.get("content", "") if micropost else doc.get("text", ""),
+        photo=doc.get("photo", ""),
+        visibility=doc["visibility"],
+        community=f"communities/{doc['community']}" if doc.get("community") else "",
+        create_time=_timestamp(doc["created_at"]),
+        kind="micropost" if micropost else "status",
+    )
+
+
+# Newest first; the resource name breaks ties (status ids are time-ordered) so that
+# search_after pages are stable while new items arrive at the top.
+_NEWEST_FIRST = [{"created_at": "desc"}, {"name": "desc"}]
+
+
+async def _content_page(es, index, filters, size, key, token) -> tuple[list[search_pb2.StatusUpdateHit], str]:
+    body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": _NEWEST_FIRST, "size": size}
+    after = decode_page_token(token, key)
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=index, **body)
+    hits = result["hits"]["hits"]
+    next_token = encode_page_token(hits[-1]["sort"], key) if len(hits) == size else ""
+    return [status_hit(h["_source"]) for h in hits], next_token
+
+
+async def list_status_updates(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListStatusUpdatesRequest) -> search_pb2.ListStatusUpdatesResponse:
+    author = parse_name(request.person, "profiles", field="person")
+    size = page_size(request.page_size)
+    visible = await visible_content(es, settings, current_principal())
+    filters = [{"term": {"author_id": author}}, *visible]
+    items, next_token = await _content_page(es, settings.index_alias("statuses"), filters, size, fingerprint("statuses", author)[:16], request.page_token)
+    return search_pb2.ListStatusUpdatesResponse(status_updates=items, next_page_token=next_token)
+
+
+async def network_feed(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkFeedRequest) -> search_pb2.GetNetworkFeedResponse:
+    """Status updates (index `statuses`) and microposts (index `posts`, kind micro) of
+    everyone the person follows or is connected to, in one query, newest first."""
+    person = parse_name(request.person, "profiles", field="person")
+    principal = current_principal()
+    _self_or_service(principal, person, "feed")
+    size = page_size(request.page_size)
+    key = fingerprint("feed", person)[:16]
+    decode_page_token(request.page_token, key)  # reject a foreign token before any work
+    authors, visible = await asyncio.gather(network_of(es, settings, person), visible_content(es, settings, principal))
+    if not authors:
+        return search_pb2.GetNetworkFeedResponse()
+    kinds = {"bool": {"should": [{"exists": {"field": "status_id"}}, {"term": {"kind": "micro"}}], "minimum_should_match": 1}}
+    filters = [{"terms": {"author_id": sorted(authors)}}, kinds, *visible]
+    index = f"{settings.index_alias('statuses')},{settings.index_alias('posts')}"
+    items, next_token = await _content_page(es, index, filters, size, key, request.page_token)
+    return search_pb2.GetNetworkFeedResponse(items=items, next_page_token=next_token)
+
+
+# --- people you may know ---------------------------------------------------------------------------
+async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListPeopleYouMayKnowRequest) -> search_pb2.ListPeopleYouMayKnowResponse:
+    """Ranked by mutual connections (colleagues of colleagues) and then by sharing a
+    department; never yourself, your connections or people with a pending request."""
+    person = parse_name(request.person, "profiles", field="person")
+    _self_or_service(current_principal(), person, "suggestions")
+    size = page_size(request.page_size)
+    graph = settings.index_alias("graph")
+    people = settings.index_alias("people")
+    mine = await es.search(
+        index=graph,
+        query={"bool": {"filter": [{"term": {"kind": "connection"}}, {"terms": {"state": ["CONNECTED", "PENDING"]}}, {"term": {"members": person}}, {"term": {"deleted": False}}]}},
+        size=MAX_NETWORK,
+        source=["members", "state"],
+    )
+    connected: set[str] = set()
+    excluded = {person}
+    for hit in mine["hits"]["hits"]:
+        other = next((m for m in hit["_source"]["members"] if m != person), person)
+        excluded.add(other)
+        if hit["_source"]["state"] == "CONNECTED":
+            connected.add(other)
+    mutual: Counter[str] = Counter()
+    if connected:
+        second = await es.search(
+            index=graph,
+            query={"bool": {"filter": [*_CONNECTED, {"terms": {"members": sorted(connected)}}, {"term": {"deleted": False}}]}},
+            size=MAX_CANDIDATE_EDGES,
+            source=["members"],
+        )
+        for hit in second["hits"]["hits"]:
+            a, b = hit["_source"]["members"]
+            for via, candidate in ((a, b), (b, a)):
+                if via in connected and candidate not in excluded:
+                    mutual[candidate] += 1
+    me = await es.search(index=people, query={"term": {"employee_id": person}}, size=1, source=["department"])
+    department = me["hits"]["hits"][0]["_source"].get("department", "") if me["hits"]["hits"] else ""
+    candidates: dict[str, dict[str, Any]] = {}
+    if mutual:
+        found = await es.search(index=people, query={"bool": {"filter": [{"terms": {"employee_id": list(mutual)}}, {"term": {"deleted": False}}]}}, size=len(mutual))
+        candidates.update({h["_source"]["employee_id"]: h["_source"] for h in found["hits"]["hits"]})
+    if department:
+        colleagues = await es.search(
+            index=people,
+            query={"bool": {"filter": [{"term": {"department": department}}, {"term": {"alumni": False}}, {"term": {"deleted": False}}], "must_not": [{"terms": {"employee_id": sorted(excluded)}}]}},
+            sort=DIRECTORY_SORT,
+            size=size,
+        )
+        for hit in colleagues["hits"]["hits"]:
+            candidates.setdefault(hit["_source"]["employee_id"], hit["_source"])
+    ranked = []
+    for employee_id, doc in candidates.items():
+        same = bool(department) and doc.get("department") == department
+        score = 2.0 * mutual[employee_id] + (1.0 if same else 0.0)
+        ranked.append((-score, doc.get("sort_key", ""), employee_id, doc, same))
+    ranked.sort(key=lambda r: r[:3])
+    response = search_pb2.ListPeopleYouMayKnowResponse()
+    for neg_score, _, employee_id, doc, same in ranked[:size]:
+        response.suggestions.add(person=person_hit(doc), mutual_connections=mutual[employee_id], same_department=same, score=-neg_score)
+    return response

@@ -1,0 +1,399 @@
+"""Queries over blogs, posts, microposts, comments, reactions and bookmarks.
+
+Every query runs as the caller and carries ``visibility.content_filter``, in the
+hits and in every count, facet and aggregation, so a COMMUNITY item never shows
+for a non-member anywhere. Counts (post counts, ratings, comments, likes, savers,
+stats) are aggregations over documents kept one per aggregate at its latest
+version, so they are exact and unaffected by redelivered events.
+User text is only ever the value of a match query."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from watercooler.auth import Principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument
+from watercooler.eventstore import fingerprint
+from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
+from watercooler.search.v1 import search_pb2 as sp
+from watercooler.text import collation_key, fold
+
+from .visibility import caller_communities, content_filter
+
+MAX_QUERY_LENGTH = 256
+MAX_FACETS = 20
+
+
+def _check_query(query: str) -> str:
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+    return fold(query.strip())
+
+
+def _text_query(folded: str, field: str = "folded") -> dict[str, Any]:
+    return {
+        "bool": {
+            "should": [
+                {"match_phrase": {field: {"query": folded, "boost": 3}}},
+                {"match": {field: {"query": folded, "operator": "and", "boost": 2}}},
+                {"match": {field: {"query": folded, "fuzziness": "AUTO", "prefix_length": 1, "operator": "and"}}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+class PostQueries:
+    def __init__(self, es: AsyncElasticsearch, settings: Settings):
+        self.es = es
+        self.settings = settings
+
+    def _index(self, name: str) -> str:
+        return self.settings.index_alias(name)
+
+    async def _visible(self, principal: Principal, author_field: str = "author_id") -> list[dict[str, Any]]:
+        return content_filter(principal, await caller_communities(self.es, self.settings, principal), author_field)
+
+    async def _post_filters(self, principal: Principal) -> list[dict[str, Any]]:
+        filters = await self._visible(principal)
+        if not principal.is_service:
+            # Drafts reach their author only.
+            filters.append({"bool": {"should": [{"term": {"state": "PUBLISHED"}}, {"term": {"author_id": principal.subject}}], "minimum_should_match": 1}})
+        else:
+            filters.append({"term": {"state": "PUBLISHED"}})
+        return filters
+
+    # --- posts and microposts ---------------------------------------------------------------------------
+    async def search_posts(self, principal: Principal, request: sp.SearchPostsRequest) -> sp.SearchPostsResponse:
+        folded = _check_query(request.query)
+        if request.kind not in ("", "blog", "micro"):
+            raise InvalidArgument("must be 'blog', 'micro' or empty", field="kind")
+        filters = await self._post_filters(principal)
+        if request.kind:
+            filters.append({"term": {"kind": request.kind}})
+        if request.blog:
+            filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
+        if request.author:
+            filters.append({"term": {"author_id": parse_name(request.author, "profiles", field="author")}})
+        if request.mentions:
+            filters.append({"term": {"mentions": parse_name(request.mentions, "profiles", field="mentions")}})
+        if request.tag:
+            filters.append({"term": {"tags": request.tag.strip().lower().lstrip("#")}})
+        must = _text_query(folded) if folded else {"match_all": {}}
+        sort: list[Any] = ([{"_score": "desc"}] if folded else []) + [{"created_at": "desc"}, {"name": "asc"}]
+        key = fingerprint("posts", request.query, request.kind, request.blog, request.author, request.tag, request.mentions)[:16]
+        return await self._post_page(principal, {"bool": {"must": [must], "filter": filters}}, sort, request.page_size, request.page_token, key)
+
+    async def list_timeline(self, principal: Principal, request: sp.ListTimelineRequest) -> sp.SearchPostsResponse:
+        person = parse_name(request.person, "profiles", field="person")
+        filters = await self._post_filters(principal)
+        filters += [{"term": {"kind": "micro"}}, {"term": {"author_id": person}}]
+        key = fingerprint("timeline", person)[:16]
+        return await self._post_page(
+            principal, {"bool": {"filter": filters}}, [{"created_at": "desc"}, {"name": "asc"}], request.page_size, request.page_token, key
+        )
+
+    async def _post_page(
+        self, principal: Principal, query: dict[str, Any], sort: list[Any], size_requested: int, token: str, key: str
+    ) -> sp.SearchPostsResponse:
+        size = page_size(size_requested)
+        body: dict[str, Any] = {
+            "query": query,
+            "sort": sort,
+            "size": size,
+            "track_total_hits": True,
+            "aggs": {"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
+        }
+        after = decode_page_token(token, key)
+        if after is not None:
+            body["search_after"] = after
+        result = await self.es.search(index=self._index("posts"), **body)
+        hits = result["hits"]["hits"]
+        names = [hit["_source"]["name"] for hit in hits]
+        counts = await self._reaction_counts(principal, names)
+        response = sp.SearchPostsResponse(total_size=result["hits"]["total"]["value"])
+        for hit in hits:
+            doc = hit["_source"]
+            c = counts.get(doc["name"], {})
+            response.posts.add(
+                name=doc["name"],
+                kind=doc["kind"],
+                blog=f"blogs/{doc['blog']}" if doc["blog"] else "",
+                author=f"profiles/{doc['author_id']}",
+                title=doc["title"],
+                text=doc["content"],
+                tags=doc["tags"],
+                visibility=doc["visibility"],
+                community=f"communities/{doc['community']}" if doc["community"] else "",
+                state=doc["state"],
+                publish_time=doc.get("published_at") or "",
+                reply_to=doc["reply_to"],
+                repost_of=doc["repost_of"],
+                rating_average=c.get("rating_average", 0.0),
+                rating_count=c.get("rating_count", 0),
+                comment_count=c.get("comment_count", 0),
+                like_count=c.get("like_count", 0),
+                score=hit.get("_score") or 0.0,
+            )
+        for bucket in result["aggregations"]["tags"]["buckets"]:
+            response.tags.add(tag=bucket["key"], count=bucket["doc_count"])
+        if len(hits) == size:
+            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
+        return response
+
+    async def _reaction_counts(self, principal: Principal, targets: list[str]) -> dict[str, dict[str, Any]]:
+        """Exact ratings (sum / count of current ratings), likes and visible comments per target."""
+        if not targets:
+            return {}
+        out: dict[str, dict[str, Any]] = {t: {} for t in targets}
+        reactions = await self.es.search(
+            index=self._index("reactions"),
+            size=0,
+            query={"bool": {"filter": [{"terms": {"target": targets}}, {"term": {"active": True}}, {"term": {"deleted": False}}]}},
+            aggs={
+                "by_target": {
+                    "terms": {"field": "target", "size": len(targets)},
+                    "aggs": {"kinds": {"terms": {"field": "kind"}, "aggs": {"sum": {"sum": {"field": "value"}}}}},
+                }
+            },
+        )
+        for bucket in reactions["aggregations"]["by_target"]["buckets"]:
+            for kind in bucket["kinds"]["buckets"]:
+                if kind["key"] == "rating":
+                    count = kind["doc_count"]
+                    out[bucket["key"]].update(rating_count=count, rating_average=round(kind["sum"]["value"] / count, 6) if count else 0.0)
+                else:
+                    out[bucket["key"]]["like_count"] = kind["doc_count"]
+        comment_filters = [{"terms": {"target": targets}}, *await self._visible(principal)]
+        comments = await self.es.search(
+            index=self._index("comments"),
+            size=0,
+            query={"bool": {"filter": comment_filters}},
+            aggs={"by_target": {"terms": {"field": "target", "size": len(targets)}}},
+        )
+        for bucket in comments["aggregations"]["by_target"]["buckets"]:
+            out[bucket["key"]]["comment_count"] = bucket["doc_count"]
+        return out
+
+    # --- the blog directory ---------------------------------------------------------------------------------
+    async def list_blog_directory(self, principal: Principal, request: sp.ListBlogDirectoryRequest) -> sp.ListBlogDirectoryResponse:
+        size = page_size(request.page_size)
+        letter = request.letter.strip()
+        if len(letter) > 1:
+            raise InvalidArgument("must be one letter", field="letter")
+        key = fingerprint("directory", letter)[:16]
+        filters = await self._visible(principal, author_field="owner_id")
+        if letter:
+            # Directory order is collation order: the letter's own key is where its names begin.
+            filters.append({"range": {"sort_key": {"gte": collation_key(letter.lower())}}})
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": filters}},
+            "sort": [{"sort_key": "asc"}, {"handle": "asc"}],
+            "size": size,
+            "track_total_hits": True,
+        }
+        after = decode_page_token(request.page_token, key)
+        if after is not None:
+            body["search_after"] = after
+        result = await self.es.search(index=self._index("blogs"), **body)
+        hits = result["hits"]["hits"]
+        handles = [hit["_source"]["handle"] for hit in hits]
+        counts: dict[str, tuple[int, str]] = {}
+        if handles:
+            posts = await self.es.search(
+                index=self._index("posts"),
+                size=0,
+                query={
+                    "bool": {
+                        "filter": [{"terms": {"blog": handles}}, {"term": {"kind": "blog"}}, {"term": {"state": "PUBLISHED"}}, *await self._visible(principal)]
+                    }
+                },
+                aggs={"by_blog": {"terms": {"field": "blog", "size": len(handles)}, "aggs": {"last": {"max": {"field": "published_at"}}}}},
+            )
+            for bucket in posts["aggregations"]["by_blog"]["buckets"]:
+                counts[bucket["key"]] = (bucket["doc_count"], bucket["last"].get("value_as_string") or "")
+        response = sp.ListBlogDirectoryResponse(total_size=result["hits"]["total"]["value"])
+        for hit in hits:
+            doc = hit["_source"]
+            count, last = counts.get(doc["handle"], (0, ""))
+            response.blogs.add(
+                blog=f"blogs/{doc['handle']}",
+                handle=doc["handle"],
+                title=doc["title"],
+                owner=f"profiles/{doc['owner_id']}",
+                owner_display_name=doc["owner_display_name"],
+                owner_sort_name=doc["owner_sort_name"],
+                letter=doc["letter"],
+                post_count=count,
+                last_post_time=last,
+            )
+        if len(hits) == size:
+            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
+        return response
+
+    # --- comments -------------------------------------------------------------------------------------------
+    async def list_comments(self, principal: Principal, request: sp.ListCommentsRequest) -> sp.ListCommentsResponse:
+        if not request.target or "/" not in request.target:
+            raise InvalidArgument("required, e.g. 'posts/{id}'", field="target")
+        size = page_size(request.page_size, maximum=500)
+        key = fingerprint("comments", request.target)[:16]
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": [{"term": {"target": request.target}}, *await self._visible(principal)]}},
+            "sort": [{"created_at": "asc"}, {"name": "asc"}],
+            "size": size,
+            "track_total_hits": True,
+        }
+        after = decode_page_token(request.page_token, key)
+        if after is not None:
+            body["search_after"] = after
+        result = await self.es.search(index=self._index("comments"), **body)
+        hits = result["hits"]["hits"]
+        likes = await self._reaction_counts(principal, [h["_source"]["name"] for h in hits]) if hits else {}
+        response = sp.ListCommentsResponse(total_size=result["hits"]["total"]["value"])
+        for hit in hits:
+            doc = hit["_source"]
+            response.comments.add(
+                name=doc["name"],
+                target=doc["target"],
+                parent=doc["parent"],
+                author=f"profiles/{doc['author_id']}",
+                body=doc["body"],
+                create_time=doc["created_at"],
+                edited=bool(doc.get("edited_at")),
+                like_count=likes.get(doc["name"], {}).get("like_count", 0),
+            )
+        if len(hits) == size:
+            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
+        return response
+
+    # --- bookmarks ---------------------------------------------------------------------------------------------
+    async def search_bookmarks(self, principal: Principal, request: sp.SearchBookmarksRequest) -> sp.SearchBookmarksResponse:
+        from services.posts.domainmodel import normalize_url  # one normalisation, shared with the writer
+
+        folded = _check_query(request.query)
+        size = page_size(request.page_size)
+        filters = await self._visible(principal, author_field="owner_id")
+        if request.owner:
+            filters.append({"term": {"owner_id": parse_name(request.owner, "profiles", field="owner")}})
+        if request.tag:
+            filters.append({"term": {"tags": request.tag.strip().lower()}})
+        if request.url:
+            filters.append({"term": {"url": normalize_url(request.url)}})
+        key = fingerprint("bookmarks", request.query, request.owner, request.tag, request.url)[:16]
+        must = _text_query(folded) if folded else {"match_all": {}}
+        body: dict[str, Any] = {
+            "query": {"bool": {"must": [must], "filter": filters}},
+            "sort": ([{"_score": "desc"}] if folded else []) + [{"saved_at": "desc"}, {"name": "asc"}],
+            "size": size,
+            "track_total_hits": True,
+            "aggs": {"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
+        }
+        after = decode_page_token(request.page_token, key)
+        if after is not None:
+            body["search_after"] = after
+        result = await self.es.search(index=self._index("bookmarks"), **body)
+        hits = result["hits"]["hits"]
+        response = sp.SearchBookmarksResponse(total_size=result["hits"]["total"]["value"])
+        for hit in hits:
+            doc = hit["_source"]
+            response.bookmarks.add(
+                name=doc["name"],
+                url=doc["url"],
+                title=doc["title"],
+                tags=doc["tags"],
+                notes=doc["notes"],
+                owner=f"profiles/{doc['owner_id']}",
+                visibility=doc["visibility"],
+                save_time=doc["saved_at"],
+            )
+        for bucket in result["aggregations"]["tags"]["buckets"]:
+            response.tags.add(tag=bucket["key"], count=bucket["doc_count"])
+        if len(hits) == size:
+            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
+        return response
+
+    async def list_popular_links(self, principal: Principal, request: sp.ListPopularLinksRequest) -> sp.ListPopularLinksResponse:
+        size = page_size(request.page_size)
+        filters = await self._visible(principal, author_field="owner_id")
+        if request.window == sp.ListPopularLinksRequest.LAST_7_DAYS:
+            filters.append({"range": {"saved_at": {"gte": "now-7d"}}})
+        if request.tag:
+            filters.append({"term": {"tags": request.tag.strip().lower()}})
+        # One bookmark document per (person, url): documents per url are distinct savers.
+        result = await self.es.search(
+            index=self._index("bookmarks"),
+            size=0,
+            query={"bool": {"filter": filters}},
+            aggs={
+                "links": {
+                    "terms": {"field": "url", "size": size, "order": [{"_count": "desc"}, {"_key": "asc"}]},
+                    "aggs": {"title": {"top_hits": {"size": 1, "_source": ["title_raw"], "sort": [{"saved_at": "asc"}]}}},
+                }
+            },
+        )
+        response = sp.ListPopularLinksResponse()
+        for bucket in result["aggregations"]["links"]["buckets"]:
+            top = bucket["title"]["hits"]["hits"]
+            response.links.add(url=bucket["key"], saver_count=bucket["doc_count"], title=top[0]["_source"].get("title_raw", "") if top else "")
+        return response
+
+    # --- stats --------------------------------------------------------------------------------------------------
+    async def post_stats(self, principal: Principal, request: sp.GetPostStatsRequest) -> sp.PostStats:
+        blog_filters = await self._visible(principal, author_field="owner_id")
+        post_filters = [*await self._post_filters(principal), {"term": {"kind": "blog"}}, {"term": {"state": "PUBLISHED"}}]
+        blogs = await self.es.search(
+            index=self._index("blogs"),
+            size=0,
+            track_total_hits=True,
+            query={"bool": {"filter": blog_filters}},
+            aggs={"department": {"terms": {"field": "owner_department", "size": 1000}}, "country": {"terms": {"field": "owner_country", "size": 300}}},
+        )
+        active = await self.es.search(
+            index=self._index("posts"),
+            size=0,
+            query={"bool": {"filter": [*post_filters, {"range": {"published_at": {"gte": "now-30d"}}}]}},
+            aggs={"blogs": {"terms": {"field": "blog", "size": 65536}}},
+        )
+        active_handles = [b["key"] for b in active["aggregations"]["blogs"]["buckets"]]
+        active_count = 0
+        if active_handles:  # only blogs the caller may see count as active
+            visible_active = await self.es.count(index=self._index("blogs"), query={"bool": {"filter": [*blog_filters, {"terms": {"handle": active_handles}}]}})
+            active_count = visible_active["count"]
+        tags = await self.es.search(
+            index=self._index("posts"),
+            size=0,
+            query={"bool": {"filter": await self._post_filters(principal)}},
+            aggs={"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
+        )
+        stats = sp.PostStats(blogs_total=blogs["hits"]["total"]["value"], blogs_active_30d=active_count)
+        for bucket in blogs["aggregations"]["department"]["buckets"]:
+            stats.blogs_per_department.add(key=bucket["key"], count=bucket["doc_count"])
+        for bucket in blogs["aggregations"]["country"]["buckets"]:
+            stats.blogs_per_country.add(key=bucket["key"], count=bucket["doc_count"])
+        for bucket in tags["aggregations"]["tags"]["buckets"]:
+            stats.popular_tags.add(tag=bucket["key"], count=bucket["doc_count"])
+        if request.blog:
+            handle = parse_name(request.blog, "blogs", field="blog")
+            per_day = await self.es.search(
+                index=self._index("posts"),
+                size=0,
+                query={"bool": {"filter": [*post_filters, {"term": {"blog": handle}}]}},
+                aggs={"days": {"date_histogram": {"field": "published_at", "calendar_interval": "day", "format": "yyyy-MM-dd", "min_doc_count": 1}}},
+            )
+            for bucket in per_day["aggregations"]["days"]["buckets"]:
+                stats.posts_per_day.add(key=bucket["key_as_string"], count=bucket["doc_count"])
+        if request.post:
+            post = f"posts/{parse_name(request.post, 'posts', field='post')}"
+            counts = (await self._reaction_counts(principal, [post])).get(post, {})
+            stats.comment_count = counts.get("comment_count", 0)
+            stats.rating_count = counts.get("rating_count", 0)
+            stats.rating_average = counts.get("rating_average", 0.0)
+        return stats
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()

@@ -1,0 +1,66 @@
+"""The bookmarks index: one document per (person, normalised URL); a link's savers are
+the documents that share its url, so popular links are exact counts."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import fold
+
+from .posts import FLAG_EVENTS, apply_flags
+
+
+class BookmarksProjection(DocumentProjection):
+    name = "bookmarks"
+    sources = ("posts",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "name": {"type": "keyword"},
+            "owner_id": {"type": "keyword"},
+            "url": {"type": "keyword"},
+            "host": {"type": "keyword"},
+            "title": {"type": "text"},
+            "title_raw": {"type": "keyword", "index": False},
+            "folded": {"type": "text"},
+            "tags": {"type": "keyword"},
+            "notes": {"type": "text"},
+            "visibility": {"type": "keyword"},
+            "community": {"type": "keyword"},
+            "hidden": {"type": "boolean"},
+            "created_at": {"type": "date"},
+            # When this person last saved it (a re-save after deleting counts anew).
+            "saved_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        kind = event.type_name
+        if kind in FLAG_EVENTS:
+            return apply_flags(doc, event)
+        if kind == "BookmarkCreated":
+            doc = {
+                "name": f"bookmarks/{event.aggregate_id}",
+                "owner_id": p.owner_id,
+                "url": p.url,
+                "host": urlsplit(p.url).hostname or "",
+                "hidden": False,
+                "created_at": event.occurred_at.isoformat(),
+                "saved_at": event.occurred_at.isoformat(),
+            }
+        elif kind in ("BookmarkEdited", "BookmarkResaved", "BookmarkDeleted"):
+            if doc is None:
+                raise ValueError(f"{kind} for unknown bookmark {event.aggregate_id}")
+            if kind == "BookmarkDeleted":
+                doc["deleted"] = True
+                return doc
+            if kind == "BookmarkResaved":
+                doc.update(deleted=False, saved_at=event.occurred_at.isoformat())
+        else:
+            raise SkipEvent
+        doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community)
+        doc["folded"] = fold(f"{p.title}\n{p.notes}\n{doc['url']}")
+        return doc

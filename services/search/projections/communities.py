@@ -1,0 +1,92 @@
+"""The communities index: one document per community, from `profiles.events.v1`.
+
+Membership contract for every service's COMMUNITY visibility (posts, search, jams):
+the document of `communities/{id}` (``_id`` = the community aggregate id, field
+``community_id`` = the id in the resource name) keeps ``members``, a keyword array
+of employee ids that is always the complete current member list (replaced as a
+whole with each event, versioned by the community aggregate, so it is never stale
+by more than the projection lag — about a second — and never goes backwards).
+
+To filter content by what the caller may see, ask this index once for the caller's
+communities and filter on them::
+
+    ids = await services.search.communities.communities_of(es, settings, subject)
+    # then, in the content query, COMMUNITY items only where the caller is a member:
+    {"bool": {"filter": [{"term": {"visibility": "COMMUNITY"}}, {"terms": {"community_id": ids}}]}}
+
+or check one community with a term query on ``members`` (see
+``services/search/communities.py``: ``communities_of`` and ``is_member``). A person
+belongs to few communities, so the terms list stays small even when a community has
+tens of thousands of members.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import collation_key, fold
+
+
+class CommunitiesProjection(DocumentProjection):
+    name = "communities"
+    sources = ("profiles",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "community_id": {"type": "keyword"},
+            "display_name": {"type": "text"},
+            "name_folded": {"type": "text"},
+            "sort_key": {"type": "keyword"},
+            "description": {"type": "text"},
+            "access": {"type": "keyword"},
+            "owners": {"type": "keyword"},
+            # The complete member list: the COMMUNITY visibility check of every service.
+            "members": {"type": "keyword"},
+            "invited": {"type": "keyword"},
+            "member_count": {"type": "integer"},
+            "created_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        if event.envelope.aggregate_type != "Community":
+            raise SkipEvent
+        p = event.payload
+        kind = event.type_name
+        if kind == "CommunityCreated":
+            doc = {
+                "community_id": p.community_id,
+                "display_name": p.display_name,
+                "name_folded": fold(p.display_name),
+                "sort_key": collation_key(p.display_name),
+                "description": p.description,
+                "access": p.access,
+                "owners": list(p.owners),
+                "members": list(p.members),
+                "invited": [],
+                "created_at": event.occurred_at.isoformat(),
+            }
+        elif doc is None:
+            raise ValueError(f"{kind} for unknown community {event.aggregate_id}")
+        elif kind == "CommunityMemberInvited":
+            doc["invited"] = _with(doc["invited"], p.member_id)
+        elif kind == "CommunityMemberJoined":
+            doc["members"] = _with(doc["members"], p.member_id)
+            doc["invited"] = _without(doc["invited"], p.member_id)
+        elif kind in ("CommunityMemberLeft", "CommunityMemberRemoved"):
+            doc["members"] = _without(doc["members"], p.member_id)
+            doc["invited"] = _without(doc["invited"], p.member_id)
+            doc["owners"] = _without(doc["owners"], p.member_id)
+        else:
+            raise ValueError(f"communities projection does not know {event.envelope.event_type}")
+        doc["member_count"] = len(doc["members"])
+        return doc
+
+
+def _with(values: list[str], value: str) -> list[str]:
+    return values if value in values else [*values, value]
+
+
+def _without(values: list[str], value: str) -> list[str]:
+    return [v for v in values if v != value]

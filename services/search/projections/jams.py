@@ -1,0 +1,79 @@
+"""Jam content indices from `jams.events.v1`: ideas (one document per idea) and
+threads (one document per thread and per reply, so a busy thread is not one hot document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import fold
+
+
+class JamIdeasProjection(DocumentProjection):
+    name = "jam-ideas"
+    sources = ("jams",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "jam_id": {"type": "keyword"},
+            "idea_id": {"type": "keyword"},
+            "title": {"type": "text"},
+            "description": {"type": "text"},
+            # Accent- and case-folded in Python (the ES distribution lacks asciifolding).
+            "text_folded": {"type": "text"},
+            "forum_id": {"type": "keyword"},
+            "author": {"type": "keyword"},
+            "seeded": {"type": "boolean"},
+            "merged_into": {"type": "keyword"},
+            "created_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        if event.envelope.aggregate_type != "Idea":
+            raise SkipEvent
+        p = event.payload
+        if event.type_name == "IdeaCreated":
+            return {
+                "jam_id": p.jam_id, "idea_id": p.idea_id, "title": p.title, "description": p.description,
+                "text_folded": fold(f"{p.title} {p.description}"), "forum_id": p.forum_id, "author": p.author,
+                "seeded": p.seeded, "merged_into": "", "created_at": event.occurred_at.isoformat(),
+            }
+        if event.type_name == "IdeaMergedInto":
+            if doc is None:
+                raise ValueError(f"IdeaMergedInto for unknown idea {event.aggregate_id}")
+            doc["merged_into"] = p.into_idea_id
+            return doc
+        raise ValueError(f"jam-ideas projection does not know {event.envelope.event_type}")
+
+
+class JamThreadsProjection(DocumentProjection):
+    name = "jam-threads"
+    sources = ("jams",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "kind": {"type": "keyword"},  # thread | reply
+            "jam_id": {"type": "keyword"},
+            "thread_id": {"type": "keyword"},
+            "reply_id": {"type": "keyword"},
+            "forum_id": {"type": "keyword"},
+            "idea_id": {"type": "keyword"},
+            "title": {"type": "text"},
+            "body": {"type": "text"},
+            "text_folded": {"type": "text"},
+            "author": {"type": "keyword"},
+            "author_kind": {"type": "keyword"},
+            "created_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        if event.type_name not in ("ThreadCreated", "ReplyCreated"):
+            raise SkipEvent
+        p = event.payload
+        title = getattr(p, "title", "")
+        return {
+            "kind": "thread" if event.type_name == "ThreadCreated" else "reply", "jam_id": p.jam_id, "thread_id": p.thread_id,
+            "reply_id": getattr(p, "reply_id", ""), "forum_id": p.forum_id, "idea_id": p.idea_id, "title": title, "body": p.body,
+            "text_folded": fold(f"{title} {p.body}"), "author": p.author, "author_kind": p.author_kind, "created_at": event.occurred_at.isoformat(),
+        }

@@ -1,0 +1,51 @@
+"""The media index: one document per media item, from `posts.events.v1`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+
+FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+
+
+class MediaProjection(DocumentProjection):
+    name = "media"
+    sources = ("posts",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "owner": {"type": "keyword"},
+            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "description": {"type": "text"},
+            "kind": {"type": "keyword"},
+            "size_bytes": {"type": "long"},
+            "content_type": {"type": "keyword"},
+            "tags": {"type": "keyword"},
+            "visibility": {"type": "keyword"},
+            "storage_uri": {"type": "keyword", "index": False},
+            "created_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        name = event.type_name
+        if name == "MediaItemRegistered":
+            doc = {field: _value(getattr(p, field)) for field in FIELDS}
+            doc["created_at"] = event.occurred_at.isoformat()
+            return doc
+        if name not in ("MediaItemUpdated", "MediaItemRemoved"):
+            raise SkipEvent(name)
+        if doc is None:
+            raise ValueError(f"{name} for unknown media item {event.aggregate_id}")
+        if name == "MediaItemUpdated":
+            for field in p.changed_fields:
+                doc[field] = _value(getattr(p, field))
+        else:
+            doc["deleted"] = True
+        return doc
+
+
+def _value(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) else list(value)

@@ -1,0 +1,116 @@
+"""The posts index: one document per blog post and per micropost, from `posts.events.v1`.
+
+Hidden (flagged) and deleted items stay as documents with ``hidden`` / ``deleted``
+set; every query filters them out, and drafts and PRIVATE items are shown to
+their author only (services/search/visibility.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import fold
+
+FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
+
+
+def apply_flags(doc: Doc | None, event: Event) -> Doc:
+    """Flag events of any flaggable item: only hiding and restoring change a document."""
+    if doc is None:
+        raise SkipEvent  # another kind of item, kept by another projection
+    if event.type_name == "ItemHidden":
+        doc["hidden"] = True
+    elif event.type_name == "ItemRestored":
+        doc["hidden"] = False
+    else:
+        raise SkipEvent
+    return doc
+
+
+class PostsProjection(DocumentProjection):
+    name = "posts"
+    sources = ("posts",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            # "blog" (a blog post) or "micro" (a micropost).
+            "kind": {"type": "keyword"},
+            "name": {"type": "keyword"},
+            "blog": {"type": "keyword"},
+            "author_id": {"type": "keyword"},
+            "title": {"type": "text"},
+            "content": {"type": "text"},
+            # Accent- and case-folded title and text, for matching.
+            "folded": {"type": "text"},
+            "tags": {"type": "keyword"},
+            "mentions": {"type": "keyword"},
+            "reply_to": {"type": "keyword"},
+            "repost_of": {"type": "keyword"},
+            "visibility": {"type": "keyword"},
+            "community": {"type": "keyword"},
+            "state": {"type": "keyword"},
+            "hidden": {"type": "boolean"},
+            "revision": {"type": "integer"},
+            "created_at": {"type": "date"},
+            "published_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        kind = event.type_name
+        if kind in FLAG_EVENTS:
+            return apply_flags(doc, event)
+        if kind == "PostCreated":
+            doc = {
+                "kind": "blog",
+                "name": f"posts/{event.aggregate_id}",
+                "blog": p.blog,
+                "author_id": p.author_id,
+                "title": p.title,
+                "content": p.body,
+                "tags": list(p.tags),
+                "mentions": [],
+                "reply_to": "",
+                "repost_of": "",
+                "visibility": p.visibility,
+                "community": p.community,
+                "state": "DRAFT",
+                "hidden": False,
+                "revision": 1,
+                "created_at": event.occurred_at.isoformat(),
+                "published_at": None,
+            }
+        elif kind == "MicropostCreated":
+            doc = {
+                "kind": "micro",
+                "name": f"microposts/{event.aggregate_id}",
+                "blog": "",
+                "author_id": p.author_id,
+                "title": "",
+                "content": p.text,
+                "tags": list(p.hashtags),
+                "mentions": list(p.mentions),
+                "reply_to": f"microposts/{p.reply_to}" if p.reply_to else "",
+                "repost_of": f"microposts/{p.repost_of}" if p.repost_of else "",
+                "visibility": p.visibility,
+                "community": p.community,
+                "state": "PUBLISHED",
+                "hidden": False,
+                "revision": 1,
+                "created_at": event.occurred_at.isoformat(),
+                "published_at": event.occurred_at.isoformat(),
+            }
+        elif kind in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted"):
+            if doc is None:
+                raise ValueError(f"{kind} for unknown post {event.aggregate_id}")
+            if kind == "PostEdited":
+                doc.update(title=p.title, content=p.body, tags=list(p.tags), visibility=p.visibility, community=p.community, revision=p.revision)
+            elif kind == "PostPublished":
+                doc.update(state="PUBLISHED", published_at=p.published_at)
+            else:
+                doc["deleted"] = True
+        else:
+            raise SkipEvent
+        doc["folded"] = fold(f"{doc['title']}\n{doc['content']}")
+        return doc

@@ -1,0 +1,88 @@
+"""The wiki index: one document per space and per page, from `posts.events.v1`.
+
+Page documents keep every title the page ever had (old titles still resolve)
+and the folded titles it links to, so "what links here" is one terms query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import fold
+
+PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
+SPACE_EVENTS = {"SpaceCreated", "SpaceUpdated"}
+
+
+def title_key(title: str) -> str:
+    # The same folding as services/posts/library/domainmodel.title_key.
+    return " ".join(fold(title).split())
+
+
+class WikiProjection(DocumentProjection):
+    name = "wiki"
+    sources = ("posts",)
+    mappings: dict[str, Any] = {
+        "properties": {
+            "kind": {"type": "keyword"},  # space | page
+            "space_id": {"type": "keyword"},
+            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "title_keys": {"type": "keyword"},
+            "former_titles": {"type": "keyword"},
+            "links": {"type": "keyword"},
+            "body": {"type": "text"},
+            "author": {"type": "keyword"},
+            "revision": {"type": "integer"},
+            "display_name": {"type": "text"},
+            "owner": {"type": "keyword"},
+            "visibility": {"type": "keyword"},
+            "members": {"type": "keyword"},
+            "created_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        name = event.type_name
+        if name not in PAGE_EVENTS | SPACE_EVENTS:
+            raise SkipEvent(name)
+        if name == "SpaceCreated":
+            return {
+                "kind": "space",
+                "space_id": p.space_id,
+                "display_name": p.display_name,
+                "owner": p.owner,
+                "visibility": p.visibility,
+                "members": list(p.members),
+                "created_at": event.occurred_at.isoformat(),
+            }
+        if name == "PageCreated":
+            return {
+                "kind": "page",
+                "space_id": p.space_id,
+                "title": p.title,
+                "title_keys": [title_key(p.title)],
+                "former_titles": [],
+                "links": [title_key(t) for t in p.links],
+                "body": p.body,
+                "author": p.author,
+                "revision": 1,
+                "created_at": event.occurred_at.isoformat(),
+            }
+        if doc is None:
+            raise ValueError(f"{name} for unknown {event.aggregate_id}")
+        if name == "SpaceUpdated":
+            for field in p.changed_fields:
+                value = getattr(p, field)
+                doc[field] = value if isinstance(value, str) else list(value)
+        elif name == "PageEdited":
+            doc.update(body=p.body, links=[title_key(t) for t in p.links], author=p.author, revision=p.revision)
+        elif name == "PageRenamed":
+            doc["former_titles"] = [*doc["former_titles"], p.old_title]
+            doc["title"] = p.title
+            doc["title_keys"] = list(dict.fromkeys([*doc["title_keys"], title_key(p.title)]))
+            doc.update(author=p.author, revision=p.revision)
+        elif name == "PageDeleted":
+            doc.update(deleted=True, revision=p.revision)
+        return doc

@@ -1,0 +1,84 @@
+"""`python -m services.search.stats`: the faust worker that keeps the counts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import faust
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from watercooler import config, logs, metrics
+from watercooler.projection import es_client
+
+from . import modules
+
+
+def _ensure_topics(settings: config.Settings, names: list[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="stats-topics")
+    try:
+        missing = [n for n in names if n not in set(admin.list_topics())]
+        if missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication, topic_configs={"retention.ms": "-1"}) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def main() -> None:
+    settings = config.load()
+    logs.setup("stats", settings.log_level, settings.log_format)
+    app = faust.App(
+        settings.consumer_group("search-stats"),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_every=5000,
+        broker_commit_interval=0.5,
+        # A worker killed without goodbye is replaced within seconds, not a minute.
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+    )
+    es = es_client(settings)
+    stats_modules = modules()
+    for module in stats_modules:
+        module.register(app, settings, es)
+
+    @app.on_before_shutdown.connect
+    async def close_es(app_: faust.App, **_: object) -> None:
+        await es.close()
+
+    _ensure_topics(settings, [t for m in stats_modules for t in m.topics(settings)])
+
+    async def prepare() -> None:
+        client = es_client(settings)
+        try:
+            for module in stats_modules:
+                await module.ensure_index(client, settings)
+        finally:
+            await client.close()
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(prepare())
+    metrics.serve(int(os.environ.get("WC_STATS_METRICS_PORT", "9472")))
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, override_logging=False, quiet=True)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

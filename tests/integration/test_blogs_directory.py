@@ -1,0 +1,124 @@
+"""The blog directory and COMMUNITY visibility across search, directory counts, facets and stats."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import eventually
+from tests.integration.test_posts_lifecycle import V, blog, found, person, unique
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import posts_pb2_grpc as pg
+from watercooler.profiles.v1 import communities_pb2 as cp
+from watercooler.profiles.v1 import communities_pb2_grpc as cg
+from watercooler.search.v1 import search_pb2 as sp
+from watercooler.search.v1 import search_pb2_grpc as sg
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def posts(platform):
+    return platform.stub(pg.PostServiceStub, "posts")
+
+
+@pytest.fixture()
+def search(platform):
+    return platform.stub(sg.SearchServiceStub, "search")
+
+
+def publish(posts, metadata, parent, title, visibility=V.INTERNAL, community="", tags=()):
+    post = posts.CreatePost(
+        pb.CreatePostRequest(parent=parent, post=pb.Post(title=title, visibility=visibility, community=community, tags=list(tags))), metadata=metadata
+    )
+    return posts.PublishPost(pb.PublishPostRequest(name=post.name), metadata=metadata)
+
+
+def directory(search, metadata, letter=""):
+    entries, token = [], ""
+    while True:
+        page = search.ListBlogDirectory(sp.ListBlogDirectoryRequest(page_size=3, page_token=token, letter=letter), metadata=metadata)
+        entries += page.blogs
+        token = page.next_page_token
+        if not token:
+            return entries
+
+
+def test_directory_is_in_collation_order_paged_with_counts_and_letters(platform, posts, search):
+    people = [
+        person(platform, n, s)
+        for n, s in [("Zoë Ångström", "Ångström, Zoë"), ("Émile Zola", "Zola, Émile"), ("Ann Baker", "Baker, Ann"), ("Ole Ørsted", "Ørsted, Ole")]
+    ]
+    blogs = [blog(posts, md, title=f"blog of {n}") for (n, md) in people]
+    for _ in range(2):
+        publish(posts, people[2][1], blogs[2].name, "a post")
+    mine = {b.name for b in blogs}
+
+    def listed():
+        entries = [e for e in directory(search, people[0][1]) if e.blog in mine]
+        assert len(entries) == 4
+        return entries
+
+    entries = eventually(listed, message="blogs in the directory")
+    assert [e.owner_sort_name for e in entries] == ["Ångström, Zoë", "Baker, Ann", "Ørsted, Ole", "Zola, Émile"]
+    assert [e.letter for e in entries] == ["A", "B", "O", "Z"]
+    counts = eventually(
+        lambda: (lambda e: e if e[blogs[2].name].post_count == 2 else None)({e.blog: e for e in directory(search, people[0][1]) if e.blog in mine})
+    )
+    assert counts[blogs[2].name].last_post_time and counts[blogs[0].name].post_count == 0
+    # Jump to a letter: the page starts at the first name under it.
+    from_o = [e.blog for e in directory(search, people[0][1], letter="O") if e.blog in mine]
+    assert from_o == [blogs[3].name, blogs[1].name]
+
+
+def test_a_community_post_never_reaches_a_non_member(platform, posts, search):
+    ana, as_ana = person(platform, "Ana Member")
+    _, as_bob = person(platform, "Bob Outsider")
+    carl, as_carl = person(platform, "Carl Joiner")
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    community_id = unique("guild-")
+    communities.CreateCommunity(
+        cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Guild", access=cp.Community.OPEN)), metadata=as_ana
+    )
+    communities.JoinCommunity(cp.CommunityMemberRequest(name=f"communities/{community_id}"), metadata=as_carl)
+    b = blog(posts, as_ana)
+    secret_tag = unique("secret")
+    word = unique("walrus")
+    secret = publish(posts, as_ana, b.name, f"{word} plans", visibility=V.COMMUNITY, community=f"communities/{community_id}", tags=[secret_tag])
+    public = publish(posts, as_ana, b.name, f"{word} news", visibility=V.INTERNAL)
+
+    eventually(lambda: {secret.name, public.name} <= set(found(search, as_carl, query=word)), message="member sees both")
+    eventually(lambda: {secret.name, public.name} <= set(found(search, as_ana, query=word)), message="author sees both")
+    outsider = search.SearchPosts(sp.SearchPostsRequest(query=word), metadata=as_bob)
+    assert {p.name for p in outsider.posts} == {public.name} and outsider.total_size == 1
+    # Not in any facet, directory count or stat either.
+    assert secret_tag not in {t.tag for t in search.SearchPosts(sp.SearchPostsRequest(), metadata=as_bob).tags}
+    assert secret_tag not in {t.tag for t in search.GetPostStats(sp.GetPostStatsRequest(), metadata=as_bob).popular_tags}
+    assert secret_tag in {t.tag for t in search.SearchPosts(sp.SearchPostsRequest(tag=secret_tag), metadata=as_carl).tags}
+    entry = {e.blog: e for e in directory(search, as_bob)}[b.name]
+    assert entry.post_count == 1
+    assert {e.blog: e for e in directory(search, as_carl)}[b.name].post_count == 2
+    stats = search.GetPostStats(sp.GetPostStatsRequest(blog=b.name), metadata=as_bob)
+    assert sum(d.count for d in stats.posts_per_day) == 1
+    assert sum(d.count for d in search.GetPostStats(sp.GetPostStatsRequest(blog=b.name), metadata=as_carl).posts_per_day) == 2
+    # A guest sees neither (INTERNAL is for employees; not a member).
+    guest = platform.metadata(unique("g"), "guest")
+    assert not found(search, guest, query=word)
+
+
+def test_blog_stats_count_totals_departments_countries_and_activity(platform, posts, search):
+    dept = unique("Dept")
+    people = [person(platform, f"Stat {i}", department=dept, country="JP") for i in range(3)]
+    blogs = [blog(posts, md) for (_, md) in people]
+    publish(posts, people[0][1], blogs[0].name, "recent", tags=["statstag"])
+    service = platform.metadata()
+
+    def counted():
+        stats = search.GetPostStats(sp.GetPostStatsRequest(blog=blogs[0].name), metadata=service)
+        per_dept = {d.key: d.count for d in stats.blogs_per_department}
+        assert per_dept.get(dept) == 3
+        assert sum(d.count for d in stats.posts_per_day) == 1
+        return stats
+
+    stats = eventually(counted, message="blog stats")
+    assert stats.blogs_total >= 3 and stats.blogs_active_30d >= 1
+    assert {d.key: d.count for d in stats.blogs_per_country}.get("JP", 0) >= 3

@@ -1,0 +1,157 @@
+"""Pure domain rules of blogs, posts, microblog, bookmarks and flags (no servers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.posts.domainmodel import (
+    Bookmark,
+    Comment,
+    Micropost,
+    Post,
+    Rating,
+    audience,
+    normalize_url,
+    parse_hashtags,
+    parse_mentions,
+    validate_post_fields,
+)
+from watercooler.envelope import to_envelope
+from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("HTTP://Example.COM", "http://example.com/"),
+        ("https://example.com:443/a/./b/../c", "https://example.com/a/c"),
+        ("http://example.com:80/x#frag", "http://example.com/x"),
+        ("http://example.com:8080/x/", "http://example.com:8080/x/"),
+        ("https://example.com/%7euser/%e2%82%ac", "https://example.com/~user/%E2%82%AC"),
+        ("https://example.com/p?utm_source=x&b=2&a=1", "https://example.com/p?b=2&a=1"),
+        ("https://bücher.de/", "https://xn--bcher-kva.de/"),
+        ("https://user:pw@example.com/", "https://example.com/"),
+        ("  https://example.com/a b  ".strip().replace(" ", "%20"), "https://example.com/a%20b"),
+    ],
+)
+def test_urls_are_normalised(raw, normalised):
+    assert normalize_url(raw) == normalised
+
+
+@pytest.mark.parametrize(
+    "raw", ["ftp://example.com/", "javascript:alert(1)", "example.com", "https:///nohost", "", "http://x.com/" + "a" * 2100, "http://exa mple.com/"]
+)
+def test_only_http_urls_are_accepted(raw):
+    with pytest.raises(InvalidArgument) as error:
+        normalize_url(raw)
+    assert error.value.field == "url"
+
+
+def test_visibility_rules():
+    assert audience("COMMUNITY", "guild-1", "employee") == ("COMMUNITY", "guild-1")
+    with pytest.raises(PermissionDenied):
+        audience("INTERNAL", "", "alumni")
+    with pytest.raises(PermissionDenied):
+        audience("INTERNAL", "", "guest")
+    assert audience("PUBLIC", "", "guest") == ("PUBLIC", "")
+    with pytest.raises(InvalidArgument) as error:
+        audience("COMMUNITY", "", "employee")
+    assert error.value.field == "community"
+    with pytest.raises(InvalidArgument) as error:
+        audience("", "", "employee")
+    assert error.value.field == "visibility"
+
+
+def test_mentions_and_hashtags():
+    assert parse_mentions("hi @ana.b and @e000001, mail x@y.com @ana.b") == ["ana.b", "e000001"]
+    assert parse_hashtags("#Kafka rocks #kafka #ES_8 a#b") == ["kafka", "es_8"]
+
+
+def test_post_lifecycle_keeps_revisions_and_checks_the_author():
+    values = validate_post_fields({"title": " Hello ", "body": "b", "tags": ["A", "a", "#b"], "visibility": "INTERNAL"}, "employee")
+    assert values["title"] == "Hello" and values["tags"] == ["a", "b"]
+    post = Post.create("blog-1", "ana", values)
+    with pytest.raises(PermissionDenied):
+        post.edit("bob", {**values, "title": "x"})
+    post.edit("ana", {**values, "title": "Hello again"})
+    assert post.revision == 2 and post.state == "DRAFT"
+    post.publish("ana", "employee", "2026-01-01T00:00:00Z")
+    with pytest.raises(FailedPrecondition):
+        post.publish("ana", "employee", "2026-01-01T00:00:00Z")
+    post.delete("ana")
+    with pytest.raises(NotFound):
+        post.edit("ana", values)
+    names = [type(e).__name__ for e in post.collect_events()]
+    assert names == ["PostCreated", "PostEdited", "PostPublished", "PostDeleted"]
+
+
+def test_flags_hide_at_the_threshold_and_restore_by_votes_or_author_edit():
+    comment = Comment.create("posts/x", "", "ana", "body", "INTERNAL", "")
+    comment.flag("b", "spam", 3)
+    with pytest.raises(AlreadyExists):
+        comment.flag("b", "spam", 3)
+    with pytest.raises(FailedPrecondition):
+        comment.flag("ana", "mine", 3)
+    comment.flag("c", "spam", 3)
+    assert not comment.hidden
+    comment.flag("d", "spam", 3)
+    assert comment.hidden
+    with pytest.raises(FailedPrecondition):
+        comment.vote_restore("b", 3)  # a flagger cannot vote to restore
+    for voter in ("e", "f"):
+        comment.vote_restore(voter, 3)
+    assert comment.hidden
+    comment.vote_restore("g", 3)
+    assert not comment.hidden and comment.flaggers == []
+    for flagger in ("b", "c", "d"):
+        comment.flag(flagger, "again", 3)
+    assert comment.hidden
+    comment.edit("ana", "better body")
+    assert not comment.hidden
+
+
+def test_bounds():
+    with pytest.raises(InvalidArgument) as error:
+        Micropost.create("ana", "x" * 281, [], "", "", "PUBLIC", "")
+    assert error.value.field == "text"
+    with pytest.raises(InvalidArgument) as error:
+        validate_post_fields({"title": "t", "tags": [f"t{i}" for i in range(21)], "visibility": "PUBLIC"}, "employee")
+    assert error.value.field == "tags"
+    with pytest.raises(InvalidArgument) as error:
+        validate_post_fields({"title": "", "visibility": "PUBLIC"}, "employee")
+    assert error.value.field == "title"
+
+
+def test_every_event_converts_to_its_envelope():
+    post = Post.create("blog-1", "ana", validate_post_fields({"title": "t", "visibility": "PUBLIC"}, "employee"))
+    post.edit("ana", {"title": "u", "body": "", "tags": ["x"], "visibility": "PUBLIC", "community": ""})
+    post.publish("ana", "employee", "2026-01-01T00:00:00Z")
+    post.flag("b", "r", 1)
+    post.vote_restore("c", 1)
+    post.delete("ana")
+    micro = Micropost.create("ana", "hi #x @bob", ["bob"], "", "", "PUBLIC", "")
+    micro.delete("ana")
+    comment = Comment.create("posts/x", "", "ana", "b", "PUBLIC", "")
+    comment.edit("ana", "c")
+    comment.delete("ana")
+    rating = Rating(post="p", rater_id="ana", value=3, visibility="PUBLIC", community="")
+    rating.change(4)
+    rating.withdraw()
+    bookmark = Bookmark(owner_id="ana", url="https://x.com/", title="t", tags=[], notes="", visibility="PUBLIC", community="")
+    bookmark.edit("ana", {"title": "u", "tags": ["a"], "notes": "n", "visibility": "PUBLIC", "community": ""})
+    bookmark.delete("ana")
+    bookmark.resave({"title": "u", "tags": ["a"], "notes": "n", "visibility": "PUBLIC", "community": ""})
+    from services.posts.domainmodel import Blog, Like
+
+    blog = Blog.create(
+        "my-blog", "T", "", {"employee_id": "ana", "display_name": "Ana", "sort_name": "", "department": "R", "country": "DE"}, "PUBLIC", "", "employee"
+    )
+    like = Like(target="microposts/x", person_id="ana")
+    like.unlike()
+    like.like()
+    seen = set()
+    for aggregate in (post, micro, comment, rating, bookmark, blog, like):
+        for sequence, event in enumerate(aggregate.collect_events(), 1):
+            envelope = to_envelope("posts", event, sequence)
+            seen.add(envelope.event_type.rsplit(".", 1)[-1])
+    assert {"PostCreated", "ItemHidden", "ItemRestored", "BookmarkResaved", "Reliked", "RatingWithdrawn", "BlogCreated"} <= seen

@@ -1,0 +1,137 @@
+"""Domain rules of communities, the graph and status updates, and that every new event
+converts to its envelope (the relay maps attributes onto proto fields by name)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.profiles.domainmodel import (
+    CONNECTED,
+    NONE,
+    PENDING,
+    Community,
+    Connection,
+    Follow,
+    Profile,
+    StatusUpdate,
+    validate_community_fields,
+    validate_status,
+)
+from services.search.projections import ALL
+from watercooler.auth import Principal
+from watercooler.envelope import decode, to_envelope
+from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.eventstore import CommandContext, command_meta
+
+CTX = CommandContext(Principal("tester", "service"))
+
+
+def _community(access: str = "OPEN") -> Community:
+    with command_meta(CTX):
+        return Community.create("guild", validate_community_fields("Guild", "", access), "owner")
+
+
+def test_invite_only_needs_an_owner_invitation_and_the_last_owner_stays():
+    community = _community("INVITE_ONLY")
+    with command_meta(CTX):
+        with pytest.raises(PermissionDenied):
+            community.join("ann")
+        community.invite("bob", "owner", by_service=False)
+        community.join("bob")
+        with pytest.raises(PermissionDenied):  # members may not invite to invite-only communities
+            community.invite("ann", "bob", by_service=False)
+        with pytest.raises(AlreadyExists):
+            community.join("bob")
+        with pytest.raises(FailedPrecondition) as last_owner:
+            community.leave("owner")
+        assert last_owner.value.field == "member"
+        community.remove("bob", "owner", by_service=False)
+    assert community.members == ["owner"] and community.invited == []
+
+
+def test_follow_edges_and_connections_move_through_their_states():
+    with command_meta(CTX):
+        with pytest.raises(InvalidArgument) as itself:
+            Follow(follower_id="a", followee_id="a")
+        assert itself.value.field == "target"
+        edge = Follow(follower_id="a", followee_id="b")
+        edge.follow()
+        edge.follow()  # again: nothing new
+        assert len(edge.pending_events) == 2 and edge.active
+        edge.unfollow()
+        with pytest.raises(FailedPrecondition):
+            edge.unfollow()
+
+        link = Connection(member_ids=["b", "a"])
+        assert link.id == Connection.create_id(["a", "b"])
+        link.request("b")
+        with pytest.raises(FailedPrecondition):
+            link.accept("b")  # the requester cannot accept their own request
+        with pytest.raises(FailedPrecondition):
+            link.request("a")  # b already asked a
+        link.accept("a")
+        assert link.state == CONNECTED
+        link.remove("b")
+        assert link.state == NONE
+        link.request("a")
+        link.decline("b")
+        assert link.state == NONE and link.state != PENDING
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"text": "x" * 501}, "text"),
+        ({"text": ""}, "text"),
+        ({"text": "hi", "photo": "javascript:alert(1)"}, "photo"),
+        ({"text": "hi", "visibility": "SECRET"}, "visibility"),
+        ({"text": "hi", "visibility": "COMMUNITY"}, "community"),
+        ({"text": "hi", "visibility": "PUBLIC", "community_id": "guild"}, "community"),
+    ],
+)
+def test_status_update_bounds_name_the_field(fields, field):
+    values = {"text": "", "photo": "", "visibility": "PUBLIC", "community_id": ""} | fields
+    with pytest.raises(InvalidArgument) as error:
+        validate_status(**values)
+    assert error.value.field == field
+
+
+def test_a_500_character_status_and_a_photo_alone_are_fine():
+    assert validate_status("é" * 500, "", "PUBLIC", "")["text"] == "é" * 500
+    assert validate_status("", "mediaItems/p1", "PRIVATE", "")["photo"] == "mediaItems/p1"
+
+
+def test_every_new_event_becomes_an_envelope_and_every_projection_reads_or_skips_it():
+    with command_meta(CTX):
+        profile = Profile.create("e1", {"display_name": "Ann"})
+        profile.leave_company("retired")
+        community = _community("INVITE_ONLY")
+        community.invite("x", "owner", by_service=False)
+        community.join("x")
+        community.invite("y", "owner", by_service=False)
+        community.remove("y", "owner", by_service=False)
+        community.leave("x")
+        edge = Follow(follower_id="a", followee_id="b")
+        edge.follow()
+        edge.unfollow()
+        link = Connection(member_ids=["a", "b"])
+        link.request("a")
+        link.accept("b")
+        link.remove("a")
+        link.request("b")
+        link.decline("a")
+        status = StatusUpdate(status_id="s1", **validate_status("hello", "", "PUBLIC", ""), author_id="a")
+        status.delete("a")
+    names = set()
+    for aggregate in (profile, community, edge, link, status):
+        docs = {p.name: None for p in ALL}
+        for sequence, domain_event in enumerate(aggregate.collect_events(), start=1):
+            event = decode(to_envelope("profiles", domain_event, sequence).SerializeToString())
+            names.add(event.type_name)
+            for projection_class in ALL:
+                projection = projection_class.__new__(projection_class)
+                try:
+                    docs[projection.name] = projection.apply(docs[projection.name], event)
+                except Exception as exc:  # SkipEvent is fine; anything else is a bug
+                    assert type(exc).__name__ == "SkipEvent", (projection.name, event.type_name, exc)
+    assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni"} <= names
