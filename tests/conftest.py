@@ -164,7 +164,8 @@ class PlatformHandle:
 def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
     from watercooler.runner import Platform
 
-    env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0"}
+    # Functional tests send bursts as one person; rate limiting has its own test with its own process.
+    env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000"}
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -27,7 +29,7 @@ from grpc_status import rpc_status
 from . import metrics
 from .auth import Principal, TokenVerifier, set_current_principal
 from .config import Settings
-from .errors import DomainError, InvalidArgument
+from .errors import DomainError, InvalidArgument, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,53 @@ PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+class RateLimiter:
+    """Token buckets per principal: ``rate`` requests a second, bursts up to ``burst``.
+
+    Service principals get ``service_rate`` (0 = unlimited): other services and
+    platform jobs are trusted and sized by their own deployment."""
+
+    MAX_TRACKED = 200_000  # principals remembered; the least recently seen are forgotten
+
+    def __init__(self, rate: float, burst: float, service_rate: float = 0.0):
+        self.rate, self.burst, self.service_rate = rate, burst, service_rate
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    @classmethod
+    def from_env(cls) -> RateLimiter:
+        rate = float(os.environ.get("WC_RATE_LIMIT", "50"))
+        return cls(rate, float(os.environ.get("WC_RATE_BURST", str(rate * 2))), float(os.environ.get("WC_RATE_LIMIT_SERVICE", "0")))
+
+    def check(self, principal: Principal, now: float | None = None) -> float:
+        """0 if the call may go ahead, else the seconds to wait before retrying."""
+        rate = self.service_rate if principal.is_service else self.rate
+        if rate <= 0:
+            return 0.0
+        burst = max(self.burst if not principal.is_service else rate * 2, 1.0)
+        now = time.monotonic() if now is None else now
+        key = f"{principal.kind}:{principal.subject}"
+        tokens, last = self.buckets.pop(key, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / rate
+        self.buckets[key] = (tokens, now)
+        if len(self.buckets) > self.MAX_TRACKED:
+            self.buckets.popitem(last=False)
+        return wait
+
+
 def _status_for(error: DomainError) -> status_pb2.Status:
     details = []
+    retry_after = error.details.pop("retry_after_seconds", None) if error.details else None
+    if retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(float(retry_after) * 1e9))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
     if isinstance(error, InvalidArgument) or error.field:
         bad = error_details_pb2.BadRequest()
         bad.field_violations.add(field=error.field, description=error.message)
@@ -54,9 +101,10 @@ def _status_for(error: DomainError) -> status_pb2.Status:
 
 
 class PlatformInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, verifier: TokenVerifier):
+    def __init__(self, service: str, verifier: TokenVerifier, limiter: RateLimiter | None = None):
         self.service = service
         self.verifier = verifier
+        self.limiter = limiter or RateLimiter.from_env()
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -73,6 +121,12 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             try:
                 metadata = dict(context.invocation_metadata() or ())
                 principal = self.verifier.verify(metadata.get("authorization"))
+                wait = self.limiter.check(principal)
+                if wait:
+                    raise ResourceExhausted(
+                        f"rate limit of {self.limiter.rate:g} requests/s for {principal.kind} {principal.subject} exceeded; retry later",
+                        retry_after_seconds=round(wait, 3),
+                    )
                 set_current_principal(principal)
                 remaining = context.time_remaining()
                 if remaining is not None:
