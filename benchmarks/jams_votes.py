@@ -63,7 +63,7 @@ def bench_grpc(total: int, concurrency: int) -> dict[str, float]:
            "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT)])}
     os.environ.update({"WC_DATA_DIR": data_dir, "WC_JAMS_PORT": str(port)})
     from watercooler import auth, config
-    from watercooler.client import bearer_metadata, wait_serving
+    from watercooler.client import wait_serving
 
     settings = config.load()
     auth.ensure_dev_keys(settings)
@@ -86,7 +86,7 @@ async def _grpc_votes(settings, port: int, total: int, concurrency: int, Timesta
 
     def at(seconds: int) -> Timestamp:
         stamp = Timestamp()
-        stamp.FromDatetime((dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)).replace(tzinfo=None))
+        stamp.FromDatetime((dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).replace(tzinfo=None))
         return stamp
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -225,11 +225,9 @@ def bench_replay_kafka(events: int, votes_each: int) -> dict[str, float]:
     admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024, compression_type="gzip")
-        produced = 0
         started = time.perf_counter()
         for key, value in envelopes(max(1, events // votes_each), votes_each, keyed=True):
             producer.send(topic, key=key.encode(), value=value)  # keyed by aggregate, like the relay
-            produced += 1
         producer.flush()
         produce_seconds = time.perf_counter() - started
         producer.close()

@@ -97,9 +97,9 @@ def main() -> int:
     infra.ensure_up(settings)
     auth.ensure_dev_keys(settings)
     platform = Platform(settings, log_dir=Path(settings.data_dir) / "logs")
-    platform.start()
     es = Elasticsearch(settings.es_url)
     try:
+        platform.start()  # inside try: a failed start still stops what did start, and cleans up
         metadata = bearer_metadata(auth.issue_token(settings, "bench", "service", ttl_seconds=7200))
         profiles_channel, search_channel = channel(settings, "profiles"), channel(settings, "search")
         profiles = profiles_pb2_grpc.ProfileServiceStub(profiles_channel)

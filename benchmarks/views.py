@@ -105,13 +105,19 @@ def main() -> int:
         stop = threading.Event()
         sent_probe = {p: 0 for p in probes}
 
+        steady_sent = [0]
+
+        def steady_call(start: int, size: int) -> None:
+            batch_call(start, size)
+            steady_sent[0] += size
+
         def steady() -> None:
             per_call = max(1, int(args.rate / 20))  # 20 calls a second
             next_at = time.perf_counter()
             i = 0
             with ThreadPoolExecutor(4) as pool:
                 while not stop.is_set():
-                    pool.submit(batch_call, i, per_call)
+                    pool.submit(steady_call, i, per_call)
                     i += per_call
                     next_at += 0.05
                     time.sleep(max(0.0, next_at - time.perf_counter()))
@@ -143,13 +149,15 @@ def main() -> int:
         threads = [threading.Thread(target=steady), threading.Thread(target=prober), threading.Thread(target=poller)]
         for t in threads:
             t.start()
+        probe_began = time.perf_counter()
         time.sleep(args.probe_seconds)
         stopped_at[0] = time.perf_counter()
+        achieved = steady_sent[0] / (stopped_at[0] - probe_began)
         stop.set()
         for t in threads:
             t.join()
         print(
-            f"delay at {args.rate:.0f} views/s steady: probes={len(acked)} counted={len(delays)} "
+            f"delay at {args.rate:.0f} views/s steady (achieved {achieved:.0f}/s): probes={len(acked)} counted={len(delays)} "
             f"p50={percentile(delays, 50) * 1000:.0f}ms p99={percentile(delays, 99) * 1000:.0f}ms",
             flush=True,
         )

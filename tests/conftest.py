@@ -170,6 +170,7 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"
     env["WC_PROFILES_METRICS_PORT"] = str(free_port())  # one scraped by tests/integration/test_observability.py
+    env["WC_SEARCH_HTTP_PORT"] = str(free_port())  # the dashboard and JSON view
     os.environ.update(env)  # so this process's Settings address the same ports
     settings = config.load()
     auth.ensure_dev_keys(settings)
@@ -184,5 +185,6 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Fuzz tests run last: what their accepted requests create would disturb counting tests."""
-    items.sort(key=lambda item: 1 if item.get_closest_marker("fuzz") else 0)
+    """Fault tests run after the functional ones (they restart servers), fuzz tests last:
+    what their accepted requests create would disturb counting tests."""
+    items.sort(key=lambda item: 2 if item.get_closest_marker("fuzz") else 1 if item.get_closest_marker("faults") else 0)

@@ -33,6 +33,26 @@ from .errors import DomainError, InvalidArgument, ResourceExhausted
 
 log = logging.getLogger(__name__)
 
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import elastic_transport
+    import kafka.errors
+    import psycopg
+
+    return (
+        elastic_transport.ConnectionError,
+        elastic_transport.ConnectionTimeout,
+        kafka.errors.KafkaTimeoutError,
+        kafka.errors.KafkaConnectionError,
+        kafka.errors.BrokerNotAvailableError,
+        psycopg.OperationalError,
+        sqlite3.OperationalError,
+    )
+
+
+UNAVAILABLE_ERRORS = _unavailable_errors()
+
 # RPCs that must answer without a token: probes and tooling.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -144,6 +164,11 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
+            except UNAVAILABLE_ERRORS as exc:
+                # A backend (Elasticsearch, Kafka, the database) is down or busy: the caller may retry.
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("backend unavailable", extra={"method": short_method, "error": repr(exc)[:300]})
+                await context.abort(code, f"a backend is unavailable ({type(exc).__name__}); retry with the same request_id")
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
                     code = context.code() or grpc.StatusCode.UNKNOWN

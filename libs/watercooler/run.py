@@ -9,6 +9,7 @@ and then the servers, keeping their data.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -75,6 +76,7 @@ def _print_endpoints(settings: config.Settings) -> None:
     for service in config.SERVICES:
         table.add_row(f"{service} (gRPC)", settings.grpc_address(service))
         table.add_row(f"{service} metrics", f"http://127.0.0.1:{settings.metrics_port(service)}/metrics")
+    table.add_row("dashboard (search HTTP)", f"http://127.0.0.1:{os.environ.get('WC_SEARCH_HTTP_PORT', '8080')}/dashboard/")
     table.add_row("Kafka", settings.kafka_bootstrap)
     table.add_row("Elasticsearch", settings.es_url)
     table.add_row("data", str(settings.data_dir))

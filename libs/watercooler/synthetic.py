@@ -25,15 +25,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 # 170 ISO 3166-1 alpha-2 codes: the countries the brief's company works in.
-COUNTRIES = (
-    "US IN DE GB FR JP CN BR CA IT ES AU NL MX KR RU CH SE PL BE IE AT DK NO FI PT GR CZ HU RO "
-    "IL TR ZA NG KE EG MA AR CL CO PE VE SG MY TH ID PH VN NZ SA AE QA KW BH OM PK BD LK NP UA "
-    "BY LT LV EE SK SI HR RS BA ME MK AL BG MD GE AM AZ KZ UZ KG TJ TM MN HK TW MO KH LA MM BN "
-    "TL PG FJ SB VU WS TO CR PA GT HN SV NI BZ CU DO HT JM TT BB BS GY SR UY "
-    "PY BO EC GH CI SN ML BF NE TD CM GA CG CD AO ZM ZW MZ MW TZ UG RW BI ET ER DJ SO SD SS LY "
-    "TN DZ MR GM GW GN SL LR TG BJ MG MU NA BW LS SZ IS LU MT CY JO "
-    "LB IQ IR AF YE"
-).split()
+COUNTRIES = tuple(
+    ["US", "IN", "DE", "GB", "FR", "JP", "CN", "BR", "CA", "IT", "ES", "AU", "NL", "MX", "KR", "RU", "CH", "SE", "PL", "BE", "IE", "AT", "DK", "NO", "FI", "PT", "GR", "CZ", "HU", "RO", "IL", "TR", "ZA", "NG", "KE", "EG", "MA", "AR", "CL", "CO", "PE", "VE", "SG", "MY", "TH", "ID", "PH", "VN", "NZ", "SA", "AE", "QA", "KW", "BH", "OM", "PK", "BD", "LK", "NP", "UA", "BY", "LT", "LV", "EE", "SK", "SI", "HR", "RS", "BA", "ME", "MK", "AL", "BG", "MD", "GE", "AM", "AZ", "KZ", "UZ", "KG", "TJ", "TM", "MN", "HK", "TW", "MO", "KH", "LA", "MM", "BN", "TL", "PG", "FJ", "SB", "VU", "WS", "TO", "CR", "PA", "GT", "HN", "SV", "NI", "BZ", "CU", "DO", "HT", "JM", "TT", "BB", "BS", "GY", "SR", "UY", "PY", "BO", "EC", "GH", "CI", "SN", "ML", "BF", "NE", "TD", "CM", "GA", "CG", "CD", "AO", "ZM", "ZW", "MZ", "MW", "TZ", "UG", "RW", "BI", "ET", "ER", "DJ", "SO", "SD", "SS", "LY", "TN", "DZ", "MR", "GM", "GW", "GN", "SL", "LR", "TG", "BJ", "MG", "MU", "NA", "BW", "LS", "SZ", "IS", "LU", "MT", "CY", "JO", "LB", "IQ", "IR", "AF", "YE"]
+)
 assert len(COUNTRIES) == 170 and len(set(COUNTRIES)) == 170
 
 DEPARTMENTS = (

@@ -51,7 +51,7 @@ LIMITS = {"title": 300, "description": 20000, "body": 20000, "label": 200}
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def jam_id_of(jam: str) -> Any:
@@ -104,7 +104,7 @@ def text(name: str, value: str, required: bool = False, field: str | None = None
 
 
 def iso(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else ""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else ""
 
 
 def parse_iso(value: str) -> dt.datetime | None:
@@ -161,7 +161,7 @@ class Jam(EventSourcedAggregate):
 
     @classmethod
     def create(cls, jam_id: str, title: str, description: str, host: str, vote_budget: int, top_n: int, visibility: str,
-               schedule: tuple[dt.datetime | None, dt.datetime | None, dt.datetime | None], at: dt.datetime) -> "Jam":
+               schedule: tuple[dt.datetime | None, dt.datetime | None, dt.datetime | None], at: dt.datetime) -> Jam:
         validate_slug(jam_id, "jam_id")
         title = text("title", title, required=True)
         description = text("description", description, multiline=True)
@@ -261,7 +261,7 @@ class Jam(EventSourcedAggregate):
         if to_phase == CLOSED:
             self.closed_at = parse_iso(at)
 
-    def publish_results(self, tally: "Tally", titles: dict[str, str]) -> None:
+    def publish_results(self, tally: Tally, titles: dict[str, str]) -> None:
         if self.phase != CLOSED or self.closed_at is None:
             raise FailedPrecondition(f"results are published after the jam is CLOSED; it is {self.phase}", field="phase", phase=self.phase)
         entries = [
@@ -297,7 +297,7 @@ class Jam(EventSourcedAggregate):
         """The surviving idea a vote for ``idea_id`` counts for (merges may chain)."""
         return canonical(self.merges, idea_id)
 
-    def merge(self, merged: "Idea", into: "Idea", at: dt.datetime) -> None:
+    def merge(self, merged: Idea, into: Idea, at: dt.datetime) -> None:
         self.require_phase(at, OPEN, VOTING, action="merge ideas", field="name")
         if merged.idea_id == into.idea_id:
             raise InvalidArgument("an idea cannot be merged into itself", field="into")
@@ -342,7 +342,7 @@ class Idea(EventSourcedAggregate):
         self.merged_into = ""
 
     @classmethod
-    def propose(cls, jam: Jam, idea_id: str, title: str, description: str, author: str, as_host: bool, forum_id: str, at: dt.datetime) -> "Idea":
+    def propose(cls, jam: Jam, idea_id: str, title: str, description: str, author: str, as_host: bool, forum_id: str, at: dt.datetime) -> Idea:
         if as_host:
             jam.require_phase(at, DRAFT, SCHEDULED, OPEN, action="seed ideas", field="parent")
         else:
@@ -390,6 +390,8 @@ class Ballot(EventSourcedAggregate):
             raise AlreadyExists(f"already voted for idea {idea.idea_id} (or an idea merged into it)", field=field)
         if len(effective) >= jam.vote_budget:
             raise FailedPrecondition(f"all {jam.vote_budget} votes are used; withdraw or change one first", field=field, vote_budget=jam.vote_budget)
+        # cast_at is the instant the phase was checked at: the count at close takes votes with
+        # cast_at < closed_at, so the results and any replay agree on which votes were in time.
         self._vote_cast(jam_id=self.jam_id, participant=self.participant, idea_id=idea.idea_id, cast_at=iso(at))
 
     @event("VoteCast")
@@ -429,7 +431,7 @@ class Invitation(EventSourcedAggregate):
         self.guest = ""
 
     @classmethod
-    def issue(cls, code: str, jam_id: str, invited_by: str, label: str, expire_time: str) -> "Invitation":
+    def issue(cls, code: str, jam_id: str, invited_by: str, label: str, expire_time: str) -> Invitation:
         # The id comes from the code's hash; the event carries no trace of the code.
         return cls._create(cls.InvitationCreated, id=invitation_id(code), jam_id=jam_id, invited_by=invited_by, label=label, expire_time=expire_time)
 

@@ -36,5 +36,5 @@ async def run_scheduler(app: JamsApplication, stopping: asyncio.Event) -> None:
             log.exception("scheduler tick failed")
         try:
             await asyncio.wait_for(stopping.wait(), timeout=interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

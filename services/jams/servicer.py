@@ -13,7 +13,7 @@ import grpc
 from watercooler.auth import current_principal
 from watercooler.errors import InvalidArgument
 from watercooler.jams.v1 import jams_pb2, jams_pb2_grpc
-from watercooler.rpc import command_context, fields_under, in_thread, request_fingerprint
+from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, request_fingerprint
 
 from .application import JamsApplication
 from .domainmodel import Ballot, Idea, Jam, Reply, Thread, now, parse_iso
@@ -21,11 +21,11 @@ from .domainmodel import Ballot, Idea, Jam, Reply, Thread, now, parse_iso
 
 def _ts(message: Any, field: str, value: dt.datetime | None) -> None:
     if value is not None:
-        getattr(message, field).FromDatetime(value.astimezone(dt.timezone.utc).replace(tzinfo=None))
+        getattr(message, field).FromDatetime(value.astimezone(dt.UTC).replace(tzinfo=None))
 
 
 def _time(message: Any, field: str) -> dt.datetime | None:
-    return message.__getattribute__(field).ToDatetime(tzinfo=dt.timezone.utc) if message.HasField(field) else None
+    return message.__getattribute__(field).ToDatetime(tzinfo=dt.UTC) if message.HasField(field) else None
 
 
 def _parts(name: str, pattern: tuple[str, ...], field: str) -> list[str]:
@@ -130,6 +130,14 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
     async def GetJam(self, request, context):
         (jam_id,) = _parts(request.name, ("jams",), "name")
         return jam_to_proto(await in_thread(self.app.get_jam, current_principal(), jam_id))
+
+    async def ListJams(self, request, context):
+        size = page_size(request.page_size)
+        after = decode_page_token(request.page_token, "jams") or 0
+        if not isinstance(after, int) or after < 0:
+            raise InvalidArgument("is not a token this service issued", field="page_token")
+        jams, position = await in_thread(self.app.list_jams, current_principal(), size, after)
+        return jams_pb2.ListJamsResponse(jams=[jam_to_proto(j) for j in jams], next_page_token=encode_page_token(position, "jams") if position else "")
 
     async def ScheduleJam(self, request, context):
         (jam_id,) = _parts(request.name, ("jams",), "name")

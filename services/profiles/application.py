@@ -34,6 +34,10 @@ MAX_LEAVE_REASON = 500
 
 class ProfilesApplication(EventSourcedApplication):
     service_name = "profiles"
+    # A community of 50,000 members is 50,000 events: without snapshots every join would
+    # replay them all (measured: 10 joins/s at 1,500 members; 89/s with snapshots).
+    # Snapshots live in their own table, never in the notification log the relay publishes.
+    snapshotting_intervals = {Community: 100}
 
     # --- commands ---------------------------------------------------------------------------
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:

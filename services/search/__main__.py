@@ -8,6 +8,7 @@ from watercooler import config, logs
 from watercooler.grpc_server import serve
 from watercooler.projection import es_client
 
+from .http import start as start_http
 from .projections import ALL
 from .servicer import register
 
@@ -21,6 +22,7 @@ def main() -> None:
         # Answer from the first request on, even before any processor has run.
         for projection in ALL:
             await projection(settings).ensure_index(es)
+        await start_http(es, settings)  # the JSON view and the dashboard, on WC_SEARCH_HTTP_PORT
         await serve("search", settings, lambda server: register(server, es, settings), on_stop=es.close)
 
     asyncio.run(run())

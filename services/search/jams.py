@@ -51,7 +51,7 @@ def leaderboard(doc: dict[str, Any], size: int) -> search_pb2.JamLeaderboard:
         jam=f"jams/{jam}", participants=doc["participants"], guests=doc["guests"], votes=doc["votes"], voters=doc["voters"], posts=doc["posts"], ideas=doc["ideas"],
         rows=[search_pb2.JamLeaderboardRow(rank=r["rank"], idea=f"jams/{jam}/ideas/{r['idea_id']}", title=r["title"], votes=r["votes"]) for r in doc["leaderboard"][:size]],
     )
-    message.update_time.FromDatetime(dt.datetime.fromisoformat(doc["updated_at"]).astimezone(dt.timezone.utc).replace(tzinfo=None))
+    message.update_time.FromDatetime(dt.datetime.fromisoformat(doc["updated_at"]).astimezone(dt.UTC).replace(tzinfo=None))
     return message
 
 

@@ -116,8 +116,11 @@ async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) ->
             "minimum_should_match": 1,
         }
     }
-    result = await es.search(index=settings.index_alias("graph"), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}], source=["members"])
-    return {m for hit in result["hits"]["hits"] for m in hit["_source"]["members"] if m != person}
+    # Doc values instead of _source, no hit count: this runs on every feed page.
+    result = await es.search(
+        index=settings.index_alias("graph"), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}], source=False, docvalue_fields=["members"], track_total_hits=False
+    )
+    return {m for hit in result["hits"]["hits"] for m in hit["fields"]["members"] if m != person}
 
 
 # --- status updates and the feed -----------------------------------------------------------------

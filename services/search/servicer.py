@@ -21,6 +21,8 @@ from . import network as network_queries
 from . import people as people_queries
 from .posts import PostQueries
 from .queries import people_query
+from .stats_queries import Stats
+from .unified import Search
 
 MAX_QUERY_LENGTH = 256
 
@@ -194,6 +196,20 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def SearchJamIdeas(self, request, context):
         return await jam_queries.search_ideas(self.es, self.settings, current_principal(), request)
+
+    # --- one search over everything, stats for dashboards (issue 7) ------------------------
+    async def Search(self, request, context):
+        return await Search(self.es, self.settings).search(current_principal(), request)
+
+    async def Suggest(self, request, context):
+        return await Search(self.es, self.settings).suggest(current_principal(), request)
+
+    async def Trending(self, request, context):
+        return await Search(self.es, self.settings).trending(current_principal(), request)
+
+    async def GetStats(self, request, context):
+        return await Stats(self.es, self.settings).get_stats(current_principal(), request)
+
 
 def register(server: grpc.aio.Server, es: AsyncElasticsearch, settings: Settings) -> list[str]:
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(es, settings), server)

@@ -17,6 +17,7 @@ and facet uses, so nothing leaks through a count either:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
@@ -55,3 +56,80 @@ def content_filter(principal: Principal, communities: list[str], author_field: s
         visible.append({"bool": {"filter": [{"term": {"visibility": "COMMUNITY"}}, {"terms": {"community": communities}}]}})
     # PRIVATE items only match the author clause.
     return [*live, {"bool": {"should": visible, "minimum_should_match": 1}}]
+
+
+# --- one search over every kind (issue 7): the rule of each kind, gathered in one place ------
+# Wiki pages take their space's audience and media items their own, by the library's rule
+# (services/search/library.py, the same as services/posts/library/domainmodel.can_see);
+# jam ideas and threads their jam's (services/search/jams.py: guests see the jams that
+# invited them and PUBLIC jams). People and communities form the employee directory:
+# everyone but guests.
+
+MAX_SPACES = 10_000
+MAX_JAMS = 10_000
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a caller may see, read once per request (their communities, spaces, jams)."""
+
+    principal: Principal
+    communities: list[str]
+    # None: every space / jam (services; for jams also employees and alumni).
+    spaces: list[str] | None
+    jams: list[str] | None
+
+
+async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
+    from .library import visibility_filter as library_filter
+    from .stats import jams as jam_stats
+
+    communities = await caller_communities(es, settings, principal)
+    spaces: list[str] | None = None
+    seen = library_filter(principal)
+    if seen is not None:
+        try:
+            found = await es.search(
+                index=settings.index_alias("wiki"),
+                query={"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}},
+                source=["space_id"], size=MAX_SPACES,
+            )
+            spaces = [h["_source"]["space_id"] for h in found["hits"]["hits"]]
+        except NotFoundError:
+            spaces = []
+    jams: list[str] | None = None
+    if principal.kind == "guest":
+        jams = list(principal.jams)
+        try:
+            found = await es.search(index=jam_stats.index_alias(settings), query={"term": {"visibility": "PUBLIC"}}, source=["jam_id"], size=MAX_JAMS)
+            jams += [h["_source"]["jam_id"] for h in found["hits"]["hits"]]
+        except NotFoundError:
+            pass
+    return Scope(principal, communities, spaces, jams)
+
+
+def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
+    """The filters that keep the documents of one search kind that the caller may see."""
+    from .library import visibility_filter as library_filter
+
+    principal = scope.principal
+    live: list[dict[str, Any]] = [{"term": {"deleted": False}}]
+    if kind in ("post", "micropost"):
+        drafts = {"term": {"state": "PUBLISHED"}}
+        if not principal.is_service:  # drafts reach their author only
+            drafts = {"bool": {"should": [drafts, {"term": {"author_id": principal.subject}}], "minimum_should_match": 1}}
+        return [*content_filter(principal, scope.communities), drafts]
+    if kind == "comment":
+        return content_filter(principal, scope.communities)
+    if kind == "bookmark":
+        return content_filter(principal, scope.communities, "owner_id")
+    if kind == "wiki_page":
+        return live if scope.spaces is None else [*live, {"terms": {"space_id": scope.spaces}}]
+    if kind == "media":
+        seen = library_filter(principal)
+        return live if seen is None else [*live, seen]
+    if kind in ("person", "community"):
+        return [*live, {"bool": {"must_not": [{"match_all": {}}]}}] if principal.kind == "guest" else live
+    if kind in ("jam_idea", "jam_thread"):
+        return live if scope.jams is None else [*live, {"terms": {"jam_id": scope.jams}}]
+    raise ValueError(f"no visibility rule for {kind!r}")

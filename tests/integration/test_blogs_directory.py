@@ -79,7 +79,7 @@ def test_a_community_post_never_reaches_a_non_member(platform, posts, search):
     communities.CreateCommunity(
         cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Guild", access=cp.Community.OPEN)), metadata=as_ana
     )
-    communities.JoinCommunity(cp.CommunityMemberRequest(name=f"communities/{community_id}"), metadata=as_carl)
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{community_id}"), metadata=as_carl)
     b = blog(posts, as_ana)
     secret_tag = unique("secret")
     word = unique("walrus")

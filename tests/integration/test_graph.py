@@ -121,7 +121,7 @@ def test_yourself_missing_people_and_strangers_are_refused_and_nothing_is_stored
     graph = platform.stub(gg.GraphServiceStub, "profiles")
     me, other = people(2)
     as_me = platform.metadata(me, "employee")
-    request = gp.FollowRequest if rpc == "Follow" else gp.ConnectionRequest
+    request = gp.FollowRequest if rpc == "Follow" else gp.RequestConnectionRequest
     call = getattr(graph, rpc)
     cases = [
         (request(parent=f"profiles/{me}", target=f"profiles/{me}"), as_me, grpc.StatusCode.INVALID_ARGUMENT, "target"),

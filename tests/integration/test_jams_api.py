@@ -29,7 +29,7 @@ def ts(seconds_from_now: float):
     from google.protobuf.timestamp_pb2 import Timestamp
 
     stamp = Timestamp()
-    stamp.FromDatetime((dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds_from_now)).replace(tzinfo=None))
+    stamp.FromDatetime((dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)).replace(tzinfo=None))
     return stamp
 
 
@@ -114,8 +114,8 @@ def test_phases_move_on_schedule_even_across_a_restart(platform, jams):
     # with their scheduled times, and answers in the right phase meanwhile.
     platform.platform.kill("jams")
     try:
-        voting_at = created.voting_time.ToDatetime(tzinfo=dt.timezone.utc)
-        time.sleep(max(0.0, (voting_at - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.3))
+        voting_at = created.voting_time.ToDatetime(tzinfo=dt.UTC)
+        time.sleep(max(0.0, (voting_at - dt.datetime.now(dt.UTC)).total_seconds() + 0.3))
     finally:
         platform.platform.restart("jams")
     jams = platform.stub(jg.JamServiceStub, "jams")
@@ -135,7 +135,7 @@ def test_phases_move_on_schedule_even_across_a_restart(platform, jams):
     assert [c.payload.to_phase for c in changes] == ["OPEN", "VOTING", "CLOSED"]
     for change in changes:
         assert change.payload.trigger == "schedule"
-        assert dt.datetime.fromisoformat(change.payload.at.replace("Z", "+00:00")) == scheduled[change.payload.to_phase].ToDatetime(tzinfo=dt.timezone.utc)
+        assert dt.datetime.fromisoformat(change.payload.at.replace("Z", "+00:00")) == scheduled[change.payload.to_phase].ToDatetime(tzinfo=dt.UTC)
     results = jams.GetJamResults(jp.GetJamResultsRequest(name=created.name), metadata=participant)
     assert [(r.idea, r.votes) for r in results.rows] == [(idea.name, 1)]
 
@@ -182,7 +182,7 @@ def test_votes_budget_change_withdraw_and_results_equal_a_recount_from_kafka(pla
 
     # Ideas 0 and 1 tie at 3 votes, idea 2 has 2, idea 3 has 1, idea 4 none.
     plan = [(0, 1), (0, 1), (0, 2), (1, 2), (3,), ()]
-    for voter, picks in zip(voters, plan):
+    for voter, picks in zip(voters, plan, strict=True):
         for pick in picks:
             jams.CastVote(jp.CastVoteRequest(jam=jam_name, idea=ideas[pick], request_id=str(uuid.uuid4())), metadata=voter)
     # Bad input: nothing is stored for any of these.
@@ -225,7 +225,7 @@ def test_votes_budget_change_withdraw_and_results_equal_a_recount_from_kafka(pla
     assert results.votes_counted == 9 and results.participants_counted == 5 and "earlier" in results.tie_break
 
     # Replaying the raw vote events from Kafka gives exactly the published counts.
-    closed_at = results.closed_at.ToDatetime(tzinfo=dt.timezone.utc)
+    closed_at = results.closed_at.ToDatetime(tzinfo=dt.UTC)
     counts = eventually(lambda: (c := recount(platform, jam_id, closed_at)) and sum(c.values()) == 9 and c, message="votes in Kafka")
     expected = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     assert [(f"{jam_name}/ideas/{i}", n) for i, n in expected] == [(r.idea, r.votes) for r in results.rows]
@@ -269,7 +269,7 @@ def test_merged_votes_carry_over_without_counting_anyone_twice(platform, jams):
     jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=jam_name, phase=jp.VOTING), metadata=host)
     results = published_results(jams, jam_name, host)
     assert [(r.idea, r.votes) for r in results.rows] == [(a, 3), (c, 1)]
-    closed_at = results.closed_at.ToDatetime(tzinfo=dt.timezone.utc)
+    closed_at = results.closed_at.ToDatetime(tzinfo=dt.UTC)
     counts = eventually(lambda: (n := recount(platform, jam_id, closed_at)) and sum(n.values()) == 4 and n, message="votes in Kafka")
     assert counts == Counter({a.rsplit("/", 1)[1]: 3, c.rsplit("/", 1)[1]: 1})
 
@@ -308,3 +308,32 @@ def test_guests_redeem_single_use_codes_and_reach_only_their_jam(platform, jams)
     # The code itself never leaves the service: only its hash names the invitation.
     events = eventually(lambda: jam_events(platform, jam_id, ("InvitationCreated", "InvitationRedeemed")), message="invitation events")
     assert all(invitation.code not in str(e.envelope) for e in events)
+
+
+def test_demo_jam_seeds_once(platform, jams):
+    from watercooler.seed import seed_jam
+
+    seed = int(uuid.uuid4().int % 100000)
+    assert seed_jam(platform.settings, 3, seed=seed) == 15  # 12 projects, 3 threads
+    assert seed_jam(platform.settings, 3, seed=seed) == 0
+    demo = jams.GetJam(jp.GetJamRequest(name=f"jams/innovation-jam-{seed}"), metadata=platform.metadata("e000001", "employee"))
+    assert demo.phase == jp.OPEN and {f.name.rsplit("/", 1)[1] for f in demo.forums} == {"research", "workplace"}
+
+
+def test_list_jams_pages_through_what_the_caller_may_see(platform, jams):
+    host = platform.metadata(unique("host"), "employee")
+    mine = [jams.CreateJam(jp.CreateJamRequest(jam_id=unique(), jam=jp.Jam(title=f"Listed {n}")), metadata=host).name for n in range(3)]
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = jams.ListJams(jp.ListJamsRequest(page_size=2, page_token=token), metadata=host)
+        assert len(page.jams) <= 2
+        seen.extend(j.name for j in page.jams)
+        token = page.next_page_token
+        if not token:
+            break
+    assert [n for n in seen if n in mine] == mine and len(seen) == len(set(seen))
+    guest = platform.metadata(unique("guest"), "guest", jams=(mine[0].split("/")[1],))
+    assert [j.name for j in jams.ListJams(jp.ListJamsRequest(page_size=100), metadata=guest).jams] == [mine[0]]
+    bad = rpc_error(jams.ListJams, jp.ListJamsRequest(page_token="garbage"), metadata=host)
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(bad) == ["page_token"]

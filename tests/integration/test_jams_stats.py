@@ -66,7 +66,7 @@ def test_pulse_tone_leaderboard_and_exports(platform, jams, search):
 
     jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=jam_name, phase=jp.OPEN), metadata=host)
     all_ideas = [*ideas, proposed.name]
-    for person, picks in zip(people, ((0, 1, 3), (1, 3), (3,))):
+    for person, picks in zip(people, ((0, 1, 3), (1, 3), (3,)), strict=True):
         for pick in picks:
             jams.CastVote(jp.CastVoteRequest(jam=jam_name, idea=all_ideas[pick]), metadata=person)
     jams.MergeIdeas(jp.MergeIdeasRequest(name=all_ideas[1], into=all_ideas[3]), metadata=host)  # people 0 and 1 voted both

@@ -161,14 +161,39 @@ def test_burst_of_views_with_the_counter_killed_midway_counts_exactly(platform, 
         result = platform.es.search(index=platform.alias("view-counts"), size=0, query={"terms": {"target": pages}}, aggs={"n": {"sum": {"field": "count"}}})
         return int(result["aggregations"]["n"]["value"])
 
+    def all_views_counted() -> int:
+        platform.es.indices.refresh(index=platform.alias("view-counts"))
+        result = platform.es.search(index=platform.alias("view-counts"), size=0, query={"term": {"kind": "views"}}, aggs={"n": {"sum": {"field": "count"}}})
+        return int(result["aggregations"]["n"]["value"])
+
+    def committed_views() -> int:
+        from kafka import KafkaConsumer, TopicPartition
+
+        topic = f"{platform.settings.namespace}.posts.views.v1"
+        # Only reads the group's committed offsets; never joins the group.
+        consumer = KafkaConsumer(bootstrap_servers=platform.settings.kafka_bootstrap, group_id=platform.settings.consumer_group("search-stats.view-counts"), enable_auto_commit=False)
+        try:
+            return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in consumer.partitions_for_topic(topic))
+        finally:
+            consumer.close()
+
     with ThreadPoolExecutor(1) as pool:
         sending = pool.submit(send_all)
-        # SIGKILL the counter while views are still arriving and it is busy counting them.
-        eventually(lambda: counted_so_far() >= BURST_VIEWS // 4, timeout=60, interval=0.02, message="a quarter counted")
-        platform.platform.kill("stats")
-        killed_at = counted_so_far()
+        # SIGKILL the counter while views are still arriving and it is busy counting them,
+        # at a moment when it has counted facts whose offsets it has not committed yet (a kill
+        # just after a commit would redeliver nothing and prove less: then try again).
+        redelivered = killed_at = 0
+        for attempt in range(3):
+            eventually(lambda a=attempt: counted_so_far() >= BURST_VIEWS * (a + 1) // 8, timeout=60, interval=0.02, message="counting under way")
+            platform.platform.kill("stats")
+            killed_at = counted_so_far()
+            redelivered = all_views_counted() - committed_views()  # counted, not committed: Kafka sends them again
+            if redelivered > 0 or attempt == 2:
+                break
+            platform.platform.restart("stats")
         sending.result()
     assert killed_at < BURST_VIEWS, "the counter was killed after the burst, not in the middle of it"
+    assert redelivered > 0, "no kill left anything to redeliver; the test would prove nothing"
     platform.platform.restart("stats")
 
     def all_counted():

@@ -159,3 +159,32 @@ def test_wiki_bad_input_is_named_and_stores_nothing(platform, wiki):
     after = wiki.GetPage(wp.GetPageRequest(name=page.name), metadata=md)
     assert after.revision == 1 and after.body == "hi"
     assert wiki.ListRevisions(wp.ListRevisionsRequest(name=page.name), metadata=md).revisions[0].revision == 1
+
+
+def test_pages_and_media_take_comments_and_likes_through_the_posts_mechanism(platform, wiki):
+    from watercooler.posts.v1 import media_pb2 as mp
+    from watercooler.posts.v1 import media_pb2_grpc as mg
+    from watercooler.posts.v1 import posts_pb2 as pb
+    from watercooler.posts.v1 import posts_pb2_grpc as pg
+
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    media = platform.stub(mg.MediaServiceStub, "posts")
+    owner, member, outsider = unique("a"), unique("m"), unique("x")
+    md_o, md_m, md_x = (platform.metadata(p, "employee") for p in (owner, member, outsider))
+    open_space = new_space(wiki, md_o)
+    closed_space = new_space(wiki, md_o, wp.RESTRICTED, members=[member])
+    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=open_space.name, title="Open", body="x")), metadata=md_o)
+    closed = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=closed_space.name, title="Closed", body="x")), metadata=md_o)
+    item = media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(title="Clip", kind=mp.MediaItem.VIDEO, size_bytes=5, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri="s3://b/c")), metadata=md_o)
+
+    for target in (page.name, item.name):
+        comment = posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=target, body="Nice")), metadata=md_x)
+        assert comment.target == target
+        assert posts.Like(pb.LikeRequest(target=target), metadata=md_x) is not None
+    assert posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=closed.name, body="ok")), metadata=md_m).target == closed.name
+    hidden = rpc_error(posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target=closed.name, body="?")), metadata=md_x)
+    assert hidden.code() == grpc.StatusCode.NOT_FOUND
+    missing = rpc_error(posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target=f"pages/{uuid.uuid4()}", body="?")), metadata=md_x)
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    wiki.DeletePage(wp.DeletePageRequest(name=page.name, base_revision=1), metadata=md_o)
+    assert rpc_error(posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target=page.name, body="late")), metadata=md_x).code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -11,6 +11,7 @@ from services.jams.domainmodel import (
     CLOSED,
     DRAFT,
     OPEN,
+    RESULTS_GRACE,
     RESULTS_PUBLISHED,
     SCHEDULED,
     VOTING,
@@ -21,13 +22,12 @@ from services.jams.domainmodel import (
     Reply,
     Tally,
     Thread,
-    RESULTS_GRACE,
     invitation_id,
 )
 from watercooler.envelope import decode, to_envelope
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
-T0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
 
 def at(seconds: float) -> dt.datetime:
@@ -155,7 +155,7 @@ def test_tally_equals_a_naive_recount_on_random_histories():
         merges: dict[str, str] = {}
         ideas = [f"i{n}" for n in range(8)]
 
-        def canon(i: str) -> str:
+        def canon(i: str, merges: dict[str, str] = merges) -> str:
             while i in merges:
                 i = merges[i]
             return i

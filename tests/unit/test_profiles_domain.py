@@ -135,3 +135,27 @@ def test_every_new_event_becomes_an_envelope_and_every_projection_reads_or_skips
                 except Exception as exc:  # SkipEvent is fine; anything else is a bug
                     assert type(exc).__name__ == "SkipEvent", (projection.name, event.type_name, exc)
     assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni"} <= names
+
+
+def test_big_communities_load_from_snapshots_and_publish_only_events(tmp_path, monkeypatch):
+    from services.profiles.application import ProfilesApplication
+    from watercooler import config
+
+    monkeypatch.setenv("WC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WC_STORE", "sqlite")
+    app = ProfilesApplication(config.load())
+    members = [f"p{i:03d}" for i in range(230)]
+    for employee in members:
+        app.create_profile(CTX, employee, {"display_name": employee}, "")
+    app.create_community(CTX, "big-one", {"display_name": "Big", "description": "", "access": "OPEN"}, members[0], "")
+    for employee in members[1:]:
+        app.change_membership(CTX, "join", "big-one", employee, "")
+    community = app.get_community("big-one")
+    assert community.members == members and community.version == 230
+    assert [s.originator_version for s in app.snapshots.get(community.id)] == [100, 200]
+    published, start = [], 1
+    while section := app.notification_log.select(start, 10):
+        published.extend(n.topic.rsplit(".", 1)[-1] for n in section)
+        start = section[-1].id + 1
+    assert "Snapshot" not in set(published) and published.count("CommunityMemberJoined") == 229
+    app.close()

@@ -114,7 +114,7 @@ def decode_event(value: bytes) -> Event:
 
 
 def hour_of(event: Event) -> str:
-    return event.occurred_at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:00:00Z")
+    return event.occurred_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:00:00Z")
 
 
 @dataclass
@@ -159,7 +159,7 @@ class JamStats:
             "leaderboard": [{"rank": r, "idea_id": i, "title": self.idea_titles.get(i, ""), "votes": n} for r, (i, n) in enumerate(ranking, start=1)],
             "hours": {h: b.as_dict() for h, b in sorted(self.hours.items())},
             "forums": {f: {**b.as_dict(), "title": self.forum_titles.get(f, "")} for f, b in sorted(self.forums.items())},
-            "updated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "updated_at": dt.datetime.now(dt.UTC).isoformat(),
         }
 
 

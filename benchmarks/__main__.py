@@ -1,0 +1,129 @@
+"""`make bench` (`python -m benchmarks`): the platform next to the raw limits of its parts.
+
+Brings up Kafka and Elasticsearch with watercooler.infra (local processes on ports and a
+data dir of the benchmark's own, unless WC_INFRA=external or WC_*_PORT say otherwise),
+starts every service, relay and processor with watercooler.runner.Platform in a namespace
+of its own, runs benchmarks.harness, and writes docs/benchmarks/<name>.json, .md and plots.
+
+    make bench BENCH_ARGS="--search-docs 200000 --rate-seconds 30"
+    WC_INFRA=external WC_KAFKA_PORT=19092 WC_ES_PORT=19200 .venv/bin/python -m benchmarks --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "test-artifacts" / "bench"
+
+# Servers of the benchmark's own: other engineers' tests on the shared dev servers would
+# disturb the raw limits (and the benchmark theirs).
+_DEFAULTS = {
+    "WC_KAFKA_PORT": "39092", "WC_KAFKA_CONTROLLER_PORT": "39093", "WC_ES_PORT": "39200", "WC_ES_TRANSPORT_PORT": "39300",
+    "WC_DATA_DIR": str(BENCH_DIR / "data"), "WC_LOG_FORMAT": "json",
+}
+
+
+def parse(argv: list[str] | None = None):
+    from benchmarks.harness import BenchConfig
+
+    d = BenchConfig()
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--employees", type=int, default=d.employees, help="size of the synthetic company")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--burst-profiles", type=int, default=d.burst_profiles)
+    p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--rates", default=",".join(f"{r:g}" for r in d.rates), help="offered CreateProfile rates, comma separated")
+    p.add_argument("--rate-seconds", type=float, default=d.rate_seconds)
+    p.add_argument("--search-docs", type=int, default=d.search_docs, help="profile events produced to the topic to size the index")
+    p.add_argument("--search-rate", type=float, default=d.search_rate)
+    p.add_argument("--search-seconds", type=float, default=d.search_seconds)
+    p.add_argument("--bulk-docs", type=int, default=d.bulk_docs)
+    p.add_argument("--kafka-records", type=int, default=d.kafka_records)
+    p.add_argument("--echo-seconds", type=float, default=d.echo_seconds)
+    p.add_argument("--partition-events", type=int, default=d.partition_events, help="people per worker step (2 events each)")
+    p.add_argument("--partition-workers", default="1,2,3")
+    p.add_argument("--profile-seconds", type=float, default=d.profile_seconds)
+    p.add_argument("--out-dir", type=Path, default=d.out_dir)
+    p.add_argument("--name", default=d.name, help="report file name (without extension)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing worth reporting")
+    p.add_argument("--keep-infra", action="store_true", help="leave Kafka and Elasticsearch running if this run started them")
+    args = p.parse_args(argv)
+    cfg = BenchConfig(
+        employees=args.employees, seed=args.seed, burst_profiles=args.burst_profiles, concurrency=args.concurrency,
+        rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, search_docs=args.search_docs,
+        search_rate=args.search_rate, search_seconds=args.search_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
+        echo_seconds=args.echo_seconds, partition_events=args.partition_events,
+        partition_workers=tuple(int(w) for w in args.partition_workers.split(",")), profile_seconds=args.profile_seconds,
+        out_dir=args.out_dir, name=args.name)
+    if args.quick:
+        cfg = quick(cfg)
+    return cfg, args
+
+
+def quick(cfg):
+    """Sizes for the smoke test: every section runs, in well under a minute."""
+    from dataclasses import replace
+
+    return replace(cfg, employees=5_000, burst_profiles=40, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, search_docs=300,
+                   search_rate=20.0, search_seconds=1.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
+                   partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in _DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ["WC_NAMESPACE"] = os.environ.get("WC_BENCH_NAMESPACE") or f"bench{secrets.token_hex(3)}"
+    sys.path[:0] = [str(ROOT / "libs"), str(ROOT)]
+    cfg, args = parse(argv)
+
+    from benchmarks import harness, report
+    from watercooler import auth, config, infra
+    from watercooler.runner import Platform
+
+    env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(harness.free_port())}
+    for service in config.SERVICES:
+        env[f"WC_{service.upper()}_PORT"] = str(harness.free_port())
+        env[f"WC_{service.upper()}_METRICS_PORT"] = "0"
+    os.environ.update(env)
+    settings = config.load()
+    print(f"[bench] namespace {settings.namespace}; Kafka {settings.kafka_bootstrap}; Elasticsearch {settings.es_url} ({settings.infra_mode})")
+    up = infra.ensure_up(settings, progress=lambda message: print(f"[infra] {message}"))
+    auth.ensure_dev_keys(settings)
+    running = Platform(settings, log_dir=BENCH_DIR / "logs" / settings.namespace)
+    try:
+        running.start()
+        result = harness.run(cfg, settings, running.procs)
+    finally:
+        running.stop()
+        _clean(settings)
+        if up and not args.keep_infra and settings.infra_mode == "local":
+            infra.ensure_down(settings)
+    paths = report.write(result, cfg.out_dir, cfg.name)
+    print(report.table(result))
+    print(f"[bench] wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _clean(settings) -> None:
+    try:
+        from elasticsearch import Elasticsearch
+        from kafka import KafkaAdminClient
+
+        es = Elasticsearch(settings.es_url)
+        mine = list(es.indices.get(index=f"{settings.namespace}-*", allow_no_indices=True))
+        if mine:
+            es.indices.delete(index=",".join(mine), ignore_unavailable=True)
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(f"{settings.namespace}.")])
+        admin.close()
+    except Exception as exc:  # cleanup must not hide the results
+        print(f"[bench] cleanup failed: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The benchmark report: JSON (everything), Markdown (the figures next to their raw limits,
+the targets, where the time goes) and PNG plots, in docs/benchmarks/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = ["| figure | platform | raw limit | ratio | target | met |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for row in result["comparison"]:
+        target = f"≥ {row['target_ratio']:.0%} of raw" if row.get("target_ratio") else (f"< {row['target_max']}" if row.get("target_max") else "–")
+        raw = f"{_fmt(row['raw'])} ({row['raw_name']})" if row.get("raw") else "–"
+        ratio = f"{row['ratio']:.1%}" if row.get("ratio") is not None else "–"
+        met = {True: "yes", False: "**no**", None: "–"}[row.get("met")]
+        lines.append(f"| {row['figure']} | {_fmt(row['platform'])} | {raw} | {ratio} | {target} | {met} |")
+    return "\n".join(lines)
+
+
+def _lat(summary: dict[str, Any]) -> str:
+    if not summary.get("count"):
+        return "no samples"
+    return f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, p99.9 {summary['p999_ms']} ms, max {summary['max_ms']} ms (n={summary['count']})"
+
+
+def markdown(result: dict[str, Any], plots: list[str]) -> str:
+    m, raw, plat, parts = result["machine"], result["raw"], result["platform"], result["partitions"]
+    out = [f"# Benchmark: {result['config']['name']}", "",
+           f"Run {m['started_at']} with `make bench` ({'quick' if result['config']['employees'] <= 5000 else 'full'} sizes; configuration in the JSON).", "",
+           "## Machine", "",
+           f"- {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}",
+           f"- load average at start {m['loadavg_start']}, at end {m.get('loadavg_end')} — **shared machine**: other engineers' test suites ran at the same time, so every figure is a lower bound",
+           f"- Python {m['python']}; {m.get('jdk')}; Kafka {m['kafka']}; Elasticsearch {m['elasticsearch']} (running: {m.get('elasticsearch_running', '?')}); infra {m['infra_mode']}; ES refresh interval {m['es_refresh_interval']}",
+           "", "## Platform figures next to raw limits", "", table(result), "",
+           "## Raw limits", "",
+           f"- Elasticsearch `_bulk`: {raw['es_bulk']['documents']:,} people documents (the projection's own `apply`, mappings and external versions, ~{raw['es_bulk']['avg_doc_bytes']} B each), batches of {raw['es_bulk']['batch']}: "
+           f"{_fmt(raw['es_bulk']['docs_per_s_1_in_flight'])} docs/s one request in flight, {_fmt(raw['es_bulk']['docs_per_s_2_in_flight'])} docs/s two in flight (refresh included).",
+           f"- Kafka ProducerPerformance (same distribution, acks=all): `{raw['kafka_producer']['output']}`",
+           f"- gRPC unary echo (grpc.aio server in another process, {raw['grpc_echo']['payload_bytes']} B payload = a CreateProfileRequest, {raw['grpc_echo']['concurrency']} in flight): "
+           f"{_fmt(raw['grpc_echo']['closed_loop_rpc_per_s'])} rpc/s; at a constant {raw['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s: {_lat(raw['grpc_echo']['constant_rate']['latency_from_scheduled'])}.",
+           "", "## Platform", "",
+           f"- CreateProfile burst ({plat['writes']['burst']['profiles']:,} profiles, {plat['writes']['burst']['concurrency']} in flight): {_fmt(plat['writes']['burst']['rpc_per_s'])} rpc/s, {_lat(plat['writes']['burst']['latency'])}; "
+           f"every one searchable {plat['writes']['burst']['all_indexed_after_s']} s after the first send ({_fmt(plat['writes']['burst']['e2e_events_per_s'])} events/s end to end)."]
+    for run in plat["writes"]["rates"]:
+        out.append(f"- CreateProfile at a constant {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}), "
+                   f"errors {run['errors'] or 'none'}; latency from scheduled send {_lat(run['latency_from_scheduled'])}; freshness (ack → first hit on the alias) {_lat(run['freshness'])}, not seen {run['freshness']['not_seen']}; "
+                   f"indexed {_fmt(run.get('indexed_events_per_s'))} events/s; client send slip max {run['max_send_slip_ms']} ms.")
+    cu = plat["catch_up"]
+    out += [f"- Processor catch-up: {cu['events']:,} ProfileCreated envelopes produced straight to the topic (as the relay would) in {cu.get('produced_in_s')} s, all indexed after {cu.get('all_indexed_after_s')} s: {_fmt(cu.get('processor_events_per_s'))} events/s.",
+            f"- Rebuild (`PeopleProjection.rebuild`, what `watercooler reindex people` runs): {plat['rebuild']['events_replayed']:,} events in {plat['rebuild']['seconds']} s = {_fmt(plat['rebuild']['events_per_s'])} events/s into {plat['rebuild']['documents']:,} documents.",
+            f"- SearchPeople at {plat['search']['search_people']['offered_per_s']:.0f}/s over {plat['search']['documents']:,} documents: {_lat(plat['search']['search_people']['latency_from_scheduled'])}, errors {plat['search']['search_people']['errors'] or 'none'}.",
+            f"- ListPeople (department/country, directory order) at {plat['search']['list_people']['offered_per_s']:.0f}/s: {_lat(plat['search']['list_people']['latency_from_scheduled'])}, errors {plat['search']['list_people']['errors'] or 'none'}.",
+            f"- Suggest: {plat['search']['suggest']}.",
+            "- Idle resident memory (VmRSS, each process with its children): " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in sorted(plat["idle_memory"]["rss_bytes"].items())) +
+            f"; total {plat['idle_memory']['total_gib']} GiB (Python {plat['idle_memory']['python_gib']} GiB).",
+            "", "## Partition scaling (issue 9)", "",
+            f"{parts['people']:,} people = {parts['events']:,} events (ProfileCreated v1 + ProfileUpdated v2) on a {parts['topic_partitions']}-partition topic; `python -m services.search.projections` workers added one at a time (each addition rebalances the group):", "",
+            "| workers | documents in step | docs/s | events/s | pause before progress (s) |", "| ---: | ---: | ---: | ---: | ---: |"]
+    out += [f"| {p['workers']} | {p['documents']:,} | {_fmt(p['docs_per_s'])} | {_fmt(p['events_per_s'])} | {p['pause_before_progress_s']} |" for p in parts["phases"]]
+    out += ["", f"Check: documents by version {parts['documents_by_version']}, missing {parts['missing_documents']}, lost events {parts['lost_events']}; "
+            f"redeliveries absorbed by the version check {int(parts['redelivered_skipped_by_version'])}. **No event lost: {parts['no_loss']}.**", ""]
+    profiles = {k: v for r in plat["writes"]["rates"] for k, v in r.get("profiles_of_processes", {}).items()}
+    if profiles:
+        out += ["## Where the time goes (py-spy, during the highest offered rate)", ""]
+        for name, prof in profiles.items():
+            if not prof.get("samples"):
+                continue
+            out.append(f"- **{name}** ({prof['samples']} samples) — hottest inclusive frames: " + "; ".join(f"`{f}` {s:.0%}" for f, s in prof["inclusive"][:8]))
+            out.append("  - self time: " + "; ".join(f"`{f}` {s:.0%}" for f, s in prof["self"][:6]))
+        out.append("")
+    if result.get("analysis"):
+        out += ["## Analysis", "", result["analysis"], ""]
+    out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + ["", f"Step durations (s): {result['timings_s']}", ""]
+    return "\n".join(out)
+
+
+def plots(result: dict[str, Any], out_dir: Path, name: str) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    files = []
+    plat = result["platform"]
+    # 1. Latency percentiles of every constant-rate run.
+    runs = [(f"CreateProfile @{r['offered_per_s']:.0f}/s", r["latency_from_scheduled"]) for r in plat["writes"]["rates"]]
+    runs += [(f"freshness @{r['offered_per_s']:.0f}/s", r["freshness"]) for r in plat["writes"]["rates"]]
+    runs += [(f"SearchPeople @{plat['search']['search_people']['offered_per_s']:.0f}/s", plat["search"]["search_people"]["latency_from_scheduled"]),
+             (f"ListPeople @{plat['search']['list_people']['offered_per_s']:.0f}/s", plat["search"]["list_people"]["latency_from_scheduled"]),
+             (f"gRPC echo @{result['raw']['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s", result["raw"]["grpc_echo"]["constant_rate"]["latency_from_scheduled"])]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    labels = [label for label, s in runs if s.get("count")]
+    for i, pct in enumerate(("p50_ms", "p99_ms", "p999_ms")):
+        ax.bar([x + i * 0.27 for x in range(len(labels))], [s[pct] for _, s in runs if s.get("count")], width=0.27, label=pct.replace("_ms", ""))
+    ax.set_xticks([x + 0.27 for x in range(len(labels))], labels, rotation=20, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (log), from scheduled send")
+    ax.set_title("Latency at constant offered rates (HDR, no coordinated omission)")
+    ax.legend()
+    fig.tight_layout()
+    files.append(f"{name}-latency.png")
+    fig.savefig(out_dir / files[-1], dpi=110)
+    plt.close(fig)
+    # 2. Throughput next to the raw limits.
+    rows = [r for r in result["comparison"] if r.get("raw") and r.get("platform")]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.barh([r["figure"][:50] for r in rows], [r["raw"] for r in rows], color="#cccccc", label="raw limit")
+    ax.barh([r["figure"][:50] for r in rows], [r["platform"] for r in rows], color="#1f77b4", label="platform")
+    ax.set_xscale("log")
+    ax.set_xlabel("per second (log)")
+    ax.legend()
+    ax.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    files.append(f"{name}-throughput.png")
+    fig.savefig(out_dir / files[-1], dpi=110)
+    plt.close(fig)
+    # 3. Partition scaling: documents over time as workers join.
+    parts = result["partitions"]
+    if parts.get("samples"):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        left.plot([t for t, _ in parts["samples"]], [c for _, c in parts["samples"]])
+        left.set_xlabel("s")
+        left.set_ylabel("documents indexed")
+        left.set_title("progress as workers join")
+        right.bar([str(p["workers"]) for p in parts["phases"]], [p["events_per_s"] for p in parts["phases"]])
+        right.set_xlabel("worker processes")
+        right.set_ylabel("events/s")
+        right.set_title(f"{parts['topic_partitions']} partitions")
+        fig.tight_layout()
+        files.append(f"{name}-partitions.png")
+        fig.savefig(out_dir / files[-1], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def write(result: dict[str, Any], out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    images = plots(result, out_dir, name)
+    md_path = out_dir / f"{name}.md"
+    md_path.write_text(markdown(result, images))
+    return [json_path, md_path, *(out_dir / i for i in images)]

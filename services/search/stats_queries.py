@@ -1,0 +1,248 @@
+"""GetStats: totals, series and top items of one metric, read from what the projections
+and the stats processors keep, as the caller (every count carries the visibility filter
+of its kind, so a PRIVATE or COMMUNITY item never adds to a number someone else sees)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from watercooler.auth import Principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument, NotFound
+from watercooler.rpc import parse_name
+from watercooler.search.v1 import search_pb2 as sp
+
+from . import jams as jam_queries
+from . import library
+from .stats import views as view_stats
+from .unified import _kind_clause, index_of
+from .visibility import Scope, scope_of
+
+INTERVALS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=31)}
+MAX_BUCKETS = 1000
+MAX_TOP = 50
+# Ratings carry no audience of their own: they are counted for the rated posts the caller
+# may see, up to this many (the most recent); services count them all.
+MAX_RATED_POSTS = 10_000
+MAX_HIDDEN_MEDIA = 10_000
+
+# metric -> (filters it accepts)
+METRICS: dict[str, tuple[str, ...]] = {
+    "blogs": ("department",),
+    "active_blogs": (),
+    "posts": ("blog",),
+    "microposts": (),
+    "comments": (),
+    "ratings": ("blog",),
+    "bookmarks": (),
+    "wiki_views": ("target", "space", "department"),
+    "media_downloads": ("target", "department"),
+    "people": ("department",),
+    "alumni": ("department",),
+    "jam_activity": ("jam",),
+    "jam_votes": ("jam",),
+    "jam_participants": ("jam",),
+    "jam_tone": ("jam",),
+}
+FILTERS = ("target", "space", "department", "jam", "blog")
+
+
+class Stats:
+    def __init__(self, es: AsyncElasticsearch, settings: Settings):
+        self.es = es
+        self.settings = settings
+
+    async def get_stats(self, principal: Principal, request: sp.GetStatsRequest) -> sp.GetStatsResponse:
+        metric = request.metric
+        if metric not in METRICS:
+            raise InvalidArgument(f"unknown metric; one of {', '.join(METRICS)}", field="metric")
+        for name in FILTERS:
+            if getattr(request, name) and name not in METRICS[metric]:
+                raise InvalidArgument(f"{metric} does not filter by {name}", field=name)
+        interval = request.interval or "day"
+        if interval not in INTERVALS:
+            raise InvalidArgument(f"must be one of {', '.join(INTERVALS)}", field="interval")
+        if interval == "hour" and metric in ("wiki_views", "media_downloads"):
+            raise InvalidArgument("views and downloads are counted per day", field="interval")
+        start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
+        if start and end and end <= start:
+            raise InvalidArgument("must be after start_time", field="end_time")
+        if start and end and (end - start) / INTERVALS[interval] > MAX_BUCKETS:
+            raise InvalidArgument(f"the range holds more than {MAX_BUCKETS} intervals; use a longer interval", field="interval")
+        if request.top_size < 0 or request.top_size > MAX_TOP:
+            raise InvalidArgument(f"must be between 0 and {MAX_TOP}", field="top_size")
+        top = request.top_size or 10
+        response = sp.GetStatsResponse(metric=metric, interval=interval)
+        if metric.startswith("jam_"):
+            await self._jam(principal, request, metric, interval, start, end, top, response)
+            return response
+        scope = await scope_of(self.es, self.settings, principal)
+        if metric in ("wiki_views", "media_downloads"):
+            await self._views(scope, request, metric, interval, start, end, top, response)
+            return response
+        index, time_field, filters, aggregate = await self._plan(scope, request, metric)
+        await self._count(index, time_field, filters, aggregate, interval, start, end, response)
+        return response
+
+    async def _plan(self, scope: Scope, request: sp.GetStatsRequest, metric: str) -> tuple[str, str, list[dict[str, Any]], dict[str, Any] | None]:
+        """(index, time field, filters, value aggregation or None for a document count)."""
+        settings = self.settings
+        if metric == "blogs":
+            from .visibility import content_filter
+
+            filters = content_filter(scope.principal, scope.communities, "owner_id")
+            if request.department:
+                filters.append({"term": {"owner_department": request.department}})
+            return settings.index_alias("blogs"), "created_at", filters, None
+        if metric in ("active_blogs", "posts"):
+            filters = [_kind_clause(settings, scope, "post"), {"term": {"state": "PUBLISHED"}}]
+            if request.blog:
+                filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
+            aggregate = {"cardinality": {"field": "blog", "precision_threshold": 40000}} if metric == "active_blogs" else None
+            return index_of(settings, "post"), "published_at", filters, aggregate
+        if metric == "microposts":
+            return index_of(settings, "micropost"), "created_at", [_kind_clause(settings, scope, "micropost")], None
+        if metric == "comments":
+            return index_of(settings, "comment"), "created_at", [_kind_clause(settings, scope, "comment")], None
+        if metric == "bookmarks":
+            return index_of(settings, "bookmark"), "saved_at", [_kind_clause(settings, scope, "bookmark")], None
+        if metric in ("people", "alumni"):
+            filters = [_kind_clause(settings, scope, "person"), {"term": {"alumni": metric == "alumni"}}]
+            if request.department:
+                filters.append({"term": {"department": request.department}})
+            return index_of(settings, "person"), "created_at", filters, None
+        if metric == "ratings":
+            filters: list[dict[str, Any]] = [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]
+            if request.blog or not scope.principal.is_service:
+                post_filters = [_kind_clause(settings, scope, "post")]
+                if request.blog:
+                    post_filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
+                found = await self.es.search(index=index_of(settings, "post"), query={"bool": {"filter": post_filters}}, source=["name"],
+                                             size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}], ignore_unavailable=True)
+                filters.append({"terms": {"target": [h["_source"]["name"] for h in found["hits"]["hits"]]}})
+            return settings.index_alias("reactions"), "updated_at", filters, None
+        raise AssertionError(metric)
+
+    async def _count(self, index: str, time_field: str, filters: list[dict[str, Any]], aggregate: dict[str, Any] | None,
+                     interval: str, start: dt.datetime | None, end: dt.datetime | None, response: sp.GetStatsResponse, value_field: str = "") -> None:
+        bounds: dict[str, str] = {}
+        if start:
+            bounds["gte"] = start.isoformat()
+        if end:
+            bounds["lt"] = end.isoformat()
+        if bounds:
+            # An explicit format: the view counts' `day` field is mapped as yyyy-MM-dd.
+            filters = [*filters, {"range": {time_field: {**bounds, "format": "strict_date_optional_time"}}}]
+        histogram: dict[str, Any] = {"field": time_field, "calendar_interval": interval, "min_doc_count": 0 if start and end else 1, "format": "strict_date_optional_time"}
+        if start and end:
+            histogram["extended_bounds"] = {"min": start.isoformat(), "max": (end - dt.timedelta(milliseconds=1)).isoformat()}
+        sub = {"v": aggregate} if aggregate else {}
+        aggs: dict[str, Any] = {"series": {"date_histogram": histogram, "aggs": sub}}
+        if aggregate:
+            aggs["total"] = aggregate
+        result = await self.es.search(index=index, size=0, track_total_hits=True, query={"bool": {"filter": filters}}, aggs=aggs, ignore_unavailable=True)
+        if "aggregations" not in result:  # no index yet
+            return
+        a = result["aggregations"]
+        response.total = float(a["total"]["value"]) if aggregate else float(result["hits"]["total"]["value"])
+        for b in a["series"]["buckets"][:MAX_BUCKETS]:
+            point = response.series.add(value=float(b["v"]["value"]) if aggregate else float(b["doc_count"]))
+            point.start_time.FromMilliseconds(int(b["key"]))
+
+    async def _views(self, scope: Scope, request: sp.GetStatsRequest, metric: str, interval: str,
+                     start: dt.datetime | None, end: dt.datetime | None, top: int, response: sp.GetStatsResponse) -> None:
+        principal = scope.principal
+        kind = "views" if metric == "wiki_views" else "downloads"
+        filters: list[dict[str, Any]] = [{"term": {"kind": kind}}]
+        if request.target:
+            want = "pages/" if kind == "views" else "media/"
+            if not request.target.startswith(want) or request.target.count("/") != 1:
+                raise InvalidArgument(f"must look like '{want}{{id}}'", field="target")
+            if request.target not in await library.visible_targets(self.es, self.settings, principal, [request.target]):
+                raise NotFound(f"{request.target} not found", field="target")
+            filters.append({"term": {"target": request.target}})
+        if request.space:
+            space_id = parse_name(request.space, "spaces", field="space")
+            if scope.spaces is not None and space_id not in scope.spaces:
+                raise NotFound(f"{request.space} not found", field="space")
+            filters.append({"term": {"space_id": space_id}})
+        if request.department:
+            filters.append({"term": {"department": request.department}})
+        if kind == "views" and scope.spaces is not None:
+            filters.append({"terms": {"space_id": scope.spaces}})
+        if kind == "downloads":
+            seen = library.visibility_filter(principal)
+            if seen is not None:  # leave out the downloads of items the caller may not see
+                hidden = await self.es.search(index=index_of(self.settings, "media"), query={"bool": {"must_not": [seen]}}, source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
+                filters.append({"bool": {"must_not": [{"terms": {"target": [f"media/{h['_id']}" for h in hidden["hits"]["hits"]]}}]}})
+        alias = view_stats.index_alias(self.settings)
+        await self._count(alias, "day", filters, {"sum": {"field": "count"}}, interval, start, end, response)
+        # Top items over the same range.
+        bounds = {}
+        if start:
+            bounds["gte"] = start.date().isoformat()
+        if end:
+            bounds["lt"] = end.date().isoformat() if end.time() == dt.time(0) else (end.date() + dt.timedelta(days=1)).isoformat()
+        top_filters = [*filters, {"range": {"day": bounds}}] if bounds else filters
+        result = await self.es.search(index=alias, size=0, query={"bool": {"filter": top_filters}}, ignore_unavailable=True, aggs={
+            "top": {"terms": {"field": "target", "size": top * library.TOP_OVERFETCH, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}})
+        buckets = [(b["key"], b["n"]["value"]) for b in result.get("aggregations", {}).get("top", {}).get("buckets", [])]
+        visible = await library.visible_targets(self.es, self.settings, principal, [name for name, _ in buckets])
+        for name, value in [(n, v) for n, v in buckets if n in visible][:top]:
+            response.top.add(name=name, title=visible[name]["title"], value=float(value))
+
+    async def _jam(self, principal: Principal, request: sp.GetStatsRequest, metric: str, interval: str,
+                   start: dt.datetime | None, end: dt.datetime | None, top: int, response: sp.GetStatsResponse) -> None:
+        if not request.jam:
+            raise InvalidArgument("required for jam metrics, as 'jams/{jam}'", field="jam")
+        doc = await jam_queries.stats_doc(self.es, self.settings, principal, jam_queries.jam_id_from(request.jam))
+        field = {"jam_activity": "posts", "jam_votes": "votes", "jam_participants": "active_participants", "jam_tone": "tone"}[metric]
+        step = INTERVALS[interval]
+        buckets: dict[dt.datetime, list[float]] = {}  # start -> [value, weight]
+        for hour, b in sorted(doc.get("hours", {}).items()):
+            when = dt.datetime.fromisoformat(hour.replace("Z", "+00:00"))
+            if (start and when < start) or (end and when >= end):
+                continue
+            key = _truncate(when, interval, step)
+            slot = buckets.setdefault(key, [0.0, 0.0])
+            if metric == "jam_tone":
+                weight = float(b.get("toned_posts") or 0)
+                slot[0] += float(b.get("tone") or 0.0) * weight
+                slot[1] += weight
+            elif metric == "jam_participants":
+                # Participants active in each hour; a longer interval shows the busiest hour's.
+                slot[0] = max(slot[0], float(b.get(field) or 0))
+            else:
+                slot[0] += float(b.get(field) or 0)
+        for key, (value, weight) in sorted(buckets.items()):
+            point = response.series.add(value=round(value / weight, 4) if metric == "jam_tone" and weight else value)
+            point.start_time.FromDatetime(key.replace(tzinfo=None))
+        if metric == "jam_tone":
+            weight = sum(w for _, w in buckets.values())
+            response.total = round(sum(v for v, _ in buckets.values()) / weight, 4) if weight else 0.0
+        elif metric == "jam_participants":
+            response.total = float(doc.get("participants", 0))
+        elif metric == "jam_votes" and not (start or end):
+            response.total = float(doc.get("votes", 0))
+        else:
+            response.total = float(sum(v for v, _ in buckets.values()))
+        if metric == "jam_votes":
+            jam = doc["jam_id"]
+            for row in doc.get("leaderboard", [])[:top]:
+                response.top.add(name=f"jams/{jam}/ideas/{row['idea_id']}", title=row["title"], value=float(row["votes"]))
+
+
+def _truncate(when: dt.datetime, interval: str, step: dt.timedelta) -> dt.datetime:
+    when = when.astimezone(dt.UTC)
+    if interval == "hour":
+        return when.replace(minute=0, second=0, microsecond=0)
+    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "day":
+        return day
+    if interval == "week":  # ISO weeks start on Monday, as Elasticsearch's calendar weeks
+        return day - dt.timedelta(days=day.weekday())
+    return day.replace(day=1)

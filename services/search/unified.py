@@ -1,0 +1,493 @@
+"""One search over everything: Search, Suggest and Trending across the content aliases.
+
+Every query runs as the caller: each kind's clause carries its visibility rule
+(``visibility.kind_filter``), and hits, snippets, facets, suggestions and trending
+counts all come from that one filtered query, so nothing invisible leaks through a count.
+User text is only ever the value of match/prefix queries (never query_string syntax).
+
+Analysis: the ES distribution has no analysis modules, so accent folding is done in Python
+(``watercooler.text.fold``) on the folded fields the projections keep (posts, bookmarks,
+people, communities, jam ideas and threads); for wiki pages, media and comments, which
+keep no folded field, the raw words are matched as typed plus a fuzzy clause (one edit
+covers one accent). Stemming is not done: it would need stemmed fields in other teams'
+projections (documented in docs/search.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+from watercooler.auth import Principal
+from watercooler.config import Settings
+from watercooler.errors import InvalidArgument
+from watercooler.eventstore import fingerprint
+from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
+from watercooler.search.v1 import search_pb2 as sp
+from watercooler.text import fold
+
+from .jams import jam_id_from
+from .stats import views as view_stats
+from .visibility import Scope, kind_filter, scope_of
+
+MAX_QUERY_LENGTH = 256
+MAX_TAGS = 10
+MAX_FACET_VALUES = 20
+# Authors looked up for the department facet (exact up to this many distinct authors).
+DEPARTMENT_AUTHORS = 200
+# top_rated / most_viewed rank at most this many rated / viewed items, then page over them.
+MAX_RANKED = 1000
+SNIPPET_CHARS = 160
+
+# kind -> (projection alias, extra filter selecting the kind inside that index)
+KINDS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "post": ("posts", [{"term": {"kind": "blog"}}]),
+    "micropost": ("posts", [{"term": {"kind": "micro"}}]),
+    "comment": ("comments", []),
+    "bookmark": ("bookmarks", []),
+    "wiki_page": ("wiki", [{"term": {"kind": "page"}}]),
+    "media": ("media", []),
+    "person": ("people", []),
+    "community": ("communities", []),
+    "jam_idea": ("jam-ideas", [{"term": {"merged_into": ""}}]),
+    "jam_thread": ("jam-threads", []),
+}
+ORDERS = ("relevance", "newest", "top_rated", "most_viewed")
+RANKED_KINDS = {"top_rated": ("post",), "most_viewed": ("wiki_page", "media")}
+
+# Fields holding the author of each kind, and whether they store `profiles/{id}` or the bare id.
+AUTHOR_FIELDS = {"author_id": False, "owner_id": False, "author": False, "owner": True}
+AUTHOR_KINDS = ("post", "micropost", "comment", "bookmark", "wiki_page", "media", "jam_idea", "jam_thread")
+# Which kinds each filter applies to: asking for a filter restricts the search to them.
+FILTER_KINDS = {
+    "author": AUTHOR_KINDS,
+    "tags": ("post", "micropost", "bookmark", "media"),
+    "blog": ("post",),
+    "space": ("wiki_page",),
+    "community": ("post", "micropost", "comment", "bookmark"),
+    "jam": ("jam_idea", "jam_thread"),
+}
+# Text fields: (folded fields, given the folded query) and (raw fields, given the text as typed).
+FOLDED_FIELDS = ["name_folded^3", "folded", "text_folded"]
+RAW_FIELDS = ["title^3", "display_name^3", "content", "body", "notes", "description", "bio"]
+HIGHLIGHT_FIELDS = ("title", "display_name", "content", "body", "notes", "description", "bio", "folded", "text_folded", "name_folded")
+# Tie-breakers after the primary sort: unique per document within each index.
+TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at"]
+
+
+def _tiebreak() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"_index": "asc"}]
+    for field in TIEBREAK[1:]:
+        out.append({field: {"order": "asc", "missing": "_last", "unmapped_type": "date" if field == "created_at" else "keyword"}})
+    return out
+
+
+def check_query(text: str, field: str = "query", limit: int = MAX_QUERY_LENGTH) -> str:
+    if len(text) > limit:
+        raise InvalidArgument(f"must be at most {limit} characters", field=field)
+    if any(ord(ch) < 32 and ch not in "\t\n" for ch in text):
+        raise InvalidArgument("must not contain control characters", field=field)
+    return text.strip()
+
+
+def text_query(text: str) -> dict[str, Any]:
+    """Phrase and title boosts, all words required, typos tolerated (at a lower score)."""
+    folded = fold(text)
+    lowered = text.lower()
+    return {
+        "bool": {
+            "should": [
+                {"multi_match": {"query": folded, "fields": FOLDED_FIELDS, "type": "phrase", "boost": 4}},
+                {"multi_match": {"query": lowered, "fields": RAW_FIELDS, "type": "phrase", "boost": 4}},
+                {"multi_match": {"query": folded, "fields": FOLDED_FIELDS, "operator": "and", "boost": 2}},
+                {"multi_match": {"query": lowered, "fields": RAW_FIELDS, "operator": "and", "boost": 2}},
+                {"multi_match": {"query": folded, "fields": FOLDED_FIELDS + RAW_FIELDS, "operator": "and", "fuzziness": "AUTO", "prefix_length": 1}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def index_of(settings: Settings, kind: str) -> str:
+    return settings.index_alias(KINDS[kind][0])
+
+
+def _kind_clause(settings: Settings, scope: Scope, kind: str) -> dict[str, Any]:
+    alias = index_of(settings, kind)
+    # A concrete index behind an alias is named `<alias>-v<schema>-<stamp>`.
+    return {"bool": {"filter": [{"prefix": {"_index": f"{alias}-v"}}, *KINDS[kind][1], *kind_filter(scope, kind)]}}
+
+
+def kind_of_hit(settings: Settings, hit: dict[str, Any]) -> str:
+    index, doc = hit["_index"], hit["_source"]
+    for kind, (projection, _) in KINDS.items():
+        if index.startswith(settings.index_alias(projection) + "-v"):
+            if projection == "posts":
+                return "post" if doc.get("kind") == "blog" else "micropost"
+            return kind
+    return "unknown"
+
+
+def _profile(value: str) -> str:
+    return value if not value or value.startswith(("profiles/", "communities/")) else f"profiles/{value}"
+
+
+def _short(text: str, n: int = 80) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
+    """kind, resource name, title, author, tags, parent and fallback text of a hit."""
+    d, doc_id = hit["_source"], hit["_id"]
+    if kind in ("post", "micropost"):
+        title = d.get("title") or _short(d.get("content", ""))
+        return dict(name=d["name"], title=title, author=_profile(d["author_id"]), tags=d.get("tags", []), parent=f"blogs/{d['blog']}" if d.get("blog") else "", text=d.get("content", ""))
+    if kind == "comment":
+        return dict(name=d["name"], title=_short(d.get("body", "")), author=_profile(d["author_id"]), tags=[], parent=d.get("target", ""), text=d.get("body", ""))
+    if kind == "bookmark":
+        return dict(name=d["name"], title=d.get("title") or d.get("url", ""), author=_profile(d["owner_id"]), tags=d.get("tags", []), parent=d.get("url", ""), text=d.get("notes", ""))
+    if kind == "wiki_page":
+        return dict(name=f"pages/{doc_id}", title=d.get("title", ""), author=_profile(d.get("author", "")), tags=[], parent=f"spaces/{d['space_id']}", text=d.get("body", ""))
+    if kind == "media":
+        owner = d.get("owner", "")
+        return dict(name=f"media/{doc_id}", title=d.get("title", ""), author=owner if owner.startswith("profiles/") else "", tags=d.get("tags", []), parent=owner if owner.startswith("communities/") else "", text=d.get("description", ""))
+    if kind == "person":
+        about = " · ".join(x for x in (d.get("title", ""), d.get("department", ""), d.get("country", "")) if x)
+        return dict(name=f"profiles/{d['employee_id']}", title=d.get("display_name", ""), author="", tags=d.get("expertise", []), parent="", text=about or d.get("bio", ""))
+    if kind == "community":
+        return dict(name=f"communities/{d['community_id']}", title=d.get("display_name", ""), author="", tags=[], parent="", text=d.get("description", ""))
+    if kind == "jam_idea":
+        return dict(name=f"jams/{d['jam_id']}/ideas/{d['idea_id']}", title=d.get("title", ""), author=_profile(d.get("author", "")), tags=[], parent=f"jams/{d['jam_id']}", text=d.get("description", ""))
+    if kind == "jam_thread":
+        name = f"jams/{d['jam_id']}/threads/{d['thread_id']}" + (f"/replies/{d['reply_id']}" if d.get("kind") == "reply" else "")
+        return dict(name=name, title=d.get("title") or _short(d.get("body", "")), author=_profile(d.get("author", "")), tags=[], parent=f"jams/{d['jam_id']}", text=d.get("body", ""))
+    return dict(name=doc_id, title="", author="", tags=[], parent="", text="")
+
+
+def snippet_of(hit: dict[str, Any], fallback: str) -> str:
+    """The best highlighted fragment: raw fields first (they keep accents and case)."""
+    found = hit.get("highlight") or {}
+    for field in HIGHLIGHT_FIELDS:
+        if found.get(field):
+            return found[field][0]
+    return html.escape(_short(fallback, SNIPPET_CHARS))
+
+
+class Search:
+    def __init__(self, es: AsyncElasticsearch, settings: Settings):
+        self.es = es
+        self.settings = settings
+
+    # --- Search ------------------------------------------------------------------------------
+    def _validate(self, request: sp.SearchRequest) -> dict[str, Any]:
+        text = check_query(request.query)
+        kinds = list(dict.fromkeys(request.kinds)) or list(KINDS)
+        for kind in kinds:
+            if kind not in KINDS:
+                raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", field="kinds")
+        order = request.order_by or "relevance"
+        if order not in ORDERS:
+            raise InvalidArgument(f"must be one of {', '.join(ORDERS)}", field="order_by")
+        f: dict[str, Any] = {}
+        if request.author:
+            f["author"] = parse_name(request.author, "profiles", field="author")
+        if len(request.tags) > MAX_TAGS:
+            raise InvalidArgument(f"at most {MAX_TAGS} tags", field="tags")
+        tags = [t.strip().lower().lstrip("#") for t in request.tags]
+        if any(not t or len(t) > 64 for t in tags):
+            raise InvalidArgument("each tag must have 1 to 64 characters", field="tags")
+        if tags:
+            f["tags"] = tags
+        if request.blog:
+            f["blog"] = parse_name(request.blog, "blogs", field="blog")
+        if request.space:
+            f["space"] = parse_name(request.space, "spaces", field="space")
+        if request.community:
+            f["community"] = parse_name(request.community, "communities", field="community")
+        if request.jam:
+            f["jam"] = jam_id_from(request.jam)
+        for name in f:
+            kinds = [k for k in kinds if k in FILTER_KINDS[name]]
+            if not kinds:
+                raise InvalidArgument(f"applies only to {', '.join(FILTER_KINDS[name])}, not to the kinds asked for", field=name)
+        if order in RANKED_KINDS:
+            kinds = [k for k in kinds if k in RANKED_KINDS[order]]
+            if not kinds:
+                raise InvalidArgument(f"{order} ranks only {', '.join(RANKED_KINDS[order])}", field="order_by")
+        start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
+        if start and end and end <= start:
+            raise InvalidArgument("must be after start_time", field="end_time")
+        return dict(text=text, kinds=kinds, order=order, filters=f, start=start, end=end)
+
+    def _filters(self, v: dict[str, Any]) -> list[dict[str, Any]]:
+        f, out = v["filters"], []
+        if "author" in f:
+            who = f["author"]
+            out.append({"bool": {"should": [{"term": {field: f"profiles/{who}" if prefixed else who}} for field, prefixed in AUTHOR_FIELDS.items()], "minimum_should_match": 1}})
+        for tag in f.get("tags", []):
+            out.append({"term": {"tags": tag}})
+        if "blog" in f:
+            out.append({"term": {"blog": f["blog"]}})
+        if "space" in f:
+            out.append({"term": {"space_id": f["space"]}})
+        if "community" in f:
+            out.append({"term": {"community": f["community"]}})
+        if "jam" in f:
+            out.append({"term": {"jam_id": f["jam"]}})
+        if v["start"] or v["end"]:
+            bounds = {}
+            if v["start"]:
+                bounds["gte"] = v["start"].isoformat()
+            if v["end"]:
+                bounds["lt"] = v["end"].isoformat()
+            out.append({"range": {"created_at": bounds}})
+        return out
+
+    def _aggs(self) -> dict[str, Any]:
+        aggs: dict[str, Any] = {
+            "by_index": {"terms": {"field": "_index", "size": 50}, "aggs": {"kind": {"terms": {"field": "kind", "size": 5}}}},
+            "tags": {"terms": {"field": "tags", "size": MAX_FACET_VALUES}},
+            "people_departments": {"terms": {"field": "department", "size": MAX_FACET_VALUES}},
+        }
+        for field in AUTHOR_FIELDS:
+            aggs[f"author_{field}"] = {"terms": {"field": field, "size": DEPARTMENT_AUTHORS}}
+        return aggs
+
+    async def search(self, principal: Principal, request: sp.SearchRequest) -> sp.SearchResponse:
+        v = self._validate(request)
+        size = page_size(request.page_size)
+        copy = sp.SearchRequest()
+        copy.CopyFrom(request)
+        copy.ClearField("page_token")
+        if v["order"] not in RANKED_KINDS:
+            copy.ClearField("page_size")
+        key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
+        after = decode_page_token(request.page_token, key)
+        scope = await scope_of(self.es, self.settings, principal)
+        visible = {"bool": {"should": [_kind_clause(self.settings, scope, k) for k in v["kinds"]], "minimum_should_match": 1}}
+        filters = [visible, *self._filters(v)]
+        must: list[dict[str, Any]] = [text_query(v["text"])] if v["text"] else []
+        indices = ",".join(sorted({index_of(self.settings, k) for k in v["kinds"]}))
+        body: dict[str, Any] = {
+            "track_total_hits": True,
+            "aggs": self._aggs(),
+            "highlight": {
+                "fields": {f: {} for f in HIGHLIGHT_FIELDS},
+                "pre_tags": ["<em>"], "post_tags": ["</em>"], "encoder": "html",
+                "number_of_fragments": 1, "fragment_size": SNIPPET_CHARS, "require_field_match": False,
+            },
+        }
+        ranked: dict[str, float] = {}
+        if v["order"] in RANKED_KINDS:
+            ranked = await self._ranking(v["order"])
+            filters.append({"ids": {"values": [name.split("/", 1)[1] for name in ranked]}})
+            body.update(size=MAX_RANKED, query={"bool": {"must": must, "filter": filters}})
+        else:
+            should = []
+            if v["text"]:
+                # Recency: fresh content gets up to one point more than a year-old one.
+                should.append({"distance_feature": {"field": "created_at", "origin": "now", "pivot": "14d", "boost": 1.0}})
+            body["query"] = {"bool": {"must": must, "filter": filters, "should": should}}
+            primary = [{"_score": "desc"}] if v["order"] == "relevance" and v["text"] else []
+            body["sort"] = [*primary, {"created_at": {"order": "desc", "unmapped_type": "date"}}, *_tiebreak()]
+            body["size"] = size
+            if after is not None:
+                body["search_after"] = after
+        result = await self.es.search(index=indices, ignore_unavailable=True, **body)
+        hits = result["hits"]["hits"]
+        response = sp.SearchResponse(total_size=result["hits"]["total"]["value"])
+        next_position: Any = None
+        if ranked:
+            described = [(h, kind_of_hit(self.settings, h)) for h in hits]
+            described.sort(key=lambda hk: (-ranked.get(describe(hk[1], hk[0])["name"], 0), describe(hk[1], hk[0])["name"]))
+            offset = int(after or 0)
+            page = described[offset: offset + size]
+            if offset + size < len(described):
+                next_position = offset + size
+            for hit, kind in page:
+                self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0))
+        else:
+            for hit in hits:
+                self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0)
+            if len(hits) == size:
+                next_position = hits[-1]["sort"]
+        if next_position is not None:
+            response.next_page_token = encode_page_token(next_position, key)
+        await self._facets(response, result.get("aggregations", {}))
+        return response
+
+    def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float) -> None:
+        d = describe(kind, hit)
+        out = response.hits.add(kind=kind, name=d["name"], title=d["title"], snippet=snippet_of(hit, d["text"]), author=d["author"], tags=d["tags"], score=score, parent=d["parent"])
+        created = hit["_source"].get("created_at")
+        if created:
+            out.create_time.FromDatetime(dt.datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(dt.UTC).replace(tzinfo=None))
+
+    async def _facets(self, response: sp.SearchResponse, aggs: dict[str, Any]) -> None:
+        kinds: dict[str, int] = {}
+        for bucket in aggs.get("by_index", {}).get("buckets", []):
+            fake = {"_index": bucket["key"], "_source": {}}
+            inner = bucket["kind"]["buckets"]
+            if bucket["key"].startswith(self.settings.index_alias("posts") + "-v"):
+                for b in inner:
+                    k = "post" if b["key"] == "blog" else "micropost"
+                    kinds[k] = kinds.get(k, 0) + b["doc_count"]
+            else:
+                k = kind_of_hit(self.settings, fake)
+                kinds[k] = kinds.get(k, 0) + bucket["doc_count"]
+        tags = [(b["key"], b["doc_count"]) for b in aggs.get("tags", {}).get("buckets", [])]
+        authors: dict[str, int] = {}
+        for field in AUTHOR_FIELDS:
+            for b in aggs.get(f"author_{field}", {}).get("buckets", []):
+                name = _profile(b["key"])
+                if name.startswith("profiles/"):
+                    authors[name] = authors.get(name, 0) + b["doc_count"]
+        departments: dict[str, int] = {b["key"]: b["doc_count"] for b in aggs.get("people_departments", {}).get("buckets", [])}
+        if authors:
+            found = await self.es.search(index=self.settings.index_alias("people"), query={"terms": {"employee_id": [a.split("/", 1)[1] for a in authors]}},
+                                         source=["employee_id", "department"], size=len(authors), ignore_unavailable=True)
+            for hit in found["hits"]["hits"]:
+                dep = hit["_source"].get("department")
+                if dep:
+                    departments[dep] = departments.get(dep, 0) + authors[f"profiles/{hit['_source']['employee_id']}"]
+
+        def facet(field: str, counts: Any) -> None:
+            ordered = sorted(counts, key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES]
+            response.facets.add(field=field, values=[sp.FacetValue(value=k, count=n) for k, n in ordered])
+
+        facet("kind", kinds.items())
+        facet("tags", tags)
+        facet("author", authors.items())
+        facet("department", departments.items())
+
+    async def _ranking(self, order: str) -> dict[str, float]:
+        """name -> rating average (top_rated) or views/downloads (most_viewed), best first."""
+        if order == "top_rated":
+            result = await self.es.search(
+                index=self.settings.index_alias("reactions"), size=0,
+                query={"bool": {"filter": [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]}},
+                aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"avg": "desc"}, {"_key": "asc"}]}, "aggs": {"avg": {"avg": {"field": "value"}}}}},
+            )
+            return {b["key"]: round(b["avg"]["value"], 3) for b in result["aggregations"]["t"]["buckets"]}
+        result = await self.es.search(
+            index=view_stats.index_alias(self.settings), size=0,
+            aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
+        )
+        return {b["key"]: b["n"]["value"] for b in result["aggregations"]["t"]["buckets"]}
+
+    # --- Suggest ----------------------------------------------------------------------------------
+    SUGGEST_KINDS = ("people", "tags", "titles", "communities")
+
+    async def suggest(self, principal: Principal, request: sp.SuggestRequest) -> sp.SuggestResponse:
+        prefix = check_query(request.prefix, "prefix", 64)
+        if not prefix:
+            raise InvalidArgument("required: what has been typed so far", field="prefix")
+        kinds = list(dict.fromkeys(request.kinds)) or list(self.SUGGEST_KINDS)
+        for kind in kinds:
+            if kind not in self.SUGGEST_KINDS:
+                raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(self.SUGGEST_KINDS)}", field="kinds")
+        if request.page_size < 0 or request.page_size > 20:
+            raise InvalidArgument("must be between 0 and 20", field="page_size")
+        size = request.page_size or 5
+        folded = fold(prefix)
+        scope = await scope_of(self.es, self.settings, principal)
+        searches: list[tuple[str, str, dict[str, Any]]] = []  # (kind, index, body)
+        if "people" in kinds:
+            body = {"size": size, "_source": ["employee_id", "display_name"], "query": {"bool": {
+                "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
+                "filter": [_kind_clause(self.settings, scope, "person")]}}, "sort": ["_score", {"sort_key": "asc"}]}
+            searches.append(("person", index_of(self.settings, "person"), body))
+        if "communities" in kinds:
+            body = {"size": size, "_source": ["community_id", "display_name"], "query": {"bool": {
+                "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
+                "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}]}
+            searches.append(("community", index_of(self.settings, "community"), body))
+        title_kinds = ["post", "wiki_page", "media", "jam_idea"]
+        if "titles" in kinds:
+            body = {"size": size, "_source": ["name", "title", "jam_id", "idea_id", "kind"], "query": {"bool": {
+                "must": [{"multi_match": {"query": prefix.lower(), "fields": ["title"], "type": "phrase_prefix", "max_expansions": 50}}],
+                "filter": [{"bool": {"should": [_kind_clause(self.settings, scope, k) for k in title_kinds], "minimum_should_match": 1}}]}}}
+            searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
+        if "tags" in kinds:
+            tag = folded.lstrip("#")
+            tag_kinds = ["post", "micropost", "bookmark", "media"]
+            body = {"size": 0, "query": {"bool": {"filter": [
+                {"prefix": {"tags": tag}},
+                {"bool": {"should": [_kind_clause(self.settings, scope, k) for k in tag_kinds], "minimum_should_match": 1}}]}},
+                # `include` is a regular expression: the typed text is escaped into a literal prefix.
+                "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*"}}}}
+            searches.append(("tag", ",".join(sorted({index_of(self.settings, k) for k in tag_kinds})), body))
+        operations: list[dict[str, Any]] = []
+        for _, index, body in searches:
+            operations += [{"index": index, "ignore_unavailable": True}, body]
+        found = await self.es.msearch(searches=operations)
+        response = sp.SuggestResponse()
+        for (kind, _, _), result in zip(searches, found["responses"], strict=True):
+            if "error" in result:
+                continue
+            if kind == "tag":
+                for b in result.get("aggregations", {}).get("t", {}).get("buckets", []):
+                    response.suggestions.add(kind="tag", text=b["key"])
+                continue
+            for hit in result["hits"]["hits"]:
+                real = "person" if kind == "person" else "community" if kind == "community" else kind_of_hit(self.settings, hit)
+                d = describe(real, hit) if kind != "title" else describe(real, {**hit, "_source": {**_TITLE_DEFAULTS, **hit["_source"]}})
+                response.suggestions.add(kind=kind, text=d["title"], name=d["name"])
+        return response
+
+    # --- Trending -------------------------------------------------------------------------------------
+    TRENDING_KINDS = {"hashtags": "hashtag", "tags": "tag", "links": "link"}
+
+    async def trending(self, principal: Principal, request: sp.TrendingRequest) -> sp.TrendingResponse:
+        kinds = list(dict.fromkeys(request.kinds)) or list(self.TRENDING_KINDS)
+        for kind in kinds:
+            if kind not in self.TRENDING_KINDS:
+                raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(self.TRENDING_KINDS)}", field="kinds")
+        if request.page_size < 0 or request.page_size > 50:
+            raise InvalidArgument("must be between 0 and 50", field="page_size")
+        size = request.page_size or 10
+        end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
+        day_start, week_start = end - dt.timedelta(days=1), end - dt.timedelta(days=8)
+        scope = await scope_of(self.es, self.settings, principal)
+        # (kind, kinds searched, time field, value field)
+        plans = {
+            "hashtags": (["micropost"], "created_at", "tags"),
+            "tags": (["post", "bookmark"], "created_at", "tags"),
+            "links": (["bookmark"], "saved_at", "url"),
+        }
+        operations: list[dict[str, Any]] = []
+        for kind in kinds:
+            search_kinds, time_field, value_field = plans[kind]
+            body = {"size": 0, "query": {"bool": {"filter": [
+                {"bool": {"should": [_kind_clause(self.settings, scope, k) for k in search_kinds], "minimum_should_match": 1}},
+                {"range": {time_field: {"gte": week_start.isoformat(), "lt": end.isoformat()}}}]}},
+                "aggs": {"recent": {"filter": {"range": {time_field: {"gte": day_start.isoformat()}}},
+                                    "aggs": {"v": {"terms": {"field": value_field, "size": size * 5}}}},
+                         "week": {"filter": {"range": {time_field: {"lt": day_start.isoformat()}}},
+                                  "aggs": {"v": {"terms": {"field": value_field, "size": 1000}}}}}}
+            operations += [{"index": ",".join(sorted({index_of(self.settings, k) for k in search_kinds})), "ignore_unavailable": True}, body]
+        found = await self.es.msearch(searches=operations)
+        response = sp.TrendingResponse()
+        for kind, result in zip(kinds, found["responses"], strict=True):
+            if "error" in result:
+                continue
+            week = {b["key"]: b["doc_count"] for b in result["aggregations"]["week"]["v"]["buckets"]}
+            items = []
+            for b in result["aggregations"]["recent"]["v"]["buckets"]:
+                before = week.get(b["key"], 0)
+                score = (b["doc_count"] + 1) / (before / 7 + 1)
+                if score > 1:
+                    items.append((score, b["doc_count"], b["key"], before))
+            items.sort(key=lambda t: (-t[0], -t[1], t[2]))
+            for score, recent, value, before in items[:size]:
+                response.items.add(kind=self.TRENDING_KINDS[kind], value=value, last_day=recent, previous_week=before, score=round(score, 3))
+        return response
+
+
+_TITLE_DEFAULTS = {"name": "", "title": "", "jam_id": "", "idea_id": "", "author_id": "", "blog": "", "space_id": "", "content": "", "owner": ""}

@@ -1,0 +1,61 @@
+"""`make bench` at tiny sizes against the session's platform, so the harness cannot rot.
+
+Measures nothing worth reading (the sizes are tiny and the machine is shared); it checks
+that every section runs through the real processes and reports positive figures, and that
+the JSON, Markdown and plots are written.  No timed assertions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from benchmarks import harness, report
+from benchmarks.__main__ import quick
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
+    cfg = replace(quick(harness.BenchConfig()), out_dir=tmp_path, name="smoke", seed=4242)
+    result = harness.run(cfg, platform.settings, platform.platform.procs, log=lambda _: None)
+    paths = report.write(result, tmp_path, "smoke")
+    saved = json.loads((tmp_path / "smoke.json").read_text())
+    assert {"machine", "raw", "platform", "partitions", "comparison"} <= set(saved)
+    assert saved["machine"]["nproc"] >= 1 and saved["machine"]["kafka"] and saved["machine"]["elasticsearch"]
+
+    raw = saved["raw"]
+    assert _positive(raw["es_bulk"]["docs_per_s"])
+    assert _positive(raw["kafka_producer"]["records_per_s"])
+    assert _positive(raw["grpc_echo"]["closed_loop_rpc_per_s"])
+
+    plat = saved["platform"]
+    assert _positive(plat["writes"]["burst"]["rpc_per_s"]) and _positive(plat["writes"]["burst"]["e2e_events_per_s"])
+    for run in plat["writes"]["rates"]:
+        assert run["completed"] > 0 and not run["errors"]
+        assert run["latency_from_scheduled"]["count"] == run["completed"]
+        assert run["freshness"]["count"] == run["completed"] and run["freshness"]["not_seen"] == 0
+        assert _positive(run["freshness"]["p99_ms"]) and _positive(run["indexed_events_per_s"])
+    assert plat["catch_up"]["events"] == cfg.search_docs and _positive(plat["catch_up"]["processor_events_per_s"])
+    # The rebuild replays everything on the topic: at least what this run wrote.
+    assert plat["rebuild"]["events_replayed"] >= cfg.search_docs + cfg.burst_profiles and _positive(plat["rebuild"]["events_per_s"])
+    assert plat["rebuild"]["documents"] >= cfg.search_docs + cfg.burst_profiles
+    for name in ("search_people", "list_people"):
+        assert plat["search"][name]["completed"] > 0 and not plat["search"][name]["errors"]
+        assert _positive(plat["search"][name]["latency_from_scheduled"]["p99_ms"])
+    memory = plat["idle_memory"]["rss_bytes"]
+    assert {"profiles", "search", "projections", "kafka", "elasticsearch"} <= set(memory)
+    assert all(_positive(v) for v in memory.values())
+
+    parts = saved["partitions"]
+    assert parts["topic_partitions"] == 6 and [p["workers"] for p in parts["phases"]] == list(cfg.partition_workers)
+    assert parts["no_loss"] and parts["missing_documents"] == 0 and parts["documents_by_version"] == {"2": parts["people"]}
+    assert _positive(parts["phases"][0]["docs_per_s"])
+
+    figures = {row["figure"]: row for row in saved["comparison"]}
+    assert any(f.startswith("write RPCs/s") and _positive(r["ratio"]) for f, r in figures.items())
+    assert any(f.startswith("projection rebuild") and _positive(r["ratio"]) for f, r in figures.items())
+    markdown = (tmp_path / "smoke.md").read_text()
+    assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)

@@ -1,0 +1,269 @@
+"""One search over everything (Search, Suggest, Trending) through the real gRPC API, Kafka
+and Elasticsearch: every kind found, filters, facets, snippets, relevance (title beats a
+passing mention, accents, typos), paging stable while documents are added, bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import uuid
+
+import grpc
+import pytest
+
+from tests.conftest import eventually, free_port
+from tests.integration.helpers import bad_request_fields, rpc_error
+from tests.integration.test_jams_api import ts
+from watercooler.jams.v1 import jams_pb2 as jp
+from watercooler.jams.v1 import jams_pb2_grpc as jg
+from watercooler.posts.v1 import media_pb2 as mp
+from watercooler.posts.v1 import media_pb2_grpc as mg
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import posts_pb2_grpc as pg
+from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.posts.v1 import wiki_pb2_grpc as wg
+from watercooler.profiles.v1 import communities_pb2 as cp
+from watercooler.profiles.v1 import communities_pb2_grpc as cg
+from watercooler.profiles.v1 import profiles_pb2 as prp
+from watercooler.profiles.v1 import profiles_pb2_grpc as prg
+from watercooler.search.v1 import search_pb2 as sp
+from watercooler.search.v1 import search_pb2_grpc as sg
+
+# The search process serves its HTTP view here (set before the session's platform starts).
+os.environ.setdefault("WC_SEARCH_HTTP_PORT", str(free_port()))
+
+pytestmark = pytest.mark.integration
+V = pb.Audience
+
+
+def word(n: int = 6) -> str:
+    """An invented word, so this run's documents are the only matches."""
+    return "z" + "".join(random.choice("bcdfghjklmnpqrstvwx") + random.choice("aeiou") for _ in range(n // 2))
+
+
+def unique(prefix: str = "u") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+class Stubs:
+    def __init__(self, platform):
+        self.platform = platform
+        self.profiles = platform.stub(prg.ProfileServiceStub, "profiles")
+        self.communities = platform.stub(cg.CommunityServiceStub, "profiles")
+        self.posts = platform.stub(pg.PostServiceStub, "posts")
+        self.wiki = platform.stub(wg.WikiServiceStub, "posts")
+        self.media = platform.stub(mg.MediaServiceStub, "posts")
+        self.jams = platform.stub(jg.JamServiceStub, "jams")
+        self.search = platform.stub(sg.SearchServiceStub, "search")
+
+    def person(self, name: str, department: str = "Research", bio: str = "") -> tuple[str, tuple]:
+        employee = unique("e")
+        self.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=employee, display_name=name, department=department, bio=bio)),
+                                    metadata=self.platform.metadata())
+        return employee, self.platform.metadata(employee, "employee")
+
+    def blog(self, md, visibility=V.INTERNAL, community="") -> str:
+        return self.posts.CreateBlog(pb.CreateBlogRequest(blog=pb.Blog(handle=unique("b-"), title="Notes", visibility=visibility, community=community)), metadata=md).name
+
+    def post(self, md, blog: str, title: str, body: str, tags=(), visibility=V.INTERNAL, community="", publish=True) -> str:
+        post = self.posts.CreatePost(pb.CreatePostRequest(parent=blog, post=pb.Post(title=title, body=body, tags=list(tags), visibility=visibility, community=community)), metadata=md)
+        if publish:
+            self.posts.PublishPost(pb.PublishPostRequest(name=post.name), metadata=md)
+        return post.name
+
+    def micro(self, md, text: str, visibility=V.INTERNAL, community="") -> str:
+        return self.posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(text=text, visibility=visibility, community=community)), metadata=md).name
+
+    def find(self, md, **kwargs) -> sp.SearchResponse:
+        return self.search.Search(sp.SearchRequest(**kwargs), metadata=md)
+
+
+@pytest.fixture(scope="module")
+def stubs(platform) -> Stubs:
+    return Stubs(platform)
+
+
+@pytest.fixture(scope="module")
+def corpus(stubs: Stubs):
+    """One item of every kind carrying the word ``w``, and a few around it."""
+    w, accented_stem = word(), word()
+    accented = accented_stem[:2] + "é" + accented_stem[3:]  # e.g. "zoé…": found as typed without the accent
+    ana, as_ana = stubs.person(f"Ana {w.title()}", "Research", bio=f"physicist working on {w}")
+    bob, as_bob = stubs.person("Bob Stone", "Sales")
+    blog = stubs.blog(as_ana)
+    titled = stubs.post(as_ana, blog, f"The {w} roadmap", "Where we go next.", tags=[w, "roadmap"])
+    mention = stubs.post(as_bob, stubs.blog(as_bob), "Quarterly numbers", f"Sales grew; someone said {w} once in a long text about other things.", tags=["sales"])
+    micro = stubs.micro(as_bob, f"#{w} is trending, and the {accented} too")
+    comment = stubs.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=titled, body=f"Love the {w} plan")), metadata=as_bob).name
+    bookmark = stubs.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{w}", title=f"{w} reading list", tags=[w], visibility=V.INTERNAL)), metadata=as_ana).name
+    space = stubs.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("s"), display_name="Guides", visibility=wp.INTERNAL)), metadata=as_ana).name
+    page = stubs.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=f"{w} guide", body=f"How to use {w} day to day.")), metadata=as_ana).name
+    media = stubs.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(title=f"{w} demo", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4", tags=[w],
+                                                                                             visibility=wp.INTERNAL, storage_uri="s3://b/demo")), metadata=as_ana).name
+    community_id = unique("c")
+    stubs.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name=f"{w.title()} Club", description="We meet on Fridays", access=cp.Community.OPEN)), metadata=as_ana)
+    jam_id = unique("j")
+    stubs.jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))), metadata=as_ana)
+    idea = stubs.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=f"Fund {w} research", description="Because.")), metadata=as_ana).name
+    expected = {"post": {titled, mention}, "micropost": {micro}, "comment": {comment}, "bookmark": {bookmark}, "wiki_page": {page}, "media": {media},
+                "person": {f"profiles/{ana}"}, "community": {f"communities/{community_id}"}, "jam_idea": {idea}}
+    service = stubs.platform.metadata()
+
+    def all_there():
+        found = stubs.find(service, query=w, page_size=100)
+        kinds = {}
+        for hit in found.hits:
+            kinds.setdefault(hit.kind, set()).add(hit.name)
+        assert kinds == expected, kinds
+        return found
+
+    eventually(all_there, timeout=90, message="every kind indexed")
+    return dict(w=w, accented=accented, ana=ana, as_ana=as_ana, bob=bob, as_bob=as_bob, blog=blog, titled=titled, mention=mention, micro=micro, page=page,
+                space=space, media=media, jam=f"jams/{jam_id}", community=f"communities/{community_id}", expected=expected)
+
+
+def test_search_finds_every_kind_with_snippets_and_exact_facets(stubs, corpus):
+    found = stubs.find(corpus["as_ana"], query=corpus["w"], page_size=100)
+    by_name = {hit.name: hit for hit in found.hits}
+    assert set(by_name) == set().union(*corpus["expected"].values())
+    assert found.total_size == len(by_name)
+    for hit in found.hits:
+        assert corpus["w"] in hit.snippet.lower().replace("<em>", "").replace("</em>", "") or corpus["w"] in hit.title.lower(), hit
+        assert "<em>" in hit.snippet or hit.kind in ("person", "community"), hit
+    page = by_name[corpus["page"]]
+    assert page.title == f"{corpus['w']} guide" and page.parent == corpus["space"] and page.author == f"profiles/{corpus['ana']}"
+    assert by_name[corpus["titled"]].parent == corpus["blog"] and corpus["w"] in by_name[corpus["titled"]].tags
+    facets = {f.field: {v.value: v.count for v in f.values} for f in found.facets}
+    assert facets["kind"] == {k: len(v) for k, v in corpus["expected"].items()}
+    assert facets["tags"][corpus["w"]] == 4  # the post, the micropost's hashtag, the bookmark, the media item
+    assert facets["author"][f"profiles/{corpus['ana']}"] == 5  # post, bookmark, page, media, idea (not the community)
+    assert facets["department"]["Research"] == 5 + 1  # Ana's items and Ana herself
+    assert facets["department"]["Sales"] == 3
+
+
+def test_relevance_title_beats_mention_accents_and_typos(stubs, corpus):
+    md, w = corpus["as_ana"], corpus["w"]
+    posts = [h.name for h in stubs.find(md, query=w, kinds=["post"]).hits]
+    assert posts == [corpus["titled"], corpus["mention"]]  # the exact title first, the passing mention after
+    plain = corpus["accented"].replace("é", "e")
+    assert [h.name for h in stubs.find(md, query=plain).hits] == [corpus["micro"]]  # folded: no accent needed
+    assert [h.name for h in stubs.find(md, query=corpus["accented"].upper()).hits] == [corpus["micro"]]
+    typo = w[:3] + ("a" if w[3] != "a" else "o") + w[4:]
+    assert corpus["titled"] in {h.name for h in stubs.find(md, query=typo, kinds=["post"]).hits}
+    phrase = stubs.find(md, query=f"{w} roadmap").hits
+    assert phrase[0].name == corpus["titled"]
+    # Query syntax is text: nothing here breaks the query or widens it.
+    for nasty in (f'{w} OR *', f'title:{w}', '" AND ( [', '{"match_all": {}}', '\\'):
+        stubs.find(md, query=nasty)
+    assert not stubs.find(md, query="*").hits
+
+
+def test_filters_order_and_time_range(stubs, corpus):
+    md, w = corpus["as_ana"], corpus["w"]
+    names = lambda **kw: {h.name for h in stubs.find(md, query=w, page_size=100, **kw).hits}  # noqa: E731
+    assert names(kinds=["wiki_page", "media"]) == {corpus["page"], corpus["media"]}
+    assert names(author=f"profiles/{corpus['bob']}") == {corpus["mention"], corpus["micro"], *corpus["expected"]["comment"]}
+    assert names(tags=[w]) == {corpus["titled"], corpus["micro"], *corpus["expected"]["bookmark"], corpus["media"]}
+    assert names(tags=[w, "roadmap"]) == {corpus["titled"]}
+    assert names(blog=corpus["blog"]) == {corpus["titled"]}
+    assert names(space=corpus["space"]) == {corpus["page"]}
+    assert names(jam=corpus["jam"]) == corpus["expected"]["jam_idea"]
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    start = sp.SearchRequest()
+    start.start_time.FromDatetime(future.replace(tzinfo=None))
+    assert not stubs.find(md, query=w, start_time=start.start_time).hits
+    newest = [h.create_time.ToDatetime() for h in stubs.find(md, query=w, order_by="newest", page_size=100).hits]
+    assert newest == sorted(newest, reverse=True)
+
+
+def test_paging_is_stable_while_documents_are_added(stubs, corpus):
+    md = corpus["as_ana"]
+    w = word()
+    blog = stubs.blog(md)
+    first = [stubs.post(md, blog, f"{w} part {n}", "text") for n in range(5)]
+    eventually(lambda: len(stubs.find(md, query=w, page_size=100).hits) == 5, message="5 posts indexed")
+    seen, token = [], ""
+    added = []
+    while True:
+        page = stubs.find(md, query=w, order_by="newest", page_size=2, page_token=token)
+        seen += [h.name for h in page.hits]
+        if not added:  # new documents arrive between pages: they sort first, so pages don't shift
+            added = [stubs.post(md, blog, f"{w} late {n}", "text") for n in range(2)]
+            eventually(lambda: len(stubs.find(md, query=w, page_size=100).hits) == 7, message="late posts indexed")
+        if not page.next_page_token:
+            break
+        token = page.next_page_token
+    assert sorted(seen) == sorted(first) and len(seen) == len(set(seen))
+    # The same paging with relevance order, and a token is bound to its query.
+    page = stubs.find(md, query=w, page_size=3)
+    other = rpc_error(stubs.search.Search, sp.SearchRequest(query=w + "x", page_size=3, page_token=page.next_page_token), metadata=md)
+    assert other.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(other) == ["page_token"]
+
+
+@pytest.mark.parametrize(
+    "request_kwargs, field",
+    [
+        (dict(query="x" * 257), "query"),
+        (dict(query="a\x00b"), "query"),
+        (dict(kinds=["tweets"]), "kinds"),
+        (dict(order_by="random"), "order_by"),
+        (dict(page_size=101), "page_size"),
+        (dict(page_size=-1), "page_size"),
+        (dict(page_token="garbage!"), "page_token"),
+        (dict(author="people/1"), "author"),
+        (dict(blog="b"), "blog"),
+        (dict(space="spaces/"), "space"),
+        (dict(jam="jam/1"), "jam"),
+        (dict(community="communities/a/b"), "community"),
+        (dict(tags=[""]), "tags"),
+        (dict(tags=["t"] * 11), "tags"),
+        (dict(kinds=["person"], blog="blogs/x"), "blog"),
+        (dict(kinds=["person"], order_by="top_rated"), "order_by"),
+    ],
+)
+def test_bad_search_requests_name_the_field(stubs, platform, request_kwargs, field):
+    error = rpc_error(stubs.search.Search, sp.SearchRequest(**request_kwargs), metadata=platform.metadata("e1", "employee"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert bad_request_fields(error) == [field]
+
+
+def test_time_range_must_be_ordered(stubs, platform):
+    request = sp.SearchRequest()
+    request.start_time.FromSeconds(2000)
+    request.end_time.FromSeconds(1000)
+    error = rpc_error(stubs.search.Search, request, metadata=platform.metadata("e1", "employee"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == ["end_time"]
+
+
+def test_suggest_people_tags_titles_and_communities(stubs, corpus):
+    md, w = corpus["as_bob"], corpus["w"]
+    typed = w[:4]
+    got = stubs.search.Suggest(sp.SuggestRequest(prefix=typed, page_size=10), metadata=md).suggestions
+    pairs = {(s.kind, s.text, s.name) for s in got}
+    assert ("tag", w, "") in pairs
+    assert ("community", f"{w.title()} Club", corpus["community"]) in pairs
+    assert ("person", f"Ana {w.title()}", f"profiles/{corpus['ana']}") in pairs
+    assert {(s.kind, s.name) for s in got if s.kind == "title"} >= {("title", corpus["titled"]), ("title", corpus["page"]), ("title", corpus["media"])}
+    only_people = stubs.search.Suggest(sp.SuggestRequest(prefix=f"ana {typed}", kinds=["people"]), metadata=md).suggestions
+    assert [s.name for s in only_people] == [f"profiles/{corpus['ana']}"]
+    for kwargs, field in ((dict(prefix=""), "prefix"), (dict(prefix="x" * 65), "prefix"), (dict(prefix="a", kinds=["x"]), "kinds"), (dict(prefix="a", page_size=21), "page_size")):
+        error = rpc_error(stubs.search.Suggest, sp.SuggestRequest(**kwargs), metadata=md)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == [field]
+    # Regular-expression characters are literal text.
+    stubs.search.Suggest(sp.SuggestRequest(prefix=".*[("), metadata=md)
+
+
+def test_trending_tags_hashtags_and_links(stubs, corpus):
+    md, w = corpus["as_ana"], corpus["w"]
+    got = stubs.search.Trending(sp.TrendingRequest(page_size=50), metadata=md).items
+    items = {(i.kind, i.value): i for i in got}
+    assert items[("hashtag", w)].last_day == 1 and items[("hashtag", w)].previous_week == 0
+    assert items[("tag", w)].last_day == 2  # the post and the bookmark
+    assert items[("link", f"https://example.com/{w}")].last_day == 1
+    week_ago = sp.TrendingRequest(kinds=["tags"])
+    week_ago.time.FromDatetime((dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(tzinfo=None))
+    later = {(i.kind, i.value) for i in stubs.search.Trending(week_ago, metadata=md).items}
+    assert ("tag", w) not in later  # three days on, last week's use is no longer rising
+    error = rpc_error(stubs.search.Trending, sp.TrendingRequest(kinds=["memes"]), metadata=md)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == ["kinds"]

@@ -1,0 +1,160 @@
+"""GetStats through the real gRPC API: totals and series of posts, ratings, wiki views,
+media downloads, people and jams, read from what the projections and stats processors
+keep; filters, intervals and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import pytest
+
+from tests.conftest import eventually
+from tests.integration.helpers import bad_request_fields, rpc_error
+from tests.integration.test_jams_api import open_jam
+from tests.integration.test_search_unified import Stubs, unique, word
+from watercooler.jams.v1 import jams_pb2 as jp
+from watercooler.posts.v1 import media_pb2 as mp
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.search.v1 import search_pb2 as sp
+
+pytestmark = pytest.mark.integration
+
+
+def seed_company(platform) -> dict:
+    """A small company day: a blog with posts, ratings and comments; a wiki page viewed and a
+    video downloaded; a jam with ideas, threads and votes. Used by the dashboard test too."""
+    s = Stubs(platform)
+    department = unique("Dept-")
+    ana, as_ana = s.person("Ana Stats", department)
+    _, as_bob = s.person("Bob Stats", department)
+    tag = word(8)
+    blog = s.blog(as_ana)
+    posts = [s.post(as_ana, blog, f"Post {n} about {tag}", "body", tags=[tag]) for n in range(3)]
+    s.post(as_ana, blog, "A draft", "body", publish=False)
+    s.posts.RatePost(pb.RatePostRequest(post=posts[0], value=5), metadata=as_bob)
+    s.posts.RatePost(pb.RatePostRequest(post=posts[1], value=4), metadata=as_bob)
+    s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=posts[0], body="great")), metadata=as_bob)
+    space = s.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("s"), display_name="Handbook", visibility=wp.INTERNAL)), metadata=as_ana).name
+    page_title = f"Handbook {tag}"
+    page = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=page_title, body="x")), metadata=as_ana).name
+    other = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=f"Other {tag}", body="y")), metadata=as_ana).name
+    s.wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page)] * 4 + [wp.PageView(page=other)]), metadata=as_bob)
+    video = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(title=f"Video {tag}", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4",
+                                                                                          visibility=wp.INTERNAL, storage_uri="s3://b/v")), metadata=as_ana).name
+    s.media.BatchRecordDownloads(mp.BatchRecordDownloadsRequest(downloads=[mp.Download(media_item=video)] * 2), metadata=as_bob)
+    host = platform.metadata(unique("host"), "employee")
+    jam_id, ideas = open_jam(s.jams, host, budget=3, ideas=3)
+    jam = f"jams/{jam_id}"
+    s.jams.CreateThread(jp.CreateThreadRequest(parent=jam, thread=jp.Thread(idea=ideas[0], title="Wonderful idea", body="I love it, great and useful.")), metadata=as_ana)
+    s.jams.CreateThread(jp.CreateThreadRequest(parent=jam, thread=jp.Thread(idea=ideas[1], title="Terrible", body="This is awful and bad.")), metadata=as_bob)
+    s.jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=jam, phase=jp.OPEN), metadata=host)
+    voters = [platform.metadata(unique("v"), "employee") for _ in range(4)]
+    for n, voter in enumerate(voters):
+        s.jams.CastVote(jp.CastVoteRequest(jam=jam, idea=ideas[0 if n < 3 else 1]), metadata=voter)
+    return dict(s=s, department=department, tag=tag, blog=blog, posts=posts, page=page, page_title=page_title, other=other, space=space, video=video,
+                jam=jam, ideas=ideas, as_ana=as_ana, voters=len(voters))
+
+
+def stats(s, md, **kwargs) -> sp.GetStatsResponse:
+    try:
+        return s.search.GetStats(sp.GetStatsRequest(**kwargs), metadata=md)
+    except grpc.RpcError as error:  # NOT_FOUND while the projections catch up: retried by eventually()
+        assert error.code() != grpc.StatusCode.NOT_FOUND, error.details()
+        raise
+
+
+@pytest.fixture(scope="module")
+def company(platform):
+    seeded = seed_company(platform)
+    s, md = seeded["s"], seeded["as_ana"]
+    eventually(lambda: stats(s, md, metric="jam_votes", jam=seeded["jam"]).total == 4, timeout=90, message="jam stats")
+    eventually(lambda: stats(s, md, metric="wiki_views", target=seeded["page"]).total == 4, timeout=60, message="views counted")
+    eventually(lambda: stats(s, md, metric="ratings", blog=seeded["blog"]).total == 2, timeout=60, message="ratings")
+    return seeded
+
+
+def today_range() -> dict:
+    start = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    request = sp.GetStatsRequest()
+    request.start_time.FromDatetime((start - dt.timedelta(days=6)).replace(tzinfo=None))
+    request.end_time.FromDatetime((start + dt.timedelta(days=1)).replace(tzinfo=None))
+    return dict(start_time=request.start_time, end_time=request.end_time)
+
+
+def test_content_stats_totals_and_daily_series(company):
+    s, md = company["s"], company["as_ana"]
+    posts = stats(s, md, metric="posts", blog=company["blog"], **today_range())
+    assert posts.total == 3  # the draft does not count
+    assert [p.value for p in posts.series] == [0, 0, 0, 0, 0, 0, 3]  # seven days, zeros included
+    assert posts.series[-1].start_time.ToDatetime().date() == dt.datetime.now(dt.UTC).date()
+    assert stats(s, md, metric="ratings", blog=company["blog"]).total == 2
+    assert stats(s, md, metric="people", department=company["department"]).total == 2
+    assert stats(s, md, metric="alumni", department=company["department"]).total == 0
+    assert stats(s, md, metric="blogs").total >= 1 and stats(s, md, metric="active_blogs", **today_range()).total >= 1
+    assert stats(s, md, metric="comments").total >= 1
+
+
+def test_views_downloads_and_top_pages(company):
+    s, md = company["s"], company["as_ana"]
+    views = stats(s, md, metric="wiki_views", space=company["space"], **today_range())
+    assert views.total == 5 and views.series[-1].value == 5
+    assert [(t.name, t.title, t.value) for t in views.top] == [(company["page"], company["page_title"], 4), (company["other"], f"Other {company['tag']}", 1)]
+    downloads = eventually(lambda: (d := stats(s, md, metric="media_downloads", target=company["video"])).total == 2 and d, message="downloads")
+    assert downloads.top[0].name == company["video"]
+    # A guest may not see the INTERNAL space: its views are NOT_FOUND, and absent from totals.
+    guest = s.platform.metadata(unique("g"), "guest")
+    error = rpc_error(s.search.GetStats, sp.GetStatsRequest(metric="wiki_views", space=company["space"]), metadata=guest)
+    assert error.code() == grpc.StatusCode.NOT_FOUND and bad_request_fields(error) == ["space"]
+    assert company["page"] not in {t.name for t in stats(s, guest, metric="wiki_views", top_size=50).top}
+
+
+def test_jam_votes_activity_participants_and_tone(company):
+    s, md, jam = company["s"], company["as_ana"], company["jam"]
+    votes = stats(s, md, metric="jam_votes", jam=jam, interval="hour")
+    assert votes.total == 4 and sum(p.value for p in votes.series) == 4
+    assert [(t.name, t.value) for t in votes.top][:2] == [(company["ideas"][0], 3), (company["ideas"][1], 1)]
+    activity = stats(s, md, metric="jam_activity", jam=jam, interval="hour")
+    assert activity.total == 3 + 2  # three ideas and two threads
+    assert stats(s, md, metric="jam_participants", jam=jam).total >= company["voters"]
+    tone = stats(s, md, metric="jam_tone", jam=jam, interval="hour")
+    assert len(tone.series) >= 1 and -1 <= tone.total <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(metric="likes"), "metric"),
+        (dict(metric=""), "metric"),
+        (dict(metric="posts", target="pages/x"), "target"),
+        (dict(metric="people", jam="jams/x"), "jam"),
+        (dict(metric="posts", interval="minute"), "interval"),
+        (dict(metric="wiki_views", interval="hour"), "interval"),
+        (dict(metric="jam_votes"), "jam"),
+        (dict(metric="jam_votes", jam="nope"), "jam"),
+        (dict(metric="wiki_views", target="media/x"), "target"),
+        (dict(metric="wiki_views", top_size=51), "top_size"),
+        (dict(metric="posts", blog="blog/x"), "blog"),
+    ],
+)
+def test_bad_stats_requests_name_the_field(platform, kwargs, field):
+    search = Stubs(platform).search
+    error = rpc_error(search.GetStats, sp.GetStatsRequest(**kwargs), metadata=platform.metadata("e1", "employee"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert bad_request_fields(error) == [field]
+
+
+def test_stats_range_checks(platform):
+    search = Stubs(platform).search
+    md = platform.metadata("e1", "employee")
+    backwards = sp.GetStatsRequest(metric="posts")
+    backwards.start_time.FromSeconds(2_000_000)
+    backwards.end_time.FromSeconds(1_000_000)
+    error = rpc_error(search.GetStats, backwards, metadata=md)
+    assert bad_request_fields(error) == ["end_time"]
+    too_many = sp.GetStatsRequest(metric="posts", interval="hour")
+    too_many.start_time.FromSeconds(0)
+    too_many.end_time.FromSeconds(3600 * 2000)
+    error = rpc_error(search.GetStats, too_many, metadata=md)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == ["interval"]
