@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import os
 import random
 import secrets
@@ -39,8 +40,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A Zipf-like vocabulary as in real text: a few common words, a long tail of rare ones
+# (a 50-word vocabulary would make every query match half the corpus).
+_vocab_rng = random.Random(3)
+VOCAB = WORDS + ["".join(_vocab_rng.choice("bcdfghklmnprstvz") + _vocab_rng.choice("aeiou") for _ in range(_vocab_rng.randint(2, 4))) for _ in range(20_000)]
+ZIPF = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(VOCAB))))
+
+
 def text(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
+    return " ".join(rng.choices(VOCAB, cum_weights=ZIPF, k=n))
 
 
 async def load(settings, docs: int, seed: int = 7) -> None:
@@ -114,8 +122,8 @@ async def measure(address: str, token: str, rpc: str, rate: int, seconds: int) -
 
         def request():
             if rpc == "Search":
-                return stub.Search(sp.SearchRequest(query=" ".join(rng.sample(WORDS, rng.choice((1, 2)))), page_size=20), metadata=metadata, timeout=10)
-            word = rng.choice(WORDS + [n.lower() for n in NAMES])
+                return stub.Search(sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20), metadata=metadata, timeout=10)
+            word = rng.choice(VOCAB[:5000] + [n.lower() for n in NAMES])
             return stub.Suggest(sp.SuggestRequest(prefix=word[: rng.randint(2, 4)]), metadata=metadata, timeout=10)
 
         for _ in range(20):  # warm up

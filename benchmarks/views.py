@@ -82,6 +82,22 @@ def main() -> int:
             views = [wp.PageView(page=pages[(start + j) % len(pages)], viewer=viewers[(start + j) % len(viewers)], client="bench") for j in range(size)]
             wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=views), metadata=service, timeout=60)
 
+        def edit_latencies(page: str, count: int, pause: float, stop_event: threading.Event | None = None) -> list[float]:
+            """Edits of the hottest page, each on the revision the previous one made."""
+            current = wiki.GetPage(wp.GetPageRequest(name=page), metadata=author)
+            out = []
+            for i in range(count):
+                if stop_event is not None and stop_event.is_set():
+                    break
+                began_edit = time.perf_counter()
+                current = wiki.EditPage(wp.EditPageRequest(name=page, base_revision=current.revision, body=f"edit {time.time()} {i}\n"), metadata=author, timeout=30)
+                out.append(time.perf_counter() - began_edit)
+                time.sleep(pause)
+            return out
+
+        idle_edits = edit_latencies(pages[0], 30, 0.05)
+        print(f"edits of the hot page without views: p50={percentile(idle_edits, 50) * 1000:.1f}ms p99={percentile(idle_edits, 99) * 1000:.1f}ms", flush=True)
+
         # --- 1. burst ---------------------------------------------------------------------
         began = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
@@ -146,7 +162,8 @@ def main() -> int:
                     break
 
         stopped_at = [0.0]
-        threads = [threading.Thread(target=steady), threading.Thread(target=prober), threading.Thread(target=poller)]
+        busy_edits: list[float] = []
+        threads = [threading.Thread(target=steady), threading.Thread(target=prober), threading.Thread(target=poller), threading.Thread(target=lambda: busy_edits.extend(edit_latencies(pages[0], 10_000, 0.1, stop)))]
         for t in threads:
             t.start()
         probe_began = time.perf_counter()
@@ -161,6 +178,7 @@ def main() -> int:
             f"p50={percentile(delays, 50) * 1000:.0f}ms p99={percentile(delays, 99) * 1000:.0f}ms",
             flush=True,
         )
+        print(f"edits of the hot page during the steady views: n={len(busy_edits)} p50={percentile(busy_edits, 50) * 1000:.1f}ms p99={percentile(busy_edits, 99) * 1000:.1f}ms", flush=True)
     finally:
         platform.stop()
         es.close()

@@ -45,6 +45,9 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
         producer_acks=-1,
         broker_commit_every=BATCH_SIZE,
         broker_commit_interval=0.5,
+        # A worker killed without goodbye is replaced within seconds, not a minute.
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
     )
     es = es_client(settings)
     dead_letters = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")

@@ -288,7 +288,7 @@ def seed_jam(settings: Settings, size: int, seed: int = 42, progress: Callable[[
 
     def at(minutes: int) -> Timestamp:
         stamp = Timestamp()
-        stamp.FromDatetime((dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)).replace(tzinfo=None))
+        stamp.FromDatetime((dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)).replace(tzinfo=None))
         return stamp
 
     with channel(settings, "jams") as ch:

@@ -102,3 +102,51 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
     if len(hits) == size:
         response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
     return response
+
+
+def _child_id(name: str, jam_id: str, collection: str, field: str) -> str:
+    parts = (name or "").split("/")
+    if len(parts) != 4 or parts[0] != "jams" or parts[2] != collection or not parts[3]:
+        raise InvalidArgument(f"must look like 'jams/{{jam}}/{collection}/{{id}}', got {name!r}", field=field)
+    if parts[1] != jam_id:
+        raise InvalidArgument(f"belongs to jams/{parts[1]}, not jams/{jam_id}", field=field)
+    return parts[3]
+
+
+async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: Any) -> search_pb2.ListJamDiscussionResponse:
+    jam_id = jam_id_from(request.jam)
+    if len(request.query) > MAX_QUERY_LENGTH:
+        raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+    if principal.kind == "guest" and jam_id not in principal.jams:
+        raise NotFound(f"jams/{jam_id} not found", field="jam")
+    filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}]
+    if request.thread:
+        filters.append({"term": {"thread_id": _child_id(request.thread, jam_id, "threads", "thread")}})
+    else:
+        filters.append({"term": {"kind": "thread"}})
+    if request.forum:
+        filters.append({"term": {"forum_id": _child_id(request.forum, jam_id, "forums", "forum")}})
+    if request.idea:
+        filters.append({"term": {"idea_id": _child_id(request.idea, jam_id, "ideas", "idea")}})
+    must = [{"match": {"text_folded": {"query": fold(request.query), "operator": "and"}}}] if request.query.strip() else []
+    size = page_size(request.page_size)
+    query_key = fingerprint("jam-discussion", jam_id, request.forum, request.idea, request.thread, request.query)[:16]
+    after = decode_page_token(request.page_token, query_key)
+    body: dict[str, Any] = {"query": {"bool": {"filter": filters, "must": must}}, "size": size, "track_total_hits": True,
+                            "sort": [{"created_at": "asc"}, {"thread_id": "asc"}, {"reply_id": "asc"}]}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("jam-threads"), **body)
+    hits = result["hits"]["hits"]
+    response = search_pb2.ListJamDiscussionResponse(total_size=result["hits"]["total"]["value"])
+    for hit in hits:
+        d = hit["_source"]
+        name = f"jams/{jam_id}/threads/{d['thread_id']}" + (f"/replies/{d['reply_id']}" if d["kind"] == "reply" else "")
+        post = response.posts.add(
+            name=name, kind=d["kind"], title=d["title"], body=d["body"], author=d["author"],
+            forum=f"jams/{jam_id}/forums/{d['forum_id']}" if d["forum_id"] else "", idea=f"jams/{jam_id}/ideas/{d['idea_id']}" if d["idea_id"] else "",
+        )
+        post.create_time.FromDatetime(dt.datetime.fromisoformat(d["created_at"]).astimezone(dt.UTC).replace(tzinfo=None))
+    if len(hits) == size:
+        response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
+    return response

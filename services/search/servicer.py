@@ -197,6 +197,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def SearchJamIdeas(self, request, context):
         return await jam_queries.search_ideas(self.es, self.settings, current_principal(), request)
 
+    async def ListJamDiscussion(self, request, context):
+        return await jam_queries.list_discussion(self.es, self.settings, current_principal(), request)
+
     # --- one search over everything, stats for dashboards (issue 7) ------------------------
     async def Search(self, request, context):
         return await Search(self.es, self.settings).search(current_principal(), request)

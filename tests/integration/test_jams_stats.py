@@ -107,6 +107,14 @@ def test_pulse_tone_leaderboard_and_exports(platform, jams, search):
 
     threads = eventually(indexed_threads, message="threads and replies indexed")
     assert sorted(h["_source"]["kind"] for h in threads) == ["reply", "thread", "thread", "thread"]
+    gripes = search.ListJamDiscussion(sp.ListJamDiscussionRequest(jam=jam_name, forum=f"{jam_name}/forums/gripes"), metadata=people[0])
+    assert [p.name for p in gripes.posts] == [angry.name] and gripes.posts[0].kind == "thread"
+    conversation = search.ListJamDiscussion(sp.ListJamDiscussionRequest(jam=jam_name, thread=angry.name), metadata=people[0])
+    assert [p.kind for p in conversation.posts] == ["thread", "reply"] and conversation.posts[1].name.startswith(f"{angry.name}/replies/")
+    on_idea = search.ListJamDiscussion(sp.ListJamDiscussionRequest(jam=jam_name, idea=ideas[0], query="useful"), metadata=people[0])
+    assert [p.name for p in on_idea.posts] == [about_idea.name]
+    wrong = rpc_error(search.ListJamDiscussion, sp.ListJamDiscussionRequest(jam=jam_name, forum="jams/other/forums/x"), metadata=people[0])
+    assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(wrong) == ["forum"]
 
     # A guest of another jam sees nothing of this one.
     other_id, _ = open_jam(jams, host, ideas=1)
@@ -116,6 +124,7 @@ def test_pulse_tone_leaderboard_and_exports(platform, jams, search):
     hidden = rpc_error(search.GetJamLeaderboard, sp.GetJamLeaderboardRequest(jam=jam_name), metadata=guest)
     assert hidden.code() == grpc.StatusCode.NOT_FOUND
     assert rpc_error(search.SearchJamIdeas, sp.SearchJamIdeasRequest(jam=jam_name), metadata=guest).code() == grpc.StatusCode.NOT_FOUND
+    assert rpc_error(search.ListJamDiscussion, sp.ListJamDiscussionRequest(jam=jam_name), metadata=guest).code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_leaderboard_stays_exact_when_the_stats_worker_is_killed(platform, jams, search):

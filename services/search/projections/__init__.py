@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from .communities import CommunitiesProjection
 from .graph import GraphProjection
-from .media import MediaProjection
 from .blogs import BlogsProjection
 from .bookmarks import BookmarksProjection
 from .comments import CommentsProjection
 from .jams import JamIdeasProjection, JamThreadsProjection
+from .media import MediaProjection
 from .people import PeopleProjection
 from .posts import PostsProjection
 from .reactions import ReactionsProjection

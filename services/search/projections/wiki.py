@@ -12,7 +12,7 @@ from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
-SPACE_EVENTS = {"SpaceCreated", "SpaceUpdated"}
+SPACE_EVENTS = {"SpaceCreated"}
 
 
 def title_key(title: str) -> str:
@@ -72,11 +72,7 @@ class WikiProjection(DocumentProjection):
             }
         if doc is None:
             raise ValueError(f"{name} for unknown {event.aggregate_id}")
-        if name == "SpaceUpdated":
-            for field in p.changed_fields:
-                value = getattr(p, field)
-                doc[field] = value if isinstance(value, str) else list(value)
-        elif name == "PageEdited":
+        if name == "PageEdited":
             doc.update(body=p.body, links=[title_key(t) for t in p.links], author=p.author, revision=p.revision)
         elif name == "PageRenamed":
             doc["former_titles"] = [*doc["former_titles"], p.old_title]
