@@ -105,6 +105,18 @@ def decode_page_token(token: str, query_key: str) -> Any:
     return position
 
 
+def enum_name(enum_type: Any, value: int, field: str, zero: str = "") -> str:
+    """The name of a proto3 enum value; proto3 enums are open, so a client may send a
+    number this server does not know: that is INVALID_ARGUMENT, not a crash."""
+    if value == 0:
+        return zero
+    try:
+        return enum_type.Name(value)
+    except ValueError:
+        allowed = ", ".join(name for name, number in enum_type.items() if number != 0)
+        raise InvalidArgument(f"unknown value {value}; one of {allowed}", field=field) from None
+
+
 def page_size(requested: int, default: int = 20, maximum: int = 100) -> int:
     if requested < 0:
         raise InvalidArgument("must not be negative", field="page_size")

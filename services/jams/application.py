@@ -67,7 +67,9 @@ class JamsApplication(EventSourcedApplication):
     # --- who may do what -----------------------------------------------------------------------
     @staticmethod
     def can_read(principal: Principal, jam: Jam) -> bool:
-        if principal.kind == "guest":
+        # INTERNAL is for employees: guests see the jams that invited them, and alumni, like
+        # everyone outside the company, the PUBLIC ones.
+        if principal.kind in ("guest", "alumni"):
             return jam.jam_id in principal.jams or jam.visibility == PUBLIC
         return True
 

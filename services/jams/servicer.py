@@ -13,7 +13,7 @@ import grpc
 from watercooler.auth import current_principal
 from watercooler.errors import InvalidArgument
 from watercooler.jams.v1 import jams_pb2, jams_pb2_grpc
-from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, request_fingerprint
+from watercooler.rpc import command_context, decode_page_token, encode_page_token, enum_name, fields_under, in_thread, page_size, request_fingerprint
 
 from .application import JamsApplication
 from .domainmodel import Ballot, Idea, Jam, Reply, Thread, now, parse_iso
@@ -119,7 +119,7 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
         jam = request.jam
         fields = {
             "title": jam.title, "description": jam.description, "vote_budget": jam.vote_budget, "top_n": jam.top_n,
-            "visibility": jams_pb2.Jam.Visibility.Name(jam.visibility) if jam.visibility else "",
+            "visibility": enum_name(jams_pb2.Jam.Visibility, jam.visibility, "jam.visibility"),
             "open_time": _time(jam, "open_time"), "voting_time": _time(jam, "voting_time"), "close_time": _time(jam, "close_time"),
         }
         ctx = command_context(context, request.request_id)
@@ -147,7 +147,7 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
 
     async def AdvanceJamPhase(self, request, context):
         (jam_id,) = _parts(request.name, ("jams",), "name")
-        expected = jams_pb2.Phase.Name(request.phase) if request.phase else ""
+        expected = enum_name(jams_pb2.Phase, request.phase, "phase")
         ctx = command_context(context, request.request_id)
         return jam_to_proto(await in_thread(self.app.advance_phase, ctx, jam_id, expected, request_fingerprint(request)))
 

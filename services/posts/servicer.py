@@ -11,7 +11,17 @@ from watercooler.auth import current_principal
 from watercooler.errors import InvalidArgument
 from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import posts_pb2_grpc
-from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
+from watercooler.rpc import (
+    command_context,
+    decode_page_token,
+    encode_page_token,
+    enum_name,
+    fields_under,
+    in_thread,
+    page_size,
+    parse_name,
+    request_fingerprint,
+)
 
 from .application import PostsApplication
 from .domainmodel import PUBLISHED, Blog, Bookmark, Comment, Flaggable, Micropost, Post
@@ -20,7 +30,7 @@ Visibility = pb.Audience.Visibility
 
 
 def _visibility(value: int) -> str:
-    return "" if value == Visibility.VISIBILITY_UNSPECIFIED else Visibility.Name(value)
+    return enum_name(Visibility, value, "visibility")
 
 
 def _community_in(name: str) -> str:

@@ -31,7 +31,7 @@ def jam_id_from(name: str, field: str = "jam") -> str:
 
 
 def may_see(principal: Principal, jam_id: str, visibility: str) -> bool:
-    return principal.kind != "guest" or jam_id in principal.jams or visibility == "PUBLIC"
+    return principal.kind not in ("guest", "alumni") or jam_id in principal.jams or visibility == "PUBLIC"
 
 
 async def stats_doc(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> dict[str, Any]:
@@ -72,7 +72,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
     jam_id = jam_id_from(request.jam)
     if len(request.query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    if principal.kind == "guest" and jam_id not in principal.jams:
+    if principal.kind in ("guest", "alumni") and jam_id not in principal.jams:
         # Guests search only the jams that invited them (PUBLIC jams: read them through JamService).
         raise NotFound(f"jams/{jam_id} not found", field="jam")
     size = page_size(request.page_size)
@@ -117,7 +117,7 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
     jam_id = jam_id_from(request.jam)
     if len(request.query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    if principal.kind == "guest" and jam_id not in principal.jams:
+    if principal.kind in ("guest", "alumni") and jam_id not in principal.jams:
         raise NotFound(f"jams/{jam_id} not found", field="jam")
     filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}]
     if request.thread:

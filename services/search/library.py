@@ -28,9 +28,10 @@ def visibility_filter(principal: Principal) -> dict[str, Any] | None:
     if principal.is_service:
         return None
     should: list[dict[str, Any]] = [{"term": {"visibility": "PUBLIC"}}]
+    if principal.kind == "employee":
+        should.append({"term": {"visibility": "INTERNAL"}})
     if principal.kind in ("employee", "alumni"):
         should += [
-            {"term": {"visibility": "INTERNAL"}},
             {"term": {"owner": f"profiles/{principal.subject}"}},
             {"term": {"members": principal.subject}},
         ]
@@ -42,7 +43,7 @@ def _can_see(doc: dict[str, Any], principal: Principal) -> bool:
         return True
     if principal.kind not in ("employee", "alumni"):
         return False
-    return doc.get("visibility") == "INTERNAL" or doc.get("owner") == f"profiles/{principal.subject}" or principal.subject in doc.get("members", [])
+    return (doc.get("visibility") == "INTERNAL" and principal.kind == "employee") or doc.get("owner") == f"profiles/{principal.subject}" or principal.subject in doc.get("members", [])
 
 
 async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal: Principal, names: list[str]) -> dict[str, dict[str, Any]]:

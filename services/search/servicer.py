@@ -11,7 +11,7 @@ from watercooler.auth import current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
+from watercooler.rpc import decode_page_token, encode_page_token, enum_name, page_size, parse_name
 from watercooler.search.v1 import search_pb2, search_pb2_grpc
 
 from . import communities as communities_queries
@@ -144,7 +144,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise InvalidArgument("only pages belong to spaces", field="space")
         size = page_size(request.page_size, default=10)
         kind = "views" if request.kind == search_pb2.ListTopViewedRequest.PAGES else "downloads"
-        period = search_pb2.ListTopViewedRequest.Period.Name(request.period)
+        period = enum_name(search_pb2.ListTopViewedRequest.Period, request.period, "period", zero=search_pb2.ListTopViewedRequest.Period.Name(0))
         top = await library_queries.top_viewed(self.es, self.settings, principal, kind, period, day, space_id, request.department, size)
         return search_pb2.ListTopViewedResponse(items=[search_pb2.TopItem(**item) for item in top])
 

@@ -62,7 +62,7 @@ def content_filter(principal: Principal, communities: list[str], author_field: s
 # Wiki pages take their space's audience and media items their own, by the library's rule
 # (services/search/library.py, the same as services/posts/library/domainmodel.can_see);
 # jam ideas and threads their jam's (services/search/jams.py: guests see the jams that
-# invited them and PUBLIC jams). People and communities form the employee directory:
+# invited them and PUBLIC jams, alumni the PUBLIC ones). People and communities form the employee directory:
 # everyone but guests.
 
 MAX_SPACES = 10_000
@@ -98,7 +98,7 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
         except NotFoundError:
             spaces = []
     jams: list[str] | None = None
-    if principal.kind == "guest":
+    if principal.kind in ("guest", "alumni"):
         jams = list(principal.jams)
         try:
             found = await es.search(index=jam_stats.index_alias(settings), query={"term": {"visibility": "PUBLIC"}}, source=["jam_id"], size=MAX_JAMS)

@@ -30,8 +30,9 @@ SEES = {
     "draft": set(),
     "micro_community": {"member", "service"},
     "restricted_page": {"member", "service"},
-    "idea_j1": {"member", "non_member", "alumni", "guest_j1", "service"},
-    "idea_j2": {"member", "non_member", "alumni", "guest_j2", "service"},
+    # INTERNAL jams: employees, their invited guests, services; not alumni.
+    "idea_j1": {"member", "non_member", "guest_j1", "service"},
+    "idea_j2": {"member", "non_member", "guest_j2", "service"},
 }
 
 

@@ -349,6 +349,7 @@ SAFE_DEFAULTS = {
     "WC_POSTGRES_IMAGE": "testcontainers only",
     "WC_FLAG_THRESHOLD": "a product rule with a default (posts)",
     "WC_JAMS_SCHEDULER_INTERVAL": "a timer with a default (jams)",
+    "WC_SEARCH_HTTP_HOST": "binds every interface by default, as the gRPC servers do",
 }
 # Set per container from Secrets or mounted files, for the processes that need them.
 ROLE_KEYS = {

@@ -127,8 +127,10 @@ def can_see(visibility: str, owner: str, members: list[str], principal: Any) -> 
         return True
     if visibility == PUBLIC:
         return True
-    if visibility == INTERNAL:
-        return principal.kind in ("employee", "alumni")
+    # Alumni keep their profile and what is shared with them by name, not the company's
+    # internal content (the same rule as posts: services/search/visibility.py).
+    if visibility == INTERNAL and principal.kind == "employee":
+        return True
     return owner == f"profiles/{principal.subject}" or principal.subject in members
 
 

@@ -11,7 +11,17 @@ from watercooler.auth import current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.posts.v1 import media_pb2, media_pb2_grpc, wiki_pb2, wiki_pb2_grpc
-from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
+from watercooler.rpc import (
+    command_context,
+    decode_page_token,
+    encode_page_token,
+    enum_name,
+    fields_under,
+    in_thread,
+    page_size,
+    parse_name,
+    request_fingerprint,
+)
 
 from .application import LibraryApplication
 from .domainmodel import MediaItem, Page, Space
@@ -91,7 +101,7 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
 
 
 def _visibility(value: int) -> str:
-    return wiki_pb2.Visibility.Name(value) if value else ""
+    return enum_name(wiki_pb2.Visibility, value, "visibility")
 
 
 def _time_or_none(message: Any, field: str) -> dt.datetime | None:
@@ -209,7 +219,7 @@ def _media_fields(item: media_pb2.MediaItem, paths: list[str]) -> dict[str, Any]
     for path in paths:
         value = getattr(item, path)
         if path == "kind":
-            value = media_pb2.MediaItem.Kind.Name(value) if value else ""
+            value = enum_name(media_pb2.MediaItem.Kind, value, "media_item.kind")
         elif path == "visibility":
             value = _visibility(value)
         elif path == "tags":

@@ -5,11 +5,11 @@ in one faust worker, and `watercooler reindex <name>` rebuilds one from the log.
 
 from __future__ import annotations
 
-from .communities import CommunitiesProjection
-from .graph import GraphProjection
 from .blogs import BlogsProjection
 from .bookmarks import BookmarksProjection
 from .comments import CommentsProjection
+from .communities import CommunitiesProjection
+from .graph import GraphProjection
 from .jams import JamIdeasProjection, JamThreadsProjection
 from .media import MediaProjection
 from .people import PeopleProjection
