@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # `make run` keeps its data in the checkout (git-ignored); `make test` uses .test-data/.
 RUN_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: help install protos run test test-unit test-integration lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
+.PHONY: help preflight install protos run test test-unit test-integration lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
 
 help:
 	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
@@ -17,11 +17,15 @@ help:
 	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
 	@echo "make infra-up|infra-down|infra-status   the local Kafka and Elasticsearch processes"
 
+# Fails at once, naming what to install, when the machine lacks what no script can fetch.
+preflight:
+	@PYTHON=$(PYTHON) bash scripts/preflight.sh
+
 $(STAMP): pyproject.toml requirements.lock scripts/bootstrap.sh
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/bootstrap.sh
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP) protos
+install: preflight $(STAMP) protos
 
 # Generated code is never committed nor hand-edited; regenerating takes a second.
 protos: $(STAMP)

@@ -48,6 +48,9 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--partition-events", type=int, default=d.partition_events, help="people per worker step (2 events each)")
     p.add_argument("--partition-workers", default="1,2,3")
     p.add_argument("--profile-seconds", type=float, default=d.profile_seconds)
+    p.add_argument("--jam-participants", type=int, default=d.jam_participants, help="jam tally: participants (x --jam-votes-each vote events)")
+    p.add_argument("--jam-votes-each", type=int, default=d.jam_votes_each)
+    p.add_argument("--search-callers", type=int, default=d.search_callers, help="distinct employees the search load speaks as")
     p.add_argument("--out-dir", type=Path, default=d.out_dir)
     p.add_argument("--name", default=d.name, help="report file name (without extension)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing worth reporting")
@@ -59,6 +62,7 @@ def parse(argv: list[str] | None = None):
         search_rate=args.search_rate, search_seconds=args.search_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
         echo_seconds=args.echo_seconds, partition_events=args.partition_events,
         partition_workers=tuple(int(w) for w in args.partition_workers.split(",")), profile_seconds=args.profile_seconds,
+        jam_participants=args.jam_participants, jam_votes_each=args.jam_votes_each, search_callers=args.search_callers,
         out_dir=args.out_dir, name=args.name)
     if args.quick:
         cfg = quick(cfg)
@@ -71,7 +75,8 @@ def quick(cfg):
 
     return replace(cfg, employees=5_000, burst_profiles=40, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, search_docs=300,
                    search_rate=20.0, search_seconds=1.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
-                   partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0)
+                   partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0,
+                   jam_participants=200, jam_votes_each=10, search_callers=5)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,6 +63,9 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
             f"- SearchPeople at {plat['search']['search_people']['offered_per_s']:.0f}/s over {plat['search']['documents']:,} documents: {_lat(plat['search']['search_people']['latency_from_scheduled'])}, errors {plat['search']['search_people']['errors'] or 'none'}.",
             f"- ListPeople (department/country, directory order) at {plat['search']['list_people']['offered_per_s']:.0f}/s: {_lat(plat['search']['list_people']['latency_from_scheduled'])}, errors {plat['search']['list_people']['errors'] or 'none'}.",
             f"- Suggest: {plat['search']['suggest']}.",
+            *([f"- Jam tally (`benchmarks/jams_votes.py`): {plat['jam_tally']['events']:,} vote events ({plat['jam_tally']['participants_offered']:,} participants x {plat['jam_tally']['votes_each']} votes, with withdrawals and merges, "
+               f"{plat['jam_tally']['bytes_mb']} MB of envelopes) decoded and tallied by `services.jams.domainmodel.Tally` in {plat['jam_tally']['tally_seconds']} s = {_fmt(plat['jam_tally']['events_per_second'])} events/s; "
+               f"the tally holds {plat['jam_tally']['tally_rss_mb']} MiB (RSS growth), process {plat['jam_tally']['process_rss_mb']} MiB resident; {plat['jam_tally']['votes_counted']:,} votes counted."] if "jam_tally" in plat else []),
             "- Idle resident memory (VmRSS, each process with its children): " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in sorted(plat["idle_memory"]["rss_bytes"].items())) +
             f"; total {plat['idle_memory']['total_gib']} GiB (Python {plat['idle_memory']['python_gib']} GiB).",
             "", "## Partition scaling (issue 9)", "",

@@ -8,7 +8,9 @@ Kinds of principal:
 
 In development a key pair is generated once under ``<data_dir>/keys`` and
 ``watercooler token`` signs tokens with it; in production the public key comes
-from ``WC_JWT_PUBLIC_KEY_FILE`` and tokens from the company's identity provider.
+from ``WC_JWT_PUBLIC_KEY_FILE`` and tokens from the company's identity provider, whose signing keys may instead (or as well)
+be published at a JWKS endpoint, ``WC_JWT_JWKS_URL``: a token's ``kid`` header picks
+the key there, so the provider can rotate keys without a redeploy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -129,7 +132,26 @@ def issue_token(
 class TokenVerifier:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.public_key = _public_key(settings)
+        # With a JWKS endpoint and no key file there is no file key: never fall back to the
+        # locally generated dev keys, which anyone on the host could sign with.
+        use_file = bool(settings.jwt_public_key_file) or not settings.jwt_jwks_url
+        self.public_key: bytes | None = _public_key(settings) if use_file else None
+        # The key set is cached (5 min) and refetched when an unknown kid shows up (rotation).
+        self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_jwk_set=True, lifespan=300, timeout=5) if settings.jwt_jwks_url else None
+
+    def _key_for(self, token: str) -> Any:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token: {exc}", field="authorization") from None
+        if self.jwks is not None and (kid or self.public_key is None):
+            if not kid:
+                raise Unauthenticated("token has no 'kid' header to pick a key from the JWKS", field="authorization")
+            try:
+                return self.jwks.get_signing_key(str(kid)).key
+            except jwt.PyJWKClientError as exc:
+                raise Unauthenticated(f"no signing key for kid {kid!r}: {exc}", field="authorization") from None
+        return self.public_key
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -137,10 +159,11 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be 'Bearer <jwt>'", field="authorization")
+        key = self._key_for(token)
         try:
             claims = jwt.decode(
                 token,
-                self.public_key,
+                key,
                 algorithms=["RS256"],
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,

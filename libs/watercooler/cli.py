@@ -41,17 +41,42 @@ def token(
 
 
 @app.command()
-def seed(size: Annotated[int, typer.Option(help="number of employees")] = 300, random_seed: Annotated[int, typer.Option("--seed")] = 42) -> None:
+def seed(
+    size: Annotated[int, typer.Option(help="number of employees")] = 300,
+    random_seed: Annotated[int, typer.Option("--seed")] = 42,
+    company: Annotated[bool, typer.Option("--company", help="write the synthetic company (watercooler.synthetic) instead of the small demo")] = False,
+    concurrency: Annotated[int, typer.Option(help="concurrent requests (--company)")] = 16,
+    tag: Annotated[str, typer.Option(help="prefix of every id (--company): a second company next to the first")] = "",
+) -> None:
     """Seed a deterministic demo company through the public APIs (idempotent)."""
     from .seed import SEEDERS
 
     settings = config.load()
+    if company:
+        _seed_company(settings, size, random_seed, concurrency, tag)
+        return
     with _progress() as progress:
         for name, seeder in SEEDERS:
             task = progress.add_task(name, total=None)
             written = seeder(settings, size, random_seed, progress=lambda n, task=task: progress.advance(task, n))
             progress.update(task, total=progress.tasks[task].completed)
             console.print(f"{name}: {written} items written")
+
+
+def _seed_company(settings, size: int, random_seed: int, concurrency: int, tag: str) -> None:
+    from .company import KINDS, write_company
+
+    with _progress() as progress:
+        tasks = {kind: progress.add_task(kind, total=None) for kind in KINDS}
+
+        def advance(kind: str, n: int, total: int | None) -> None:
+            if total is not None:
+                progress.update(tasks[kind], total=total)
+            progress.advance(tasks[kind], n)
+
+        written = write_company(settings, size, random_seed, tag=tag, concurrency=concurrency, progress=advance)
+    for kind in KINDS:
+        console.print(f"{kind}: {written.present[kind]:,}")
 
 
 @app.command()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .auth import issue_token
-from .config import Settings
+from .config import Settings, load
 
 # Retries only for UNAVAILABLE: safe for every RPC because writes carry request ids.
 _SERVICE_CONFIG = json.dumps(
@@ -42,23 +43,60 @@ def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+def tls_enabled(settings: Settings) -> bool:
+    """Mutual TLS is on when WC_TLS_CERT, WC_TLS_KEY and WC_TLS_CA are set; half a
+    configuration is an error at start-up rather than a silent fall-back to plaintext."""
+    given = [bool(settings.tls_cert), bool(settings.tls_key), bool(settings.tls_ca)]
+    if any(given) and not all(given):
+        raise ValueError("mutual TLS needs all of WC_TLS_CERT, WC_TLS_KEY and WC_TLS_CA")
+    return all(given)
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials:
+    """Client side: trust only our CA, and present this process's certificate."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(settings.tls_ca).read_bytes(),
+        private_key=Path(settings.tls_key).read_bytes(),
+        certificate_chain=Path(settings.tls_cert).read_bytes(),
+    )
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials:
+    """Server side: only clients with a certificate signed by our CA get a connection."""
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
+        root_certificates=Path(settings.tls_ca).read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def _channel(address: str, settings: Settings, options: list | None = None) -> grpc.Channel:
+    if tls_enabled(settings):
+        return grpc.secure_channel(address, channel_credentials(settings), options=options)
+    return grpc.insecure_channel(address, options=options)
+
+
 def channel(settings: Settings, service: str) -> grpc.Channel:
-    return grpc.insecure_channel(settings.grpc_address(service), options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)])
+    return _channel(settings.grpc_address(service), settings, [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)])
 
 
 def aio_channel(settings: Settings, service: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(settings.grpc_address(service), options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)])
+    options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+    if tls_enabled(settings):
+        return grpc.aio.secure_channel(settings.grpc_address(service), channel_credentials(settings), options=options)
+    return grpc.aio.insecure_channel(settings.grpc_address(service), options=options)
 
 
 def service_token(settings: Settings, name: str = "watercooler-cli") -> str:
     return issue_token(settings, subject=name, kind="service", display_name=name)
 
 
-def wait_serving(address: str, timeout: float = 60.0) -> None:
-    """Block until the gRPC health check at ``address`` says SERVING."""
+def wait_serving(address: str, timeout: float = 60.0, settings: Settings | None = None) -> None:
+    """Block until the gRPC health check at ``address`` says SERVING (over mutual TLS
+    when the settings, by default the environment's, turn it on)."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    with grpc.insecure_channel(address) as ch:
+    with _channel(address, settings or load()) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while time.monotonic() < deadline:
             try:
@@ -70,9 +108,9 @@ def wait_serving(address: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{address} not serving after {timeout:.0f}s ({last_error})")
 
 
-def health_status(address: str) -> str:
+def health_status(address: str, settings: Settings | None = None) -> str:
     try:
-        with grpc.insecure_channel(address) as ch:
+        with _channel(address, settings or load()) as ch:
             status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
             return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     except grpc.RpcError as exc:

@@ -73,6 +73,13 @@ class Settings:
     jwt_issuer: str = field(default_factory=lambda: _env("WC_JWT_ISSUER", "watercooler-dev"))
     jwt_audience: str = field(default_factory=lambda: _env("WC_JWT_AUDIENCE", "watercooler"))
     jwt_public_key_file: str = field(default_factory=lambda: _env("WC_JWT_PUBLIC_KEY_FILE", ""))
+    # The identity provider's JWKS endpoint; tokens carrying a ``kid`` are verified with its key.
+    jwt_jwks_url: str = field(default_factory=lambda: _env("WC_JWT_JWKS_URL", ""))
+    # Mutual TLS between services (off unless all three are set): PEM files of this
+    # process's certificate and key, and of the CA that signs every service's certificate.
+    tls_cert: str = field(default_factory=lambda: _env("WC_TLS_CERT", ""))
+    tls_key: str = field(default_factory=lambda: _env("WC_TLS_KEY", ""))
+    tls_ca: str = field(default_factory=lambda: _env("WC_TLS_CA", ""))
     jwt_private_key_file: str = field(default_factory=lambda: _env("WC_JWT_PRIVATE_KEY_FILE", ""))
 
     log_level: str = field(default_factory=lambda: _env("WC_LOG_LEVEL", "INFO"))

@@ -28,6 +28,7 @@ from grpc_status import rpc_status
 
 from . import metrics
 from .auth import Principal, TokenVerifier, set_current_principal
+from .client import server_credentials, tls_enabled
 from .config import Settings
 from .errors import DomainError, InvalidArgument, ResourceExhausted
 
@@ -164,6 +165,17 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
+            except grpc.RpcError as exc:
+                # Another Watercooler service this one called: pass on that it is unavailable.
+                downstream = exc.code() if callable(getattr(exc, "code", None)) else None
+                if downstream in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    code = grpc.StatusCode.UNAVAILABLE
+                    log.warning("downstream service unavailable", extra={"method": short_method, "error": repr(exc)[:300]})
+                    await context.abort(code, "a service this call depends on is unavailable; retry with the same request_id")
+                reference = uuid.uuid4().hex[:12]
+                code = grpc.StatusCode.INTERNAL
+                log.exception("downstream call failed", extra={"method": short_method, "reference": reference})
+                await context.abort(code, f"internal error (reference {reference})")
             except UNAVAILABLE_ERRORS as exc:
                 # A backend (Elasticsearch, Kafka, the database) is down or busy: the caller may retry.
                 code = grpc.StatusCode.UNAVAILABLE
@@ -222,7 +234,10 @@ async def serve(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     address = f"0.0.0.0:{settings.grpc_port(service)}"
-    server.add_insecure_port(address)
+    if tls_enabled(settings):  # mutual TLS: WC_TLS_CERT / WC_TLS_KEY / WC_TLS_CA
+        server.add_secure_port(address, server_credentials(settings))
+    else:
+        server.add_insecure_port(address)
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

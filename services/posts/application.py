@@ -24,6 +24,7 @@ from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, Inval
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 
 from .domainmodel import (
+    COMMUNITY,
     INTERNAL,
     PUBLIC,
     PUBLISHED,
@@ -48,6 +49,7 @@ from .domainmodel import (
     validate_post_fields,
     validate_rating,
 )
+from .membership import CommunityMembership
 
 DEFAULT_FLAG_THRESHOLD = 3
 
@@ -101,25 +103,29 @@ class ProfileDirectory:
         return found
 
 
-def may_read(principal: Principal, visibility: str, community: str, author_id: str) -> bool:
-    """What the posts service shows by name. Community membership lives in the profiles
-    service; here a COMMUNITY item is shown to its author and to services only (search
-    filters by membership, see services/search/visibility.py)."""
+def may_read(principal: Principal, visibility: str, community: str, author_id: str, is_member: Callable[[str, str], bool] | None = None) -> bool:
+    """What the posts service shows by name. A COMMUNITY item is shown to the members of
+    its community; membership lives in the profiles service, so the application passes
+    ``is_member(community_id, employee_id)`` (services/posts/membership.py), asked only
+    when it decides."""
     if principal.is_service or principal.subject == author_id:
         return True
     if visibility == PUBLIC:
         return True
     if visibility == INTERNAL:
         return principal.kind == "employee"
+    if visibility == COMMUNITY:
+        return is_member is not None and is_member(community, principal.subject)
     return False
 
 
 class PostsApplication(EventSourcedApplication):
     service_name = "posts"
 
-    def __init__(self, settings: Settings, profiles: ProfileDirectory | None = None):
+    def __init__(self, settings: Settings, profiles: ProfileDirectory | None = None, membership: CommunityMembership | None = None):
         super().__init__(settings)
         self.profiles = profiles or ProfileDirectory(settings)
+        self.membership = membership or CommunityMembership(settings)
         self.flag_threshold = int(os.environ.get("WC_FLAG_THRESHOLD") or DEFAULT_FLAG_THRESHOLD)
         # Comment targets by collection (the first segment of the resource name). The wiki and
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
@@ -160,6 +166,23 @@ class PostsApplication(EventSourcedApplication):
     def get_blog(self, handle: str) -> Blog:
         return self.load(blog_id(handle), Blog, f"blogs/{handle}")
 
+    def read_blog(self, principal: Principal, handle: str) -> Blog:
+        """A blog as the caller may see it: one they may not see does not exist for them."""
+        blog = self.get_blog(handle)
+        if not self.may_read(principal, blog.visibility, blog.community, blog.owner_id):
+            raise NotFound(f"blogs/{handle} not found", field="name")
+        return blog
+
+    def update_blog(self, ctx: CommandContext, handle: str, fields: dict[str, str], etag: str, request_fingerprint: str) -> Blog:
+        def decide() -> Blog:
+            blog = self.get_blog(handle)
+            if etag and etag != blog.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {blog.etag}", field="etag", current_etag=blog.etag)
+            blog.edit(ctx.principal.subject, fields)
+            return blog
+
+        return self.run_command(ctx, "UpdateBlog", request_fingerprint, decide)  # type: ignore[return-value]
+
     # --- posts ----------------------------------------------------------------------------------------
     def create_post(self, ctx: CommandContext, handle: str, fields: dict[str, Any], request_fingerprint: str) -> Post:
         def decide() -> Post:
@@ -175,7 +198,7 @@ class PostsApplication(EventSourcedApplication):
         post = self.load(parse_uuid(post_id, "name"), Post, f"posts/{post_id}")
         if (
             post.deleted
-            or not may_read(principal, post.visibility, post.community, post.author_id)
+            or not self.may_read(principal, post.visibility, post.community, post.author_id)
             or (post.state != PUBLISHED and principal.subject != post.author_id and not principal.is_service)
         ):
             raise NotFound(f"posts/{post_id} not found", field="name")
@@ -249,6 +272,18 @@ class PostsApplication(EventSourcedApplication):
     def get_micropost(self, principal: Principal, micropost_id: str) -> Micropost:
         return self._micropost(micropost_id, principal, "name")
 
+    def update_micropost(self, ctx: CommandContext, micropost_id: str, text_value: str, etag: str, request_fingerprint: str) -> Micropost:
+        def decide() -> Micropost:
+            micropost = self._own(Micropost, "microposts", micropost_id, etag)
+            mentions = parse_mentions(text_value)
+            for handle in mentions:
+                if self.profiles.lookup(handle) is None:
+                    raise InvalidArgument(f"@{handle} is not a known profile", field="text")
+            micropost.edit(ctx.principal.subject, text_value, mentions)
+            return micropost
+
+        return self.run_command(ctx, "UpdateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
+
     def delete_micropost(self, ctx: CommandContext, micropost_id: str, request_fingerprint: str) -> Micropost:
         def decide() -> Micropost:
             micropost = self._own(Micropost, "microposts", micropost_id, "")
@@ -259,7 +294,7 @@ class PostsApplication(EventSourcedApplication):
 
     def _micropost(self, micropost_id: str, principal: Principal, field: str) -> Micropost:
         micropost = self.load(parse_uuid(micropost_id, field), Micropost, f"microposts/{micropost_id}", field=field)
-        if micropost.deleted or not may_read(principal, micropost.visibility, micropost.community, micropost.author_id):
+        if micropost.deleted or not self.may_read(principal, micropost.visibility, micropost.community, micropost.author_id):
             raise NotFound(f"microposts/{micropost_id} not found", field=field)
         return micropost
 
@@ -283,7 +318,7 @@ class PostsApplication(EventSourcedApplication):
 
     def get_comment(self, principal: Principal, comment_id: str) -> Comment:
         comment = self.load(parse_uuid(comment_id, "name"), Comment, f"comments/{comment_id}")
-        if comment.deleted or not may_read(principal, comment.visibility, comment.community, comment.author_id):
+        if comment.deleted or not self.may_read(principal, comment.visibility, comment.community, comment.author_id):
             raise NotFound(f"comments/{comment_id} not found", field="name")
         return comment
 
@@ -311,7 +346,7 @@ class PostsApplication(EventSourcedApplication):
         validate_rating(value)
 
         def decide() -> Rating:
-            about = self._post_target(f"posts/{post_id}", principal, field="post")
+            about = self._target({"posts": self._post_target}, f"posts/{post_id}", principal, "post")
             key = rating_id(post_id, principal.subject)
             if self.exists(key):
                 rating: Rating = self.repository.get(key)
@@ -376,7 +411,7 @@ class PostsApplication(EventSourcedApplication):
 
     def get_bookmark(self, principal: Principal, bookmark_id_: str) -> Bookmark:
         bookmark = self.load(parse_uuid(bookmark_id_, "name"), Bookmark, f"bookmarks/{bookmark_id_}")
-        if bookmark.deleted or not may_read(principal, bookmark.visibility, bookmark.community, bookmark.owner_id):
+        if bookmark.deleted or not self.may_read(principal, bookmark.visibility, bookmark.community, bookmark.owner_id):
             raise NotFound(f"bookmarks/{bookmark_id_} not found", field="name")
         return bookmark
 
@@ -423,11 +458,14 @@ class PostsApplication(EventSourcedApplication):
         if principal.is_service:
             raise PermissionDenied("flags are raised by people", field="name")
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if getattr(item, "deleted", False) or not may_read(principal, item.visibility, item.community, item.author_id):
+        if getattr(item, "deleted", False) or not self.may_read(principal, item.visibility, item.community, item.author_id):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 
     # --- helpers ------------------------------------------------------------------------------------------
+    def may_read(self, principal: Principal, visibility: str, community: str, author_id: str) -> bool:
+        return may_read(principal, visibility, community, author_id, self.membership.is_member)
+
     def _own(self, kind: type, collection: str, item_id: str, etag: str) -> Any:
         """Load an item for a change by its author; a stale etag is ABORTED."""
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
@@ -441,7 +479,7 @@ class PostsApplication(EventSourcedApplication):
         if resolver is None or "/" not in target:
             raise InvalidArgument(f"must name one of: {', '.join(f'{c}/{{id}}' for c in registry)}", field=field)
         about = resolver(target, principal)
-        if not may_read(principal, about.visibility, about.community, about.author_id):
+        if not self.may_read(principal, about.visibility, about.community, about.author_id):
             raise NotFound(f"{target} not found", field=field)
         return about
 

@@ -294,6 +294,24 @@ class Blog(EventSourcedAggregate):
     def create_id(handle: str) -> uuid.UUID:
         return blog_id(handle)
 
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+    def edit(self, person_id: str, fields: dict[str, str]) -> None:
+        if person_id != self.owner_id:
+            raise PermissionDenied("only the blog's owner may edit it", field="name")
+        title = text("title", fields["title"], LIMITS["blog_title"], required=True) if "title" in fields else self.title
+        description = text("description", fields["description"], LIMITS["description"], multiline=True) if "description" in fields else self.description
+        changed = [name for name, new in (("title", title), ("description", description)) if new != getattr(self, name)]
+        if changed:
+            self._edited(changed_fields=changed, title=title, description=description)
+
+    @event("BlogEdited")
+    def _edited(self, changed_fields: list[str], title: str, description: str) -> None:
+        self.title = title
+        self.description = description
+
 
 # --- blog posts ---------------------------------------------------------------------------------
 POST_FIELDS = ("title", "body", "tags", "visibility", "community")
@@ -422,6 +440,22 @@ class Micropost(Flaggable):
     @event("MicropostDeleted")
     def _deleted(self) -> None:
         self.deleted = True
+
+    def edit(self, person_id: str, body: str, mentions: list[str]) -> None:
+        """The author's edit; it also restores the micropost if flags hid it (the flags rule)."""
+        if self.deleted:
+            raise NotFound("the micropost was deleted", field="name")
+        if person_id != self.author_id:
+            raise PermissionDenied("only the author may edit a micropost", field="name")
+        body = text("text", body, LIMITS["text"], required=not self.repost_of, multiline=True)
+        self._edited(text=body, mentions=list(mentions), hashtags=parse_hashtags(body))
+        self._author_edited()
+
+    @event("MicropostEdited")
+    def _edited(self, text: str, mentions: list[str], hashtags: list[str]) -> None:
+        self.text = text
+        self.mentions = list(mentions)
+        self.hashtags = list(hashtags)
 
 
 # --- comments ------------------------------------------------------------------------------------

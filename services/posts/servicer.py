@@ -66,6 +66,7 @@ def blog_proto(blog: Blog) -> pb.Blog:
         owner=f"profiles/{blog.owner_id}",
         visibility=Visibility.Value(blog.visibility),
         community=_community_out(blog.community),
+        etag=blog.etag,
     )
     message.create_time.FromDatetime(blog.created_on)
     return message
@@ -171,7 +172,16 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
         return blog_proto(created)
 
     async def GetBlog(self, request, context):
-        return blog_proto(await in_thread(self.app.get_blog, parse_name(request.name, "blogs")))
+        return blog_proto(await in_thread(self.app.read_blog, current_principal(), parse_name(request.name, "blogs")))
+
+    async def UpdateBlog(self, request, context):
+        handle = parse_name(request.blog.name, "blogs", field="blog.name")
+        paths = _mask(request, ("title", "description"))
+        ctx = command_context(context, request.request_id)
+        with fields_under("blog"):
+            fields = {name: getattr(request.blog, name) for name in paths}
+            updated = await in_thread(self.app.update_blog, ctx, handle, fields, request.blog.etag, request_fingerprint(request))
+        return blog_proto(updated)
 
     # --- posts ---------------------------------------------------------------------------------------
     async def CreatePost(self, request, context):
@@ -242,6 +252,16 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
 
     async def GetMicropost(self, request, context):
         return micropost_proto(await in_thread(self.app.get_micropost, current_principal(), parse_name(request.name, "microposts")))
+
+    async def UpdateMicropost(self, request, context):
+        micropost_id = parse_name(request.micropost.name, "microposts", field="micropost.name")
+        _mask(request, ("text",))
+        ctx = command_context(context, request.request_id)
+        with fields_under("micropost"):
+            updated = await in_thread(
+                self.app.update_micropost, ctx, micropost_id, request.micropost.text, request.micropost.etag, request_fingerprint(request)
+            )
+        return micropost_proto(updated)
 
     async def DeleteMicropost(self, request, context):
         micropost_id = parse_name(request.name, "microposts")

@@ -43,8 +43,9 @@ class ProfilesApplication(EventSourcedApplication):
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:
         validate_employee_id(employee_id)
         principal = ctx.principal
-        if not (principal.is_service or principal.subject == employee_id):
-            raise PermissionDenied("only the person or a service may create a profile", field="employee_id")
+        # Profiles come from HR (a service) or from the employee themself; guests have none.
+        if not (principal.is_service or (principal.is_employee and principal.subject == employee_id)):
+            raise PermissionDenied("only the employee or a service may create a profile", field="employee_id")
 
         def decide() -> Profile:
             values = validate_fields(fields, creating=True)
@@ -99,6 +100,8 @@ class ProfilesApplication(EventSourcedApplication):
         validate_community_id(community_id)
         values = validate_community_fields(**fields)
         principal = ctx.principal
+        if principal.kind not in ("employee", "service"):
+            raise PermissionDenied("communities are created by employees", field="owners")
         owner_id = owner_id or ("" if principal.is_service else principal.subject)
         if not owner_id:
             raise InvalidArgument("a service must name the first owner", field="owners")
@@ -123,6 +126,8 @@ class ProfilesApplication(EventSourcedApplication):
     def change_membership(self, ctx: CommandContext, action: str, community_id: str, member_id: str, request_fingerprint: str) -> Community:
         """join / leave (the member themself, or a service) and invite / remove (by the caller)."""
         principal = ctx.principal
+        if principal.kind == "guest":
+            raise PermissionDenied("guests take part in the jams that invited them, not in communities", field="member")
         member_id = member_id or ("" if principal.is_service else principal.subject)
         if not member_id:
             raise InvalidArgument("a service must name the member", field="member")
@@ -238,6 +243,8 @@ class ProfilesApplication(EventSourcedApplication):
     # --- helpers ---------------------------------------------------------------------------------
     def _check_actor(self, ctx: CommandContext, actor_id: str, field: str = "parent") -> None:
         validate_employee_id(actor_id, field=field)
+        if ctx.principal.kind == "guest":
+            raise PermissionDenied("guests take part in the jams that invited them, not in the social graph", field=field)
         if not (ctx.principal.is_service or ctx.principal.subject == actor_id):
             raise PermissionDenied("you may only act as yourself", field=field)
 

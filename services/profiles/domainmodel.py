@@ -433,7 +433,11 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str) -
         raise InvalidArgument("is required for COMMUNITY visibility", field="community")
     if visibility != "COMMUNITY" and community_id:
         raise InvalidArgument("is only allowed with COMMUNITY visibility", field="community")
-    return {"text": text, "photo": photo, "visibility": visibility, "community_id": community_id}
+    return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id}
+
+
+# Status text formats; every status posted before v2 of StatusUpdatePosted was plain text.
+PLAIN = "PLAIN"
 
 
 class StatusUpdate(EventSourcedAggregate):
@@ -441,12 +445,34 @@ class StatusUpdate(EventSourcedAggregate):
     def create_id(author_id: str, status_id: str) -> Any:
         return stable_id("status", author_id, status_id)
 
-    @event("StatusUpdatePosted")
-    def __init__(self, status_id: str, author_id: str, text: str, photo: str, visibility: str, community_id: str):
+    class StatusUpdatePosted(EventSourcedAggregate.Created):
+        """Schema v2: ``photo`` renamed ``photo_uri`` (as on Profile), ``text_format`` added.
+
+        Stored v1 events are upcast when read (the library calls ``upcast_v1_v2`` on the
+        stored state before building the event), so replay and the relay only ever see v2.
+        See docs/DEVELOPING.md "Evolving an event"."""
+
+        class_version = 2
+        status_id: str
+        author_id: str
+        text: str
+        photo_uri: str
+        visibility: str
+        community_id: str
+        text_format: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["photo_uri"] = state.pop("photo", "")
+            state["text_format"] = PLAIN
+
+    @event(StatusUpdatePosted)
+    def __init__(self, status_id: str, author_id: str, text: str, photo_uri: str, visibility: str, community_id: str, text_format: str = PLAIN):
         self.status_id = status_id
         self.author_id = author_id
         self.text = text
-        self.photo = photo
+        self.photo_uri = photo_uri
+        self.text_format = text_format
         self.visibility = visibility
         self.community_id = community_id
         self.deleted = False

@@ -211,7 +211,7 @@ def status_to_proto(status: StatusUpdate) -> graph_pb2.StatusUpdate:
         name=f"profiles/{status.author_id}/statusUpdates/{status.status_id}",
         author=f"profiles/{status.author_id}",
         text=status.text,
-        photo=status.photo,
+        photo=status.photo_uri,
         visibility=graph_pb2.StatusUpdate.Visibility.Value(status.visibility),
         community=f"communities/{status.community_id}" if status.community_id else "",
         deleted=status.deleted,

@@ -23,6 +23,7 @@ from .posts import PostQueries
 from .queries import people_query
 from .stats_queries import Stats
 from .unified import Search
+from .visibility import directory_reader
 
 MAX_QUERY_LENGTH = 256
 
@@ -33,7 +34,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self.settings = settings
 
     async def SearchPeople(self, request, context):
-        current_principal()  # every query runs as an authenticated caller
+        directory_reader()
         if len(request.query) > MAX_QUERY_LENGTH:
             raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
         size = page_size(request.page_size)
@@ -64,22 +65,23 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     # --- people directory, communities and the social graph (issue 3): delegates ---
     async def ListPeople(self, request, context):
-        current_principal()
+        directory_reader()
         return await people_queries.list_people(self.es, self.settings, request)
 
     async def FindExperts(self, request, context):
-        current_principal()
+        directory_reader()
         return await people_queries.find_experts(self.es, self.settings, request)
 
     async def ListCommunities(self, request, context):
-        current_principal()
+        directory_reader()
         return await communities_queries.list_communities(self.es, self.settings, request)
 
     async def ListRelations(self, request, context):
+        directory_reader()
         return await network_queries.list_relations(self.es, self.settings, request)
 
     async def GetNetworkCounts(self, request, context):
-        current_principal()
+        directory_reader()
         return await network_queries.network_counts(self.es, self.settings, request)
 
     async def ListStatusUpdates(self, request, context):
@@ -89,6 +91,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await network_queries.network_feed(self.es, self.settings, request)
 
     async def ListPeopleYouMayKnow(self, request, context):
+        directory_reader()
         return await network_queries.people_you_may_know(self.es, self.settings, request)
 
     # --- wiki and media library (issue 5) ---------------------------------------------------

@@ -22,10 +22,22 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
-from watercooler.auth import Principal
+from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
+from watercooler.errors import PermissionDenied
 
 MAX_COMMUNITIES = 10_000
+
+
+def directory_reader() -> Principal:
+    """The caller, if they may browse the employee directory (people, communities, the graph).
+
+    Guests — family, clients, partners invited to a jam — see that jam and public content,
+    not who works here; the unified Search hides people and communities from them too."""
+    principal = current_principal()
+    if principal.kind == "guest":
+        raise PermissionDenied("guests see the jams that invited them and public content, not the employee directory", field="authorization")
+    return principal
 
 
 async def caller_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:

@@ -44,6 +44,10 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     for name in ("search_people", "list_people"):
         assert plat["search"][name]["completed"] > 0 and not plat["search"][name]["errors"]
         assert _positive(plat["search"][name]["latency_from_scheduled"]["p99_ms"])
+    assert plat["search"]["callers"] == cfg.search_callers > 1  # spread over employees, not one principal
+    tally = plat["jam_tally"]
+    assert tally["participants"] == cfg.jam_participants and tally["votes_counted"] > 0
+    assert tally["events"] >= cfg.jam_participants * cfg.jam_votes_each and _positive(tally["events_per_second"]) and _positive(tally["process_rss_mb"])
     memory = plat["idle_memory"]["rss_bytes"]
     assert {"profiles", "search", "projections", "kafka", "elasticsearch"} <= set(memory)
     assert all(_positive(v) for v in memory.values())
@@ -56,6 +60,7 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     figures = {row["figure"]: row for row in saved["comparison"]}
     assert any(f.startswith("write RPCs/s") and _positive(r["ratio"]) for f, r in figures.items())
     assert any(f.startswith("projection rebuild") and _positive(r["ratio"]) for f, r in figures.items())
+    assert any(f.startswith("jam tally events/s") and _positive(r["platform"]) for f, r in figures.items())
     markdown = (tmp_path / "smoke.md").read_text()
-    assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown
+    assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown and "Jam tally" in markdown
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)

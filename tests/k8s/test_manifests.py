@@ -338,6 +338,10 @@ def test_dev_is_one_of_everything() -> None:
 SAFE_DEFAULTS = {
     "WC_NAMESPACE": "empty: Kubernetes gives each platform its own cluster objects",
     "WC_JWT_PRIVATE_KEY_FILE": "only the dev token command signs; services only verify",
+    "WC_JWT_JWKS_URL": "unset: keys come from the mounted WC_JWT_PUBLIC_KEY_FILE; set it to use the IdP's JWKS",
+    "WC_TLS_CERT": "unset: mutual TLS between services is optional (off by default; NetworkPolicies isolate the pods)",
+    "WC_TLS_KEY": "unset: see WC_TLS_CERT",
+    "WC_TLS_CA": "unset: see WC_TLS_CERT",
     "WC_KAFKA_PORT": "local infra only (the bootstrap address is WC_KAFKA_BOOTSTRAP)",
     "WC_KAFKA_CONTROLLER_PORT": "local infra only",
     "WC_KAFKA_HEAP": "local infra only (Strimzi sizes the brokers)",
@@ -348,6 +352,8 @@ SAFE_DEFAULTS = {
     "WC_ES_IMAGE": "testcontainers only",
     "WC_POSTGRES_IMAGE": "testcontainers only",
     "WC_FLAG_THRESHOLD": "a product rule with a default (posts)",
+    "WC_MEMBERSHIP_CACHE_SECONDS": "a cache lifetime with a default (posts: 10 s until a left member loses access)",
+    "WC_VIEW_REQUESTS_REMEMBERED": "a memory bound with a default (posts: view/download request_ids kept for retries)",
     "WC_JAMS_SCHEDULER_INTERVAL": "a timer with a default (jams)",
     "WC_SEARCH_HTTP_HOST": "binds every interface by default, as the gRPC servers do",
 }

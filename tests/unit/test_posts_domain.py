@@ -155,3 +155,75 @@ def test_every_event_converts_to_its_envelope():
             envelope = to_envelope("posts", event, sequence)
             seen.add(envelope.event_type.rsplit(".", 1)[-1])
     assert {"PostCreated", "ItemHidden", "ItemRestored", "BookmarkResaved", "Reliked", "RatingWithdrawn", "BlogCreated"} <= seen
+
+
+# --- COMMUNITY reads, edits, and view request ids (issues 4 and 5, follow-up) ----------------------
+def test_a_community_item_is_read_by_its_members_only() -> None:
+    from services.posts.application import may_read
+    from watercooler.auth import Principal
+
+    asked: list[tuple[str, str]] = []
+
+    def members(community: str, person: str) -> bool:
+        asked.append((community, person))
+        return (community, person) == ("guild", "mia")
+
+    assert may_read(Principal("mia", "employee"), "COMMUNITY", "guild", "ana", members)
+    assert not may_read(Principal("olaf", "employee"), "COMMUNITY", "guild", "ana", members)
+    assert not may_read(Principal("mia", "employee"), "COMMUNITY", "guild", "ana")  # no way to ask: hidden
+    assert may_read(Principal("ana", "employee"), "COMMUNITY", "guild", "ana", members)  # the author
+    assert may_read(Principal("search", "service"), "COMMUNITY", "guild", "ana", members)
+    assert may_read(Principal("olaf", "employee"), "INTERNAL", "", "ana", members)
+    assert asked == [("guild", "mia"), ("guild", "olaf")]  # membership is asked only for COMMUNITY items
+
+
+def test_only_the_author_edits_a_micropost_and_an_edit_restores_it_when_hidden() -> None:
+    micropost = Micropost.create("ana", "first #a", [], "", "", "INTERNAL", "")
+    with pytest.raises(PermissionDenied):
+        micropost.edit("bob", "mine", [])
+    for person in ("p1", "p2", "p3"):
+        micropost.flag(person, "spam", 3)
+    assert micropost.hidden
+    micropost.edit("ana", "second #b", ["bob"])
+    assert not micropost.hidden and micropost.hashtags == ["b"] and micropost.mentions == ["bob"]
+    with pytest.raises(InvalidArgument):
+        micropost.edit("ana", "x" * 281, [])
+    micropost.delete("ana")
+    with pytest.raises(NotFound):
+        micropost.edit("ana", "back", [])
+
+
+def test_a_view_request_id_sends_once_and_a_reuse_with_another_body_is_refused() -> None:
+    import asyncio
+
+    from services.posts.library.viewlog import RecentRequests
+
+    sent: list[str] = []
+
+    async def scenario() -> None:
+        recent = RecentRequests(size=2)
+
+        async def send(tag: str, fail: bool = False) -> int:
+            await asyncio.sleep(0.01)
+            if fail:
+                raise ConnectionError("kafka down")
+            sent.append(tag)
+            return 3
+
+        key = ("views", "ana", "r1")
+        # Racing copies and a later retry: one send, the same answer for all.
+        answers = await asyncio.gather(*(recent.once(key, "f1", lambda: send("r1")) for _ in range(3)))
+        assert answers == [3, 3, 3] and await recent.once(key, "f1", lambda: send("r1 again")) == 3
+        with pytest.raises(InvalidArgument):
+            await recent.once(key, "other body", lambda: send("reuse"))
+        # A failed attempt is forgotten, so its retry is sent.
+        with pytest.raises(ConnectionError):
+            await recent.once(("views", "ana", "r2"), "f2", lambda: send("r2", fail=True))
+        assert await recent.once(("views", "ana", "r2"), "f2", lambda: send("r2")) == 3
+        # Bounded: the oldest request is forgotten first.
+        await recent.once(("views", "ana", "r3"), "f3", lambda: send("r3"))
+        await recent.once(("views", "ana", "r4"), "f4", lambda: send("r4"))
+        await recent.once(key, "f1", lambda: send("r1 forgotten"))
+
+    asyncio.run(scenario())
+    assert sent == ["r1", "r2", "r3", "r4", "r1 forgotten"]

@@ -98,7 +98,7 @@ def test_status_update_bounds_name_the_field(fields, field):
 
 def test_a_500_character_status_and_a_photo_alone_are_fine():
     assert validate_status("é" * 500, "", "PUBLIC", "")["text"] == "é" * 500
-    assert validate_status("", "mediaItems/p1", "PRIVATE", "")["photo"] == "mediaItems/p1"
+    assert validate_status("", "mediaItems/p1", "PRIVATE", "")["photo_uri"] == "mediaItems/p1"
 
 
 def test_every_new_event_becomes_an_envelope_and_every_projection_reads_or_skips_it():

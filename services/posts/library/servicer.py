@@ -21,6 +21,7 @@ from watercooler.rpc import (
     page_size,
     parse_name,
     request_fingerprint,
+    validate_request_id,
 )
 
 from .application import LibraryApplication
@@ -195,19 +196,23 @@ class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
         return wiki_pb2.DiffRevisionsResponse(diff=diff, from_title=old["title"], to_title=new["title"])
 
     async def RecordPageView(self, request, context):
-        return await self._record([request.view], "view")
+        return await self._record([request.view], "view", request)
 
     async def BatchRecordPageViews(self, request, context):
-        return await self._record(list(request.views), "views")
+        return await self._record(list(request.views), "views", request)
 
-    async def _record(self, views: list[wiki_pb2.PageView], field: str) -> wiki_pb2.RecordViewsResponse:
+    async def _record(self, views: list[wiki_pb2.PageView], field: str, request: Any) -> wiki_pb2.RecordViewsResponse:
         for index, view in enumerate(views):
             if not view.page.startswith("pages/"):
                 prefix = f"{field}[{index}]" if field.endswith("s") else field
                 raise InvalidArgument("must look like 'pages/{id}'", field=f"{prefix}.page")
         raw = [(v.page, v.viewer, _time_or_none(v, "view_time"), v.client) for v in views]
+        if request.request_id:
+            validate_request_id(request.request_id)
         checked = await in_thread(self.app.check_views, current_principal(), raw, field)
-        recorded = await self.facts.append(VIEWS, checked, [v.client for v in views])
+        recorded = await self.facts.append(
+            VIEWS, checked, [v.client for v in views], current_principal().subject, request.request_id, request_fingerprint(request)
+        )
         return wiki_pb2.RecordViewsResponse(recorded=recorded)
 
 
@@ -267,19 +272,23 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         return media_to_proto(await in_thread(self.app.remove_media_item, ctx, media_id, request.etag, request_fingerprint(request)))
 
     async def RecordDownload(self, request, context):
-        return await self._record([request.download], "download")
+        return await self._record([request.download], "download", request)
 
     async def BatchRecordDownloads(self, request, context):
-        return await self._record(list(request.downloads), "downloads")
+        return await self._record(list(request.downloads), "downloads", request)
 
-    async def _record(self, downloads: list[media_pb2.Download], field: str) -> wiki_pb2.RecordViewsResponse:
+    async def _record(self, downloads: list[media_pb2.Download], field: str, request: Any) -> wiki_pb2.RecordViewsResponse:
         for index, download in enumerate(downloads):
             if not download.media_item.startswith("media/"):
                 prefix = f"{field}[{index}]" if field.endswith("s") else field
                 raise InvalidArgument("must look like 'media/{id}'", field=f"{prefix}.media_item")
         raw = [(d.media_item, d.viewer, _time_or_none(d, "download_time"), d.client) for d in downloads]
+        if request.request_id:
+            validate_request_id(request.request_id)
         checked = await in_thread(self.app.check_views, current_principal(), raw, field)
-        recorded = await self.facts.append(DOWNLOADS, checked, [d.client for d in downloads])
+        recorded = await self.facts.append(
+            DOWNLOADS, checked, [d.client for d in downloads], current_principal().subject, request.request_id, request_fingerprint(request)
+        )
         return wiki_pb2.RecordViewsResponse(recorded=recorded)
 
 

@@ -7,6 +7,32 @@ causes no write conflicts and does not slow its edits.  Each fact goes to
 page are on one partition, which is what lets the counter be exact), through an
 idempotent producer with acks from every in-sync replica.  The RPC answers only
 after Kafka acknowledged every fact of the batch.
+
+Client retries (AIP-155 ``request_id``).  A client that lost the answer and sends
+the batch again must not count it twice.  The counter (services/search/stats/views.py)
+is exact per fact by Kafka offset, so a second copy of a fact at a new offset would be
+counted; the dedupe therefore sits here, on the producing side: the outcome of each
+(caller, request_id) is remembered in a bounded in-process map (``RecentRequests``:
+the newest ``WC_VIEW_REQUESTS_REMEMBERED`` requests, default 100,000, for at most an
+hour), a retry gets the first answer without sending anything, a retry racing the
+first attempt waits for it, and the same request_id with a different body is
+INVALID_ARGUMENT.  Every fact carries a deterministic ``view_id``
+(``{caller}/{request_id}/{index}``) and is keyed by its target, so a re-sent copy lands
+in the same partition as the original; that is what a consumer-side dedupe would
+need, and what an audit can group on.
+
+Why not dedupe in the counter: its documents are per (target, day, department,
+partition) and a hot page takes thousands of views a second, so a set of seen view ids
+per document would be unbounded, and an in-memory one would be lost on the SIGKILL the
+counter is built to survive.  Why not the event store: one row per batch would be
+durable across replicas, but the record and the Kafka send are not atomic, and it puts
+a database write back on the path the design keeps free of it.
+
+Not covered (still counted twice): a retry that reaches another posts replica, or this
+one after a restart, or one sent after the map forgot the request (an hour, or 100,000
+newer requests); and a first attempt that failed after Kafka took some of its facts
+(the retry sends them all again).  Clients should retry to the same replica (gRPC keeps
+a channel on one) promptly.
 """
 
 from __future__ import annotations
@@ -14,7 +40,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import grpc
 from aiokafka import AIOKafkaProducer
@@ -24,6 +54,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from watercooler.client import aio_channel, bearer_metadata, service_token
 from watercooler.config import Settings
+from watercooler.errors import InvalidArgument
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 
@@ -33,6 +64,8 @@ log = logging.getLogger(__name__)
 
 VIEWS, DOWNLOADS = "views", "downloads"
 DEPARTMENT_TTL_SECONDS = 600.0
+REQUESTS_REMEMBERED = 100_000
+REQUEST_MEMORY_SECONDS = 3600.0
 
 
 def fact_topic(settings: Settings, kind: str) -> str:
@@ -108,9 +141,46 @@ class Departments:
             await self._channel.close()
 
 
+class RecentRequests:
+    """Outcomes of the newest requests by (kind, caller, request_id), bounded in number and age.
+
+    A request in flight is a future: a retry racing it waits for the same outcome. A
+    failed request is forgotten, so its retry is tried again."""
+
+    def __init__(self, size: int | None = None, seconds: float = REQUEST_MEMORY_SECONDS):
+        self.size = size or int(os.environ.get("WC_VIEW_REQUESTS_REMEMBERED") or REQUESTS_REMEMBERED)
+        self.seconds = seconds
+        self._entries: OrderedDict[tuple[str, str, str], tuple[str, float, asyncio.Future[int]]] = OrderedDict()
+
+    async def once(self, key: tuple[str, str, str], fingerprint: str, send: Callable[[], Awaitable[int]]) -> int:
+        now = time.monotonic()
+        while self._entries and (len(self._entries) > self.size or next(iter(self._entries.values()))[1] < now - self.seconds):
+            self._entries.popitem(last=False)
+        earlier = self._entries.get(key)
+        if earlier is not None:
+            if earlier[0] != fingerprint:
+                raise InvalidArgument("request_id was already used for a different request", field="request_id")
+            return await asyncio.shield(earlier[2])
+        outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._entries[key] = (fingerprint, now, outcome)
+        try:
+            recorded = await send()
+        except BaseException as exc:
+            self._entries.pop(key, None)
+            if isinstance(exc, Exception):
+                outcome.set_exception(exc)
+                outcome.exception()  # retrieved: a failure nobody retried is not an "unretrieved" warning
+            else:
+                outcome.cancel()
+            raise
+        outcome.set_result(recorded)
+        return recorded
+
+
 class FactLog:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.recent = RecentRequests()
         self.topics = {VIEWS: fact_topic(settings, VIEWS), DOWNLOADS: fact_topic(settings, DOWNLOADS)}
         self.departments = Departments(settings)
         self._producer: AIOKafkaProducer | None = None
@@ -132,12 +202,21 @@ class FactLog:
                 self._producer = producer
         return self._producer
 
-    async def append(self, kind: str, facts: list[tuple[Target, str, dt.datetime]], client: list[str]) -> int:
+    async def append(
+        self, kind: str, facts: list[tuple[Target, str, dt.datetime]], client: list[str], caller: str = "", request_id: str = "", fingerprint: str = ""
+    ) -> int:
+        """Sends the facts; with a request_id, once per (caller, request_id) (see the module docstring)."""
+        if not request_id:
+            return await self._send(kind, facts, client, [str(uuid.uuid4()) for _ in facts])
+        view_ids = [f"{caller}/{request_id}/{index}" for index in range(len(facts))]
+        return await self.recent.once((kind, caller, request_id), fingerprint, lambda: self._send(kind, facts, client, view_ids))
+
+    async def _send(self, kind: str, facts: list[tuple[Target, str, dt.datetime]], client: list[str], view_ids: list[str]) -> int:
         producer = await self._started()
         departments = await self.departments.of({viewer for _, viewer, _ in facts})
         topic = self.topics[kind]
         sends = []
-        for (target, viewer, when), client_name in zip(facts, client, strict=True):
+        for (target, viewer, when), client_name, view_id in zip(facts, client, view_ids, strict=True):
             fact = ViewFact(
                 target=target.name,
                 space_id=target.space_id,
@@ -145,6 +224,7 @@ class FactLog:
                 department=departments.get(viewer, ""),
                 view_time=when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
                 client=client_name,
+                view_id=view_id,
             )
             sends.append(await producer.send(topic, key=target.name.encode(), value=fact.SerializeToString()))
         # Answer only when Kafka has every one: an acknowledged view is never lost.

@@ -48,9 +48,11 @@ class BlogsProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        if event.type_name == "BlogEdited" and doc is not None:
+            return {**doc, "title": p.title, "description": p.description}
         if event.type_name != "BlogCreated":
             raise SkipEvent
-        p = event.payload
         sort_name = p.owner_sort_name or p.owner_display_name
         return {
             "handle": p.handle,

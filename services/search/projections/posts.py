@@ -101,11 +101,13 @@ class PostsProjection(DocumentProjection):
                 "created_at": event.occurred_at.isoformat(),
                 "published_at": event.occurred_at.isoformat(),
             }
-        elif kind in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted"):
+        elif kind in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted", "MicropostEdited"):
             if doc is None:
                 raise ValueError(f"{kind} for unknown post {event.aggregate_id}")
             if kind == "PostEdited":
                 doc.update(title=p.title, content=p.body, tags=list(p.tags), visibility=p.visibility, community=p.community, revision=p.revision)
+            elif kind == "MicropostEdited":
+                doc.update(content=p.text, tags=list(p.hashtags), mentions=list(p.mentions), revision=doc.get("revision", 1) + 1)
             elif kind == "PostPublished":
                 doc.update(state="PUBLISHED", published_at=p.published_at)
             else:

@@ -42,7 +42,8 @@ class StatusesProjection(DocumentProjection):
                 "name": f"profiles/{p.author_id}/statusUpdates/{p.status_id}",
                 "author_id": p.author_id,
                 "text": p.text,
-                "photo": p.photo,
+                # v1 envelopes named field 4 `photo`; same number, so both versions land here.
+                "photo": p.photo_uri,
                 "visibility": p.visibility,
                 "community": p.community_id,
                 "hidden": False,

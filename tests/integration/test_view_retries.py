@@ -1,0 +1,84 @@
+"""A client retry of RecordPageView / RecordDownload batches (same request_id) is not
+counted twice; a new request_id is counted again (AIP-155, services/posts/library/viewlog.py)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from services.posts.library.viewlog import fact_topic
+from tests.conftest import eventually
+from tests.integration.helpers import bad_request_fields, read_topic, rpc_error
+from tests.integration.test_views import counts, unique
+from watercooler.posts.v1 import library_events_pb2 as le
+from watercooler.posts.v1 import media_pb2 as mp
+from watercooler.posts.v1 import media_pb2_grpc as mg
+from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.posts.v1 import wiki_pb2_grpc as wg
+from watercooler.profiles.v1 import profiles_pb2 as pp
+from watercooler.profiles.v1 import profiles_pb2_grpc as pg
+from watercooler.search.v1 import search_pb2_grpc as sg
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    media = platform.stub(mg.MediaServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    reader = unique("r")
+    platform.stub(pg.ProfileServiceStub, "profiles").CreateProfile(
+        pp.CreateProfileRequest(profile=pp.Profile(employee_id=reader, display_name=reader, department="Research")), metadata=platform.metadata()
+    )
+    md = platform.metadata(reader, "employee")
+    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("rt"), display_name="Retries", visibility=wp.INTERNAL)), metadata=md)
+    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Retried", body="x")), metadata=md)
+    video = media.RegisterMediaItem(
+        mp.RegisterMediaItemRequest(
+            media_item=mp.MediaItem(
+                title="Clip", kind=mp.MediaItem.VIDEO, size_bytes=1, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri="s3://b/c"
+            )
+        ),
+        metadata=md,
+    )
+
+    first = str(uuid.uuid4())
+    batch = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="web")] * 3, request_id=first)
+    assert wiki.BatchRecordPageViews(batch, metadata=md).recorded == 3
+    assert wiki.BatchRecordPageViews(batch, metadata=md).recorded == 3  # the retry gets the first answer
+    # Two copies racing each other: one is sent, the other waits for its outcome.
+    racing = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="app")] * 2, request_id=str(uuid.uuid4()))
+    with ThreadPoolExecutor(2) as pool:
+        assert [r.recorded for r in pool.map(lambda _: wiki.BatchRecordPageViews(racing, metadata=md), range(2))] == [2, 2]
+    # The same request_id with another body is refused, and sends nothing.
+    reused = rpc_error(wiki.BatchRecordPageViews, wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name)], request_id=first), metadata=md)
+    assert reused.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(reused) == ["request_id"]
+    # A new request_id is new views.
+    assert wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=batch.views, request_id=str(uuid.uuid4())), metadata=md).recorded == 3
+    single = wp.RecordPageViewRequest(view=wp.PageView(page=page.name), request_id=str(uuid.uuid4()))
+    wiki.RecordPageView(single, metadata=md)
+    wiki.RecordPageView(single, metadata=md)
+
+    download = mp.RecordDownloadRequest(download=mp.Download(media_item=video.name), request_id=str(uuid.uuid4()))
+    media.RecordDownload(download, metadata=md)
+    media.RecordDownload(download, metadata=md)
+    downloads = mp.BatchRecordDownloadsRequest(downloads=[mp.Download(media_item=video.name)] * 2, request_id=str(uuid.uuid4()))
+    media.BatchRecordDownloads(downloads, metadata=md)
+    media.BatchRecordDownloads(downloads, metadata=md)
+
+    # 3 + 2 + 3 + 1 views and 1 + 2 downloads. A last view without a request_id lands after
+    # all of them in the page's partition: once it is counted, everything before it is.
+    wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=md)
+    media.RecordDownload(mp.RecordDownloadRequest(download=mp.Download(media_item=video.name)), metadata=md)
+    eventually(lambda: counts(search, md, page.name).total >= 10, message="the page's views counted")
+    eventually(lambda: counts(search, md, video.name).total >= 4, message="the item's downloads counted")
+    assert counts(search, md, page.name).total == 10
+    assert counts(search, md, video.name).total == 4
+
+    # Each view was sent once, with a deterministic id: "{caller}/{request_id}/{index}".
+    facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+    ids = sorted(f.view_id for f in facts if f.target == page.name and f.view_id.startswith(f"{reader}/{first}/"))
+    assert ids == [f"{reader}/{first}/{index}" for index in range(3)]
