@@ -48,6 +48,16 @@ def platform_processes() -> list[ProcessSpec]:
     return specs
 
 
+def _own_session_ending_with_parent() -> None:
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        # Everything is crash-safe by design, and a wedged worker could ignore a gentler signal.
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 _COLOURS = ["36", "32", "35", "33", "34", "96", "92", "95", "93", "94"]
 
 
@@ -84,7 +94,9 @@ class Platform:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
+            # A session of its own: Ctrl-C reaches the supervisor, which stops children in order.
+            # And should the supervisor die without stopping them, they stop too (no orphans).
+            preexec_fn=_own_session_ending_with_parent,
         )
         self.procs[name] = proc
         threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
