@@ -34,6 +34,10 @@ from .kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
+# How long a batch may take to be acknowledged and committed before the relay gives up on
+# its producer, fences it with a new one and sends the batch again.
+SEND_TIMEOUT_SECONDS = 30.0
+
 
 def committed_position(settings: Settings, topic: str) -> int:
     """The highest store sequence committed to ``topic`` (0 if none)."""
@@ -106,6 +110,8 @@ class Relay:
             transactional_id=f"{self.settings.consumer_group('relay')}.{self.service}",
             enable_idempotence=True,
             acks="all",
+            request_timeout_ms=10_000,
+            delivery_timeout_ms=25_000,
             linger_ms=5,
             batch_size=256 * 1024,
             compression_type="gzip",
@@ -141,14 +147,22 @@ class Relay:
             return len(notifications)
         self.producer.begin_transaction()
         try:
-            for envelope in envelopes:
+            futures = [
                 self.producer.send(
                     self.topic,
                     key=envelope.aggregate_id.encode(),
                     value=envelope.SerializeToString(),
                     headers=[("event_type", envelope.event_type.encode()), ("event_id", envelope.event_id.encode())],
                 )
-            self.producer.commit_transaction()
+                for envelope in envelopes
+            ]
+            # Every record acknowledged (or its error raised) before the commit is asked for:
+            # kafka-python's commit_transaction() waits without a deadline, and a batch that
+            # failed while a broker was away would leave it waiting for ever.
+            self.producer.flush(timeout=SEND_TIMEOUT_SECONDS)
+            for future in futures:
+                future.get(timeout=SEND_TIMEOUT_SECONDS)
+            self._commit_within(SEND_TIMEOUT_SECONDS)
         except Exception:
             self._reset_producer()  # the next connect() aborts the open transaction by fencing
             raise
@@ -156,6 +170,26 @@ class Relay:
         metrics.EVENTS_PUBLISHED.labels(self.service).inc(len(envelopes))
         metrics.RELAY_LAG.labels(self.service).set(max(0, (self.app.recorder.max_notification_id() or 0) - last))
         return len(notifications)
+
+    def _commit_within(self, seconds: float) -> None:
+        """commit_transaction() with a deadline: on timeout the producer is abandoned and the
+        next one fences it, which aborts the transaction; the batch is sent again."""
+        errors: list[BaseException] = []
+
+        def commit() -> None:
+            try:
+                self.producer.commit_transaction()
+            except BaseException as exc:  # handed to the caller's thread
+                errors.append(exc)
+
+        committer = threading.Thread(target=commit, name=f"relay-commit-{self.service}", daemon=True)
+        committer.start()
+        committer.join(seconds)
+        if committer.is_alive():
+            self.producer = None  # stuck: do not wait for it to close
+            raise TimeoutError(f"commit of a batch to {self.topic} took over {seconds:.0f}s")
+        if errors:
+            raise errors[0]
 
     def run(self, idle_sleep: float = 0.02, max_idle_sleep: float = 0.25) -> None:
         ensure_topics(self.settings, (self.service,))
