@@ -32,12 +32,21 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback)
 
 
+def _default_data_dir() -> Path:
+    """`.data/` of the checkout when running from one (what `make run` uses, so the CLI's
+    tokens and status match the running platform), else the XDG data dir."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "Makefile").exists() and (checkout / "services").is_dir():
+        return checkout / ".data"
+    return _xdg("XDG_DATA_HOME", ".local/share") / "watercooler"
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where things live on disk. The cache holds downloaded distributions and
     # is shared by every checkout; the data dir holds state that survives restarts.
     cache_dir: Path = field(default_factory=lambda: Path(_env("WC_CACHE_DIR", str(_xdg("XDG_CACHE_HOME", ".cache") / "watercooler"))))
-    data_dir: Path = field(default_factory=lambda: Path(_env("WC_DATA_DIR", str(_xdg("XDG_DATA_HOME", ".local/share") / "watercooler"))))
+    data_dir: Path = field(default_factory=lambda: Path(_env("WC_DATA_DIR", str(_default_data_dir()))))
 
     # How Kafka / Elasticsearch / PostgreSQL are provided:
     #   local      - processes fetched from Maven Central / Debian and started by us (default)

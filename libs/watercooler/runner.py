@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,14 +49,13 @@ def platform_processes() -> list[ProcessSpec]:
     return specs
 
 
-def _own_session_ending_with_parent() -> None:
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        # Everything is crash-safe by design, and a wedged worker could ignore a gentler signal.
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """Should the supervisor die without stopping its children, they die too (no orphans
+    holding ports). util-linux's setpriv sets the parent-death signal before exec; a
+    preexec_fn could do the same but is unsafe in a process with threads, as ours are.
+    SIGKILL: everything is crash-safe by design, and a wedged worker could ignore less."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 _COLOURS = ["36", "32", "35", "33", "34", "96", "92", "95", "93", "94"]
@@ -87,16 +87,14 @@ class Platform:
             log_file = self._log_files.get(name) or open(self.log_dir / f"{name}.log", "a", encoding="utf-8")  # noqa: SIM115
             self._log_files[name] = log_file
         proc = subprocess.Popen(
-            spec.argv,
+            _dying_with_parent(spec.argv),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            # A session of its own: Ctrl-C reaches the supervisor, which stops children in order.
-            # And should the supervisor die without stopping them, they stop too (no orphans).
-            preexec_fn=_own_session_ending_with_parent,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
         )
         self.procs[name] = proc
         threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
