@@ -53,7 +53,8 @@ def free_port() -> int:
 
 
 def eventually(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.25, message: str = "") -> T:
-    """Retry ``check`` until it returns a truthy value without raising AssertionError."""
+    """Retry ``check`` until it returns a truthy value without raising AssertionError (or a
+    KeyError/IndexError from looking up something not projected yet)."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while True:
@@ -61,7 +62,7 @@ def eventually(check: Callable[[], T], timeout: float = 60.0, interval: float = 
             result = check()
             if result:
                 return result
-        except AssertionError as exc:
+        except (AssertionError, KeyError, IndexError) as exc:  # "not there yet"
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {timeout:.0f}s: {message or check} ({last})")

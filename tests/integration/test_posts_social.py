@@ -100,7 +100,11 @@ def test_threaded_comments_edit_delete_and_likes(platform, posts, search):
         return comments
 
     eventually(thread, message="threaded comments")
-    eventually(lambda: found(search, as_bob, kind="micro", author=f"profiles/{ana}")[m.name].like_count == 1, message="micropost like")
+    def micropost_likes() -> int:
+        hit = found(search, as_bob, kind="micro", author=f"profiles/{ana}").get(m.name)
+        return hit.like_count if hit is not None else -1  # not indexed yet
+
+    eventually(lambda: micropost_likes() == 1, message="micropost like")
     posts.DeleteComment(pb.DeleteCommentRequest(name=answer.name), metadata=as_ana)
     eventually(lambda: [c.name for c in search.ListComments(sp.ListCommentsRequest(target=post.name), metadata=as_bob).comments] == [top.name])
 
