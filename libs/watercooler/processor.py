@@ -31,8 +31,10 @@ BATCH_SIZE = 500
 BATCH_WITHIN_SECONDS = 0.1
 
 
-def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]], settings: Settings) -> faust.App:
-    app = faust.App(
+def faust_app(name: str, settings: Settings, commit_every: int = BATCH_SIZE) -> faust.App:
+    """The faust App every Watercooler worker runs: raw bytes in and out, offsets committed
+    only after a batch is handled, and a killed worker replaced within seconds."""
+    return faust.App(
         settings.consumer_group(name),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -43,12 +45,16 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_commit_every=BATCH_SIZE,
+        broker_commit_every=commit_every,
         broker_commit_interval=0.5,
         # A worker killed without goodbye is replaced within seconds, not a minute.
         broker_session_timeout=10,
         broker_heartbeat_interval=1,
     )
+
+
+def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]], settings: Settings) -> faust.App:
+    app = faust_app(name, settings)
     es = es_client(settings)
     dead_letters = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
 

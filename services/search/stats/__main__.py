@@ -11,6 +11,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from watercooler import config, logs, metrics
+from watercooler.processor import faust_app
 from watercooler.projection import es_client
 
 from . import modules
@@ -34,23 +35,7 @@ def _ensure_topics(settings: config.Settings, names: list[str]) -> None:
 def main() -> None:
     settings = config.load()
     logs.setup("stats", settings.log_level, settings.log_format)
-    app = faust.App(
-        settings.consumer_group("search-stats"),
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_every=5000,
-        broker_commit_interval=0.5,
-        # A worker killed without goodbye is replaced within seconds, not a minute.
-        broker_session_timeout=10,
-        broker_heartbeat_interval=1,
-    )
+    app = faust_app("search-stats", settings, commit_every=5000)
     es = es_client(settings)
     stats_modules = modules()
     for module in stats_modules:
