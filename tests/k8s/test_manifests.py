@@ -258,7 +258,7 @@ def topics_the_code_uses() -> set[str]:
     groups = set()
     for main in (ROOT / "services").rglob("__main__.py"):
         text = main.read_text()
-        groups |= set(re.findall(r'create_app\(\s*"([^"]+)"', text)) | set(re.findall(r'consumer_group\(\s*"([^"]+)"', text))
+        groups |= set(re.findall(r'(?:create_app|faust_app)\(\s*"([^"]+)"', text)) | set(re.findall(r'consumer_group\(\s*"([^"]+)"', text))
     assert {"search-projections", "search-stats"} <= groups
     topics |= {f"{g}-__assignor-__leader" for g in groups}
     try:  # facts written by the posts service and counted by the stats worker
