@@ -41,6 +41,8 @@ def faust_app(name: str, settings: Settings, commit_every: int = BATCH_SIZE) -> 
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
+        # faust keeps a per-app folder even with memory tables; under the data dir, not the cwd.
+        datadir=str(settings.data_dir / "faust" / "{conf.name}-data"),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
