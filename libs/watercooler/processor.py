@@ -34,6 +34,8 @@ BATCH_WITHIN_SECONDS = 0.1
 def faust_app(name: str, settings: Settings, commit_every: int = BATCH_SIZE) -> faust.App:
     """The faust App every Watercooler worker runs: raw bytes in and out, offsets committed
     only after a batch is handled, and a killed worker replaced within seconds."""
+    # faust makes only the last level of its data dir.
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.consumer_group(name),
         broker=f"kafka://{settings.kafka_bootstrap}",
