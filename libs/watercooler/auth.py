@@ -15,6 +15,7 @@ the key there, so the provider can rotate keys without a redeploy.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import os
 import time
@@ -138,6 +139,13 @@ class TokenVerifier:
         self.public_key: bytes | None = _public_key(settings) if use_file else None
         # The key set is cached (5 min) and refetched when an unknown kid shows up (rotation).
         self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_jwk_set=True, lifespan=300, timeout=5) if settings.jwt_jwks_url else None
+        # A client sends the same token with every call: an RS256 check per call was a few
+        # per cent of a write's CPU.  Verified tokens are remembered briefly (expiry still
+        # checked on each use; a rotated-out key stops being trusted within VERIFIED_TTL).
+        self._verified: collections.OrderedDict[str, tuple[Principal, float, float]] = collections.OrderedDict()
+
+    VERIFIED_TTL = 60.0
+    VERIFIED_MAX = 10_000
 
     def _key_for(self, token: str) -> Any:
         try:
@@ -159,6 +167,23 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("authorization must be 'Bearer <jwt>'", field="authorization")
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at, verified_at = cached
+            del self._verified[token]
+            if now >= expires_at:
+                raise Unauthenticated("token expired", field="authorization")
+            if now - verified_at < self.VERIFIED_TTL:
+                self._verified[token] = cached  # most recently used last
+                return principal
+        principal, expires_at = self._verify(token)
+        self._verified[token] = (principal, expires_at, now)
+        if len(self._verified) > self.VERIFIED_MAX:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         key = self._key_for(token)
         try:
             claims = jwt.decode(
@@ -181,4 +206,4 @@ class TokenVerifier:
             kind=kind,
             display_name=str(claims.get("name", "")),
             jams=tuple(claims.get("wc_jams", ())),
-        )
+        ), float(claims["exp"])

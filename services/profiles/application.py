@@ -6,12 +6,13 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
-from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication, uuid7
 from watercooler.text import clean, has_control_characters
 
 from .domainmodel import (
     ALUMNI,
+    INVITE_ONLY,
     Community,
     Connection,
     Follow,
@@ -49,16 +50,18 @@ class ProfilesApplication(EventSourcedApplication):
 
         def decide() -> Profile:
             values = validate_fields(fields, creating=True)
-            if self.exists(profile_id(employee_id)):
-                raise AlreadyExists(f"profiles/{employee_id} already exists", field="employee_id")
             if values.get("manager_id"):
-                self._check_manager(employee_id, values["manager_id"])
+                # No existing profile can name this new id as its manager (unknown managers are
+                # refused), so a new profile cannot close a cycle: the manager must only exist.
+                self._check_new_manager(employee_id, values["manager_id"])
+            # Whether the id is taken is left to the store: saving version 1 of an existing
+            # profile fails atomically (one read fewer on the hottest write of a bulk import).
             return Profile.create(employee_id, values)
 
         try:
             return self.run_command(ctx, "CreateProfile", request_fingerprint, decide)  # type: ignore[return-value]
         except Aborted:
-            # Lost a race with another create of the same employee id.
+            # The id exists already, or a concurrent create of it won the race.
             raise AlreadyExists(f"profiles/{employee_id} already exists", field="employee_id") from None
 
     def update_profile(
@@ -122,6 +125,15 @@ class ProfilesApplication(EventSourcedApplication):
     def get_community(self, community_id: str, field: str = "name") -> Community:
         validate_community_id(community_id, field=field)
         return self.load(community_id_of(community_id), Community, f"communities/{community_id}", field=field)
+
+    def list_members(self, principal: Any, community_id: str) -> list[str]:
+        """The member ids, sorted. An INVITE_ONLY community's list is for its members and
+        services: the community itself stays listed in the directory (GetCommunity answers
+        everyone), so others get PERMISSION_DENIED rather than a NOT_FOUND that would lie."""
+        community = self.get_community(community_id, "parent")
+        if community.access == INVITE_ONLY and not (principal.is_service or community.is_member(principal.subject)):
+            raise PermissionDenied(f"the members of invite-only communities/{community_id} are listed to its members only", field="parent")
+        return sorted(community.members)
 
     def change_membership(self, ctx: CommandContext, action: str, community_id: str, member_id: str, request_fingerprint: str) -> Community:
         """join / leave (the member themself, or a service) and invite / remove (by the caller)."""
@@ -259,6 +271,14 @@ class ProfilesApplication(EventSourcedApplication):
             return None
 
     # --- rules that need other aggregates -------------------------------------------------------
+    def _check_new_manager(self, employee_id: str, manager_id: str) -> None:
+        if manager_id == employee_id:
+            raise InvalidArgument(f"profiles/{manager_id} would make a management cycle", field="manager")
+        try:
+            self.load(profile_id(manager_id), Profile, f"profiles/{manager_id}")
+        except NotFound:
+            raise InvalidArgument(f"profiles/{manager_id} does not exist", field="manager") from None
+
     def _check_manager(self, employee_id: str, manager_id: str) -> None:
         """The manager must exist, and following the chain up must never come back."""
         seen = {employee_id}
@@ -267,9 +287,10 @@ class ProfilesApplication(EventSourcedApplication):
             if current in seen:
                 raise InvalidArgument(f"profiles/{manager_id} would make a management cycle", field="manager")
             seen.add(current)
-            if not self.exists(profile_id(current)):
-                raise InvalidArgument(f"profiles/{current} does not exist", field="manager")
-            current = self.get_profile(current).manager_id
+            try:
+                current = self.load(profile_id(current), Profile, f"profiles/{current}").manager_id
+            except NotFound:
+                raise InvalidArgument(f"profiles/{current} does not exist", field="manager") from None
             if not current:
                 return
         raise InvalidArgument(f"management chain is deeper than {MAX_MANAGER_CHAIN}", field="manager")

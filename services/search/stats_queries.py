@@ -28,26 +28,31 @@ MAX_TOP = 50
 # may see, up to this many (the most recent); services count them all.
 MAX_RATED_POSTS = 10_000
 MAX_HIDDEN_MEDIA = 10_000
+# Active blogs per department/country: the owner's department is on the blog, the activity
+# on its posts, so the blogs of the department are looked up first (17,000 blogs company-wide).
+MAX_BLOGS_PER_FILTER = 65_000
+COMMENTED = ("posts/", "microposts/", "pages/", "media/")
 
 # metric -> (filters it accepts)
 METRICS: dict[str, tuple[str, ...]] = {
-    "blogs": ("department",),
-    "active_blogs": (),
+    "blogs": ("department", "country"),
+    "active_blogs": ("department", "country"),
     "posts": ("blog",),
     "microposts": (),
-    "comments": (),
-    "ratings": ("blog",),
+    "comments": ("target",),
+    "ratings": ("blog", "target"),
+    "tags": ("blog",),
     "bookmarks": (),
     "wiki_views": ("target", "space", "department"),
     "media_downloads": ("target", "department"),
-    "people": ("department",),
-    "alumni": ("department",),
+    "people": ("department", "country"),
+    "alumni": ("department", "country"),
     "jam_activity": ("jam",),
     "jam_votes": ("jam",),
     "jam_participants": ("jam",),
     "jam_tone": ("jam",),
 }
-FILTERS = ("target", "space", "department", "jam", "blog")
+FILTERS = ("target", "space", "department", "jam", "blog", "country")
 
 
 class Stats:
@@ -86,6 +91,8 @@ class Stats:
             return response
         index, time_field, filters, aggregate = await self._plan(scope, request, metric)
         await self._count(index, time_field, filters, aggregate, interval, start, end, response)
+        if metric == "tags":
+            await self._top_tags(index, time_field, filters, start, end, top, response)
         return response
 
     async def _plan(self, scope: Scope, request: sp.GetStatsRequest, metric: str) -> tuple[str, str, list[dict[str, Any]], dict[str, Any] | None]:
@@ -95,37 +102,76 @@ class Stats:
             from .visibility import content_filter
 
             filters = content_filter(scope.principal, scope.communities, "owner_id")
-            if request.department:
-                filters.append({"term": {"owner_department": request.department}})
+            filters.extend(_owner_filters(request))
             return settings.index_alias("blogs"), "created_at", filters, None
-        if metric in ("active_blogs", "posts"):
+        if metric in ("active_blogs", "posts", "tags"):
             filters = [_kind_clause(settings, scope, "post"), {"term": {"state": "PUBLISHED"}}]
             if request.blog:
                 filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
+            if metric == "active_blogs" and (request.department or request.country):
+                filters.append({"terms": {"blog": await self._blogs_of(scope, request)}})
+            if metric == "tags":
+                filters.append({"exists": {"field": "tags"}})
             aggregate = {"cardinality": {"field": "blog", "precision_threshold": 40000}} if metric == "active_blogs" else None
             return index_of(settings, "post"), "published_at", filters, aggregate
         if metric == "microposts":
             return index_of(settings, "micropost"), "created_at", [_kind_clause(settings, scope, "micropost")], None
         if metric == "comments":
-            return index_of(settings, "comment"), "created_at", [_kind_clause(settings, scope, "comment")], None
+            filters = [_kind_clause(settings, scope, "comment")]
+            if request.target:
+                if not request.target.startswith(COMMENTED) or request.target.count("/") != 1:
+                    raise InvalidArgument("must name a post, micropost, wiki page or media item, e.g. 'posts/{id}'", field="target")
+                filters.append({"term": {"target": request.target}})
+            return index_of(settings, "comment"), "created_at", filters, None
         if metric == "bookmarks":
             return index_of(settings, "bookmark"), "saved_at", [_kind_clause(settings, scope, "bookmark")], None
         if metric in ("people", "alumni"):
             filters = [_kind_clause(settings, scope, "person"), {"term": {"alumni": metric == "alumni"}}]
             if request.department:
                 filters.append({"term": {"department": request.department}})
+            if request.country:
+                filters.append({"term": {"country": request.country}})
             return index_of(settings, "person"), "created_at", filters, None
         if metric == "ratings":
             filters: list[dict[str, Any]] = [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]
-            if request.blog or not scope.principal.is_service:
+            if request.target and (not request.target.startswith("posts/") or request.target.count("/") != 1):
+                raise InvalidArgument("must look like 'posts/{id}'", field="target")
+            if request.blog or request.target or not scope.principal.is_service:
                 post_filters = [_kind_clause(settings, scope, "post")]
                 if request.blog:
                     post_filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
+                if request.target:  # a post the caller may not see counts nothing
+                    post_filters.append({"term": {"name": request.target}})
                 found = await self.es.search(index=index_of(settings, "post"), query={"bool": {"filter": post_filters}}, source=["name"],
                                              size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}], ignore_unavailable=True)
                 filters.append({"terms": {"target": [h["_source"]["name"] for h in found["hits"]["hits"]]}})
             return settings.index_alias("reactions"), "updated_at", filters, None
         raise AssertionError(metric)
+
+    async def _blogs_of(self, scope: Scope, request: sp.GetStatsRequest) -> list[str]:
+        """Handles of the blogs (the caller may see) whose owner is in the requested department/country."""
+        from .visibility import content_filter
+
+        filters = [*content_filter(scope.principal, scope.communities, "owner_id"), *_owner_filters(request)]
+        result = await self.es.search(index=self.settings.index_alias("blogs"), size=0, query={"bool": {"filter": filters}},
+                                      aggs={"h": {"terms": {"field": "handle", "size": MAX_BLOGS_PER_FILTER}}}, ignore_unavailable=True)
+        return [b["key"] for b in result.get("aggregations", {}).get("h", {}).get("buckets", [])]
+
+    async def _top_tags(self, index: str, time_field: str, filters: list[dict[str, Any]], start: dt.datetime | None,
+                        end: dt.datetime | None, top: int, response: sp.GetStatsResponse) -> None:
+        """Popular tags: total = distinct tags on the posts counted, top = tags by number of posts."""
+        bounds = {k: v.isoformat() for k, v in (("gte", start), ("lt", end)) if v}
+        if bounds:
+            filters = [*filters, {"range": {time_field: bounds}}]
+        result = await self.es.search(index=index, size=0, query={"bool": {"filter": filters}}, ignore_unavailable=True, aggs={
+            "distinct": {"cardinality": {"field": "tags", "precision_threshold": 40000}},
+            "top": {"terms": {"field": "tags", "size": top, "order": [{"_count": "desc"}, {"_key": "asc"}]}}})
+        a = result.get("aggregations")
+        if not a:
+            return
+        response.total = float(a["distinct"]["value"])
+        for b in a["top"]["buckets"]:
+            response.top.add(name=f"tags/{b['key']}", title=b["key"], value=float(b["doc_count"]))
 
     async def _count(self, index: str, time_field: str, filters: list[dict[str, Any]], aggregate: dict[str, Any] | None,
                      interval: str, start: dt.datetime | None, end: dt.datetime | None, response: sp.GetStatsResponse, value_field: str = "") -> None:
@@ -234,6 +280,15 @@ class Stats:
             jam = doc["jam_id"]
             for row in doc.get("leaderboard", [])[:top]:
                 response.top.add(name=f"jams/{jam}/ideas/{row['idea_id']}", title=row["title"], value=float(row["votes"]))
+
+
+def _owner_filters(request: sp.GetStatsRequest) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = []
+    if request.department:
+        filters.append({"term": {"owner_department": request.department}})
+    if request.country:
+        filters.append({"term": {"owner_country": request.country}})
+    return filters
 
 
 def _truncate(when: dt.datetime, interval: str, step: dt.timedelta) -> dt.datetime:

@@ -17,6 +17,7 @@ from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.posts.v1 import media_pb2 as mp
 from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.profiles.v1 import profiles_pb2 as prp
 from watercooler.search.v1 import search_pb2 as sp
 
 pytestmark = pytest.mark.integration
@@ -94,6 +95,41 @@ def test_content_stats_totals_and_daily_series(company):
     assert stats(s, md, metric="alumni", department=company["department"]).total == 0
     assert stats(s, md, metric="blogs").total >= 1 and stats(s, md, metric="active_blogs", **today_range()).total >= 1
     assert stats(s, md, metric="comments").total >= 1
+
+
+def test_blog_stats_by_owner_department_and_country_comments_ratings_per_post_and_popular_tags(company, platform):
+    s, md = company["s"], company["as_ana"]
+    department, blog, posts, tag = company["department"], company["blog"], company["posts"], company["tag"]
+    # Blogs and active blogs by the owner's department (Ana's blog; Bob has none).
+    assert stats(s, md, metric="blogs", department=department).total == 1
+    active = stats(s, md, metric="active_blogs", department=department, **today_range())
+    assert active.total == 1 and active.series[-1].value == 1
+    assert stats(s, md, metric="active_blogs", department=unique("Nobody-"), **today_range()).total == 0
+    # By country: a blogger in a country of her own department, so other tests' blogs do not count.
+    abroad = unique("Abroad-")
+    person = unique("e")
+    s.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=person, display_name="Zoë Abroad", department=abroad, country="pt")),
+                             metadata=platform.metadata())
+    as_zoe = platform.metadata(person, "employee")
+    zoe_blog = s.blog(as_zoe)
+    s.post(as_zoe, zoe_blog, "Olá", "body", tags=[tag])
+    eventually(lambda: stats(s, md, metric="active_blogs", department=abroad, country="PT", **today_range()).total == 1, timeout=60, message="active blog in PT")
+    assert stats(s, md, metric="blogs", department=abroad, country="PT").total == 1
+    assert stats(s, md, metric="blogs", department=abroad, country="DE").total == 0
+    assert stats(s, md, metric="people", department=abroad, country="PT").total == 1
+    # Comments and ratings per post.
+    assert stats(s, md, metric="comments", target=posts[0]).total == 1
+    assert stats(s, md, metric="comments", target=posts[1]).total == 0
+    assert stats(s, md, metric="ratings", target=posts[0]).total == 1
+    assert stats(s, md, metric="ratings", target=posts[2]).total == 0
+    for kwargs in ({"metric": "comments", "target": "blogs/x"}, {"metric": "ratings", "target": "pages/x"}):
+        error = rpc_error(s.search.GetStats, sp.GetStatsRequest(**kwargs), metadata=md)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "target" in bad_request_fields(error)
+    # Popular tags: within Ana's blog one tag on three posts; across blogs Zoë's post adds one more.
+    in_blog = stats(s, md, metric="tags", blog=blog, top_size=5)
+    assert in_blog.total == 1 and [(t.name, t.title, t.value) for t in in_blog.top] == [(f"tags/{tag}", tag, 3.0)]
+    everywhere = stats(s, md, metric="tags", top_size=50)
+    assert ("tags/" + tag, 4.0) in [(t.name, t.value) for t in everywhere.top]
 
 
 def test_views_downloads_and_top_pages(company):

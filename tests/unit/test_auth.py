@@ -54,3 +54,29 @@ def test_unsigned_token_is_refused(settings):
     token = jwt.encode({"sub": "e1", "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "exp": 2**40}, None, algorithm="none")
     with pytest.raises(Unauthenticated):
         auth.TokenVerifier(settings).verify(f"Bearer {token}")
+
+
+def test_a_remembered_token_is_still_refused_once_it_expires(settings, monkeypatch):
+    token = auth.issue_token(settings, "e1", ttl_seconds=30)
+    verifier = auth.TokenVerifier(settings)
+    first = verifier.verify(f"Bearer {token}")
+    calls = []
+    real = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: calls.append(t) or real(t))
+    assert verifier.verify(f"Bearer {token}") == first and calls == []  # remembered, not checked again
+    clock = auth.time.time() + 31
+    monkeypatch.setattr(auth.time, "time", lambda: clock)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(f"Bearer {token}")
+
+
+def test_a_remembered_token_is_verified_again_after_the_ttl(settings, monkeypatch):
+    token = auth.issue_token(settings, "e1", ttl_seconds=3600)
+    verifier = auth.TokenVerifier(settings)
+    verifier.verify(f"Bearer {token}")
+    calls = []
+    real = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: calls.append(t) or real(t))
+    clock = auth.time.time() + verifier.VERIFIED_TTL + 1
+    monkeypatch.setattr(auth.time, "time", lambda: clock)
+    assert verifier.verify(f"Bearer {token}").subject == "e1" and len(calls) == 1
