@@ -219,10 +219,9 @@ class EventSourcedApplication(Application):
           and records nothing new; the same id with a different request is refused.
         - A concurrent change to the same aggregate makes the save fail: ABORTED.
         """
-        if ctx.request_id:
-            earlier = self._replay_earlier(ctx, command, request_fingerprint)
-            if earlier is not None:
-                return earlier
+        # No read for the request id up front: the command record below has an id derived
+        # from it, so a retry can never save twice — its save collides (IntegrityError) or
+        # its decision fails (DomainError), and both paths return the first run's result.
         try:
             with command_meta(ctx):
                 result = decide()
