@@ -1,6 +1,9 @@
 """Optional mutual TLS between services (WC_TLS_CERT / WC_TLS_KEY / WC_TLS_CA): a
 profiles process started with it accepts only clients presenting a certificate signed
-by the same CA. Certificates are generated here with ``cryptography``."""
+by the same CA; and a whole platform started with it (every service, relay and
+processor, each with a certificate of its own) works end to end, service-to-service
+calls included, while a client without a certificate is refused by every service.
+Certificates are generated here with ``cryptography``."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import ipaddress
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import grpc
@@ -19,11 +23,21 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import free_port
+from tests.conftest import ARTIFACTS, eventually, free_port
+from tests.integration.test_faults import _drop_namespace
 from watercooler import client
+from watercooler.config import SERVICES
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import posts_pb2_grpc as pbg
+from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.posts.v1 import wiki_pb2_grpc as wg
+from watercooler.profiles.v1 import communities_pb2 as cp
+from watercooler.profiles.v1 import communities_pb2_grpc as cg
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
-from watercooler.runner import ROOT
+from watercooler.runner import ROOT, Platform
+from watercooler.search.v1 import search_pb2 as sp
+from watercooler.search.v1 import search_pb2_grpc as sg
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +66,7 @@ def make_ca(name: str):
 
 
 def issue(ca_key, ca_cert, name: str, usage) -> tuple[bytes, bytes]:
+    """A certificate for 127.0.0.1/localhost; ``usage`` is one extended key usage or a list."""
     key = _key()
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -59,7 +74,7 @@ def issue(ca_key, ca_cert, name: str, usage) -> tuple[bytes, bytes]:
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage if isinstance(usage, list) else [usage]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM)
@@ -127,3 +142,104 @@ def test_half_a_tls_configuration_is_refused(platform):
     with pytest.raises(ValueError, match="WC_TLS_CA"):
         client.tls_enabled(dataclasses.replace(platform.settings, tls_cert="/x.crt", tls_key="/x.key", tls_ca=""))
     assert not client.tls_enabled(platform.settings)  # off by default
+
+
+# --- a whole platform over mutual TLS -----------------------------------------------------------------
+BOTH_WAYS = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+@pytest.fixture()
+def tls_platform(platform, tmp_path):
+    """Every process of the platform (services, relays, processors) in a namespace of its own,
+    each with its own certificate (server and client) from a CA made for the test; returns the
+    service addresses and the settings of a client holding a certificate from that CA."""
+    ca_key, ca_cert = make_ca("watercooler-platform-test-ca")
+    namespace = f"{platform.settings.namespace}tls"
+    ports = {service: free_port() for service in SERVICES}
+    env = {"WC_NAMESPACE": namespace, "WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000",
+           "WC_SEARCH_HTTP_PORT": str(free_port())}
+    for service, port in ports.items():
+        env[f"WC_{service.upper()}_PORT"] = str(port)
+        env[f"WC_{service.upper()}_METRICS_PORT"] = "0"
+    running = Platform(platform.settings, env=env, log_dir=ARTIFACTS / "logs" / namespace)
+    for name, spec in running.specs.items():
+        (tmp_path / name).mkdir()
+        identity = write_identity(tmp_path / name, name, ca_key, ca_cert, BOTH_WAYS)
+        spec.env = {"WC_TLS_CERT": identity["tls_cert"], "WC_TLS_KEY": identity["tls_key"], "WC_TLS_CA": identity["tls_ca"]}
+    (tmp_path / "client").mkdir()
+    settings = dataclasses.replace(platform.settings, namespace=namespace,
+                                   **write_identity(tmp_path / "client", "dashboard", ca_key, ca_cert, ExtendedKeyUsageOID.CLIENT_AUTH))
+    addresses = {service: f"127.0.0.1:{port}" for service, port in ports.items()}
+    try:
+        # Not running.start(): its readiness check would dial this process's own ports, in plaintext.
+        for name in running.specs:
+            running.start_process(name)
+        for address in addresses.values():
+            client.wait_serving(address, 180, settings=settings)  # health checks over mutual TLS
+        yield addresses, settings
+    finally:
+        running.stop()
+        _drop_namespace(platform, namespace)
+
+
+def test_a_whole_platform_over_mutual_tls_serves_end_to_end_and_refuses_clients_without_a_certificate(platform, tls_platform):
+    addresses, settings = tls_platform
+    channels = {service: grpc.secure_channel(address, client.channel_credentials(settings)) for service, address in addresses.items()}
+    try:
+        profiles, communities = pg.ProfileServiceStub(channels["profiles"]), cg.CommunityServiceStub(channels["profiles"])
+        posts, wiki, search = pbg.PostServiceStub(channels["posts"]), wg.WikiServiceStub(channels["posts"]), sg.SearchServiceStub(channels["search"])
+        tag = uuid.uuid4().hex[:8]
+        ana, mia, olaf = (f"{who}-{tag}" for who in ("ana", "mia", "olaf"))
+        department = f"Dept-{tag}"
+        for person in (ana, mia, olaf):
+            profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=person, display_name=person, department=department)),
+                                   metadata=platform.metadata(), timeout=10)
+        as_ana, as_mia, as_olaf = (platform.metadata(p, "employee") for p in (ana, mia, olaf))
+        community = communities.CreateCommunity(
+            cp.CreateCommunityRequest(community=cp.Community(community_id=f"tls-{tag}", display_name="Guild", access=cp.Community.OPEN)), metadata=as_ana, timeout=10
+        ).name
+        communities.JoinCommunity(cp.JoinCommunityRequest(name=community), metadata=as_mia, timeout=10)
+
+        # posts -> profiles (sync client): the blog owner's profile, then community membership.
+        blog = posts.CreateBlog(pb.CreateBlogRequest(blog=pb.Blog(handle=f"b-{tag}", title="Guild blog", visibility=pb.Audience.INTERNAL)), metadata=as_ana, timeout=10)
+        draft = posts.CreatePost(pb.CreatePostRequest(parent=blog.name, post=pb.Post(title=f"guild plans {tag}", visibility=pb.Audience.COMMUNITY, community=community)),
+                                 metadata=as_ana, timeout=10)
+        post = posts.PublishPost(pb.PublishPostRequest(name=draft.name), metadata=as_ana, timeout=10)
+        assert posts.GetPost(pb.GetPostRequest(name=post.name), metadata=as_mia, timeout=10).title == f"guild plans {tag}"
+        with pytest.raises(grpc.RpcError) as refused:
+            posts.GetPost(pb.GetPostRequest(name=post.name), metadata=as_olaf, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+
+        # posts -> profiles (asyncio client): the viewer's department is looked up when a view is recorded.
+        space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=f"tls-{tag}", display_name="TLS", visibility=wp.INTERNAL)), metadata=as_ana, timeout=10)
+        page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Seen", body="x")), metadata=as_ana, timeout=10)
+        assert wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=as_mia, timeout=10).recorded == 1
+
+        # Relays, Kafka, the projections and stats workers, Elasticsearch, and search over mutual TLS.
+        def found(metadata) -> set[str]:
+            return {hit.name for hit in search.SearchPosts(sp.SearchPostsRequest(author=f"profiles/{ana}"), metadata=metadata, timeout=10).posts}
+
+        eventually(lambda: post.name in found(as_mia), timeout=90, message="the community post searchable by a member")
+        assert post.name not in found(as_olaf)
+        stats = sp.GetStatsRequest(metric="wiki_views", target=page.name, department=department)
+        eventually(lambda: search.GetStats(stats, metadata=platform.metadata(), timeout=10).total == 1, timeout=90, message="the view counted under the viewer's department")
+    finally:
+        for channel in channels.values():
+            channel.close()
+
+    # Without a certificate of our CA, no service lets a client in.
+    for service, address in addresses.items():
+        with grpc.insecure_channel(address) as plain:
+            assert _health(plain) == grpc.StatusCode.UNAVAILABLE, f"{service} answered plaintext"
+        with grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=Path(settings.tls_ca).read_bytes())) as anonymous:
+            assert _health(anonymous) == grpc.StatusCode.UNAVAILABLE, f"{service} let in a client without a certificate"
+
+
+def _health(channel: grpc.Channel) -> grpc.StatusCode:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        return grpc.StatusCode.OK
+    except grpc.RpcError as error:
+        return error.code()

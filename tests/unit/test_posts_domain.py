@@ -227,3 +227,32 @@ def test_a_view_request_id_sends_once_and_a_reuse_with_another_body_is_refused()
 
     asyncio.run(scenario())
     assert sent == ["r1", "r2", "r3", "r4", "r1 forgotten"]
+
+
+def test_a_view_whose_caller_gave_up_is_still_sent_once_and_its_retry_waits_for_it() -> None:
+    import asyncio
+
+    from services.posts.library.viewlog import RecentRequests
+
+    sent: list[str] = []
+
+    async def scenario() -> None:
+        recent = RecentRequests(size=10)
+        kafka_back = asyncio.Event()
+
+        async def send(tag: str) -> int:
+            await kafka_back.wait()  # the producer holds the fact until Kafka is back
+            sent.append(tag)
+            return 1
+
+        key = ("views", "ana", "r1")
+        # The first caller's deadline passes while the fact sits in the producer.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(recent.once(key, "f1", lambda: send("first")), timeout=0.05)
+        retry = asyncio.ensure_future(recent.once(key, "f1", lambda: send("retry")))
+        await asyncio.sleep(0.01)
+        kafka_back.set()
+        assert await retry == 1
+
+    asyncio.run(scenario())
+    assert sent == ["first"]

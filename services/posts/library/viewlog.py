@@ -161,20 +161,19 @@ class RecentRequests:
             if earlier[0] != fingerprint:
                 raise InvalidArgument("request_id was already used for a different request", field="request_id")
             return await asyncio.shield(earlier[2])
-        outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # The send runs as a task of its own: a caller that gives up (deadline, cancel) must not
+        # make us forget a fact already handed to the producer, or its retry would count it
+        # twice once Kafka takes both.  The entry goes only when the send itself fails.
+        outcome: asyncio.Future[int] = asyncio.ensure_future(send())
         self._entries[key] = (fingerprint, now, outcome)
-        try:
-            recorded = await send()
-        except BaseException as exc:
-            self._entries.pop(key, None)
-            if isinstance(exc, Exception):
-                outcome.set_exception(exc)
-                outcome.exception()  # retrieved: a failure nobody retried is not an "unretrieved" warning
-            else:
-                outcome.cancel()
-            raise
-        outcome.set_result(recorded)
-        return recorded
+
+        def forget_if_failed(task: asyncio.Future[int]) -> None:
+            failed = task.cancelled() or task.exception() is not None  # (retrieves the exception)
+            if failed and self._entries.get(key, (None, None, None))[2] is task:
+                self._entries.pop(key, None)
+
+        outcome.add_done_callback(forget_if_failed)
+        return await asyncio.shield(outcome)
 
 
 class FactLog:
