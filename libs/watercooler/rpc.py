@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -86,22 +90,66 @@ def parse_name(name: str, collection: str, field: str = "name") -> str:
 
 
 # --- page tokens (AIP-158): opaque to callers, bound to the query they came from ---------------
-def encode_page_token(position: Any, query_key: str) -> str:
-    raw = json.dumps({"p": position, "q": query_key}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# A token is base64url(JSON {position, query key, issue time}) "." base64url(HMAC-SHA256 tag):
+# the tag makes an edited or garbled token INVALID_ARGUMENT instead of a malformed search, and
+# the issue time lets tokens expire (AIP-158 allows it; positions into live indices go stale).
+# The key is WC_PAGE_TOKEN_SECRET, the same on every replica so any replica takes any token;
+# unset, a built-in key still detects garbling and expiry but not a deliberate forgery.
+PAGE_TOKEN_TTL_SECONDS = 3600
+PAGE_TOKEN_MAX_CHARS = 8192
+_PAGE_TOKEN_SKEW_SECONDS = 300  # clocks of replicas may differ a little
 
 
-def decode_page_token(token: str, query_key: str) -> Any:
+def _page_token_tag(payload: bytes) -> bytes:
+    secret = os.environ.get("WC_PAGE_TOKEN_SECRET") or "watercooler-page-token-v1"
+    return hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
+
+
+def page_token_ttl() -> int:
+    """Seconds a page token stays valid (WC_PAGE_TOKEN_TTL_SECONDS, default one hour)."""
+    try:
+        return max(1, int(os.environ.get("WC_PAGE_TOKEN_TTL_SECONDS") or PAGE_TOKEN_TTL_SECONDS))
+    except ValueError:
+        return PAGE_TOKEN_TTL_SECONDS
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode())
+
+
+def encode_page_token(position: Any, query_key: str, issued_at: float | None = None) -> str:
+    issued = int(time.time() if issued_at is None else issued_at)
+    payload = json.dumps({"p": position, "q": query_key, "t": issued}, separators=(",", ":")).encode()
+    return f"{_b64(payload)}.{_b64(_page_token_tag(payload))}"
+
+
+def decode_page_token(token: str, query_key: str, now: float | None = None) -> Any:
     if not token:
         return None
+    not_ours = InvalidArgument("is not a token this service issued (garbled or altered); start again from the first page", field="page_token")
     try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        position, key = data["p"], data["q"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument("is not a token this service issued", field="page_token") from None
+        if len(token) > PAGE_TOKEN_MAX_CHARS or token.count(".") != 1:
+            raise ValueError(token)
+        body, tag = token.split(".")
+        payload = _unb64(body)
+        if not hmac.compare_digest(_unb64(tag), _page_token_tag(payload)):
+            raise ValueError(token)
+        data = json.loads(payload)
+        position, key, issued = data["p"], data["q"], int(data["t"])
+    except (ValueError, KeyError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        raise not_ours from None
     if key != query_key:
         raise InvalidArgument("belongs to a different query; send the same filters as the first page", field="page_token")
+    now = time.time() if now is None else now
+    ttl = page_token_ttl()
+    if issued > now + _PAGE_TOKEN_SKEW_SECONDS:
+        raise not_ours
+    if now - issued > ttl:
+        raise InvalidArgument(f"has expired (page tokens are valid for {ttl} s); start again from the first page", field="page_token")
     return position
 
 

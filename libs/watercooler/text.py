@@ -5,15 +5,25 @@ the analysis modules (no asciifolding, stemmers or ICU collation), so:
 - ``fold`` removes accents and case (NFKD, drop combining marks, casefold);
 - ``collation_key`` turns a name into a string whose byte order is the Unicode
   Collation Algorithm's order (pyuca, which ships the DUCET table), so a plain
-  keyword sort gives directory order for names of every script.
+  keyword sort gives directory order for names of every script;
+- ``stemmed`` folds, splits into words and reduces each word to its English Snowball
+  stem ("running", "runs", "run" -> "run"), joined by spaces: the projections write it
+  into ``stemmed`` fields analysed by ES's ``whitespace`` analyzer, and the search side
+  sends the query through the same function, so both sides see the very same terms.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 
-import pyuca
+from .collation import collation_key  # noqa: F401  (pyuca's keys, computed faster)
+
+try:  # PyStemmer: the C libstemmer (pinned); snowballstemmer: the same algorithms in pure Python.
+    from Stemmer import Stemmer as _Stemmer
+except ImportError:  # pragma: no cover - only where the wheel is missing
+    _Stemmer = None
 
 
 def fold(text: str) -> str:
@@ -22,14 +32,6 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", stripped).casefold()
 
 
-@functools.lru_cache(maxsize=1)
-def _collator() -> pyuca.Collator:
-    return pyuca.Collator()
-
-
-def collation_key(text: str) -> str:
-    """Fixed-width hex of the UCA sort key: comparing keys as strings compares names as people do."""
-    return "".join(f"{weight:05x}" for weight in _collator().sort_key(unicodedata.normalize("NFC", text)))
 
 
 def clean(text: str) -> str:
@@ -41,3 +43,41 @@ def has_control_characters(text: str, allow_newlines: bool = False) -> bool:
     # Zero-width (non-)joiners are part of correct spelling in Persian and Indic scripts.
     allowed = {"\u200c", "\u200d"} | ({"\n", "\t", "\r"} if allow_newlines else set())
     return any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in allowed for ch in text)
+
+
+# A word: letters and digits, with inner apostrophes kept ("o'neil", "team's": the English
+# stemmer removes the possessive). Underscores and every other character separate words.
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "\uff07": "'"})
+# Words longer than this are not language (hashes, base64): kept whole, not stemmed.
+_MAX_STEMMED_WORD = 40
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    if _Stemmer is not None:
+        stemmer = _Stemmer("english")
+        return stemmer.stemWords
+    # Not snowballstemmer.stemmer(): that would hand back PyStemmer whenever it imports.
+    from snowballstemmer.english_stemmer import EnglishStemmer
+
+    return EnglishStemmer().stemWords
+
+
+def words(text: str) -> list[str]:
+    """The folded words of ``text``, in order."""
+    return _WORD.findall(fold(text.translate(_APOSTROPHES)))
+
+
+def stem_words(text: str) -> list[str]:
+    """The English Snowball stems of the folded words of ``text``, in order."""
+    found = words(text)
+    if not found:
+        return []
+    stems = _stemmer()(found)
+    return [stem if len(word) <= _MAX_STEMMED_WORD else word for word, stem in zip(found, stems, strict=True)]
+
+
+def stemmed(text: str) -> str:
+    """What a ``stemmed`` field holds and what is matched against it: stems joined by spaces."""
+    return " ".join(stem_words(text))

@@ -20,8 +20,9 @@ from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
-from watercooler.text import collation_key, fold
+from watercooler.text import collation_key
 
+from .queries import content_text_query
 from .visibility import caller_communities, content_filter
 
 MAX_QUERY_LENGTH = 256
@@ -31,20 +32,12 @@ MAX_FACETS = 20
 def _check_query(query: str) -> str:
     if len(query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    return fold(query.strip())
+    return query.strip()
 
 
-def _text_query(folded: str, field: str = "folded") -> dict[str, Any]:
-    return {
-        "bool": {
-            "should": [
-                {"match_phrase": {field: {"query": folded, "boost": 3}}},
-                {"match": {field: {"query": folded, "operator": "and", "boost": 2}}},
-                {"match": {field: {"query": folded, "fuzziness": "AUTO", "prefix_length": 1, "operator": "and"}}},
-            ],
-            "minimum_should_match": 1,
-        }
-    }
+def _text_query(text: str) -> dict[str, Any]:
+    """Folded and stemmed text (posts.folded/stemmed, bookmarks.folded/stemmed), the title boosted."""
+    return content_text_query(text, folded_fields=("folded",), raw_fields=("title^3",), stemmed_fields=("stemmed",))
 
 
 class PostQueries:
@@ -69,7 +62,7 @@ class PostQueries:
 
     # --- posts and microposts ---------------------------------------------------------------------------
     async def search_posts(self, principal: Principal, request: sp.SearchPostsRequest) -> sp.SearchPostsResponse:
-        folded = _check_query(request.query)
+        text = _check_query(request.query)
         if request.kind not in ("", "blog", "micro"):
             raise InvalidArgument("must be 'blog', 'micro' or empty", field="kind")
         filters = await self._post_filters(principal)
@@ -83,8 +76,8 @@ class PostQueries:
             filters.append({"term": {"mentions": parse_name(request.mentions, "profiles", field="mentions")}})
         if request.tag:
             filters.append({"term": {"tags": request.tag.strip().lower().lstrip("#")}})
-        must = _text_query(folded) if folded else {"match_all": {}}
-        sort: list[Any] = ([{"_score": "desc"}] if folded else []) + [{"created_at": "desc"}, {"name": "asc"}]
+        must = _text_query(text) if text else {"match_all": {}}
+        sort: list[Any] = ([{"_score": "desc"}] if text else []) + [{"created_at": "desc"}, {"name": "asc"}]
         key = fingerprint("posts", request.query, request.kind, request.blog, request.author, request.tag, request.mentions)[:16]
         return await self._post_page(principal, {"bool": {"must": [must], "filter": filters}}, sort, request.page_size, request.page_token, key)
 
@@ -274,7 +267,7 @@ class PostQueries:
     async def search_bookmarks(self, principal: Principal, request: sp.SearchBookmarksRequest) -> sp.SearchBookmarksResponse:
         from services.posts.domainmodel import normalize_url  # one normalisation, shared with the writer
 
-        folded = _check_query(request.query)
+        text = _check_query(request.query)
         size = page_size(request.page_size)
         filters = await self._visible(principal, author_field="owner_id")
         if request.owner:
@@ -284,10 +277,10 @@ class PostQueries:
         if request.url:
             filters.append({"term": {"url": normalize_url(request.url)}})
         key = fingerprint("bookmarks", request.query, request.owner, request.tag, request.url)[:16]
-        must = _text_query(folded) if folded else {"match_all": {}}
+        must = _text_query(text) if text else {"match_all": {}}
         body: dict[str, Any] = {
             "query": {"bool": {"must": [must], "filter": filters}},
-            "sort": ([{"_score": "desc"}] if folded else []) + [{"saved_at": "desc"}, {"name": "asc"}],
+            "sort": ([{"_score": "desc"}] if text else []) + [{"saved_at": "desc"}, {"name": "asc"}],
             "size": size,
             "track_total_hits": True,
             "aggs": {"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},

@@ -3,9 +3,46 @@ the value of a match query, never as query syntax (no query-string injection).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from watercooler.text import fold
+from watercooler.text import fold, stemmed
+
+# Relevance tiers of content text (each clause requires every word in some form, so the
+# tiers rank rather than widen): the phrase as typed (folded) first, then all the words
+# exactly, then the same words by their English stems ("running" finds "runs"), then with
+# a typo each. The field boosts (title^3) keep an exact title above a passing mention.
+PHRASE_BOOST = 4.0
+WORDS_BOOST = 2.0
+STEMS_BOOST = 1.0
+TYPO_BOOST = 0.5
+
+
+def content_text_query(
+    text: str,
+    folded_fields: Sequence[str] = ("folded",),
+    raw_fields: Sequence[str] = (),
+    stemmed_fields: Sequence[str] = ("stemmed",),
+    typos: bool = True,
+) -> dict[str, Any]:
+    """Match ``text`` against the Python-analysed fields of the content projections.
+
+    ``folded_fields`` hold ``watercooler.text.fold`` output, ``stemmed_fields`` hold
+    ``watercooler.text.stemmed`` output (the query gets the same treatment here), and
+    ``raw_fields`` the text as written (matched lowercased; carry the title boosts).
+    User text is only ever a match value, never query syntax."""
+    folded, lowered, stems = fold(text), text.lower(), stemmed(text)
+    should: list[dict[str, Any]] = []
+    for query, fields in ((folded, folded_fields), (lowered, raw_fields)):
+        if fields:
+            should.append({"multi_match": {"query": query, "fields": list(fields), "type": "phrase", "boost": PHRASE_BOOST}})
+            should.append({"multi_match": {"query": query, "fields": list(fields), "operator": "and", "boost": WORDS_BOOST}})
+    if stems and stemmed_fields:
+        should.append({"multi_match": {"query": stems, "fields": list(stemmed_fields), "operator": "and", "boost": STEMS_BOOST}})
+    if typos:
+        should.append({"multi_match": {"query": folded, "fields": [*folded_fields, *raw_fields], "operator": "and", "fuzziness": "AUTO",
+                                       "prefix_length": 1, "boost": TYPO_BOOST}})
+    return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
 def people_query(query: str, department: str, country: str, expertise: str) -> tuple[dict[str, Any], list[Any]]:

@@ -5,12 +5,10 @@ Every query runs as the caller: each kind's clause carries its visibility rule
 counts all come from that one filtered query, so nothing invisible leaks through a count.
 User text is only ever the value of match/prefix queries (never query_string syntax).
 
-Analysis: the ES distribution has no analysis modules, so accent folding is done in Python
-(``watercooler.text.fold``) on the folded fields the projections keep (posts, bookmarks,
-people, communities, jam ideas and threads); for wiki pages, media and comments, which
-keep no folded field, the raw words are matched as typed plus a fuzzy clause (one edit
-covers one accent). Stemming is not done: it would need stemmed fields in other teams'
-projections (documented in docs/search.md).
+Analysis: the ES distribution has no analysis modules, so accent folding
+(``watercooler.text.fold``) and English stemming (``watercooler.text.stemmed``) are done in
+Python, by the projections into ``folded``/``name_folded``/``text_folded`` and ``stemmed``
+fields and here on the query, identically (``queries.content_text_query``; docs/search.md).
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import fold
 
 from .jams import jam_id_from
+from .queries import content_text_query
 from .stats import views as view_stats
 from .visibility import Scope, kind_filter, scope_of
 
@@ -71,8 +70,10 @@ FILTER_KINDS = {
     "community": ("post", "micropost", "comment", "bookmark"),
     "jam": ("jam_idea", "jam_thread"),
 }
-# Text fields: (folded fields, given the folded query) and (raw fields, given the text as typed).
+# Text fields: folded fields (given the folded query), raw fields (the text as typed, lowercased;
+# they carry the title boosts) and stemmed fields (given the query's stems).
 FOLDED_FIELDS = ["name_folded^3", "folded", "text_folded"]
+STEMMED_FIELDS = ["stemmed"]
 RAW_FIELDS = ["title^3", "display_name^3", "content", "body", "notes", "description", "bio"]
 HIGHLIGHT_FIELDS = ("title", "display_name", "content", "body", "notes", "description", "bio", "folded", "text_folded", "name_folded")
 # Tie-breakers after the primary sort: unique per document within each index.
@@ -95,21 +96,8 @@ def check_query(text: str, field: str = "query", limit: int = MAX_QUERY_LENGTH) 
 
 
 def text_query(text: str) -> dict[str, Any]:
-    """Phrase and title boosts, all words required, typos tolerated (at a lower score)."""
-    folded = fold(text)
-    lowered = text.lower()
-    return {
-        "bool": {
-            "should": [
-                {"multi_match": {"query": folded, "fields": FOLDED_FIELDS, "type": "phrase", "boost": 4}},
-                {"multi_match": {"query": lowered, "fields": RAW_FIELDS, "type": "phrase", "boost": 4}},
-                {"multi_match": {"query": folded, "fields": FOLDED_FIELDS, "operator": "and", "boost": 2}},
-                {"multi_match": {"query": lowered, "fields": RAW_FIELDS, "operator": "and", "boost": 2}},
-                {"multi_match": {"query": folded, "fields": FOLDED_FIELDS + RAW_FIELDS, "operator": "and", "fuzziness": "AUTO", "prefix_length": 1}},
-            ],
-            "minimum_should_match": 1,
-        }
-    }
+    """Phrase, then all words, then their stems, then typos; titles and names boosted."""
+    return content_text_query(text, FOLDED_FIELDS, RAW_FIELDS, STEMMED_FIELDS)
 
 
 def index_of(settings: Settings, kind: str) -> str:

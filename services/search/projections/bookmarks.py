@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold
+from watercooler.text import fold, stemmed
 
-from .posts import FLAG_EVENTS, apply_flags
+from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
 
 
 class BookmarksProjection(DocumentProjection):
@@ -24,7 +24,8 @@ class BookmarksProjection(DocumentProjection):
             "host": {"type": "keyword"},
             "title": {"type": "text"},
             "title_raw": {"type": "keyword", "index": False},
-            "folded": {"type": "text"},
+            "folded": FOLDED_FIELD,
+            "stemmed": STEMMED_FIELD,
             "tags": {"type": "keyword"},
             "notes": {"type": "text"},
             "visibility": {"type": "keyword"},
@@ -63,4 +64,5 @@ class BookmarksProjection(DocumentProjection):
             raise SkipEvent
         doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community)
         doc["folded"] = fold(f"{p.title}\n{p.notes}\n{doc['url']}")
+        doc["stemmed"] = stemmed(f"{p.title}\n{p.notes}")
         return doc

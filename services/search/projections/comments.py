@@ -6,8 +6,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import fold, stemmed
 
-from .posts import FLAG_EVENTS, apply_flags
+from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
 
 
 class CommentsProjection(DocumentProjection):
@@ -20,6 +21,9 @@ class CommentsProjection(DocumentProjection):
             "parent": {"type": "keyword"},
             "author_id": {"type": "keyword"},
             "body": {"type": "text"},
+            # The body accent- and case-folded, and its English stems (see .posts).
+            "folded": FOLDED_FIELD,
+            "stemmed": STEMMED_FIELD,
             "visibility": {"type": "keyword"},
             "community": {"type": "keyword"},
             "hidden": {"type": "boolean"},
@@ -40,6 +44,8 @@ class CommentsProjection(DocumentProjection):
                 "parent": f"comments/{p.parent}" if p.parent else "",
                 "author_id": p.author_id,
                 "body": p.body,
+                "folded": fold(p.body),
+                "stemmed": stemmed(p.body),
                 "visibility": p.visibility,
                 "community": p.community,
                 "hidden": False,
@@ -50,7 +56,7 @@ class CommentsProjection(DocumentProjection):
             if doc is None:
                 raise ValueError(f"{kind} for unknown comment {event.aggregate_id}")
             if kind == "CommentEdited":
-                doc.update(body=p.body, edited_at=event.occurred_at.isoformat())
+                doc.update(body=p.body, folded=fold(p.body), stemmed=stemmed(p.body), edited_at=event.occurred_at.isoformat())
             else:
                 doc["deleted"] = True
             return doc

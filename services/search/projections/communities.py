@@ -26,7 +26,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import collation_key, fold
+from watercooler.text import collation_key, fold, stemmed
+
+from .posts import FOLDED_FIELD, STEMMED_FIELD
 
 
 class CommunitiesProjection(DocumentProjection):
@@ -39,6 +41,9 @@ class CommunitiesProjection(DocumentProjection):
             "name_folded": {"type": "text"},
             "sort_key": {"type": "keyword"},
             "description": {"type": "text"},
+            # Name and description folded, and their English stems (see .posts).
+            "folded": FOLDED_FIELD,
+            "stemmed": STEMMED_FIELD,
             "access": {"type": "keyword"},
             "owners": {"type": "keyword"},
             # The complete member list: the COMMUNITY visibility check of every service.
@@ -61,6 +66,8 @@ class CommunitiesProjection(DocumentProjection):
                 "name_folded": fold(p.display_name),
                 "sort_key": collation_key(p.display_name),
                 "description": p.description,
+                "folded": fold(f"{p.display_name}\n{p.description}"),
+                "stemmed": stemmed(f"{p.display_name}\n{p.description}"),
                 "access": p.access,
                 "owners": list(p.owners),
                 "members": list(p.members),

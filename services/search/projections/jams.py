@@ -7,7 +7,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold
+from watercooler.text import fold, stemmed
+
+from .posts import STEMMED_FIELD
 
 
 class JamIdeasProjection(DocumentProjection):
@@ -19,8 +21,9 @@ class JamIdeasProjection(DocumentProjection):
             "idea_id": {"type": "keyword"},
             "title": {"type": "text"},
             "description": {"type": "text"},
-            # Accent- and case-folded in Python (the ES distribution lacks asciifolding).
+            # Accent- and case-folded in Python (the ES distribution lacks asciifolding), and stemmed.
             "text_folded": {"type": "text"},
+            "stemmed": STEMMED_FIELD,
             "forum_id": {"type": "keyword"},
             "author": {"type": "keyword"},
             "seeded": {"type": "boolean"},
@@ -36,7 +39,7 @@ class JamIdeasProjection(DocumentProjection):
         if event.type_name == "IdeaCreated":
             return {
                 "jam_id": p.jam_id, "idea_id": p.idea_id, "title": p.title, "description": p.description,
-                "text_folded": fold(f"{p.title} {p.description}"), "forum_id": p.forum_id, "author": p.author,
+                "text_folded": fold(f"{p.title} {p.description}"), "stemmed": stemmed(f"{p.title}\n{p.description}"), "forum_id": p.forum_id, "author": p.author,
                 "seeded": p.seeded, "merged_into": "", "created_at": event.occurred_at.isoformat(),
             }
         if event.type_name == "IdeaMergedInto":
@@ -61,6 +64,7 @@ class JamThreadsProjection(DocumentProjection):
             "title": {"type": "text"},
             "body": {"type": "text"},
             "text_folded": {"type": "text"},
+            "stemmed": STEMMED_FIELD,
             "author": {"type": "keyword"},
             "author_kind": {"type": "keyword"},
             "created_at": {"type": "date"},
@@ -75,5 +79,5 @@ class JamThreadsProjection(DocumentProjection):
         return {
             "kind": "thread" if event.type_name == "ThreadCreated" else "reply", "jam_id": p.jam_id, "thread_id": p.thread_id,
             "reply_id": getattr(p, "reply_id", ""), "forum_id": p.forum_id, "idea_id": p.idea_id, "title": title, "body": p.body,
-            "text_folded": fold(f"{title} {p.body}"), "author": p.author, "author_kind": p.author_kind, "created_at": event.occurred_at.isoformat(),
+            "text_folded": fold(f"{title} {p.body}"), "stemmed": stemmed(f"{title}\n{p.body}"), "author": p.author, "author_kind": p.author_kind, "created_at": event.occurred_at.isoformat(),
         }

@@ -6,6 +6,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.text import fold, stemmed
+
+from .posts import FOLDED_FIELD, STEMMED_FIELD
 
 FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
 
@@ -18,6 +21,9 @@ class MediaProjection(DocumentProjection):
             "owner": {"type": "keyword"},
             "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
             "description": {"type": "text"},
+            # Title and description folded, and their English stems (see .posts).
+            "folded": FOLDED_FIELD,
+            "stemmed": STEMMED_FIELD,
             "kind": {"type": "keyword"},
             "size_bytes": {"type": "long"},
             "content_type": {"type": "keyword"},
@@ -34,7 +40,7 @@ class MediaProjection(DocumentProjection):
         if name == "MediaItemRegistered":
             doc = {field: _value(getattr(p, field)) for field in FIELDS}
             doc["created_at"] = event.occurred_at.isoformat()
-            return doc
+            return _analysed(doc)
         if name not in ("MediaItemUpdated", "MediaItemRemoved"):
             raise SkipEvent(name)
         if doc is None:
@@ -44,7 +50,13 @@ class MediaProjection(DocumentProjection):
                 doc[field] = _value(getattr(p, field))
         else:
             doc["deleted"] = True
-        return doc
+        return _analysed(doc)
+
+
+def _analysed(item: Doc) -> Doc:
+    text = f"{item.get('title', '')}\n{item.get('description', '')}"
+    item.update(folded=fold(text), stemmed=stemmed(text))
+    return item
 
 
 def _value(value: Any) -> Any:

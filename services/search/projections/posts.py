@@ -10,9 +10,15 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold
+from watercooler.text import fold, stemmed
 
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
+# Analysis done in Python (the ES distribution has no analysis modules), shared by the content
+# projections: ``folded`` holds watercooler.text.fold(...) (accents and case removed, matched by
+# the standard analyzer); ``stemmed`` holds watercooler.text.stemmed(...), English stems joined by
+# spaces, so the whitespace analyzer indexes exactly the terms the query side computes.
+FOLDED_FIELD: dict[str, Any] = {"type": "text"}
+STEMMED_FIELD: dict[str, Any] = {"type": "text", "analyzer": "whitespace"}
 
 
 def apply_flags(doc: Doc | None, event: Event) -> Doc:
@@ -40,8 +46,9 @@ class PostsProjection(DocumentProjection):
             "author_id": {"type": "keyword"},
             "title": {"type": "text"},
             "content": {"type": "text"},
-            # Accent- and case-folded title and text, for matching.
-            "folded": {"type": "text"},
+            # Accent- and case-folded title and text, and their English stems, for matching.
+            "folded": FOLDED_FIELD,
+            "stemmed": STEMMED_FIELD,
             "tags": {"type": "keyword"},
             "mentions": {"type": "keyword"},
             "reply_to": {"type": "keyword"},
@@ -115,4 +122,5 @@ class PostsProjection(DocumentProjection):
         else:
             raise SkipEvent
         doc["folded"] = fold(f"{doc['title']}\n{doc['content']}")
+        doc["stemmed"] = stemmed(f"{doc['title']}\n{doc['content']}")
         return doc

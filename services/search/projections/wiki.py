@@ -9,7 +9,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold
+from watercooler.text import fold, stemmed
+
+from .posts import FOLDED_FIELD, STEMMED_FIELD
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
 SPACE_EVENTS = {"SpaceCreated"}
@@ -32,6 +34,9 @@ class WikiProjection(DocumentProjection):
             "former_titles": {"type": "keyword"},
             "links": {"type": "keyword"},
             "body": {"type": "text"},
+            # Pages: title and body folded, and their English stems (see .posts).
+            "folded": FOLDED_FIELD,
+            "stemmed": STEMMED_FIELD,
             "author": {"type": "keyword"},
             "revision": {"type": "integer"},
             "display_name": {"type": "text"},
@@ -58,7 +63,7 @@ class WikiProjection(DocumentProjection):
                 "created_at": event.occurred_at.isoformat(),
             }
         if name == "PageCreated":
-            return {
+            return _analysed({
                 "kind": "page",
                 "space_id": p.space_id,
                 "title": p.title,
@@ -69,7 +74,7 @@ class WikiProjection(DocumentProjection):
                 "author": p.author,
                 "revision": 1,
                 "created_at": event.occurred_at.isoformat(),
-            }
+            })
         if doc is None:
             raise ValueError(f"{name} for unknown {event.aggregate_id}")
         if name == "PageEdited":
@@ -81,4 +86,10 @@ class WikiProjection(DocumentProjection):
             doc.update(author=p.author, revision=p.revision)
         elif name == "PageDeleted":
             doc.update(deleted=True, revision=p.revision)
-        return doc
+        return _analysed(doc)
+
+
+def _analysed(page: Doc) -> Doc:
+    text = f"{page.get('title', '')}\n{page.get('body', '')}"
+    page.update(folded=fold(text), stemmed=stemmed(text))
+    return page
