@@ -85,6 +85,12 @@ class JamsApplication(EventSourcedApplication):
         if principal.kind == "alumni":
             raise PermissionDenied("alumni may read jams but not take part", field=field)
 
+    def _require_voter(self, principal: Principal, jam: Jam, field: str = "jam") -> None:
+        self._require_participant(principal, jam, field)
+        if principal.is_service:
+            # Votes are people's: a service that voted would be one more voter no one is.
+            raise PermissionDenied("votes are cast by people; a service has no ballot", field=field)
+
     def _require_host(self, principal: Principal, jam: Jam, field: str = "name") -> None:
         self._require_reader(principal, jam, field)
         if not (principal.is_service or jam.is_host(principal.subject)):
@@ -209,7 +215,7 @@ class JamsApplication(EventSourcedApplication):
         def decide() -> Ballot:
             jam = self._jam(jam_id, "jam")
             loaded.append(jam)
-            self._require_participant(ctx.principal, jam, "jam")
+            self._require_voter(ctx.principal, jam, "jam")
             idea = self._idea(jam_id, idea_id, "idea")
             ballot = self._ballot(jam, ctx.principal)
             ballot.cast(jam, idea, now())
@@ -222,7 +228,7 @@ class JamsApplication(EventSourcedApplication):
     def withdraw_vote(self, ctx: CommandContext, jam_id: str, idea_id: str, request_fingerprint: str) -> tuple[Ballot, Jam]:
         def decide() -> Ballot:
             jam = self._jam(jam_id, "jam")
-            self._require_participant(ctx.principal, jam, "jam")
+            self._require_voter(ctx.principal, jam, "jam")
             self._idea(jam_id, idea_id, "idea")
             ballot = self._ballot(jam, ctx.principal)
             ballot.withdraw(jam, idea_id, now())
@@ -234,7 +240,7 @@ class JamsApplication(EventSourcedApplication):
     def change_vote(self, ctx: CommandContext, jam_id: str, from_id: str, to_id: str, request_fingerprint: str) -> tuple[Ballot, Jam]:
         def decide() -> Ballot:
             jam = self._jam(jam_id, "jam")
-            self._require_participant(ctx.principal, jam, "jam")
+            self._require_voter(ctx.principal, jam, "jam")
             self._idea(jam_id, from_id, "from_idea")
             to_idea = self._idea(jam_id, to_id, "to_idea")
             ballot = self._ballot(jam, ctx.principal)

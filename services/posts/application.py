@@ -175,7 +175,7 @@ class PostsApplication(EventSourcedApplication):
 
     def update_blog(self, ctx: CommandContext, handle: str, fields: dict[str, str], etag: str, request_fingerprint: str) -> Blog:
         def decide() -> Blog:
-            blog = self.get_blog(handle)
+            blog = self.read_blog(ctx.principal, handle)  # a blog the caller may not see is NOT_FOUND
             if etag and etag != blog.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {blog.etag}", field="etag", current_etag=blog.etag)
             blog.edit(ctx.principal.subject, fields)
@@ -187,6 +187,8 @@ class PostsApplication(EventSourcedApplication):
     def create_post(self, ctx: CommandContext, handle: str, fields: dict[str, Any], request_fingerprint: str) -> Post:
         def decide() -> Post:
             blog = self.load(blog_id(handle), Blog, f"blogs/{handle}", field="parent")
+            if not self.may_read(ctx.principal, blog.visibility, blog.community, blog.owner_id):
+                raise NotFound(f"blogs/{handle} not found", field="parent")
             if ctx.principal.subject != blog.owner_id:
                 raise PermissionDenied("only the blog's owner may post in it", field="parent")
             values = validate_post_fields(fields, ctx.principal.kind)
@@ -206,7 +208,7 @@ class PostsApplication(EventSourcedApplication):
 
     def update_post(self, ctx: CommandContext, post_id: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Post:
         def decide() -> Post:
-            post = self._own(Post, "posts", post_id, etag)
+            post = self._own(ctx.principal, Post, "posts", post_id, etag)
             current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
             post.edit(ctx.principal.subject, validate_post_fields(fields, ctx.principal.kind, current))
             return post
@@ -215,7 +217,7 @@ class PostsApplication(EventSourcedApplication):
 
     def publish_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
         def decide() -> Post:
-            post = self._own(Post, "posts", post_id, etag)
+            post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.publish(ctx.principal.subject, ctx.principal.kind, _now())
             return post
 
@@ -223,8 +225,8 @@ class PostsApplication(EventSourcedApplication):
 
     def delete_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
         def decide() -> Post:
-            post = self._own(Post, "posts", post_id, etag)
-            post.delete(ctx.principal.subject)
+            post = self._own(ctx.principal, Post, "posts", post_id, etag)
+            post.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
             return post
 
         return self.run_command(ctx, "DeletePost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -274,7 +276,7 @@ class PostsApplication(EventSourcedApplication):
 
     def update_micropost(self, ctx: CommandContext, micropost_id: str, text_value: str, etag: str, request_fingerprint: str) -> Micropost:
         def decide() -> Micropost:
-            micropost = self._own(Micropost, "microposts", micropost_id, etag)
+            micropost = self._own(ctx.principal, Micropost, "microposts", micropost_id, etag)
             mentions = parse_mentions(text_value)
             for handle in mentions:
                 if self.profiles.lookup(handle) is None:
@@ -286,8 +288,8 @@ class PostsApplication(EventSourcedApplication):
 
     def delete_micropost(self, ctx: CommandContext, micropost_id: str, request_fingerprint: str) -> Micropost:
         def decide() -> Micropost:
-            micropost = self._own(Micropost, "microposts", micropost_id, "")
-            micropost.delete(ctx.principal.subject)
+            micropost = self._own(ctx.principal, Micropost, "microposts", micropost_id, "")
+            micropost.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
             return micropost
 
         return self.run_command(ctx, "DeleteMicropost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -324,7 +326,7 @@ class PostsApplication(EventSourcedApplication):
 
     def update_comment(self, ctx: CommandContext, comment_id: str, body: str, etag: str, request_fingerprint: str) -> Comment:
         def decide() -> Comment:
-            comment = self._own(Comment, "comments", comment_id, etag)
+            comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.edit(ctx.principal.subject, body)
             return comment
 
@@ -332,8 +334,8 @@ class PostsApplication(EventSourcedApplication):
 
     def delete_comment(self, ctx: CommandContext, comment_id: str, etag: str, request_fingerprint: str) -> Comment:
         def decide() -> Comment:
-            comment = self._own(Comment, "comments", comment_id, etag)
-            comment.delete(ctx.principal.subject)
+            comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
+            comment.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
             return comment
 
         return self.run_command(ctx, "DeleteComment", request_fingerprint, decide)  # type: ignore[return-value]
@@ -417,7 +419,7 @@ class PostsApplication(EventSourcedApplication):
 
     def update_bookmark(self, ctx: CommandContext, bookmark_id_: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Bookmark:
         def decide() -> Bookmark:
-            bookmark = self._own(Bookmark, "bookmarks", bookmark_id_, etag)
+            bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, etag)
             current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
             bookmark.edit(ctx.principal.subject, validate_bookmark_fields(fields, ctx.principal.kind, current))
             return bookmark
@@ -426,8 +428,8 @@ class PostsApplication(EventSourcedApplication):
 
     def delete_bookmark(self, ctx: CommandContext, bookmark_id_: str, request_fingerprint: str) -> Bookmark:
         def decide() -> Bookmark:
-            bookmark = self._own(Bookmark, "bookmarks", bookmark_id_, "")
-            bookmark.delete(ctx.principal.subject)
+            bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, "")
+            bookmark.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
             return bookmark
 
         return self.run_command(ctx, "DeleteBookmark", request_fingerprint, decide)  # type: ignore[return-value]
@@ -438,7 +440,11 @@ class PostsApplication(EventSourcedApplication):
     def flag(self, ctx: CommandContext, collection: str, item_id: str, reason: str, request_fingerprint: str) -> Flaggable:
         def decide() -> Flaggable:
             item = self._visible_item(collection, item_id, ctx.principal)
-            item.flag(ctx.principal.subject, reason, self.flag_threshold)
+            if ctx.principal.is_service:
+                # A platform job (legal takedown, spam filter) acts for the company: one hide is enough.
+                item.moderate_hide(ctx.principal.subject, reason)
+            else:
+                item.flag(ctx.principal.subject, reason, self.flag_threshold)
             return item
 
         return self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[return-value]
@@ -446,7 +452,10 @@ class PostsApplication(EventSourcedApplication):
     def vote_restore(self, ctx: CommandContext, collection: str, item_id: str, request_fingerprint: str) -> Flaggable:
         def decide() -> Flaggable:
             item = self._visible_item(collection, item_id, ctx.principal)
-            item.vote_restore(ctx.principal.subject, self.flag_threshold)
+            if ctx.principal.is_service:
+                item.moderate_restore()
+            else:
+                item.vote_restore(ctx.principal.subject, self.flag_threshold)
             return item
 
         return self.run_command(ctx, "VoteRestoreItem", request_fingerprint, decide)  # type: ignore[return-value]
@@ -455,8 +464,6 @@ class PostsApplication(EventSourcedApplication):
         kind = self.FLAGGABLE.get(collection)
         if kind is None:
             raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
-        if principal.is_service:
-            raise PermissionDenied("flags are raised by people", field="name")
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
         if getattr(item, "deleted", False) or not self.may_read(principal, item.visibility, item.community, item.author_id):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
@@ -466,9 +473,15 @@ class PostsApplication(EventSourcedApplication):
     def may_read(self, principal: Principal, visibility: str, community: str, author_id: str) -> bool:
         return may_read(principal, visibility, community, author_id, self.membership.is_member)
 
-    def _own(self, kind: type, collection: str, item_id: str, etag: str) -> Any:
-        """Load an item for a change by its author; a stale etag is ABORTED."""
+    def _own(self, principal: Principal, kind: type, collection: str, item_id: str, etag: str) -> Any:
+        """Load an item for a change by its author (the aggregate refuses anyone else); a stale
+        etag is ABORTED. An item the caller may not even see is NOT_FOUND, as for a read:
+        PERMISSION_DENIED would tell a stranger that a PRIVATE post or a draft exists."""
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
+        author = item.owner_id if isinstance(item, Bookmark) else item.author_id
+        unpublished = getattr(item, "state", PUBLISHED) != PUBLISHED and principal.subject != author and not principal.is_service
+        if getattr(item, "deleted", False) or unpublished or not self.may_read(principal, item.visibility, item.community, author):
+            raise NotFound(f"{collection}/{item_id} not found", field="name")
         if etag and etag != item.etag:
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
         return item

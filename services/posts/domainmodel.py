@@ -217,6 +217,21 @@ class Flaggable(EventSourcedAggregate):
         if len(self.restore_voters) >= threshold:
             self._restored(reason="votes")
 
+    def moderate_hide(self, by: str, reason: str) -> None:
+        """A service (a platform job acting for the company: legal takedown, spam) hides the
+        item at once; recorded as a flag with its reason, then the hide."""
+        reason = text("reason", reason, LIMITS["reason"], required=True, multiline=True)
+        if self.hidden:
+            raise FailedPrecondition("the item is already hidden", field="name")
+        self._flagged(flagger_id=by, reason=reason)
+        self._hidden(flag_count=len(self.flaggers))
+
+    def moderate_restore(self) -> None:
+        """A service brings a hidden item back at once (a takedown withdrawn, a false positive)."""
+        if not self.hidden:
+            raise FailedPrecondition("the item is not hidden", field="name")
+        self._restored(reason="moderation")
+
     def _author_edited(self) -> None:
         if self.hidden:
             self._restored(reason="author_edit")
@@ -360,10 +375,10 @@ class Post(Flaggable):
     def create(cls, blog: str, author_id: str, values: dict[str, Any]) -> Post:
         return cls(blog=blog, author_id=author_id, **{name: values[name] for name in POST_FIELDS})
 
-    def _check_author(self, person_id: str, field: str = "name") -> None:
+    def _check_author(self, person_id: str, field: str = "name", moderator: bool = False) -> None:
         if self.deleted:
             raise NotFound("the post was deleted", field=field)
-        if person_id != self.author_id:
+        if person_id != self.author_id and not moderator:
             raise PermissionDenied("only the author may change a post", field=field)
 
     def edit(self, person_id: str, values: dict[str, Any]) -> None:
@@ -392,8 +407,9 @@ class Post(Flaggable):
         self.state = PUBLISHED
         self.published_at = published_at
 
-    def delete(self, person_id: str) -> None:
-        self._check_author(person_id)
+    def delete(self, person_id: str, moderator: bool = False) -> None:
+        """By the author, or by a service moderating (it may delete, never rewrite, someone's words)."""
+        self._check_author(person_id, moderator=moderator)
         self._deleted()
 
     @event("PostDeleted")
@@ -430,10 +446,10 @@ class Micropost(Flaggable):
             community=community,
         )
 
-    def delete(self, person_id: str) -> None:
+    def delete(self, person_id: str, moderator: bool = False) -> None:
         if self.deleted:
             raise NotFound("the micropost was deleted", field="name")
-        if person_id != self.author_id:
+        if person_id != self.author_id and not moderator:
             raise PermissionDenied("only the author may delete a micropost", field="name")
         self._deleted()
 
@@ -476,10 +492,10 @@ class Comment(Flaggable):
         body = text("body", body, LIMITS["comment"], required=True, multiline=True)
         return cls(target=target, parent=parent, author_id=author_id, body=body, visibility=visibility, community=community)
 
-    def _check_author(self, person_id: str) -> None:
+    def _check_author(self, person_id: str, moderator: bool = False) -> None:
         if self.deleted:
             raise NotFound("the comment was deleted", field="name")
-        if person_id != self.author_id:
+        if person_id != self.author_id and not moderator:
             raise PermissionDenied("only the author may change a comment", field="name")
 
     def edit(self, person_id: str, body: str) -> None:
@@ -494,8 +510,8 @@ class Comment(Flaggable):
     def _edited(self, body: str) -> None:
         self.body = body
 
-    def delete(self, person_id: str) -> None:
-        self._check_author(person_id)
+    def delete(self, person_id: str, moderator: bool = False) -> None:
+        self._check_author(person_id, moderator)
         self._deleted()
 
     @event("CommentDeleted")
@@ -625,10 +641,10 @@ class Bookmark(Flaggable):
         self.title, self.tags, self.notes, self.visibility, self.community = title, list(tags), notes, visibility, community
         self.deleted = False
 
-    def _check_owner(self, person_id: str) -> None:
+    def _check_owner(self, person_id: str, moderator: bool = False) -> None:
         if self.deleted:
             raise NotFound("the bookmark was deleted", field="name")
-        if person_id != self.owner_id:
+        if person_id != self.owner_id and not moderator:
             raise PermissionDenied("only the owner may change a bookmark", field="name")
 
     def edit(self, person_id: str, values: dict[str, Any]) -> None:
@@ -643,8 +659,8 @@ class Bookmark(Flaggable):
     def _edited(self, changed_fields: list[str], title: str, tags: list[str], notes: str, visibility: str, community: str) -> None:
         self.title, self.tags, self.notes, self.visibility, self.community = title, list(tags), notes, visibility, community
 
-    def delete(self, person_id: str) -> None:
-        self._check_owner(person_id)
+    def delete(self, person_id: str, moderator: bool = False) -> None:
+        self._check_owner(person_id, moderator)
         self._deleted()
 
     @event("BookmarkDeleted")

@@ -179,8 +179,9 @@ class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
         community_id = parse_name(request.parent, "communities", field="parent")
         size = page_size(request.page_size)
         after = decode_page_token(request.page_token, request.parent) or ""
-        community = await in_thread(self.app.get_community, community_id, "parent")
-        members = sorted(community.members)
+        from watercooler.auth import current_principal
+
+        members = await in_thread(self.app.list_members, current_principal(), community_id)
         page = [m for m in members if m > after][:size]
         response = communities_pb2.ListCommunityMembersResponse(members=[f"profiles/{m}" for m in page], total_size=len(members))
         if len(page) == size and page[-1] != members[-1]:

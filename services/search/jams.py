@@ -1,7 +1,8 @@
 """Jam queries for the search service: leaderboard, pulse, stats export and idea search.
 
 Every query runs as the caller: a guest sees only the jams that invited them (their
-token's ``jams`` claim) and PUBLIC jams; anyone else sees every jam."""
+token's ``jams`` claim) and PUBLIC jams, alumni the PUBLIC ones; anyone else sees every
+jam (JamService's read rule, docs/authorization.md)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from watercooler.errors import InvalidArgument, NotFound
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size
 from watercooler.search.v1 import search_pb2
-from watercooler.text import fold
 
+from .queries import content_text_query
 from .stats import jams as jam_stats
 
 MAX_QUERY_LENGTH = 256
@@ -32,6 +33,19 @@ def jam_id_from(name: str, field: str = "jam") -> str:
 
 def may_see(principal: Principal, jam_id: str, visibility: str) -> bool:
     return principal.kind not in ("guest", "alumni") or jam_id in principal.jams or visibility == "PUBLIC"
+
+
+async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> None:
+    """NOT_FOUND unless the caller may see the jam (JamService's read rule). Only a guest or
+    alumnus outside the token's jams needs the jam's visibility, read from its stats document."""
+    if may_see(principal, jam_id, ""):
+        return
+    try:
+        visibility = (await es.get(index=jam_stats.index_alias(settings), id=jam_id))["_source"].get("visibility", "INTERNAL")
+    except NotFoundError:
+        visibility = ""
+    if not may_see(principal, jam_id, visibility):
+        raise NotFound(f"jams/{jam_id} not found", field="jam")
 
 
 async def stats_doc(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> dict[str, Any]:
@@ -72,9 +86,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
     jam_id = jam_id_from(request.jam)
     if len(request.query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    if principal.kind in ("guest", "alumni") and jam_id not in principal.jams:
-        # Guests search only the jams that invited them (PUBLIC jams: read them through JamService).
-        raise NotFound(f"jams/{jam_id} not found", field="jam")
+    await require_visible_jam(es, settings, principal, jam_id)
     size = page_size(request.page_size)
     query_key = fingerprint("jam-ideas", jam_id, request.query, str(request.include_merged))[:16]
     after = decode_page_token(request.page_token, query_key)
@@ -83,7 +95,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
         filters.append({"term": {"merged_into": ""}})
     must: list[dict[str, Any]] = []
     if request.query.strip():
-        must.append({"match": {"text_folded": {"query": fold(request.query), "fuzziness": "AUTO", "operator": "and"}}})
+        must.append(content_text_query(request.query, folded_fields=("text_folded",), raw_fields=("title^3",)))
         sort: list[Any] = [{"_score": "desc"}, {"idea_id": "asc"}]
     else:
         sort = [{"idea_id": "asc"}]  # time-ordered ids: oldest first
@@ -117,8 +129,7 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
     jam_id = jam_id_from(request.jam)
     if len(request.query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    if principal.kind in ("guest", "alumni") and jam_id not in principal.jams:
-        raise NotFound(f"jams/{jam_id} not found", field="jam")
+    await require_visible_jam(es, settings, principal, jam_id)
     filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}]
     if request.thread:
         filters.append({"term": {"thread_id": _child_id(request.thread, jam_id, "threads", "thread")}})
@@ -128,7 +139,7 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
         filters.append({"term": {"forum_id": _child_id(request.forum, jam_id, "forums", "forum")}})
     if request.idea:
         filters.append({"term": {"idea_id": _child_id(request.idea, jam_id, "ideas", "idea")}})
-    must = [{"match": {"text_folded": {"query": fold(request.query), "operator": "and"}}}] if request.query.strip() else []
+    must = [content_text_query(request.query, folded_fields=("text_folded",), typos=False)] if request.query.strip() else []
     size = page_size(request.page_size)
     query_key = fingerprint("jam-discussion", jam_id, request.forum, request.idea, request.thread, request.query)[:16]
     after = decode_page_token(request.page_token, query_key)

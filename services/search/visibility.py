@@ -99,6 +99,10 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
     communities = await caller_communities(es, settings, principal)
     spaces: list[str] | None = None
     seen = library_filter(principal)
+    if seen is not None and communities and principal.kind in ("employee", "alumni"):
+        # A community's RESTRICTED space is its members' (services/posts/library/domainmodel.can_see).
+        owned = {"bool": {"filter": [{"term": {"visibility": "RESTRICTED"}}, {"terms": {"owner": [f"communities/{c}" for c in communities]}}]}}
+        seen = {"bool": {"should": [seen, owned], "minimum_should_match": 1}}
     if seen is not None:
         try:
             found = await es.search(

@@ -19,6 +19,7 @@ from watercooler.errors import Aborted, AlreadyExists, InvalidArgument, NotFound
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.text import has_control_characters
 
+from ..membership import CommunityMembership
 from .domainmodel import (
     MediaItem,
     Page,
@@ -51,8 +52,10 @@ class Target:
 class LibraryApplication(EventSourcedApplication):
     service_name = "posts"
 
-    def __init__(self, settings: Any):
+    def __init__(self, settings: Any, membership: CommunityMembership | None = None):
         super().__init__(settings)
+        # Spaces owned by a community are its members': asked of the profiles service, cached.
+        self.membership = membership or CommunityMembership(settings)
         # Views arrive thousands a second for a few hot pages: remember which targets
         # exist instead of replaying their aggregates every time.  Deleting or removing
         # in this process drops the entry; entries never need to change otherwise.
@@ -68,6 +71,9 @@ class LibraryApplication(EventSourcedApplication):
         owner = fields.get("owner") or f"profiles/{principal.subject}"
         if not principal.is_service and owner.startswith("profiles/") and owner != f"profiles/{principal.subject}":
             raise PermissionDenied("a person creates spaces they own (or for a community)", field="owner")
+        if not principal.is_service and owner.startswith("communities/") and not self.membership.is_member(owner.removeprefix("communities/"), principal.subject):
+            # The space would be shown to that community's members in its name.
+            raise PermissionDenied(f"only members of {owner} create spaces it owns", field="owner")
 
         def decide() -> Space:
             if self.exists(space_id_of(space_id)):
@@ -82,7 +88,7 @@ class LibraryApplication(EventSourcedApplication):
     def get_space(self, principal: Any, space_id: str, field: str = "name") -> Space:
         validate_space_id(space_id, field=field)
         space = self.load(space_id_of(space_id), Space, f"spaces/{space_id}", field=field)
-        if not space.visible_to(principal):
+        if not space.visible_to(principal, self.membership.is_member):
             # Not even its existence is disclosed.
             raise NotFound(f"spaces/{space_id} not found", field=field)
         return space
@@ -105,7 +111,7 @@ class LibraryApplication(EventSourcedApplication):
     def get_page(self, principal: Any, page_id: str, field: str = "name", include_deleted: bool = True) -> Page:
         page = self.load(_uuid(page_id, field), Page, f"pages/{page_id}", field=field)
         space = self.load(space_id_of(page.space_id), Space, f"pages/{page_id}", field=field)
-        if not space.visible_to(principal):
+        if not space.visible_to(principal, self.membership.is_member):
             raise NotFound(f"pages/{page_id} not found", field=field)
         if page.deleted and not include_deleted:
             raise NotFound(f"pages/{page_id} is deleted", field=field)
@@ -176,14 +182,14 @@ class LibraryApplication(EventSourcedApplication):
 
     def _writable_space(self, ctx: CommandContext, space_id: str) -> Space:
         space = self.get_space(ctx.principal, space_id, field="space")
-        if not space.may_edit(ctx.principal):
+        if not space.may_edit(ctx.principal, self.membership.is_member):
             raise PermissionDenied(f"you may not edit spaces/{space_id}", field="space")
         return space
 
     def _writable_page(self, ctx: CommandContext, page_id: str) -> Page:
         page = self.get_page(ctx.principal, page_id)
         space = self.load(space_id_of(page.space_id), Space, f"spaces/{page.space_id}")
-        if not space.may_edit(ctx.principal):
+        if not space.may_edit(ctx.principal, self.membership.is_member):
             raise PermissionDenied(f"you may not edit pages/{page_id}", field="name")
         return page
 
@@ -274,7 +280,7 @@ class LibraryApplication(EventSourcedApplication):
                 if len(self._known) >= _KNOWN_TARGETS_MAX:
                     self._known.clear()
                 self._known[name] = target
-        elif not can_see(target.visibility, target.owner, list(target.members), principal):
+        elif not can_see(target.visibility, target.owner, list(target.members), principal, self.membership.is_member):
             raise NotFound(f"{name} not found", field=field)
         return target
 

@@ -12,6 +12,7 @@ import datetime as dt
 import difflib
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -121,17 +122,27 @@ def extract_links(body: str) -> list[str]:
     return list(links.values())
 
 
-def can_see(visibility: str, owner: str, members: list[str], principal: Any) -> bool:
-    """Who may see an item of this visibility (the same rule search applies)."""
+def can_see(visibility: str, owner: str, members: list[str], principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
+    """Who may see an item of this visibility (the same rule search applies).
+
+    ``is_member(community_id, employee_id)`` answers for spaces owned by a community
+    (services/posts/membership.py): its members see it like listed members do."""
     if principal.is_service:
         return True
     if visibility == PUBLIC:
         return True
+    # Guests (jam invitees) see public content only: their subject is not an employee id,
+    # so a member list naming the same string grants them nothing (search's rule too).
+    if principal.kind not in ("employee", "alumni"):
+        return False
     # Alumni keep their profile and what is shared with them by name, not the company's
     # internal content (the same rule as posts: services/search/visibility.py).
     if visibility == INTERNAL and principal.kind == "employee":
         return True
-    return owner == f"profiles/{principal.subject}" or principal.subject in members
+    if owner == f"profiles/{principal.subject}" or principal.subject in members:
+        return True
+    community = owner.removeprefix("communities/")
+    return community != owner and is_member is not None and is_member(community, principal.subject)
 
 
 # --- wiki -------------------------------------------------------------------------------------
@@ -167,16 +178,16 @@ class Space(EventSourcedAggregate):
             members=validate_members(members),
         )
 
-    def visible_to(self, principal: Any) -> bool:
-        return can_see(self.visibility, self.owner, self.members, principal)
+    def visible_to(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
+        return can_see(self.visibility, self.owner, self.members, principal, is_member)
 
-    def may_edit(self, principal: Any) -> bool:
+    def may_edit(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         """Guests read public spaces; only employees (or services) write."""
         if principal.is_service:
             return True
         if principal.kind != "employee":
             return False
-        return self.visible_to(principal)
+        return self.visible_to(principal, is_member)
 
     @property
     def etag(self) -> str:

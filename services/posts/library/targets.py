@@ -20,7 +20,7 @@ def page_target(app: Any, target: str, principal: Any, field: str = "target") ->
 
     page = app.load(_uuid(target.split("/", 1)[1], field), Page, target, field=field)
     space = app.load(space_id_of(page.space_id), Space, target, field=field)
-    if not space.visible_to(principal):
+    if not space.visible_to(principal, app.membership.is_member):
         raise NotFound(f"{target} not found", field=field)
     if page.deleted:
         raise FailedPrecondition(f"{target} was deleted", field=field)
