@@ -7,6 +7,7 @@ are NOT_FOUND (not even their existence is disclosed)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -16,15 +17,17 @@ from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
 
 from .stats import views as view_stats
+from .visibility import caller_communities
 
 MAX_DAYS = 366
 # Top-N reads this many times N buckets, so items the caller may not see can be dropped.
 TOP_OVERFETCH = 5
 
 
-def visibility_filter(principal: Principal) -> dict[str, Any] | None:
+def visibility_filter(principal: Principal, communities: Sequence[str] = ()) -> dict[str, Any] | None:
     """The ES filter matching spaces and media items the principal may see (None: all).
-    The same rule as services/posts/library/domainmodel.can_see."""
+    The same rule as services/posts/library/domainmodel.can_see; ``communities``: the
+    caller's (a community's RESTRICTED space is its members')."""
     if principal.is_service:
         return None
     should: list[dict[str, Any]] = [{"term": {"visibility": "PUBLIC"}}]
@@ -35,19 +38,30 @@ def visibility_filter(principal: Principal) -> dict[str, Any] | None:
             {"term": {"owner": f"profiles/{principal.subject}"}},
             {"term": {"members": principal.subject}},
         ]
+        if communities:
+            should.append({"terms": {"owner": [f"communities/{c}" for c in communities]}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-def _can_see(doc: dict[str, Any], principal: Principal) -> bool:
+def _can_see(doc: dict[str, Any], principal: Principal, communities: Sequence[str] = ()) -> bool:
     if principal.is_service or doc.get("visibility") == "PUBLIC":
         return True
     if principal.kind not in ("employee", "alumni"):
         return False
-    return (doc.get("visibility") == "INTERNAL" and principal.kind == "employee") or doc.get("owner") == f"profiles/{principal.subject}" or principal.subject in doc.get("members", [])
+    owner = doc.get("owner", "")
+    return ((doc.get("visibility") == "INTERNAL" and principal.kind == "employee") or owner == f"profiles/{principal.subject}"
+            or principal.subject in doc.get("members", []) or (owner.startswith("communities/") and owner.split("/", 1)[1] in communities))
+
+
+async def _communities_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
+    if principal.is_service or principal.kind not in ("employee", "alumni"):
+        return []
+    return await caller_communities(es, settings, principal)
 
 
 async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal: Principal, names: list[str]) -> dict[str, dict[str, Any]]:
     """name -> {title, space} for the pages/media among ``names`` the principal may see now."""
+    communities = await _communities_of(es, settings, principal) if names else []
     pages = [n.split("/", 1)[1] for n in names if n.startswith("pages/")]
     media = [n.split("/", 1)[1] for n in names if n.startswith("media/")]
     out: dict[str, dict[str, Any]] = {}
@@ -61,12 +75,12 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
             spaces = {h["_source"]["space_id"]: h["_source"] for h in result["hits"]["hits"]}
         for page_id, doc in docs.items():
             space = spaces.get(doc["space_id"])
-            if space is not None and _can_see(space, principal):
+            if space is not None and _can_see(space, principal, communities):
                 out[f"pages/{page_id}"] = {"title": doc["title"], "space": f"spaces/{doc['space_id']}", "doc": doc}
     if media:
         found = await es.mget(index=settings.index_alias("media"), ids=media)
         for d in found["docs"]:
-            if d.get("found") and not d["_source"].get("deleted") and _can_see(d["_source"], principal):
+            if d.get("found") and not d["_source"].get("deleted") and _can_see(d["_source"], principal, communities):
                 out[f"media/{d['_id']}"] = {"title": d["_source"]["title"], "space": "", "doc": d["_source"]}
     return out
 
@@ -101,7 +115,7 @@ async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Prin
         filters.append({"term": {"owner": owner}})
     if tag:
         filters.append({"term": {"tags": tag.strip().lower()}})
-    seen = visibility_filter(principal)
+    seen = visibility_filter(principal, await _communities_of(es, settings, principal))
     if seen:
         filters.append(seen)
     body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": [{"created_at": "desc"}, {"title.raw": "asc"}], "size": size, "track_total_hits": True}

@@ -221,7 +221,7 @@ class Stats:
         if kind == "views" and scope.spaces is not None:
             filters.append({"terms": {"space_id": scope.spaces}})
         if kind == "downloads":
-            seen = library.visibility_filter(principal)
+            seen = library.visibility_filter(principal, scope.communities)
             if seen is not None:  # leave out the downloads of items the caller may not see
                 hidden = await self.es.search(index=index_of(self.settings, "media"), query={"bool": {"must_not": [seen]}}, source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
                 filters.append({"bool": {"must_not": [{"terms": {"target": [f"media/{h['_id']}" for h in hidden["hits"]["hits"]]}}]}})

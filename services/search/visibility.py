@@ -98,11 +98,8 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
 
     communities = await caller_communities(es, settings, principal)
     spaces: list[str] | None = None
-    seen = library_filter(principal)
-    if seen is not None and communities and principal.kind in ("employee", "alumni"):
-        # A community's RESTRICTED space is its members' (services/posts/library/domainmodel.can_see).
-        owned = {"bool": {"filter": [{"term": {"visibility": "RESTRICTED"}}, {"terms": {"owner": [f"communities/{c}" for c in communities]}}]}}
-        seen = {"bool": {"should": [seen, owned], "minimum_should_match": 1}}
+    # A community's space is its members' too (services/posts/library/domainmodel.can_see).
+    seen = library_filter(principal, communities)
     if seen is not None:
         try:
             found = await es.search(
@@ -142,7 +139,7 @@ def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
     if kind == "wiki_page":
         return live if scope.spaces is None else [*live, {"terms": {"space_id": scope.spaces}}]
     if kind == "media":
-        seen = library_filter(principal)
+        seen = library_filter(principal, scope.communities)
         return live if seen is None else [*live, seen]
     if kind in ("person", "community"):
         return [*live, {"bool": {"must_not": [{"match_all": {}}]}}] if principal.kind == "guest" else live

@@ -96,3 +96,43 @@ def test_members_read_comment_rate_and_like_community_items_non_members_get_not_
     assert time.monotonic() - joined <= NEGATIVE_REFRESH_SECONDS + 2
     # The author always reads their own item.
     assert posts.GetPost(pb.GetPostRequest(name=post.name), metadata=as_ana).name == post.name
+
+
+def test_a_community_owned_restricted_space_is_its_members_in_search_too(platform):
+    """The wiki's rule (domainmodel.can_see: a community's members see its spaces) holds in
+    the search service's library RPCs: view counts and top pages, for members only."""
+    from watercooler.posts.v1 import wiki_pb2 as wp
+    from watercooler.posts.v1 import wiki_pb2_grpc as wg
+    from watercooler.search.v1 import search_pb2 as sp
+    from watercooler.search.v1 import search_pb2_grpc as sg
+
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    _, as_ana = person(platform, "Ana Owner")
+    _, as_mia = person(platform, "Mia Member")
+    _, as_olaf = person(platform, "Olaf Outsider")
+    community_id = unique("wiki-guild-")
+    communities.CreateCommunity(
+        cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Wiki Guild", access=cp.Community.OPEN)), metadata=as_ana
+    )
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{community_id}"), metadata=as_mia)
+    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("gs"), display_name="Guild handbook", visibility=wp.RESTRICTED,
+                                                                  owner=f"communities/{community_id}")), metadata=as_ana).name
+    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=f"Guild secrets {unique('t')}", body="x")), metadata=as_ana).name
+    wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page)] * 3), metadata=as_mia)
+
+    def member_counts() -> int:
+        try:
+            return search.GetViewCounts(sp.GetViewCountsRequest(name=page), metadata=as_mia).total
+        except grpc.RpcError as error:  # NOT_FOUND until the page and the membership are projected
+            assert error.code() == grpc.StatusCode.NOT_FOUND, error.details()
+            return -1
+
+    eventually(lambda: member_counts() == 3, timeout=60, message="member sees the counts")
+    top = search.ListTopViewed(sp.ListTopViewedRequest(kind=sp.ListTopViewedRequest.PAGES, period=sp.ListTopViewedRequest.ALL_TIME, page_size=50), metadata=as_mia)
+    assert page in [item.name for item in top.items]
+    error = rpc_error(search.GetViewCounts, sp.GetViewCountsRequest(name=page), metadata=as_olaf)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    top = search.ListTopViewed(sp.ListTopViewedRequest(kind=sp.ListTopViewedRequest.PAGES, period=sp.ListTopViewedRequest.ALL_TIME, page_size=50), metadata=as_olaf)
+    assert page not in [item.name for item in top.items]
