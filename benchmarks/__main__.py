@@ -5,7 +5,7 @@ data dir of the benchmark's own, unless WC_INFRA=external or WC_*_PORT say other
 starts every service, relay and processor with watercooler.runner.Platform in a namespace
 of its own, runs benchmarks.harness, and writes docs/benchmarks/<name>.json, .md and plots.
 
-    make bench BENCH_ARGS="--search-docs 200000 --rate-seconds 30"
+    make bench BENCH_ARGS="--people-events 200000 --search-docs 1000000 --rate-seconds 30"
     WC_INFRA=external WC_KAFKA_PORT=19092 WC_ES_PORT=19200 .venv/bin/python -m benchmarks --quick
 """
 
@@ -39,7 +39,8 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--concurrency", type=int, default=d.concurrency)
     p.add_argument("--rates", default=",".join(f"{r:g}" for r in d.rates), help="offered CreateProfile rates, comma separated")
     p.add_argument("--rate-seconds", type=float, default=d.rate_seconds)
-    p.add_argument("--search-docs", type=int, default=d.search_docs, help="profile events produced to the topic to size the index")
+    p.add_argument("--people-events", type=int, default=d.people_events, help="profile events produced to the topic: catch-up, rebuild, SearchPeople")
+    p.add_argument("--search-docs", type=int, default=d.search_docs, help="content documents bulk-loaded for Search and Suggest (deleted after)")
     p.add_argument("--search-rate", type=float, default=d.search_rate)
     p.add_argument("--search-seconds", type=float, default=d.search_seconds)
     p.add_argument("--bulk-docs", type=int, default=d.bulk_docs)
@@ -58,7 +59,7 @@ def parse(argv: list[str] | None = None):
     args = p.parse_args(argv)
     cfg = BenchConfig(
         employees=args.employees, seed=args.seed, burst_profiles=args.burst_profiles, concurrency=args.concurrency,
-        rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, search_docs=args.search_docs,
+        rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, people_events=args.people_events, search_docs=args.search_docs,
         search_rate=args.search_rate, search_seconds=args.search_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
         echo_seconds=args.echo_seconds, partition_events=args.partition_events,
         partition_workers=tuple(int(w) for w in args.partition_workers.split(",")), profile_seconds=args.profile_seconds,
@@ -73,7 +74,7 @@ def quick(cfg):
     """Sizes for the smoke test: every section runs, in well under a minute."""
     from dataclasses import replace
 
-    return replace(cfg, employees=5_000, burst_profiles=40, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, search_docs=300,
+    return replace(cfg, employees=5_000, burst_profiles=40, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
                    search_rate=20.0, search_seconds=1.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
                    partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0,
                    jam_participants=200, jam_votes_each=10, search_callers=5)

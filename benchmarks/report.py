@@ -35,6 +35,25 @@ def _lat(summary: dict[str, Any]) -> str:
     return f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, p99.9 {summary['p999_ms']} ms, max {summary['max_ms']} ms (n={summary['count']})"
 
 
+def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
+    if not content:
+        return []
+    load = content["load"]
+    lines = [f"- Search and Suggest (`benchmarks/search_latency.py`): {load['documents']:,} synthetic content documents (posts and microposts 80 %, comments, people, wiki pages; "
+             f"the projections' mappings, folded text) bulk-loaded into this run's own projection indices in {load['seconds']} s ({_fmt(load['docs_per_s'])} docs/s, "
+             f"{load['in_flight']} requests in flight), {content['documents']:,} documents searched, as {content['callers']} distinct employees in turn; "
+             f"deleted afterwards ({content['deleted']:,} deleted, {content.get('synthetic_left')} left; the indices hold {content['documents_after']:,} documents, {content['documents_before']:,} before)."]
+    for rpc in ("search", "suggest"):
+        run = content[rpc]
+        lines.append(f"  - {run['rpc']} at {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: {_lat(run['latency_from_scheduled'])}, errors {run['errors'] or 'none'}, "
+                     f"achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}).")
+        prof = run.get("profile_of_search") or {}
+        if prof.get("samples"):
+            lines.append(f"    - where the search process spends it (py-spy, {prof['samples']} samples): inclusive " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof["inclusive"][:8])
+                         + "; self " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof["self"][:5]))
+    return lines
+
+
 def markdown(result: dict[str, Any], plots: list[str]) -> str:
     m, raw, plat, parts = result["machine"], result["raw"], result["platform"], result["partitions"]
     out = [f"# Benchmark: {result['config']['name']}", "",
@@ -42,7 +61,8 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
            "## Machine", "",
            f"- {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}",
            f"- load average at start {m['loadavg_start']}, at end {m.get('loadavg_end')} — **shared machine**: other engineers' test suites ran at the same time, so every figure is a lower bound",
-           f"- Python {m['python']}; {m.get('jdk')}; Kafka {m['kafka']}; Elasticsearch {m['elasticsearch']} (running: {m.get('elasticsearch_running', '?')}); infra {m['infra_mode']}; ES refresh interval {m['es_refresh_interval']}",
+           f"- Python {m['python']}; {m.get('jdk')}; Kafka {m['kafka']}; Elasticsearch {m['elasticsearch']} (running: {m.get('elasticsearch_running', '?')}); infra {m['infra_mode']}; ES refresh interval {m['es_refresh_interval']}; relay idle ceiling {m.get('relay_idle_max_s', '?')} s; processor batch wait {m.get('processor_batch_within_s', '?')} s; "
+           f"per-principal rate limit {m.get('rate_limit_per_principal', '?')} (0 = off)",
            "", "## Platform figures next to raw limits", "", table(result), "",
            "## Raw limits", "",
            f"- Elasticsearch `_bulk`: {raw['es_bulk']['documents']:,} people documents (the projection's own `apply`, mappings and external versions, ~{raw['es_bulk']['avg_doc_bytes']} B each), batches of {raw['es_bulk']['batch']}: "
@@ -62,7 +82,7 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
             f"- Rebuild (`PeopleProjection.rebuild`, what `watercooler reindex people` runs): {plat['rebuild']['events_replayed']:,} events in {plat['rebuild']['seconds']} s = {_fmt(plat['rebuild']['events_per_s'])} events/s into {plat['rebuild']['documents']:,} documents.",
             f"- SearchPeople at {plat['search']['search_people']['offered_per_s']:.0f}/s over {plat['search']['documents']:,} documents: {_lat(plat['search']['search_people']['latency_from_scheduled'])}, errors {plat['search']['search_people']['errors'] or 'none'}.",
             f"- ListPeople (department/country, directory order) at {plat['search']['list_people']['offered_per_s']:.0f}/s: {_lat(plat['search']['list_people']['latency_from_scheduled'])}, errors {plat['search']['list_people']['errors'] or 'none'}.",
-            f"- Suggest: {plat['search']['suggest']}.",
+            *_content_search_lines(plat.get("content_search")),
             *([f"- Jam tally (`benchmarks/jams_votes.py`): {plat['jam_tally']['events']:,} vote events ({plat['jam_tally']['participants_offered']:,} participants x {plat['jam_tally']['votes_each']} votes, with withdrawals and merges, "
                f"{plat['jam_tally']['bytes_mb']} MB of envelopes) decoded and tallied by `services.jams.domainmodel.Tally` in {plat['jam_tally']['tally_seconds']} s = {_fmt(plat['jam_tally']['events_per_second'])} events/s; "
                f"the tally holds {plat['jam_tally']['tally_rss_mb']} MiB (RSS growth), process {plat['jam_tally']['process_rss_mb']} MiB resident; {plat['jam_tally']['votes_counted']:,} votes counted."] if "jam_tally" in plat else []),
@@ -104,6 +124,8 @@ def plots(result: dict[str, Any], out_dir: Path, name: str) -> list[str]:
     runs += [(f"freshness @{r['offered_per_s']:.0f}/s", r["freshness"]) for r in plat["writes"]["rates"]]
     runs += [(f"SearchPeople @{plat['search']['search_people']['offered_per_s']:.0f}/s", plat["search"]["search_people"]["latency_from_scheduled"]),
              (f"ListPeople @{plat['search']['list_people']['offered_per_s']:.0f}/s", plat["search"]["list_people"]["latency_from_scheduled"]),
+             *((f"{plat['content_search'][rpc]['rpc']} @{plat['content_search'][rpc]['offered_per_s']:.0f}/s, {plat['content_search']['documents']:,} docs",
+                plat["content_search"][rpc]["latency_from_scheduled"]) for rpc in (("search", "suggest") if "content_search" in plat else ())),
              (f"gRPC echo @{result['raw']['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s", result["raw"]["grpc_echo"]["constant_rate"]["latency_from_scheduled"])]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     labels = [label for label, s in runs if s.get("count")]
@@ -111,6 +133,8 @@ def plots(result: dict[str, Any], out_dir: Path, name: str) -> list[str]:
         ax.bar([x + i * 0.27 for x in range(len(labels))], [s[pct] for _, s in runs if s.get("count")], width=0.27, label=pct.replace("_ms", ""))
     ax.set_xticks([x + 0.27 for x in range(len(labels))], labels, rotation=20, ha="right", fontsize=8)
     ax.set_yscale("log")
+    ax.axhline(50, color="red", linestyle="--", linewidth=0.8, label="search target 50 ms")
+    ax.axhline(1500, color="orange", linestyle="--", linewidth=0.8, label="freshness target 1.5 s")
     ax.set_ylabel("ms (log), from scheduled send")
     ax.set_title("Latency at constant offered rates (HDR, no coordinated omission)")
     ax.legend()

@@ -1,16 +1,21 @@
-"""Search and Suggest latency (p50/p99) at a constant 100 requests/s over a large index.
+"""Search and Suggest latency at a constant 100 requests/s over a large index (1,000,000 documents).
 
-    WC_ES_PORT=19200 .venv/bin/python -m benchmarks.search_latency --docs 1000000 --seconds 30
+`make bench` runs it as a step (``--search-docs``, default 1,000,000) against the benchmark's
+platform; standalone it starts its own search service:
+
+    WC_INFRA=external WC_ES_PORT=19200 .venv/bin/python -m benchmarks.search_latency --docs 1000000 --seconds 30
 
 What it does, and what it leaves out:
-- creates the real projection indices (same mappings) in a namespace of its own and bulk-loads
-  synthetic documents straight into Elasticsearch — posts and microposts (80 %), comments,
-  bookmarks, people, wiki pages, media — with folded text as the projections write it.
-  Ingest through Kafka is measured elsewhere (benchmarks/posts.py); this measures queries;
-- starts the real search service process (`python -m services.search`) on a free port and
-  calls Search and Suggest over gRPC as an employee at a constant offered rate, latency counted
-  from each request's *scheduled* send time (no coordinated omission) into an HDR histogram;
-- deletes its indices at the end (``--keep`` leaves them for another run).
+- bulk-loads synthetic documents straight into the real projection indices (same mappings,
+  through their aliases) of the namespace it runs in — posts and microposts (80 %), comments,
+  people, wiki pages — with folded (and, where the mapping has them, stemmed) text as the
+  projections write it, ids prefixed ``bench-search-`` so that nothing the platform wrote is
+  touched. Ingest through Kafka is measured elsewhere; this measures queries;
+- calls Search and Suggest over gRPC at a constant offered rate, latency counted from each
+  request's *scheduled* send time (no coordinated omission) into an HDR histogram, speaking as
+  several distinct employees in turn (a real load comes from many people; one principal would
+  meet the per-principal rate limit and any per-caller cache);
+- deletes the documents it loaded at the end (``--keep`` leaves them).
 Never part of `make test`.
 """
 
@@ -23,22 +28,20 @@ import itertools
 import os
 import random
 import secrets
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+ID_PREFIX = "bench-search-"
+SPACE_ID = "bench-search-space"
 WORDS = ["quantum", "cloud", "roadmap", "customer", "service", "analytics", "security", "mobile", "design", "research", "patent", "watson", "mainframe", "storage", "network", "linux", "java", "python", "agile", "devops", "innovation", "marketing", "finance", "travel", "health", "education", "energy", "retail", "banking", "insurance", "supply", "chain", "blockchain", "privacy", "compliance", "startup", "mentor", "career", "alumni", "community", "jam", "wiki", "video", "podcast", "blog"]
 NAMES = ["Ana", "Bob", "Carla", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Ines", "João", "Kofi", "Lena", "Marta", "Nuno", "Olga", "Pablo", "Qing", "Rosa", "Sven", "Tariq", "Uma", "Vera", "Wang", "Xavi", "Yara", "Zoë"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+# The aliases the documents go to (the projections' names).
+ALIASES = ("posts", "comments", "people", "wiki")
 
 # A Zipf-like vocabulary as in real text: a few common words, a long tail of rare ones
 # (a 50-word vocabulary would make every query match half the corpus).
@@ -51,133 +54,283 @@ def text(rng: random.Random, n: int) -> str:
     return " ".join(rng.choices(VOCAB, cum_weights=ZIPF, k=n))
 
 
-async def load(settings, docs: int, seed: int = 7) -> None:
-    from elasticsearch.helpers import async_bulk
+def doc_id(n: int) -> tuple[str, str]:
+    """(alias name, document id) of the n-th synthetic document: the same for load and delete."""
+    roll = n % 20
+    kind = "posts" if roll < 16 else "comments" if roll < 18 else "people" if roll == 18 else "wiki"
+    return kind, f"{ID_PREFIX}{kind[0]}{n}"
 
+
+class _Text:
+    """folded / stemmed as the projections write them, per word from a cache: the vocabulary
+    is small and stemming a million documents word by word would take longer than loading them."""
+
+    def __init__(self) -> None:
+        from watercooler import text as wc_text
+
+        self.fold = wc_text.fold
+        self._stem = getattr(wc_text, "stemmed", None)
+        self._cache: dict[str, str] = {}
+
+    def stemmed(self, value: str) -> str | None:
+        if self._stem is None:
+            return None
+        out = []
+        for word in value.lower().split():
+            stem = self._cache.get(word)
+            if stem is None:
+                stem = self._cache[word] = self._stem(word)
+            out.append(stem)
+        return " ".join(out)
+
+
+def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Bulk actions for `docs` synthetic documents, each filtered to its index's (strict) mapping."""
     from services.search.projections import ALL
-    from watercooler.projection import es_client
-    from watercooler.text import collation_key, fold
+    from watercooler.text import collation_key
 
-    es = es_client(settings)
+    props = {p.name: set(p(settings).index_body()["mappings"]["properties"]) for p in ALL if p.name in ALIASES}
     rng = random.Random(seed)
+    words = _Text()
     now = dt.datetime.now(dt.UTC)
-    for projection in ALL:
-        await projection(settings).ensure_index(es)
-        await es.indices.put_settings(index=settings.index_alias(projection.name), settings={"refresh_interval": "-1"})
 
     def when() -> str:
         return (now - dt.timedelta(seconds=rng.randint(0, 90 * 86400))).isoformat()
 
-    def actions():
+    def searchable(source: dict[str, Any], value: str) -> dict[str, Any]:
+        source["folded"] = words.fold(value)
+        stems = words.stemmed(value)
+        if stems is not None:
+            source["stemmed"] = stems
+        return source
+
+    for n in range(docs):
+        alias, _id = doc_id(n)
+        roll = n % 20
+        vis = rng.choice(("PUBLIC", "INTERNAL", "INTERNAL", "INTERNAL", "COMMUNITY", "PRIVATE"))
+        author = f"e{rng.randint(0, 400_000)}"
+        if alias == "posts":
+            title = text(rng, 5).title() if roll < 6 else ""
+            body = text(rng, 40 if roll < 6 else 12)
+            source = searchable({
+                "kind": "blog" if roll < 6 else "micro", "name": f"posts/{_id}", "blog": f"b{rng.randint(0, 17000)}" if roll < 6 else "", "author_id": author,
+                "title": title, "content": body, "tags": rng.sample(WORDS, 2), "mentions": [], "reply_to": "", "repost_of": "",
+                "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "state": "PUBLISHED", "hidden": False, "revision": 1,
+                "created_at": when(), "published_at": when(), "deleted": False}, f"{title}\n{body}")
+        elif alias == "comments":
+            body = text(rng, 15)
+            source = searchable({"name": f"comments/{_id}", "target": f"posts/{ID_PREFIX}p{n - 1}", "parent": "", "author_id": author, "body": body,
+                                 "visibility": vis, "community": "", "hidden": False, "created_at": when(), "deleted": False}, body)
+        elif alias == "people":
+            name = f"{rng.choice(NAMES)} {rng.choice(NAMES)}son"
+            source = {"employee_id": _id, "display_name": name, "name_folded": words.fold(name), "sort_key": collation_key(name), "title": "Engineer",
+                      "department": rng.choice(("Research", "Sales", "Services")), "country": "ES", "expertise": rng.sample(WORDS, 2), "bio": text(rng, 10),
+                      "state": "ACTIVE", "alumni": False, "created_at": when(), "deleted": False}
+        else:
+            title = text(rng, 3).title()
+            body = text(rng, 60)
+            source = searchable({"kind": "page", "space_id": SPACE_ID, "title": title, "title_keys": [words.fold(title)], "former_titles": [], "links": [],
+                                 "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False}, f"{title}\n{body}")
+        allowed = props[alias]
+        yield {"_index": settings.index_alias(alias), "_id": _id, "_source": {k: v for k, v in source.items() if k in allowed}}
+
+
+async def count(es, settings) -> int:
+    from services.search.projections import ALL
+
+    aliases = ",".join(settings.index_alias(p.name) for p in ALL)
+    return (await es.count(index=aliases, ignore_unavailable=True))["count"]
+
+
+async def count_synthetic(es, settings) -> int:
+    """How many of this module's documents the aliases hold (ES cannot prefix-match `_id`)."""
+    query = {"bool": {"should": [{"prefix": {"name": f"posts/{ID_PREFIX}"}}, {"prefix": {"name": f"comments/{ID_PREFIX}"}},
+                                 {"prefix": {"employee_id": ID_PREFIX}}, {"term": {"space_id": SPACE_ID}}], "minimum_should_match": 1}}
+    return (await es.count(index=",".join(settings.index_alias(a) for a in ALIASES), query=query, ignore_unavailable=True))["count"]
+
+
+async def load(settings, docs: int, seed: int = 7, in_flight: int = 2) -> dict[str, Any]:
+    """Bulk-load `docs` documents (refresh off while loading, restored after); `in_flight`
+    bulk requests at a time (two cores: two)."""
+    from elasticsearch.helpers import async_bulk
+
+    from services.search.projections import ALL
+    from watercooler.projection import es_client
+
+    es = es_client(settings)
+    try:
+        refresh: dict[str, str] = {}
+        for projection in ALL:
+            await projection(settings).ensure_index(es)
+        for alias in ALIASES:
+            name = settings.index_alias(alias)
+            current = await es.indices.get_settings(index=name, name="index.refresh_interval", include_defaults=True)
+            index_settings = next(iter(current.body.values()))
+            refresh[name] = (index_settings.get("settings") or index_settings.get("defaults") or {}).get("index", {}).get("refresh_interval", "1s")
+            await es.indices.put_settings(index=name, settings={"refresh_interval": "-1"})
+        now = dt.datetime.now(dt.UTC).isoformat()
+        await es.index(index=settings.index_alias("wiki"), id=f"{ID_PREFIX}space", document={
+            "kind": "space", "space_id": SPACE_ID, "display_name": "Bench", "owner": "profiles/e1", "visibility": "INTERNAL", "members": [], "created_at": now, "deleted": False})
+        started = time.monotonic()
+        actions = documents(settings, docs, seed)
+        try:
+            # Several loaders drain one generator: `in_flight` bulk requests at a time.
+            results = await asyncio.gather(*(async_bulk(es, actions, chunk_size=2000, max_retries=3, request_timeout=120, raise_on_error=True) for _ in range(in_flight)))
+        finally:
+            for name, interval in refresh.items():
+                await es.indices.put_settings(index=name, settings={"refresh_interval": interval})
+        await es.indices.refresh(index=",".join(refresh))
+        seconds = time.monotonic() - started
+        loaded = sum(ok for ok, _ in results)
+        return {"documents": loaded + 1, "seconds": round(seconds, 1), "docs_per_s": round(loaded / seconds, 1) if seconds else None, "in_flight": in_flight,
+                "refresh_interval_restored": refresh}
+    finally:
+        await es.close()
+
+
+async def unload(settings, docs: int) -> int:
+    """Delete what `load` wrote (by id: the ids are a function of n), then refresh."""
+    from elasticsearch.helpers import async_bulk
+
+    from watercooler.projection import es_client
+
+    es = es_client(settings)
+
+    def deletes() -> Iterator[dict[str, Any]]:
+        yield {"_op_type": "delete", "_index": settings.index_alias("wiki"), "_id": f"{ID_PREFIX}space"}
         for n in range(docs):
-            roll = n % 20
-            vis = rng.choice(("PUBLIC", "INTERNAL", "INTERNAL", "INTERNAL", "COMMUNITY", "PRIVATE"))
-            author = f"e{rng.randint(0, 400_000)}"
-            if roll < 16:
-                title = text(rng, 5).title() if roll < 6 else ""
-                body = text(rng, 40 if roll < 6 else 12)
-                yield {"_index": settings.index_alias("posts"), "_id": f"p{n}", "_source": {
-                    "kind": "blog" if roll < 6 else "micro", "name": f"posts/p{n}", "blog": f"b{rng.randint(0, 17000)}" if roll < 6 else "", "author_id": author,
-                    "title": title, "content": body, "folded": fold(f"{title}\n{body}"), "tags": rng.sample(WORDS, 2), "mentions": [], "reply_to": "", "repost_of": "",
-                    "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "state": "PUBLISHED", "hidden": False, "revision": 1,
-                    "created_at": when(), "published_at": when(), "deleted": False}}
-            elif roll < 18:
-                body = text(rng, 15)
-                yield {"_index": settings.index_alias("comments"), "_id": f"c{n}", "_source": {"name": f"comments/c{n}", "target": f"posts/p{n - 1}", "parent": "",
-                       "author_id": author, "body": body, "visibility": vis, "community": "", "hidden": False, "created_at": when(), "deleted": False}}
-            elif roll == 18:
-                name = f"{rng.choice(NAMES)} {rng.choice(NAMES)}son"
-                yield {"_index": settings.index_alias("people"), "_id": f"h{n}", "_source": {"employee_id": f"h{n}", "display_name": name, "name_folded": fold(name),
-                       "sort_key": collation_key(name), "title": "Engineer", "department": rng.choice(("Research", "Sales", "Services")), "country": "ES",
-                       "expertise": rng.sample(WORDS, 2), "bio": text(rng, 10), "state": "ACTIVE", "alumni": False, "created_at": when(), "deleted": False}}
-            else:
-                title = text(rng, 3).title()
-                yield {"_index": settings.index_alias("wiki"), "_id": f"w{n}", "_source": {"kind": "page", "space_id": "s1", "title": title, "title_keys": [fold(title)],
-                       "former_titles": [], "links": [], "body": text(rng, 60), "author": author, "revision": 1, "created_at": when(), "deleted": False}}
+            alias, _id = doc_id(n)
+            yield {"_op_type": "delete", "_index": settings.index_alias(alias), "_id": _id}
 
-    started = time.monotonic()
-    await es.index(index=settings.index_alias("wiki"), id="space-s1", document={"kind": "space", "space_id": "s1", "display_name": "S", "owner": "profiles/e1",
-                                                                               "visibility": "INTERNAL", "members": [], "created_at": now.isoformat(), "deleted": False})
-    await async_bulk(es, actions(), chunk_size=2000, max_retries=3, request_timeout=120)
-    for projection in ALL:
-        await es.indices.put_settings(index=settings.index_alias(projection.name), settings={"refresh_interval": "1s"})
-    await es.indices.refresh(index=f"{settings.namespace}-*")
-    print(f"loaded {docs:,} documents in {time.monotonic() - started:.0f}s", flush=True)
-    await es.close()
+    try:
+        ok, _ = await async_bulk(es, deletes(), chunk_size=5000, max_retries=3, request_timeout=120, raise_on_error=False)
+        await es.indices.refresh(index=",".join(settings.index_alias(a) for a in ALIASES))
+        return ok
+    finally:
+        await es.close()
 
 
-async def measure(address: str, token: str, rpc: str, rate: int, seconds: int) -> dict:
-    import grpc
-    from hdrh.histogram import HdrHistogram
-
+def request_maker(rpc: str, seed: int = 11):
+    """k -> the k-th request: one or two words of the Zipf tail for Search, two to four typed
+    letters of a word or a name for Suggest."""
     from watercooler.search.v1 import search_pb2 as sp
+
+    rng = random.Random(seed)
+    prefixes = VOCAB[:5000] + [n.lower() for n in NAMES]
+
+    def make(_k: int):
+        if rpc == "Search":
+            return sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20)
+        word = rng.choice(prefixes)
+        return sp.SuggestRequest(prefix=word[: rng.randint(2, 4)])
+
+    return make
+
+
+async def measure(address: str, callers: list, rpc: str, rate: float, seconds: float, warmup: int = 20) -> dict[str, Any]:
+    """`rpc` ("Search" or "Suggest") at a constant `rate`, callers in turn (bearer metadata each)."""
+    import grpc
+
+    from benchmarks.harness import _open_loop
     from watercooler.search.v1 import search_pb2_grpc as sg
 
-    rng = random.Random(11)
-    histogram = HdrHistogram(1, 60_000_000, 3)  # microseconds
-    errors = 0
-    metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = sg.SearchServiceStub(channel)
+        method = getattr(stub, rpc)
+        spread = itertools.count()
+        call = lambda req: method(req, metadata=callers[next(spread) % len(callers)], timeout=30)  # noqa: E731
+        make = request_maker(rpc)
+        for k in range(warmup):
+            await call(make(k))
+        result = await _open_loop(call, make, rate, seconds)
+    return {"rpc": rpc, **result}
 
-        def request():
-            if rpc == "Search":
-                return stub.Search(sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20), metadata=metadata, timeout=10)
-            word = rng.choice(VOCAB[:5000] + [n.lower() for n in NAMES])
-            return stub.Suggest(sp.SuggestRequest(prefix=word[: rng.randint(2, 4)]), metadata=metadata, timeout=10)
 
-        for _ in range(20):  # warm up
-            await request()
-        start = time.perf_counter() + 0.1
-        total = rate * seconds
+def callers_for(settings, subjects: list[str]) -> list:
+    from watercooler.auth import issue_token
+    from watercooler.client import bearer_metadata
 
-        async def one(i: int) -> None:
-            nonlocal errors
-            scheduled = start + i / rate
-            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-            try:
-                await request()
-            except grpc.RpcError:
-                errors += 1
-                return
-            histogram.record_value(max(1, int((time.perf_counter() - scheduled) * 1e6)))
+    return [bearer_metadata(issue_token(settings, subject, "employee", ttl_seconds=3600)) for subject in subjects]
 
-        await asyncio.gather(*(one(i) for i in range(total)))
-    return {"rpc": rpc, "rate": rate, "requests": total, "errors": errors,
-            "p50_ms": histogram.get_value_at_percentile(50) / 1000, "p99_ms": histogram.get_value_at_percentile(99) / 1000,
-            "max_ms": histogram.get_max_value() / 1000}
+
+async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None) -> dict[str, Any]:
+    """The harness step: load, measure Search then Suggest, delete; the counts before and after
+    show that nothing is left behind. `profiler`: (start, finish) to sample the search process
+    during each measurement (where the time goes)."""
+    from watercooler.projection import es_client
+
+    es = es_client(settings)
+    try:
+        before = await count(es, settings)
+    finally:
+        await es.close()
+    out: dict[str, Any] = {"documents_before": before, "callers": len(callers), "offered_per_s": rate}
+    try:
+        out["load"] = await load(settings, docs, seed=seed)
+        es = es_client(settings)
+        try:
+            out["documents"] = await count(es, settings)
+            out["synthetic_loaded"] = await count_synthetic(es, settings)
+        finally:
+            await es.close()
+        for rpc in ("Search", "Suggest"):
+            sampling = profiler[0]() if profiler else None
+            out[rpc.lower()] = await measure(settings.grpc_address("search"), callers, rpc, rate, seconds)
+            if sampling:
+                out[rpc.lower()]["profile_of_search"] = profiler[1](sampling).get("search")
+    finally:
+        out["deleted"] = await unload(settings, docs)
+        es = es_client(settings)
+        try:
+            out["documents_after"] = await count(es, settings)
+            out["synthetic_left"] = await count_synthetic(es, settings)
+        finally:
+            await es.close()
+    return out
 
 
 def main() -> None:
+    from benchmarks.harness import free_port
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=1_000_000)
-    parser.add_argument("--rate", type=int, default=100)
-    parser.add_argument("--seconds", type=int, default=30)
-    parser.add_argument("--namespace", default="")
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--callers", type=int, default=50, help="distinct employees the load speaks as")
+    parser.add_argument("--keep", action="store_true", help="leave the loaded documents (and the namespace's indices)")
+    parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy sampling of the search process during each RPC's run")
     args = parser.parse_args()
-    os.environ["WC_NAMESPACE"] = args.namespace or f"benchsearch{secrets.token_hex(3)}"
-    port = free_port()
-    os.environ["WC_SEARCH_PORT"] = str(port)
+    os.environ["WC_NAMESPACE"] = os.environ.get("WC_NAMESPACE") or f"benchsearch{secrets.token_hex(3)}"
+    os.environ["WC_SEARCH_PORT"] = str(free_port())
     os.environ.setdefault("WC_SEARCH_HTTP_PORT", str(free_port()))
     os.environ.setdefault("WC_SEARCH_METRICS_PORT", "0")
+    os.environ.setdefault("WC_RATE_LIMIT", "0")
+    sys.path[:0] = [str(ROOT / "libs"), str(ROOT)]
     from watercooler import auth, config
 
     settings = config.load()
     auth.ensure_dev_keys(settings)
-    if not args.namespace:
-        asyncio.run(load(settings, args.docs))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT)])}
     server = subprocess.Popen([sys.executable, "-m", "services.search"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         from watercooler.client import wait_serving
 
         wait_serving(settings.grpc_address("search"), 60)
-        token = auth.issue_token(settings, "e1", "employee")
+        callers = callers_for(settings, [f"e{k}" for k in range(1, args.callers + 1)])
+        loaded = asyncio.run(load(settings, args.docs))
+        print(f"loaded {loaded['documents']:,} documents in {loaded['seconds']}s ({loaded['docs_per_s']} docs/s)", flush=True)
+        from benchmarks.harness import finish_profilers, start_profilers
+
         for rpc in ("Search", "Suggest"):
-            result = asyncio.run(measure(settings.grpc_address("search"), token, rpc, args.rate, args.seconds))
-            print(f"{rpc:8s} at {result['rate']} req/s over {args.docs:,} docs: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-                  f"max {result['max_ms']:.1f} ms, {result['errors']} errors of {result['requests']}", flush=True)
+            sampling = start_profilers({"search": server}, ("search",), args.profile) if args.profile else None
+            result = asyncio.run(measure(settings.grpc_address("search"), callers, rpc, args.rate, args.seconds))
+            lat = result["latency_from_scheduled"]
+            print(f"{rpc:8s} at {args.rate:g} req/s over {args.docs:,} docs: p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, "
+                  f"max {lat.get('max_ms')} ms, errors {result['errors'] or 'none'} of {result['requests']}, achieved {result['achieved_per_s']}/s", flush=True)
+            if sampling:
+                prof = finish_profilers(sampling).get("search", {})
+                print(f"  search process ({prof.get('samples')} samples): " + "; ".join(f"{f} {v:.0%}" for f, v in prof.get("inclusive", [])[:10]), flush=True)
+                print("  self: " + "; ".join(f"{f} {v:.0%}" for f, v in prof.get("self", [])[:8]), flush=True)
     finally:
         server.terminate()
         server.wait(10)

@@ -91,6 +91,12 @@ class Settings:
     tls_ca: str = field(default_factory=lambda: _env("WC_TLS_CA", ""))
     jwt_private_key_file: str = field(default_factory=lambda: _env("WC_JWT_PRIVATE_KEY_FILE", ""))
 
+    # Timing of the event path (write to search hit; measured by benchmarks/freshness.py): the
+    # longest an idle relay sleeps between looks at its store, and the longest a processor waits
+    # to fill a batch (under load batches fill while the previous one is written anyway).
+    relay_idle_max: float = field(default_factory=lambda: float(_env("WC_RELAY_IDLE_MAX", "0.05")))
+    processor_batch_within: float = field(default_factory=lambda: float(_env("WC_PROCESSOR_BATCH_WITHIN", "0.05")))
+
     log_level: str = field(default_factory=lambda: _env("WC_LOG_LEVEL", "INFO"))
     log_format: str = field(default_factory=lambda: _env("WC_LOG_FORMAT", "json"))
 

@@ -101,7 +101,7 @@ class DocumentProjection:
             "settings": {
                 "number_of_shards": int(_env_default("WC_ES_SHARDS", "1")),
                 "number_of_replicas": int(_env_default("WC_ES_REPLICAS", "0")),
-                "refresh_interval": _env_default("WC_ES_REFRESH", "1s"),
+                "refresh_interval": _env_default("WC_ES_REFRESH", "500ms"),
             },
             "mappings": mappings,
         }

@@ -191,9 +191,12 @@ class Relay:
         if errors:
             raise errors[0]
 
-    def run(self, idle_sleep: float = 0.02, max_idle_sleep: float = 0.25) -> None:
+    def run(self, idle_sleep: float = 0.02, max_idle_sleep: float | None = None) -> None:
         ensure_topics(self.settings, (self.service,))
         log.info("relay starting", extra={"service": self.service, "topic": self.topic})
+        # The back-off's ceiling is how late an event written into an idle store can be picked up.
+        max_idle_sleep = self.settings.relay_idle_max if max_idle_sleep is None else max_idle_sleep
+        idle_sleep = min(idle_sleep, max_idle_sleep)
         sleep = idle_sleep
         while not self.stopping.is_set():
             try:

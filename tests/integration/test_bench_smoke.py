@@ -37,14 +37,24 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
         assert run["latency_from_scheduled"]["count"] == run["completed"]
         assert run["freshness"]["count"] == run["completed"] and run["freshness"]["not_seen"] == 0
         assert _positive(run["freshness"]["p99_ms"]) and _positive(run["indexed_events_per_s"])
-    assert plat["catch_up"]["events"] == cfg.search_docs and _positive(plat["catch_up"]["processor_events_per_s"])
+    assert plat["catch_up"]["events"] == cfg.people_events and _positive(plat["catch_up"]["processor_events_per_s"])
     # The rebuild replays everything on the topic: at least what this run wrote.
-    assert plat["rebuild"]["events_replayed"] >= cfg.search_docs + cfg.burst_profiles and _positive(plat["rebuild"]["events_per_s"])
-    assert plat["rebuild"]["documents"] >= cfg.search_docs + cfg.burst_profiles
+    assert plat["rebuild"]["events_replayed"] >= cfg.people_events + cfg.burst_profiles and _positive(plat["rebuild"]["events_per_s"])
+    assert plat["rebuild"]["documents"] >= cfg.people_events + cfg.burst_profiles
     for name in ("search_people", "list_people"):
         assert plat["search"][name]["completed"] > 0 and not plat["search"][name]["errors"]
         assert _positive(plat["search"][name]["latency_from_scheduled"]["p99_ms"])
     assert plat["search"]["callers"] == cfg.search_callers > 1  # spread over employees, not one principal
+    # Search and Suggest over the bulk-loaded content documents, in this platform's own indices,
+    # answered without errors (no RESOURCE_EXHAUSTED from the limiter), and deleted after.
+    content = plat["content_search"]
+    assert content["load"]["documents"] == content["synthetic_loaded"] == cfg.search_docs + 1  # + the wiki space the pages belong to
+    assert content["documents"] >= content["documents_before"] + cfg.search_docs
+    assert content["callers"] == cfg.search_callers > 1
+    for rpc in ("search", "suggest"):
+        assert content[rpc]["completed"] == content[rpc]["requests"] > 0 and not content[rpc]["errors"]
+        assert content[rpc]["latency_from_scheduled"]["count"] == content[rpc]["completed"] and _positive(content[rpc]["latency_from_scheduled"]["p99_ms"])
+    assert content["deleted"] == cfg.search_docs + 1 and content["synthetic_left"] == 0
     tally = plat["jam_tally"]
     assert tally["participants"] == cfg.jam_participants and tally["votes_counted"] > 0
     assert tally["events"] >= cfg.jam_participants * cfg.jam_votes_each and _positive(tally["events_per_second"]) and _positive(tally["process_rss_mb"])
@@ -61,6 +71,9 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert any(f.startswith("write RPCs/s") and _positive(r["ratio"]) for f, r in figures.items())
     assert any(f.startswith("projection rebuild") and _positive(r["ratio"]) for f, r in figures.items())
     assert any(f.startswith("jam tally events/s") and _positive(r["platform"]) for f, r in figures.items())
+    assert any(f.startswith("Search p99") and _positive(r["platform"]) and r["target_max"] == harness.TARGETS["search_p99_s"] for f, r in figures.items())
+    assert any(f.startswith("Suggest p99") and _positive(r["platform"]) for f, r in figures.items())
     markdown = (tmp_path / "smoke.md").read_text()
     assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown and "Jam tally" in markdown
+    assert "Search and Suggest" in markdown and "Suggest at" in markdown
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
