@@ -41,7 +41,7 @@ def content_text_query(
         should.append({"multi_match": {"query": stems, "fields": list(stemmed_fields), "operator": "and", "boost": STEMS_BOOST}})
     if typos:
         should.append({"multi_match": {"query": folded, "fields": [*folded_fields, *raw_fields], "operator": "and", "fuzziness": "AUTO",
-                                       "prefix_length": 1, "boost": TYPO_BOOST}})
+                                       "prefix_length": 1, "max_expansions": 10, "boost": TYPO_BOOST}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
