@@ -44,6 +44,7 @@ DEPARTMENT_AUTHORS = 200
 # (Elasticsearch's sampler aggregation), which for small result sets is all of them.
 TOTAL_HITS_EXACT_UP_TO = 10_000
 FACET_SAMPLE = 2_000
+SUGGEST_SAMPLE = 1_000
 # top_rated / most_viewed rank at most this many rated / viewed items, then page over them.
 MAX_RANKED = 1000
 SNIPPET_CHARS = 160
@@ -421,18 +422,23 @@ class Search:
                 {"prefix": {"tags": tag}},
                 {"bool": {"should": [_kind_clause(self.settings, scope, k) for k in tag_kinds], "minimum_should_match": 1}}]}},
                 # `include` is a regular expression: the typed text is escaped into a literal prefix.
-                "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*"}}}}
+                # Over the best SUGGEST_SAMPLE documents per shard, not every document carrying a
+                # tag with this prefix (a common prefix is a large part of a million documents).
+                "aggs": {"s": {"sampler": {"shard_size": SUGGEST_SAMPLE},
+                               "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*"}}}}}}
             searches.append(("tag", ",".join(sorted({index_of(self.settings, k) for k in tag_kinds})), body))
         operations: list[dict[str, Any]] = []
         for _, index, body in searches:
-            operations += [{"index": index, "ignore_unavailable": True}, body]
+            # A type-ahead needs the best few, never how many match: no counting lets
+            # Elasticsearch stop early.
+            operations += [{"index": index, "ignore_unavailable": True}, {**body, "track_total_hits": False}]
         found = await self.es.msearch(searches=operations)
         response = sp.SuggestResponse()
         for (kind, _, _), result in zip(searches, found["responses"], strict=True):
             if "error" in result:
                 continue
             if kind == "tag":
-                for b in result.get("aggregations", {}).get("t", {}).get("buckets", []):
+                for b in result.get("aggregations", {}).get("s", {}).get("t", {}).get("buckets", []):
                     response.suggestions.add(kind="tag", text=b["key"])
                 continue
             for hit in result["hits"]["hits"]:
