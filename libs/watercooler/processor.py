@@ -25,7 +25,7 @@ from . import metrics
 from .config import Settings
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
-from .projection import BatchResult, DocumentProjection, es_client
+from .projection import BatchResult, DocumentProjection, es_client, partition_halves
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,10 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
 
 
 async def _apply_by_partition_halves(projection: DocumentProjection, es, records) -> BatchResult:
-    """The batch in two halves by partition, applied at once: while one half waits for
-    Elasticsearch the other computes. Safe: a document is one
-    aggregate's, and an aggregate's events share a partition, so the halves share no document."""
-    partitions = sorted({(r.message.topic, r.message.partition) for r in records})
-    if len(partitions) < 2:
+    """The batch in two groups of whole partitions, applied at once (projection.partition_halves)."""
+    halves = partition_halves(records, lambda r: (r.message.topic, r.message.partition))
+    if len(halves) < 2:
         return await _apply_with_retry(projection, es, records)
-    first = set(partitions[::2])
-    halves = [[r for r in records if (r.message.topic, r.message.partition) in first],
-              [r for r in records if (r.message.topic, r.message.partition) not in first]]
     results = await asyncio.gather(*(_apply_with_retry(projection, es, half) for half in halves))
     merged = BatchResult()
     for result in results:

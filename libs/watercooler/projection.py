@@ -268,16 +268,10 @@ class DocumentProjection:
         remaining = {tp: off for tp, off in end.items() if await consumer.position(tp) < off}
         while remaining:
             batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000, max_records=batch_size)
-            # Two halves by partition, applied at once: while one waits for Elasticsearch the
-            # other computes. Safe because a document is one aggregate's (doc_id) and an
-            # aggregate's events share a partition (keyed by aggregate id), so no document is
-            # in both halves.
-            halves: list[list[Any]] = [[], []]
-            for n, (tp, rs) in enumerate(sorted(batches.items())):
-                halves[n % 2].extend(r for r in rs if r.offset < end[tp])
-            records = halves[0] + halves[1]
+            records = [r for tp, rs in batches.items() for r in rs if r.offset < end[tp]]
             if records:
-                await asyncio.gather(*(self.apply_batch(es, half, lambda r: r.value, index=index) for half in halves if half))
+                halves = partition_halves(records, lambda r: (r.topic, r.partition))
+                await asyncio.gather(*(self.apply_batch(es, half, lambda r: r.value, index=index) for half in halves))
                 done += len(records)
                 if progress:
                     progress(done, total)
@@ -285,6 +279,18 @@ class DocumentProjection:
                 if await consumer.position(tp) >= remaining[tp]:
                     del remaining[tp]
         return done
+
+
+def partition_halves(records: Sequence[Any], partition_of: Callable[[Any], tuple[str, int]]) -> list[list[Any]]:
+    """The records in two groups of whole partitions (one group when they come from one), in
+    their order, to apply at once: while one waits for Elasticsearch the other computes.
+    Safe because a document is one aggregate's (``doc_id``) and an aggregate's events share
+    a partition (the relay keys them by aggregate id), so no document is in both groups."""
+    partitions = sorted({partition_of(r) for r in records})
+    if len(partitions) < 2:
+        return [list(records)] if records else []
+    first = set(partitions[::2])
+    return [[r for r in records if partition_of(r) in first], [r for r in records if partition_of(r) not in first]]
 
 
 def _env_default(name: str, default: str) -> str:

@@ -22,18 +22,24 @@ from watercooler.profiles.v1 import communities_pb2_grpc as cg
 pytestmark = pytest.mark.integration
 
 
+def open_guild(platform, name: str) -> dict:
+    """An OPEN community made by Ana, joined by Mia; Olaf stays outside."""
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    people = {who: person(platform, f"{who.title()} {name}") for who in ("ana", "mia", "olaf")}
+    community_id = unique("guild-")
+    communities.CreateCommunity(
+        cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name=name, access=cp.Community.OPEN)), metadata=people["ana"][1]
+    )
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{community_id}"), metadata=people["mia"][1])
+    return {"community": f"communities/{community_id}", **people}
+
+
+
 def test_members_read_comment_rate_and_like_community_items_non_members_get_not_found(platform):
     posts = platform.stub(pg.PostServiceStub, "posts")
     communities = platform.stub(cg.CommunityServiceStub, "profiles")
-    _, as_ana = person(platform, "Ana Guild")
-    mia, as_mia = person(platform, "Mia Member")
-    olaf, as_olaf = person(platform, "Olaf Outsider")
-    community_id = unique("guild-")
-    communities.CreateCommunity(
-        cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Guild", access=cp.Community.OPEN)), metadata=as_ana
-    )
-    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{community_id}"), metadata=as_mia)
-    community = f"communities/{community_id}"
+    guild = open_guild(platform, "Guild")
+    (_, as_ana), (mia, as_mia), (olaf, as_olaf), community = guild["ana"], guild["mia"], guild["olaf"], guild["community"]
     post = publish(posts, as_ana, blog(posts, as_ana).name, "guild plans", visibility=V.COMMUNITY, community=community)
     micro = posts.CreateMicropost(
         pb.CreateMicropostRequest(micropost=pb.Micropost(text="guild news", visibility=V.COMMUNITY, community=community)), metadata=as_ana
@@ -108,17 +114,10 @@ def test_a_community_owned_restricted_space_is_its_members_in_search_too(platfor
 
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
-    communities = platform.stub(cg.CommunityServiceStub, "profiles")
-    _, as_ana = person(platform, "Ana Owner")
-    _, as_mia = person(platform, "Mia Member")
-    _, as_olaf = person(platform, "Olaf Outsider")
-    community_id = unique("wiki-guild-")
-    communities.CreateCommunity(
-        cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Wiki Guild", access=cp.Community.OPEN)), metadata=as_ana
-    )
-    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{community_id}"), metadata=as_mia)
+    guild = open_guild(platform, "Wiki Guild")
+    as_ana, as_mia, as_olaf = guild["ana"][1], guild["mia"][1], guild["olaf"][1]
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("gs"), display_name="Guild handbook", visibility=wp.RESTRICTED,
-                                                                  owner=f"communities/{community_id}")), metadata=as_ana).name
+                                                                  owner=guild["community"])), metadata=as_ana).name
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=f"Guild secrets {unique('t')}", body="x")), metadata=as_ana).name
     wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page)] * 3), metadata=as_mia)
 
