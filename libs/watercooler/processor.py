@@ -21,7 +21,7 @@ import faust
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
 
-from . import metrics
+from . import faust_offsets, metrics
 from .config import Settings
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
@@ -55,7 +55,8 @@ def faust_app(name: str, settings: Settings, commit_every: int = BATCH_SIZE) -> 
     only after a batch is handled, and a killed worker replaced within seconds."""
     # faust makes only the last level of its data dir.
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    # faust_offsets.App: faust's own commit computation falls behind on transactional topics.
+    return faust_offsets.App(
         settings.consumer_group(name),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",

@@ -54,6 +54,23 @@ def es_client(settings: Settings) -> AsyncElasticsearch:
                               serializers={"application/json": OrjsonSerializer(), "application/x-ndjson": _OrjsonNdjsonSerializer()})
 
 
+class DocumentsUnreadable(RuntimeError):
+    """Some documents of a read-modify-write could not be read; the batch must be retried."""
+
+
+def found_documents(response: Any) -> dict[str, dict[str, Any]]:
+    """The documents an ``mget`` found, by id.  Raises DocumentsUnreadable when any could not
+    be read: a shard still recovering after a restart answers an error per document, and
+    taking that for "not found" would rebuild the document from nothing and overwrite the
+    stored one (a count reset to the batch, a profile reduced to its last event)."""
+    unreadable = [item for item in response["docs"] if item.get("error")]
+    if unreadable:
+        error = unreadable[0]["error"]
+        reason = error.get("reason") or error.get("type") if isinstance(error, dict) else error
+        raise DocumentsUnreadable(f"{len(unreadable)} of {len(response['docs'])} documents unreadable: {reason}")
+    return {item["_id"]: item for item in response["docs"] if item.get("found")}
+
+
 class SkipEvent(Exception):
     """Raised by ``apply`` for an event the projection deliberately ignores."""
 
@@ -171,10 +188,8 @@ class DocumentProjection:
             return result
         ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))
         state: dict[str, tuple[Doc | None, int]] = {doc_id: (None, 0) for doc_id in ids}
-        found = await es.mget(index=target, ids=ids, realtime=True)
-        for item in found["docs"]:
-            if item.get("found"):
-                state[item["_id"]] = (item["_source"], item["_version"])
+        for doc_id, item in found_documents(await es.mget(index=target, ids=ids, realtime=True)).items():
+            state[doc_id] = (item["_source"], item["_version"])
         dirty: set[str] = set()
         for record, event in decoded:
             doc_id = self.doc_id(event)

@@ -42,6 +42,7 @@ from elasticsearch import AsyncElasticsearch
 from watercooler import metrics
 from watercooler.config import Settings
 from watercooler.posts.v1.library_events_pb2 import ViewFact
+from watercooler.projection import found_documents
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,8 @@ async def apply_batch(es: AsyncElasticsearch, alias: str, kind: str, records: Se
     """Add the batch to the counts exactly once; returns (counted, skipped as already counted)."""
     docs = plan(kind, records)
     while True:
-        found = await es.mget(index=alias, ids=list(docs), realtime=True)
-        current = {item["_id"]: (item["_source"]["count"], item["_version"]) for item in found["docs"] if item.get("found")}
+        found = found_documents(await es.mget(index=alias, ids=list(docs), realtime=True))
+        current = {doc_id: (item["_source"]["count"], item["_version"]) for doc_id, item in found.items()}
         operations: list[dict[str, Any]] = []
         counted = skipped = 0
         now = dt.datetime.now(dt.UTC).isoformat()
