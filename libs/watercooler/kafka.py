@@ -13,13 +13,14 @@ from .config import EVENT_SOURCED_SERVICES, Settings
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(settings: Settings, services: tuple[str, ...] = EVENT_SOURCED_SERVICES) -> list[str]:
+def ensure_topics(settings: Settings, services: tuple[str, ...] = EVENT_SOURCED_SERVICES, timeout_seconds: float = 30.0) -> list[str]:
     """Create the event topics (and the dead-letter topic) if missing.
 
     Event topics keep everything forever: they are the log every projection
     is rebuilt from."""
     names = [settings.topic(s) for s in services] + [settings.dead_letter_topic]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watercooler-topics")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watercooler-topics",
+                             request_timeout_ms=int(timeout_seconds * 1000), bootstrap_timeout_ms=int(timeout_seconds * 1000))
     try:
         existing = set(admin.list_topics())
         missing = [

@@ -34,9 +34,14 @@ from .kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 
-# How long a batch may take to be acknowledged and committed before the relay gives up on
-# its producer, fences it with a new one and sends the batch again.
-SEND_TIMEOUT_SECONDS = 30.0
+# How long a batch may take to be acknowledged and committed, or a producer to initialise,
+# before the relay gives up on that producer, fences it with a new one and sends the batch
+# again.  Short, because kafka-python's producer does not recover by itself when a broker
+# holding its transaction coordinator dies: in the three-broker fault test it waited out the
+# whole of init_transactions' 60 s (or a batch's 25 s delivery timeout) although the
+# coordinator had moved within ~15 s, and a fresh producer found it at once. With 30-60 s
+# per stuck producer, one run in five took over 180 s to publish everything.
+SEND_TIMEOUT_SECONDS = 15.0
 
 
 def committed_position(settings: Settings, topic: str) -> int:
@@ -97,6 +102,7 @@ class Relay:
         self.service = app.service_name
         self.topic = settings.topic(self.service)
         self.batch_size = batch_size
+        self.send_timeout = SEND_TIMEOUT_SECONDS
         self.stopping = threading.Event()
         self.producer: KafkaProducer | None = None
         self.position = 0
@@ -110,8 +116,9 @@ class Relay:
             transactional_id=f"{self.settings.consumer_group('relay')}.{self.service}",
             enable_idempotence=True,
             acks="all",
-            request_timeout_ms=10_000,
-            delivery_timeout_ms=25_000,
+            request_timeout_ms=int(self.send_timeout * 1000 / 3),
+            delivery_timeout_ms=int(self.send_timeout * 1000) - 1000,
+            max_block_ms=int(self.send_timeout * 1000),  # bounds init_transactions() too
             linger_ms=5,
             batch_size=256 * 1024,
             compression_type="gzip",
@@ -159,10 +166,10 @@ class Relay:
             # Every record acknowledged (or its error raised) before the commit is asked for:
             # kafka-python's commit_transaction() waits without a deadline, and a batch that
             # failed while a broker was away would leave it waiting for ever.
-            self.producer.flush(timeout=SEND_TIMEOUT_SECONDS)
+            self.producer.flush(timeout=self.send_timeout)
             for future in futures:
-                future.get(timeout=SEND_TIMEOUT_SECONDS)
-            self._commit_within(SEND_TIMEOUT_SECONDS)
+                future.get(timeout=self.send_timeout)
+            self._commit_within(self.send_timeout)
         except Exception:
             self._reset_producer()  # the next connect() aborts the open transaction by fencing
             raise
@@ -192,14 +199,19 @@ class Relay:
             raise errors[0]
 
     def run(self, idle_sleep: float = 0.02, max_idle_sleep: float | None = None) -> None:
-        ensure_topics(self.settings, (self.service,))
         log.info("relay starting", extra={"service": self.service, "topic": self.topic})
+        # Inside the retry like everything else: a broker dying while the topic was checked
+        # once ended this thread, and the relay published nothing more (a fault test caught it).
+        topics_ready = False
         # The back-off's ceiling is how late an event written into an idle store can be picked up.
         max_idle_sleep = self.settings.relay_idle_max if max_idle_sleep is None else max_idle_sleep
         idle_sleep = min(idle_sleep, max_idle_sleep)
         sleep = idle_sleep
         while not self.stopping.is_set():
             try:
+                if not topics_ready:
+                    ensure_topics(self.settings, (self.service,), timeout_seconds=self.send_timeout)
+                    topics_ready = True
                 moved = self.publish_once()
             except Exception:  # Kafka or store unavailable: reconnect, re-read the position, retry
                 log.exception("relay batch failed; retrying", extra={"service": self.service})
@@ -240,4 +252,12 @@ def run_relays(apps: list[EventSourcedApplication], settings: Settings) -> None:
     for thread in threads:
         thread.start()
     while any(t.is_alive() for t in threads):
+        if not all(t.is_alive() for t in threads) and not any(r.stopping.is_set() for r in relays):
+            # A relay that died would leave its service unpublished while the process looks
+            # healthy: stop them all and exit, so that the supervisor (Kubernetes) restarts us.
+            log.error("a relay thread died; stopping the process", extra={"dead": [t.name for t in threads if not t.is_alive()]})
+            stop()
+            for thread in threads:
+                thread.join(30)
+            raise SystemExit(1)
         time.sleep(0.2)
