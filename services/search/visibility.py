@@ -17,6 +17,8 @@ and facet uses, so nothing leaks through a count either:
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +94,31 @@ class Scope:
     jams: list[str] | None
 
 
+# A caller's scope is kept for SCOPE_SECONDS: reading it is two or three Elasticsearch
+# round trips, as much as a whole Suggest over a million documents took, and a type-ahead asks
+# for it at every keystroke.  It changes only when a membership or a space changes, which reach
+# the communities and wiki indices through their projections and a refresh (WC_ES_REFRESH,
+# 0.5-1 s) anyway: one second more of staleness, in both directions, is the price.
+SCOPE_SECONDS = 1.0
+SCOPES_KEPT = 10_000
+_scopes: OrderedDict[tuple[Any, ...], tuple[float, Scope]] = OrderedDict()
+
+
 async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
+    key = (id(es), settings.namespace, principal.kind, principal.subject, tuple(principal.jams))
+    now = time.monotonic()
+    kept = _scopes.get(key)
+    if kept is not None and now - kept[0] < SCOPE_SECONDS:
+        return kept[1]
+    scope = await _read_scope(es, settings, principal)
+    _scopes[key] = (now, scope)
+    _scopes.move_to_end(key)
+    while len(_scopes) > SCOPES_KEPT:
+        _scopes.popitem(last=False)
+    return scope
+
+
+async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
     from .library import visibility_filter as library_filter
     from .stats import jams as jam_stats
 
