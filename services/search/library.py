@@ -59,9 +59,12 @@ async def _communities_of(es: AsyncElasticsearch, settings: Settings, principal:
     return await caller_communities(es, settings, principal)
 
 
-async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal: Principal, names: list[str]) -> dict[str, dict[str, Any]]:
-    """name -> {title, space} for the pages/media among ``names`` the principal may see now."""
-    communities = await _communities_of(es, settings, principal) if names else []
+async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal: Principal, names: list[str],
+                          communities: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """name -> {title, space} for the pages/media among ``names`` the principal may see now;
+    ``communities``: the caller's, when the caller already has them (a search Scope)."""
+    if communities is None:
+        communities = await _communities_of(es, settings, principal) if names else []
     pages = [n.split("/", 1)[1] for n in names if n.startswith("pages/")]
     media = [n.split("/", 1)[1] for n in names if n.startswith("media/")]
     out: dict[str, dict[str, Any]] = {}

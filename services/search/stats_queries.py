@@ -208,7 +208,7 @@ class Stats:
             want = "pages/" if kind == "views" else "media/"
             if not request.target.startswith(want) or request.target.count("/") != 1:
                 raise InvalidArgument(f"must look like '{want}{{id}}'", field="target")
-            if request.target not in await library.visible_targets(self.es, self.settings, principal, [request.target]):
+            if request.target not in await library.visible_targets(self.es, self.settings, principal, [request.target], scope.communities):
                 raise NotFound(f"{request.target} not found", field="target")
             filters.append({"term": {"target": request.target}})
         if request.space:
@@ -237,7 +237,7 @@ class Stats:
         result = await self.es.search(index=alias, size=0, query={"bool": {"filter": top_filters}}, ignore_unavailable=True, aggs={
             "top": {"terms": {"field": "target", "size": top * library.TOP_OVERFETCH, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}})
         buckets = [(b["key"], b["n"]["value"]) for b in result.get("aggregations", {}).get("top", {}).get("buckets", [])]
-        visible = await library.visible_targets(self.es, self.settings, principal, [name for name, _ in buckets])
+        visible = await library.visible_targets(self.es, self.settings, principal, [name for name, _ in buckets], scope.communities)
         for name, value in [(n, v) for n, v in buckets if n in visible][:top]:
             response.top.add(name=name, title=visible[name]["title"], value=float(value))
 

@@ -78,10 +78,13 @@ FILTER_KINDS = {
     "jam": ("jam_idea", "jam_thread"),
 }
 # Text fields: folded fields (given the folded query), raw fields (the text as typed, lowercased;
-# they carry the title boosts) and stemmed fields (given the query's stems).
+# they carry the title boosts) and stemmed fields (given the query's stems). Bodies, notes and
+# descriptions are in every index's folded field already; matching them raw as well cost 15 % of
+# a Search's Elasticsearch time over a million documents (8.0 -> 6.8 ms mean `took`, 150
+# queries). A person's bio has no folded copy, so it stays.
 FOLDED_FIELDS = ["name_folded^3", "folded", "text_folded"]
 STEMMED_FIELDS = ["stemmed"]
-RAW_FIELDS = ["title^3", "display_name^3", "content", "body", "notes", "description", "bio"]
+RAW_FIELDS = ["title^3", "display_name^3", "bio"]
 HIGHLIGHT_FIELDS = ("title", "display_name", "content", "body", "notes", "description", "bio", "folded", "text_folded", "name_folded")
 # Tie-breakers after the primary sort: unique per document within each index.
 TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at"]
