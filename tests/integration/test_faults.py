@@ -1,7 +1,7 @@
 """Faults under a steady write load, with nothing lost.
 
-One fault at a time: SIGKILL of the profiles service, its relay, the projections
-worker, the stats worker and the search service; a Kafka restart; Elasticsearch
+One fault at a time: SIGKILL of each service (profiles, posts, jams, search), the
+profiles relay, the projections worker and the stats worker; a Kafka restart; Elasticsearch
 stopped for 60 seconds (WC_FAULT_ES_DOWN_SECONDS); and, on a three-broker Kafka
 cluster of its own (replication 3, min in-sync 2), one broker killed while the
 relay publishes.  After recovery every acknowledged write is in the store, in
@@ -298,7 +298,7 @@ def _record(name: str, figures: dict) -> None:
     print(f"\nfault {name}: {figures}")
 
 
-@pytest.mark.parametrize("process", ["profiles", "relay-profiles", "projections", "stats", "search"])
+@pytest.mark.parametrize("process", ["profiles", "posts", "jams", "search", "relay-profiles", "projections", "stats"])
 def test_sigkill_of_a_process_under_load_loses_nothing(platform, process):
     if process not in platform.platform.specs:
         pytest.skip(f"{process} is not part of this platform")

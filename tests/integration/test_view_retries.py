@@ -82,3 +82,38 @@ def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
     facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
     ids = sorted(f.view_id for f in facts if f.target == page.name and f.view_id.startswith(f"{reader}/{first}/"))
     assert ids == [f"{reader}/{first}/{index}" for index in range(3)]
+
+
+def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform):
+    """The posts service remembers answered request ids in memory only: after a restart it
+    sends a retried view again. The second copy carries the same view_id on the same
+    partition, and the counter skips it (services/search/stats/views.py, RecentViewIds)."""
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    reader = unique("rr")
+    platform.stub(pg.ProfileServiceStub, "profiles").CreateProfile(
+        pp.CreateProfileRequest(profile=pp.Profile(employee_id=reader, display_name=reader, department="Research")), metadata=platform.metadata()
+    )
+    md = platform.metadata(reader, "employee")
+    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("rs"), display_name="Restarts", visibility=wp.INTERNAL)), metadata=md)
+    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Restarted", body="x")), metadata=md)
+    request_id = str(uuid.uuid4())
+    batch = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="web")] * 2, request_id=request_id)
+    assert wiki.BatchRecordPageViews(batch, metadata=md).recorded == 2
+    eventually(lambda: counts(search, md, page.name).total >= 2, message="the first two views counted")
+
+    platform.platform.kill("posts")
+    platform.platform.restart("posts")
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    assert eventually(lambda: wiki.BatchRecordPageViews(batch, metadata=md, timeout=10).recorded == 2, timeout=60, message="the retry answered")
+    wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=md)  # a new view, after the copies
+
+    # Kafka holds the two views twice (the restarted service sent them again) ...
+    def copies() -> int:
+        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+        return sum(1 for f in facts if f.view_id.startswith(f"{reader}/{request_id}/"))
+
+    assert eventually(lambda: copies() == 4, message="the retry sent again")
+    # ... and the counter counts them once, plus the new view.
+    eventually(lambda: counts(search, md, page.name).total >= 3, message="the new view counted")
+    assert counts(search, md, page.name).total == 3

@@ -21,18 +21,17 @@ INVALID_ARGUMENT.  Every fact carries a deterministic ``view_id``
 in the same partition as the original; that is what a consumer-side dedupe would
 need, and what an audit can group on.
 
-Why not dedupe in the counter: its documents are per (target, day, department,
-partition) and a hot page takes thousands of views a second, so a set of seen view ids
-per document would be unbounded, and an in-memory one would be lost on the SIGKILL the
-counter is built to survive.  Why not the event store: one row per batch would be
-durable across replicas, but the record and the Kafka send are not atomic, and it puts
-a database write back on the path the design keeps free of it.
+Behind it, the counter (services/search/stats/views.py) skips a fact whose view_id is among
+the last 50,000 facts of its partition, a window it rebuilds from the log on start. That
+catches what this map cannot: a retry that reaches another posts replica, or this one after a
+restart. Why not a counter-side dedupe alone: a set of every view id ever seen would be
+unbounded, and the window only covers retries sent within it; this map answers most retries
+without sending anything at all.
 
-Not covered (still counted twice): a retry that reaches another posts replica, or this
-one after a restart, or one sent after the map forgot the request (an hour, or 100,000
-newer requests); and a first attempt that failed after Kafka took some of its facts
-(the retry sends them all again).  Clients should retry to the same replica (gRPC keeps
-a channel on one) promptly.
+Not covered (counted twice): a retry sent after the map forgot the request (an hour, or
+100,000 newer requests) that also lands outside the counter's window; and a first attempt
+that failed after Kafka took some of its facts, retried with another request_id. Clients
+should retry promptly, with the same request_id.
 """
 
 from __future__ import annotations
