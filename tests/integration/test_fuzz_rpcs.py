@@ -14,6 +14,7 @@ disturb tests that count things.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from collections import Counter
 from typing import Any
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import watercooler
+from tests.conftest import ARTIFACTS
 from watercooler.config import EVENT_SOURCED_SERVICES, SERVICES
 from watercooler.runner import has_application
 
@@ -170,6 +172,16 @@ def test_generated_requests_never_break_an_rpc(platform, service, method):
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     total = sum(n for (s, m, _), n in _outcomes.items() if (s, m) == (service, method.name))
     assert total >= EXAMPLES_PER_RPC
+    _write_outcomes()
+
+
+def _write_outcomes() -> None:
+    """test-artifacts/fuzz.json: per RPC, how many generated requests got which status."""
+    per_rpc: dict[str, dict[str, int]] = {}
+    for (service, rpc, code), n in sorted(_outcomes.items()):
+        per_rpc.setdefault(f"{service}.{rpc}", {})[code] = n
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "fuzz.json").write_text(json.dumps(per_rpc, indent=1))
 
 
 def test_every_service_has_rpcs_under_fuzz():
