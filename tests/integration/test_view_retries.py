@@ -25,17 +25,24 @@ from watercooler.search.v1 import search_pb2_grpc as sg
 pytestmark = pytest.mark.integration
 
 
-def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
+def reader_and_page(platform, prefix: str) -> tuple[str, list, wp.Page]:
+    """A new employee (in Research), their metadata, and a page in an INTERNAL space of theirs."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
-    media = platform.stub(mg.MediaServiceStub, "posts")
-    search = platform.stub(sg.SearchServiceStub, "search")
-    reader = unique("r")
+    reader = unique(prefix)
     platform.stub(pg.ProfileServiceStub, "profiles").CreateProfile(
         pp.CreateProfileRequest(profile=pp.Profile(employee_id=reader, display_name=reader, department="Research")), metadata=platform.metadata()
     )
     md = platform.metadata(reader, "employee")
-    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("rt"), display_name="Retries", visibility=wp.INTERNAL)), metadata=md)
+    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique(f"{prefix}s"), display_name="Retries", visibility=wp.INTERNAL)), metadata=md)
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Retried", body="x")), metadata=md)
+    return reader, md, page
+
+
+def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    media = platform.stub(mg.MediaServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    reader, md, page = reader_and_page(platform, "r")
     video = media.RegisterMediaItem(
         mp.RegisterMediaItemRequest(
             media_item=mp.MediaItem(
@@ -90,13 +97,7 @@ def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform
     partition, and the counter skips it (services/search/stats/views.py, RecentViewIds)."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
-    reader = unique("rr")
-    platform.stub(pg.ProfileServiceStub, "profiles").CreateProfile(
-        pp.CreateProfileRequest(profile=pp.Profile(employee_id=reader, display_name=reader, department="Research")), metadata=platform.metadata()
-    )
-    md = platform.metadata(reader, "employee")
-    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("rs"), display_name="Restarts", visibility=wp.INTERNAL)), metadata=md)
-    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Restarted", body="x")), metadata=md)
+    reader, md, page = reader_and_page(platform, "rr")
     request_id = str(uuid.uuid4())
     batch = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="web")] * 2, request_id=request_id)
     assert wiki.BatchRecordPageViews(batch, metadata=md).recorded == 2
