@@ -72,7 +72,7 @@ def world(platform):
         "guest_j2": platform.metadata(unique("g"), "guest", jams=(jam_ids["idea_j2"],)),
         "service": platform.metadata(),
     }
-    # Wait until every item is indexed, hidden and jam stats (for guests' PUBLIC-jam check) exist.
+    # Wait until every item and the space that restricts its page are indexed, and the hidden post hidden.
     raw = platform.es
 
     def indexed():
@@ -80,6 +80,10 @@ def world(platform):
         assert len(posts) == 6 and any(h["_source"]["hidden"] for h in posts)
         assert raw.count(index=platform.alias("jam-ideas"), query={"match": {"description": common}})["count"] == 2
         assert raw.count(index=platform.alias("wiki"), query={"match": {"body": common}})["count"] == 1
+        # The space is another aggregate, so its document may land after its page's.
+        space_doc = {"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"members": member}}]}}
+        assert raw.count(index=platform.alias("wiki"), query=space_doc)["count"] == 1
+        assert raw.count(index=platform.alias("posts"), query={"term": {"name": names["micro_community"]}})["count"] == 1
         return True
 
     eventually(indexed, timeout=90, message="matrix items indexed")
