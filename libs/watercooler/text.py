@@ -15,6 +15,7 @@ the analysis modules (no asciifolding, stemmers or ICU collation), so:
 from __future__ import annotations
 
 import functools
+import html
 import re
 import unicodedata
 
@@ -27,6 +28,8 @@ except ImportError:  # pragma: no cover - only where the wheel is missing
 
 
 def fold(text: str) -> str:
+    if text.isascii():  # no accents to remove; ASCII's casefold is lower()
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return unicodedata.normalize("NFC", stripped).casefold()
@@ -81,3 +84,55 @@ def stem_words(text: str) -> list[str]:
 def stemmed(text: str) -> str:
     """What a ``stemmed`` field holds and what is matched against it: stems joined by spaces."""
     return " ".join(stem_words(text))
+
+
+def highlight(text: str, query: str, limit: int = 160) -> str | None:
+    """An HTML-safe snippet of at most about ``limit`` characters of ``text`` with ``<em>``
+    around each word that matches ``query`` the way search does (folded or by stem), or None
+    when no word matches.
+
+    Done here rather than by Elasticsearch's highlighter: that one analyses the raw text
+    with its standard analyzer, so a folded or stemmed match ("cafe" finding "Café", "runs"
+    finding "running") came back without a highlight, or as a fragment of the folded copy
+    with its accents gone. It was also half of a Search's Elasticsearch time over a million
+    documents (docs/search.md)."""
+    wanted = set(words(query))
+    stems = set(stem_words(query))
+    if not wanted or not text:
+        return None
+    source = text.translate(_APOSTROPHES)  # one character for one, so offsets still hold
+    spans = []
+    found = list(_WORD.finditer(source))
+    if not found:
+        return None
+    # A stem keeps its word's first letter, so only words starting like a stem are stemmed.
+    initials = {w[0] for w in wanted | stems}
+    candidates = [(m, word) for m in found if (word := fold(m.group()))[0] in initials]
+    stemmed_words = _stemmer()([word for _, word in candidates]) if candidates else []
+    for (m, word), stem in zip(candidates, stemmed_words, strict=True):
+        if word in wanted or (len(word) <= _MAX_STEMMED_WORD and stem in stems):
+            spans.append((m.start(), m.end()))
+    if not spans:
+        return None
+    # The window: starts a little before the first match, at a word boundary.
+    start = spans[0][0]
+    if start > limit // 4:
+        lead = text.rfind(" ", 0, start - limit // 4)
+        start = lead + 1 if lead >= 0 else start - limit // 4
+    else:
+        start = 0
+    end = min(len(text), start + limit)
+    if end < len(text):
+        cut = text.rfind(" ", spans[0][1], end)
+        end = cut if cut > spans[0][1] else end
+    out = ["…" if start > 0 else ""]
+    at = start
+    for s, e in spans:
+        if s < start or e > end:
+            continue
+        out += [html.escape(text[at:s]), "<em>", html.escape(text[s:e]), "</em>"]
+        at = e
+    out.append(html.escape(text[at:end]))
+    if end < len(text):
+        out.append("…")
+    return " ".join("".join(out).split())

@@ -26,7 +26,7 @@ from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
-from watercooler.text import fold
+from watercooler.text import fold, highlight
 
 from .jams import jam_id_from
 from .queries import content_text_query
@@ -85,7 +85,6 @@ FILTER_KINDS = {
 FOLDED_FIELDS = ["name_folded^3", "folded", "text_folded"]
 STEMMED_FIELDS = ["stemmed"]
 RAW_FIELDS = ["title^3", "display_name^3", "bio"]
-HIGHLIGHT_FIELDS = ("title", "display_name", "content", "body", "notes", "description", "bio", "folded", "text_folded", "name_folded")
 # Tie-breakers after the primary sort: unique per document within each index.
 TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at"]
 
@@ -167,12 +166,23 @@ def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
     return dict(name=doc_id, title="", author="", tags=[], parent="", text="")
 
 
-def snippet_of(hit: dict[str, Any], fallback: str) -> str:
-    """The best highlighted fragment: raw fields first (they keep accents and case)."""
-    found = hit.get("highlight") or {}
-    for field in HIGHLIGHT_FIELDS:
-        if found.get(field):
-            return found[field][0]
+# The Python-analysed copies of a document's text: matched, never shown, and as long as the
+# text itself, so they are left out of the hits.
+ANALYSED_COPIES = ["folded", "stemmed", "name_folded", "text_folded", "sort_key"]
+# Where a snippet is looked for, in order: the hit's text (body, notes, description), then
+# its title and the fields search matches besides.
+SNIPPET_SOURCES = ("title", "display_name", "bio", "description", "content", "body", "notes")
+
+
+def snippet_of(hit: dict[str, Any], query: str, fallback: str) -> str:
+    """The text around the first words that match the query, with them in <em>; else the
+    start of the hit's text (a typo-only match, or a query with no words)."""
+    doc = hit["_source"]
+    for text in (fallback, *(doc.get(f) for f in SNIPPET_SOURCES)):
+        if isinstance(text, str) and text:
+            found = highlight(text, query, SNIPPET_CHARS)
+            if found is not None:
+                return found
     return html.escape(_short(fallback, SNIPPET_CHARS))
 
 
@@ -275,14 +285,7 @@ class Search:
         # offered: 41-53/s achieved with it on every query, 99/s without).
         must: list[dict[str, Any]] = [text_query(v["text"], typos=False)] if v["text"] else []
         indices = ",".join(sorted({index_of(self.settings, k) for k in v["kinds"]}))
-        body: dict[str, Any] = {
-            "track_total_hits": TOTAL_HITS_EXACT_UP_TO,
-            "highlight": {
-                "fields": {f: {} for f in HIGHLIGHT_FIELDS},
-                "pre_tags": ["<em>"], "post_tags": ["</em>"], "encoder": "html",
-                "number_of_fragments": 1, "fragment_size": SNIPPET_CHARS, "require_field_match": False,
-            },
-        }
+        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}}
         if after is None:
             # Facets come with the first page: the later pages of one query share them, and
             # they were a third of a Search's time in Elasticsearch over a million documents.
@@ -318,10 +321,10 @@ class Search:
             if offset + size < len(described):
                 next_position = offset + size
             for hit, kind in page:
-                self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0))
+                self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), v["text"])
         else:
             for hit in hits:
-                self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0)
+                self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0, v["text"])
             if len(hits) == size:
                 next_position = hits[-1]["sort"]
         if next_position is not None:
@@ -329,9 +332,9 @@ class Search:
         await self._facets(response, result.get("aggregations", {}).get("sample", {}))
         return response
 
-    def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float) -> None:
+    def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float, query: str) -> None:
         d = describe(kind, hit)
-        out = response.hits.add(kind=kind, name=d["name"], title=d["title"], snippet=snippet_of(hit, d["text"]), author=d["author"], tags=d["tags"], score=score, parent=d["parent"])
+        out = response.hits.add(kind=kind, name=d["name"], title=d["title"], snippet=snippet_of(hit, query, d["text"]), author=d["author"], tags=d["tags"], score=score, parent=d["parent"])
         created = hit["_source"].get("created_at")
         if created:
             out.create_time.FromDatetime(dt.datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(dt.UTC).replace(tzinfo=None))

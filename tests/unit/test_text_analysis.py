@@ -172,3 +172,22 @@ def test_altered_or_garbled_page_tokens_are_rejected(monkeypatch):
     # Issued in the future (beyond clock skew): not ours.
     with pytest.raises(InvalidArgument):
         decode_page_token(encode_page_token([1], "q", issued_at=time.time() + 3600), "q")
+
+
+def test_snippets_highlight_folded_and_stemmed_matches_in_the_text_as_written():
+    from watercooler.text import highlight
+
+    # The query's folded words and stems find the words as written, accents and case kept.
+    assert highlight("Le Café de Paris", "cafe") == "Le <em>Café</em> de Paris"
+    assert highlight("We were RUNNING late", "runs") == "We were <em>RUNNING</em> late"
+    assert highlight("the team’s plan", "teams") == "the <em>team’s</em> plan"
+    # Only HTML the highlighter adds survives; the text's own markup is escaped.
+    assert highlight("<b>cafe</b> & co", "cafe") == "&lt;b&gt;<em>cafe</em>&lt;/b&gt; &amp; co"
+    assert highlight("nothing here", "cafe") is None
+    assert highlight("some text", "  ") is None
+    # A match deep in a long text: the window starts shortly before it and is bounded.
+    long = " ".join(["filler"] * 100 + ["needle"] + ["tail"] * 100)
+    got = highlight(long, "needle", 160)
+    assert got.startswith("…") and got.endswith("…") and "<em>needle</em>" in got
+    assert len(got.replace("<em>", "").replace("</em>", "")) <= 160 + 4
+    assert got.index("<em>") < 60
