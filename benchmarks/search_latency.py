@@ -99,6 +99,8 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
 
     def searchable(source: dict[str, Any], value: str) -> dict[str, Any]:
         source["folded"] = words.fold(value)
+        if "title" in source:
+            source["title_prefix"] = words.fold(source["title"])
         stems = words.stemmed(value)
         if stems is not None:
             source["stemmed"] = stems

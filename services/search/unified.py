@@ -198,7 +198,7 @@ def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
 
 # The Python-analysed copies of a document's text: matched, never shown, and as long as the
 # text itself, so they are left out of the hits.
-ANALYSED_COPIES = ["folded", "stemmed", "name_folded", "text_folded", "sort_key"]
+ANALYSED_COPIES = ["folded", "stemmed", "name_folded", "text_folded", "sort_key", "title_prefix"]
 # Where a snippet is looked for, in order: the hit's text (body, notes, description), then
 # its title and the fields search matches besides.
 SNIPPET_SOURCES = ("title", "display_name", "bio", "description", "content", "body", "notes")
@@ -476,7 +476,7 @@ class Search:
         title_kinds = ["post", "wiki_page", "media", "jam_idea"]
         if "titles" in kinds:
             body = {"size": size, "_source": ["name", "title", "jam_id", "idea_id", "kind"], "query": {"bool": {
-                "must": [{"multi_match": {"query": prefix.lower(), "fields": ["title"], "type": "phrase_prefix", "max_expansions": 50}}],
+                "must": [{"multi_match": {"query": folded, "fields": ["title_prefix"], "type": "phrase_prefix", "max_expansions": 50}}],
                 "filter": [{"bool": {"should": [_kind_clause(self.settings, scope, k) for k in title_kinds], "minimum_should_match": 1}}]}}}
             searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
         if "tags" in kinds:

@@ -254,6 +254,20 @@ def test_suggest_people_tags_titles_and_communities(stubs, corpus):
     stubs.search.Suggest(sp.SuggestRequest(prefix=".*[("), metadata=md)
 
 
+def test_title_suggestions_ignore_accents_and_case_and_complete_any_word(stubs, corpus):
+    md, other = corpus["as_bob"], word()
+    page = stubs.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=corpus["space"], title=f"Café {other.title()} Été", body="Opening hours.")), metadata=corpus["as_ana"]).name
+
+    def titles(typed: str) -> dict[str, str]:
+        got = stubs.search.Suggest(sp.SuggestRequest(prefix=typed, kinds=["titles"], page_size=20), metadata=md).suggestions
+        return {s.name: s.text for s in got}
+
+    assert eventually(lambda: titles(f"cafe {other[:3]}").get(page), message="page title suggested") == f"Café {other.title()} Été"
+    assert page in titles(f"CAFÉ {other[:2].upper()}")  # typed with accents and capitals
+    assert page in titles(f"{other} ete")  # a later word of the title, then the next one begun
+    assert page not in titles(f"cafe {other[::-1][:3]}x")
+
+
 def test_trending_tags_hashtags_and_links(stubs, corpus):
     md, w = corpus["as_ana"], corpus["w"]
     got = stubs.search.Trending(sp.TrendingRequest(page_size=50), metadata=md).items

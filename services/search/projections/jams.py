@@ -9,7 +9,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold, stemmed
 
-from .posts import STEMMED_FIELD
+from .posts import STEMMED_FIELD, TITLE_PREFIX_FIELD
 
 
 class JamIdeasProjection(DocumentProjection):
@@ -24,6 +24,7 @@ class JamIdeasProjection(DocumentProjection):
             # Accent- and case-folded in Python (the ES distribution lacks asciifolding), and stemmed.
             "text_folded": {"type": "text"},
             "stemmed": STEMMED_FIELD,
+            "title_prefix": TITLE_PREFIX_FIELD,
             "forum_id": {"type": "keyword"},
             "author": {"type": "keyword"},
             "seeded": {"type": "boolean"},
@@ -39,7 +40,7 @@ class JamIdeasProjection(DocumentProjection):
         if event.type_name == "IdeaCreated":
             return {
                 "jam_id": p.jam_id, "idea_id": p.idea_id, "title": p.title, "description": p.description,
-                "text_folded": fold(f"{p.title} {p.description}"), "stemmed": stemmed(f"{p.title}\n{p.description}"), "forum_id": p.forum_id, "author": p.author,
+                "text_folded": fold(f"{p.title} {p.description}"), "stemmed": stemmed(f"{p.title}\n{p.description}"), "title_prefix": fold(p.title), "forum_id": p.forum_id, "author": p.author,
                 "seeded": p.seeded, "merged_into": "", "created_at": event.occurred_at.isoformat(),
             }
         if event.type_name == "IdeaMergedInto":

@@ -8,7 +8,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold, stemmed
 
-from .posts import FOLDED_FIELD, STEMMED_FIELD
+from .posts import FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD
 
 FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
 
@@ -23,6 +23,7 @@ class MediaProjection(DocumentProjection):
             "description": {"type": "text"},
             # Title and description folded, and their English stems (see .posts).
             "folded": FOLDED_FIELD,
+            "title_prefix": TITLE_PREFIX_FIELD,
             "stemmed": STEMMED_FIELD,
             "kind": {"type": "keyword"},
             "size_bytes": {"type": "long"},
@@ -55,7 +56,7 @@ class MediaProjection(DocumentProjection):
 
 def _analysed(item: Doc) -> Doc:
     text = f"{item.get('title', '')}\n{item.get('description', '')}"
-    item.update(folded=fold(text), stemmed=stemmed(text))
+    item.update(folded=fold(text), stemmed=stemmed(text), title_prefix=fold(item.get("title", "")))
     return item
 
 

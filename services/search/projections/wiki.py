@@ -11,7 +11,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold, stemmed
 
-from .posts import FOLDED_FIELD, STEMMED_FIELD
+from .posts import FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
 SPACE_EVENTS = {"SpaceCreated"}
@@ -36,6 +36,7 @@ class WikiProjection(DocumentProjection):
             "body": {"type": "text"},
             # Pages: title and body folded, and their English stems (see .posts).
             "folded": FOLDED_FIELD,
+            "title_prefix": TITLE_PREFIX_FIELD,
             "stemmed": STEMMED_FIELD,
             "author": {"type": "keyword"},
             "revision": {"type": "integer"},
@@ -91,5 +92,5 @@ class WikiProjection(DocumentProjection):
 
 def _analysed(page: Doc) -> Doc:
     text = f"{page.get('title', '')}\n{page.get('body', '')}"
-    page.update(folded=fold(text), stemmed=stemmed(text))
+    page.update(folded=fold(text), stemmed=stemmed(text), title_prefix=fold(page.get("title", "")))
     return page
