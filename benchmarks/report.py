@@ -35,13 +35,18 @@ def _lat(summary: dict[str, Any]) -> str:
     return f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, p99.9 {summary['p999_ms']} ms, max {summary['max_ms']} ms (n={summary['count']})"
 
 
+def _settled(seconds: float | None) -> str:
+    return f"{seconds} s after the load" if seconds is not None else "**still merging** after 300 s: measured anyway"
+
+
 def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
     if not content:
         return []
     load = content["load"]
     lines = [f"- Search and Suggest (`benchmarks/search_latency.py`): {load['documents']:,} synthetic content documents (posts and microposts 80 %, comments, people, wiki pages; "
              f"the projections' mappings, folded text) bulk-loaded into this run's own projection indices in {load['seconds']} s ({_fmt(load['docs_per_s'])} docs/s, "
-             f"{load['in_flight']} requests in flight), {content['documents']:,} documents searched, as {content['callers']} distinct employees in turn; "
+             f"{load['in_flight']} requests in flight), {content['documents']:,} documents searched, as {content['callers']} distinct employees in turn, "
+             f"measured once Elasticsearch's merges after the load had finished ({_settled(content.get('merges_settled_s'))}); "
              f"deleted afterwards ({content['deleted']:,} deleted, {content.get('synthetic_left')} left; the indices hold {content['documents_after']:,} documents, {content['documents_before']:,} before)."]
     for rpc in ("search", "suggest"):
         run = content[rpc]

@@ -51,6 +51,7 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert content["load"]["documents"] == content["synthetic_loaded"] == cfg.search_docs + 1  # + the wiki space the pages belong to
     assert content["documents"] >= content["documents_before"] + cfg.search_docs
     assert content["callers"] == cfg.search_callers > 1
+    assert content["merges_settled_s"] is not None and content["merges_settled_s"] >= 0  # measured after the load's merges
     for rpc in ("search", "suggest"):
         assert content[rpc]["completed"] == content[rpc]["requests"] > 0 and not content[rpc]["errors"]
         assert content[rpc]["latency_from_scheduled"]["count"] == content[rpc]["completed"] and _positive(content[rpc]["latency_from_scheduled"]["p99_ms"])
