@@ -115,6 +115,15 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -645,8 +654,16 @@ class PlatformBench:
         if self.cfg.profile_seconds > 0:
             seconds = min(self.cfg.profile_seconds, self.cfg.search_seconds)
             profiler = (lambda: start_profilers(self.procs, ("search",), seconds), finish_profilers)
+        # Where the two cores go during each run: the search service, Elasticsearch, and the
+        # rest of the machine (the load generator in this process, the idle platform, others).
+        pids = {"search": self.procs["search"].pid if "search" in self.procs else None, "elasticsearch": listening_pid(self.settings.es_port), "load generator": os.getpid()}
+
+        def cpu() -> dict[str, float]:
+            used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+            return {name: v for name, v in used.items() if v is not None}
+
         return asyncio.run(search_latency.run_step(self.settings, self.cfg.search_docs, self.cfg.search_rate, self.cfg.search_seconds, self.callers(),
-                                                   seed=self.cfg.seed, profiler=profiler))
+                                                   seed=self.cfg.seed, profiler=profiler, cpu=cpu))
 
 
 def idle_memory(settings, procs: dict[str, subprocess.Popen], settle: float = 5.0) -> dict[str, Any]:

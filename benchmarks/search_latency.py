@@ -273,10 +273,11 @@ def callers_for(settings, subjects: list[str]) -> list:
     return [bearer_metadata(issue_token(settings, subject, "employee", ttl_seconds=3600)) for subject in subjects]
 
 
-async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None) -> dict[str, Any]:
+async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None) -> dict[str, Any]:
     """The harness step: load, measure Search then Suggest, delete; the counts before and after
     show that nothing is left behind. `profiler`: (start, finish) to sample the search process
-    during each measurement (where the time goes)."""
+    during each measurement; `cpu`: () -> {process: CPU seconds so far}, read before and after
+    each measurement (where the time goes)."""
     from watercooler.projection import es_client
 
     es = es_client(settings)
@@ -296,7 +297,13 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
             await es.close()
         for rpc in ("Search", "Suggest"):
             sampling = profiler[0]() if profiler else None
+            cpu_before, started = (cpu() if cpu else {}), time.monotonic()
             out[rpc.lower()] = await measure(settings.grpc_address("search"), callers, rpc, rate, seconds)
+            if cpu:
+                cpu_after, wall = cpu(), time.monotonic() - started
+                done = max(1, out[rpc.lower()].get("completed") or 0)
+                out[rpc.lower()]["cpu_ms_per_request"] = {name: round(1000 * (cpu_after[name] - cpu_before[name]) / done, 2) for name in cpu_after if name in cpu_before}
+                out[rpc.lower()]["cores_busy"] = {name: round((cpu_after[name] - cpu_before[name]) / wall, 2) for name in cpu_after if name in cpu_before}
             if sampling:
                 out[rpc.lower()]["profile_of_search"] = profiler[1](sampling).get("search")
     finally:
