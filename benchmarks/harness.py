@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -660,7 +661,17 @@ class PlatformBench:
 
         def cpu() -> dict[str, float]:
             used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
-            return {name: v for name, v in used.items() if v is not None}
+            out = {name: v for name, v in used.items() if v is not None}
+            # Elasticsearch's own account: garbage collection (seconds, inside its CPU) and how
+            # many shard-level query phases ran (a count, not seconds: see run_step).
+            try:
+                with urllib.request.urlopen(f"{self.settings.es_url}/_nodes/_local/stats/jvm,indices?filter_path=nodes.*.jvm.gc,nodes.*.indices.search.query_total", timeout=10) as r:
+                    node = next(iter(json.load(r)["nodes"].values()))
+                out["elasticsearch gc"] = sum(c["collection_time_in_millis"] for c in node["jvm"]["gc"]["collectors"].values()) / 1000
+                out["elasticsearch shard queries (count)"] = node["indices"]["search"]["query_total"]
+            except (OSError, ValueError, KeyError, StopIteration):
+                pass
+            return out
 
         return asyncio.run(search_latency.run_step(self.settings, self.cfg.search_docs, self.cfg.search_rate, self.cfg.search_seconds, self.callers(),
                                                    seed=self.cfg.seed, profiler=profiler, cpu=cpu))

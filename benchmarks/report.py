@@ -54,7 +54,8 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
                      f"achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}).")
         if run.get("cpu_ms_per_request"):
             lines.append("    - CPU per request (ms, over the whole run incl. warm-up): " + "; ".join(f"{name} {v}" for name, v in run["cpu_ms_per_request"].items())
-                         + " — cores busy: " + "; ".join(f"{name} {v}" for name, v in run["cores_busy"].items()))
+                         + " — cores busy: " + "; ".join(f"{name} {v}" for name, v in run["cores_busy"].items())
+                         + "".join(f" — {name} per request: {v}" for name, v in (run.get("per_request") or {}).items()))
         prof = run.get("profile_of_search") or {}
         if prof.get("samples"):
             lines.append(f"    - where the search process spends it (py-spy, {prof['samples']} samples): inclusive " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof["inclusive"][:8])

@@ -302,8 +302,10 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
             if cpu:
                 cpu_after, wall = cpu(), time.monotonic() - started
                 done = max(1, out[rpc.lower()].get("completed") or 0)
-                out[rpc.lower()]["cpu_ms_per_request"] = {name: round(1000 * (cpu_after[name] - cpu_before[name]) / done, 2) for name in cpu_after if name in cpu_before}
-                out[rpc.lower()]["cores_busy"] = {name: round((cpu_after[name] - cpu_before[name]) / wall, 2) for name in cpu_after if name in cpu_before}
+                spent = {name: cpu_after[name] - cpu_before[name] for name in cpu_after if name in cpu_before}
+                out[rpc.lower()]["cpu_ms_per_request"] = {name: round(1000 * v / done, 2) for name, v in spent.items() if "(count)" not in name}
+                out[rpc.lower()]["per_request"] = {name.replace(" (count)", ""): round(v / done, 1) for name, v in spent.items() if "(count)" in name}
+                out[rpc.lower()]["cores_busy"] = {name: round(v / wall, 2) for name, v in spent.items() if "(count)" not in name}
             if sampling:
                 out[rpc.lower()]["profile_of_search"] = profiler[1](sampling).get("search")
     finally:
