@@ -673,8 +673,15 @@ class PlatformBench:
                 pass
             return out
 
+        def hot_threads() -> str:
+            try:
+                with urllib.request.urlopen(f"{self.settings.es_url}/_nodes/_local/hot_threads?threads=4&interval=1s", timeout=30) as r:
+                    return r.read().decode()
+            except OSError as exc:
+                return f"hot threads unavailable: {exc!r}"
+
         return asyncio.run(search_latency.run_step(self.settings, self.cfg.search_docs, self.cfg.search_rate, self.cfg.search_seconds, self.callers(),
-                                                   seed=self.cfg.seed, profiler=profiler, cpu=cpu))
+                                                   seed=self.cfg.seed, profiler=profiler, cpu=cpu, hot_threads=hot_threads))
 
 
 def idle_memory(settings, procs: dict[str, subprocess.Popen], settle: float = 5.0) -> dict[str, Any]:

@@ -56,6 +56,8 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
             lines.append("    - CPU per request (ms, over the whole run incl. warm-up): " + "; ".join(f"{name} {v}" for name, v in run["cpu_ms_per_request"].items())
                          + " — cores busy: " + "; ".join(f"{name} {v}" for name, v in run["cores_busy"].items())
                          + "".join(f" — {name} per request: {v}" for name, v in (run.get("per_request") or {}).items()))
+        if run.get("elasticsearch_hot_threads"):
+            lines.append("    - Elasticsearch's hot threads halfway through: " + "; ".join(f"`{x.strip()}`" for x in run["elasticsearch_hot_threads"] if "cpu usage by thread" in x))
         prof = run.get("profile_of_search") or {}
         if prof.get("samples"):
             lines.append(f"    - where the search process spends it (py-spy, {prof['samples']} samples): inclusive " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof["inclusive"][:8])

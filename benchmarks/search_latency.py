@@ -230,6 +230,19 @@ async def settle(es, timeout: float = 300.0) -> float | None:
     return None
 
 
+def hot_thread_lines(text: str, frames: int = 3) -> list[str]:
+    """Each hot thread's headline ("63.1% [cpu=…] cpu usage by thread '…[search][T#1]'") and
+    its first few frames: enough to tell searching from merging, refreshing or writing."""
+    out: list[str] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "cpu usage by thread" in line:
+            out.append(line.strip())
+            stack = [x.strip() for x in lines[i + 1:i + 12] if x.strip().startswith(("app/", "org.", "java.", "com.", "io."))]
+            out += [f"  {x}" for x in stack[:frames]]
+    return out
+
+
 def request_maker(rpc: str, seed: int = 11):
     """k -> the k-th request: one or two words of the Zipf tail for Search, two to four typed
     letters of a word or a name for Suggest."""
@@ -273,11 +286,12 @@ def callers_for(settings, subjects: list[str]) -> list:
     return [bearer_metadata(issue_token(settings, subject, "employee", ttl_seconds=3600)) for subject in subjects]
 
 
-async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None) -> dict[str, Any]:
+async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None, hot_threads=None) -> dict[str, Any]:
     """The harness step: load, measure Search then Suggest, delete; the counts before and after
     show that nothing is left behind. `profiler`: (start, finish) to sample the search process
     during each measurement; `cpu`: () -> {process: CPU seconds so far}, read before and after
-    each measurement (where the time goes)."""
+    each measurement; `hot_threads`: () -> Elasticsearch's hot threads, taken halfway through
+    (where the time goes)."""
     from watercooler.projection import es_client
 
     es = es_client(settings)
@@ -298,7 +312,15 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
         for rpc in ("Search", "Suggest"):
             sampling = profiler[0]() if profiler else None
             cpu_before, started = (cpu() if cpu else {}), time.monotonic()
+
+            async def halfway() -> str:
+                await asyncio.sleep(seconds / 2)
+                return await asyncio.to_thread(hot_threads)
+
+            hot = asyncio.create_task(halfway()) if hot_threads else None
             out[rpc.lower()] = await measure(settings.grpc_address("search"), callers, rpc, rate, seconds)
+            if hot:
+                out[rpc.lower()]["elasticsearch_hot_threads"] = hot_thread_lines(await hot)
             if cpu:
                 cpu_after, wall = cpu(), time.monotonic() - started
                 done = max(1, out[rpc.lower()].get("completed") or 0)
