@@ -215,9 +215,8 @@ async def unload(settings, docs: int) -> int:
 async def settle(es, timeout: float = 300.0) -> float | None:
     """Wait until Elasticsearch has no segment merge running (three checks in a row, a second
     apart) and return the seconds waited (None: still merging at `timeout`). A million
-    documents bulk-loaded leave minutes of merging behind, which took most of the two cores:
-    measured straight after the load, Search reached 42 of 100/s offered; a live index that grew
-    over months has no such backlog."""
+    documents bulk-loaded leave merging behind (4-9 s on two cores here), which a live index
+    that grew over months does not have: it is kept out of the Search and Suggest figures."""
     started = time.monotonic()
     quiet = 0
     while time.monotonic() - started < timeout:

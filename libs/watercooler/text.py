@@ -94,8 +94,8 @@ def highlight(text: str, query: str, limit: int = 160) -> str | None:
     Done here rather than by Elasticsearch's highlighter: that one analyses the raw text
     with its standard analyzer, so a folded or stemmed match ("cafe" finding "Café", "runs"
     finding "running") came back without a highlight, or as a fragment of the folded copy
-    with its accents gone. It was also half of a Search's Elasticsearch time over a million
-    documents (docs/search.md)."""
+    with its accents gone. It also re-ran the query over ten fields of every hit, in
+    Elasticsearch, whose CPU is what limits Search on this machine (docs/search.md)."""
     wanted = set(words(query))
     stems = set(stem_words(query))
     if not wanted or not text:
