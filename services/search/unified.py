@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-import time
-from collections import OrderedDict
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -31,6 +29,7 @@ from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import fold, highlight
 
 from .jams import jam_id_from
+from .kept import Kept
 from .queries import content_text_query
 from .stats import views as view_stats
 from .visibility import Scope, kind_filter, scope_of
@@ -53,8 +52,7 @@ MAX_RANKED = 1000
 # a first page's sample (up to 800 people documents) was one more Elasticsearch search per
 # Search. A move between departments reaches the facet counts up to a minute late.
 DEPARTMENT_SECONDS = 60.0
-DEPARTMENTS_KEPT = 100_000
-_departments_kept: OrderedDict[tuple[Any, ...], tuple[float, str]] = OrderedDict()
+_departments_kept: Kept[str] = Kept(DEPARTMENT_SECONDS, size=100_000)
 SNIPPET_CHARS = 160
 
 # kind -> (projection alias, extra filter selecting the kind inside that index)
@@ -208,11 +206,12 @@ def snippet_of(hit: dict[str, Any], query: str, fallback: str) -> str:
     """The text around the first words that match the query, with them in <em>; else the
     start of the hit's text (a typo-only match, or a query with no words)."""
     doc = hit["_source"]
-    for text in (fallback, *(doc.get(f) for f in SNIPPET_SOURCES)):
-        if isinstance(text, str) and text:
-            found = highlight(text, query, SNIPPET_CHARS)
-            if found is not None:
-                return found
+    # The fallback is usually one of the sources too: each text is looked at once.
+    texts = (fallback, *(doc.get(f) for f in SNIPPET_SOURCES))
+    for text in dict.fromkeys(t for t in texts if isinstance(t, str) and t):
+        found = highlight(text, query, SNIPPET_CHARS)
+        if found is not None:
+            return found
     return html.escape(_short(fallback, SNIPPET_CHARS))
 
 
@@ -408,14 +407,13 @@ class Search:
     async def _departments(self, employee_ids: list[str]) -> dict[str, str]:
         """employee id -> department ("" when none), read from the people index and kept
         for DEPARTMENT_SECONDS."""
-        now = time.monotonic()
         deployment = (id(self.es), self.settings.namespace)
         out: dict[str, str] = {}
         missing = []
         for eid in employee_ids:
             kept = _departments_kept.get((*deployment, eid))
-            if kept is not None and now - kept[0] < DEPARTMENT_SECONDS:
-                out[eid] = kept[1]
+            if kept is not None:
+                out[eid] = kept
             else:
                 missing.append(eid)
         if missing:
@@ -425,10 +423,7 @@ class Search:
             for eid in missing:
                 out[eid] = read.get(eid, "")
                 if eid in read:  # someone not projected yet is asked for again next time
-                    _departments_kept[(*deployment, eid)] = (now, out[eid])
-                    _departments_kept.move_to_end((*deployment, eid))
-            while len(_departments_kept) > DEPARTMENTS_KEPT:
-                _departments_kept.popitem(last=False)
+                    _departments_kept.put((*deployment, eid), out[eid])
         return out
 
     async def _ranking(self, order: str) -> dict[str, float]:

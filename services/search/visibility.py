@@ -17,8 +17,6 @@ and facet uses, so nothing leaks through a count either:
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +25,8 @@ from elasticsearch import AsyncElasticsearch, NotFoundError
 from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import PermissionDenied
+
+from .kept import Kept
 
 MAX_COMMUNITIES = 10_000
 
@@ -100,21 +100,15 @@ class Scope:
 # the communities and wiki indices through their projections and a refresh (WC_ES_REFRESH,
 # 0.5-1 s) anyway: one second more of staleness, in both directions, is the price.
 SCOPE_SECONDS = 1.0
-SCOPES_KEPT = 10_000
-_scopes: OrderedDict[tuple[Any, ...], tuple[float, Scope]] = OrderedDict()
+_scopes: Kept[Scope] = Kept(SCOPE_SECONDS, size=10_000)
 
 
 async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
     key = (id(es), settings.namespace, principal.kind, principal.subject, tuple(principal.jams))
-    now = time.monotonic()
-    kept = _scopes.get(key)
-    if kept is not None and now - kept[0] < SCOPE_SECONDS:
-        return kept[1]
-    scope = await _read_scope(es, settings, principal)
-    _scopes[key] = (now, scope)
-    _scopes.move_to_end(key)
-    while len(_scopes) > SCOPES_KEPT:
-        _scopes.popitem(last=False)
+    scope = _scopes.get(key)
+    if scope is None:
+        scope = await _read_scope(es, settings, principal)
+        _scopes.put(key, scope)
     return scope
 
 

@@ -1,0 +1,29 @@
+"""The search service's short-lived values (a caller's scope, authors' departments): each is
+kept for its seconds, and past the size bound the least recently stored go first."""
+
+from __future__ import annotations
+
+from services.search import kept as kept_module
+from services.search.kept import Kept
+
+
+def test_values_expire_after_their_seconds(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(kept_module.time, "monotonic", lambda: now[0])
+    kept: Kept[str] = Kept(1.0, size=10)
+    kept.put("a", "Research")
+    now[0] = 100.9
+    assert kept.get("a") == "Research"
+    now[0] = 101.0
+    assert kept.get("a") is None
+    assert kept.get("never stored") is None
+
+
+def test_the_least_recently_stored_go_first_past_the_size(monkeypatch):
+    monkeypatch.setattr(kept_module.time, "monotonic", lambda: 5.0)
+    kept: Kept[int] = Kept(60.0, size=2)
+    kept.put("a", 1)
+    kept.put("b", 2)
+    kept.put("a", 3)  # stored again: now the most recent
+    kept.put("c", 4)
+    assert (kept.get("a"), kept.get("b"), kept.get("c")) == (3, None, 4)
