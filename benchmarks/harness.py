@@ -125,6 +125,12 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def per_item_ms(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+    """CPU milliseconds per item of each process between two cpu_by_process readings, busiest first."""
+    spent = {name: 1000 * (after[name] - before[name]) / max(1, items) for name in after if name in before}
+    return {name: round(v, 3) for name, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -406,11 +412,14 @@ def raw_grpc_echo(cfg: BenchConfig, payload_size: int) -> dict[str, Any]:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
                 echo = ch.unary_unary("/bench.Echo/Echo")
                 await echo(payload)
+                pids = {"echo server": server.pid, "load generator": os.getpid()}
+                cpu_before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
                 done, h, elapsed = await _closed_loop(lambda r: echo(r, timeout=30), lambda w, n: payload, cfg.echo_seconds, cfg.concurrency)
+                cpu_after = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
                 capacity = done / elapsed
                 steady = await _open_loop(lambda r: echo(r, timeout=30), lambda k: payload, min(1000.0, capacity * 0.5), min(cfg.echo_seconds, 10))
             return {"payload_bytes": payload_size, "concurrency": cfg.concurrency, "closed_loop_rpc_per_s": round(capacity, 1),
-                    "closed_loop_latency": summary(h), "constant_rate": steady}
+                    "closed_loop_latency": summary(h), "cpu_ms_per_call": per_item_ms(cpu_before, cpu_after, done), "constant_rate": steady}
 
         return asyncio.run(run())
     finally:
@@ -465,18 +474,31 @@ class PlatformBench:
             # Capacity: closed loop (the bare echo is measured the same way).
             burst = self.take(self.cfg.burst_profiles)
             first_index = burst[0].index if burst else 0
+            cpu_before = self.cpu_by_process()
             began = time.perf_counter()
             done, h, elapsed = await self._burst(create, burst)
+            cpu_written = self.cpu_by_process()
             indexed_at = await self._wait_indexed(es, burst, began)
+            cpu_indexed = self.cpu_by_process()
             out["burst"] = {"profiles": len(burst), "concurrency": self.cfg.concurrency, "rpc_per_s": round(done / elapsed, 1),
                             "latency": summary(h), "all_indexed_after_s": round(indexed_at, 2),
-                            "e2e_events_per_s": round(len(burst) / indexed_at, 1) if indexed_at else None, "first_index": first_index}
+                            "e2e_events_per_s": round(len(burst) / indexed_at, 1) if indexed_at else None, "first_index": first_index,
+                            "cpu_ms_per_write": per_item_ms(cpu_before, cpu_written, len(burst)),
+                            "cpu_ms_per_indexed_write": per_item_ms(cpu_before, cpu_indexed, len(burst))}
             # Constant offered rates: latency, freshness, indexed events/s.
             out["rates"] = []
             for rate in self.cfg.rates:
                 out["rates"].append(await self._rate_run(es, create, rate))
         await es.close()
         return out
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds so far of every platform process, Kafka, Elasticsearch and this load
+        generator (the two cores they share: where a write's time goes)."""
+        pids = {name: proc.pid for name, proc in self.procs.items()}
+        pids.update({"kafka": listening_pid(self.settings.kafka_port), "elasticsearch": listening_pid(self.settings.es_port), "load generator": os.getpid()})
+        used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        return {name: v for name, v in used.items() if v is not None}
 
     async def _burst(self, create, burst) -> tuple[int, HdrHistogram, float]:
         h = hist()

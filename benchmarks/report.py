@@ -39,6 +39,21 @@ def _settled(seconds: float | None) -> str:
     return f"{seconds} s after the load" if seconds is not None else "**still merging** after 300 s: measured anyway"
 
 
+def _cpu_per_write_lines(burst: dict[str, Any], echo: dict[str, Any]) -> list[str]:
+    """Where a write's CPU goes, process by process, next to a bare echo call's."""
+    def listed(per: dict[str, float]) -> str:
+        return "; ".join(f"{name} {v:.2f}" for name, v in per.items() if v >= 0.005)
+
+    lines = []
+    if burst.get("cpu_ms_per_write"):
+        lines.append(f"    - CPU per CreateProfile (ms) while the burst was written: {listed(burst['cpu_ms_per_write'])} (total {sum(burst['cpu_ms_per_write'].values()):.2f})")
+    if burst.get("cpu_ms_per_indexed_write"):
+        lines.append(f"    - and until every one was searchable: {listed(burst['cpu_ms_per_indexed_write'])} (total {sum(burst['cpu_ms_per_indexed_write'].values()):.2f})")
+    if echo.get("cpu_ms_per_call"):
+        lines.append(f"    - CPU per bare echo call (ms): {listed(echo['cpu_ms_per_call'])} (total {sum(echo['cpu_ms_per_call'].values()):.2f})")
+    return lines
+
+
 def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
     if not content:
         return []
@@ -83,7 +98,8 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
            f"{_fmt(raw['grpc_echo']['closed_loop_rpc_per_s'])} rpc/s; at a constant {raw['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s: {_lat(raw['grpc_echo']['constant_rate']['latency_from_scheduled'])}.",
            "", "## Platform", "",
            f"- CreateProfile burst ({plat['writes']['burst']['profiles']:,} profiles, {plat['writes']['burst']['concurrency']} in flight): {_fmt(plat['writes']['burst']['rpc_per_s'])} rpc/s, {_lat(plat['writes']['burst']['latency'])}; "
-           f"every one searchable {plat['writes']['burst']['all_indexed_after_s']} s after the first send ({_fmt(plat['writes']['burst']['e2e_events_per_s'])} events/s end to end)."]
+           f"every one searchable {plat['writes']['burst']['all_indexed_after_s']} s after the first send ({_fmt(plat['writes']['burst']['e2e_events_per_s'])} events/s end to end).",
+           *_cpu_per_write_lines(plat["writes"]["burst"], raw["grpc_echo"])]
     for run in plat["writes"]["rates"]:
         out.append(f"- CreateProfile at a constant {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}), "
                    f"errors {run['errors'] or 'none'}; latency from scheduled send {_lat(run['latency_from_scheduled'])}; freshness (ack → first hit on the alias) {_lat(run['freshness'])}, not seen {run['freshness']['not_seen']}; "

@@ -73,6 +73,9 @@ class Settings:
     postgres_user: str = field(default_factory=lambda: _env("WC_POSTGRES_USER", "watercooler"))
     postgres_password: str = field(default_factory=lambda: _env("WC_POSTGRES_PASSWORD", "watercooler"))
     postgres_db: str = field(default_factory=lambda: _env("WC_POSTGRES_DB", "watercooler"))
+    # Group commit: the most commands whose events one store transaction (one fsync) saves
+    # together; 1 saves every command in its own transaction (see eventstore.GroupCommit).
+    store_group_commit: int = field(default_factory=lambda: _env_int("WC_STORE_GROUP_COMMIT", 64))
 
     # A prefix for every topic, index and consumer group, so several platforms
     # (or test runs) can share one Kafka and one Elasticsearch without touching each other.

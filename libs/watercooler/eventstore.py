@@ -22,14 +22,17 @@ import contextlib
 import contextvars
 import hashlib
 import os
+import queue
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
@@ -185,6 +188,89 @@ def fingerprint(*parts: bytes | str) -> str:
     return digest.hexdigest()
 
 
+class GroupCommit:
+    """Saves the commands that reach the store together in one transaction.
+
+    Why: a store transaction ends in one fsync (SQLite's WAL with synchronous=FULL, or
+    PostgreSQL's commit), and the store takes one writer at a time anyway (eventsourcing
+    serialises inserts so notification ids follow commit order). Measured on this machine an
+    fsync'd SQLite commit costs about 0.9 ms, so one transaction per command capped a service
+    near 1,000 commands/s whatever its CPU. Commands that arrive while a commit is under way
+    queue up and the next transaction saves all of them: nothing is acknowledged before its
+    transaction has committed, and an idle store still commits a lone command at once.
+
+    A batch either commits whole or not at all; if it fails (one command's events collide with
+    stored ones: a concurrent change or a repeated request), each command of it is saved again
+    on its own, so only the colliding one fails, exactly as without grouping."""
+
+    def __init__(self, app: Application, most: int, service: str):
+        self._app = app
+        self._service = service
+        self._most = max(1, most)
+        self._waiting: queue.SimpleQueue[tuple[ProcessingEvent, Future] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name=f"group-commit-{app.name}", daemon=True)
+        self._writer.start()
+
+    def save(self, *aggregates: Aggregate) -> None:
+        """Blocks until the aggregates' pending events are stored; raises what storing raised."""
+        command = ProcessingEvent()
+        for aggregate in aggregates:
+            # What ProcessingEvent.collect_events does, without its two runtime Protocol
+            # checks per aggregate (about 18 us each on Python 3.11, measured).
+            command.events.extend(aggregate.collect_events())
+            command.aggregates[aggregate.id] = aggregate
+        done: Future = Future()
+        self._waiting.put((command, done))
+        done.result()
+        # What Application.save does after recording: snapshots are saved apart, as there.
+        self._app._take_snapshots(command)
+
+    def close(self) -> None:
+        self._waiting.put(None)
+        self._writer.join(timeout=10)
+
+    def _write(self) -> None:
+        while True:
+            first = self._waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._most:
+                try:
+                    more = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._waiting.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[ProcessingEvent, Future]]) -> None:
+        if len(batch) > 1:
+            together = ProcessingEvent()
+            for command, _ in batch:
+                together.events.extend(command.events)
+                together.aggregates.update(command.aggregates)
+            try:
+                self._app._record(together)
+            except Exception:  # noqa: BLE001 - every command is retried alone and gets its own outcome
+                metrics.GROUP_COMMIT_SPLITS.labels(self._service).inc()
+            else:
+                metrics.GROUP_COMMIT_SIZE.labels(self._service).observe(len(batch))
+                for _, done in batch:
+                    done.set_result(None)
+                return
+        for command, done in batch:
+            try:
+                self._app._record(command)
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting command
+                done.set_exception(error)
+            else:
+                metrics.GROUP_COMMIT_SIZE.labels(self._service).observe(1)
+                done.set_result(None)
+
+
 class EventSourcedApplication(Application):
     """A service's application: commands load aggregates, call their methods,
     and save the resulting events; queries read aggregates.  Subclasses hold
@@ -203,6 +289,12 @@ class EventSourcedApplication(Application):
         # Let the process environment still override (e.g. POSTGRES_POOL_SIZE).
         env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_"))})
         super().__init__(env=env)
+        self._group_commit = GroupCommit(self, settings.store_group_commit, self.service_name) if settings.store_group_commit > 1 else None
+
+    def close(self) -> None:
+        if self._group_commit:
+            self._group_commit.close()
+        super().close()
 
     # --- the one way a command changes state ------------------------------------------------
     def run_command(
@@ -248,7 +340,10 @@ class EventSourcedApplication(Application):
             )
         pending = sum(len(a.pending_events) for a in aggregates)
         try:
-            self.save(*to_save)
+            if self._group_commit:
+                self._group_commit.save(*to_save)
+            else:
+                self.save(*to_save)
         except IntegrityError:
             if ctx.request_id:
                 earlier = self._replay_earlier(ctx, command, request_fingerprint)

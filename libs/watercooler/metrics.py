@@ -12,6 +12,10 @@ GRPC_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 EVENTS_STORED = Counter("wc_events_stored_total", "Events stored in a service's event store", ["service"])
+GROUP_COMMIT_SIZE = Histogram(
+    "wc_store_group_commit_commands", "Commands saved per store transaction (group commit)", ["service"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+GROUP_COMMIT_SPLITS = Counter("wc_store_group_commit_splits_total", "Grouped transactions that failed and were saved command by command", ["service"])
 EVENTS_PUBLISHED = Counter("wc_events_published_total", "Events published to Kafka by the relay", ["service"])
 RELAY_LAG = Gauge("wc_relay_lag_events", "Stored events not yet published", ["service"])
 PROCESSED = Counter("wc_processor_events_total", "Events handled by a processor", ["processor", "outcome"])

@@ -274,10 +274,11 @@ class ProfilesApplication(EventSourcedApplication):
     def _check_new_manager(self, employee_id: str, manager_id: str) -> None:
         if manager_id == employee_id:
             raise InvalidArgument(f"profiles/{manager_id} would make a management cycle", field="manager")
-        try:
-            self.load(profile_id(manager_id), Profile, f"profiles/{manager_id}")
-        except NotFound:
-            raise InvalidArgument(f"profiles/{manager_id} does not exist", field="manager") from None
+        # Existence only: a profile is never deleted and its id is derived from the employee id,
+        # so one stored event proves it. Loading it instead (a read of every event and a copy
+        # of the cached aggregate) was a fifth of a create's time in a bulk import.
+        if not self.recorder.select_events(profile_id(manager_id), limit=1):
+            raise InvalidArgument(f"profiles/{manager_id} does not exist", field="manager")
 
     def _check_manager(self, employee_id: str, manager_id: str) -> None:
         """The manager must exist, and following the chain up must never come back."""

@@ -29,9 +29,13 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert _positive(raw["es_bulk"]["docs_per_s"])
     assert _positive(raw["kafka_producer"]["records_per_s"])
     assert _positive(raw["grpc_echo"]["closed_loop_rpc_per_s"])
+    assert _positive(raw["grpc_echo"]["cpu_ms_per_call"]["echo server"])
 
     plat = saved["platform"]
     assert _positive(plat["writes"]["burst"]["rpc_per_s"]) and _positive(plat["writes"]["burst"]["e2e_events_per_s"])
+    # Where a write's CPU went: the service that took it, and (once indexed) the processor.
+    assert _positive(plat["writes"]["burst"]["cpu_ms_per_write"]["profiles"])
+    assert _positive(plat["writes"]["burst"]["cpu_ms_per_indexed_write"]["projections"])
     for run in plat["writes"]["rates"]:
         assert run["completed"] > 0 and not run["errors"]
         assert run["latency_from_scheduled"]["count"] == run["completed"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -115,3 +117,75 @@ def test_rejected_command_stores_nothing(store_settings):
         app.update_profile(ctx(), "e1", {"manager_id": "e1"}, "", "fp")
     assert stored_count(app) == before
     assert app.get_profile("e1").version == 1
+
+
+def events_stored(app: ProfilesApplication) -> int:
+    """Counted, not the highest notification id: PostgreSQL's ids skip those of a failed transaction."""
+    return len(app.recorder.select_notifications(start=1, limit=10_000))
+
+
+class HeldStore:
+    """Holds the store's first transaction open until released, so that the commands sent
+    meanwhile queue up behind it (as they do behind a real fsync), and counts transactions."""
+
+    def __init__(self, app: ProfilesApplication):
+        self.app, self.record = app, app._record
+        self.release, self.transactions = threading.Event(), []
+        app._record = self._held
+
+    def _held(self, processing_event):
+        self.transactions.append(len({e.originator_id for e in processing_event.events}))
+        if len(self.transactions) == 1:
+            self.release.wait(30)
+        return self.record(processing_event)
+
+    def wait_queued(self, commands: int) -> None:
+        deadline = time.monotonic() + 30
+        while self.app._group_commit._waiting.qsize() < commands:
+            assert time.monotonic() < deadline, "the commands never queued"
+            time.sleep(0.01)
+
+
+def test_commands_arriving_during_a_commit_share_the_next_transaction(store_settings):
+    app = ProfilesApplication(store_settings)
+    held = HeldStore(app)
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(app.create_profile, ctx(), "g0", {"display_name": "First"}, "fp")
+        held.wait_queued(0)
+        while not held.transactions:
+            time.sleep(0.01)
+        rest = [pool.submit(app.create_profile, ctx(f"r{i}"), f"g{i}", {"display_name": f"Person {i}"}, f"fp{i}") for i in range(1, 11)]
+        held.wait_queued(10)
+        held.release.set()
+        assert [f.result(30).version for f in [first, *rest]] == [1] * 11
+    # one transaction for the first, one for the ten (each a profile and its request record)
+    assert held.transactions == [1, 20]
+    assert events_stored(app) == 1 + 20
+    assert app.get_profile("g7").display_name == "Person 7"
+
+
+def test_a_colliding_command_in_a_group_fails_alone(store_settings):
+    app = ProfilesApplication(store_settings)
+    app.create_profile(ctx(), "taken", {"display_name": "Taken"}, "fp")
+    before = events_stored(app)
+    held = HeldStore(app)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(app.create_profile, ctx(), "h0", {"display_name": "First"}, "fp")
+        while not held.transactions:
+            time.sleep(0.01)
+        names = ["h1", "h2", "taken", "h3"]
+        rest = [pool.submit(app.create_profile, ctx(), name, {"display_name": name}, "fp") for name in names]
+        held.wait_queued(len(names))
+        held.release.set()
+        first.result(30)
+        outcomes = {}
+        for name, future in zip(names, rest, strict=True):
+            try:
+                outcomes[name] = future.result(30).version
+            except AlreadyExists:
+                outcomes[name] = "exists"
+    assert outcomes == {"h1": 1, "h2": 1, "taken": "exists", "h3": 1}
+    # the grouped transaction failed whole, then each command was saved on its own
+    assert held.transactions == [1, 4, 1, 1, 1, 1]
+    assert events_stored(app) == before + 4
+    assert app.get_profile("taken").display_name == "Taken"
