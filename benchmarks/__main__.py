@@ -43,6 +43,8 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--search-docs", type=int, default=d.search_docs, help="content documents bulk-loaded for Search and Suggest (deleted after)")
     p.add_argument("--search-rate", type=float, default=d.search_rate)
     p.add_argument("--search-seconds", type=float, default=d.search_seconds)
+    p.add_argument("--search-warmup-seconds", type=float, default=d.search_warmup_seconds,
+                   help="the most Search and Suggest each run before being measured (until Elasticsearch's CPU per request settles)")
     p.add_argument("--bulk-docs", type=int, default=d.bulk_docs)
     p.add_argument("--kafka-records", type=int, default=d.kafka_records)
     p.add_argument("--echo-seconds", type=float, default=d.echo_seconds)
@@ -60,7 +62,7 @@ def parse(argv: list[str] | None = None):
     cfg = BenchConfig(
         employees=args.employees, seed=args.seed, burst_profiles=args.burst_profiles, concurrency=args.concurrency,
         rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, people_events=args.people_events, search_docs=args.search_docs,
-        search_rate=args.search_rate, search_seconds=args.search_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
+        search_rate=args.search_rate, search_seconds=args.search_seconds, search_warmup_seconds=args.search_warmup_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
         echo_seconds=args.echo_seconds, partition_events=args.partition_events,
         partition_workers=tuple(int(w) for w in args.partition_workers.split(",")), profile_seconds=args.profile_seconds,
         jam_participants=args.jam_participants, jam_votes_each=args.jam_votes_each, search_callers=args.search_callers,
@@ -75,7 +77,7 @@ def quick(cfg):
     from dataclasses import replace
 
     return replace(cfg, employees=5_000, burst_profiles=40, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
-                   search_rate=20.0, search_seconds=1.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
+                   search_rate=20.0, search_seconds=1.0, search_warmup_seconds=2.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
                    partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0,
                    jam_participants=200, jam_votes_each=10, search_callers=5)
 

@@ -65,6 +65,7 @@ class BenchConfig:
     search_docs: int = 1_000_000  # content documents bulk-loaded for Search and Suggest (benchmarks/search_latency.py)
     search_rate: float = 100.0
     search_seconds: float = 20.0
+    search_warmup_seconds: float = 180.0  # the most Search and Suggest each run before being measured (a fresh Elasticsearch JVM's JIT)
     bulk_docs: int = 50_000
     bulk_batch: int = 500  # the processor's BATCH_SIZE
     kafka_records: int = 200_000
@@ -703,7 +704,8 @@ class PlatformBench:
                 return f"hot threads unavailable: {exc!r}"
 
         return asyncio.run(search_latency.run_step(self.settings, self.cfg.search_docs, self.cfg.search_rate, self.cfg.search_seconds, self.callers(),
-                                                   seed=self.cfg.seed, profiler=profiler, cpu=cpu, hot_threads=hot_threads))
+                                                   seed=self.cfg.seed, profiler=profiler, cpu=cpu, hot_threads=hot_threads,
+                                                   warmup_seconds=self.cfg.search_warmup_seconds))
 
 
 def idle_memory(settings, procs: dict[str, subprocess.Popen], settle: float = 5.0) -> dict[str, Any]:

@@ -67,8 +67,12 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
         run = content[rpc]
         lines.append(f"  - {run['rpc']} at {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: {_lat(run['latency_from_scheduled'])}, errors {run['errors'] or 'none'}, "
                      f"achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}).")
+        warm = run.get("warm_up")
+        if warm:
+            lines.append(f"    - warmed up first for {warm['seconds']} s ({warm['requests']:,} requests, {'settled' if warm['settled'] else '**not settled**'}): "
+                         "Elasticsearch CPU ms per request by 10 s window " + ", ".join(str(w["elasticsearch_cpu_ms_per_request"]) for w in warm["windows"]))
         if run.get("cpu_ms_per_request"):
-            lines.append("    - CPU per request (ms, over the whole run incl. warm-up): " + "; ".join(f"{name} {v}" for name, v in run["cpu_ms_per_request"].items())
+            lines.append("    - CPU per request (ms, over the measured run incl. its 20 first requests): " + "; ".join(f"{name} {v}" for name, v in run["cpu_ms_per_request"].items())
                          + " — cores busy: " + "; ".join(f"{name} {v}" for name, v in run["cores_busy"].items())
                          + "".join(f" — {name} per request: {v}" for name, v in (run.get("per_request") or {}).items()))
         if run.get("elasticsearch_hot_threads"):

@@ -259,6 +259,59 @@ def request_maker(rpc: str, seed: int = 11):
     return make
 
 
+async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_cpu=None, window: float = 10.0, in_flight: int = 4,
+                  settled_within: float = 0.10, min_seconds: float = 60.0) -> dict[str, Any]:
+    """Run `rpc` closed loop (`in_flight` at a time, requests of their own: a different seed, so
+    the measured ones meet no request cache) in windows of `window` s until Elasticsearch's CPU
+    per request in the last three windows is within `settled_within` of their mean (after
+    `min_seconds`), or for `max_seconds`. `es_cpu`: () -> Elasticsearch's CPU seconds so far
+    (None: for `max_seconds`). The JIT's tail is slow: two windows alike can still be 15 % above
+    the settled cost, hence three.
+
+    Why: `make bench` starts its own Elasticsearch, and Search's query shapes (multi_match over
+    nine indices, the sampler and terms aggregations, distance_feature, the fuzzy fallback) first
+    run in that JVM in this step. Until the JIT has compiled them a Search costs a fresh node far
+    more CPU (two cores, 1,000,000 documents, by 10 s window: 106, 58, 48, 45, 39, 35 ms ... 17,
+    16 ms after ~3 minutes and ~10,000 Searches; the C2 compiler thread alone took a quarter of
+    it): measured after 20 requests, Search showed 36-56 ms of Elasticsearch CPU and 36-46/s
+    achieved instead of 15-17 ms and ~77/s. A long-running node is warm."""
+    import grpc
+
+    from watercooler.search.v1 import search_pb2_grpc as sg
+
+    windows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    async with grpc.aio.insecure_channel(address) as channel:
+        method = getattr(sg.SearchServiceStub(channel), rpc)
+        spread = itertools.count()
+        make = request_maker(rpc, seed=12)
+        settled = False
+        while time.monotonic() - started < max_seconds:
+            done = 0
+            cpu0, t0 = (es_cpu() if es_cpu else None), time.monotonic()
+            end = t0 + min(window, max_seconds - (t0 - started))
+
+            async def worker(end: float = end) -> None:
+                nonlocal done
+                while time.monotonic() < end:
+                    k = next(spread)
+                    try:
+                        await method(make(k), metadata=callers[k % len(callers)], timeout=30)
+                    except grpc.RpcError:
+                        pass
+                    done += 1
+
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+            cpu1 = es_cpu() if es_cpu else None
+            per = round(1000 * (cpu1 - cpu0) / max(1, done), 2) if cpu0 is not None and cpu1 is not None else None
+            windows.append({"seconds": round(time.monotonic() - t0, 1), "requests": done, "elasticsearch_cpu_ms_per_request": per})
+            last = [w["elasticsearch_cpu_ms_per_request"] for w in windows[-3:]]
+            if time.monotonic() - started >= min_seconds and len(last) == 3 and None not in last and max(last) - min(last) <= settled_within * sum(last) / 3:
+                settled = True
+                break
+    return {"seconds": round(time.monotonic() - started, 1), "requests": sum(w["requests"] for w in windows), "windows": windows, "settled": settled}
+
+
 async def measure(address: str, callers: list, rpc: str, rate: float, seconds: float, warmup: int = 20) -> dict[str, Any]:
     """`rpc` ("Search" or "Suggest") at a constant `rate`, callers in turn (bearer metadata each)."""
     import grpc
@@ -285,12 +338,14 @@ def callers_for(settings, subjects: list[str]) -> list:
     return [bearer_metadata(issue_token(settings, subject, "employee", ttl_seconds=3600)) for subject in subjects]
 
 
-async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None, hot_threads=None) -> dict[str, Any]:
+async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None, hot_threads=None,
+                   warmup_seconds: float = 180.0) -> dict[str, Any]:
     """The harness step: load, measure Search then Suggest, delete; the counts before and after
     show that nothing is left behind. `profiler`: (start, finish) to sample the search process
     during each measurement; `cpu`: () -> {process: CPU seconds so far}, read before and after
     each measurement; `hot_threads`: () -> Elasticsearch's hot threads, taken halfway through
-    (where the time goes)."""
+    (where the time goes); `warmup_seconds`: the most each RPC is run before it is measured
+    (`warm_up`: until Elasticsearch's CPU per request has settled)."""
     from watercooler.projection import es_client
 
     es = es_client(settings)
@@ -308,7 +363,9 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
             out["merges_settled_s"] = await settle(es)
         finally:
             await es.close()
+        es_cpu = (lambda: (cpu() or {}).get("elasticsearch")) if cpu else None
         for rpc in ("Search", "Suggest"):
+            warm = await warm_up(settings.grpc_address("search"), callers, rpc, warmup_seconds, es_cpu) if warmup_seconds > 0 else None
             sampling = profiler[0]() if profiler else None
             cpu_before, started = (cpu() if cpu else {}), time.monotonic()
 
@@ -318,6 +375,8 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
 
             hot = asyncio.create_task(halfway()) if hot_threads else None
             out[rpc.lower()] = await measure(settings.grpc_address("search"), callers, rpc, rate, seconds)
+            if warm:
+                out[rpc.lower()]["warm_up"] = warm
             if hot:
                 out[rpc.lower()]["elasticsearch_hot_threads"] = hot_thread_lines(await hot)
             if cpu:
@@ -348,6 +407,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--callers", type=int, default=50, help="distinct employees the load speaks as")
+    parser.add_argument("--warmup-seconds", type=float, default=180, help="the most each RPC runs before it is measured (until Elasticsearch's CPU per request settles)")
     parser.add_argument("--keep", action="store_true", help="leave the loaded documents (and the namespace's indices)")
     parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy sampling of the search process during each RPC's run")
     args = parser.parse_args()
@@ -370,9 +430,14 @@ def main() -> None:
         callers = callers_for(settings, [f"e{k}" for k in range(1, args.callers + 1)])
         loaded = asyncio.run(load(settings, args.docs))
         print(f"loaded {loaded['documents']:,} documents in {loaded['seconds']}s ({loaded['docs_per_s']} docs/s)", flush=True)
-        from benchmarks.harness import finish_profilers, start_profilers
+        from benchmarks.harness import cpu_seconds, finish_profilers, listening_pid, start_profilers
 
+        es_pid = listening_pid(settings.es_port)
         for rpc in ("Search", "Suggest"):
+            if args.warmup_seconds > 0:
+                warm = asyncio.run(warm_up(settings.grpc_address("search"), callers, rpc, args.warmup_seconds, (lambda: cpu_seconds(es_pid)) if es_pid else None))
+                print(f"{rpc:8s} warm-up {warm['seconds']} s, {warm['requests']} requests, Elasticsearch CPU ms per request by window: "
+                      f"{[w['elasticsearch_cpu_ms_per_request'] for w in warm['windows']]}", flush=True)
             sampling = start_profilers({"search": server}, ("search",), args.profile) if args.profile else None
             result = asyncio.run(measure(settings.grpc_address("search"), callers, rpc, args.rate, args.seconds))
             lat = result["latency_from_scheduled"]

@@ -62,6 +62,7 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
         assert _positive(content[rpc]["cpu_ms_per_request"]["search"]) and _positive(content[rpc]["cpu_ms_per_request"]["elasticsearch"])
         assert content[rpc]["per_request"]["elasticsearch shard queries"] >= 1  # every request reaches at least one shard
         assert isinstance(content[rpc]["elasticsearch_hot_threads"], list)  # taken halfway through the run
+        assert content[rpc]["warm_up"]["requests"] > 0 and content[rpc]["warm_up"]["windows"]  # run before it was measured
     assert content["deleted"] == cfg.search_docs + 1 and content["synthetic_left"] == 0
     tally = plat["jam_tally"]
     assert tally["participants"] == cfg.jam_participants and tally["votes_counted"] > 0
