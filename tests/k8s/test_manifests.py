@@ -358,6 +358,7 @@ SAFE_DEFAULTS = {
     "WC_SEARCH_HTTP_HOST": "binds every interface by default, as the gRPC servers do",
     "WC_RELAY_IDLE_MAX": "a timer with a default (relay: longest sleep of an idle relay; docs/benchmarks/freshness.md)",
     "WC_PROCESSOR_BATCH_WITHIN": "a timer with a default (processors: longest wait to fill a batch; docs/benchmarks/freshness.md)",
+    "WC_STORE_GROUP_COMMIT": "a batch bound with a default (event stores: most commands per transaction, 64; README)",
     "WC_PAGE_TOKEN_TTL_SECONDS": "a token lifetime with a default (one hour)",
     "WC_PAGE_TOKEN_SECRET": "the four services set it from the watercooler-page-tokens Secret; processors and jobs issue no page tokens (unset: a built-in key)",
 }
