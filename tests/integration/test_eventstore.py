@@ -139,23 +139,30 @@ class HeldStore:
             self.release.wait(30)
         return self.record(processing_event)
 
-    def wait_queued(self, commands: int) -> None:
+    def queue_behind_a_commit(self, pool: ThreadPoolExecutor, first: tuple, others: list[tuple]):
+        """Run ``first``, hold its commit, run ``others`` until all of them wait in the queue,
+        then let the store go on; returns the futures of ``first`` and of ``others``."""
+        held = pool.submit(*first)
         deadline = time.monotonic() + 30
-        while self.app._group_commit._waiting.qsize() < commands:
+        while not self.transactions:
+            assert time.monotonic() < deadline, "the first command never reached the store"
+            time.sleep(0.01)
+        queued = [pool.submit(*call) for call in others]
+        while self.app._group_commit._waiting.qsize() < len(others):
             assert time.monotonic() < deadline, "the commands never queued"
             time.sleep(0.01)
+        self.release.set()
+        return held, queued
 
 
 def test_commands_arriving_during_a_commit_share_the_next_transaction(store_settings):
     app = ProfilesApplication(store_settings)
     held = HeldStore(app)
     with ThreadPoolExecutor(12) as pool:
-        first = pool.submit(app.create_profile, ctx(), "g0", {"display_name": "First"}, "fp")
-        while not held.transactions:
-            time.sleep(0.01)
-        rest = [pool.submit(app.create_profile, ctx(f"r{i}"), f"g{i}", {"display_name": f"Person {i}"}, f"fp{i}") for i in range(1, 11)]
-        held.wait_queued(10)
-        held.release.set()
+        first, rest = held.queue_behind_a_commit(
+            pool, (app.create_profile, ctx(), "g0", {"display_name": "First"}, "fp"),
+            [(app.create_profile, ctx(f"r{i}"), f"g{i}", {"display_name": f"Person {i}"}, f"fp{i}") for i in range(1, 11)],
+        )
         assert [f.result(30).version for f in [first, *rest]] == [1] * 11
     # one transaction for the first, one for the ten (each a profile and its request record)
     assert held.transactions == [1, 20]
@@ -168,14 +175,12 @@ def test_a_colliding_command_in_a_group_fails_alone(store_settings):
     app.create_profile(ctx(), "taken", {"display_name": "Taken"}, "fp")
     before = events_stored(app)
     held = HeldStore(app)
+    names = ["h1", "h2", "taken", "h3"]
     with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(app.create_profile, ctx(), "h0", {"display_name": "First"}, "fp")
-        while not held.transactions:
-            time.sleep(0.01)
-        names = ["h1", "h2", "taken", "h3"]
-        rest = [pool.submit(app.create_profile, ctx(), name, {"display_name": name}, "fp") for name in names]
-        held.wait_queued(len(names))
-        held.release.set()
+        first, rest = held.queue_behind_a_commit(
+            pool, (app.create_profile, ctx(), "h0", {"display_name": "First"}, "fp"),
+            [(app.create_profile, ctx(), name, {"display_name": name}, "fp") for name in names],
+        )
         first.result(30)
         outcomes = {}
         for name, future in zip(names, rest, strict=True):
