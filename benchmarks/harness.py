@@ -126,8 +126,14 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_of(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each named process that is running."""
+    used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+    return {name: v for name, v in used.items() if v is not None}
+
+
 def per_item_ms(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
-    """CPU milliseconds per item of each process between two cpu_by_process readings, busiest first."""
+    """CPU milliseconds per item of each process between two cpu_of readings, busiest first."""
     spent = {name: 1000 * (after[name] - before[name]) / max(1, items) for name in after if name in before}
     return {name: round(v, 3) for name, v in sorted(spent.items(), key=lambda kv: -kv[1])}
 
@@ -414,9 +420,9 @@ def raw_grpc_echo(cfg: BenchConfig, payload_size: int) -> dict[str, Any]:
                 echo = ch.unary_unary("/bench.Echo/Echo")
                 await echo(payload)
                 pids = {"echo server": server.pid, "load generator": os.getpid()}
-                cpu_before = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+                cpu_before = cpu_of(pids)
                 done, h, elapsed = await _closed_loop(lambda r: echo(r, timeout=30), lambda w, n: payload, cfg.echo_seconds, cfg.concurrency)
-                cpu_after = {name: cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
+                cpu_after = cpu_of(pids)
                 capacity = done / elapsed
                 steady = await _open_loop(lambda r: echo(r, timeout=30), lambda k: payload, min(1000.0, capacity * 0.5), min(cfg.echo_seconds, 10))
             return {"payload_bytes": payload_size, "concurrency": cfg.concurrency, "closed_loop_rpc_per_s": round(capacity, 1),
@@ -498,8 +504,7 @@ class PlatformBench:
         generator (the two cores they share: where a write's time goes)."""
         pids = {name: proc.pid for name, proc in self.procs.items()}
         pids.update({"kafka": listening_pid(self.settings.kafka_port), "elasticsearch": listening_pid(self.settings.es_port), "load generator": os.getpid()})
-        used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
-        return {name: v for name, v in used.items() if v is not None}
+        return cpu_of(pids)
 
     async def _burst(self, create, burst) -> tuple[int, HdrHistogram, float]:
         h = hist()
@@ -683,8 +688,7 @@ class PlatformBench:
         pids = {"search": self.procs["search"].pid if "search" in self.procs else None, "elasticsearch": listening_pid(self.settings.es_port), "load generator": os.getpid()}
 
         def cpu() -> dict[str, float]:
-            used = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
-            out = {name: v for name, v in used.items() if v is not None}
+            out = cpu_of(pids)
             # Elasticsearch's own account: garbage collection (seconds, inside its CPU) and how
             # many shard-level query phases ran (a count, not seconds: see run_step).
             try:

@@ -278,6 +278,7 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
     achieved instead of 15-17 ms and ~77/s. A long-running node is warm."""
     import grpc
 
+    from benchmarks.harness import _closed_loop
     from watercooler.search.v1 import search_pb2_grpc as sg
 
     windows: list[dict[str, Any]] = []
@@ -286,23 +287,17 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
         method = getattr(sg.SearchServiceStub(channel), rpc)
         spread = itertools.count()
         make = request_maker(rpc, seed=12)
+
+        async def call(request) -> None:
+            try:
+                await method(request, metadata=callers[next(spread) % len(callers)], timeout=30)
+            except grpc.RpcError:
+                pass  # warming, not measuring: a refused request still ran its query
+
         settled = False
         while time.monotonic() - started < max_seconds:
-            done = 0
             cpu0, t0 = (es_cpu() if es_cpu else None), time.monotonic()
-            end = t0 + min(window, max_seconds - (t0 - started))
-
-            async def worker(end: float = end) -> None:
-                nonlocal done
-                while time.monotonic() < end:
-                    k = next(spread)
-                    try:
-                        await method(make(k), metadata=callers[k % len(callers)], timeout=30)
-                    except grpc.RpcError:
-                        pass
-                    done += 1
-
-            await asyncio.gather(*(worker() for _ in range(in_flight)))
+            done, _, _ = await _closed_loop(call, lambda _w, n: make(n), min(window, max_seconds - (t0 - started)), in_flight)
             cpu1 = es_cpu() if es_cpu else None
             per = round(1000 * (cpu1 - cpu0) / max(1, done), 2) if cpu0 is not None and cpu1 is not None else None
             windows.append({"seconds": round(time.monotonic() - t0, 1), "requests": done, "elasticsearch_cpu_ms_per_request": per})
