@@ -11,6 +11,8 @@ GRPC_LATENCY = Histogram(
     ["service", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+GRPC_IN_FLIGHT = Gauge("wc_grpc_requests_in_flight", "gRPC requests in progress in this process", ["service"])
+GRPC_SHED = Counter("wc_grpc_shed_total", "gRPC requests refused with RESOURCE_EXHAUSTED because WC_MAX_IN_FLIGHT were in progress", ["service", "method"])
 EVENTS_STORED = Counter("wc_events_stored_total", "Events stored in a service's event store", ["service"])
 GROUP_COMMIT_SIZE = Histogram(
     "wc_store_group_commit_commands", "Commands saved per store transaction (group commit)", ["service"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)

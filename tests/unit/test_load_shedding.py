@@ -1,0 +1,133 @@
+"""Overload: a service refuses what it cannot take with RESOURCE_EXHAUSTED and says why.
+
+The server is the one every service runs (grpc_server.new_server, with PlatformInterceptor), in a
+process of its own, as in production: its event loop can be busy while clients keep sending."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from watercooler import auth, config
+from watercooler.client import bearer_metadata
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A tiny service behind the platform's server: Hold sleeps for the seconds it is sent (without
+# blocking the loop), Block blocks the whole process for them (as a CPU-bound service would).
+SERVER = r"""
+import asyncio, sys, time, grpc
+from watercooler import config
+from watercooler.grpc_server import new_server
+
+async def hold(request, context):
+    await asyncio.sleep(float(request.decode()))
+    return request
+
+async def block(request, context):
+    time.sleep(float(request.decode()))  # holds the event loop, as CPU-bound work would
+    return request
+
+async def main():
+    server = new_server("overload", config.load())
+    handlers = {"Hold": grpc.unary_unary_rpc_method_handler(hold), "Block": grpc.unary_unary_rpc_method_handler(block)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Overload", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture()
+def start_server(tmp_path):
+    started = []
+
+    def start(max_in_flight: int) -> tuple[str, tuple]:
+        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'libs'}:{ROOT}", "WC_DATA_DIR": str(tmp_path), "WC_MAX_IN_FLIGHT": str(max_in_flight),
+               "WC_RATE_LIMIT": "0", "WC_LOG_LEVEL": "WARNING"}
+        proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=env)
+        started.append(proc)
+        port = proc.stdout.readline().strip()
+        assert port.isdigit(), "the test server did not start"
+        settings = dataclasses.replace(config.load(), data_dir=tmp_path)
+        auth.ensure_dev_keys(settings)
+        return f"127.0.0.1:{port}", bearer_metadata(auth.issue_token(settings, "tester", "service"))
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_calls_beyond_the_in_flight_limit_are_refused_with_a_reason_and_retry_info(start_server):
+    address, metadata = start_server(max_in_flight=2)
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(address) as channel:
+            hold = channel.unary_unary("/test.Overload/Hold")
+            holding = [asyncio.ensure_future(hold(b"3", metadata=metadata, timeout=30)) for _ in range(2)]
+            refused = None
+            for _ in range(100):  # until both holds are in progress
+                try:
+                    await hold(b"0", metadata=metadata, timeout=10)
+                except grpc.RpcError as error:
+                    refused = error
+                    break
+                await asyncio.sleep(0.05)
+            assert await asyncio.gather(*holding) == [b"3", b"3"]
+            after = await hold(b"0", metadata=metadata, timeout=10)  # the count went back down
+            return refused, after
+
+    refused, after = asyncio.run(scenario())
+    assert refused is not None, "a third call while two were in progress was not refused"
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "WC_MAX_IN_FLIGHT" in refused.details() and "retry with the same request_id" in refused.details()
+    status = rpc_status.from_call(refused)
+    retry = error_details_pb2.RetryInfo()
+    assert [d.Unpack(retry) for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)] == [True]
+    assert retry.retry_delay.ToNanoseconds() > 0
+    assert after == b"0"
+
+
+def test_a_burst_sent_while_the_service_is_busy_is_answered_not_cancelled(start_server):
+    """2,500 calls arrive while the process is blocked: more than gRPC's core holds by default
+    (1,000 before it starts refusing, as a bare CANCELLED). Each must end OK or, past the
+    in-flight limit, RESOURCE_EXHAUSTED."""
+    address, metadata = start_server(max_in_flight=100)
+
+    async def scenario():
+        async with grpc.aio.insecure_channel(address) as channel:
+            block, hold = channel.unary_unary("/test.Overload/Block"), channel.unary_unary("/test.Overload/Hold")
+            await hold(b"0", metadata=metadata, timeout=10)  # connected
+            blocked = asyncio.ensure_future(block(b"3", metadata=metadata, timeout=30))
+            await asyncio.sleep(0.5)
+            outcomes = collections.Counter()
+
+            async def one():
+                try:
+                    await hold(b"0.2", metadata=metadata, timeout=60)
+                    outcomes["OK"] += 1
+                except grpc.RpcError as error:
+                    outcomes[error.code().name] += 1
+
+            await asyncio.gather(*(one() for _ in range(2500)))
+            await blocked
+            return outcomes
+
+    outcomes = asyncio.run(scenario())
+    assert sum(outcomes.values()) == 2500
+    assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
+    assert outcomes["OK"] >= 100, outcomes
