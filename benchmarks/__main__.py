@@ -37,6 +37,8 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--burst-profiles", type=int, default=d.burst_profiles)
     p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--write-warmup-seconds", type=float, default=d.write_warmup_seconds,
+                   help="the most CreateProfile runs before the write path is measured (until Kafka's and Elasticsearch's CPU per write settles)")
     p.add_argument("--rates", default=",".join(f"{r:g}" for r in d.rates), help="offered CreateProfile rates, comma separated")
     p.add_argument("--rate-seconds", type=float, default=d.rate_seconds)
     p.add_argument("--people-events", type=int, default=d.people_events, help="profile events produced to the topic: catch-up, rebuild, SearchPeople")
@@ -60,7 +62,7 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--keep-infra", action="store_true", help="leave Kafka and Elasticsearch running if this run started them")
     args = p.parse_args(argv)
     cfg = BenchConfig(
-        employees=args.employees, seed=args.seed, burst_profiles=args.burst_profiles, concurrency=args.concurrency,
+        employees=args.employees, seed=args.seed, burst_profiles=args.burst_profiles, concurrency=args.concurrency, write_warmup_seconds=args.write_warmup_seconds,
         rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, people_events=args.people_events, search_docs=args.search_docs,
         search_rate=args.search_rate, search_seconds=args.search_seconds, search_warmup_seconds=args.search_warmup_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
         echo_seconds=args.echo_seconds, partition_events=args.partition_events,
@@ -76,7 +78,7 @@ def quick(cfg):
     """Sizes for the smoke test: every section runs, in well under a minute."""
     from dataclasses import replace
 
-    return replace(cfg, employees=5_000, burst_profiles=40, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
+    return replace(cfg, employees=5_000, burst_profiles=40, write_warmup_seconds=2.0, write_warmup_min_seconds=0.0, write_warmup_profiles=200, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
                    search_rate=20.0, search_seconds=1.0, search_warmup_seconds=2.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
                    partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0,
                    jam_participants=200, jam_votes_each=10, search_callers=5)

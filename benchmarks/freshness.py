@@ -241,7 +241,7 @@ def run_variant(name: str, variant_env: dict[str, str], rates: list[float], seco
                 for person in bench.take(64):  # the top of the manager tree, in order
                     await stub.CreateProfile(bench.request(person), metadata=metadata, timeout=60)
                 create = lambda req: stub.CreateProfile(req, metadata=metadata, timeout=60)  # noqa: E731
-                await bench._burst(create, bench.take(warmup))
+                await bench._burst(create, list(reversed(bench.take(warmup))))
 
         asyncio.run(warm())
         time.sleep(3)  # let the warm-up drain through

@@ -49,9 +49,19 @@ def _cpu_per_write_lines(burst: dict[str, Any], echo: dict[str, Any]) -> list[st
         lines.append(f"    - CPU per CreateProfile (ms) while the burst was written: {listed(burst['cpu_ms_per_write'])} (total {sum(burst['cpu_ms_per_write'].values()):.2f})")
     if burst.get("cpu_ms_per_indexed_write"):
         lines.append(f"    - and until every one was searchable: {listed(burst['cpu_ms_per_indexed_write'])} (total {sum(burst['cpu_ms_per_indexed_write'].values()):.2f})")
+    if burst.get("jit_cpu_ms_per_indexed_write"):
+        lines.append(f"    - of which the JVMs' JIT compilers (ms per write): {listed(burst['jit_cpu_ms_per_indexed_write']) or 'none'}")
     if echo.get("cpu_ms_per_call"):
         lines.append(f"    - CPU per bare echo call (ms): {listed(echo['cpu_ms_per_call'])} (total {sum(echo['cpu_ms_per_call'].values()):.2f})")
     return lines
+
+
+def _write_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
+    if not warm:
+        return []
+    return [f"- Write path warmed up first (`PlatformBench._warm_up`): {warm['writes']:,} CreateProfile in {warm['seconds']} s, {'settled' if warm['settled'] else '**not settled**'}; "
+            "by 10 s window, Kafka + Elasticsearch CPU ms per write (of which their JIT compilers) and rpc/s: "
+            + ", ".join(f"{w['jvm_cpu_ms_per_write']} ({sum(w['jit_cpu_ms_per_write'].values()):.2f}) at {_fmt(w['rpc_per_s'])}/s" for w in warm["windows"])]
 
 
 def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
@@ -101,6 +111,7 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
            f"- gRPC unary echo (grpc.aio server in another process, {raw['grpc_echo']['payload_bytes']} B payload = a CreateProfileRequest, {raw['grpc_echo']['concurrency']} in flight): "
            f"{_fmt(raw['grpc_echo']['closed_loop_rpc_per_s'])} rpc/s; at a constant {raw['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s: {_lat(raw['grpc_echo']['constant_rate']['latency_from_scheduled'])}.",
            "", "## Platform", "",
+           *_write_warm_up_lines(plat["writes"].get("warm_up")),
            f"- CreateProfile burst ({plat['writes']['burst']['profiles']:,} profiles, {plat['writes']['burst']['concurrency']} in flight): {_fmt(plat['writes']['burst']['rpc_per_s'])} rpc/s, {_lat(plat['writes']['burst']['latency'])}; "
            f"every one searchable {plat['writes']['burst']['all_indexed_after_s']} s after the first send ({_fmt(plat['writes']['burst']['e2e_events_per_s'])} events/s end to end).",
            *_cpu_per_write_lines(plat["writes"]["burst"], raw["grpc_echo"])]

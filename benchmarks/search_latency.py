@@ -263,11 +263,9 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
                   settled_within: float = 0.10, min_seconds: float = 120.0) -> dict[str, Any]:
     """Run `rpc` closed loop (`in_flight` at a time, requests of their own: a different seed, so
     the measured ones meet no request cache) in windows of `window` s until Elasticsearch's CPU
-    per request in the last three windows is within `settled_within` of their mean (after
-    `min_seconds`), or for `max_seconds`. `es_cpu`: () -> Elasticsearch's CPU seconds so far
-    (None: for `max_seconds`). The JIT's tail is slow: two windows alike can still be 15 % above
-    the settled cost, hence three; and three alike after 60 s were once 30 ms against the 16 ms
-    reached later (a run on a 2-core machine), hence at least two minutes.
+    per request has settled (harness.until_settled), or for `max_seconds`. `es_cpu`: () ->
+    Elasticsearch's CPU seconds so far (None: for `max_seconds`). At least two minutes: three
+    alike windows after 60 s were once 30 ms against the 16 ms reached later (two cores).
 
     Why: `make bench` starts its own Elasticsearch, and Search's query shapes (multi_match over
     nine indices, the sampler and terms aggregations, distance_feature, the fuzzy fallback) first
@@ -278,11 +276,9 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
     achieved instead of 15-17 ms and ~77/s. A long-running node is warm."""
     import grpc
 
-    from benchmarks.harness import _closed_loop
+    from benchmarks.harness import _closed_loop, until_settled
     from watercooler.search.v1 import search_pb2_grpc as sg
 
-    windows: list[dict[str, Any]] = []
-    started = time.monotonic()
     async with grpc.aio.insecure_channel(address) as channel:
         method = getattr(sg.SearchServiceStub(channel), rpc)
         spread = itertools.count()
@@ -294,18 +290,16 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
             except grpc.RpcError:
                 pass  # warming, not measuring: a refused request still ran its query
 
-        settled = False
-        while time.monotonic() - started < max_seconds:
+        async def one_window(seconds_left: float) -> dict[str, Any]:
             cpu0, t0 = (es_cpu() if es_cpu else None), time.monotonic()
-            done, _, _ = await _closed_loop(call, lambda _w, n: make(n), min(window, max_seconds - (t0 - started)), in_flight)
+            done, _, _ = await _closed_loop(call, lambda _w, n: make(n), min(window, seconds_left), in_flight)
             cpu1 = es_cpu() if es_cpu else None
             per = round(1000 * (cpu1 - cpu0) / max(1, done), 2) if cpu0 is not None and cpu1 is not None else None
-            windows.append({"seconds": round(time.monotonic() - t0, 1), "requests": done, "elasticsearch_cpu_ms_per_request": per})
-            last = [w["elasticsearch_cpu_ms_per_request"] for w in windows[-3:]]
-            if time.monotonic() - started >= min_seconds and len(last) == 3 and None not in last and max(last) - min(last) <= settled_within * sum(last) / 3:
-                settled = True
-                break
-    return {"seconds": round(time.monotonic() - started, 1), "requests": sum(w["requests"] for w in windows), "windows": windows, "settled": settled}
+            return {"seconds": round(time.monotonic() - t0, 1), "requests": done, "elasticsearch_cpu_ms_per_request": per}
+
+        result = await until_settled(one_window, lambda w: w["elasticsearch_cpu_ms_per_request"], min_seconds, max_seconds, settled_within)
+    result["requests"] = sum(w["requests"] for w in result["windows"])
+    return result
 
 
 async def measure(address: str, callers: list, rpc: str, rate: float, seconds: float, warmup: int = 20) -> dict[str, Any]:

@@ -32,7 +32,11 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert _positive(raw["grpc_echo"]["cpu_ms_per_call"]["echo server"])
 
     plat = saved["platform"]
+    warm = plat["writes"]["warm_up"]  # the write path ran before it was measured
+    assert warm["writes"] > 0 and warm["windows"] and _positive(warm["windows"][0]["jvm_cpu_ms_per_write"])
+    assert set(warm["windows"][0]["cpu_ms_per_write"]) == {"kafka", "elasticsearch"}
     assert _positive(plat["writes"]["burst"]["rpc_per_s"]) and _positive(plat["writes"]["burst"]["e2e_events_per_s"])
+    assert set(plat["writes"]["burst"]["jit_cpu_ms_per_indexed_write"]) == {"kafka", "elasticsearch"}
     # Where a write's CPU went: the service that took it, and (once indexed) the processor.
     assert _positive(plat["writes"]["burst"]["cpu_ms_per_write"]["profiles"])
     assert _positive(plat["writes"]["burst"]["cpu_ms_per_indexed_write"]["projections"])
