@@ -59,7 +59,7 @@ def _cpu_per_write_lines(burst: dict[str, Any], echo: dict[str, Any]) -> list[st
 def _write_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
     if not warm:
         return []
-    return [f"- Write path warmed up first (`PlatformBench._warm_up`): {warm['writes']:,} CreateProfile in {warm['seconds']} s, {'settled' if warm['settled'] else '**not settled**'}; "
+    return [f"- Write path warmed up first (`PlatformBench._warm_up`): {warm['writes']:,} CreateProfile in {warm['seconds']} s, {'settled' if warm['settled'] else '**not settled**, ended ' + warm.get('ended', '?')}; "
             "by 10 s window, Kafka + Elasticsearch CPU ms per write (of which their JIT compilers) and rpc/s: "
             + ", ".join(f"{w['jvm_cpu_ms_per_write']} ({sum(w['jit_cpu_ms_per_write'].values()):.2f}) at {_fmt(w['rpc_per_s'])}/s" for w in warm["windows"])]
 
