@@ -141,6 +141,15 @@ class PostsApplication(EventSourcedApplication):
             "comments": self._comment_target,
         }
 
+    def _check_may_publish(self, principal: Principal, item: Any, before: tuple[str, str] = ("", "")) -> None:
+        """A person puts an item into a community only as one of its members (a service acts
+        for anyone). Asked when the item's audience is new or changes: an author who has left
+        may still correct an item they published there."""
+        if item.visibility != COMMUNITY or principal.is_service or (item.visibility, item.community) == before:
+            return
+        if not self.membership.is_member(item.community, principal.subject):
+            raise PermissionDenied(f"only members of communities/{item.community} may publish to it", field="community")
+
     # --- blogs --------------------------------------------------------------------------------------
     def create_blog(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Blog:
         principal = ctx.principal
@@ -154,9 +163,11 @@ class PostsApplication(EventSourcedApplication):
                 raise FailedPrecondition(f"profiles/{principal.subject} does not exist; create the profile first", field="owner")
             if self.exists(blog_id(handle)):
                 raise AlreadyExists(f"blogs/{handle} already exists", field="handle")
-            return Blog.create(
+            blog = Blog.create(
                 handle, fields.get("title", ""), fields.get("description", ""), owner, fields.get("visibility", ""), fields.get("community", ""), principal.kind
             )
+            self._check_may_publish(principal, blog)
+            return blog
 
         try:
             return self.run_command(ctx, "CreateBlog", request_fingerprint, decide)  # type: ignore[return-value]
@@ -178,7 +189,9 @@ class PostsApplication(EventSourcedApplication):
             blog = self.read_blog(ctx.principal, handle)  # a blog the caller may not see is NOT_FOUND
             if etag and etag != blog.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {blog.etag}", field="etag", current_etag=blog.etag)
+            before = (blog.visibility, blog.community)
             blog.edit(ctx.principal.subject, fields)
+            self._check_may_publish(ctx.principal, blog, before)
             return blog
 
         return self.run_command(ctx, "UpdateBlog", request_fingerprint, decide)  # type: ignore[return-value]
@@ -192,7 +205,9 @@ class PostsApplication(EventSourcedApplication):
             if ctx.principal.subject != blog.owner_id:
                 raise PermissionDenied("only the blog's owner may post in it", field="parent")
             values = validate_post_fields(fields, ctx.principal.kind)
-            return Post.create(blog.handle, ctx.principal.subject, values)
+            post = Post.create(blog.handle, ctx.principal.subject, values)
+            self._check_may_publish(ctx.principal, post)
+            return post
 
         return self.run_command(ctx, "CreatePost", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -211,6 +226,7 @@ class PostsApplication(EventSourcedApplication):
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
             post.edit(ctx.principal.subject, validate_post_fields(fields, ctx.principal.kind, current))
+            self._check_may_publish(ctx.principal, post, (current["visibility"], current["community"]))
             return post
 
         return self.run_command(ctx, "UpdatePost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -267,7 +283,9 @@ class PostsApplication(EventSourcedApplication):
                     other = self._micropost(fields[field_name], principal, field_name)
                     if other.hidden:
                         raise FailedPrecondition(f"microposts/{fields[field_name]} is hidden", field=field_name)
-            return Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community)
+            micropost = Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community)
+            self._check_may_publish(principal, micropost)
+            return micropost
 
         return self.run_command(ctx, "CreateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -405,9 +423,11 @@ class PostsApplication(EventSourcedApplication):
             key = bookmark_id(principal.subject, url)
             if self.exists(key):
                 bookmark: Bookmark = self.repository.get(key)
-                bookmark.resave(values)
-                return bookmark
-            return Bookmark(owner_id=principal.subject, url=url, **values)
+                bookmark.resave(values)  # a deleted one saved again: published anew
+            else:
+                bookmark = Bookmark(owner_id=principal.subject, url=url, **values)
+            self._check_may_publish(principal, bookmark)
+            return bookmark
 
         return self.run_command(ctx, "CreateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -422,6 +442,7 @@ class PostsApplication(EventSourcedApplication):
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, etag)
             current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
             bookmark.edit(ctx.principal.subject, validate_bookmark_fields(fields, ctx.principal.kind, current))
+            self._check_may_publish(ctx.principal, bookmark, (current["visibility"], current["community"]))
             return bookmark
 
         return self.run_command(ctx, "UpdateBookmark", request_fingerprint, decide)  # type: ignore[return-value]

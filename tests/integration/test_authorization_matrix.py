@@ -472,8 +472,11 @@ def _change_post(w: World, who: str, row: Row, rpc: str):
 
 @scenario("CreateMicropost")
 def _create_micropost(w: World, who: str, row: Row, rpc: str):
-    visibility = V.PUBLIC if row.says("PUBLIC") else V.INTERNAL
-    return code(w.s.posts.CreateMicropost, pb.CreateMicropostRequest(micropost=pb.Micropost(text="hi", visibility=visibility)), w.md(who))
+    if row.says("COMMUNITY"):
+        micropost = pb.Micropost(text="hi", visibility=V.COMMUNITY, community=w.c_name)
+    else:
+        micropost = pb.Micropost(text="hi", visibility=V.PUBLIC if row.says("PUBLIC") else V.INTERNAL)
+    return code(w.s.posts.CreateMicropost, pb.CreateMicropostRequest(micropost=micropost), w.md(who))
 
 
 @scenario("GetMicropost")
@@ -527,7 +530,8 @@ def _like(w: World, who: str, row: Row, rpc: str):
 
 @scenario("CreateBookmark")
 def _create_bookmark(w: World, who: str, row: Row, rpc: str):
-    return code(w.s.posts.CreateBookmark, pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{unique('l')}", visibility=V.INTERNAL)), w.md(who))
+    audience = {"visibility": V.COMMUNITY, "community": w.c_name} if row.says("COMMUNITY") else {"visibility": V.INTERNAL}
+    return code(w.s.posts.CreateBookmark, pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{unique('l')}", **audience)), w.md(who))
 
 
 @scenario("GetBookmark")

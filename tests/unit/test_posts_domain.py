@@ -256,3 +256,73 @@ def test_a_view_whose_caller_gave_up_is_still_sent_once_and_its_retry_waits_for_
 
     asyncio.run(scenario())
     assert sent == ["first"]
+
+
+# --- publishing into a community: members only -----------------------------------------------------
+class _Members:
+    """Community membership as the profiles service would answer it (services/posts/membership.py)."""
+
+    def __init__(self, members: dict[str, set[str]]):
+        self.members = members
+
+    def is_member(self, community: str, person: str) -> bool:
+        return person in self.members.get(community, set())
+
+
+class _Directory:
+    def lookup(self, employee_id: str) -> dict[str, str]:
+        return {"employee_id": employee_id, "display_name": employee_id.title(), "sort_name": employee_id, "department": "Sales", "country": "PT"}
+
+
+@pytest.fixture()
+def posts_app(tmp_path):
+    import dataclasses
+
+    from services.posts.application import PostsApplication
+    from watercooler import config
+
+    app = PostsApplication(dataclasses.replace(config.load(), data_dir=tmp_path, store="sqlite", namespace=""), profiles=_Directory(),
+                           membership=_Members({"guild": {"ana", "mia"}}))
+    yield app
+    app.close()
+
+
+def _ctx(person: str, kind: str = "employee", n: list[int] = [0]):
+    from watercooler.auth import Principal
+    from watercooler.eventstore import CommandContext
+
+    n[0] += 1
+    return CommandContext(Principal(person, kind), request_id=f"r{n[0]}")
+
+
+def _events_stored(app) -> int:
+    return len(app.recorder.select_notifications(start=1, limit=10_000))
+
+
+def test_only_a_member_publishes_into_a_community_and_a_refusal_stores_nothing(posts_app) -> None:
+    community = {"visibility": "COMMUNITY", "community": "guild"}
+    micro = posts_app.create_micropost(_ctx("ana"), {"text": "for the guild", **community}, "f1")
+    assert micro.community == "guild"
+    stored = _events_stored(posts_app)
+    for attempt in (lambda: posts_app.create_micropost(_ctx("olaf"), {"text": "let me in", **community}, "f2"),
+                    lambda: posts_app.create_bookmark(_ctx("olaf"), {"url": "https://example.com/a", **community}, "f3"),
+                    lambda: posts_app.create_blog(_ctx("olaf"), {"handle": "olafs-guild", "title": "Mine", **community}, "f4")):
+        with pytest.raises(PermissionDenied, match="communities/guild") as refused:
+            attempt()
+        assert refused.value.field == "community"
+    assert _events_stored(posts_app) == stored  # nothing was stored for the refusals
+    # A member other than the author publishes there too.
+    assert posts_app.create_bookmark(_ctx("mia"), {"url": "https://example.com/b", **community}, "f6").community == "guild"
+
+
+def test_moving_an_item_into_a_community_needs_membership_but_editing_one_already_there_does_not(posts_app) -> None:
+    bookmark = posts_app.create_bookmark(_ctx("olaf"), {"url": "https://example.com/c", "visibility": "INTERNAL"}, "f1")
+    with pytest.raises(PermissionDenied, match="communities/guild"):
+        posts_app.update_bookmark(_ctx("olaf"), str(bookmark.id), {"visibility": "COMMUNITY", "community": "guild"}, "", "f2")
+    blog = posts_app.create_blog(_ctx("ana"), {"handle": "anas-guild", "title": "Guild notes", "visibility": "COMMUNITY", "community": "guild"}, "f3")
+    post = posts_app.create_post(_ctx("ana"), blog.handle, {"title": "Hello", "body": "Guild only.", "visibility": "COMMUNITY", "community": "guild"}, "f4")
+    posts_app.membership.members["guild"].discard("ana")  # ana leaves the community
+    edited = posts_app.update_post(_ctx("ana"), str(post.id), {"title": "Hello again"}, "", "f5")
+    assert edited.title == "Hello again" and edited.community == "guild"
+    with pytest.raises(PermissionDenied):
+        posts_app.create_post(_ctx("ana"), blog.handle, {"title": "More", "body": "x", "visibility": "COMMUNITY", "community": "guild"}, "f6")
