@@ -126,6 +126,13 @@ class ProfilesApplication(EventSourcedApplication):
         validate_community_id(community_id, field=field)
         return self.load(community_id_of(community_id), Community, f"communities/{community_id}", field=field)
 
+    def invitations_shown_to(self, principal: Any, community: Community) -> list[str]:
+        """An INVITE_ONLY community's pending invitations follow its member list
+        (list_members): its members and services see them all; anyone else only their own."""
+        if community.access != INVITE_ONLY or principal.is_service or community.is_member(principal.subject):
+            return list(community.invited)
+        return [i for i in community.invited if i == principal.subject]
+
     def list_members(self, principal: Any, community_id: str) -> list[str]:
         """The member ids, sorted. An INVITE_ONLY community's list is for its members and
         services: the community itself stays listed in the directory (GetCommunity answers

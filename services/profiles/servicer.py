@@ -122,7 +122,8 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
 ACCESS = {communities_pb2.Community.OPEN: "OPEN", communities_pb2.Community.INVITE_ONLY: "INVITE_ONLY"}
 
 
-def community_to_proto(community: Community) -> communities_pb2.Community:
+def community_to_proto(community: Community, invited: list[str]) -> communities_pb2.Community:
+    """``invited``: the pending invitations the caller may see (ProfilesApplication.invitations_shown_to)."""
     message = communities_pb2.Community(
         name=f"communities/{community.community_id}",
         community_id=community.community_id,
@@ -131,7 +132,7 @@ def community_to_proto(community: Community) -> communities_pb2.Community:
         access=communities_pb2.Community.Access.Value(community.access),
         owners=[f"profiles/{o}" for o in community.owners],
         member_count=len(community.members),
-        invited=[f"profiles/{i}" for i in community.invited],
+        invited=[f"profiles/{i}" for i in invited],
         etag=community.etag,
     )
     message.create_time.FromDatetime(community.created_on)
@@ -150,18 +151,23 @@ class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
             owner = parse_name(c.owners[0], "profiles", field="owners") if c.owners else ""
             fields = {"display_name": c.display_name, "description": c.description, "access": ACCESS.get(c.access, "")}
             created = await in_thread(self.app.create_community, ctx, c.community_id, fields, owner, request_fingerprint(request))
-        return community_to_proto(created)
+        return self._community(created)
 
     async def GetCommunity(self, request, context):
         community_id = parse_name(request.name, "communities")
-        return community_to_proto(await in_thread(self.app.get_community, community_id))
+        return self._community(await in_thread(self.app.get_community, community_id))
 
     async def _membership(self, action, request, context):
         community_id = parse_name(request.name, "communities")
         member = parse_name(request.member, "profiles", field="member") if request.member else ""
         ctx = command_context(context, request.request_id)
         changed = await in_thread(self.app.change_membership, ctx, action, community_id, member, request_fingerprint(request))
-        return community_to_proto(changed)
+        return self._community(changed)
+
+    def _community(self, community: Community) -> communities_pb2.Community:
+        from watercooler.auth import current_principal
+
+        return community_to_proto(community, self.app.invitations_shown_to(current_principal(), community))
 
     async def JoinCommunity(self, request, context):
         return await self._membership("join", request, context)

@@ -63,6 +63,12 @@ def test_open_and_invite_only_membership(platform, people):
     assert uninvited.code() == grpc.StatusCode.PERMISSION_DENIED and bad_request_fields(uninvited) == ["name"]
     invited = communities.InviteMember(cp.InviteMemberRequest(name=f"communities/{closed_id}", member=f"profiles/{outsider}"), metadata=as_owner)
     assert list(invited.invited) == [f"profiles/{outsider}"]
+    # Pending invitations follow the member list: others see only their own, owners stay public.
+    board = f"communities/{closed_id}"
+    seen_by = {who: communities.GetCommunity(cp.GetCommunityRequest(name=board), metadata=md) for who, md in (("owner", as_owner), ("invitee", as_outsider), ("stranger", as_joiner))}
+    assert list(seen_by["owner"].invited) == list(seen_by["invitee"].invited) == [f"profiles/{outsider}"]
+    assert list(seen_by["stranger"].invited) == [] and list(seen_by["stranger"].owners) == [f"profiles/{owner}"]
+    assert list(communities.GetCommunity(cp.GetCommunityRequest(name=board), metadata=platform.metadata()).invited) == [f"profiles/{outsider}"]  # a service
     non_owner_invite = rpc_error(communities.InviteMember, cp.InviteMemberRequest(name=f"communities/{closed_id}", member=f"profiles/{joiner}"), metadata=as_outsider)
     assert non_owner_invite.code() == grpc.StatusCode.PERMISSION_DENIED
     assert communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{closed_id}"), metadata=as_outsider).member_count == 2
