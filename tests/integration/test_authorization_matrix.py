@@ -814,7 +814,7 @@ def _post_stats(w: World, who: str, row: Row, rpc: str):
 
 @scenario("ListWikiBacklinks", "GetViewCounts")
 def _library_reads(w: World, who: str, row: Row, rpc: str):
-    page = w.pages["listed"]
+    page = w.pages["community"] if row.says("*C*") else w.pages["listed"]
     request = sp.ListWikiBacklinksRequest(page=page) if rpc == "ListWikiBacklinks" else sp.GetViewCountsRequest(name=page)
     return code(getattr(w.s.search, rpc), request, w.md(who))
 
