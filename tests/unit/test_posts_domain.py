@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from services.posts.domainmodel import (
@@ -287,12 +289,14 @@ def posts_app(tmp_path):
     app.close()
 
 
-def _ctx(person: str, kind: str = "employee", n: list[int] = [0]):
+_request_ids = itertools.count(1)
+
+
+def _ctx(person: str, kind: str = "employee"):
     from watercooler.auth import Principal
     from watercooler.eventstore import CommandContext
 
-    n[0] += 1
-    return CommandContext(Principal(person, kind), request_id=f"r{n[0]}")
+    return CommandContext(Principal(person, kind), request_id=f"r{next(_request_ids)}")
 
 
 def _events_stored(app) -> int:
