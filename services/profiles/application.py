@@ -12,7 +12,6 @@ from watercooler.text import clean, has_control_characters
 
 from .domainmodel import (
     ALUMNI,
-    INVITE_ONLY,
     Community,
     Connection,
     Follow,
@@ -129,7 +128,7 @@ class ProfilesApplication(EventSourcedApplication):
     def invitations_shown_to(self, principal: Any, community: Community) -> list[str]:
         """An INVITE_ONLY community's pending invitations follow its member list
         (list_members): its members and services see them all; anyone else only their own."""
-        if community.access != INVITE_ONLY or principal.is_service or community.is_member(principal.subject):
+        if community.lists_shown_to(principal.subject, principal.is_service):
             return list(community.invited)
         return [i for i in community.invited if i == principal.subject]
 
@@ -138,7 +137,7 @@ class ProfilesApplication(EventSourcedApplication):
         services: the community itself stays listed in the directory (GetCommunity answers
         everyone), so others get PERMISSION_DENIED rather than a NOT_FOUND that would lie."""
         community = self.get_community(community_id, "parent")
-        if community.access == INVITE_ONLY and not (principal.is_service or community.is_member(principal.subject)):
+        if not community.lists_shown_to(principal.subject, principal.is_service):
             raise PermissionDenied(f"the members of invite-only communities/{community_id} are listed to its members only", field="parent")
         return sorted(community.members)
 

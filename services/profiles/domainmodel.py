@@ -238,6 +238,11 @@ class Community(EventSourcedAggregate):
     def is_member(self, employee_id: str) -> bool:
         return employee_id in self.members
 
+    def lists_shown_to(self, person_id: str, is_service: bool) -> bool:
+        """Who sees the member list and the pending invitations: anyone for an OPEN community;
+        for an INVITE_ONLY one, its members and services (the community itself stays public)."""
+        return self.access != INVITE_ONLY or is_service or self.is_member(person_id)
+
     def invite(self, member_id: str, by: str, by_service: bool) -> None:
         if not by_service:
             if by not in self.members:
