@@ -24,7 +24,8 @@ from watercooler.client import bearer_metadata
 ROOT = Path(__file__).resolve().parents[2]
 
 # A tiny service behind the platform's server: Hold sleeps for the seconds it is sent (without
-# blocking the loop), Block blocks the whole process for them (as a CPU-bound service would).
+# blocking the loop), Block blocks the whole process for them (as a CPU-bound service would),
+# HoldAnnounced is Hold that first prints a line, so a test knows the call is in progress.
 SERVER = r"""
 import asyncio, sys, time, grpc
 from watercooler import config
@@ -34,13 +35,18 @@ async def hold(request, context):
     await asyncio.sleep(float(request.decode()))
     return request
 
+async def hold_announced(request, context):
+    print("in progress", flush=True)
+    return await hold(request, context)
+
 async def block(request, context):
     time.sleep(float(request.decode()))  # holds the event loop, as CPU-bound work would
     return request
 
 async def main():
     server = new_server("overload", config.load())
-    handlers = {"Hold": grpc.unary_unary_rpc_method_handler(hold), "Block": grpc.unary_unary_rpc_method_handler(block)}
+    handlers = {name: grpc.unary_unary_rpc_method_handler(behaviour)
+                for name, behaviour in (("Hold", hold), ("HoldAnnounced", hold_announced), ("Block", block))}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Overload", handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -55,7 +61,7 @@ asyncio.run(main())
 def start_server(tmp_path):
     started = []
 
-    def start(max_in_flight: int) -> tuple[str, tuple]:
+    def start(max_in_flight: int) -> tuple[str, tuple, subprocess.Popen]:
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'libs'}:{ROOT}", "WC_DATA_DIR": str(tmp_path), "WC_MAX_IN_FLIGHT": str(max_in_flight),
                "WC_RATE_LIMIT": "0", "WC_LOG_LEVEL": "WARNING"}
         proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=env)
@@ -64,7 +70,7 @@ def start_server(tmp_path):
         assert port.isdigit(), "the test server did not start"
         settings = dataclasses.replace(config.load(), data_dir=tmp_path)
         auth.ensure_dev_keys(settings)
-        return f"127.0.0.1:{port}", bearer_metadata(auth.issue_token(settings, "tester", "service"))
+        return f"127.0.0.1:{port}", bearer_metadata(auth.issue_token(settings, "tester", "service")), proc
 
     yield start
     for proc in started:
@@ -73,20 +79,20 @@ def start_server(tmp_path):
 
 
 def test_calls_beyond_the_in_flight_limit_are_refused_with_a_reason_and_retry_info(start_server):
-    address, metadata = start_server(max_in_flight=2)
+    address, metadata, server = start_server(max_in_flight=2)
 
     async def scenario():
         async with grpc.aio.insecure_channel(address) as channel:
-            hold = channel.unary_unary("/test.Overload/Hold")
-            holding = [asyncio.ensure_future(hold(b"3", metadata=metadata, timeout=30)) for _ in range(2)]
+            hold, hold_announced = channel.unary_unary("/test.Overload/Hold"), channel.unary_unary("/test.Overload/HoldAnnounced")
+            holding = []
+            for _ in range(2):  # one at a time, each confirmed in progress by the server before the next
+                holding.append(asyncio.ensure_future(hold_announced(b"3", metadata=metadata, timeout=30)))
+                assert await asyncio.to_thread(server.stdout.readline) == "in progress\n"
             refused = None
-            for _ in range(100):  # until both holds are in progress
-                try:
-                    await hold(b"0", metadata=metadata, timeout=10)
-                except grpc.RpcError as error:
-                    refused = error
-                    break
-                await asyncio.sleep(0.05)
+            try:
+                await hold(b"0", metadata=metadata, timeout=10)
+            except grpc.RpcError as error:
+                refused = error
             assert await asyncio.gather(*holding) == [b"3", b"3"]
             after = await hold(b"0", metadata=metadata, timeout=10)  # the count went back down
             return refused, after
@@ -106,7 +112,7 @@ def test_a_burst_sent_while_the_service_is_busy_is_answered_not_cancelled(start_
     """2,500 calls arrive while the process is blocked: more than gRPC's core holds by default
     (1,000 before it starts refusing, as a bare CANCELLED). Each must end OK or, past the
     in-flight limit, RESOURCE_EXHAUSTED."""
-    address, metadata = start_server(max_in_flight=100)
+    address, metadata, _ = start_server(max_in_flight=100)
 
     async def scenario():
         async with grpc.aio.insecure_channel(address) as channel:
