@@ -41,7 +41,7 @@ def word() -> str:
 
 
 def accented(w: str) -> str:
-    # Three accents: more than the two edits a fuzzy match allows a 7-letter word, so only
+    # Three accents: more than the one edit a typo match allows a 7-letter word, so only
     # folding (not typo tolerance) can match the accented and plain forms.
     return w.translate(ACCENTS)
 
@@ -154,6 +154,32 @@ def test_accents_are_folded_both_ways_on_pages_media_and_comments(world, kind, s
 def _token_payload(token: str) -> dict:
     body = token.split(".")[0]
     return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def test_typos_one_edit_up_to_seven_letters_two_from_eight_and_in_a_bio(platform, world):
+    """Search forgives one wrong letter in a word of 3 to 7 letters and two from 8 (two edits
+    on shorter words cost Elasticsearch far more and match mostly noise); a person's bio, which
+    has no folded copy, is searched for typos too."""
+    posts, profiles = platform.stub(pg.PostServiceStub, "posts"), platform.stub(prg.ProfileServiceStub, "profiles")
+    md = world["md"]
+    seven, nine, in_bio = word(), word() + "ba", word()
+    blog = posts.CreateBlog(pb.CreateBlogRequest(blog=pb.Blog(handle=unique("b-"), title="Typos", visibility=V.INTERNAL)), metadata=md).name
+    post = posts.CreatePost(pb.CreatePostRequest(parent=blog, post=pb.Post(title="Spelling", body=f"{seven} and {nine}", visibility=V.INTERNAL)), metadata=md).name
+    posts.PublishPost(pb.PublishPostRequest(name=post), metadata=md)
+    person = profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(
+        employee_id=unique("e"), display_name="Bio Person", department="QA", bio=f"Knows {in_bio} well.")), metadata=platform.metadata()).name
+
+    def wrong(w: str, *positions: int) -> str:
+        letters = list(w)
+        for i in positions:
+            letters[i] = "y" if letters[i] != "y" else "w"  # never in word(): consonants bcd..x, vowels aeiou
+        return "".join(letters)
+
+    eventually(lambda: names(world, query=nine) and names(world, query=in_bio, kinds=["person"]), timeout=60, message="indexed")
+    assert names(world, query=wrong(seven, 3)) == [post]
+    assert names(world, query=wrong(seven, 2, 4)) == []
+    assert names(world, query=wrong(nine, 2, 6)) == [post]
+    assert names(world, query=wrong(in_bio, 3), kinds=["person"]) == [person]
 
 
 def test_expired_and_altered_page_tokens_are_invalid_argument(world):
