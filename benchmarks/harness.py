@@ -69,6 +69,8 @@ class BenchConfig:
     search_rate: float = 100.0
     search_seconds: float = 20.0
     search_warmup_seconds: float = 180.0  # the most Search and Suggest each run before being measured (a fresh Elasticsearch JVM's JIT)
+    people_warmup_seconds: float = 60.0  # the most SearchPeople and ListPeople run before being measured (the same reason)
+    people_warmup_min_seconds: float = 20.0
     bulk_docs: int = 50_000
     bulk_batch: int = 500  # the processor's BATCH_SIZE
     kafka_records: int = 200_000
@@ -739,12 +741,38 @@ class PlatformBench:
                     return sp.ListPeopleRequest(department=person.department, country=person.country if k % 2 else "", page_size=20)
 
                 await search(search_request(0))
+                out["warm_up"] = await self._warm_up_directory(search, search_request, listing, list_request)
                 out["search_people"] = await _open_loop(search, search_request, self.cfg.search_rate, self.cfg.search_seconds)
                 out["list_people"] = await _open_loop(listing, list_request, self.cfg.search_rate, self.cfg.search_seconds)
             out["callers"] = len(callers)
             return out
 
         return asyncio.run(run())
+
+    async def _warm_up_directory(self, search, search_request, listing, list_request, window_seconds: float = 10.0) -> dict[str, Any]:
+        """SearchPeople and ListPeople in turn, four in flight, in windows until Elasticsearch's CPU
+        per request has settled (until_settled). Why: these query shapes first run in this step
+        and a fresh JVM interprets them until its JIT has compiled them, as for Search (its
+        warm-up: search_latency.warm_up); without this, SearchPeople's p99 was that of a cold JVM."""
+        turn = itertools.count()
+
+        def request(_worker: int, _n: int):
+            k = next(turn)
+            return (search, search_request(k)) if k % 2 else (listing, list_request(k))
+
+        async def call(pair) -> Any:
+            return await pair[0](pair[1])
+
+        async def window(seconds_left: float) -> dict[str, Any]:
+            es0 = self.cpu_by_process().get("elasticsearch")
+            done, _, elapsed = await _closed_loop(call, request, min(window_seconds, seconds_left), 4)
+            es1 = self.cpu_by_process().get("elasticsearch")
+            per = round(1000 * (es1 - es0) / done, 2) if done and es0 is not None and es1 is not None else None
+            return {"requests": done, "seconds": round(elapsed, 1), "elasticsearch_cpu_ms_per_request": per}
+
+        result = await until_settled(window, lambda w: w["elasticsearch_cpu_ms_per_request"], self.cfg.people_warmup_min_seconds, self.cfg.people_warmup_seconds)
+        result["requests"] = sum(w["requests"] for w in result["windows"])
+        return result
 
     def callers(self) -> list:
         """Bearer metadata of several distinct employees (people this run created): a real search

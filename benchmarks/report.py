@@ -56,6 +56,14 @@ def _cpu_per_write_lines(burst: dict[str, Any], echo: dict[str, Any]) -> list[st
     return lines
 
 
+def _directory_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
+    if not warm:
+        return []
+    return [f"- SearchPeople and ListPeople warmed up first (`PlatformBench._warm_up_directory`): {warm['requests']:,} requests in {warm['seconds']} s, "
+            f"{'settled' if warm['settled'] else '**not settled**, ended ' + warm.get('ended', '?')}; Elasticsearch CPU ms per request by 10 s window "
+            + ", ".join(str(w["elasticsearch_cpu_ms_per_request"]) for w in warm["windows"])]
+
+
 def _write_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
     if not warm:
         return []
@@ -122,6 +130,7 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
     cu = plat["catch_up"]
     out += [f"- Processor catch-up: {cu['events']:,} ProfileCreated envelopes produced straight to the topic (as the relay would) in {cu.get('produced_in_s')} s, all indexed after {cu.get('all_indexed_after_s')} s: {_fmt(cu.get('processor_events_per_s'))} events/s.",
             f"- Rebuild (`PeopleProjection.rebuild`, what `watercooler reindex people` runs): {plat['rebuild']['events_replayed']:,} events in {plat['rebuild']['seconds']} s = {_fmt(plat['rebuild']['events_per_s'])} events/s into {plat['rebuild']['documents']:,} documents.",
+            *_directory_warm_up_lines(plat["search"].get("warm_up")),
             f"- SearchPeople at {plat['search']['search_people']['offered_per_s']:.0f}/s over {plat['search']['documents']:,} documents: {_lat(plat['search']['search_people']['latency_from_scheduled'])}, errors {plat['search']['search_people']['errors'] or 'none'}.",
             f"- ListPeople (department/country, directory order) at {plat['search']['list_people']['offered_per_s']:.0f}/s: {_lat(plat['search']['list_people']['latency_from_scheduled'])}, errors {plat['search']['list_people']['errors'] or 'none'}.",
             *_content_search_lines(plat.get("content_search")),

@@ -53,6 +53,8 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
         assert plat["search"][name]["completed"] > 0 and not plat["search"][name]["errors"]
         assert _positive(plat["search"][name]["latency_from_scheduled"]["p99_ms"])
     assert plat["search"]["callers"] == cfg.search_callers > 1  # spread over employees, not one principal
+    warm = plat["search"]["warm_up"]  # SearchPeople and ListPeople warmed up before being measured
+    assert warm["requests"] == sum(w["requests"] for w in warm["windows"]) > 0 and warm["ended"]
     # Search and Suggest over the bulk-loaded content documents, in this platform's own indices,
     # answered without errors (no RESOURCE_EXHAUSTED from the limiter), and deleted after.
     content = plat["content_search"]
