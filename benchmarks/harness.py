@@ -69,7 +69,7 @@ class BenchConfig:
     search_rate: float = 100.0
     search_seconds: float = 20.0
     search_warmup_seconds: float = 180.0  # the most Search and Suggest each run before being measured (a fresh Elasticsearch JVM's JIT)
-    people_warmup_seconds: float = 60.0  # the most SearchPeople and ListPeople run before being measured (the same reason)
+    people_warmup_seconds: float = 120.0  # the most SearchPeople and ListPeople run before being measured (the same reason; 60 s did not settle)
     people_warmup_min_seconds: float = 20.0
     bulk_docs: int = 50_000
     bulk_batch: int = 500  # the processor's BATCH_SIZE
@@ -817,7 +817,8 @@ class PlatformBench:
 
         return asyncio.run(search_latency.run_step(self.settings, self.cfg.search_docs, self.cfg.search_rate, self.cfg.search_seconds, self.callers(),
                                                    seed=self.cfg.seed, profiler=profiler, cpu=cpu, hot_threads=hot_threads,
-                                                   warmup_seconds=self.cfg.search_warmup_seconds))
+                                                   warmup_seconds=self.cfg.search_warmup_seconds,
+                                                   subjects=[p.employee_id for p in self.people[: max(1, self.cfg.search_callers)]]))
 
 
 def idle_memory(settings, procs: dict[str, subprocess.Popen], settle: float = 5.0) -> dict[str, Any]:

@@ -95,6 +95,11 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
                          + "".join(f" — {name} per request: {v}" for name, v in (run.get("per_request") or {}).items()))
         if run.get("elasticsearch_hot_threads"):
             lines.append("    - Elasticsearch's hot threads halfway through: " + "; ".join(f"`{x.strip()}`" for x in run["elasticsearch_hot_threads"] if "cpu usage by thread" in x))
+        esp = run.get("elasticsearch_profile")
+        if esp:
+            lines.append(f"    - where Elasticsearch spends it (its profiler over {esp['searches']} Searches of the same mix, {esp['typo_queries']} of which needed the typo query; "
+                         "ms per Search, summed over shards): " + "; ".join(f"{q} {v}" for q, v in esp["ms_per_search_by_query"].items())
+                         + " — by index and phase: " + "; ".join(f"{k} {v}" for k, v in list(esp["ms_per_search"].items())[:12]))
         prof = run.get("profile_of_search") or {}
         if prof.get("samples"):
             lines.append(f"    - where the search process spends it (py-spy, {prof['samples']} samples): inclusive " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof["inclusive"][:8])

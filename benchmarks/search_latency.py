@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import copy
 import datetime as dt
 import itertools
 import os
@@ -329,13 +331,14 @@ def callers_for(settings, subjects: list[str]) -> list:
 
 
 async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None, hot_threads=None,
-                   warmup_seconds: float = 180.0) -> dict[str, Any]:
+                   warmup_seconds: float = 180.0, subjects: list[str] | None = None) -> dict[str, Any]:
     """The harness step: load, measure Search then Suggest, delete; the counts before and after
     show that nothing is left behind. `profiler`: (start, finish) to sample the search process
     during each measurement; `cpu`: () -> {process: CPU seconds so far}, read before and after
     each measurement; `hot_threads`: () -> Elasticsearch's hot threads, taken halfway through
     (where the time goes); `warmup_seconds`: the most each RPC is run before it is measured
-    (`warm_up`: until Elasticsearch's CPU per request has settled)."""
+    (`warm_up`: until Elasticsearch's CPU per request has settled); `subjects`: the callers'
+    employee ids, for Elasticsearch's own profile of Search's queries after it is measured."""
     from watercooler.projection import es_client
 
     es = es_client(settings)
@@ -378,6 +381,8 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
                 out[rpc.lower()]["cores_busy"] = {name: round(v / wall, 2) for name, v in spent.items() if "(count)" not in name}
             if sampling:
                 out[rpc.lower()]["profile_of_search"] = profiler[1](sampling).get("search")
+            if rpc == "Search" and subjects:
+                out["search"]["elasticsearch_profile"] = await elasticsearch_profile_of_search(settings, subjects)
     finally:
         out["deleted"] = await unload(settings, docs)
         es = es_client(settings)
@@ -387,6 +392,58 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
         finally:
             await es.close()
     return out
+
+
+async def elasticsearch_profile_of_search(settings, subjects: list[str], requests: int = 60, seed: int = 23) -> dict[str, Any]:
+    """Where a Search's time goes inside Elasticsearch: `requests` Searches (the measured mix)
+    run in this process as the given employees, each Elasticsearch query they send recorded
+    and run again with `profile: true`. Per projection index and phase (rewrite, query,
+    collector, aggregations, fetch), in ms per Search summed over its queries; the typo query
+    (the second one, when the words match nothing) is counted apart. The phases come from
+    Elasticsearch's profiler: they overlap a little and leave out the coordinating node."""
+    from services.search.unified import Search
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    es = es_client(settings)
+    sent: list[dict[str, Any]] = []
+    real_search = es.search
+
+    async def recording(**kwargs):
+        if "sort" in kwargs or "aggs" in kwargs:  # Search's own queries, not its scope lookups
+            sent.append(copy.deepcopy(kwargs))
+        return await real_search(**kwargs)
+
+    try:
+        es.search = recording
+        search = Search(es, settings)
+        make = request_maker("Search", seed)
+        for k in range(requests):
+            await search.search(Principal(subjects[k % len(subjects)], "employee"), make(k))
+        es.search = real_search
+        ms: collections.Counter = collections.Counter()
+        prefix = f"{settings.namespace}-" if settings.namespace else ""
+        for body in sent:
+            query = "typo query" if "fuzziness" in repr(body.get("query")) else "first query"
+            result = await es.search(**{**body, "profile": True})
+            for shard in result["profile"]["shards"]:
+                index = shard["id"].split("][")[1]
+                projection = index.removeprefix(prefix).removeprefix("wc-").split("-v")[0]
+                for searched in shard["searches"]:
+                    ms[(query, projection, "rewrite")] += searched["rewrite_time"] / 1e6
+                    ms[(query, projection, "query")] += sum(q["time_in_nanos"] for q in searched["query"]) / 1e6
+                    ms[(query, projection, "collector")] += sum(c["time_in_nanos"] for c in searched["collector"]) / 1e6
+                ms[(query, projection, "aggregations")] += sum(a["time_in_nanos"] for a in shard.get("aggregations", [])) / 1e6
+                ms[(query, projection, "fetch")] += (shard.get("fetch") or {}).get("time_in_nanos", 0) / 1e6
+    finally:
+        es.search = real_search
+        await es.close()
+    typo = sum(1 for b in sent if "fuzziness" in repr(b.get("query")))
+    per_search = {f"{q} {projection} {phase}": round(v / requests, 3) for (q, projection, phase), v in ms.most_common() if v / requests >= 0.005}
+    by_query = collections.Counter()
+    for (q, _, _), v in ms.items():
+        by_query[q] += v / requests
+    return {"searches": requests, "typo_queries": typo, "ms_per_search": per_search, "ms_per_search_by_query": {q: round(v, 2) for q, v in by_query.items()}}
 
 
 def main() -> None:
@@ -417,7 +474,8 @@ def main() -> None:
         from watercooler.client import wait_serving
 
         wait_serving(settings.grpc_address("search"), 60)
-        callers = callers_for(settings, [f"e{k}" for k in range(1, args.callers + 1)])
+        subjects = [f"e{k}" for k in range(1, args.callers + 1)]
+        callers = callers_for(settings, subjects)
         loaded = asyncio.run(load(settings, args.docs))
         print(f"loaded {loaded['documents']:,} documents in {loaded['seconds']}s ({loaded['docs_per_s']} docs/s)", flush=True)
         from benchmarks.harness import cpu_seconds, finish_profilers, listening_pid, start_profilers
@@ -433,6 +491,9 @@ def main() -> None:
             lat = result["latency_from_scheduled"]
             print(f"{rpc:8s} at {args.rate:g} req/s over {args.docs:,} docs: p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, "
                   f"max {lat.get('max_ms')} ms, errors {result['errors'] or 'none'} of {result['requests']}, achieved {result['achieved_per_s']}/s", flush=True)
+            if rpc == "Search":
+                esp = asyncio.run(elasticsearch_profile_of_search(settings, subjects))
+                print(f"  Elasticsearch's profile, ms per Search: {esp['ms_per_search_by_query']}; " + "; ".join(f"{k} {v}" for k, v in list(esp["ms_per_search"].items())[:12]), flush=True)
             if sampling:
                 prof = finish_profilers(sampling).get("search", {})
                 print(f"  search process ({prof.get('samples')} samples): " + "; ".join(f"{f} {v:.0%}" for f, v in prof.get("inclusive", [])[:10]), flush=True)

@@ -69,6 +69,10 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
         assert content[rpc]["per_request"]["elasticsearch shard queries"] >= 1  # every request reaches at least one shard
         assert isinstance(content[rpc]["elasticsearch_hot_threads"], list)  # taken halfway through the run
         assert content[rpc]["warm_up"]["requests"] > 0 and content[rpc]["warm_up"]["windows"]  # run before it was measured
+    # Elasticsearch's own profile of Search's queries: time in the posts index, where most documents are.
+    esp = content["search"]["elasticsearch_profile"]
+    assert esp["searches"] > 0 and _positive(esp["ms_per_search_by_query"]["first query"])
+    assert any(key.startswith("first query posts ") and v > 0 for key, v in esp["ms_per_search"].items()), esp
     assert content["deleted"] == cfg.search_docs + 1 and content["synthetic_left"] == 0
     tally = plat["jam_tally"]
     assert tally["participants"] == cfg.jam_participants and tally["votes_counted"] > 0
@@ -90,5 +94,5 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert any(f.startswith("Suggest p99") and _positive(r["platform"]) for f, r in figures.items())
     markdown = (tmp_path / "smoke.md").read_text()
     assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown and "Jam tally" in markdown
-    assert "Search and Suggest" in markdown and "Suggest at" in markdown
+    assert "Search and Suggest" in markdown and "Suggest at" in markdown and "where Elasticsearch spends it" in markdown
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
