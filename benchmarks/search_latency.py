@@ -399,36 +399,37 @@ async def elasticsearch_profile_of_search(settings, subjects: list[str], request
     run in this process as the given employees, each Elasticsearch query they send recorded
     and run again with `profile: true`. Per projection index and phase (rewrite, query,
     collector, aggregations, fetch), in ms per Search summed over its queries; the typo query
-    (the second one, when the words match nothing) is counted apart. The phases come from
-    Elasticsearch's profiler: they overlap a little and leave out the coordinating node."""
-    from services.search.unified import Search
+    (a Search's second, sent when the words match nothing) is counted apart. The phases come
+    from Elasticsearch's profiler: they overlap a little and leave out the coordinating node."""
+    from services.search.unified import KINDS, Search
     from watercooler.auth import Principal
     from watercooler.projection import es_client
 
     es = es_client(settings)
-    sent: list[dict[str, Any]] = []
+    sent: list[tuple[int, str, dict[str, Any]]] = []  # (which Search, which of its queries, the query)
     real_search = es.search
+    current = -1
 
     async def recording(**kwargs):
         if "sort" in kwargs or "aggs" in kwargs:  # Search's own queries, not its scope lookups
-            sent.append(copy.deepcopy(kwargs))
+            query = "typo query" if sent and sent[-1][0] == current else "first query"
+            sent.append((current, query, copy.deepcopy(kwargs)))
         return await real_search(**kwargs)
 
+    projections = {settings.index_alias(alias) + "-v": alias for alias, _ in KINDS.values()}
+    ms: collections.Counter = collections.Counter()
     try:
         es.search = recording
         search = Search(es, settings)
         make = request_maker("Search", seed)
-        for k in range(requests):
-            await search.search(Principal(subjects[k % len(subjects)], "employee"), make(k))
+        for current in range(requests):
+            await search.search(Principal(subjects[current % len(subjects)], "employee"), make(current))
         es.search = real_search
-        ms: collections.Counter = collections.Counter()
-        prefix = f"{settings.namespace}-" if settings.namespace else ""
-        for body in sent:
-            query = "typo query" if "fuzziness" in repr(body.get("query")) else "first query"
+        for _, query, body in sent:
             result = await es.search(**{**body, "profile": True})
             for shard in result["profile"]["shards"]:
                 index = shard["id"].split("][")[1]
-                projection = index.removeprefix(prefix).removeprefix("wc-").split("-v")[0]
+                projection = next((alias for start, alias in projections.items() if index.startswith(start)), index)
                 for searched in shard["searches"]:
                     ms[(query, projection, "rewrite")] += searched["rewrite_time"] / 1e6
                     ms[(query, projection, "query")] += sum(q["time_in_nanos"] for q in searched["query"]) / 1e6
@@ -438,12 +439,12 @@ async def elasticsearch_profile_of_search(settings, subjects: list[str], request
     finally:
         es.search = real_search
         await es.close()
-    typo = sum(1 for b in sent if "fuzziness" in repr(b.get("query")))
-    per_search = {f"{q} {projection} {phase}": round(v / requests, 3) for (q, projection, phase), v in ms.most_common() if v / requests >= 0.005}
-    by_query = collections.Counter()
-    for (q, _, _), v in ms.items():
-        by_query[q] += v / requests
-    return {"searches": requests, "typo_queries": typo, "ms_per_search": per_search, "ms_per_search_by_query": {q: round(v, 2) for q, v in by_query.items()}}
+    by_query: collections.Counter = collections.Counter()
+    for (query, _, _), v in ms.items():
+        by_query[query] += v / requests
+    return {"searches": requests, "typo_queries": sum(1 for _, query, _ in sent if query == "typo query"),
+            "ms_per_search": {f"{q} {projection} {phase}": round(v / requests, 3) for (q, projection, phase), v in ms.most_common() if v / requests >= 0.005},
+            "ms_per_search_by_query": {q: round(v, 2) for q, v in by_query.items()}}
 
 
 def main() -> None:
