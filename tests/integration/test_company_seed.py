@@ -41,7 +41,6 @@ def _count(platform, projection: str, *filters: dict) -> int:
 
 def test_company_seed_is_idempotent_and_searchable(platform) -> None:
     tag = f"t{secrets.token_hex(3)}"
-    began = time.monotonic()
     first = write_company(platform.settings, SIZE, seed=7, tag=tag, concurrency=8)
     held = first.present
     assert held["profiles"] == SIZE and held["blogs"] >= 1 and held["posts"] == 10 * held["blogs"]
@@ -91,7 +90,6 @@ def test_company_seed_is_idempotent_and_searchable(platform) -> None:
     time.sleep(2.0)  # the relays poll the stores: anything new would reach Kafka by now
     assert _end_offsets(platform.settings, topics) == before
     assert counts() == expected
-    assert time.monotonic() - began < 90
 
 
 def test_seed_company_command_writes_and_reports_each_kind(platform) -> None:
