@@ -69,6 +69,8 @@ KINDS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "jam_thread": ("jam-threads", []),
 }
 ORDERS = ("relevance", "newest", "top_rated", "most_viewed")
+# What a read_mask may name (AIP-157): SearchResponse's fields.
+RESPONSE_FIELDS = ("hits", "total_size", "facets", "next_page_token")
 RANKED_KINDS = {"top_rated": ("post",), "most_viewed": ("wiki_page", "media")}
 
 # Fields holding the author of each kind, and whether they store `profiles/{id}` or the bare id.
@@ -266,7 +268,13 @@ class Search:
         end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
         if start and end and end <= start:
             raise InvalidArgument("must be after start_time", field="end_time")
-        return dict(text=text, kinds=kinds, order=order, filters=f, start=start, end=end)
+        wanted = set(request.read_mask.paths)
+        if not wanted or "*" in wanted:
+            wanted = set(RESPONSE_FIELDS)
+        unknown = sorted(wanted - set(RESPONSE_FIELDS))
+        if unknown:
+            raise InvalidArgument(f"unknown field {unknown[0]!r}; one of {', '.join(RESPONSE_FIELDS)} or *", field="read_mask")
+        return dict(text=text, kinds=kinds, order=order, filters=f, start=start, end=end, wanted=wanted)
 
     def _filters(self, v: dict[str, Any]) -> list[dict[str, Any]]:
         f, out = v["filters"], []
@@ -308,6 +316,7 @@ class Search:
         copy = sp.SearchRequest()
         copy.CopyFrom(request)
         copy.ClearField("page_token")
+        copy.ClearField("read_mask")  # what is returned of a page, not which page: a token works with any mask
         if v["order"] not in RANKED_KINDS:
             copy.ClearField("page_size")
         key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
@@ -321,7 +330,9 @@ class Search:
         must: list[dict[str, Any]] = [text_query(v["text"], typos=False)] if v["text"] else []
         indices = ",".join(sorted({index_of(self.settings, k) for k in v["kinds"]}))
         body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}}
-        if after is None:
+        wanted = v["wanted"]
+        listed = bool(wanted & {"hits", "next_page_token"})
+        if after is None and "facets" in wanted:
             # Facets come with the first page: the later pages of one query share them, and
             # they were a third of a Search's time in Elasticsearch over a million documents.
             body["aggs"] = {"sample": {"sampler": {"shard_size": FACET_SAMPLE}, "aggs": self._aggs()}}
@@ -338,7 +349,7 @@ class Search:
             body["query"] = {"bool": {"must": must, "filter": filters, "should": should}}
             primary = [{"_score": "desc"}] if v["order"] == "relevance" and v["text"] else []
             body["sort"] = [*primary, {"created_at": {"order": "desc", "unmapped_type": "date"}}, *_tiebreak()]
-            body["size"] = size
+            body["size"] = size if listed else 0
             if after is not None:
                 body["search_after"] = after
         result = await self.es.search(index=indices, ignore_unavailable=True, **body)
@@ -346,7 +357,7 @@ class Search:
             must[0] = text_query(v["text"], typos=True)  # the same dict object sits in body["query"]
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
-        response = sp.SearchResponse(total_size=result["hits"]["total"]["value"])
+        response = sp.SearchResponse(total_size=result["hits"]["total"]["value"] if "total_size" in wanted else 0)
         next_position: Any = None
         if ranked:
             described = [(h, kind_of_hit(self.settings, h)) for h in hits]
@@ -355,16 +366,17 @@ class Search:
             page = described[offset: offset + size]
             if offset + size < len(described):
                 next_position = offset + size
-            for hit, kind in page:
+            for hit, kind in page if "hits" in wanted else ():
                 self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), v["text"])
         else:
-            for hit in hits:
+            for hit in hits if "hits" in wanted else ():
                 self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0, v["text"])
-            if len(hits) == size:
+            if listed and len(hits) == size:
                 next_position = hits[-1]["sort"]
-        if next_position is not None:
+        if next_position is not None and "next_page_token" in wanted:
             response.next_page_token = encode_page_token(next_position, key)
-        await self._facets(response, result.get("aggregations", {}).get("sample", {}))
+        if "facets" in wanted:
+            await self._facets(response, result.get("aggregations", {}).get("sample", {}))
         return response
 
     def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float, query: str) -> None:
