@@ -59,15 +59,23 @@ def _cpu_per_write_lines(burst: dict[str, Any], echo: dict[str, Any]) -> list[st
 def _directory_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
     if not warm:
         return []
-    return [f"- SearchPeople and ListPeople warmed up first (`PlatformBench._warm_up_directory`): {warm['requests']:,} requests in {warm['seconds']} s, "
-            f"{'settled' if warm['settled'] else '**not settled**, ended ' + warm.get('ended', '?')}; Elasticsearch CPU ms per request by 10 s window "
-            + ", ".join(str(w["elasticsearch_cpu_ms_per_request"]) for w in warm["windows"])]
+    return [f"- SearchPeople and ListPeople warmed up first (`PlatformBench._warm_up_directory`): {_read_warm_up(warm)}"]
+
+
+def _how_it_ended(warm: dict[str, Any]) -> str:
+    return "settled" if warm["settled"] else "**not settled**, ended " + warm.get("ended", "?")
+
+
+def _read_warm_up(warm: dict[str, Any]) -> str:
+    """A read path's warm-up (search_latency.warm_up, PlatformBench._warm_up_directory)."""
+    return (f"{warm['requests']:,} requests in {warm['seconds']} s, {_how_it_ended(warm)}; Elasticsearch CPU ms per request by 10 s window "
+            + ", ".join(str(w["elasticsearch_cpu_ms_per_request"]) for w in warm["windows"]))
 
 
 def _write_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
     if not warm:
         return []
-    return [f"- Write path warmed up first (`PlatformBench._warm_up`): {warm['writes']:,} CreateProfile in {warm['seconds']} s, {'settled' if warm['settled'] else '**not settled**, ended ' + warm.get('ended', '?')}; "
+    return [f"- Write path warmed up first (`PlatformBench._warm_up`): {warm['writes']:,} CreateProfile in {warm['seconds']} s, {_how_it_ended(warm)}; "
             "by 10 s window, Kafka + Elasticsearch CPU ms per write (of which their JIT compilers) and rpc/s: "
             + ", ".join(f"{w['jvm_cpu_ms_per_write']} ({sum(w['jit_cpu_ms_per_write'].values()):.2f}) at {_fmt(w['rpc_per_s'])}/s" for w in warm["windows"])]
 
@@ -87,8 +95,7 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
                      f"achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}).")
         warm = run.get("warm_up")
         if warm:
-            lines.append(f"    - warmed up first for {warm['seconds']} s ({warm['requests']:,} requests, {'settled' if warm['settled'] else '**not settled**'}): "
-                         "Elasticsearch CPU ms per request by 10 s window " + ", ".join(str(w["elasticsearch_cpu_ms_per_request"]) for w in warm["windows"]))
+            lines.append(f"    - warmed up first: {_read_warm_up(warm)}")
         if run.get("cpu_ms_per_request"):
             lines.append("    - CPU per request (ms, over the measured run incl. its 20 first requests): " + "; ".join(f"{name} {v}" for name, v in run["cpu_ms_per_request"].items())
                          + " — cores busy: " + "; ".join(f"{name} {v}" for name, v in run["cores_busy"].items())

@@ -94,10 +94,10 @@ FOLDED_FIELDS = ["name_folded^3", "folded", "text_folded"]
 STEMMED_FIELDS = ["stemmed"]
 RAW_FIELDS = ["title^3", "display_name^3", "bio"]
 # A typo is looked for in the folded fields only, plus a person's bio (it has no folded copy):
-# titles and names are in them already (a job title keeps exact matching only), and each field a fuzzy query covers is one more
-# Levenshtein automaton run over one more term dictionary in every index (over a million
-# documents the typo query cost 18.0 ms of Elasticsearch CPU on these four fields, 22.4-26.2 ms
-# on the six folded and raw fields, both with fuzziness AUTO).
+# titles and names are in them already (a job title keeps exact matching only), and each field
+# a fuzzy query covers is one more Levenshtein automaton run over one more term dictionary in
+# every index (over a million documents the typo query cost 18.0 ms of Elasticsearch CPU on
+# these four fields, 22.4-26.2 ms on the six folded and raw fields, both with fuzziness AUTO).
 TYPO_FIELDS = [*FOLDED_FIELDS, "bio"]
 # Tie-breakers after the primary sort: unique per document within each index.
 TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at"]
