@@ -35,6 +35,7 @@ from .synthetic import Company
 # The kinds in the order they are written (later kinds refer to earlier ones).
 KINDS = ("profiles", "blogs", "posts", "comments", "ratings", "microposts", "bookmarks", "wiki pages", "page views", "jam ideas", "jam votes")
 VIEW_BATCH = 1000  # BatchRecordPageViews' limit
+PROFILES_PER_BATCH = 500  # BatchCreateProfiles takes up to 1,000; 500 keeps a wave spread over the workers
 
 
 @dataclass
@@ -173,7 +174,7 @@ class CompanyWriter:
             for level in range(max(depth, default=-1) + 1):  # managers exist before their reports are created
                 wave = [p for p, d in zip(people, depth, strict=True) if d == level]
 
-                def create(person) -> None:
+                def request(person) -> profiles_pb2.CreateProfileRequest:
                     profile = profiles_pb2.Profile(
                         employee_id=self.eid(person.employee_id),
                         display_name=person.display_name,
@@ -184,14 +185,23 @@ class CompanyWriter:
                         expertise=list(person.expertise),
                         title=person.title,
                     )
-                    self._call(
-                        "profiles",
-                        stub.CreateProfile,
-                        profiles_pb2.CreateProfileRequest(profile=profile, request_id=self.rid("profile", person.employee_id)),
-                        self._service,
-                    )
+                    return profiles_pb2.CreateProfileRequest(profile=profile, request_id=self.rid("profile", person.employee_id))
 
-                list(pool.map(create, wave))
+                def create(people_of_batch) -> None:
+                    requests = [request(person) for person in people_of_batch]
+                    try:
+                        self._rpc(stub.BatchCreateProfiles, profiles_pb2.BatchCreateProfilesRequest(requests=requests), self._service)
+                    except grpc.RpcError as exc:
+                        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                            raise
+                        # An earlier run wrote some of them under other request ids; the batch
+                        # saved nothing, so one at a time, each taken as present if it exists.
+                        for one in requests:
+                            self._call("profiles", stub.CreateProfile, one, self._service)
+                        return
+                    self._count("profiles", len(requests))
+
+                list(pool.map(create, [wave[i:i + PROFILES_PER_BATCH] for i in range(0, len(wave), PROFILES_PER_BATCH)]))
         self.written.names["people"] = [self.eid(p.employee_id) for p in people]
 
     def write_posts(self, stub) -> None:

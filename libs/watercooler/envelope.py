@@ -13,6 +13,7 @@ import enum
 import importlib
 import importlib.util
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,15 @@ class Event:
 
 
 def decode(value: bytes) -> Event:
+    event = decode_kept(value, None)
+    assert event is not None  # every aggregate type is kept
+    return event
+
+
+def decode_kept(value: bytes, aggregate_types: Collection[str] | None) -> Event | None:
+    """The event, or None when its aggregate type is not among ``aggregate_types`` (None: keep
+    all). Why: several projections share a topic and each keeps only some aggregates; an event
+    of another is dropped before its payload is unpacked (a bad envelope is BadEvent either way)."""
     envelope = EventEnvelope()
     try:
         envelope.ParseFromString(value)
@@ -135,6 +145,8 @@ def decode(value: bytes) -> Event:
         raise BadEvent(f"not an EventEnvelope: {exc}") from None
     if not envelope.event_id or not envelope.aggregate_id or envelope.aggregate_version < 1:
         raise BadEvent("envelope lacks event_id, aggregate_id or aggregate_version")
+    if aggregate_types is not None and envelope.aggregate_type not in aggregate_types:
+        return None
     try:
         payload = message_class(envelope.event_type)()
     except KeyError:

@@ -95,6 +95,28 @@ def _meta_for_new_event() -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class BatchedCommand:
+    """One command of an all-or-nothing batch (AIP-233): what ``run_command`` takes, for
+    ``run_commands``. ``decide`` returns the one aggregate the command creates or changes."""
+
+    ctx: CommandContext
+    command: str
+    request_fingerprint: str
+    decide: Callable[[], Aggregate]
+
+
+@contextlib.contextmanager
+def fields_of_request(index: int) -> Iterator[None]:
+    """A domain error about the batch's ``index``-th request names its field as AIP-233's
+    ``requests[index].…``."""
+    try:
+        yield
+    except DomainError as error:
+        error.field = f"requests[{index}].{error.field}" if error.field else f"requests[{index}]"
+        raise
+
+
 class EventSourcedAggregate(Aggregate):
     """Base of every published aggregate: each event carries ``meta`` (event id,
     actor, correlation, causation), filled in from the command being run."""
@@ -328,22 +350,10 @@ class EventSourcedApplication(Application):
         primary = aggregates[0]
         to_save: list[Aggregate] = list(aggregates)
         if ctx.request_id:
-            to_save.append(
-                CommandRecord(
-                    command=command,
-                    subject=ctx.principal.subject,
-                    request_id=ctx.request_id,
-                    fingerprint=request_fingerprint,
-                    aggregate_id=str(primary.id),
-                    aggregate_version=primary.version,
-                )
-            )
+            to_save.append(self._command_record(ctx, command, request_fingerprint, primary))
         pending = sum(len(a.pending_events) for a in aggregates)
         try:
-            if self._group_commit:
-                self._group_commit.save(*to_save)
-            else:
-                self.save(*to_save)
+            self._save_together(to_save)
         except IntegrityError:
             if ctx.request_id:
                 earlier = self._replay_earlier(ctx, command, request_fingerprint)
@@ -355,6 +365,69 @@ class EventSourcedApplication(Application):
             ) from None
         metrics.EVENTS_STORED.labels(self.service_name).inc(pending)
         return primary
+
+    def run_commands(self, commands: Sequence[BatchedCommand]) -> list[Aggregate]:
+        """AIP-233's all or nothing: decide every command in order, then save all their events
+        in one transaction, or none. A decision may rely on the ones before it (a new profile's
+        manager created earlier in the batch), since the caller tracks what it decided.
+
+        Each command keeps its own request id, exactly as if it had been sent alone: a retried
+        batch returns what the first run left, and any of its commands retried alone returns
+        its own first result. An error names ``requests[i].…``."""
+        decided: list[Aggregate] = []
+        try:
+            for index, command in enumerate(commands):
+                with fields_of_request(index), command_meta(command.ctx):
+                    decided.append(command.decide())
+        except DomainError:
+            earlier = self._replay_all_earlier(commands)
+            if earlier is not None:
+                return earlier
+            raise
+        to_save = list(decided)
+        for command, aggregate in zip(commands, decided, strict=True):
+            if command.ctx.request_id:
+                to_save.append(self._command_record(command.ctx, command.command, command.request_fingerprint, aggregate))
+        pending = sum(len(a.pending_events) for a in decided)
+        try:
+            self._save_together(to_save)
+        except IntegrityError:
+            earlier = self._replay_all_earlier(commands)
+            if earlier is not None:
+                return earlier
+            raise Aborted("a resource of the batch was changed or created concurrently; nothing was saved", field="requests") from None
+        metrics.EVENTS_STORED.labels(self.service_name).inc(pending)
+        return decided
+
+    def _replay_all_earlier(self, commands: Sequence[BatchedCommand]) -> list[Aggregate] | None:
+        """The first run's results when every command of the batch is a retry, else None."""
+        if not all(command.ctx.request_id for command in commands):
+            return None
+        earlier: list[Aggregate] = []
+        for index, command in enumerate(commands):
+            with fields_of_request(index):
+                found = self._replay_earlier(command.ctx, command.command, command.request_fingerprint)
+            if found is None:
+                return None
+            earlier.append(found)
+        return earlier
+
+    def _save_together(self, aggregates: Sequence[Aggregate]) -> None:
+        if self._group_commit:
+            self._group_commit.save(*aggregates)
+        else:
+            self.save(*aggregates)
+
+    @staticmethod
+    def _command_record(ctx: CommandContext, command: str, request_fingerprint: str, primary: Aggregate) -> CommandRecord:
+        return CommandRecord(
+            command=command,
+            subject=ctx.principal.subject,
+            request_id=ctx.request_id,
+            fingerprint=request_fingerprint,
+            aggregate_id=str(primary.id),
+            aggregate_version=primary.version,
+        )
 
     def _command_record_id(self, ctx: CommandContext, command: str) -> uuid.UUID:
         return CommandRecord.create_id(command, ctx.principal.subject, ctx.request_id)

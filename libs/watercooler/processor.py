@@ -117,6 +117,7 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
                     await send_dead_letter(projection.name, record, reason)
                 metrics.PROCESSED.labels(projection.name, "written").inc(result.written)
                 metrics.PROCESSED.labels(projection.name, "duplicate").inc(result.skipped_duplicates)
+                metrics.PROCESSED.labels(projection.name, "other_aggregate").inc(result.other_aggregates)
                 _record_lag(app, projection.name, records)
 
         app.agent(source, name=f"{name}.{projection.name}")(run_projection)
@@ -140,6 +141,7 @@ async def _apply_by_partition_halves(projection: DocumentProjection, es, records
     for result in results:
         merged.written += result.written
         merged.skipped_duplicates += result.skipped_duplicates
+        merged.other_aggregates += result.other_aggregates
         merged.failed.extend(result.failed)
     return merged
 

@@ -35,6 +35,9 @@ class Person:
     title: str
 
 
+PROFILES_PER_BATCH = 500
+
+
 def people(size: int, seed: int = 42) -> Iterator[Person]:
     rng = random.Random(seed)
     for i in range(size):
@@ -59,31 +62,45 @@ def people(size: int, seed: int = 42) -> Iterator[Person]:
 
 def seed_profiles(settings: Settings, size: int, seed: int = 42, progress: Callable[[int], None] | None = None) -> int:
     token = service_token(settings, "watercooler-seed")
+    metadata = bearer_metadata(token)
     created = 0
+    requests = [
+        profiles_pb2.CreateProfileRequest(
+            profile=profiles_pb2.Profile(
+                employee_id=person.employee_id,
+                display_name=person.display_name,
+                sort_name=person.sort_name,
+                department=person.department,
+                country=person.country,
+                manager=f"profiles/{person.manager_id}" if person.manager_id else "",
+                expertise=list(person.expertise),
+                title=person.title,
+            ),
+            request_id=f"seed-{seed}-profile-{person.employee_id}",
+        )
+        for person in people(size, seed)
+    ]
     with channel(settings, "profiles") as ch:
         stub = profiles_pb2_grpc.ProfileServiceStub(ch)
-        for person in people(size, seed):
-            request = profiles_pb2.CreateProfileRequest(
-                profile=profiles_pb2.Profile(
-                    employee_id=person.employee_id,
-                    display_name=person.display_name,
-                    sort_name=person.sort_name,
-                    department=person.department,
-                    country=person.country,
-                    manager=f"profiles/{person.manager_id}" if person.manager_id else "",
-                    expertise=list(person.expertise),
-                    title=person.title,
-                ),
-                request_id=f"seed-{seed}-profile-{person.employee_id}",
-            )
+        # In hiring order, managers first: each batch's managers exist or come earlier in it.
+        for start in range(0, len(requests), PROFILES_PER_BATCH):
+            batch = requests[start:start + PROFILES_PER_BATCH]
             try:
-                stub.CreateProfile(request, metadata=bearer_metadata(token), timeout=30)
-                created += 1
+                stub.BatchCreateProfiles(profiles_pb2.BatchCreateProfilesRequest(requests=batch), metadata=metadata, timeout=60)
+                created += len(batch)
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:  # seeded before with another seed
+                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                     raise
+                # Seeded before with another seed: the batch saved nothing; one at a time.
+                for request in batch:
+                    try:
+                        stub.CreateProfile(request, metadata=metadata, timeout=30)
+                        created += 1
+                    except grpc.RpcError as single:
+                        if single.code() != grpc.StatusCode.ALREADY_EXISTS:
+                            raise
             if progress:
-                progress(1)
+                progress(len(batch))
     return created
 
 

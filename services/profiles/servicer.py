@@ -7,10 +7,11 @@ from typing import Any
 import grpc
 
 from watercooler.errors import InvalidArgument
+from watercooler.eventstore import fields_of_request
 from watercooler.profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc, profiles_pb2, profiles_pb2_grpc
 from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
 
-from .application import ProfilesApplication
+from .application import NewProfile, ProfilesApplication
 from .domainmodel import ALUMNI, CONNECTED, PENDING, Community, Connection, Follow, Profile, StatusUpdate
 
 # Resource field -> domain attribute, for update masks.
@@ -101,6 +102,18 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
             )
         return to_proto(updated)
 
+    async def BatchCreateProfiles(self, request, context):
+        requests = []
+        for index, create in enumerate(request.requests):
+            with fields_of_request(index):
+                if not create.profile.employee_id:
+                    raise InvalidArgument("is required", field="profile.employee_id")
+                ctx = command_context(context, create.request_id)
+                with fields_under("profile"):
+                    fields = _fields_from(create.profile, list(MASK_FIELDS))
+            requests.append(NewProfile(ctx, create.profile.employee_id, fields, request_fingerprint(create)))
+        created = await in_thread(self.app.batch_create_profiles, requests)
+        return profiles_pb2.BatchCreateProfilesResponse(profiles=[to_proto(p) for p in created])
 
     async def BatchGetProfiles(self, request, context):
         ids = [parse_name(name, "profiles", field=f"names[{i}]") for i, name in enumerate(request.names)]

@@ -317,13 +317,18 @@ def listed(call, request, metadata, names: Callable[[Any], set[str]], item: str)
 
 
 # profiles -------------------------------------------------------------------------------------
-@scenario("CreateProfile")
+@scenario("CreateProfile", "BatchCreateProfiles")
 def _create_profile(w: World, who: str, row: Row, rpc: str):
+    def create(request: prp.CreateProfileRequest, metadata) -> object:
+        if rpc == "BatchCreateProfiles":
+            return code(w.s.profiles.BatchCreateProfiles, prp.BatchCreateProfilesRequest(requests=[request]), metadata)
+        return code(w.s.profiles.CreateProfile, request, metadata)
+
     new = unique("e")
     if who == "owner":  # a new hire with their own token
-        return code(w.s.profiles.CreateProfile, prp.CreateProfileRequest(profile=prp.Profile(employee_id=new, display_name="New Hire")), w.platform.metadata(new, "employee"))
+        return create(prp.CreateProfileRequest(profile=prp.Profile(employee_id=new, display_name="New Hire")), w.platform.metadata(new, "employee"))
     target = w.ids[who] if who in ("guest", "alumni") else new
-    return code(w.s.profiles.CreateProfile, prp.CreateProfileRequest(profile=prp.Profile(employee_id=target, display_name="Someone")), w.md(who))
+    return create(prp.CreateProfileRequest(profile=prp.Profile(employee_id=target, display_name="Someone")), w.md(who))
 
 
 @scenario("GetProfile", "BatchGetProfiles", "GetManagementChain")

@@ -86,6 +86,57 @@ def test_directory_lists_a_department_in_collation_order_for_every_script(platfo
     assert sorted(DIRECTORY_ORDER) != DIRECTORY_ORDER
 
 
+def test_batch_create_is_all_or_nothing_idempotent_per_request_and_published_once(platform, profiles, search):
+    ceo, vp, dev, taken = (unique(p) for p in ("ceo", "vp", "dev", "taken"))
+    create(profiles, platform, taken, display_name="Already Here")
+    metadata = platform.metadata()
+
+    def item(employee_id, request_id="", **fields):
+        return pp.CreateProfileRequest(profile=pp.Profile(employee_id=employee_id, **fields), request_id=request_id)
+
+    def refused(requests, code, field):
+        error = rpc_error(profiles.BatchCreateProfiles, pp.BatchCreateProfilesRequest(requests=requests), metadata=metadata)
+        assert (error.code(), bad_request_fields(error)) == (code, [field]), error.details()
+
+    # Each refusal names the request and its field, and saves none of the batch.
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    refused([item(ceo, display_name="Chief"), item(dev, display_name="Dev", manager=f"profiles/{vp}"), item(vp, display_name="Vice")], invalid, "requests[1].profile.manager")
+    refused([item(ceo, display_name="Chief"), item(vp, display_name="")], invalid, "requests[1].profile.display_name")
+    refused([item(ceo, display_name="Chief"), item(ceo, display_name="Again")], invalid, "requests[1].profile.employee_id")
+    refused([item(ceo, "r1", display_name="Chief"), item(vp, "r1", display_name="Vice")], invalid, "requests[1].request_id")
+    refused([item(ceo, display_name="Chief"), item(vp, manager="people/nobody", display_name="Vice")], invalid, "requests[1].profile.manager")
+    refused([item(ceo, display_name="Chief"), item(taken, display_name="Twice")], grpc.StatusCode.ALREADY_EXISTS, "requests[1].profile.employee_id")
+    refused([], invalid, "requests")
+    refused([item(f"{ceo}-{n}", display_name="Many") for n in range(1001)], invalid, "requests")
+    for employee_id in (ceo, vp, dev):
+        assert rpc_error(profiles.GetProfile, pp.GetProfileRequest(name=f"profiles/{employee_id}"), metadata=metadata).code() == grpc.StatusCode.NOT_FOUND
+
+    # Managers first: a manager created earlier in the same batch is known.
+    batch = pp.BatchCreateProfilesRequest(requests=[
+        item(ceo, f"{ceo}-r", display_name="Chief", country="US"),
+        item(vp, f"{vp}-r", display_name="Vice", manager=f"profiles/{ceo}", country="US"),
+        item(dev, f"{dev}-r", display_name="Dev", manager=f"profiles/{vp}", country="FR"),
+    ])
+    created = profiles.BatchCreateProfiles(batch, metadata=metadata)
+    assert [p.name for p in created.profiles] == [f"profiles/{ceo}", f"profiles/{vp}", f"profiles/{dev}"]
+    chain = profiles.GetManagementChain(pp.GetManagementChainRequest(name=f"profiles/{dev}"), metadata=metadata)
+    assert [p.employee_id for p in chain.managers] == [vp, ceo]
+
+    # A retried batch, or one of its requests retried alone, returns the first result.
+    assert profiles.BatchCreateProfiles(batch, metadata=metadata) == created
+    assert profiles.CreateProfile(batch.requests[1], metadata=metadata) == created.profiles[1]
+    reused = pp.BatchCreateProfilesRequest(requests=[batch.requests[0], item(vp, f"{vp}-r", display_name="Someone Else")])
+    refused(list(reused.requests), invalid, "requests[1].request_id")
+    # Each profile was stored and published once, and is searchable.
+    def reports_of_ceo():
+        return {p.profile for p in search.ListPeople(sp.ListPeopleRequest(manager=f"profiles/{ceo}"), metadata=metadata).people}
+
+    eventually(lambda: reports_of_ceo() == {f"profiles/{vp}"}, message="the batch indexed")
+    mine = {ceo, vp, dev}
+    published = [e for e in read_events(platform.settings, "profiles") if e.type_name == "ProfileCreated" and e.payload.employee_id in mine]
+    assert sorted(e.payload.employee_id for e in published) == sorted(mine)
+
+
 def test_batch_get_direct_reports_and_the_management_chain(platform, profiles, search):
     ceo, vp, lead, dev1, dev2 = (unique(p) for p in ("ceo", "vp", "lead", "dev", "dev"))
     create(profiles, platform, ceo, display_name="Chief", country="US")

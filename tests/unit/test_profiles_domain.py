@@ -101,7 +101,7 @@ def test_a_500_character_status_and_a_photo_alone_are_fine():
     assert validate_status("", "mediaItems/p1", "PRIVATE", "")["photo_uri"] == "mediaItems/p1"
 
 
-def test_every_new_event_becomes_an_envelope_and_every_projection_reads_or_skips_it():
+def test_every_new_event_becomes_an_envelope_and_the_projections_keeping_its_aggregate_read_or_skip_it():
     with command_meta(CTX):
         profile = Profile.create("e1", {"display_name": "Ann"})
         profile.leave_company("retired")
@@ -128,13 +128,64 @@ def test_every_new_event_becomes_an_envelope_and_every_projection_reads_or_skips
         for sequence, domain_event in enumerate(aggregate.collect_events(), start=1):
             event = decode(to_envelope("profiles", domain_event, sequence).SerializeToString())
             names.add(event.type_name)
-            for projection_class in ALL:
+            keepers = [cls for cls in ALL if event.envelope.aggregate_type in cls.aggregate_types]
+            assert keepers, f"no projection keeps {event.envelope.aggregate_type} events"
+            for projection_class in keepers:
                 projection = projection_class.__new__(projection_class)
                 try:
                     docs[projection.name] = projection.apply(docs[projection.name], event)
                 except Exception as exc:  # SkipEvent is fine; anything else is a bug
                     assert type(exc).__name__ == "SkipEvent", (projection.name, event.type_name, exc)
     assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni"} <= names
+
+
+def test_each_projection_names_aggregates_its_source_services_define():
+    """A misspelt aggregate type would silently drop every event of it."""
+    from eventsourcing.domain import BaseAggregate
+
+    import services.jams.domainmodel
+    import services.posts.domainmodel
+    import services.posts.library.domainmodel
+    import services.profiles.domainmodel
+
+    modules = {"profiles": [services.profiles.domainmodel], "jams": [services.jams.domainmodel],
+               "posts": [services.posts.domainmodel, services.posts.library.domainmodel]}
+    for projection_class in ALL:
+        defined = {name for source in projection_class.sources for module in modules[source]
+                   for name, value in vars(module).items() if isinstance(value, type) and issubclass(value, BaseAggregate)}
+        assert projection_class.aggregate_types, projection_class.name
+        assert projection_class.aggregate_types <= defined, (projection_class.name, projection_class.aggregate_types - defined)
+
+
+def test_a_projection_reads_and_writes_only_the_documents_of_aggregates_it_keeps():
+    """Four projections share the profiles topic: people must not ask Elasticsearch for the
+    documents of a community's events, nor decode them, nor count them as written."""
+    import asyncio
+
+    from services.search.projections.people import PeopleProjection
+    from watercooler import config
+
+    class RecordingElasticsearch:
+        def __init__(self):
+            self.read_ids: list[str] = []
+            self.written_ids: list[str] = []
+
+        async def mget(self, **request):
+            self.read_ids.extend(request["ids"])
+            return {"docs": [{"_index": "people", "_id": i, "found": False} for i in request["ids"]]}
+
+        async def bulk(self, **request):
+            self.written_ids.extend(op["index"]["_id"] for op in request["operations"] if "index" in op)
+            return {"errors": False, "items": []}
+
+    with command_meta(CTX):
+        profile = Profile.create("e1", {"display_name": "Ann"})
+    community = _community()
+    values = [to_envelope("profiles", e, n).SerializeToString() for n, e in enumerate(community.collect_events() + profile.collect_events(), 1)]
+    es = RecordingElasticsearch()
+    result = asyncio.run(PeopleProjection(config.load()).apply_batch(es, values, lambda value: value))
+    assert es.read_ids == es.written_ids == [str(profile.id)]
+    assert (result.written, result.other_aggregates, result.failed) == (1, 1, [])
 
 
 def test_big_communities_load_from_snapshots_and_publish_only_events(tmp_path, monkeypatch):

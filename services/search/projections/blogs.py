@@ -27,6 +27,7 @@ def directory_letter(sort_name: str) -> str:
 class BlogsProjection(DocumentProjection):
     name = "blogs"
     sources = ("posts",)
+    aggregate_types = frozenset({"Blog"})
     mappings: dict[str, Any] = {
         "properties": {
             "handle": {"type": "keyword"},

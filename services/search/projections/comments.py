@@ -14,6 +14,7 @@ from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
 class CommentsProjection(DocumentProjection):
     name = "comments"
     sources = ("posts",)
+    aggregate_types = frozenset({"Comment"})
     mappings: dict[str, Any] = {
         "properties": {
             "name": {"type": "keyword"},

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.envelope import Event
-from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.projection import Doc, DocumentProjection
 from watercooler.text import collation_key, fold, stemmed
 
 from .posts import FOLDED_FIELD, STEMMED_FIELD
@@ -34,6 +34,7 @@ from .posts import FOLDED_FIELD, STEMMED_FIELD
 class CommunitiesProjection(DocumentProjection):
     name = "communities"
     sources = ("profiles",)
+    aggregate_types = frozenset({"Community"})
     mappings: dict[str, Any] = {
         "properties": {
             "community_id": {"type": "keyword"},
@@ -55,8 +56,6 @@ class CommunitiesProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
-        if event.envelope.aggregate_type != "Community":
-            raise SkipEvent
         p = event.payload
         kind = event.type_name
         if kind == "CommunityCreated":

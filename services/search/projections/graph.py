@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.envelope import Event
-from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.projection import Doc, DocumentProjection
 
 ACTIVE = "ACTIVE"
 INACTIVE = "INACTIVE"
@@ -22,6 +22,7 @@ INACTIVE = "INACTIVE"
 class GraphProjection(DocumentProjection):
     name = "graph"
     sources = ("profiles",)
+    aggregate_types = frozenset({"Follow", "Connection"})
     mappings: dict[str, Any] = {
         "properties": {
             "kind": {"type": "keyword"},
@@ -35,9 +36,6 @@ class GraphProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
-        aggregate = event.envelope.aggregate_type
-        if aggregate not in ("Follow", "Connection"):
-            raise SkipEvent
         p = event.payload
         kind = event.type_name
         if kind == "FollowEdgeCreated":

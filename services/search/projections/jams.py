@@ -15,6 +15,7 @@ from .posts import STEMMED_FIELD, TITLE_PREFIX_FIELD
 class JamIdeasProjection(DocumentProjection):
     name = "jam-ideas"
     sources = ("jams",)
+    aggregate_types = frozenset({"Idea"})
     mappings: dict[str, Any] = {
         "properties": {
             "jam_id": {"type": "keyword"},
@@ -34,8 +35,6 @@ class JamIdeasProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
-        if event.envelope.aggregate_type != "Idea":
-            raise SkipEvent
         p = event.payload
         if event.type_name == "IdeaCreated":
             return {
@@ -54,6 +53,7 @@ class JamIdeasProjection(DocumentProjection):
 class JamThreadsProjection(DocumentProjection):
     name = "jam-threads"
     sources = ("jams",)
+    aggregate_types = frozenset({"Thread", "Reply"})
     mappings: dict[str, Any] = {
         "properties": {
             "kind": {"type": "keyword"},  # thread | reply

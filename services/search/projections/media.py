@@ -16,6 +16,7 @@ FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type",
 class MediaProjection(DocumentProjection):
     name = "media"
     sources = ("posts",)
+    aggregate_types = frozenset({"MediaItem"})
     mappings: dict[str, Any] = {
         "properties": {
             "owner": {"type": "keyword"},

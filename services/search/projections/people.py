@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.envelope import Event
-from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.projection import Doc, DocumentProjection
 from watercooler.text import collation_key, fold
 
 PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
@@ -14,6 +14,7 @@ PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country",
 class PeopleProjection(DocumentProjection):
     name = "people"
     sources = ("profiles",)
+    aggregate_types = frozenset({"Profile"})
     mappings: dict[str, Any] = {
         "properties": {
             "employee_id": {"type": "keyword"},
@@ -38,8 +39,6 @@ class PeopleProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
-        if event.envelope.aggregate_type != "Profile":
-            raise SkipEvent  # communities, graph edges and status updates share the topic
         p = event.payload
         if event.type_name == "ProfileCreated":
             doc = {name: _value(getattr(p, name)) for name in PROFILE_FIELDS}

@@ -13,6 +13,7 @@ from watercooler.projection import Doc, DocumentProjection, SkipEvent
 class ReactionsProjection(DocumentProjection):
     name = "reactions"
     sources = ("posts",)
+    aggregate_types = frozenset({"Rating", "Like"})
     mappings: dict[str, Any] = {
         "properties": {
             # "rating" or "like".

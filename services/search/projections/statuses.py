@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.envelope import Event
-from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.projection import Doc, DocumentProjection
 
 
 class StatusesProjection(DocumentProjection):
     name = "statuses"
     sources = ("profiles",)
+    aggregate_types = frozenset({"StatusUpdate"})
     mappings: dict[str, Any] = {
         "properties": {
             "status_id": {"type": "keyword"},
@@ -33,8 +34,6 @@ class StatusesProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
-        if event.envelope.aggregate_type != "StatusUpdate":
-            raise SkipEvent
         p = event.payload
         if event.type_name == "StatusUpdatePosted":
             return {

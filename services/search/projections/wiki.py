@@ -25,6 +25,7 @@ def title_key(title: str) -> str:
 class WikiProjection(DocumentProjection):
     name = "wiki"
     sources = ("posts",)
+    aggregate_types = frozenset({"Space", "Page"})
     mappings: dict[str, Any] = {
         "properties": {
             "kind": {"type": "keyword"},  # space | page
