@@ -1,13 +1,16 @@
 """Writes the synthetic company (``watercooler.synthetic.Company``) through the public gRPC APIs.
 
-``watercooler seed --size N --company``: profiles (managers before their reports), blogs,
-published posts, comments, ratings, microposts, bookmarks, a wiki space of pages with a day
-of page views (``BatchRecordPageViews``), and a jam with ideas and votes.
+``watercooler seed --size N --company``: profiles (managers before their reports, in
+``BatchCreateProfiles`` calls), communities and their members, blogs, published posts,
+comments, ratings, microposts, bookmarks, a wiki space of pages with a day of page views
+(``BatchRecordPageViews``), media items with a day of downloads (``BatchRecordDownloads``),
+and a jam with ideas and votes.
 
 Idempotent: every command carries a request id derived from (seed, size, tag, item), so a
-second run returns the first results and stores nothing new.  Page views are facts without
-request ids; they are recorded only by the run that created the wiki space (a run that
-died after creating the space and before the views leaves the views unwritten).
+second run returns the first results and stores nothing new.  Page views and downloads are
+facts, remembered by request id only for a while; they are recorded only by the run that
+created the wiki space (a run that died after creating the space and before the facts
+leaves them unwritten).
 
 ``tag`` prefixes every employee id, handle and resource id, so several companies (tests in
 one namespace, a benchmark next to the demo) never collide; the CLI uses no tag.
@@ -33,7 +36,8 @@ from .config import Settings
 from .synthetic import Company
 
 # The kinds in the order they are written (later kinds refer to earlier ones).
-KINDS = ("profiles", "blogs", "posts", "comments", "ratings", "microposts", "bookmarks", "wiki pages", "page views", "jam ideas", "jam votes")
+KINDS = ("profiles", "communities", "community members", "blogs", "posts", "comments", "ratings", "microposts", "bookmarks", "wiki pages", "page views",
+         "media items", "downloads", "jam ideas", "jam votes")
 VIEW_BATCH = 1000  # BatchRecordPageViews' limit
 PROFILES_PER_BATCH = 500  # BatchCreateProfiles takes up to 1,000; 500 keeps a wave spread over the workers
 
@@ -49,13 +53,16 @@ class Plan:
     microposts: int
     bookmarks: int
     page_views: int
+    downloads: int
+    memberships: int
     jam_participants: int
 
     @classmethod
     def for_company(cls, company: Company) -> Plan:
         n = company.employees
         posts = 10 * company.blogs_count
-        return cls(posts=posts, comments=3 * posts, ratings=2 * posts, microposts=max(1, n // 2), bookmarks=n, page_views=n, jam_participants=max(1, n // 4))
+        return cls(posts=posts, comments=3 * posts, ratings=2 * posts, microposts=max(1, n // 2), bookmarks=n, page_views=n,
+                   downloads=max(1, n // 2), memberships=max(1, n // 10), jam_participants=max(1, n // 4))
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Written:
 
     present: Counter = field(default_factory=Counter)
     views_recorded: int = 0  # page views recorded by this run (facts: only the first run records them)
+    downloads_recorded: int = 0  # the same for downloads
     names: dict[str, Any] = field(default_factory=dict)  # resource names the test and later kinds need
 
 
@@ -122,12 +130,7 @@ class CompanyWriter:
     def _call(self, kind: str, method, request, metadata, tolerate: tuple = (grpc.StatusCode.ALREADY_EXISTS,)) -> Any:
         """One command, counted; ALREADY_EXISTS (the natural key was taken by an earlier run
         without the same request id) counts as present."""
-        try:
-            result = self._rpc(method, request, metadata)
-        except grpc.RpcError as exc:
-            if exc.code() not in tolerate:
-                raise
-            result = None
+        result = self._rpc_tolerating(method, request, metadata, tolerate)
         self._count(kind)
         return result
 
@@ -151,14 +154,16 @@ class CompanyWriter:
     # --- the kinds ------------------------------------------------------------------------------
     def write(self) -> Written:
         from .jams.v1 import jams_pb2_grpc
-        from .posts.v1 import posts_pb2_grpc, wiki_pb2_grpc
-        from .profiles.v1 import profiles_pb2_grpc
+        from .posts.v1 import media_pb2_grpc, posts_pb2_grpc, wiki_pb2_grpc
+        from .profiles.v1 import communities_pb2_grpc, profiles_pb2_grpc
 
         with channel(self.settings, "profiles") as profiles_ch, channel(self.settings, "posts") as posts_ch, channel(self.settings, "jams") as jams_ch:
             self.write_profiles(profiles_pb2_grpc.ProfileServiceStub(profiles_ch))
+            self.write_communities(communities_pb2_grpc.CommunityServiceStub(profiles_ch))
             posts = posts_pb2_grpc.PostServiceStub(posts_ch)
             self.write_posts(posts)
-            self.write_wiki(wiki_pb2_grpc.WikiServiceStub(posts_ch))
+            first_run = self.write_wiki(wiki_pb2_grpc.WikiServiceStub(posts_ch))
+            self.write_media(media_pb2_grpc.MediaServiceStub(posts_ch), first_run)
             self.write_jam(jams_pb2_grpc.JamServiceStub(jams_ch))
         return self.written
 
@@ -327,7 +332,8 @@ class CompanyWriter:
             len(bookmarks),
         )
 
-    def write_wiki(self, stub) -> None:
+    def write_wiki(self, stub) -> bool:
+        """Pages and their views; True when this run created the space (and recorded the facts)."""
         from .posts.v1 import wiki_pb2
 
         first_run = True
@@ -375,7 +381,7 @@ class CompanyWriter:
         if not first_run:
             self.written.present["page views"] = self.plan.page_views  # recorded by the first run
             self.progress("page views", self.plan.page_views, None)
-            return
+            return False
         batch: list[wiki_pb2.PageView] = []
 
         def flush() -> None:
@@ -393,6 +399,91 @@ class CompanyWriter:
                 flush()
         if batch:
             flush()
+        return True
+
+    def write_communities(self, stub) -> None:
+        from .profiles.v1 import communities_pb2 as cp
+
+        communities = list(self.company.communities())
+
+        def community_job(c):
+            def run() -> None:
+                community = cp.Community(community_id=self.handle(c.key), display_name=c.display_name, access=getattr(cp.Community, c.access),
+                                         owners=[f"profiles/{self.eid(c.owner)}"])
+                self._call("communities", stub.CreateCommunity, cp.CreateCommunityRequest(community=community, request_id=self.rid("community", c.key)), self._service)
+
+            return run
+
+        self._many("communities", (community_job(c) for c in communities), len(communities))
+        self.written.names["communities"] = [f"communities/{self.handle(c.key)}" for c in communities]
+        access = {c.key: c.access for c in communities}
+        members: dict[str, list[str]] = {}
+        for membership in self.company.memberships(self.plan.memberships):
+            members.setdefault(membership.community, []).append(membership.member)
+
+        def members_job(key: str, people: list[str]):
+            def run() -> None:
+                name = f"communities/{self.handle(key)}"
+                # One community's joins in turn: each is a command on its one aggregate, and
+                # concurrent ones would only collide (ABORTED) and retry.
+                for person in people:
+                    member = f"profiles/{self.eid(person)}"
+                    if access[key] == "INVITE_ONLY":  # a service invites, then the person joins
+                        self._rpc_tolerating(stub.InviteMember, cp.InviteMemberRequest(name=name, member=member, request_id=self.rid("invite", key, person)), self._service)
+                    self._call("community members", stub.JoinCommunity, cp.JoinCommunityRequest(name=name, member=member, request_id=self.rid("join", key, person)), self._service)
+
+            return run
+
+        self._many("community members", (members_job(key, people) for key, people in members.items()), self.plan.memberships)
+
+    def write_media(self, stub, record_downloads: bool) -> None:
+        from .posts.v1 import media_pb2 as mp
+        from .posts.v1 import wiki_pb2
+
+        items = list(self.company.media_items())
+
+        def item_job(item):
+            def run() -> str:
+                media_item = mp.MediaItem(title=item.title, kind=getattr(mp.MediaItem, item.kind), size_bytes=item.size_bytes, content_type=item.content_type,
+                                          tags=list(item.tags), visibility=wiki_pb2.INTERNAL, storage_uri=f"s3://company-media/{item.key}")
+                created = self._rpc(stub.RegisterMediaItem, mp.RegisterMediaItemRequest(media_item=media_item, request_id=self.rid("media", item.key)), self.as_person(item.owner))
+                self._count("media items")
+                return created.name
+
+            return run
+
+        names = self._many("media items", (item_job(item) for item in items), len(items))
+        self.written.names["media"] = names
+        self.progress("downloads", 0, self.plan.downloads)
+        if not record_downloads:
+            self.written.present["downloads"] = self.plan.downloads  # recorded by the first run
+            self.progress("downloads", self.plan.downloads, None)
+            return
+        batch: list[mp.Download] = []
+
+        def flush(number: int) -> None:
+            request = mp.BatchRecordDownloadsRequest(downloads=batch, request_id=self.rid("downloads", number))
+            recorded = self._rpc(stub.BatchRecordDownloads, request, self._service).recorded
+            self.written.present["downloads"] += recorded
+            self.written.downloads_recorded += recorded
+            self.progress("downloads", recorded, None)
+            batch.clear()
+
+        # Stamped now (download_time unset), as the page views are: an item did not exist on the generator's day.
+        for number, download in enumerate(self.company.downloads(self.plan.downloads)):
+            batch.append(mp.Download(media_item=names[int(download.media.split("-")[1])], viewer=self.eid(download.downloader), client="company-seed"))
+            if len(batch) == VIEW_BATCH:
+                flush(number)
+        if batch:
+            flush(self.plan.downloads)
+
+    def _rpc_tolerating(self, method, request, metadata, tolerate: tuple = (grpc.StatusCode.ALREADY_EXISTS,)) -> Any:
+        try:
+            return self._rpc(method, request, metadata)
+        except grpc.RpcError as exc:
+            if exc.code() not in tolerate:
+                raise
+            return None
 
     def write_jam(self, stub) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp

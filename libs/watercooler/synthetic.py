@@ -3,14 +3,16 @@
 ``Company(employees=400_000, seed=42)`` describes a company like the one in the brief:
 people across departments and 170 countries under one manager tree, blogs with posts,
 comments and ratings, microposts with mentions and hashtags, bookmarks of popular links,
-a day of wiki page views and a jam's votes.  Activity is Zipf-skewed: a few authors,
-posts, links, pages and ideas draw most of it, as on every real social platform.
+a day of wiki page views, media items with a day of downloads, communities with their
+members, and a jam's votes.  Activity is Zipf-skewed: a few authors, posts, links, pages,
+media items, communities and ideas draw most of it, as on every real social platform.
 
 Everything is a lazy iterator driven by ``random.Random`` seeded from ``(seed, stream)``,
 so the same seed gives the same items in the same order, each stream independent of the
 others (asking for comments does not change the posts), and nothing is held in memory
 but small per-employee arrays.  The benchmark writes profiles through
-``ProfileService.CreateProfile``; ``seed.py`` keeps the small demo company of `make run`.
+``ProfileService.CreateProfile`` and ``BatchCreateProfiles``; ``company.py`` writes the whole
+company through the APIs; ``seed.py`` keeps the small demo company of `make run`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ POST_SKEW = 1.0  # comments and ratings per post
 LINK_SKEW = 1.1  # bookmarks per URL
 PAGE_SKEW = 1.2  # views per wiki page
 IDEA_SKEW = 0.9  # jam votes per idea
+MEDIA_SKEW = 1.1  # downloads per media item
+COMMUNITY_SKEW = 1.0  # members per community
 COUNTRY_SKEW = 1.1  # employees per country
 
 
@@ -121,6 +125,44 @@ class PageView:
 
 
 @dataclass(frozen=True)
+class MediaItem:
+    key: str  # stable, for request ids: media-{rank}
+    owner: str
+    title: str
+    kind: str  # VIDEO, AUDIO, IMAGE, DOCUMENT, PRESENTATION
+    content_type: str
+    size_bytes: int
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Download:
+    media: str  # MediaItem.key
+    downloader: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Community:
+    key: str  # community-{rank}
+    display_name: str
+    access: str  # OPEN or INVITE_ONLY
+    owner: str
+
+
+@dataclass(frozen=True)
+class Membership:
+    community: str  # Community.key
+    member: str
+
+
+# kind -> (content type, typical size in bytes)
+MEDIA_KINDS = {"VIDEO": ("video/mp4", 200_000_000), "AUDIO": ("audio/mpeg", 30_000_000), "IMAGE": ("image/png", 2_000_000),
+               "DOCUMENT": ("application/pdf", 1_000_000), "PRESENTATION": ("application/vnd.ms-powerpoint", 8_000_000)}
+INVITE_ONLY_SHARE = 0.15  # of communities
+
+
+@dataclass(frozen=True)
 class JamVote:
     participant: str
     idea: int
@@ -154,6 +196,8 @@ class Company:
         self.wiki_pages = max(10, employees // 40)
         self.links = max(20, employees // 10)
         self.jam_ideas = max(10, min(2_000, employees // 200))
+        self.media_count = max(10, employees // 40)
+        self.communities_count = max(3, employees // 200)
 
     def _rng(self, stream: str) -> random.Random:
         return random.Random(f"{self.seed}/{self.employees}/{stream}")
@@ -268,6 +312,55 @@ class Company:
         for n in range(total):
             yield PageView(page=f"page-{pick(rng, weights):06d}", viewer=employee_id(rng.randrange(self.employees)),
                            at=start + dt.timedelta(seconds=86_400 * n / total))
+
+    def media_items(self) -> Iterator[MediaItem]:
+        """The media library: ``media_count`` items, owners uniform, sizes around their kind's."""
+        rng = self._rng("media")
+        kinds = tuple(MEDIA_KINDS)
+        for rank in range(self.media_count):
+            kind = rng.choice(kinds)
+            content_type, typical = MEDIA_KINDS[kind]
+            topic = rng.choice(TOPICS)
+            yield MediaItem(key=f"media-{rank:06d}", owner=employee_id(rng.randrange(self.employees)), title=f"{topic.title()} {kind.lower()} {rank}",
+                            kind=kind, content_type=content_type, size_bytes=max(1, int(typical * rng.lognormvariate(0, 0.5))), tags=(topic,))
+
+    def downloads(self, count: int | None = None, day: dt.date = dt.date(2026, 1, 15)) -> Iterator[Download]:
+        """One day of media downloads (default one per two employees), Zipf by item rank, in time order."""
+        rng = self._rng("downloads")
+        weights = zipf_cum_weights(self.media_count, MEDIA_SKEW)
+        total = count if count is not None else max(1, self.employees // 2)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        for n in range(total):
+            yield Download(media=f"media-{pick(rng, weights):06d}", downloader=employee_id(rng.randrange(self.employees)),
+                           at=start + dt.timedelta(seconds=86_400 * n / total))
+
+    def communities(self) -> Iterator[Community]:
+        rng = self._rng("communities")
+        for rank in range(self.communities_count):
+            topic = rng.choice(TOPICS)
+            yield Community(key=f"community-{rank:05d}", display_name=f"{topic.title()} {rng.choice(('Guild', 'Circle', 'Network', 'Club'))} {rank}",
+                            access="INVITE_ONLY" if rng.random() < INVITE_ONLY_SHARE else "OPEN", owner=employee_id(rng.randrange(self.employees)))
+
+    def memberships(self, count: int | None = None) -> Iterator[Membership]:
+        """Members joining communities (default one per ten employees), Zipf by community rank:
+        a few communities hold most members. A person joins a community at most once, and its
+        owner is a member from its creation, so neither is repeated here."""
+        rng = self._rng("memberships")
+        owners = {c.key: c.owner for c in self.communities()}
+        weights = zipf_cum_weights(self.communities_count, COMMUNITY_SKEW)
+        seen: set[tuple[int, int]] = set()
+        wanted = count if count is not None else max(1, self.employees // 10)
+        made = 0
+        for _ in range(wanted * 4):  # a bound: small companies run out of distinct pairs
+            if made == wanted:
+                break
+            community, member = pick(rng, weights), rng.randrange(self.employees)
+            key = f"community-{community:05d}"
+            if (community, member) in seen or owners[key] == employee_id(member):
+                continue
+            seen.add((community, member))
+            made += 1
+            yield Membership(community=key, member=employee_id(member))
 
     def jam_votes(self, participants: int | None = None, votes_each: int = 10) -> Iterator[JamVote]:
         """Each participant votes for up to ``votes_each`` distinct ideas, Zipf by idea rank

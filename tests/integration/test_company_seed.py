@@ -12,7 +12,7 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from services.posts.library.viewlog import VIEWS, fact_topic
+from services.posts.library.viewlog import DOWNLOADS, VIEWS, fact_topic
 from tests.conftest import eventually
 from watercooler.cli import app
 from watercooler.company import KINDS, write_company
@@ -47,6 +47,8 @@ def test_company_seed_is_idempotent_and_searchable(platform) -> None:
     assert held["comments"] > 0 and held["ratings"] > 0 and held["microposts"] > 0 and held["bookmarks"] > 0
     assert held["wiki pages"] >= 10 and first.views_recorded == held["page views"] == SIZE
     assert held["jam ideas"] >= 10 and held["jam votes"] > 0
+    assert held["communities"] >= 3 and held["community members"] > 0
+    assert held["media items"] >= 10 and first.downloads_recorded == held["downloads"] == SIZE // 2
 
     prefix = lambda field: {"prefix": {field: tag}}  # noqa: E731
     search = platform.stub(search_pb2_grpc.SearchServiceStub, "search")
@@ -55,6 +57,9 @@ def test_company_seed_is_idempotent_and_searchable(platform) -> None:
 
     def counts() -> dict[str, int]:
         views = sum(search.GetViewCounts(search_pb2.GetViewCountsRequest(name=page), metadata=service, timeout=30).total for page in first.names["pages"])
+        downloads = sum(search.GetViewCounts(search_pb2.GetViewCountsRequest(name=item), metadata=service, timeout=30).total for item in first.names["media"])
+        platform.es.indices.refresh(index=platform.alias("communities"))
+        communities = platform.es.search(index=platform.alias("communities"), query={"prefix": {"community_id": tag}}, size=100, _source=["member_count"])["hits"]["hits"]
         board = search.GetJamLeaderboard(search_pb2.GetJamLeaderboardRequest(jam=first.names["jam"], page_size=100), metadata=service, timeout=30)
         return {
             "profiles": _count(platform, "people", prefix("employee_id")),
@@ -66,13 +71,18 @@ def test_company_seed_is_idempotent_and_searchable(platform) -> None:
             "bookmarks": _count(platform, "bookmarks", prefix("owner_id")),
             "wiki pages": _count(platform, "wiki", {"term": {"kind": "page"}}, {"term": {"space_id": space_id}}),
             "page views": views,
+            "communities": len(communities),
+            "community members": sum(c["_source"]["member_count"] for c in communities) - len(communities),  # less each first owner
+            "media items": _count(platform, "media", {"prefix": {"owner": f"profiles/{tag}"}}),
+            "downloads": downloads,
             "jam ideas": board.ideas,
             "jam votes": board.votes,
         }
 
     expected = {
         kind: held[kind]
-        for kind in ("profiles", "blogs", "posts", "microposts", "comments", "ratings", "bookmarks", "wiki pages", "page views", "jam ideas", "jam votes")
+        for kind in ("profiles", "blogs", "posts", "microposts", "comments", "ratings", "bookmarks", "wiki pages", "page views", "communities", "community members",
+                     "media items", "downloads", "jam ideas", "jam votes")
     }
 
     def settled() -> dict[str, int]:
@@ -81,12 +91,13 @@ def test_company_seed_is_idempotent_and_searchable(platform) -> None:
         return got
 
     eventually(settled, timeout=60, interval=1.0)
-    topics = [platform.topic("profiles"), platform.topic("posts"), platform.topic("jams"), fact_topic(platform.settings, VIEWS)]
+    topics = [platform.topic("profiles"), platform.topic("posts"), platform.topic("jams"), fact_topic(platform.settings, VIEWS), fact_topic(platform.settings, DOWNLOADS)]
     before = _end_offsets(platform.settings, topics)
 
     second = write_company(platform.settings, SIZE, seed=7, tag=tag, concurrency=8)
-    assert second.present == first.present and second.views_recorded == 0
+    assert second.present == first.present and second.views_recorded == second.downloads_recorded == 0
     assert second.names["posts"] == first.names["posts"] and second.names["ideas"] == first.names["ideas"] and second.names["pages"] == first.names["pages"]
+    assert second.names["media"] == first.names["media"] and second.names["communities"] == first.names["communities"]
     time.sleep(2.0)  # the relays poll the stores: anything new would reach Kafka by now
     assert _end_offsets(platform.settings, topics) == before
     assert counts() == expected

@@ -26,6 +26,8 @@ def test_same_seed_same_items_other_seed_other_items(company: Company, staff) ->
     assert list(again.posts(500)) == list(company.posts(500))
     assert list(again.comments(500, 1000)) == list(company.comments(500, 1000))
     assert list(islice(again.jam_votes(50), 300)) == list(islice(company.jam_votes(50), 300))
+    assert list(again.media_items()) == list(company.media_items()) and list(again.downloads(500)) == list(company.downloads(500))
+    assert list(again.communities()) == list(company.communities()) and list(again.memberships(500)) == list(company.memberships(500))
     other = Company(employees=20_000, seed=8)
     assert [p.display_name for p in islice(other.people(), 200)] != [p.display_name for p in staff[:200]]
     # A prefix is the same people: benchmarks can write the first n of the full company.
@@ -94,3 +96,27 @@ def test_timestamps_and_mentions_are_well_formed(company: Company) -> None:
         assert all(f"#{h}" in micropost.text for h in micropost.hashtags)
     ratings = list(company.ratings(100, 500))
     assert {r.value for r in ratings} <= {1, 2, 3, 4, 5} and len({r.value for r in ratings}) >= 4
+
+
+def test_media_downloads_and_communities_have_their_shape_and_skew(company: Company) -> None:
+    items = list(company.media_items())
+    assert len(items) == company.media_count == 500 and len({i.key for i in items}) == len(items)
+    assert {i.kind for i in items} == {"VIDEO", "AUDIO", "IMAGE", "DOCUMENT", "PRESENTATION"} and all(i.size_bytes > 0 for i in items)
+    downloads = list(company.downloads())
+    assert len(downloads) == company.employees // 2 and all(a.at <= b.at for a, b in zip(downloads, downloads[1:], strict=False))
+    per_item = Counter(d.media for d in downloads)
+    assert {d.media for d in downloads} <= {i.key for i in items}
+    # The top 1 % of items (5 of 500) take at least a fifth of the downloads.
+    assert top_share(list(per_item.values()) + [0] * (len(items) - len(per_item)), 0.01) >= 0.2
+
+    communities = list(company.communities())
+    assert len(communities) == company.communities_count == 100
+    invite_only = sum(c.access == "INVITE_ONLY" for c in communities)
+    assert 5 <= invite_only <= 30  # about 15 %
+    memberships = list(company.memberships())
+    assert len(memberships) == company.employees // 10
+    owners = {c.key: c.owner for c in communities}
+    assert len({(m.community, m.member) for m in memberships}) == len(memberships)  # nobody joins twice
+    assert all(owners[m.community] != m.member for m in memberships)  # an owner is a member already
+    per_community = Counter(m.community for m in memberships)
+    assert top_share(list(per_community.values()) + [0] * (len(communities) - len(per_community)), 0.10) >= 0.4
