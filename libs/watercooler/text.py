@@ -43,6 +43,8 @@ def clean(text: str) -> str:
 
 
 def has_control_characters(text: str, allow_newlines: bool = False) -> bool:
+    if text.isprintable():  # no Cc or Cf among them (checked in C: most text stops here)
+        return False
     # Zero-width (non-)joiners are part of correct spelling in Persian and Indic scripts.
     allowed = {"\u200c", "\u200d"} | ({"\n", "\t", "\r"} if allow_newlines else set())
     return any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in allowed for ch in text)
