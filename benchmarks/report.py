@@ -154,14 +154,21 @@ def _gap_lines(result: dict[str, Any]) -> list[str]:
     if any(f.startswith(("end-to-end", "processor catch-up")) for f in missed):
         batched = plat["writes"].get("batched") or {}
         indexed = batched.get("cpu_ms_per_indexed_write") or {}
+        acknowledged, caught_up = batched.get("acknowledged_events_per_s") or 0, plat["catch_up"].get("processor_events_per_s") or 0
+        per_profile = sum(indexed.values())
+        ceiling = 1000 * cores / per_profile if per_profile else 0
+        if acknowledged < caught_up:
+            bound = (f"the write side bounds it, and with it the cores: all processes together used {per_profile:.2f} ms of CPU per profile, "
+                     f"which {cores} cores allow at most {_fmt(ceiling)} times a second")
+        else:
+            bound = "the single projections process bounds it"
         lines.append(f"- **End-to-end indexing vs `_bulk`.** One profile a CreateProfile call is bound by the write path above ({_fmt(burst['rpc_per_s'])}/s here). "
-                     f"BatchCreateProfiles ({batched.get('batch_size')} a call) took {_fmt(batched.get('e2e_events_per_s'))} events/s from first send to all searchable, "
-                     f"and the processors alone caught up at {_fmt(plat['catch_up'].get('processor_events_per_s'))} events/s: with batched writes the single projections "
-                     f"process is the bound (CPU per batched profile: {_ms(indexed, top=6)}). In that process faust's per-record machinery (fetching, "
-                     "conducting each record to its agents' streams, acking) was about 40 % of the CPU samples, and the process sat idle in 23 % of them "
-                     "while behind, waiting on each batch's Elasticsearch round trip (py-spy, one catch-up of 100,000 events). "
-                     "What would close it (not measured): a consumer that hands the projections whole fetches "
-                     "(aiokafka's getmany, as the rebuild does at the rate in the next line), and more projection workers on a machine with the cores for them.")
+                     f"BatchCreateProfiles ({batched.get('batch_size')} a call) took {_fmt(batched.get('e2e_events_per_s'))} events/s from first send to all searchable; "
+                     f"it was acknowledged at {_fmt(acknowledged)}/s and the processors alone caught up at {_fmt(caught_up)} events/s, so {bound} "
+                     f"(CPU per batched profile until searchable: {_ms(indexed, top=6)}). In the projections process faust's per-record machinery (fetching, "
+                     "conducting each record to its agents' streams, acking) was about 40 % of the CPU samples (py-spy, one catch-up of 100,000 events). "
+                     "What would close it (not measured): more profiles replicas on PostgreSQL and more projection workers, on a machine with the cores "
+                     "for them, and a consumer that hands the projections whole fetches (aiokafka's getmany, as the rebuild does).")
     if any(f.startswith("projection rebuild") for f in missed):
         lines.append(f"- **Rebuild vs `_bulk`.** {_fmt(plat['rebuild']['events_per_s'])} events/s against {_fmt(raw['es_bulk']['docs_per_s'])} docs/s. The rebuild reads the current documents of each batch (`mget`) "
                      "before writing them; into a new index they are nearly all absent. Answering those reads without Elasticsearch gave 0-11 % more "
