@@ -78,7 +78,7 @@ def quick(cfg):
     """Sizes for the smoke test: every section runs, in well under a minute."""
     from dataclasses import replace
 
-    return replace(cfg, employees=5_000, burst_profiles=40, batched_profiles=300, batch_size=50, batch_concurrency=2, write_warmup_seconds=2.0, write_warmup_min_seconds=0.0, write_warmup_profiles=200, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
+    return replace(cfg, employees=5_000, burst_profiles=40, command_calls=20, batched_profiles=300, batch_size=50, batch_concurrency=2, write_warmup_seconds=2.0, write_warmup_min_seconds=0.0, write_warmup_profiles=200, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
                    search_rate=20.0, search_seconds=1.0, search_warmup_seconds=2.0, people_warmup_seconds=1.0, people_warmup_min_seconds=0.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
                    partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0,
                    jam_participants=200, jam_votes_each=10, search_callers=5)

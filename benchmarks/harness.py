@@ -62,6 +62,7 @@ class BenchConfig:
     write_warmup_min_seconds: float = 60.0
     write_warmup_profiles: int = 120_000  # people set aside for it (~600/s for the 180 s; it stops early when they run out)
     concurrency: int = 32
+    command_calls: int = 2_000  # closed-loop calls of each other main command (CreatePost, CreateComment, RatePost, Follow, CreateStatusUpdate)
     batched_profiles: int = 40_000  # written by BatchCreateProfiles (AIP-233), after the burst
     batch_size: int = 500  # profiles per BatchCreateProfiles call (the processor's BATCH_SIZE)
     batch_concurrency: int = 4  # BatchCreateProfiles calls in flight
@@ -87,6 +88,9 @@ class BenchConfig:
     idle_settle_seconds: float = 5.0  # quiet time before reading resident memory
     out_dir: Path = field(default_factory=lambda: ROOT / "docs" / "benchmarks")
     name: str = "latest"
+
+
+COMMANDS = ("CreatePost", "CreateComment", "RatePost", "Follow", "CreateStatusUpdate")  # PlatformBench.commands
 
 
 # --- small utilities --------------------------------------------------------------------------
@@ -485,6 +489,7 @@ class PlatformBench:
         self.settings, self.cfg, self.company, self.procs = settings, cfg, company, procs
         self.people = list(company.people(limit=self.people_needed()))
         self.next_person = 0
+        self.written_in_batches: list = []
         self.alias = settings.index_alias("people")
 
     def people_needed(self) -> int:
@@ -555,6 +560,7 @@ class PlatformBench:
         from watercooler.profiles.v1 import profiles_pb2
 
         people = self.take(self.cfg.batched_profiles)
+        self.written_in_batches = people
         if not people:
             return {"profiles": 0}
         size = self.cfg.batch_size
@@ -581,6 +587,81 @@ class PlatformBench:
                 "all_indexed_after_s": indexed_at and round(indexed_at, 2), "e2e_events_per_s": indexed_at and round(len(people) / indexed_at, 1),
                 "cpu_ms_per_write": per_item_ms(cpu_before, cpu_written, len(people)),
                 "cpu_ms_per_indexed_write": per_item_ms(cpu_before, cpu_indexed, len(people))}
+
+    async def commands(self) -> dict[str, Any]:
+        """The other main write commands, each `command_calls` times in a closed loop with
+        `concurrency` workers, measured like the CreateProfile burst (rpc/s, latency, CPU per
+        call by process). Worker k always acts as the k-th author, so no two calls in flight
+        change one aggregate (a person's rating of the post, their follow edges)."""
+        import grpc
+
+        from watercooler.auth import issue_token
+        from watercooler.client import bearer_metadata
+        from watercooler.posts.v1 import posts_pb2 as pb
+        from watercooler.posts.v1 import posts_pb2_grpc as pg
+        from watercooler.profiles.v1 import graph_pb2 as gp
+        from watercooler.profiles.v1 import graph_pb2_grpc as gg
+
+        workers = max(1, min(self.cfg.concurrency, 64))
+        authors = [p.employee_id for p in self.people[:workers]]  # created first by writes()
+        followed = [p.employee_id for p in self.written_in_batches[: self.cfg.command_calls]]  # created by writes(), none an author
+        as_author = [bearer_metadata(issue_token(self.settings, a, "employee", ttl_seconds=24 * 3600)) for a in authors]
+        out: dict[str, Any] = {"workers": workers, "calls_each": self.cfg.command_calls}
+        async with grpc.aio.insecure_channel(self.settings.grpc_address("posts")) as posts_ch, grpc.aio.insecure_channel(self.settings.grpc_address("profiles")) as profiles_ch:
+            posts, graph = pg.PostServiceStub(posts_ch), gg.GraphServiceStub(profiles_ch)
+            blogs = []
+            for author, md in zip(authors, as_author, strict=True):
+                handle = f"bench-{self.cfg.seed}-{author}".lower()
+                await posts.CreateBlog(pb.CreateBlogRequest(blog=pb.Blog(handle=handle, title=f"Bench {author}", visibility=pb.Audience.INTERNAL),
+                                                            request_id=f"bench-blog-{handle}"), metadata=md, timeout=60)
+                blogs.append(f"blogs/{handle}")
+            target = await posts.CreatePost(pb.CreatePostRequest(parent=blogs[0], post=pb.Post(title="The post everyone comments on", body="Bench.", visibility=pb.Audience.INTERNAL)),
+                                            metadata=as_author[0], timeout=60)
+            await posts.PublishPost(pb.PublishPostRequest(name=target.name), metadata=as_author[0], timeout=60)
+            run = self.cfg.seed, time.time_ns()
+
+            def create_post(w: int, n: int):
+                return posts.CreatePost(pb.CreatePostRequest(parent=blogs[w], post=pb.Post(title=f"Bench post {n}", body="A paragraph about kafka and search. " * 8,
+                                                                                         tags=["bench"], visibility=pb.Audience.INTERNAL), request_id=f"bench-{run}-post-{w}-{n}"), metadata=as_author[w], timeout=60)
+
+            def create_comment(w: int, n: int):
+                return posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=target.name, body=f"Comment {n} from worker {w}."), request_id=f"bench-{run}-comment-{w}-{n}"),
+                                           metadata=as_author[w], timeout=60)
+
+            def rate_post(w: int, n: int):
+                return posts.RatePost(pb.RatePostRequest(post=target.name, value=1 + n % 5, request_id=f"bench-{run}-rate-{w}-{n}"), metadata=as_author[w], timeout=60)
+
+            def follow(w: int, n: int):
+                return graph.Follow(gp.FollowRequest(parent=f"profiles/{authors[w]}", target=f"profiles/{followed[n % len(followed)]}", request_id=f"bench-{run}-follow-{w}-{n}"),
+                                    metadata=as_author[w], timeout=60)
+
+            def create_status_update(w: int, n: int):
+                return graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{authors[w]}", status_update=gp.StatusUpdate(text=f"Update {n} #bench", visibility=gp.StatusUpdate.INTERNAL),
+                                                                            request_id=f"bench-{run}-status-{w}-{n}"), metadata=as_author[w], timeout=60)
+
+            for name, call in (("CreatePost", create_post), ("CreateComment", create_comment), ("RatePost", rate_post), ("Follow", follow), ("CreateStatusUpdate", create_status_update)):
+                if name != "Follow" or followed:
+                    out[name] = await self._closed_loop_calls(call, workers)
+        return out
+
+    async def _closed_loop_calls(self, call, workers: int) -> dict[str, Any]:
+        """`command_calls` calls shared out over `workers` workers; worker w makes calls n = w, w + workers, ..."""
+        total = self.cfg.command_calls
+        h = hist()
+
+        async def worker(w: int) -> None:
+            for n in range(w, total, workers):
+                began = time.perf_counter()
+                await call(w, n)
+                record(h, time.perf_counter() - began)
+
+        cpu_before = self.cpu_by_process()
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(workers)))
+        elapsed = time.perf_counter() - began
+        cpu = per_item_ms(cpu_before, self.cpu_by_process(), total)
+        return {"calls": total, "rpc_per_s": round(total / elapsed, 1), "latency": summary(h),
+                "cpu_ms_per_call": {name: v for name, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01}}
 
     def cpu_by_process(self) -> dict[str, float]:
         """CPU seconds so far of every platform process, Kafka, Elasticsearch and this load
@@ -966,6 +1047,7 @@ def run(cfg: BenchConfig, settings, procs: dict[str, subprocess.Popen], log=prin
     plat = report["platform"] = {}
     plat["idle_memory"] = step("platform: idle memory", lambda: idle_memory(settings, procs, cfg.idle_settle_seconds))
     plat["writes"] = step("platform: CreateProfile", lambda: asyncio.run(bench.writes()))
+    plat["commands"] = step("platform: other write commands", lambda: asyncio.run(bench.commands()))
     plat["catch_up"] = step("platform: processor catch-up", bench.prefill)
     plat["rebuild"] = step("platform: rebuild", bench.rebuild)
     plat["search"] = step("platform: search", bench.search)
@@ -990,6 +1072,8 @@ def compare(report: dict[str, Any]) -> list[dict[str, Any]]:
     at_top = max(writes["rates"], key=lambda r: r["offered_per_s"])
     rows = [
         {"figure": "write RPCs/s (CreateProfile, closed loop)", "platform": writes["burst"]["rpc_per_s"], "raw": echo, "raw_name": "gRPC echo rpc/s", "target_ratio": TARGETS["write_rpc_vs_grpc_echo"]},
+        *({"figure": f"write RPCs/s ({name}, closed loop)", "platform": plat["commands"][name]["rpc_per_s"], "raw": echo, "raw_name": "gRPC echo rpc/s", "target_ratio": TARGETS["write_rpc_vs_grpc_echo"]}
+          for name in COMMANDS if name in plat.get("commands", {})),
         {"figure": "end-to-end indexing events/s (burst: ack→indexed)", "platform": writes["burst"]["e2e_events_per_s"], "raw": bulk, "raw_name": "ES _bulk docs/s", "target_ratio": TARGETS["e2e_indexing_vs_es_bulk"]},
         {"figure": f"end-to-end indexing events/s (BatchCreateProfiles of {writes['batched'].get('batch_size', 0)}: send→indexed)", "platform": writes["batched"].get("e2e_events_per_s"), "raw": bulk, "raw_name": "ES _bulk docs/s", "target_ratio": TARGETS["e2e_indexing_vs_es_bulk"]},
         {"figure": f"end-to-end indexing events/s at {best_rate['offered_per_s']:.0f}/s offered", "platform": best_rate.get("indexed_events_per_s"), "raw": bulk, "raw_name": "ES _bulk docs/s", "target_ratio": TARGETS["e2e_indexing_vs_es_bulk"]},

@@ -132,6 +132,17 @@ def _batched_lines(batched: dict[str, Any] | None) -> list[str]:
             f"(total {sum(batched['cpu_ms_per_indexed_write'].values()):.2f})"]
 
 
+def _command_lines(commands: dict[str, Any] | None) -> list[str]:
+    if not commands:
+        return []
+    lines = [f"- The other main write commands, {commands['calls_each']:,} calls each, closed loop, {commands['workers']} in flight (each worker one author):"]
+    for name, run in commands.items():
+        if isinstance(run, dict) and "rpc_per_s" in run:
+            lines.append(f"    - {name}: {_fmt(run['rpc_per_s'])} rpc/s, {_lat(run['latency'])}; CPU per call (ms): {_ms(run['cpu_ms_per_call'])} "
+                         f"(total {sum(run['cpu_ms_per_call'].values()):.2f})")
+    return lines
+
+
 def _gap_lines(result: dict[str, Any]) -> list[str]:
     """For each target this run missed: where its time went (this run's figures) and what would
     close the gap (what earlier runs measured; the session notes and docs/ have the details)."""
@@ -150,7 +161,10 @@ def _gap_lines(result: dict[str, Any]) -> list[str]:
                      f"{needed:,.0f}/s would need at most {1000 * cores / needed:.2f} ms per write, and the profiles service alone used {burst['cpu_ms_per_write'].get('profiles', 0):.2f} "
                      "(gRPC's Python server, the command's decision, the SQLite transaction). The relay, Kafka, the projection and Elasticsearch come on top, since "
                      f"every acknowledged write is published and indexed too. No change measured so far closes this on {cores} cores; on Kubernetes the service "
-                     "scales out as replicas on PostgreSQL.")
+                     "scales out as replicas on PostgreSQL."
+                     + (" The other commands: " + "; ".join(f"{name} {sum(run['cpu_ms_per_call'].values()):.2f} ms a call ({_fmt(run['rpc_per_s'])}/s)"
+                                                           for name, run in plat["commands"].items() if isinstance(run, dict) and "rpc_per_s" in run) + "."
+                        if plat.get("commands") else ""))
     if any(f.startswith(("end-to-end", "processor catch-up")) for f in missed):
         batched = plat["writes"].get("batched") or {}
         indexed = batched.get("cpu_ms_per_indexed_write") or {}
@@ -224,7 +238,8 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
            f"- CreateProfile burst ({plat['writes']['burst']['profiles']:,} profiles, {plat['writes']['burst']['concurrency']} in flight): {_fmt(plat['writes']['burst']['rpc_per_s'])} rpc/s, {_lat(plat['writes']['burst']['latency'])}; "
            f"every one searchable {plat['writes']['burst']['all_indexed_after_s']} s after the first send ({_fmt(plat['writes']['burst']['e2e_events_per_s'])} events/s end to end).",
            *_cpu_per_write_lines(plat["writes"]["burst"], raw["grpc_echo"]),
-           *_batched_lines(plat["writes"].get("batched"))]
+           *_batched_lines(plat["writes"].get("batched")),
+           *_command_lines(plat.get("commands"))]
     for run in plat["writes"]["rates"]:
         out.append(f"- CreateProfile at a constant {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}), "
                    f"errors {run['errors'] or 'none'}; latency from scheduled send {_lat(run['latency_from_scheduled'])}; freshness (ack → first hit on the alias) {_lat(run['freshness'])}, not seen {run['freshness']['not_seen']}; "

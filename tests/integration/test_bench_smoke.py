@@ -44,6 +44,10 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert batched["profiles"] == cfg.batched_profiles and batched["calls"] == -(-cfg.batched_profiles // cfg.batch_size)
     assert batched["call_latency"]["count"] == batched["calls"] and _positive(batched["e2e_events_per_s"]) and _positive(batched["acknowledged_events_per_s"])
     assert _positive(batched["cpu_ms_per_indexed_write"]["projections"])
+    for name in harness.COMMANDS:  # the other main commands, each measured and attributed to its service
+        run = plat["commands"][name]
+        assert run["calls"] == cfg.command_calls and run["latency"]["count"] == cfg.command_calls and _positive(run["rpc_per_s"])
+        assert _positive(run["cpu_ms_per_call"]["profiles" if name in ("Follow", "CreateStatusUpdate") else "posts"])
     for run in plat["writes"]["rates"]:
         assert run["completed"] > 0 and not run["errors"]
         assert run["latency_from_scheduled"]["count"] == run["completed"]
@@ -93,13 +97,14 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     figures = {row["figure"]: row for row in saved["comparison"]}
     assert any(f.startswith("write RPCs/s") and _positive(r["ratio"]) for f, r in figures.items())
     assert any(f.startswith("end-to-end indexing events/s (BatchCreateProfiles") and _positive(r["ratio"]) for f, r in figures.items())
+    assert all(_positive(figures[f"write RPCs/s ({name}, closed loop)"]["ratio"]) for name in harness.COMMANDS)
     assert any(f.startswith("projection rebuild") and _positive(r["ratio"]) for f, r in figures.items())
     assert any(f.startswith("jam tally events/s") and _positive(r["platform"]) for f, r in figures.items())
     assert any(f.startswith("Search p99") and _positive(r["platform"]) and r["target_max"] == harness.TARGETS["search_p99_s"] for f, r in figures.items())
     assert any(f.startswith("Suggest p99") and _positive(r["platform"]) for f, r in figures.items())
     markdown = (tmp_path / "smoke.md").read_text()
     assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown and "Jam tally" in markdown
-    assert "Search and Suggest" in markdown and "Suggest at" in markdown and "where Elasticsearch spends it" in markdown and "- BatchCreateProfiles (" in markdown
+    assert "Search and Suggest" in markdown and "Suggest at" in markdown and "where Elasticsearch spends it" in markdown and "- BatchCreateProfiles (" in markdown and "    - CreatePost: " in markdown
     # Every missed target is explained under its own heading (a quick run misses the ratio targets).
     assert any(row["met"] is False for row in result["comparison"]) and "Targets missed: where the time goes and what would close the gap" in markdown
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
