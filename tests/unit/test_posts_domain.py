@@ -135,12 +135,14 @@ def test_every_event_converts_to_its_envelope():
     micro.delete("ana")
     comment = Comment.create("posts/x", "", "ana", "b", "PUBLIC", "")
     comment.edit("ana", "c")
+    comment.flag("b", "r", 1)
     comment.delete("ana")
     rating = Rating(post="p", rater_id="ana", value=3, visibility="PUBLIC", community="")
     rating.change(4)
     rating.withdraw()
     bookmark = Bookmark(owner_id="ana", url="https://x.com/", title="t", tags=[], notes="", visibility="PUBLIC", community="")
     bookmark.edit("ana", {"title": "u", "tags": ["a"], "notes": "n", "visibility": "PUBLIC", "community": ""})
+    bookmark.flag("b", "r", 1)
     bookmark.delete("ana")
     bookmark.resave({"title": "u", "tags": ["a"], "notes": "n", "visibility": "PUBLIC", "community": ""})
     from services.posts.domainmodel import Blog, Like
@@ -151,11 +153,21 @@ def test_every_event_converts_to_its_envelope():
     like = Like(target="microposts/x", person_id="ana")
     like.unlike()
     like.like()
+    from services.search.projections import ALL
+
+    def keepers(envelope) -> set[str]:
+        return {cls.name for cls in ALL if envelope.aggregate_type in cls.aggregate_types}
+
     seen = set()
     for aggregate in (post, micro, comment, rating, bookmark, blog, like):
-        for sequence, event in enumerate(aggregate.collect_events(), 1):
-            envelope = to_envelope("posts", event, sequence)
-            seen.add(envelope.event_type.rsplit(".", 1)[-1])
+        envelopes = [to_envelope("posts", event, sequence) for sequence, event in enumerate(aggregate.collect_events(), 1)]
+        seen.update(envelope.event_type.rsplit(".", 1)[-1] for envelope in envelopes)
+        # The projections that keep an item keep every later event of it too: flag events
+        # are Flaggable's (the class that defines them), not the item's.
+        kept_by = keepers(envelopes[0])
+        assert kept_by, envelopes[0].event_type
+        for envelope in envelopes[1:]:
+            assert kept_by <= keepers(envelope), (envelope.event_type, envelope.aggregate_type, kept_by)
     assert {"PostCreated", "ItemHidden", "ItemRestored", "BookmarkResaved", "Reliked", "RatingWithdrawn", "BlogCreated"} <= seen
 
 

@@ -16,7 +16,7 @@ from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
 class BookmarksProjection(DocumentProjection):
     name = "bookmarks"
     sources = ("posts",)
-    aggregate_types = frozenset({"Bookmark"})
+    aggregate_types = frozenset({"Bookmark", "Flaggable"})  # flag events are Flaggable's, whatever the item
     mappings: dict[str, Any] = {
         "properties": {
             "name": {"type": "keyword"},

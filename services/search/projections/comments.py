@@ -14,7 +14,7 @@ from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
 class CommentsProjection(DocumentProjection):
     name = "comments"
     sources = ("posts",)
-    aggregate_types = frozenset({"Comment"})
+    aggregate_types = frozenset({"Comment", "Flaggable"})  # flag events are Flaggable's, whatever the item
     mappings: dict[str, Any] = {
         "properties": {
             "name": {"type": "keyword"},

@@ -43,7 +43,7 @@ def apply_flags(doc: Doc | None, event: Event) -> Doc:
 class PostsProjection(DocumentProjection):
     name = "posts"
     sources = ("posts",)
-    aggregate_types = frozenset({"Post", "Micropost"})
+    aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
     mappings: dict[str, Any] = {
         "properties": {
             # "blog" (a blog post) or "micro" (a micropost).
