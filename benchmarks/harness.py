@@ -502,13 +502,9 @@ class PlatformBench:
         return chosen
 
     def request(self, person):
-        from watercooler.profiles.v1 import profiles_pb2
+        from watercooler.company import create_profile_request
 
-        return profiles_pb2.CreateProfileRequest(
-            profile=profiles_pb2.Profile(employee_id=person.employee_id, display_name=person.display_name, sort_name=person.sort_name,
-                                         department=person.department, country=person.country, title=person.title,
-                                         manager=f"profiles/{person.manager_id}" if person.manager_id else "", expertise=list(person.expertise)),
-            request_id=f"bench-{self.cfg.seed}-{person.employee_id}")
+        return create_profile_request(person, f"bench-{self.cfg.seed}-{person.employee_id}")
 
     async def writes(self) -> dict[str, Any]:
         import grpc

@@ -42,6 +42,26 @@ VIEW_BATCH = 1000  # BatchRecordPageViews' limit
 PROFILES_PER_BATCH = 500  # BatchCreateProfiles takes up to 1,000; 500 keeps a wave spread over the workers
 
 
+def create_profile_request(person: Any, request_id: str, employee_id: Callable[[str], str] = str) -> Any:
+    """The CreateProfileRequest for a generated person (``synthetic.Person`` or the demo's
+    ``seed.Person``); ``employee_id`` maps their ids (a tag prefix)."""
+    from .profiles.v1 import profiles_pb2
+
+    return profiles_pb2.CreateProfileRequest(
+        profile=profiles_pb2.Profile(
+            employee_id=employee_id(person.employee_id),
+            display_name=person.display_name,
+            sort_name=person.sort_name,
+            department=person.department,
+            country=person.country,
+            manager=f"profiles/{employee_id(person.manager_id)}" if person.manager_id else "",
+            expertise=list(person.expertise),
+            title=person.title,
+        ),
+        request_id=request_id,
+    )
+
+
 @dataclass
 class Plan:
     """How much of each kind to write for a company of ``employees`` (the generator's defaults
@@ -179,21 +199,8 @@ class CompanyWriter:
             for level in range(max(depth, default=-1) + 1):  # managers exist before their reports are created
                 wave = [p for p, d in zip(people, depth, strict=True) if d == level]
 
-                def request(person) -> profiles_pb2.CreateProfileRequest:
-                    profile = profiles_pb2.Profile(
-                        employee_id=self.eid(person.employee_id),
-                        display_name=person.display_name,
-                        sort_name=person.sort_name,
-                        department=person.department,
-                        country=person.country,
-                        manager=f"profiles/{self.eid(person.manager_id)}" if person.manager_id else "",
-                        expertise=list(person.expertise),
-                        title=person.title,
-                    )
-                    return profiles_pb2.CreateProfileRequest(profile=profile, request_id=self.rid("profile", person.employee_id))
-
                 def create(people_of_batch) -> None:
-                    requests = [request(person) for person in people_of_batch]
+                    requests = [create_profile_request(person, self.rid("profile", person.employee_id), self.eid) for person in people_of_batch]
                     try:
                         self._rpc(stub.BatchCreateProfiles, profiles_pb2.BatchCreateProfilesRequest(requests=requests), self._service)
                     except grpc.RpcError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from .client import bearer_metadata, channel, service_token
+from .company import create_profile_request
 from .config import Settings
 from .profiles.v1 import profiles_pb2, profiles_pb2_grpc
 
@@ -64,22 +65,7 @@ def seed_profiles(settings: Settings, size: int, seed: int = 42, progress: Calla
     token = service_token(settings, "watercooler-seed")
     metadata = bearer_metadata(token)
     created = 0
-    requests = [
-        profiles_pb2.CreateProfileRequest(
-            profile=profiles_pb2.Profile(
-                employee_id=person.employee_id,
-                display_name=person.display_name,
-                sort_name=person.sort_name,
-                department=person.department,
-                country=person.country,
-                manager=f"profiles/{person.manager_id}" if person.manager_id else "",
-                expertise=list(person.expertise),
-                title=person.title,
-            ),
-            request_id=f"seed-{seed}-profile-{person.employee_id}",
-        )
-        for person in people(size, seed)
-    ]
+    requests = [create_profile_request(person, f"seed-{seed}-profile-{person.employee_id}") for person in people(size, seed)]
     with channel(settings, "profiles") as ch:
         stub = profiles_pb2_grpc.ProfileServiceStub(ch)
         # In hiring order, managers first: each batch's managers exist or come earlier in it.
