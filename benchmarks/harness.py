@@ -367,15 +367,18 @@ asyncio.run(main())
 """
 
 
-async def _closed_loop(call, make_request, seconds: float, concurrency: int) -> tuple[int, HdrHistogram, float]:
+async def _closed_loop(call, make_request, seconds: float, concurrency: int, total: int | None = None) -> tuple[int, HdrHistogram, float]:
+    """`concurrency` workers call back to back for `seconds`, or until `total` calls have been
+    made; worker w's n-th request is make_request(w, n)."""
     h = hist()
-    done = 0
+    done = issued = 0
     deadline = time.perf_counter() + seconds
 
     async def worker(w: int) -> None:
-        nonlocal done
+        nonlocal done, issued
         n = 0
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and (total is None or issued < total):
+            issued += 1
             began = time.perf_counter()
             await call(make_request(w, n))
             record(h, time.perf_counter() - began)
@@ -562,19 +565,10 @@ class PlatformBench:
         size = self.cfg.batch_size
         calls = [profiles_pb2.BatchCreateProfilesRequest(requests=[self.request(p) for p in people[i:i + size]]) for i in range(0, len(people), size)]
         queue = list(reversed(calls))
-        h = hist()
-
-        async def worker() -> None:
-            while queue:
-                call = queue.pop()
-                began = time.perf_counter()
-                await stub.BatchCreateProfiles(call, metadata=metadata, timeout=120)
-                record(h, time.perf_counter() - began)
-
         cpu_before = self.cpu_by_process()
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(self.cfg.batch_concurrency)))
-        written = time.perf_counter() - began
+        _, h, written = await _closed_loop(lambda call: stub.BatchCreateProfiles(call, metadata=metadata, timeout=120), lambda _w, _n: queue.pop(),
+                                           float("inf"), self.cfg.batch_concurrency, total=len(calls))
         cpu_written = self.cpu_by_process()
         indexed_at = await self._wait_indexed(es, people, began)
         cpu_indexed = self.cpu_by_process()
@@ -641,20 +635,10 @@ class PlatformBench:
         return out
 
     async def _closed_loop_calls(self, call, workers: int) -> dict[str, Any]:
-        """`command_calls` calls shared out over `workers` workers; worker w makes calls n = w, w + workers, ..."""
+        """`command_calls` calls of call(w, n) over `workers` workers (worker w's n-th call)."""
         total = self.cfg.command_calls
-        h = hist()
-
-        async def worker(w: int) -> None:
-            for n in range(w, total, workers):
-                began = time.perf_counter()
-                await call(w, n)
-                record(h, time.perf_counter() - began)
-
         cpu_before = self.cpu_by_process()
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(workers)))
-        elapsed = time.perf_counter() - began
+        _, h, elapsed = await _closed_loop(lambda pending: pending, call, float("inf"), workers, total=total)
         cpu = per_item_ms(cpu_before, self.cpu_by_process(), total)
         return {"calls": total, "rpc_per_s": round(total / elapsed, 1), "latency": summary(h),
                 "cpu_ms_per_call": {name: v for name, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.01}}
