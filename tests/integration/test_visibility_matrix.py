@@ -509,6 +509,10 @@ def test_the_http_view_shows_only_what_the_caller_may_see(world, who):
 @pytest.mark.parametrize("who", PRINCIPALS)
 def test_the_http_jam_board_shows_only_jams_the_caller_may_see(world, more, who):
     md, names = more["principals"][who], more["names"]
+    # The board shows the 50 most recently active jams: make these two the most recent first.
+    for item in ("jam_j1", "jam_j2"):
+        world["s"].jams.CreateIdea(jp.CreateIdeaRequest(parent=names[item], idea=jp.Idea(title=unique("i"))), metadata=world["as_author"])
+    eventually(lambda: {names["jam_j1"], names["jam_j2"]} <= {j["name"] for j in http_get("/api/v1/jams", world["principals"]["service"])[1]["jams"]}, message="jams on the board")
     status, board = http_get("/api/v1/jams", md)
     assert status == 200, board
     on_board = {j["name"] for j in board["jams"]}
