@@ -1,6 +1,6 @@
 """Odd input that every RPC of every service meets in the platform layer, before its servicer:
-bodies that do not decode, timestamps out of range, over-long resource names, errors that
-would echo a huge value, and server reflection as current tools ask for it (v1)."""
+bodies that do not decode, timestamps out of range, over-long resource names, and errors
+that would echo a huge value."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from google.protobuf import descriptor as d
 from google.protobuf import descriptor_pool
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
-from grpc_reflection.v1alpha import reflection_pb2
 from grpc_status import rpc_status
 
 from watercooler.jams.v1 import jams_pb2 as jp
@@ -178,23 +177,3 @@ def test_an_error_echoes_at_most_a_bounded_part_of_a_long_value(platform):
     status = rpc_status.from_call(caught.value)
     assert status is not None and len(status.SerializeToString()) < 4096
 
-
-def test_reflection_answers_as_v1_and_v1alpha(platform):
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
-    for service in ("profiles", "posts", "jams", "search"):
-        channel = platform.channel(service)
-        for version in ("v1", "v1alpha"):
-            # v1 and v1alpha are the same messages on the wire, under different packages
-            call = channel.stream_stream(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
-                                         request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-                                         response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
-            names = {s.name for r in call(iter([request]), timeout=10) for s in r.list_services_response.service}
-            assert {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names, (service, version, names)
-            assert any(n.startswith(f"watercooler.{service}.v1.") for n in names), (service, version, names)
-        # A v1 client describes the v1 reflection service itself.
-        call = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-                                     request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-                                     response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
-        symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection")
-        (answer,) = list(call(iter([symbol]), timeout=10))
-        assert answer.HasField("file_descriptor_response"), answer
