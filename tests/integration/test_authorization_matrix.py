@@ -5,9 +5,11 @@ RPCs and the situation they are called in) and every column (a principal and its
 relation to the item), runs each cell against the running platform in one shared world
 of fixtures, and compares the status code (and, for list and search reads, whether the
 world's item is shown or hidden) with the cell. A cell that may succeed gets a fresh
-item of its own, so cells never depend on each other's order. A second test fails when
-an RPC defined in protos/ has no row in the document (or a row names an RPC the test
-cannot run), so nothing new slips past the matrix."""
+item of its own, so cells never depend on each other's order. Rows naming `GET /route`
+run against the search service's HTTP view with the column's token. A second test fails
+when an RPC defined in protos/ or an HTTP route has no row in the document (or a row names
+one the test cannot run), so nothing new slips past the matrix (tests/unit/test_read_gate.py
+holds the same gate without the platform, and the visibility matrix's for reads)."""
 
 from __future__ import annotations
 
