@@ -121,9 +121,11 @@ def _http_get(path: str, token: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-def test_the_http_view_holds_timestamps_to_the_same_range(platform):
+def test_the_http_view_holds_timestamps_and_names_to_the_same_limits(platform):
     status, body = _http_get("/api/v1/trending?time=0001-01-01T00:00:00Z", platform.token("e-odd"))
     assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT" and body["error"]["field"] == "time", body
+    status, body = _http_get(f"/api/v1/stats?metric=wiki_views&target=pages/{'a' * 2000}", platform.token("e-odd"))
+    assert status == 400 and body["error"]["field"] == "target" and len(body["error"]["message"]) < 200, body
 
 
 def _violations(error: grpc.RpcError) -> list[str]:
