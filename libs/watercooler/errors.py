@@ -6,7 +6,27 @@ can tell exactly what to fix.
 
 from __future__ import annotations
 
+import re
+
 import grpc
+
+# How much of a caller's value an error repeats back.  Errors travel in gRPC trailers (the
+# message and the AIP-193 details), whose size the transport caps (8 KiB by default): an
+# error echoing a 15,000-character name would itself fail as RESOURCE_EXHAUSTED.
+ECHO_LIMIT = 100
+MESSAGE_LIMIT = 1024
+_LONG_RUN = re.compile(r"\S{" + str(ECHO_LIMIT + 1) + ",}")
+
+
+def bounded(text: str, limit: int = ECHO_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def bounded_message(text: str) -> str:
+    """A message with every long unbroken run (an echoed name, id or token) cut to ECHO_LIMIT
+    characters, and the whole cut to MESSAGE_LIMIT."""
+    return bounded(_LONG_RUN.sub(lambda run: bounded(run.group()), text), MESSAGE_LIMIT)
 
 
 class DomainError(Exception):

@@ -2,9 +2,11 @@
 
 One interceptor does, for every RPC of a service: authentication (bearer JWT
 -> principal), the deadline, metrics, a structured log line, and the mapping of
-domain errors to gRPC statuses with AIP-193 details naming the field.  An
-unexpected exception becomes INTERNAL with a reference id, never UNKNOWN.
-Health checking and reflection are registered; SIGTERM drains gracefully.
+domain errors to gRPC statuses with AIP-193 details naming the field.  It also
+decodes the request itself and checks it (request_checks.py), so an undecodable or
+out-of-range request is INVALID_ARGUMENT naming what is wrong.  An unexpected
+exception becomes INTERNAL with a reference id, never UNKNOWN.  Health checking and
+reflection (v1 and v1alpha) are registered; SIGTERM drains gracefully.
 """
 
 from __future__ import annotations
@@ -20,17 +22,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from . import metrics
 from .auth import Principal, TokenVerifier, set_current_principal
 from .client import server_credentials, tls_enabled
 from .config import Settings
-from .errors import DomainError, InvalidArgument, ResourceExhausted
+from .errors import DomainError, InvalidArgument, ResourceExhausted, bounded, bounded_message
+from .request_checks import check_request, decoder
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +123,16 @@ def _status_for(error: DomainError) -> status_pb2.Status:
         details.append(packed)
     if isinstance(error, InvalidArgument) or error.field:
         bad = error_details_pb2.BadRequest()
-        bad.field_violations.add(field=error.field, description=error.message)
+        bad.field_violations.add(field=error.field, description=bounded_message(error.message))
         packed = any_pb2.Any()
         packed.Pack(bad)
         details.append(packed)
     if error.details:
-        info = error_details_pb2.ErrorInfo(reason=type(error).__name__.upper(), domain="watercooler", metadata={k: str(v) for k, v in error.details.items()})
+        info = error_details_pb2.ErrorInfo(reason=type(error).__name__.upper(), domain="watercooler", metadata={k: bounded(str(v)) for k, v in error.details.items()})
         packed = any_pb2.Any()
         packed.Pack(info)
         details.append(packed)
-    return status_pb2.Status(code=error.code.value[0], message=str(error), details=details)
+    return status_pb2.Status(code=error.code.value[0], message=bounded_message(str(error)), details=details)
 
 
 def max_in_flight_from_env() -> int:
@@ -159,8 +162,9 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             return handler
         behaviour = handler.unary_unary
         short_method = method.rsplit("/", 1)[-1]
+        decode = decoder(handler.request_deserializer)
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapped(body: bytes, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             principal: Principal | None = None
@@ -182,6 +186,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                         retry_after_seconds=round(wait, 3),
                     )
                 set_current_principal(principal)
+                request = decode(body)
+                check_request(request)
                 remaining = context.time_remaining()
                 if remaining is not None:
                     if remaining <= 0:
@@ -238,11 +244,53 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                         },
                     )
 
+        # The body arrives undecoded (no request_deserializer): grpcio would answer a body it
+        # cannot decode with UNKNOWN; ``wrapped`` decodes it and refuses it as INVALID_ARGUMENT.
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection_v1_descriptor() -> None:
+    """grpc.reflection.v1 is v1alpha under another package (the same messages, field for field),
+    but grpcio-reflection's Python package ships only v1alpha: add the v1 file to the
+    descriptor pool so that reflection can describe itself under both names."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindServiceByName(REFLECTION_V1)
+        return
+    except KeyError:
+        pass
+    file = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(file)
+    file.name, file.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    for message in file.message_type:
+        for field in message.field:
+            if field.HasField("type_name"):
+                field.type_name = field.type_name.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+    for method in file.service[0].method:
+        method.input_type = method.input_type.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+        method.output_type = method.output_type.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+    pool.Add(file)
+
+
+def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+    """Server reflection as both grpc.reflection.v1 (what current tools ask for first) and
+    v1alpha, answered by one servicer: the two protocols are the same bytes on the wire."""
+    _add_reflection_v1_descriptor()
+    names = [*service_names, reflection.SERVICE_NAME, REFLECTION_V1]
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
 
 
 def new_server(service: str, settings: Settings) -> grpc.aio.Server:
@@ -273,7 +321,7 @@ async def serve(
     names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    enable_reflection(server, [*names, health.SERVICE_NAME])
     address = f"0.0.0.0:{settings.grpc_port(service)}"
     if tls_enabled(settings):  # mutual TLS: WC_TLS_CERT / WC_TLS_KEY / WC_TLS_CA
         server.add_secure_port(address, server_credentials(settings))

@@ -23,7 +23,8 @@ from google.protobuf.message import Message
 
 from watercooler.auth import Principal, TokenVerifier, set_current_principal
 from watercooler.config import Settings
-from watercooler.errors import DomainError, InvalidArgument
+from watercooler.errors import DomainError, InvalidArgument, bounded_message
+from watercooler.request_checks import check_request
 from watercooler.rpc import page_size
 from watercooler.search.v1 import search_pb2 as sp
 
@@ -75,6 +76,7 @@ def request_from(params: Any, cls: type[Message]) -> Message:
             setattr(message, key, value.lower() in ("1", "true", "yes"))
         else:
             setattr(message, key, value)
+    check_request(message)  # the ranges and lengths every gRPC request is held to
     return message
 
 
@@ -95,7 +97,7 @@ class HttpView:
             return await handler(request)
         except DomainError as error:
             status = error.code.name
-            return web.json_response({"error": {"code": HTTP_STATUS.get(status, 400), "status": status, "message": str(error), "field": error.field or ""}},
+            return web.json_response({"error": {"code": HTTP_STATUS.get(status, 400), "status": status, "message": bounded_message(str(error)), "field": error.field or ""}},
                                      status=HTTP_STATUS.get(status, 400))
         except web.HTTPException:
             raise

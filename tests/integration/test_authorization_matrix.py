@@ -5,13 +5,19 @@ RPCs and the situation they are called in) and every column (a principal and its
 relation to the item), runs each cell against the running platform in one shared world
 of fixtures, and compares the status code (and, for list and search reads, whether the
 world's item is shown or hidden) with the cell. A cell that may succeed gets a fresh
-item of its own, so cells never depend on each other's order. A second test fails when
-an RPC defined in protos/ has no row in the document (or a row names an RPC the test
-cannot run), so nothing new slips past the matrix."""
+item of its own, so cells never depend on each other's order. Rows naming `GET /route`
+run against the search service's HTTP view with the column's token. A second test fails
+when an RPC defined in protos/ or an HTTP route has no row in the document (or a row names
+one the test cannot run), so nothing new slips past the matrix (tests/unit/test_read_gate.py
+holds the same gate without the platform, and the visibility matrix's for reads)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from tests.conftest import eventually
 from tests.integration.test_jams_api import ts
 from tests.integration.test_search_unified import Stubs, unique, word
+from tests.unit.test_read_gate import http_routes
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.posts.v1 import media_pb2 as mp
 from watercooler.posts.v1 import posts_pb2 as pb
@@ -100,8 +107,8 @@ def parse_doc(text: str) -> list[Row]:
         if header is None or set(line) <= set("|- "):
             continue
         first = cells[0]
-        rpcs = tuple(re.findall(r"`([A-Z]\w+)`", first.split("—")[0]))
-        assert rpcs, f"docs/authorization.md:{number}: no `Rpc` in the first column"
+        rpcs = tuple(re.findall(r"`([A-Z]\w+|GET /[^`]*)`", first.split("—")[0]))
+        assert rpcs, f"docs/authorization.md:{number}: no `Rpc` or `GET /route` in the first column"
         assert len(cells) - 1 == len(header), f"docs/authorization.md:{number}: {len(cells) - 1} cells for {len(header)} columns"
         situation = first.split("—", 1)[1].strip() if "—" in first else ""
         rows.append(Row(section, number, rpcs, situation, tuple((key, _cell(c, f"docs/authorization.md:{number}")) for key, c in zip(header, cells[1:], strict=True))))
@@ -294,7 +301,7 @@ def world(platform) -> World:
 
 # --- scenarios: one function per RPC, (world, column, row) -> outcome ----------------------------
 Outcome = Any  # a status code, or (code, shown)
-SERIAL = {"UpdateProfile", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
+SERIAL = {"GET /api/v1/jams", "UpdateProfile", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
 SCENARIOS: dict[str, Callable[[World, str, Row], Outcome]] = {}
 
 
@@ -859,6 +866,52 @@ def _overview(w: World, who: str, row: Row, rpc: str):
     return code(getattr(w.s.search, rpc), request, w.md(who))
 
 
+# the search service's HTTP view ----------------------------------------------------------------
+HTTP_CODES = {200: OK, 403: SC.PERMISSION_DENIED, 404: SC.NOT_FOUND, 401: SC.UNAUTHENTICATED, 400: SC.INVALID_ARGUMENT}
+
+
+def http(path: str, metadata) -> tuple[object, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{os.environ['WC_SEARCH_HTTP_PORT']}{path}", headers={"Authorization": dict(metadata)["authorization"]})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return HTTP_CODES.get(response.status, response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return HTTP_CODES.get(error.code, error.code), error.read()
+
+
+@scenario("GET /api/v1/search")
+def _http_search(w: World, who: str, row: Row, rpc: str):
+    status, body = http(f"/api/v1/search?query={w.word}&page_size=100", w.md(who))
+    return (status, w.post in {h["name"] for h in json.loads(body)["hits"]}) if status == OK else status
+
+
+@scenario("GET /api/v1/suggest", "GET /api/v1/trending", "GET /api/v1/stats")
+def _http_overview(w: World, who: str, row: Row, rpc: str):
+    query = {"GET /api/v1/suggest": f"suggest?prefix={w.word[:4]}", "GET /api/v1/trending": "trending", "GET /api/v1/stats": "stats?metric=posts"}[rpc]
+    return http(f"/api/v1/{query}", w.md(who))[0]
+
+
+@scenario("GET /api/v1/jams")
+def _http_jam_board(w: World, who: str, row: Row, rpc: str):
+    jam_id = w.jam(row)
+    # The board shows the 50 most recently active jams: make this one the most recent first.
+    w.s.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=unique("i"))), metadata=w.md("host"))
+    eventually(lambda: f"jams/{jam_id}" in {j["name"] for j in json.loads(http("/api/v1/jams", w.service)[1])["jams"]}, message="jam on the board")
+    status, body = http("/api/v1/jams", _jam_md(w, who, jam_id))
+    return (status, f"jams/{jam_id}" in {j["name"] for j in json.loads(body)["jams"]}) if status == OK else status
+
+
+@scenario("GET /api/v1/jams/{jam}/leaderboard", "GET /api/v1/jams/{jam}/pulse")
+def _http_jam_stats(w: World, who: str, row: Row, rpc: str):
+    jam_id = w.jam(row)
+    return http(rpc.split(" ", 1)[1].replace("{jam}", jam_id), _jam_md(w, who, jam_id))[0]
+
+
+@scenario("GET /healthz", "GET /", "GET /dashboard/", "GET /dashboard/{filename}")
+def _http_static(w: World, who: str, row: Row, rpc: str):
+    return http(rpc.split(" ", 1)[1].replace("{filename}", "dashboard.js"), w.md(who))[0]
+
+
 # --- the tests -----------------------------------------------------------------------------------
 def _expected(expect: Expect) -> Outcome:
     return (expect.code, expect.shown) if expect.shown is not None else expect.code
@@ -903,7 +956,9 @@ def test_every_rpc_in_protos_has_a_row_and_every_row_runs():
     documented = {rpc for row in ROWS for rpc in row.rpcs}
     rpcs = _proto_rpcs()
     assert not rpcs - documented, f"RPCs in protos/ with no row in docs/authorization.md: {sorted(rpcs - documented)}"
-    assert not documented - rpcs, f"rows of docs/authorization.md naming no RPC in protos/: {sorted(documented - rpcs)}"
+    routes = http_routes()
+    assert not documented - rpcs - routes, f"rows of docs/authorization.md naming no RPC in protos/ or route: {sorted(documented - rpcs - routes)}"
+    assert not routes - documented, f"HTTP routes with no row in docs/authorization.md: {sorted(routes - documented)}"
     assert not documented - set(SCENARIOS), f"rows this test cannot run (add a scenario): {sorted(documented - set(SCENARIOS))}"
     # Every principal appears in some table, and every cell parsed to a code.
     assert {who for row in ROWS for who, _ in row.cells} == set(COLUMNS.values())

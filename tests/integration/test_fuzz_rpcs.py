@@ -2,7 +2,8 @@
 
 For each RPC, at least 200 generated requests — random and hostile strings
 (control characters, huge, mixed scripts), out-of-range numbers, unknown enum
-values, plausible and implausible resource names — sent as a service principal
+values, plausible and implausible resource names, timestamps and durations from
+year 1 to past 9999 (and the int64 ends) — sent as a service principal
 and as an employee.  Whatever comes back must be a deliberate answer: never
 UNKNOWN, INTERNAL or UNIMPLEMENTED, the service keeps serving, and a rejected
 request stores nothing (the service's event store does not move).
@@ -91,8 +92,14 @@ def _scalar(field: d.FieldDescriptor) -> st.SearchStrategy:
 
 def message_strategy(descriptor: d.Descriptor, depth: int = 0) -> st.SearchStrategy:
     cls = message_factory.GetMessageClass(descriptor)
-    if descriptor.full_name == "google.protobuf.Timestamp":
-        return st.builds(lambda s, n: cls(seconds=s, nanos=n), st.integers(-(2**34), 2**34), st.integers(0, 999_999_999))
+    if descriptor.full_name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
+        # Plausible values, and the extremes: year 1, past 9999, the int64 ends, negative or
+        # over-large nanos (the platform must refuse them as INVALID_ARGUMENT, never crash).
+        extreme_seconds = st.sampled_from([-62_135_596_800, -1, 0, 253_402_300_799, 253_402_300_800, 315_576_000_001, -(2**63), 2**63 - 1])
+        extreme_nanos = st.sampled_from([-1, 0, 999_999_999, 1_000_000_000, -(2**31), 2**31 - 1])
+        plausible = st.builds(lambda s, n: cls(seconds=s, nanos=n), st.integers(-(2**34), 2**34), st.integers(0, 999_999_999))
+        extreme = st.builds(lambda s, n: cls(seconds=s, nanos=n), st.one_of(extreme_seconds, st.integers(-(2**63), 2**63 - 1)), st.one_of(extreme_nanos, st.integers(0, 999_999_999)))
+        return st.one_of(plausible, extreme)
     if descriptor.full_name == "google.protobuf.FieldMask":
         return st.builds(lambda paths: cls(paths=paths), st.lists(st.one_of(st.sampled_from([f.name for f in descriptor.fields] + ["*", "title", "display_name", "state"]), hostile_text), max_size=4))
     fields: dict[str, st.SearchStrategy] = {}

@@ -1,4 +1,4 @@
-"""Prometheus metrics and structured logs, as an operator sees them."""
+"""Prometheus metrics, structured logs and server reflection, as an operator sees them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 
 import grpc
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2
 
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
@@ -52,3 +53,25 @@ def test_logs_are_one_json_object_per_line(platform):
         assert {"ts", "level", "component", "msg"} <= set(entry)
     errors = [json.loads(line) for line in lines if '"code": "NOT_FOUND"' in line]
     assert errors and errors[-1]["method"] == "GetProfile"
+
+
+def test_reflection_answers_as_v1_and_v1alpha(platform):
+    """grpcurl, Postman and other current tools ask for grpc.reflection.v1 first."""
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    for service in ("profiles", "posts", "jams", "search"):
+        channel = platform.channel(service)
+        for version in ("v1", "v1alpha"):
+            # v1 and v1alpha are the same messages on the wire, under different packages
+            call = channel.stream_stream(f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+                                         request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                         response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+            names = {s.name for r in call(iter([request]), timeout=10) for s in r.list_services_response.service}
+            assert {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names, (service, version, names)
+            assert any(n.startswith(f"watercooler.{service}.v1.") for n in names), (service, version, names)
+        # A v1 client describes the v1 reflection service itself.
+        call = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                     request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                     response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+        symbol = reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection")
+        (answer,) = list(call(iter([symbol]), timeout=10))
+        assert answer.HasField("file_descriptor_response"), answer
