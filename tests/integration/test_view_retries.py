@@ -94,7 +94,7 @@ def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
 def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform):
     """The posts service remembers answered request ids in memory only: after a restart it
     sends a retried view again. The second copy carries the same view_id on the same
-    partition, and the counter skips it (services/search/stats/views.py, RecentViewIds)."""
+    partition, and the counter skips it (services/search/stats/views.py, SeenViewIds)."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     reader, md, page = reader_and_page(platform, "rr")
@@ -118,3 +118,44 @@ def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform
     # ... and the counter counts them once, plus the new view.
     eventually(lambda: counts(search, md, page.name).total >= 3, message="the new view counted")
     assert counts(search, md, page.name).total == 3
+
+
+def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
+    """Clients may retry for an hour (services/search/stats/views.py, RETRY_WINDOW_SECONDS),
+    however many views came in between: here 60,000 on the same page, more than the 50,000
+    facts a partition's window once held.  The retry reaches a restarted posts service (which
+    forgot the request) and is counted by another stats worker than the first attempt."""
+    from watercooler.runner import ProcessSpec
+
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    reader, md, page = reader_and_page(platform, "rl")
+    service = platform.metadata()
+    batch = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="web")] * 2, request_id=str(uuid.uuid4()))
+    assert wiki.BatchRecordPageViews(batch, metadata=md).recorded == 2
+    between = 60_000
+    others = [wp.PageView(page=page.name, viewer=f"v{i % 7}", client="load") for i in range(1000)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=others), metadata=service, timeout=60), range(between // 1000)))
+    eventually(lambda: counts(search, md, page.name).total >= 2 + between, timeout=300, message="the views between counted")
+
+    # A second stats worker joins, and the first leaves: the second owns every partition.
+    runner = platform.platform
+    second = "stats-second"
+    runner.specs[second] = ProcessSpec(second, runner.specs["stats"].argv)
+    runner.start_process(second)
+    try:
+        runner.kill("stats")
+        runner.kill("posts")
+        runner.restart("posts")
+        wiki = platform.stub(wg.WikiServiceStub, "posts")
+        assert eventually(lambda: wiki.BatchRecordPageViews(batch, metadata=md, timeout=10).recorded == 2, timeout=60, message="the retry answered")
+        wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=md)  # a new view, after the copies
+        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+        assert sum(1 for f in facts if f.view_id.startswith(f"{reader}/{batch.request_id}/")) == 4, "the retry was not sent again"
+        eventually(lambda: counts(search, md, page.name).total >= 3 + between, timeout=120, message="the new view counted")
+        assert counts(search, md, page.name).total == 3 + between
+    finally:
+        runner.restart("stats")
+        runner.kill(second)
+        del runner.specs[second], runner.procs[second]
