@@ -322,7 +322,7 @@ class SeenViewIds:
                 if "resource_already_exists" not in str(exc):
                     raise
             self._ready.add(bucket)
-        await self._drop_buckets_before(max(buckets) - KEPT_BUCKETS)
+        await self._drop_buckets_before(max(buckets) - KEPT_BUCKETS + 1)
 
     async def _drop_buckets_before(self, oldest_kept: int) -> None:
         names = await self.es.indices.get(index=f"{self.prefix}-*", allow_no_indices=True, expand_wildcards="open")
