@@ -159,3 +159,46 @@ def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
         runner.restart("stats")
         runner.kill(second)
         del runner.specs[second], runner.procs[second]
+
+
+def test_the_store_of_seen_view_ids_skips_a_copy_an_hour_later_and_drops_old_hours(platform):
+    """The counter's store itself (services/search/stats/views.py, SeenViewIds) against the real
+    Elasticsearch, with record times hours apart (a gRPC client cannot wait that long)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from elasticsearch import AsyncElasticsearch
+
+    from services.search.stats.views import KEPT_BUCKETS, RETRY_WINDOW_SECONDS, SeenViewIds, bucket_of
+
+    hour_ms = RETRY_WINDOW_SECONDS * 1000
+    start = bucket_of(1_780_000_000_000) * hour_ms + hour_ms // 2
+    request = uuid.uuid4().hex
+
+    def fact(offset: int, at_ms: int, index: int = 0) -> SimpleNamespace:
+        view = le.ViewFact(target="pages/store", view_id=f"someone/{request}/{index}")
+        return SimpleNamespace(partition=0, offset=offset, timestamp=at_ms, value=view.SerializeToString())
+
+    async def scenario() -> tuple[list[list[int]], list[str]]:
+        es = AsyncElasticsearch(platform.settings.es_url, request_timeout=30)
+        try:
+            seen = SeenViewIds(es, platform.settings)
+            one_worker, another = seen, SeenViewIds(es, platform.settings)
+            decided = [
+                [r.offset for r in await one_worker.first_sightings("views", [fact(0, start), fact(1, start, index=1)])],
+                [r.offset for r in await another.first_sightings("views", [fact(0, start)])],  # a replay elsewhere
+                [r.offset for r in await another.first_sightings("views", [fact(5, start + 59 * 60_000)])],  # 59 min later
+                [r.offset for r in await one_worker.first_sightings("views", [fact(9, start + hour_ms)])],  # 60 min later
+                [r.offset for r in await another.first_sightings("views", [fact(20, start + 10 * hour_ms, index=1)])],  # 10 h later
+            ]
+            names = sorted(await es.indices.get(index=f"{seen.prefix}-*"))
+            return decided, names
+        finally:
+            await es.close()
+
+    decided, names = asyncio.run(scenario())
+    assert decided == [[0, 1], [0], [], [], [20]]
+    # The hours of the first views were dropped once ten hours later were written; the newest kept.
+    buckets = [int(n.rsplit("-", 1)[1]) for n in names]
+    latest = bucket_of(start + 10 * hour_ms)
+    assert bucket_of(start) not in buckets and min(buckets) > latest - KEPT_BUCKETS and {latest - 1, latest, latest + 1} <= set(buckets)
