@@ -61,10 +61,10 @@ def run_platform(demo_size: int) -> None:
                 console.print(f"[yellow]  seeding {name} stopped ({reason[:200]}); the platform keeps running")
         console.print(f"[green]demo company seeded in {time.monotonic() - seeded_at:.1f}s; ready {time.monotonic() - started_at:.1f}s after start")
         _print_endpoints(settings)
+        # A crashed process is restarted by the platform itself; only one that keeps crashing stops all.
         while not stop.is_set():
-            exited = platform.exited()
-            if exited:
-                console.print(f"[red]process exited: {exited}; stopping")
+            if platform.gave_up.is_set():
+                console.print(f"[red]{platform.gave_up_on} crashed {platform.policy.max_crashes} times within {platform.policy.window_seconds:.0f}s; stopping")
                 break
             stop.wait(1.0)
     finally:

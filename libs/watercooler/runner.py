@@ -1,6 +1,19 @@
 """Starts and stops the platform's own processes: every service, the relays and the
 processors.  Used by `make run` (logs to the terminal) and by the test suite
-(logs to files, and faults injected by killing processes)."""
+(logs to files, and faults injected by killing processes).
+
+A process that exits on its own is restarted after a back-off, with a log line, as
+compose's ``restart: on-failure`` or a Kubernetes pod would (``RestartPolicy``: 1 s, 2 s,
+4 s, ... up to 30 s); only ``RestartPolicy.max_crashes`` crashes of one process within
+``RestartPolicy.window_seconds`` (5 in 60 s) make the platform give up and stop
+(``Platform.gave_up``).  Every process is crash-safe by design (offsets committed after
+their effects, idempotent writes), so a restart loses nothing.
+
+Hand-written rather than supervisord or circus (both in the package index, neither in our
+environment): they run as daemons of their own, configured by files and driven over their
+own sockets, while the tests need the processes in this one object, to kill and restart by
+name with their logs in the test's namespace; the supervision itself is the few lines of
+``RestartPolicy`` and ``Platform._watch``."""
 
 from __future__ import annotations
 
@@ -58,11 +71,33 @@ def _dying_with_parent(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
+@dataclass
+class RestartPolicy:
+    """When to restart a crashed process, and when to give up on it (and the platform)."""
+
+    max_crashes: int = 5
+    window_seconds: float = 60.0
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def delay_after(self, crashes: list[float], now: float) -> float | None:
+        """Seconds to wait before restarting, given the times of this process's crashes (the
+        latest included), or None to give up: ``max_crashes`` of them within the window.  The
+        delay doubles with each crash in the window, so a process that keeps failing on
+        something outside it (a server down) does not spin."""
+        recent = [t for t in crashes if now - t <= self.window_seconds]
+        if len(recent) >= self.max_crashes:
+            return None
+        return min(self.max_delay, self.first_delay * 2 ** (max(1, len(recent)) - 1))
+
+
 _COLOURS = ["36", "32", "35", "33", "34", "96", "92", "95", "93", "94"]
 
 
 class Platform:
-    def __init__(self, settings: Settings, env: dict[str, str] | None = None, log_dir: Path | None = None, echo: bool = False):
+    def __init__(
+        self, settings: Settings, env: dict[str, str] | None = None, log_dir: Path | None = None, echo: bool = False, policy: RestartPolicy | None = None
+    ):
         self.settings = settings
         self.env = {**os.environ, **(env or {})}
         self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "libs"), str(ROOT), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -72,6 +107,19 @@ class Platform:
         self.specs = {spec.name: spec for spec in platform_processes()}
         self.procs: dict[str, subprocess.Popen] = {}
         self._log_files: dict[str, IO[str]] = {}
+        self.policy = policy or RestartPolicy()
+        # Crash times by process, restarts done, and the processes stopped on purpose (not restarted).
+        self.crashes: dict[str, list[float]] = {}
+        self.restarts: dict[str, int] = {}
+        self._held: set[str] = set()
+        self._stopping = False
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._due: list[tuple[float, str, subprocess.Popen]] = []  # (when, name, the crashed process)
+        # Set when a process crashed too often: the caller (`make run`) then stops everything.
+        self.gave_up = threading.Event()
+        self.gave_up_on: str | None = None
+        threading.Thread(target=self._supervise, daemon=True, name="platform-supervisor").start()
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self, timeout: float = 120.0) -> None:
@@ -96,8 +144,10 @@ class Platform:
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops children in order
         )
-        self.procs[name] = proc
-        threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
+        with self._lock:
+            self.procs[name] = proc
+            self._held.discard(name)
+        threading.Thread(target=self._watch, args=(name, proc), daemon=True).start()
         return proc
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -109,11 +159,15 @@ class Platform:
                 wait_serving(self.settings.grpc_address(spec.serves), timeout)
 
     def stop(self, timeout: float = 20.0) -> None:
-        for proc in self.procs.values():
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+            procs = list(self.procs.values())
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -125,18 +179,77 @@ class Platform:
 
     # --- faults ----------------------------------------------------------------------------------
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Stops a process by hand: it stays down (no automatic restart) until ``restart``.
+        (A crash to be restarted by the supervisor is a signal sent to ``procs[name].pid``.)"""
+        with self._lock:
+            self._held.add(name)
         proc = self.procs[name]
         proc.send_signal(sig)
         proc.wait(30)
 
     def restart(self, name: str) -> None:
-        self.start_process(name)
+        with self._lock:
+            if self.procs[name].poll() is None:  # the supervisor brought it back already
+                self._held.discard(name)
+            else:
+                self.start_process(name)
         spec = self.specs[name]
         if spec.serves:
             wait_serving(self.settings.grpc_address(spec.serves), 60)
 
     def exited(self) -> dict[str, int]:
         return {name: proc.returncode for name, proc in self.procs.items() if proc.poll() is not None}
+
+    # --- supervision -----------------------------------------------------------------------------
+    def _watch(self, name: str, proc: subprocess.Popen) -> None:
+        self._pump(name, proc)
+        code = proc.wait()
+        with self._lock:
+            if self._stopping or name in self._held or self.procs.get(name) is not proc:
+                return
+            now = time.monotonic()
+            crashes = self.crashes.setdefault(name, [])
+            crashes.append(now)
+            delay = self.policy.delay_after(crashes, now)
+            recent = sum(1 for t in crashes if now - t <= self.policy.window_seconds)
+            if delay is None:
+                self.gave_up_on = name
+                self._note(
+                    "error", f"{name} exited with code {code}, {recent} crashes in {self.policy.window_seconds:.0f}s; giving up, stopping the platform", process=name, code=code
+                )
+                self.gave_up.set()
+                return
+            self._note("warning", f"{name} exited with code {code}; restarting in {delay:.0f}s ({recent} of {self.policy.max_crashes} crashes allowed in {self.policy.window_seconds:.0f}s)", process=name, code=code)
+            self._due.append((now + delay, name, proc))
+            self._wake.notify()
+
+    def _supervise(self) -> None:
+        """Restarts crashed processes when their back-off is over.  One long-lived thread does
+        every restart: the parent-death signal (``_dying_with_parent``) fires when the *thread*
+        that spawned a child exits, so a short-lived timer thread would kill what it started."""
+        with self._wake:
+            while not self._stopping:
+                now = time.monotonic()
+                ready = [entry for entry in self._due if entry[0] <= now]
+                self._due = [entry for entry in self._due if entry[0] > now]
+                for _, name, crashed in ready:
+                    if name in self._held or self.procs.get(name) is not crashed:
+                        continue  # stopped or restarted by hand meanwhile
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    proc = self.start_process(name)
+                    self._note("info", f"{name} restarted (pid {proc.pid})", process=name, pid=proc.pid)
+                next_due = min((entry[0] for entry in self._due), default=now + 1.0)
+                self._wake.wait(max(0.01, next_due - time.monotonic()))
+
+    def _note(self, level: str, message: str, **fields: object) -> None:
+        """A supervisor log line: in platform.log beside the processes' logs, and on the terminal."""
+        line = json.dumps({"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "component": "platform", "msg": message, **fields})
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_dir / "platform.log", "a", encoding="utf-8") as log_file:
+                log_file.write(line + "\n")
+        if self.echo:
+            sys.stdout.write(f"\033[1m{'platform':>13}\033[0m {readable(line)}")
 
     # --- logs ----------------------------------------------------------------------------------
     def _pump(self, name: str, proc: subprocess.Popen) -> None:

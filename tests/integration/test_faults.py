@@ -323,8 +323,15 @@ def _local_infra(platform):
     return local
 
 
+def crashes(platform) -> int:
+    """Crashes of the platform's processes so far (the supervisor restarts them, so a process
+    that died of a fault may well be running again)."""
+    return sum(len(times) for times in platform.platform.crashes.values())
+
+
 def test_kafka_restart_under_load_loses_nothing(platform):
     local = _local_infra(platform)
+    crashed_before = crashes(platform)
     prefix = f"fk{uuid.uuid4().hex[:5]}-kafka"
     with SteadyWrites(platform, prefix) as writes:
         time.sleep(2)
@@ -335,12 +342,13 @@ def test_kafka_restart_under_load_loses_nothing(platform):
         recovery = recovery_seconds(platform, prefix, writes, fault_at)
         time.sleep(1)
     figures = assert_recovered(platform, prefix, writes)
-    assert not platform.platform.exited(), f"a process died with Kafka: {platform.platform.exited()}"
+    assert not platform.platform.exited() and crashes(platform) == crashed_before, f"a process died with Kafka: {platform.platform.crashes}"
     _record("kafka restart", {**figures, "client_retries": writes.retries, "recovery_seconds": recovery})
 
 
 def test_elasticsearch_outage_under_load_loses_nothing(platform):
     local = _local_infra(platform)
+    crashed_before = crashes(platform)
     down_for = float(os.environ.get("WC_FAULT_ES_DOWN_SECONDS", "60"))
     prefix = f"fk{uuid.uuid4().hex[:5]}-es"
     with SteadyWrites(platform, prefix) as writes:
@@ -352,7 +360,7 @@ def test_elasticsearch_outage_under_load_loses_nothing(platform):
         recovery = recovery_seconds(platform, prefix, writes, fault_at)
         time.sleep(1)
     figures = assert_recovered(platform, prefix, writes)
-    assert not platform.platform.exited(), f"a process died with Elasticsearch: {platform.platform.exited()}"
+    assert not platform.platform.exited() and crashes(platform) == crashed_before, f"a process died with Elasticsearch: {platform.platform.crashes}"
     _record("elasticsearch down", {**figures, "down_seconds": down_for, "recovery_seconds": round(recovery - down_for, 1)})
 
 
@@ -482,7 +490,7 @@ def test_processor_holds_its_batch_while_elasticsearch_answers_429_and_loses_not
             eventually(all_indexed, timeout=120, interval=0.5, message="every profile indexed after the refusals")
             caught_up = round(time.monotonic() - started, 1)
             assert (proxy.rejected_whole, proxy.rejected_items) == (8, 2) and proxy.forwarded_bulks > 0
-            assert not worker.exited(), "the worker died of the refusals"
+            assert not worker.exited() and not worker.crashes, "the worker died of the refusals"  # (the supervisor would restart it)
             dead_letter_topic = settings.dead_letter_topic
             assert read_topic(settings, dead_letter_topic) == [], "a refused batch was dead-lettered"
             assert_no_consumer_stuck(_Handle(settings), timeout=60)

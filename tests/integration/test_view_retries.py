@@ -94,7 +94,7 @@ def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
 def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform):
     """The posts service remembers answered request ids in memory only: after a restart it
     sends a retried view again. The second copy carries the same view_id on the same
-    partition, and the counter skips it (services/search/stats/views.py, RecentViewIds)."""
+    partition, and the counter skips it (services/search/stats/views.py, SeenViewIds)."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     reader, md, page = reader_and_page(platform, "rr")
@@ -118,3 +118,87 @@ def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform
     # ... and the counter counts them once, plus the new view.
     eventually(lambda: counts(search, md, page.name).total >= 3, message="the new view counted")
     assert counts(search, md, page.name).total == 3
+
+
+def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
+    """Clients may retry for an hour (services/search/stats/views.py, RETRY_WINDOW_SECONDS),
+    however many views came in between: here 60,000 on the same page, more than the 50,000
+    facts a partition's window once held.  The retry reaches a restarted posts service (which
+    forgot the request) and is counted by another stats worker than the first attempt."""
+    from watercooler.runner import ProcessSpec
+
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    reader, md, page = reader_and_page(platform, "rl")
+    service = platform.metadata()
+    batch = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="web")] * 2, request_id=str(uuid.uuid4()))
+    assert wiki.BatchRecordPageViews(batch, metadata=md).recorded == 2
+    between = 60_000
+    others = [wp.PageView(page=page.name, viewer=f"v{i % 7}", client="load") for i in range(1000)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: wiki.BatchRecordPageViews(wp.BatchRecordPageViewsRequest(views=others), metadata=service, timeout=60), range(between // 1000)))
+    eventually(lambda: counts(search, md, page.name).total >= 2 + between, timeout=300, message="the views between counted")
+
+    # A second stats worker joins, and the first leaves: the second owns every partition.
+    runner = platform.platform
+    second = "stats-second"
+    runner.specs[second] = ProcessSpec(second, runner.specs["stats"].argv)
+    runner.start_process(second)
+    try:
+        runner.kill("stats")
+        runner.kill("posts")
+        runner.restart("posts")
+        wiki = platform.stub(wg.WikiServiceStub, "posts")
+        assert eventually(lambda: wiki.BatchRecordPageViews(batch, metadata=md, timeout=10).recorded == 2, timeout=60, message="the retry answered")
+        wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=md)  # a new view, after the copies
+        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+        assert sum(1 for f in facts if f.view_id.startswith(f"{reader}/{batch.request_id}/")) == 4, "the retry was not sent again"
+        eventually(lambda: counts(search, md, page.name).total >= 3 + between, timeout=120, message="the new view counted")
+        assert counts(search, md, page.name).total == 3 + between
+    finally:
+        runner.restart("stats")
+        runner.kill(second)
+        del runner.specs[second], runner.procs[second]
+
+
+def test_the_store_of_seen_view_ids_skips_a_copy_an_hour_later_and_drops_old_hours(platform):
+    """The counter's store itself (services/search/stats/views.py, SeenViewIds) against the real
+    Elasticsearch, with record times hours apart (a gRPC client cannot wait that long)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from elasticsearch import AsyncElasticsearch
+
+    from services.search.stats.views import KEPT_BUCKETS, RETRY_WINDOW_SECONDS, SeenViewIds, bucket_of
+
+    hour_ms = RETRY_WINDOW_SECONDS * 1000
+    start = bucket_of(1_780_000_000_000) * hour_ms + hour_ms // 2
+    request = uuid.uuid4().hex
+
+    def fact(offset: int, at_ms: int, index: int = 0) -> SimpleNamespace:
+        view = le.ViewFact(target="pages/store", view_id=f"someone/{request}/{index}")
+        return SimpleNamespace(partition=0, offset=offset, timestamp=at_ms, value=view.SerializeToString())
+
+    async def scenario() -> tuple[list[list[int]], list[str]]:
+        es = AsyncElasticsearch(platform.settings.es_url, request_timeout=30)
+        try:
+            seen = SeenViewIds(es, platform.settings)
+            one_worker, another = seen, SeenViewIds(es, platform.settings)
+            decided = [
+                [r.offset for r in await one_worker.first_sightings("views", [fact(0, start), fact(1, start, index=1)])],
+                [r.offset for r in await another.first_sightings("views", [fact(0, start)])],  # a replay elsewhere
+                [r.offset for r in await another.first_sightings("views", [fact(5, start + 59 * 60_000)])],  # 59 min later
+                [r.offset for r in await one_worker.first_sightings("views", [fact(9, start + hour_ms)])],  # 60 min later
+                [r.offset for r in await another.first_sightings("views", [fact(20, start + 10 * hour_ms, index=1)])],  # 10 h later
+            ]
+            names = sorted(await es.indices.get(index=f"{seen.prefix}-*"))
+            return decided, names
+        finally:
+            await es.close()
+
+    decided, names = asyncio.run(scenario())
+    assert decided == [[0, 1], [0], [], [], [20]]
+    # The hours of the first views were dropped once ten hours later were written; the newest kept.
+    buckets = [int(n.rsplit("-", 1)[1]) for n in names]
+    latest = bucket_of(start + 10 * hour_ms)
+    assert bucket_of(start) not in buckets and min(buckets) > latest - KEPT_BUCKETS and {latest - 1, latest, latest + 1} <= set(buckets)

@@ -21,17 +21,15 @@ INVALID_ARGUMENT.  Every fact carries a deterministic ``view_id``
 in the same partition as the original; that is what a consumer-side dedupe would
 need, and what an audit can group on.
 
-Behind it, the counter (services/search/stats/views.py) skips a fact whose view_id is among
-the last 50,000 facts of its partition, a window it rebuilds from the log on start. That
-catches what this map cannot: a retry that reaches another posts replica, or this one after a
-restart. Why not a counter-side dedupe alone: a set of every view id ever seen would be
-unbounded, and the window only covers retries sent within it; this map answers most retries
-without sending anything at all.
+Behind it, the counter (services/search/stats/views.py) skips a fact whose view_id it already
+counted within the last hour (``RETRY_WINDOW_SECONDS``, by Kafka record time), keeping the
+view ids seen in Elasticsearch so that any stats worker decides the same. That catches what
+this map cannot: a retry that reaches another posts replica, or this one after a restart.
+This map still answers most retries without sending anything at all.
 
-Not covered (counted twice): a retry sent after the map forgot the request (an hour, or
-100,000 newer requests) that also lands outside the counter's window; and a first attempt
-that failed after Kafka took some of its facts, retried with another request_id. Clients
-should retry promptly, with the same request_id.
+Not covered (counted twice): a retry sent more than an hour (at most two) after the first
+attempt; and a first attempt that failed after Kafka took some of its facts, retried with
+another request_id. Clients may retry for an hour, with the same request_id.
 """
 
 from __future__ import annotations
