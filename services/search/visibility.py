@@ -152,11 +152,12 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
     from .library import visibility_filter as library_filter
 
     principal = scope.principal
-    live: list[dict[str, Any]] = [{"term": {"deleted": False}}, {"term": {"hidden": False}}, {"term": {"target_deleted": False}}]
+    # Hidden or deleted, the comment or its target: nobody (services included, as for posts).
+    live: list[dict[str, Any]] = [{"term": {"deleted": False}}, {"term": {"hidden": False}}, {"term": {"target_deleted": False}}, {"term": {"target_hidden": False}}]
     if principal.is_service:
-        return live
+        return [*live, {"term": {"target_state": "PUBLISHED"}}]
     published: dict[str, Any] = {"bool": {"should": [{"term": {"target_state": "PUBLISHED"}}, {"term": {"target_author_id": principal.subject}}], "minimum_should_match": 1}}
-    on_post = [{"term": {"target_kind": "post"}}, {"term": {"target_hidden": False}}, published,
+    on_post = [{"term": {"target_kind": "post"}}, published,
                *content_filter(principal, scope.communities, author_field="target_author_id")]
     on_page: list[dict[str, Any]] = [{"term": {"target_kind": "page"}}]
     if scope.spaces is not None:
