@@ -183,3 +183,24 @@ def test_a_comment_on_a_restricted_page_is_read_by_the_space_members(platform):
                  "guest": platform.metadata(unique("g"), "guest")}
     expect(reads, members, SEEN, "every member of the space reads the comment", post=False)
     expect(reads, outsiders, GONE, "nobody outside it does", post=False)
+
+
+def test_a_comment_on_a_media_item_follows_the_item_made_restricted(platform):
+    from watercooler.posts.v1 import media_pb2 as mp
+    from watercooler.posts.v1 import media_pb2_grpc as mg
+
+    media = platform.stub(mg.MediaServiceStub, "posts")
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    owner, writer = unique("o"), unique("w")
+    md_owner, md_writer = platform.metadata(owner, "employee"), platform.metadata(writer, "employee")
+    item = media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
+        title="Clip", kind=mp.MediaItem.VIDEO, size_bytes=5, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri="s3://b/c")), metadata=md_owner)
+    word = unique("mediaword")
+    comment = posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=item.name, body=f"about {word}")), metadata=md_writer)
+    reads = Reads(platform, item.name, comment.name, word)
+    stranger = {"stranger": platform.metadata(unique("x"), "employee")}
+    expect(reads, {"writer": md_writer, **stranger}, SEEN, "the INTERNAL item's comment is read by employees", post=False)
+    media.UpdateMediaItem(mp.UpdateMediaItemRequest(media_item=mp.MediaItem(name=item.name, visibility=wp.RESTRICTED, etag=item.etag),
+                                                    update_mask={"paths": ["visibility"]}), metadata=md_owner)
+    expect(reads, {"writer": md_writer, **stranger}, GONE, "the RESTRICTED item's comment is its owner's", post=False)
+    expect(reads, {"owner": md_owner}, SEEN, "the owner still reads it", post=False)
