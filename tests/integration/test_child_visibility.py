@@ -204,3 +204,21 @@ def test_a_comment_on_a_media_item_follows_the_item_made_restricted(platform):
                                                     update_mask={"paths": ["visibility"]}), metadata=md_owner)
     expect(reads, {"writer": md_writer, **stranger}, GONE, "the RESTRICTED item's comment is its owner's", post=False)
     expect(reads, {"owner": md_owner}, SEEN, "the owner still reads it", post=False)
+
+
+def test_a_comment_on_a_page_of_a_community_space_is_read_by_the_community_members(platform):
+    from tests.integration.test_community_access import open_guild
+
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    guild = open_guild(platform, "Wiki guild")
+    (_, as_ana), (_, as_mia), (_, as_olaf) = guild["ana"], guild["mia"], guild["olaf"]
+    space_id = unique("sp-")
+    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=space_id, display_name=f"Space {space_id}", visibility=wp.RESTRICTED,
+                                                                  owner=guild["community"])), metadata=as_ana)
+    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Guild plans", body="x")), metadata=as_ana)
+    word = unique("guildword")
+    comment = posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=page.name, body=f"about {word}")), metadata=as_mia)
+    reads = Reads(platform, page.name, comment.name, word)
+    expect(reads, {"writer": as_mia, "other member": as_ana}, SEEN, "the community's members read each other's comments", post=False)
+    expect(reads, {"outsider": as_olaf}, GONE, "a non-member does not", post=False)
