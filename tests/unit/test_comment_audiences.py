@@ -177,3 +177,18 @@ def test_a_comment_written_with_an_audience_changed_meanwhile_is_caught_up():
             assert (doc["visibility"], doc["audience_version"]) == ("PRIVATE", post.version)
 
     run(scenario())
+
+
+def test_an_edit_that_keeps_the_audience_rewrites_no_comment():
+    async def scenario():
+        async with Index() as index:
+            post = public_post()
+            comment = comment_on(post)
+            await index.apply(records(post) + records(comment))
+            before = await index.comment(comment)
+            with acting(ANA):
+                post.edit(ANA, {"title": "Retitled", "body": post.body, "tags": post.tags, "visibility": "PUBLIC", "community": ""})
+            await index.apply(records(post))
+            assert await index.comment(comment) == before
+
+    run(scenario())

@@ -8,7 +8,8 @@ target's events may be on another partition), so this projection keeps two indic
 - ``comment_audiences``: one document per commentable item (id: the item's aggregate id),
   kept from the items' own events (Post, Micropost, Page, MediaItem, and the Flaggable
   events that hide and restore posts and microposts), versioned by the item's aggregate
-  version like any projection (external versioning: replays and duplicates are skipped).
+  version like any projection (external versioning: replays and duplicates are skipped);
+  its ``audience_version`` is the item's version when its audience last changed.
 - ``comments``: each comment document copies its target's audience fields
   (``AUDIENCE_FIELDS``, plus ``target_deleted`` and the ``audience_version`` they were read
   at). ``services/search/visibility.comment_filter`` filters on those fields only.
@@ -80,9 +81,18 @@ class CommentAudiencesProjection(DocumentProjection):
     name = "comment_audiences"
     sources = ("posts",)
     aggregate_types = frozenset({"Post", "Micropost", "Page", "MediaItem", "Flaggable"})
-    mappings: dict[str, Any] = {"properties": {"target": {"type": "keyword"}, **AUDIENCE_MAPPING}}
+    # ``audience_version``: the item's version when its audience last changed (an edit of a
+    # post's title moves the item's version, not its comments').
+    mappings: dict[str, Any] = {"properties": {"target": {"type": "keyword"}, **AUDIENCE_MAPPING, "audience_version": {"type": "long"}}}
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
+        before = None if doc is None else _audience_of(doc)
+        after = self._apply(doc, event)
+        if before is None or _audience_of(after) != before:
+            after["audience_version"] = event.version
+        return after
+
+    def _apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
         kind = event.type_name
         if kind in FLAG_EVENTS:
@@ -113,6 +123,10 @@ class CommentAudiencesProjection(DocumentProjection):
         else:
             doc["deleted"] = True
         return doc
+
+
+def _audience_of(doc: Doc) -> tuple[Any, ...]:
+    return tuple(doc.get(field) for field in (*AUDIENCE_FIELDS, "deleted"))
 
 
 def _audience(target: str, **fields: Any) -> Doc:
@@ -226,7 +240,7 @@ class CommentsProjection(DocumentProjection):
             out[source["target"]] = {
                 **{field: source.get(field) for field in AUDIENCE_FIELDS},
                 "target_deleted": bool(source.get("deleted")),
-                "audience_version": item["_version"],
+                "audience_version": source["audience_version"],
             }
         return out
 
