@@ -222,3 +222,32 @@ def test_a_comment_on_a_page_of_a_community_space_is_read_by_the_community_membe
     reads = Reads(platform, page.name, comment.name, word)
     expect(reads, {"writer": as_mia, "other member": as_ana}, SEEN, "the community's members read each other's comments", post=False)
     expect(reads, {"outsider": as_olaf}, GONE, "a non-member does not", post=False)
+
+
+def test_post_stats_of_a_community_post_are_not_found_for_outsiders_as_the_post_is(platform):
+    from watercooler.profiles.v1 import communities_pb2 as cp
+    from watercooler.profiles.v1 import communities_pb2_grpc as cg
+
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    (_, as_ana), (rater, as_rater), (_, as_outsider) = (person(platform, f"{who} Board") for who in ("Ana", "Rita", "Olaf"))
+    board = f"communities/{unique('board-')}"
+    communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=board.split("/")[1], display_name="Board", access=cp.Community.INVITE_ONLY)), metadata=as_ana)
+    communities.InviteMember(cp.InviteMemberRequest(name=board, member=f"profiles/{rater}"), metadata=as_ana)
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=board), metadata=as_rater)
+    post = publish(posts, as_ana, blog(posts, as_ana).name, "board minutes", visibility=V.COMMUNITY, community=board)
+    posts.RatePost(pb.RatePostRequest(post=post.name, value=5), metadata=as_rater)
+
+    def rated():
+        try:
+            stats = search.GetPostStats(sp.GetPostStatsRequest(post=post.name), metadata=as_rater)
+        except grpc.RpcError as error:  # NOT_FOUND until the post is projected
+            raise AssertionError(error.details()) from None
+        assert (stats.rating_count, stats.rating_average) == (1, 5.0)
+        return True
+
+    eventually(rated, message="the member sees the rating")
+    assert rpc_error(posts.GetPost, pb.GetPostRequest(name=post.name), metadata=as_outsider).code() == grpc.StatusCode.NOT_FOUND
+    for md in (as_outsider, platform.metadata(unique("al"), "alumni"), platform.metadata(unique("g"), "guest")):
+        assert rpc_error(search.GetPostStats, sp.GetPostStatsRequest(post=post.name), metadata=md).code() == grpc.StatusCode.NOT_FOUND
