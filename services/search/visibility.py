@@ -13,6 +13,9 @@ and facet uses, so nothing leaks through a count either:
   list; see services/search/projections/communities.py);
 - PRIVATE: the author only;
 - hidden or deleted: nobody; service principals see everything else.
+
+A comment has no audience of its own: it is its target's, now (``comment_filter``; each
+comment document carries its target's current audience, services/search/projections/comments.py).
 """
 
 from __future__ import annotations
