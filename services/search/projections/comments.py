@@ -138,7 +138,8 @@ def _audience(target: str, **fields: Any) -> Doc:
 
 def _unknown_audience(target: str) -> Doc:
     """A target whose events were not applied yet: its comments are shown to nobody until they are."""
-    return {**_audience(target if target.split("/", 1)[0] in TARGET_KINDS else "posts/unknown"), "target_deleted": True, "audience_version": 0}
+    audience = _audience(target if target.split("/", 1)[0] in TARGET_KINDS else "posts/unknown")
+    return {**{field: audience[field] for field in AUDIENCE_FIELDS}, "target_deleted": True, "audience_version": 0}
 
 
 def _target_id(target: str) -> str:
