@@ -40,6 +40,13 @@ Versions: a comment document's Elasticsearch version is its aggregate version ti
 one (external versioning, so a comment event or another propagation written in between wins
 and the propagation reads again); with plain aggregate versions that +1 would make the
 comment's next event look like a duplicate.
+
+Costs and deployment: a batch holding events of commentable items costs one refresh of the
+comments indices and one search more (and rewrites only comments whose target's audience
+changed: a title edit rewrites none). The audience index fills from the events it sees: an
+existing deployment runs ``watercooler reindex comments`` once (the schema version bump asks
+for it anyway), which replays every item's events; until then comments of items not yet
+seen are shown to nobody.
 """
 
 from __future__ import annotations
