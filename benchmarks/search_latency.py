@@ -123,8 +123,11 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
                 "created_at": when(), "published_at": when(), "deleted": False}, f"{title}\n{body}")
         elif alias == "comments":
             body = text(rng, 15)
+            # A comment carries its target's audience (services/search/projections/comments.py).
             source = searchable({"name": f"comments/{_id}", "target": f"posts/{ID_PREFIX}p{n - 1}", "parent": "", "author_id": author, "body": body,
-                                 "visibility": vis, "community": "", "hidden": False, "created_at": when(), "deleted": False}, body)
+                                 "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "hidden": False, "created_at": when(), "deleted": False,
+                                 "target_kind": "post", "target_author_id": f"e{rng.randint(0, 400_000)}", "target_owner": "", "space_id": "",
+                                 "target_state": "PUBLISHED", "target_hidden": False, "target_deleted": False, "audience_version": 1}, body)
         elif alias == "people":
             name = f"{rng.choice(NAMES)} {rng.choice(NAMES)}son"
             source = {"employee_id": _id, "display_name": name, "name_folded": words.fold(name), "sort_key": collation_key(name), "title": "Engineer",

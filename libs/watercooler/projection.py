@@ -80,6 +80,7 @@ class BatchResult:
     written: int = 0
     skipped_duplicates: int = 0
     other_aggregates: int = 0  # events of aggregates another projection keeps
+    touched: list[str] = field(default_factory=list)  # the documents the batch's events were for (written or duplicates)
     failed: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
 
 
@@ -99,6 +100,10 @@ class DocumentProjection:
     mappings: ClassVar[dict[str, Any]]
     # Bump when mappings or apply() change incompatibly: `watercooler reindex` then rebuilds.
     schema_version: ClassVar[int] = 1
+    # A document's Elasticsearch version is its aggregate version times this. Above 1 it leaves
+    # room for rewrites that are not the aggregate's own (each writes the version it read plus
+    # one): the duplicate check compares ``stored // version_scale`` with the event's version.
+    version_scale: ClassVar[int] = 1
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -113,6 +118,13 @@ class DocumentProjection:
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         """Return the document after ``event``; ``doc`` is None before the first event."""
         raise NotImplementedError
+
+    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
+        """Called with a batch's changed documents just before they are written: a subclass may
+        add fields read from elsewhere (the comments index adds its targets' audience)."""
+
+    async def written(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str) -> None:
+        """Called after a batch's changed documents were written to ``index``."""
 
     # --- index lifecycle ------------------------------------------------------------------------
     def index_body(self) -> dict[str, Any]:
@@ -202,8 +214,9 @@ class DocumentProjection:
             return result
         ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))
         state: dict[str, tuple[Doc | None, int]] = {doc_id: (None, 0) for doc_id in ids}
+        result.touched = ids
         for doc_id, item in found_documents(await es.mget(index=target, ids=ids, realtime=True)).items():
-            state[doc_id] = (item["_source"], item["_version"])
+            state[doc_id] = (item["_source"], item["_version"] // self.version_scale)
         dirty: set[str] = set()
         for record, event in decoded:
             doc_id = self.doc_id(event)
@@ -227,10 +240,11 @@ class DocumentProjection:
             state[doc_id] = (new_doc, event.version)
             dirty.add(doc_id)
         if dirty:
+            await self.complete(es, {doc_id: state[doc_id][0] for doc_id in dirty})  # type: ignore[misc]
             operations: list[dict[str, Any]] = []
             for doc_id in dirty:
                 doc, version = state[doc_id]
-                operations.append({"index": {"_index": target, "_id": doc_id, "version": version, "version_type": "external"}})
+                operations.append({"index": {"_index": target, "_id": doc_id, "version": version * self.version_scale, "version_type": "external"}})
                 operations.append(doc)
             # Only what is read below: a full _bulk response echoes every document's metadata.
             response = await es.bulk(operations=operations, filter_path="errors,items.*.status,items.*.error")
@@ -245,6 +259,7 @@ class DocumentProjection:
                         result.written += 1
             else:
                 result.written += len(dirty)
+            await self.written(es, {doc_id: state[doc_id][0] for doc_id in dirty}, target)  # type: ignore[misc]
         return result
 
     # --- rebuild ----------------------------------------------------------------------------------

@@ -338,9 +338,29 @@ class PostsApplication(EventSourcedApplication):
 
     def get_comment(self, principal: Principal, comment_id: str) -> Comment:
         comment = self.load(parse_uuid(comment_id, "name"), Comment, f"comments/{comment_id}")
-        if comment.deleted or not self.may_read(principal, comment.visibility, comment.community, comment.author_id):
+        if comment.deleted or not self._comment_readable(comment, principal):
             raise NotFound(f"comments/{comment_id} not found", field="name")
         return comment
+
+    def _comment_readable(self, comment: Comment, principal: Principal) -> bool:
+        """A comment is read by whoever may read its target *now* (the audience it was created
+        with is only a copy): not when the target is deleted, not visible to the caller, hidden
+        by flags or an unpublished draft, except to the target's author (and services) for the
+        last two, who see the item itself too."""
+        collection, _, target_id = comment.target.partition("/")
+        try:
+            if collection in ("posts", "microposts"):
+                kind = Post if collection == "posts" else Micropost
+                item = self.load(parse_uuid(target_id, "target"), kind, comment.target, field="target")
+                authorized = principal.is_service or principal.subject == item.author_id
+                unpublished = getattr(item, "state", PUBLISHED) != PUBLISHED
+                return (not item.deleted and self.may_read(principal, item.visibility, item.community, item.author_id)
+                        and (authorized or not (item.hidden or unpublished)))
+            # Wiki pages and media items: their own resolvers (library/targets.py) decide.
+            self._target(self.comment_targets, comment.target, principal, "target")
+            return True
+        except (NotFound, FailedPrecondition, InvalidArgument):
+            return False
 
     def update_comment(self, ctx: CommandContext, comment_id: str, body: str, etag: str, request_fingerprint: str) -> Comment:
         def decide() -> Comment:
@@ -488,6 +508,8 @@ class PostsApplication(EventSourcedApplication):
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
         if getattr(item, "deleted", False) or not self.may_read(principal, item.visibility, item.community, item.author_id):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
+        if isinstance(item, Comment) and not self._comment_readable(item, principal):
+            raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 
     # --- helpers ------------------------------------------------------------------------------------------
@@ -502,6 +524,8 @@ class PostsApplication(EventSourcedApplication):
         author = item.owner_id if isinstance(item, Bookmark) else item.author_id
         unpublished = getattr(item, "state", PUBLISHED) != PUBLISHED and principal.subject != author and not principal.is_service
         if getattr(item, "deleted", False) or unpublished or not self.may_read(principal, item.visibility, item.community, author):
+            raise NotFound(f"{collection}/{item_id} not found", field="name")
+        if isinstance(item, Comment) and not self._comment_readable(item, principal):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         if etag and etag != item.etag:
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
@@ -542,7 +566,10 @@ class PostsApplication(EventSourcedApplication):
         comment = self.load(parse_uuid(comment_id, field), Comment, target, field=field)
         if comment.deleted or comment.hidden:
             raise FailedPrecondition(f"{target} was deleted or is hidden", field=field)
-        return CommentTarget(comment.visibility, comment.community, comment.author_id)
+        if not self._comment_readable(comment, principal):
+            raise NotFound(f"{target} not found", field=field)
+        # Its audience is its target's, checked just above: nothing more to ask of the caller.
+        return CommentTarget(PUBLIC, "", comment.author_id)
 
 
 def _now() -> str:

@@ -16,14 +16,14 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.auth import Principal
 from watercooler.config import Settings
-from watercooler.errors import InvalidArgument
+from watercooler.errors import InvalidArgument, NotFound
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import collation_key
 
 from .queries import content_text_query
-from .visibility import caller_communities, content_filter
+from .visibility import caller_communities, comment_filter, content_filter, scope_of
 
 MAX_QUERY_LENGTH = 256
 MAX_FACETS = 20
@@ -50,6 +50,10 @@ class PostQueries:
 
     async def _visible(self, principal: Principal, author_field: str = "author_id") -> list[dict[str, Any]]:
         return content_filter(principal, await caller_communities(self.es, self.settings, principal), author_field)
+
+    async def _visible_comments(self, principal: Principal) -> list[dict[str, Any]]:
+        """Comments follow their target's current audience (visibility.comment_filter)."""
+        return comment_filter(await scope_of(self.es, self.settings, principal))
 
     async def _post_filters(self, principal: Principal) -> list[dict[str, Any]]:
         filters = await self._visible(principal)
@@ -161,7 +165,7 @@ class PostQueries:
                     out[bucket["key"]].update(rating_count=count, rating_average=round(kind["sum"]["value"] / count, 6) if count else 0.0)
                 else:
                     out[bucket["key"]]["like_count"] = kind["doc_count"]
-        comment_filters = [{"terms": {"target": targets}}, *await self._visible(principal)]
+        comment_filters = [{"terms": {"target": targets}}, *await self._visible_comments(principal)]
         comments = await self.es.search(
             index=self._index("comments"),
             size=0,
@@ -235,7 +239,7 @@ class PostQueries:
         size = page_size(request.page_size, maximum=500)
         key = fingerprint("comments", request.target)[:16]
         body: dict[str, Any] = {
-            "query": {"bool": {"filter": [{"term": {"target": request.target}}, *await self._visible(principal)]}},
+            "query": {"bool": {"filter": [{"term": {"target": request.target}}, *await self._visible_comments(principal)]}},
             "sort": [{"created_at": "asc"}, {"name": "asc"}],
             "size": size,
             "track_total_hits": True,
@@ -371,6 +375,9 @@ class PostQueries:
             stats.popular_tags.add(tag=bucket["key"], count=bucket["doc_count"])
         if request.blog:
             handle = parse_name(request.blog, "blogs", field="blog")
+            # A blog the caller may not see answers as if it did not exist, as GetBlog does.
+            if not (await self.es.count(index=self._index("blogs"), query={"bool": {"filter": [*blog_filters, {"term": {"handle": handle}}]}}))["count"]:
+                raise NotFound(f"blogs/{handle} not found", field="blog")
             per_day = await self.es.search(
                 index=self._index("posts"),
                 size=0,
@@ -381,6 +388,11 @@ class PostQueries:
                 stats.posts_per_day.add(key=bucket["key_as_string"], count=bucket["doc_count"])
         if request.post:
             post = f"posts/{parse_name(request.post, 'posts', field='post')}"
+            # A post the caller may not see (now) answers as if it did not exist, as GetPost does:
+            # its ratings and comments would tell otherwise.
+            visible_post = [*await self._post_filters(principal), {"term": {"name": post}}]
+            if not (await self.es.count(index=self._index("posts"), query={"bool": {"filter": visible_post}}))["count"]:
+                raise NotFound(f"{post} not found", field="post")
             counts = (await self._reaction_counts(principal, [post])).get(post, {})
             stats.comment_count = counts.get("comment_count", 0)
             stats.rating_count = counts.get("rating_count", 0)

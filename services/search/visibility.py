@@ -13,6 +13,9 @@ and facet uses, so nothing leaks through a count either:
   list; see services/search/projections/communities.py);
 - PRIVATE: the author only;
 - hidden or deleted: nobody; service principals see everything else.
+
+A comment has no audience of its own: it is its target's, now (``comment_filter``; each
+comment document carries its target's current audience, services/search/projections/comments.py).
 """
 
 from __future__ import annotations
@@ -141,6 +144,52 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     return Scope(principal, communities, spaces, jams)
 
 
+def comment_filter(scope: Scope) -> list[dict[str, Any]]:
+    """A comment is read by whoever may read its target now (services/search/projections/comments.py
+    keeps the target's current audience on each comment): the comment itself not deleted or
+    hidden, its target not deleted, and
+    - a post or micropost: the content rule above on the post's visibility, community and
+      author, not hidden by flags, published (a draft's comments reach its author only);
+    - a wiki page: its space is one the caller may see (as for the page itself);
+    - a media item: the library's rule on the item's visibility and owner."""
+    from .library import visibility_filter as library_filter
+
+    principal = scope.principal
+    # Hidden or deleted, the comment or its target: nobody (services included, as for posts).
+    live: list[dict[str, Any]] = [{"term": {"deleted": False}}, {"term": {"hidden": False}}, {"term": {"target_deleted": False}}, {"term": {"target_hidden": False}}]
+    if principal.is_service:
+        return [*live, {"term": {"target_state": "PUBLISHED"}}]
+    published: dict[str, Any] = {"bool": {"should": [{"term": {"target_state": "PUBLISHED"}}, {"term": {"target_author_id": principal.subject}}], "minimum_should_match": 1}}
+    on_post = [{"term": {"target_kind": "post"}}, published,
+               *content_filter(principal, scope.communities, author_field="target_author_id")]
+    on_page: list[dict[str, Any]] = [{"term": {"target_kind": "page"}}]
+    if scope.spaces is not None:
+        on_page.append({"terms": {"space_id": scope.spaces}})
+    on_media: list[dict[str, Any]] = [{"term": {"target_kind": "media"}}]
+    seen = library_filter(principal, scope.communities)
+    if seen is not None:
+        # The comment keeps the item's owner as ``target_owner`` (``owner`` would make it
+        # match an author filter on the item's owner) and no member list (media items have none).
+        on_media.append(_renamed(seen, {"owner": "target_owner"}))
+    branches = [{"bool": {"filter": branch}} for branch in (on_post, on_page, on_media)]
+    return [*live, {"bool": {"should": branches, "minimum_should_match": 1}}]
+
+
+def _renamed(clause: Any, fields: dict[str, str]) -> Any:
+    """``clause`` with the fields its term/terms queries name renamed."""
+    if isinstance(clause, list):
+        return [_renamed(item, fields) for item in clause]
+    if not isinstance(clause, dict):
+        return clause
+    out: dict[str, Any] = {}
+    for key, value in clause.items():
+        if key in ("term", "terms") and isinstance(value, dict):
+            out[key] = {fields.get(name, name): inner for name, inner in value.items()}
+        else:
+            out[key] = _renamed(value, fields)
+    return out
+
+
 def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
     """The filters that keep the documents of one search kind that the caller may see."""
     from .library import visibility_filter as library_filter
@@ -153,7 +202,7 @@ def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
             drafts = {"bool": {"should": [drafts, {"term": {"author_id": principal.subject}}], "minimum_should_match": 1}}
         return [*content_filter(principal, scope.communities), drafts]
     if kind == "comment":
-        return content_filter(principal, scope.communities)
+        return comment_filter(scope)
     if kind == "bookmark":
         return content_filter(principal, scope.communities, "owner_id")
     if kind == "wiki_page":

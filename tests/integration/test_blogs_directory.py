@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from tests.conftest import eventually
@@ -113,7 +114,10 @@ def test_blog_stats_count_totals_departments_countries_and_activity(platform, po
     service = platform.metadata()
 
     def counted():
-        stats = search.GetPostStats(sp.GetPostStatsRequest(blog=blogs[0].name), metadata=service)
+        try:
+            stats = search.GetPostStats(sp.GetPostStatsRequest(blog=blogs[0].name), metadata=service)
+        except grpc.RpcError as error:  # NOT_FOUND until the blog is projected: retried
+            raise AssertionError(error.details()) from None
         per_dept = {d.key: d.count for d in stats.blogs_per_department}
         assert per_dept.get(dept) == 3
         assert sum(d.count for d in stats.posts_per_day) == 1

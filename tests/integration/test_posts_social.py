@@ -128,7 +128,10 @@ def test_ratings_are_one_per_person_changeable_withdrawable_and_exact(platform, 
 
     def rated(count, average):
         def check():
-            stats = search.GetPostStats(sp.GetPostStatsRequest(post=post.name), metadata=as_ana)
+            try:
+                stats = search.GetPostStats(sp.GetPostStatsRequest(post=post.name), metadata=as_ana)
+            except grpc.RpcError as error:  # NOT_FOUND until the post is projected: retried
+                raise AssertionError(error.details()) from None
             assert (stats.rating_count, round(stats.rating_average, 6)) == (count, average)
             hit = found(search, as_ana, blog=b.name)[post.name]
             assert (hit.rating_count, round(hit.rating_average, 6)) == (count, average)

@@ -1,6 +1,7 @@
 """The visibility matrix: every read (every Get/List/Search/... RPC in protos/ and every read
 route of the search HTTP view) × visibility levels (PUBLIC, INTERNAL, COMMUNITY, PRIVATE,
-hidden by flags, draft; restricted wiki space and media; jams of one guest or another) ×
+hidden by flags, draft; restricted wiki space and media; jams of one guest or another;
+comments whose parent changed after they were written: made PRIVATE, hidden by flags) ×
 every principal kind (employee member, employee non-member, alumni, guest of the jam,
 guest of another jam, service). Nothing may leak anywhere, not even as a count.
 
@@ -77,6 +78,9 @@ SEES = {
     # INTERNAL jams: employees, their invited guests, services; not alumni.
     "idea_j1": {"member", "non_member", "guest_j1", "service"},
     "idea_j2": {"member", "non_member", "guest_j2", "service"},
+    # Comments written on PUBLIC posts, whose post then changed: a child follows its parent now.
+    "comment_made_private": {"service"},
+    "comment_parent_hidden": set(),
 }
 
 
@@ -108,6 +112,21 @@ def world(platform):
         jam_id = jam_ids[item] = unique("j")
         s.jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))), metadata=as_author)
         names[item] = s.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=f"{words[item]} {common}", description=common)), metadata=as_author).name
+    # The parents of the comment items: in a blog of their own, without the common word, so
+    # that only the comments count in the searches and stats below.
+    parents_blog = s.blog(as_author, visibility=V.PUBLIC)
+    parents = {}
+    for item in ("comment_made_private", "comment_parent_hidden"):
+        parents[item] = s.post(as_author, parents_blog, word(8), "a parent", visibility=V.PUBLIC)
+        comment = pb.Comment(target=parents[item], body=f"{words[item]} {common}")
+        names[item] = s.posts.CreateComment(pb.CreateCommentRequest(comment=comment), metadata=as_author).name
+    comment_names = [names["comment_made_private"], names["comment_parent_hidden"]]
+    eventually(lambda: platform.es.count(index=platform.alias("comments"), query={"terms": {"name": comment_names}})["count"] == 2, message="comments indexed")
+    current = s.posts.GetPost(pb.GetPostRequest(name=parents["comment_made_private"]), metadata=as_author)
+    s.posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=current.name, visibility=V.PRIVATE, etag=current.etag), update_mask={"paths": ["visibility"]}), metadata=as_author)
+    for n in range(3):
+        _, flagger = s.person(f"Parent flagger {n}")
+        s.posts.FlagItem(pb.FlagItemRequest(name=parents["comment_parent_hidden"], reason="off topic"), metadata=flagger)
     principals = {
         "member": as_member,
         "non_member": s.person("Other Person")[1],
@@ -128,6 +147,9 @@ def world(platform):
         space_doc = {"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"members": member}}]}}
         assert raw.count(index=platform.alias("wiki"), query=space_doc)["count"] == 1
         assert raw.count(index=platform.alias("posts"), query={"term": {"name": names["micro_community"]}})["count"] == 1
+        # The comments have followed their parents' change.
+        followed = {"bool": {"filter": [{"terms": {"name": comment_names}}], "should": [{"term": {"visibility": "PRIVATE"}}, {"term": {"target_hidden": True}}], "minimum_should_match": 1}}
+        assert raw.count(index=platform.alias("comments"), query=followed)["count"] == 2
         return True
 
     eventually(indexed, timeout=90, message="matrix items indexed")

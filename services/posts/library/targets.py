@@ -40,8 +40,10 @@ def media_target(app: Any, target: str, principal: Any, field: str = "target") -
 
 def _as_comment_target(comment_target: Any, visibility: str, author_id: str, principal: Any) -> Any:
     """PUBLIC and INTERNAL mean the same to both.  A RESTRICTED item was already checked
-    above (owner and members); its comments are stored PRIVATE, so search never shows
-    them to anyone else, and the posts application's own check lets this caller through."""
+    above (owner and members): the caller passes the posts application's own check.  What a
+    comment stores is only a copy made at creation: a comment is read by whoever may read its
+    target now (PostsApplication._comment_readable resolves the target again; search keeps the
+    page's space and the media item's rule on each comment, services/search/projections/comments.py)."""
     if visibility in ("PUBLIC", "INTERNAL"):
         return comment_target(visibility, "", author_id)
     return comment_target("PRIVATE", "", principal.subject)
