@@ -154,6 +154,7 @@ def test_comments_follow_their_post_made_private_and_public_again_also_after_a_r
 
 
 @covers("GetComment", "ListComments", "GetPostStats", "Search", "GetStats", "GET /api/v1/search", kind="parent_changed")
+@covers("ListComments", "GetComment", kind="hidden_by_flags")
 def test_comments_of_a_post_hidden_by_flags_are_hidden_until_it_is_restored(platform):
     posts, as_ana, _, post, reads, readers = commented_public_post(platform, "Flagged")
     expect(reads, readers, SEEN, "the comment is read by everyone")
