@@ -144,7 +144,7 @@ def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g
     """Rebuild a projection by replaying its topics into a new index, then switch the alias."""
     from services.search.projections import ALL
 
-    from .projection import by_name, es_client
+    from .projection import by_name
 
     settings = config.load()
     try:
@@ -152,11 +152,18 @@ def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g
     except KeyError:
         raise typer.BadParameter(f"unknown projection; one of: {', '.join(p.name for p in ALL)}") from None
 
+    rebuild_with_progress(settings, projection_class)
+
+
+def rebuild_with_progress(settings: config.Settings, projection_class: type) -> dict:
+    """Rebuild one projection from the log with a progress bar, and say how it went."""
+    from .projection import es_client
+
     async def run() -> dict:
         es = es_client(settings)
         try:
             with _progress() as progress:
-                task = progress.add_task(f"replaying into {projection}", total=None)
+                task = progress.add_task(f"replaying into {projection_class.name}", total=None)
 
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
@@ -170,6 +177,24 @@ def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g
     elapsed = time.monotonic() - started
     rate = result["events_replayed"] / elapsed if elapsed else 0
     console.print(f"rebuilt {result['projection']}: {result['events_replayed']} events in {elapsed:.1f}s ({rate:,.0f}/s) -> {result['index']}")
+    return result
+
+
+def stale_projections(settings: config.Settings) -> list[type]:
+    """The projections whose index was built by an older ``schema_version`` than the code's
+    (a projection whose documents changed shape: they are rebuilt from the log, never patched)."""
+    from services.search.projections import ALL
+
+    from .projection import es_client
+
+    async def find() -> list[type]:
+        es = es_client(settings)
+        try:
+            return [cls for cls in ALL if (stored := await cls(settings).stored_schema_version(es)) is not None and stored < cls.schema_version]
+        finally:
+            await es.close()
+
+    return asyncio.run(find())
 
 
 @app.command()

@@ -184,6 +184,15 @@ class DocumentProjection:
             log.warning("could not add new fields to projection index; run `watercooler reindex`", extra={"projection": self.name, "index": index, "error": repr(exc)})
             return []
 
+    async def stored_schema_version(self, es: AsyncElasticsearch) -> int | None:
+        """The ``schema_version`` the index behind the alias was made with (None: no index yet)."""
+        index = await self.current_index(es)
+        if index is None:
+            return None
+        found = await es.indices.get_mapping(index=index)
+        meta = next(iter(found.body.values()))["mappings"].get("_meta", {})
+        return int(meta.get("schema_version", 1))
+
     async def current_index(self, es: AsyncElasticsearch) -> str | None:
         try:
             found = await es.indices.get_alias(name=self.alias)

@@ -27,6 +27,7 @@ console = Console()
 
 def run_platform(demo_size: int) -> None:
     from . import infra
+    from .cli import rebuild_with_progress, stale_projections
     from .kafka import ensure_topics
     from .seed import SEEDERS
 
@@ -40,6 +41,11 @@ def run_platform(demo_size: int) -> None:
         sys.exit(2)
     auth.ensure_dev_keys(settings)
     ensure_topics(settings)
+    # Data kept from an older version: a projection whose documents changed shape is rebuilt
+    # from the log before the processors resume (as `watercooler reindex` would).
+    for projection_class in stale_projections(settings):
+        console.print(f"  {projection_class.name}: its index predates schema version {projection_class.schema_version}; rebuilding from the log…")
+        rebuild_with_progress(settings, projection_class)
     platform = Platform(settings, log_dir=settings.data_dir / "logs", echo=True)
     stop = threading.Event()
 

@@ -59,3 +59,20 @@ def test_dlq_lists_dead_letters(platform):
         return result.returncode == 0 and "not an EventEnvelope" in result.stdout
 
     eventually(listed, timeout=90, message="dead letter listed by the CLI")
+
+
+def test_an_index_of_an_older_schema_version_is_found_and_rebuilt(platform):
+    """`make run` on data kept from an older version rebuilds the projections whose documents
+    changed shape (run.py): the check reads the schema version stored in the index's _meta."""
+    from services.search.projections import BookmarksProjection
+    from watercooler.cli import rebuild_with_progress, stale_projections
+
+    alias = platform.alias(BookmarksProjection.name)
+    assert BookmarksProjection not in stale_projections(platform.settings)
+    older = BookmarksProjection.schema_version - 1
+    platform.es.indices.put_mapping(index=alias, meta={"projection": BookmarksProjection.name, "schema_version": older})
+    assert BookmarksProjection in stale_projections(platform.settings)
+    before = set(platform.es.indices.get_alias(name=alias).body)
+    rebuild_with_progress(platform.settings, BookmarksProjection)
+    assert set(platform.es.indices.get_alias(name=alias).body).isdisjoint(before), "the alias points at a new index"
+    assert BookmarksProjection not in stale_projections(platform.settings)
