@@ -239,6 +239,17 @@ class ProfilesApplication(EventSourcedApplication):
             raise PermissionDenied(f"the members of invite-only communities/{community_id} are listed to its members only", field="parent")
         return sorted(community.members)
 
+    def get_membership(self, principal: Any, community_id: str, member_id: str) -> Community:
+        """The community, if ``member_id`` is one of its members. Answered to whom the member
+        list is (list_members): one person's membership is a piece of that list."""
+        community = self.get_community(community_id)
+        validate_employee_id(member_id, field="name")
+        if not community.lists_shown_to(principal.subject, principal.is_service):
+            raise PermissionDenied(f"the members of invite-only communities/{community_id} are shown to its members only", field="name")
+        if not community.is_member(member_id):
+            raise NotFound(f"profiles/{member_id} is not a member of communities/{community_id}", field="name")
+        return community
+
     def change_membership(self, ctx: CommandContext, action: str, community_id: str, member_id: str, request_fingerprint: str) -> Community:
         """join / leave (the member themself, or a service) and invite / remove (by the caller)."""
         principal = ctx.principal
