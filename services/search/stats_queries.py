@@ -36,7 +36,7 @@ COMMENTED = ("posts/", "microposts/", "pages/", "media/")
 # metric -> (filters it accepts)
 METRICS: dict[str, tuple[str, ...]] = {
     "blogs": ("department", "country"),
-    "active_blogs": ("department", "country"),
+    "active_blogs": ("department", "country", "blog"),
     "posts": ("blog",),
     "microposts": (),
     "comments": ("target",),
