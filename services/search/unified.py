@@ -525,24 +525,26 @@ class Search:
         return response
 
     # --- Trending -------------------------------------------------------------------------------------
-    TRENDING_KINDS = {"hashtags": "hashtag", "tags": "tag", "links": "link"}
+    # Requested kind -> the kind of its rows. A post's or bookmark's tag `security` and a
+    # micropost's `#security` are one topic (both stored lowercase, without '#'): one row of
+    # kind "tag" counts them together, whichever of the two names asks for it.
+    TRENDING_KINDS = {"tags": "tag", "hashtags": "tag", "links": "link"}
 
     async def trending(self, principal: Principal, request: sp.TrendingRequest) -> sp.TrendingResponse:
-        kinds = list(dict.fromkeys(request.kinds)) or list(self.TRENDING_KINDS)
-        for kind in kinds:
+        for kind in request.kinds:
             if kind not in self.TRENDING_KINDS:
                 raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(self.TRENDING_KINDS)}", field="kinds")
+        kinds = list(dict.fromkeys(self.TRENDING_KINDS[kind] for kind in request.kinds or self.TRENDING_KINDS))
         if request.page_size < 0 or request.page_size > 50:
             raise InvalidArgument("must be between 0 and 50", field="page_size")
         size = request.page_size or 10
         end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
         day_start, week_start = end - dt.timedelta(days=1), end - dt.timedelta(days=8)
         scope = await scope_of(self.es, self.settings, principal)
-        # (kind, kinds searched, time field, value field)
+        # row kind -> (kinds searched, time field, value field)
         plans = {
-            "hashtags": (["micropost"], "created_at", "tags"),
-            "tags": (["post", "bookmark"], "created_at", "tags"),
-            "links": (["bookmark"], "saved_at", "url"),
+            "tag": (["post", "bookmark", "micropost"], "created_at", "tags"),
+            "link": (["bookmark"], "saved_at", "url"),
         }
         operations: list[dict[str, Any]] = []
         for kind in kinds:
@@ -569,7 +571,7 @@ class Search:
                     items.append((score, b["doc_count"], b["key"], before))
             items.sort(key=lambda t: (-t[0], -t[1], t[2]))
             for score, recent, value, before in items[:size]:
-                response.items.add(kind=self.TRENDING_KINDS[kind], value=value, last_day=recent, previous_week=before, score=round(score, 3))
+                response.items.add(kind=kind, value=value, last_day=recent, previous_week=before, score=round(score, 3))
         return response
 
 
