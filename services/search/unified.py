@@ -479,18 +479,21 @@ class Search:
         if "people" in kinds:
             body = {"size": size, "_source": ["employee_id", "display_name"], "query": {"bool": {
                 "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
-                "filter": [_kind_clause(self.settings, scope, "person")]}}, "sort": ["_score", {"sort_key": "asc"}]}
+                "filter": [_kind_clause(self.settings, scope, "person")]}}, "sort": ["_score", {"sort_key": "asc"}, {"employee_id": "asc"}]}
             searches.append(("person", index_of(self.settings, "person"), body))
         if "communities" in kinds:
             body = {"size": size, "_source": ["community_id", "display_name"], "query": {"bool": {
                 "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
-                "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}]}
+                "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}, {"community_id": "asc"}]}
             searches.append(("community", index_of(self.settings, "community"), body))
         title_kinds = ["post", "wiki_page", "media", "jam_idea"]
         if "titles" in kinds:
             body = {"size": size, "_source": ["name", "title", "jam_id", "idea_id", "kind"], "query": {"bool": {
                 "must": [{"multi_match": {"query": folded, "fields": ["title_prefix"], "type": "phrase_prefix", "max_expansions": 50}}],
-                "filter": [{"bool": {"should": [_kind_clause(self.settings, scope, k) for k in title_kinds], "minimum_should_match": 1}}]}}}
+                "filter": [{"bool": {"should": [_kind_clause(self.settings, scope, k) for k in title_kinds], "minimum_should_match": 1}}]}},
+                # Equal titles score alike: ordered by what identifies them, not by where an index
+                # (rebuilt by `watercooler reindex`) happens to store them.
+                "sort": [{"_score": "desc"}, *_tiebreak()]}
             searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
         if "tags" in kinds:
             tag = folded.lstrip("#")
@@ -502,7 +505,8 @@ class Search:
                 # Over the best SUGGEST_SAMPLE documents per shard, not every document carrying a
                 # tag with this prefix (a common prefix is a large part of a million documents).
                 "aggs": {"s": {"sampler": {"shard_size": SUGGEST_SAMPLE},
-                               "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*"}}}}}}
+                               "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*",
+                                                        "order": [{"_count": "desc"}, {"_key": "asc"}]}}}}}}
             searches.append(("tag", ",".join(sorted({index_of(self.settings, k) for k in tag_kinds})), body))
         operations: list[dict[str, Any]] = []
         for _, index, body in searches:

@@ -314,3 +314,33 @@ def test_trending_tags_hashtags_and_links(stubs, corpus):
     assert ("tag", w) not in later  # three days on, last week's use is no longer rising
     error = rpc_error(stubs.search.Trending, sp.TrendingRequest(kinds=["memes"]), metadata=md)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == ["kinds"]
+
+
+def test_equal_score_suggestions_keep_their_order_after_a_reindex(stubs, platform):
+    """Equal names and titles score the same: a final tie-break by resource name orders them,
+    not where a rebuilt index happened to store them."""
+    from tests.integration.test_cli import cli
+
+    w = word(8)
+    _, as_ana = stubs.person(f"Ana {w.title()}")
+    service = platform.metadata()
+    people = [f"tie{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    for employee in people:
+        stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=employee, display_name=f"Tie {w.title()}")), metadata=service)
+    clubs = [unique("tie-") for _ in range(5)]
+    for club in clubs:
+        stubs.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=club, display_name=f"Tie {w.title()} Club", access=cp.Community.OPEN)), metadata=as_ana)
+    blog = stubs.blog(as_ana)
+    posts = [stubs.post(as_ana, blog, f"Tie {w} plan", "Same title.") for _ in range(5)]
+
+    def suggested() -> dict[str, list[str]]:
+        got = stubs.search.Suggest(sp.SuggestRequest(prefix=f"tie {w[:5]}", kinds=["people", "communities", "titles"], page_size=20), metadata=as_ana).suggestions
+        return {kind: [s.name for s in got if s.kind == kind] for kind in ("person", "community", "title")}
+
+    expected = {"person": [f"profiles/{p}" for p in sorted(people)], "community": [f"communities/{c}" for c in sorted(clubs)], "title": sorted(posts)}
+    eventually(lambda: {kind: len(names) for kind, names in suggested().items()} == {"person": 6, "community": 5, "title": 5}, message="all suggested")
+    assert suggested() == expected
+    for projection in ("people", "communities", "posts"):
+        result = cli("reindex", projection)
+        assert result.returncode == 0, result.stderr
+    assert suggested() == expected
