@@ -10,6 +10,8 @@ from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import posts_pb2_grpc as pg
 from watercooler.profiles.v1 import communities_pb2 as cp
 from watercooler.profiles.v1 import communities_pb2_grpc as cg
+from watercooler.profiles.v1 import profiles_pb2 as pp
+from watercooler.profiles.v1 import profiles_pb2_grpc as ppg
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
 
@@ -122,3 +124,47 @@ def test_blog_stats_count_totals_departments_countries_and_activity(platform, po
     stats = eventually(counted, message="blog stats")
     assert stats.blogs_total >= 3 and stats.blogs_active_30d >= 1
     assert {d.key: d.count for d in stats.blogs_per_country}.get("JP", 0) >= 3
+
+
+def test_the_directory_follows_an_owner_renamed_after_their_blogs_were_made_also_after_a_reindex(platform, posts, search):
+    from tests.integration.test_cli import cli
+
+    mark = unique("")
+    people = [person(platform, n, s, department="Research") for n, s in [(f"Al Adams {mark}", f"Adams, Al {mark}"), (f"Bo Baker {mark}", f"Baker, Bo {mark}"),
+                                                                         (f"Cy Clark {mark}", f"Clark, Cy {mark}")]]
+    (_, as_al), (bo, as_bo), (_, as_cy) = people
+    blogs = [blog(posts, as_al, title="Al's"), blog(posts, as_bo, title="Bo's"), blog(posts, as_bo, title="Bo's other"), blog(posts, as_cy, title="Cy's")]
+    mine = {b.name for b in blogs}
+
+    def entries():
+        return [(e.owner_sort_name, e.owner_display_name, e.letter, e.title) for e in directory(search, as_al) if e.blog in mine]
+
+    # Equal owner names are ordered by handle.
+    bos_blogs = [b.title for b in sorted(blogs[1:3], key=lambda b: b.handle)]
+    before = [(f"Adams, Al {mark}", f"Al Adams {mark}", "A", "Al's"), *[(f"Baker, Bo {mark}", f"Bo Baker {mark}", "B", title) for title in bos_blogs],
+              (f"Clark, Cy {mark}", f"Cy Clark {mark}", "C", "Cy's")]
+    eventually(lambda: sorted(entries()) == sorted(before), message="blogs in the directory")
+    assert entries() == before
+
+    profiles = platform.stub(ppg.ProfileServiceStub, "profiles")
+    profiles.UpdateProfile(pp.UpdateProfileRequest(profile=pp.Profile(name=f"profiles/{bo}", display_name=f"Bo Zeller {mark}", sort_name=f"Zeller, Bo {mark}", department="Sales"),
+                                                   update_mask={"paths": ["display_name", "sort_name", "department"]}), metadata=platform.metadata())
+    # Renamed, the owner's blogs move to Z.
+    after = [before[0], before[3], *[(f"Zeller, Bo {mark}", f"Bo Zeller {mark}", "Z", title) for title in bos_blogs]]
+    eventually(lambda: entries() == after, message="the directory follows the rename")
+
+    def blogs_in(department: str) -> float:
+        return search.GetStats(sp.GetStatsRequest(metric="blogs", department=department), metadata=as_al).total
+
+    assert blogs_in("Sales") >= 2
+    # A blog made after the rename shows the new name from the start.
+    newer = blog(posts, as_bo, title="Bo's newest")
+    mine.add(newer.name)
+    bos_blogs = [b.title for b in sorted([*blogs[1:3], newer], key=lambda b: b.handle)]
+    after = [before[0], before[3], *[(f"Zeller, Bo {mark}", f"Bo Zeller {mark}", "Z", title) for title in bos_blogs]]
+    eventually(lambda: entries() == after, message="a newer blog of the renamed owner")
+
+    # A rebuild replays blogs and profiles in whatever order its partitions come: the same directory.
+    result = cli("reindex", "blogs")
+    assert result.returncode == 0, result.stderr
+    assert entries() == after
