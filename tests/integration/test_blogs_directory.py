@@ -168,3 +168,79 @@ def test_the_directory_follows_an_owner_renamed_after_their_blogs_were_made_also
     result = cli("reindex", "blogs")
     assert result.returncode == 0, result.stderr
     assert entries() == after
+
+
+def test_the_blogs_projection_ends_on_the_owners_latest_facts_in_every_order_of_the_two_topics(platform):
+    """The blog's events and its owner's profile events come on two topics: any interleaving
+    (each topic in its own order), one batch or many, or both streams applied at once."""
+    import asyncio
+    import itertools
+    import uuid
+
+    from services.search.projections.blogs import BlogsProjection, owner_profile_id
+    from watercooler.events.v1.envelope_pb2 import EventEnvelope
+    from watercooler.posts.v1 import events_pb2 as posts_events
+    from watercooler.profiles.v1 import events_pb2 as profiles_events
+    from watercooler.projection import es_client
+
+    def record(aggregate_type: str, aggregate_id: str, version: int, payload) -> bytes:
+        envelope = EventEnvelope(event_id=str(uuid.uuid4()), event_type=payload.DESCRIPTOR.full_name, aggregate_type=aggregate_type,
+                                 aggregate_id=aggregate_id, aggregate_version=version)
+        envelope.occurred_at.GetCurrentTime()
+        envelope.payload.Pack(payload)
+        return envelope.SerializeToString()
+
+    def story() -> tuple[str, list[bytes], list[bytes]]:
+        owner, blog_id = unique("own"), str(uuid.uuid4())
+        old = dict(display_name="Old Name", sort_name="Name, Old", department="Research", country="DE")
+        blog_events = [
+            record("Blog", blog_id, 1, posts_events.BlogCreated(handle=unique("b-"), title="First", owner_id=owner, owner_display_name=old["display_name"],
+                                                                owner_sort_name=old["sort_name"], owner_department=old["department"], owner_country="DE", visibility="INTERNAL")),
+            record("Blog", blog_id, 2, posts_events.BlogEdited(changed_fields=["title"], title="Second")),
+        ]
+        profile_events = [
+            record("Profile", owner_profile_id(owner), 1, profiles_events.ProfileCreated(employee_id=owner, **old)),
+            record("Profile", owner_profile_id(owner), 2, profiles_events.ProfileUpdated(changed_fields=["display_name", "sort_name", "department"], display_name="New Name",
+                                                                                         sort_name="Zed, New", department="Sales", country="DE")),
+        ]
+        return blog_id, blog_events, profile_events
+
+    async def run() -> None:
+        es = es_client(platform.settings)
+        projection = BlogsProjection(platform.settings)
+        await projection.ensure_index(es)
+        scratch = f"{projection.alias}-order-test-{uuid.uuid4().hex[:8]}"
+        await es.indices.create(index=scratch, **projection.index_body())
+        apply = lambda batch: projection.apply_batch(es, batch, lambda r: r, index=scratch)  # noqa: E731
+        outcomes: list[tuple[str, str]] = []
+        try:
+            stories = []
+            # Every interleaving that keeps each topic's order, one event a batch.
+            for blog_first in set(itertools.permutations("bbpp")):
+                blog_id, blogs, profiles = story()
+                stories.append(blog_id)
+                for source in blog_first:
+                    await apply([(blogs if source == "b" else profiles).pop(0)])
+            # All in one batch, the profile's first.
+            blog_id, blogs, profiles = story()
+            stories.append(blog_id)
+            await apply(profiles + blogs)
+            # Both streams at once, as two partitions of one batch or two workers apply them.
+            for _ in range(5):
+                blog_id, blogs, profiles = story()
+                stories.append(blog_id)
+
+                async def stream(events: list[bytes]) -> None:
+                    for event in events:
+                        await apply([event])
+
+                await asyncio.gather(stream(blogs), stream(profiles))
+            for blog_id in stories:
+                doc = (await es.get(index=scratch, id=blog_id))["_source"]
+                outcomes.append((doc["title"], doc["owner_display_name"], doc["owner_sort_name"], doc["owner_department"], doc["letter"]))
+        finally:
+            await es.indices.delete(index=scratch, ignore_unavailable=True)
+            await es.close()
+        assert outcomes == [("Second", "New Name", "Zed, New", "Sales", "Z")] * len(outcomes)
+
+    asyncio.run(run())
