@@ -1,16 +1,17 @@
 """Community membership, as the posts service needs it to show a COMMUNITY item by name.
 
 The source of truth is the profiles service's Community aggregate; its store is not ours
-to read, so we ask it over gRPC (``CommunityService.ListCommunityMembers``, read from
-the event store, so always current) with the posts service's own token. The search
-index ``communities`` would also answer, but it lags the event store by the projection
-delay and would make the posts service depend on Elasticsearch for a command path.
+to read, so we ask it over gRPC with the posts service's own token. The search index
+``communities`` would also answer, but it lags the event store by the projection delay and
+would make the posts service depend on Elasticsearch for a command path.
 
-One fetch brings a community's whole member set, which then answers for every member
-for ``WC_MEMBERSHIP_CACHE_SECONDS`` (default 10): a leave or removal takes effect within
-that time. A person not in a cached set triggers a refetch at most once per
-``NEGATIVE_REFRESH_SECONDS`` per community, so a join shows within about a second while
-non-members cannot make us hammer the profiles service.
+We ask the one question a read needs, whether this person is a member of this community
+(``CommunityService.GetMembership``, read from the event store, so always current): one call
+whatever the size of the community, where fetching its member list took a call per 100
+members (530 for a community of 53,000). The answer is cached per (community, person): a
+member's for ``WC_MEMBERSHIP_CACHE_SECONDS`` (default 10), so a leave or removal takes effect
+within that time; a non-member's for at most ``NEGATIVE_REFRESH_SECONDS``, so a join shows
+within about a second while a non-member's reads cannot make us hammer the profiles service.
 
 Fails closed: if the profiles service cannot answer, the caller gets UNAVAILABLE rather
 than content they may not be entitled to (or a NOT_FOUND that would be a lie).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +35,7 @@ from watercooler.errors import DomainError
 
 DEFAULT_CACHE_SECONDS = 10.0
 NEGATIVE_REFRESH_SECONDS = 1.0
-PAGE_SIZE = 100  # the largest page ListCommunityMembers serves
-MAX_COMMUNITIES = 10_000  # cached member sets; the oldest go first beyond this
+MAX_ANSWERS = 200_000  # cached (community, person) answers; the oldest go first beyond this
 
 
 class MembershipUnavailable(DomainError):
@@ -44,8 +45,8 @@ class MembershipUnavailable(DomainError):
 
 
 @dataclass
-class _Entry:
-    members: frozenset[str]
+class _Answer:
+    is_member: bool
     fetched: float
 
 
@@ -59,7 +60,7 @@ class CommunityMembership:
         self._lock = threading.Lock()
         self._stub: Any = None
         self._metadata: tuple[tuple[str, str], ...] = ()
-        self._cache: dict[str, _Entry] = {}
+        self._cache: OrderedDict[tuple[str, str], _Answer] = OrderedDict()
 
     def _communities(self) -> Any:
         from watercooler.profiles.v1 import communities_pb2_grpc
@@ -73,37 +74,34 @@ class CommunityMembership:
     def is_member(self, community: str, employee_id: str) -> bool:
         if not community or not employee_id:
             return False
+        key = (community, employee_id)
         now = self.clock()
-        entry = self._cache.get(community)
-        if entry is not None:
-            age = now - entry.fetched
-            if age < self.ttl and (employee_id in entry.members or age < min(NEGATIVE_REFRESH_SECONDS, self.ttl)):
-                return employee_id in entry.members
-        entry = _Entry(self.fetch(community), now)
         with self._lock:
-            if len(self._cache) >= MAX_COMMUNITIES and community not in self._cache:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[community] = entry
-        return employee_id in entry.members
+            answer = self._cache.get(key)
+        if answer is not None:
+            lifetime = self.ttl if answer.is_member else min(NEGATIVE_REFRESH_SECONDS, self.ttl)
+            if now - answer.fetched < lifetime:
+                return answer.is_member
+        answer = _Answer(self.fetch(community, employee_id), now)
+        with self._lock:
+            self._cache[key] = answer
+            self._cache.move_to_end(key)
+            while len(self._cache) > MAX_ANSWERS:
+                self._cache.popitem(last=False)
+        return answer.is_member
 
-    def fetch(self, community: str) -> frozenset[str]:
-        """Every member of the community; an unknown community has none."""
+    def fetch(self, community: str, employee_id: str) -> bool:
+        """Whether the person is a member now; an unknown community has no members."""
         from watercooler.profiles.v1 import communities_pb2
 
-        members: set[str] = set()
-        token = ""
-        while True:
-            try:
-                page = self._communities().ListCommunityMembers(
-                    communities_pb2.ListCommunityMembersRequest(parent=f"communities/{community}", page_size=PAGE_SIZE, page_token=token),
-                    metadata=self._metadata,
-                    timeout=5,
-                )
-            except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                    return frozenset()
-                raise MembershipUnavailable(f"cannot read the members of communities/{community}: {exc.code().name}; retry", field="community") from exc
-            members.update(name.removeprefix("profiles/") for name in page.members)
-            token = page.next_page_token
-            if not token:
-                return frozenset(members)
+        try:
+            self._communities().GetMembership(
+                communities_pb2.GetMembershipRequest(name=f"communities/{community}/members/{employee_id}"),
+                metadata=self._metadata,
+                timeout=5,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return False
+            raise MembershipUnavailable(f"cannot ask whether a person is a member of communities/{community}: {exc.code().name}; retry", field="community") from exc
+        return True

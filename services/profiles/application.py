@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
 
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
@@ -18,6 +19,7 @@ from .domainmodel import (
     Community,
     Connection,
     Follow,
+    OrgChart,
     Profile,
     StatusUpdate,
     check_pair,
@@ -34,6 +36,8 @@ MAX_MANAGER_CHAIN = 64
 MAX_BATCH_GET = 100
 MAX_BATCH_CREATE = 1000
 MAX_LEAVE_REASON = 500
+# Tries of an UpdateProfile that lost a race to a concurrent change (of the org chart or the profile).
+MANAGER_CHANGE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ class ProfilesApplication(EventSourcedApplication):
     # A community of 50,000 members is 50,000 events: without snapshots every join would
     # replay them all (measured: 10 joins/s at 1,500 members; 89/s with snapshots).
     # Snapshots live in their own table, never in the notification log the relay publishes.
-    snapshotting_intervals = {Community: 100}
+    # The org chart gains an event on every manager change, for ever: snapshots for it too.
+    snapshotting_intervals = {Community: 100, OrgChart: 100}
 
     # --- commands ---------------------------------------------------------------------------
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:
@@ -146,17 +151,34 @@ class ProfilesApplication(EventSourcedApplication):
         if not (principal.is_service or principal.subject == employee_id):
             raise PermissionDenied("only the person or a service may edit a profile", field="name")
 
-        def decide() -> Profile:
+        values = validate_fields(changes, creating=False)
+
+        def decide() -> list[Aggregate]:
             profile = self.get_profile(employee_id)
             if etag and etag != profile.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {profile.etag}", field="etag", current_etag=profile.etag)
-            values = validate_fields(changes, creating=False)
-            if values.get("manager_id"):
-                self._check_manager(employee_id, values["manager_id"])
+            new_manager = values.get("manager_id")
+            if not new_manager or new_manager == profile.manager_id:
+                profile.update(values)
+                return [profile]
+            # The org chart is read before the chain above the new manager: a manager change
+            # committed after this read moves the chart on, so this command's save collides.
+            org_chart = self._org_chart()
+            self._check_manager(employee_id, new_manager)
             profile.update(values)
-            return profile
+            org_chart.record_manager_change(employee_id=employee_id, manager_id=new_manager)
+            return [profile, org_chart]
 
-        return self.run_command(ctx, "UpdateProfile", request_fingerprint, decide)  # type: ignore[return-value]
+        # A loser of the race on the org chart is decided again against the chart that won (and
+        # is refused if the winner's change now makes a cycle); a stale etag still fails at once.
+        for attempt in range(MANAGER_CHANGE_ATTEMPTS):
+            try:
+                return self.run_command(ctx, "UpdateProfile", request_fingerprint, decide)  # type: ignore[return-value]
+            except Aborted as error:
+                stale_etag = "current_etag" in error.details
+                if stale_etag or attempt == MANAGER_CHANGE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def leave_company(self, ctx: CommandContext, employee_id: str, reason: str, request_fingerprint: str) -> Profile:
         principal = ctx.principal
@@ -216,6 +238,17 @@ class ProfilesApplication(EventSourcedApplication):
         if not community.lists_shown_to(principal.subject, principal.is_service):
             raise PermissionDenied(f"the members of invite-only communities/{community_id} are listed to its members only", field="parent")
         return sorted(community.members)
+
+    def get_membership(self, principal: Any, community_id: str, member_id: str) -> Community:
+        """The community, if ``member_id`` is one of its members. Answered to whom the member
+        list is (list_members): one person's membership is a piece of that list."""
+        community = self.get_community(community_id)
+        validate_employee_id(member_id, field="name")
+        if not community.lists_shown_to(principal.subject, principal.is_service):
+            raise PermissionDenied(f"the members of invite-only communities/{community_id} are shown to its members only", field="name")
+        if not community.is_member(member_id):
+            raise NotFound(f"profiles/{member_id} is not a member of communities/{community_id}", field="name")
+        return community
 
     def change_membership(self, ctx: CommandContext, action: str, community_id: str, member_id: str, request_fingerprint: str) -> Community:
         """join / leave (the member themself, or a service) and invite / remove (by the caller)."""
@@ -361,6 +394,13 @@ class ProfilesApplication(EventSourcedApplication):
         # of the cached aggregate) was 28 % of a create's time in process (cProfile, 3,000 creates).
         if not self.recorder.select_events(profile_id(manager_id), limit=1):
             raise InvalidArgument(f"profiles/{manager_id} does not exist", field="manager")
+
+    def _org_chart(self) -> OrgChart:
+        try:
+            return self.repository.get(OrgChart.create_id())
+        except AggregateNotFoundError:
+            # Two first manager changes both create it: the store keeps one, the other retries.
+            return OrgChart()
 
     def _check_manager(self, employee_id: str, manager_id: str) -> None:
         """The manager must exist, and following the chain up must never come back."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eventsourcing.domain import event
+from eventsourcing.domain import Aggregate, event
 
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
@@ -178,6 +178,33 @@ class Profile(EventSourcedAggregate):
     @property
     def etag(self) -> str:
         return f'"{self.version}"'
+
+
+class OrgChart(Aggregate):
+    """The company's reporting lines as one unit of consistency.
+
+    Whether a new manager would close a cycle depends on every profile up the chain, so two
+    concurrent changes (X1 reports to X2, X2 reports to X1) each pass their check on their own.
+    Every manager change therefore also records an event here, in the same transaction as the
+    profile's: the store takes one event per (id, version), so of two changes decided against
+    the same version of the chart only the first commits, whichever replica ran it, and the
+    other is decided again against the new chart. A plain ``Aggregate``: bookkeeping that the
+    relay keeps home, not a published fact (the profile's own event is the fact).
+
+    Only a new non-empty manager needs it: a new profile cannot close a cycle (nobody can
+    report to an id before it exists), nor can clearing a manager."""
+
+    @staticmethod
+    def create_id() -> Any:
+        return stable_id("org-chart")
+
+    @event("Started")
+    def __init__(self) -> None:
+        self.manager_changes = 0
+
+    @event("ManagerChanged")
+    def record_manager_change(self, employee_id: str, manager_id: str) -> None:
+        self.manager_changes += 1
 
 
 # --- Communities --------------------------------------------------------------------------------

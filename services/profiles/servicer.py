@@ -207,6 +207,23 @@ class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
             response.next_page_token = encode_page_token(page[-1], request.parent)
         return response
 
+    async def GetMembership(self, request, context):
+        community_id, member_id = parse_membership_name(request.name)
+        from watercooler.auth import current_principal
+
+        community = await in_thread(self.app.get_membership, current_principal(), community_id, member_id)
+        return communities_pb2.Membership(
+            name=f"communities/{community_id}/members/{member_id}", member=f"profiles/{member_id}", owner=member_id in community.owners
+        )
+
+
+def parse_membership_name(name: str) -> tuple[str, str]:
+    """``communities/{community_id}/members/{employee_id}`` -> (community_id, employee_id)."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "communities" or parts[2] != "members" or not parts[1] or not parts[3]:
+        raise InvalidArgument("must look like 'communities/{community_id}/members/{employee_id}'", field="name")
+    return parts[1], parts[3]
+
 
 # --- the graph --------------------------------------------------------------------------------
 def follow_to_proto(edge: Follow) -> graph_pb2.FollowEdge:

@@ -118,7 +118,7 @@ async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) ->
     }
     # Doc values instead of _source, no hit count: this runs on every feed page.
     result = await es.search(
-        index=settings.index_alias("graph"), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}], source=False, docvalue_fields=["members"], track_total_hits=False
+        index=settings.index_alias("graph"), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}, {"source": "asc"}, {"target": "asc"}, {"members": {"order": "asc", "mode": "min"}}, {"members": {"order": "asc", "mode": "max"}}], source=False, docvalue_fields=["members"], track_total_hits=False
     )
     return {m for hit in result["hits"]["hits"] for m in hit["fields"]["members"] if m != person}
 

@@ -328,7 +328,7 @@ class PostQueries:
             aggs={
                 "links": {
                     "terms": {"field": "url", "size": size, "order": [{"_count": "desc"}, {"_key": "asc"}]},
-                    "aggs": {"title": {"top_hits": {"size": 1, "_source": ["title_raw"], "sort": [{"saved_at": "asc"}]}}},
+                    "aggs": {"title": {"top_hits": {"size": 1, "_source": ["title_raw"], "sort": [{"saved_at": "asc"}, {"name": "asc"}]}}},
                 }
             },
         )

@@ -36,7 +36,7 @@ COMMENTED = ("posts/", "microposts/", "pages/", "media/")
 # metric -> (filters it accepts)
 METRICS: dict[str, tuple[str, ...]] = {
     "blogs": ("department", "country"),
-    "active_blogs": ("department", "country"),
+    "active_blogs": ("department", "country", "blog"),
     "posts": ("blog",),
     "microposts": (),
     "comments": ("target",),
@@ -143,7 +143,7 @@ class Stats:
                 if request.target:  # a post the caller may not see counts nothing
                     post_filters.append({"term": {"name": request.target}})
                 found = await self.es.search(index=index_of(settings, "post"), query={"bool": {"filter": post_filters}}, source=["name"],
-                                             size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}], ignore_unavailable=True)
+                                             size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}, {"name": "asc"}], ignore_unavailable=True)
                 filters.append({"terms": {"target": [h["_source"]["name"] for h in found["hits"]["hits"]]}})
             return settings.index_alias("reactions"), "updated_at", filters, None
         raise AssertionError(metric)

@@ -479,18 +479,21 @@ class Search:
         if "people" in kinds:
             body = {"size": size, "_source": ["employee_id", "display_name"], "query": {"bool": {
                 "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
-                "filter": [_kind_clause(self.settings, scope, "person")]}}, "sort": ["_score", {"sort_key": "asc"}]}
+                "filter": [_kind_clause(self.settings, scope, "person")]}}, "sort": ["_score", {"sort_key": "asc"}, {"employee_id": "asc"}]}
             searches.append(("person", index_of(self.settings, "person"), body))
         if "communities" in kinds:
             body = {"size": size, "_source": ["community_id", "display_name"], "query": {"bool": {
                 "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
-                "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}]}
+                "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}, {"community_id": "asc"}]}
             searches.append(("community", index_of(self.settings, "community"), body))
         title_kinds = ["post", "wiki_page", "media", "jam_idea"]
         if "titles" in kinds:
             body = {"size": size, "_source": ["name", "title", "jam_id", "idea_id", "kind"], "query": {"bool": {
                 "must": [{"multi_match": {"query": folded, "fields": ["title_prefix"], "type": "phrase_prefix", "max_expansions": 50}}],
-                "filter": [{"bool": {"should": [_kind_clause(self.settings, scope, k) for k in title_kinds], "minimum_should_match": 1}}]}}}
+                "filter": [{"bool": {"should": [_kind_clause(self.settings, scope, k) for k in title_kinds], "minimum_should_match": 1}}]}},
+                # Equal titles score alike: ordered by what identifies them, not by where an index
+                # (rebuilt by `watercooler reindex`) happens to store them.
+                "sort": [{"_score": "desc"}, *_tiebreak()]}
             searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
         if "tags" in kinds:
             tag = folded.lstrip("#")
@@ -502,7 +505,8 @@ class Search:
                 # Over the best SUGGEST_SAMPLE documents per shard, not every document carrying a
                 # tag with this prefix (a common prefix is a large part of a million documents).
                 "aggs": {"s": {"sampler": {"shard_size": SUGGEST_SAMPLE},
-                               "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*"}}}}}}
+                               "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*",
+                                                        "order": [{"_count": "desc"}, {"_key": "asc"}]}}}}}}
             searches.append(("tag", ",".join(sorted({index_of(self.settings, k) for k in tag_kinds})), body))
         operations: list[dict[str, Any]] = []
         for _, index, body in searches:
@@ -525,24 +529,26 @@ class Search:
         return response
 
     # --- Trending -------------------------------------------------------------------------------------
-    TRENDING_KINDS = {"hashtags": "hashtag", "tags": "tag", "links": "link"}
+    # Requested kind -> the kind of its rows. A post's or bookmark's tag `security` and a
+    # micropost's `#security` are one topic (both stored lowercase, without '#'): one row of
+    # kind "tag" counts them together, whichever of the two names asks for it.
+    TRENDING_KINDS = {"tags": "tag", "hashtags": "tag", "links": "link"}
 
     async def trending(self, principal: Principal, request: sp.TrendingRequest) -> sp.TrendingResponse:
-        kinds = list(dict.fromkeys(request.kinds)) or list(self.TRENDING_KINDS)
-        for kind in kinds:
+        for kind in request.kinds:
             if kind not in self.TRENDING_KINDS:
                 raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(self.TRENDING_KINDS)}", field="kinds")
+        kinds = list(dict.fromkeys(self.TRENDING_KINDS[kind] for kind in request.kinds or self.TRENDING_KINDS))
         if request.page_size < 0 or request.page_size > 50:
             raise InvalidArgument("must be between 0 and 50", field="page_size")
         size = request.page_size or 10
         end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
         day_start, week_start = end - dt.timedelta(days=1), end - dt.timedelta(days=8)
         scope = await scope_of(self.es, self.settings, principal)
-        # (kind, kinds searched, time field, value field)
+        # row kind -> (kinds searched, time field, value field)
         plans = {
-            "hashtags": (["micropost"], "created_at", "tags"),
-            "tags": (["post", "bookmark"], "created_at", "tags"),
-            "links": (["bookmark"], "saved_at", "url"),
+            "tag": (["post", "bookmark", "micropost"], "created_at", "tags"),
+            "link": (["bookmark"], "saved_at", "url"),
         }
         operations: list[dict[str, Any]] = []
         for kind in kinds:
@@ -569,7 +575,7 @@ class Search:
                     items.append((score, b["doc_count"], b["key"], before))
             items.sort(key=lambda t: (-t[0], -t[1], t[2]))
             for score, recent, value, before in items[:size]:
-                response.items.add(kind=self.TRENDING_KINDS[kind], value=value, last_day=recent, previous_week=before, score=round(score, 3))
+                response.items.add(kind=kind, value=value, last_day=recent, previous_week=before, score=round(score, 3))
         return response
 
 

@@ -376,6 +376,13 @@ def _list_members(w: World, who: str, row: Row, rpc: str):
     return code(w.s.communities.ListCommunityMembers, cp.ListCommunityMembersRequest(parent=parent), w.md(who))
 
 
+@scenario("GetMembership")
+def _get_membership(w: World, who: str, row: Row, rpc: str):
+    community = w.open_community if row.says("OPEN") else w.c_name
+    person = w.ids["stranger"] if row.says("stranger") else w.ids["owner"]
+    return code(w.s.communities.GetMembership, cp.GetMembershipRequest(name=f"{community}/members/{person}"), w.md(who))
+
+
 @scenario("JoinCommunity")
 def _join(w: World, who: str, row: Row, rpc: str):
     join = w.s.communities.JoinCommunity

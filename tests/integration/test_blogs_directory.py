@@ -11,6 +11,8 @@ from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import posts_pb2_grpc as pg
 from watercooler.profiles.v1 import communities_pb2 as cp
 from watercooler.profiles.v1 import communities_pb2_grpc as cg
+from watercooler.profiles.v1 import profiles_pb2 as pp
+from watercooler.profiles.v1 import profiles_pb2_grpc as ppg
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
 
@@ -126,3 +128,123 @@ def test_blog_stats_count_totals_departments_countries_and_activity(platform, po
     stats = eventually(counted, message="blog stats")
     assert stats.blogs_total >= 3 and stats.blogs_active_30d >= 1
     assert {d.key: d.count for d in stats.blogs_per_country}.get("JP", 0) >= 3
+
+
+def test_the_directory_follows_an_owner_renamed_after_their_blogs_were_made_also_after_a_reindex(platform, posts, search):
+    from tests.integration.test_cli import cli
+
+    mark = unique("")
+    people = [person(platform, n, s, department="Research") for n, s in [(f"Al Adams {mark}", f"Adams, Al {mark}"), (f"Bo Baker {mark}", f"Baker, Bo {mark}"),
+                                                                         (f"Cy Clark {mark}", f"Clark, Cy {mark}")]]
+    (_, as_al), (bo, as_bo), (_, as_cy) = people
+    blogs = [blog(posts, as_al, title="Al's"), blog(posts, as_bo, title="Bo's"), blog(posts, as_bo, title="Bo's other"), blog(posts, as_cy, title="Cy's")]
+    mine = {b.name for b in blogs}
+
+    def entries():
+        return [(e.owner_sort_name, e.owner_display_name, e.letter, e.title) for e in directory(search, as_al) if e.blog in mine]
+
+    # Equal owner names are ordered by handle.
+    bos_blogs = [b.title for b in sorted(blogs[1:3], key=lambda b: b.handle)]
+    before = [(f"Adams, Al {mark}", f"Al Adams {mark}", "A", "Al's"), *[(f"Baker, Bo {mark}", f"Bo Baker {mark}", "B", title) for title in bos_blogs],
+              (f"Clark, Cy {mark}", f"Cy Clark {mark}", "C", "Cy's")]
+    eventually(lambda: sorted(entries()) == sorted(before), message="blogs in the directory")
+    assert entries() == before
+
+    profiles = platform.stub(ppg.ProfileServiceStub, "profiles")
+    profiles.UpdateProfile(pp.UpdateProfileRequest(profile=pp.Profile(name=f"profiles/{bo}", display_name=f"Bo Zeller {mark}", sort_name=f"Zeller, Bo {mark}", department="Sales"),
+                                                   update_mask={"paths": ["display_name", "sort_name", "department"]}), metadata=platform.metadata())
+    # Renamed, the owner's blogs move to Z.
+    after = [before[0], before[3], *[(f"Zeller, Bo {mark}", f"Bo Zeller {mark}", "Z", title) for title in bos_blogs]]
+    eventually(lambda: entries() == after, message="the directory follows the rename")
+
+    def blogs_in(department: str) -> float:
+        return search.GetStats(sp.GetStatsRequest(metric="blogs", department=department), metadata=as_al).total
+
+    assert blogs_in("Sales") >= 2
+    # A blog made after the rename shows the new name from the start.
+    newer = blog(posts, as_bo, title="Bo's newest")
+    mine.add(newer.name)
+    bos_blogs = [b.title for b in sorted([*blogs[1:3], newer], key=lambda b: b.handle)]
+    after = [before[0], before[3], *[(f"Zeller, Bo {mark}", f"Bo Zeller {mark}", "Z", title) for title in bos_blogs]]
+    eventually(lambda: entries() == after, message="a newer blog of the renamed owner")
+
+    # A rebuild replays blogs and profiles in whatever order its partitions come: the same directory.
+    result = cli("reindex", "blogs")
+    assert result.returncode == 0, result.stderr
+    assert entries() == after
+
+
+def test_the_blogs_projection_ends_on_the_owners_latest_facts_in_every_order_of_the_two_topics(platform):
+    """The blog's events and its owner's profile events come on two topics: any interleaving
+    (each topic in its own order), one batch or many, or both streams applied at once."""
+    import asyncio
+    import itertools
+    import uuid
+
+    from services.search.projections.blogs import BlogsProjection, owner_profile_id
+    from watercooler.events.v1.envelope_pb2 import EventEnvelope
+    from watercooler.posts.v1 import events_pb2 as posts_events
+    from watercooler.profiles.v1 import events_pb2 as profiles_events
+    from watercooler.projection import es_client
+
+    def record(aggregate_type: str, aggregate_id: str, version: int, payload) -> bytes:
+        envelope = EventEnvelope(event_id=str(uuid.uuid4()), event_type=payload.DESCRIPTOR.full_name, aggregate_type=aggregate_type,
+                                 aggregate_id=aggregate_id, aggregate_version=version)
+        envelope.occurred_at.GetCurrentTime()
+        envelope.payload.Pack(payload)
+        return envelope.SerializeToString()
+
+    def story() -> tuple[str, list[bytes], list[bytes]]:
+        owner, blog_id = unique("own"), str(uuid.uuid4())
+        old = dict(display_name="Old Name", sort_name="Name, Old", department="Research", country="DE")
+        blog_events = [
+            record("Blog", blog_id, 1, posts_events.BlogCreated(handle=unique("b-"), title="First", owner_id=owner, owner_display_name=old["display_name"],
+                                                                owner_sort_name=old["sort_name"], owner_department=old["department"], owner_country="DE", visibility="INTERNAL")),
+            record("Blog", blog_id, 2, posts_events.BlogEdited(changed_fields=["title"], title="Second")),
+        ]
+        profile_events = [
+            record("Profile", owner_profile_id(owner), 1, profiles_events.ProfileCreated(employee_id=owner, **old)),
+            record("Profile", owner_profile_id(owner), 2, profiles_events.ProfileUpdated(changed_fields=["display_name", "sort_name", "department"], display_name="New Name",
+                                                                                         sort_name="Zed, New", department="Sales", country="DE")),
+        ]
+        return blog_id, blog_events, profile_events
+
+    async def run() -> None:
+        es = es_client(platform.settings)
+        projection = BlogsProjection(platform.settings)
+        await projection.ensure_index(es)
+        scratch = f"{projection.alias}-order-test-{uuid.uuid4().hex[:8]}"
+        await es.indices.create(index=scratch, **projection.index_body())
+        apply = lambda batch: projection.apply_batch(es, batch, lambda r: r, index=scratch)  # noqa: E731
+        outcomes: list[tuple[str, str]] = []
+        try:
+            stories = []
+            # Every interleaving that keeps each topic's order, one event a batch.
+            for blog_first in set(itertools.permutations("bbpp")):
+                blog_id, blogs, profiles = story()
+                stories.append(blog_id)
+                for source in blog_first:
+                    await apply([(blogs if source == "b" else profiles).pop(0)])
+            # All in one batch, the profile's first.
+            blog_id, blogs, profiles = story()
+            stories.append(blog_id)
+            await apply(profiles + blogs)
+            # Both streams at once, as two partitions of one batch or two workers apply them.
+            for _ in range(5):
+                blog_id, blogs, profiles = story()
+                stories.append(blog_id)
+
+                async def stream(events: list[bytes]) -> None:
+                    for event in events:
+                        await apply([event])
+
+                await asyncio.gather(stream(blogs), stream(profiles))
+            for blog_id in stories:
+                doc = (await es.get(index=scratch, id=blog_id))["_source"]
+                outcomes.append((doc["title"], doc["owner_display_name"], doc["owner_sort_name"], doc["owner_department"], doc["letter"]))
+        finally:
+            await es.indices.delete(index=scratch, ignore_unavailable=True)
+            await es.close()
+        assert outcomes == [("Second", "New Name", "Zed, New", "Sales", "Z")] * len(outcomes)
+
+    asyncio.run(run())

@@ -154,3 +154,43 @@ def test_search_sees_membership_changes_within_seconds(platform, people):
     eventually(lambda: my_communities() == [] and not sees_secret(), timeout=10, interval=0.1, message="removal visible to search")
     events = [e.type_name for e in read_events(platform.settings, "profiles") if e.envelope.aggregate_type == "Community" and e.type_name != "CommunityCreated"]
     assert {"CommunityMemberInvited", "CommunityMemberJoined", "CommunityMemberRemoved"} <= set(events)
+
+
+def test_get_membership_answers_for_one_person_as_the_member_list_would(platform, people):
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    owner, member, outsider = people(3)
+    as_owner, as_member, as_outsider = (platform.metadata(p, "employee") for p in (owner, member, outsider))
+    open_id, closed_id = unique("open-"), unique("closed-")
+    communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=open_id, display_name="Open", access=cp.Community.OPEN)), metadata=as_owner)
+    communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=closed_id, display_name="Closed", access=cp.Community.INVITE_ONLY)), metadata=as_owner)
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{open_id}"), metadata=as_member)
+    communities.InviteMember(cp.InviteMemberRequest(name=f"communities/{closed_id}", member=f"profiles/{member}"), metadata=as_owner)
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{closed_id}"), metadata=as_member)
+
+    def membership(community_id: str, person: str, metadata) -> cp.Membership:
+        return communities.GetMembership(cp.GetMembershipRequest(name=f"communities/{community_id}/members/{person}"), metadata=metadata)
+
+    def refused(community_id: str, person: str, metadata) -> grpc.RpcError:
+        return rpc_error(communities.GetMembership, cp.GetMembershipRequest(name=f"communities/{community_id}/members/{person}"), metadata=metadata)
+
+    got = membership(open_id, member, as_outsider)
+    assert (got.name, got.member, got.owner) == (f"communities/{open_id}/members/{member}", f"profiles/{member}", False)
+    assert membership(open_id, owner, as_outsider).owner
+    assert refused(open_id, outsider, as_outsider).code() == grpc.StatusCode.NOT_FOUND
+    # An invite-only community answers whom its member list answers: members and services.
+    assert membership(closed_id, member, as_member).member == f"profiles/{member}"
+    assert membership(closed_id, owner, platform.metadata()).owner
+    assert refused(closed_id, outsider, platform.metadata()).code() == grpc.StatusCode.NOT_FOUND
+    for person in (member, outsider):  # the same refusal for a member and a non-member: nothing learnt
+        denied = refused(closed_id, person, as_outsider)
+        assert denied.code() == grpc.StatusCode.PERMISSION_DENIED and bad_request_fields(denied) == ["name"]
+    list_denied = rpc_error(communities.ListCommunityMembers, cp.ListCommunityMembersRequest(parent=f"communities/{closed_id}"), metadata=as_outsider)
+    assert list_denied.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Read from the event store: a leave shows at once.
+    communities.LeaveCommunity(cp.LeaveCommunityRequest(name=f"communities/{open_id}"), metadata=as_member)
+    assert refused(open_id, member, as_owner).code() == grpc.StatusCode.NOT_FOUND
+    unknown = refused(unique("nowhere-"), owner, as_owner)
+    assert unknown.code() == grpc.StatusCode.NOT_FOUND and bad_request_fields(unknown) == ["name"]
+    for bad in (f"communities/{open_id}", f"communities/{open_id}/members/", f"communities/{open_id}/owners/{owner}", f"profiles/{owner}", f"communities/{open_id}/members/{owner}/x"):
+        invalid = rpc_error(communities.GetMembership, cp.GetMembershipRequest(name=bad), metadata=as_owner)
+        assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(invalid) == ["name"], bad

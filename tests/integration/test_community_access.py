@@ -13,11 +13,14 @@ from services.posts.membership import DEFAULT_CACHE_SECONDS, NEGATIVE_REFRESH_SE
 from tests.conftest import eventually
 from tests.integration.helpers import read_events, rpc_error
 from tests.integration.test_blogs_directory import publish
+from tests.integration.test_observability import scrape
 from tests.integration.test_posts_lifecycle import V, blog, person, unique
 from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import posts_pb2_grpc as pg
 from watercooler.profiles.v1 import communities_pb2 as cp
 from watercooler.profiles.v1 import communities_pb2_grpc as cg
+from watercooler.profiles.v1 import profiles_pb2 as pp
+from watercooler.profiles.v1 import profiles_pb2_grpc as ppg
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +138,30 @@ def test_a_community_owned_restricted_space_is_its_members_in_search_too(platfor
     assert error.code() == grpc.StatusCode.NOT_FOUND
     top = search.ListTopViewed(sp.ListTopViewedRequest(kind=sp.ListTopViewedRequest.PAGES, period=sp.ListTopViewedRequest.ALL_TIME, page_size=50), metadata=as_olaf)
     assert page not in [item.name for item in top.items]
+
+
+def test_a_member_of_a_large_community_reads_its_item_with_a_bounded_number_of_profiles_calls(platform):
+    """Reading a COMMUNITY item asks the profiles service one question (is this person a member),
+    not for the community's whole member list: the calls do not grow with the community."""
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    profiles = platform.stub(ppg.ProfileServiceStub, "profiles")
+    service = platform.metadata()
+    guild = open_guild(platform, "Large guild")
+    (_, as_ana), (_, as_mia), (_, as_olaf), community = guild["ana"], guild["mia"], guild["olaf"], guild["community"]
+    crowd = [unique("crowd") for _ in range(450)]  # five pages of the member list
+    profiles.BatchCreateProfiles(pp.BatchCreateProfilesRequest(requests=[pp.CreateProfileRequest(profile=pp.Profile(employee_id=p, display_name="Crowd")) for p in crowd]), metadata=service)
+    for member in crowd:
+        communities.JoinCommunity(cp.JoinCommunityRequest(name=community, member=f"profiles/{member}"), metadata=service)
+    post = publish(posts, as_ana, blog(posts, as_ana).name, "large guild plans", visibility=V.COMMUNITY, community=community)
+
+    time.sleep(DEFAULT_CACHE_SECONDS + 0.5)  # whatever publishing cached has lapsed
+    port = platform.settings.metrics_port("profiles")
+    before = scrape(port)
+    for _ in range(3):
+        assert posts.GetPost(pb.GetPostRequest(name=post.name), metadata=as_mia).title == "large guild plans"
+    assert rpc_error(posts.GetPost, pb.GetPostRequest(name=post.name), metadata=as_olaf).code() == grpc.StatusCode.NOT_FOUND
+    after = scrape(port)
+    calls = {name: after[name] - before.get(name, 0.0) for name in after if name.startswith("wc_grpc_requests_total{") and 'service="profiles"' in name}
+    # One question for the member (then cached), one for the non-member.
+    assert sum(calls.values()) <= 2, {name: n for name, n in calls.items() if n}

@@ -279,3 +279,58 @@ def test_concurrent_updates_of_one_profile_lose_nothing(platform, profiles):
     final = profiles.GetProfile(pp.GetProfileRequest(name=created.name), metadata=metadata)
     assert {f: getattr(final, f) for f in fields} == retry_values
     assert final.etag == f'"{2 + len(fields)}"'
+
+
+def test_concurrent_manager_changes_never_close_a_management_cycle(platform, profiles):
+    """Each change alone passes the cycle check against what it read; sent together, the changes
+    of a loop (X1 under X2 and X2 under X1; or around three people) would all pass unless the
+    store serialises them."""
+    service = platform.metadata()
+    accepted = (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ABORTED)
+    codes: list[grpc.StatusCode] = []
+
+    def set_manager(person: str, manager: str):
+        return pp.UpdateProfileRequest(profile=pp.Profile(name=f"profiles/{person}", manager=f"profiles/{manager}"), update_mask={"paths": ["manager"]})
+
+    people: list[str] = []
+    for _ in range(4):
+        loops = [[unique("org") for _ in range(size)] for size in (2,) * 8 + (3,) * 4]
+        newcomers = {unique("new"): unique("boss") for _ in range(4)}
+        fresh = [person for loop in loops for person in loop] + list(newcomers.values())
+        profiles.BatchCreateProfiles(pp.BatchCreateProfilesRequest(requests=[pp.CreateProfileRequest(profile=pp.Profile(employee_id=p, display_name=f"Org {p}")) for p in fresh]), metadata=service)
+        people += fresh + list(newcomers)
+        # Every loop closed at once, each of its people under the next one.
+        calls = [(profiles.UpdateProfile, set_manager(person, loop[(i + 1) % len(loop)])) for loop in loops for i, person in enumerate(loop)]
+        # And new people created under a boss while that boss is moved under the newcomer.
+        for newcomer, boss in newcomers.items():
+            calls.append((profiles.CreateProfile, pp.CreateProfileRequest(profile=pp.Profile(employee_id=newcomer, display_name="New", manager=f"profiles/{boss}"))))
+            calls.append((profiles.UpdateProfile, set_manager(boss, newcomer)))
+        barrier = threading.Barrier(len(calls))
+
+        def call(method, request, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                method(request, metadata=service, timeout=60)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                assert error.code() in accepted, (error.code(), error.details())
+                codes.append(error.code())
+
+        threads = [threading.Thread(target=call, args=c) for c in calls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    assert codes.count(grpc.StatusCode.OK) > 0 and codes.count(grpc.StatusCode.INVALID_ARGUMENT) > 0, codes
+    for person in people:
+        # Up the chain from everyone: it must end at someone without a manager.
+        seen = [person]
+        current = profiles.GetProfile(pp.GetProfileRequest(name=f"profiles/{person}"), metadata=service).manager
+        while current:
+            manager_id = current.removeprefix("profiles/")
+            assert manager_id not in seen, f"management cycle: {seen + [manager_id]}"
+            seen.append(manager_id)
+            current = profiles.GetProfile(pp.GetProfileRequest(name=current), metadata=service).manager
+        chain = profiles.GetManagementChain(pp.GetManagementChainRequest(name=f"profiles/{person}"), metadata=service)
+        assert [p.employee_id for p in chain.managers] == seen[1:]

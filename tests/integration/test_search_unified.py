@@ -301,8 +301,12 @@ def test_trending_tags_hashtags_and_links(stubs, corpus):
     md, w = corpus["as_ana"], corpus["w"]
     got = stubs.search.Trending(sp.TrendingRequest(page_size=50), metadata=md).items
     items = {(i.kind, i.value): i for i in got}
-    assert items[("hashtag", w)].last_day == 1 and items[("hashtag", w)].previous_week == 0
-    assert items[("tag", w)].last_day == 2  # the post and the bookmark
+    # One topic, one row: the post's and the bookmark's tag and the micropost's #hashtag.
+    assert [(i.kind, i.value) for i in got].count(("tag", w)) == 1 and ("hashtag", w) not in items
+    assert items[("tag", w)].last_day == 3 and items[("tag", w)].previous_week == 0
+    for kinds in (["hashtags"], ["tags"], ["tags", "hashtags"]):  # the same topics, whichever name is asked
+        asked = {(i.kind, i.value): i.last_day for i in stubs.search.Trending(sp.TrendingRequest(kinds=kinds, page_size=50), metadata=md).items}
+        assert asked[("tag", w)] == 3 and ("link", f"https://example.com/{w}") not in asked, kinds
     assert items[("link", f"https://example.com/{w}")].last_day == 1
     week_ago = sp.TrendingRequest(kinds=["tags"])
     week_ago.time.FromDatetime((dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).replace(tzinfo=None))
@@ -310,3 +314,33 @@ def test_trending_tags_hashtags_and_links(stubs, corpus):
     assert ("tag", w) not in later  # three days on, last week's use is no longer rising
     error = rpc_error(stubs.search.Trending, sp.TrendingRequest(kinds=["memes"]), metadata=md)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == ["kinds"]
+
+
+def test_equal_score_suggestions_keep_their_order_after_a_reindex(stubs, platform):
+    """Equal names and titles score the same: a final tie-break by resource name orders them,
+    not where a rebuilt index happened to store them."""
+    from tests.integration.test_cli import cli
+
+    w = word(8)
+    _, as_ana = stubs.person(f"Ana {w.title()}")
+    service = platform.metadata()
+    people = [f"tie{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    for employee in people:
+        stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=employee, display_name=f"Tie {w.title()}")), metadata=service)
+    clubs = [unique("tie-") for _ in range(5)]
+    for club in clubs:
+        stubs.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=club, display_name=f"Tie {w.title()} Club", access=cp.Community.OPEN)), metadata=as_ana)
+    blog = stubs.blog(as_ana)
+    posts = [stubs.post(as_ana, blog, f"Tie {w} plan", "Same title.") for _ in range(5)]
+
+    def suggested() -> dict[str, list[str]]:
+        got = stubs.search.Suggest(sp.SuggestRequest(prefix=f"tie {w[:5]}", kinds=["people", "communities", "titles"], page_size=20), metadata=as_ana).suggestions
+        return {kind: [s.name for s in got if s.kind == kind] for kind in ("person", "community", "title")}
+
+    expected = {"person": [f"profiles/{p}" for p in sorted(people)], "community": [f"communities/{c}" for c in sorted(clubs)], "title": sorted(posts)}
+    eventually(lambda: {kind: len(names) for kind, names in suggested().items()} == {"person": 6, "community": 5, "title": 5}, message="all suggested")
+    assert suggested() == expected
+    for projection in ("people", "communities", "posts"):
+        result = cli("reindex", projection)
+        assert result.returncode == 0, result.stderr
+    assert suggested() == expected

@@ -5,6 +5,8 @@ keep; filters, intervals and bad input."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 
 import grpc
 import pytest
@@ -194,3 +196,37 @@ def test_stats_range_checks(platform):
     too_many.end_time.FromSeconds(3600 * 2000)
     error = rpc_error(search.GetStats, too_many, metadata=md)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == ["interval"]
+
+
+def documented_stats_filters() -> dict[str, set[str]]:
+    """metric -> the filters docs/search.md's GetStats table says it takes."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "search.md").read_text()
+    table = text[text.index("| metric | counts | filters | from |"):].split("\n\n", 1)[0]
+    documented: dict[str, set[str]] = {}
+    for line in table.splitlines()[2:]:
+        metrics, _, filters, _ = (cell.strip() for cell in line.strip("|").split("|"))
+        for metric in re.findall(r"`([a-z_]+)`", metrics):
+            documented[metric] = set(re.findall(r"`([a-z_]+)`", filters))
+    return documented
+
+
+def test_get_stats_takes_every_filter_the_docs_list_and_refuses_the_others(company, platform):
+    s, md = company["s"], company["as_ana"]
+    documented = documented_stats_filters()
+    assert "blog" in documented["active_blogs"] and documented["microposts"] == set()
+    every_filter = set().union(*documented.values())
+    targets = {"comments": company["posts"][0], "ratings": company["posts"][0], "wiki_views": company["page"], "media_downloads": company["video"]}
+    values = {"blog": company["blog"], "department": company["department"], "country": "DE", "space": company["space"], "jam": company["jam"]}
+    for metric, filters in sorted(documented.items()):
+        required = {"jam": company["jam"]} if metric.startswith("jam_") else {}
+        for name in sorted(filters):
+            value = targets[metric] if name == "target" else values[name]
+            try:
+                s.search.GetStats(sp.GetStatsRequest(metric=metric, **{**required, name: value}), metadata=md)
+            except grpc.RpcError as error:
+                raise AssertionError(f"{metric} refused its documented filter {name}: {error.code()} {error.details()}") from None
+        for name in sorted(every_filter - filters):
+            refused = rpc_error(s.search.GetStats, sp.GetStatsRequest(metric=metric, **{**required, name: values.get(name, "posts/x")}), metadata=md)
+            assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(refused) == [name], (metric, name, refused.details())
+    # The filter counts: the blog's posts make it one active blog.
+    assert s.search.GetStats(sp.GetStatsRequest(metric="active_blogs", blog=company["blog"]), metadata=md).total == 1

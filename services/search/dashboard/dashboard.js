@@ -122,7 +122,7 @@ async function pulse() {
   const stat = (metric, extra) => api("/api/v1/stats", { metric, interval: "day", ...range, ...(extra || {}) });
   const [blogs, active, posts, views, downloads, people, trending] = await Promise.all([
     api("/api/v1/stats", { metric: "blogs" }), stat("active_blogs"), stat("posts"), stat("wiki_views", { top_size: 8 }),
-    stat("media_downloads", { top_size: 8 }), api("/api/v1/stats", { metric: "people" }), api("/api/v1/trending", { kinds: "tags,hashtags", page_size: 8 }),
+    stat("media_downloads", { top_size: 8 }), api("/api/v1/stats", { metric: "people" }), api("/api/v1/trending", { kinds: "tags", page_size: 8 }),
   ]);
   const kpis = { blogs, active_blogs: active, posts, wiki_views: views, media_downloads: downloads, people };
   for (const [name, s] of Object.entries(kpis)) document.querySelector(`[data-kpi="${name}"] b`).textContent = fmt(Number(s.total || 0));
@@ -130,7 +130,7 @@ async function pulse() {
   timeChart($("chart-views"), series(views), "line");
   rankChart($("chart-top-pages"), (views.top || []).map((t) => ({ label: t.title || t.name, v: Number(t.value) })));
   timeChart($("chart-downloads"), series(downloads), "bar");
-  rankChart($("chart-trending"), (trending.items || []).map((i) => ({ label: (i.kind === "hashtag" ? "#" : "") + i.value, v: Number(i.last_day) })));
+  rankChart($("chart-trending"), (trending.items || []).map((i) => ({ label: i.value, v: Number(i.last_day) })));
   timeChart($("chart-active-blogs"), series(active), "bar");
 }
 
