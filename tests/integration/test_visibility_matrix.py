@@ -447,7 +447,7 @@ def test_wiki_library_reads_answer_only_for_pages_the_caller_may_see(world, more
     check(outcomes)
 
 
-@covers("GetProfile", "BatchGetProfiles", "GetManagementChain", "GetCommunity", "ListCommunityMembers", "SearchPeople", "ListPeople", "FindExperts",
+@covers("GetProfile", "BatchGetProfiles", "GetManagementChain", "GetCommunity", "ListCommunityMembers", "GetMembership", "SearchPeople", "ListPeople", "FindExperts",
         "ListCommunities", "ListRelations", "GetNetworkCounts", "GetNetworkFeed", "ListPeopleYouMayKnow", kind="levels")
 @pytest.mark.parametrize("who", PRINCIPALS)
 def test_people_and_the_graph_show_the_directory_to_employees_and_each_feed_to_its_owner(world, more, who):
@@ -464,6 +464,9 @@ def test_people_and_the_graph_show_the_directory_to_employees_and_each_feed_to_i
     outcomes[("GetCommunity", "community")] = (SHOWN, seen(s.communities.GetCommunity, cp.GetCommunityRequest(name=community), md))
     members = listing(s.communities.ListCommunityMembers, cp.ListCommunityMembersRequest(parent=community, page_size=100), md, lambda r: set(r.members))
     outcomes[("ListCommunityMembers", "member")] = (SHOWN, SHOWN if isinstance(members, set) and any(world["member"] in m for m in members) else str(members))
+    # One membership of the OPEN community: answered to whoever may read its member list.
+    membership = cp.GetMembershipRequest(name=f"{community}/members/{world['member']}")
+    outcomes[("GetMembership", "member")] = (SHOWN, seen(s.communities.GetMembership, membership, md))
     directory = {
         "SearchPeople": (s.search.SearchPeople, sp.SearchPeopleRequest(query="Author Person", page_size=100), lambda r: {p.profile for p in r.people}),
         "ListPeople": (s.search.ListPeople, sp.ListPeopleRequest(manager=profile, page_size=100), lambda r: {p.profile for p in r.people} | {profile}),
