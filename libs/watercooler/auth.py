@@ -158,6 +158,15 @@ def _private_key(settings: Settings) -> Any:
     return _load_private_key(str(path), stat.st_mtime_ns, stat.st_size)
 
 
+def require_signing_key(settings: Settings) -> None:
+    """For a process that signs tokens, at start: a missing or unreadable signing key stops it
+    there (a crash loop naming the variable) rather than failing each call that signs."""
+    try:
+        _private_key(settings)
+    except (OSError, ValueError) as exc:
+        raise SigningKeyNotConfigured(f"cannot sign tokens with WC_JWT_PRIVATE_KEY_FILE={settings.jwt_private_key_file}: {exc}") from exc
+
+
 @functools.lru_cache(maxsize=8)
 def _load_private_key(path: str, mtime_ns: int, size: int) -> Any:
     # Parsed once per file version: a guest token is signed per redeemed invitation.
