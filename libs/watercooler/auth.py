@@ -233,7 +233,7 @@ class TokenVerifier:
                 return [self.jwks.get_signing_key(str(kid)).key]
             except jwt.PyJWKClientError as exc:
                 raise Unauthenticated(f"no signing key for kid {kid!r}: {exc}", field="authorization") from None
-        # A provider's key file whose tokens carry a kid of the provider's own naming.
+        # No kid, or one of the provider's own naming for its key file: each file key is tried.
         return list(self.public_keys.values())
 
     def verify(self, authorization: str | None) -> Principal:
