@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from watercooler import config, logs
+from watercooler import auth, config, logs
 from watercooler.grpc_server import serve
 
 from .application import JamsApplication
@@ -15,6 +15,7 @@ from .servicer import register
 def main() -> None:
     settings = config.load()
     logs.setup("jams", settings.log_level, settings.log_format)
+    auth.require_signing_key(settings)  # it signs the guest tokens of redeemed invitations
     app = JamsApplication(settings)
 
     async def run() -> None:

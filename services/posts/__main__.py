@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from watercooler import config, logs
+from watercooler import auth, config, logs
 from watercooler.grpc_server import serve
 
 from .application import PostsApplication
@@ -15,6 +15,7 @@ from .servicer import register as register_posts
 def main() -> None:
     settings = config.load()
     logs.setup("posts", settings.log_level, settings.log_format)
+    auth.require_signing_key(settings)  # it signs service tokens for its calls to profiles
     from .library.servicer import register as register_library
     from .library.targets import install as install_library_targets
 

@@ -337,7 +337,6 @@ def test_dev_is_one_of_everything() -> None:
 # below until it is either set in deploy/k8s or listed here with the reason.
 SAFE_DEFAULTS = {
     "WC_NAMESPACE": "empty: Kubernetes gives each platform its own cluster objects",
-    "WC_JWT_PRIVATE_KEY_FILE": "only the dev token command signs; services only verify",
     "WC_JWT_JWKS_URL": "unset: keys come from the mounted WC_JWT_PUBLIC_KEY_FILE; set it to use the IdP's JWKS",
     "WC_TLS_CERT": "unset: mutual TLS between services is optional (off by default; NetworkPolicies isolate the pods)",
     "WC_TLS_KEY": "unset: see WC_TLS_CERT",
@@ -368,7 +367,18 @@ ROLE_KEYS = {
     "WC_POSTGRES_PASSWORD": "pg",
     "WC_ES_URL": "es",
     "WC_JWT_PUBLIC_KEY_FILE": "service",
+    "WC_JWT_PRIVATE_KEY_FILE": "signer",
 }
+
+
+def signing_services() -> set[str]:
+    """The services whose code signs tokens (service tokens for calls to other services, guest
+    tokens of a redeemed invitation): they, and only they, get the platform's signing key."""
+    return {
+        service
+        for service in config.SERVICES
+        if any(re.search(r"\b(issue_token|service_token)\(", p.read_text()) for p in (ROOT / "services" / service).rglob("*.py"))
+    }
 
 
 def wc_keys_in_code() -> set[str]:
@@ -391,6 +401,8 @@ def test_every_setting_the_code_reads_without_a_safe_default_is_set(build: str) 
         roles = {r for r in ("pg", "es", "kafka") if labels.get(f"watercooler.io/{r}-client") == "true"}
         if labels.get("app.kubernetes.io/component") == "service":
             roles.add("service")
+            if workload["metadata"]["name"] in signing_services():
+                roles.add("signer")
         for container in template["spec"]["containers"]:
             assert container["envFrom"][0]["configMapRef"]["name"].startswith("watercooler-config-")
             env = {**shared, **{e["name"]: e.get("value", "<secret>") for e in container.get("env", [])}}
@@ -401,7 +413,11 @@ def test_every_setting_the_code_reads_without_a_safe_default_is_set(build: str) 
             assert env["WC_INFRA"] == "external" and env["WC_STORE"] == "postgres"
             if "service" in roles:
                 mounts = [m["mountPath"] for m in container["volumeMounts"]]
-                assert any(env["WC_JWT_PUBLIC_KEY_FILE"].startswith(m + "/") for m in mounts), "the JWT key is mounted"
+                key_files = [*env["WC_JWT_PUBLIC_KEY_FILE"].split(":"), *([env["WC_JWT_PRIVATE_KEY_FILE"]] if "signer" in roles else [])]
+                for path in key_files:
+                    assert any(path.startswith(m + "/") for m in mounts), f"{workload['metadata']['name']}: the JWT key {path} is mounted"
+            else:
+                assert "WC_JWT_PRIVATE_KEY_FILE" not in env, f"{workload['metadata']['name']} signs no token"
             for entry in container.get("env", []):
                 assert "value" in entry or "secretKeyRef" in entry.get("valueFrom", {}) or "fieldRef" in entry.get("valueFrom", {})
     # Secret references only: nothing in the rendered output carries a Secret.
