@@ -87,8 +87,32 @@ def aio_channel(settings: Settings, service: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(settings.grpc_address(service), options=options)
 
 
-def service_token(settings: Settings, name: str = "watercooler-cli") -> str:
-    return issue_token(settings, subject=name, kind="service", display_name=name)
+SERVICE_TOKEN_SECONDS = 12 * 3600
+# A service renews its own token this long before it expires (and clocks may differ a little).
+SERVICE_TOKEN_RENEW_BEFORE_SECONDS = 3600
+
+
+def service_token(settings: Settings, name: str = "watercooler-cli", ttl_seconds: int = SERVICE_TOKEN_SECONDS) -> str:
+    return issue_token(settings, subject=name, kind="service", display_name=name, ttl_seconds=ttl_seconds)
+
+
+class ServiceCredentials:
+    """A long-running service's bearer metadata for its calls to other services, renewed before
+    its token expires: a token kept for the life of the process (as it once was) made every call
+    UNAUTHENTICATED after twelve hours of uptime. Safe to share between threads and tasks."""
+
+    def __init__(self, settings: Settings, name: str, ttl_seconds: int = SERVICE_TOKEN_SECONDS, clock=time.monotonic):
+        self.settings, self.name, self.ttl_seconds, self.clock = settings, name, ttl_seconds, clock
+        self._renew_at = float("-inf")
+        self._metadata: tuple[tuple[str, str], ...] = ()
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        now = self.clock()
+        if now >= self._renew_at:
+            # Two callers renewing at once each sign a valid token; the last one written is kept.
+            self._metadata = bearer_metadata(service_token(self.settings, self.name, self.ttl_seconds))
+            self._renew_at = now + max(1, self.ttl_seconds - SERVICE_TOKEN_RENEW_BEFORE_SECONDS)
+        return self._metadata
 
 
 def wait_serving(address: str, timeout: float = 60.0, settings: Settings | None = None) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from watercooler.client import bearer_metadata, channel, service_token
+from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.errors import DomainError
 
@@ -59,7 +59,7 @@ class CommunityMembership:
         self.clock = clock
         self._lock = threading.Lock()
         self._stub: Any = None
-        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._credentials = ServiceCredentials(settings, "posts")
         self._cache: OrderedDict[tuple[str, str], _Answer] = OrderedDict()
 
     def _communities(self) -> Any:
@@ -68,7 +68,6 @@ class CommunityMembership:
         with self._lock:
             if self._stub is None:
                 self._stub = communities_pb2_grpc.CommunityServiceStub(channel(self.settings, "profiles"))
-                self._metadata = bearer_metadata(service_token(self.settings, "posts"))
             return self._stub
 
     def is_member(self, community: str, employee_id: str) -> bool:
@@ -97,7 +96,7 @@ class CommunityMembership:
         try:
             self._communities().GetMembership(
                 communities_pb2.GetMembershipRequest(name=f"communities/{community}/members/{employee_id}"),
-                metadata=self._metadata,
+                metadata=self._credentials.metadata(),
                 timeout=5,
             )
         except grpc.RpcError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import jwt
 import pytest
@@ -80,3 +81,23 @@ def test_a_remembered_token_is_verified_again_after_the_ttl(settings, monkeypatc
     clock = auth.time.time() + verifier.VERIFIED_TTL + 1
     monkeypatch.setattr(auth.time, "time", lambda: clock)
     assert verifier.verify(f"Bearer {token}").subject == "e1" and len(calls) == 1
+
+
+def test_a_services_own_token_is_renewed_before_it_expires(settings):
+    """A long-running service (posts asking profiles) must never call with an expired token."""
+    from watercooler.client import SERVICE_TOKEN_RENEW_BEFORE_SECONDS, ServiceCredentials
+
+    now = [1000.0]
+    credentials = ServiceCredentials(settings, "posts", ttl_seconds=2 * SERVICE_TOKEN_RENEW_BEFORE_SECONDS, clock=lambda: now[0])
+
+    def expiry(metadata) -> int:
+        return jwt.decode(dict(metadata)["authorization"].split(" ", 1)[1], options={"verify_signature": False})["exp"]
+
+    first = credentials.metadata()
+    assert auth.TokenVerifier(settings).verify(dict(first)["authorization"]).kind == "service"
+    now[0] += SERVICE_TOKEN_RENEW_BEFORE_SECONDS - 1
+    assert credentials.metadata() == first, "kept while far from its expiry"
+    now[0] += 2
+    time.sleep(1.1)  # the renewed token's iat/exp are whole seconds of the real clock
+    renewed = credentials.metadata()
+    assert renewed != first and expiry(renewed) > expiry(first), "renewed an hour before it expires"

@@ -49,7 +49,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from watercooler.client import aio_channel, bearer_metadata, service_token
+from watercooler.client import ServiceCredentials, aio_channel
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.posts.v1.library_events_pb2 import ViewFact
@@ -101,8 +101,7 @@ class Departments:
         self.settings = settings
         self._cache: dict[str, tuple[str, float]] = {}
         self._channel: grpc.aio.Channel | None = None
-        self._token = ""
-        self._token_expiry = 0.0
+        self._credentials = ServiceCredentials(settings, "posts")
 
     async def of(self, viewers: set[str]) -> dict[str, str]:
         now = time.monotonic()
@@ -120,12 +119,9 @@ class Departments:
     async def _lookup(self, viewer: str) -> str:
         if self._channel is None:
             self._channel = aio_channel(self.settings, "profiles")
-        if time.monotonic() > self._token_expiry:
-            self._token = service_token(self.settings, "posts")
-            self._token_expiry = time.monotonic() + 1800
         try:
             profile = await profiles_pb2_grpc.ProfileServiceStub(self._channel).GetProfile(
-                profiles_pb2.GetProfileRequest(name=f"profiles/{viewer}"), metadata=bearer_metadata(self._token), timeout=2
+                profiles_pb2.GetProfileRequest(name=f"profiles/{viewer}"), metadata=self._credentials.metadata(), timeout=2
             )
             return profile.department
         except grpc.aio.AioRpcError as exc:
