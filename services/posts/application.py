@@ -22,11 +22,10 @@ from watercooler.client import bearer_metadata, channel, service_token
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.visibility import Content, may_see_content
 
 from .domainmodel import (
     COMMUNITY,
-    INTERNAL,
-    PUBLIC,
     PUBLISHED,
     Blog,
     Bookmark,
@@ -104,19 +103,11 @@ class ProfileDirectory:
 
 
 def may_read(principal: Principal, visibility: str, community: str, author_id: str, is_member: Callable[[str, str], bool] | None = None) -> bool:
-    """What the posts service shows by name. A COMMUNITY item is shown to the members of
-    its community; membership lives in the profiles service, so the application passes
+    """Whether the audience of an item (watercooler.visibility's content rule) includes the
+    principal. Membership lives in the profiles service, so the application passes
     ``is_member(community_id, employee_id)`` (services/posts/membership.py), asked only
     when it decides."""
-    if principal.is_service or principal.subject == author_id:
-        return True
-    if visibility == PUBLIC:
-        return True
-    if visibility == INTERNAL:
-        return principal.kind == "employee"
-    if visibility == COMMUNITY:
-        return is_member is not None and is_member(community, principal.subject)
-    return False
+    return may_see_content(principal, Content(visibility, community, author_id), is_member)
 
 
 class PostsApplication(EventSourcedApplication):
@@ -213,11 +204,7 @@ class PostsApplication(EventSourcedApplication):
 
     def get_post(self, principal: Principal, post_id: str) -> Post:
         post = self.load(parse_uuid(post_id, "name"), Post, f"posts/{post_id}")
-        if (
-            post.deleted
-            or not self.may_read(principal, post.visibility, post.community, post.author_id)
-            or (post.state != PUBLISHED and principal.subject != post.author_id and not principal.is_service)
-        ):
+        if not self.sees(principal, post):
             raise NotFound(f"posts/{post_id} not found", field="name")
         return post
 
@@ -314,7 +301,7 @@ class PostsApplication(EventSourcedApplication):
 
     def _micropost(self, micropost_id: str, principal: Principal, field: str) -> Micropost:
         micropost = self.load(parse_uuid(micropost_id, field), Micropost, f"microposts/{micropost_id}", field=field)
-        if micropost.deleted or not self.may_read(principal, micropost.visibility, micropost.community, micropost.author_id):
+        if not self.sees(principal, micropost):
             raise NotFound(f"microposts/{micropost_id} not found", field=field)
         return micropost
 
@@ -338,7 +325,7 @@ class PostsApplication(EventSourcedApplication):
 
     def get_comment(self, principal: Principal, comment_id: str) -> Comment:
         comment = self.load(parse_uuid(comment_id, "name"), Comment, f"comments/{comment_id}")
-        if comment.deleted or not self.may_read(principal, comment.visibility, comment.community, comment.author_id):
+        if not self.sees(principal, comment):
             raise NotFound(f"comments/{comment_id} not found", field="name")
         return comment
 
@@ -433,7 +420,7 @@ class PostsApplication(EventSourcedApplication):
 
     def get_bookmark(self, principal: Principal, bookmark_id_: str) -> Bookmark:
         bookmark = self.load(parse_uuid(bookmark_id_, "name"), Bookmark, f"bookmarks/{bookmark_id_}")
-        if bookmark.deleted or not self.may_read(principal, bookmark.visibility, bookmark.community, bookmark.owner_id):
+        if not self.sees(principal, bookmark):
             raise NotFound(f"bookmarks/{bookmark_id_} not found", field="name")
         return bookmark
 
@@ -486,7 +473,7 @@ class PostsApplication(EventSourcedApplication):
         if kind is None:
             raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if getattr(item, "deleted", False) or not self.may_read(principal, item.visibility, item.community, item.author_id):
+        if not self.sees(principal, item):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 
@@ -494,14 +481,16 @@ class PostsApplication(EventSourcedApplication):
     def may_read(self, principal: Principal, visibility: str, community: str, author_id: str) -> bool:
         return may_read(principal, visibility, community, author_id, self.membership.is_member)
 
+    def sees(self, principal: Principal, item: Any) -> bool:
+        """Whether a read by name shows ``item`` (a post, micropost, comment or bookmark)."""
+        return may_see_content(principal, audience_of(item), self.membership.is_member)
+
     def _own(self, principal: Principal, kind: type, collection: str, item_id: str, etag: str) -> Any:
         """Load an item for a change by its author (the aggregate refuses anyone else); a stale
         etag is ABORTED. An item the caller may not even see is NOT_FOUND, as for a read:
         PERMISSION_DENIED would tell a stranger that a PRIVATE post or a draft exists."""
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        author = item.owner_id if isinstance(item, Bookmark) else item.author_id
-        unpublished = getattr(item, "state", PUBLISHED) != PUBLISHED and principal.subject != author and not principal.is_service
-        if getattr(item, "deleted", False) or unpublished or not self.may_read(principal, item.visibility, item.community, author):
+        if not self.sees(principal, item):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         if etag and etag != item.etag:
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
@@ -543,6 +532,14 @@ class PostsApplication(EventSourcedApplication):
         if comment.deleted or comment.hidden:
             raise FailedPrecondition(f"{target} was deleted or is hidden", field=field)
         return CommentTarget(comment.visibility, comment.community, comment.author_id)
+
+
+def audience_of(item: Any) -> Content:
+    """What decides who sees a stored content item."""
+    return Content(
+        item.visibility, item.community, item.owner_id if isinstance(item, Bookmark) else item.author_id,
+        published=getattr(item, "state", PUBLISHED) == PUBLISHED, deleted=getattr(item, "deleted", False),
+    )
 
 
 def _now() -> str:

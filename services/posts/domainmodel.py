@@ -17,10 +17,12 @@ from eventsourcing.domain import event
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, has_control_characters
+from watercooler.visibility import COMMUNITY, INTERNAL, PUBLISHED
+from watercooler.visibility import CONTENT_VISIBILITIES as VISIBILITIES
+from watercooler.visibility import PRIVATE as PRIVATE  # re-exported for the service
+from watercooler.visibility import PUBLIC as PUBLIC
 
-PUBLIC, INTERNAL, COMMUNITY, PRIVATE = "PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE"
-VISIBILITIES = (PUBLIC, INTERNAL, COMMUNITY, PRIVATE)
-DRAFT, PUBLISHED = "DRAFT", "PUBLISHED"
+DRAFT = "DRAFT"
 
 LIMITS = {
     "handle": 64,

@@ -17,6 +17,7 @@ from watercooler.errors import InvalidArgument, NotFound
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size
 from watercooler.search.v1 import search_pb2
+from watercooler.visibility import may_see_jam
 
 from .queries import content_text_query
 from .stats import jams as jam_stats
@@ -31,8 +32,7 @@ def jam_id_from(name: str, field: str = "jam") -> str:
     return parts[1]
 
 
-def may_see(principal: Principal, jam_id: str, visibility: str) -> bool:
-    return principal.kind not in ("guest", "alumni") or jam_id in principal.jams or visibility == "PUBLIC"
+may_see = may_see_jam
 
 
 async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.errors import FailedPrecondition, NotFound
+from watercooler.visibility import INTERNAL, PRIVATE, PUBLIC
 
 from .application import _uuid
 from .domainmodel import MediaItem, Page, Space, space_id_of
@@ -42,9 +43,9 @@ def _as_comment_target(comment_target: Any, visibility: str, author_id: str, pri
     """PUBLIC and INTERNAL mean the same to both.  A RESTRICTED item was already checked
     above (owner and members); its comments are stored PRIVATE, so search never shows
     them to anyone else, and the posts application's own check lets this caller through."""
-    if visibility in ("PUBLIC", "INTERNAL"):
+    if visibility in (PUBLIC, INTERNAL):
         return comment_target(visibility, "", author_id)
-    return comment_target("PRIVATE", "", principal.subject)
+    return comment_target(PRIVATE, "", principal.subject)
 
 
 def install(app: Any) -> None:
