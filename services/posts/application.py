@@ -12,7 +12,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -122,15 +122,24 @@ class PostsApplication(EventSourcedApplication):
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
         # resolver takes the full name and returns a CommentTarget or raises NotFound /
         # FailedPrecondition (deleted or hidden).
-        self.comment_targets: dict[str, Callable[[str, Principal], CommentTarget]] = {
+        self.comment_targets: dict[str, Callable[..., CommentTarget]] = {
             "posts": self._post_target,
             "microposts": self._micropost_target,
         }
         # Likeable collections: microposts and comments.
-        self.like_targets: dict[str, Callable[[str, Principal], CommentTarget]] = {
+        self.like_targets: dict[str, Callable[..., CommentTarget]] = {
             "microposts": self._micropost_target,
             "comments": self._comment_target,
         }
+
+    @staticmethod
+    def _refuse_guest(principal: Principal) -> None:
+        """Guests were invited to jams: they write there (the jams service) and read public
+        content, but write nothing here (no posts, microposts, comments, ratings, likes,
+        bookmarks, flags or restore votes), refused before any lookup so that nothing is
+        disclosed either."""
+        if principal.kind == "guest":
+            raise PermissionDenied("guests write only in the jams that invited them", field="authorization")
 
     def _check_may_publish(self, principal: Principal, item: Any, before: tuple[str, str] = ("", "")) -> None:
         """A person puts an item into a community only as one of its members (a service acts
@@ -143,6 +152,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- blogs --------------------------------------------------------------------------------------
     def create_blog(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Blog:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a blog belongs to a person: call as its owner", field="owner")
@@ -176,6 +186,7 @@ class PostsApplication(EventSourcedApplication):
         return blog
 
     def update_blog(self, ctx: CommandContext, handle: str, fields: dict[str, str], etag: str, request_fingerprint: str) -> Blog:
+        self._refuse_guest(ctx.principal)
         def decide() -> Blog:
             blog = self.read_blog(ctx.principal, handle)  # a blog the caller may not see is NOT_FOUND
             if etag and etag != blog.etag:
@@ -189,6 +200,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- posts ----------------------------------------------------------------------------------------
     def create_post(self, ctx: CommandContext, handle: str, fields: dict[str, Any], request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             blog = self.load(blog_id(handle), Blog, f"blogs/{handle}", field="parent")
             if not self.may_read(ctx.principal, blog.visibility, blog.community, blog.owner_id):
@@ -209,6 +221,7 @@ class PostsApplication(EventSourcedApplication):
         return post
 
     def update_post(self, ctx: CommandContext, post_id: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
@@ -219,6 +232,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdatePost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def publish_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.publish(ctx.principal.subject, ctx.principal.kind, _now())
@@ -227,6 +241,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "PublishPost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -254,6 +269,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- microblog ------------------------------------------------------------------------------------
     def create_micropost(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Micropost:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a micropost is written by a person", field="author")
@@ -280,6 +296,7 @@ class PostsApplication(EventSourcedApplication):
         return self._micropost(micropost_id, principal, "name")
 
     def update_micropost(self, ctx: CommandContext, micropost_id: str, text_value: str, etag: str, request_fingerprint: str) -> Micropost:
+        self._refuse_guest(ctx.principal)
         def decide() -> Micropost:
             micropost = self._own(ctx.principal, Micropost, "microposts", micropost_id, etag)
             mentions = parse_mentions(text_value)
@@ -292,6 +309,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_micropost(self, ctx: CommandContext, micropost_id: str, request_fingerprint: str) -> Micropost:
+        self._refuse_guest(ctx.principal)
         def decide() -> Micropost:
             micropost = self._own(ctx.principal, Micropost, "microposts", micropost_id, "")
             micropost.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -307,6 +325,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- comments ---------------------------------------------------------------------------------------
     def create_comment(self, ctx: CommandContext, target: str, parent_id: str, body: str, request_fingerprint: str) -> Comment:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a comment is written by a person", field="author")
@@ -330,6 +349,7 @@ class PostsApplication(EventSourcedApplication):
         return comment
 
     def update_comment(self, ctx: CommandContext, comment_id: str, body: str, etag: str, request_fingerprint: str) -> Comment:
+        self._refuse_guest(ctx.principal)
         def decide() -> Comment:
             comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.edit(ctx.principal.subject, body)
@@ -338,6 +358,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdateComment", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_comment(self, ctx: CommandContext, comment_id: str, etag: str, request_fingerprint: str) -> Comment:
+        self._refuse_guest(ctx.principal)
         def decide() -> Comment:
             comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -347,6 +368,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- ratings and likes --------------------------------------------------------------------------------
     def rate_post(self, ctx: CommandContext, post_id: str, value: int, request_fingerprint: str) -> Rating:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a rating is given by a person", field="post")
@@ -373,6 +395,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "RatePost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def withdraw_rating(self, ctx: CommandContext, post_id: str, request_fingerprint: str) -> Rating:
+        self._refuse_guest(ctx.principal)
         def decide() -> Rating:
             rating = self.load(rating_id(post_id, ctx.principal.subject), Rating, f"posts/{post_id}/ratings/{ctx.principal.subject}", field="post")
             rating.withdraw()
@@ -381,6 +404,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "WithdrawRating", request_fingerprint, decide)  # type: ignore[return-value]
 
     def like(self, ctx: CommandContext, target: str, liked: bool, request_fingerprint: str) -> Like:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a like is given by a person", field="target")
@@ -400,6 +424,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- bookmarks ----------------------------------------------------------------------------------------
     def create_bookmark(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Bookmark:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a bookmark belongs to a person", field="owner")
@@ -425,6 +450,7 @@ class PostsApplication(EventSourcedApplication):
         return bookmark
 
     def update_bookmark(self, ctx: CommandContext, bookmark_id_: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Bookmark:
+        self._refuse_guest(ctx.principal)
         def decide() -> Bookmark:
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, etag)
             current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
@@ -435,6 +461,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_bookmark(self, ctx: CommandContext, bookmark_id_: str, request_fingerprint: str) -> Bookmark:
+        self._refuse_guest(ctx.principal)
         def decide() -> Bookmark:
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, "")
             bookmark.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -446,6 +473,7 @@ class PostsApplication(EventSourcedApplication):
     FLAGGABLE = {"posts": Post, "microposts": Micropost, "comments": Comment, "bookmarks": Bookmark}
 
     def flag(self, ctx: CommandContext, collection: str, item_id: str, reason: str, request_fingerprint: str) -> Flaggable:
+        self._refuse_guest(ctx.principal)
         def decide() -> Flaggable:
             item = self._visible_item(collection, item_id, ctx.principal)
             if ctx.principal.is_service:
@@ -458,6 +486,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[return-value]
 
     def vote_restore(self, ctx: CommandContext, collection: str, item_id: str, request_fingerprint: str) -> Flaggable:
+        self._refuse_guest(ctx.principal)
         def decide() -> Flaggable:
             item = self._visible_item(collection, item_id, ctx.principal)
             if ctx.principal.is_service:
@@ -473,7 +502,7 @@ class PostsApplication(EventSourcedApplication):
         if kind is None:
             raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if not self.sees(principal, item):
+        if not self.sees(principal, item, moderating=True):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 
@@ -481,9 +510,14 @@ class PostsApplication(EventSourcedApplication):
     def may_read(self, principal: Principal, visibility: str, community: str, author_id: str) -> bool:
         return may_read(principal, visibility, community, author_id, self.membership.is_member)
 
-    def sees(self, principal: Principal, item: Any) -> bool:
-        """Whether a read by name shows ``item`` (a post, micropost, comment or bookmark)."""
-        return may_see_content(principal, audience_of(item), self.membership.is_member)
+    def sees(self, principal: Principal, item: Any, moderating: bool = False) -> bool:
+        """Whether a read by name shows ``item`` (a post, micropost, comment or bookmark).
+        ``moderating``: flags and restore votes reach a hidden item's audience, who vote on
+        it without reading it (they answer with the flag state only)."""
+        seen = audience_of(item)
+        if moderating:
+            seen = replace(seen, hidden=False)
+        return may_see_content(principal, seen, self.membership.is_member)
 
     def _own(self, principal: Principal, kind: type, collection: str, item_id: str, etag: str) -> Any:
         """Load an item for a change by its author (the aggregate refuses anyone else); a stale
@@ -496,12 +530,12 @@ class PostsApplication(EventSourcedApplication):
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
         return item
 
-    def _target(self, registry: dict[str, Callable[[str, Principal], CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
+    def _target(self, registry: dict[str, Callable[..., CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
         collection = target.split("/", 1)[0]
         resolver = registry.get(collection)
         if resolver is None or "/" not in target:
             raise InvalidArgument(f"must name one of: {', '.join(f'{c}/{{id}}' for c in registry)}", field=field)
-        about = resolver(target, principal)
+        about = resolver(target, principal, field)
         if not self.may_read(principal, about.visibility, about.community, about.author_id):
             raise NotFound(f"{target} not found", field=field)
         return about
@@ -511,6 +545,8 @@ class PostsApplication(EventSourcedApplication):
         post = self.load(parse_uuid(post_id, field), Post, target, field=field)
         if post.deleted:
             raise FailedPrecondition(f"{target} was deleted", field=field)
+        if not self.sees(principal, post):  # another person's draft or hidden post does not exist for them
+            raise NotFound(f"{target} not found", field=field)
         if post.hidden:
             raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
         if post.state != PUBLISHED:
@@ -522,6 +558,8 @@ class PostsApplication(EventSourcedApplication):
         micropost = self.load(parse_uuid(micropost_id, field), Micropost, target, field=field)
         if micropost.deleted:
             raise FailedPrecondition(f"{target} was deleted", field=field)
+        if not self.sees(principal, micropost):
+            raise NotFound(f"{target} not found", field=field)
         if micropost.hidden:
             raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
         return CommentTarget(micropost.visibility, micropost.community, micropost.author_id)
@@ -538,7 +576,7 @@ def audience_of(item: Any) -> Content:
     """What decides who sees a stored content item."""
     return Content(
         item.visibility, item.community, item.owner_id if isinstance(item, Bookmark) else item.author_id,
-        published=getattr(item, "state", PUBLISHED) == PUBLISHED, deleted=getattr(item, "deleted", False),
+        published=getattr(item, "state", PUBLISHED) == PUBLISHED, hidden=getattr(item, "hidden", False), deleted=getattr(item, "deleted", False),
     )
 
 

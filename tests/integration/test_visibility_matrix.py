@@ -6,6 +6,7 @@ guest of another jam, service). Nothing may leak anywhere, not even as a count."
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from tests.conftest import eventually
@@ -131,3 +132,26 @@ def test_suggest_trending_and_stats_count_only_what_the_caller_may_see(world, wh
     posts = s.search.GetStats(sp.GetStatsRequest(metric="posts", blog=world["blog"]), metadata=md)
     assert posts.total == sum(1 for i in ("public", "internal", "community", "private", "hidden", "draft") if who in SEES[i])
     assert sum(p.value for p in posts.series) == posts.total
+
+
+# Read by name (GetPost, GetMicropost): the same rule, except that services read drafts and
+# items hidden by flags (to moderate them), while lists and searches show those to nobody.
+BY_NAME = {**SEES, "hidden": {"service"}, "draft": {"service"}}
+BY_NAME_ITEMS = ("public", "internal", "community", "private", "hidden", "draft", "micro_community")
+
+
+@pytest.mark.parametrize("who", PRINCIPALS)
+def test_reads_by_name_follow_the_same_rule_including_items_hidden_by_flags(world, who):
+    s, md = world["s"], world["principals"][who]
+    for item in BY_NAME_ITEMS:
+        name = world["names"][item]
+        call, request = (s.posts.GetMicropost, pb.GetMicropostRequest(name=name)) if name.startswith("microposts/") else (s.posts.GetPost, pb.GetPostRequest(name=name))
+        if who in BY_NAME[item]:
+            assert call(request, metadata=md).name == name, item
+        else:
+            try:
+                call(request, metadata=md)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error)
+            else:
+                raise AssertionError(f"{who} read the {item} item by name")
