@@ -53,8 +53,9 @@ NOTHING: Clause = {"bool": {"must_not": [{"match_all": {}}]}}
 
 def memberships_reach(principal: Principal) -> bool:
     """Whether community and space memberships open content to this principal: an
-    employee's do; an alumnus's are history (they left the company), a guest has none."""
-    return principal.kind in ("employee", "alumni")
+    employee's do; an alumnus's are history (leaving the company ends their reach: the
+    records stay, so a returning employee finds them again), a guest has none."""
+    return principal.kind == "employee"
 
 
 def sees_internal(principal: Principal) -> bool:
