@@ -2,7 +2,7 @@
 
 Each kind gets two forms of the same rule, kept side by side so they cannot drift:
 a check for one loaded item (the services that read by name) and the Elasticsearch
-filter clauses for a query (search, lists, counts).  tests/unit/test_visibility_rule.py
+filter clauses for a query (search, lists, counts).  tests/integration/test_visibility_rule.py
 runs both on generated items and principals against a real index and checks they agree.
 
 Principals: ``employee``, ``alumni`` (left the company), ``guest`` (invited to jams, the

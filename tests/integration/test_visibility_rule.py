@@ -1,12 +1,11 @@
 """The two forms of the visibility rule (watercooler.visibility) agree: for generated
 principals and memberships, the check for a loaded item keeps exactly the documents that
-the Elasticsearch filter keeps, run by a real Elasticsearch (WC_ES_URL) over every
-combination of the fields that decide."""
+the Elasticsearch filter keeps, run by the platform's Elasticsearch (in an index of its
+own, deleted after) over every combination of the fields that decide."""
 
 from __future__ import annotations
 
 import itertools
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +16,9 @@ from hypothesis import strategies as st
 
 from watercooler import visibility as rule
 from watercooler.auth import Principal
+from watercooler.config import Settings
+
+pytestmark = pytest.mark.integration
 
 SUBJECTS = ("p0", "p1", "p2")
 COMMUNITIES = ("c0", "c1")
@@ -53,9 +55,9 @@ def jam_items() -> list[tuple[str, str, bool]]:
 
 
 @pytest.fixture(scope="module")
-def index() -> Iterator[tuple[Elasticsearch, str]]:
-    es = Elasticsearch(os.environ.get("WC_ES_URL", "http://127.0.0.1:29200"))
-    name = f"test-visibility-rule-{uuid.uuid4().hex[:12]}"
+def index(infra: Settings) -> Iterator[tuple[Elasticsearch, str]]:
+    es = Elasticsearch(infra.es_url)
+    name = f"{infra.namespace or 'test'}-visibility-rule-{uuid.uuid4().hex[:12]}"
     es.indices.create(index=name, mappings=MAPPING)
     try:
         operations: list[dict] = []
