@@ -54,11 +54,12 @@ def command_context(context: grpc.aio.ServicerContext, request_id: str = "") -> 
 @contextlib.contextmanager
 def fields_under(prefix: str, request_level: tuple[str, ...] = ("request_id", "update_mask", "page_token", "page_size")) -> Iterator[None]:
     """Domain errors name resource fields (``display_name``); a request nests the
-    resource (``profile.display_name``).  Rewrites the field path on the way out."""
+    resource (``profile.display_name``).  Rewrites the field path on the way out;
+    ``authorization`` (the caller's token, not a message field) stays as it is."""
     try:
         yield
     except DomainError as error:
-        if error.field and error.field not in request_level and not error.field.startswith(f"{prefix}."):
+        if error.field and error.field not in (*request_level, "authorization") and not error.field.startswith(f"{prefix}."):
             error.field = f"{prefix}.{error.field}"
         raise
 

@@ -16,11 +16,11 @@ from watercooler import auth
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication, uuid7
+from watercooler.visibility import may_see_jam
 
 from .domainmodel import (
     CLOSED,
     OPEN,
-    PUBLIC,
     RESULTS_PUBLISHED,
     Ballot,
     Idea,
@@ -67,11 +67,7 @@ class JamsApplication(EventSourcedApplication):
     # --- who may do what -----------------------------------------------------------------------
     @staticmethod
     def can_read(principal: Principal, jam: Jam) -> bool:
-        # INTERNAL is for employees: guests see the jams that invited them, and alumni, like
-        # everyone outside the company, the PUBLIC ones.
-        if principal.kind in ("guest", "alumni"):
-            return jam.jam_id in principal.jams or jam.visibility == PUBLIC
-        return True
+        return may_see_jam(principal, jam.jam_id, jam.visibility)
 
     def _require_reader(self, principal: Principal, jam: Jam, field: str = "name") -> None:
         if not self.can_read(principal, jam):

@@ -26,10 +26,10 @@ from eventsourcing.domain import event
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, has_control_characters
+from watercooler.visibility import INTERNAL, PUBLIC
 
 DRAFT, SCHEDULED, OPEN, VOTING, CLOSED, RESULTS_PUBLISHED = "DRAFT", "SCHEDULED", "OPEN", "VOTING", "CLOSED", "RESULTS_PUBLISHED"
 PHASES = (DRAFT, SCHEDULED, OPEN, VOTING, CLOSED, RESULTS_PUBLISHED)
-INTERNAL, PUBLIC = "INTERNAL", "PUBLIC"
 
 DEFAULT_VOTE_BUDGET = 10
 MAX_VOTE_BUDGET = 100

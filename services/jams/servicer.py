@@ -181,9 +181,9 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
 
     def _vote_target(self, jam_name: str, idea_name: str, field: str) -> tuple[str, str]:
         (jam_id,) = _parts(jam_name, ("jams",), "jam")
-        idea_jam, idea_id = _parts(idea_name, ("jams", "ideas"), field)
-        if idea_jam != jam_id:
-            raise InvalidArgument(f"the idea belongs to jams/{idea_jam}, not jams/{jam_id}", field=field)
+        # An idea of another jam is looked up in this one, where it does not exist: naming the
+        # jam it belongs to would tell a guest about a jam that did not invite them.
+        _, idea_id = _parts(idea_name, ("jams", "ideas"), field)
         return jam_id, idea_id
 
     async def CastVote(self, request, context):

@@ -12,7 +12,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -22,11 +22,10 @@ from watercooler.client import bearer_metadata, channel, service_token
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.visibility import PUBLIC, Content, may_see_content
 
 from .domainmodel import (
     COMMUNITY,
-    INTERNAL,
-    PUBLIC,
     PUBLISHED,
     Blog,
     Bookmark,
@@ -104,19 +103,11 @@ class ProfileDirectory:
 
 
 def may_read(principal: Principal, visibility: str, community: str, author_id: str, is_member: Callable[[str, str], bool] | None = None) -> bool:
-    """What the posts service shows by name. A COMMUNITY item is shown to the members of
-    its community; membership lives in the profiles service, so the application passes
+    """Whether the audience of an item (watercooler.visibility's content rule) includes the
+    principal. Membership lives in the profiles service, so the application passes
     ``is_member(community_id, employee_id)`` (services/posts/membership.py), asked only
     when it decides."""
-    if principal.is_service or principal.subject == author_id:
-        return True
-    if visibility == PUBLIC:
-        return True
-    if visibility == INTERNAL:
-        return principal.kind == "employee"
-    if visibility == COMMUNITY:
-        return is_member is not None and is_member(community, principal.subject)
-    return False
+    return may_see_content(principal, Content(visibility, community, author_id), is_member)
 
 
 class PostsApplication(EventSourcedApplication):
@@ -131,15 +122,24 @@ class PostsApplication(EventSourcedApplication):
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
         # resolver takes the full name and returns a CommentTarget or raises NotFound /
         # FailedPrecondition (deleted or hidden).
-        self.comment_targets: dict[str, Callable[[str, Principal], CommentTarget]] = {
+        self.comment_targets: dict[str, Callable[..., CommentTarget]] = {
             "posts": self._post_target,
             "microposts": self._micropost_target,
         }
         # Likeable collections: microposts and comments.
-        self.like_targets: dict[str, Callable[[str, Principal], CommentTarget]] = {
+        self.like_targets: dict[str, Callable[..., CommentTarget]] = {
             "microposts": self._micropost_target,
             "comments": self._comment_target,
         }
+
+    @staticmethod
+    def _refuse_guest(principal: Principal) -> None:
+        """Guests were invited to jams: they write there (the jams service) and read public
+        content, but write nothing here (no posts, microposts, comments, ratings, likes,
+        bookmarks, flags or restore votes), refused before any lookup so that nothing is
+        disclosed either."""
+        if principal.kind == "guest":
+            raise PermissionDenied("guests write only in the jams that invited them", field="authorization")
 
     def _check_may_publish(self, principal: Principal, item: Any, before: tuple[str, str] = ("", "")) -> None:
         """A person puts an item into a community only as one of its members (a service acts
@@ -152,6 +152,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- blogs --------------------------------------------------------------------------------------
     def create_blog(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Blog:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a blog belongs to a person: call as its owner", field="owner")
@@ -185,6 +186,7 @@ class PostsApplication(EventSourcedApplication):
         return blog
 
     def update_blog(self, ctx: CommandContext, handle: str, fields: dict[str, str], etag: str, request_fingerprint: str) -> Blog:
+        self._refuse_guest(ctx.principal)
         def decide() -> Blog:
             blog = self.read_blog(ctx.principal, handle)  # a blog the caller may not see is NOT_FOUND
             if etag and etag != blog.etag:
@@ -198,6 +200,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- posts ----------------------------------------------------------------------------------------
     def create_post(self, ctx: CommandContext, handle: str, fields: dict[str, Any], request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             blog = self.load(blog_id(handle), Blog, f"blogs/{handle}", field="parent")
             if not self.may_read(ctx.principal, blog.visibility, blog.community, blog.owner_id):
@@ -213,15 +216,12 @@ class PostsApplication(EventSourcedApplication):
 
     def get_post(self, principal: Principal, post_id: str) -> Post:
         post = self.load(parse_uuid(post_id, "name"), Post, f"posts/{post_id}")
-        if (
-            post.deleted
-            or not self.may_read(principal, post.visibility, post.community, post.author_id)
-            or (post.state != PUBLISHED and principal.subject != post.author_id and not principal.is_service)
-        ):
+        if not self.sees(principal, post):
             raise NotFound(f"posts/{post_id} not found", field="name")
         return post
 
     def update_post(self, ctx: CommandContext, post_id: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
@@ -232,6 +232,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdatePost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def publish_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.publish(ctx.principal.subject, ctx.principal.kind, _now())
@@ -240,6 +241,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "PublishPost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_post(self, ctx: CommandContext, post_id: str, etag: str, request_fingerprint: str) -> Post:
+        self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -267,6 +269,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- microblog ------------------------------------------------------------------------------------
     def create_micropost(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Micropost:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a micropost is written by a person", field="author")
@@ -293,6 +296,7 @@ class PostsApplication(EventSourcedApplication):
         return self._micropost(micropost_id, principal, "name")
 
     def update_micropost(self, ctx: CommandContext, micropost_id: str, text_value: str, etag: str, request_fingerprint: str) -> Micropost:
+        self._refuse_guest(ctx.principal)
         def decide() -> Micropost:
             micropost = self._own(ctx.principal, Micropost, "microposts", micropost_id, etag)
             mentions = parse_mentions(text_value)
@@ -305,6 +309,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_micropost(self, ctx: CommandContext, micropost_id: str, request_fingerprint: str) -> Micropost:
+        self._refuse_guest(ctx.principal)
         def decide() -> Micropost:
             micropost = self._own(ctx.principal, Micropost, "microposts", micropost_id, "")
             micropost.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -314,12 +319,13 @@ class PostsApplication(EventSourcedApplication):
 
     def _micropost(self, micropost_id: str, principal: Principal, field: str) -> Micropost:
         micropost = self.load(parse_uuid(micropost_id, field), Micropost, f"microposts/{micropost_id}", field=field)
-        if micropost.deleted or not self.may_read(principal, micropost.visibility, micropost.community, micropost.author_id):
+        if not self.sees(principal, micropost):
             raise NotFound(f"microposts/{micropost_id} not found", field=field)
         return micropost
 
     # --- comments ---------------------------------------------------------------------------------------
     def create_comment(self, ctx: CommandContext, target: str, parent_id: str, body: str, request_fingerprint: str) -> Comment:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a comment is written by a person", field="author")
@@ -338,7 +344,7 @@ class PostsApplication(EventSourcedApplication):
 
     def get_comment(self, principal: Principal, comment_id: str) -> Comment:
         comment = self.load(parse_uuid(comment_id, "name"), Comment, f"comments/{comment_id}")
-        if comment.deleted or not self._comment_readable(comment, principal):
+        if not self.sees(principal, comment):
             raise NotFound(f"comments/{comment_id} not found", field="name")
         return comment
 
@@ -351,11 +357,7 @@ class PostsApplication(EventSourcedApplication):
         try:
             if collection in ("posts", "microposts"):
                 kind = Post if collection == "posts" else Micropost
-                item = self.load(parse_uuid(target_id, "target"), kind, comment.target, field="target")
-                authorized = principal.is_service or principal.subject == item.author_id
-                unpublished = getattr(item, "state", PUBLISHED) != PUBLISHED
-                return (not item.deleted and self.may_read(principal, item.visibility, item.community, item.author_id)
-                        and (authorized or not (item.hidden or unpublished)))
+                return self.sees(principal, self.load(parse_uuid(target_id, "target"), kind, comment.target, field="target"))
             # Wiki pages and media items: their own resolvers (library/targets.py) decide.
             self._target(self.comment_targets, comment.target, principal, "target")
             return True
@@ -363,6 +365,7 @@ class PostsApplication(EventSourcedApplication):
             return False
 
     def update_comment(self, ctx: CommandContext, comment_id: str, body: str, etag: str, request_fingerprint: str) -> Comment:
+        self._refuse_guest(ctx.principal)
         def decide() -> Comment:
             comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.edit(ctx.principal.subject, body)
@@ -371,6 +374,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdateComment", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_comment(self, ctx: CommandContext, comment_id: str, etag: str, request_fingerprint: str) -> Comment:
+        self._refuse_guest(ctx.principal)
         def decide() -> Comment:
             comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -380,6 +384,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- ratings and likes --------------------------------------------------------------------------------
     def rate_post(self, ctx: CommandContext, post_id: str, value: int, request_fingerprint: str) -> Rating:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a rating is given by a person", field="post")
@@ -406,6 +411,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "RatePost", request_fingerprint, decide)  # type: ignore[return-value]
 
     def withdraw_rating(self, ctx: CommandContext, post_id: str, request_fingerprint: str) -> Rating:
+        self._refuse_guest(ctx.principal)
         def decide() -> Rating:
             rating = self.load(rating_id(post_id, ctx.principal.subject), Rating, f"posts/{post_id}/ratings/{ctx.principal.subject}", field="post")
             rating.withdraw()
@@ -414,6 +420,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "WithdrawRating", request_fingerprint, decide)  # type: ignore[return-value]
 
     def like(self, ctx: CommandContext, target: str, liked: bool, request_fingerprint: str) -> Like:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a like is given by a person", field="target")
@@ -433,6 +440,7 @@ class PostsApplication(EventSourcedApplication):
 
     # --- bookmarks ----------------------------------------------------------------------------------------
     def create_bookmark(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Bookmark:
+        self._refuse_guest(ctx.principal)
         principal = ctx.principal
         if principal.is_service:
             raise PermissionDenied("a bookmark belongs to a person", field="owner")
@@ -453,11 +461,12 @@ class PostsApplication(EventSourcedApplication):
 
     def get_bookmark(self, principal: Principal, bookmark_id_: str) -> Bookmark:
         bookmark = self.load(parse_uuid(bookmark_id_, "name"), Bookmark, f"bookmarks/{bookmark_id_}")
-        if bookmark.deleted or not self.may_read(principal, bookmark.visibility, bookmark.community, bookmark.owner_id):
+        if not self.sees(principal, bookmark):
             raise NotFound(f"bookmarks/{bookmark_id_} not found", field="name")
         return bookmark
 
     def update_bookmark(self, ctx: CommandContext, bookmark_id_: str, fields: dict[str, Any], etag: str, request_fingerprint: str) -> Bookmark:
+        self._refuse_guest(ctx.principal)
         def decide() -> Bookmark:
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, etag)
             current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
@@ -468,6 +477,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "UpdateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
 
     def delete_bookmark(self, ctx: CommandContext, bookmark_id_: str, request_fingerprint: str) -> Bookmark:
+        self._refuse_guest(ctx.principal)
         def decide() -> Bookmark:
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, "")
             bookmark.delete(ctx.principal.subject, moderator=ctx.principal.is_service)
@@ -479,6 +489,7 @@ class PostsApplication(EventSourcedApplication):
     FLAGGABLE = {"posts": Post, "microposts": Micropost, "comments": Comment, "bookmarks": Bookmark}
 
     def flag(self, ctx: CommandContext, collection: str, item_id: str, reason: str, request_fingerprint: str) -> Flaggable:
+        self._refuse_guest(ctx.principal)
         def decide() -> Flaggable:
             item = self._visible_item(collection, item_id, ctx.principal)
             if ctx.principal.is_service:
@@ -491,6 +502,7 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[return-value]
 
     def vote_restore(self, ctx: CommandContext, collection: str, item_id: str, request_fingerprint: str) -> Flaggable:
+        self._refuse_guest(ctx.principal)
         def decide() -> Flaggable:
             item = self._visible_item(collection, item_id, ctx.principal)
             if ctx.principal.is_service:
@@ -506,9 +518,7 @@ class PostsApplication(EventSourcedApplication):
         if kind is None:
             raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if getattr(item, "deleted", False) or not self.may_read(principal, item.visibility, item.community, item.author_id):
-            raise NotFound(f"{collection}/{item_id} not found", field="name")
-        if isinstance(item, Comment) and not self._comment_readable(item, principal):
+        if not self.sees(principal, item, moderating=True):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 
@@ -516,27 +526,38 @@ class PostsApplication(EventSourcedApplication):
     def may_read(self, principal: Principal, visibility: str, community: str, author_id: str) -> bool:
         return may_read(principal, visibility, community, author_id, self.membership.is_member)
 
+    def sees(self, principal: Principal, item: Any, moderating: bool = False) -> bool:
+        """Whether a read by name shows ``item`` (a post, micropost, comment or bookmark).
+        ``moderating``: flags and restore votes reach a hidden item's audience, who vote on
+        it without reading it (they answer with the flag state only)."""
+        seen = audience_of(item)
+        if isinstance(item, Comment):
+            # A comment's audience is its target's, now (_comment_readable): the audience copied
+            # into it when it was written is history; only its own hidden and deleted state count.
+            seen = replace(seen, visibility=PUBLIC, community="")
+        if moderating:
+            seen = replace(seen, hidden=False)
+        if not may_see_content(principal, seen, self.membership.is_member):
+            return False
+        return not isinstance(item, Comment) or self._comment_readable(item, principal)
+
     def _own(self, principal: Principal, kind: type, collection: str, item_id: str, etag: str) -> Any:
         """Load an item for a change by its author (the aggregate refuses anyone else); a stale
         etag is ABORTED. An item the caller may not even see is NOT_FOUND, as for a read:
         PERMISSION_DENIED would tell a stranger that a PRIVATE post or a draft exists."""
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        author = item.owner_id if isinstance(item, Bookmark) else item.author_id
-        unpublished = getattr(item, "state", PUBLISHED) != PUBLISHED and principal.subject != author and not principal.is_service
-        if getattr(item, "deleted", False) or unpublished or not self.may_read(principal, item.visibility, item.community, author):
-            raise NotFound(f"{collection}/{item_id} not found", field="name")
-        if isinstance(item, Comment) and not self._comment_readable(item, principal):
+        if not self.sees(principal, item):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         if etag and etag != item.etag:
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
         return item
 
-    def _target(self, registry: dict[str, Callable[[str, Principal], CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
+    def _target(self, registry: dict[str, Callable[..., CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
         collection = target.split("/", 1)[0]
         resolver = registry.get(collection)
         if resolver is None or "/" not in target:
             raise InvalidArgument(f"must name one of: {', '.join(f'{c}/{{id}}' for c in registry)}", field=field)
-        about = resolver(target, principal)
+        about = resolver(target, principal, field)
         if not self.may_read(principal, about.visibility, about.community, about.author_id):
             raise NotFound(f"{target} not found", field=field)
         return about
@@ -544,8 +565,8 @@ class PostsApplication(EventSourcedApplication):
     def _post_target(self, target: str, principal: Principal, field: str = "target") -> CommentTarget:
         post_id = target.split("/", 1)[1]
         post = self.load(parse_uuid(post_id, field), Post, target, field=field)
-        if post.deleted:
-            raise FailedPrecondition(f"{target} was deleted", field=field)
+        if not self.sees(principal, post):  # deleted, another person's draft or hidden post: none exists for them
+            raise NotFound(f"{target} not found", field=field)
         if post.hidden:
             raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
         if post.state != PUBLISHED:
@@ -555,8 +576,8 @@ class PostsApplication(EventSourcedApplication):
     def _micropost_target(self, target: str, principal: Principal, field: str = "target") -> CommentTarget:
         micropost_id = target.split("/", 1)[1]
         micropost = self.load(parse_uuid(micropost_id, field), Micropost, target, field=field)
-        if micropost.deleted:
-            raise FailedPrecondition(f"{target} was deleted", field=field)
+        if not self.sees(principal, micropost):  # deleted or hidden: none exists for others
+            raise NotFound(f"{target} not found", field=field)
         if micropost.hidden:
             raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
         return CommentTarget(micropost.visibility, micropost.community, micropost.author_id)
@@ -564,12 +585,20 @@ class PostsApplication(EventSourcedApplication):
     def _comment_target(self, target: str, principal: Principal, field: str = "target") -> CommentTarget:
         comment_id = target.split("/", 1)[1]
         comment = self.load(parse_uuid(comment_id, field), Comment, target, field=field)
-        if comment.deleted or comment.hidden:
-            raise FailedPrecondition(f"{target} was deleted or is hidden", field=field)
-        if not self._comment_readable(comment, principal):
+        if not self.sees(principal, comment):
             raise NotFound(f"{target} not found", field=field)
+        if comment.hidden:
+            raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
         # Its audience is its target's, checked just above: nothing more to ask of the caller.
         return CommentTarget(PUBLIC, "", comment.author_id)
+
+
+def audience_of(item: Any) -> Content:
+    """What decides who sees a stored content item."""
+    return Content(
+        item.visibility, item.community, item.owner_id if isinstance(item, Bookmark) else item.author_id,
+        published=getattr(item, "state", PUBLISHED) == PUBLISHED, hidden=getattr(item, "hidden", False), deleted=getattr(item, "deleted", False),
+    )
 
 
 def _now() -> str:

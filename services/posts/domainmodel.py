@@ -17,10 +17,12 @@ from eventsourcing.domain import event
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, has_control_characters
+from watercooler.visibility import COMMUNITY, INTERNAL, PUBLISHED
+from watercooler.visibility import CONTENT_VISIBILITIES as VISIBILITIES
+from watercooler.visibility import PRIVATE as PRIVATE  # re-exported for the service
+from watercooler.visibility import PUBLIC as PUBLIC
 
-PUBLIC, INTERNAL, COMMUNITY, PRIVATE = "PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE"
-VISIBILITIES = (PUBLIC, INTERNAL, COMMUNITY, PRIVATE)
-DRAFT, PUBLISHED = "DRAFT", "PUBLISHED"
+DRAFT = "DRAFT"
 
 LIMITS = {
     "handle": 64,
@@ -183,9 +185,13 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
 # --- community self-regulation -------------------------------------------------------------------
 class Flaggable(EventSourcedAggregate):
     """Items anyone may flag. At ``threshold`` distinct flaggers the item is hidden
-    everywhere; it returns when its author edits it or ``threshold`` other people
-    vote to restore it. No moderator: every step is an event.
+    everywhere; it returns when its author answers the flags by changing what people
+    read (``ANSWERING_FIELDS``: the text, not the tags or the audience alone, which
+    would let a one-tag edit lift every flag) or ``threshold`` other people vote to
+    restore it. No moderator: every step is an event.
     Subclasses set ``author_id`` and call ``_init_flags`` in their created event."""
+
+    ANSWERING_FIELDS = ()  # set by each kind
 
     def _init_flags(self) -> None:
         self.flaggers: list[str] = []
@@ -232,8 +238,8 @@ class Flaggable(EventSourcedAggregate):
             raise FailedPrecondition("the item is not hidden", field="name")
         self._restored(reason="moderation")
 
-    def _author_edited(self) -> None:
-        if self.hidden:
+    def _author_edited(self, changed_fields: list[str]) -> None:
+        if self.hidden and set(changed_fields) & set(self.ANSWERING_FIELDS):
             self._restored(reason="author_edit")
 
     @event("ItemFlagged")
@@ -356,6 +362,8 @@ def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: d
 
 
 class Post(Flaggable):
+    ANSWERING_FIELDS = ("title", "body")
+
     @event("PostCreated")
     def __init__(self, blog: str, author_id: str, title: str, body: str, tags: list[str], visibility: str, community: str):
         self.blog = blog
@@ -387,7 +395,7 @@ class Post(Flaggable):
         if not changed:
             return
         self._edited(changed_fields=changed, revision=self.revision + 1, **{name: values[name] for name in POST_FIELDS})
-        self._author_edited()
+        self._author_edited(changed)
 
     @event("PostEdited")
     def _edited(self, changed_fields: list[str], title: str, body: str, tags: list[str], visibility: str, community: str, revision: int) -> None:
@@ -419,6 +427,8 @@ class Post(Flaggable):
 
 # --- microblog -----------------------------------------------------------------------------------
 class Micropost(Flaggable):
+    ANSWERING_FIELDS = ("text",)
+
     @event("MicropostCreated")
     def __init__(self, author_id: str, text: str, mentions: list[str], hashtags: list[str], reply_to: str, repost_of: str, visibility: str, community: str):
         self.author_id = author_id
@@ -464,8 +474,9 @@ class Micropost(Flaggable):
         if person_id != self.author_id:
             raise PermissionDenied("only the author may edit a micropost", field="name")
         body = text("text", body, LIMITS["text"], required=not self.repost_of, multiline=True)
+        changed = ["text"] if body != self.text else []
         self._edited(text=body, mentions=list(mentions), hashtags=parse_hashtags(body))
-        self._author_edited()
+        self._author_edited(changed)
 
     @event("MicropostEdited")
     def _edited(self, text: str, mentions: list[str], hashtags: list[str]) -> None:
@@ -476,6 +487,8 @@ class Micropost(Flaggable):
 
 # --- comments ------------------------------------------------------------------------------------
 class Comment(Flaggable):
+    ANSWERING_FIELDS = ("body",)
+
     @event("CommentCreated")
     def __init__(self, target: str, parent: str, author_id: str, body: str, visibility: str, community: str):
         self.target = target
@@ -504,7 +517,7 @@ class Comment(Flaggable):
         if body == self.body:
             return
         self._edited(body=body)
-        self._author_edited()
+        self._author_edited(["body"])
 
     @event("CommentEdited")
     def _edited(self, body: str) -> None:
@@ -614,6 +627,8 @@ def validate_bookmark_fields(fields: dict[str, Any], principal_kind: str, curren
 
 
 class Bookmark(Flaggable):
+    ANSWERING_FIELDS = ("title", "notes")
+
     @staticmethod
     def create_id(owner_id: str, url: str) -> uuid.UUID:
         return bookmark_id(owner_id, url)
@@ -653,7 +668,7 @@ class Bookmark(Flaggable):
         if not changed:
             return
         self._edited(changed_fields=changed, **{name: values[name] for name in BOOKMARK_FIELDS})
-        self._author_edited()
+        self._author_edited(changed)
 
     @event("BookmarkEdited")
     def _edited(self, changed_fields: list[str], title: str, tags: list[str], notes: str, visibility: str, community: str) -> None:

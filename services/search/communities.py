@@ -9,6 +9,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
+from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
@@ -16,6 +17,7 @@ from watercooler.search.v1 import search_pb2
 
 # A person is in few communities; this bounds the terms filter built from them.
 MAX_COMMUNITIES_PER_PERSON = 10_000
+INVITE_ONLY = "INVITE_ONLY"
 
 
 async def communities_of(es: AsyncElasticsearch, settings: Settings, employee_id: str) -> list[str]:
@@ -39,10 +41,15 @@ async def is_member(es: AsyncElasticsearch, settings: Settings, community_id: st
     return result["count"] > 0
 
 
-async def list_communities(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListCommunitiesRequest) -> search_pb2.ListCommunitiesResponse:
+async def list_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: search_pb2.ListCommunitiesRequest) -> search_pb2.ListCommunitiesResponse:
     filters: list[dict[str, Any]] = [{"term": {"deleted": False}}]
     if request.member:
         filters.append({"term": {"members": parse_name(request.member, "profiles", field="member")}})
+        if not principal.is_service:
+            # An INVITE_ONLY community's member list is for its members and services
+            # (ListCommunityMembers): listing someone's memberships shows the others only
+            # the open ones.
+            filters.append({"bool": {"should": [{"bool": {"must_not": [{"term": {"access": INVITE_ONLY}}]}}, {"term": {"members": principal.subject}}], "minimum_should_match": 1}})
     size = page_size(request.page_size)
     key = fingerprint("communities", request.member)[:16]
     body: dict[str, Any] = {

@@ -145,7 +145,7 @@ class HttpView:
         result = await self.es.search(index=jam_stats.index_alias(self.settings), size=50, source=["jam_id", "title", "visibility", "participants", "updated_at"],
                                       sort=[{"updated_at": "desc"}, {"jam_id": "asc"}], ignore_unavailable=True)
         docs = [h["_source"] for h in result["hits"]["hits"]]
-        visible = [d for d in docs if jam_queries.may_see(principal, d["jam_id"], d.get("visibility", "INTERNAL"))]
+        visible = [d for d in docs if jam_queries.may_see(principal, d["jam_id"], d.get("visibility", jam_queries.INTERNAL))]
         return web.json_response({"jams": [{"name": f"jams/{d['jam_id']}", "title": d.get("title", ""), "participants": d.get("participants", 0), "update_time": d.get("updated_at", "")} for d in visible]},
                                  headers={"Cache-Control": "no-store"})
 

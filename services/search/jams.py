@@ -17,6 +17,7 @@ from watercooler.errors import InvalidArgument, NotFound
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size
 from watercooler.search.v1 import search_pb2
+from watercooler.visibility import INTERNAL, may_see_jam
 
 from .queries import content_text_query
 from .stats import jams as jam_stats
@@ -31,8 +32,7 @@ def jam_id_from(name: str, field: str = "jam") -> str:
     return parts[1]
 
 
-def may_see(principal: Principal, jam_id: str, visibility: str) -> bool:
-    return principal.kind not in ("guest", "alumni") or jam_id in principal.jams or visibility == "PUBLIC"
+may_see = may_see_jam
 
 
 async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> None:
@@ -41,7 +41,7 @@ async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, princi
     if may_see(principal, jam_id, ""):
         return
     try:
-        visibility = (await es.get(index=jam_stats.index_alias(settings), id=jam_id))["_source"].get("visibility", "INTERNAL")
+        visibility = (await es.get(index=jam_stats.index_alias(settings), id=jam_id))["_source"].get("visibility", INTERNAL)
     except NotFoundError:
         visibility = ""
     if not may_see(principal, jam_id, visibility):
@@ -54,7 +54,7 @@ async def stats_doc(es: AsyncElasticsearch, settings: Settings, principal: Princ
     except NotFoundError:
         raise NotFound(f"no statistics for jams/{jam_id} (yet)", field="jam") from None
     doc = found["_source"]
-    if not may_see(principal, jam_id, doc.get("visibility", "INTERNAL")):
+    if not may_see(principal, jam_id, doc.get("visibility", INTERNAL)):
         raise NotFound(f"no statistics for jams/{jam_id} (yet)", field="jam")
     return doc
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
+from watercooler import visibility as rule
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
@@ -25,36 +26,17 @@ TOP_OVERFETCH = 5
 
 
 def visibility_filter(principal: Principal, communities: Sequence[str] = ()) -> dict[str, Any] | None:
-    """The ES filter matching spaces and media items the principal may see (None: all).
-    The same rule as services/posts/library/domainmodel.can_see; ``communities``: the
-    caller's (a community's RESTRICTED space is its members')."""
-    if principal.is_service:
-        return None
-    should: list[dict[str, Any]] = [{"term": {"visibility": "PUBLIC"}}]
-    if principal.kind == "employee":
-        should.append({"term": {"visibility": "INTERNAL"}})
-    if principal.kind in ("employee", "alumni"):
-        should += [
-            {"term": {"owner": f"profiles/{principal.subject}"}},
-            {"term": {"members": principal.subject}},
-        ]
-        if communities:
-            should.append({"terms": {"owner": [f"communities/{c}" for c in communities]}})
-    return {"bool": {"should": should, "minimum_should_match": 1}}
+    """The ES filter matching spaces and media items the principal may see (None: all);
+    ``communities``: the caller's (a community's RESTRICTED space is its members')."""
+    return rule.library_audience(principal, communities)
 
 
 def _can_see(doc: dict[str, Any], principal: Principal, communities: Sequence[str] = ()) -> bool:
-    if principal.is_service or doc.get("visibility") == "PUBLIC":
-        return True
-    if principal.kind not in ("employee", "alumni"):
-        return False
-    owner = doc.get("owner", "")
-    return ((doc.get("visibility") == "INTERNAL" and principal.kind == "employee") or owner == f"profiles/{principal.subject}"
-            or principal.subject in doc.get("members", []) or (owner.startswith("communities/") and owner.split("/", 1)[1] in communities))
+    return rule.may_see_library(principal, rule.Library(doc.get("visibility", ""), doc.get("owner", ""), tuple(doc.get("members", []))), lambda c, _: c in communities)
 
 
 async def _communities_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
-    if principal.is_service or principal.kind not in ("employee", "alumni"):
+    if principal.is_service or not rule.memberships_reach(principal):
         return []
     return await caller_communities(es, settings, principal)
 

@@ -73,8 +73,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await people_queries.find_experts(self.es, self.settings, request)
 
     async def ListCommunities(self, request, context):
-        directory_reader()
-        return await communities_queries.list_communities(self.es, self.settings, request)
+        return await communities_queries.list_communities(self.es, self.settings, directory_reader(), request)
 
     async def ListRelations(self, request, context):
         directory_reader()

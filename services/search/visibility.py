@@ -1,18 +1,12 @@
-"""What a caller may see of content items (posts, microposts, comments, bookmarks, blogs).
+"""What a caller may see in the search indices: the platform's rule (watercooler.visibility)
+applied to each search kind, with the caller's scope (communities, spaces, jams) read once.
 
-Contract: every content document stores ``visibility`` (PUBLIC, INTERNAL, COMMUNITY,
-PRIVATE), ``community`` (the community id when COMMUNITY), its author's employee id
-(``author_id`` or ``owner_id``), ``hidden`` (community flags) and ``deleted``.
-``content_filter`` is the one Elasticsearch filter every content query, aggregation
-and facet uses, so nothing leaks through a count either:
-
-- PUBLIC: everyone (guests included);
-- INTERNAL: employees (not alumni, not guests);
-- COMMUNITY: members of that community, found in the ``communities`` index
-  (one document per community whose ``members`` keyword array is the complete member
-  list; see services/search/projections/communities.py);
-- PRIVATE: the author only;
-- hidden or deleted: nobody; service principals see everything else.
+Content documents store ``visibility``, ``community``, the author's employee id
+(``author_id`` or ``owner_id``), ``hidden`` and ``deleted``; ``content_filter`` is the
+one Elasticsearch filter every content query, aggregation and facet uses, so nothing
+leaks through a count either.  COMMUNITY membership is read from the ``communities``
+index (one document per community whose ``members`` is the complete member list; see
+services/search/projections/communities.py).
 
 A comment has no audience of its own: it is its target's, now (``comment_filter``; each
 comment document carries its target's current audience, services/search/projections/comments.py).
@@ -25,6 +19,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
+from watercooler import visibility as rule
 from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import PermissionDenied
@@ -40,14 +35,15 @@ def directory_reader() -> Principal:
     Guests — family, clients, partners invited to a jam — see that jam and public content,
     not who works here; the unified Search hides people and communities from them too."""
     principal = current_principal()
-    if principal.kind == "guest":
+    if not rule.may_browse_directory(principal):
         raise PermissionDenied("guests see the jams that invited them and public content, not the employee directory", field="authorization")
     return principal
 
 
 async def caller_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
-    """The ids of the communities the caller belongs to (empty if the index does not exist yet)."""
-    if principal.is_service:
+    """The ids of the communities the caller belongs to, where that reaches content (empty
+    if the index does not exist yet)."""
+    if principal.is_service or not rule.memberships_reach(principal):
         return []
     try:
         found = await es.search(
@@ -63,24 +59,12 @@ async def caller_communities(es: AsyncElasticsearch, settings: Settings, princip
 
 def content_filter(principal: Principal, communities: list[str], author_field: str = "author_id") -> list[dict[str, Any]]:
     """Filters (for a bool ``filter``) that keep what ``principal`` may see."""
-    live: list[dict[str, Any]] = [{"term": {"deleted": False}}, {"term": {"hidden": False}}]
-    if principal.is_service:
-        return live
-    visible: list[dict[str, Any]] = [{"term": {"visibility": "PUBLIC"}}, {"term": {author_field: principal.subject}}]
-    if principal.kind == "employee":
-        visible.append({"term": {"visibility": "INTERNAL"}})
-    if communities:
-        visible.append({"bool": {"filter": [{"term": {"visibility": "COMMUNITY"}}, {"terms": {"community": communities}}]}})
-    # PRIVATE items only match the author clause.
-    return [*live, {"bool": {"should": visible, "minimum_should_match": 1}}]
+    return rule.content_clauses(principal, communities, author_field)
 
 
-# --- one search over every kind (issue 7): the rule of each kind, gathered in one place ------
-# Wiki pages take their space's audience and media items their own, by the library's rule
-# (services/search/library.py, the same as services/posts/library/domainmodel.can_see);
-# jam ideas and threads their jam's (services/search/jams.py: guests see the jams that
-# invited them and PUBLIC jams, alumni the PUBLIC ones). People and communities form the employee directory:
-# everyone but guests.
+# --- one search over every kind: wiki pages take their space's audience and media items
+# their own (the library rule), jam ideas and threads their jam's, people and communities
+# the directory's.
 
 MAX_SPACES = 10_000
 MAX_JAMS = 10_000
@@ -116,13 +100,11 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
 
 
 async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
-    from .library import visibility_filter as library_filter
     from .stats import jams as jam_stats
 
     communities = await caller_communities(es, settings, principal)
     spaces: list[str] | None = None
-    # A community's space is its members' too (services/posts/library/domainmodel.can_see).
-    seen = library_filter(principal, communities)
+    seen = rule.library_audience(principal, communities)
     if seen is not None:
         try:
             found = await es.search(
@@ -133,12 +115,11 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
             spaces = [h["_source"]["space_id"] for h in found["hits"]["hits"]]
         except NotFoundError:
             spaces = []
-    jams: list[str] | None = None
-    if principal.kind in ("guest", "alumni"):
-        jams = list(principal.jams)
+    jams = rule.visible_jams(principal, ())
+    if jams is not None:
         try:
-            found = await es.search(index=jam_stats.index_alias(settings), query={"term": {"visibility": "PUBLIC"}}, source=["jam_id"], size=MAX_JAMS)
-            jams += [h["_source"]["jam_id"] for h in found["hits"]["hits"]]
+            found = await es.search(index=jam_stats.index_alias(settings), query={"term": {"visibility": rule.PUBLIC}}, source=["jam_id"], size=MAX_JAMS)
+            jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in found["hits"]["hits"]])
         except NotFoundError:
             pass
     return Scope(principal, communities, spaces, jams)
@@ -192,26 +173,20 @@ def _renamed(clause: Any, fields: dict[str, str]) -> Any:
 
 def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
     """The filters that keep the documents of one search kind that the caller may see."""
-    from .library import visibility_filter as library_filter
-
     principal = scope.principal
-    live: list[dict[str, Any]] = [{"term": {"deleted": False}}]
     if kind in ("post", "micropost"):
-        drafts = {"term": {"state": "PUBLISHED"}}
-        if not principal.is_service:  # drafts reach their author only
-            drafts = {"bool": {"should": [drafts, {"term": {"author_id": principal.subject}}], "minimum_should_match": 1}}
-        return [*content_filter(principal, scope.communities), drafts]
+        return rule.content_clauses(principal, scope.communities, drafts=True)
     if kind == "comment":
         return comment_filter(scope)
     if kind == "bookmark":
-        return content_filter(principal, scope.communities, "owner_id")
+        return rule.content_clauses(principal, scope.communities, "owner_id")
     if kind == "wiki_page":
+        live: list[dict[str, Any]] = [{"term": {"deleted": False}}]
         return live if scope.spaces is None else [*live, {"terms": {"space_id": scope.spaces}}]
     if kind == "media":
-        seen = library_filter(principal, scope.communities)
-        return live if seen is None else [*live, seen]
+        return rule.library_clauses(principal, scope.communities)
     if kind in ("person", "community"):
-        return [*live, {"bool": {"must_not": [{"match_all": {}}]}}] if principal.kind == "guest" else live
+        return rule.directory_clauses(principal)
     if kind in ("jam_idea", "jam_thread"):
-        return live if scope.jams is None else [*live, {"terms": {"jam_id": scope.jams}}]
+        return [{"term": {"deleted": False}}] + ([] if scope.jams is None else [{"terms": {"jam_id": scope.jams}}])
     raise ValueError(f"no visibility rule for {kind!r}")

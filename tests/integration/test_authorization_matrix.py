@@ -144,6 +144,10 @@ class World:
         self.ids: dict[str, str] = {}
         for key in ("owner", "stranger", "member", "host", "alumni"):
             self.ids[key], _ = s.person(f"{key.title()} {self.word}")
+        # The OPEN community D: the member joined it, and so did the alumnus before leaving.
+        self.former = self.new_open_community()
+        for key in ("member", "alumni"):
+            s.communities.JoinCommunity(cp.JoinCommunityRequest(name=self.former), metadata=platform.metadata(self.ids[key], "employee"))
         s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{self.ids['alumni']}", reason="moved on"), metadata=self.service)
         self.ids["guest"], self.ids["outsider"] = unique("g"), unique("g")
         self.guest_jams: list[str] = []
@@ -167,10 +171,13 @@ class World:
         self.bookmark_url = f"https://example.com/{self.word}"
         self.bookmark = s.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=self.bookmark_url, title=f"{self.word} link", tags=[self.word],
                                                                                               visibility=V.COMMUNITY, community=self.c_name)), metadata=owner).name
+        self.former_word = word(8)
+        self.former_post = s.post(owner, self.public_blog, f"{self.former_word} post", "Body.", tags=[self.former_word], visibility=V.COMMUNITY, community=self.former)
         # Wiki and media.
         self.spaces = {
             "community": self.new_space(wp.RESTRICTED, owner_name=self.c_name),
-            "listed": self.new_space(wp.RESTRICTED, members=[self.ids["member"], self.ids["guest"]]),
+            "former": self.new_space(wp.RESTRICTED, owner_name=self.former),
+            "listed": self.new_space(wp.RESTRICTED, members=[self.ids["member"], self.ids["guest"], self.ids["alumni"]]),
             "internal": self.new_space(wp.INTERNAL),
             "public": self.new_space(wp.PUBLIC),
         }
@@ -277,7 +284,9 @@ def world(platform) -> World:
     # Wait for the projections the checks read (the posts service asks the profiles service
     # about membership itself; search reads the communities index).
     s, service = w.s, w.service
-    eventually(lambda: platform.es.search(index=platform.alias("communities"), query={"term": {"members": w.ids["member"]}})["hits"]["total"]["value"] >= 1, message="membership indexed")
+    eventually(lambda: platform.es.search(index=platform.alias("communities"), query={"term": {"members": w.ids["member"]}})["hits"]["total"]["value"] >= 2, message="membership indexed")
+    eventually(lambda: platform.es.search(index=platform.alias("communities"), query={"term": {"members": w.ids["alumni"]}})["hits"]["total"]["value"] >= 1, message="former membership indexed")
+    eventually(lambda: any(h.name == w.former_post for h in s.search.SearchPosts(sp.SearchPostsRequest(tag=w.former_word), metadata=service).posts), message="post in D indexed")
     w.indexed_ideas = {}
     for jam_id in w.jams.values():
         w.indexed_ideas[jam_id] = eventually(lambda j=jam_id: len(w.ideas(j)) == 6 and w.ideas(j), message="ideas indexed")
@@ -475,7 +484,7 @@ def _create_post(w: World, who: str, row: Row, rpc: str):
 @scenario("GetPost", "ListPostRevisions")
 def _read_post(w: World, who: str, row: Row, rpc: str):
     if rpc == "GetPost":
-        return code(w.s.posts.GetPost, pb.GetPostRequest(name=w.post), w.md(who))
+        return code(w.s.posts.GetPost, pb.GetPostRequest(name=w.former_post if row.says("*D*") else w.post), w.md(who))
     return code(w.s.posts.ListPostRevisions, pb.ListPostRevisionsRequest(parent=w.post), w.md(who))
 
 
@@ -577,7 +586,7 @@ def _flags(w: World, who: str, row: Row, rpc: str):
 
 # wiki and media ---------------------------------------------------------------------------------
 def _space_of(w: World, row: Row) -> str:
-    for kind, marker in (("listed", "listing"), ("internal", "INTERNAL"), ("public", "PUBLIC")):
+    for kind, marker in (("former", "owned by *D*"), ("listed", "listing"), ("internal", "INTERNAL"), ("public", "PUBLIC")):
         if row.says(marker):
             return kind
     return "community"
@@ -794,6 +803,8 @@ def _status_updates(w: World, who: str, row: Row, rpc: str):
 
 @scenario("SearchPosts", "ListTimeline")
 def _posts_search(w: World, who: str, row: Row, rpc: str):
+    if rpc == "SearchPosts" and row.says("*D*"):
+        return listed(w.s.search.SearchPosts, sp.SearchPostsRequest(tag=w.former_word), w.md(who), lambda r: {p.name for p in r.posts}, w.former_post)
     if rpc == "SearchPosts":
         return listed(w.s.search.SearchPosts, sp.SearchPostsRequest(tag=w.word), w.md(who), lambda r: {p.name for p in r.posts}, w.post)
     return listed(w.s.search.ListTimeline, sp.ListTimelineRequest(person=w.profile("owner"), page_size=100), w.md(who), lambda r: {p.name for p in r.posts}, w.micropost)
@@ -991,7 +1002,9 @@ def test_domain_rules_behind_the_fixed_cells():
     assert can_see("RESTRICTED", "communities/c", [], member, in_c) and not can_see("RESTRICTED", "communities/d", [], member, in_c)
     assert not can_see("RESTRICTED", "communities/c", [], member)  # no membership answer: closed
     assert not can_see("RESTRICTED", "profiles/x", ["e1"], guest) and not can_see("RESTRICTED", "profiles/e1", [], guest) and can_see("PUBLIC", "profiles/x", [], guest)
-    assert can_see("RESTRICTED", "profiles/x", ["a1"], alumnus) and not can_see("INTERNAL", "profiles/x", [], alumnus)
+    # Leaving the company ends what memberships reached; an alumnus keeps their own items.
+    assert not can_see("RESTRICTED", "profiles/x", ["a1"], alumnus) and not can_see("INTERNAL", "profiles/x", [], alumnus)
+    assert not can_see("RESTRICTED", "communities/c", [], alumnus, lambda c, p: True) and can_see("RESTRICTED", "profiles/a1", [], alumnus)
     # A service moderates: hides and restores at once, deletes; it never edits as the author.
     post = Post.create("blog", "author", {"title": "T", "body": "", "tags": [], "visibility": "PUBLIC", "community": ""})
     post.moderate_hide("svc", "takedown")

@@ -43,7 +43,7 @@ def test_flag_hide_restore_by_votes_and_by_author_edit(platform):
 
     eventually(hidden_everywhere, message="hidden from search and directory counts")
     comment = rpc_error(posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target=post.name, body="hi")), metadata=others[4])
-    assert comment.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert comment.code() == grpc.StatusCode.NOT_FOUND  # hidden: not there for anyone but its author
     assert rpc_error(posts.VoteRestoreItem, pb.VoteRestoreItemRequest(name=post.name), metadata=others[0]).code() == grpc.StatusCode.FAILED_PRECONDITION
 
     for md in others[3:5]:
@@ -86,3 +86,32 @@ def test_flagged_comments_and_microposts_hide_too(platform):
     assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
     no_reason = rpc_error(posts.FlagItem, pb.FlagItemRequest(name=m.name, reason=""), metadata=as_ana)
     assert no_reason.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
+
+
+def test_only_an_edit_of_the_text_answers_the_flags(platform):
+    """Tags or the audience alone do not lift flags; changing what people read does."""
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    _, as_ana = person(platform, "Ana Retagging")
+    flaggers = [person(platform, f"Flagger {i}")[1] for i in range(3)]
+    post = publish(posts, as_ana, blog(posts, as_ana).name, "flag me")
+    micro = posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(text="flag me too", visibility=pb.Audience.INTERNAL)), metadata=as_ana)
+    bookmark = posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{unique('f')}", title="flag me", visibility=pb.Audience.INTERNAL)), metadata=as_ana)
+    for name in (post.name, micro.name, bookmark.name):
+        for md in flaggers:
+            posts.FlagItem(pb.FlagItemRequest(name=name, reason="spam"), metadata=md)
+
+    get = lambda: posts.GetPost(pb.GetPostRequest(name=post.name), metadata=as_ana)  # noqa: E731
+    retagged = posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=post.name, tags=["one-more"], etag=get().etag), update_mask={"paths": ["tags"]}), metadata=as_ana)
+    assert retagged.hidden and list(retagged.tags) == ["one-more"]
+    moved = posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=post.name, visibility=pb.Audience.PUBLIC, etag=retagged.etag), update_mask={"paths": ["visibility"]}), metadata=as_ana)
+    assert moved.hidden
+    assert rpc_error(posts.GetPost, pb.GetPostRequest(name=post.name), metadata=flaggers[0]).code() == grpc.StatusCode.NOT_FOUND
+    assert not posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=post.name, title="flag me, reworded", etag=moved.etag), update_mask={"paths": ["title"]}), metadata=as_ana).hidden
+
+    same = posts.UpdateMicropost(pb.UpdateMicropostRequest(micropost=pb.Micropost(name=micro.name, text="flag me too"), update_mask={"paths": ["text"]}), metadata=as_ana)
+    assert same.hidden  # the same text again answers nothing
+    assert not posts.UpdateMicropost(pb.UpdateMicropostRequest(micropost=pb.Micropost(name=micro.name, text="reworded"), update_mask={"paths": ["text"]}), metadata=as_ana).hidden
+
+    tagged = posts.UpdateBookmark(pb.UpdateBookmarkRequest(bookmark=pb.Bookmark(name=bookmark.name, tags=["x"]), update_mask={"paths": ["tags"]}), metadata=as_ana)
+    assert tagged.hidden
+    assert not posts.UpdateBookmark(pb.UpdateBookmarkRequest(bookmark=pb.Bookmark(name=bookmark.name, notes="why I saved it"), update_mask={"paths": ["notes"]}), metadata=as_ana).hidden

@@ -108,10 +108,11 @@ def test_threaded_comments_edit_delete_and_likes(platform, posts, search):
     posts.DeleteComment(pb.DeleteCommentRequest(name=answer.name), metadata=as_ana)
     eventually(lambda: [c.name for c in search.ListComments(sp.ListCommentsRequest(target=post.name), metadata=as_bob).comments] == [top.name])
 
-    # Commenting on a deleted post is FAILED_PRECONDITION, and stores nothing.
+    # Commenting on a deleted post is NOT_FOUND, as reading it is (a deleted item is nobody's:
+    # answering "was deleted" would tell a stranger that a PRIVATE post had existed), and stores nothing.
     posts.DeletePost(pb.DeletePostRequest(name=post.name), metadata=as_ana)
     error = rpc_error(posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target=post.name, body="late")), metadata=as_bob)
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and bad_request_fields(error) == ["comment.target"]
+    assert error.code() == grpc.StatusCode.NOT_FOUND and bad_request_fields(error) == ["comment.target"]
     bad_target = rpc_error(posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target="nonsense/1", body="x")), metadata=as_bob)
     assert bad_target.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(bad_target) == ["comment.target"]
     assert not [e for e in read_events(platform.settings, "posts") if e.type_name == "CommentCreated" and e.payload.body == "late"]

@@ -549,3 +549,28 @@ def test_the_http_jam_board_shows_only_jams_the_caller_may_see(world, more, who)
             status, _ = http_get(f"/api/v1/jams/{jam_id}/{route}", md)
             outcomes[(f"GET /api/v1/jams/{{jam}}/{route}", item)] = (expect(who, item), {200: SHOWN, 404: HIDDEN, 403: REFUSED}.get(status, str(status)))
     check(outcomes)
+
+
+# Read by name (GetPost, GetMicropost): the same rule, except that services read drafts and
+# items hidden by flags (to moderate them), while lists and searches show those to nobody.
+BY_NAME = {**SEES, "hidden": {"service"}, "draft": {"service"}}
+BY_NAME_ITEMS = ("public", "internal", "community", "private", "hidden", "draft", "micro_community")
+
+
+@covers("GetPost", "GetMicropost", kind="levels")
+@covers("GetPost", "GetMicropost", kind="hidden_by_flags")
+@pytest.mark.parametrize("who", PRINCIPALS)
+def test_reads_by_name_follow_the_same_rule_including_items_hidden_by_flags(world, who):
+    s, md = world["s"], world["principals"][who]
+    for item in BY_NAME_ITEMS:
+        name = world["names"][item]
+        call, request = (s.posts.GetMicropost, pb.GetMicropostRequest(name=name)) if name.startswith("microposts/") else (s.posts.GetPost, pb.GetPostRequest(name=name))
+        if who in BY_NAME[item]:
+            assert call(request, metadata=md).name == name, item
+        else:
+            try:
+                call(request, metadata=md)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error)
+            else:
+                raise AssertionError(f"{who} read the {item} item by name")

@@ -20,9 +20,12 @@ from eventsourcing.domain import Aggregate, event
 from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, fold, has_control_characters
+from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the service
+from watercooler.visibility import LIBRARY_VISIBILITIES as VISIBILITIES
+from watercooler.visibility import PUBLIC as PUBLIC
+from watercooler.visibility import RESTRICTED as RESTRICTED
+from watercooler.visibility import Library, may_see_library
 
-PUBLIC, INTERNAL, RESTRICTED = "PUBLIC", "INTERNAL", "RESTRICTED"
-VISIBILITIES = (PUBLIC, INTERNAL, RESTRICTED)
 MEDIA_KINDS = ("VIDEO", "AUDIO", "IMAGE", "DOCUMENT", "PRESENTATION")
 
 _SPACE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -123,26 +126,10 @@ def extract_links(body: str) -> list[str]:
 
 
 def can_see(visibility: str, owner: str, members: list[str], principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
-    """Who may see an item of this visibility (the same rule search applies).
-
-    ``is_member(community_id, employee_id)`` answers for spaces owned by a community
-    (services/posts/membership.py): its members see it like listed members do."""
-    if principal.is_service:
-        return True
-    if visibility == PUBLIC:
-        return True
-    # Guests (jam invitees) see public content only: their subject is not an employee id,
-    # so a member list naming the same string grants them nothing (search's rule too).
-    if principal.kind not in ("employee", "alumni"):
-        return False
-    # Alumni keep their profile and what is shared with them by name, not the company's
-    # internal content (the same rule as posts: services/search/visibility.py).
-    if visibility == INTERNAL and principal.kind == "employee":
-        return True
-    if owner == f"profiles/{principal.subject}" or principal.subject in members:
-        return True
-    community = owner.removeprefix("communities/")
-    return community != owner and is_member is not None and is_member(community, principal.subject)
+    """Who may see an item of this visibility: the platform's library rule
+    (watercooler.visibility). ``is_member(community_id, employee_id)`` answers for spaces
+    owned by a community (services/posts/membership.py)."""
+    return may_see_library(principal, Library(visibility, owner, tuple(members)), is_member)
 
 
 # --- wiki -------------------------------------------------------------------------------------

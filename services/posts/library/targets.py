@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.errors import FailedPrecondition, NotFound
+from watercooler.visibility import INTERNAL, PRIVATE, PUBLIC
 
 from .application import _uuid
 from .domainmodel import MediaItem, Page, Space, space_id_of
@@ -44,9 +45,9 @@ def _as_comment_target(comment_target: Any, visibility: str, author_id: str, pri
     comment stores is only a copy made at creation: a comment is read by whoever may read its
     target now (PostsApplication._comment_readable resolves the target again; search keeps the
     page's space and the media item's rule on each comment, services/search/projections/comments.py)."""
-    if visibility in ("PUBLIC", "INTERNAL"):
+    if visibility in (PUBLIC, INTERNAL):
         return comment_target(visibility, "", author_id)
-    return comment_target("PRIVATE", "", principal.subject)
+    return comment_target(PRIVATE, "", principal.subject)
 
 
 def install(app: Any) -> None:

@@ -1,0 +1,195 @@
+"""Who may see what: the platform's one visibility rule, for every audience kind.
+
+Each kind gets two forms of the same rule, kept side by side so they cannot drift:
+a check for one loaded item (the services that read by name) and the Elasticsearch
+filter clauses for a query (search, lists, counts).  tests/integration/test_visibility_rule.py
+runs both on generated items and principals against a real index and checks they agree.
+
+Principals: ``employee``, ``alumni`` (left the company), ``guest`` (invited to jams, the
+token's ``jams``), ``service`` (platform jobs).  Memberships (communities, a space's
+member list) reach content for employees only: an alumnus keeps them as history, and a
+guest's subject is not an employee id, so a member list naming the same string grants
+nothing.
+
+Content (posts, microposts, comments, bookmarks, blogs, status updates):
+  PUBLIC everyone; INTERNAL employees; COMMUNITY the community's members; PRIVATE the
+  author only; the author and services always.  A draft is its author's (and, by name, a
+  service's).  A deleted item is nobody's.  An item hidden by community flags is in no
+  list or search for anyone; by name only its author (to edit it) and services (to
+  moderate it) read it, until it is restored.
+
+Library (wiki spaces, whose pages take their audience, and media items):
+  PUBLIC everyone; INTERNAL employees; RESTRICTED the owner (``profiles/{id}``), the listed
+  members and, for a space owned by ``communities/{id}``, that community's members; services
+  always.  Deleted pages and removed media are nobody's.
+
+Jams (ideas, threads): employees and services see every jam; guests the jams that invited
+them and PUBLIC jams; alumni the PUBLIC jams.
+
+Directory (people, communities): everyone but guests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Principal
+
+PUBLIC, INTERNAL, COMMUNITY, PRIVATE, RESTRICTED = "PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE", "RESTRICTED"
+CONTENT_VISIBILITIES = (PUBLIC, INTERNAL, COMMUNITY, PRIVATE)
+LIBRARY_VISIBILITIES = (PUBLIC, INTERNAL, RESTRICTED)
+JAM_VISIBILITIES = (INTERNAL, PUBLIC)
+# The state of a post that is not a draft (search documents carry it as ``state``).
+PUBLISHED = "PUBLISHED"
+
+Clause = dict[str, Any]
+# is_member(community_id, employee_id): asked only when the answer decides.
+IsMember = Callable[[str, str], bool]
+
+NOTHING: Clause = {"bool": {"must_not": [{"match_all": {}}]}}
+
+
+def memberships_reach(principal: Principal) -> bool:
+    """Whether community and space memberships open content to this principal: an
+    employee's do; an alumnus's are history (leaving the company ends their reach: the
+    records stay, so a returning employee finds them again), a guest has none."""
+    return principal.kind == "employee"
+
+
+def sees_internal(principal: Principal) -> bool:
+    return principal.kind == "employee"
+
+
+# --- content -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Content:
+    """What decides who sees a content item."""
+
+    visibility: str
+    community: str
+    author_id: str
+    published: bool = True
+    hidden: bool = False
+    deleted: bool = False
+
+
+def may_see_content(principal: Principal, item: Content, is_member: IsMember | None = None, *, listed: bool = False) -> bool:
+    """The check for one loaded item. ``listed``: the rule of lists and searches (hidden
+    items and other people's drafts are in none); otherwise the rule of a read by name."""
+    if item.deleted:
+        return False
+    is_author = not principal.is_service and principal.subject == item.author_id
+    if item.hidden and (listed or not (is_author or principal.is_service)):
+        return False
+    if not item.published and not (is_author or (principal.is_service and not listed)):
+        return False
+    if principal.is_service or is_author or item.visibility == PUBLIC:
+        return True
+    if item.visibility == INTERNAL:
+        return sees_internal(principal)
+    if item.visibility == COMMUNITY:
+        return memberships_reach(principal) and is_member is not None and is_member(item.community, principal.subject)
+    return False
+
+
+def content_clauses(principal: Principal, communities: Sequence[str], author_field: str = "author_id", *, drafts: bool = False) -> list[Clause]:
+    """The filter clauses (for a bool ``filter``) of the same rule as ``may_see_content(listed=True)``.
+    Documents carry ``visibility``, ``community``, the author's id in ``author_field``,
+    ``hidden`` and ``deleted``; with ``drafts``, also ``state``.  ``communities``: the
+    caller's."""
+    clauses: list[Clause] = [{"term": {"deleted": False}}, {"term": {"hidden": False}}]
+    if principal.is_service:
+        return [*clauses, {"term": {"state": PUBLISHED}}] if drafts else clauses
+    mine: Clause = {"term": {author_field: principal.subject}}
+    audience: list[Clause] = [{"term": {"visibility": PUBLIC}}, mine]
+    if sees_internal(principal):
+        audience.append({"term": {"visibility": INTERNAL}})
+    if communities and memberships_reach(principal):
+        audience.append({"bool": {"filter": [{"term": {"visibility": COMMUNITY}}, {"terms": {"community": list(communities)}}]}})
+    # PRIVATE items match the author clause only.
+    clauses.append({"bool": {"should": audience, "minimum_should_match": 1}})
+    if drafts:  # a draft is its author's
+        clauses.append({"bool": {"should": [{"term": {"state": PUBLISHED}}, mine], "minimum_should_match": 1}})
+    return clauses
+
+
+# --- library: wiki spaces and media items -------------------------------------------------------
+@dataclass(frozen=True)
+class Library:
+    """What decides who sees a space (and its pages) or a media item."""
+
+    visibility: str
+    owner: str  # profiles/{id} or communities/{id}
+    members: tuple[str, ...] = field(default_factory=tuple)
+    deleted: bool = False
+
+
+def may_see_library(principal: Principal, item: Library, is_member: IsMember | None = None) -> bool:
+    if item.deleted:
+        return False
+    if principal.is_service or item.visibility == PUBLIC:
+        return True
+    if principal.kind not in ("employee", "alumni"):
+        return False
+    if item.owner == f"profiles/{principal.subject}" or (item.visibility == INTERNAL and sees_internal(principal)):
+        return True
+    if not memberships_reach(principal):
+        return False
+    if principal.subject in item.members:
+        return True
+    community = item.owner.removeprefix("communities/")
+    return community != item.owner and is_member is not None and is_member(community, principal.subject)
+
+
+def library_audience(principal: Principal, communities: Sequence[str] = ()) -> Clause | None:
+    """The audience clause of ``may_see_library`` (None: everything), over documents with
+    ``visibility``, ``owner`` and ``members``; ``communities``: the caller's."""
+    if principal.is_service:
+        return None
+    should: list[Clause] = [{"term": {"visibility": PUBLIC}}]
+    if principal.kind in ("employee", "alumni"):
+        should.append({"term": {"owner": f"profiles/{principal.subject}"}})
+    if sees_internal(principal):
+        should.append({"term": {"visibility": INTERNAL}})
+    if memberships_reach(principal):
+        should.append({"term": {"members": principal.subject}})
+        if communities:
+            should.append({"terms": {"owner": [f"communities/{c}" for c in communities]}})
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def library_clauses(principal: Principal, communities: Sequence[str] = ()) -> list[Clause]:
+    seen = library_audience(principal, communities)
+    return [{"term": {"deleted": False}}] + ([] if seen is None else [seen])
+
+
+# --- jams ------------------------------------------------------------------------------------------
+def may_see_jam(principal: Principal, jam_id: str, visibility: str) -> bool:
+    if principal.kind not in ("guest", "alumni"):
+        return True
+    return visibility == PUBLIC or jam_id in principal.jams
+
+
+def visible_jams(principal: Principal, public_jams: Collection[str]) -> list[str] | None:
+    """The jam ids whose ideas and threads the principal sees (None: all); ``public_jams``:
+    the ids of the PUBLIC jams."""
+    if principal.kind not in ("guest", "alumni"):
+        return None
+    return list(dict.fromkeys([*principal.jams, *public_jams]))
+
+
+def jam_clauses(principal: Principal, public_jams: Collection[str], jam_field: str = "jam_id") -> list[Clause]:
+    jams = visible_jams(principal, public_jams)
+    return [{"term": {"deleted": False}}] + ([] if jams is None else [{"terms": {jam_field: jams}}])
+
+
+# --- the employee directory ------------------------------------------------------------------------
+def may_browse_directory(principal: Principal) -> bool:
+    """Guests see the jams that invited them and public content, not who works here."""
+    return principal.kind != "guest"
+
+
+def directory_clauses(principal: Principal) -> list[Clause]:
+    return [{"term": {"deleted": False}}] + ([] if may_browse_directory(principal) else [NOTHING])
