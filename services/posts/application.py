@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from watercooler.auth import Principal
-from watercooler.client import bearer_metadata, channel, service_token
+from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
@@ -72,7 +72,7 @@ class ProfileDirectory:
         self.settings = settings
         self._lock = threading.Lock()
         self._stub: Any = None
-        self._metadata: tuple[tuple[str, str], ...] = ()
+        self._credentials = ServiceCredentials(settings, "posts")
         self._known: dict[str, dict[str, str]] = {}
 
     def _profiles(self) -> Any:
@@ -81,7 +81,6 @@ class ProfileDirectory:
         with self._lock:
             if self._stub is None:
                 self._stub = profiles_pb2_grpc.ProfileServiceStub(channel(self.settings, "profiles"))
-                self._metadata = bearer_metadata(service_token(self.settings, "posts"))
             return self._stub
 
     def lookup(self, employee_id: str) -> dict[str, str] | None:
@@ -90,7 +89,7 @@ class ProfileDirectory:
         if employee_id in self._known:
             return self._known[employee_id]
         try:
-            profile = self._profiles().GetProfile(profiles_pb2.GetProfileRequest(name=f"profiles/{employee_id}"), metadata=self._metadata, timeout=5)
+            profile = self._profiles().GetProfile(profiles_pb2.GetProfileRequest(name=f"profiles/{employee_id}"), metadata=self._credentials.metadata(), timeout=5)
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return None
