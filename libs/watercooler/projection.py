@@ -201,13 +201,10 @@ class DocumentProjection:
         return next(iter(found.body)) if found.body else None
 
     # --- applying batches ---------------------------------------------------------------------
-    async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
-        """Apply a batch of Kafka records to the index (the alias unless ``index`` is given).
-
-        Reads the current documents once (mget), applies events in order in memory,
-        writes each changed document once with its aggregate version (bulk)."""
-        target = index or self.alias
-        result = BatchResult()
+    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+        """The batch's events of the aggregates this projection keeps, with their records; an
+        undecodable record is noted in ``result`` for the dead-letter topic, another projection's
+        event is counted and dropped before its payload is unpacked."""
         decoded: list[tuple[Any, Event]] = []
         for record in records:
             try:
@@ -219,6 +216,16 @@ class DocumentProjection:
                 result.other_aggregates += 1
             else:
                 decoded.append((record, event))
+        return decoded
+
+    async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
+        """Apply a batch of Kafka records to the index (the alias unless ``index`` is given).
+
+        Reads the current documents once (mget), applies events in order in memory,
+        writes each changed document once with its aggregate version (bulk)."""
+        target = index or self.alias
+        result = BatchResult()
+        decoded = self.decode(records, value_of, result)
         if not decoded:
             return result
         ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))

@@ -40,7 +40,9 @@ def test_a_flag_hidden_item_is_not_found_but_to_its_author_and_services_until_re
     micro = posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(text=f"{unique('m')} hidden soon", visibility=V.PUBLIC)), metadata=as_ana)
     comment = posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=micro.name, body="hidden soon")), metadata=as_ana)
     bookmark = posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{unique('b')}", title="hidden soon", visibility=V.PUBLIC)), metadata=as_ana)
-    names = [post.name, micro.name, comment.name, bookmark.name]
+    # The comment is flagged before its micropost: once the micropost is hidden, its comments
+    # follow it and are nobody's to flag but its author's.
+    names = [post.name, comment.name, micro.name, bookmark.name]
     for name in names:
         for md in flaggers:
             posts.FlagItem(pb.FlagItemRequest(name=name, reason="spam"), metadata=md)

@@ -9,7 +9,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from watercooler.config import Settings
-from watercooler.envelope import BadEvent, Event, decode_kept
+from watercooler.envelope import Event
 from watercooler.eventstore import stable_id
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
 from watercooler.text import collation_key, fold
@@ -154,15 +154,7 @@ class BlogsProjection(DocumentProjection):
         result = BatchResult()
         blog_events: dict[str, list[tuple[Any, Event]]] = {}
         profile_events: dict[str, list[tuple[Any, Event]]] = {}
-        for record in records:
-            try:
-                event = decode_kept(value_of(record), self.aggregate_types)
-            except BadEvent as exc:
-                result.failed.append((record, str(exc)))
-                continue
-            if event is None:
-                result.other_aggregates += 1
-                continue
+        for record, event in self.decode(records, value_of, result):
             kept = profile_events if event.envelope.aggregate_type == "Profile" else blog_events
             kept.setdefault(event.aggregate_id, []).append((record, event))
         if profile_events:
