@@ -373,11 +373,12 @@ ROLE_KEYS = {
 
 def signing_services() -> set[str]:
     """The services whose code signs tokens (service tokens for calls to other services, guest
-    tokens of a redeemed invitation): they, and only they, get the platform's signing key."""
+    tokens of a redeemed invitation; ServiceCredentials signs and renews a service's own token):
+    they, and only they, get the platform's signing key."""
     return {
         service
         for service in config.SERVICES
-        if any(re.search(r"\b(issue_token|service_token)\(", p.read_text()) for p in (ROOT / "services" / service).rglob("*.py"))
+        if any(re.search(r"\b(issue_token|service_token|ServiceCredentials)\(", p.read_text()) for p in (ROOT / "services" / service).rglob("*.py"))
     }
 
 
