@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2
 
+from tests.conftest import eventually
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
 
@@ -33,15 +34,22 @@ def test_requests_and_stored_events_are_counted(platform):
     stub.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=f"m{uuid.uuid4().hex[:8]}", display_name="Metric Person")), metadata=platform.metadata())
     with pytest.raises(grpc.RpcError):
         stub.GetProfile(pp.GetProfileRequest(name="profiles/nobody-at-all"), metadata=platform.metadata())
-    after = scrape(port)
 
-    def delta(name: str) -> float:
-        return after.get(name, 0.0) - before.get(name, 0.0)
+    def counted() -> bool:
+        # An error's status reaches the caller as the call aborts, a moment before the server
+        # records its metrics: a scrape right after can be early, never wrong.
+        after = scrape(port)
 
-    assert delta('wc_grpc_requests_total{code="OK",method="CreateProfile",service="profiles"}') == 1
-    assert delta('wc_grpc_requests_total{code="NOT_FOUND",method="GetProfile",service="profiles"}') == 1
-    assert delta('wc_events_stored_total{service="profiles"}') == 1
-    assert delta('wc_grpc_request_seconds_count{method="CreateProfile",service="profiles"}') == 1
+        def delta(name: str) -> float:
+            return after.get(name, 0.0) - before.get(name, 0.0)
+
+        assert delta('wc_grpc_requests_total{code="OK",method="CreateProfile",service="profiles"}') == 1
+        assert delta('wc_grpc_requests_total{code="NOT_FOUND",method="GetProfile",service="profiles"}') == 1
+        assert delta('wc_events_stored_total{service="profiles"}') == 1
+        assert delta('wc_grpc_request_seconds_count{method="CreateProfile",service="profiles"}') == 1
+        return True
+
+    eventually(counted, timeout=10, message="the requests counted once each")
 
 
 def test_logs_are_one_json_object_per_line(platform):
