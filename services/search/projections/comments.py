@@ -45,8 +45,8 @@ Costs and deployment: a batch holding events of commentable items costs one refr
 comments indices and one search more (and rewrites only comments whose target's audience
 changed: a title edit rewrites none). The audience index fills from the events it sees: an
 existing deployment runs ``watercooler reindex comments`` once (the schema version bump asks
-for it anyway), which replays every item's events; until then comments of items not yet
-seen are shown to nobody.
+for it anyway; ``make run`` does it at start), which replays every item's events; until then
+comments of items not yet seen are shown to nobody.
 """
 
 from __future__ import annotations
