@@ -11,6 +11,8 @@ import dataclasses
 import uuid
 from typing import Any
 
+import pytest
+
 from services.posts.domainmodel import Comment, Post
 from services.search.projections.comments import VERSION_SCALE, CommentsProjection
 from watercooler import config
@@ -18,6 +20,14 @@ from watercooler.auth import Principal
 from watercooler.envelope import to_envelope
 from watercooler.eventstore import CommandContext, command_meta
 from watercooler.projection import es_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def elasticsearch(infra):
+    """These apply batches to a real Elasticsearch (the session's), without the platform."""
+    return infra
 
 ANA, BOB = "ana", "bob"
 
