@@ -76,8 +76,14 @@ def test_http_view_answers_the_same_queries_with_the_same_rules(platform, compan
     token = company["token"]
     status, body = get(f"/api/v1/stats?metric=wiki_views&target={company['page']}", token)
     assert status == 200 and body["total"] == 4
-    status, body = get(f"/api/v1/search?query={company['tag']}&kinds=post,wiki_page&page_size=50", token)
-    assert status == 200 and {h["name"] for h in body["hits"]} == {*company["posts"], company["page"], company["other"]}
+
+    def searched() -> bool:
+        # The fixture waited for the counts, not for the last page to be indexed: search is eventual.
+        status, body = get(f"/api/v1/search?query={company['tag']}&kinds=post,wiki_page&page_size=50", token)
+        assert status == 200 and {h["name"] for h in body["hits"]} == {*company["posts"], company["page"], company["other"]}
+        return True
+
+    eventually(searched, timeout=30, message="the seeded posts and pages found over HTTP")
     status, body = get(f"/api/v1/suggest?prefix={company['tag'][:5]}&kinds=tags", token)
     assert status == 200 and body["suggestions"][0]["text"] == company["tag"]
     status, body = get(f"/api/v1/jams/{company['jam'].split('/')[1]}/leaderboard", token)
