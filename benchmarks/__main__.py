@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = [str(ROOT / "libs"), str(ROOT)]
     cfg, args = parse(argv)
 
-    from benchmarks import harness, report
+    from benchmarks import capacity, harness, report
     from watercooler import auth, config, infra
     from watercooler.runner import Platform
 
@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = report.write(result, cfg.out_dir, cfg.name)
     print(report.table(result))
     print(f"[bench] wrote {', '.join(str(p) for p in paths)}")
+    if not args.quick and cfg.out_dir.resolve() == capacity.BENCH_JSON.parent and cfg.name == capacity.BENCH_JSON.stem:
+        # The capacity model in deploy/k8s/README.md follows the figures it is computed from.
+        capacity.main(["--write"])
     return 0
 
 
