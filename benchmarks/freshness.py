@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "test-artifacts" / "bench"
 
-# What the event path was configured as before this measurement's changes (issue 10): the
+# What the event path was configured as before the freshness work (the relay's and processor's wait times): the
 # relay polled its store with a back-off growing to 250 ms, the processor waited up to
 # 100 ms to fill a batch, the indices refreshed every second.
 VARIANTS: dict[str, dict[str, str]] = {

@@ -11,7 +11,7 @@ reported together with whether latency stayed bounded at it.  Sections:
   search hit, indexed events/s), processor catch-up from a pre-filled topic, a full
   `PeopleProjection.rebuild`, SearchPeople/ListPeople at 100 req/s, Search and Suggest at
   100 req/s over 1,000,000 content documents (benchmarks.search_latency), idle RSS of every process;
-- partitions (issue 9): benchmarks.partitions, 1→2→3 processor workers over 6 partitions;
+- partitions: benchmarks.partitions, 1→2→3 processor workers over 6 partitions;
 - ratios and targets, and where the time goes (py-spy samples of the busy processes).
 """
 

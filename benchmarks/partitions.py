@@ -1,4 +1,4 @@
-"""Partition scaling (issue 9): the people projection processor on 1, 2, then 3 worker
+"""Partition scaling: the people projection processor on 1, 2, then 3 worker
 processes over a 6-partition topic pre-filled with events, each added worker making the
 consumer group rebalance; throughput per worker count, and proof that no event was lost
 (every document present, at the version of its last event) across the rebalances.

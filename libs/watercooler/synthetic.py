@@ -1,4 +1,4 @@
-"""A deterministic synthetic company at benchmark scale (issue 10).
+"""A deterministic synthetic company at benchmark scale.
 
 ``Company(employees=400_000, seed=42)`` describes a company like the one in the brief:
 people across departments and 170 countries under one manager tree, blogs with posts,
