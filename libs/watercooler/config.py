@@ -117,6 +117,11 @@ class Settings:
         """The event topic of a service: ``<service>.events.v1``."""
         return f"{self.namespace}.{service}.events.v1" if self.namespace else f"{service}.events.v1"
 
+    def fact_topic(self, kind: str) -> str:
+        """A fact topic of the posts service (``views``, ``downloads``): ``posts.<kind>.v1``.
+        Facts are not events of an aggregate; the stats counters read them."""
+        return f"{self.namespace}.posts.{kind}.v1" if self.namespace else f"posts.{kind}.v1"
+
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.namespace}.deadletter.v1" if self.namespace else "deadletter.v1"

@@ -14,11 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(settings: Settings, services: tuple[str, ...] = EVENT_SOURCED_SERVICES, timeout_seconds: float = 30.0) -> list[str]:
-    """Create the event topics (and the dead-letter topic) if missing.
+    """Create the event topics (and the dead-letter topic) if missing."""
+    return create_topics(settings, [settings.topic(s) for s in services] + [settings.dead_letter_topic], timeout_seconds)
 
-    Event topics keep everything forever: they are the log every projection
-    is rebuilt from."""
-    names = [settings.topic(s) for s in services] + [settings.dead_letter_topic]
+
+def create_topics(settings: Settings, names: list[str], timeout_seconds: float = 30.0) -> list[str]:
+    """Create the named topics if missing, the one way every topic of the platform is made.
+
+    Event and fact topics keep everything forever: they are the log every projection and
+    count is rebuilt from. ``min.insync.replicas`` 2 once there are replicas to hold it."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="watercooler-topics",
                              request_timeout_ms=int(timeout_seconds * 1000), bootstrap_timeout_ms=int(timeout_seconds * 1000))
     try:

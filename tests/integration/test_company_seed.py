@@ -12,7 +12,7 @@ import time
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from services.posts.library.viewlog import DOWNLOADS, VIEWS, fact_topic
+from services.posts.library.viewlog import DOWNLOADS, VIEWS
 from tests.conftest import eventually
 from watercooler.cli import app
 from watercooler.company import KINDS, write_company
@@ -91,7 +91,7 @@ def test_company_seed_is_idempotent_and_searchable(platform) -> None:
         return got
 
     eventually(settled, timeout=60, interval=1.0)
-    topics = [platform.topic("profiles"), platform.topic("posts"), platform.topic("jams"), fact_topic(platform.settings, VIEWS), fact_topic(platform.settings, DOWNLOADS)]
+    topics = [platform.topic("profiles"), platform.topic("posts"), platform.topic("jams"), platform.settings.fact_topic(VIEWS), platform.settings.fact_topic(DOWNLOADS)]
     before = _end_offsets(platform.settings, topics)
 
     second = write_company(platform.settings, SIZE, seed=7, tag=tag, concurrency=8)

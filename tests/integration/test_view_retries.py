@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from services.posts.library.viewlog import fact_topic
 from tests.conftest import eventually
 from tests.integration.helpers import bad_request_fields, read_topic, rpc_error
 from tests.integration.test_views import counts, unique
@@ -86,7 +85,7 @@ def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
     assert counts(search, md, video.name).total == 4
 
     # Each view was sent once, with a deterministic id: "{caller}/{request_id}/{index}".
-    facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+    facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, platform.settings.fact_topic("views"))]
     ids = sorted(f.view_id for f in facts if f.target == page.name and f.view_id.startswith(f"{reader}/{first}/"))
     assert ids == [f"{reader}/{first}/{index}" for index in range(3)]
 
@@ -111,7 +110,7 @@ def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform
 
     # Kafka holds the two views twice (the restarted service sent them again) ...
     def copies() -> int:
-        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, platform.settings.fact_topic("views"))]
         return sum(1 for f in facts if f.view_id.startswith(f"{reader}/{request_id}/"))
 
     assert eventually(lambda: copies() == 4, message="the retry sent again")
@@ -151,7 +150,7 @@ def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
         wiki = platform.stub(wg.WikiServiceStub, "posts")
         assert eventually(lambda: wiki.BatchRecordPageViews(batch, metadata=md, timeout=10).recorded == 2, timeout=60, message="the retry answered")
         wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=md)  # a new view, after the copies
-        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, fact_topic(platform.settings, "views"))]
+        facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, platform.settings.fact_topic("views"))]
         assert sum(1 for f in facts if f.view_id.startswith(f"{reader}/{batch.request_id}/")) == 4, "the retry was not sent again"
         eventually(lambda: counts(search, md, page.name).total >= 3 + between, timeout=120, message="the new view counted")
         assert counts(search, md, page.name).total == 3 + between

@@ -270,7 +270,7 @@ def topics_the_code_uses() -> set[str]:
     try:
         from services.posts.library import viewlog
 
-        topics |= {viewlog.fact_topic(settings, viewlog.VIEWS), viewlog.fact_topic(settings, viewlog.DOWNLOADS)}
+        topics |= {settings.fact_topic(viewlog.VIEWS), settings.fact_topic(viewlog.DOWNLOADS)}
     except ImportError:
         pass
     return topics

@@ -45,13 +45,11 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from aiokafka import AIOKafkaProducer
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from watercooler.client import ServiceCredentials, aio_channel
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
+from watercooler.kafka import create_topics
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 
@@ -65,30 +63,9 @@ REQUESTS_REMEMBERED = 100_000
 REQUEST_MEMORY_SECONDS = 3600.0
 
 
-def fact_topic(settings: Settings, kind: str) -> str:
-    name = f"posts.{kind}.v1"
-    return f"{settings.namespace}.{name}" if settings.namespace else name
-
-
 def ensure_fact_topics(settings: Settings) -> list[str]:
     """Facts are kept forever: the counts can always be rebuilt from them."""
-    names = [fact_topic(settings, VIEWS), fact_topic(settings, DOWNLOADS)]
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="posts-facts-topics")
-    try:
-        existing = set(admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication, topic_configs={"retention.ms": "-1", "min.insync.replicas": str(min(2, settings.topic_replication))})
-            for name in names
-            if name not in existing
-        ]
-        if missing:
-            try:
-                admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
-    return names
+    return create_topics(settings, [settings.fact_topic(VIEWS), settings.fact_topic(DOWNLOADS)])
 
 
 class Departments:
@@ -173,7 +150,7 @@ class FactLog:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.recent = RecentRequests()
-        self.topics = {VIEWS: fact_topic(settings, VIEWS), DOWNLOADS: fact_topic(settings, DOWNLOADS)}
+        self.topics = {VIEWS: settings.fact_topic(VIEWS), DOWNLOADS: settings.fact_topic(DOWNLOADS)}
         self.departments = Departments(settings)
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()

@@ -6,30 +6,13 @@ import asyncio
 import os
 
 import faust
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
 
 from watercooler import config, logs, metrics
+from watercooler.kafka import create_topics
 from watercooler.processor import faust_app
 from watercooler.projection import es_client
 
 from . import modules
-
-
-def _ensure_topics(settings: config.Settings, names: list[str]) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="stats-topics")
-    try:
-        missing = [n for n in names if n not in set(admin.list_topics())]
-        if missing:
-            try:
-                admin.create_topics(
-                    [NewTopic(n, num_partitions=settings.topic_partitions, replication_factor=settings.topic_replication, topic_configs={"retention.ms": "-1"}) for n in missing]
-                )
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
 
 
 def main() -> None:
@@ -45,7 +28,7 @@ def main() -> None:
     async def close_es(app_: faust.App, **_: object) -> None:
         await es.close()
 
-    _ensure_topics(settings, [t for m in stats_modules for t in m.topics(settings)])
+    create_topics(settings, [t for m in stats_modules for t in m.topics(settings)])
 
     async def prepare() -> None:
         client = es_client(settings)

@@ -108,11 +108,6 @@ MAPPINGS: dict[str, Any] = {
 }
 
 
-def fact_topic(settings: Settings, kind: str) -> str:
-    name = f"posts.{kind}.v1"
-    return f"{settings.namespace}.{name}" if settings.namespace else name
-
-
 def index_alias(settings: Settings) -> str:
     return settings.index_alias(NAME)
 
@@ -342,7 +337,7 @@ async def follow(settings: Settings, es: AsyncElasticsearch, stop: asyncio.Event
     at-least-once (offsets committed only after the batch is written), and the
     offset-versioned documents above make it exact."""
     alias = index_alias(settings)
-    kinds = {fact_topic(settings, kind): kind for kind in KINDS}
+    kinds = {settings.fact_topic(kind): kind for kind in KINDS}
     consumer = AIOKafkaConsumer(
         *kinds,
         bootstrap_servers=settings.kafka_bootstrap,
@@ -422,4 +417,4 @@ def register(app: faust.App, settings: Settings, es: AsyncElasticsearch) -> None
 
 
 def topics(settings: Settings) -> list[str]:
-    return [fact_topic(settings, k) for k in KINDS]
+    return [settings.fact_topic(k) for k in KINDS]
