@@ -56,6 +56,7 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--jam-participants", type=int, default=d.jam_participants, help="jam tally: participants (x --jam-votes-each vote events)")
     p.add_argument("--jam-votes-each", type=int, default=d.jam_votes_each)
     p.add_argument("--search-callers", type=int, default=d.search_callers, help="distinct employees the search load speaks as")
+    p.add_argument("--no-relevance", action="store_true", help="skip the judged relevance set (benchmarks/relevance.py, also runnable alone)")
     p.add_argument("--out-dir", type=Path, default=d.out_dir)
     p.add_argument("--name", default=d.name, help="report file name (without extension)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the harness, measures nothing worth reporting")
@@ -67,7 +68,7 @@ def parse(argv: list[str] | None = None):
         search_rate=args.search_rate, search_seconds=args.search_seconds, search_warmup_seconds=args.search_warmup_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
         echo_seconds=args.echo_seconds, partition_events=args.partition_events,
         partition_workers=tuple(int(w) for w in args.partition_workers.split(",")), profile_seconds=args.profile_seconds,
-        jam_participants=args.jam_participants, jam_votes_each=args.jam_votes_each, search_callers=args.search_callers,
+        jam_participants=args.jam_participants, jam_votes_each=args.jam_votes_each, search_callers=args.search_callers, relevance=not args.no_relevance,
         out_dir=args.out_dir, name=args.name)
     if args.quick:
         cfg = quick(cfg)

@@ -85,6 +85,7 @@ class BenchConfig:
     jam_participants: int = 500_000  # x jam_votes_each vote events replayed into the tally (the brief's 5,000,000-vote jam)
     jam_votes_each: int = 10
     search_callers: int = 50  # distinct employees the search load speaks as (per-person limits, caches)
+    relevance: bool = True  # the judged relevance set (benchmarks/relevance.py): nDCG@10, recall@10
     idle_settle_seconds: float = 5.0  # quiet time before reading resident memory
     out_dir: Path = field(default_factory=lambda: ROOT / "docs" / "benchmarks")
     name: str = "latest"
@@ -1033,6 +1034,12 @@ def run(cfg: BenchConfig, settings, procs: dict[str, subprocess.Popen], log=prin
     plat["search"] = step("platform: search", bench.search)
     plat["content_search"] = step("platform: Search and Suggest", bench.content_search)
     plat["jam_tally"] = step("platform: jam tally", lambda: jam_tally(cfg))
+    if cfg.relevance:
+        from benchmarks import relevance
+
+        # The judged set through the write APIs and Search, in a window of its own (after the
+        # synthetic content documents are deleted): nDCG@10 and recall@10.
+        report["relevance"] = step("relevance: judged set", lambda: relevance.run(settings, log=log))
     from benchmarks import partitions
 
     report["partitions"] = step("partitions", lambda: partitions.run(settings, cfg.partition_events, cfg.partition_workers, company))
@@ -1076,6 +1083,10 @@ def compare(report: dict[str, Any]) -> list[dict[str, Any]]:
         p99 = content[rpc]["latency_from_scheduled"].get("p99_ms")
         rows.append({"figure": f"{rpc.title()} p99 at {content[rpc]['offered_per_s']:.0f}/s over {content['documents']:,} docs (s)", "platform": p99 and p99 / 1000, "raw": None, "raw_name": "",
                      "target_max": TARGETS["search_p99_s"], "met": bool(p99) and p99 / 1000 < TARGETS["search_p99_s"] and not content[rpc]["errors"]})
+    rel = report.get("relevance")
+    for metric, label in (("ndcg_at_10", "nDCG@10"), ("recall_at_10", "recall@10")) if rel else ():
+        rows.append({"figure": f"relevance {label} ({rel['overall']['queries']} judged queries, tests/relevance)", "platform": rel["overall"][metric], "raw": None, "raw_name": "",
+                     "target_ratio": None, "ratio": None, "met": None})
     rows.append({"figure": "idle resident memory, whole platform (GiB)", "platform": plat["idle_memory"]["total_gib"], "raw": None, "raw_name": "", "target_max": TARGETS["idle_rss_gib"],
                  "met": plat["idle_memory"]["total_gib"] < TARGETS["idle_rss_gib"]})
     return rows

@@ -217,6 +217,20 @@ def _gap_lines(result: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _relevance_lines(rel: dict[str, Any] | None) -> list[str]:
+    if not rel:
+        return []
+    from benchmarks import relevance
+
+    corpus = rel["corpus"]
+    return ["## Relevance: the judged set (`benchmarks/relevance.py`)", "",
+            f"{rel['overall']['queries']} judged queries (`tests/relevance/judgments.json`, grades 0-3) over {corpus['documents']} documents, queries in {len(rel['by_language'])} languages "
+            f"(`tests/relevance/corpus.json`), written through the write APIs in {corpus['written_in_s']} s and all searchable {corpus['indexed_after_s']} s later, "
+            f"each searched once with Search as an employee of the query's language, the first {rel['k']} hits scored: "
+            "nDCG@10 with gains 2^grade - 1 and a log2 discount, recall@10 over the documents judged 1 or more; means per query.", "",
+            relevance.table(rel), ""]
+
+
 def markdown(result: dict[str, Any], plots: list[str]) -> str:
     m, raw, plat, parts = result["machine"], result["raw"], result["platform"], result["partitions"]
     out = [f"# Benchmark: {result['config']['name']}", "",
@@ -271,6 +285,7 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
             out.append(f"- **{name}** ({prof['samples']} samples) — hottest inclusive frames: " + "; ".join(f"`{f}` {s:.0%}" for f, s in prof["inclusive"][:8]))
             out.append("  - self time: " + "; ".join(f"`{f}` {s:.0%}" for f, s in prof["self"][:6]))
         out.append("")
+    out += _relevance_lines(result.get("relevance"))
     out += _gap_lines(result)
     out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + ["", f"Step durations (s): {result['timings_s']}", ""]
     return "\n".join(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from benchmarks import harness, report
+from benchmarks import harness, relevance, report
 from benchmarks.__main__ import quick
 
 
@@ -85,6 +85,10 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     tally = plat["jam_tally"]
     assert tally["participants"] == cfg.jam_participants and tally["votes_counted"] > 0
     assert tally["events"] >= cfg.jam_participants * cfg.jam_votes_each and _positive(tally["events_per_second"]) and _positive(tally["process_rss_mb"])
+    # The judged relevance set, through the write APIs and Search: every query scored.
+    rel = saved["relevance"]
+    assert rel["overall"]["queries"] == len(relevance.load_queries()) and rel["corpus"]["documents"] == len(relevance.corpus_ids(relevance.load_corpus()))
+    assert 0 < rel["overall"]["ndcg_at_10"] <= 1 and 0 < rel["overall"]["recall_at_10"] <= 1 and len(rel["by_language"]) >= 6
     memory = plat["idle_memory"]["rss_bytes"]
     assert {"profiles", "search", "projections", "kafka", "elasticsearch"} <= set(memory)
     assert all(_positive(v) for v in memory.values())
@@ -102,8 +106,10 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert any(f.startswith("jam tally events/s") and _positive(r["platform"]) for f, r in figures.items())
     assert any(f.startswith("Search p99") and _positive(r["platform"]) and r["target_max"] == harness.TARGETS["search_p99_s"] for f, r in figures.items())
     assert any(f.startswith("Suggest p99") and _positive(r["platform"]) for f, r in figures.items())
+    assert any(f.startswith("relevance nDCG@10") and _positive(r["platform"]) for f, r in figures.items())
     markdown = (tmp_path / "smoke.md").read_text()
     assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown and "Jam tally" in markdown
+    assert "## Relevance: the judged set" in markdown and "| language de |" in markdown and "| category false_friends |" in markdown
     assert "Search and Suggest" in markdown and "Suggest at" in markdown and "where Elasticsearch spends it" in markdown and "- BatchCreateProfiles (" in markdown and "    - CreatePost: " in markdown
     # Every missed target is explained under its own heading (a quick run misses the ratio targets).
     assert any(row["met"] is False for row in result["comparison"]) and "Targets missed: where the time goes and what would close the gap" in markdown
