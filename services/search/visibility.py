@@ -10,6 +10,7 @@ services/search/projections/communities.py).
 
 A comment has no audience of its own: it is its target's, now (``comment_filter``; each
 comment document carries its target's current audience, services/search/projections/comments.py).
+A status update's photo is shown only to whoever may see its media item now (``photos_seen``).
 """
 
 from __future__ import annotations
