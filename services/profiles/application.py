@@ -207,8 +207,7 @@ class ProfilesApplication(EventSourcedApplication):
         principal = ctx.principal
         if not (principal.is_service or principal.subject == employee_id):
             raise PermissionDenied("only the person or a service may set a profile photo", field="name")
-        if photo:
-            validate_media_name(photo, field="photo")
+        photo = validate_media_name(photo, field="photo") if photo else ""
 
         def decide() -> Profile:
             profile = self.get_profile(employee_id)

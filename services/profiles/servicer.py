@@ -142,7 +142,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
     async def SetProfilePhoto(self, request, context):
         employee_id = parse_name(request.name, "profiles")
         ctx = command_context(context, request.request_id)
-        changed = await in_thread(self.app.set_profile_photo, ctx, employee_id, request.photo.strip(), request.etag, request_fingerprint(request))
+        changed = await in_thread(self.app.set_profile_photo, ctx, employee_id, request.photo, request.etag, request_fingerprint(request))
         return await self._shown(changed)
 
 
