@@ -32,7 +32,7 @@ MAX_DURATION_SECONDS = 100 * 366 * 86_400  # a century: no period in Watercooler
 # `name`, `parent` and `*_id`.  Free text (title, body, query, ...) is bounded by each service.
 REFERENCE_FIELDS = frozenset({
     "names", "author", "blog", "community", "forum", "from_idea", "to_idea", "idea", "into", "jam", "manager", "media_item",
-    "member", "members", "merged_into", "owner", "owners", "page", "person", "post", "reply_to", "repost_of", "space",
+    "member", "members", "merged_into", "owner", "owners", "page", "person", "photo", "post", "reply_to", "repost_of", "space",
     "target", "thread", "viewer", "invited", "hosts", "handle", "code", "etag", "client",
 })
 _TIMESTAMP = "google.protobuf.Timestamp"

@@ -21,7 +21,9 @@ Content (posts, microposts, comments, bookmarks, blogs, status updates):
 Library (wiki spaces, whose pages take their audience, and media items):
   PUBLIC everyone; INTERNAL employees; RESTRICTED the owner (``profiles/{id}``), the listed
   members and, for a space owned by ``communities/{id}``, that community's members; services
-  always.  Deleted pages and removed media are nobody's.
+  always.  Deleted pages and removed media are nobody's.  A media item shown inside something
+  else (a status update's photo, a profile's avatar) is shown to whoever may see that item
+  now; the status or profile around it keeps its own audience.
 
 Jams (ideas, threads): employees and services see every jam; guests the jams that invited
 them and PUBLIC jams; alumni the PUBLIC jams.

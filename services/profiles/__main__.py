@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from watercooler import config, logs
+from watercooler import auth, config, logs
 from watercooler.grpc_server import serve
 
 from .application import ProfilesApplication
@@ -14,6 +14,7 @@ from .servicer import register
 def main() -> None:
     settings = config.load()
     logs.setup("profiles", settings.log_level, settings.log_format)
+    auth.require_signing_key(settings)  # it signs service tokens for its calls to posts (media items)
     app = ProfilesApplication(settings)
 
     async def close() -> None:

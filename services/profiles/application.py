@@ -10,6 +10,7 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
+from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
 from watercooler.text import clean, has_control_characters
@@ -23,14 +24,17 @@ from .domainmodel import (
     Profile,
     StatusUpdate,
     check_pair,
+    check_photo,
     community_id_of,
     profile_id,
     validate_community_fields,
     validate_community_id,
     validate_employee_id,
     validate_fields,
+    validate_media_name,
     validate_status,
 )
+from .media import MediaLibrary
 
 MAX_MANAGER_CHAIN = 64
 MAX_BATCH_GET = 100
@@ -68,6 +72,10 @@ class ProfilesApplication(EventSourcedApplication):
     # Snapshots live in their own table, never in the notification log the relay publishes.
     # The org chart gains an event on every manager change, for ever: snapshots for it too.
     snapshotting_intervals = {Community: 100, OrgChart: 100}
+
+    def __init__(self, settings: Any, media: MediaLibrary | None = None):
+        super().__init__(settings)
+        self.media = media or MediaLibrary(settings)
 
     # --- commands ---------------------------------------------------------------------------
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:
@@ -194,6 +202,32 @@ class ProfilesApplication(EventSourcedApplication):
             return profile
 
         return self.run_command(ctx, "LeaveCompany", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def set_profile_photo(self, ctx: CommandContext, employee_id: str, photo: str, etag: str, request_fingerprint: str) -> Profile:
+        principal = ctx.principal
+        if not (principal.is_service or principal.subject == employee_id):
+            raise PermissionDenied("only the person or a service may set a profile photo", field="name")
+        photo = validate_media_name(photo, field="photo") if photo else ""
+
+        def decide() -> Profile:
+            profile = self.get_profile(employee_id)
+            if etag and etag != profile.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {profile.etag}", field="etag", current_etag=profile.etag)
+            # Asked inside decide: a retry of a request that was accepted returns its first
+            # result even if the item changed since (run_command replays on a refusal).
+            profile.set_photo(photo, self.media.lookup(photo, field="photo") if photo else None)
+            return profile
+
+        return self.run_command(ctx, "SetProfilePhoto", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def photo_shown(self, principal: Any, photo: str, fresh: bool = False) -> str:
+        """``photo`` (a status photo or an avatar) if ``principal`` may see that media item now,
+        else "" (the item was removed, made RESTRICTED, ... since it was shared). ``fresh``: ask
+        the media library now (a command's answer), else take a recent answer (reads)."""
+        if not photo.startswith("media/"):
+            return ""  # an old status's URI names no media item: nobody can say who may see it
+        item = self.media.lookup(photo, field="photo") if fresh else self.media.recent(photo)
+        return photo if item is not None and item.visible_to(principal) else ""
 
     # --- communities ----------------------------------------------------------------------------
     def create_community(self, ctx: CommandContext, community_id: str, fields: dict[str, str], owner_id: str, request_fingerprint: str) -> Community:
@@ -331,6 +365,11 @@ class ProfilesApplication(EventSourcedApplication):
                 community = self.get_community(values["community_id"], field="community")
                 if not community.is_member(author_id):
                     raise PermissionDenied(f"profiles/{author_id} is not a member of communities/{community.community_id}", field="community")
+            if values["photo_uri"]:
+                # The author's view of the item: theirs when they post, a service's stand-in for
+                # the person (employee or alumnus) when it posts for them.
+                as_author = ctx.principal if not ctx.principal.is_service else Principal(author_id, "alumni" if author.state == ALUMNI else "employee")
+                check_photo(values["photo_uri"], self.media.lookup(values["photo_uri"], field="photo"), as_author)
             return StatusUpdate(status_id=uuid7().replace("-", ""), author_id=author_id, **values)
 
         return self.run_command(ctx, "CreateStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]

@@ -7,13 +7,16 @@ what a profile may contain live here and nowhere else.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.auth import Principal
+from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, has_control_characters
+from watercooler.visibility import PUBLIC, Library, may_see_library
 
 ACTIVE = "ACTIVE"
 ALUMNI = "ALUMNI"
@@ -29,6 +32,54 @@ LIMITS = {"display_name": 200, "sort_name": 200, "title": 200, "department": 100
 MAX_TAGS = 30
 MAX_TAG_LENGTH = 50
 MAX_LANGUAGES = 20
+
+
+# --- media items, as other services reference them ---------------------------------------------
+_MEDIA_NAME = re.compile(r"^media/[A-Za-z0-9._-]{1,128}$")
+
+
+def validate_media_name(name: str, field: str) -> str:
+    """A media item's resource name, ``media/{id}``; whether it exists is the posts service's to say."""
+    name = (name or "").strip()
+    if not _MEDIA_NAME.match(name):
+        raise InvalidArgument("must be a media item's name, media/{id}", field=field)
+    return name
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What the rules here need of a media item (the posts service's MediaItem)."""
+
+    owner: str  # profiles/{id}
+    kind: str  # IMAGE, VIDEO, ...
+    visibility: str  # PUBLIC, INTERNAL or RESTRICTED
+    removed: bool
+
+    def visible_to(self, principal: Principal) -> bool:
+        """The platform's library rule (watercooler.visibility): a removed item is nobody's."""
+        return may_see_library(principal, Library(self.visibility, self.owner, deleted=self.removed))
+
+
+def check_photo(photo: str, item: MediaFacts | None, author: Principal, field: str = "photo") -> None:
+    """A photo shared in a status: an item that exists, is not removed and the author may see,
+    else NOT_FOUND, exactly as if there were no such item."""
+    if item is None or not item.visible_to(author):
+        raise NotFound(f"{photo} not found", field=field)
+
+
+def check_avatar(employee_id: str, photo: str, item: MediaFacts | None, field: str = "photo") -> None:
+    """An avatar is shown with the profile, and every principal kind reads profiles (alumni, and
+    guests on the jam pages that show authors): so only a PUBLIC item can be seen by all of
+    them. It must be an image, and the person's own (nobody becomes the face of someone else's
+    photo)."""
+    check_photo(photo, item, Principal(employee_id, "employee"), field)
+    assert item is not None
+    if item.owner != f"profiles/{employee_id}":
+        raise PermissionDenied(f"{photo} is not profiles/{employee_id}'s own media item", field=field)
+    if item.kind != "IMAGE":
+        raise FailedPrecondition(f"{photo} is not an image", field=field)
+    if item.visibility != PUBLIC:
+        raise FailedPrecondition(f"{photo} must be PUBLIC to be an avatar: everyone who reads the profile sees it", field=field)
 
 
 def profile_id(employee_id: str) -> Any:
@@ -129,6 +180,7 @@ class Profile(EventSourcedAggregate):
         self.languages = languages
         self.bio = bio
         self.photo_uri = photo_uri
+        self.photo = ""  # the avatar, set by ProfilePhotoSet
         self.state = ACTIVE
 
     @classmethod
@@ -174,6 +226,18 @@ class Profile(EventSourcedAggregate):
     @event("ProfileBecameAlumni")
     def _became_alumni(self, reason: str) -> None:
         self.state = ALUMNI
+
+    def set_photo(self, photo: str, item: MediaFacts | None) -> None:
+        """The avatar: ``media/{id}`` of ``item`` (as the media library has it now), or "" to
+        clear it; records nothing if it is the current one."""
+        if photo:
+            check_avatar(self.employee_id, photo, item)
+        if photo != self.photo:
+            self._photo_set(photo=photo)
+
+    @event("ProfilePhotoSet")
+    def _photo_set(self, photo: str) -> None:
+        self.photo = photo
 
     @property
     def etag(self) -> str:
@@ -446,7 +510,6 @@ class Connection(EventSourcedAggregate):
 # --- Status updates -----------------------------------------------------------------------------
 VISIBILITIES = ("PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE")
 MAX_STATUS_LENGTH = 500
-_PHOTO = re.compile(r"^((https?|media)://\S+|mediaItems/[A-Za-z0-9._-]{1,128})$")
 
 
 def validate_status(text: str, photo: str, visibility: str, community_id: str) -> dict[str, str]:
@@ -455,8 +518,8 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str) -
         raise InvalidArgument(f"must be at most {MAX_STATUS_LENGTH} characters", field="text")
     if has_control_characters(text, allow_newlines=True):
         raise InvalidArgument("must not contain control characters", field="text")
-    if photo and (len(photo) > LIMITS["photo_uri"] or not _PHOTO.match(photo)):
-        raise InvalidArgument("must be a media://, http(s):// URI or mediaItems/{id}", field="photo")
+    if photo:
+        validate_media_name(photo, field="photo")
     if not text and not photo:
         raise InvalidArgument("is required unless a photo is shared", field="text")
     if visibility not in VISIBILITIES:
@@ -466,6 +529,13 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str) -
     if visibility != "COMMUNITY" and community_id:
         raise InvalidArgument("is only allowed with COMMUNITY visibility", field="community")
     return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id}
+
+
+def media_name_of(photo: str) -> str:
+    """A status photo as v1 and v2 wrote it, ``mediaItems/{id}``, by the media item's name. Other
+    forms those versions took (``media://…``, ``https://…`` URIs) name no media item: they are
+    kept as written, and no reader is shown them (nobody can say who may see them)."""
+    return "media/" + photo.removeprefix("mediaItems/") if photo.startswith("mediaItems/") else photo
 
 
 # Status text formats; every status posted before v2 of StatusUpdatePosted was plain text.
@@ -479,12 +549,14 @@ class StatusUpdate(EventSourcedAggregate):
 
     class StatusUpdatePosted(EventSourcedAggregate.Created):
         """Schema v2: ``photo`` renamed ``photo_uri`` (as on Profile), ``text_format`` added.
+        Schema v3: ``photo_uri`` is a media item's resource name, ``media/{id}``; v1 and v2
+        wrote ``mediaItems/{id}`` for the same item.
 
-        Stored v1 events are upcast when read (the library calls ``upcast_v1_v2`` on the
-        stored state before building the event), so replay and the relay only ever see v2.
-        See docs/DEVELOPING.md "Evolving an event"."""
+        Stored older events are upcast when read (the library calls ``upcast_v1_v2``, then
+        ``upcast_v2_v3``, on the stored state before building the event), so replay and the
+        relay only ever see v3. See docs/DEVELOPING.md "Evolving an event"."""
 
-        class_version = 2
+        class_version = 3
         status_id: str
         author_id: str
         text: str
@@ -497,6 +569,10 @@ class StatusUpdate(EventSourcedAggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["photo_uri"] = state.pop("photo", "")
             state["text_format"] = PLAIN
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["photo_uri"] = media_name_of(state.get("photo_uri", ""))
 
     @event(StatusUpdatePosted)
     def __init__(self, status_id: str, author_id: str, text: str, photo_uri: str, visibility: str, community_id: str, text_format: str = PLAIN):

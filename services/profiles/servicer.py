@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -29,7 +30,8 @@ MASK_FIELDS = {
 }
 
 
-def to_proto(profile: Profile) -> profiles_pb2.Profile:
+def to_proto(profile: Profile, photo: str = "") -> profiles_pb2.Profile:
+    """``photo``: the avatar as the caller may see it (ProfilesApplication.photo_shown)."""
     message = profiles_pb2.Profile(
         name=f"profiles/{profile.employee_id}",
         employee_id=profile.employee_id,
@@ -45,6 +47,7 @@ def to_proto(profile: Profile) -> profiles_pb2.Profile:
         photo_uri=profile.photo_uri,
         state=profiles_pb2.Profile.ALUMNI if profile.state == ALUMNI else profiles_pb2.Profile.ACTIVE,
         etag=profile.etag,
+        photo=photo,
     )
     message.create_time.FromDatetime(profile.created_on)
     message.update_time.FromDatetime(profile.modified_on)
@@ -68,6 +71,12 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
     def __init__(self, app: ProfilesApplication):
         self.app = app
 
+    async def _shown(self, profile: Profile) -> profiles_pb2.Profile:
+        return to_proto(profile, await _photo_shown(self.app, profile.photo))
+
+    async def _all_shown(self, profiles: list[Profile]) -> list[profiles_pb2.Profile]:
+        return list(await asyncio.gather(*(self._shown(p) for p in profiles)))
+
     async def CreateProfile(self, request, context):
         profile = request.profile
         if not profile.employee_id:
@@ -76,11 +85,11 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         with fields_under("profile"):
             fields = _fields_from(profile, list(MASK_FIELDS))
             created = await in_thread(self.app.create_profile, ctx, profile.employee_id, fields, request_fingerprint(request))
-        return to_proto(created)
+        return await self._shown(created)
 
     async def GetProfile(self, request, context):
         employee_id = parse_name(request.name, "profiles")
-        return to_proto(await in_thread(self.app.get_profile, employee_id))
+        return await self._shown(await in_thread(self.app.get_profile, employee_id))
 
     async def UpdateProfile(self, request, context):
         employee_id = parse_name(request.profile.name, "profiles", field="profile.name")
@@ -100,7 +109,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
             updated = await in_thread(
                 self.app.update_profile, ctx, employee_id, changes, request.profile.etag, request_fingerprint(request)
             )
-        return to_proto(updated)
+        return await self._shown(updated)
 
     async def BatchCreateProfiles(self, request, context):
         requests = []
@@ -113,22 +122,37 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
                     fields = _fields_from(create.profile, list(MASK_FIELDS))
             requests.append(NewProfile(ctx, create.profile.employee_id, fields, request_fingerprint(create)))
         created = await in_thread(self.app.batch_create_profiles, requests)
-        return profiles_pb2.BatchCreateProfilesResponse(profiles=[to_proto(p) for p in created])
+        return profiles_pb2.BatchCreateProfilesResponse(profiles=[to_proto(p) for p in created])  # new: no avatar yet
 
     async def BatchGetProfiles(self, request, context):
         ids = [parse_name(name, "profiles", field=f"names[{i}]") for i, name in enumerate(request.names)]
         found = await in_thread(self.app.batch_get_profiles, ids)
-        return profiles_pb2.BatchGetProfilesResponse(profiles=[to_proto(p) for p in found])
+        return profiles_pb2.BatchGetProfilesResponse(profiles=await self._all_shown(found))
 
     async def GetManagementChain(self, request, context):
         employee_id = parse_name(request.name, "profiles")
         chain = await in_thread(self.app.management_chain, employee_id)
-        return profiles_pb2.ManagementChain(managers=[to_proto(p) for p in chain])
+        return profiles_pb2.ManagementChain(managers=await self._all_shown(chain))
 
     async def LeaveCompany(self, request, context):
         employee_id = parse_name(request.name, "profiles")
         ctx = command_context(context, request.request_id)
-        return to_proto(await in_thread(self.app.leave_company, ctx, employee_id, request.reason, request_fingerprint(request)))
+        return await self._shown(await in_thread(self.app.leave_company, ctx, employee_id, request.reason, request_fingerprint(request)))
+
+    async def SetProfilePhoto(self, request, context):
+        employee_id = parse_name(request.name, "profiles")
+        ctx = command_context(context, request.request_id)
+        changed = await in_thread(self.app.set_profile_photo, ctx, employee_id, request.photo, request.etag, request_fingerprint(request))
+        return await self._shown(changed)
+
+
+async def _photo_shown(app: ProfilesApplication, photo: str, fresh: bool = False) -> str:
+    """A status photo or avatar as the caller may see it now ("" without one: no lookup)."""
+    if not photo:
+        return ""
+    from watercooler.auth import current_principal
+
+    return await in_thread(app.photo_shown, current_principal(), photo, fresh)
 
 
 # --- communities ------------------------------------------------------------------------------
@@ -243,12 +267,13 @@ def connection_to_proto(connection: Connection) -> graph_pb2.Connection:
     return message
 
 
-def status_to_proto(status: StatusUpdate) -> graph_pb2.StatusUpdate:
+def status_to_proto(status: StatusUpdate, photo: str) -> graph_pb2.StatusUpdate:
+    """``photo``: the status's photo as the caller may see it (ProfilesApplication.photo_shown)."""
     message = graph_pb2.StatusUpdate(
         name=f"profiles/{status.author_id}/statusUpdates/{status.status_id}",
         author=f"profiles/{status.author_id}",
         text=status.text,
-        photo=status.photo_uri,
+        photo=photo,
         visibility=graph_pb2.StatusUpdate.Visibility.Value(status.visibility),
         community=f"communities/{status.community_id}" if status.community_id else "",
         deleted=status.deleted,
@@ -304,12 +329,14 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
             visibility = VISIBILITY_NAMES.get(s.visibility, "")
             fields = {"text": s.text, "photo": s.photo, "visibility": visibility, "community_id": community}
             created = await in_thread(self.app.create_status_update, ctx, author, fields, request_fingerprint(request))
-        return status_to_proto(created)
+        # Checked against the author's view of the item as it was shared.
+        return status_to_proto(created, created.photo_uri)
 
     async def DeleteStatusUpdate(self, request, context):
         author, status_id = _status_name(request.name)
         ctx = command_context(context, request.request_id)
-        return status_to_proto(await in_thread(self.app.delete_status_update, ctx, author, status_id, request_fingerprint(request)))
+        deleted = await in_thread(self.app.delete_status_update, ctx, author, status_id, request_fingerprint(request))
+        return status_to_proto(deleted, await _photo_shown(self.app, deleted.photo_uri, fresh=True))
 
 
 def _status_name(name: str) -> tuple[str, str]:

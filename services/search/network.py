@@ -11,6 +11,7 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.profiles.domainmodel import media_name_of
 from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, PermissionDenied
@@ -19,7 +20,7 @@ from watercooler.rpc import decode_page_token, encode_page_token, page_size, par
 from watercooler.search.v1 import search_pb2
 
 from .people import DIRECTORY_SORT, person_hit
-from .visibility import caller_communities, content_filter
+from .visibility import caller_communities, content_filter, photos_seen
 
 # The feed reads the whole network of a person at once; beyond this many people it
 # takes the most recent edges (a terms filter of 10k ids is cheap for Elasticsearch).
@@ -124,20 +125,19 @@ async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) ->
 
 
 # --- status updates and the feed -----------------------------------------------------------------
-async def visible_content(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[dict[str, Any]]:
-    """What the caller may see, by the content contract every service shares
-    (services/search/visibility.py): PUBLIC to all, INTERNAL to employees, COMMUNITY to
-    the community's members, PRIVATE to the author; services see all."""
-    return content_filter(principal, await caller_communities(es, settings, principal))
+def _photo(doc: dict[str, Any]) -> str:
+    # Indexed before StatusUpdatePosted v3, a photo may still read `mediaItems/{id}`.
+    return media_name_of(doc.get("photo", ""))
 
 
-def status_hit(doc: dict[str, Any]) -> search_pb2.StatusUpdateHit:
+def status_hit(doc: dict[str, Any], photos: set[str]) -> search_pb2.StatusUpdateHit:
+    """``photos``: the photos the caller may see now (visibility.photos_seen); any other is not shown."""
     micropost = "status_id" not in doc
     return search_pb2.StatusUpdateHit(
         name=doc["name"],
         author=f"profiles/{doc['author_id']}",
         text=doc.get("content", "") if micropost else doc.get("text", ""),
-        photo=doc.get("photo", ""),
+        photo=_photo(doc) if _photo(doc) in photos else "",
         visibility=doc["visibility"],
         community=f"communities/{doc['community']}" if doc.get("community") else "",
         create_time=_timestamp(doc["created_at"]),
@@ -150,7 +150,7 @@ def status_hit(doc: dict[str, Any]) -> search_pb2.StatusUpdateHit:
 _NEWEST_FIRST = [{"created_at": "desc"}, {"name": "desc"}]
 
 
-async def _content_page(es, index, filters, size, key, token) -> tuple[list[search_pb2.StatusUpdateHit], str]:
+async def _content_page(es, settings, principal, communities, index, filters, size, key, token) -> tuple[list[search_pb2.StatusUpdateHit], str]:
     body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": _NEWEST_FIRST, "size": size}
     after = decode_page_token(token, key)
     if after is not None:
@@ -158,15 +158,17 @@ async def _content_page(es, index, filters, size, key, token) -> tuple[list[sear
     result = await es.search(index=index, **body)
     hits = result["hits"]["hits"]
     next_token = encode_page_token(hits[-1]["sort"], key) if len(hits) == size else ""
-    return [status_hit(h["_source"]) for h in hits], next_token
+    photos = await photos_seen(es, settings, principal, communities, (_photo(h["_source"]) for h in hits))
+    return [status_hit(h["_source"], photos) for h in hits], next_token
 
 
 async def list_status_updates(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListStatusUpdatesRequest) -> search_pb2.ListStatusUpdatesResponse:
     author = parse_name(request.person, "profiles", field="person")
     size = page_size(request.page_size)
-    visible = await visible_content(es, settings, current_principal())
-    filters = [{"term": {"author_id": author}}, *visible]
-    items, next_token = await _content_page(es, settings.index_alias("statuses"), filters, size, fingerprint("statuses", author)[:16], request.page_token)
+    principal = current_principal()
+    communities = await caller_communities(es, settings, principal)
+    filters = [{"term": {"author_id": author}}, *content_filter(principal, communities)]
+    items, next_token = await _content_page(es, settings, principal, communities, settings.index_alias("statuses"), filters, size, fingerprint("statuses", author)[:16], request.page_token)
     return search_pb2.ListStatusUpdatesResponse(status_updates=items, next_page_token=next_token)
 
 
@@ -179,13 +181,13 @@ async def network_feed(es: AsyncElasticsearch, settings: Settings, request: sear
     size = page_size(request.page_size)
     key = fingerprint("feed", person)[:16]
     decode_page_token(request.page_token, key)  # reject a foreign token before any work
-    authors, visible = await asyncio.gather(network_of(es, settings, person), visible_content(es, settings, principal))
+    authors, communities = await asyncio.gather(network_of(es, settings, person), caller_communities(es, settings, principal))
     if not authors:
         return search_pb2.GetNetworkFeedResponse()
     kinds = {"bool": {"should": [{"exists": {"field": "status_id"}}, {"term": {"kind": "micro"}}], "minimum_should_match": 1}}
-    filters = [{"terms": {"author_id": sorted(authors)}}, kinds, *visible]
+    filters = [{"terms": {"author_id": sorted(authors)}}, kinds, *content_filter(principal, communities)]
     index = f"{settings.index_alias('statuses')},{settings.index_alias('posts')}"
-    items, next_token = await _content_page(es, index, filters, size, key, request.page_token)
+    items, next_token = await _content_page(es, settings, principal, communities, index, filters, size, key, request.page_token)
     return search_pb2.GetNetworkFeedResponse(items=items, next_page_token=next_token)
 
 

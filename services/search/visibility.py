@@ -10,10 +10,12 @@ services/search/projections/communities.py).
 
 A comment has no audience of its own: it is its target's, now (``comment_filter``; each
 comment document carries its target's current audience, services/search/projections/comments.py).
+A status update's photo is shown only to whoever may see its media item now (``photos_seen``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from watercooler import visibility as rule
 from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import PermissionDenied
+from watercooler.projection import found_documents
 
 from .kept import Kept
 
@@ -55,6 +58,34 @@ async def caller_communities(es: AsyncElasticsearch, settings: Settings, princip
     except NotFoundError:
         return []
     return [hit["_source"]["community_id"] for hit in found["hits"]["hits"]]
+
+
+async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Principal, communities: list[str], photos: Iterable[str]) -> set[str]:
+    """The photos among ``photos`` (media items' names, ``media/{id}``, shared in status updates)
+    that the caller may see now, by the library rule on each item as the media index has it.
+
+    A photo does not decide whether its status is shown, only whether the status shows it, so it
+    is read per page of hits (one realtime ``mget`` by id, whatever the page size) rather than
+    copied into each status document and kept current there, as comments keep their target's
+    audience (services/search/projections/comments.py), which they need for filtering and counts.
+    Anything else (an old status's URI) names no media item and is never shown."""
+    ids = sorted({photo.removeprefix("media/") for photo in photos if photo.startswith("media/")})
+    if not ids:
+        return set()
+    try:
+        found = found_documents(await es.mget(index=settings.index_alias("media"), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted"]))
+    except NotFoundError:
+        return set()
+
+    def is_member(community: str, employee_id: str) -> bool:
+        return employee_id == principal.subject and community in communities
+
+    seen = set()
+    for media_id, item in found.items():
+        source = item["_source"]
+        if rule.may_see_library(principal, rule.Library(source.get("visibility", ""), source.get("owner", ""), deleted=bool(source.get("deleted"))), is_member):
+            seen.add(f"media/{media_id}")
+    return seen
 
 
 def content_filter(principal: Principal, communities: list[str], author_field: str = "author_id") -> list[dict[str, Any]]:

@@ -310,7 +310,7 @@ def world(platform) -> World:
 
 # --- scenarios: one function per RPC, (world, column, row) -> outcome ----------------------------
 Outcome = Any  # a status code, or (code, shown)
-SERIAL = {"GET /api/v1/jams", "UpdateProfile", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
+SERIAL = {"GET /api/v1/jams", "UpdateProfile", "SetProfilePhoto", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
 SCENARIOS: dict[str, Callable[[World, str, Row], Outcome]] = {}
 
 
@@ -359,6 +359,13 @@ def _read_profile(w: World, who: str, row: Row, rpc: str):
 def _update_profile(w: World, who: str, row: Row, rpc: str):
     request = prp.UpdateProfileRequest(profile=prp.Profile(name=w.profile("owner"), title=f"by {who}"), update_mask=FieldMask(paths=["title"]))
     return code(w.s.profiles.UpdateProfile, request, w.md(who))
+
+
+@scenario("SetProfilePhoto")
+def _set_profile_photo(w: World, who: str, row: Row, rpc: str):
+    item = mp.MediaItem(title="Portrait", kind=mp.MediaItem.IMAGE, size_bytes=10, content_type="image/jpeg", visibility=wp.PUBLIC, storage_uri="s3://b/p")
+    photo = w.s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=item), metadata=w.md("owner")).name
+    return code(w.s.profiles.SetProfilePhoto, prp.SetProfilePhotoRequest(name=w.profile("owner"), photo=photo), w.md(who))
 
 
 @scenario("LeaveCompany")
@@ -450,6 +457,8 @@ def _create_status(w: World, who: str, row: Row, rpc: str):
         update = gp.StatusUpdate(text="hello", visibility=SV.COMMUNITY, community=w.c_name)
     else:
         update = gp.StatusUpdate(text="hello", visibility=SV.PUBLIC if row.says("PUBLIC") else SV.INTERNAL)
+    if row.says("RESTRICTED media item"):
+        update.photo = w.media[wp.RESTRICTED]
     return code(w.graph.CreateStatusUpdate, gp.CreateStatusUpdateRequest(parent=parent, status_update=update), w.md(who))
 
 

@@ -1,7 +1,8 @@
 """The real service processes, each started with exactly its Deployment's rendered environment
 and mounted files (tests/k8s/pods.py), call each other with the tokens they sign.
 
-posts resolves a blog's owner with a service token to profiles; jams signs the token a guest
+posts resolves a blog's owner with a service token to profiles, and profiles an avatar's media
+item with one to posts; jams signs the token a guest
 gets for a redeemed invitation, which profiles must accept. Each process runs in a pod root of
 its own. Only what the pod's surroundings give it is changed, never a key: its ports (the pods
 share this host), the other services' addresses (in the cluster their Services), the Kafka
@@ -29,8 +30,11 @@ from tests.k8s.test_manifests import OVERLAYS, ROOT, signing_services
 from watercooler.client import wait_serving
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.jams.v1 import jams_pb2_grpc as jg
+from watercooler.posts.v1 import media_pb2 as mp
+from watercooler.posts.v1 import media_pb2_grpc as mg
 from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import posts_pb2_grpc as pg
+from watercooler.posts.v1 import wiki_pb2 as wp
 from watercooler.profiles.v1 import profiles_pb2 as prp
 from watercooler.profiles.v1 import profiles_pb2_grpc as prg
 
@@ -123,6 +127,17 @@ def test_posts_calls_profiles_with_a_service_token_profiles_accepts(running: Run
     blog = call(posts.CreateBlog, pb.CreateBlogRequest(blog=pb.Blog(handle=f"b-{alice}", title="Notes", visibility=pb.Audience.INTERNAL)), as_alice)
     # (Had profiles refused the token, the lookup would have failed and so would the blog.)
     assert blog.owner == f"profiles/{alice}"
+
+
+def test_profiles_calls_posts_with_a_service_token_posts_accepts(running: Running) -> None:
+    ada = f"e{uuid.uuid4().hex[:8]}"
+    as_ada = running.provider_token(ada, "employee")
+    profiles = prg.ProfileServiceStub(running.channels["profiles"])
+    call(profiles.CreateProfile, prp.CreateProfileRequest(profile=prp.Profile(employee_id=ada, display_name="Ada Example")), as_ada)
+    item = mp.MediaItem(title="Portrait", kind=mp.MediaItem.IMAGE, size_bytes=10, content_type="image/jpeg", visibility=wp.PUBLIC, storage_uri="s3://b/p")
+    portrait = call(mg.MediaServiceStub(running.channels["posts"]).RegisterMediaItem, mp.RegisterMediaItemRequest(media_item=item), as_ada).name
+    # Setting an avatar makes profiles look the media item up in posts, with its own service token.
+    assert call(profiles.SetProfilePhoto, prp.SetProfilePhotoRequest(name=f"profiles/{ada}", photo=portrait), as_ada).photo == portrait
 
 
 def test_a_guest_token_jams_signs_is_accepted_by_profiles(running: Running) -> None:

@@ -1,10 +1,11 @@
 """Events over time: StatusUpdatePosted v1 -> v2 (``photo`` renamed ``photo_uri``,
-``text_format`` added), with v1 events still replayed correctly.
+``text_format`` added) -> v3 (a photo is the media item's name, ``media/{id}``, where v1 and
+v2 wrote ``mediaItems/{id}``), with older events still replayed correctly.
 
-A v1 event is written into a real store exactly as the v1 code stored it (old attribute
-name, no ``class_version``); the aggregate loads through the library's upcaster; the
-real relay publishes it to real Kafka as schema_version 2; and a projection rebuild
-from a topic that also holds a v1-shaped envelope (encoded with the frozen v1 proto)
+A v1 and a v2 event are written into a real store exactly as that code stored them (old
+attribute name, no or an older ``class_version``); the aggregates load through the library's
+upcasters; the real relay publishes them to real Kafka as schema_version 3; and a projection
+rebuild from a topic that also holds a v1-shaped envelope (encoded with the frozen v1 proto)
 gives the same documents in real Elasticsearch."""
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def frozen_v1_message():
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("watercooler.profiles.v1.StatusUpdatePosted"))
 
 
-def insert_v1_event(app: ProfilesApplication, author: str, status_id: str, text: str, photo: str) -> uuid.UUID:
+def insert_v1_event(app: ProfilesApplication, author: str, status_id: str, text: str, photo: str, version: int = 1) -> uuid.UUID:
     """Store a StatusUpdatePosted the way the v1 code did: attribute ``photo``, no
     ``text_format`` and no ``class_version`` in the stored state (the same topic: the
-    class kept its name and place)."""
+    class kept its name and place); with ``version=2``, as the v2 code did (``photo_uri``,
+    ``text_format``, ``class_version`` 2)."""
     aggregate_id = StatusUpdate.create_id(author, status_id)
     state = {
         "timestamp": dt.datetime.now(dt.UTC),
@@ -63,6 +65,8 @@ def insert_v1_event(app: ProfilesApplication, author: str, status_id: str, text:
         "visibility": "PUBLIC",
         "community_id": "",
     }
+    if version == 2:
+        state.update(photo_uri=state.pop("photo"), text_format=PLAIN, class_version=2)
     app.recorder.insert_events([StoredEvent(originator_id=aggregate_id, originator_version=1, topic=V1_TOPIC, state=encode_state(app, state))])
     return aggregate_id
 
@@ -107,10 +111,16 @@ def v1_envelope(author: str, status_id: str, photo: str, sequence: int) -> Event
 
 
 def test_v1_event_upcasts_in_memory():
-    """The upcaster alone: v1 stored state becomes v2 attributes."""
+    """The upcasters alone: v1 stored state becomes v2, then v3 attributes; a v2 photo that
+    names no media item is kept as written."""
     state = {"photo": "mediaItems/p1", "text": "hi"}
     StatusUpdate.StatusUpdatePosted.upcast_v1_v2(state)
     assert state == {"photo_uri": "mediaItems/p1", "text": "hi", "text_format": PLAIN}
+    StatusUpdate.StatusUpdatePosted.upcast_v2_v3(state)
+    assert state == {"photo_uri": "media/p1", "text": "hi", "text_format": PLAIN}
+    uri = {"photo_uri": "https://example.com/a.jpg"}
+    StatusUpdate.StatusUpdatePosted.upcast_v2_v3(uri)
+    assert uri == {"photo_uri": "https://example.com/a.jpg"}
 
 
 def test_v1_envelope_decodes_into_renamed_field():
@@ -147,16 +157,19 @@ def test_v1_store_relay_and_projection_rebuild(scratch):
 
     # Replay: the aggregate loads through the upcaster.
     loaded = app.repository.get(stored_v1)
-    assert (loaded.photo_uri, loaded.text_format, loaded.text) == ("mediaItems/old", PLAIN, "posted by v1 code")
+    assert (loaded.photo_uri, loaded.text_format, loaded.text) == ("media/old", PLAIN, "posted by v1 code")
     notification = app.recorder.select_notifications(start=1, limit=1)[0]
     assert decode_state(app, notification.state)["photo"] == "mediaItems/old"  # the store itself is untouched
+    stored_v2 = insert_v1_event(app, "ada", "old2", "posted by v2 code", "mediaItems/older", version=2)
+    assert app.repository.get(stored_v2).photo_uri == "media/older"
 
-    # A v2 status through the application, next to it.
+    # A v3 status through the application, next to them (without a photo: this scratch
+    # namespace runs no media library to check one against).
     ctx = CommandContext(Principal("hr-feed", "service"), request_id="r1")
     app.create_profile(ctx, "ada", {"display_name": "Ada"}, "fp0")
-    fresh = app.create_status_update(CommandContext(Principal("ada", "employee"), request_id="r2"), "ada", {"text": "posted by v2", "photo": "mediaItems/new", "visibility": "PUBLIC", "community_id": ""}, "fp1")
+    fresh = app.create_status_update(CommandContext(Principal("ada", "employee"), request_id="r2"), "ada", {"text": "posted by v3", "photo": "", "visibility": "PUBLIC", "community_id": ""}, "fp1")
 
-    # The relay publishes both as schema_version 2.
+    # The relay publishes all three as schema_version 3.
     relay = Relay(app, scratch)
     relay.connect()
     try:
@@ -168,9 +181,9 @@ def test_v1_store_relay_and_projection_rebuild(scratch):
     domain_events = [(app.mapper.to_domain_event(n), n.id) for n in app.recorder.select_notifications(start=1, limit=100)]
     envelopes = [to_envelope("profiles", e, i) for e, i in domain_events if isinstance(e, EventSourcedAggregate.Event)]
     posted = [e for e in envelopes if e.event_type.endswith("StatusUpdatePosted")]
-    assert [e.schema_version for e in posted] == [2, 2]
+    assert [e.schema_version for e in posted] == [3, 3, 3]
     old_payload = decode(posted[0].SerializeToString()).payload
-    assert (old_payload.photo_uri, old_payload.text_format) == ("mediaItems/old", PLAIN)
+    assert (old_payload.photo_uri, old_payload.text_format) == ("media/old", PLAIN)
 
     # An old relay's v1-shaped envelope already on the topic.
     producer = KafkaProducer(bootstrap_servers=scratch.kafka_bootstrap)
@@ -187,7 +200,9 @@ def test_v1_store_relay_and_projection_rebuild(scratch):
 
     result = asyncio.run(rebuild())
     docs = result["docs"]
-    assert set(docs) == {"old1", fresh.status_id, "legacy1"}
-    assert docs["old1"]["photo"] == "mediaItems/old" and docs["old1"]["text"] == "posted by v1 code"
-    assert docs[fresh.status_id]["photo"] == "mediaItems/new"
-    assert docs["legacy1"]["photo"] == "mediaItems/legacy" and docs["legacy1"]["name"] == "profiles/bob/statusUpdates/legacy1"
+    assert set(docs) == {"old1", "old2", fresh.status_id, "legacy1"}
+    assert docs["old1"]["photo"] == "media/old" and docs["old1"]["text"] == "posted by v1 code"
+    assert docs["old2"]["photo"] == "media/older"
+    assert docs[fresh.status_id]["photo"] == "" and docs[fresh.status_id]["text"] == "posted by v3"
+    # The old relay's envelope is upcast by the projection (schema_version 1 < 3).
+    assert docs["legacy1"]["photo"] == "media/legacy" and docs["legacy1"]["name"] == "profiles/bob/statusUpdates/legacy1"

@@ -10,6 +10,9 @@ import pytest
 
 from tests.conftest import eventually
 from tests.integration.helpers import bad_request_fields, rpc_error
+from watercooler.posts.v1 import media_pb2 as mp
+from watercooler.posts.v1 import media_pb2_grpc as mg
+from watercooler.posts.v1 import wiki_pb2 as wp
 from watercooler.profiles.v1 import graph_pb2 as gp
 from watercooler.profiles.v1 import graph_pb2_grpc as gg
 from watercooler.profiles.v1 import profiles_pb2 as pp
@@ -67,14 +70,17 @@ def test_feed_follows_follow_and_unfollow_newest_first_with_stable_pages(platfor
         post(graph, platform, bob, f"bob {i}")
     post(graph, platform, carol, "carol, not followed")
     post(graph, platform, alice, "alice private", visibility=V.PRIVATE)
-    photo = post(graph, platform, bob, "", visibility=V.PUBLIC, photo="mediaItems/p-42")
-    assert photo.photo == "mediaItems/p-42" and photo.name.startswith(f"profiles/{bob}/statusUpdates/")
+    picture = platform.stub(mg.MediaServiceStub, "posts").RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
+        title="Team photo", kind=mp.MediaItem.IMAGE, size_bytes=10, content_type="image/jpeg", visibility=wp.PUBLIC, storage_uri="s3://b/p")), metadata=platform.metadata(bob, "employee")).name
+    photo = post(graph, platform, bob, "", visibility=V.PUBLIC, photo=picture)
+    assert photo.photo == picture and photo.name.startswith(f"profiles/{bob}/statusUpdates/")
     assert list(feed(search, as_reader, reader).items) == []  # follows nobody yet
 
     graph.Follow(gp.FollowRequest(parent=f"profiles/{reader}", target=f"profiles/{alice}"), metadata=as_reader)
     graph.Follow(gp.FollowRequest(parent=f"profiles/{reader}", target=f"profiles/{bob}"), metadata=as_reader)
     expected = ["", "bob 2", "alice 2", "bob 1", "alice 1", "bob 0", "alice 0"]
     eventually(lambda: [i.text for i in feed(search, as_reader, reader).items] == expected, message="feed after follow")
+    assert feed(search, as_reader, reader).items[0].photo == picture
     assert all_pages(search, as_reader, reader, page_size=2) == expected
 
     # New items arriving while paging appear at the top, never shifting later pages.
@@ -124,6 +130,9 @@ def test_status_visibility_as_the_caller(platform, people):
         (gp.StatusUpdate(text="", visibility=V.PUBLIC), "status_update.text"),
         (gp.StatusUpdate(text="hi"), "status_update.visibility"),
         (gp.StatusUpdate(text="hi", visibility=V.PUBLIC, photo="ftp://x"), "status_update.photo"),
+        # A media item is named media/{id}: the old form is refused, and so is an item that does not exist.
+        (gp.StatusUpdate(text="hi", visibility=V.PUBLIC, photo="mediaItems/p-42"), "status_update.photo"),
+        (gp.StatusUpdate(text="hi", visibility=V.PUBLIC, photo=f"media/{uuid.uuid4()}"), "status_update.photo"),
         (gp.StatusUpdate(text="hi", visibility=V.COMMUNITY), "status_update.community"),
         (gp.StatusUpdate(text="hi", visibility=V.COMMUNITY, community="communities/not-there"), "status_update.community"),
     ],

@@ -40,10 +40,10 @@ def pods(request, keys: Keys, tmp_path_factory) -> list[Pod]:
     ]
 
 
-def test_the_code_signs_in_posts_and_jams() -> None:
-    # The check below is only as good as this list: posts calls profiles with service tokens,
-    # jams signs the guest tokens of redeemed invitations.
-    assert signing_services() == {"posts", "jams"}
+def test_the_code_signs_in_profiles_posts_and_jams() -> None:
+    # The check below is only as good as this list: posts calls profiles with service tokens and
+    # profiles calls posts (media items), jams signs the guest tokens of redeemed invitations.
+    assert signing_services() == {"profiles", "posts", "jams"}
 
 
 def test_a_token_signed_by_one_deployment_is_accepted_by_every_other(pods: list[Pod]) -> None:

@@ -352,6 +352,7 @@ SAFE_DEFAULTS = {
     "WC_POSTGRES_IMAGE": "testcontainers only",
     "WC_FLAG_THRESHOLD": "a product rule with a default (posts)",
     "WC_MEMBERSHIP_CACHE_SECONDS": "a cache lifetime with a default (posts: 10 s until a left member loses access)",
+    "WC_MEDIA_CACHE_SECONDS": "a cache lifetime with a default (profiles: 5 s until an avatar made RESTRICTED or removed stops showing)",
     "WC_VIEW_REQUESTS_REMEMBERED": "a memory bound with a default (posts: view/download request_ids kept for retries)",
     "WC_JAMS_SCHEDULER_INTERVAL": "a timer with a default (jams)",
     "WC_SEARCH_HTTP_HOST": "binds every interface by default, as the gRPC servers do",

@@ -3,6 +3,8 @@ converts to its envelope (the relay maps attributes onto proto fields by name)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from services.profiles.domainmodel import (
@@ -12,15 +14,17 @@ from services.profiles.domainmodel import (
     Community,
     Connection,
     Follow,
+    MediaFacts,
     Profile,
     StatusUpdate,
+    check_photo,
     validate_community_fields,
     validate_status,
 )
 from services.search.projections import ALL
 from watercooler.auth import Principal
 from watercooler.envelope import decode, to_envelope
-from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, command_meta
 
 CTX = CommandContext(Principal("tester", "service"))
@@ -84,6 +88,9 @@ def test_follow_edges_and_connections_move_through_their_states():
         ({"text": "x" * 501}, "text"),
         ({"text": ""}, "text"),
         ({"text": "hi", "photo": "javascript:alert(1)"}, "photo"),
+        # A media item's resource name is media/{id}; the old form and URIs are refused.
+        ({"text": "hi", "photo": "mediaItems/p1"}, "photo"),
+        ({"text": "hi", "photo": "https://example.com/a.jpg"}, "photo"),
         ({"text": "hi", "visibility": "SECRET"}, "visibility"),
         ({"text": "hi", "visibility": "COMMUNITY"}, "community"),
         ({"text": "hi", "visibility": "PUBLIC", "community_id": "guild"}, "community"),
@@ -98,13 +105,48 @@ def test_status_update_bounds_name_the_field(fields, field):
 
 def test_a_500_character_status_and_a_photo_alone_are_fine():
     assert validate_status("é" * 500, "", "PUBLIC", "")["text"] == "é" * 500
-    assert validate_status("", "mediaItems/p1", "PRIVATE", "")["photo_uri"] == "mediaItems/p1"
+    assert validate_status("", "media/p1", "PRIVATE", "")["photo_uri"] == "media/p1"
+
+
+IMAGE = MediaFacts(owner="profiles/e1", kind="IMAGE", visibility="PUBLIC", removed=False)
+
+
+@pytest.mark.parametrize(
+    ("item", "error"),
+    [
+        (None, NotFound),  # no such item
+        (replace(IMAGE, removed=True), NotFound),
+        (replace(IMAGE, owner="profiles/other", visibility="RESTRICTED"), NotFound),  # not visible to the person: as if absent
+        (replace(IMAGE, owner="profiles/other"), PermissionDenied),  # someone else's public photo
+        (replace(IMAGE, kind="VIDEO"), FailedPrecondition),
+        (replace(IMAGE, visibility="INTERNAL"), FailedPrecondition),  # alumni and guests read profiles too
+    ],
+)
+def test_an_avatar_is_a_public_image_of_the_persons_own(item, error):
+    with command_meta(CTX):
+        profile = Profile.create("e1", {"display_name": "Ann"})
+        with pytest.raises(error) as refused:
+            profile.set_photo("media/m1", item)
+    assert refused.value.field == "photo" and profile.photo == ""
+
+
+def test_a_status_photo_is_one_the_author_may_see():
+    check_photo("media/m1", replace(IMAGE, owner="profiles/other", visibility="INTERNAL"), Principal("e1", "employee"))
+    for item, author in ((replace(IMAGE, owner="profiles/other", visibility="INTERNAL"), Principal("e1", "alumni")),
+                         (replace(IMAGE, visibility="RESTRICTED", owner="profiles/other"), Principal("e1", "employee")),
+                         (replace(IMAGE, removed=True), Principal("e1", "employee")), (None, Principal("e1", "employee"))):
+        with pytest.raises(NotFound) as refused:
+            check_photo("media/m1", item, author)
+        assert refused.value.field == "photo"
 
 
 def test_every_new_event_becomes_an_envelope_and_the_projections_keeping_its_aggregate_read_or_skip_it():
     with command_meta(CTX):
         profile = Profile.create("e1", {"display_name": "Ann"})
         profile.leave_company("retired")
+        profile.set_photo("media/m1", IMAGE)
+        profile.set_photo("media/m1", IMAGE)  # unchanged: records nothing
+        profile.set_photo("", None)
         community = _community("INVITE_ONLY")
         community.invite("x", "owner", by_service=False)
         community.join("x")
@@ -136,7 +178,7 @@ def test_every_new_event_becomes_an_envelope_and_the_projections_keeping_its_agg
                     docs[projection.name] = projection.apply(docs[projection.name], event)
                 except Exception as exc:  # SkipEvent is fine; anything else is a bug
                     assert type(exc).__name__ == "SkipEvent", (projection.name, event.type_name, exc)
-    assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni"} <= names
+    assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni", "ProfilePhotoSet"} <= names
 
 
 def test_each_projection_names_aggregates_its_source_services_define():

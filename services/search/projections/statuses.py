@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.profiles.domainmodel import media_name_of
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection
 
@@ -41,8 +42,9 @@ class StatusesProjection(DocumentProjection):
                 "name": f"profiles/{p.author_id}/statusUpdates/{p.status_id}",
                 "author_id": p.author_id,
                 "text": p.text,
-                # v1 envelopes named field 4 `photo`; same number, so both versions land here.
-                "photo": p.photo_uri,
+                # v1 envelopes named field 4 `photo`; same number, so every version lands here.
+                # v1 and v2 named a media item `mediaItems/{id}`: read as `media/{id}` (v3).
+                "photo": media_name_of(p.photo_uri) if event.envelope.schema_version < 3 else p.photo_uri,
                 "visibility": p.visibility,
                 "community": p.community_id,
                 "hidden": False,
