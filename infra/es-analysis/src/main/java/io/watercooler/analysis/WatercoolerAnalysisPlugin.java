@@ -78,7 +78,6 @@ import org.apache.lucene.analysis.reverse.ReverseStringFilter;
 import org.apache.lucene.analysis.ro.RomanianAnalyzer;
 import org.apache.lucene.analysis.ru.RussianAnalyzer;
 import org.apache.lucene.analysis.snowball.SnowballFilter;
-import org.apache.lucene.analysis.sr.SerbianAnalyzer;
 import org.apache.lucene.analysis.sr.SerbianNormalizationFilter;
 import org.apache.lucene.analysis.sv.SwedishAnalyzer;
 import org.apache.lucene.analysis.th.ThaiAnalyzer;
@@ -163,7 +162,7 @@ public class WatercoolerAnalysisPlugin extends Plugin implements AnalysisPlugin 
         f.put("snowball", filter((index, env, p) -> Stemmers.snowball(p.get("language", p.get("name", "English")))));
         f.put("porter_stem", filter(PorterStemFilter::new));
         f.put("kstem", filter(KStemFilter::new));
-        f.put("keyword_marker", filter((index, env, p) -> keywordMarker(env, p)));
+        f.put("keyword_marker", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> keywordMarker(env, p))));
         f.put("keyword_repeat", filter(KeywordRepeatFilter::new));
         f.put("remove_duplicates", filter(RemoveDuplicatesTokenFilter::new));
         f.put("word_delimiter_graph", filter((index, env, p) -> wordDelimiterGraph(env, p)));
@@ -341,7 +340,6 @@ public class WatercoolerAnalysisPlugin extends Plugin implements AnalysisPlugin 
         a.put("portuguese", analyzer(PortugueseAnalyzer::getDefaultStopSet, PortugueseAnalyzer::new));
         a.put("romanian", analyzer(RomanianAnalyzer::getDefaultStopSet, RomanianAnalyzer::new));
         a.put("russian", analyzer(RussianAnalyzer::getDefaultStopSet, RussianAnalyzer::new));
-        a.put("serbian", analyzer(SerbianAnalyzer::getDefaultStopSet, SerbianAnalyzer::new));
         a.put("sorani", analyzer(SoraniAnalyzer::getDefaultStopSet, SoraniAnalyzer::new));
         a.put("spanish", analyzer(SpanishAnalyzer::getDefaultStopSet, SpanishAnalyzer::new));
         a.put("swedish", analyzer(SwedishAnalyzer::getDefaultStopSet, SwedishAnalyzer::new));
