@@ -119,3 +119,87 @@ def test_the_local_node_runs_the_current_build_of_the_plugin(infra):
         pytest.skip("only the local integ-test-zip gets the plugin (external and containers: full distributions)")
     wanted = local.analysis_plugin_version(local.analysis_plugin_source_hash())
     assert local.loaded_analysis_plugin(infra.es_url) == wanted
+
+
+# The stemmer filter's languages, from the reference page (analysis-stemmer-tokenfilter.html).
+STEMMER_LANGUAGES = (
+    "arabic", "armenian", "basque", "bengali", "brazilian", "bulgarian", "catalan", "czech", "danish", "dutch",
+    "dutch_kp", "english", "light_english", "lovins", "minimal_english", "porter2", "possessive_english", "estonian",
+    "finnish", "light_finnish", "french", "light_french", "minimal_french", "galician", "minimal_galician", "german",
+    "german2", "light_german", "minimal_german", "greek", "hindi", "hungarian", "light_hungarian", "indonesian", "irish",
+    "italian", "light_italian", "sorani", "latvian", "lithuanian", "norwegian", "light_norwegian", "minimal_norwegian",
+    "light_nynorsk", "minimal_nynorsk", "portuguese", "light_portuguese", "minimal_portuguese", "portuguese_rslp",
+    "romanian", "russian", "light_russian", "serbian", "spanish", "light_spanish", "spanish_plural", "swedish",
+    "light_swedish", "turkish",
+)
+
+
+def test_every_stemmer_language_of_the_reference_stems(es):
+    failed = {}
+    for language in STEMMER_LANGUAGES:
+        try:
+            tokens(es, tokenizer="standard", filter=[{"type": "stemmer", "language": language}], text="words")
+        except Exception as exc:  # noqa: BLE001 - collected to name every failing language at once
+            failed[language] = str(exc)[:200]
+    assert failed == {}
+
+
+def test_an_index_can_use_every_component_with_its_parameters(es, infra):
+    """Each component the local plugin registers, configured as the reference documents it, in one
+    index: what a mapping could name is accepted (and built) by the node."""
+    index = f"{infra.index_alias('analysis-all')}-{uuid.uuid4().hex[:8]}"
+    filters = {
+        "f_fold": {"type": "asciifolding", "preserve_original": True}, "f_lower": {"type": "lowercase", "language": "greek"},
+        "f_elision": {"type": "elision", "articles": ["l"], "articles_case": True},
+        "f_bigram": {"type": "cjk_bigram", "ignored_scripts": ["hangul"], "output_unigrams": True},
+        "f_stem": {"type": "stemmer", "language": "light_spanish"}, "f_snow": {"type": "snowball", "language": "Dutch"},
+        "f_override": {"type": "stemmer_override", "rules": ["ran => run"]}, "f_marker": {"type": "keyword_marker", "keywords": ["x"]},
+        "f_wdg": {"type": "word_delimiter_graph", "catenate_all": True, "protected_words": ["wi-fi"]},
+        "f_truncate": {"type": "truncate", "length": 5}, "f_length": {"type": "length", "min": 1, "max": 40},
+        "f_limit": {"type": "limit", "max_token_count": 100}, "f_unique": {"type": "unique", "only_on_same_position": True},
+        "f_keep": {"type": "keep", "keep_words": ["a"], "keep_words_case": True}, "f_types": {"type": "keep_types", "types": ["<NUM>"], "mode": "exclude"},
+        "f_replace": {"type": "pattern_replace", "pattern": "a", "replacement": "b"}, "f_capture": {"type": "pattern_capture", "patterns": ["(\\d+)"]},
+        "f_grams": {"type": "common_grams", "common_words": "_english_", "query_mode": True},
+        "f_compound": {"type": "dictionary_decompounder", "word_list": ["dampf", "schiff"]},
+        "f_edge": {"type": "edge_ngram", "min_gram": 1, "max_gram": 3}, "f_ngram": {"type": "ngram", "min_gram": 2, "max_gram": 3},
+    }
+    plain = ["uppercase", "cjk_width", "porter_stem", "kstem", "keyword_repeat", "remove_duplicates", "flatten_graph",
+             "arabic_normalization", "bengali_normalization", "german_normalization", "hindi_normalization", "indic_normalization",
+             "persian_normalization", "scandinavian_folding", "scandinavian_normalization", "serbian_normalization",
+             "sorani_normalization", "decimal_digit", "apostrophe", "classic", "trim", "reverse", "elision"]
+    tokenizers = {
+        "t_ws": {"type": "whitespace", "max_token_length": 100}, "t_kw": {"type": "keyword", "buffer_size": 512},
+        "t_classic": {"type": "classic", "max_token_length": 100}, "t_url": {"type": "uax_url_email", "max_token_length": 100},
+        "t_pattern": {"type": "pattern", "pattern": ",", "flags": "CASE_INSENSITIVE"}, "t_sp": {"type": "simple_pattern", "pattern": "[a-z]+"},
+        "t_sps": {"type": "simple_pattern_split", "pattern": "_"}, "t_group": {"type": "char_group", "tokenize_on_chars": ["whitespace", "-"]},
+        "t_path": {"type": "path_hierarchy", "delimiter": "-", "reverse": True},
+        "t_ngram": {"type": "ngram", "min_gram": 2, "max_gram": 3, "token_chars": ["letter", "custom"], "custom_token_chars": "+"},
+        "t_edge": {"type": "edge_ngram", "min_gram": 1, "max_gram": 10, "token_chars": ["letter", "digit", "punctuation", "symbol", "whitespace"]},
+    }
+    char_filters = {
+        "c_html": {"type": "html_strip", "escaped_tags": ["b"]}, "c_map": {"type": "mapping", "mappings": ["ß => ss", "\\u0041 => a"]},
+        "c_pattern": {"type": "pattern_replace", "pattern": "(\\d+)-", "replacement": "$1_"},
+    }
+    analyzers = {
+        f"a_{name}": {"type": "custom", "tokenizer": name, "char_filter": list(char_filters)} for name in [*tokenizers, "letter", "thai"]
+    } | {
+        "a_filters": {"type": "custom", "tokenizer": "standard", "filter": [*filters, *plain]},
+        "a_spanish": {"type": "spanish", "stopwords": "_none_", "stem_exclusion": ["canciones"]},
+        "a_cjk": {"type": "cjk", "stopwords": ["の"]}, "a_stop": {"type": "stop", "stopwords": "_german_"},
+        "a_pattern": {"type": "pattern", "pattern": "\\s+", "lowercase": False}, "a_fingerprint": {"type": "fingerprint", "separator": "+"},
+        "a_simple": {"type": "simple"}, "a_ws": {"type": "whitespace"}, "a_kw": {"type": "keyword"},
+    }
+    settings = {"number_of_shards": 1, "number_of_replicas": 0, "max_ngram_diff": 9, "analysis": {
+        "filter": filters, "tokenizer": tokenizers, "char_filter": char_filters, "analyzer": analyzers,
+        "normalizer": {"n": {"type": "custom", "char_filter": ["c_map"], "filter": ["lowercase", "asciifolding", "f_elision", "german_normalization", "cjk_width", "f_replace"]}},
+    }}
+    mappings = {"properties": {name: {"type": "text", "analyzer": name} for name in analyzers} | {"k": {"type": "keyword", "normalizer": "n"}}}
+    assert analysis_problems(settings, mappings) == []
+    es.indices.create(index=index, settings=settings, mappings=mappings)
+    try:
+        es.index(index=index, id="1", document={**{name: "Wi-Fi l'Avion 東京都 2024-canciones ran" for name in analyzers}, "k": "L'ÉTÉ"}, refresh=True)
+        assert es.search(index=index, query={"term": {"k": "l'ete"}})["hits"]["total"]["value"] == 1
+        assert tokens(es, index=index, analyzer="a_spanish", text="canciones canción") == ["canciones", "cancion"]
+        assert tokens(es, index=index, analyzer="a_fingerprint", text="B a b") == ["a+b"]
+    finally:
+        es.indices.delete(index=index, ignore_unavailable=True)

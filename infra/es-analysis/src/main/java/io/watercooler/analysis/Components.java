@@ -172,7 +172,7 @@ final class Components {
         return (index, env, name, params) -> provider(name, params, make.apply(Analysis.parseStopWords(env, params, defaultStopWords.get())));
     }
 
-    private static AnalyzerProvider<Analyzer> provider(String name, Settings params, Analyzer analyzer) {
+    static AnalyzerProvider<Analyzer> provider(String name, Settings params, Analyzer analyzer) {
         return new AbstractIndexAnalyzerProvider<>(name, params) {
             @Override
             public Analyzer get() {

@@ -17,6 +17,24 @@ import org.apache.lucene.analysis.cjk.CJKWidthFilter;
 import org.apache.lucene.analysis.ckb.SoraniAnalyzer;
 import org.apache.lucene.analysis.ckb.SoraniNormalizationFilter;
 import org.apache.lucene.analysis.classic.ClassicFilter;
+import org.apache.lucene.analysis.commongrams.CommonGramsFilter;
+import org.apache.lucene.analysis.commongrams.CommonGramsQueryFilter;
+import org.apache.lucene.analysis.compound.CompoundWordTokenFilterBase;
+import org.apache.lucene.analysis.compound.DictionaryCompoundWordTokenFilter;
+import org.apache.lucene.analysis.core.KeywordAnalyzer;
+import org.apache.lucene.analysis.core.SimpleAnalyzer;
+import org.apache.lucene.analysis.core.StopAnalyzer;
+import org.apache.lucene.analysis.core.TypeTokenFilter;
+import org.apache.lucene.analysis.core.WhitespaceAnalyzer;
+import org.apache.lucene.analysis.miscellaneous.KeepWordFilter;
+import org.apache.lucene.analysis.miscellaneous.LimitTokenCountFilter;
+import org.apache.lucene.analysis.miscellaneous.StemmerOverrideFilter;
+import org.apache.lucene.analysis.path.PathHierarchyTokenizer;
+import org.apache.lucene.analysis.path.ReversePathHierarchyTokenizer;
+import org.apache.lucene.analysis.pattern.PatternCaptureGroupTokenFilter;
+import org.apache.lucene.analysis.pattern.PatternReplaceFilter;
+import org.apache.lucene.analysis.pattern.SimplePatternSplitTokenizer;
+import org.apache.lucene.analysis.pattern.SimplePatternTokenizer;
 import org.apache.lucene.analysis.classic.ClassicTokenizer;
 import org.apache.lucene.analysis.core.DecimalDigitFilter;
 import org.apache.lucene.analysis.core.FlattenGraphFilter;
@@ -211,6 +229,83 @@ public class WatercoolerAnalysisPlugin extends Plugin implements AnalysisPlugin 
             boolean preserveOriginal = p.getAsBoolean("preserve_original", false);
             return s -> new NGramTokenFilter(s, min, max, preserveOriginal);
         }));
+        f.put("limit", filter((index, env, p) -> {
+            int max = p.getAsInt("max_token_count", 1);
+            boolean consumeAll = p.getAsBoolean("consume_all_tokens", false);
+            return s -> new LimitTokenCountFilter(s, max, consumeAll);
+        }));
+        f.put("unique", filter((index, env, p) -> {
+            boolean samePosition = p.getAsBoolean("only_on_same_position", false);
+            return s -> new More.UniqueFilter(s, samePosition);
+        }));
+        f.put("keep", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> {
+            if (Analysis.getWordList(env, p, "keep_words") == null) {
+                throw new IllegalArgumentException("keep requires either `keep_words` or `keep_words_path` to be configured");
+            }
+            CharArraySet words = Analysis.getWordSet(env, p, "keep_words");
+            return s -> new KeepWordFilter(s, words);
+        })));
+        f.put("keep_types", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> {
+            Set<String> types = new HashSet<>(list(p, "types"));
+            if (types.isEmpty()) {
+                throw new IllegalArgumentException("keep_types requires `types` to be configured");
+            }
+            String mode = p.get("mode", "include");
+            if (!mode.equals("include") && !mode.equals("exclude")) {
+                throw new IllegalArgumentException("`keep_types` tokenfilter mode can only be [include] or [exclude] but was [" + mode + "].");
+            }
+            return s -> new TypeTokenFilter(s, types, mode.equals("include"));
+        })));
+        f.put("stemmer_override", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> {
+            List<String> rules = Analysis.getWordList(env, p, "rules");
+            if (rules == null) {
+                throw new IllegalArgumentException("stemmer override filter requires either `rules` or `rules_path` to be configured");
+            }
+            var overrides = More.stemmerOverrides(rules);
+            return s -> new StemmerOverrideFilter(s, overrides);
+        })));
+        f.put("pattern_replace", AnalysisPlugin.requiresAnalysisSettings(normalizing((index, env, p) -> {
+            String regex = p.get("pattern");
+            if (regex == null) {
+                throw new IllegalArgumentException("pattern is missing for [pattern_replace] token filter");
+            }
+            Pattern pattern = Regex.compile(regex, p.get("flags"));
+            String replacement = p.get("replacement", "");
+            boolean all = p.getAsBoolean("all", true);
+            return s -> new PatternReplaceFilter(s, pattern, replacement, all);
+        })));
+        f.put("pattern_capture", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> {
+            List<String> regexes = list(p, "patterns");
+            if (regexes.isEmpty()) {
+                throw new IllegalArgumentException("required setting 'patterns' is missing for token filter [pattern_capture]");
+            }
+            Pattern[] patterns = regexes.stream().map(Pattern::compile).toArray(Pattern[]::new);
+            boolean preserveOriginal = p.getAsBoolean("preserve_original", true);
+            return s -> new PatternCaptureGroupTokenFilter(s, preserveOriginal, patterns);
+        })));
+        f.put("common_grams", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> {
+            boolean ignoreCase = p.getAsBoolean("ignore_case", false);
+            CharArraySet words = Analysis.parseCommonWords(env, p, null, ignoreCase);
+            if (words == null) {
+                throw new IllegalArgumentException("missing or empty [common_words] or [common_words_path] configuration for common_grams token filter");
+            }
+            boolean queryMode = p.getAsBoolean("query_mode", false);
+            return s -> {
+                CommonGramsFilter grams = new CommonGramsFilter(s, words);
+                return queryMode ? new CommonGramsQueryFilter(grams) : grams;
+            };
+        })));
+        f.put("dictionary_decompounder", AnalysisPlugin.requiresAnalysisSettings(filter((index, env, p) -> {
+            if (Analysis.getWordList(env, p, "word_list") == null) {
+                throw new IllegalArgumentException("word_list must be provided for [" + "dictionary_decompounder" + "], either as a path to a file, or directly");
+            }
+            CharArraySet words = Analysis.getWordSet(env, p, "word_list");
+            int minWord = p.getAsInt("min_word_size", CompoundWordTokenFilterBase.DEFAULT_MIN_WORD_SIZE);
+            int minSubword = p.getAsInt("min_subword_size", CompoundWordTokenFilterBase.DEFAULT_MIN_SUBWORD_SIZE);
+            int maxSubword = p.getAsInt("max_subword_size", CompoundWordTokenFilterBase.DEFAULT_MAX_SUBWORD_SIZE);
+            boolean onlyLongest = p.getAsBoolean("only_longest_match", false);
+            return s -> new DictionaryCompoundWordTokenFilter(s, words, minWord, minSubword, maxSubword, onlyLongest);
+        })));
         return f;
     }
 
@@ -277,7 +372,38 @@ public class WatercoolerAnalysisPlugin extends Plugin implements AnalysisPlugin 
                 }
             };
         }));
+        t.put("path_hierarchy", tokenizer((index, env, p) -> {
+            char delimiter = oneChar(p.get("delimiter", "/"), "delimiter");
+            char replacement = oneChar(p.get("replacement", String.valueOf(delimiter)), "replacement");
+            int bufferSize = p.getAsInt("buffer_size", 1024);
+            int skip = p.getAsInt("skip", 0);
+            boolean reverse = p.getAsBoolean("reverse", false);
+            return () -> reverse
+                ? new ReversePathHierarchyTokenizer(bufferSize, delimiter, replacement, skip)
+                : new PathHierarchyTokenizer(bufferSize, delimiter, replacement, skip);
+        }));
+        t.put("char_group", tokenizer((index, env, p) -> {
+            List<String> chars = list(p, "tokenize_on_chars");  // none: the whole text is one token
+            int max = p.getAsInt("max_token_length", 255);
+            More.charGroup(chars, max); // parameters checked once, here
+            return () -> More.charGroup(chars, max);
+        }));
+        t.put("simple_pattern", tokenizer((index, env, p) -> {
+            String pattern = p.get("pattern", "");
+            return () -> new SimplePatternTokenizer(pattern);
+        }));
+        t.put("simple_pattern_split", tokenizer((index, env, p) -> {
+            String pattern = p.get("pattern", "");
+            return () -> new SimplePatternSplitTokenizer(pattern);
+        }));
         return t;
+    }
+
+    private static char oneChar(String value, String parameter) {
+        if (value.length() != 1) {
+            throw new IllegalArgumentException("[" + parameter + "] must be a single character, got [" + value + "]");
+        }
+        return value.charAt(0);
     }
 
     @Override
@@ -310,6 +436,18 @@ public class WatercoolerAnalysisPlugin extends Plugin implements AnalysisPlugin 
     @Override
     public Map<String, AnalysisProvider<AnalyzerProvider<? extends Analyzer>>> getAnalyzers() {
         Map<String, AnalysisProvider<AnalyzerProvider<? extends Analyzer>>> a = new TreeMap<>();
+        a.put("keyword", (index, env, name, p) -> Components.provider(name, p, new KeywordAnalyzer()));
+        a.put("simple", (index, env, name, p) -> Components.provider(name, p, new SimpleAnalyzer()));
+        a.put("whitespace", (index, env, name, p) -> Components.provider(name, p, new WhitespaceAnalyzer()));
+        a.put("stop", stopWordsOnlyAnalyzer(() -> EnglishAnalyzer.ENGLISH_STOP_WORDS_SET, StopAnalyzer::new));
+        a.put("pattern", (index, env, name, p) -> Components.provider(name, p, More.patternAnalyzer(
+            Regex.compile(p.get("pattern", "\\W+"), p.get("flags")),
+            p.getAsBoolean("lowercase", true),
+            Analysis.parseStopWords(env, p, CharArraySet.EMPTY_SET))));
+        a.put("fingerprint", (index, env, name, p) -> Components.provider(name, p, More.fingerprintAnalyzer(
+            oneChar(p.get("separator", " "), "separator"),
+            p.getAsInt("max_output_size", 255),
+            Analysis.parseStopWords(env, p, CharArraySet.EMPTY_SET))));
         a.put("arabic", analyzer(ArabicAnalyzer::getDefaultStopSet, ArabicAnalyzer::new));
         a.put("armenian", analyzer(ArmenianAnalyzer::getDefaultStopSet, ArmenianAnalyzer::new));
         a.put("basque", analyzer(BasqueAnalyzer::getDefaultStopSet, BasqueAnalyzer::new));
