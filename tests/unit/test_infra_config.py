@@ -66,7 +66,7 @@ def test_no_jdk_is_exit_code_2_with_the_install_hint(monkeypatch) -> None:
     with pytest.raises(JdkNotFound) as err:
         local.find_jdk()
     assert err.value.exit_code == 2
-    assert "Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jre-headless`" in str(err.value)
+    assert "Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jdk-headless`" in str(err.value)
 
 
 def test_cli_up_without_jdk_exits_2(monkeypatch) -> None:
@@ -371,3 +371,24 @@ def test_an_installed_plugin_counts_only_with_its_directory(tmp_path: Path) -> N
     assert local.installed_analysis_plugin(tmp_path) is None  # removed by hand: install again
     (tmp_path / "plugins" / local.ANALYSIS_PLUGIN_NAME).mkdir(parents=True)
     assert local.installed_analysis_plugin(tmp_path) == "abc"
+
+
+def _fake_java(home: Path, version: str, javac: bool) -> Path:
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}"\' >&2\n')
+    java.chmod(0o755)
+    if javac:
+        (home / "bin" / "javac").write_text("#!/bin/sh\n")
+    return home
+
+
+def test_the_plugin_is_compiled_by_a_jdk_with_javac_not_by_a_jre(monkeypatch, tmp_path: Path) -> None:
+    jre = Jdk(home=_fake_java(tmp_path / "jre17", "17.0.15", javac=False), version=17)
+    jdk21 = _fake_java(tmp_path / "jdk21", "21.0.2", javac=True)
+    monkeypatch.setattr(local, "jdk_candidates", lambda: [jre.home, jdk21])
+    assert local.compiler_jdk(jre).home == jdk21
+    monkeypatch.setattr(local, "jdk_candidates", lambda: [jre.home])
+    monkeypatch.setattr(local, "_is_root", lambda: False)
+    with pytest.raises(JdkNotFound, match="apt-get install -y openjdk-17-jdk-headless"):
+        local.compiler_jdk(jre)

@@ -229,9 +229,33 @@ def find_jdk(min_version: int = MIN_JAVA) -> Jdk:
     if not found:
         raise JdkNotFound(
             f"No JDK {min_version} or newer found (looked at $JAVA_HOME, /usr/lib/jvm/*, java on PATH). "
-            f"Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jre-headless`"
+            f"Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jdk-headless`"
         )
     return min(found, key=lambda j: j.version)
+
+
+def compiler_jdk(jdk: Jdk, progress: Progress | None = None) -> Jdk:
+    """A JDK with ``javac`` for building infra/es-analysis: ``jdk`` when it has one, else another
+    one new enough; as root, openjdk-17-jdk-headless is installed when there is none (a JRE runs
+    Kafka and Elasticsearch but compiles nothing)."""
+    def with_compiler() -> Jdk | None:
+        if (jdk.home / "bin" / "javac").exists():
+            return jdk
+        for home in jdk_candidates():
+            version = java_version(home / "bin" / "java") if (home / "bin" / "javac").exists() else None
+            if version is not None and version >= MIN_JAVA:
+                return Jdk(home=home, version=version)
+        return None
+
+    found = with_compiler()
+    if found is None and _is_root():
+        _apt_install([f"openjdk-{MIN_JAVA}-jdk-headless"], progress)
+        found = with_compiler()
+    if found is None:
+        raise JdkNotFound(f"Building the Elasticsearch analysis plugin (infra/es-analysis) needs a JDK {MIN_JAVA}+ "
+                          f"with javac, and only a JRE was found at {jdk.home}: "
+                          f"`apt-get install -y openjdk-{MIN_JAVA}-jdk-headless`")
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -533,7 +557,7 @@ def build_analysis_plugin(settings: Settings, jdk: Jdk, progress: Progress | Non
         if zip_path.exists():
             return zip_path
         stage = _fresh_dir(settings.cache_dir / "es-analysis" / f".staging-{source_hash}")
-        _run_maven(settings, jdk, ["package", f"-Dwc.build.dir={stage}", f"-Dwc.source.hash={source_hash}",
+        _run_maven(settings, compiler_jdk(jdk, progress), ["package", f"-Dwc.build.dir={stage}", f"-Dwc.source.hash={source_hash}",
                                    f"-Delasticsearch.version={versions.elasticsearch}"],
                    "building the Elasticsearch analysis plugin", progress,
                    pom=ANALYSIS_PLUGIN_DIR / "pom.xml", log_name="es-analysis-build.log")
