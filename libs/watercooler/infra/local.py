@@ -614,6 +614,19 @@ def install_analysis_plugin(settings: Settings, jdk: Jdk, home: Path, progress: 
     return True
 
 
+def has_analysis_names(url: str, timeout: float = 5.0) -> bool:
+    """True if the node at ``url`` knows the full distribution's analysis names (a full
+    distribution, or the integ-test-zip with infra/es-analysis)."""
+    body = json.dumps({"analyzer": "spanish", "text": "canciones"}).encode()
+    request = urllib.request.Request(f"{url.rstrip('/')}/_analyze", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
 def loaded_analysis_plugin(url: str, timeout: float = 5.0) -> str | None:
     """The version of the analysis plugin the node at ``url`` loaded: "" when it has none,
     None when the node does not answer."""
@@ -1343,6 +1356,11 @@ def check_external(settings: Settings, postgres: bool = False) -> None:
         problems.append(f"Kafka at WC_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} does not answer")
     if es_health(settings.es_url) not in ("yellow", "green"):
         problems.append(f"Elasticsearch at WC_ES_URL={settings.es_url} is not healthy (yellow/green)")
+    elif not has_analysis_names(settings.es_url):
+        # Index creation would fail on the first analyzer it names; say why up front.
+        log.warning("Elasticsearch at WC_ES_URL=%s lacks the full distribution's analysis names (spanish, "
+                    "asciifolding...): run a full distribution, or an integ-test-zip with infra/es-analysis "
+                    "installed (see its README)", settings.es_url)
     if postgres:
         import psycopg
 
