@@ -306,6 +306,8 @@ public class WatercoolerAnalysisPlugin extends Plugin implements AnalysisPlugin 
             boolean onlyLongest = p.getAsBoolean("only_longest_match", false);
             return s -> new DictionaryCompoundWordTokenFilter(s, words, minWord, minSubword, maxSubword, onlyLongest);
         })));
+        f.put("synonym", AnalysisPlugin.requiresAnalysisSettings((index, env, name, p) -> new Synonyms(env, name, p, false)));
+        f.put("synonym_graph", AnalysisPlugin.requiresAnalysisSettings((index, env, name, p) -> new Synonyms(env, name, p, true)));
         return f;
     }
 
