@@ -17,5 +17,5 @@ for java in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} /usr/lib/jvm/*/bin/java "$(comma
   major=$(java_major "$java")
   if [ -n "$major" ] && [ "$major" -ge 17 ]; then found=$java; break; fi
 done
-[ -n "$found" ] || fail "Kafka and Elasticsearch need a JDK 17 or newer, and none was found (JAVA_HOME, /usr/lib/jvm, PATH): apt-get install -y openjdk-17-jre-headless"
+[ -n "$found" ] || fail "Kafka and Elasticsearch need a JDK 17 or newer, and none was found (JAVA_HOME, /usr/lib/jvm, PATH): apt-get install -y openjdk-17-jdk-headless"
 exit 0

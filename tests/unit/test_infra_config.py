@@ -66,7 +66,7 @@ def test_no_jdk_is_exit_code_2_with_the_install_hint(monkeypatch) -> None:
     with pytest.raises(JdkNotFound) as err:
         local.find_jdk()
     assert err.value.exit_code == 2
-    assert "Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jre-headless`" in str(err.value)
+    assert "Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jdk-headless`" in str(err.value)
 
 
 def test_cli_up_without_jdk_exits_2(monkeypatch) -> None:
@@ -328,3 +328,67 @@ def test_missing_maven_or_postgres_as_a_user_names_the_apt_command(monkeypatch) 
         local.ensure_maven()
     with pytest.raises(InfraError, match=r"apt-get install -y postgresql"):
         local.ensure_postgres_bin()
+
+
+def _copy_plugin_source(tmp_path: Path) -> Path:
+    import shutil
+
+    source = tmp_path / "es-analysis"
+    shutil.copytree(local.ANALYSIS_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("target"))
+    return source
+
+
+def test_the_analysis_plugin_is_rebuilt_when_its_sources_or_the_es_version_change(tmp_path: Path) -> None:
+    source = _copy_plugin_source(tmp_path)
+    versions = local.pom_versions()
+    before = local.analysis_plugin_source_hash(versions, source)
+    (source / "README.md").write_text("docs only\n")
+    assert local.analysis_plugin_source_hash(versions, source) == before  # docs are not built
+    assert local.analysis_plugin_source_hash(dataclasses.replace(versions, elasticsearch="8.19.99"), source) != before
+    java = next((source / "src").rglob("WatercoolerAnalysisPlugin.java"))
+    java.write_text(java.read_text() + "\n// changed\n")
+    assert local.analysis_plugin_source_hash(versions, source) != before
+
+
+def test_the_plugin_version_a_node_reports_is_the_one_the_build_stamps() -> None:
+    """The restart of a stale node compares ``GET _nodes/plugins`` with analysis_plugin_version."""
+    import xml.etree.ElementTree as ET
+
+    pom = ET.parse(local.ANALYSIS_PLUGIN_DIR / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    project_version = pom.find("m:version", ns).text
+    built_for = pom.find("m:properties/m:elasticsearch.version", ns).text
+    descriptor = _props((local.ANALYSIS_PLUGIN_DIR / "src" / "main" / "plugin" / "plugin-descriptor.properties").read_text())
+    stamped = descriptor["version"].replace("${project.version}", project_version).replace("${wc.source.hash}", "abc")
+    assert stamped == local.analysis_plugin_version("abc")
+    assert descriptor["name"] == local.ANALYSIS_PLUGIN_NAME
+    assert built_for == local.pom_versions().elasticsearch  # a classic plugin loads only into its own version
+
+
+def test_an_installed_plugin_counts_only_with_its_directory(tmp_path: Path) -> None:
+    assert local.installed_analysis_plugin(tmp_path) is None
+    (tmp_path / local.ANALYSIS_PLUGIN_MARKER).write_text("abc\n")
+    assert local.installed_analysis_plugin(tmp_path) is None  # removed by hand: install again
+    (tmp_path / "plugins" / local.ANALYSIS_PLUGIN_NAME).mkdir(parents=True)
+    assert local.installed_analysis_plugin(tmp_path) == "abc"
+
+
+def _fake_java(home: Path, version: str, javac: bool) -> Path:
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}"\' >&2\n')
+    java.chmod(0o755)
+    if javac:
+        (home / "bin" / "javac").write_text("#!/bin/sh\n")
+    return home
+
+
+def test_the_plugin_is_compiled_by_a_jdk_with_javac_not_by_a_jre(monkeypatch, tmp_path: Path) -> None:
+    jre = Jdk(home=_fake_java(tmp_path / "jre17", "17.0.15", javac=False), version=17)
+    jdk21 = _fake_java(tmp_path / "jdk21", "21.0.2", javac=True)
+    monkeypatch.setattr(local, "jdk_candidates", lambda: [jre.home, jdk21])
+    assert local.compiler_jdk(jre).home == jdk21
+    monkeypatch.setattr(local, "jdk_candidates", lambda: [jre.home])
+    monkeypatch.setattr(local, "_is_root", lambda: False)
+    with pytest.raises(JdkNotFound, match="apt-get install -y openjdk-17-jdk-headless"):
+        local.compiler_jdk(jre)

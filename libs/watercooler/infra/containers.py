@@ -79,7 +79,8 @@ def start(settings: Settings, postgres: bool = False) -> ContainerStack:
         stack.containers.append(kafka)
         stack.env["WC_KAFKA_BOOTSTRAP"] = kafka.get_bootstrap_server()
 
-        # The official Docker Hub image, same version as the local distribution.
+        # The official Docker Hub image, same version as the local distribution: the full
+        # distribution, whose analysis names are built in (infra/es-analysis is for the local zip only).
         es_image = os.environ.get("WC_ES_IMAGE", f"elasticsearch:{pom_versions().elasticsearch}")
         es = ElasticSearchContainer(es_image)
         es.with_env("discovery.type", "single-node")

@@ -2,6 +2,9 @@
 
 * ``fetch``      resolves the Kafka jars and the Elasticsearch integ-test-zip listed in
   ``infra/pom.xml`` with Maven into ``<cache_dir>`` (skipped once complete).
+* the analysis plugin in ``infra/es-analysis`` is built with Maven into ``<cache_dir>`` (once
+  per source hash) and installed with the distribution's ``bin/elasticsearch-plugin`` into
+  the Elasticsearch we run, before it starts (again whenever its source changed).
 * ``ensure_up``  starts whatever is not already answering, waits until each server
   really works, and returns the ``WC_*`` variables that point clients at them.
 * ``ensure_down`` stops what we started (pid files), ``status`` reports on it.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -47,6 +51,12 @@ Progress = Callable[[str], None]
 REPO_ROOT = Path(__file__).resolve().parents[3]
 INFRA_DIR = REPO_ROOT / "infra"
 POM_FILE = INFRA_DIR / "pom.xml"
+# Lucene's analysis components under the full distribution's names (asciifolding, stemmer,
+# the language analyzers...), which the integ-test-zip lacks; see infra/es-analysis/README.md.
+ANALYSIS_PLUGIN_DIR = INFRA_DIR / "es-analysis"
+ANALYSIS_PLUGIN_NAME = "watercooler-analysis"
+# In an Elasticsearch home: the source hash of the analysis plugin installed there.
+ANALYSIS_PLUGIN_MARKER = ".watercooler-analysis-plugin"
 KAFKA_LOG4J2_FILE = INFRA_DIR / "log4j2.properties"
 
 MIN_JAVA = 17
@@ -219,9 +229,33 @@ def find_jdk(min_version: int = MIN_JAVA) -> Jdk:
     if not found:
         raise JdkNotFound(
             f"No JDK {min_version} or newer found (looked at $JAVA_HOME, /usr/lib/jvm/*, java on PATH). "
-            f"Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jre-headless`"
+            f"Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jdk-headless`"
         )
     return min(found, key=lambda j: j.version)
+
+
+def compiler_jdk(jdk: Jdk, progress: Progress | None = None) -> Jdk:
+    """A JDK with ``javac`` for building infra/es-analysis: ``jdk`` when it has one, else another
+    one new enough; as root, openjdk-17-jdk-headless is installed when there is none (a JRE runs
+    Kafka and Elasticsearch but compiles nothing)."""
+    def with_compiler() -> Jdk | None:
+        if (jdk.home / "bin" / "javac").exists():
+            return jdk
+        for home in jdk_candidates():
+            version = java_version(home / "bin" / "java") if (home / "bin" / "javac").exists() else None
+            if version is not None and version >= MIN_JAVA:
+                return Jdk(home=home, version=version)
+        return None
+
+    found = with_compiler()
+    if found is None and _is_root():
+        _apt_install([f"openjdk-{MIN_JAVA}-jdk-headless"], progress)
+        found = with_compiler()
+    if found is None:
+        raise JdkNotFound(f"Building the Elasticsearch analysis plugin (infra/es-analysis) needs a JDK {MIN_JAVA}+ "
+                          f"with javac, and only a JRE was found at {jdk.home}: "
+                          f"`apt-get install -y openjdk-{MIN_JAVA}-jdk-headless`")
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -394,12 +428,13 @@ def _dir_size_mb(path: Path) -> float:
     return total / 1e6
 
 
-def _run_maven(settings: Settings, jdk: Jdk, args: list[str], what: str, progress: Progress | None) -> None:
+def _run_maven(settings: Settings, jdk: Jdk, args: list[str], what: str, progress: Progress | None,
+               pom: Path = POM_FILE, log_name: str = "fetch.log") -> None:
     mvn = ensure_maven(progress)
     repo = settings.cache_dir / "m2"
     repo.mkdir(parents=True, exist_ok=True)
-    log_file = settings.cache_dir / "fetch.log"
-    cmd = [mvn, "-q", "-B", "-f", str(POM_FILE), f"-Dmaven.repo.local={repo}", *args]
+    log_file = settings.cache_dir / log_name
+    cmd = [mvn, "-q", "-B", "-f", str(pom), f"-Dmaven.repo.local={repo}", *args]
     log.debug("running %s", " ".join(cmd))
     start = time.monotonic()
     with open(log_file, "w") as out:
@@ -486,6 +521,123 @@ def fetch(settings: Settings, progress: Progress | None = None, jdk: Jdk | None 
             (es_dir / FETCHED_MARKER).write_text(versions.elasticsearch + "\n")
             _say(progress, f"Elasticsearch {versions.elasticsearch} in {es_dir}")
     return versions
+
+
+# --------------------------------------------------------------------------------------
+# The analysis plugin (infra/es-analysis)
+# --------------------------------------------------------------------------------------
+def analysis_plugin_source_hash(versions: Versions | None = None, source: Path = ANALYSIS_PLUGIN_DIR) -> str:
+    """A hash of what the plugin is built from (pom.xml and src/, not its README) and the
+    Elasticsearch version it is built for: a change to either means a new build and a reinstall."""
+    digest = hashlib.sha256((versions or pom_versions()).elasticsearch.encode() + b"\0")
+    files = sorted([source / "pom.xml", *(p for p in (source / "src").rglob("*") if p.is_file())])
+    if not all(p.is_file() for p in files):
+        raise InfraError(f"{source} has no files: watercooler.infra expects to run from a source checkout")
+    for path in files:
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def analysis_plugin_version(source_hash: str) -> str:
+    """The version the plugin's descriptor carries (pom version, then the source hash): what
+    ``GET _nodes/plugins`` shows, so a running node can be told to be current or stale."""
+    return f"1-{source_hash}"
+
+
+def build_analysis_plugin(settings: Settings, jdk: Jdk, progress: Progress | None = None,
+                          versions: Versions | None = None) -> Path:
+    """The installable plugin zip for the current sources, built with Maven into the cache once per hash."""
+    versions = versions or pom_versions()
+    source_hash = analysis_plugin_source_hash(versions)
+    out_dir = settings.cache_dir / "es-analysis" / source_hash
+    zip_path = out_dir / f"{ANALYSIS_PLUGIN_NAME}.zip"
+    if zip_path.exists():
+        return zip_path
+    with _file_lock(settings.cache_dir / ".es-analysis.lock"):
+        if zip_path.exists():
+            return zip_path
+        stage = _fresh_dir(settings.cache_dir / "es-analysis" / f".staging-{source_hash}")
+        _run_maven(settings, compiler_jdk(jdk, progress), ["package", f"-Dwc.build.dir={stage}", f"-Dwc.source.hash={source_hash}",
+                                   f"-Delasticsearch.version={versions.elasticsearch}"],
+                   "building the Elasticsearch analysis plugin", progress,
+                   pom=ANALYSIS_PLUGIN_DIR / "pom.xml", log_name="es-analysis-build.log")
+        zips = list(stage.glob("*.zip"))
+        if len(zips) != 1:
+            raise InfraError(f"expected one plugin zip from Maven in {stage}, found {zips}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        zips[0].rename(zip_path)
+        shutil.rmtree(stage, ignore_errors=True)
+        _say(progress, f"analysis plugin built: {zip_path}")
+    return zip_path
+
+
+def installed_analysis_plugin(home: Path) -> str | None:
+    """The source hash of the analysis plugin installed in this Elasticsearch home, if any."""
+    try:
+        installed = (home / ANALYSIS_PLUGIN_MARKER).read_text().strip()
+    except OSError:
+        return None
+    return installed if (home / "plugins" / ANALYSIS_PLUGIN_NAME).is_dir() else None
+
+
+def install_analysis_plugin(settings: Settings, jdk: Jdk, home: Path, progress: Progress | None = None) -> bool:
+    """Install the analysis plugin into ``home`` with its own ``bin/elasticsearch-plugin``, replacing
+    an older build; nothing when the current one is there. Takes effect at the node's next start.
+    True if it installed."""
+    versions = pom_versions()
+    source_hash = analysis_plugin_source_hash(versions)
+    if installed_analysis_plugin(home) == source_hash:
+        return False
+    zip_path = build_analysis_plugin(settings, jdk, progress, versions)
+    cli = home / "bin" / "elasticsearch-plugin"
+    env = {**os.environ, "ES_JAVA_HOME": str(jdk.home), "LANG": "C.UTF-8"}
+    env.pop("ES_PATH_CONF", None)  # the home's own config/: the plugin keeps no config of its own
+    env.pop("JAVA_HOME", None)  # the CLI warns when both are set
+    with _file_lock(settings.cache_dir / ".es-analysis.lock"):
+        if installed_analysis_plugin(home) == source_hash:
+            return False
+        (home / ANALYSIS_PLUGIN_MARKER).unlink(missing_ok=True)
+        if (home / "plugins" / ANALYSIS_PLUGIN_NAME).exists():
+            _say(progress, f"elasticsearch: removing the previous analysis plugin from {home}")
+            out = subprocess.run([str(cli), "remove", "--purge", ANALYSIS_PLUGIN_NAME], capture_output=True,
+                                 text=True, env=env, stdin=subprocess.DEVNULL)
+            if out.returncode != 0:
+                raise InfraError(f"`elasticsearch-plugin remove {ANALYSIS_PLUGIN_NAME}` failed:\n"
+                                 f"{_tail_text(out.stdout + out.stderr)}")
+        _say(progress, f"elasticsearch: installing the analysis plugin into {home}")
+        out = subprocess.run([str(cli), "install", "--batch", zip_path.as_uri()], capture_output=True, text=True,
+                             env=env, stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise InfraError(f"`elasticsearch-plugin install {zip_path.as_uri()}` failed:\n"
+                             f"{_tail_text(out.stdout + out.stderr)}")
+        (home / ANALYSIS_PLUGIN_MARKER).write_text(source_hash + "\n")
+    return True
+
+
+def has_analysis_names(url: str, timeout: float = 5.0) -> bool:
+    """True if the node at ``url`` knows the full distribution's analysis names (a full
+    distribution, or the integ-test-zip with infra/es-analysis)."""
+    body = json.dumps({"analyzer": "spanish", "text": "canciones"}).encode()
+    request = urllib.request.Request(f"{url.rstrip('/')}/_analyze", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def loaded_analysis_plugin(url: str, timeout: float = 5.0) -> str | None:
+    """The version of the analysis plugin the node at ``url`` loaded: "" when it has none,
+    None when the node does not answer."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_nodes/plugins?filter_path=nodes.*.plugins", timeout=timeout) as resp:
+            nodes = json.loads(resp.read()).get("nodes", {})
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+    versions = {p.get("version", "") for node in nodes.values() for p in node.get("plugins", [])
+                if p.get("name") == ANALYSIS_PLUGIN_NAME}
+    return versions.pop() if len(versions) == 1 else ""
 
 
 # --------------------------------------------------------------------------------------
@@ -948,16 +1100,26 @@ def start_elasticsearch(settings: Settings, jdk: Jdk, progress: Progress | None 
     log_offsets = {server_log: _log_size(server_log), launcher_log: 0}
 
     pid = server.pid()
+    wanted_plugin = analysis_plugin_version(analysis_plugin_source_hash())
+    if pid is not None and loaded_analysis_plugin(url) not in (None, wanted_plugin):
+        # Ours, but started before the analysis plugin changed: it loads plugins only at start.
+        _say(progress, "elasticsearch: restarting to load the changed analysis plugin")
+        stop_server(server)
+        pid = None
     was_running = pid is not None
     if pid is None and _port_open(settings.es_port):
         if _es_ready(url):
             _say(progress, f"elasticsearch: a node already answers on {url} (not started by us); using it")
+            if loaded_analysis_plugin(url) != wanted_plugin:
+                log.warning("the Elasticsearch node on %s lacks the current %s plugin (a full distribution "
+                            "has its analysis names built in)", url, ANALYSIS_PLUGIN_NAME)
             return StartResult("elasticsearch", url, None, time.monotonic() - t0, True)
         raise InfraError(f"port {settings.es_port} is in use by something that is not a healthy Elasticsearch; "
                          f"set WC_ES_PORT to a free port")
     if pid is None:
         versions = pom_versions()
         home = _es_home(settings, versions, progress)
+        install_analysis_plugin(settings, jdk, home, progress)
         for d in (data, logs, tmp, run):
             d.mkdir(parents=True, exist_ok=True)
         if not (conf / "jvm.options").exists():
@@ -1165,6 +1327,7 @@ def up_local(settings: Settings, postgres: bool = False, progress: Progress | No
     jdk = find_jdk()  # first: a missing JDK must stop us before any download
     log.info("using JDK %s at %s", jdk.version, jdk.home)
     fetch(settings, progress, jdk)
+    build_analysis_plugin(settings, jdk, progress)  # before the parallel starts: one Maven at a time
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(settings.data_dir / ".infra.lock"):
         tasks: list[Callable[[], StartResult]] = [
@@ -1193,6 +1356,11 @@ def check_external(settings: Settings, postgres: bool = False) -> None:
         problems.append(f"Kafka at WC_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} does not answer")
     if es_health(settings.es_url) not in ("yellow", "green"):
         problems.append(f"Elasticsearch at WC_ES_URL={settings.es_url} is not healthy (yellow/green)")
+    elif not has_analysis_names(settings.es_url):
+        # Index creation would fail on the first analyzer it names; say why up front.
+        log.warning("Elasticsearch at WC_ES_URL=%s lacks the full distribution's analysis names (spanish, "
+                    "asciifolding...): run a full distribution, or an integ-test-zip with infra/es-analysis "
+                    "installed (see its README)", settings.es_url)
     if postgres:
         import psycopg
 
