@@ -20,27 +20,30 @@ def template_name(settings: config.Settings) -> str:
     return f"{settings.namespace}-watercooler-projections" if settings.namespace else "watercooler-projections"
 
 
+def index_template(settings: config.Settings) -> dict:
+    """A low-priority template so any index behind a projection alias (first index,
+    reindexed versions, or one an operator creates by hand) gets the cluster's shard and
+    replica counts; the platform's own index bodies set the same values explicitly."""
+    return {
+        "name": template_name(settings),
+        "index_patterns": [f"{settings.index_alias('')}*"],
+        "priority": 10,
+        "template": {
+            "settings": {
+                "number_of_shards": int(os.environ.get("WC_ES_SHARDS") or "1"),
+                "number_of_replicas": int(os.environ.get("WC_ES_REPLICAS") or "0"),
+            }
+        },
+        "meta": {"managed_by": "watercooler-bootstrap"},
+    }
+
+
 async def prepare_indices(settings: config.Settings) -> dict[str, str]:
     from services.search.projections import ALL
 
     es = es_client(settings)
     try:
-        # A low-priority template so any index behind a projection alias (first index,
-        # reindexed versions, or one an operator creates by hand) gets the cluster's shard
-        # and replica counts; the platform's own index bodies set the same values explicitly.
-        pattern = f"{settings.index_alias('')}*"
-        await es.indices.put_index_template(
-            name=template_name(settings),
-            index_patterns=[pattern],
-            priority=10,
-            template={
-                "settings": {
-                    "number_of_shards": int(os.environ.get("WC_ES_SHARDS") or "1"),
-                    "number_of_replicas": int(os.environ.get("WC_ES_REPLICAS") or "0"),
-                }
-            },
-            meta={"managed_by": "watercooler-bootstrap"},
-        )
+        await es.indices.put_index_template(**index_template(settings))
         return {projection.name: await projection(settings).ensure_index(es) for projection in ALL}
     finally:
         await es.close()

@@ -116,7 +116,7 @@ def test_the_local_node_runs_the_current_build_of_the_plugin(infra):
     from watercooler.infra import local
 
     if infra.infra_mode != "local":
-        pytest.skip("only the local integ-test-zip gets the plugin (external and containers: full distributions)")
+        pytest.skip("only a node this setup starts gets the plugin from it (external: any cluster; containers: the full distribution)")
     wanted = local.analysis_plugin_version(local.analysis_plugin_source_hash())
     assert local.loaded_analysis_plugin(infra.es_url) == wanted
 

@@ -20,6 +20,7 @@ listed: a mapping using one would need a plugin installed in production too.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import re
@@ -163,6 +164,7 @@ def analysis_problems(settings: dict[str, Any] | None, mappings: dict[str, Any] 
 # The files that create indices or templates: each one's bodies are rendered below. A new one
 # must be added (and rendered) here, or this test cannot say its names are built in.
 INDEX_CREATORS = {
+    "deploy/bootstrap.py",  # the index template: bootstrap.index_template()
     "libs/watercooler/projection.py",  # every DocumentProjection, from index_body()
     "services/search/projections/blogs.py",  # the blog owners index: BlogsProjection.owner_mappings
     "services/search/stats/jams.py",  # MAPPINGS
@@ -207,6 +209,11 @@ def rendered_indices() -> Iterator[tuple[str, dict[str, Any] | None, dict[str, A
         for attr, value in vars(module).items():
             if isinstance(value, dict) and ("properties" in value or "analysis" in value):
                 yield f"{module.__name__}.{attr}", value if "analysis" in value else None, value if "properties" in value else {}
+    spec = importlib.util.spec_from_file_location("deploy_bootstrap", REPO / "deploy" / "bootstrap.py")
+    bootstrap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootstrap)
+    template = bootstrap.index_template(settings)["template"]
+    yield "deploy/bootstrap.py index_template", template.get("settings"), template.get("mappings") or {}
 
 
 def test_every_index_uses_only_the_full_distributions_analysis_names() -> None:
@@ -215,13 +222,14 @@ def test_every_index_uses_only_the_full_distributions_analysis_names() -> None:
     assert len(projections) >= 13, f"expected every projection to be rendered, got {sorted(projections)}"
     assert any(what.endswith("stats.views.SEEN_MAPPINGS") for what, _, _ in rendered)
     assert any(what.endswith("stats.jams.MAPPINGS") for what, _, _ in rendered)
+    assert any(what.endswith("index_template") for what, _, _ in rendered)
     problems = [f"{what}: {problem}" for what, settings, mappings in rendered for problem in analysis_problems(settings, mappings)]
     assert problems == []
 
 
 def test_every_file_that_creates_an_index_is_rendered_here() -> None:
     creators = set()
-    for root in ("libs", "services"):
+    for root in ("libs", "services", "deploy"):
         for path in (REPO / root).rglob("*.py"):
             if "/v1/" not in path.as_posix() and CREATES_INDEX.search(path.read_text(encoding="utf-8")):
                 creators.add(path.relative_to(REPO).as_posix())

@@ -38,21 +38,26 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 @app.command()
 def fetch() -> None:
-    """Download the Kafka jars and the Elasticsearch distribution into the cache (once)."""
+    """Download the Kafka jars and the Elasticsearch distribution into the cache (once), and
+    build the analysis plugin (infra/es-analysis) for it."""
     settings = config.load()
     t0 = time.monotonic()
     try:
         versions = local.pom_versions()
-        if local.is_fetched(settings, versions):
-            console.print(f"Kafka {versions.kafka} and Elasticsearch {versions.elasticsearch} "
-                          f"already in {settings.cache_dir}")
-            return
+        already = local.is_fetched(settings, versions)
         with console.status("Fetching with Maven…") as st:
-            local.fetch(settings, progress=lambda m: st.update(m))
+            if not already:
+                local.fetch(settings, progress=lambda m: st.update(m))
+            plugin = local.build_analysis_plugin(settings, local.find_jdk(), progress=lambda m: st.update(m))
     except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
-    console.print(f"[green]Fetched[/] Kafka {versions.kafka} and Elasticsearch {versions.elasticsearch} "
-                  f"into {settings.cache_dir} in {time.monotonic() - t0:.1f} s")
+    if already:
+        console.print(f"Kafka {versions.kafka} and Elasticsearch {versions.elasticsearch} "
+                      f"already in {settings.cache_dir}")
+    else:
+        console.print(f"[green]Fetched[/] Kafka {versions.kafka} and Elasticsearch {versions.elasticsearch} "
+                      f"into {settings.cache_dir} in {time.monotonic() - t0:.1f} s")
+    console.print(f"Analysis plugin: {plugin}", soft_wrap=True)
 
 
 @app.command()

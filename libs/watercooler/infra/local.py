@@ -557,9 +557,10 @@ def build_analysis_plugin(settings: Settings, jdk: Jdk, progress: Progress | Non
         if zip_path.exists():
             return zip_path
         stage = _fresh_dir(settings.cache_dir / "es-analysis" / f".staging-{source_hash}")
-        _run_maven(settings, compiler_jdk(jdk, progress), ["package", f"-Dwc.build.dir={stage}", f"-Dwc.source.hash={source_hash}",
-                                   f"-Delasticsearch.version={versions.elasticsearch}"],
-                   "building the Elasticsearch analysis plugin", progress,
+        # Built for the version infra/pom.xml fetches, out of tree, its version stamped with the hash.
+        args = ["package", f"-Dwc.build.dir={stage}", f"-Dwc.source.hash={source_hash}",
+                f"-Delasticsearch.version={versions.elasticsearch}"]
+        _run_maven(settings, compiler_jdk(jdk, progress), args, "building the Elasticsearch analysis plugin", progress,
                    pom=ANALYSIS_PLUGIN_DIR / "pom.xml", log_name="es-analysis-build.log")
         zips = list(stage.glob("*.zip"))
         if len(zips) != 1:
