@@ -38,11 +38,16 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 @app.command()
 def fetch() -> None:
-    """Download the Kafka jars and the Elasticsearch distribution into the cache (once)."""
+    """Download the Kafka jars and the Elasticsearch distribution, and build SeaweedFS, into the cache (once)."""
+    from watercooler.infra import seaweedfs
+
     settings = config.load()
     t0 = time.monotonic()
     try:
         versions = local.pom_versions()
+        if not seaweedfs.binary(settings).exists():
+            with console.status("Building SeaweedFS…") as st:
+                seaweedfs.build(settings, progress=lambda m: st.update(m))
         if local.is_fetched(settings, versions):
             console.print(f"Kafka {versions.kafka} and Elasticsearch {versions.elasticsearch} "
                           f"already in {settings.cache_dir}")
