@@ -52,6 +52,7 @@ def main() -> int:
     parser.add_argument("--link-rate", type=float, default=1000.0, help="CreateDownloadLink calls offered per second")
     parser.add_argument("--link-seconds", type=float, default=20.0)
     parser.add_argument("--link-callers", type=int, default=16, help="threads issuing links")
+    parser.add_argument("--no-sha256", action="store_true", help="upload without announcing the SHA-256 (the service then reads every byte back)")
     args = parser.parse_args()
     sizes = [int(float(s) * MB) for s in args.sizes_mb.split(",")]
     os.environ.setdefault("WC_ES_REFRESH", "200ms")
@@ -97,6 +98,7 @@ def main() -> int:
 
         def throughput(size: int) -> None:
             files = [payload(size, size + i) for i in range(args.files)]
+            digests = [hashlib.sha256(f).hexdigest() for f in files]
             moved = size * len(files) / MB
             raw_keys = [f"{settings.object_prefix()}raw/{size}/{i}" for i in range(len(files))]
             raw_put = timed_all(lambda i: s3.put_object(Bucket=settings.s3_bucket, Key=raw_keys[i], Body=files[i], ContentType="image/png"), range(len(files)))
@@ -105,7 +107,9 @@ def main() -> int:
             items = [media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(title=f"Bench {size} {i}", kind=mp.MediaItem.IMAGE, visibility=wp.INTERNAL)), metadata=owner).name for i in range(len(files))]
 
             def api_upload(i: int) -> None:
-                upload = media.CreateUpload(mp.CreateUploadRequest(parent=items[i], upload=mp.Upload(size_bytes=size, content_type="image/png")), metadata=owner, timeout=60)
+                # With its SHA-256 (unless --no-sha256), as a client that can hash first does: the store verifies it at PUT.
+                announced = "" if args.no_sha256 else digests[i]
+                upload = media.CreateUpload(mp.CreateUploadRequest(parent=items[i], upload=mp.Upload(size_bytes=size, content_type="image/png", sha256=announced)), metadata=owner, timeout=60)
                 response = http.request("PUT", upload.upload_uri, body=files[i], headers=dict(upload.upload_headers), timeout=300)
                 assert response.status == 200, response.status
                 media.ConfirmUpload(mp.ConfirmUploadRequest(name=upload.name), metadata=owner, timeout=300)

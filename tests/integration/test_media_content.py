@@ -105,6 +105,10 @@ def test_upload_versions_and_counted_downloads(platform):
         error = rpc_error(refused.link, item.name)
         assert (error.code(), bad_request_fields(error)) == (absent.code(), bad_request_fields(absent)) == (grpc.StatusCode.NOT_FOUND, ["name"])
 
+    # Announcing the SHA-256 makes the store itself refuse other bytes.
+    announced = owner.start(item.name, second, sha256=hashlib.sha256(second).hexdigest())
+    assert put(announced.upload_uri, announced.upload_headers, png(b"forged", len(second))) == 400
+
     # A new upload is a new version; the old one stays downloadable.
     assert [v.version for v in owner.upload(item.name, second, "image/png").versions] == [1, 2]
     assert get(owner.link(item.name).uri) == (200, second)

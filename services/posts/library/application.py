@@ -296,7 +296,7 @@ class LibraryApplication(EventSourcedApplication):
         checked: tuple[str, int, str] | None = None
         if not upload.attached_version:  # a confirmed one is answered below (a retry) without reading again
             upload.check_confirmable(dt.datetime.now(dt.UTC))
-            read = self.store.read_back(upload.object_key)
+            read = self.store.read_back(upload.object_key, upload.sha256, whole=upload.content_type in content.ZIP_TYPES)
             if read is None:
                 raise FailedPrecondition("nothing was uploaded yet: PUT the content to the upload_uri first", field="name")
             try:

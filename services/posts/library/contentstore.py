@@ -8,8 +8,10 @@ get presigned URLs scoped to one key, method, size and type.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import io
 import logging
 import tempfile
 import uuid
@@ -63,21 +65,32 @@ class ContentStore:
     def storage_uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def presign_put(self, key: str, size: int, content_type: str, seconds: int) -> tuple[str, dict[str, str]]:
-        """A PUT of exactly ``size`` bytes of ``content_type`` to ``key``: both headers are signed,
-        so the store refuses any other length, type or key."""
-        url = self.signer.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size}, ExpiresIn=seconds
-        )
-        return url, {"Content-Type": content_type, "Content-Length": str(size)}
+    def presign_put(self, key: str, size: int, content_type: str, seconds: int, sha256: str = "") -> tuple[str, dict[str, str]]:
+        """A PUT of exactly ``size`` bytes of ``content_type`` to ``key``: the headers are signed,
+        so the store refuses any other length, type or key. With the content's SHA-256 the store
+        also refuses other bytes (x-amz-checksum-sha256) and keeps the checksum it verified."""
+        params = {"Bucket": self.bucket, "Key": key, "ContentType": content_type, "ContentLength": size}
+        headers = {"Content-Type": content_type, "Content-Length": str(size)}
+        if sha256:
+            params["ChecksumSHA256"] = headers["x-amz-checksum-sha256"] = _b64(sha256)
+        return self.signer.generate_presigned_url("put_object", Params=params, ExpiresIn=seconds), headers
 
     def presign_get(self, key: str, seconds: int, content_type: str) -> str:
         return self.signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type}, ExpiresIn=seconds
         )
 
-    def read_back(self, key: str) -> ReadBack | None:
-        """The object's bytes measured (size, SHA-256, first bytes), or None when nothing is there."""
+    def read_back(self, key: str, expected_sha256: str = "", whole: bool = False) -> ReadBack | None:
+        """The object's bytes measured (size, SHA-256, first bytes), or None when nothing is there.
+
+        When the store verified the expected SHA-256 at PUT time (the signed checksum header),
+        its size and checksum are taken from a HEAD and only the first bytes are read for
+        sniffing: half the store's work for a large upload. Otherwise (or ``whole``, for
+        archives that are opened) every byte is read and hashed here."""
+        if expected_sha256 and not whole:
+            verified = self._verified_by_store(key, expected_sha256)
+            if verified is not None:
+                return verified
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         except self.client.exceptions.NoSuchKey:
@@ -99,6 +112,18 @@ class ContentStore:
         body.seek(0)
         return ReadBack(size, digest.hexdigest(), head, body)
 
+    def _verified_by_store(self, key: str, expected_sha256: str) -> ReadBack | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError:
+            return None  # absent: the full read answers that
+        if head.get("ChecksumSHA256") != _b64(expected_sha256) or not head.get("ContentLength"):
+            return None  # a store that keeps no checksum: read it all
+        first = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{SNIFF_BYTES - 1}")["Body"].read()
+        return ReadBack(head["ContentLength"], expected_sha256, first, io.BytesIO(first))
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -115,3 +140,7 @@ class ContentStore:
                     if len(parts) == 3:
                         found.append((parts[1], obj["Key"]))
         return found
+
+
+def _b64(sha256_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode()

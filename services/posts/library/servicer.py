@@ -122,7 +122,7 @@ def upload_to_proto(upload: MediaUpload, store: ContentStore) -> media_pb2.Uploa
     _ts(message, "expire_time", upload.expires)
     seconds = int((upload.expires - dt.datetime.now(dt.UTC)).total_seconds())
     if not upload.attached_version and seconds > 0:  # a retry of CreateUpload gets a fresh signature, same object
-        message.upload_uri, headers = store.presign_put(upload.object_key, upload.size_bytes, upload.content_type, seconds)
+        message.upload_uri, headers = store.presign_put(upload.object_key, upload.size_bytes, upload.content_type, seconds, upload.sha256)
         message.upload_headers.update(headers)
     return message
 
