@@ -23,7 +23,7 @@ BENCH_DIR = ROOT / "test-artifacts" / "bench"
 # Servers of the benchmark's own: other engineers' tests on the shared dev servers would
 # disturb the raw limits (and the benchmark theirs).
 _DEFAULTS = {
-    "WC_KAFKA_PORT": "39092", "WC_KAFKA_CONTROLLER_PORT": "39093", "WC_ES_PORT": "39200", "WC_ES_TRANSPORT_PORT": "39300",
+    "WC_KAFKA_PORT": "39092", "WC_KAFKA_CONTROLLER_PORT": "39093", "WC_ES_PORT": "39200", "WC_ES_TRANSPORT_PORT": "39300", "WC_S3_PORT": "39333",
     "WC_DATA_DIR": str(BENCH_DIR / "data"), "WC_LOG_FORMAT": "json",
 }
 

@@ -1,4 +1,4 @@
-"""Test fixtures: real Kafka, Elasticsearch (and PostgreSQL), and the real platform processes.
+"""Test fixtures: real Kafka, Elasticsearch, SeaweedFS (S3) (and PostgreSQL), and the real platform processes.
 
 - ``infra``: brings the local servers up on test ports (or uses external ones,
   WC_INFRA=external) and, if it started them, stops them at the end.
@@ -32,6 +32,7 @@ _TEST_DEFAULTS = {
     "WC_ES_PORT": "29200",
     "WC_ES_TRANSPORT_PORT": "29300",
     "WC_POSTGRES_PORT": "25432",
+    "WC_S3_PORT": "29333",
     "WC_DATA_DIR": str(ROOT / ".test-data"),
     "WC_LOG_FORMAT": "json",
     "WC_ES_REFRESH": "200ms",
@@ -79,7 +80,7 @@ def infra(settings: config.Settings) -> Iterator[config.Settings]:
     from watercooler import infra as infra_module
 
     # Stop at the end only what this run started: a developer's servers stay up.
-    already_up = settings.infra_mode != "local" or (_answers(settings.kafka_port) and _answers(settings.es_port))
+    already_up = settings.infra_mode != "local" or all(_answers(p) for p in (settings.kafka_port, settings.es_port, settings.s3_port))
     infra_module.ensure_up(settings)
     yield settings
     _clean_namespace(settings)
@@ -102,7 +103,7 @@ def postgres(infra: config.Settings) -> config.Settings:
 
 
 def _clean_namespace(settings: config.Settings) -> None:
-    """Drop this run's topics and indices so test data does not pile up."""
+    """Drop this run's topics, indices and objects so test data does not pile up."""
     if not settings.namespace:
         return
     try:
@@ -118,6 +119,12 @@ def _clean_namespace(settings: config.Settings) -> None:
         if topics:
             admin.delete_topics(topics)
         admin.close()
+        from watercooler import objectstore
+
+        s3 = objectstore.client(settings, retries=1)
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=settings.object_prefix()):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
     except Exception as exc:  # cleanup must never fail the run
         print(f"namespace cleanup failed: {exc}")
 
@@ -167,6 +174,9 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
 
     # Functional tests send bursts as one person; rate limiting has its own test with its own process.
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000"}
+    # Small media limits, and uploads that expire and are swept within a test's patience
+    # (tests/integration/test_media_content.py).
+    env.update(WC_MEDIA_QUOTA_BYTES=str(4 << 20), WC_UPLOAD_TTL_SECONDS="20", WC_UPLOAD_SWEEP_SECONDS="2")
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"

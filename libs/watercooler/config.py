@@ -66,6 +66,18 @@ class Settings:
     es_transport_port: int = field(default_factory=lambda: _env_int("WC_ES_TRANSPORT_PORT", 9300))
     es_heap: str = field(default_factory=lambda: _env("WC_ES_HEAP", "1g"))
 
+    # The object store for media content: any S3 API. Locally a SeaweedFS `weed server -s3`
+    # (master, volume and filer on the three ports after WC_S3_PORT); WC_S3_ENDPOINT for another.
+    s3_port: int = field(default_factory=lambda: _env_int("WC_S3_PORT", 8333))
+    s3_endpoint: str = field(default_factory=lambda: _env("WC_S3_ENDPOINT", f"http://127.0.0.1:{_env_int('WC_S3_PORT', 8333)}"))
+    # The address clients' presigned URLs name, when they reach the store by another one
+    # than the services do (an ingress, a CDN); the services' endpoint by default.
+    s3_public_endpoint: str = field(default_factory=lambda: _env("WC_S3_PUBLIC_ENDPOINT", ""))
+    s3_region: str = field(default_factory=lambda: _env("WC_S3_REGION", "us-east-1"))
+    s3_access_key: str = field(default_factory=lambda: _env("WC_S3_ACCESS_KEY", "watercooler"))
+    s3_secret_key: str = field(default_factory=lambda: _env("WC_S3_SECRET_KEY", "watercooler-dev-secret"))
+    s3_bucket: str = field(default_factory=lambda: _env("WC_S3_BUCKET", "watercooler-media"))
+
     # Event store: sqlite (embedded, one file per service) or postgres (several replicas).
     store: str = field(default_factory=lambda: _env("WC_STORE", "sqlite"))
     postgres_host: str = field(default_factory=lambda: _env("WC_POSTGRES_HOST", "127.0.0.1"))
@@ -132,6 +144,10 @@ class Settings:
 
     def consumer_group(self, name: str) -> str:
         return f"{self.namespace}.{name}" if self.namespace else name
+
+    def object_prefix(self) -> str:
+        """Where this platform's objects live in the bucket (several namespaces share one)."""
+        return f"{self.namespace}/" if self.namespace else ""
 
     @property
     def service_data_dir(self) -> Path:

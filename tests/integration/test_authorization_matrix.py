@@ -670,8 +670,45 @@ def _change_media(w: World, who: str, row: Row, rpc: str):
     return code(w.s.media.RemoveMediaItem, mp.RemoveMediaItemRequest(name=item), w.md(who))
 
 
+def _uploaded_media(w: World, visibility=wp.INTERNAL) -> str:
+    """A fresh item of the owner's with one confirmed upload (a small PNG)."""
+    from tests.integration.test_media_content import png, put
+
+    item = mp.MediaItem(title="Uploaded", kind=mp.MediaItem.IMAGE, visibility=visibility)
+    name = w.s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=item), metadata=w.md("owner")).name
+    data = png(b"matrix")
+    upload = w.s.media.CreateUpload(mp.CreateUploadRequest(parent=name, upload=mp.Upload(size_bytes=len(data), content_type="image/png")), metadata=w.md("owner"))
+    assert put(upload.upload_uri, upload.upload_headers, data) == 200
+    w.s.media.ConfirmUpload(mp.ConfirmUploadRequest(name=upload.name), metadata=w.md("owner"))
+    return name
+
+
+@scenario("CreateUpload", "ConfirmUpload")
+def _uploads(w: World, who: str, row: Row, rpc: str):
+    from tests.integration.test_media_content import png, put
+
+    item = mp.MediaItem(title="Awaiting", kind=mp.MediaItem.IMAGE, visibility=wp.INTERNAL)
+    name = w.s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=item), metadata=w.md("owner")).name
+    data = png(who.encode())
+    request = mp.CreateUploadRequest(parent=name, upload=mp.Upload(size_bytes=len(data), content_type="image/png"))
+    if rpc == "CreateUpload":
+        return code(w.s.media.CreateUpload, request, w.md(who))
+    upload = w.s.media.CreateUpload(request, metadata=w.md("owner"))
+    assert put(upload.upload_uri, upload.upload_headers, data) == 200
+    return code(w.s.media.ConfirmUpload, mp.ConfirmUploadRequest(name=upload.name), w.md(who))
+
+
+@scenario("CreateDownloadLink")
+def _download_link(w: World, who: str, row: Row, rpc: str):
+    name = _uploaded_media(w, wp.RESTRICTED if row.says("RESTRICTED") else wp.INTERNAL)
+    return code(w.s.media.CreateDownloadLink, mp.CreateDownloadLinkRequest(name=name), w.md(who))
+
+
 @scenario("RecordDownload", "BatchRecordDownloads")
 def _downloads(w: World, who: str, row: Row, rpc: str):
+    if row.says("uploaded content"):
+        download = mp.Download(media_item=_uploaded_media(w), viewer=w.ids["owner"] if who == "service" else "")
+        return code(w.s.media.RecordDownload, mp.RecordDownloadRequest(download=download), w.md(who))
     download = mp.Download(media_item=w.media[wp.INTERNAL], viewer=w.ids["owner"] if who == "service" else "")
     request = mp.RecordDownloadRequest(download=download) if rpc == "RecordDownload" else mp.BatchRecordDownloadsRequest(downloads=[download])
     return code(getattr(w.s.media, rpc), request, w.md(who))

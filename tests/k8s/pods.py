@@ -48,6 +48,7 @@ class Keys:
             "watercooler-jwt": {"public.pem": pem_public(self.provider)},
             "watercooler-jwt-signing": {"private.pem": pem_private(self.platform), "public.pem": pem_public(self.platform)},
             "watercooler-page-tokens": {"secret": b"0" * 64},
+            "watercooler-s3": {"access-key": b"AKIAEXAMPLE", "secret-key": b"s3-secret"},
             "watercooler-pg-app": {"username": b"app", "password": b"pg-password"},
             "watercooler-es-user": {"username": b"watercooler", "password": b"es-password", "roles": b"watercooler_platform"},
         }

@@ -360,6 +360,12 @@ SAFE_DEFAULTS = {
     "WC_PROCESSOR_BATCH_WITHIN": "a timer with a default (processors: longest wait to fill a batch; docs/benchmarks/freshness.md)",
     "WC_STORE_GROUP_COMMIT": "a batch bound with a default (event stores: most commands per transaction, 64; README)",
     "WC_PAGE_TOKEN_TTL_SECONDS": "a token lifetime with a default (one hour)",
+    "WC_S3_PORT": "local infra only (the address is WC_S3_ENDPOINT)",
+    "WC_MEDIA_MAX_BYTES": "a product limit with a default (posts: largest upload, 200 MiB)",
+    "WC_MEDIA_QUOTA_BYTES": "a product limit with a default (posts: content one person keeps, 2 GiB)",
+    "WC_UPLOAD_TTL_SECONDS": "a lifetime with a default (posts: presigned PUTs and unconfirmed uploads, one hour)",
+    "WC_DOWNLOAD_LINK_TTL_SECONDS": "a lifetime with a default (posts: presigned GETs, five minutes)",
+    "WC_UPLOAD_SWEEP_SECONDS": "a timer with a default (posts: the object sweeper runs every five minutes)",
     "WC_PAGE_TOKEN_SECRET": "the four services set it from the watercooler-page-tokens Secret; processors and jobs issue no page tokens (unset: a built-in key)",
 }
 # Set per container from Secrets or mounted files, for the processes that need them.
@@ -369,6 +375,8 @@ ROLE_KEYS = {
     "WC_ES_URL": "es",
     "WC_JWT_PUBLIC_KEY_FILE": "service",
     "WC_JWT_PRIVATE_KEY_FILE": "signer",
+    "WC_S3_ACCESS_KEY": "s3",
+    "WC_S3_SECRET_KEY": "s3",
 }
 
 
@@ -400,7 +408,7 @@ def test_every_setting_the_code_reads_without_a_safe_default_is_set(build: str) 
     required = wc_keys_in_code() - set(SAFE_DEFAULTS)
     for workload, template in pod_templates(build):
         labels = template["metadata"]["labels"]
-        roles = {r for r in ("pg", "es", "kafka") if labels.get(f"watercooler.io/{r}-client") == "true"}
+        roles = {r for r in ("pg", "es", "kafka", "s3") if labels.get(f"watercooler.io/{r}-client") == "true"}
         if labels.get("app.kubernetes.io/component") == "service":
             roles.add("service")
             if workload["metadata"]["name"] in signing_services():
@@ -444,13 +452,14 @@ def test_network_policies_allow_only_the_architectures_flows(build: str) -> None
         "kafka-clients": {"watercooler.io/kafka-client": "true"},
         "elasticsearch-clients": {"watercooler.io/es-client": "true"},
         "postgres-clients": {"watercooler.io/pg-client": "true"},
+        "s3-clients": {"watercooler.io/s3-client": "true"},
     }
     flows = {}
     for workload, template in pod_templates(build):
         labels = template["metadata"]["labels"]
-        flows[workload["metadata"]["name"]] = {r for r in ("kafka", "es", "pg") if labels.get(f"watercooler.io/{r}-client") == "true"}
+        flows[workload["metadata"]["name"]] = {r for r in ("kafka", "es", "pg", "s3") if labels.get(f"watercooler.io/{r}-client") == "true"}
     assert flows["search"] == {"es"} and flows["profiles"] == {"pg"} and flows["jams"] == {"pg"}
-    assert flows["posts"] == {"pg", "kafka"}  # page-view and download facts
+    assert flows["posts"] == {"pg", "kafka", "s3"}  # page-view and download facts; media content
     assert all(flows[f"relay-{s}"] == {"pg", "kafka"} for s in config.EVENT_SOURCED_SERVICES)
     assert flows["projections"] == flows["stats"] == {"kafka", "es"}
     listener = by_name(build, "Kafka", "watercooler")["spec"]["kafka"]["listeners"][0]

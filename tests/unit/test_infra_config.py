@@ -299,16 +299,17 @@ def _free_port() -> int:
 
 
 def test_servers_layout_and_status_when_nothing_runs(tmp_path: Path) -> None:
-    s = _settings(data_dir=tmp_path, kafka_port=_free_port(), es_port=_free_port(), postgres_port=_free_port())
+    s = _settings(data_dir=tmp_path, kafka_port=_free_port(), es_port=_free_port(), postgres_port=_free_port(), s3_port=_free_port())
     names = {srv.name: srv for srv in local.all_servers(s)}
-    assert set(names) == {"kafka", "elasticsearch", "postgres"}
+    assert set(names) == {"kafka", "elasticsearch", "seaweedfs", "postgres"}
+    assert names["seaweedfs"].pid_file.is_relative_to(tmp_path / "seaweedfs")
     assert names["kafka"].pid_file.is_relative_to(tmp_path / "kafka")
     assert names["postgres"].pid_file == tmp_path / "postgres" / "data" / "postmaster.pid"
     (tmp_path / "kafka").mkdir()
     (tmp_path / "kafka" / "kafka.pid").write_text("1\n")  # a live pid that is not a broker
     assert all(srv.pid() is None for srv in names.values())
     statuses = local.status(s)
-    assert [st.state for st in statuses] == ["stopped"] * 3
+    assert [st.state for st in statuses] == ["stopped"] * 4
     assert all(st.pid is None and st.rss_kb is None for st in statuses)
 
 

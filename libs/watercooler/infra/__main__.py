@@ -38,13 +38,18 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 @app.command()
 def fetch() -> None:
-    """Download the Kafka jars and the Elasticsearch distribution into the cache (once), and
-    build the analysis plugin (infra/es-analysis) for it."""
+    """Download the Kafka jars and the Elasticsearch distribution into the cache (once), build
+    the analysis plugin (infra/es-analysis) for it, and build SeaweedFS."""
+    from watercooler.infra import seaweedfs
+
     settings = config.load()
     t0 = time.monotonic()
     try:
         versions = local.pom_versions()
         already = local.is_fetched(settings, versions)
+        if not seaweedfs.binary(settings).exists():
+            with console.status("Building SeaweedFS…") as st:
+                seaweedfs.build(settings, progress=lambda m: st.update(m))
         with console.status("Fetching with Maven…") as st:
             if not already:
                 local.fetch(settings, progress=lambda m: st.update(m))

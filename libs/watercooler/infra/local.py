@@ -1,4 +1,4 @@
-"""Kafka, Elasticsearch and PostgreSQL as local processes, without Docker.
+"""Kafka, Elasticsearch, SeaweedFS (S3) and PostgreSQL as local processes, without Docker.
 
 * ``fetch``      resolves the Kafka jars and the Elasticsearch integ-test-zip listed in
   ``infra/pom.xml`` with Maven into ``<cache_dir>`` (skipped once complete).
@@ -681,7 +681,9 @@ def postgres_server(settings: Settings) -> Server:
 
 
 def all_servers(settings: Settings) -> list[Server]:
-    return [kafka_server(settings), es_server(settings), postgres_server(settings)]
+    from watercooler.infra import seaweedfs
+
+    return [kafka_server(settings), es_server(settings), seaweedfs.server(settings), postgres_server(settings)]
 
 
 @dataclass(frozen=True)
@@ -1320,13 +1322,21 @@ def env_for_clients(settings: Settings) -> dict[str, str]:
         "WC_POSTGRES_USER": settings.postgres_user,
         "WC_POSTGRES_PASSWORD": settings.postgres_password,
         "WC_POSTGRES_DB": settings.postgres_db,
+        "WC_S3_ENDPOINT": f"http://127.0.0.1:{settings.s3_port}" if settings.infra_mode == "local" else settings.s3_endpoint,
+        "WC_S3_ACCESS_KEY": settings.s3_access_key,
+        "WC_S3_SECRET_KEY": settings.s3_secret_key,
+        "WC_S3_BUCKET": settings.s3_bucket,
     }
 
 
 def up_local(settings: Settings, postgres: bool = False, progress: Progress | None = None) -> list[StartResult]:
-    """Fetch if needed, then start Kafka, Elasticsearch (and PostgreSQL) in parallel."""
+    """Fetch if needed, then start Kafka, Elasticsearch, SeaweedFS (and PostgreSQL) in parallel."""
+    from watercooler.infra import seaweedfs
+
     jdk = find_jdk()  # first: a missing JDK must stop us before any download
     log.info("using JDK %s at %s", jdk.version, jdk.home)
+    # SeaweedFS builds from source for minutes: under way while Maven fetches and the JVMs boot.
+    seaweedfs.build_in_background(settings, progress)
     fetch(settings, progress, jdk)
     build_analysis_plugin(settings, jdk, progress)  # before the parallel starts: one Maven at a time
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -1334,6 +1344,7 @@ def up_local(settings: Settings, postgres: bool = False, progress: Progress | No
         tasks: list[Callable[[], StartResult]] = [
             lambda: start_kafka(settings, jdk, progress),
             lambda: start_elasticsearch(settings, jdk, progress),
+            lambda: seaweedfs.start(settings, progress),
         ]
         if postgres:
             tasks.append(lambda: start_postgres(settings, progress))
@@ -1362,6 +1373,10 @@ def check_external(settings: Settings, postgres: bool = False) -> None:
         log.warning("Elasticsearch at WC_ES_URL=%s lacks the full distribution's analysis names (spanish, "
                     "asciifolding...): run a full distribution, or an integ-test-zip with infra/es-analysis "
                     "installed (see its README)", settings.es_url)
+    from watercooler.infra import seaweedfs
+
+    if (problem := seaweedfs.check_external(settings)) is not None:
+        problems.append(problem)
     if postgres:
         import psycopg
 

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
-from watercooler.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.text import has_control_characters
 
 from ..membership import CommunityMembership
+from . import content
+from .contentstore import ContentStore
 from .domainmodel import (
     MediaItem,
+    MediaQuota,
+    MediaUpload,
     Page,
     Space,
     TitleClaim,
@@ -47,13 +52,16 @@ class Target:
     visibility: str
     owner: str
     members: tuple[str, ...]
+    # Media whose bytes are in the object store: its downloads are counted as links are issued.
+    uploaded: bool = False
 
 
 class LibraryApplication(EventSourcedApplication):
     service_name = "posts"
 
-    def __init__(self, settings: Any, membership: CommunityMembership | None = None):
+    def __init__(self, settings: Any, membership: CommunityMembership | None = None, store: ContentStore | None = None):
         super().__init__(settings)
+        self.store = store or ContentStore(settings)
         # Spaces owned by a community are its members': asked of the profiles service, cached.
         self.membership = membership or CommunityMembership(settings)
         # Views arrive thousands a second for a few hot pages: remember which targets
@@ -227,11 +235,128 @@ class LibraryApplication(EventSourcedApplication):
             if etag and etag != item.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
             item.remove("removed by its owner" if not ctx.principal.is_service else "removed by a service")
-            return item
+            if not item.versions:
+                return item
+            quota = self._quota(item.owner)
+            quota.change(-item.content_bytes)  # a removed item's content no longer counts
+            return [item, quota]
 
-        item = self.run_command(ctx, "RemoveMediaItem", request_fingerprint, decide)
+        item: MediaItem = self._with_quota_retries(lambda: self.run_command(ctx, "RemoveMediaItem", request_fingerprint, decide))
         self.forget_target(f"media/{media_id}")
-        return item  # type: ignore[return-value]
+        for version in item.versions:  # nobody may download them any more; links already out stop working
+            self.store.delete(version["object_key"])
+        return item
+
+    # --- content: uploads and downloads -----------------------------------------------------
+    def _quota(self, owner: str) -> MediaQuota:
+        quota_id = MediaQuota.create_id(owner)
+        return self.repository.get(quota_id) if self.exists(quota_id) else MediaQuota(owner=owner)
+
+    @staticmethod
+    def _with_quota_retries(run: Any, attempts: int = 8) -> Any:
+        """A person's uploads confirmed at once all change their one quota record: the losers of
+        that race decide again on the new total (the item's etag is not involved, so no caller
+        needs to re-read anything)."""
+        for attempt in range(attempts):
+            try:
+                return run()
+            except Aborted as error:
+                # A stale etag the caller sent (current_etag given) is theirs to resolve.
+                if attempt == attempts - 1 or error.field != "etag" or "current_etag" in error.details:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def create_upload(self, ctx: CommandContext, media_id: str, size_bytes: int, content_type: str, sha256: str, request_fingerprint: str) -> MediaUpload:
+        """Reserves nothing: the quota is checked now and again, exactly, when the content is confirmed."""
+
+        def decide() -> MediaUpload:
+            item = self.get_media_item(ctx.principal, media_id, field="parent")
+            item.check_uploadable(ctx.principal)
+            size, declared_type, digest = content.validate_declared(size_bytes, content_type, sha256)
+            self._quota(item.owner).check_room(size, content.quota_bytes(), field="upload.size_bytes")
+            expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=content.upload_ttl_seconds())
+            return MediaUpload(media_id=media_id, owner=item.owner, object_key=self.store.new_key(media_id), size_bytes=size,
+                               content_type=declared_type, sha256=digest, expire_time=expires.isoformat())
+
+        return self.run_command(ctx, "CreateUpload", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def get_upload(self, principal: Any, media_id: str, upload_id: str) -> MediaUpload:
+        name = f"media/{media_id}/uploads/{upload_id}"
+        item = self.get_media_item(principal, media_id)
+        upload = self.load(_uuid(upload_id, "name"), MediaUpload, name)
+        if upload.media_id != media_id:
+            raise NotFound(f"{name} not found", field="name")
+        item.check_owner(principal)
+        return upload
+
+    def confirm_upload(self, ctx: CommandContext, media_id: str, upload_id: str, request_fingerprint: str) -> MediaItem:
+        """Reads the object back and checks it before anything is recorded; refused bytes are deleted."""
+        upload = self.get_upload(ctx.principal, media_id, upload_id)
+        checked: tuple[str, int, str] | None = None
+        if not upload.attached_version:  # a confirmed one is answered below (a retry) without reading again
+            upload.check_confirmable(dt.datetime.now(dt.UTC))
+            read = self.store.read_back(upload.object_key, upload.sha256, whole=upload.content_type in content.ZIP_TYPES)
+            if read is None:
+                raise FailedPrecondition("nothing was uploaded yet: PUT the content to the upload_uri first", field="name")
+            try:
+                sniffed = content.check_content(upload.content_type, upload.size_bytes, upload.sha256, read.size, read.sha256, read.head, read.body)
+            except FailedPrecondition:
+                self.store.delete(upload.object_key)
+                raise
+            finally:
+                read.body.close()
+            checked = (sniffed, read.size, read.sha256)
+
+        def decide() -> list[Any]:
+            item = self.get_media_item(ctx.principal, media_id)
+            item.check_uploadable(ctx.principal)
+            current: MediaUpload = self.repository.get(upload.id)
+            current.check_confirmable(dt.datetime.now(dt.UTC))
+            assert checked is not None
+            sniffed, size, digest = checked
+            quota = self._quota(item.owner)
+            quota.check_room(size, content.quota_bytes(), field="size_bytes")
+            version = item.attach_content(upload_id, upload.object_key, sniffed, size, digest, self.store.storage_uri(upload.object_key))
+            current.confirmed(version)
+            quota.change(size)
+            return [item, current, quota]
+
+        try:
+            item: MediaItem = self._with_quota_retries(lambda: self.run_command(ctx, "ConfirmUpload", request_fingerprint, decide))
+        except ResourceExhausted:
+            self.store.delete(upload.object_key)
+            raise
+        self.forget_target(f"media/{media_id}")
+        return item
+
+    def download(self, principal: Any, media_id: str, version: int, client: str) -> tuple[MediaItem, dict[str, Any], Target]:
+        """The version to link to, for a caller who may see the item now, and the target its
+        download fact counts against."""
+        if len(client) > 64 or has_control_characters(client):
+            raise InvalidArgument("must be at most 64 printable characters", field="client")
+        item = self.get_media_item(principal, media_id)
+        if item.removed:
+            raise NotFound(f"media/{media_id} not found", field="name")
+        chosen = item.content_version(version)
+        return item, chosen, Target(f"media/{media_id}", "", item.created_on, item.visibility, item.owner, (), uploaded=True)
+
+    def sweep(self, now: dt.datetime | None = None) -> int:
+        """Deletes objects no version holds (abandoned or refused uploads, removed items) once no
+        confirm can still be running on them: unconfirmed uploads expire after the TTL, and a
+        confirm started just before then has another TTL (at least 10 s) to finish."""
+        ttl = content.upload_ttl_seconds()
+        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=ttl + max(ttl, 10))
+        deleted = 0
+        for media_id, key in self.store.older_than(cutoff):
+            try:
+                item: MediaItem | None = self.repository.get(uuid.UUID(media_id))
+            except (AggregateNotFoundError, ValueError):
+                item = None
+            if item is None or item.removed or key not in {v["object_key"] for v in item.versions}:
+                self.store.delete(key)
+                deleted += 1
+        return deleted
 
     # --- views and downloads ----------------------------------------------------------------
     def check_views(self, principal: Any, views: list[tuple[str, str, dt.datetime | None, str]], field: str) -> list[tuple[Target, str, dt.datetime]]:
@@ -251,6 +376,9 @@ class LibraryApplication(EventSourcedApplication):
                 raise InvalidArgument("must be at most 64 printable characters", field=f"{prefix}.client")
             target_field = "page" if name.startswith("pages/") else "media_item"
             target = self.known_target(principal, name, f"{prefix}.{target_field}")
+            if target.uploaded:
+                # Counted where they happen: CreateDownloadLink. A client's report would count twice.
+                raise FailedPrecondition("its content is in the object store: downloads are counted when CreateDownloadLink issues a link", field=f"{prefix}.{target_field}")
             if viewer and not principal.is_service and viewer != principal.subject:
                 raise PermissionDenied("only a service may record views for someone else", field=f"{prefix}.viewer")
             viewer = viewer or ("" if principal.is_service else principal.subject)
@@ -273,7 +401,7 @@ class LibraryApplication(EventSourcedApplication):
                 item = self.get_media_item(principal, raw_id, field=field)
                 if item.removed:
                     raise NotFound(f"{name} is removed", field=field)
-                target = Target(name, "", item.created_on, item.visibility, item.owner, ())
+                target = Target(name, "", item.created_on, item.visibility, item.owner, (), uploaded=bool(item.versions))
             else:
                 raise InvalidArgument("must be 'pages/{id}' or 'media/{id}'", field=field)
             with self._known_lock:

@@ -17,7 +17,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
+from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, fold, has_control_characters
 from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the service
@@ -353,6 +353,8 @@ class Page(EventSourcedAggregate):
 
 
 # --- media library ----------------------------------------------------------------------------
+# What uploaded content sets; an item with uploaded content refuses them in updates.
+CONTENT_FIELDS = ("size_bytes", "content_type", "storage_uri")
 MEDIA_FIELDS = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
 
 
@@ -369,12 +371,19 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
         if fields.get("kind") not in MEDIA_KINDS:
             raise InvalidArgument(f"must be one of {', '.join(MEDIA_KINDS)}", field="kind")
         out["kind"] = fields["kind"]
-    if "size_bytes" in fields or creating:
+    # An item registered without a storage_uri gets its content by upload (CreateUpload):
+    # size and type then come from the bytes, so none are given.
+    awaiting_upload = creating and not (fields.get("storage_uri") or "").strip()
+    if awaiting_upload:
+        if fields.get("size_bytes") or fields.get("content_type"):
+            raise InvalidArgument("is set from the uploaded bytes: leave it empty without a storage_uri", field="size_bytes" if fields.get("size_bytes") else "content_type")
+        out.update(size_bytes=0, content_type="", storage_uri="")
+    elif "size_bytes" in fields or creating:
         size = fields.get("size_bytes", 0)
         if not isinstance(size, int) or size <= 0 or size > MAX_SIZE_BYTES:
             raise InvalidArgument("must be a positive number of bytes (at most 16 TiB)", field="size_bytes")
         out["size_bytes"] = size
-    if "content_type" in fields or creating:
+    if ("content_type" in fields or creating) and not awaiting_upload:
         content_type = (fields.get("content_type") or "").strip().lower()
         if not _CONTENT_TYPE.match(content_type):
             raise InvalidArgument("must be a MIME type such as 'video/mp4'", field="content_type")
@@ -392,7 +401,7 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
         out["tags"] = tags
     if "visibility" in fields or creating:
         out["visibility"] = validate_visibility(fields.get("visibility", ""))
-    if "storage_uri" in fields or creating:
+    if ("storage_uri" in fields or creating) and not awaiting_upload:
         uri = (fields.get("storage_uri") or "").strip()
         if len(uri) > 2000 or not _URI.match(uri):
             raise InvalidArgument("must be an s3, gs, http(s) or media URI", field="storage_uri")
@@ -413,6 +422,9 @@ class MediaItem(EventSourcedAggregate):
         self.visibility = visibility
         self.storage_uri = storage_uri
         self.removed = False
+        # Uploaded content, oldest first: dicts of version, upload_id, object_key, content_type,
+        # size_bytes, sha256, time.
+        self.versions: list[dict[str, Any]] = []
 
     @classmethod
     def register(cls, owner: str, fields: dict[str, Any]) -> MediaItem:
@@ -424,6 +436,9 @@ class MediaItem(EventSourcedAggregate):
     def update(self, changes: dict[str, Any]) -> None:
         if self.removed:
             raise FailedPrecondition("the media item is removed", field="name")
+        fixed = [name for name in CONTENT_FIELDS if name in changes and self.versions]
+        if fixed:
+            raise FailedPrecondition("is set by the uploaded content; upload a new version instead", field=fixed[0])
         values = validate_media_fields(changes, creating=False)
         changed = [name for name in MEDIA_FIELDS if name in values and values[name] != getattr(self, name)]
         if not changed:
@@ -447,6 +462,48 @@ class MediaItem(EventSourcedAggregate):
     def visible_to(self, principal: Any) -> bool:
         return can_see(self.visibility, self.owner, [], principal)
 
+    # --- uploaded content -------------------------------------------------------------------
+    def check_uploadable(self, principal: Any) -> None:
+        self.check_owner(principal)
+        if self.removed:
+            raise FailedPrecondition("the media item is removed", field="parent")
+        if self.storage_uri and not self.versions:
+            raise FailedPrecondition("its content lives at its storage_uri, not in the object store", field="parent")
+
+    def attach_content(self, upload_id: str, object_key: str, content_type: str, size_bytes: int, sha256: str, storage_uri: str) -> int:
+        if self.removed:
+            raise FailedPrecondition("the media item is removed", field="name")
+        version = len(self.versions) + 1
+        self.trigger_event(self.MediaContentAttached, version=version, upload_id=upload_id, object_key=object_key,
+                           content_type=content_type, size_bytes=size_bytes, sha256=sha256, storage_uri=storage_uri)
+        return version
+
+    class MediaContentAttached(EventSourcedAggregate.Event):
+        version: int
+        upload_id: str
+        object_key: str
+        content_type: str
+        size_bytes: int
+        sha256: str
+        storage_uri: str
+
+        def apply(self, item: MediaItem) -> None:
+            item.versions.append(dict(version=self.version, upload_id=self.upload_id, object_key=self.object_key, content_type=self.content_type,
+                                      size_bytes=self.size_bytes, sha256=self.sha256, time=self.timestamp))
+            item.size_bytes, item.content_type, item.storage_uri = self.size_bytes, self.content_type, self.storage_uri
+
+    def content_version(self, version: int, field: str = "version") -> dict[str, Any]:
+        """One version (0: the newest)."""
+        if not self.versions:
+            raise FailedPrecondition("the media item has no uploaded content", field="name")
+        if not 0 <= version <= len(self.versions):
+            raise InvalidArgument(f"must be between 1 and {len(self.versions)}, or 0 for the newest", field=field)
+        return self.versions[version - 1] if version else self.versions[-1]
+
+    @property
+    def content_bytes(self) -> int:
+        return sum(v["size_bytes"] for v in self.versions)
+
     def check_owner(self, principal: Any) -> None:
         if not (principal.is_service or self.owner == f"profiles/{principal.subject}"):
             raise PermissionDenied("only the owner may change a media item", field="name")
@@ -454,6 +511,62 @@ class MediaItem(EventSourcedAggregate):
     @property
     def etag(self) -> str:
         return f'"{self.version}"'
+
+
+class MediaUpload(Aggregate):
+    """An upload under way: which object a presigned PUT may write and what it must hold.
+    Bookkeeping (not published): only the confirmed content becomes an event of the item."""
+
+    @event("Started")
+    def __init__(self, media_id: str, owner: str, object_key: str, size_bytes: int, content_type: str, sha256: str, expire_time: str):
+        self.media_id = media_id
+        self.owner = owner
+        self.object_key = object_key
+        self.size_bytes = size_bytes
+        self.content_type = content_type
+        self.sha256 = sha256
+        self.expire_time = expire_time  # ISO 8601, UTC
+        self.attached_version = 0  # the item's version it became, once confirmed
+
+    @property
+    def upload_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def expires(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.expire_time)
+
+    def check_confirmable(self, now: dt.datetime) -> None:
+        if self.attached_version:
+            raise FailedPrecondition(f"the upload is confirmed already (version {self.attached_version})", field="name")
+        if now > self.expires:
+            raise FailedPrecondition("the upload expired; start a new one", field="name")
+
+    @event("Confirmed")
+    def confirmed(self, version: int) -> None:
+        self.attached_version = version
+
+
+class MediaQuota(Aggregate):
+    """Bytes of content one person keeps, every version counted. Saved with each attached
+    version, so two uploads racing for the last bytes collide instead of both passing."""
+
+    @staticmethod
+    def create_id(owner: str) -> uuid.UUID:
+        return stable_id("media-quota", owner)
+
+    @event("Opened")
+    def __init__(self, owner: str):
+        self.owner = owner
+        self.used_bytes = 0
+
+    def check_room(self, size_bytes: int, limit: int, field: str) -> None:
+        if self.used_bytes + size_bytes > limit:
+            raise ResourceExhausted(f"{self.owner} keeps {self.used_bytes} of {limit} bytes; {size_bytes} more do not fit", field=field)
+
+    @event("Changed")
+    def change(self, delta: int) -> None:
+        self.used_bytes = max(0, self.used_bytes + delta)
 
 
 def sane_view_time(when: dt.datetime, created: dt.datetime, now: dt.datetime, field: str, skew: dt.timedelta = dt.timedelta(minutes=5)) -> None:

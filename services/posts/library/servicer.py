@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import time
 from typing import Any
 
 import grpc
@@ -24,9 +27,13 @@ from watercooler.rpc import (
     validate_request_id,
 )
 
+from . import content
 from .application import LibraryApplication
-from .domainmodel import MediaItem, Page, Space
+from .contentstore import ContentStore
+from .domainmodel import MediaItem, MediaUpload, Page, Space
 from .viewlog import DOWNLOADS, VIEWS, FactLog, ensure_fact_topics
+
+log = logging.getLogger(__name__)
 
 
 def _ts(message: Any, field: str, value: dt.datetime) -> None:
@@ -98,7 +105,34 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
     )
     _ts(message, "create_time", item.created_on)
     _ts(message, "update_time", item.modified_on)
+    for version in item.versions:
+        entry = message.versions.add(version=version["version"], size_bytes=version["size_bytes"], content_type=version["content_type"], sha256=version["sha256"])
+        _ts(entry, "create_time", version["time"])
     return message
+
+
+def upload_to_proto(upload: MediaUpload, store: ContentStore) -> media_pb2.Upload:
+    message = media_pb2.Upload(
+        name=f"media/{upload.media_id}/uploads/{upload.upload_id}",
+        size_bytes=upload.size_bytes,
+        content_type=upload.content_type,
+        sha256=upload.sha256,
+        version=upload.attached_version,
+    )
+    _ts(message, "expire_time", upload.expires)
+    seconds = int((upload.expires - dt.datetime.now(dt.UTC)).total_seconds())
+    if not upload.attached_version and seconds > 0:  # a retry of CreateUpload gets a fresh signature, same object
+        message.upload_uri, headers = store.presign_put(upload.object_key, upload.size_bytes, upload.content_type, seconds, upload.sha256)
+        message.upload_headers.update(headers)
+    return message
+
+
+def parse_upload_name(name: str) -> tuple[str, str]:
+    """``media/{media_id}/uploads/{upload_id}`` -> (media_id, upload_id)."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != "media" or parts[2] != "uploads" or not parts[1] or not parts[3]:
+        raise InvalidArgument("must look like 'media/{id}/uploads/{upload_id}'" if name else "required, as 'media/{id}/uploads/{upload_id}'", field="name")
+    return parts[1], parts[3]
 
 
 def _visibility(value: int) -> str:
@@ -271,6 +305,39 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         ctx = command_context(context, request.request_id)
         return media_to_proto(await in_thread(self.app.remove_media_item, ctx, media_id, request.etag, request_fingerprint(request)))
 
+    async def CreateUpload(self, request, context):
+        media_id = parse_name(request.parent, "media", field="parent")
+        ctx = command_context(context, request.request_id)
+        upload = request.upload
+        upload_ = await in_thread(self.app.create_upload, ctx, media_id, upload.size_bytes, upload.content_type, upload.sha256, request_fingerprint(request))
+        return upload_to_proto(upload_, self.app.store)
+
+    async def ConfirmUpload(self, request, context):
+        media_id, upload_id = parse_upload_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return media_to_proto(await in_thread(self.app.confirm_upload, ctx, media_id, upload_id, request_fingerprint(request)))
+
+    async def CreateDownloadLink(self, request, context):
+        media_id = parse_name(request.name, "media")
+        if request.request_id:
+            validate_request_id(request.request_id)
+        principal = current_principal()
+        item, version, target = await in_thread(self.app.download, principal, media_id, request.version, request.client)
+        # The link is the download: counted (once per request_id) before the caller has it.
+        await self.facts.append(DOWNLOADS, [(target, principal.subject, dt.datetime.now(dt.UTC))], [request.client], principal.subject,
+                                request.request_id, request_fingerprint(request))
+        seconds = content.download_link_ttl_seconds()
+        link = media_pb2.DownloadLink(
+            media_item=f"media/{media_id}",
+            version=version["version"],
+            uri=self.app.store.presign_get(version["object_key"], seconds, version["content_type"]),
+            size_bytes=version["size_bytes"],
+            content_type=version["content_type"],
+            sha256=version["sha256"],
+        )
+        _ts(link, "expire_time", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+        return link
+
     async def RecordDownload(self, request, context):
         return await self._record([request.download], "download", request)
 
@@ -297,12 +364,36 @@ def _is_set(message: Any, path: str) -> bool:
     return bool(len(value)) if isinstance(value, (str, bytes)) or hasattr(value, "__len__") else bool(value)
 
 
+def start_sweeper(app: LibraryApplication) -> threading.Thread:
+    """Deletes what abandoned uploads and removed items leave in the store, every few minutes.
+
+    A sweeper rather than an S3 lifecycle rule: an expiry rule deletes by age alone, which
+    would also take confirmed versions, and no rule can ask the event store whether a key
+    is attached; lifecycle support also differs between S3 implementations. Every replica
+    sweeps; deleting twice is harmless."""
+
+    def run() -> None:
+        while True:
+            time.sleep(content.sweep_interval_seconds())
+            try:
+                deleted = app.sweep()
+                if deleted:
+                    log.info("swept objects no version holds", extra={"deleted": deleted})
+            except Exception as error:  # noqa: BLE001 - the store may be down for a while; try again later
+                log.warning("sweeping the object store failed", extra={"error": repr(error)})
+
+    thread = threading.Thread(target=run, name="media-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
 def register(server: grpc.aio.Server, settings: Settings) -> list[str]:
     """Adds WikiService and MediaService to the posts server (its own application
     object over the posts store, and the producer of view/download facts)."""
     app = LibraryApplication(settings)
     ensure_fact_topics(settings)
     facts = FactLog(settings)
+    start_sweeper(app)
     wiki_pb2_grpc.add_WikiServiceServicer_to_server(WikiServicer(app, facts), server)
     media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, facts), server)
     return [

@@ -43,11 +43,13 @@ class MediaProjection(DocumentProjection):
             doc = {field: _value(getattr(p, field)) for field in FIELDS}
             doc["created_at"] = event.occurred_at.isoformat()
             return _analysed(doc)
-        if name not in ("MediaItemUpdated", "MediaItemRemoved"):
+        if name not in ("MediaItemUpdated", "MediaItemRemoved", "MediaContentAttached"):
             raise SkipEvent(name)
         if doc is None:
             raise ValueError(f"{name} for unknown media item {event.aggregate_id}")
-        if name == "MediaItemUpdated":
+        if name == "MediaContentAttached":  # the newest version's size and type
+            doc.update(size_bytes=p.size_bytes, content_type=p.content_type, storage_uri=p.storage_uri)
+        elif name == "MediaItemUpdated":
             for field in p.changed_fields:
                 doc[field] = _value(getattr(p, field))
         else:
