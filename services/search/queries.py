@@ -51,7 +51,10 @@ def content_text_query(
         should.append({"multi_match": {"query": text, "fields": fields, "operator": "and", "boost": WORDS_BOOST}})
     stemmed_fields = language_field_names(languages, language_parts)
     if stemmed_fields:
-        should.append({"multi_match": {"query": text, "fields": stemmed_fields, "operator": "and", "boost": STEMS_BOOST}})
+        # cross_fields: the words may be split between title and body ("connecting" in the body
+        # of the page titled "Guide"), as in the combined folded field. The fields are grouped
+        # by analyzer, so each language is matched as a whole, with the query analysed in it.
+        should.append({"multi_match": {"query": text, "fields": stemmed_fields, "type": "cross_fields", "operator": "and", "boost": STEMS_BOOST}})
     if typos:
         fuzzy_fields = list(typo_fields) if typo_fields is not None else fields
         should.append({"multi_match": {"query": text, "fields": fuzzy_fields, "operator": "and", "fuzziness": TYPO_FUZZINESS,

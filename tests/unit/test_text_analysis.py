@@ -119,7 +119,7 @@ def test_query_tiers_rank_exact_above_inflections_above_typos():
     boosts = [(c["multi_match"].get("type", "best_fields"), tuple(c["multi_match"]["fields"]), c["multi_match"]["boost"]) for c in should]
     assert boosts == [
         ("phrase", ("folded", "title^3"), 4.0), ("best_fields", ("folded", "title^3"), 2.0),
-        ("best_fields", ("lang.en.title^3", "lang.en.body", "lang.es.title^3", "lang.es.body"), 1.0),
+        ("cross_fields", ("lang.en.title^3", "lang.en.body", "lang.es.title^3", "lang.es.body"), 1.0),
         ("best_fields", ("folded", "title^3"), 0.5),
     ]
     # The text goes as typed: Elasticsearch analyses it per field.
