@@ -165,3 +165,22 @@ def test_ten_thousand_characters_are_invalid_argument_naming_the_field(world):
     ):
         error = rpc_error(call, request, metadata=world["mono"])
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(error) == [field], (call, error.details())
+
+
+def test_the_language_is_stored_and_results_are_the_same_after_a_reindex(world, platform):
+    from tests.integration.test_cli import cli
+
+    stored = platform.es.get(index=platform.settings.index_alias("posts"), id=world["es"].split("/", 1)[1])["_source"]
+    assert stored["language"] == "es" and list(stored["lang"]) == ["es"]
+
+    def seen() -> dict:
+        out = {q: names(world, md, query=q) for q, md in (("canciones", world["mono"]), ("cafe", world["mono"]), ("Häuser", world["euro"]), ("", world["mono"]))}
+        out["tags"] = [s.text for s in world["search"].Suggest(sp.SuggestRequest(prefix=world["tag"][:5], kinds=["tags"]), metadata=world["mono"]).suggestions]
+        out["people"] = [h.name for h in world["search"].Search(sp.SearchRequest(query="ingenieria", kinds=["person"]), metadata=world["mono"]).hits]
+        return out
+
+    before = seen()
+    for projection in ("posts", "people"):
+        result = cli("reindex", projection)
+        assert result.returncode == 0, result.stderr
+    assert seen() == before
