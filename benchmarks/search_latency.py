@@ -8,8 +8,8 @@ platform; standalone it starts its own search service:
 What it does, and what it leaves out:
 - bulk-loads synthetic documents straight into the real projection indices (same mappings,
   through their aliases) of the namespace it runs in — posts and microposts (80 %), comments,
-  people, wiki pages — with folded (and, where the mapping has them, stemmed) text as the
-  projections write it, ids prefixed ``bench-search-`` so that nothing the platform wrote is
+  people, wiki pages — with the text fields the projections write (Elasticsearch folds them
+  and analyses the ``lang.en`` copy: the synthetic words are English), ids prefixed ``bench-search-`` so that nothing the platform wrote is
   touched. Ingest through Kafka is measured elsewhere; this measures queries;
 - calls Search and Suggest over gRPC at a constant offered rate, latency counted from each
   request's *scheduled* send time (no coordinated omission) into an HDR histogram, speaking as
