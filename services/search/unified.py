@@ -378,6 +378,8 @@ class Search:
         if v["order"] in RANKED_KINDS:
             ranked = await self._ranking(v["order"])
             filters.append({"ids": {"values": [name.split("/", 1)[1] for name in ranked]}})
+            # Up to MAX_RANKED hits come back to be ordered here: only the page shown is highlighted.
+            body.pop("highlight", None)
             body.update(size=MAX_RANKED, query={"bool": {"must": must, "filter": filters}})
         else:
             should = []
@@ -391,9 +393,10 @@ class Search:
             if after is not None:
                 body["search_after"] = after
         result = await self.es.search(index=indices, ignore_unavailable=True, **body)
-        if v["text"] and result["hits"]["total"]["value"] == 0:
+        typos = bool(v["text"]) and result["hits"]["total"]["value"] == 0
+        if typos:
             must[0] = text_query(v["text"], languages, typos=True)  # the same dict object sits in body["query"]
-            if highlighted:
+            if highlighted and not ranked:
                 body["highlight"] = highlight_request(v["text"], languages, typos=True)
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
@@ -407,6 +410,8 @@ class Search:
             page = described[offset: offset + size]
             if offset + size < len(described):
                 next_position = offset + size
+            if highlighted and page:
+                await self._highlight(indices, [hit for hit, _ in page], v["text"], languages, typos)
             for hit, kind in page if "hits" in wanted else ():
                 self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), snippets)
         else:
@@ -419,6 +424,15 @@ class Search:
         if "facets" in wanted:
             await self._facets(response, result.get("aggregations", {}).get("sample", {}))
         return response
+
+    async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], typos: bool) -> None:
+        """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""
+        found = await self.es.search(index=indices, ignore_unavailable=True, size=len(hits), source=False,
+                                     query={"ids": {"values": [h["_id"] for h in hits]}},
+                                     highlight=highlight_request(text, languages, typos))
+        marks = {(h["_index"], h["_id"]): h.get("highlight") for h in found["hits"]["hits"]}
+        for hit in hits:
+            hit["highlight"] = marks.get((hit["_index"], hit["_id"]))
 
     def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float, snippets: list[str]) -> None:
         d = describe(kind, hit)

@@ -109,6 +109,19 @@ def test_snippets_are_the_engines_highlights_of_the_matched_form(world):
     assert "<em>café</em>" in found[world["es_cafe"]] and "<em>cafe</em>" in found[world["en_cafe"]]
 
 
+def test_ranked_orders_show_the_engines_highlights_of_the_page(world, platform):
+    posts = platform.stub(pg.PostServiceStub, "posts")
+    posts.RatePost(pb.RatePostRequest(post=world["es"], value=5), metadata=world["euro"])
+
+    def ranked():
+        found = hits(world, world["mono"], query="canciones", order_by="top_rated")
+        assert [(h.name, h.score) for h in found] == [(world["es"], 5.0)]
+        return found[0]
+
+    hit = eventually(ranked, timeout=60, message="rating indexed")
+    assert "<em>canción</em>" in hit.snippet.lower()
+
+
 def test_accented_tags_are_filtered_and_suggested_without_accents(world):
     tag = world["tag"]
     plain = tag.replace("é", "e")
