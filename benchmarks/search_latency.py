@@ -8,8 +8,8 @@ platform; standalone it starts its own search service:
 What it does, and what it leaves out:
 - bulk-loads synthetic documents straight into the real projection indices (same mappings,
   through their aliases) of the namespace it runs in — posts and microposts (80 %), comments,
-  people, wiki pages — with folded (and, where the mapping has them, stemmed) text as the
-  projections write it, ids prefixed ``bench-search-`` so that nothing the platform wrote is
+  people, wiki pages — with the text fields the projections write (Elasticsearch folds them
+  and analyses the ``lang.en`` copy: the synthetic words are English), ids prefixed ``bench-search-`` so that nothing the platform wrote is
   touched. Ingest through Kafka is measured elsewhere; this measures queries;
 - calls Search and Suggest over gRPC at a constant offered rate, latency counted from each
   request's *scheduled* send time (no coordinated omission) into an HDR histogram, speaking as
@@ -63,29 +63,6 @@ def doc_id(n: int) -> tuple[str, str]:
     return kind, f"{ID_PREFIX}{kind[0]}{n}"
 
 
-class _Text:
-    """folded / stemmed as the projections write them, per word from a cache: the vocabulary
-    is small and stemming a million documents word by word would take longer than loading them."""
-
-    def __init__(self) -> None:
-        from watercooler import text as wc_text
-
-        self.fold = wc_text.fold
-        self._stem = getattr(wc_text, "stemmed", None)
-        self._cache: dict[str, str] = {}
-
-    def stemmed(self, value: str) -> str | None:
-        if self._stem is None:
-            return None
-        out = []
-        for word in value.lower().split():
-            stem = self._cache.get(word)
-            if stem is None:
-                stem = self._cache[word] = self._stem(word)
-            out.append(stem)
-        return " ".join(out)
-
-
 def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
     """Bulk actions for `docs` synthetic documents, each filtered to its index's (strict) mapping."""
     from services.search.projections import ALL
@@ -93,19 +70,15 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
 
     props = {p.name: set(p(settings).index_body()["mappings"]["properties"]) for p in ALL if p.name in ALIASES}
     rng = random.Random(seed)
-    words = _Text()
+    from watercooler.text import fold
     now = dt.datetime.now(dt.UTC)
 
     def when() -> str:
         return (now - dt.timedelta(seconds=rng.randint(0, 90 * 86400))).isoformat()
 
     def searchable(source: dict[str, Any], value: str) -> dict[str, Any]:
-        source["folded"] = words.fold(value)
-        if "title" in source:
-            source["title_prefix"] = words.fold(source["title"])
-        stems = words.stemmed(value)
-        if stems is not None:
-            source["stemmed"] = stems
+        # Elasticsearch folds the text fields itself (copy_to); the synthetic words are English.
+        source.update(language="en", lang={"en": {"body": value}})
         return source
 
     for n in range(docs):
@@ -130,13 +103,13 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
                                  "target_state": "PUBLISHED", "target_hidden": False, "target_deleted": False, "audience_version": 1}, body)
         elif alias == "people":
             name = f"{rng.choice(NAMES)} {rng.choice(NAMES)}son"
-            source = {"employee_id": _id, "display_name": name, "name_folded": words.fold(name), "sort_key": collation_key(name), "title": "Engineer",
+            source = {"employee_id": _id, "display_name": name, "sort_key": collation_key(name), "title": "Engineer",
                       "department": rng.choice(("Research", "Sales", "Services")), "country": "ES", "expertise": rng.sample(WORDS, 2), "bio": text(rng, 10),
                       "state": "ACTIVE", "alumni": False, "created_at": when(), "deleted": False}
         else:
             title = text(rng, 3).title()
             body = text(rng, 60)
-            source = searchable({"kind": "page", "space_id": SPACE_ID, "title": title, "title_keys": [words.fold(title)], "former_titles": [], "links": [],
+            source = searchable({"kind": "page", "space_id": SPACE_ID, "title": title, "title_keys": [fold(title)], "former_titles": [], "links": [],
                                  "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False}, f"{title}\n{body}")
         allowed = props[alias]
         yield {"_index": settings.index_alias(alias), "_id": _id, "_source": {k: v for k, v in source.items() if k in allowed}}

@@ -100,6 +100,8 @@ class DocumentProjection:
     mappings: ClassVar[dict[str, Any]]
     # Bump when mappings or apply() change incompatibly: `watercooler reindex` then rebuilds.
     schema_version: ClassVar[int] = 1
+    # The index's analysis settings (analyzers, normalizers) its mappings name, if any.
+    analysis: ClassVar[dict[str, Any]] = {}
     # A document's Elasticsearch version is its aggregate version times this. Above 1 it leaves
     # room for rewrites that are not the aggregate's own (each writes the version it read plus
     # one): the duplicate check compares ``stored // version_scale`` with the event's version.
@@ -135,14 +137,14 @@ class DocumentProjection:
         props.setdefault("updated_at", {"type": "date"})
         mappings["properties"] = props
         mappings["_meta"] = {"projection": self.name, "schema_version": self.schema_version}
-        return {
-            "settings": {
-                "number_of_shards": int(_env_default("WC_ES_SHARDS", "1")),
-                "number_of_replicas": int(_env_default("WC_ES_REPLICAS", "0")),
-                "refresh_interval": _env_default("WC_ES_REFRESH", "500ms"),
-            },
-            "mappings": mappings,
+        settings: dict[str, Any] = {
+            "number_of_shards": int(_env_default("WC_ES_SHARDS", "1")),
+            "number_of_replicas": int(_env_default("WC_ES_REPLICAS", "0")),
+            "refresh_interval": _env_default("WC_ES_REFRESH", "500ms"),
         }
+        if self.analysis:
+            settings["analysis"] = self.analysis
+        return {"settings": settings, "mappings": mappings}
 
     def new_index_name(self) -> str:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S%f")

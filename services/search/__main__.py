@@ -10,6 +10,7 @@ from watercooler.projection import es_client
 
 from .http import start as start_http
 from .projections import ALL
+from .projections.analysis import warm_up
 from .servicer import register
 
 
@@ -22,6 +23,7 @@ def main() -> None:
         # Answer from the first request on, even before any processor has run.
         for projection in ALL:
             await projection(settings).ensure_index(es)
+        warm_up()  # queries are matched in their language too: detecting it needs the model
         await start_http(es, settings)  # the JSON view and the dashboard, on WC_SEARCH_HTTP_PORT
         await serve("search", settings, lambda server: register(server, es, settings), on_stop=es.close)
 

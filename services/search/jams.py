@@ -19,6 +19,7 @@ from watercooler.rpc import decode_page_token, encode_page_token, page_size
 from watercooler.search.v1 import search_pb2
 from watercooler.visibility import INTERNAL, may_see_jam
 
+from .projections.analysis import search_languages
 from .queries import content_text_query
 from .stats import jams as jam_stats
 
@@ -95,7 +96,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
         filters.append({"term": {"merged_into": ""}})
     must: list[dict[str, Any]] = []
     if request.query.strip():
-        must.append(content_text_query(request.query, folded_fields=("text_folded",), raw_fields=("title^3",)))
+        must.append(content_text_query(request.query, folded_fields=("text_folded",), raw_fields=("title^3",), languages=search_languages(request.query)))
         sort: list[Any] = [{"_score": "desc"}, {"idea_id": "asc"}]
     else:
         sort = [{"idea_id": "asc"}]  # time-ordered ids: oldest first
@@ -139,7 +140,7 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
         filters.append({"term": {"forum_id": _child_id(request.forum, jam_id, "forums", "forum")}})
     if request.idea:
         filters.append({"term": {"idea_id": _child_id(request.idea, jam_id, "ideas", "idea")}})
-    must = [content_text_query(request.query, folded_fields=("text_folded",), typos=False)] if request.query.strip() else []
+    must = [content_text_query(request.query, folded_fields=("text_folded",), languages=search_languages(request.query), typos=False)] if request.query.strip() else []
     size = page_size(request.page_size)
     query_key = fingerprint("jam-discussion", jam_id, request.forum, request.idea, request.thread, request.query)[:16]
     after = decode_page_token(request.page_token, query_key)

@@ -99,7 +99,7 @@ async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Prin
     if owner:
         filters.append({"term": {"owner": owner}})
     if tag:
-        filters.append({"term": {"tags": tag.strip().lower()}})
+        filters.append({"term": {"tags.folded": tag.strip()}})
     seen = visibility_filter(principal, await _communities_of(es, settings, principal))
     if seen:
         filters.append(seen)

@@ -13,7 +13,6 @@ from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
-from watercooler.text import fold
 
 from .visibility import caller_communities, content_filter
 
@@ -74,7 +73,7 @@ async def _writers_on(es: AsyncElasticsearch, settings: Settings, topic: str, wo
     """Authors of visible posts tagged with or mentioning the topic, weighted by how many."""
     principal = current_principal()
     communities = await caller_communities(es, settings, principal)
-    about = {"bool": {"should": [{"term": {"tags": topic.lower().lstrip("#")}}, {"match": {"folded": {"query": " ".join(words), "operator": "and"}}}], "minimum_should_match": 1}}
+    about = {"bool": {"should": [{"term": {"tags.folded": topic.lstrip("#")}}, {"match": {"folded": {"query": " ".join(words), "operator": "and"}}}], "minimum_should_match": 1}}
     try:
         result = await es.search(
             index=settings.index_alias("posts"),
@@ -105,11 +104,13 @@ async def find_experts(es: AsyncElasticsearch, settings: Settings, request: sear
     # Declared expertise (an exact tag) outranks a mention in the title or bio.
     should = [
         # constant_score: a tag is worth the same however rare it is (no idf).
-        {"constant_score": {"filter": {"term": {"expertise": topic.lower()}}, "boost": 10}},
+        {"constant_score": {"filter": {"term": {"expertise": topic}}, "boost": 10}},
         {"match": {"title": {"query": topic, "boost": 2}}},
         {"match": {"bio": {"query": topic}}},
     ]
-    words = [w for w in fold(topic).split() if w]
+    # Words as typed: the expertise field's normalizer and the folded fields' analyzer take case
+    # and accents off ("Café" finds "cafe").
+    words = topic.split()
     if len(words) > 1:
         should.append({"constant_score": {"filter": {"terms": {"expertise": words}}, "boost": 3}})
     # What they have written about it (posts and microposts the caller may see) counts too,

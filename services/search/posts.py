@@ -22,6 +22,7 @@ from watercooler.rpc import decode_page_token, encode_page_token, page_size, par
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import collation_key
 
+from .projections.analysis import search_languages
 from .queries import content_text_query
 from .visibility import caller_communities, comment_filter, content_filter, scope_of
 
@@ -36,8 +37,8 @@ def _check_query(query: str) -> str:
 
 
 def _text_query(text: str) -> dict[str, Any]:
-    """Folded and stemmed text (posts.folded/stemmed, bookmarks.folded/stemmed), the title boosted."""
-    return content_text_query(text, folded_fields=("folded",), raw_fields=("title^3",), stemmed_fields=("stemmed",))
+    """Title and text without case or accents and in the query's language (posts, bookmarks), the title boosted."""
+    return content_text_query(text, folded_fields=("folded",), raw_fields=("title^3",), languages=search_languages(text))
 
 
 class PostQueries:
@@ -79,7 +80,7 @@ class PostQueries:
         if request.mentions:
             filters.append({"term": {"mentions": parse_name(request.mentions, "profiles", field="mentions")}})
         if request.tag:
-            filters.append({"term": {"tags": request.tag.strip().lower().lstrip("#")}})
+            filters.append({"term": {"tags.folded": request.tag.strip().lstrip("#")}})
         must = _text_query(text) if text else {"match_all": {}}
         sort: list[Any] = ([{"_score": "desc"}] if text else []) + [{"created_at": "desc"}, {"name": "asc"}]
         key = fingerprint("posts", request.query, request.kind, request.blog, request.author, request.tag, request.mentions)[:16]
@@ -277,7 +278,7 @@ class PostQueries:
         if request.owner:
             filters.append({"term": {"owner_id": parse_name(request.owner, "profiles", field="owner")}})
         if request.tag:
-            filters.append({"term": {"tags": request.tag.strip().lower()}})
+            filters.append({"term": {"tags.folded": request.tag.strip()}})
         if request.url:
             filters.append({"term": {"url": normalize_url(request.url)}})
         key = fingerprint("bookmarks", request.query, request.owner, request.tag, request.url)[:16]
@@ -319,7 +320,7 @@ class PostQueries:
         if request.window == sp.ListPopularLinksRequest.LAST_7_DAYS:
             filters.append({"range": {"saved_at": {"gte": "now-7d"}}})
         if request.tag:
-            filters.append({"term": {"tags": request.tag.strip().lower()}})
+            filters.append({"term": {"tags.folded": request.tag.strip()}})
         # One bookmark document per (person, url): documents per url are distinct savers.
         result = await self.es.search(
             index=self._index("bookmarks"),

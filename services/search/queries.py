@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from watercooler.text import fold, stemmed
+from .projections.analysis import language_field_names
 
 # Relevance tiers of content text (each clause requires every word in some form, so the
-# tiers rank rather than widen): the phrase as typed (folded) first, then all the words
-# exactly, then the same words by their English stems ("running" finds "runs"), then with
-# a typo each. The field boosts (title^3) keep an exact title above a passing mention.
+# tiers rank rather than widen): the phrase as typed (without case or accents) first, then all
+# the words exactly, then the same words as the languages searched inflect them ("canciones"
+# finds "canción" in a Spanish item), then with a typo each. The field boosts (title^3) keep an
+# exact title above a passing mention. Elasticsearch analyses the query for each field as it
+# analysed the field's text (``folded``, or the item's language analyzer): nothing is folded or
+# stemmed here.
 PHRASE_BOOST = 4.0
 WORDS_BOOST = 2.0
 STEMS_BOOST = 1.0
@@ -27,28 +30,34 @@ def content_text_query(
     text: str,
     folded_fields: Sequence[str] = ("folded",),
     raw_fields: Sequence[str] = (),
-    stemmed_fields: Sequence[str] = ("stemmed",),
+    languages: Sequence[str] = ("en",),
     typos: bool = True,
     typo_fields: Sequence[str] | None = None,
+    language_parts: Sequence[str] = ("title^3", "body"),
 ) -> dict[str, Any]:
-    """Match ``text`` against the Python-analysed fields of the content projections.
+    """Match ``text`` against the content projections' fields.
 
-    ``folded_fields`` hold ``watercooler.text.fold`` output, ``stemmed_fields`` hold
-    ``watercooler.text.stemmed`` output (the query gets the same treatment here), and
-    ``raw_fields`` the text as written (matched lowercased; carry the title boosts).
-    ``typo_fields`` are where a word with a typo may match (default: the folded and raw
-    fields). User text is only ever a match value, never query syntax."""
-    folded, lowered, stems = fold(text), text.lower(), stemmed(text)
+    ``folded_fields`` and ``raw_fields`` are analysed without case or accents (the combined
+    title-and-body copies, and the fields as written that carry the title boosts); the item's
+    language copies ``lang.<code>.<part>`` are matched for each of ``languages`` (field codes,
+    see projections/analysis.py). ``typo_fields`` are where a word with a typo may match
+    (default: the folded and raw fields). User text is only ever a match value, never query
+    syntax."""
+    text = text.strip()
     should: list[dict[str, Any]] = []
-    for query, fields in ((folded, folded_fields), (lowered, raw_fields)):
-        if fields:
-            should.append({"multi_match": {"query": query, "fields": list(fields), "type": "phrase", "boost": PHRASE_BOOST}})
-            should.append({"multi_match": {"query": query, "fields": list(fields), "operator": "and", "boost": WORDS_BOOST}})
-    if stems and stemmed_fields:
-        should.append({"multi_match": {"query": stems, "fields": list(stemmed_fields), "operator": "and", "boost": STEMS_BOOST}})
+    fields = [*folded_fields, *raw_fields]
+    if fields:
+        should.append({"multi_match": {"query": text, "fields": fields, "type": "phrase", "boost": PHRASE_BOOST}})
+        should.append({"multi_match": {"query": text, "fields": fields, "operator": "and", "boost": WORDS_BOOST}})
+    stemmed_fields = language_field_names(languages, language_parts)
+    if stemmed_fields:
+        # cross_fields: the words may be split between title and body ("connecting" in the body
+        # of the page titled "Guide"), as in the combined folded field. The fields are grouped
+        # by analyzer, so each language is matched as a whole, with the query analysed in it.
+        should.append({"multi_match": {"query": text, "fields": stemmed_fields, "type": "cross_fields", "operator": "and", "boost": STEMS_BOOST}})
     if typos:
-        fields = list(typo_fields) if typo_fields is not None else [*folded_fields, *raw_fields]
-        should.append({"multi_match": {"query": folded, "fields": fields, "operator": "and", "fuzziness": TYPO_FUZZINESS,
+        fuzzy_fields = list(typo_fields) if typo_fields is not None else fields
+        should.append({"multi_match": {"query": text, "fields": fuzzy_fields, "operator": "and", "fuzziness": TYPO_FUZZINESS,
                                        "prefix_length": 1, "max_expansions": 10, "boost": TYPO_BOOST}})
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
@@ -60,8 +69,8 @@ def people_query(query: str, department: str, country: str, expertise: str) -> t
     if country:
         filters.append({"term": {"country": country.upper()}})
     if expertise:
-        filters.append({"term": {"expertise": expertise.strip().lower()}})
-    folded = fold(query.strip())
+        filters.append({"term": {"expertise": expertise.strip()}})  # normalised by the field (without case or accents)
+    folded = query.strip()  # analysed by name_folded's analyzer: without case or accents
     if folded:
         must = {
             "bool": {
@@ -69,7 +78,8 @@ def people_query(query: str, department: str, country: str, expertise: str) -> t
                     {"match_phrase": {"name_folded": {"query": folded, "boost": 4}}},
                     {"match": {"name_folded": {"query": folded, "operator": "and", "boost": 2}}},
                     {"match": {"name_folded": {"query": folded, "fuzziness": "AUTO", "prefix_length": 1, "operator": "and"}}},
-                    {"prefix": {"name_folded": {"value": folded.split()[-1], "boost": 0.5}}},
+                    # The last word as typed so far: a prefix of a word of the name.
+                    {"match_bool_prefix": {"name_folded": {"query": folded.split()[-1], "boost": 0.5}}},
                 ],
                 "minimum_should_match": 1,
             }

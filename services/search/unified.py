@@ -5,17 +5,16 @@ Every query runs as the caller: each kind's clause carries its visibility rule
 counts all come from that one filtered query, so nothing invisible leaks through a count.
 User text is only ever the value of match/prefix queries (never query_string syntax).
 
-Analysis: the ES distribution has no analysis modules, so accent folding
-(``watercooler.text.fold``) and English stemming (``watercooler.text.stemmed``) are done in
-Python, by the projections into ``folded``/``name_folded``/``text_folded`` and ``stemmed``
-fields and here on the query, identically (``queries.content_text_query``; docs/search.md).
+Analysis is Elasticsearch's (services/search/projections/analysis.py): the typed text is sent
+as it is and analysed per field, without case or accents and in the languages searched (the
+caller's and the query's); snippets are the engine's highlights of the same fields.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-import re
+import unicodedata
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -26,11 +25,11 @@ from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
-from watercooler.text import fold, highlight
 
 from .jams import jam_id_from
 from .kept import Kept
-from .queries import content_text_query
+from .projections.analysis import language_field_names, search_languages
+from .queries import TYPO_FUZZINESS, content_text_query
 from .stats import views as view_stats
 from .visibility import Scope, kind_filter, scope_of
 
@@ -53,6 +52,8 @@ MAX_RANKED = 1000
 # Search. A move between departments reaches the facet counts up to a minute late.
 DEPARTMENT_SECONDS = 60.0
 _departments_kept: Kept[str] = Kept(DEPARTMENT_SECONDS, size=100_000)
+# A caller's profile languages (what their queries are also matched in) are kept as long.
+_languages_kept: Kept[tuple[str, ...]] = Kept(DEPARTMENT_SECONDS, size=100_000)
 SNIPPET_CHARS = 160
 
 # kind -> (projection alias, extra filter selecting the kind inside that index)
@@ -85,19 +86,19 @@ FILTER_KINDS = {
     "community": ("post", "micropost", "comment", "bookmark"),
     "jam": ("jam_idea", "jam_thread"),
 }
-# Text fields: folded fields (given the folded query), raw fields (the text as typed, lowercased;
-# they carry the title boosts) and stemmed fields (given the query's stems). Bodies, notes and
-# descriptions are in every index's folded field already; matching them raw as well cost 15 % of
-# a Search's Elasticsearch time over a million documents (8.0 -> 6.8 ms mean `took`, 150
-# queries). A person's bio has no folded copy, so it stays.
+# Text fields, all without case or accents: the combined copies (title and body of each index),
+# and the fields as written that carry the title boosts; then each item's language copy
+# (``lang.<code>.title^3`` / ``.body``, for the languages searched). Bodies, notes and
+# descriptions are in every index's combined field already; matching them by themselves as
+# well cost 15 % of a Search's Elasticsearch time over a million documents (8.0 -> 6.8 ms mean
+# `took`, 150 queries). A person's bio has no combined copy, so it stays.
 FOLDED_FIELDS = ["name_folded^3", "folded", "text_folded"]
-STEMMED_FIELDS = ["stemmed"]
 RAW_FIELDS = ["title^3", "display_name^3", "bio"]
-# A typo is looked for in the folded fields only, plus a person's bio (it has no folded copy):
-# titles and names are in them already (a job title keeps exact matching only), and each field
-# a fuzzy query covers is one more Levenshtein automaton run over one more term dictionary in
-# every index (over a million documents the typo query cost 18.0 ms of Elasticsearch CPU on
-# these four fields, 22.4-26.2 ms on the six folded and raw fields, both with fuzziness AUTO).
+# A typo is looked for in the combined fields only, plus a person's bio (it has no combined
+# copy): titles and names are in them already, and each field a fuzzy query covers is one more
+# Levenshtein automaton run over one more term dictionary in every index (over a million
+# documents the typo query cost 18.0 ms of Elasticsearch CPU on these four fields, 22.4-26.2 ms
+# on the six, both with fuzziness AUTO).
 TYPO_FIELDS = [*FOLDED_FIELDS, "bio"]
 # Tie-breakers after the primary sort: unique per document within each index.
 TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at"]
@@ -118,9 +119,9 @@ def check_query(text: str, field: str = "query", limit: int = MAX_QUERY_LENGTH) 
     return text.strip()
 
 
-def text_query(text: str, typos: bool = True) -> dict[str, Any]:
-    """Phrase, then all words, then their stems, then typos; titles and names boosted."""
-    return content_text_query(text, FOLDED_FIELDS, RAW_FIELDS, STEMMED_FIELDS, typos=typos, typo_fields=TYPO_FIELDS)
+def text_query(text: str, languages: list[str], typos: bool = True) -> dict[str, Any]:
+    """Phrase, then all words, then the words in ``languages``, then typos; titles and names boosted."""
+    return content_text_query(text, FOLDED_FIELDS, RAW_FIELDS, languages, typos=typos, typo_fields=TYPO_FIELDS)
 
 
 def index_of(settings: Settings, kind: str) -> str:
@@ -202,25 +203,58 @@ def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
     return dict(name=doc_id, title="", author="", tags=[], parent="", text="")
 
 
-# The Python-analysed copies of a document's text: matched, never shown, and as long as the
-# text itself, so they are left out of the hits.
-ANALYSED_COPIES = ["folded", "stemmed", "name_folded", "text_folded", "sort_key", "title_prefix"]
-# Where a snippet is looked for, in order: the hit's text (body, notes, description), then
-# its title and the fields search matches besides.
-SNIPPET_SOURCES = ("title", "display_name", "bio", "description", "content", "body", "notes")
+# The copies of a document's text made for matching: never shown, so left out of the hits
+# (``folded``, ``stemmed``... are those of indices built before Elasticsearch analysed them).
+ANALYSED_COPIES = ["lang", "folded", "stemmed", "name_folded", "text_folded", "sort_key", "title_prefix"]
+# Where a snippet is looked for, in order: the hit's text (body, notes, description, a person's
+# bio) in the languages searched, then as written, then its title or name likewise.
+SNIPPET_TEXTS = ("content", "body", "notes", "description", "bio")
+SNIPPET_TITLES = ("title", "display_name")
+# Text past this many characters is not looked at for a snippet (Elasticsearch refuses to
+# highlight past its index setting, 1,000,000 characters, rather than stopping there).
+SNIPPET_MAX_ANALYZED = 100_000
 
 
-def snippet_of(hit: dict[str, Any], query: str, fallback: str) -> str:
-    """The text around the first words that match the query, with them in <em>; else the
-    start of the hit's text (a typo-only match, or a query with no words)."""
-    doc = hit["_source"]
-    # The fallback is usually one of the sources too: each text is looked at once.
-    texts = (fallback, *(doc.get(f) for f in SNIPPET_SOURCES))
-    for text in dict.fromkeys(t for t in texts if isinstance(t, str) and t):
-        found = highlight(text, query, SNIPPET_CHARS)
-        if found is not None:
-            return found
+def snippet_fields(languages: list[str]) -> list[str]:
+    """The fields a snippet may come from, best first."""
+    return [*language_field_names(languages, ("body",)), *SNIPPET_TEXTS, *language_field_names(languages, ("title",)), *SNIPPET_TITLES]
+
+
+def highlight_request(text: str, languages: list[str], typos: bool) -> dict[str, Any]:
+    """Elasticsearch's highlighter over the snippet fields: one fragment each, the words the
+    query matches (as each field analyses them: "canciones" marks "canción" in a Spanish item,
+    "cafe" marks "Café") in <em>, the rest HTML-escaped. Its own query, the typed text over the
+    fields shown: the search's matches the combined copies, which are not kept to be shown."""
+    written = [*SNIPPET_TEXTS, *SNIPPET_TITLES]
+    fuzzy = {"fuzziness": TYPO_FUZZINESS, "prefix_length": 1, "max_expansions": 10} if typos else {}
+    query = {"bool": {"should": [
+        {"multi_match": {"query": text, "fields": written, **fuzzy}},
+        {"multi_match": {"query": text, "fields": language_field_names(languages, ("body", "title"))}},
+    ], "minimum_should_match": 1}}
+    return {"type": "unified", "encoder": "html", "fragment_size": SNIPPET_CHARS, "number_of_fragments": 1,
+            "max_analyzed_offset": SNIPPET_MAX_ANALYZED, "highlight_query": query,
+            "fields": {field: {} for field in snippet_fields(languages)}}
+
+
+def snippet_of(hit: dict[str, Any], fields: list[str], fallback: str) -> str:
+    """The engine's fragment of the first of ``fields`` it highlighted in the hit; else the
+    start of the hit's text (a query with no words, or a list without one)."""
+    found = hit.get("highlight") or {}
+    for field in fields:
+        if found.get(field):
+            return " ".join(found[field][0].split())
     return html.escape(_short(fallback, SNIPPET_CHARS))
+
+
+def tag_pattern(prefix: str) -> str:
+    """A Lucene regular expression for the folded tags starting with ``prefix`` (lowercased).
+    A Latin letter beyond ASCII stands for the one to three ASCII letters ``asciifolding``
+    makes of it ("é" -> "e", "ß" -> "ss"); other scripts are kept by it, so stand for themselves."""
+    def one(ch: str) -> str:
+        if ch.isascii():
+            return ch if ch.isalnum() else "\\" + ch
+        return "[a-z0-9]{1,3}" if "LATIN" in unicodedata.name(ch, "") else ch
+    return "".join(one(ch) for ch in prefix) + ".*"
 
 
 class Search:
@@ -282,7 +316,7 @@ class Search:
             who = f["author"]
             out.append({"bool": {"should": [{"term": {field: f"profiles/{who}" if prefixed else who}} for field, prefixed in AUTHOR_FIELDS.items()], "minimum_should_match": 1}})
         for tag in f.get("tags", []):
-            out.append({"term": {"tags": tag}})
+            out.append({"term": {"tags.folded": tag}})  # without case or accents: "cafe" is "café"
         if "blog" in f:
             out.append({"term": {"blog": f["blog"]}})
         if "space" in f:
@@ -327,11 +361,15 @@ class Search:
         # Typos are matched only when the words themselves match nothing: fuzzy expansion over
         # a million documents was most of a Search's cost (measured over 100,000 documents at 100/s
         # offered: 41-53/s achieved with it on every query, 99/s without).
-        must: list[dict[str, Any]] = [text_query(v["text"], typos=False)] if v["text"] else []
+        languages = search_languages(v["text"], await self._languages(principal)) if v["text"] else []
+        must: list[dict[str, Any]] = [text_query(v["text"], languages, typos=False)] if v["text"] else []
         indices = ",".join(sorted({index_of(self.settings, k) for k in v["kinds"]}))
         body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}}
         wanted = v["wanted"]
         listed = bool(wanted & {"hits", "next_page_token"})
+        highlighted = bool(v["text"]) and "hits" in wanted
+        if highlighted:
+            body["highlight"] = highlight_request(v["text"], languages, typos=False)
         if after is None and "facets" in wanted:
             # Facets come with the first page: the later pages of one query share them, and
             # they were a third of a Search's time in Elasticsearch over a million documents.
@@ -340,6 +378,8 @@ class Search:
         if v["order"] in RANKED_KINDS:
             ranked = await self._ranking(v["order"])
             filters.append({"ids": {"values": [name.split("/", 1)[1] for name in ranked]}})
+            # Up to MAX_RANKED hits come back to be ordered here: only the page shown is highlighted.
+            body.pop("highlight", None)
             body.update(size=MAX_RANKED, query={"bool": {"must": must, "filter": filters}})
         else:
             should = []
@@ -353,10 +393,14 @@ class Search:
             if after is not None:
                 body["search_after"] = after
         result = await self.es.search(index=indices, ignore_unavailable=True, **body)
-        if v["text"] and result["hits"]["total"]["value"] == 0:
-            must[0] = text_query(v["text"], typos=True)  # the same dict object sits in body["query"]
+        typos = bool(v["text"]) and result["hits"]["total"]["value"] == 0
+        if typos:
+            must[0] = text_query(v["text"], languages, typos=True)  # the same dict object sits in body["query"]
+            if highlighted and not ranked:
+                body["highlight"] = highlight_request(v["text"], languages, typos=True)
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
+        snippets = snippet_fields(languages)
         response = sp.SearchResponse(total_size=result["hits"]["total"]["value"] if "total_size" in wanted else 0)
         next_position: Any = None
         if ranked:
@@ -366,11 +410,13 @@ class Search:
             page = described[offset: offset + size]
             if offset + size < len(described):
                 next_position = offset + size
+            if highlighted and page:
+                await self._highlight(indices, [hit for hit, _ in page], v["text"], languages, typos)
             for hit, kind in page if "hits" in wanted else ():
-                self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), v["text"])
+                self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), snippets)
         else:
             for hit in hits if "hits" in wanted else ():
-                self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0, v["text"])
+                self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0, snippets)
             if listed and len(hits) == size:
                 next_position = hits[-1]["sort"]
         if next_position is not None and "next_page_token" in wanted:
@@ -379,9 +425,18 @@ class Search:
             await self._facets(response, result.get("aggregations", {}).get("sample", {}))
         return response
 
-    def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float, query: str) -> None:
+    async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], typos: bool) -> None:
+        """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""
+        found = await self.es.search(index=indices, ignore_unavailable=True, size=len(hits), source=False,
+                                     query={"ids": {"values": [h["_id"] for h in hits]}},
+                                     highlight=highlight_request(text, languages, typos))
+        marks = {(h["_index"], h["_id"]): h.get("highlight") for h in found["hits"]["hits"]}
+        for hit in hits:
+            hit["highlight"] = marks.get((hit["_index"], hit["_id"]))
+
+    def _add_hit(self, response: sp.SearchResponse, hit: dict[str, Any], kind: str, score: float, snippets: list[str]) -> None:
         d = describe(kind, hit)
-        out = response.hits.add(kind=kind, name=d["name"], title=d["title"], snippet=snippet_of(hit, query, d["text"]), author=d["author"], tags=d["tags"], score=score, parent=d["parent"])
+        out = response.hits.add(kind=kind, name=d["name"], title=d["title"], snippet=snippet_of(hit, snippets, d["text"]), author=d["author"], tags=d["tags"], score=score, parent=d["parent"])
         created = hit["_source"].get("created_at")
         if created:
             out.create_time.FromDatetime(dt.datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(dt.UTC).replace(tzinfo=None))
@@ -444,6 +499,20 @@ class Search:
                     _departments_kept.put((*deployment, eid), out[eid])
         return out
 
+    async def _languages(self, principal: Principal) -> tuple[str, ...]:
+        """The languages of the caller's profile (BCP 47 tags), kept for DEPARTMENT_SECONDS."""
+        if not principal.is_employee:
+            return ()
+        key = (id(self.es), self.settings.namespace, principal.subject)
+        kept = _languages_kept.get(key)
+        if kept is None:
+            found = await self.es.search(index=self.settings.index_alias("people"), query={"term": {"employee_id": principal.subject}},
+                                         source=["languages"], size=1, ignore_unavailable=True)
+            hits = found["hits"]["hits"]
+            kept = tuple(hits[0]["_source"].get("languages") or ()) if hits else ()
+            _languages_kept.put(key, kept)
+        return kept
+
     async def _ranking(self, order: str) -> dict[str, float]:
         """name -> rating average (top_rated) or views/downloads (most_viewed), best first."""
         if order == "top_rated":
@@ -473,7 +542,7 @@ class Search:
         if request.page_size < 0 or request.page_size > 20:
             raise InvalidArgument("must be between 0 and 20", field="page_size")
         size = request.page_size or 5
-        folded = fold(prefix)
+        folded = prefix  # analysed by each field: without case or accents
         scope = await scope_of(self.es, self.settings, principal)
         searches: list[tuple[str, str, dict[str, Any]]] = []  # (kind, index, body)
         if "people" in kinds:
@@ -496,16 +565,20 @@ class Search:
                 "sort": [{"_score": "desc"}, *_tiebreak()]}
             searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
         if "tags" in kinds:
-            tag = folded.lstrip("#")
+            tag = prefix.lower().lstrip("#")
             tag_kinds = ["post", "micropost", "bookmark", "media"]
             body = {"size": 0, "query": {"bool": {"filter": [
-                {"prefix": {"tags": tag}},
+                {"prefix": {"tags.folded": tag}},
                 {"bool": {"should": visible_clauses(self.settings, scope, tag_kinds), "minimum_should_match": 1}}]}},
-                # `include` is a regular expression: the typed text is escaped into a literal prefix.
+                # The tags counted are the folded ones ("café" and "Cafe" are one topic, shown as
+                # "cafe"). `include` is a regular expression: the typed text is escaped into a
+                # literal prefix, where a letter beyond ASCII stands for what it folds to (one
+                # letter or more: "ß" is "ss"); the prefix query has already kept only the
+                # documents whose tags start with the folded prefix.
                 # Over the best SUGGEST_SAMPLE documents per shard, not every document carrying a
                 # tag with this prefix (a common prefix is a large part of a million documents).
                 "aggs": {"s": {"sampler": {"shard_size": SUGGEST_SAMPLE},
-                               "aggs": {"t": {"terms": {"field": "tags", "size": size, "include": re.sub(r"([^\w])", r"\\\1", tag) + ".*",
+                               "aggs": {"t": {"terms": {"field": "tags.folded", "size": size, "include": tag_pattern(tag),
                                                         "order": [{"_count": "desc"}, {"_key": "asc"}]}}}}}}
             searches.append(("tag", ",".join(sorted({index_of(self.settings, k) for k in tag_kinds})), body))
         operations: list[dict[str, Any]] = []

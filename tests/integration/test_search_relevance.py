@@ -1,5 +1,5 @@
 """Relevance and bad page tokens through the real gRPC Search API, Kafka and Elasticsearch:
-English stemming done in Python at index and query time, exact words above stems, an exact
+English stemming by Elasticsearch's `english` analyzer, exact words above stems, an exact
 title above a passing mention, accent folding on wiki pages, media items and comments (both
 ways), expired and altered page tokens, and new fields added to an index that already exists."""
 
@@ -210,7 +210,7 @@ def test_expired_and_altered_page_tokens_are_invalid_argument(world):
 
 
 def test_an_existing_index_gains_new_fields_on_start(platform):
-    """A projection whose mapping grew (as the content projections did with `stemmed`) adds the
+    """A projection whose mapping grew (as the content projections did with `lang`) adds the
     fields to the index it already has, so documents carrying them are not refused."""
     from services.search.projections.comments import CommentsProjection
 
@@ -219,7 +219,7 @@ def test_an_existing_index_gains_new_fields_on_start(platform):
 
     projection = Upgraded(platform.settings)
     old = projection.index_body()
-    for field in ("folded", "stemmed"):
+    for field in ("language", "lang"):
         del old["mappings"]["properties"][field]
     index = f"{projection.alias}-v1-initial"
     platform.es.indices.create(index=index, **old, aliases={projection.alias: {"is_write_index": True}})
@@ -235,9 +235,9 @@ def test_an_existing_index_gains_new_fields_on_start(platform):
     try:
         assert asyncio.run(start()) == (index, [])  # added on the first call; nothing left the second time
         properties = platform.es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
-        assert properties["stemmed"] == {"type": "text", "analyzer": "whitespace"} and properties["folded"] == {"type": "text"}
-        platform.es.index(index=projection.alias, id="after", document={"name": "comments/after", "body": "Runs", "stemmed": "run"}, refresh=True)
-        found = platform.es.search(index=projection.alias, query={"match": {"stemmed": "run"}})["hits"]["hits"]
+        assert properties["language"] == {"type": "keyword"} and properties["lang"]["properties"]["en"]["properties"]["body"] == {"type": "text", "analyzer": "english"}
+        platform.es.index(index=projection.alias, id="after", document={"name": "comments/after", "body": "Runs", "language": "en", "lang": {"en": {"body": "Runs"}}}, refresh=True)
+        found = platform.es.search(index=projection.alias, query={"match": {"lang.en.body": "run"}})["hits"]["hits"]
         assert [h["_id"] for h in found] == ["after"]  # the older document lacks the field until a reindex
     finally:
         platform.es.indices.delete(index=index, ignore_unavailable=True)

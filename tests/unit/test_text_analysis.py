@@ -1,5 +1,6 @@
-"""Search analysis done in Python (folding + English stemming), the query built from it, the
-projections writing it, and page tokens that expire and detect tampering."""
+"""Search analysis declared to Elasticsearch (folded fields, each item's language, tags
+normalised), the query and highlight built over it, the projections writing the language
+copies, and page tokens that expire and detect tampering."""
 
 from __future__ import annotations
 
@@ -10,50 +11,45 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from snowballstemmer.english_stemmer import EnglishStemmer
 
 from services.search.projections import ALL
+from services.search.projections.analysis import ANALYSIS, LANGUAGE_ANALYZERS, detect_language, field_code, search_languages
 from services.search.projections.comments import CommentsProjection
+from services.search.projections.communities import CommunitiesProjection
 from services.search.projections.media import MediaProjection
+from services.search.projections.people import PeopleProjection
 from services.search.projections.posts import PostsProjection
 from services.search.projections.wiki import WikiProjection
 from services.search.queries import content_text_query
+from services.search.unified import highlight_request, snippet_fields, snippet_of, tag_pattern
 from watercooler import text
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.rpc import decode_page_token, encode_page_token, page_token_ttl
-from watercooler.text import fold, stem_words, stemmed, words
+
+CONTENT = ("posts", "comments", "bookmarks", "wiki", "media", "jam-ideas", "jam-threads", "communities")
 
 
-def test_inflections_share_a_stem():
-    assert stem_words("running runs run") == ["run", "run", "run"]
-    assert stem_words("Connections connected CONNECTING") == ["connect"] * 3
-    assert stemmed("roadmaps") == stemmed("Roadmap") == "roadmap"
-    # A different word keeps a different stem.
-    assert stemmed("runner") != stemmed("run")
+def test_python_keeps_no_search_analysis():
+    # Folding for matching, stemming and highlighting are Elasticsearch's now.
+    assert not any(hasattr(text, name) for name in ("stemmed", "stem_words", "words", "highlight"))
 
 
-def test_words_are_folded_before_stemming():
-    assert words("Café — naïve_idea, O’Neil's 3.5GHz") == ["cafe", "naive", "idea", "o'neil's", "3", "5ghz"]
-    assert stemmed("Cafés") == stemmed("cafes") == stemmed("CAFE")
-    assert stemmed("Organizações") == stemmed("organizacoes")
-    # The possessive goes: "team's" is "team".
-    assert stemmed("the team's goals") == "the team goal"
-    assert stemmed("") == "" and stemmed("!!! ...") == ""
+def test_the_language_of_an_item_is_detected_offline():
+    assert detect_language("La canción del verano suena en la radio") == "es"
+    assert detect_language("Die Lieder des Sommers sind schön") == "de"
+    assert detect_language("Les chansons de l'été passent à la radio") == "fr"
+    assert detect_language("We ship the roadmap on Friday") == "en"
+    assert detect_language("東京の会議は明日です") == "ja" and field_code("ja") == "cjk"
+    # Too short or nothing to tell: no language (the item is indexed in the default one).
+    assert detect_language("café") is None and detect_language("  ") is None and detect_language("🙂🙂") is None
+    assert field_code("es-MX") == "es" and field_code("pt_BR") == "pt" and field_code("tlh") is None and field_code("") is None
 
 
-def test_other_scripts_and_long_tokens_survive():
-    assert stemmed("東京 Москва") == "東京 москва"
-    token = "a" * 60 + "ing"
-    assert stemmed(token) == token  # not language: kept whole
-
-
-def test_c_stemmer_agrees_with_the_pure_python_one():
-    # PyStemmer (used) and snowballstemmer (the fallback) must give the same stems, or an index
-    # written by one process and queried by another would disagree.
-    sample = ["running", "generously", "organizations", "happiness", "universities", "lying", "cafes", "relational", "hopefully", "ponies", "caresses"]
-    pure = EnglishStemmer()  # the pure-Python class (snowballstemmer.stemmer() would hand back PyStemmer)
-    assert [pure.stemWord(w) for w in sample] == stem_words(" ".join(sample))
+def test_a_query_is_matched_in_the_default_the_callers_and_its_own_language():
+    assert search_languages("canciones", ["de-CH", "xx"]) == ["en", "de", "es"]
+    assert search_languages("roadmap") == ["en"]
+    assert search_languages("the", ["en-GB"]) == ["en"]
 
 
 def event(type_name: str, aggregate_id: str = "a1", **payload) -> SimpleNamespace:
@@ -61,65 +57,98 @@ def event(type_name: str, aggregate_id: str = "a1", **payload) -> SimpleNamespac
                            occurred_at=dt.datetime(2026, 11, 27, tzinfo=dt.UTC), envelope=SimpleNamespace(aggregate_type="", event_type=type_name))
 
 
-def test_projections_write_the_same_analysis_the_query_uses():
+def test_projections_write_the_text_once_more_under_its_language_only():
     settings = Settings()
-    page = WikiProjection(settings).apply(None, event("PageCreated", space_id="s", title="Café Runbook", links=[], body="Running the café", author="e1"))
-    assert page["folded"] == fold("Café Runbook\nRunning the café") and page["stemmed"] == "cafe runbook run the cafe"
-    renamed = WikiProjection(settings).apply(dict(page), event("PageRenamed", title="Résumés", old_title="Café Runbook", author="e1", revision=2))
-    assert renamed["stemmed"] == stemmed("Résumés\nRunning the café") and "resume" in renamed["folded"]
+    post = PostsProjection(settings).apply(None, event("PostCreated", blog="b", author_id="e1", title="La canción", body="Las canciones del verano suenan en la radio",
+                                                       tags=["Café"], visibility="INTERNAL", community=""))
+    assert post["language"] == "es" and post["lang"] == {"es": {"title": "La canción", "body": "Las canciones del verano suenan en la radio"}}
+    # Nothing folded or stemmed in Python: Elasticsearch copies and analyses the fields.
+    assert not {"folded", "stemmed", "title_prefix"} & set(post)
+    edited = PostsProjection(settings).apply(dict(post), event("PostEdited", title="Roadmap", body="We ship the new roadmap on Friday", tags=[],
+                                                               visibility="INTERNAL", community="", revision=2))
+    assert edited["language"] == "en" and list(edited["lang"]) == ["en"]  # the Spanish copy is gone
 
-    media = MediaProjection(settings).apply(None, event("MediaItemRegistered", owner="profiles/e1", title="Démo", description="Connecting things", kind="VIDEO",
+    page = WikiProjection(settings).apply(None, event("PageCreated", space_id="s", title="Café", links=["Über uns"], body="Wir trinken jeden Morgen Kaffee im Büro", author="e1"))
+    assert page["language"] == "de" and page["lang"]["de"]["body"].startswith("Wir trinken") and page["links"] == ["uber uns"]
+    media = MediaProjection(settings).apply(None, event("MediaItemRegistered", owner="profiles/e1", title="Démo", description="", kind="VIDEO",
                                                         size_bytes=1, content_type="video/mp4", tags=[], visibility="INTERNAL", storage_uri="s3://x"))
-    assert media["folded"] == "demo\nconnecting things" and media["stemmed"] == "demo connect thing"
-    updated = MediaProjection(settings).apply(dict(media), event("MediaItemUpdated", changed_fields=["description"], description="Runs"))
-    assert updated["stemmed"] == "demo run"
-
-    comment = CommentsProjection(settings).apply(None, event("CommentCreated", target="posts/p", parent="", author_id="e1", body="Très Bien, running!", visibility="INTERNAL", community=""))
-    assert comment["folded"] == "tres bien, running!" and comment["stemmed"] == "tres bien run"
-    edited = CommentsProjection(settings).apply(dict(comment), event("CommentEdited", body="ran"))
-    assert edited["folded"] == "ran" and edited["stemmed"] == "ran"
-
-    post = PostsProjection(settings).apply(None, event("PostCreated", blog="b", author_id="e1", title="Runs", body="Connected", tags=[], visibility="INTERNAL", community=""))
-    assert post["stemmed"] == "run connect"
-    # The query side sends the very same terms to the stemmed field.
-    query = content_text_query("RUNNING connections")
-    stems = [c["multi_match"]["query"] for c in query["bool"]["should"] if c["multi_match"]["fields"] == ["stemmed"]]
-    assert stems == ["run connect"]
+    assert media["language"] == "en" and media["lang"] == {"en": {"title": "Démo"}}  # too short to tell: the default language
+    comment = CommentsProjection(settings).apply(None, event("CommentCreated", target="posts/p", parent="", author_id="e1", body="Très bien, merci pour la présentation d'hier",
+                                                             visibility="INTERNAL", community=""))
+    assert comment["language"] == "fr" and comment["lang"] == {"fr": {"body": "Très bien, merci pour la présentation d'hier"}}
+    community = CommunitiesProjection(settings).apply(None, event("CommunityCreated", community_id="c1", display_name="Café", description="", access="OPEN", owners=["e1"], members=["e1"]))
+    assert "name_folded" not in community
 
 
-def test_every_content_projection_maps_its_analysed_fields():
+def test_every_searched_field_is_analysed_by_elasticsearch_without_case_or_accents():
     settings = Settings()
     for projection in ALL:
-        props = projection(settings).index_body()["mappings"]["properties"]
-        if projection.name in ("posts", "comments", "bookmarks", "wiki", "media", "jam-ideas", "jam-threads", "communities"):
-            assert props["stemmed"] == {"type": "text", "analyzer": "whitespace"}, projection.name
-        if projection.name in ("posts", "comments", "bookmarks", "wiki", "media", "communities"):
-            assert props["folded"] == {"type": "text"}, projection.name
+        body = projection(settings).index_body()
+        props = body["mappings"]["properties"]
+        if projection.name not in (*CONTENT, "people"):
+            continue
+        assert body["settings"]["analysis"] == ANALYSIS, projection.name
+        assert not {"stemmed"} & set(props), projection.name
+        for name in ("title", "content", "body", "notes", "description", "display_name", "bio"):
+            if name in props:
+                assert props[name]["analyzer"] == "folded", (projection.name, name)
+        if projection.name in CONTENT:
+            combined = "text_folded" if projection.name.startswith("jam-") else "folded"
+            assert props[combined] == {"type": "text", "analyzer": "folded"}, projection.name
+            assert props["language"] == {"type": "keyword"}
+            languages = props["lang"]["properties"]
+            assert {code: next(iter(fields["properties"].values()))["analyzer"] for code, fields in languages.items()} == LANGUAGE_ANALYZERS
+        if "tags" in props:
+            assert props["tags"]["fields"]["folded"] == {"type": "keyword", "normalizer": "folded"}, projection.name
+    people = PeopleProjection(settings).index_body()["mappings"]["properties"]
+    assert people["expertise"] == {"type": "keyword", "normalizer": "folded"}
+    assert people["display_name"]["copy_to"] == ["name_folded"]
+    assert ANALYSIS["analyzer"]["folded"] == {"type": "custom", "tokenizer": "standard", "filter": ["lowercase", "asciifolding"]}
+    assert ANALYSIS["normalizer"]["folded"] == {"type": "custom", "filter": ["lowercase", "asciifolding"]}
 
 
-def test_query_tiers_rank_exact_above_stems_above_typos():
-    should = content_text_query("Café Runs", raw_fields=("title^3",))["bool"]["should"]
+def test_changed_projections_have_a_new_schema_version():
+    # `make run` rebuilds an index whose stored schema version is older than its projection's.
+    versions = {projection.name: projection.schema_version for projection in ALL}
+    assert {name: versions[name] for name in (*CONTENT, "people")} == {
+        "posts": 2, "comments": 3, "bookmarks": 2, "wiki": 2, "media": 2, "jam-ideas": 2, "jam-threads": 2, "communities": 2, "people": 2}
+
+
+def test_query_tiers_rank_exact_above_inflections_above_typos():
+    should = content_text_query("Café Runs", raw_fields=("title^3",), languages=["en", "es"])["bool"]["should"]
     boosts = [(c["multi_match"].get("type", "best_fields"), tuple(c["multi_match"]["fields"]), c["multi_match"]["boost"]) for c in should]
     assert boosts == [
-        ("phrase", ("folded",), 4.0), ("best_fields", ("folded",), 2.0),
-        ("phrase", ("title^3",), 4.0), ("best_fields", ("title^3",), 2.0),
-        ("best_fields", ("stemmed",), 1.0), ("best_fields", ("folded", "title^3"), 0.5),
+        ("phrase", ("folded", "title^3"), 4.0), ("best_fields", ("folded", "title^3"), 2.0),
+        ("cross_fields", ("lang.en.title^3", "lang.en.body", "lang.es.title^3", "lang.es.body"), 1.0),
+        ("best_fields", ("folded", "title^3"), 0.5),
     ]
-    assert should[0]["multi_match"]["query"] == "cafe runs" and should[2]["multi_match"]["query"] == "café runs"
+    # The text goes as typed: Elasticsearch analyses it per field.
+    assert {c["multi_match"]["query"] for c in should} == {"Café Runs"}
+    assert should[-1]["multi_match"]["fuzziness"] == "AUTO:3,8"
     # Query syntax is only ever a match value.
     assert all("query_string" not in json.dumps(c) for c in should)
-    # Nothing to stem: no stemmed clause (it would match nothing anyway).
-    assert all(c["multi_match"]["fields"] != ["stemmed"] for c in content_text_query("!!!")["bool"]["should"])
+    assert len(content_text_query("x", typos=False)["bool"]["should"]) == 3
 
 
-def test_the_fallback_stemmer_is_used_without_pystemmer(monkeypatch):
-    monkeypatch.setattr(text, "_Stemmer", None)
-    text._stemmer.cache_clear()
-    try:
-        assert isinstance(text._stemmer().__self__, EnglishStemmer)
-        assert stemmed("Running connections") == "run connect"
-    finally:
-        text._stemmer.cache_clear()
+def test_snippets_are_the_engines_highlights_of_the_text_in_the_languages_searched():
+    request = highlight_request("canciones", ["en", "es"], typos=False)
+    assert request["encoder"] == "html" and request["number_of_fragments"] == 1 and request["max_analyzed_offset"] > 0
+    assert list(request["fields"]) == snippet_fields(["en", "es"]) == [
+        "lang.en.body", "lang.es.body", "content", "body", "notes", "description", "bio", "lang.en.title", "lang.es.title", "title", "display_name"]
+    assert "fuzziness" in json.dumps(highlight_request("cancoines", ["en"], typos=True)["highlight_query"])
+    hit = {"_source": {}, "highlight": {"title": ["La <em>canción</em>"], "lang.es.body": ["Las <em>canciones</em>   del\nverano"]}}
+    assert snippet_of(hit, snippet_fields(["es"]), "fallback") == "Las <em>canciones</em> del verano"
+    # Nothing highlighted (no words, or listing): the start of the text, escaped.
+    assert snippet_of({"_source": {}}, snippet_fields(["en"]), "<b>x</b> & co") == "&lt;b&gt;x&lt;/b&gt; &amp; co"
+
+
+def test_a_tag_prefix_matches_the_folded_tags_whatever_accents_were_typed():
+    import re
+
+    for typed, tag in (("caf", "cafe"), ("café", "cafe"), ("straß", "strasse"), ("c++", "c++"), ("москва", "москва")):
+        assert re.fullmatch(tag_pattern(typed), tag), (typed, tag)
+    assert not re.fullmatch(tag_pattern("café"), "cab")
+    assert not re.fullmatch(tag_pattern("москва"), "moskva")
 
 
 # --- page tokens ------------------------------------------------------------------------------------
@@ -172,22 +201,3 @@ def test_altered_or_garbled_page_tokens_are_rejected(monkeypatch):
     # Issued in the future (beyond clock skew): not ours.
     with pytest.raises(InvalidArgument):
         decode_page_token(encode_page_token([1], "q", issued_at=time.time() + 3600), "q")
-
-
-def test_snippets_highlight_folded_and_stemmed_matches_in_the_text_as_written():
-    from watercooler.text import highlight
-
-    # The query's folded words and stems find the words as written, accents and case kept.
-    assert highlight("Le Café de Paris", "cafe") == "Le <em>Café</em> de Paris"
-    assert highlight("We were RUNNING late", "runs") == "We were <em>RUNNING</em> late"
-    assert highlight("the team’s plan", "teams") == "the <em>team’s</em> plan"
-    # Only HTML the highlighter adds survives; the text's own markup is escaped.
-    assert highlight("<b>cafe</b> & co", "cafe") == "&lt;b&gt;<em>cafe</em>&lt;/b&gt; &amp; co"
-    assert highlight("nothing here", "cafe") is None
-    assert highlight("some text", "  ") is None
-    # A match deep in a long text: the window starts shortly before it and is bounded.
-    long = " ".join(["filler"] * 100 + ["needle"] + ["tail"] * 100)
-    got = highlight(long, "needle", 160)
-    assert got.startswith("…") and got.endswith("…") and "<em>needle</em>" in got
-    assert len(got.replace("<em>", "").replace("</em>", "")) <= 160 + 4
-    assert got.index("<em>") < 60

@@ -8,27 +8,31 @@ from urllib.parse import urlsplit
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold, stemmed
 
-from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, folded_text, language_copies, language_fields
+from .posts import FLAG_EVENTS, apply_flags
 
 
 class BookmarksProjection(DocumentProjection):
     name = "bookmarks"
     sources = ("posts",)
     aggregate_types = frozenset({"Bookmark", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "name": {"type": "keyword"},
             "owner_id": {"type": "keyword"},
-            "url": {"type": "keyword"},
+            "url": {"type": "keyword", "copy_to": ["folded"]},
             "host": {"type": "keyword"},
-            "title": {"type": "text"},
+            "title": folded_text("folded"),
             "title_raw": {"type": "keyword", "index": False},
+            # Title, notes and URL without case or accents; title and notes in their language.
             "folded": FOLDED_FIELD,
-            "stemmed": STEMMED_FIELD,
-            "tags": {"type": "keyword"},
-            "notes": {"type": "text"},
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
+            "tags": TAGS_FIELD,
+            "notes": folded_text("folded"),
             "visibility": {"type": "keyword"},
             "community": {"type": "keyword"},
             "hidden": {"type": "boolean"},
@@ -64,6 +68,5 @@ class BookmarksProjection(DocumentProjection):
         else:
             raise SkipEvent
         doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community)
-        doc["folded"] = fold(f"{p.title}\n{p.notes}\n{doc['url']}")
-        doc["stemmed"] = stemmed(f"{p.title}\n{p.notes}")
+        doc.update(language_copies(title=p.title, body=p.notes))
         return doc

@@ -58,9 +58,9 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.envelope import Event
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
-from watercooler.text import fold, stemmed
 
-from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, apply_flags
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
+from .posts import FLAG_EVENTS, apply_flags
 
 # Commented collections -> the audience rule that applies (services/search/visibility.comment_filter).
 TARGET_KINDS = {"posts": "post", "microposts": "post", "pages": "page", "media": "media"}
@@ -157,7 +157,9 @@ class CommentsProjection(DocumentProjection):
     name = "comments"
     sources = ("posts",)
     aggregate_types = frozenset({"Comment", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    schema_version = 2  # the target's current audience (was: copied at creation)
+    # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch.
+    schema_version = 3
+    analysis = ANALYSIS
     version_scale = VERSION_SCALE
     mappings: dict[str, Any] = {
         "properties": {
@@ -165,10 +167,11 @@ class CommentsProjection(DocumentProjection):
             "target": {"type": "keyword"},
             "parent": {"type": "keyword"},
             "author_id": {"type": "keyword"},
-            "body": {"type": "text"},
-            # The body accent- and case-folded, and its English stems (see .posts).
+            "body": folded_text("folded"),
+            # The body without case or accents, and in its language (see .analysis).
             "folded": FOLDED_FIELD,
-            "stemmed": STEMMED_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(("body",)),
             "hidden": {"type": "boolean"},  # the comment's own flags
             "created_at": {"type": "date"},
             "edited_at": {"type": "date"},
@@ -194,8 +197,7 @@ class CommentsProjection(DocumentProjection):
                 "parent": f"comments/{p.parent}" if p.parent else "",
                 "author_id": p.author_id,
                 "body": p.body,
-                "folded": fold(p.body),
-                "stemmed": stemmed(p.body),
+                **language_copies(body=p.body),
                 "hidden": False,
                 "created_at": event.occurred_at.isoformat(),
                 "edited_at": None,
@@ -205,7 +207,7 @@ class CommentsProjection(DocumentProjection):
             if doc is None:
                 raise ValueError(f"{kind} for unknown comment {event.aggregate_id}")
             if kind == "CommentEdited":
-                doc.update(body=p.body, folded=fold(p.body), stemmed=stemmed(p.body), edited_at=event.occurred_at.isoformat())
+                doc.update(body=p.body, edited_at=event.occurred_at.isoformat(), **language_copies(body=p.body))
             else:
                 doc["deleted"] = True
             return doc

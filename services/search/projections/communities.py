@@ -26,25 +26,28 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection
-from watercooler.text import collation_key, fold, stemmed
+from watercooler.text import collation_key
 
-from .posts import FOLDED_FIELD, STEMMED_FIELD
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
 
 
 class CommunitiesProjection(DocumentProjection):
     name = "communities"
     sources = ("profiles",)
     aggregate_types = frozenset({"Community"})
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the community's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "community_id": {"type": "keyword"},
-            "display_name": {"type": "text"},
-            "name_folded": {"type": "text"},
+            "display_name": folded_text("folded", "name_folded"),
+            "name_folded": FOLDED_FIELD,
             "sort_key": {"type": "keyword"},
-            "description": {"type": "text"},
-            # Name and description folded, and their English stems (see .posts).
+            "description": folded_text("folded"),
+            # Name and description without case or accents, and in their language (see .analysis).
             "folded": FOLDED_FIELD,
-            "stemmed": STEMMED_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
             "access": {"type": "keyword"},
             "owners": {"type": "keyword"},
             # The complete member list: the COMMUNITY visibility check of every service.
@@ -62,11 +65,9 @@ class CommunitiesProjection(DocumentProjection):
             doc = {
                 "community_id": p.community_id,
                 "display_name": p.display_name,
-                "name_folded": fold(p.display_name),
                 "sort_key": collation_key(p.display_name),
                 "description": p.description,
-                "folded": fold(f"{p.display_name}\n{p.description}"),
-                "stemmed": stemmed(f"{p.display_name}\n{p.description}"),
+                **language_copies(title=p.display_name, body=p.description),
                 "access": p.access,
                 "owners": list(p.owners),
                 "members": list(p.members),

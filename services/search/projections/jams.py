@@ -7,25 +7,27 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold, stemmed
 
-from .posts import STEMMED_FIELD, TITLE_PREFIX_FIELD
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 
 
 class JamIdeasProjection(DocumentProjection):
     name = "jam-ideas"
     sources = ("jams",)
     aggregate_types = frozenset({"Idea"})
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the idea's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "jam_id": {"type": "keyword"},
             "idea_id": {"type": "keyword"},
-            "title": {"type": "text"},
-            "description": {"type": "text"},
-            # Accent- and case-folded in Python (the ES distribution lacks asciifolding), and stemmed.
-            "text_folded": {"type": "text"},
-            "stemmed": STEMMED_FIELD,
+            "title": folded_text("text_folded", "title_prefix"),
+            "description": folded_text("text_folded"),
+            # Title and description without case or accents, and in their language (see .analysis).
+            "text_folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
             "forum_id": {"type": "keyword"},
             "author": {"type": "keyword"},
             "seeded": {"type": "boolean"},
@@ -39,7 +41,7 @@ class JamIdeasProjection(DocumentProjection):
         if event.type_name == "IdeaCreated":
             return {
                 "jam_id": p.jam_id, "idea_id": p.idea_id, "title": p.title, "description": p.description,
-                "text_folded": fold(f"{p.title} {p.description}"), "stemmed": stemmed(f"{p.title}\n{p.description}"), "title_prefix": fold(p.title), "forum_id": p.forum_id, "author": p.author,
+                **language_copies(title=p.title, body=p.description), "forum_id": p.forum_id, "author": p.author,
                 "seeded": p.seeded, "merged_into": "", "created_at": event.occurred_at.isoformat(),
             }
         if event.type_name == "IdeaMergedInto":
@@ -54,6 +56,8 @@ class JamThreadsProjection(DocumentProjection):
     name = "jam-threads"
     sources = ("jams",)
     aggregate_types = frozenset({"Thread", "Reply"})
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the post's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "kind": {"type": "keyword"},  # thread | reply
@@ -62,10 +66,11 @@ class JamThreadsProjection(DocumentProjection):
             "reply_id": {"type": "keyword"},
             "forum_id": {"type": "keyword"},
             "idea_id": {"type": "keyword"},
-            "title": {"type": "text"},
-            "body": {"type": "text"},
-            "text_folded": {"type": "text"},
-            "stemmed": STEMMED_FIELD,
+            "title": folded_text("text_folded"),
+            "body": folded_text("text_folded"),
+            "text_folded": FOLDED_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
             "author": {"type": "keyword"},
             "author_kind": {"type": "keyword"},
             "created_at": {"type": "date"},
@@ -80,5 +85,5 @@ class JamThreadsProjection(DocumentProjection):
         return {
             "kind": "thread" if event.type_name == "ThreadCreated" else "reply", "jam_id": p.jam_id, "thread_id": p.thread_id,
             "reply_id": getattr(p, "reply_id", ""), "forum_id": p.forum_id, "idea_id": p.idea_id, "title": title, "body": p.body,
-            "text_folded": fold(f"{title} {p.body}"), "stemmed": stemmed(f"{title}\n{p.body}"), "author": p.author, "author_kind": p.author_kind, "created_at": event.occurred_at.isoformat(),
+            **language_copies(title=title, body=p.body), "author": p.author, "author_kind": p.author_kind, "created_at": event.occurred_at.isoformat(),
         }

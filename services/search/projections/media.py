@@ -6,9 +6,8 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold, stemmed
 
-from .posts import FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 
 FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
 
@@ -17,19 +16,22 @@ class MediaProjection(DocumentProjection):
     name = "media"
     sources = ("posts",)
     aggregate_types = frozenset({"MediaItem"})
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "owner": {"type": "keyword"},
-            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
-            "description": {"type": "text"},
-            # Title and description folded, and their English stems (see .posts).
+            "title": folded_text("folded", "title_prefix", fields={"raw": {"type": "keyword"}}),
+            "description": folded_text("folded"),
+            # Title and description without case or accents, and in their language (see .analysis).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "stemmed": STEMMED_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
             "kind": {"type": "keyword"},
             "size_bytes": {"type": "long"},
             "content_type": {"type": "keyword"},
-            "tags": {"type": "keyword"},
+            "tags": TAGS_FIELD,
             "visibility": {"type": "keyword"},
             "storage_uri": {"type": "keyword", "index": False},
             "created_at": {"type": "date"},
@@ -58,8 +60,7 @@ class MediaProjection(DocumentProjection):
 
 
 def _analysed(item: Doc) -> Doc:
-    text = f"{item.get('title', '')}\n{item.get('description', '')}"
-    item.update(folded=fold(text), stemmed=stemmed(text), title_prefix=fold(item.get("title", "")))
+    item.update(language_copies(title=item.get("title", ""), body=item.get("description", "")))
     return item
 
 

@@ -6,7 +6,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import collation_key, fold
+from watercooler.text import collation_key
+
+from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, folded_text
 
 PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
 
@@ -15,22 +17,25 @@ class PeopleProjection(DocumentProjection):
     name = "people"
     sources = ("profiles",)
     aggregate_types = frozenset({"Profile"})
+    schema_version = 2  # names, job titles and bios folded, expertise normalised, by Elasticsearch
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "employee_id": {"type": "keyword"},
-            "display_name": {"type": "text"},
-            # Accent- and case-folded in Python (the ES distribution lacks asciifolding).
-            "name_folded": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "display_name": folded_text("name_folded"),
+            # The name without case or accents (copied by Elasticsearch): what name queries match.
+            "name_folded": {**FOLDED_TEXT, "fields": {"raw": {"type": "keyword", "normalizer": FOLDED}}},
             "sort_name": {"type": "keyword", "index": False},
             # Unicode collation key: sorting on it gives directory order in every script.
             "sort_key": {"type": "keyword"},
-            "title": {"type": "text"},
+            "title": FOLDED_TEXT,
             "department": {"type": "keyword"},
             "country": {"type": "keyword"},
             "manager_id": {"type": "keyword"},
-            "expertise": {"type": "keyword"},
+            # Declared expertise: matched without case or accents ("cafe" finds "Café").
+            "expertise": {"type": "keyword", "normalizer": FOLDED},
             "languages": {"type": "keyword"},
-            "bio": {"type": "text"},
+            "bio": FOLDED_TEXT,
             "photo_uri": {"type": "keyword", "index": False},
             "state": {"type": "keyword"},
             "alumni": {"type": "boolean"},
@@ -56,7 +61,6 @@ class PeopleProjection(DocumentProjection):
             raise SkipEvent  # person hits show no avatar; GetProfile does (as each reader may see it)
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
-        doc["name_folded"] = fold(doc["display_name"])
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])
         return doc
 

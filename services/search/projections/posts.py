@@ -10,21 +10,10 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold, stemmed
+
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
-# Analysis done in Python (the ES distribution has no analysis modules), shared by the content
-# projections: ``folded`` holds watercooler.text.fold(...) (accents and case removed, matched by
-# the standard analyzer); ``stemmed`` holds watercooler.text.stemmed(...), English stems joined by
-# spaces, so the whitespace analyzer indexes exactly the terms the query side computes.
-FOLDED_FIELD: dict[str, Any] = {"type": "text"}
-STEMMED_FIELD: dict[str, Any] = {"type": "text", "analyzer": "whitespace"}
-# ``title_prefix`` holds the folded title for Suggest's type-ahead; its `index_prefixes` index
-# every word's first 1-10 letters, so a typed prefix is one term rather than an expansion over
-# the title vocabulary (which stopped at 50 words: a prefix shared by more missed titles). Over
-# a million documents the titles sub-search took 2.4 -> 1.2 ms (mean) and 5.0 -> 3.1 ms of
-# Elasticsearch CPU. Accents and case do not matter to it ("cafe" suggests "Café").
-TITLE_PREFIX_FIELD: dict[str, Any] = {"type": "text", "index_prefixes": {"min_chars": 1, "max_chars": 10}}
 
 
 def apply_flags(doc: Doc | None, event: Event) -> Doc:
@@ -44,6 +33,8 @@ class PostsProjection(DocumentProjection):
     name = "posts"
     sources = ("posts",)
     aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             # "blog" (a blog post) or "micro" (a micropost).
@@ -51,13 +42,15 @@ class PostsProjection(DocumentProjection):
             "name": {"type": "keyword"},
             "blog": {"type": "keyword"},
             "author_id": {"type": "keyword"},
-            "title": {"type": "text"},
-            "content": {"type": "text"},
-            # Accent- and case-folded title and text, and their English stems, for matching.
+            "title": folded_text("folded", "title_prefix"),
+            "content": folded_text("folded"),
+            # Title and text without case or accents (copied by Elasticsearch), and in the
+            # item's language (services/search/projections/analysis.py).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "stemmed": STEMMED_FIELD,
-            "tags": {"type": "keyword"},
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
+            "tags": TAGS_FIELD,
             "mentions": {"type": "keyword"},
             "reply_to": {"type": "keyword"},
             "repost_of": {"type": "keyword"},
@@ -129,7 +122,5 @@ class PostsProjection(DocumentProjection):
                 doc["deleted"] = True
         else:
             raise SkipEvent
-        doc["folded"] = fold(f"{doc['title']}\n{doc['content']}")
-        doc["title_prefix"] = fold(doc["title"])
-        doc["stemmed"] = stemmed(f"{doc['title']}\n{doc['content']}")
+        doc.update(language_copies(title=doc["title"], body=doc["content"]))
         return doc

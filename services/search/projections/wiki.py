@@ -9,9 +9,9 @@ from typing import Any
 
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
-from watercooler.text import fold, stemmed
+from watercooler.text import fold
 
-from .posts import FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
 SPACE_EVENTS = {"SpaceCreated"}
@@ -26,22 +26,25 @@ class WikiProjection(DocumentProjection):
     name = "wiki"
     sources = ("posts",)
     aggregate_types = frozenset({"Space", "Page"})
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the page's language)
+    analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
             "kind": {"type": "keyword"},  # space | page
             "space_id": {"type": "keyword"},
-            "title": {"type": "text", "fields": {"raw": {"type": "keyword"}}},
+            "title": folded_text("folded", "title_prefix", fields={"raw": {"type": "keyword"}}),
             "title_keys": {"type": "keyword"},
             "former_titles": {"type": "keyword"},
             "links": {"type": "keyword"},
-            "body": {"type": "text"},
-            # Pages: title and body folded, and their English stems (see .posts).
+            "body": folded_text("folded"),
+            # Pages: title and body without case or accents, and in their language (see .analysis).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "stemmed": STEMMED_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
             "author": {"type": "keyword"},
             "revision": {"type": "integer"},
-            "display_name": {"type": "text"},
+            "display_name": folded_text(),
             "owner": {"type": "keyword"},
             "visibility": {"type": "keyword"},
             "members": {"type": "keyword"},
@@ -92,6 +95,5 @@ class WikiProjection(DocumentProjection):
 
 
 def _analysed(page: Doc) -> Doc:
-    text = f"{page.get('title', '')}\n{page.get('body', '')}"
-    page.update(folded=fold(text), stemmed=stemmed(text), title_prefix=fold(page.get("title", "")))
+    page.update(language_copies(title=page.get("title", ""), body=page.get("body", "")))
     return page
