@@ -28,7 +28,7 @@ _RETRIES = {
     ]
 }
 _SERVICE_CONFIG = json.dumps(_RETRIES)
-# A target naming several replicas ("ipv4:127.0.0.1:35051,127.0.0.1:35151", the cluster topology)
+# A target naming several replicas ("ipv4:127.0.0.1:16051,127.0.0.1:16151", the cluster topology)
 # is balanced call by call over those that answer; a replica that goes away is skipped and a
 # retried call (UNAVAILABLE) goes to another one. On Kubernetes the Service's address stands here.
 _ROUND_ROBIN_CONFIG = json.dumps({**_RETRIES, "loadBalancingConfig": [{"round_robin": {}}]})

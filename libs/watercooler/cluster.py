@@ -19,7 +19,7 @@ as the identity provider's (so the CLI's and the tests' tokens are people's toke
 platform signing key of the cluster's own.
 
 A client reaches a service's replicas through gRPC client-side round-robin over their addresses
-(``ipv4:127.0.0.1:35051,127.0.0.1:35151`` with the ``round_robin`` policy,
+(``ipv4:127.0.0.1:16051,127.0.0.1:16151`` with the ``round_robin`` policy,
 watercooler.client.service_config), which stands in for the Kubernetes Service in front of
 them: calls are spread over the replicas that answer, and one that goes away is skipped.
 Elasticsearch clients are given every node (watercooler.projection.es_client).
@@ -239,25 +239,31 @@ class Cluster:
         return engines.down(self.settings, self.layout)
 
     # --- what it costs -----------------------------------------------------------------------------
-    def rss_kb(self) -> dict[str, int]:
-        """Resident memory of every process of the cluster: engines and pods."""
-        found = engines.rss_kb(self.settings, self.layout)
+    def memory_kb(self, field: str = "Rss") -> dict[str, int]:
+        """Memory of every process of the cluster, engines and pods (see infra.cluster.memory_kb)."""
+        found = engines.memory_kb(self.settings, self.layout, field)
         if self.platform is not None:
-            from .infra.local import rss_kb
-
             for name, proc in self.platform.procs.items():
                 if proc.poll() is None:
-                    found[name] = (rss_kb(proc.pid) or 0) + sum(rss_kb(c) or 0 for c in engines._descendants(proc.pid))
+                    found[name] = engines.tree_kb(proc.pid, field)
         return found
 
 
-def memory_table(rss: dict[str, int]) -> str:
-    groups: dict[str, int] = {}
+def memory_table(rss: dict[str, int], pss: dict[str, int]) -> str:
+    """RSS and PSS by kind of process (all replicas of it together), largest first."""
+
+    def group(name: str) -> str:
+        return name.split("-")[0] if name.startswith(("kafka-", "es-")) else name.rsplit("-", 1)[0] if name[-2] == "-" else name
+
+    by_group: dict[str, list[int]] = {}
     for name, kb in rss.items():
-        group = name.split("-")[0] if name.startswith(("kafka", "es-")) else name.rsplit("-", 1)[0] if name[-2] == "-" else name
-        groups[group] = groups.get(group, 0) + kb
-    lines = [f"{group:<16} {kb / 1024:8.0f} MiB" for group, kb in sorted(groups.items(), key=lambda item: -item[1])]
-    lines.append(f"{'total':<16} {sum(rss.values()) / 1024:8.0f} MiB")
+        entry = by_group.setdefault(group(name), [0, 0, 0])
+        entry[0] += 1
+        entry[1] += kb
+        entry[2] += pss.get(name, 0)
+    lines = [f"{'':<16} {'procs':>5} {'RSS MiB':>8} {'PSS MiB':>8}"]
+    lines += [f"{g:<16} {n:>5} {r / 1024:8.0f} {p / 1024:8.0f}" for g, (n, r, p) in sorted(by_group.items(), key=lambda item: -item[1][1])]
+    lines.append(f"{'total':<16} {len(rss):>5} {sum(rss.values()) / 1024:8.0f} {sum(pss.values()) / 1024:8.0f}")
     return "\n".join(lines)
 
 
@@ -290,7 +296,8 @@ def run_cluster(demo_size: int) -> None:
         for service in config.SERVICES:
             console.print(f"  {service:<9} {cluster.service_target(service)}")
         console.print(f"  Kafka     {cluster.layout.kafka_bootstrap}\n  ES        {cluster.layout.es_urls}\n  Postgres  127.0.0.1:{cluster.layout.postgres_port}")
-        console.print(f"  logs      {cluster.log_dir}\nMemory (RSS) now:\n{memory_table(cluster.rss_kb())}")
+        console.print(f"  logs      {cluster.log_dir}")
+        console.print("Memory now:\n" + memory_table(cluster.memory_kb("Rss"), cluster.memory_kb("Pss")))
         console.print("Ctrl-C stops everything; data is kept for the next run.")
         while not stop.is_set():
             stop.wait(1.0)
@@ -308,7 +315,8 @@ def main(argv: list[str]) -> None:
     elif command == "down":
         print("stopped:", ", ".join(engines.down(settings, ClusterLayout.from_settings(settings))) or "nothing")
     elif command == "memory":
-        print(memory_table(engines.rss_kb(settings, ClusterLayout.from_settings(settings))))
+        layout = ClusterLayout.from_settings(settings)
+        print(memory_table(engines.memory_kb(settings, layout, "Rss"), engines.memory_kb(settings, layout, "Pss")))
     else:
         raise SystemExit(f"unknown command {command!r}: run, down or memory")
 

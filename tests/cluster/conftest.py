@@ -1,8 +1,8 @@
 """The cluster topology (watercooler.cluster), started once for the tests of this directory.
 
-Its engines listen on ports of their own (``WC_CLUSTER_PORT_BASE``, default 30000: Kafka
-39092-39094, Elasticsearch 39200-39201, PostgreSQL 35432, the services 35051-35154), so they
-never meet the single-node test servers. The fixture is package-scoped: it starts before the
+Its engines listen on ports of their own (``WC_CLUSTER_PORT_BASE``, 13000 in tests: Kafka
+22092-22094, Elasticsearch 22200-22201, PostgreSQL 18432, the services 18051-18154), so they
+never meet the single-node test servers nor a `make run-cluster`. The fixture is package-scoped: it starts before the
 first test here and stops after the last, so the rest of the suite does not share the machine
 with it. Engines it started are stopped at the end (kept with WC_KEEP_INFRA=1; already running
 ones are reused and kept).
@@ -84,7 +84,7 @@ def cluster(settings: config.Settings) -> Iterator[ClusterHandle]:
     try:
         running.up()
         handle = ClusterHandle(running)
-        print(f"\ncluster memory (RSS) after start:\n{memory_table(running.rss_kb())}")
+        print(f"\ncluster memory after start:\n{memory_table(running.memory_kb('Rss'), running.memory_kb('Pss'))}")
         yield handle
         handle.close()
     finally:

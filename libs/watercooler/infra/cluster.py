@@ -32,17 +32,19 @@ KAFKA_CLUSTER_ID = "d2F0ZXJjb29sZXJjbHVzdA"
 
 @dataclass(frozen=True)
 class ClusterLayout:
-    """Every port of the cluster, from one base (``WC_CLUSTER_PORT_BASE``, default 30000):
+    """Every port of the cluster, from one base (``WC_CLUSTER_PORT_BASE``, default 11000):
     brokers base+9092.., their controllers base+9192.., Elasticsearch HTTP base+9200.. and
     transport base+9300.., PostgreSQL base+5432, the services' replicas base+5051.. (+100 per
-    replica), and the pods' metrics and HTTP ports from base+6000."""
+    replica), and the pods' metrics and HTTP ports from base+6000. The default keeps clear of
+    the single-node ports (9092, 9200, 15432, 5005x), of the test servers' (2xxxx) and of the
+    kernel's ephemeral range (32768 and up); the tests use 13000."""
 
     data_dir: Path
-    base: int = 30000
+    base: int = 11000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClusterLayout:
-        return cls(settings.data_dir / "cluster", int(os.environ.get("WC_CLUSTER_PORT_BASE") or 30000))
+        return cls(settings.data_dir / "cluster", int(os.environ.get("WC_CLUSTER_PORT_BASE") or 11000))
 
     def broker_port(self, node: int) -> int:
         return self.base + 9091 + node
@@ -157,21 +159,30 @@ def down(settings: Settings, layout: ClusterLayout) -> list[str]:
     return [name for name, was in zip(found, stopped, strict=True) if was]
 
 
-def rss_kb(settings: Settings, layout: ClusterLayout) -> dict[str, int]:
-    """Resident memory of each running engine process (Elasticsearch: its server JVM)."""
+def memory_kb(settings: Settings, layout: ClusterLayout, field: str = "Rss") -> dict[str, int]:
+    """Memory of each running engine with its children (PostgreSQL's backends, Elasticsearch's
+    native controller): ``Rss`` counts shared pages once per process that maps them (PostgreSQL's
+    shared buffers in every backend), ``Pss`` divides them among those processes (sums to what
+    the machine really spends)."""
     found = {}
     for name, server in servers(settings, layout).items():
         pid = server.pid()
-        if pid and (rss := local.rss_kb(pid)):
-            found[name] = rss + _children_rss_kb(pid)
+        if pid:
+            found[name] = tree_kb(pid, field)
     return found
 
 
-def _children_rss_kb(pid: int) -> int:
-    """PostgreSQL's backends and Elasticsearch's native controller are children of the server."""
+def tree_kb(pid: int, field: str = "Rss") -> int:
+    """A process's and its descendants' memory, from /proc/<pid>/smaps_rollup (kB)."""
     total = 0
-    for child in _descendants(pid):
-        total += local.rss_kb(child) or 0
+    for each in (pid, *_descendants(pid)):
+        try:
+            text = Path(f"/proc/{each}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(f"{field}:"):
+                total += int(line.split()[1])
     return total
 
 
