@@ -91,3 +91,27 @@ def cluster(settings: config.Settings) -> Iterator[ClusterHandle]:
         running.stop()
         if not already_up and not os.environ.get("WC_KEEP_INFRA"):
             engines.down(settings, layout)
+        elif settings.namespace:
+            clean_namespace(running, settings.namespace)
+
+
+def clean_namespace(running: Cluster, namespace: str) -> None:
+    """Kept engines: drop this run's indices, topics and store schemas."""
+    import psycopg
+    from elasticsearch import Elasticsearch
+    from kafka import KafkaAdminClient
+
+    try:
+        es = Elasticsearch(running.layout.es_urls.split(","))
+        es.indices.delete(index=f"{namespace}-*", allow_no_indices=True, ignore_unavailable=True)
+        admin = KafkaAdminClient(bootstrap_servers=running.layout.kafka_bootstrap)
+        topics = [t for t in admin.list_topics() if t.startswith(f"{namespace}.")]
+        if topics:
+            admin.delete_topics(topics)
+        admin.close()
+        settings = running.settings
+        with psycopg.connect(host="127.0.0.1", port=running.layout.postgres_port, user=settings.postgres_user, password=settings.postgres_password, dbname=settings.postgres_db, autocommit=True) as conn:
+            for (schema,) in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{namespace}\\_%",)).fetchall():
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    except Exception as exc:  # cleanup must never fail the run
+        print(f"cluster namespace cleanup failed: {exc}")

@@ -59,7 +59,8 @@ FETCHED_MARKER = ".watercooler-fetched"
 PROBE_TOPIC = "watercooler.infra.probe"
 
 KAFKA_START_TIMEOUT = 90.0
-ES_START_TIMEOUT = 120.0
+# A node that rejoins a cluster on a busy machine can take longer (WC_ES_START_TIMEOUT).
+ES_START_TIMEOUT = float(os.environ.get("WC_ES_START_TIMEOUT") or 120.0)
 POSTGRES_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LOG_TAIL_LINES = 30
@@ -920,7 +921,8 @@ def render_es_yml(settings: Settings, data_path: Path, logs_path: Path, node: Es
         # transport ports and elect a master among the listed names on first start.
         del lines["discovery.type"]
         lines["discovery.seed_hosts"] = json.dumps(sorted(node.peers.values()))
-        lines["cluster.initial_master_nodes"] = json.dumps(sorted(node.peers))
+        if not (data_path / "_state").exists():  # only to form the cluster the first time
+            lines["cluster.initial_master_nodes"] = json.dumps(sorted(node.peers))
     header = "# Written by watercooler.infra on every start; edits are overwritten.\n"
     return header + "".join(f"{k}: {v}\n" for k, v in lines.items())
 
