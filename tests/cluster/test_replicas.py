@@ -127,7 +127,9 @@ def test_a_view_batch_retried_on_the_other_replica_counts_once(cluster):
             raise AssertionError(error.details()) from None
 
     eventually(lambda: total() >= 4, timeout=90, message="the views counted")
-    assert total() == 4
+    # Whichever search replica answers, and whichever copy of the counts' shard: one count,
+    # never going back (each copy refreshes on its own; a caller's reads stay on one copy).
+    assert [total() for _ in range(10)] == [4] * 10
 
 
 def test_the_rate_limit_is_per_person_per_replica(cluster):

@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import ARTIFACTS, eventually
 from tests.integration.helpers import read_events
+from watercooler.client import service_config
 from watercooler.config import SERVICES
 from watercooler.infra import cluster as engines
 from watercooler.infra import local
@@ -43,8 +44,9 @@ class SteadyLoad:
     its request id until acknowledged), and a search now and then; every failed call's code is
     kept, so a test can say which codes a fault produced."""
 
-    def __init__(self, cluster, prefix: str, rate: float = 20.0, workers: int = 4, timeout: float = 5.0):
+    def __init__(self, cluster, prefix: str, rate: float = 20.0, workers: int = 4, timeout: float = 5.0, channel_retries: bool = True):
         self.cluster, self.prefix, self.rate, self.workers, self.timeout = cluster, prefix, rate, workers, timeout
+        self.channel_retries = channel_retries
         self.acknowledged: list[tuple[str, float]] = []
         self.failures: Counter = Counter()
         self.search_failures: Counter = Counter()
@@ -73,7 +75,12 @@ class SteadyLoad:
                 self.errors.append(f"{error.code().name}: {error.details()}")
 
     def _write(self) -> None:
-        profiles = self.cluster.stub(pg.ProfileServiceStub, "profiles")
+        if self.channel_retries:
+            profiles = self.cluster.stub(pg.ProfileServiceStub, "profiles")
+        else:  # every UNAVAILABLE reaches this loop, rather than being retried by the channel
+            target = self.cluster.cluster.service_target("profiles")
+            options = [("grpc.service_config", service_config(target)), ("grpc.enable_retries", 0)]
+            profiles = pg.ProfileServiceStub(grpc.insecure_channel(target, options=options))
         search = self.cluster.stub(sg.SearchServiceStub, "search")
         service, person = self.cluster.metadata(), self.cluster.metadata(f"{self.prefix}-reader", "employee")
         interval = self.workers / self.rate
@@ -237,7 +244,7 @@ def test_a_postgresql_restart_under_load_fails_writes_cleanly_and_they_resume(cl
     prefix = f"cp{uuid.uuid4().hex[:5]}"
     # Deadlines longer than the store's own give-up time (about 12 s: a pooled connection
     # waited for 1 s, ten times), and an outage longer than that, so the services answer.
-    with SteadyLoad(cluster, prefix, timeout=30) as load:
+    with SteadyLoad(cluster, prefix, timeout=30, channel_retries=False) as load:
         time.sleep(3)
         fault_at = time.monotonic()
         assert local.stop_server(server), "PostgreSQL was not running"
