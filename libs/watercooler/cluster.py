@@ -125,12 +125,13 @@ class Cluster:
         surroundings, the overlay's token issuer and topic shape, and a store on the shared
         PostgreSQL."""
         keep = ("WC_JWT_ISSUER", "WC_JWT_AUDIENCE", "WC_TOPIC_REPLICATION", "WC_ES_REPLICAS", "WC_STORE", "WC_POSTGRES_DB")
-        env = {k: v for k, v in self._config().items() if k in keep}
+        env = {k: v for k, v in self.rendered_config().items() if k in keep}
         env |= self.surroundings()
         env |= {"WC_INFRA": "external", "WC_POSTGRES_USER": self.settings.postgres_user, "WC_POSTGRES_PASSWORD": self.settings.postgres_password}
         return env
 
-    def _config(self) -> dict[str, str]:
+    def rendered_config(self) -> dict[str, str]:
+        """The overlay's ConfigMap, as every pod gets it."""
         if not self._rendered_config:
             _, render = _manifests()
             maps = [o for o in render(OVERLAY) if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("watercooler-config")]

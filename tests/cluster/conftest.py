@@ -69,7 +69,7 @@ class ClusterHandle:
 
     def rendered(self, key: str) -> str:
         """A value of the overlay's ConfigMap, as every pod has it."""
-        return self.cluster._config()[key]
+        return self.cluster.rendered_config()[key]
 
     def close(self) -> None:
         for channel in self._channels.values():
