@@ -8,10 +8,11 @@ PYTEST_ARGS ?=
 # `make run` keeps its data in the checkout (git-ignored); `make test` uses .test-data/.
 RUN_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: help preflight install protos run test test-unit test-integration lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
+.PHONY: help preflight install protos run run-cluster test test-unit test-integration test-cluster lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
 
 help:
 	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
+	@echo "make run-cluster  the same in the production topology: replicas on PostgreSQL, 3 brokers, 2 search nodes"
 	@echo "make test         install, start the infrastructure, run the whole suite, stop it"
 	@echo "make lint         lint the protos (buf) and the Python (ruff)"
 	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
@@ -34,6 +35,10 @@ protos: $(STAMP)
 run: install
 	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.cli run
 
+# The cluster topology (libs/watercooler/cluster.py); `WC_TOPOLOGY=cluster make run` is the same.
+run-cluster: install
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} WC_TOPOLOGY=cluster $(PY) -m watercooler.cli run
+
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -42,6 +47,10 @@ test-unit: install
 
 test-integration: install
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# Part of `make test`; alone, the tests against the cluster topology.
+test-cluster: install
+	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 lint: install
 	@bash scripts/lint.sh

@@ -33,6 +33,8 @@ _TEST_DEFAULTS = {
     "WC_ES_TRANSPORT_PORT": "29300",
     "WC_POSTGRES_PORT": "25432",
     "WC_S3_PORT": "29333",
+    "WC_CLUSTER_PORT_BASE": "13000",
+    "WC_ES_START_TIMEOUT": "300",  # a node rejoining the cluster while 2 cores run everything else
     "WC_DATA_DIR": str(ROOT / ".test-data"),
     "WC_LOG_FORMAT": "json",
     "WC_ES_REFRESH": "200ms",

@@ -13,22 +13,29 @@ from .auth import issue_token
 from .config import Settings, load
 
 # Retries only for UNAVAILABLE: safe for every RPC because writes carry request ids.
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{}],
-                "retryPolicy": {
-                    "maxAttempts": 5,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
+_RETRIES = {
+    "methodConfig": [
+        {
+            "name": [{}],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+_SERVICE_CONFIG = json.dumps(_RETRIES)
+# A target naming several replicas ("ipv4:127.0.0.1:16051,127.0.0.1:16151", the cluster topology)
+# is balanced call by call over those that answer; a replica that goes away is skipped and a
+# retried call (UNAVAILABLE) goes to another one. On Kubernetes the Service's address stands here.
+_ROUND_ROBIN_CONFIG = json.dumps({**_RETRIES, "loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def service_config(address: str) -> str:
+    return _ROUND_ROBIN_CONFIG if "," in address else _SERVICE_CONFIG
 
 
 class _BearerAuth(grpc.AuthMetadataPlugin):
@@ -77,11 +84,12 @@ def _channel(address: str, settings: Settings, options: list | None = None) -> g
 
 
 def channel(settings: Settings, service: str) -> grpc.Channel:
-    return _channel(settings.grpc_address(service), settings, [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)])
+    address = settings.grpc_address(service)
+    return _channel(address, settings, [("grpc.service_config", service_config(address)), ("grpc.enable_retries", 1)])
 
 
 def aio_channel(settings: Settings, service: str) -> grpc.aio.Channel:
-    options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+    options = [("grpc.service_config", service_config(settings.grpc_address(service))), ("grpc.enable_retries", 1)]
     if tls_enabled(settings):
         return grpc.aio.secure_channel(settings.grpc_address(service), channel_credentials(settings), options=options)
     return grpc.aio.insecure_channel(settings.grpc_address(service), options=options)

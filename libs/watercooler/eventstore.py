@@ -172,6 +172,10 @@ def store_env(settings: Settings, service: str) -> dict[str, str]:
             "POSTGRES_SCHEMA": schema.replace("-", "_").replace(".", "_").lower(),
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_LOCK_TIMEOUT": "5",
+            # The longest a store call waits for a pooled connection (eventsourcing's default is
+            # 30 s); its own retries (10, 0.2 s apart) come on top. While PostgreSQL is down a
+            # command so fails with UNAVAILABLE after about 12 s instead of 5 minutes.
+            "POSTGRES_CONNECT_TIMEOUT": "1",
             "CREATE_TABLE": "y",
         }
     if settings.store != "sqlite":
@@ -185,9 +189,14 @@ def store_env(settings: Settings, service: str) -> dict[str, str]:
     }
 
 
-def _ensure_postgres_schema(env: dict[str, str]) -> None:
-    """eventsourcing creates tables, not schemas."""
+@contextlib.contextmanager
+def _postgres_schema_created(env: dict[str, str]) -> Iterator[None]:
+    """Creates the store's schema (eventsourcing creates tables, not schemas) and holds a lock on
+    it while the body creates the tables: several replicas and the relay of one service start
+    together, and PostgreSQL's CREATE ... IF NOT EXISTS run at once by two sessions can fail
+    ("tuple concurrently updated")."""
     if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        yield
         return
     import psycopg
 
@@ -199,7 +208,9 @@ def _ensure_postgres_schema(env: dict[str, str]) -> None:
         dbname=env["POSTGRES_DBNAME"],
         autocommit=True,
     ) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"watercooler-schema:{env['POSTGRES_SCHEMA']}",))
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{env["POSTGRES_SCHEMA"]}"')
+        yield  # the lock is a session's: closing the connection releases it, whatever happens
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -299,6 +310,19 @@ class EventSourcedApplication(Application):
     the domain's commands and queries; they never talk gRPC."""
 
     service_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every application of a service shares the service's one store, the one its relay
+        # publishes: SQLite names the table ``stored_events`` whatever the application, but
+        # PostgreSQL names it after the application (``<name>_events``), so an application
+        # named after its class (the posts service's LibraryApplication) wrote to a table of
+        # its own that no relay read. The name is the service's: "PostsApplication" for
+        # posts, the name the first application of each service always had.
+        declared = "name" in cls.__dict__
+        super().__init_subclass__(**kwargs)
+        if cls.service_name and not declared:
+            cls.name = f"{cls.service_name.capitalize()}Application"
+
     # Keep recently used aggregates in memory; "fast-forward" still reads any newer events
     # from the store before a command runs, so several replicas never act on stale state
     # (and a stale save would fail on the version anyway).
@@ -307,10 +331,10 @@ class EventSourcedApplication(Application):
     def __init__(self, settings: Settings):
         self.settings = settings
         env = store_env(settings, self.service_name)
-        _ensure_postgres_schema(env)
         # Let the process environment still override (e.g. POSTGRES_POOL_SIZE).
         env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_"))})
-        super().__init__(env=env)
+        with _postgres_schema_created(env):
+            super().__init__(env=env)
         self._group_commit = GroupCommit(self, settings.store_group_commit, self.service_name) if settings.store_group_commit > 1 else None
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
     import sqlite3
 
     import elastic_transport
+    import eventsourcing.persistence
     import kafka.errors
     import psycopg
 
@@ -52,6 +53,11 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
         kafka.errors.BrokerNotAvailableError,
         psycopg.OperationalError,
         sqlite3.OperationalError,
+        # What the event store raises for psycopg's connection failures (a PostgreSQL restart
+        # drops every pooled connection): the write did not happen, or its retry with the same
+        # request id is answered from the first run.
+        eventsourcing.persistence.OperationalError,
+        eventsourcing.persistence.InterfaceError,
     )
 
 

@@ -50,7 +50,9 @@ class _OrjsonNdjsonSerializer(NdjsonSerializer):
 def es_client(settings: Settings) -> AsyncElasticsearch:
     # orjson, as the client's docs suggest: the standard json module was a fifth of a
     # projection's CPU (bulk bodies out, bulk/mget responses in).
-    return AsyncElasticsearch(settings.es_url, request_timeout=30, retry_on_timeout=True, max_retries=5,
+    # WC_ES_URL may list several nodes, comma-separated: requests are spread over them and a node
+    # that fails is skipped until it answers again (the cluster topology's stand-in for a Service).
+    return AsyncElasticsearch([url.strip() for url in settings.es_url.split(",")], request_timeout=30, retry_on_timeout=True, max_retries=5,
                               serializers={"application/json": OrjsonSerializer(), "application/x-ndjson": _OrjsonNdjsonSerializer()})
 
 
@@ -139,7 +141,7 @@ class DocumentProjection:
         mappings["_meta"] = {"projection": self.name, "schema_version": self.schema_version}
         settings: dict[str, Any] = {
             "number_of_shards": int(_env_default("WC_ES_SHARDS", "1")),
-            "number_of_replicas": int(_env_default("WC_ES_REPLICAS", "0")),
+            "number_of_replicas": index_replicas(),
             "refresh_interval": _env_default("WC_ES_REFRESH", "500ms"),
         }
         if self.analysis:
@@ -357,6 +359,12 @@ def partition_halves(records: Sequence[Any], partition_of: Callable[[Any], tuple
 
 def _env_default(name: str, default: str) -> str:
     return os.environ.get(name) or default
+
+
+def index_replicas() -> int:
+    """Replicas of every shard (WC_ES_REPLICAS): each index the platform creates has them, so
+    losing one Elasticsearch node loses nothing."""
+    return int(_env_default("WC_ES_REPLICAS", "0"))
 
 
 def by_name(projections: Iterable[type[DocumentProjection]], name: str) -> type[DocumentProjection]:

@@ -26,6 +26,14 @@ console = Console()
 
 
 def run_platform(demo_size: int) -> None:
+    topology = os.environ.get("WC_TOPOLOGY") or "single"
+    if topology not in ("single", "cluster"):
+        console.print(f"[red]WC_TOPOLOGY={topology!r}: use single (the default) or cluster")
+        sys.exit(2)
+    if topology == "cluster":
+        from .cluster import run_cluster
+
+        return run_cluster(demo_size)
     from . import infra
     from .cli import rebuild_with_progress, stale_projections
     from .kafka import ensure_topics

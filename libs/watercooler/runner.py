@@ -43,6 +43,13 @@ class ProcessSpec:
     # The gRPC service whose health check says this process is ready, if any.
     serves: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # Where its health is checked, when not the service's configured address (one replica of several).
+    address: str | None = None
+    cwd: Path | None = None
+
+    def health_address(self, settings: Settings) -> str:
+        assert self.serves is not None
+        return self.address or settings.grpc_address(self.serves)
 
 
 def has_application(service: str) -> bool:
@@ -96,7 +103,13 @@ _COLOURS = ["36", "32", "35", "33", "34", "96", "92", "95", "93", "94"]
 
 class Platform:
     def __init__(
-        self, settings: Settings, env: dict[str, str] | None = None, log_dir: Path | None = None, echo: bool = False, policy: RestartPolicy | None = None
+        self,
+        settings: Settings,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        echo: bool = False,
+        policy: RestartPolicy | None = None,
+        specs: list[ProcessSpec] | None = None,
     ):
         self.settings = settings
         self.env = {**os.environ, **(env or {})}
@@ -104,7 +117,7 @@ class Platform:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.log_dir = log_dir
         self.echo = echo
-        self.specs = {spec.name: spec for spec in platform_processes()}
+        self.specs = {spec.name: spec for spec in (specs if specs is not None else platform_processes())}
         self.procs: dict[str, subprocess.Popen] = {}
         self._log_files: dict[str, IO[str]] = {}
         self.policy = policy or RestartPolicy()
@@ -136,7 +149,7 @@ class Platform:
             self._log_files[name] = log_file
         proc = subprocess.Popen(
             _dying_with_parent(spec.argv),
-            cwd=ROOT,
+            cwd=spec.cwd or ROOT,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -156,7 +169,7 @@ class Platform:
                 proc = self.procs[name]
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}; see its log")
-                wait_serving(self.settings.grpc_address(spec.serves), timeout)
+                wait_serving(spec.health_address(self.settings), timeout)
 
     def stop(self, timeout: float = 20.0) -> None:
         with self._lock:
@@ -195,7 +208,7 @@ class Platform:
                 self.start_process(name)
         spec = self.specs[name]
         if spec.serves:
-            wait_serving(self.settings.grpc_address(spec.serves), 60)
+            wait_serving(spec.health_address(self.settings), 60)
 
     def exited(self) -> dict[str, int]:
         return {name: proc.returncode for name, proc in self.procs.items() if proc.poll() is not None}

@@ -116,6 +116,14 @@ def _kind_of(name: str) -> str:
     return "views" if name.startswith("pages/") else "downloads"
 
 
+def reads_of(principal: Principal) -> str:
+    """The shard copies one caller's counts are read from. Each copy of a shard refreshes on its
+    own, so with replicas two reads answered by different copies could see a count go back;
+    Elasticsearch sends every search with the same preference string to the same copies (while
+    they are up), so a caller's counts only grow."""
+    return f"{principal.kind}:{principal.subject}"
+
+
 async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Principal, name: str, days: int, department: str, today: dt.date | None = None) -> tuple[int, list[tuple[str, int]]]:
     if not (name.startswith("pages/") or name.startswith("media/")) or name.count("/") != 1:
         raise InvalidArgument("must be 'pages/{id}' or 'media/{id}'", field="name")
@@ -133,6 +141,7 @@ async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Pri
         index=view_stats.index_alias(settings),
         query={"bool": {"filter": filters}},
         size=0,
+        preference=reads_of(principal),
         aggs={
             "total": {"sum": {"field": "count"}},
             "recent": {
@@ -162,6 +171,7 @@ async def top_viewed(
         index=view_stats.index_alias(settings),
         query={"bool": {"filter": filters}},
         size=0,
+        preference=reads_of(principal),
         aggs={"top": {"terms": {"field": "target", "size": size * TOP_OVERFETCH, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
     )
     buckets = [(b["key"], int(b["n"]["value"])) for b in result["aggregations"]["top"]["buckets"]]

@@ -11,7 +11,9 @@ SearchService.GetStats answers equal what was acknowledged: the people created (
 by the projections worker) and the wiki page views recorded alongside them (kept by
 the stats worker, whose counts must stay exact under SIGKILL and redelivery).
 Figures per fault are printed (run with -s to see them) and written to
-test-artifacts/faults.json.
+test-artifacts/faults.json. The faults of the cluster topology (one replica of every service
+killed, an Elasticsearch node killed, a PostgreSQL restart) are in
+tests/cluster/test_under_faults.py, with the same figures (test-artifacts/cluster-faults.json).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ FETCHED_MARKER = ".watercooler-fetched"
 PROBE_TOPIC = "watercooler.infra.probe"
 
 KAFKA_START_TIMEOUT = 90.0
-ES_START_TIMEOUT = 120.0
+# A node that rejoins a cluster on a busy machine can take longer (WC_ES_START_TIMEOUT).
+ES_START_TIMEOUT = float(os.environ.get("WC_ES_START_TIMEOUT") or 120.0)
 POSTGRES_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LOG_TAIL_LINES = 30
@@ -760,8 +761,21 @@ def new_kafka_cluster_id() -> str:
             return cid
 
 
-def render_kafka_properties(settings: Settings, log_dir: Path) -> str:
-    """server.properties for a single-node KRaft cluster (broker + controller in one process).
+@dataclass(frozen=True)
+class KafkaQuorum:
+    """This broker's place in a KRaft quorum of several combined broker+controller nodes
+    (the cluster topology; None is the single node): its node id, the static voter list
+    ("id@host:port,..."), and the replication the cluster can hold."""
+
+    node_id: int
+    voters: str
+    cluster_id: str
+    replication: int
+    min_insync: int
+
+
+def render_kafka_properties(settings: Settings, log_dir: Path, quorum: KafkaQuorum | None = None) -> str:
+    """server.properties for a KRaft node (broker + controller in one process), alone by default.
 
     The quorum is static (controller.quorum.voters), not --standalone's dynamic one:
     a dynamic quorum writes the controller's endpoint into the metadata log at format
@@ -769,10 +783,12 @@ def render_kafka_properties(settings: Settings, log_dir: Path) -> str:
     voter list is read from this file on every start.
     """
     port, ctrl = settings.kafka_port, settings.kafka_controller_port
+    # One broker: replication above 1 could never be satisfied.
+    replication, min_insync = (str(quorum.replication), str(quorum.min_insync)) if quorum else ("1", "1")
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{ctrl}",
+        "node.id": str(quorum.node_id) if quorum else "1",
+        "controller.quorum.voters": quorum.voters if quorum else f"1@127.0.0.1:{ctrl}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{ctrl}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -780,14 +796,13 @@ def render_kafka_properties(settings: Settings, log_dir: Path) -> str:
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": str(settings.topic_partitions),
-        # One broker: anything above 1 could never be satisfied.
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_insync,
+        "offsets.topic.replication.factor": replication,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_insync,
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min_insync,
         "auto.create.topics.enable": "false",
         # Event topics are the source of truth for projections: keep everything.
         "log.retention.ms": "-1",
@@ -965,7 +980,7 @@ def _wait(name: str, ready: Callable[[], bool], alive: Callable[[], bool], timeo
         time.sleep(interval)
 
 
-def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None) -> StartResult:
+def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None, quorum: KafkaQuorum | None = None) -> StartResult:
     server = kafka_server(settings)
     bootstrap = f"127.0.0.1:{settings.kafka_port}"
     t0 = time.monotonic()
@@ -989,9 +1004,9 @@ def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None) 
         for d in (logs_dir, data):
             d.mkdir(parents=True, exist_ok=True)
         props = server.data_dir / "server.properties"
-        props.write_text(render_kafka_properties(settings, data))
+        props.write_text(render_kafka_properties(settings, data, quorum))
         if not (data / "meta.properties").exists():
-            cluster_id = new_kafka_cluster_id()
+            cluster_id = quorum.cluster_id if quorum else new_kafka_cluster_id()
             _say(progress, f"kafka: formatting storage in {data} (cluster id {cluster_id})")
             cmd = kafka_java_command(jdk, libs, "256m", logs_dir,
                                      ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)])
@@ -1028,13 +1043,22 @@ def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None) 
 ES_DEV_JVM_OPTIONS = "# Written by watercooler.infra\n-XX:-AlwaysPreTouch\n"
 
 
-def render_es_yml(settings: Settings, data_path: Path, logs_path: Path) -> str:
+@dataclass(frozen=True)
+class EsNode:
+    """This node's place in a cluster of several (the cluster topology; None is the single
+    node): its name, and every master-eligible node's name and transport address."""
+
+    name: str
+    peers: dict[str, str]  # node name -> "127.0.0.1:<transport port>"
+
+
+def render_es_yml(settings: Settings, data_path: Path, logs_path: Path, node: EsNode | None = None) -> str:
     def q(value: object) -> str:  # JSON strings are valid YAML scalars
         return json.dumps(str(value))
 
     lines = {
         "cluster.name": "watercooler",
-        "node.name": "local",
+        "node.name": node.name if node else "local",
         "path.data": q(data_path),
         "path.logs": q(logs_path),
         "network.host": "127.0.0.1",
@@ -1047,6 +1071,13 @@ def render_es_yml(settings: Settings, data_path: Path, logs_path: Path) -> str:
         "action.destructive_requires_name": "false",
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
+    if node:
+        # Still loopback only, so still development mode; the nodes find each other by their
+        # transport ports and elect a master among the listed names on first start.
+        del lines["discovery.type"]
+        lines["discovery.seed_hosts"] = json.dumps(sorted(node.peers.values()))
+        if not (data_path / "_state").exists():  # only to form the cluster the first time
+            lines["cluster.initial_master_nodes"] = json.dumps(sorted(node.peers))
     header = "# Written by watercooler.infra on every start; edits are overwritten.\n"
     return header + "".join(f"{k}: {v}\n" for k, v in lines.items())
 
@@ -1092,7 +1123,7 @@ def _es_home(settings: Settings, versions: Versions, progress: Progress | None) 
     return home
 
 
-def start_elasticsearch(settings: Settings, jdk: Jdk, progress: Progress | None = None) -> StartResult:
+def start_elasticsearch(settings: Settings, jdk: Jdk, progress: Progress | None = None, node: EsNode | None = None) -> StartResult:
     server = es_server(settings)
     url = f"http://127.0.0.1:{settings.es_port}"
     t0 = time.monotonic()
@@ -1129,7 +1160,7 @@ def start_elasticsearch(settings: Settings, jdk: Jdk, progress: Progress | None 
             # ES_PATH_CONF must be writable (the keystore is created there) and per data dir.
             shutil.rmtree(conf, ignore_errors=True)
             shutil.copytree(home / "config", conf)
-        (conf / "elasticsearch.yml").write_text(render_es_yml(settings, data, logs))
+        (conf / "elasticsearch.yml").write_text(render_es_yml(settings, data, logs, node))
         (conf / "jvm.options.d").mkdir(exist_ok=True)
         (conf / "jvm.options.d" / "watercooler.options").write_text(ES_DEV_JVM_OPTIONS)
         if home != es_distribution_dir(settings, versions):

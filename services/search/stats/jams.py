@@ -43,6 +43,7 @@ from watercooler import metrics
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, Event, message_class
 from watercooler.events.v1.envelope_pb2 import EventEnvelope
+from watercooler.projection import index_replicas
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     try:
         await es.indices.create(
             index=f"{alias}-v1-initial",
-            settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            settings={"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": "1s"},
             mappings=MAPPINGS,
             aliases={alias: {"is_write_index": True}},
         )

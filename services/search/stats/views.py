@@ -67,7 +67,7 @@ from elasticsearch import AsyncElasticsearch
 from watercooler import metrics
 from watercooler.config import Settings
 from watercooler.posts.v1.library_events_pb2 import ViewFact
-from watercooler.projection import DocumentsUnreadable, found_documents
+from watercooler.projection import DocumentsUnreadable, found_documents, index_replicas
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
         await es.indices.create(
             index=f"{alias}-v1-initial",
             # One shard: the top-N terms aggregations are then exact, not approximate.
-            settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": os.environ.get("WC_ES_REFRESH") or "1s"},
+            settings={"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": os.environ.get("WC_ES_REFRESH") or "1s"},
             mappings=MAPPINGS,
             aliases={alias: {"is_write_index": True}},
         )
@@ -310,7 +310,7 @@ class SeenViewIds:
                 await self.es.indices.create(
                     index=self.index(bucket),
                     # Read only by realtime mget, never searched: no need to refresh often.
-                    settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "30s"},
+                    settings={"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": "30s"},
                     mappings=SEEN_MAPPINGS,
                 )
             except Exception as exc:  # another worker created it first
