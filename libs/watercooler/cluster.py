@@ -114,6 +114,7 @@ class Cluster:
             "WC_ES_URL": self.layout.es_urls,
             "WC_POSTGRES_HOST": "127.0.0.1",
             "WC_POSTGRES_PORT": str(self.layout.postgres_port),
+            "WC_S3_ENDPOINT": f"http://127.0.0.1:{self.layout.s3_port}",
             "WC_NAMESPACE": self.namespace,
             **SIZING,
         }
@@ -147,6 +148,8 @@ class Cluster:
         secrets = keys.secrets()
         # The application's database login is this PostgreSQL's.
         secrets["watercooler-pg-app"] = {"username": self.settings.postgres_user.encode(), "password": self.settings.postgres_password.encode()}
+        # The object store is started with these keys (infra.cluster.s3_settings), as an S3 account's.
+        secrets["watercooler-s3"] = {"access-key": self.settings.s3_access_key.encode(), "secret-key": self.settings.s3_secret_key.encode()}
         return secrets
 
     def _pod_env(self, pod: Any, own: dict[str, str]) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The engines of the cluster topology as local processes: three Kafka brokers in one KRaft
-quorum (replication 3, min in-sync 2), two Elasticsearch nodes (one replica of every shard)
-and one PostgreSQL, each on ports of its own (``ClusterLayout``), under
+quorum (replication 3, min in-sync 2), two Elasticsearch nodes (one replica of every shard),
+one PostgreSQL and one SeaweedFS (the S3 API: one endpoint in production too), each on ports of its own (``ClusterLayout``), under
 ``<data_dir>/cluster/``.
 
 Each engine is started by the same code as the single node (watercooler.infra.local), given
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watercooler.config import Settings
-from watercooler.infra import local
+from watercooler.infra import local, seaweedfs
 from watercooler.infra.local import EsNode, InfraError, KafkaQuorum, Progress, StartResult
 
 BROKERS = 3
@@ -62,6 +62,11 @@ class ClusterLayout:
     def postgres_port(self) -> int:
         return self.base + 5432
 
+    @property
+    def s3_port(self) -> int:
+        """The object store (one SeaweedFS, as production has one S3 API): base+8333..8336."""
+        return self.base + 8333
+
     def service_port(self, service_index: int, replica: int) -> int:
         return self.base + 5051 + service_index + 100 * replica
 
@@ -102,6 +107,10 @@ def postgres_settings(settings: Settings, layout: ClusterLayout) -> Settings:
     return dataclasses.replace(settings, data_dir=layout.data_dir, postgres_port=layout.postgres_port)
 
 
+def s3_settings(settings: Settings, layout: ClusterLayout) -> Settings:
+    return dataclasses.replace(settings, data_dir=layout.data_dir, s3_port=layout.s3_port, s3_endpoint=f"http://127.0.0.1:{layout.s3_port}")
+
+
 def quorum(layout: ClusterLayout, node: int) -> KafkaQuorum:
     voters = ",".join(f"{n}@127.0.0.1:{layout.controller_port(n)}" for n in range(1, BROKERS + 1))
     return KafkaQuorum(node, voters, KAFKA_CLUSTER_ID, REPLICATION, MIN_INSYNC)
@@ -116,6 +125,7 @@ def servers(settings: Settings, layout: ClusterLayout) -> dict[str, local.Server
     found = {f"kafka-{n}": local.kafka_server(broker_settings(settings, layout, n)) for n in range(1, BROKERS + 1)}
     found |= {f"es-{n}": local.es_server(es_settings(settings, layout, n)) for n in range(1, ES_NODES + 1)}
     found["postgres"] = local.postgres_server(postgres_settings(settings, layout))
+    found["seaweedfs"] = seaweedfs.server(s3_settings(settings, layout))
     return found
 
 
@@ -135,11 +145,13 @@ def up(settings: Settings, layout: ClusterLayout, progress: Progress | None = No
     """Start every engine that is not running, all at once (a quorum forms only when its
     members start together), and wait until each works."""
     jdk = local.find_jdk()
+    seaweedfs.build_in_background(settings, progress)
     local.fetch(settings, progress, jdk)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     tasks: list[Callable[[], StartResult]] = [lambda n=n: start_broker(settings, layout, n, jdk, progress) for n in range(1, BROKERS + 1)]
     tasks += [lambda n=n: start_es_node(settings, layout, n, jdk, progress) for n in range(1, ES_NODES + 1)]
     tasks.append(lambda: start_postgres(settings, layout, progress))
+    tasks.append(lambda: seaweedfs.start(s3_settings(settings, layout), progress))
     results, errors = [], []
     with ThreadPoolExecutor(len(tasks)) as pool:
         for future in [pool.submit(task) for task in tasks]:
