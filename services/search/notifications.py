@@ -15,13 +15,17 @@ Kafka: the cursor (``seq``), the removal of duplicates (the projection's create-
 the visibility check all live in the index, so a stream read from it delivers exactly what
 ListNotifications lists, in the same order, and resumes from any notification's ``seq``. A
 Kafka consumer per open stream would need the same three again, and every stream would read
-every recipient's events. The cost: one search per open stream per interval.
+every recipient's events. The cost: one search per open stream per interval. A notification
+can be indexed before the item it is about reaches that item's index (another projection):
+the stream waits for the item (SUBJECT_WAIT_SECONDS) instead of passing the notification by
+as invisible; lists and counts simply show it once the item is there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -41,6 +45,9 @@ from .visibility import Scope, kind_filter, scope_of
 WATCH_POLL_SECONDS = 0.2
 CANDIDATES = 200  # notifications read per round while filling a page or counting
 WATCH_BATCH = 100
+# How long the stream waits for the item a notification is about to reach its own index
+# (another projection, maybe behind this one) before passing the notification by.
+SUBJECT_WAIT_SECONDS = 30.0
 
 
 def owner_of(principal: Principal, parent: str, field: str = "parent") -> str:
@@ -72,26 +79,38 @@ class Notifications:
 
     async def visible(self, scope: Scope, docs: list[dict[str, Any]]) -> set[str]:
         """The names of those notifications whose subject the caller may see now."""
+        return (await self.sorted_out(scope, docs))[0]
+
+    async def sorted_out(self, scope: Scope, docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+        """(names shown, names whose subject is not indexed yet): the item's own projection may be
+        behind the notifications' (the stream waits for those rather than pass them by)."""
         principal = scope.principal
         by_kind: dict[str, set[str]] = {}
         for doc in docs:
             by_kind.setdefault(doc["subject_kind"], set()).add(doc["subject_id"])
         seen: dict[str, set[str]] = {}
+        present: dict[str, set[str]] = {}
         for kind, ids in by_kind.items():
+            present[kind] = ids
             if kind in ("person", "community"):
                 seen[kind] = ids if rule.may_browse_directory(principal) else set()
             elif kind == "jam":
                 seen[kind] = ids if scope.jams is None else ids & set(scope.jams)
             elif kind in SEARCH_KINDS:
-                query = {"bool": {"filter": [{"ids": {"values": sorted(ids)}}, *SEARCH_KINDS[kind][1], *kind_filter(scope, kind)]}}
+                # One search: every subject found (present), and which of them the rule keeps (named).
+                query = {"bool": {"filter": [{"ids": {"values": sorted(ids)}}, *SEARCH_KINDS[kind][1]],
+                                  "should": [{"bool": {"filter": kind_filter(scope, kind), "_name": "visible"}}]}}
                 try:
-                    found = await self.es.search(index=index_of(self.settings, kind), query=query, size=len(ids), source=False)
-                    seen[kind] = {hit["_id"] for hit in found["hits"]["hits"]}
+                    found = (await self.es.search(index=index_of(self.settings, kind), query=query, size=len(ids), source=False))["hits"]["hits"]
                 except NotFoundError:
-                    seen[kind] = set()
+                    found = []
+                present[kind] = {hit["_id"] for hit in found}
+                seen[kind] = {hit["_id"] for hit in found if "visible" in (hit.get("matched_queries") or ())}
             else:
                 seen[kind] = set()
-        return {doc["name"] for doc in docs if doc["subject_id"] in seen.get(doc["subject_kind"], set())}
+        shown = {doc["name"] for doc in docs if doc["subject_id"] in seen.get(doc["subject_kind"], set())}
+        missing = {doc["name"] for doc in docs if doc["subject_id"] not in present.get(doc["subject_kind"], set())}
+        return shown, missing
 
     async def _candidates(self, person: str, disabled: list[str], after_seq: int, search_after: list[Any] | None, size: int, newest_first: bool) -> list[dict[str, Any]]:
         order = "desc" if newest_first else "asc"
@@ -151,18 +170,24 @@ class Notifications:
     async def watch(self, principal: Principal, request: Any) -> AsyncIterator[Any]:
         person = owner_of(principal, request.parent)
         cursor = await self._start(person, request.after)
+        first_missing: dict[str, float] = {}
         while True:
             disabled, read_seq = await self._preferences(person)
             docs = await self._candidates(person, disabled, cursor, None, WATCH_BATCH, newest_first=False)
+            waiting = False
             if docs:
                 # Read fresh each round: a membership or a visibility that changed reaches the stream too.
                 scope = await scope_of(self.es, self.settings, principal)
-                shown = await self.visible(scope, docs)
+                shown, missing = await self.sorted_out(scope, docs)
                 for doc in docs:
+                    if doc["name"] in missing and time.monotonic() - first_missing.setdefault(doc["name"], time.monotonic()) < SUBJECT_WAIT_SECONDS:
+                        waiting = True  # its item is not indexed yet: this one and those after it wait
+                        break
                     cursor = doc["seq"]
+                    first_missing.pop(doc["name"], None)
                     if doc["name"] in shown:
                         yield to_proto(doc, read_seq)
-            if len(docs) < WATCH_BATCH:
+            if waiting or len(docs) < WATCH_BATCH:
                 await asyncio.sleep(WATCH_POLL_SECONDS)
 
     async def _start(self, person: str, after: str) -> int:
