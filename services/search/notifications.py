@@ -54,7 +54,8 @@ def owner_of(principal: Principal, parent: str, field: str = "parent") -> str:
     """The recipient named by ``parent``: the caller themself. Anyone else's notifications
     answer as if they did not exist (they are nobody's business, services' included)."""
     person = parse_name(parent, "profiles", field=field)
-    if principal.subject != person or principal.kind == "service":
+    # Guests have no profile (a guest id equal to an employee's is still not that employee).
+    if principal.subject != person or principal.kind not in ("employee", "alumni"):
         raise NotFound(f"profiles/{person}/notifications not found", field=field)
     return person
 

@@ -415,9 +415,19 @@ def _jam_key(jam_id: str) -> str:
 
 
 def _comment_mentions(body: str) -> list[str]:
-    from services.posts.domainmodel import parse_mentions
+    """The people a comment mentions, as a micropost's are parsed; past the micropost's limit
+    the first ones are told (a comment is not refused for mentioning more)."""
+    from services.posts.domainmodel import MAX_MENTIONS, parse_mentions
 
     try:
         return parse_mentions(body)
     except InvalidArgument:
-        return []
+        found: list[str] = []
+        for word in body.split():
+            if len(found) == MAX_MENTIONS:
+                break
+            try:
+                found += [m for m in parse_mentions(word) if m not in found]
+            except InvalidArgument:
+                continue
+        return found[:MAX_MENTIONS]
