@@ -45,7 +45,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 from watercooler.envelope import Event
 from watercooler.errors import InvalidArgument
 from watercooler.notification_kinds import KINDS
-from watercooler.projection import BatchResult, DocumentProjection, found_documents
+from watercooler.projection import BatchResult, DocumentProjection, SkipEvent, found_documents
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ def _person(value: str) -> str:
 class NotificationsProjection(DocumentProjection):
     name = "notifications"
     sources = ("posts", "profiles", "jams")
-    aggregate_types = frozenset({"Micropost", "Comment", "Rating", "Like", "Page", "Follow", "Connection", "Community",
+    # Flaggable: the flag events of the microposts and comments kept here (they tell nobody).
+    aggregate_types = frozenset({"Micropost", "Comment", "Flaggable", "Rating", "Like", "Page", "Follow", "Connection", "Community",
                                  "Jam", "Ballot", "Idea", "Thread", "Reply"})
     # notification_facts: see _keep_facts
     mappings: dict[str, Any] = {
@@ -148,6 +149,10 @@ class NotificationsProjection(DocumentProjection):
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
+
+    def apply(self, doc: Any, event: Event) -> Any:
+        """Not one document per aggregate: ``apply_batch`` decides (``decide``) and writes."""
+        raise SkipEvent
 
     @classmethod
     def _next_seq(cls) -> int:
