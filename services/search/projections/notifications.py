@@ -8,7 +8,9 @@ its own, on the same guarantees as every projection:
   and the kind, and it is written with ``op_type: create``: a replay, a redelivery or a
   worker killed mid-batch writes it again and Elasticsearch refuses the copy (409).
 - **Rebuildable.** ``watercooler reindex notifications`` replays the topics into a new
-  index like any projection (the base class's ``rebuild`` calls this ``apply_batch``).
+  index like any projection (the base class's ``rebuild`` calls this ``apply_batch``); a
+  notification the old index had keeps its ``seq`` (below), so read marks and the cursors
+  of open streams stay right.
 - **Who is told** comes from the event itself (mentions, the followee, the invited member,
   the addressee) or from the item it is about: the author of a replied-to micropost, a
   commented post, a rated post, a liked comment, an edited page, read from the indices the
@@ -40,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import AsyncElasticsearch, BadRequestError
+from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from watercooler.envelope import Event
 from watercooler.errors import InvalidArgument
@@ -252,9 +254,13 @@ class NotificationsProjection(DocumentProjection):
 
     async def _write(self, es: AsyncElasticsearch, target: str, docs: list[tuple[str, dict[str, Any]]], result: BatchResult) -> None:
         for start in range(0, len(docs), WRITE_CHUNK):
+            chunk = docs[start:start + WRITE_CHUNK]
+            # A rebuild (writing into a new index) keeps the seq each notification had: read
+            # marks and open streams' cursors stay right, nothing is delivered again.
+            kept = await self._seqs_before(es, chunk) if target != self.alias else {}
             operations: list[dict[str, Any]] = []
-            for doc_id, doc in docs[start:start + WRITE_CHUNK]:
-                doc["seq"] = self._next_seq()
+            for doc_id, doc in chunk:
+                doc["seq"] = kept.get(doc_id) or self._next_seq()
                 operations += [{"create": {"_index": target, "_id": doc_id, "routing": doc["recipient"]}}, doc]
             response = await es.bulk(operations=operations, filter_path="errors,items.*.status,items.*.error")
             written = len(operations) // 2
@@ -266,6 +272,13 @@ class NotificationsProjection(DocumentProjection):
                     elif outcome.get("error"):
                         raise RuntimeError(f"bulk write to {target} failed: {outcome['error']}")
             result.written += written
+
+    async def _seqs_before(self, es: AsyncElasticsearch, chunk: list[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+        try:
+            response = await es.mget(index=self.alias, docs=[{"_id": doc_id, "routing": doc["recipient"]} for doc_id, doc in chunk], source_includes=["seq"])
+        except NotFoundError:
+            return {}
+        return {doc_id: item["_source"]["seq"] for doc_id, item in found_documents(response).items()}
 
     async def _owners(self, es: AsyncElasticsearch, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(index, id) -> the author of that item, waiting a little for items not indexed yet."""
