@@ -315,7 +315,7 @@ def world(platform) -> World:
 
 # --- scenarios: one function per RPC, (world, column, row) -> outcome ----------------------------
 Outcome = Any  # a status code, or (code, shown)
-SERIAL = {"GET /api/v1/jams", "UpdateProfile", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
+SERIAL = {"GET /api/v1/jams", "UpdateProfile", "MarkNotificationsRead", "UpdateNotificationSettings", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
 SCENARIOS: dict[str, Callable[[World, str, Row], Outcome]] = {}
 
 
