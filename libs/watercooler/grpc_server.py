@@ -164,6 +164,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        if handler is not None and handler.unary_stream and not method.startswith(PUBLIC_PREFIXES):
+            return self._server_stream(handler, method.rsplit("/", 1)[-1])
         if handler is None or method.startswith(PUBLIC_PREFIXES) or not handler.unary_unary:
             return handler
         behaviour = handler.unary_unary
@@ -256,6 +258,51 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             wrapped,
             response_serializer=handler.response_serializer,
         )
+
+
+    def _server_stream(self, handler: Any, short_method: str) -> Any:
+        """A server-streaming call gets the unary calls' authentication, rate limit, request
+        checks and error mapping. It is not counted in flight: a watch stays open for hours
+        and would hold load shedding at its limit."""
+        behaviour = handler.unary_stream
+        decode = decoder(handler.request_deserializer)
+
+        async def wrapped(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+            code = grpc.StatusCode.OK
+            try:
+                metadata = dict(context.invocation_metadata() or ())
+                principal = self.verifier.verify(metadata.get("authorization"))
+                wait = self.limiter.check(principal)
+                if wait:
+                    raise ResourceExhausted(f"rate limit of {self.limiter.rate:g} requests/s for {principal.kind} {principal.subject} exceeded; retry later",
+                                            retry_after_seconds=round(wait, 3))
+                set_current_principal(principal)
+                request = decode(body)
+                check_request(request)
+                async for response in behaviour(request, context):
+                    yield response
+            except DomainError as error:
+                code = error.code
+                await context.abort_with_status(rpc_status.to_status(_status_for(error)))
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except UNAVAILABLE_ERRORS as exc:
+                code = grpc.StatusCode.UNAVAILABLE
+                log.warning("backend unavailable", extra={"method": short_method, "error": repr(exc)[:300]})
+                await context.abort(code, f"a backend is unavailable ({type(exc).__name__}); call again")
+            except Exception as exc:
+                if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                reference = uuid.uuid4().hex[:12]
+                code = grpc.StatusCode.INTERNAL
+                log.exception("unhandled error", extra={"method": short_method, "reference": reference})
+                await context.abort(code, f"internal error (reference {reference})")
+            finally:
+                metrics.GRPC_REQUESTS.labels(self.service, short_method, code.name).inc()
+
+        return grpc.unary_stream_rpc_method_handler(wrapped, response_serializer=handler.response_serializer)
 
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"

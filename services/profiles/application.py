@@ -20,6 +20,7 @@ from .domainmodel import (
     Community,
     Connection,
     Follow,
+    NotificationSettings,
     OrgChart,
     Profile,
     StatusUpdate,
@@ -383,6 +384,29 @@ class ProfilesApplication(EventSourcedApplication):
             return status
 
         return self.run_command(ctx, "DeleteStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    # --- notification settings ------------------------------------------------------------------
+    def change_notification_settings(self, ctx: CommandContext, person_id: str, action: str, value: Any, request_fingerprint: str) -> NotificationSettings:
+        """``action``: "mark_read" (value: a notification's name) or "preferences" (value: the
+        disabled kinds)."""
+        self._check_actor(ctx, person_id, field="parent" if action == "mark_read" else "settings.name")
+
+        def decide() -> NotificationSettings:
+            self._require_profile(person_id, "parent" if action == "mark_read" else "settings.name")
+            settings = self._get_or_none(NotificationSettings.create_id(person_id)) or NotificationSettings(person_id=person_id)
+            if action == "mark_read":
+                settings.mark_read(value)
+            else:
+                settings.change_preferences(value)
+            return settings
+
+        command = "MarkNotificationsRead" if action == "mark_read" else "UpdateNotificationSettings"
+        return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
+
+    def notification_settings(self, ctx: CommandContext, person_id: str) -> NotificationSettings:
+        self._check_actor(ctx, person_id, field="name")
+        self._require_profile(person_id, "name")
+        return self._get_or_none(NotificationSettings.create_id(person_id)) or NotificationSettings(person_id=person_id)
 
     # --- queries ------------------------------------------------------------------------------
     def get_profile(self, employee_id: str, field: str = "name") -> Profile:

@@ -593,3 +593,52 @@ class StatusUpdate(EventSourcedAggregate):
     @event("StatusUpdateDeleted")
     def _deleted(self, deleted_by: str) -> None:
         self.deleted = True
+
+
+class NotificationSettings(EventSourcedAggregate):
+    """One per person: the kinds of notifications they are not told about, and the last one
+    they marked read (the search side compares notifications' order; this only records what
+    was asked, once per distinct answer so a repeated call records nothing)."""
+
+    @staticmethod
+    def create_id(person_id: str) -> Any:
+        return stable_id("notification-settings", person_id)
+
+    @event("NotificationSettingsCreated")
+    def __init__(self, person_id: str):
+        self.person_id = person_id
+        self.disabled_kinds: list[str] = []
+        self.read_up_to = ""
+
+    def change_preferences(self, disabled_kinds: list[str]) -> None:
+        wanted = validate_notification_kinds(disabled_kinds)
+        if wanted != self.disabled_kinds:
+            self._preferences_changed(person_id=self.person_id, disabled_kinds=wanted)
+
+    @event("NotificationPreferencesChanged")
+    def _preferences_changed(self, person_id: str, disabled_kinds: list[str]) -> None:
+        self.disabled_kinds = list(disabled_kinds)
+
+    def mark_read(self, up_to: str) -> None:
+        prefix = f"profiles/{self.person_id}/notifications/"
+        notification = up_to.removeprefix(prefix)
+        if not up_to.startswith(prefix) or not _NOTIFICATION_ID.match(notification):
+            raise InvalidArgument(f"must be {prefix}{{notification_id}}, one of the caller's notifications", field="up_to")
+        if up_to != self.read_up_to:
+            self._marked_read(person_id=self.person_id, up_to=up_to)
+
+    @event("NotificationsMarkedRead")
+    def _marked_read(self, person_id: str, up_to: str) -> None:
+        self.read_up_to = up_to
+
+
+_NOTIFICATION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def validate_notification_kinds(kinds: list[str], field: str = "settings.disabled_kinds") -> list[str]:
+    from watercooler.notification_kinds import KINDS
+
+    for i, kind in enumerate(kinds):
+        if kind not in KINDS:
+            raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", field=f"{field}[{i}]")
+    return sorted(set(kinds))

@@ -173,22 +173,10 @@ async def list_status_updates(es: AsyncElasticsearch, settings: Settings, reques
 
 
 async def network_feed(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkFeedRequest) -> search_pb2.GetNetworkFeedResponse:
-    """Status updates (index `statuses`) and microposts (index `posts`, kind micro) of
-    everyone the person follows or is connected to, in one query, newest first."""
-    person = parse_name(request.person, "profiles", field="person")
-    principal = current_principal()
-    _self_or_service(principal, person, "feed")
-    size = page_size(request.page_size)
-    key = fingerprint("feed", person)[:16]
-    decode_page_token(request.page_token, key)  # reject a foreign token before any work
-    authors, communities = await asyncio.gather(network_of(es, settings, person), caller_communities(es, settings, principal))
-    if not authors:
-        return search_pb2.GetNetworkFeedResponse()
-    kinds = {"bool": {"should": [{"exists": {"field": "status_id"}}, {"term": {"kind": "micro"}}], "minimum_should_match": 1}}
-    filters = [{"terms": {"author_id": sorted(authors)}}, kinds, *content_filter(principal, communities)]
-    index = f"{settings.index_alias('statuses')},{settings.index_alias('posts')}"
-    items, next_token = await _content_page(es, settings, principal, communities, index, filters, size, key, request.page_token)
-    return search_pb2.GetNetworkFeedResponse(items=items, next_page_token=next_token)
+    """Every kind the person's network and communities produce: services/search/feed.py."""
+    from .feed import network_feed as homepage
+
+    return await homepage(es, settings, request)
 
 
 # --- people you may know ---------------------------------------------------------------------------

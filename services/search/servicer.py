@@ -12,13 +12,14 @@ from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, enum_name, page_size, parse_name
-from watercooler.search.v1 import search_pb2, search_pb2_grpc
+from watercooler.search.v1 import notifications_pb2, notifications_pb2_grpc, search_pb2, search_pb2_grpc
 
 from . import communities as communities_queries
 from . import jams as jam_queries
 from . import library as library_queries
 from . import network as network_queries
 from . import people as people_queries
+from .notifications import Notifications
 from .posts import PostQueries
 from .queries import people_query
 from .stats_queries import Stats
@@ -218,4 +219,22 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
 def register(server: grpc.aio.Server, es: AsyncElasticsearch, settings: Settings) -> list[str]:
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(es, settings), server)
-    return [search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name]
+    notifications_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(es, settings), server)
+    return [search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name, notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
+
+
+class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
+    """The caller's notifications (services/search/notifications.py)."""
+
+    def __init__(self, es: AsyncElasticsearch, settings: Settings):
+        self.notifications = Notifications(es, settings)
+
+    async def ListNotifications(self, request, context):
+        return await self.notifications.list(current_principal(), request)
+
+    async def GetUnreadCount(self, request, context):
+        return await self.notifications.unread_count(current_principal(), request)
+
+    async def WatchNotifications(self, request, context):
+        async for notification in self.notifications.watch(current_principal(), request):
+            yield notification

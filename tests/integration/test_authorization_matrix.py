@@ -18,6 +18,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ from watercooler.posts.v1 import wiki_pb2 as wp
 from watercooler.profiles.v1 import communities_pb2 as cp
 from watercooler.profiles.v1 import graph_pb2 as gp
 from watercooler.profiles.v1 import graph_pb2_grpc as gg
+from watercooler.profiles.v1 import notifications_pb2 as np_
+from watercooler.profiles.v1 import notifications_pb2_grpc as npg
 from watercooler.profiles.v1 import profiles_pb2 as prp
+from watercooler.search.v1 import notifications_pb2 as sn
+from watercooler.search.v1 import notifications_pb2_grpc as sng
 from watercooler.search.v1 import search_pb2 as sp
 
 pytestmark = pytest.mark.integration
@@ -310,7 +315,7 @@ def world(platform) -> World:
 
 # --- scenarios: one function per RPC, (world, column, row) -> outcome ----------------------------
 Outcome = Any  # a status code, or (code, shown)
-SERIAL = {"GET /api/v1/jams", "UpdateProfile", "SetProfilePhoto", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
+SERIAL = {"GET /api/v1/jams", "UpdateProfile", "SetProfilePhoto", "MarkNotificationsRead", "UpdateNotificationSettings", "LeaveCommunity", "InviteMember", "RemoveMember", "CreateForum", "MergeIdeas"}
 SCENARIOS: dict[str, Callable[[World, str, Row], Outcome]] = {}
 
 
@@ -447,6 +452,34 @@ def _graph(w: World, who: str, row: Row, rpc: str):
         w.graph.AcceptConnection(gp.AcceptConnectionRequest(parent=owner, target=target), metadata=w.md("owner"))
     request = getattr(gp, f"{rpc}Request")(parent=owner, target=target)
     return code(getattr(w.graph, rpc), request, w.md(who))
+
+
+@scenario("MarkNotificationsRead", "UpdateNotificationSettings", "GetNotificationSettings")
+def _notification_settings(w: World, who: str, row: Row, rpc: str):
+    stub = w.platform.stub(npg.NotificationSettingsServiceStub, "profiles")
+    settings = f"{w.profile('owner')}/notificationSettings"
+    request = {
+        "MarkNotificationsRead": lambda: np_.MarkNotificationsReadRequest(parent=w.profile("owner"), up_to=f"{w.profile('owner')}/notifications/{uuid.uuid4()}"),
+        "UpdateNotificationSettings": lambda: np_.UpdateNotificationSettingsRequest(settings=np_.NotificationSettings(name=settings, disabled_kinds=["like"])),
+        "GetNotificationSettings": lambda: np_.GetNotificationSettingsRequest(name=settings),
+    }[rpc]()
+    return code(getattr(stub, rpc), request, w.md(who))
+
+
+@scenario("ListNotifications", "GetUnreadCount", "WatchNotifications")
+def _notifications(w: World, who: str, row: Row, rpc: str):
+    stub = w.platform.stub(sng.NotificationServiceStub, "search")
+    if rpc == "ListNotifications":
+        return code(stub.ListNotifications, sn.ListNotificationsRequest(parent=w.profile("owner")), w.md(who))
+    if rpc == "GetUnreadCount":
+        return code(stub.GetUnreadCount, sn.GetUnreadCountRequest(parent=w.profile("owner")), w.md(who))
+    # The stream stays open for its recipient (nothing new arrives): its deadline ending it is success.
+    try:
+        for _ in stub.WatchNotifications(sn.WatchNotificationsRequest(parent=w.profile("owner")), metadata=w.md(who), timeout=3):
+            pass
+        return OK
+    except grpc.RpcError as error:
+        return OK if error.code() == SC.DEADLINE_EXCEEDED else error.code()
 
 
 @scenario("CreateStatusUpdate")

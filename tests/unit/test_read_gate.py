@@ -28,7 +28,7 @@ HTTP = ROOT / "services" / "search" / "http.py"
 # A read is an RPC whose verb (the method name's first word) only reads: AIP-131/132/231
 # standard reads, and the custom read verbs in use. A read takes no request_id (AIP-155 is for
 # changes); test_reads_and_request_ids_agree holds the two definitions to each other.
-READ_VERBS = ("BatchGet", "Get", "List", "Search", "Suggest", "Trending", "Export", "Find", "Lookup", "Diff")
+READ_VERBS = ("BatchGet", "Get", "List", "Search", "Suggest", "Trending", "Export", "Find", "Lookup", "Diff", "Watch")
 # Changes that take no request_id, each for its reason (anything else without one is a read).
 CHANGES_WITHOUT_REQUEST_ID = {
     "BatchCreateProfiles": "each of its CreateProfileRequests carries its own request_id",

@@ -12,10 +12,13 @@ from .communities import CommunitiesProjection
 from .graph import GraphProjection
 from .jams import JamIdeasProjection, JamThreadsProjection
 from .media import MediaProjection
+from .notification_settings import NotificationSettingsProjection
+from .notifications import NotificationsProjection
 from .people import PeopleProjection
 from .posts import PostsProjection
 from .reactions import ReactionsProjection
 from .statuses import StatusesProjection
 from .wiki import WikiProjection
 
-ALL = (PeopleProjection, CommunitiesProjection, GraphProjection, StatusesProjection, PostsProjection, BlogsProjection, CommentsProjection, BookmarksProjection, ReactionsProjection, WikiProjection, MediaProjection, JamIdeasProjection, JamThreadsProjection,)
+ALL = (PeopleProjection, CommunitiesProjection, GraphProjection, StatusesProjection, PostsProjection, BlogsProjection, CommentsProjection, BookmarksProjection, ReactionsProjection, WikiProjection, MediaProjection, JamIdeasProjection, JamThreadsProjection,
+       NotificationsProjection, NotificationSettingsProjection,)
