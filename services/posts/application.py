@@ -8,7 +8,6 @@ profiles) and who may do what live here.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.moderation import FLAG_THRESHOLD, flag_threshold
 from watercooler.visibility import PUBLIC, Content, may_see_content
 
 from .domainmodel import (
@@ -50,7 +50,7 @@ from .domainmodel import (
 )
 from .membership import CommunityMembership
 
-DEFAULT_FLAG_THRESHOLD = 3
+DEFAULT_FLAG_THRESHOLD = FLAG_THRESHOLD  # the platform's one threshold (watercooler.moderation)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class PostsApplication(EventSourcedApplication):
         super().__init__(settings)
         self.profiles = profiles or ProfileDirectory(settings)
         self.membership = membership or CommunityMembership(settings)
-        self.flag_threshold = int(os.environ.get("WC_FLAG_THRESHOLD") or DEFAULT_FLAG_THRESHOLD)
+        self.flag_threshold = flag_threshold()
         # Comment targets by collection (the first segment of the resource name). The wiki and
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
         # resolver takes the full name and returns a CommentTarget or raises NotFound /
@@ -125,6 +125,15 @@ class PostsApplication(EventSourcedApplication):
             "posts": self._post_target,
             "microposts": self._micropost_target,
         }
+        # Flaggable collections -> (aggregate class, whether the caller is in the item's audience,
+        # hidden or not: flags and restore votes reach a hidden item's audience, who vote on it
+        # without reading it). The library registers pages and media (library/targets.py).
+        self.flaggable: dict[str, tuple[type, Callable[[Principal, Any], bool]]] = {
+            collection: (kind, lambda principal, item: self.sees(principal, item, moderating=True))
+            for collection, kind in (("posts", Post), ("microposts", Micropost), ("comments", Comment), ("bookmarks", Bookmark))
+        }
+        # Called with an item's name once flags hid it (the library forgets what it cached of it).
+        self.on_hidden: list[Callable[[str], None]] = []
         # Likeable collections: microposts and comments.
         self.like_targets: dict[str, Callable[..., CommentTarget]] = {
             "microposts": self._micropost_target,
@@ -485,8 +494,6 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "DeleteBookmark", request_fingerprint, decide)  # type: ignore[return-value]
 
     # --- flags --------------------------------------------------------------------------------------------
-    FLAGGABLE = {"posts": Post, "microposts": Micropost, "comments": Comment, "bookmarks": Bookmark}
-
     def flag(self, ctx: CommandContext, collection: str, item_id: str, reason: str, request_fingerprint: str) -> Flaggable:
         self._refuse_guest(ctx.principal)
         def decide() -> Flaggable:
@@ -498,7 +505,11 @@ class PostsApplication(EventSourcedApplication):
                 item.flag(ctx.principal.subject, reason, self.flag_threshold)
             return item
 
-        return self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[return-value]
+        item: Flaggable = self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[assignment]
+        if item.hidden:
+            for hidden in self.on_hidden:
+                hidden(f"{collection}/{item_id}")
+        return item
 
     def vote_restore(self, ctx: CommandContext, collection: str, item_id: str, request_fingerprint: str) -> Flaggable:
         self._refuse_guest(ctx.principal)
@@ -513,11 +524,11 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "VoteRestoreItem", request_fingerprint, decide)  # type: ignore[return-value]
 
     def _visible_item(self, collection: str, item_id: str, principal: Principal) -> Flaggable:
-        kind = self.FLAGGABLE.get(collection)
-        if kind is None:
-            raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
+        kind, in_audience = self.flaggable.get(collection, (None, None))
+        if kind is None or in_audience is None:
+            raise InvalidArgument(f"only {', '.join(self.flaggable)} can be flagged", field="name")
         item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if not self.sees(principal, item, moderating=True):
+        if not in_audience(principal, item):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 

@@ -12,7 +12,9 @@ from eventsourcing.domain import Aggregate
 
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
+from watercooler.moderation import flag_threshold
 from watercooler.text import clean, has_control_characters
+from watercooler.visibility import Content, may_see_content
 
 from .domainmodel import (
     ALUMNI,
@@ -344,6 +346,49 @@ class ProfilesApplication(EventSourcedApplication):
             return status
 
         return self.run_command(ctx, "DeleteStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def flag_status_update(self, ctx: CommandContext, author_id: str, status_id: str, reason: str, request_fingerprint: str) -> StatusUpdate:
+        """Community flags (watercooler.moderation): a person in the update's audience flags it;
+        a service hides it at once."""
+        def decide() -> StatusUpdate:
+            status = self._flaggable_status(ctx, author_id, status_id)
+            if ctx.principal.is_service:
+                status.moderate_hide(ctx.principal.subject, reason)
+            else:
+                status.flag(ctx.principal.subject, reason, flag_threshold())
+            return status
+
+        return self.run_command(ctx, "FlagStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def vote_restore_status_update(self, ctx: CommandContext, author_id: str, status_id: str, request_fingerprint: str) -> StatusUpdate:
+        def decide() -> StatusUpdate:
+            status = self._flaggable_status(ctx, author_id, status_id)
+            if ctx.principal.is_service:
+                status.moderate_restore()
+            else:
+                status.vote_restore(ctx.principal.subject, flag_threshold())
+            return status
+
+        return self.run_command(ctx, "VoteRestoreStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def _flaggable_status(self, ctx: CommandContext, author_id: str, status_id: str) -> StatusUpdate:
+        """The status update, if the caller is in its audience (hidden or not: flags and restore
+        votes reach a hidden item's audience, who answer with the flag state only); otherwise
+        NOT_FOUND, as for a made-up name. Guests take no part in the graph."""
+        if ctx.principal.kind == "guest":
+            raise PermissionDenied("guests take no part in the graph", field="authorization")
+        name = f"profiles/{author_id}/statusUpdates/{status_id}"
+        status: StatusUpdate = self.load(StatusUpdate.create_id(author_id, status_id), StatusUpdate, name)
+        audience = Content(status.visibility, status.community_id, status.author_id, deleted=status.deleted)
+        if not may_see_content(ctx.principal, audience, self._is_member):
+            raise NotFound(f"{name} not found", field="name")
+        return status
+
+    def _is_member(self, community_id: str, employee_id: str) -> bool:
+        try:
+            return self.get_community(community_id, field="community").is_member(employee_id)
+        except NotFound:
+            return False
 
     # --- queries ------------------------------------------------------------------------------
     def get_profile(self, employee_id: str, field: str = "name") -> Profile:

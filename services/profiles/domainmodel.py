@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate, event
 
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.moderation import Flaggable
 from watercooler.text import clean, has_control_characters
 
 ACTIVE = "ACTIVE"
@@ -472,7 +473,10 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str) -
 PLAIN = "PLAIN"
 
 
-class StatusUpdate(EventSourcedAggregate):
+class StatusUpdate(Flaggable):
+    """Flags (watercooler.moderation): a status update cannot be edited, so only restore
+    votes (or a service) bring a hidden one back."""
+
     @staticmethod
     def create_id(author_id: str, status_id: str) -> Any:
         return stable_id("status", author_id, status_id)
@@ -508,6 +512,7 @@ class StatusUpdate(EventSourcedAggregate):
         self.visibility = visibility
         self.community_id = community_id
         self.deleted = False
+        self._init_flags()
 
     def delete(self, by: str) -> None:
         if self.deleted:

@@ -8,6 +8,7 @@ import grpc
 
 from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fields_of_request
+from watercooler.moderation import flag_threshold
 from watercooler.profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc, profiles_pb2, profiles_pb2_grpc
 from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
 
@@ -252,6 +253,7 @@ def status_to_proto(status: StatusUpdate) -> graph_pb2.StatusUpdate:
         visibility=graph_pb2.StatusUpdate.Visibility.Value(status.visibility),
         community=f"communities/{status.community_id}" if status.community_id else "",
         deleted=status.deleted,
+        hidden=status.hidden,
     )
     message.create_time.FromDatetime(status.created_on)
     return message
@@ -310,6 +312,22 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         author, status_id = _status_name(request.name)
         ctx = command_context(context, request.request_id)
         return status_to_proto(await in_thread(self.app.delete_status_update, ctx, author, status_id, request_fingerprint(request)))
+
+    async def FlagStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        status = await in_thread(self.app.flag_status_update, ctx, author, status_id, request.reason, request_fingerprint(request))
+        return _flag_state(request.name, status)
+
+    async def VoteRestoreStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        status = await in_thread(self.app.vote_restore_status_update, ctx, author, status_id, request_fingerprint(request))
+        return _flag_state(request.name, status)
+
+
+def _flag_state(name: str, item: StatusUpdate) -> graph_pb2.FlagState:
+    return graph_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold())
 
 
 def _status_name(name: str) -> tuple[str, str]:

@@ -459,6 +459,16 @@ def _delete_status(w: World, who: str, row: Row, rpc: str):
     return code(w.graph.DeleteStatusUpdate, gp.DeleteStatusUpdateRequest(name=mine.name), w.md(who))
 
 
+@scenario("FlagStatusUpdate", "VoteRestoreStatusUpdate")
+def _flag_status(w: World, who: str, row: Row, rpc: str):
+    status = w.graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=w.profile("owner"), status_update=gp.StatusUpdate(
+        text="flag me", visibility=SV.COMMUNITY, community=w.c_name)), metadata=w.md("owner")).name
+    if rpc == "FlagStatusUpdate":
+        return code(w.graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name=status, reason="off topic"), w.md(who))
+    w.graph.FlagStatusUpdate(gp.FlagStatusUpdateRequest(name=status, reason="takedown"), metadata=w.service)  # a service hides it at once
+    return code(w.graph.VoteRestoreStatusUpdate, gp.VoteRestoreStatusUpdateRequest(name=status), w.md(who))
+
+
 # posts ----------------------------------------------------------------------------------------
 @scenario("CreateBlog")
 def _create_blog(w: World, who: str, row: Row, rpc: str):
@@ -577,7 +587,12 @@ def _change_bookmark(w: World, who: str, row: Row, rpc: str):
 
 @scenario("FlagItem", "VoteRestoreItem")
 def _flags(w: World, who: str, row: Row, rpc: str):
-    post = w.new_post(V.PUBLIC if row.says("PUBLIC") else V.COMMUNITY)
+    if row.says("page"):
+        post = w.new_page(w.spaces["community"])
+    elif row.says("media"):
+        post = w.new_media(wp.INTERNAL)
+    else:
+        post = w.new_post(V.PUBLIC if row.says("PUBLIC") else V.COMMUNITY)
     if rpc == "FlagItem":
         return code(w.s.posts.FlagItem, pb.FlagItemRequest(name=post, reason="off topic"), w.md(who))
     w.s.posts.FlagItem(pb.FlagItemRequest(name=post, reason="takedown"), metadata=w.service)  # a service hides it at once
@@ -742,6 +757,22 @@ def _take_part(w: World, who: str, row: Row, rpc: str):
         thread = w.s.jams.CreateThread(jp.CreateThreadRequest(parent=name, thread=jp.Thread(forum=f"{name}/forums/talk", title="Topic", body="Hi")), metadata=w.md("host")).name
         request = jp.CreateReplyRequest(parent=thread, reply=jp.Reply(body=f"by {who}"))
     return code(getattr(w.s.jams, rpc), request, _jam_md(w, who, jam_id))
+
+
+@scenario("FlagJamItem", "VoteRestoreJamItem")
+def _flag_jam_item(w: World, who: str, row: Row, rpc: str):
+    jam_id = w.jam(row)
+    name, host = f"jams/{jam_id}", w.md("host")
+    if row.says("idea"):
+        item = w.s.jams.CreateIdea(jp.CreateIdeaRequest(parent=name, idea=jp.Idea(title=unique("i"))), metadata=host).name
+    else:
+        item = w.s.jams.CreateThread(jp.CreateThreadRequest(parent=name, thread=jp.Thread(forum=f"{name}/forums/talk", title="Topic", body="Hi")), metadata=host).name
+        if row.says("reply"):
+            item = w.s.jams.CreateReply(jp.CreateReplyRequest(parent=item, reply=jp.Reply(body="Re")), metadata=host).name
+    if rpc == "FlagJamItem":
+        return code(w.s.jams.FlagJamItem, jp.FlagJamItemRequest(name=item, reason="off topic"), _jam_md(w, who, jam_id))
+    w.s.jams.FlagJamItem(jp.FlagJamItemRequest(name=item, reason="takedown"), metadata=w.service)  # a service hides it at once
+    return code(w.s.jams.VoteRestoreJamItem, jp.VoteRestoreJamItemRequest(name=item), _jam_md(w, who, jam_id))
 
 
 @scenario("CastVote", "WithdrawVote", "ChangeVote")

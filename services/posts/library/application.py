@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from eventsourcing.application import AggregateNotFoundError
 from watercooler.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.text import has_control_characters
+from watercooler.visibility import reads_hidden
 
 from ..membership import CommunityMembership
 from .domainmodel import (
@@ -35,6 +37,14 @@ from .domainmodel import (
 
 MAX_BATCH = 1000
 _KNOWN_TARGETS_MAX = 200_000
+# The library applications of this process: an item flags hid (the posts application decides
+# that) is dropped from their caches of known view targets at once.
+_APPLICATIONS: weakref.WeakSet[LibraryApplication] = weakref.WeakSet()
+
+
+def forget_everywhere(name: str) -> None:
+    for app in list(_APPLICATIONS):
+        app.forget_target(name)
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class LibraryApplication(EventSourcedApplication):
         # in this process drops the entry; entries never need to change otherwise.
         self._known: dict[str, Target] = {}
         self._known_lock = threading.Lock()
+        _APPLICATIONS.add(self)
 
     # --- spaces -----------------------------------------------------------------------------
     def create_space(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Space:
@@ -113,6 +124,8 @@ class LibraryApplication(EventSourcedApplication):
         space = self.load(space_id_of(page.space_id), Space, f"pages/{page_id}", field=field)
         if not space.visible_to(principal, self.membership.is_member):
             raise NotFound(f"pages/{page_id} not found", field=field)
+        if page.hidden and not reads_hidden(principal, page.author_id):
+            raise NotFound(f"pages/{page_id} not found", field=field)  # hidden by flags: as if absent
         if page.deleted and not include_deleted:
             raise NotFound(f"pages/{page_id} is deleted", field=field)
         return page
@@ -203,7 +216,7 @@ class LibraryApplication(EventSourcedApplication):
 
     def get_media_item(self, principal: Any, media_id: str, field: str = "name") -> MediaItem:
         item = self.load(_uuid(media_id, field), MediaItem, f"media/{media_id}", field=field)
-        if not item.visible_to(principal):
+        if not item.visible_to(principal) or (item.hidden and not reads_hidden(principal, item.author_id)):
             raise NotFound(f"media/{media_id} not found", field=field)
         return item
 
@@ -213,7 +226,7 @@ class LibraryApplication(EventSourcedApplication):
             item.check_owner(ctx.principal)
             if etag and etag != item.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
-            item.update(changes)
+            item.update(changes, by_owner=not ctx.principal.is_service)
             return item
 
         item = self.run_command(ctx, "UpdateMediaItem", request_fingerprint, decide)

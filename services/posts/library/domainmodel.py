@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate, event
 
 from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.moderation import Flaggable
 from watercooler.text import clean, fold, has_control_characters
 from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the service
 from watercooler.visibility import LIBRARY_VISIBILITIES as VISIBILITIES
@@ -199,9 +200,13 @@ class TitleClaim(Aggregate):
 CREATED, EDITED, RESTORED, RENAMED, DELETED = "CREATED", "EDITED", "RESTORED", "RENAMED", "DELETED"
 
 
-class Page(EventSourcedAggregate):
+class Page(Flaggable):
     """A wiki page and its full history.  ``revision`` counts every change (edit,
-    restore, rename, delete), and every change names the revision it was made on."""
+    restore, rename, delete), and every change names the revision it was made on.
+    Flags (watercooler.moderation): its author is the person who created it; their change
+    of the text or the title answers the flags (others cannot read a hidden page)."""
+
+    ANSWERING_FIELDS = ("body", "title")
 
     @event("PageCreated")
     def __init__(self, space_id: str, title: str, body: str, links: list[str], author: str, summary: str):
@@ -211,6 +216,8 @@ class Page(EventSourcedAggregate):
         self.body = body
         self.links = links
         self.author = author
+        self.author_id = author
+        self._init_flags()
         self.deleted = False
         self.revision = 1
         # One entry per revision; "time" None means the creation time (set after __init__).
@@ -248,6 +255,7 @@ class Page(EventSourcedAggregate):
         if body == self.body:
             raise FailedPrecondition("the text is unchanged", field="body")
         self.trigger_event(self.PageEdited, revision=self.revision + 1, body=body, links=extract_links(body), author=author, summary=validate_summary(summary), restored_from=0)
+        self._answered_by(author, "body")
 
     def restore(self, base_revision: int, revision: int, author: str) -> None:
         self._check_alive()
@@ -264,6 +272,7 @@ class Page(EventSourcedAggregate):
             summary=f"restored revision {revision}",
             restored_from=revision,
         )
+        self._answered_by(author, "body")
 
     def rename(self, base_revision: int, title: str, author: str) -> None:
         self._check_alive()
@@ -272,6 +281,11 @@ class Page(EventSourcedAggregate):
         if title == self.title:
             raise FailedPrecondition("the page already has this title", field="title")
         self.trigger_event(self.PageRenamed, revision=self.revision + 1, old_title=self.title, title=title, author=author)
+        self._answered_by(author, "title")
+
+    def _answered_by(self, editor: str, changed: str) -> None:
+        if editor == self.author_id:
+            self._author_edited([changed])
 
     def delete(self, base_revision: int, author: str) -> None:
         self._check_alive()
@@ -400,7 +414,12 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
     return out
 
 
-class MediaItem(EventSourcedAggregate):
+class MediaItem(Flaggable):
+    """A shared file's record. Flags (watercooler.moderation): its owner's change of what
+    people see (title, description, the file itself) answers them."""
+
+    ANSWERING_FIELDS = ("title", "description", "storage_uri")
+
     @event("MediaItemRegistered")
     def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str):
         self.owner = owner
@@ -413,6 +432,8 @@ class MediaItem(EventSourcedAggregate):
         self.visibility = visibility
         self.storage_uri = storage_uri
         self.removed = False
+        self.author_id = owner.removeprefix("profiles/")
+        self._init_flags()
 
     @classmethod
     def register(cls, owner: str, fields: dict[str, Any]) -> MediaItem:
@@ -421,7 +442,7 @@ class MediaItem(EventSourcedAggregate):
         values.setdefault("tags", [])
         return cls(owner=owner, **values)
 
-    def update(self, changes: dict[str, Any]) -> None:
+    def update(self, changes: dict[str, Any], by_owner: bool = True) -> None:
         if self.removed:
             raise FailedPrecondition("the media item is removed", field="name")
         values = validate_media_fields(changes, creating=False)
@@ -429,6 +450,8 @@ class MediaItem(EventSourcedAggregate):
         if not changed:
             return
         self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
+        if by_owner:
+            self._author_edited(changed)
 
     @event("MediaItemUpdated")
     def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str) -> None:

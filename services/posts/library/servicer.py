@@ -60,6 +60,7 @@ def page_to_proto(page: Page) -> wiki_pb2.Page:
         deleted=page.deleted,
         etag=page.etag,
         author=page.author,
+        hidden=page.hidden,
     )
     _ts(message, "create_time", page.created_on)
     _ts(message, "update_time", page.modified_on)
@@ -94,6 +95,7 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
         visibility=wiki_pb2.Visibility.Value(item.visibility),
         storage_uri=item.storage_uri,
         removed=item.removed,
+        hidden=item.hidden,
         etag=item.etag,
     )
     _ts(message, "create_time", item.created_on)

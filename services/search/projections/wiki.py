@@ -11,7 +11,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold, stemmed
 
-from .posts import FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD
+from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD, apply_flags
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
 SPACE_EVENTS = {"SpaceCreated"}
@@ -25,7 +25,7 @@ def title_key(title: str) -> str:
 class WikiProjection(DocumentProjection):
     name = "wiki"
     sources = ("posts",)
-    aggregate_types = frozenset({"Space", "Page"})
+    aggregate_types = frozenset({"Space", "Page", "Flaggable"})  # flag events are Flaggable's, whatever the item
     mappings: dict[str, Any] = {
         "properties": {
             "kind": {"type": "keyword"},  # space | page
@@ -46,12 +46,15 @@ class WikiProjection(DocumentProjection):
             "visibility": {"type": "keyword"},
             "members": {"type": "keyword"},
             "created_at": {"type": "date"},
+            "hidden": {"type": "boolean"},  # pages hidden by community flags
         }
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
         name = event.type_name
+        if name in FLAG_EVENTS:
+            return apply_flags(doc, event)  # a page's (another item's: skipped)
         if name not in PAGE_EVENTS | SPACE_EVENTS:
             raise SkipEvent(name)
         if name == "SpaceCreated":

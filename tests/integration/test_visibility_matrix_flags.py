@@ -1,0 +1,179 @@
+"""Community flags on every kind people write, beyond posts, microposts, comments and bookmarks
+(tests/integration/test_flags.py): wiki pages and media items (PostService.FlagItem), status
+updates (GraphService.FlagStatusUpdate), jam ideas, threads and replies (JamService.FlagJamItem).
+One rule (watercooler.moderation): distinct people, not the author, N of them hide it; hidden, it
+answers as if absent to everyone but its author and services, by name, in lists, searches and
+counts, and what hangs off it (comments, replies) follows. The visibility matrix's
+``hidden_by_flags`` cases for the reads of these kinds (tests/unit/test_read_gate.py)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tests.conftest import eventually
+from tests.integration.helpers import read_events, rpc_error
+from tests.integration.test_jams_api import open_jam
+from tests.integration.test_search_unified import Stubs, unique
+from tests.integration.test_visibility_matrix import covers
+from watercooler.jams.v1 import jams_pb2 as jp
+from watercooler.posts.v1 import media_pb2 as mp
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.profiles.v1 import graph_pb2 as gp
+from watercooler.profiles.v1 import graph_pb2_grpc as gg
+from watercooler.search.v1 import search_pb2 as sp
+
+pytestmark = pytest.mark.integration
+
+SC = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def s(platform) -> Stubs:
+    return Stubs(platform)
+
+
+@pytest.fixture(scope="module")
+def people(s):
+    """An author, three flaggers, three restorers and a reader (all employees)."""
+    author = s.person("Ada Author")
+    flaggers = [s.person(f"Flo Flagger {i}")[1] for i in range(3)]
+    restorers = [s.person(f"Rex Restorer {i}")[1] for i in range(3)]
+    reader = s.person("Reed Reader")
+    return author, flaggers, restorers, reader
+
+
+def searched(s: Stubs, md, query: str) -> set[str]:
+    return {hit.name for hit in s.find(md, query=query).hits}
+
+
+@covers("GetPage", "LookupPage", "ListRevisions", "GetRevision", "DiffRevisions", "GetMediaItem", "GetComment", "ListComments", "Search",
+        "ListMediaItems", "ListWikiBacklinks", "GetViewCounts", kind="hidden_by_flags")
+def test_pages_and_media_hide_by_flags_with_their_comments_and_come_back(s, platform, people):
+    (author, as_author), flaggers, restorers, (_, reader) = people
+    word = unique("pageflag")
+    space = s.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("fs"), display_name="Flags", visibility=wp.INTERNAL)), metadata=as_author)
+    page = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"Page {word}", body=f"{word} body")), metadata=as_author)
+    media = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
+        title=f"Clip {word}", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri="s3://b/clip.mp4")), metadata=as_author)
+    comment = s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=page.name, body=f"{word} remark")), metadata=reader)
+    eventually(lambda: {page.name, media.name, comment.name} <= searched(s, reader, word), message="page, media item and comment indexed")
+
+    flag = lambda name, md: s.posts.FlagItem(pb.FlagItemRequest(name=name, reason="off topic"), metadata=md)  # noqa: E731
+    assert rpc_error(flag, page.name, as_author).code() == SC.FAILED_PRECONDITION  # not one's own
+    assert flag(page.name, flaggers[0]).flag_count == 1
+    assert rpc_error(flag, page.name, flaggers[0]).code() == SC.ALREADY_EXISTS  # distinct people only
+    for md in flaggers[1:]:
+        state = flag(page.name, md)
+    assert state.hidden and state.threshold == 3
+    for md in flaggers:
+        state = flag(media.name, md)
+    assert state.hidden
+
+    # By name: absent for everyone but the author (who reads it marked hidden) and services.
+    for call, request in ((s.wiki.GetPage, wp.GetPageRequest(name=page.name)), (s.media.GetMediaItem, mp.GetMediaItemRequest(name=media.name))):
+        assert rpc_error(call, request, metadata=reader).code() == SC.NOT_FOUND
+        assert call(request, metadata=as_author).hidden
+        assert call(request, metadata=platform.metadata()).hidden
+    assert rpc_error(s.wiki.LookupPage, wp.LookupPageRequest(space=space.name, title=page.title), metadata=reader).code() == SC.NOT_FOUND
+    for call, request in ((s.wiki.ListRevisions, wp.ListRevisionsRequest(name=page.name)), (s.wiki.GetRevision, wp.GetRevisionRequest(name=page.name, revision=1)),
+                          (s.wiki.DiffRevisions, wp.DiffRevisionsRequest(name=page.name, from_revision=1, to_revision=1))):
+        assert rpc_error(call, request, metadata=reader).code() == SC.NOT_FOUND, call
+    assert rpc_error(s.posts.GetComment, pb.GetCommentRequest(name=comment.name), metadata=reader).code() == SC.NOT_FOUND  # the child follows
+    on_hidden = rpc_error(s.posts.CreateComment, pb.CreateCommentRequest(comment=pb.Comment(target=media.name, body="hi")), metadata=reader)
+    assert on_hidden.code() == SC.NOT_FOUND
+
+    def gone_from_lists():
+        assert not {page.name, media.name, comment.name} & searched(s, reader, word)
+        assert not {page.name, media.name} & searched(s, as_author, word)  # lists and searches: nobody
+        assert not s.search.ListComments(sp.ListCommentsRequest(target=page.name), metadata=reader).comments
+        assert media.name not in {m.media_item for m in s.search.ListMediaItems(sp.ListMediaItemsRequest(owner=f"profiles/{author}"), metadata=reader).media_items}
+        for call, request in ((s.search.ListWikiBacklinks, sp.ListWikiBacklinksRequest(page=page.name)), (s.search.GetViewCounts, sp.GetViewCountsRequest(name=page.name)),
+                              (s.search.GetViewCounts, sp.GetViewCountsRequest(name=media.name))):
+            assert rpc_error(call, request, metadata=reader).code() == SC.NOT_FOUND, call
+        return True
+
+    eventually(gone_from_lists, message="hidden page, media item and the page's comment gone from search and lists")
+
+    # The author's edit of the text answers the flags; restore votes of others bring the media item back.
+    edited = s.wiki.EditPage(wp.EditPageRequest(name=page.name, base_revision=1, body=f"{word} reworded"), metadata=as_author)
+    assert not edited.hidden
+    assert rpc_error(s.posts.VoteRestoreItem, pb.VoteRestoreItemRequest(name=media.name), metadata=flaggers[0]).code() == SC.FAILED_PRECONDITION
+    for md in restorers:
+        state = s.posts.VoteRestoreItem(pb.VoteRestoreItemRequest(name=media.name), metadata=md)
+    assert not state.hidden
+    assert s.media.GetMediaItem(mp.GetMediaItemRequest(name=media.name), metadata=reader).title == media.title
+    eventually(lambda: {page.name, media.name, comment.name} <= searched(s, reader, word), message="restored: back in search with the comment")
+    page_events = [e.type_name for e in read_events(platform.settings, "posts") if e.aggregate_id == page.name.split("/")[1]]
+    assert page_events.count("ItemFlagged") == 3 and page_events.count("ItemHidden") == 1 and page_events.count("ItemRestored") == 1
+
+
+@covers("ListStatusUpdates", "GetNetworkFeed", kind="hidden_by_flags")
+def test_status_updates_hide_by_flags(s, platform, people):
+    (author, as_author), flaggers, restorers, (reader_id, reader) = people
+    graph = platform.stub(gg.GraphServiceStub, "profiles")
+    graph.Follow(gp.FollowRequest(parent=f"profiles/{reader_id}", target=f"profiles/{author}"), metadata=reader)
+    word = unique("statusflag")
+    status = graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{author}", status_update=gp.StatusUpdate(
+        text=f"{word} today", visibility=gp.StatusUpdate.INTERNAL)), metadata=as_author)
+    listed = lambda md: {u.name for u in s.search.ListStatusUpdates(sp.ListStatusUpdatesRequest(person=f"profiles/{author}"), metadata=md).status_updates}  # noqa: E731
+    feed = lambda: {i.name for i in s.search.GetNetworkFeed(sp.GetNetworkFeedRequest(person=f"profiles/{reader_id}"), metadata=reader).items}  # noqa: E731
+    eventually(lambda: status.name in listed(reader) and status.name in feed(), message="status update listed and in the follower's feed")
+
+    flag = lambda md: graph.FlagStatusUpdate(gp.FlagStatusUpdateRequest(name=status.name, reason="spam"), metadata=md)  # noqa: E731
+    assert rpc_error(flag, as_author).code() == SC.FAILED_PRECONDITION
+    assert rpc_error(flag, platform.metadata(unique("g"), "guest")).code() == SC.PERMISSION_DENIED
+    assert rpc_error(graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name=f"profiles/{author}/statusUpdates/nope", reason="x"), metadata=reader).code() == SC.NOT_FOUND
+    assert rpc_error(graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name="statusUpdates/x", reason="x"), metadata=reader).code() == SC.INVALID_ARGUMENT
+    assert rpc_error(graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name=status.name, reason=""), metadata=reader).code() == SC.INVALID_ARGUMENT
+    assert [flag(md).hidden for md in flaggers] == [False, False, True]
+    assert rpc_error(flag, reader).code() == SC.FAILED_PRECONDITION  # already hidden
+    eventually(lambda: not {status.name} & (listed(reader) | listed(as_author) | feed()), message="hidden from the list and the feed, for everyone")
+
+    restore = lambda md: graph.VoteRestoreStatusUpdate(gp.VoteRestoreStatusUpdateRequest(name=status.name), metadata=md)  # noqa: E731
+    assert rpc_error(restore, flaggers[1]).code() == SC.FAILED_PRECONDITION
+    assert [restore(md).hidden for md in restorers] == [True, True, False]
+    eventually(lambda: status.name in listed(reader), message="restored by votes")
+
+
+@covers("GetIdea", "SearchJamIdeas", "ListJamDiscussion", "GetJamLeaderboard", "Search", kind="hidden_by_flags")
+def test_jam_ideas_threads_and_replies_hide_by_flags(s, platform, people):
+    (_, host), flaggers, restorers, (_, reader) = people
+    jam_id, seeded = open_jam(s.jams, host, ideas=1)
+    jam = f"jams/{jam_id}"
+    word = unique("jamflag")
+    author = platform.metadata(unique("jp"), "employee")
+    idea = s.jams.CreateIdea(jp.CreateIdeaRequest(parent=jam, idea=jp.Idea(title=f"Idea {word}")), metadata=author)
+    thread = s.jams.CreateThread(jp.CreateThreadRequest(parent=jam, thread=jp.Thread(idea=seeded[0], title=f"Thread {word}", body="let us talk")), metadata=author)
+    reply = s.jams.CreateReply(jp.CreateReplyRequest(parent=thread.name, reply=jp.Reply(body=f"{word} reply")), metadata=reader)
+    ideas = lambda md: {i.idea for i in s.search.SearchJamIdeas(sp.SearchJamIdeasRequest(jam=jam), metadata=md).ideas}  # noqa: E731
+    discussion = lambda md, **kw: {p.name for p in s.search.ListJamDiscussion(sp.ListJamDiscussionRequest(jam=jam, **kw), metadata=md).posts}  # noqa: E731
+    idea_count = lambda: s.search.GetJamLeaderboard(sp.GetJamLeaderboardRequest(jam=jam), metadata=reader).ideas  # noqa: E731
+    eventually(lambda: idea.name in ideas(reader) and reply.name in discussion(reader, thread=thread.name) and idea_count() == 2, message="jam content indexed")
+    eventually(lambda: {idea.name, thread.name, reply.name} <= searched(s, reader, word), message="jam content searchable")
+
+    flag = lambda name, md: s.jams.FlagJamItem(jp.FlagJamItemRequest(name=name, reason="off topic"), metadata=md)  # noqa: E731
+    assert rpc_error(flag, idea.name, author).code() == SC.FAILED_PRECONDITION
+    assert rpc_error(flag, f"{jam}/forums/x", reader).code() == SC.INVALID_ARGUMENT
+    for md in flaggers:
+        idea_state, thread_state = flag(idea.name, md), flag(thread.name, md)
+    assert idea_state.hidden and thread_state.hidden
+
+    assert rpc_error(s.jams.GetIdea, jp.GetIdeaRequest(name=idea.name), metadata=reader).code() == SC.NOT_FOUND
+    assert s.jams.GetIdea(jp.GetIdeaRequest(name=idea.name), metadata=author).hidden
+    assert rpc_error(s.jams.CreateReply, jp.CreateReplyRequest(parent=thread.name, reply=jp.Reply(body="more")), metadata=reader).code() == SC.NOT_FOUND
+    assert rpc_error(s.jams.CreateThread, jp.CreateThreadRequest(parent=jam, thread=jp.Thread(idea=idea.name, title="t", body="b")), metadata=reader).code() == SC.NOT_FOUND
+    assert rpc_error(flag, reply.name, restorers[0]).code() == SC.NOT_FOUND  # a reply goes with its hidden thread
+
+    def gone():
+        assert idea.name not in ideas(reader) and idea_count() == 1
+        assert not {thread.name, reply.name} & (discussion(reader) | discussion(reader, thread=thread.name))
+        assert not {idea.name, thread.name, reply.name} & searched(s, reader, word)
+        return True
+
+    eventually(gone, message="hidden idea and thread (with its reply) gone from search, lists and counts")
+    for md in restorers:
+        state = s.jams.VoteRestoreJamItem(jp.VoteRestoreJamItemRequest(name=thread.name), metadata=md)
+    assert not state.hidden
+    eventually(lambda: reply.name in discussion(reader, thread=thread.name) and reply.name in searched(s, reader, word), message="thread restored with its reply")
