@@ -8,7 +8,13 @@ author answers the flags by changing what people read; a service (a legal takedo
 filter) hides and restores at once. Every step is an event (``ItemFlagged``, ``ItemHidden``,
 ``ItemRestoreVoted``, ``ItemRestored``), with the same payload in every service's
 ``events.proto``. Who sees a hidden item is the visibility rule's
-(``watercooler.visibility.hidden_from``).
+(``watercooler.visibility.reads_hidden``).
+
+Moderators: the owners of a community hide and restore what is in their community, a jam's
+hosts what is in their jam (the services decide who moderates what), always with a reason
+(``ItemHiddenByModerator``, ``ItemRestoredByModerator``). The author still reads their item by
+name with the reason; only a moderator (or a service) brings it back: neither the author's
+edit nor restore votes overrule the moderator.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class Flaggable(EventSourcedAggregate):
         self.flaggers: list[str] = []
         self.restore_voters: list[str] = []
         self.hidden = False
+        self.hidden_by = ""  # the moderator who hid it ("" when flags did)
+        self.hide_reason = ""  # shown to the author while hidden
 
     def flag(self, person_id: str, reason: str, threshold: int) -> None:
         reason = validate_reason(reason)
@@ -74,6 +82,8 @@ class Flaggable(EventSourcedAggregate):
     def vote_restore(self, person_id: str, threshold: int) -> None:
         if not self.hidden:
             raise FailedPrecondition("the item is not hidden", field="name")
+        if self.hidden_by:
+            raise FailedPrecondition("a moderator hid the item: only a moderator restores it", field="name")
         if person_id == self.author_id:
             raise FailedPrecondition("the author restores an item by editing it", field="name")
         if person_id in self.flaggers:
@@ -99,8 +109,22 @@ class Flaggable(EventSourcedAggregate):
             raise FailedPrecondition("the item is not hidden", field="name")
         self._restored(reason="moderation")
 
+    def hide_as_moderator(self, moderator_id: str, reason: str) -> None:
+        """A moderator of the item's community or jam hides it at once, saying why."""
+        reason = validate_reason(reason)
+        if self.hidden:
+            raise FailedPrecondition("the item is already hidden", field="name")
+        self._hidden_by_moderator(moderator_id=moderator_id, reason=reason)
+
+    def restore_as_moderator(self, moderator_id: str, reason: str) -> None:
+        """A moderator brings a hidden item back (hidden by flags or by a moderator), saying why."""
+        reason = validate_reason(reason)
+        if not self.hidden:
+            raise FailedPrecondition("the item is not hidden", field="name")
+        self._restored_by_moderator(moderator_id=moderator_id, reason=reason)
+
     def _author_edited(self, changed_fields: list[str]) -> None:
-        if self.hidden and set(changed_fields) & set(self.ANSWERING_FIELDS):
+        if self.hidden and not self.hidden_by and set(changed_fields) & set(self.ANSWERING_FIELDS):
             self._restored(reason="author_edit")
 
     @event("ItemFlagged")
@@ -110,6 +134,7 @@ class Flaggable(EventSourcedAggregate):
     @event("ItemHidden")
     def _hidden(self, flag_count: int) -> None:
         self.hidden = True
+        self.hide_reason = f"hidden by {flag_count} community flags"
         self.restore_voters = []
 
     @event("ItemRestoreVoted")
@@ -120,6 +145,22 @@ class Flaggable(EventSourcedAggregate):
     def _restored(self, reason: str) -> None:
         # A new round: the same people may flag it again if it turns bad again.
         self.hidden = False
+        self.hide_reason = ""
+        self.flaggers = []
+        self.restore_voters = []
+
+    @event("ItemHiddenByModerator")
+    def _hidden_by_moderator(self, moderator_id: str, reason: str) -> None:
+        self.hidden = True
+        self.hidden_by = moderator_id
+        self.hide_reason = reason
+        self.restore_voters = []
+
+    @event("ItemRestoredByModerator")
+    def _restored_by_moderator(self, moderator_id: str, reason: str) -> None:
+        self.hidden = False
+        self.hidden_by = ""
+        self.hide_reason = ""
         self.flaggers = []
         self.restore_voters = []
 

@@ -225,6 +225,21 @@ class JamsApplication(EventSourcedApplication):
 
         return self.run_command(ctx, "VoteRestoreJamItem", request_fingerprint, decide)  # type: ignore[return-value]
 
+    def moderate(self, ctx: CommandContext, jam_id: str, path: tuple[str, ...], hide: bool, reason: str, request_fingerprint: str) -> Flaggable:
+        """A host of the jam hides an idea, a thread or a reply, or brings a hidden one back,
+        saying why (watercooler.moderation); a service moderates any."""
+        def decide() -> Flaggable:
+            item = self._flaggable(ctx.principal, jam_id, path)
+            if not (ctx.principal.is_service or self._jam(jam_id).is_host(ctx.principal.subject)):
+                raise PermissionDenied(f"only a host of jams/{jam_id} (or a service) moderates its content", field="name")
+            if hide:
+                item.hide_as_moderator(ctx.principal.subject, reason)
+            else:
+                item.restore_as_moderator(ctx.principal.subject, reason)
+            return item
+
+        return self.run_command(ctx, "HideJamItem" if hide else "RestoreJamItem", request_fingerprint, decide)  # type: ignore[return-value]
+
     def _flaggable(self, principal: Principal, jam_id: str, path: tuple[str, ...]) -> Flaggable:
         """``path``: (idea_id,), (thread_id, "") or (thread_id, reply_id). Hidden or not (flags and
         restore votes reach a hidden item's audience); a reply of a hidden thread is not there."""

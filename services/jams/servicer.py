@@ -54,7 +54,8 @@ def _flaggable_name(name: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _flag_state(name: str, item: Flaggable) -> jams_pb2.FlagState:
-    return jams_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold())
+    return jams_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold(),
+                               hide_reason=item.hide_reason)
 
 
 def jam_to_proto(jam: Jam) -> jams_pb2.Jam:
@@ -75,7 +76,7 @@ def idea_to_proto(idea: Idea) -> jams_pb2.Idea:
     message = jams_pb2.Idea(
         name=f"jams/{idea.jam_id}/ideas/{idea.idea_id}", title=idea.title, description=idea.description,
         forum=f"jams/{idea.jam_id}/forums/{idea.forum_id}" if idea.forum_id else "", author=idea.author, seeded=idea.seeded,
-        merged_into=f"jams/{idea.jam_id}/ideas/{idea.merged_into}" if idea.merged_into else "", hidden=idea.hidden,
+        merged_into=f"jams/{idea.jam_id}/ideas/{idea.merged_into}" if idea.merged_into else "", hidden=idea.hidden, hide_reason=idea.hide_reason,
     )
     _ts(message, "create_time", idea.created_on)
     return message
@@ -261,6 +262,16 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
         jam_id, path = _flaggable_name(request.name)
         ctx = command_context(context, request.request_id)
         return _flag_state(request.name, await in_thread(self.app.vote_restore, ctx, jam_id, path, request_fingerprint(request)))
+
+    async def HideJamItem(self, request, context):
+        jam_id, path = _flaggable_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate, ctx, jam_id, path, True, request.reason, request_fingerprint(request)))
+
+    async def RestoreJamItem(self, request, context):
+        jam_id, path = _flaggable_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate, ctx, jam_id, path, False, request.reason, request_fingerprint(request)))
 
     async def CreateReply(self, request, context):
         jam_id, thread_id = _parts(request.parent, ("jams", "threads"), "parent")

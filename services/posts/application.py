@@ -54,6 +54,18 @@ DEFAULT_FLAG_THRESHOLD = FLAG_THRESHOLD  # the platform's one threshold (waterco
 
 
 @dataclass(frozen=True)
+class FlaggableKind:
+    """A collection whose items flags can hide and moderators can hide and restore."""
+
+    kind: type
+    # Whether the caller is in the item's audience, hidden or not: flags, restore votes and
+    # moderation reach a hidden item's audience, who answer with the flag state only.
+    in_audience: Callable[[Principal, Any], bool]
+    # The community whose owners moderate the item ("" when none does).
+    community_of: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
 class CommentTarget:
     """What a comment needs to know about its target: who may see it, and whether it takes comments."""
 
@@ -125,11 +137,9 @@ class PostsApplication(EventSourcedApplication):
             "posts": self._post_target,
             "microposts": self._micropost_target,
         }
-        # Flaggable collections -> (aggregate class, whether the caller is in the item's audience,
-        # hidden or not: flags and restore votes reach a hidden item's audience, who vote on it
-        # without reading it). The library registers pages and media (library/targets.py).
-        self.flaggable: dict[str, tuple[type, Callable[[Principal, Any], bool]]] = {
-            collection: (kind, lambda principal, item: self.sees(principal, item, moderating=True))
+        # Flaggable collections; the library registers pages and media (library/targets.py).
+        self.flaggable: dict[str, FlaggableKind] = {
+            collection: FlaggableKind(kind, lambda principal, item: self.sees(principal, item, moderating=True), self._community_of)
             for collection, kind in (("posts", Post), ("microposts", Micropost), ("comments", Comment), ("bookmarks", Bookmark))
         }
         # Called with an item's name once flags hid it (the library forgets what it cached of it).
@@ -523,12 +533,49 @@ class PostsApplication(EventSourcedApplication):
 
         return self.run_command(ctx, "VoteRestoreItem", request_fingerprint, decide)  # type: ignore[return-value]
 
+    def moderate(self, ctx: CommandContext, collection: str, item_id: str, hide: bool, reason: str, request_fingerprint: str) -> Flaggable:
+        """An owner of the item's community hides it, or brings a hidden one back, saying why
+        (watercooler.moderation); a service moderates anything. Others in its audience: ✘."""
+        self._refuse_guest(ctx.principal)
+        principal = ctx.principal
+
+        def decide() -> Flaggable:
+            item = self._visible_item(collection, item_id, principal)
+            if not principal.is_service:
+                community = self.flaggable[collection].community_of(item)
+                # Owners who left the company moderate no more (memberships reach employees only).
+                if not community or principal.kind != "employee" or principal.subject not in self.membership.owners(community):
+                    raise PermissionDenied("only an owner of the item's community (or a service) moderates it", field="name")
+            if hide:
+                item.hide_as_moderator(principal.subject, reason)
+            else:
+                item.restore_as_moderator(principal.subject, reason)
+            return item
+
+        item: Flaggable = self.run_command(ctx, "HideItem" if hide else "RestoreItem", request_fingerprint, decide)  # type: ignore[assignment]
+        if item.hidden:
+            for hidden in self.on_hidden:
+                hidden(f"{collection}/{item_id}")
+        return item
+
+    def _community_of(self, item: Any) -> str:
+        """The community whose owners moderate a post, micropost, bookmark or comment: its own
+        when it is COMMUNITY; for a comment, its target's (a comment is its target's audience)."""
+        if isinstance(item, Comment):
+            collection, _, target_id = item.target.partition("/")
+            entry = self.flaggable.get(collection)
+            try:
+                return "" if entry is None else entry.community_of(self.load(parse_uuid(target_id, "name"), entry.kind, item.target))
+            except NotFound:
+                return ""
+        return item.community if getattr(item, "visibility", "") == COMMUNITY else ""
+
     def _visible_item(self, collection: str, item_id: str, principal: Principal) -> Flaggable:
-        kind, in_audience = self.flaggable.get(collection, (None, None))
-        if kind is None or in_audience is None:
-            raise InvalidArgument(f"only {', '.join(self.flaggable)} can be flagged", field="name")
-        item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if not in_audience(principal, item):
+        entry = self.flaggable.get(collection)
+        if entry is None:
+            raise InvalidArgument(f"must name one of: {', '.join(f'{c}/{{id}}' for c in self.flaggable)}", field="name")
+        item = self.load(parse_uuid(item_id, "name"), entry.kind, f"{collection}/{item_id}")
+        if not entry.in_audience(principal, item):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 

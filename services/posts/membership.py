@@ -89,6 +89,18 @@ class CommunityMembership:
                 self._cache.popitem(last=False)
         return answer.is_member
 
+    def owners(self, community: str) -> list[str]:
+        """The employee ids of the community's owners now (not cached: asked for moderation only)."""
+        from watercooler.profiles.v1 import communities_pb2
+
+        try:
+            found = self._communities().GetCommunity(communities_pb2.GetCommunityRequest(name=f"communities/{community}"), metadata=self._credentials.metadata(), timeout=5)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return []
+            raise MembershipUnavailable(f"cannot ask for the owners of communities/{community}: {exc.code().name}; retry", field="name") from exc
+        return [owner.removeprefix("profiles/") for owner in found.owners]
+
     def fetch(self, community: str, employee_id: str) -> bool:
         """Whether the person is a member now; an unknown community has no members."""
         from watercooler.profiles.v1 import communities_pb2

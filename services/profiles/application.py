@@ -371,6 +371,24 @@ class ProfilesApplication(EventSourcedApplication):
 
         return self.run_command(ctx, "VoteRestoreStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
 
+    def moderate_status_update(self, ctx: CommandContext, author_id: str, status_id: str, hide: bool, reason: str, request_fingerprint: str) -> StatusUpdate:
+        """An owner of the community a COMMUNITY status update is in hides it, or brings a hidden
+        one back, saying why (watercooler.moderation); a service moderates any."""
+        def decide() -> StatusUpdate:
+            status = self._flaggable_status(ctx, author_id, status_id)
+            principal = ctx.principal
+            if not principal.is_service:
+                owners = self.get_community(status.community_id, field="name").owners if status.community_id else []
+                if principal.kind != "employee" or principal.subject not in owners:
+                    raise PermissionDenied("only an owner of the status update's community (or a service) moderates it", field="name")
+            if hide:
+                status.hide_as_moderator(principal.subject, reason)
+            else:
+                status.restore_as_moderator(principal.subject, reason)
+            return status
+
+        return self.run_command(ctx, "HideStatusUpdate" if hide else "RestoreStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
     def _flaggable_status(self, ctx: CommandContext, author_id: str, status_id: str) -> StatusUpdate:
         """The status update, if the caller is in its audience (hidden or not: flags and restore
         votes reach a hidden item's audience, who answer with the flag state only); otherwise

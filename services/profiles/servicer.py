@@ -254,6 +254,7 @@ def status_to_proto(status: StatusUpdate) -> graph_pb2.StatusUpdate:
         community=f"communities/{status.community_id}" if status.community_id else "",
         deleted=status.deleted,
         hidden=status.hidden,
+        hide_reason=status.hide_reason,
     )
     message.create_time.FromDatetime(status.created_on)
     return message
@@ -325,9 +326,20 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         status = await in_thread(self.app.vote_restore_status_update, ctx, author, status_id, request_fingerprint(request))
         return _flag_state(request.name, status)
 
+    async def HideStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate_status_update, ctx, author, status_id, True, request.reason, request_fingerprint(request)))
+
+    async def RestoreStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate_status_update, ctx, author, status_id, False, request.reason, request_fingerprint(request)))
+
 
 def _flag_state(name: str, item: StatusUpdate) -> graph_pb2.FlagState:
-    return graph_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold())
+    return graph_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold(),
+                               hide_reason=item.hide_reason)
 
 
 def _status_name(name: str) -> tuple[str, str]:

@@ -469,6 +469,15 @@ def _flag_status(w: World, who: str, row: Row, rpc: str):
     return code(w.graph.VoteRestoreStatusUpdate, gp.VoteRestoreStatusUpdateRequest(name=status), w.md(who))
 
 
+@scenario("HideStatusUpdate", "RestoreStatusUpdate")
+def _moderate_status(w: World, who: str, row: Row, rpc: str):
+    status = w.graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=w.profile("member"), status_update=gp.StatusUpdate(
+        text="moderate me", visibility=SV.COMMUNITY, community=w.c_name)), metadata=w.md("member")).name
+    if rpc == "RestoreStatusUpdate":
+        w.graph.HideStatusUpdate(gp.HideStatusUpdateRequest(name=status, reason="takedown"), metadata=w.service)
+    return code(getattr(w.graph, rpc), getattr(gp, f"{rpc}Request")(name=status, reason="off topic"), w.md(who))
+
+
 # posts ----------------------------------------------------------------------------------------
 @scenario("CreateBlog")
 def _create_blog(w: World, who: str, row: Row, rpc: str):
@@ -597,6 +606,15 @@ def _flags(w: World, who: str, row: Row, rpc: str):
         return code(w.s.posts.FlagItem, pb.FlagItemRequest(name=post, reason="off topic"), w.md(who))
     w.s.posts.FlagItem(pb.FlagItemRequest(name=post, reason="takedown"), metadata=w.service)  # a service hides it at once
     return code(w.s.posts.VoteRestoreItem, pb.VoteRestoreItemRequest(name=post), w.md(who))
+
+
+@scenario("HideItem", "RestoreItem")
+def _moderate(w: World, who: str, row: Row, rpc: str):
+    public = row.says("PUBLIC")
+    micro = w.s.micro(w.md("member"), "moderate me", visibility=V.PUBLIC if public else V.COMMUNITY, community="" if public else w.c_name)
+    if rpc == "RestoreItem":
+        w.s.posts.HideItem(pb.HideItemRequest(name=micro, reason="takedown"), metadata=w.service)
+    return code(getattr(w.s.posts, rpc), getattr(pb, f"{rpc}Request")(name=micro, reason="off topic"), w.md(who))
 
 
 # wiki and media ---------------------------------------------------------------------------------
@@ -773,6 +791,15 @@ def _flag_jam_item(w: World, who: str, row: Row, rpc: str):
         return code(w.s.jams.FlagJamItem, jp.FlagJamItemRequest(name=item, reason="off topic"), _jam_md(w, who, jam_id))
     w.s.jams.FlagJamItem(jp.FlagJamItemRequest(name=item, reason="takedown"), metadata=w.service)  # a service hides it at once
     return code(w.s.jams.VoteRestoreJamItem, jp.VoteRestoreJamItemRequest(name=item), _jam_md(w, who, jam_id))
+
+
+@scenario("HideJamItem", "RestoreJamItem")
+def _moderate_jam_item(w: World, who: str, row: Row, rpc: str):
+    jam_id = w.jam(row)
+    idea = w.s.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=unique("i"))), metadata=w.md("stranger")).name
+    if rpc == "RestoreJamItem":
+        w.s.jams.HideJamItem(jp.HideJamItemRequest(name=idea, reason="takedown"), metadata=w.service)
+    return code(getattr(w.s.jams, rpc), getattr(jp, f"{rpc}Request")(name=idea, reason="off topic"), _jam_md(w, who, jam_id))
 
 
 @scenario("CastVote", "WithdrawVote", "ChangeVote")

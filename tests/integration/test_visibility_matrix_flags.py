@@ -3,7 +3,8 @@
 updates (GraphService.FlagStatusUpdate), jam ideas, threads and replies (JamService.FlagJamItem).
 One rule (watercooler.moderation): distinct people, not the author, N of them hide it; hidden, it
 answers as if absent to everyone but its author and services, by name, in lists, searches and
-counts, and what hangs off it (comments, replies) follows. The visibility matrix's
+counts, and what hangs off it (comments, replies) follows. Community owners and jam hosts hide
+and restore at once, with a reason the author reads. The visibility matrix's
 ``hidden_by_flags`` cases for the reads of these kinds (tests/unit/test_read_gate.py)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.posts.v1 import media_pb2 as mp
 from watercooler.posts.v1 import posts_pb2 as pb
 from watercooler.posts.v1 import wiki_pb2 as wp
+from watercooler.profiles.v1 import communities_pb2 as cp
 from watercooler.profiles.v1 import graph_pb2 as gp
 from watercooler.profiles.v1 import graph_pb2_grpc as gg
 from watercooler.search.v1 import search_pb2 as sp
@@ -177,3 +179,77 @@ def test_jam_ideas_threads_and_replies_hide_by_flags(s, platform, people):
         state = s.jams.VoteRestoreJamItem(jp.VoteRestoreJamItemRequest(name=thread.name), metadata=md)
     assert not state.hidden
     eventually(lambda: reply.name in discussion(reader, thread=thread.name) and reply.name in searched(s, reader, word), message="thread restored with its reply")
+
+
+@covers("GetMicropost", "GetComment", "GetPage", "GetIdea", "ListTimeline", "ListComments", "ListStatusUpdates", "SearchJamIdeas", kind="hidden_by_flags")
+def test_community_owners_and_jam_hosts_hide_and_restore_with_a_reason_the_author_reads(s, platform, people):
+    (author, as_author), _, _, (_, reader) = people
+    owner, as_owner = s.person("Olga Owner")
+    member, as_member = s.person("Mo Member")
+    graph = platform.stub(gg.GraphServiceStub, "profiles")
+    community = unique("mod")
+    s.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community, display_name="Moderated", access=cp.Community.OPEN)), metadata=as_owner)
+    c_name = f"communities/{community}"
+    for md in (as_author, as_member):
+        s.communities.JoinCommunity(cp.JoinCommunityRequest(name=c_name), metadata=md)
+    word = unique("modword")
+    micro = s.micro(as_author, f"{word} in the community", visibility=pb.Audience.COMMUNITY, community=c_name)
+    public = s.micro(as_author, f"{word} for everyone", visibility=pb.Audience.PUBLIC)
+    comment = s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=micro, body=f"{word} said the member")), metadata=as_member).name
+    space = s.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("ms"), display_name="Ours", visibility=wp.RESTRICTED, owner=c_name)), metadata=as_author).name
+    page = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=f"Page {word}", body="text")), metadata=as_author).name
+    status = graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{author}", status_update=gp.StatusUpdate(
+        text=f"{word} status", visibility=gp.StatusUpdate.COMMUNITY, community=c_name)), metadata=as_author).name
+    timeline = lambda md: {p.name for p in s.search.ListTimeline(sp.ListTimelineRequest(person=f"profiles/{author}"), metadata=md).posts}  # noqa: E731
+    statuses = lambda md: {u.name for u in s.search.ListStatusUpdates(sp.ListStatusUpdatesRequest(person=f"profiles/{author}"), metadata=md).status_updates}  # noqa: E731
+    eventually(lambda: micro in timeline(as_member) and status in statuses(as_member), message="community content indexed")
+
+    hide = lambda name, md, reason="off topic here": s.posts.HideItem(pb.HideItemRequest(name=name, reason=reason), metadata=md)  # noqa: E731
+    assert rpc_error(hide, micro, as_member).code() == SC.PERMISSION_DENIED  # a member is no moderator
+    assert rpc_error(hide, micro, reader).code() == SC.NOT_FOUND  # not even in the audience
+    assert rpc_error(hide, public, as_owner).code() == SC.PERMISSION_DENIED  # not in the owner's community
+    assert rpc_error(hide, micro, as_owner, "").code() == SC.INVALID_ARGUMENT  # a reason is required
+    for name in (comment, page, micro):  # the comment first: once its micropost is hidden, it follows it out of reach
+        state = hide(name, as_owner)
+        assert state.hidden and state.hide_reason == "off topic here"
+        if name == comment:
+            assert s.posts.GetComment(pb.GetCommentRequest(name=comment), metadata=as_member).hide_reason == "off topic here"  # its author reads why
+    assert rpc_error(hide, micro, as_owner).code() == SC.FAILED_PRECONDITION  # already hidden
+    hidden_status = graph.HideStatusUpdate(gp.HideStatusUpdateRequest(name=status, reason="not for this community"), metadata=as_owner)
+    assert hidden_status.hidden and hidden_status.hide_reason == "not for this community"
+    assert rpc_error(graph.HideStatusUpdate, gp.HideStatusUpdateRequest(name=status, reason="x"), metadata=as_member).code() == SC.PERMISSION_DENIED
+
+    # The author reads their items with the reason; the community does not see them.
+    seen = s.posts.GetMicropost(pb.GetMicropostRequest(name=micro), metadata=as_author)
+    assert seen.hidden and seen.hide_reason == "off topic here"
+    assert s.wiki.GetPage(wp.GetPageRequest(name=page), metadata=as_author).hide_reason == "off topic here"
+    for call, request in ((s.posts.GetMicropost, pb.GetMicropostRequest(name=micro)), (s.wiki.GetPage, wp.GetPageRequest(name=page))):
+        assert rpc_error(call, request, metadata=as_member).code() == SC.NOT_FOUND
+    # Neither the author's edit nor restore votes overrule a moderator.
+    edited = s.posts.UpdateMicropost(pb.UpdateMicropostRequest(micropost=pb.Micropost(name=micro, text=f"{word} reworded"), update_mask={"paths": ["text"]}), metadata=as_author)
+    assert edited.hidden
+    assert rpc_error(s.posts.VoteRestoreItem, pb.VoteRestoreItemRequest(name=micro), metadata=as_member).code() == SC.FAILED_PRECONDITION
+    eventually(lambda: micro not in timeline(as_member) and status not in statuses(as_member)
+               and not s.search.ListComments(sp.ListCommentsRequest(target=micro), metadata=as_owner).comments, message="hidden from the community's lists")
+
+    restored = s.posts.RestoreItem(pb.RestoreItemRequest(name=micro, reason="reworded, fine now"), metadata=as_owner)
+    assert not restored.hidden and not restored.hide_reason
+    graph.RestoreStatusUpdate(gp.RestoreStatusUpdateRequest(name=status, reason="fine"), metadata=as_owner)
+    assert rpc_error(s.posts.RestoreItem, pb.RestoreItemRequest(name=micro, reason="again"), metadata=as_owner).code() == SC.FAILED_PRECONDITION
+    assert not s.posts.GetMicropost(pb.GetMicropostRequest(name=micro), metadata=as_member).hidden
+    eventually(lambda: micro in timeline(as_member) and status in statuses(as_member), message="restored in the community's lists")
+    audited = [(e.type_name, e.envelope.actor.subject) for e in read_events(platform.settings, "posts") if e.aggregate_id == micro.split("/")[1]]
+    assert ("ItemHiddenByModerator", owner) in audited and ("ItemRestoredByModerator", owner) in audited
+
+    # A jam's hosts moderate inside their jam.
+    _, host = s.person("Hana Host")
+    jam_id, _ = open_jam(s.jams, host, ideas=1)
+    idea = s.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=f"Idea {word}")), metadata=as_author).name
+    assert rpc_error(s.jams.HideJamItem, jp.HideJamItemRequest(name=idea, reason="dup"), metadata=as_member).code() == SC.PERMISSION_DENIED
+    assert s.jams.HideJamItem(jp.HideJamItemRequest(name=idea, reason="a duplicate of another idea"), metadata=host).hidden
+    assert s.jams.GetIdea(jp.GetIdeaRequest(name=idea), metadata=as_author).hide_reason == "a duplicate of another idea"
+    assert rpc_error(s.jams.GetIdea, jp.GetIdeaRequest(name=idea), metadata=as_member).code() == SC.NOT_FOUND
+    ideas = lambda: {i.idea for i in s.search.SearchJamIdeas(sp.SearchJamIdeasRequest(jam=f"jams/{jam_id}"), metadata=as_member).ideas}  # noqa: E731
+    eventually(lambda: idea not in ideas(), message="hidden idea out of the jam's ideas")
+    assert not s.jams.RestoreJamItem(jp.RestoreJamItemRequest(name=idea, reason="not a duplicate"), metadata=host).hidden
+    eventually(lambda: idea in ideas(), message="restored idea back")

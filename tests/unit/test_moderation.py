@@ -56,3 +56,24 @@ def test_the_authors_edit_answers_the_flags_of_a_page_and_a_media_item():
     assert media.hidden
     media.update({"title": "Clip, reworded"})
     assert not media.hidden
+
+
+@pytest.mark.parametrize("item", kinds(), ids=lambda item: type(item).__name__)
+def test_a_moderator_hides_with_a_reason_and_only_a_moderator_restores(item):
+    with pytest.raises(InvalidArgument):
+        item.hide_as_moderator("owner", "")
+    item.hide_as_moderator("owner", "off topic here")
+    assert item.hidden and item.hide_reason == "off topic here" and item.hidden_by == "owner"
+    with pytest.raises(FailedPrecondition):
+        item.vote_restore("bob", FLAG_THRESHOLD)  # votes do not overrule a moderator
+    item._author_edited(list(type(item).ANSWERING_FIELDS) or ["text"])  # nor the author's edit
+    assert item.hidden
+    item.restore_as_moderator("owner", "fine now")
+    assert not item.hidden and item.hide_reason == "" and item.hidden_by == ""
+    with pytest.raises(FailedPrecondition):
+        item.restore_as_moderator("owner", "again")
+    for person in ("bob", "cy", "di"):  # flags hide again; a moderator may restore that too
+        item.flag(person, "spam", FLAG_THRESHOLD)
+    assert item.hidden and item.hide_reason == "hidden by 3 community flags"
+    item.restore_as_moderator("owner", "the flags were wrong")
+    assert not item.hidden

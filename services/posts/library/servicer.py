@@ -61,6 +61,7 @@ def page_to_proto(page: Page) -> wiki_pb2.Page:
         etag=page.etag,
         author=page.author,
         hidden=page.hidden,
+        hide_reason=page.hide_reason,
     )
     _ts(message, "create_time", page.created_on)
     _ts(message, "update_time", page.modified_on)

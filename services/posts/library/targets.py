@@ -56,6 +56,12 @@ def page_in_audience(app: Any, principal: Any, page: Page) -> bool:
     return not page.deleted and space.visible_to(principal, app.membership.is_member)
 
 
+def page_community(app: Any, page: Page) -> str:
+    """A page of a space a community owns is moderated by the community's owners."""
+    owner = app.load(space_id_of(page.space_id), Space, f"pages/{page.page_id}").owner
+    return owner.removeprefix("communities/") if owner.startswith("communities/") else ""
+
+
 def media_in_audience(app: Any, principal: Any, item: MediaItem) -> bool:
     return not item.removed and item.visible_to(principal)
 
@@ -78,6 +84,8 @@ def install(app: Any) -> None:
             registry["pages"] = lambda target, principal, field="target": page_target(app, target, principal, field)
             registry["media"] = lambda target, principal, field="target": media_target(app, target, principal, field)
     if getattr(app, "flaggable", None) is not None:
-        app.flaggable["pages"] = (Page, lambda principal, page: page_in_audience(app, principal, page))
-        app.flaggable["media"] = (MediaItem, lambda principal, item: media_in_audience(app, principal, item))
+        from services.posts.application import FlaggableKind
+
+        app.flaggable["pages"] = FlaggableKind(Page, lambda principal, page: page_in_audience(app, principal, page), lambda page: page_community(app, page))
+        app.flaggable["media"] = FlaggableKind(MediaItem, lambda principal, item: media_in_audience(app, principal, item), lambda item: "")  # a person's
         app.on_hidden.append(forget_everywhere)

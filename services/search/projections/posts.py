@@ -12,7 +12,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold, stemmed
 
-FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
+FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"}
 # Analysis done in Python (the ES distribution has no analysis modules), shared by the content
 # projections: ``folded`` holds watercooler.text.fold(...) (accents and case removed, matched by
 # the standard analyzer); ``stemmed`` holds watercooler.text.stemmed(...), English stems joined by
@@ -31,9 +31,9 @@ def apply_flags(doc: Doc | None, event: Event) -> Doc:
     """Flag events of any flaggable item: only hiding and restoring change a document."""
     if doc is None:
         raise SkipEvent  # another kind of item, kept by another projection
-    if event.type_name == "ItemHidden":
+    if event.type_name in ("ItemHidden", "ItemHiddenByModerator"):
         doc["hidden"] = True
-    elif event.type_name == "ItemRestored":
+    elif event.type_name in ("ItemRestored", "ItemRestoredByModerator"):
         doc["hidden"] = False
     else:
         raise SkipEvent

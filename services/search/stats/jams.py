@@ -199,10 +199,10 @@ class JamStatsState:
         hour = stats.hours.setdefault(hour_of(event), Bucket()) if name in ("VoteCast", "VoteWithdrawn", *POST_EVENTS) else Bucket()
         if name == "JamCreated":
             stats.title, stats.visibility = p.title, p.visibility
-        elif name in ("ItemHidden", "ItemRestored"):
+        elif name in ("ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"):
             idea_id = self.idea_of.get(aggregate)
             if idea_id is not None:  # a thread's or a reply's flags change no statistic
-                (stats.hidden.add if name == "ItemHidden" else stats.hidden.discard)(idea_id)
+                (stats.hidden.add if name.startswith("ItemHidden") else stats.hidden.discard)(idea_id)
         elif name == "ForumCreated":
             stats.forum_titles[p.forum_id] = p.title
         elif name == "IdeasMerged":
