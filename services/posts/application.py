@@ -163,6 +163,8 @@ class PostsApplication(EventSourcedApplication):
         """A person puts an item into a community only as one of its members (a service acts
         for anyone). Asked when the item's audience is new or changes: an author who has left
         may still correct an item they published there."""
+        if item.visibility == COMMUNITY:
+            self._check_community_open(item.community)
         if item.visibility != COMMUNITY or principal.is_service or (item.visibility, item.community) == before:
             return
         if not self.membership.is_member(item.community, principal.subject):
@@ -356,7 +358,9 @@ class PostsApplication(EventSourcedApplication):
                     raise FailedPrecondition(f"comments/{parent_id} was deleted", field="parent")
                 if parent.target != target:
                     raise InvalidArgument(f"comments/{parent_id} is about {parent.target}, not {target}", field="parent")
-            return Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            comment = Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            self._check_community_open(self._community_of(comment))
+            return comment
 
         return self.run_command(ctx, "CreateComment", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -607,7 +611,15 @@ class PostsApplication(EventSourcedApplication):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         if etag and etag != item.etag:
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
+        if not principal.is_service:  # a service's takedown still reaches an archived community
+            self._check_community_open(self._community_of(item))
         return item
+
+    def _check_community_open(self, community: str) -> None:
+        """An archived community is read-only: nothing more is written into it (new items,
+        edits, comments); asked of the profiles service, which keeps the community."""
+        if community and self.membership.archived(community):
+            raise FailedPrecondition(f"communities/{community} is archived (read-only)", field="community")
 
     def _target(self, registry: dict[str, Callable[..., CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
         collection = target.split("/", 1)[0]

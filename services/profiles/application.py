@@ -279,6 +279,41 @@ class ProfilesApplication(EventSourcedApplication):
         command = {"join": "JoinCommunity", "leave": "LeaveCommunity", "invite": "InviteMember", "remove": "RemoveMember"}[action]
         return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
 
+    def run_community(self, ctx: CommandContext, action: str, community_id: str, argument: Any, etag: str, request_fingerprint: str) -> Community:
+        """Running a community (domainmodel.Community): ``update`` (argument: the changed fields),
+        ``add_owner`` / ``remove_owner`` (an employee id), ``transfer`` (the new owner's id: the
+        caller hands over their own ownership), ``archive``."""
+        principal = ctx.principal
+        if principal.kind == "guest":
+            raise PermissionDenied("guests take part in the jams that invited them, not in communities", field="name")
+        if action == "transfer" and principal.is_service:
+            raise PermissionDenied("an owner hands over their own ownership; a service has none", field="name")
+
+        def decide() -> Community:
+            community = self.get_community(community_id)
+            if etag and etag != community.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {community.etag}", field="etag", current_etag=community.etag)
+            by, by_service = principal.subject, principal.is_service
+            if principal.kind == "alumni" and not by_service:
+                raise PermissionDenied("alumni no longer run communities", field="name")
+            if action == "update":
+                community.update(argument, by, by_service)
+            elif action == "add_owner":
+                self._require_profile(argument, "owner")
+                community.add_owner(argument, by, by_service)
+            elif action == "remove_owner":
+                community.remove_owner(argument, by, by_service)
+            elif action == "transfer":
+                self._require_profile(argument, "new_owner")
+                community.transfer_ownership(by, argument)
+            else:
+                community.archive(by, by_service)
+            return community
+
+        command = {"update": "UpdateCommunity", "add_owner": "AddCommunityOwner", "remove_owner": "RemoveCommunityOwner",
+                   "transfer": "TransferCommunityOwnership", "archive": "ArchiveCommunity"}[action]
+        return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
+
     # --- the graph -------------------------------------------------------------------------------
     def change_follow(self, ctx: CommandContext, action: str, follower_id: str, followee_id: str, request_fingerprint: str) -> Follow:
         self._check_actor(ctx, follower_id)
@@ -331,6 +366,7 @@ class ProfilesApplication(EventSourcedApplication):
                 raise PermissionDenied("alumni may not publish internal content", field="visibility")
             if values["visibility"] == "COMMUNITY":
                 community = self.get_community(values["community_id"], field="community")
+                community.check_open()
                 if not community.is_member(author_id):
                     raise PermissionDenied(f"profiles/{author_id} is not a member of communities/{community.community_id}", field="community")
             return StatusUpdate(status_id=uuid7().replace("-", ""), author_id=author_id, **values)

@@ -148,11 +148,15 @@ def community_to_proto(community: Community, invited: list[str]) -> communities_
         member_count=len(community.members),
         invited=[f"profiles/{i}" for i in invited],
         etag=community.etag,
+        archived=community.archived,
     )
     message.create_time.FromDatetime(community.created_on)
     message.update_time.FromDatetime(community.modified_on)
     return message
 
+
+# What UpdateCommunity changes (field-mask paths).
+COMMUNITY_MASK_FIELDS = ("display_name", "description", "access")
 
 class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
     def __init__(self, app: ProfilesApplication):
@@ -194,6 +198,35 @@ class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
 
     async def RemoveMember(self, request, context):
         return await self._membership("remove", request, context)
+
+    async def _run(self, action: str, name: str, argument: Any, request, context, etag: str = ""):
+        community_id = parse_name(name, "communities")
+        ctx = command_context(context, request.request_id)
+        return self._community(await in_thread(self.app.run_community, ctx, action, community_id, argument, etag, request_fingerprint(request)))
+
+    async def UpdateCommunity(self, request, context):
+        c = request.community
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else [p for p in COMMUNITY_MASK_FIELDS if getattr(c, p)]
+        unknown = [p for p in paths if p not in COMMUNITY_MASK_FIELDS]
+        if unknown:
+            raise InvalidArgument(f"unknown or read-only field(s): {', '.join(unknown)}; updatable: {', '.join(COMMUNITY_MASK_FIELDS)}", field="update_mask")
+        if not paths:
+            raise InvalidArgument("names no field to change", field="update_mask")
+        with fields_under("community"):
+            values = {"display_name": c.display_name, "description": c.description, "access": ACCESS.get(c.access, "")}
+            return await self._run("update", c.name, {p: values[p] for p in paths}, request, context, etag=c.etag)
+
+    async def AddCommunityOwner(self, request, context):
+        return await self._run("add_owner", request.name, parse_name(request.owner, "profiles", field="owner"), request, context)
+
+    async def RemoveCommunityOwner(self, request, context):
+        return await self._run("remove_owner", request.name, parse_name(request.owner, "profiles", field="owner"), request, context)
+
+    async def TransferCommunityOwnership(self, request, context):
+        return await self._run("transfer", request.name, parse_name(request.new_owner, "profiles", field="new_owner"), request, context)
+
+    async def ArchiveCommunity(self, request, context):
+        return await self._run("archive", request.name, None, request, context)
 
     async def ListCommunityMembers(self, request, context):
         community_id = parse_name(request.parent, "communities", field="parent")

@@ -428,6 +428,29 @@ def _invite(w: World, who: str, row: Row, rpc: str):
     return code(w.s.communities.InviteMember, cp.InviteMemberRequest(name=w.c_name, member=f"profiles/{person}"), w.md(who))
 
 
+@scenario("UpdateCommunity", "ArchiveCommunity", "AddCommunityOwner", "RemoveCommunityOwner", "TransferCommunityOwnership")
+def _run_community(w: World, who: str, row: Row, rpc: str):
+    """Each cell runs a community of its own (the author's, which the member joined)."""
+    owner, community = w.md("owner"), unique("c")
+    name = f"communities/{community}"
+    w.s.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community, display_name="Run", access=cp.Community.OPEN)), metadata=owner)
+    w.s.communities.JoinCommunity(cp.JoinCommunityRequest(name=name), metadata=w.md("member"))
+    if rpc == "UpdateCommunity":
+        request: Any = cp.UpdateCommunityRequest(community=cp.Community(name=name, display_name="Renamed"), update_mask=FieldMask(paths=["display_name"]))
+    elif rpc == "ArchiveCommunity":
+        request = cp.ArchiveCommunityRequest(name=name)
+    elif rpc == "AddCommunityOwner":
+        request = cp.AddCommunityOwnerRequest(name=name, owner=w.profile("member"))
+    elif rpc == "TransferCommunityOwnership":
+        request = cp.TransferCommunityOwnershipRequest(name=name, new_owner=w.profile("member"))
+    else:
+        co_owner, as_co_owner = w.person()
+        w.s.communities.JoinCommunity(cp.JoinCommunityRequest(name=name), metadata=as_co_owner)
+        w.s.communities.AddCommunityOwner(cp.AddCommunityOwnerRequest(name=name, owner=f"profiles/{co_owner}"), metadata=owner)
+        request = cp.RemoveCommunityOwnerRequest(name=name, owner=f"profiles/{co_owner}")
+    return code(getattr(w.s.communities, rpc), request, w.md(who))
+
+
 @scenario("Follow", "Unfollow", "RequestConnection", "AcceptConnection", "DeclineConnection", "RemoveConnection")
 def _graph(w: World, who: str, row: Row, rpc: str):
     other, as_other = w.person()
@@ -606,6 +629,13 @@ def _flags(w: World, who: str, row: Row, rpc: str):
         return code(w.s.posts.FlagItem, pb.FlagItemRequest(name=post, reason="off topic"), w.md(who))
     w.s.posts.FlagItem(pb.FlagItemRequest(name=post, reason="takedown"), metadata=w.service)  # a service hides it at once
     return code(w.s.posts.VoteRestoreItem, pb.VoteRestoreItemRequest(name=post), w.md(who))
+
+
+@scenario("UpdateSpace")
+def _update_space(w: World, who: str, row: Row, rpc: str):
+    space = w.new_space(wp.RESTRICTED, owner_name=w.c_name)
+    request = wp.UpdateSpaceRequest(space=wp.Space(name=space, display_name="Renamed"), update_mask=FieldMask(paths=["display_name"]))
+    return code(w.s.wiki.UpdateSpace, request, w.md(who))
 
 
 @scenario("HideItem", "RestoreItem")

@@ -16,7 +16,7 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
-from watercooler.errors import Aborted, AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.text import has_control_characters
 from watercooler.visibility import reads_hidden
@@ -103,6 +103,30 @@ class LibraryApplication(EventSourcedApplication):
             # Not even its existence is disclosed.
             raise NotFound(f"spaces/{space_id} not found", field=field)
         return space
+
+    def update_space(self, ctx: CommandContext, space_id: str, changes: dict[str, Any], etag: str, request_fingerprint: str) -> Space:
+        """The space's owner changes it: the person who owns it, an owner of the community that
+        owns it, or a service; a community's archived spaces stay as they are."""
+        principal = ctx.principal
+
+        def decide() -> Space:
+            space = self.get_space(principal, space_id)  # a space the caller may not see is NOT_FOUND
+            if not principal.is_service:
+                community = space.owner.removeprefix("communities/")
+                owns = space.owner == f"profiles/{principal.subject}" or (
+                    community != space.owner and principal.kind == "employee" and principal.subject in self.membership.owners(community))
+                if not owns or principal.kind != "employee":
+                    raise PermissionDenied(f"only the owner of spaces/{space_id} changes it", field="name")
+            self._check_owner_open(space, "name")
+            if etag and etag != space.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {space.etag}", field="etag", current_etag=space.etag)
+            space.update(changes, principal.subject)
+            return space
+
+        space = self.run_command(ctx, "UpdateSpace", request_fingerprint, decide)
+        with self._known_lock:  # the view targets cached the space's old audience
+            self._known.clear()
+        return space  # type: ignore[return-value]
 
     # --- pages ------------------------------------------------------------------------------
     def create_page(self, ctx: CommandContext, space_id: str, title: str, body: str, summary: str, request_fingerprint: str) -> Page:
@@ -197,6 +221,7 @@ class LibraryApplication(EventSourcedApplication):
         space = self.get_space(ctx.principal, space_id, field="space")
         if not space.may_edit(ctx.principal, self.membership.is_member):
             raise PermissionDenied(f"you may not edit spaces/{space_id}", field="space")
+        self._check_owner_open(space, "space")
         return space
 
     def _writable_page(self, ctx: CommandContext, page_id: str) -> Page:
@@ -204,7 +229,14 @@ class LibraryApplication(EventSourcedApplication):
         space = self.load(space_id_of(page.space_id), Space, f"spaces/{page.space_id}")
         if not space.may_edit(ctx.principal, self.membership.is_member):
             raise PermissionDenied(f"you may not edit pages/{page_id}", field="name")
+        self._check_owner_open(space, "name")
         return page
+
+    def _check_owner_open(self, space: Space, field: str) -> None:
+        """The spaces of an archived community are read-only, as the community is."""
+        community = space.owner.removeprefix("communities/")
+        if community != space.owner and self.membership.archived(community):
+            raise FailedPrecondition(f"{space.owner} is archived (read-only)", field=field)
 
     # --- media ------------------------------------------------------------------------------
     def register_media_item(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> MediaItem:

@@ -169,6 +169,31 @@ class Space(EventSourcedAggregate):
     def visible_to(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         return can_see(self.visibility, self.owner, self.members, principal, is_member)
 
+    def update(self, changes: dict[str, Any], by: str) -> None:
+        """``changes``: the field-mask paths asked for (display_name, description, visibility, members)."""
+        values = {"display_name": self.display_name, "description": self.description, "visibility": self.visibility, "members": list(self.members)}
+        if "display_name" in changes:
+            name = clean(changes["display_name"] or "")
+            if not name or len(name) > MAX_TITLE or has_control_characters(name):
+                raise InvalidArgument(f"is required, at most {MAX_TITLE} printable characters", field="display_name")
+            values["display_name"] = name
+        if "description" in changes:
+            description = clean(changes["description"] or "")
+            if len(description) > MAX_DESCRIPTION or has_control_characters(description, allow_newlines=True):
+                raise InvalidArgument(f"must be at most {MAX_DESCRIPTION} characters", field="description")
+            values["description"] = description
+        if "visibility" in changes:
+            values["visibility"] = validate_visibility(changes["visibility"])
+        if "members" in changes:
+            values["members"] = validate_members(list(changes["members"]))
+        changed = [name for name in ("display_name", "description", "visibility", "members") if values[name] != getattr(self, name)]
+        if changed:
+            self._updated(changed_fields=changed, updated_by=by, **values)
+
+    @event("SpaceUpdated")
+    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, visibility: str, members: list[str]) -> None:
+        self.display_name, self.description, self.visibility, self.members = display_name, description, visibility, list(members)
+
     def may_edit(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         """Guests read public spaces; only employees (or services) write."""
         if principal.is_service:

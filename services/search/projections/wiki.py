@@ -14,7 +14,7 @@ from watercooler.text import fold, stemmed
 from .posts import FLAG_EVENTS, FOLDED_FIELD, STEMMED_FIELD, TITLE_PREFIX_FIELD, apply_flags
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
-SPACE_EVENTS = {"SpaceCreated"}
+SPACE_EVENTS = {"SpaceCreated", "SpaceUpdated"}
 
 
 def title_key(title: str) -> str:
@@ -82,6 +82,9 @@ class WikiProjection(DocumentProjection):
             })
         if doc is None:
             raise ValueError(f"{name} for unknown {event.aggregate_id}")
+        if name == "SpaceUpdated":  # its pages' audience follows through the space (visibility.Scope)
+            doc.update(display_name=p.display_name, visibility=p.visibility, members=list(p.members))
+            return doc
         if name == "PageEdited":
             doc.update(body=p.body, links=[title_key(t) for t in p.links], author=p.author, revision=p.revision)
         elif name == "PageRenamed":

@@ -253,3 +253,30 @@ def test_community_owners_and_jam_hosts_hide_and_restore_with_a_reason_the_autho
     eventually(lambda: idea not in ideas(), message="hidden idea out of the jam's ideas")
     assert not s.jams.RestoreJamItem(jp.RestoreJamItemRequest(name=idea, reason="not a duplicate"), metadata=host).hidden
     eventually(lambda: idea in ideas(), message="restored idea back")
+
+
+@covers("GetSpace", "GetPage", "Search", kind="parent_changed")
+def test_a_space_its_owner_changes_takes_its_pages_along(s, platform, people):
+    (_, as_owner), _, _, (reader_id, reader) = people
+    word = unique("spaceword")
+    space = s.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("us"), display_name="Team", visibility=wp.RESTRICTED, members=[reader_id])),
+                               metadata=as_owner)
+    page = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"Page {word}", body=word)), metadata=as_owner).name
+    stranger = s.person("Sue Stranger")[1]
+    eventually(lambda: page in searched(s, reader, word), message="the listed member finds the page")
+
+    update = lambda md, mask, etag="", **fields: s.wiki.UpdateSpace(  # noqa: E731
+        wp.UpdateSpaceRequest(space=wp.Space(name=space.name, etag=etag, **fields), update_mask={"paths": mask}), metadata=md)
+    assert rpc_error(update, reader, ["display_name"], display_name="Ours").code() == SC.PERMISSION_DENIED  # a member, not the owner
+    assert rpc_error(update, stranger, ["display_name"], display_name="Ours").code() == SC.NOT_FOUND
+    assert rpc_error(update, as_owner, ["owner"], owner="profiles/x").code() == SC.INVALID_ARGUMENT
+    assert rpc_error(update, as_owner, ["display_name"], etag='"99"', display_name="Stale").code() == SC.ABORTED
+    narrowed = update(as_owner, ["members", "display_name"], display_name="Just me")
+    assert list(narrowed.members) == [] and narrowed.display_name == "Just me"
+    for call, request in ((s.wiki.GetSpace, wp.GetSpaceRequest(name=space.name)), (s.wiki.GetPage, wp.GetPageRequest(name=page))):
+        assert rpc_error(call, request, metadata=reader).code() == SC.NOT_FOUND
+    eventually(lambda: page not in searched(s, reader, word), message="the former member no longer finds the page")
+    opened = update(as_owner, ["visibility"], visibility=wp.INTERNAL)
+    assert opened.visibility == wp.INTERNAL
+    assert s.wiki.GetPage(wp.GetPageRequest(name=page), metadata=stranger).name == page
+    eventually(lambda: page in searched(s, stranger, word), message="an INTERNAL space's page is found by every employee")
