@@ -955,6 +955,11 @@ def _jam_search(w: World, who: str, row: Row, rpc: str):
     return code(getattr(w.s.search, rpc), request, w.md(who))
 
 
+@scenario("ListAuditEvents")
+def _audit(w: World, who: str, row: Row, rpc: str):
+    return code(w.s.search.ListAuditEvents, sp.ListAuditEventsRequest(resource=w.post), w.md(who))
+
+
 @scenario("Search")
 def _search(w: World, who: str, row: Row, rpc: str):
     item = w.pages["community"] if row.says("page") else w.post

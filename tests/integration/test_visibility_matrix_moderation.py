@@ -9,6 +9,10 @@ and restore at once, with a reason the author reads. The visibility matrix's
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import grpc
 import pytest
 
@@ -280,3 +284,48 @@ def test_a_space_its_owner_changes_takes_its_pages_along(s, platform, people):
     assert opened.visibility == wp.INTERNAL
     assert s.wiki.GetPage(wp.GetPageRequest(name=page), metadata=stranger).name == page
     eventually(lambda: page in searched(s, stranger, word), message="an INTERNAL space's page is found by every employee")
+
+
+@covers("ListAuditEvents", kind="levels")
+def test_the_audit_trail_says_who_did_what_to_whose_content_for_services_only(s, platform, people):
+    (author, as_author), _, _, (_, reader) = people
+    owner, as_owner = s.person("Audra Owner")
+    service = platform.metadata()
+    community = unique("aud")
+    c_name = f"communities/{community}"
+    s.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community, display_name="Audited", access=cp.Community.OPEN)), metadata=as_owner)
+    s.communities.JoinCommunity(cp.JoinCommunityRequest(name=c_name), metadata=as_author)
+    micro = s.micro(as_author, "audit me", visibility=pb.Audience.COMMUNITY, community=c_name)
+    s.posts.HideItem(pb.HideItemRequest(name=micro, reason="off topic"), metadata=as_owner)
+    s.posts.RestoreItem(pb.RestoreItemRequest(name=micro, reason="fine"), metadata=as_owner)
+
+    audit = lambda md=service, **kw: s.search.ListAuditEvents(sp.ListAuditEventsRequest(**kw), metadata=md)  # noqa: E731
+    for md in (as_author, as_owner, reader, platform.metadata(unique("g"), "guest"), platform.metadata(unique("a"), "alumni")):
+        assert rpc_error(audit, md, resource=micro).code() == SC.PERMISSION_DENIED
+    for bad in ({"target_owner": "someone"}, {"actor": "has space"}, {"page_size": 101}, {"page_token": "garbled"}):
+        assert rpc_error(audit, **bad).code() == SC.INVALID_ARGUMENT, bad
+    expected = ["ItemRestoredByModerator", "ItemHiddenByModerator", "MicropostCreated"]  # newest first
+    eventually(lambda: [e.event_type for e in audit(resource=micro).audit_events] == expected, message="the item's trail")
+    trail = audit(resource=micro).audit_events
+    assert [(e.actor, e.target_owner) for e in trail] == [(owner, f"profiles/{author}")] * 2 + [(author, f"profiles/{author}")]
+    stored = {e.envelope.event_id: e.envelope.correlation_id for e in read_events(platform.settings, "posts") if e.aggregate_id == micro.split("/")[1]}
+    assert all(e.correlation_id == stored[e.event_id] and e.correlation_id for e in trail)
+    assert [e.event_type for e in audit(actor=f"profiles/{owner}", target_owner=f"profiles/{author}").audit_events] == expected[:2]
+    # A time range: from the hide (inclusive) to the restore (exclusive).
+    assert [e.event_id for e in audit(resource=micro, start_time=trail[1].occur_time, end_time=trail[0].occur_time).audit_events] == [trail[1].event_id]
+    assert rpc_error(audit, resource=micro, start_time=trail[0].occur_time, end_time=trail[1].occur_time).code() == SC.INVALID_ARGUMENT
+
+    def paged() -> list[str]:
+        names, token = [], ""
+        while True:
+            page = audit(resource=micro, page_size=1, page_token=token)
+            names += [e.event_id for e in page.audit_events]
+            token = page.next_page_token
+            if not token:
+                return names
+
+    assert paged() == [e.event_id for e in trail]
+    reindex = subprocess.run([sys.executable, "-m", "watercooler.cli", "reindex", "audit"], env={**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"},
+                             capture_output=True, text=True, timeout=600)
+    assert reindex.returncode == 0, reindex.stderr
+    assert [(e.event_id, e.actor, e.target_owner, e.resource) for e in audit(resource=micro).audit_events] == [(e.event_id, e.actor, e.target_owner, e.resource) for e in trail]
