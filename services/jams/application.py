@@ -193,12 +193,12 @@ class JamsApplication(EventSourcedApplication):
 
     @staticmethod
     def _check_open(principal: Principal, item: Flaggable, name: str, field: str) -> None:
-        """What flags hid takes no votes, threads or replies: absent for everyone but its
+        """What flags or a host hid takes no votes, threads or replies: absent for everyone but its
         author and services, and closed for them too."""
         if item.hidden:
             if not reads_hidden(principal, item.author_id):
                 raise NotFound(f"{name} not found", field=field)
-            raise FailedPrecondition(f"{name} is hidden by community flags", field=field)
+            raise FailedPrecondition(f"{name} is hidden (by community flags or a moderator)", field=field)
 
     # --- flags ---------------------------------------------------------------------------------
     def flag(self, ctx: CommandContext, jam_id: str, path: tuple[str, ...], reason: str, request_fingerprint: str) -> Flaggable:

@@ -47,7 +47,7 @@ def _check_not_hidden(item: Any, target: str, principal: Any, field: str) -> Non
     if item.hidden:
         if not reads_hidden(principal, item.author_id):
             raise NotFound(f"{target} not found", field=field)
-        raise FailedPrecondition(f"{target} is hidden by community flags", field=field)
+        raise FailedPrecondition(f"{target} is hidden (by community flags or a moderator)", field=field)
 
 
 def page_in_audience(app: Any, principal: Any, page: Page) -> bool:
