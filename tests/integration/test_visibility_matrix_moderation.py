@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import grpc
 import pytest
@@ -133,7 +134,11 @@ def test_status_updates_hide_by_flags(s, platform, people):
     assert rpc_error(graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name=f"profiles/{author}/statusUpdates/nope", reason="x"), metadata=reader).code() == SC.NOT_FOUND
     assert rpc_error(graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name="statusUpdates/x", reason="x"), metadata=reader).code() == SC.INVALID_ARGUMENT
     assert rpc_error(graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name=status.name, reason=""), metadata=reader).code() == SC.INVALID_ARGUMENT
-    assert [flag(md).hidden for md in flaggers] == [False, False, True]
+    retried = gp.FlagStatusUpdateRequest(name=status.name, reason="spam", request_id=str(uuid.uuid4()))
+    first, again = (graph.FlagStatusUpdate(retried, metadata=flaggers[0]) for _ in range(2))  # a retry by request id: the first answer
+    assert first.flag_count == again.flag_count == 1
+    assert rpc_error(flag, flaggers[0]).code() == SC.ALREADY_EXISTS  # a new request of the same flagger: distinct people only
+    assert [flag(md).hidden for md in flaggers[1:]] == [False, True]
     assert rpc_error(flag, reader).code() == SC.FAILED_PRECONDITION  # already hidden
     eventually(lambda: not {status.name} & (listed(reader) | listed(as_author) | feed()), message="hidden from the list and the feed, for everyone")
 
