@@ -414,6 +414,7 @@ class PostsApplication(EventSourcedApplication):
 
         def decide() -> Rating:
             about = self._target({"posts": self._post_target}, f"posts/{post_id}", principal, "post")
+            self._check_community_open(about.community if about.visibility == COMMUNITY else "")
             key = rating_id(post_id, principal.subject)
             if self.exists(key):
                 rating: Rating = self.repository.get(key)
@@ -448,7 +449,11 @@ class PostsApplication(EventSourcedApplication):
             raise PermissionDenied("a like is given by a person", field="target")
 
         def decide() -> Like:
-            self._target(self.like_targets, target, principal, "target")
+            about = self._target(self.like_targets, target, principal, "target")
+            if target.startswith("comments/"):  # a comment's audience (and community) is its target's
+                self._check_community_open(self._community_of(self.load(parse_uuid(target.split("/", 1)[1], "target"), Comment, target, field="target")))
+            else:
+                self._check_community_open(about.community if about.visibility == COMMUNITY else "")
             key = like_id(target, principal.subject)
             if self.exists(key):
                 existing: Like = self.repository.get(key)

@@ -90,6 +90,7 @@ def test_owners_run_transfer_and_archive_a_community(platform):
         lambda: graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{member}", status_update=gp.StatusUpdate(
             text="late", visibility=gp.StatusUpdate.COMMUNITY, community=name)), metadata=as_member),
         lambda: s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title="Late page", body="x")), metadata=as_member),
+        lambda: s.posts.Like(pb.LikeRequest(target=micro), metadata=as_heir),
     ]
     for n, write in enumerate(writes):
         error = rpc_error(write)
