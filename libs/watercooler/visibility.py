@@ -25,6 +25,11 @@ Library (wiki spaces, whose pages take their audience, and media items):
   else (a status update's photo, a profile's avatar) is shown to whoever may see that item
   now; the status or profile around it keeps its own audience.
 
+Every kind people write (content, wiki pages, media items, status updates, jam ideas,
+threads and replies) can be hidden by community flags (watercooler.moderation): then by
+name only its author and services read it (``reads_hidden``), in lists, searches and
+counts nobody (``NOT_HIDDEN``); what hangs off it (comments, replies) follows.
+
 Jams (ideas, threads): employees and services see every jam; guests the jams that invited
 them and PUBLIC jams; alumni the PUBLIC jams.
 
@@ -77,13 +82,25 @@ class Content:
     deleted: bool = False
 
 
+def reads_hidden(principal: Principal, author_id: str) -> bool:
+    """Who reads an item hidden by community flags, by name: its author (to answer the flags
+    by editing it) and services (to moderate it); in lists and searches nobody. The one rule
+    for every flaggable kind (watercooler.moderation)."""
+    return principal.is_service or principal.subject == author_id
+
+
+# Search documents of every flaggable kind carry ``hidden``; must_not, so that documents
+# written before a kind could be flagged (no field yet) count as not hidden.
+NOT_HIDDEN: Clause = {"bool": {"must_not": [{"term": {"hidden": True}}]}}
+
+
 def may_see_content(principal: Principal, item: Content, is_member: IsMember | None = None, *, listed: bool = False) -> bool:
     """The check for one loaded item. ``listed``: the rule of lists and searches (hidden
     items and other people's drafts are in none); otherwise the rule of a read by name."""
     if item.deleted:
         return False
     is_author = not principal.is_service and principal.subject == item.author_id
-    if item.hidden and (listed or not (is_author or principal.is_service)):
+    if item.hidden and (listed or not reads_hidden(principal, item.author_id)):
         return False
     if not item.published and not (is_author or (principal.is_service and not listed)):
         return False

@@ -16,7 +16,8 @@ from watercooler import auth
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication, uuid7
-from watercooler.visibility import may_see_jam
+from watercooler.moderation import Flaggable, flag_threshold
+from watercooler.visibility import may_see_jam, reads_hidden
 
 from .domainmodel import (
     CLOSED,
@@ -185,7 +186,76 @@ class JamsApplication(EventSourcedApplication):
 
     def get_idea(self, principal: Principal, jam_id: str, idea_id: str) -> Idea:
         self.get_jam(principal, jam_id)
-        return self._idea(jam_id, idea_id)
+        idea = self._idea(jam_id, idea_id)
+        if idea.hidden and not reads_hidden(principal, idea.author_id):
+            raise NotFound(f"jams/{jam_id}/ideas/{idea_id} not found", field="name")  # hidden by flags: as if absent
+        return idea
+
+    @staticmethod
+    def _check_open(principal: Principal, item: Flaggable, name: str, field: str) -> None:
+        """What flags or a host hid takes no votes, threads or replies: absent for everyone but its
+        author and services, and closed for them too."""
+        if item.hidden:
+            if not reads_hidden(principal, item.author_id):
+                raise NotFound(f"{name} not found", field=field)
+            raise FailedPrecondition(f"{name} is hidden (by community flags or a moderator)", field=field)
+
+    # --- flags ---------------------------------------------------------------------------------
+    def flag(self, ctx: CommandContext, jam_id: str, path: tuple[str, ...], reason: str, request_fingerprint: str) -> Flaggable:
+        """Community flags on an idea, a thread or a reply (watercooler.moderation): the jam's
+        participants flag; a service hides at once."""
+        def decide() -> Flaggable:
+            item = self._flaggable(ctx.principal, jam_id, path)
+            if ctx.principal.is_service:
+                item.moderate_hide(ctx.principal.subject, reason)
+            else:
+                item.flag(ctx.principal.subject, reason, flag_threshold())
+            return item
+
+        return self.run_command(ctx, "FlagJamItem", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def vote_restore(self, ctx: CommandContext, jam_id: str, path: tuple[str, ...], request_fingerprint: str) -> Flaggable:
+        def decide() -> Flaggable:
+            item = self._flaggable(ctx.principal, jam_id, path)
+            if ctx.principal.is_service:
+                item.moderate_restore()
+            else:
+                item.vote_restore(ctx.principal.subject, flag_threshold())
+            return item
+
+        return self.run_command(ctx, "VoteRestoreJamItem", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def moderate(self, ctx: CommandContext, jam_id: str, path: tuple[str, ...], hide: bool, reason: str, request_fingerprint: str) -> Flaggable:
+        """A host of the jam hides an idea, a thread or a reply, or brings a hidden one back,
+        saying why (watercooler.moderation); a service moderates any."""
+        def decide() -> Flaggable:
+            item = self._flaggable(ctx.principal, jam_id, path)
+            if not (ctx.principal.is_service or self._jam(jam_id).is_host(ctx.principal.subject)):
+                raise PermissionDenied(f"only a host of jams/{jam_id} (or a service) moderates its content", field="name")
+            if hide:
+                item.hide_as_moderator(ctx.principal.subject, reason)
+            else:
+                item.restore_as_moderator(ctx.principal.subject, reason)
+            return item
+
+        return self.run_command(ctx, "HideJamItem" if hide else "RestoreJamItem", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def _flaggable(self, principal: Principal, jam_id: str, path: tuple[str, ...]) -> Flaggable:
+        """``path``: (idea_id,), (thread_id, "") or (thread_id, reply_id). Hidden or not (flags and
+        restore votes reach a hidden item's audience); a reply of a hidden thread is not there."""
+        jam = self._jam(jam_id)
+        self._require_participant(principal, jam)
+        if len(path) == 1:
+            return self._idea(jam_id, path[0])
+        thread_id, reply_id = path
+        name = f"jams/{jam_id}/threads/{thread_id}"
+        thread: Thread = self.load(thread_aggregate_id(jam_id, thread_id), Thread, name)
+        if not reply_id:
+            return thread
+        reply: Reply = self.load(reply_aggregate_id(jam_id, thread_id, reply_id), Reply, f"{name}/replies/{reply_id}")
+        if thread.hidden and not reads_hidden(principal, thread.author_id):
+            raise NotFound(f"{name}/replies/{reply_id} not found", field="name")
+        return reply
 
     def merge_ideas(self, ctx: CommandContext, jam_id: str, merged_id: str, into_id: str, request_fingerprint: str) -> Idea:
         def decide() -> list[Any]:
@@ -213,6 +283,7 @@ class JamsApplication(EventSourcedApplication):
             loaded.append(jam)
             self._require_voter(ctx.principal, jam, "jam")
             idea = self._idea(jam_id, idea_id, "idea")
+            self._check_open(ctx.principal, idea, f"jams/{jam_id}/ideas/{idea_id}", "idea")
             ballot = self._ballot(jam, ctx.principal)
             ballot.cast(jam, idea, now())
             return ballot
@@ -239,6 +310,7 @@ class JamsApplication(EventSourcedApplication):
             self._require_voter(ctx.principal, jam, "jam")
             self._idea(jam_id, from_id, "from_idea")
             to_idea = self._idea(jam_id, to_id, "to_idea")
+            self._check_open(ctx.principal, to_idea, f"jams/{jam_id}/ideas/{to_id}", "to_idea")
             ballot = self._ballot(jam, ctx.principal)
             at = now()
             if jam.canonical(from_id) == jam.canonical(to_id):
@@ -316,6 +388,7 @@ class JamsApplication(EventSourcedApplication):
                 raise NotFound(f"forum {forum_id} not found", field="forum")
             if idea_id:
                 idea = self._idea(jam_id, idea_id, "idea")
+                self._check_open(ctx.principal, idea, f"jams/{jam_id}/ideas/{idea_id}", "idea")
                 if idea.merged_into:
                     raise FailedPrecondition(f"idea {idea_id} was merged into {idea.merged_into}; discuss it there", field="idea")
             return Thread(
@@ -330,6 +403,7 @@ class JamsApplication(EventSourcedApplication):
             jam = self._jam(jam_id, "parent")
             self._require_participant(ctx.principal, jam, "parent")
             thread = self.load(thread_aggregate_id(jam_id, thread_id), Thread, f"jams/{jam_id}/threads/{thread_id}", field="parent")
+            self._check_open(ctx.principal, thread, f"jams/{jam_id}/threads/{thread_id}", "parent")
             jam.require_phase(now(), OPEN, action="reply", field="parent")
             return Reply(
                 jam_id=jam_id, thread_id=thread_id, reply_id=uuid7(), forum_id=thread.forum_id, idea_id=thread.idea_id,
@@ -387,10 +461,17 @@ class JamsApplication(EventSourcedApplication):
             if jam.phase == RESULTS_PUBLISHED:
                 return jam
             tally = self.count_votes(jam)
-            titles = {}
-            for idea_id, _ in tally.ranking(jam.top_n, exclude=jam.merges):
-                titles[idea_id] = self._idea(jam_id, idea_id).title
-            jam.publish_results(tally, titles)
+            titles: dict[str, str] = {}
+            hidden: set[str] = set()  # ideas community flags hid at the close are not ranked
+            for idea_id, _ in tally.ranking(len(tally.counts()), exclude=jam.merges):
+                idea = self._idea(jam_id, idea_id)
+                if idea.hidden:
+                    hidden.add(idea_id)
+                else:
+                    titles[idea_id] = idea.title
+                if len(titles) >= jam.top_n:
+                    break
+            jam.publish_results(tally, titles, hidden)
             return jam
 
         return self.run_command(ctx, "PublishResults", "", decide)  # type: ignore[return-value]
@@ -437,3 +518,4 @@ class JamsApplication(EventSourcedApplication):
 
 
 APPLICATION = JamsApplication
+

@@ -25,6 +25,7 @@ from eventsourcing.domain import event
 
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.moderation import Flaggable
 from watercooler.text import clean, has_control_characters
 from watercooler.visibility import INTERNAL, PUBLIC
 
@@ -261,12 +262,12 @@ class Jam(EventSourcedAggregate):
         if to_phase == CLOSED:
             self.closed_at = parse_iso(at)
 
-    def publish_results(self, tally: Tally, titles: dict[str, str]) -> None:
+    def publish_results(self, tally: Tally, titles: dict[str, str], hidden: Iterable[str] = ()) -> None:
         if self.phase != CLOSED or self.closed_at is None:
             raise FailedPrecondition(f"results are published after the jam is CLOSED; it is {self.phase}", field="phase", phase=self.phase)
         entries = [
             {"rank": rank, "idea_id": idea, "title": titles.get(idea, ""), "votes": votes}
-            for rank, (idea, votes) in enumerate(tally.ranking(self.top_n, exclude=self.merges), start=1)
+            for rank, (idea, votes) in enumerate(tally.ranking(self.top_n, exclude={*self.merges, *hidden}), start=1)
         ]
         self._results_published(
             jam_id=self.jam_id, closed_at=iso(self.closed_at), top_n=self.top_n, entries=entries,
@@ -325,7 +326,10 @@ def canonical(merges: dict[str, str], idea_id: str) -> str:
     return idea_id
 
 
-class Idea(EventSourcedAggregate):
+class Idea(Flaggable):
+    """Flags (watercooler.moderation): ideas cannot be edited, so restore votes (or a
+    service) bring a hidden one back."""
+
     @staticmethod
     def create_id(jam_id: str, idea_id: str) -> Any:
         return idea_aggregate_id(jam_id, idea_id)
@@ -340,6 +344,8 @@ class Idea(EventSourcedAggregate):
         self.seeded = seeded
         self.forum_id = forum_id
         self.merged_into = ""
+        self.author_id = author
+        self._init_flags()
 
     @classmethod
     def propose(cls, jam: Jam, idea_id: str, title: str, description: str, author: str, as_host: bool, forum_id: str, at: dt.datetime) -> Idea:
@@ -450,7 +456,9 @@ class Invitation(EventSourcedAggregate):
         self.guest = guest
 
 
-class Thread(EventSourcedAggregate):
+class Thread(Flaggable):
+    """Flaggable; a hidden thread takes its replies with it."""
+
     @staticmethod
     def create_id(jam_id: str, thread_id: str) -> Any:
         return thread_aggregate_id(jam_id, thread_id)
@@ -465,9 +473,11 @@ class Thread(EventSourcedAggregate):
         self.body = body
         self.author = author
         self.author_kind = author_kind
+        self.author_id = author
+        self._init_flags()
 
 
-class Reply(EventSourcedAggregate):
+class Reply(Flaggable):
     @staticmethod
     def create_id(jam_id: str, thread_id: str, reply_id: str) -> Any:
         return reply_aggregate_id(jam_id, thread_id, reply_id)
@@ -482,6 +492,8 @@ class Reply(EventSourcedAggregate):
         self.body = body
         self.author = author
         self.author_kind = author_kind
+        self.author_id = author
+        self._init_flags()
 
 
 class Tally:

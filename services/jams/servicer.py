@@ -13,6 +13,7 @@ import grpc
 from watercooler.auth import current_principal
 from watercooler.errors import InvalidArgument
 from watercooler.jams.v1 import jams_pb2, jams_pb2_grpc
+from watercooler.moderation import Flaggable, flag_threshold
 from watercooler.rpc import command_context, decode_page_token, encode_page_token, enum_name, fields_under, in_thread, page_size, request_fingerprint
 
 from .application import JamsApplication
@@ -37,6 +38,26 @@ def _parts(name: str, pattern: tuple[str, ...], field: str) -> list[str]:
     return parts[1::2]
 
 
+def _flaggable_name(name: str) -> tuple[str, tuple[str, ...]]:
+    """An idea, a thread or a reply -> (jam id, (idea,) | (thread, "") | (thread, reply))."""
+    parts = (name or "").split("/")
+    if len(parts) == 4 and parts[2] == "ideas":
+        jam_id, idea_id = _parts(name, ("jams", "ideas"), "name")
+        return jam_id, (idea_id,)
+    if len(parts) == 4:
+        jam_id, thread_id = _parts(name, ("jams", "threads"), "name")
+        return jam_id, (thread_id, "")
+    if len(parts) == 6:
+        jam_id, thread_id, reply_id = _parts(name, ("jams", "threads", "replies"), "name")
+        return jam_id, (thread_id, reply_id)
+    raise InvalidArgument(f"must name an idea, a thread or a reply ('jams/{{jam}}/ideas/{{idea}}', 'jams/{{jam}}/threads/{{thread}}[/replies/{{reply}}]'), got {name!r}", field="name")
+
+
+def _flag_state(name: str, item: Flaggable) -> jams_pb2.FlagState:
+    return jams_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold(),
+                               hide_reason=item.hide_reason)
+
+
 def jam_to_proto(jam: Jam) -> jams_pb2.Jam:
     message = jams_pb2.Jam(
         name=f"jams/{jam.jam_id}", title=jam.title, description=jam.description, hosts=jam.hosts,
@@ -55,7 +76,7 @@ def idea_to_proto(idea: Idea) -> jams_pb2.Idea:
     message = jams_pb2.Idea(
         name=f"jams/{idea.jam_id}/ideas/{idea.idea_id}", title=idea.title, description=idea.description,
         forum=f"jams/{idea.jam_id}/forums/{idea.forum_id}" if idea.forum_id else "", author=idea.author, seeded=idea.seeded,
-        merged_into=f"jams/{idea.jam_id}/ideas/{idea.merged_into}" if idea.merged_into else "",
+        merged_into=f"jams/{idea.jam_id}/ideas/{idea.merged_into}" if idea.merged_into else "", hidden=idea.hidden, hide_reason=idea.hide_reason,
     )
     _ts(message, "create_time", idea.created_on)
     return message
@@ -231,6 +252,26 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
         with fields_under("thread", request_level=("request_id", "parent")):
             created = await in_thread(self.app.create_thread, ctx, jam_id, forum_id, idea_id, thread.title, thread.body, request_fingerprint(request))
         return thread_to_proto(created)
+
+    async def FlagJamItem(self, request, context):
+        jam_id, path = _flaggable_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.flag, ctx, jam_id, path, request.reason, request_fingerprint(request)))
+
+    async def VoteRestoreJamItem(self, request, context):
+        jam_id, path = _flaggable_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.vote_restore, ctx, jam_id, path, request_fingerprint(request)))
+
+    async def HideJamItem(self, request, context):
+        jam_id, path = _flaggable_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate, ctx, jam_id, path, True, request.reason, request_fingerprint(request)))
+
+    async def RestoreJamItem(self, request, context):
+        jam_id, path = _flaggable_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate, ctx, jam_id, path, False, request.reason, request_fingerprint(request)))
 
     async def CreateReply(self, request, context):
         jam_id, thread_id = _parts(request.parent, ("jams", "threads"), "parent")

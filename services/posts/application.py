@@ -8,7 +8,6 @@ profiles) and who may do what live here.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.moderation import FLAG_THRESHOLD, flag_threshold
 from watercooler.visibility import PUBLIC, Content, may_see_content
 
 from .domainmodel import (
@@ -50,7 +50,19 @@ from .domainmodel import (
 )
 from .membership import CommunityMembership
 
-DEFAULT_FLAG_THRESHOLD = 3
+DEFAULT_FLAG_THRESHOLD = FLAG_THRESHOLD  # the platform's one threshold (watercooler.moderation)
+
+
+@dataclass(frozen=True)
+class FlaggableKind:
+    """A collection whose items flags can hide and moderators can hide and restore."""
+
+    kind: type
+    # Whether the caller is in the item's audience, hidden or not: flags, restore votes and
+    # moderation reach a hidden item's audience, who answer with the flag state only.
+    in_audience: Callable[[Principal, Any], bool]
+    # The community whose owners moderate the item ("" when none does).
+    community_of: Callable[[Any], str]
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,7 @@ class PostsApplication(EventSourcedApplication):
         super().__init__(settings)
         self.profiles = profiles or ProfileDirectory(settings)
         self.membership = membership or CommunityMembership(settings)
-        self.flag_threshold = int(os.environ.get("WC_FLAG_THRESHOLD") or DEFAULT_FLAG_THRESHOLD)
+        self.flag_threshold = flag_threshold()
         # Comment targets by collection (the first segment of the resource name). The wiki and
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
         # resolver takes the full name and returns a CommentTarget or raises NotFound /
@@ -125,6 +137,13 @@ class PostsApplication(EventSourcedApplication):
             "posts": self._post_target,
             "microposts": self._micropost_target,
         }
+        # Flaggable collections; the library registers pages and media (library/targets.py).
+        self.flaggable: dict[str, FlaggableKind] = {
+            collection: FlaggableKind(kind, lambda principal, item: self.sees(principal, item, moderating=True), self._community_of)
+            for collection, kind in (("posts", Post), ("microposts", Micropost), ("comments", Comment), ("bookmarks", Bookmark))
+        }
+        # Called with an item's name once flags hid it (the library forgets what it cached of it).
+        self.on_hidden: list[Callable[[str], None]] = []
         # Likeable collections: microposts and comments.
         self.like_targets: dict[str, Callable[..., CommentTarget]] = {
             "microposts": self._micropost_target,
@@ -144,6 +163,8 @@ class PostsApplication(EventSourcedApplication):
         """A person puts an item into a community only as one of its members (a service acts
         for anyone). Asked when the item's audience is new or changes: an author who has left
         may still correct an item they published there."""
+        if item.visibility == COMMUNITY:
+            self._check_community_open(item.community)
         if item.visibility != COMMUNITY or principal.is_service or (item.visibility, item.community) == before:
             return
         if not self.membership.is_member(item.community, principal.subject):
@@ -337,7 +358,9 @@ class PostsApplication(EventSourcedApplication):
                     raise FailedPrecondition(f"comments/{parent_id} was deleted", field="parent")
                 if parent.target != target:
                     raise InvalidArgument(f"comments/{parent_id} is about {parent.target}, not {target}", field="parent")
-            return Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            comment = Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            self._check_community_open(self._community_of(comment))
+            return comment
 
         return self.run_command(ctx, "CreateComment", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -391,6 +414,7 @@ class PostsApplication(EventSourcedApplication):
 
         def decide() -> Rating:
             about = self._target({"posts": self._post_target}, f"posts/{post_id}", principal, "post")
+            self._check_community_open(about.community if about.visibility == COMMUNITY else "")
             key = rating_id(post_id, principal.subject)
             if self.exists(key):
                 rating: Rating = self.repository.get(key)
@@ -425,7 +449,11 @@ class PostsApplication(EventSourcedApplication):
             raise PermissionDenied("a like is given by a person", field="target")
 
         def decide() -> Like:
-            self._target(self.like_targets, target, principal, "target")
+            about = self._target(self.like_targets, target, principal, "target")
+            if target.startswith("comments/"):  # a comment's audience (and community) is its target's
+                self._check_community_open(self._community_of(self.load(parse_uuid(target.split("/", 1)[1], "target"), Comment, target, field="target")))
+            else:
+                self._check_community_open(about.community if about.visibility == COMMUNITY else "")
             key = like_id(target, principal.subject)
             if self.exists(key):
                 existing: Like = self.repository.get(key)
@@ -485,8 +513,6 @@ class PostsApplication(EventSourcedApplication):
         return self.run_command(ctx, "DeleteBookmark", request_fingerprint, decide)  # type: ignore[return-value]
 
     # --- flags --------------------------------------------------------------------------------------------
-    FLAGGABLE = {"posts": Post, "microposts": Micropost, "comments": Comment, "bookmarks": Bookmark}
-
     def flag(self, ctx: CommandContext, collection: str, item_id: str, reason: str, request_fingerprint: str) -> Flaggable:
         self._refuse_guest(ctx.principal)
         def decide() -> Flaggable:
@@ -498,7 +524,11 @@ class PostsApplication(EventSourcedApplication):
                 item.flag(ctx.principal.subject, reason, self.flag_threshold)
             return item
 
-        return self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[return-value]
+        item: Flaggable = self.run_command(ctx, "FlagItem", request_fingerprint, decide)  # type: ignore[assignment]
+        if item.hidden:
+            for hidden in self.on_hidden:
+                hidden(f"{collection}/{item_id}")
+        return item
 
     def vote_restore(self, ctx: CommandContext, collection: str, item_id: str, request_fingerprint: str) -> Flaggable:
         self._refuse_guest(ctx.principal)
@@ -512,12 +542,49 @@ class PostsApplication(EventSourcedApplication):
 
         return self.run_command(ctx, "VoteRestoreItem", request_fingerprint, decide)  # type: ignore[return-value]
 
+    def moderate(self, ctx: CommandContext, collection: str, item_id: str, hide: bool, reason: str, request_fingerprint: str) -> Flaggable:
+        """An owner of the item's community hides it, or brings a hidden one back, saying why
+        (watercooler.moderation); a service moderates anything. Others in its audience: ✘."""
+        self._refuse_guest(ctx.principal)
+        principal = ctx.principal
+
+        def decide() -> Flaggable:
+            item = self._visible_item(collection, item_id, principal)
+            if not principal.is_service:
+                community = self.flaggable[collection].community_of(item)
+                # Owners who left the company moderate no more (memberships reach employees only).
+                if not community or principal.kind != "employee" or principal.subject not in self.membership.owners(community):
+                    raise PermissionDenied("only an owner of the item's community (or a service) moderates it", field="name")
+            if hide:
+                item.hide_as_moderator(principal.subject, reason)
+            else:
+                item.restore_as_moderator(principal.subject, reason)
+            return item
+
+        item: Flaggable = self.run_command(ctx, "HideItem" if hide else "RestoreItem", request_fingerprint, decide)  # type: ignore[assignment]
+        if item.hidden:
+            for hidden in self.on_hidden:
+                hidden(f"{collection}/{item_id}")
+        return item
+
+    def _community_of(self, item: Any) -> str:
+        """The community whose owners moderate a post, micropost, bookmark or comment: its own
+        when it is COMMUNITY; for a comment, its target's (a comment is its target's audience)."""
+        if isinstance(item, Comment):
+            collection, _, target_id = item.target.partition("/")
+            entry = self.flaggable.get(collection)
+            try:
+                return "" if entry is None else entry.community_of(self.load(parse_uuid(target_id, "name"), entry.kind, item.target))
+            except NotFound:
+                return ""
+        return item.community if getattr(item, "visibility", "") == COMMUNITY else ""
+
     def _visible_item(self, collection: str, item_id: str, principal: Principal) -> Flaggable:
-        kind = self.FLAGGABLE.get(collection)
-        if kind is None:
-            raise InvalidArgument(f"only {', '.join(self.FLAGGABLE)} can be flagged", field="name")
-        item = self.load(parse_uuid(item_id, "name"), kind, f"{collection}/{item_id}")
-        if not self.sees(principal, item, moderating=True):
+        entry = self.flaggable.get(collection)
+        if entry is None:
+            raise InvalidArgument(f"must name one of: {', '.join(f'{c}/{{id}}' for c in self.flaggable)}", field="name")
+        item = self.load(parse_uuid(item_id, "name"), entry.kind, f"{collection}/{item_id}")
+        if not entry.in_audience(principal, item):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         return item
 
@@ -549,7 +616,15 @@ class PostsApplication(EventSourcedApplication):
             raise NotFound(f"{collection}/{item_id} not found", field="name")
         if etag and etag != item.etag:
             raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
+        if not principal.is_service:  # a service's takedown still reaches an archived community
+            self._check_community_open(self._community_of(item))
         return item
+
+    def _check_community_open(self, community: str) -> None:
+        """An archived community is read-only: nothing more is written into it (new items,
+        edits, comments); asked of the profiles service, which keeps the community."""
+        if community and self.membership.archived(community):
+            raise FailedPrecondition(f"communities/{community} is archived (read-only)", field="community")
 
     def _target(self, registry: dict[str, Callable[..., CommentTarget]], target: str, principal: Principal, field: str) -> CommentTarget:
         collection = target.split("/", 1)[0]

@@ -16,6 +16,7 @@ from eventsourcing.domain import event
 
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.moderation import Flaggable as _Flaggable
 from watercooler.text import clean, has_control_characters
 from watercooler.visibility import COMMUNITY, INTERNAL, PUBLISHED
 from watercooler.visibility import CONTENT_VISIBILITIES as VISIBILITIES
@@ -183,84 +184,8 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
 
 
 # --- community self-regulation -------------------------------------------------------------------
-class Flaggable(EventSourcedAggregate):
-    """Items anyone may flag. At ``threshold`` distinct flaggers the item is hidden
-    everywhere; it returns when its author answers the flags by changing what people
-    read (``ANSWERING_FIELDS``: the text, not the tags or the audience alone, which
-    would let a one-tag edit lift every flag) or ``threshold`` other people vote to
-    restore it. No moderator: every step is an event.
-    Subclasses set ``author_id`` and call ``_init_flags`` in their created event."""
-
-    ANSWERING_FIELDS = ()  # set by each kind
-
-    def _init_flags(self) -> None:
-        self.flaggers: list[str] = []
-        self.restore_voters: list[str] = []
-        self.hidden = False
-
-    def flag(self, person_id: str, reason: str, threshold: int) -> None:
-        reason = text("reason", reason, LIMITS["reason"], required=True, multiline=True)
-        if person_id == self.author_id:
-            raise FailedPrecondition("you cannot flag your own item", field="name")
-        if self.hidden:
-            raise FailedPrecondition("the item is already hidden", field="name")
-        if person_id in self.flaggers:
-            raise AlreadyExists("you already flagged this item", field="name")
-        self._flagged(flagger_id=person_id, reason=reason)
-        if len(self.flaggers) >= threshold:
-            self._hidden(flag_count=len(self.flaggers))
-
-    def vote_restore(self, person_id: str, threshold: int) -> None:
-        if not self.hidden:
-            raise FailedPrecondition("the item is not hidden", field="name")
-        if person_id == self.author_id:
-            raise FailedPrecondition("the author restores an item by editing it", field="name")
-        if person_id in self.flaggers:
-            raise FailedPrecondition("people who flagged the item cannot vote to restore it", field="name")
-        if person_id in self.restore_voters:
-            raise AlreadyExists("you already voted to restore this item", field="name")
-        self._restore_voted(voter_id=person_id)
-        if len(self.restore_voters) >= threshold:
-            self._restored(reason="votes")
-
-    def moderate_hide(self, by: str, reason: str) -> None:
-        """A service (a platform job acting for the company: legal takedown, spam) hides the
-        item at once; recorded as a flag with its reason, then the hide."""
-        reason = text("reason", reason, LIMITS["reason"], required=True, multiline=True)
-        if self.hidden:
-            raise FailedPrecondition("the item is already hidden", field="name")
-        self._flagged(flagger_id=by, reason=reason)
-        self._hidden(flag_count=len(self.flaggers))
-
-    def moderate_restore(self) -> None:
-        """A service brings a hidden item back at once (a takedown withdrawn, a false positive)."""
-        if not self.hidden:
-            raise FailedPrecondition("the item is not hidden", field="name")
-        self._restored(reason="moderation")
-
-    def _author_edited(self, changed_fields: list[str]) -> None:
-        if self.hidden and set(changed_fields) & set(self.ANSWERING_FIELDS):
-            self._restored(reason="author_edit")
-
-    @event("ItemFlagged")
-    def _flagged(self, flagger_id: str, reason: str) -> None:
-        self.flaggers.append(flagger_id)
-
-    @event("ItemHidden")
-    def _hidden(self, flag_count: int) -> None:
-        self.hidden = True
-        self.restore_voters = []
-
-    @event("ItemRestoreVoted")
-    def _restore_voted(self, voter_id: str) -> None:
-        self.restore_voters.append(voter_id)
-
-    @event("ItemRestored")
-    def _restored(self, reason: str) -> None:
-        # A new round: the same people may flag it again if it turns bad again.
-        self.hidden = False
-        self.flaggers = []
-        self.restore_voters = []
+class Flaggable(_Flaggable):
+    """The platform's flags (watercooler.moderation), with the posts service's etag."""
 
     @property
     def etag(self) -> str:

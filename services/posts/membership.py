@@ -89,6 +89,27 @@ class CommunityMembership:
                 self._cache.popitem(last=False)
         return answer.is_member
 
+    def owners(self, community: str) -> list[str]:
+        """The employee ids of the community's owners now (not cached: asked for moderation only)."""
+        found = self._community(community)
+        return [] if found is None else [owner.removeprefix("profiles/") for owner in found.owners]
+
+    def archived(self, community: str) -> bool:
+        """Whether the community is archived (read-only) now: asked before a write into it, not
+        cached (writes are rare next to reads, and an archive must hold at once)."""
+        found = self._community(community)
+        return found is not None and found.archived
+
+    def _community(self, community: str) -> Any:
+        from watercooler.profiles.v1 import communities_pb2
+
+        try:
+            return self._communities().GetCommunity(communities_pb2.GetCommunityRequest(name=f"communities/{community}"), metadata=self._credentials.metadata(), timeout=5)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise MembershipUnavailable(f"cannot ask about communities/{community}: {exc.code().name}; retry", field="community") from exc
+
     def fetch(self, community: str, employee_id: str) -> bool:
         """Whether the person is a member now; an unknown community has no members."""
         from watercooler.profiles.v1 import communities_pb2

@@ -85,6 +85,7 @@ def post_proto(post: Post) -> pb.Post:
         state=pb.Post.PUBLISHED if post.state == PUBLISHED else pb.Post.DRAFT,
         revision=post.revision,
         hidden=post.hidden,
+        hide_reason=post.hide_reason,
         deleted=post.deleted,
         etag=post.etag,
     )
@@ -106,6 +107,7 @@ def micropost_proto(micropost: Micropost) -> pb.Micropost:
         visibility=Visibility.Value(micropost.visibility),
         community=_community_out(micropost.community),
         hidden=micropost.hidden,
+        hide_reason=micropost.hide_reason,
         deleted=micropost.deleted,
         etag=micropost.etag,
     )
@@ -121,6 +123,7 @@ def comment_proto(comment: Comment) -> pb.Comment:
         author=f"profiles/{comment.author_id}",
         body=comment.body,
         hidden=comment.hidden,
+        hide_reason=comment.hide_reason,
         deleted=comment.deleted,
         etag=comment.etag,
     )
@@ -139,6 +142,7 @@ def bookmark_proto(bookmark: Bookmark) -> pb.Bookmark:
         community=_community_out(bookmark.community),
         owner=f"profiles/{bookmark.owner_id}",
         hidden=bookmark.hidden,
+        hide_reason=bookmark.hide_reason,
         etag=bookmark.etag,
     )
     message.create_time.FromDatetime(bookmark.created_on)
@@ -350,7 +354,8 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
     # --- flags ------------------------------------------------------------------------------------------------------
     def _flag_state(self, name: str, item: Flaggable) -> pb.FlagState:
         return pb.FlagState(
-            name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=self.app.flag_threshold
+            name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=self.app.flag_threshold,
+            hide_reason=item.hide_reason,
         )
 
     async def FlagItem(self, request, context):
@@ -364,6 +369,16 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
         ctx = command_context(context, request.request_id)
         item = await in_thread(self.app.vote_restore, ctx, collection, item_id, request_fingerprint(request))
         return self._flag_state(request.name, item)
+
+    async def HideItem(self, request, context):
+        collection, item_id = _item_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return self._flag_state(request.name, await in_thread(self.app.moderate, ctx, collection, item_id, True, request.reason, request_fingerprint(request)))
+
+    async def RestoreItem(self, request, context):
+        collection, item_id = _item_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return self._flag_state(request.name, await in_thread(self.app.moderate, ctx, collection, item_id, False, request.reason, request_fingerprint(request)))
 
 
 def register(server: grpc.aio.Server, app: PostsApplication) -> list[str]:

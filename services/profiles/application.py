@@ -13,7 +13,9 @@ from eventsourcing.domain import Aggregate
 from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
+from watercooler.moderation import flag_threshold
 from watercooler.text import clean, has_control_characters
+from watercooler.visibility import Content, may_see_content
 
 from .domainmodel import (
     ALUMNI,
@@ -312,6 +314,41 @@ class ProfilesApplication(EventSourcedApplication):
         command = {"join": "JoinCommunity", "leave": "LeaveCommunity", "invite": "InviteMember", "remove": "RemoveMember"}[action]
         return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
 
+    def run_community(self, ctx: CommandContext, action: str, community_id: str, argument: Any, etag: str, request_fingerprint: str) -> Community:
+        """Running a community (domainmodel.Community): ``update`` (argument: the changed fields),
+        ``add_owner`` / ``remove_owner`` (an employee id), ``transfer`` (the new owner's id: the
+        caller hands over their own ownership), ``archive``."""
+        principal = ctx.principal
+        if principal.kind == "guest":
+            raise PermissionDenied("guests take part in the jams that invited them, not in communities", field="name")
+        if action == "transfer" and principal.is_service:
+            raise PermissionDenied("an owner hands over their own ownership; a service has none", field="name")
+
+        def decide() -> Community:
+            community = self.get_community(community_id)
+            if etag and etag != community.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {community.etag}", field="etag", current_etag=community.etag)
+            by, by_service = principal.subject, principal.is_service
+            if principal.kind == "alumni" and not by_service:
+                raise PermissionDenied("alumni no longer run communities", field="name")
+            if action == "update":
+                community.update(argument, by, by_service)
+            elif action == "add_owner":
+                self._require_profile(argument, "owner")
+                community.add_owner(argument, by, by_service)
+            elif action == "remove_owner":
+                community.remove_owner(argument, by, by_service)
+            elif action == "transfer":
+                self._require_profile(argument, "new_owner")
+                community.transfer_ownership(by, argument)
+            else:
+                community.archive(by, by_service)
+            return community
+
+        command = {"update": "UpdateCommunity", "add_owner": "AddCommunityOwner", "remove_owner": "RemoveCommunityOwner",
+                   "transfer": "TransferCommunityOwnership", "archive": "ArchiveCommunity"}[action]
+        return self.run_command(ctx, command, request_fingerprint, decide)  # type: ignore[return-value]
+
     # --- the graph -------------------------------------------------------------------------------
     def change_follow(self, ctx: CommandContext, action: str, follower_id: str, followee_id: str, request_fingerprint: str) -> Follow:
         self._check_actor(ctx, follower_id)
@@ -364,6 +401,7 @@ class ProfilesApplication(EventSourcedApplication):
                 raise PermissionDenied("alumni may not publish internal content", field="visibility")
             if values["visibility"] == "COMMUNITY":
                 community = self.get_community(values["community_id"], field="community")
+                community.check_open()
                 if not community.is_member(author_id):
                     raise PermissionDenied(f"profiles/{author_id} is not a member of communities/{community.community_id}", field="community")
             if values["photo_uri"]:
@@ -407,6 +445,66 @@ class ProfilesApplication(EventSourcedApplication):
         self._check_actor(ctx, person_id, field="name")
         self._require_profile(person_id, "name")
         return self._get_or_none(NotificationSettings.create_id(person_id)) or NotificationSettings(person_id=person_id)
+    def flag_status_update(self, ctx: CommandContext, author_id: str, status_id: str, reason: str, request_fingerprint: str) -> StatusUpdate:
+        """Community flags (watercooler.moderation): a person in the update's audience flags it;
+        a service hides it at once."""
+        def decide() -> StatusUpdate:
+            status = self._flaggable_status(ctx, author_id, status_id)
+            if ctx.principal.is_service:
+                status.moderate_hide(ctx.principal.subject, reason)
+            else:
+                status.flag(ctx.principal.subject, reason, flag_threshold())
+            return status
+
+        return self.run_command(ctx, "FlagStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def vote_restore_status_update(self, ctx: CommandContext, author_id: str, status_id: str, request_fingerprint: str) -> StatusUpdate:
+        def decide() -> StatusUpdate:
+            status = self._flaggable_status(ctx, author_id, status_id)
+            if ctx.principal.is_service:
+                status.moderate_restore()
+            else:
+                status.vote_restore(ctx.principal.subject, flag_threshold())
+            return status
+
+        return self.run_command(ctx, "VoteRestoreStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def moderate_status_update(self, ctx: CommandContext, author_id: str, status_id: str, hide: bool, reason: str, request_fingerprint: str) -> StatusUpdate:
+        """An owner of the community a COMMUNITY status update is in hides it, or brings a hidden
+        one back, saying why (watercooler.moderation); a service moderates any."""
+        def decide() -> StatusUpdate:
+            status = self._flaggable_status(ctx, author_id, status_id)
+            principal = ctx.principal
+            if not principal.is_service:
+                owners = self.get_community(status.community_id, field="name").owners if status.community_id else []
+                if principal.kind != "employee" or principal.subject not in owners:
+                    raise PermissionDenied("only an owner of the status update's community (or a service) moderates it", field="name")
+            if hide:
+                status.hide_as_moderator(principal.subject, reason)
+            else:
+                status.restore_as_moderator(principal.subject, reason)
+            return status
+
+        return self.run_command(ctx, "HideStatusUpdate" if hide else "RestoreStatusUpdate", request_fingerprint, decide)  # type: ignore[return-value]
+
+    def _flaggable_status(self, ctx: CommandContext, author_id: str, status_id: str) -> StatusUpdate:
+        """The status update, if the caller is in its audience (hidden or not: flags and restore
+        votes reach a hidden item's audience, who answer with the flag state only); otherwise
+        NOT_FOUND, as for a made-up name. Guests take no part in the graph."""
+        if ctx.principal.kind == "guest":
+            raise PermissionDenied("guests take no part in the graph", field="authorization")
+        name = f"profiles/{author_id}/statusUpdates/{status_id}"
+        status: StatusUpdate = self.load(StatusUpdate.create_id(author_id, status_id), StatusUpdate, name)
+        audience = Content(status.visibility, status.community_id, status.author_id, deleted=status.deleted)
+        if not may_see_content(ctx.principal, audience, self._is_member):
+            raise NotFound(f"{name} not found", field="name")
+        return status
+
+    def _is_member(self, community_id: str, employee_id: str) -> bool:
+        try:
+            return self.get_community(community_id, field="community").is_member(employee_id)
+        except NotFound:
+            return False
 
     # --- queries ------------------------------------------------------------------------------
     def get_profile(self, employee_id: str, field: str = "name") -> Profile:

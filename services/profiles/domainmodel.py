@@ -15,6 +15,7 @@ from eventsourcing.domain import Aggregate, event
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.moderation import Flaggable
 from watercooler.text import clean, has_control_characters
 from watercooler.visibility import PUBLIC, Library, may_see_library
 
@@ -321,6 +322,7 @@ class Community(EventSourcedAggregate):
         self.owners = list(owners)
         self.members = list(members)
         self.invited: list[str] = []
+        self.archived = False
 
     @classmethod
     def create(cls, community_id: str, fields: dict[str, str], owner_id: str) -> Community:
@@ -334,7 +336,84 @@ class Community(EventSourcedAggregate):
         for an INVITE_ONLY one, its members and services (the community itself stays public)."""
         return self.access != INVITE_ONLY or is_service or self.is_member(person_id)
 
+    # --- running it: owners (or a service) -------------------------------------------------------
+    def check_open(self) -> None:
+        """An archived community is read-only: every write into it is refused."""
+        if self.archived:
+            raise FailedPrecondition(f"communities/{self.community_id} is archived (read-only)", field="name")
+
+    def check_owner(self, by: str, by_service: bool) -> None:
+        if not by_service and by not in self.owners:
+            raise PermissionDenied("only owners run a community", field="name")
+
+    def update(self, changes: dict[str, str], by: str, by_service: bool) -> None:
+        """``changes``: the field-mask paths asked for (display_name, description, access)."""
+        self.check_owner(by, by_service)
+        self.check_open()
+        current = {"display_name": self.display_name, "description": self.description, "access": self.access}
+        values = validate_community_fields(**{**current, **changes})
+        changed = [name for name in current if values[name] != current[name]]
+        if changed:
+            self._updated(changed_fields=changed, updated_by=by, **values)
+
+    @event("CommunityUpdated")
+    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, access: str) -> None:
+        self.display_name, self.description, self.access = display_name, description, access
+
+    def add_owner(self, member_id: str, by: str, by_service: bool) -> None:
+        self.check_owner(by, by_service)
+        self.check_open()
+        if member_id in self.owners:
+            raise AlreadyExists(f"profiles/{member_id} is already an owner", field="owner")
+        if member_id not in self.members:
+            raise FailedPrecondition(f"profiles/{member_id} is not a member; owners are members", field="owner")
+        self._owner_added(owner_id=member_id, added_by=by)
+
+    @event("CommunityOwnerAdded")
+    def _owner_added(self, owner_id: str, added_by: str) -> None:
+        self.owners.append(owner_id)
+
+    def remove_owner(self, owner_id: str, by: str, by_service: bool) -> None:
+        """An owner steps down (or another owner, or a service, takes the role away); they stay
+        a member. The last owner stays: a community always has one."""
+        self.check_owner(by, by_service)
+        self.check_open()
+        if owner_id not in self.owners:
+            raise FailedPrecondition(f"profiles/{owner_id} is not an owner", field="owner")
+        if self.owners == [owner_id]:
+            raise FailedPrecondition("the last owner stays; add another owner first", field="owner")
+        self._owner_removed(owner_id=owner_id, removed_by=by)
+
+    @event("CommunityOwnerRemoved")
+    def _owner_removed(self, owner_id: str, removed_by: str) -> None:
+        self.owners.remove(owner_id)
+
+    def transfer_ownership(self, from_owner: str, to_member: str) -> None:
+        """One owner hands their ownership to a member, in one step."""
+        self.check_open()
+        if from_owner not in self.owners:
+            raise PermissionDenied("only an owner hands over their ownership", field="name")
+        if to_member == from_owner or to_member in self.owners:
+            raise AlreadyExists(f"profiles/{to_member} is already an owner", field="new_owner")
+        if to_member not in self.members:
+            raise FailedPrecondition(f"profiles/{to_member} is not a member; owners are members", field="new_owner")
+        self._ownership_transferred(from_owner_id=from_owner, to_owner_id=to_member)
+
+    @event("CommunityOwnershipTransferred")
+    def _ownership_transferred(self, from_owner_id: str, to_owner_id: str) -> None:
+        self.owners = [to_owner_id if owner == from_owner_id else owner for owner in self.owners]
+
+    def archive(self, by: str, by_service: bool) -> None:
+        self.check_owner(by, by_service)
+        self.check_open()
+        self._archived(archived_by=by)
+
+    @event("CommunityArchived")
+    def _archived(self, archived_by: str) -> None:
+        self.archived = True
+
     def invite(self, member_id: str, by: str, by_service: bool) -> None:
+        self.check_open()
         if not by_service:
             if by not in self.members:
                 raise PermissionDenied("only members may invite", field="name")
@@ -351,6 +430,7 @@ class Community(EventSourcedAggregate):
         self.invited.append(member_id)
 
     def join(self, member_id: str) -> None:
+        self.check_open()
         if member_id in self.members:
             raise AlreadyExists(f"profiles/{member_id} is already a member", field="member")
         if self.access == INVITE_ONLY and member_id not in self.invited:
@@ -364,6 +444,7 @@ class Community(EventSourcedAggregate):
             self.invited.remove(member_id)
 
     def leave(self, member_id: str) -> None:
+        self.check_open()
         if member_id not in self.members:
             raise FailedPrecondition(f"profiles/{member_id} is not a member", field="member")
         if self.owners == [member_id]:
@@ -377,6 +458,7 @@ class Community(EventSourcedAggregate):
             self.owners.remove(member_id)
 
     def remove(self, member_id: str, by: str, by_service: bool) -> None:
+        self.check_open()
         if not by_service and by not in self.owners:
             raise PermissionDenied("only owners may remove members", field="name")
         if member_id not in self.members and member_id not in self.invited:
@@ -542,7 +624,10 @@ def media_name_of(photo: str) -> str:
 PLAIN = "PLAIN"
 
 
-class StatusUpdate(EventSourcedAggregate):
+class StatusUpdate(Flaggable):
+    """Flags (watercooler.moderation): a status update cannot be edited, so only restore
+    votes (or a service) bring a hidden one back."""
+
     @staticmethod
     def create_id(author_id: str, status_id: str) -> Any:
         return stable_id("status", author_id, status_id)
@@ -584,6 +669,7 @@ class StatusUpdate(EventSourcedAggregate):
         self.visibility = visibility
         self.community_id = community_id
         self.deleted = False
+        self._init_flags()
 
     def delete(self, by: str) -> None:
         if self.deleted:

@@ -9,6 +9,7 @@ import grpc
 
 from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fields_of_request
+from watercooler.moderation import flag_threshold
 from watercooler.profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc, profiles_pb2, profiles_pb2_grpc
 from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
 
@@ -171,11 +172,15 @@ def community_to_proto(community: Community, invited: list[str]) -> communities_
         member_count=len(community.members),
         invited=[f"profiles/{i}" for i in invited],
         etag=community.etag,
+        archived=community.archived,
     )
     message.create_time.FromDatetime(community.created_on)
     message.update_time.FromDatetime(community.modified_on)
     return message
 
+
+# What UpdateCommunity changes (field-mask paths).
+COMMUNITY_MASK_FIELDS = ("display_name", "description", "access")
 
 class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
     def __init__(self, app: ProfilesApplication):
@@ -217,6 +222,35 @@ class CommunityServicer(communities_pb2_grpc.CommunityServiceServicer):
 
     async def RemoveMember(self, request, context):
         return await self._membership("remove", request, context)
+
+    async def _run(self, action: str, name: str, argument: Any, request, context, etag: str = ""):
+        community_id = parse_name(name, "communities")
+        ctx = command_context(context, request.request_id)
+        return self._community(await in_thread(self.app.run_community, ctx, action, community_id, argument, etag, request_fingerprint(request)))
+
+    async def UpdateCommunity(self, request, context):
+        c = request.community
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else [p for p in COMMUNITY_MASK_FIELDS if getattr(c, p)]
+        unknown = [p for p in paths if p not in COMMUNITY_MASK_FIELDS]
+        if unknown:
+            raise InvalidArgument(f"unknown or read-only field(s): {', '.join(unknown)}; updatable: {', '.join(COMMUNITY_MASK_FIELDS)}", field="update_mask")
+        if not paths:
+            raise InvalidArgument("names no field to change", field="update_mask")
+        with fields_under("community"):
+            values = {"display_name": c.display_name, "description": c.description, "access": ACCESS.get(c.access, "")}
+            return await self._run("update", c.name, {p: values[p] for p in paths}, request, context, etag=c.etag)
+
+    async def AddCommunityOwner(self, request, context):
+        return await self._run("add_owner", request.name, parse_name(request.owner, "profiles", field="owner"), request, context)
+
+    async def RemoveCommunityOwner(self, request, context):
+        return await self._run("remove_owner", request.name, parse_name(request.owner, "profiles", field="owner"), request, context)
+
+    async def TransferCommunityOwnership(self, request, context):
+        return await self._run("transfer", request.name, parse_name(request.new_owner, "profiles", field="new_owner"), request, context)
+
+    async def ArchiveCommunity(self, request, context):
+        return await self._run("archive", request.name, None, request, context)
 
     async def ListCommunityMembers(self, request, context):
         community_id = parse_name(request.parent, "communities", field="parent")
@@ -277,6 +311,8 @@ def status_to_proto(status: StatusUpdate, photo: str) -> graph_pb2.StatusUpdate:
         visibility=graph_pb2.StatusUpdate.Visibility.Value(status.visibility),
         community=f"communities/{status.community_id}" if status.community_id else "",
         deleted=status.deleted,
+        hidden=status.hidden,
+        hide_reason=status.hide_reason,
     )
     message.create_time.FromDatetime(status.created_on)
     return message
@@ -337,6 +373,33 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         ctx = command_context(context, request.request_id)
         deleted = await in_thread(self.app.delete_status_update, ctx, author, status_id, request_fingerprint(request))
         return status_to_proto(deleted, await _photo_shown(self.app, deleted.photo_uri, fresh=True))
+
+    async def FlagStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        status = await in_thread(self.app.flag_status_update, ctx, author, status_id, request.reason, request_fingerprint(request))
+        return _flag_state(request.name, status)
+
+    async def VoteRestoreStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        status = await in_thread(self.app.vote_restore_status_update, ctx, author, status_id, request_fingerprint(request))
+        return _flag_state(request.name, status)
+
+    async def HideStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate_status_update, ctx, author, status_id, True, request.reason, request_fingerprint(request)))
+
+    async def RestoreStatusUpdate(self, request, context):
+        author, status_id = _status_name(request.name)
+        ctx = command_context(context, request.request_id)
+        return _flag_state(request.name, await in_thread(self.app.moderate_status_update, ctx, author, status_id, False, request.reason, request_fingerprint(request)))
+
+
+def _flag_state(name: str, item: StatusUpdate) -> graph_pb2.FlagState:
+    return graph_pb2.FlagState(name=name, hidden=item.hidden, flag_count=len(item.flaggers), restore_votes=len(item.restore_voters), threshold=flag_threshold(),
+                               hide_reason=item.hide_reason)
 
 
 def _status_name(name: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from watercooler.search.v1 import search_pb2
 
 from .network import _photo, _self_or_service, _timestamp, network_of, status_hit, visible_content
 from .unified import describe, kind_of_hit, visible_clauses
-from .visibility import caller_communities, scope_of
+from .visibility import caller_communities, photos_seen, scope_of
 
 # kind -> the field naming who made it (media: "profiles/{id}").
 AUTHOR_FIELDS = {"post": "author_id", "micropost": "author_id", "bookmark": "owner_id", "wiki_page": "author", "media": "owner", "jam_idea": "author"}

@@ -11,6 +11,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
+from watercooler import visibility as rule
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
@@ -22,6 +23,7 @@ from watercooler.visibility import INTERNAL, may_see_jam
 from .projections.analysis import search_languages
 from .queries import content_text_query
 from .stats import jams as jam_stats
+from .visibility import hidden_threads, jam_discussion_clauses
 
 MAX_QUERY_LENGTH = 256
 
@@ -91,7 +93,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
     size = page_size(request.page_size)
     query_key = fingerprint("jam-ideas", jam_id, request.query, str(request.include_merged))[:16]
     after = decode_page_token(request.page_token, query_key)
-    filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}]
+    filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}, rule.NOT_HIDDEN]
     if not request.include_merged:
         filters.append({"term": {"merged_into": ""}})
     must: list[dict[str, Any]] = []
@@ -131,7 +133,8 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
     if len(request.query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
     await require_visible_jam(es, settings, principal, jam_id)
-    filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}]
+    filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}},
+                                     *jam_discussion_clauses(await hidden_threads(es, settings, jam_id))]
     if request.thread:
         filters.append({"term": {"thread_id": _child_id(request.thread, jam_id, "threads", "thread")}})
     else:

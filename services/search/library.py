@@ -1,8 +1,8 @@
 """Queries over the wiki, the media library and their view/download counts.
 
 Every query runs as the caller: pages of spaces they may not see, deleted pages,
-removed media and media they may not see are never listed, and their counts
-are NOT_FOUND (not even their existence is disclosed)."""
+removed media, media they may not see and pages or media hidden by community flags
+are never listed, and their counts are NOT_FOUND (not even their existence is disclosed)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
     out: dict[str, dict[str, Any]] = {}
     if pages:
         found = await es.mget(index=settings.index_alias("wiki"), ids=pages)
-        docs = {d["_id"]: d["_source"] for d in found["docs"] if d.get("found") and not d["_source"].get("deleted")}
+        docs = {d["_id"]: d["_source"] for d in found["docs"] if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden")}
         space_ids = sorted({d["space_id"] for d in docs.values()})
         spaces: dict[str, dict[str, Any]] = {}
         if space_ids:
@@ -65,7 +65,7 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
     if media:
         found = await es.mget(index=settings.index_alias("media"), ids=media)
         for d in found["docs"]:
-            if d.get("found") and not d["_source"].get("deleted") and _can_see(d["_source"], principal, communities):
+            if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden") and _can_see(d["_source"], principal, communities):
                 out[f"media/{d['_id']}"] = {"title": d["_source"]["title"], "space": "", "doc": d["_source"]}
     return out
 
@@ -82,6 +82,7 @@ async def backlinks(es: AsyncElasticsearch, settings: Settings, principal: Princ
                 {"term": {"space_id": doc["space_id"]}},
                 {"terms": {"links": doc["title_keys"]}},
                 {"term": {"deleted": False}},
+                rule.NOT_HIDDEN,
             ],
             "must_not": [{"ids": {"values": [page.split("/", 1)[1]]}}],
         }
@@ -95,7 +96,7 @@ async def backlinks(es: AsyncElasticsearch, settings: Settings, principal: Princ
 
 
 async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Principal, owner: str, tag: str, size: int, after: Any) -> tuple[list[dict[str, Any]], Any, int]:
-    filters: list[dict[str, Any]] = [{"term": {"deleted": False}}]
+    filters: list[dict[str, Any]] = [{"term": {"deleted": False}}, rule.NOT_HIDDEN]
     if owner:
         filters.append({"term": {"owner": owner}})
     if tag:

@@ -14,6 +14,7 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, enum_name, page_size, parse_name
 from watercooler.search.v1 import notifications_pb2, notifications_pb2_grpc, search_pb2, search_pb2_grpc
 
+from . import audit as audit_queries
 from . import communities as communities_queries
 from . import jams as jam_queries
 from . import library as library_queries
@@ -176,6 +177,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     async def GetPostStats(self, request, context):
         return await self._posts().post_stats(current_principal(), request)
+
+    async def ListAuditEvents(self, request, context):
+        return await audit_queries.list_audit_events(self.es, self.settings, current_principal(), request)
 
 
     # --- jams (issue 6): the query module checks the caller's reach --------------------------

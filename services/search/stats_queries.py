@@ -220,11 +220,21 @@ class Stats:
             filters.append({"term": {"department": request.department}})
         if kind == "views" and scope.spaces is not None:
             filters.append({"terms": {"space_id": scope.spaces}})
+        # Leave out the views of pages and the downloads of items the caller may not see, or
+        # that community flags hid (from everyone).
+        unseen: list[dict[str, Any]] = [{"term": {"hidden": True}}]
         if kind == "downloads":
             seen = library.visibility_filter(principal, scope.communities)
-            if seen is not None:  # leave out the downloads of items the caller may not see
-                hidden = await self.es.search(index=index_of(self.settings, "media"), query={"bool": {"must_not": [seen]}}, source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
-                filters.append({"bool": {"must_not": [{"terms": {"target": [f"media/{h['_id']}" for h in hidden["hits"]["hits"]]}}]}})
+            if seen is not None:
+                unseen.append({"bool": {"must_not": [seen]}})
+            left_out = await self.es.search(index=index_of(self.settings, "media"), query={"bool": {"should": unseen, "minimum_should_match": 1}},
+                                            source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
+        else:
+            left_out = await self.es.search(index=index_of(self.settings, "wiki_page"), query={"bool": {"filter": [{"term": {"kind": "page"}}, *unseen]}},
+                                            source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
+        prefix = "media/" if kind == "downloads" else "pages/"
+        if left_out["hits"]["hits"]:
+            filters.append({"bool": {"must_not": [{"terms": {"target": [f"{prefix}{h['_id']}" for h in left_out["hits"]["hits"]]}}]}})
         alias = view_stats.index_alias(self.settings)
         await self._count(alias, "day", filters, {"sum": {"field": "count"}}, interval, start, end, response)
         # Top items over the same range.

@@ -99,6 +99,7 @@ def content_filter(principal: Principal, communities: list[str], author_field: s
 
 MAX_SPACES = 10_000
 MAX_JAMS = 10_000
+MAX_HIDDEN_THREADS = 10_000
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ class Scope:
     # None: every space / jam (services; for jams also employees and alumni).
     spaces: list[str] | None
     jams: list[str] | None
+    # Jam threads hidden by community flags: their replies are left out with them (a reply's
+    # document does not know its thread's state; hidden threads are few).
+    hidden_threads: tuple[str, ...] = ()
 
 
 # A caller's scope is kept for SCOPE_SECONDS: reading it is two or three Elasticsearch
@@ -153,7 +157,27 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
             jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in found["hits"]["hits"]])
         except NotFoundError:
             pass
-    return Scope(principal, communities, spaces, jams)
+    return Scope(principal, communities, spaces, jams, await hidden_threads(es, settings))
+
+
+async def hidden_threads(es: AsyncElasticsearch, settings: Settings, jam_id: str = "") -> tuple[str, ...]:
+    """The ids of the jam threads (of one jam, or all) hidden by community flags."""
+    filters: list[dict[str, Any]] = [{"term": {"kind": "thread"}}, {"term": {"hidden": True}}]
+    if jam_id:
+        filters.append({"term": {"jam_id": jam_id}})
+    try:
+        found = await es.search(index=settings.index_alias("jam-threads"), query={"bool": {"filter": filters}}, source=["thread_id"], size=MAX_HIDDEN_THREADS)
+    except NotFoundError:
+        return ()
+    return tuple(sorted(h["_source"]["thread_id"] for h in found["hits"]["hits"]))
+
+
+def jam_discussion_clauses(threads_hidden: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Threads and replies not hidden by flags, nor replies of a hidden thread."""
+    clauses: list[dict[str, Any]] = [rule.NOT_HIDDEN]
+    if threads_hidden:
+        clauses.append({"bool": {"must_not": [{"terms": {"thread_id": list(threads_hidden)}}]}})
+    return clauses
 
 
 def comment_filter(scope: Scope) -> list[dict[str, Any]]:
@@ -212,12 +236,13 @@ def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
     if kind == "bookmark":
         return rule.content_clauses(principal, scope.communities, "owner_id")
     if kind == "wiki_page":
-        live: list[dict[str, Any]] = [{"term": {"deleted": False}}]
+        live: list[dict[str, Any]] = [{"term": {"deleted": False}}, rule.NOT_HIDDEN]
         return live if scope.spaces is None else [*live, {"terms": {"space_id": scope.spaces}}]
     if kind == "media":
-        return rule.library_clauses(principal, scope.communities)
+        return [*rule.library_clauses(principal, scope.communities), rule.NOT_HIDDEN]
     if kind in ("person", "community"):
         return rule.directory_clauses(principal)
     if kind in ("jam_idea", "jam_thread"):
-        return [{"term": {"deleted": False}}] + ([] if scope.jams is None else [{"terms": {"jam_id": scope.jams}}])
+        hidden = [rule.NOT_HIDDEN] if kind == "jam_idea" else jam_discussion_clauses(scope.hidden_threads)
+        return [{"term": {"deleted": False}}, *hidden] + ([] if scope.jams is None else [{"terms": {"jam_id": scope.jams}}])
     raise ValueError(f"no visibility rule for {kind!r}")

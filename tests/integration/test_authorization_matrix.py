@@ -440,6 +440,29 @@ def _invite(w: World, who: str, row: Row, rpc: str):
     return code(w.s.communities.InviteMember, cp.InviteMemberRequest(name=w.c_name, member=f"profiles/{person}"), w.md(who))
 
 
+@scenario("UpdateCommunity", "ArchiveCommunity", "AddCommunityOwner", "RemoveCommunityOwner", "TransferCommunityOwnership")
+def _run_community(w: World, who: str, row: Row, rpc: str):
+    """Each cell runs a community of its own (the author's, which the member joined)."""
+    owner, community = w.md("owner"), unique("c")
+    name = f"communities/{community}"
+    w.s.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community, display_name="Run", access=cp.Community.OPEN)), metadata=owner)
+    w.s.communities.JoinCommunity(cp.JoinCommunityRequest(name=name), metadata=w.md("member"))
+    if rpc == "UpdateCommunity":
+        request: Any = cp.UpdateCommunityRequest(community=cp.Community(name=name, display_name="Renamed"), update_mask=FieldMask(paths=["display_name"]))
+    elif rpc == "ArchiveCommunity":
+        request = cp.ArchiveCommunityRequest(name=name)
+    elif rpc == "AddCommunityOwner":
+        request = cp.AddCommunityOwnerRequest(name=name, owner=w.profile("member"))
+    elif rpc == "TransferCommunityOwnership":
+        request = cp.TransferCommunityOwnershipRequest(name=name, new_owner=w.profile("member"))
+    else:
+        co_owner, as_co_owner = w.person()
+        w.s.communities.JoinCommunity(cp.JoinCommunityRequest(name=name), metadata=as_co_owner)
+        w.s.communities.AddCommunityOwner(cp.AddCommunityOwnerRequest(name=name, owner=f"profiles/{co_owner}"), metadata=owner)
+        request = cp.RemoveCommunityOwnerRequest(name=name, owner=f"profiles/{co_owner}")
+    return code(getattr(w.s.communities, rpc), request, w.md(who))
+
+
 @scenario("Follow", "Unfollow", "RequestConnection", "AcceptConnection", "DeclineConnection", "RemoveConnection")
 def _graph(w: World, who: str, row: Row, rpc: str):
     other, as_other = w.person()
@@ -499,6 +522,25 @@ def _create_status(w: World, who: str, row: Row, rpc: str):
 def _delete_status(w: World, who: str, row: Row, rpc: str):
     mine = w.graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=w.profile("owner"), status_update=gp.StatusUpdate(text="bye", visibility=SV.INTERNAL)), metadata=w.md("owner"))
     return code(w.graph.DeleteStatusUpdate, gp.DeleteStatusUpdateRequest(name=mine.name), w.md(who))
+
+
+@scenario("FlagStatusUpdate", "VoteRestoreStatusUpdate")
+def _flag_status(w: World, who: str, row: Row, rpc: str):
+    status = w.graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=w.profile("owner"), status_update=gp.StatusUpdate(
+        text="flag me", visibility=SV.COMMUNITY, community=w.c_name)), metadata=w.md("owner")).name
+    if rpc == "FlagStatusUpdate":
+        return code(w.graph.FlagStatusUpdate, gp.FlagStatusUpdateRequest(name=status, reason="off topic"), w.md(who))
+    w.graph.FlagStatusUpdate(gp.FlagStatusUpdateRequest(name=status, reason="takedown"), metadata=w.service)  # a service hides it at once
+    return code(w.graph.VoteRestoreStatusUpdate, gp.VoteRestoreStatusUpdateRequest(name=status), w.md(who))
+
+
+@scenario("HideStatusUpdate", "RestoreStatusUpdate")
+def _moderate_status(w: World, who: str, row: Row, rpc: str):
+    status = w.graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=w.profile("member"), status_update=gp.StatusUpdate(
+        text="moderate me", visibility=SV.COMMUNITY, community=w.c_name)), metadata=w.md("member")).name
+    if rpc == "RestoreStatusUpdate":
+        w.graph.HideStatusUpdate(gp.HideStatusUpdateRequest(name=status, reason="takedown"), metadata=w.service)
+    return code(getattr(w.graph, rpc), getattr(gp, f"{rpc}Request")(name=status, reason="off topic"), w.md(who))
 
 
 # posts ----------------------------------------------------------------------------------------
@@ -619,11 +661,32 @@ def _change_bookmark(w: World, who: str, row: Row, rpc: str):
 
 @scenario("FlagItem", "VoteRestoreItem")
 def _flags(w: World, who: str, row: Row, rpc: str):
-    post = w.new_post(V.PUBLIC if row.says("PUBLIC") else V.COMMUNITY)
+    if row.says("page"):
+        post = w.new_page(w.spaces["community"])
+    elif row.says("media"):
+        post = w.new_media(wp.INTERNAL)
+    else:
+        post = w.new_post(V.PUBLIC if row.says("PUBLIC") else V.COMMUNITY)
     if rpc == "FlagItem":
         return code(w.s.posts.FlagItem, pb.FlagItemRequest(name=post, reason="off topic"), w.md(who))
     w.s.posts.FlagItem(pb.FlagItemRequest(name=post, reason="takedown"), metadata=w.service)  # a service hides it at once
     return code(w.s.posts.VoteRestoreItem, pb.VoteRestoreItemRequest(name=post), w.md(who))
+
+
+@scenario("UpdateSpace")
+def _update_space(w: World, who: str, row: Row, rpc: str):
+    space = w.new_space(wp.RESTRICTED, owner_name=w.c_name)
+    request = wp.UpdateSpaceRequest(space=wp.Space(name=space, display_name="Renamed"), update_mask=FieldMask(paths=["display_name"]))
+    return code(w.s.wiki.UpdateSpace, request, w.md(who))
+
+
+@scenario("HideItem", "RestoreItem")
+def _moderate(w: World, who: str, row: Row, rpc: str):
+    public = row.says("PUBLIC")
+    micro = w.s.micro(w.md("member"), "moderate me", visibility=V.PUBLIC if public else V.COMMUNITY, community="" if public else w.c_name)
+    if rpc == "RestoreItem":
+        w.s.posts.HideItem(pb.HideItemRequest(name=micro, reason="takedown"), metadata=w.service)
+    return code(getattr(w.s.posts, rpc), getattr(pb, f"{rpc}Request")(name=micro, reason="off topic"), w.md(who))
 
 
 # wiki and media ---------------------------------------------------------------------------------
@@ -823,6 +886,31 @@ def _take_part(w: World, who: str, row: Row, rpc: str):
     return code(getattr(w.s.jams, rpc), request, _jam_md(w, who, jam_id))
 
 
+@scenario("FlagJamItem", "VoteRestoreJamItem")
+def _flag_jam_item(w: World, who: str, row: Row, rpc: str):
+    jam_id = w.jam(row)
+    name, host = f"jams/{jam_id}", w.md("host")
+    if row.says("idea"):
+        item = w.s.jams.CreateIdea(jp.CreateIdeaRequest(parent=name, idea=jp.Idea(title=unique("i"))), metadata=host).name
+    else:
+        item = w.s.jams.CreateThread(jp.CreateThreadRequest(parent=name, thread=jp.Thread(forum=f"{name}/forums/talk", title="Topic", body="Hi")), metadata=host).name
+        if row.says("reply"):
+            item = w.s.jams.CreateReply(jp.CreateReplyRequest(parent=item, reply=jp.Reply(body="Re")), metadata=host).name
+    if rpc == "FlagJamItem":
+        return code(w.s.jams.FlagJamItem, jp.FlagJamItemRequest(name=item, reason="off topic"), _jam_md(w, who, jam_id))
+    w.s.jams.FlagJamItem(jp.FlagJamItemRequest(name=item, reason="takedown"), metadata=w.service)  # a service hides it at once
+    return code(w.s.jams.VoteRestoreJamItem, jp.VoteRestoreJamItemRequest(name=item), _jam_md(w, who, jam_id))
+
+
+@scenario("HideJamItem", "RestoreJamItem")
+def _moderate_jam_item(w: World, who: str, row: Row, rpc: str):
+    jam_id = w.jam(row)
+    idea = w.s.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=unique("i"))), metadata=w.md("stranger")).name
+    if rpc == "RestoreJamItem":
+        w.s.jams.HideJamItem(jp.HideJamItemRequest(name=idea, reason="takedown"), metadata=w.service)
+    return code(getattr(w.s.jams, rpc), getattr(jp, f"{rpc}Request")(name=idea, reason="off topic"), _jam_md(w, who, jam_id))
+
+
 @scenario("CastVote", "WithdrawVote", "ChangeVote")
 def _vote(w: World, who: str, row: Row, rpc: str):
     jam_id = w.jam(row, jp.VOTING)
@@ -944,6 +1032,11 @@ def _jam_search(w: World, who: str, row: Row, rpc: str):
         "ListJamDiscussion": lambda: sp.ListJamDiscussionRequest(jam=jam),
     }[rpc]()
     return code(getattr(w.s.search, rpc), request, w.md(who))
+
+
+@scenario("ListAuditEvents")
+def _audit(w: World, who: str, row: Row, rpc: str):
+    return code(w.s.search.ListAuditEvents, sp.ListAuditEventsRequest(resource=w.post), w.md(who))
 
 
 @scenario("Search")

@@ -282,6 +282,12 @@ class _Members:
     def is_member(self, community: str, person: str) -> bool:
         return person in self.members.get(community, set())
 
+    def archived(self, community: str) -> bool:
+        return False
+
+    def owners(self, community: str) -> list[str]:
+        return []
+
 
 class _Directory:
     def lookup(self, employee_id: str) -> dict[str, str]:

@@ -41,11 +41,13 @@ KINDS = ("levels", "parent_changed", "hidden_by_flags")
 # child shows follows its parent's current visibility, so each needs a case where the parent
 # changed visibility after the child was written.
 CHILD_ITEM_READS = {"GetComment", "ListComments", "GetPostStats", "Search", "GetStats", "GET /api/v1/search"}
-# Reads that show (or count) items flags can hide (posts, microposts, comments): each needs a
-# case with an item hidden by flags.
+# Reads that show (or count) items flags can hide (posts, microposts, comments, wiki pages, media
+# items, status updates, jam ideas, threads and replies): each needs a case with an item hidden by flags.
 FLAGGABLE_READS = {
     "GetPost", "GetMicropost", "ListComments", "SearchPosts", "GetPostStats", "Search", "Suggest", "Trending", "GetStats",
     "GET /api/v1/search", "GET /api/v1/suggest", "GET /api/v1/trending", "GET /api/v1/stats",
+    "GetPage", "LookupPage", "ListRevisions", "GetRevision", "DiffRevisions", "GetMediaItem", "ListMediaItems", "ListWikiBacklinks",
+    "GetViewCounts", "ListStatusUpdates", "GetNetworkFeed", "GetIdea", "SearchJamIdeas", "ListJamDiscussion", "GetJamLeaderboard",
 }
 
 

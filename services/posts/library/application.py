@@ -11,6 +11,7 @@ import datetime as dt
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.text import has_control_characters
+from watercooler.visibility import reads_hidden
 
 from ..membership import CommunityMembership
 from . import content
@@ -40,6 +42,14 @@ from .domainmodel import (
 
 MAX_BATCH = 1000
 _KNOWN_TARGETS_MAX = 200_000
+# The library applications of this process: an item flags hid (the posts application decides
+# that) is dropped from their caches of known view targets at once.
+_APPLICATIONS: weakref.WeakSet[LibraryApplication] = weakref.WeakSet()
+
+
+def forget_everywhere(name: str) -> None:
+    for app in list(_APPLICATIONS):
+        app.forget_target(name)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class LibraryApplication(EventSourcedApplication):
         # in this process drops the entry; entries never need to change otherwise.
         self._known: dict[str, Target] = {}
         self._known_lock = threading.Lock()
+        _APPLICATIONS.add(self)
 
     # --- spaces -----------------------------------------------------------------------------
     def create_space(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Space:
@@ -101,6 +112,30 @@ class LibraryApplication(EventSourcedApplication):
             raise NotFound(f"spaces/{space_id} not found", field=field)
         return space
 
+    def update_space(self, ctx: CommandContext, space_id: str, changes: dict[str, Any], etag: str, request_fingerprint: str) -> Space:
+        """The space's owner changes it: the person who owns it, an owner of the community that
+        owns it, or a service; a community's archived spaces stay as they are."""
+        principal = ctx.principal
+
+        def decide() -> Space:
+            space = self.get_space(principal, space_id)  # a space the caller may not see is NOT_FOUND
+            if not principal.is_service:
+                community = space.owner.removeprefix("communities/")
+                owns = space.owner == f"profiles/{principal.subject}" or (
+                    community != space.owner and principal.kind == "employee" and principal.subject in self.membership.owners(community))
+                if not owns or principal.kind != "employee":
+                    raise PermissionDenied(f"only the owner of spaces/{space_id} changes it", field="name")
+            self._check_owner_open(space, "name")
+            if etag and etag != space.etag:
+                raise Aborted(f"etag {etag} is stale; the current etag is {space.etag}", field="etag", current_etag=space.etag)
+            space.update(changes, principal.subject)
+            return space
+
+        space = self.run_command(ctx, "UpdateSpace", request_fingerprint, decide)
+        with self._known_lock:  # the view targets cached the space's old audience
+            self._known.clear()
+        return space  # type: ignore[return-value]
+
     # --- pages ------------------------------------------------------------------------------
     def create_page(self, ctx: CommandContext, space_id: str, title: str, body: str, summary: str, request_fingerprint: str) -> Page:
         def decide() -> list[Any]:
@@ -121,6 +156,8 @@ class LibraryApplication(EventSourcedApplication):
         space = self.load(space_id_of(page.space_id), Space, f"pages/{page_id}", field=field)
         if not space.visible_to(principal, self.membership.is_member):
             raise NotFound(f"pages/{page_id} not found", field=field)
+        if page.hidden and not reads_hidden(principal, page.author_id):
+            raise NotFound(f"pages/{page_id} not found", field=field)  # hidden by flags: as if absent
         if page.deleted and not include_deleted:
             raise NotFound(f"pages/{page_id} is deleted", field=field)
         return page
@@ -192,6 +229,7 @@ class LibraryApplication(EventSourcedApplication):
         space = self.get_space(ctx.principal, space_id, field="space")
         if not space.may_edit(ctx.principal, self.membership.is_member):
             raise PermissionDenied(f"you may not edit spaces/{space_id}", field="space")
+        self._check_owner_open(space, "space")
         return space
 
     def _writable_page(self, ctx: CommandContext, page_id: str) -> Page:
@@ -199,7 +237,14 @@ class LibraryApplication(EventSourcedApplication):
         space = self.load(space_id_of(page.space_id), Space, f"spaces/{page.space_id}")
         if not space.may_edit(ctx.principal, self.membership.is_member):
             raise PermissionDenied(f"you may not edit pages/{page_id}", field="name")
+        self._check_owner_open(space, "name")
         return page
+
+    def _check_owner_open(self, space: Space, field: str) -> None:
+        """The spaces of an archived community are read-only, as the community is."""
+        community = space.owner.removeprefix("communities/")
+        if community != space.owner and self.membership.archived(community):
+            raise FailedPrecondition(f"{space.owner} is archived (read-only)", field=field)
 
     # --- media ------------------------------------------------------------------------------
     def register_media_item(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> MediaItem:
@@ -211,7 +256,7 @@ class LibraryApplication(EventSourcedApplication):
 
     def get_media_item(self, principal: Any, media_id: str, field: str = "name") -> MediaItem:
         item = self.load(_uuid(media_id, field), MediaItem, f"media/{media_id}", field=field)
-        if not item.visible_to(principal):
+        if not item.visible_to(principal) or (item.hidden and not reads_hidden(principal, item.author_id)):
             raise NotFound(f"media/{media_id} not found", field=field)
         return item
 
@@ -221,7 +266,7 @@ class LibraryApplication(EventSourcedApplication):
             item.check_owner(ctx.principal)
             if etag and etag != item.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
-            item.update(changes)
+            item.update(changes, by_owner=not ctx.principal.is_service)
             return item
 
         item = self.run_command(ctx, "UpdateMediaItem", request_fingerprint, decide)

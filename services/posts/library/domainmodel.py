@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate, event
 
 from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.moderation import Flaggable
 from watercooler.text import clean, fold, has_control_characters
 from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the service
 from watercooler.visibility import LIBRARY_VISIBILITIES as VISIBILITIES
@@ -168,6 +169,31 @@ class Space(EventSourcedAggregate):
     def visible_to(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         return can_see(self.visibility, self.owner, self.members, principal, is_member)
 
+    def update(self, changes: dict[str, Any], by: str) -> None:
+        """``changes``: the field-mask paths asked for (display_name, description, visibility, members)."""
+        values = {"display_name": self.display_name, "description": self.description, "visibility": self.visibility, "members": list(self.members)}
+        if "display_name" in changes:
+            name = clean(changes["display_name"] or "")
+            if not name or len(name) > MAX_TITLE or has_control_characters(name):
+                raise InvalidArgument(f"is required, at most {MAX_TITLE} printable characters", field="display_name")
+            values["display_name"] = name
+        if "description" in changes:
+            description = clean(changes["description"] or "")
+            if len(description) > MAX_DESCRIPTION or has_control_characters(description, allow_newlines=True):
+                raise InvalidArgument(f"must be at most {MAX_DESCRIPTION} characters", field="description")
+            values["description"] = description
+        if "visibility" in changes:
+            values["visibility"] = validate_visibility(changes["visibility"])
+        if "members" in changes:
+            values["members"] = validate_members(list(changes["members"]))
+        changed = [name for name in ("display_name", "description", "visibility", "members") if values[name] != getattr(self, name)]
+        if changed:
+            self._updated(changed_fields=changed, updated_by=by, **values)
+
+    @event("SpaceUpdated")
+    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, visibility: str, members: list[str]) -> None:
+        self.display_name, self.description, self.visibility, self.members = display_name, description, visibility, list(members)
+
     def may_edit(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         """Guests read public spaces; only employees (or services) write."""
         if principal.is_service:
@@ -199,9 +225,13 @@ class TitleClaim(Aggregate):
 CREATED, EDITED, RESTORED, RENAMED, DELETED = "CREATED", "EDITED", "RESTORED", "RENAMED", "DELETED"
 
 
-class Page(EventSourcedAggregate):
+class Page(Flaggable):
     """A wiki page and its full history.  ``revision`` counts every change (edit,
-    restore, rename, delete), and every change names the revision it was made on."""
+    restore, rename, delete), and every change names the revision it was made on.
+    Flags (watercooler.moderation): its author is the person who created it; their change
+    of the text or the title answers the flags (others cannot read a hidden page)."""
+
+    ANSWERING_FIELDS = ("body", "title")
 
     @event("PageCreated")
     def __init__(self, space_id: str, title: str, body: str, links: list[str], author: str, summary: str):
@@ -211,6 +241,8 @@ class Page(EventSourcedAggregate):
         self.body = body
         self.links = links
         self.author = author
+        self.author_id = author
+        self._init_flags()
         self.deleted = False
         self.revision = 1
         # One entry per revision; "time" None means the creation time (set after __init__).
@@ -248,6 +280,7 @@ class Page(EventSourcedAggregate):
         if body == self.body:
             raise FailedPrecondition("the text is unchanged", field="body")
         self.trigger_event(self.PageEdited, revision=self.revision + 1, body=body, links=extract_links(body), author=author, summary=validate_summary(summary), restored_from=0)
+        self._answered_by(author, "body")
 
     def restore(self, base_revision: int, revision: int, author: str) -> None:
         self._check_alive()
@@ -264,6 +297,7 @@ class Page(EventSourcedAggregate):
             summary=f"restored revision {revision}",
             restored_from=revision,
         )
+        self._answered_by(author, "body")
 
     def rename(self, base_revision: int, title: str, author: str) -> None:
         self._check_alive()
@@ -272,6 +306,11 @@ class Page(EventSourcedAggregate):
         if title == self.title:
             raise FailedPrecondition("the page already has this title", field="title")
         self.trigger_event(self.PageRenamed, revision=self.revision + 1, old_title=self.title, title=title, author=author)
+        self._answered_by(author, "title")
+
+    def _answered_by(self, editor: str, changed: str) -> None:
+        if editor == self.author_id:
+            self._author_edited([changed])
 
     def delete(self, base_revision: int, author: str) -> None:
         self._check_alive()
@@ -409,7 +448,12 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
     return out
 
 
-class MediaItem(EventSourcedAggregate):
+class MediaItem(Flaggable):
+    """A shared file's record. Flags (watercooler.moderation): its owner's change of what
+    people see (title, description, the file itself) answers them."""
+
+    ANSWERING_FIELDS = ("title", "description", "storage_uri")
+
     @event("MediaItemRegistered")
     def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str):
         self.owner = owner
@@ -425,6 +469,8 @@ class MediaItem(EventSourcedAggregate):
         # Uploaded content, oldest first: dicts of version, upload_id, object_key, content_type,
         # size_bytes, sha256, time.
         self.versions: list[dict[str, Any]] = []
+        self.author_id = owner.removeprefix("profiles/")
+        self._init_flags()
 
     @classmethod
     def register(cls, owner: str, fields: dict[str, Any]) -> MediaItem:
@@ -433,7 +479,7 @@ class MediaItem(EventSourcedAggregate):
         values.setdefault("tags", [])
         return cls(owner=owner, **values)
 
-    def update(self, changes: dict[str, Any]) -> None:
+    def update(self, changes: dict[str, Any], by_owner: bool = True) -> None:
         if self.removed:
             raise FailedPrecondition("the media item is removed", field="name")
         fixed = [name for name in CONTENT_FIELDS if name in changes and self.versions]
@@ -444,6 +490,8 @@ class MediaItem(EventSourcedAggregate):
         if not changed:
             return
         self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
+        if by_owner:
+            self._author_edited(changed)
 
     @event("MediaItemUpdated")
     def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str) -> None:

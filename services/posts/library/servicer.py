@@ -67,6 +67,8 @@ def page_to_proto(page: Page) -> wiki_pb2.Page:
         deleted=page.deleted,
         etag=page.etag,
         author=page.author,
+        hidden=page.hidden,
+        hide_reason=page.hide_reason,
     )
     _ts(message, "create_time", page.created_on)
     _ts(message, "update_time", page.modified_on)
@@ -101,6 +103,7 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
         visibility=wiki_pb2.Visibility.Value(item.visibility),
         storage_uri=item.storage_uri,
         removed=item.removed,
+        hidden=item.hidden,
         etag=item.etag,
     )
     _ts(message, "create_time", item.created_on)
@@ -143,6 +146,9 @@ def _time_or_none(message: Any, field: str) -> dt.datetime | None:
     return getattr(message, field).ToDatetime(tzinfo=dt.UTC) if message.HasField(field) else None
 
 
+# What UpdateSpace changes (field-mask paths).
+SPACE_MASK_FIELDS = ("display_name", "description", "visibility", "members")
+
 class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
     def __init__(self, app: LibraryApplication, facts: FactLog):
         self.app = app
@@ -162,6 +168,24 @@ class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
         with fields_under("space"):
             created = await in_thread(self.app.create_space, ctx, fields, request_fingerprint(request))
         return space_to_proto(created)
+
+    async def UpdateSpace(self, request, context):
+        space = request.space
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else [p for p in SPACE_MASK_FIELDS if getattr(space, p)]
+        unknown = [p for p in paths if p not in SPACE_MASK_FIELDS]
+        if unknown:
+            raise InvalidArgument(f"unknown or read-only field(s): {', '.join(unknown)}; updatable: {', '.join(SPACE_MASK_FIELDS)}", field="update_mask")
+        if not paths:
+            raise InvalidArgument("names no field to change", field="update_mask")
+        ctx = command_context(context, request.request_id)
+        with fields_under("space"):
+            space_id = parse_name(space.name, "spaces")
+            values = {"display_name": space.display_name, "description": space.description, "members": list(space.members)}
+            if "visibility" in paths:
+                values["visibility"] = _visibility(space.visibility)
+            changes = {p: values[p] for p in paths}
+            updated = await in_thread(self.app.update_space, ctx, space_id, changes, space.etag, request_fingerprint(request))
+        return space_to_proto(updated)
 
     async def GetSpace(self, request, context):
         space_id = parse_name(request.name, "spaces")

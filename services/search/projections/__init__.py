@@ -5,6 +5,7 @@ in one faust worker, and `watercooler reindex <name>` rebuilds one from the log.
 
 from __future__ import annotations
 
+from .audit import AuditProjection
 from .blogs import BlogsProjection
 from .bookmarks import BookmarksProjection
 from .comments import CommentsProjection
@@ -21,4 +22,4 @@ from .statuses import StatusesProjection
 from .wiki import WikiProjection
 
 ALL = (PeopleProjection, CommunitiesProjection, GraphProjection, StatusesProjection, PostsProjection, BlogsProjection, CommentsProjection, BookmarksProjection, ReactionsProjection, WikiProjection, MediaProjection, JamIdeasProjection, JamThreadsProjection,
-       NotificationsProjection, NotificationSettingsProjection,)
+       NotificationsProjection, NotificationSettingsProjection, AuditProjection,)

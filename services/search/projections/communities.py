@@ -55,6 +55,7 @@ class CommunitiesProjection(DocumentProjection):
             "invited": {"type": "keyword"},
             "member_count": {"type": "integer"},
             "created_at": {"type": "date"},
+            "archived": {"type": "boolean"},  # read-only (CommunityArchived)
         }
     }
 
@@ -85,6 +86,17 @@ class CommunitiesProjection(DocumentProjection):
             doc["members"] = _without(doc["members"], p.member_id)
             doc["invited"] = _without(doc["invited"], p.member_id)
             doc["owners"] = _without(doc["owners"], p.member_id)
+        elif kind == "CommunityUpdated":
+            doc.update(display_name=p.display_name, sort_key=collation_key(p.display_name), description=p.description, access=p.access,
+                       **language_copies(title=p.display_name, body=p.description))
+        elif kind == "CommunityOwnerAdded":
+            doc["owners"] = _with(doc["owners"], p.owner_id)
+        elif kind == "CommunityOwnerRemoved":
+            doc["owners"] = _without(doc["owners"], p.owner_id)
+        elif kind == "CommunityOwnershipTransferred":
+            doc["owners"] = [p.to_owner_id if owner == p.from_owner_id else owner for owner in doc["owners"]]
+        elif kind == "CommunityArchived":
+            doc["archived"] = True
         else:
             raise ValueError(f"communities projection does not know {event.envelope.event_type}")
         doc["member_count"] = len(doc["members"])

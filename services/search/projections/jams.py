@@ -9,12 +9,13 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .posts import FLAG_EVENTS, apply_flags
 
 
 class JamIdeasProjection(DocumentProjection):
     name = "jam-ideas"
     sources = ("jams",)
-    aggregate_types = frozenset({"Idea"})
+    aggregate_types = frozenset({"Idea", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the idea's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
@@ -33,11 +34,14 @@ class JamIdeasProjection(DocumentProjection):
             "seeded": {"type": "boolean"},
             "merged_into": {"type": "keyword"},
             "created_at": {"type": "date"},
+            "hidden": {"type": "boolean"},  # hidden by community flags
         }
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
+        if event.type_name in FLAG_EVENTS:
+            return apply_flags(doc, event)
         if event.type_name == "IdeaCreated":
             return {
                 "jam_id": p.jam_id, "idea_id": p.idea_id, "title": p.title, "description": p.description,
@@ -55,7 +59,7 @@ class JamIdeasProjection(DocumentProjection):
 class JamThreadsProjection(DocumentProjection):
     name = "jam-threads"
     sources = ("jams",)
-    aggregate_types = frozenset({"Thread", "Reply"})
+    aggregate_types = frozenset({"Thread", "Reply", "Flaggable"})
     schema_version = 2  # analysed by Elasticsearch (folded, and in the post's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
@@ -74,10 +78,15 @@ class JamThreadsProjection(DocumentProjection):
             "author": {"type": "keyword"},
             "author_kind": {"type": "keyword"},
             "created_at": {"type": "date"},
+            # Hidden by community flags (a hidden thread's replies are left out at query time:
+            # services/search/visibility.Scope.hidden_threads).
+            "hidden": {"type": "boolean"},
         }
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
+        if event.type_name in FLAG_EVENTS:
+            return apply_flags(doc, event)
         if event.type_name not in ("ThreadCreated", "ReplyCreated"):
             raise SkipEvent
         p = event.payload

@@ -8,6 +8,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .posts import FLAG_EVENTS, apply_flags
 
 FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
 
@@ -15,7 +16,7 @@ FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type",
 class MediaProjection(DocumentProjection):
     name = "media"
     sources = ("posts",)
-    aggregate_types = frozenset({"MediaItem"})
+    aggregate_types = frozenset({"MediaItem", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
@@ -35,12 +36,15 @@ class MediaProjection(DocumentProjection):
             "visibility": {"type": "keyword"},
             "storage_uri": {"type": "keyword", "index": False},
             "created_at": {"type": "date"},
+            "hidden": {"type": "boolean"},  # hidden by community flags
         }
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
         name = event.type_name
+        if name in FLAG_EVENTS:
+            return apply_flags(doc, event)  # a media item's (another item's: skipped)
         if name == "MediaItemRegistered":
             doc = {field: _value(getattr(p, field)) for field in FIELDS}
             doc["created_at"] = event.occurred_at.isoformat()

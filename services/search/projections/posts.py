@@ -14,15 +14,16 @@ from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
+FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"}
 
 
 def apply_flags(doc: Doc | None, event: Event) -> Doc:
     """Flag events of any flaggable item: only hiding and restoring change a document."""
     if doc is None:
         raise SkipEvent  # another kind of item, kept by another projection
-    if event.type_name == "ItemHidden":
+    if event.type_name in ("ItemHidden", "ItemHiddenByModerator"):
         doc["hidden"] = True
-    elif event.type_name == "ItemRestored":
+    elif event.type_name in ("ItemRestored", "ItemRestoredByModerator"):
         doc["hidden"] = False
     else:
         raise SkipEvent

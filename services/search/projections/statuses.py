@@ -13,11 +13,13 @@ from services.profiles.domainmodel import media_name_of
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection
 
+from .posts import FLAG_EVENTS, apply_flags
+
 
 class StatusesProjection(DocumentProjection):
     name = "statuses"
     sources = ("profiles",)
-    aggregate_types = frozenset({"StatusUpdate"})
+    aggregate_types = frozenset({"StatusUpdate", "Flaggable"})  # flags: hidden / restored
     mappings: dict[str, Any] = {
         "properties": {
             "status_id": {"type": "keyword"},
@@ -36,6 +38,8 @@ class StatusesProjection(DocumentProjection):
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
+        if event.type_name in FLAG_EVENTS:
+            return apply_flags(doc, event)
         if event.type_name == "StatusUpdatePosted":
             return {
                 "status_id": p.status_id,

@@ -12,9 +12,10 @@ from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold
 
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .posts import FLAG_EVENTS, apply_flags
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
-SPACE_EVENTS = {"SpaceCreated"}
+SPACE_EVENTS = {"SpaceCreated", "SpaceUpdated"}
 
 
 def title_key(title: str) -> str:
@@ -25,7 +26,7 @@ def title_key(title: str) -> str:
 class WikiProjection(DocumentProjection):
     name = "wiki"
     sources = ("posts",)
-    aggregate_types = frozenset({"Space", "Page"})
+    aggregate_types = frozenset({"Space", "Page", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the page's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
@@ -49,12 +50,15 @@ class WikiProjection(DocumentProjection):
             "visibility": {"type": "keyword"},
             "members": {"type": "keyword"},
             "created_at": {"type": "date"},
+            "hidden": {"type": "boolean"},  # pages hidden by community flags
         }
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
         name = event.type_name
+        if name in FLAG_EVENTS:
+            return apply_flags(doc, event)  # a page's (another item's: skipped)
         if name not in PAGE_EVENTS | SPACE_EVENTS:
             raise SkipEvent(name)
         if name == "SpaceCreated":
@@ -82,6 +86,9 @@ class WikiProjection(DocumentProjection):
             })
         if doc is None:
             raise ValueError(f"{name} for unknown {event.aggregate_id}")
+        if name == "SpaceUpdated":  # its pages' audience follows through the space (visibility.Scope)
+            doc.update(display_name=p.display_name, visibility=p.visibility, members=list(p.members))
+            return doc
         if name == "PageEdited":
             doc.update(body=p.body, links=[title_key(t) for t in p.links], author=p.author, revision=p.revision)
         elif name == "PageRenamed":

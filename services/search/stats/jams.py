@@ -147,16 +147,17 @@ class JamStats:
     forum_titles: dict[str, str] = field(default_factory=dict)
     idea_titles: dict[str, str] = field(default_factory=dict)
     merged: dict[str, str] = field(default_factory=dict)
+    hidden: set[str] = field(default_factory=set)  # ideas community flags hid: off the leaderboard
     posts: int = 0
     events: int = 0
 
     def document(self) -> dict[str, Any]:
-        ranking = self.tally.ranking(LEADERBOARD_SIZE, exclude=self.merged)
+        ranking = self.tally.ranking(LEADERBOARD_SIZE, exclude={*self.merged, *self.hidden})
         return {
             "jam_id": self.jam_id, "title": self.title, "visibility": self.visibility,
             "participants": len(self.participants), "guests": len(self.guests),
             "votes": self.tally.votes_counted(), "voters": self.tally.participants_counted(),
-            "posts": self.posts, "ideas": len(self.idea_titles) - len(self.merged), "events": self.events,
+            "posts": self.posts, "ideas": len(self.idea_titles) - len(self.merged) - len(self.hidden - self.merged.keys()), "events": self.events,
             "leaderboard": [{"rank": r, "idea_id": i, "title": self.idea_titles.get(i, ""), "votes": n} for r, (i, n) in enumerate(ranking, start=1)],
             "hours": {h: b.as_dict() for h, b in sorted(self.hours.items())},
             "forums": {f: {**b.as_dict(), "title": self.forum_titles.get(f, "")} for f, b in sorted(self.forums.items())},
@@ -169,7 +170,9 @@ class JamStatsState:
 
     def __init__(self) -> None:
         self.jams: dict[str, JamStats] = {}
-        self.by_aggregate: dict[str, str] = {}  # jam aggregate id -> jam id (for Jam events without jam_id)
+        # jam and idea aggregate ids -> jam id (for Jam events and flag events, without jam_id)
+        self.by_aggregate: dict[str, str] = {}
+        self.idea_of: dict[str, str] = {}  # idea aggregate id -> idea id (flag events name neither)
         self.versions: dict[str, int] = {}
         self.dirty: set[str] = set()
 
@@ -197,6 +200,10 @@ class JamStatsState:
         hour = stats.hours.setdefault(hour_of(event), Bucket()) if name in ("VoteCast", "VoteWithdrawn", *POST_EVENTS) else Bucket()
         if name == "JamCreated":
             stats.title, stats.visibility = p.title, p.visibility
+        elif name in ("ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"):
+            idea_id = self.idea_of.get(aggregate)
+            if idea_id is not None:  # a thread's or a reply's flags change no statistic
+                (stats.hidden.add if name.startswith("ItemHidden") else stats.hidden.discard)(idea_id)
         elif name == "ForumCreated":
             stats.forum_titles[p.forum_id] = p.title
         elif name == "IdeasMerged":
@@ -213,6 +220,8 @@ class JamStatsState:
         elif name in POST_EVENTS:
             if name == "IdeaCreated":
                 stats.idea_titles[p.idea_id] = p.title
+                self.by_aggregate[aggregate] = jam_id
+                self.idea_of[aggregate] = p.idea_id
                 text = f"{p.title}. {p.description}"
                 author = p.author
             else:
