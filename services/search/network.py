@@ -125,6 +125,13 @@ async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) ->
 
 
 # --- status updates and the feed -----------------------------------------------------------------
+async def visible_content(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[dict[str, Any]]:
+    """What the caller may see, by the content contract every service shares
+    (services/search/visibility.py): PUBLIC to all, INTERNAL to employees, COMMUNITY to
+    the community's members, PRIVATE to the author; services see all."""
+    return content_filter(principal, await caller_communities(es, settings, principal))
+
+
 def _photo(doc: dict[str, Any]) -> str:
     # Indexed before StatusUpdatePosted v3, a photo may still read `mediaItems/{id}`.
     return media_name_of(doc.get("photo", ""))

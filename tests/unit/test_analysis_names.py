@@ -167,6 +167,7 @@ INDEX_CREATORS = {
     "deploy/bootstrap.py",  # the index template: bootstrap.index_template()
     "libs/watercooler/projection.py",  # every DocumentProjection, from index_body()
     "services/search/projections/blogs.py",  # the blog owners index: BlogsProjection.owner_mappings
+    "services/search/projections/notifications.py",  # the facts index: NotificationsProjection.facts_mappings
     "services/search/stats/jams.py",  # MAPPINGS
     "services/search/stats/views.py",  # MAPPINGS, SEEN_MAPPINGS
 }
