@@ -21,7 +21,7 @@ from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.text import has_control_characters
 
 from ..membership import CommunityMembership
-from . import content
+from . import content, thumbnails
 from .contentstore import ContentStore
 from .domainmodel import (
     MediaItem,
@@ -245,6 +245,8 @@ class LibraryApplication(EventSourcedApplication):
         self.forget_target(f"media/{media_id}")
         for version in item.versions:  # nobody may download them any more; links already out stop working
             self.store.delete(version["object_key"])
+            for size in version.get("thumbnail_sizes") or ():
+                self.store.delete(self.store.thumbnail_key(media_id, version["version"], size))
         return item
 
     # --- content: uploads and downloads -----------------------------------------------------
@@ -340,6 +342,29 @@ class LibraryApplication(EventSourcedApplication):
             raise NotFound(f"media/{media_id} not found", field="name")
         chosen = item.content_version(version)
         return item, chosen, Target(f"media/{media_id}", "", item.created_on, item.visibility, item.owner, (), uploaded=True)
+
+    def thumbnail(self, principal: Any, media_id: str, version: int, size: int) -> tuple[MediaItem, dict[str, Any], str]:
+        """The key of a thumbnail of the version, for exactly whoever may download the content
+        (the same checks, the same NOT_FOUND). Not a counted download."""
+        if size not in thumbnails.THUMBNAIL_SIZES:
+            raise InvalidArgument(f"must be 0 (the content) or one of {', '.join(map(str, thumbnails.THUMBNAIL_SIZES))}", field="thumbnail_size")
+        item, chosen, _ = self.download(principal, media_id, version, "")
+        item.thumbnail_of(chosen, size)
+        return item, chosen, self.store.thumbnail_key(media_id, chosen["version"], size)
+
+    def record_thumbnails(self, ctx: CommandContext, media_id: str, version: int, sizes: list[int], request_fingerprint: str) -> MediaItem:
+        """The thumbnail maker's report (a service); once per version, whatever the retries."""
+
+        def decide() -> MediaItem:
+            item = self.get_media_item(ctx.principal, media_id)
+            if not ctx.principal.is_service:
+                raise PermissionDenied("only the thumbnail maker (a service) records thumbnails", field="name")
+            if item.removed:
+                raise FailedPrecondition("the media item is removed", field="name")
+            item.record_thumbnails(version, sizes, thumbnails.THUMBNAIL_SIZES, thumbnails.IMAGE_TYPES)
+            return item
+
+        return self.run_command(ctx, "RecordThumbnails", request_fingerprint, decide)  # type: ignore[return-value]
 
     def sweep(self, now: dt.datetime | None = None) -> int:
         """Deletes objects no version holds (abandoned or refused uploads, removed items) once no

@@ -62,6 +62,22 @@ class ContentStore:
     def new_key(self, media_id: str) -> str:
         return f"{self.prefix}media/{media_id}/{uuid.uuid4()}"
 
+    def thumbnail_key(self, media_id: str, version: int, size: int) -> str:
+        """Fixed by the version and the size, so a thumbnail made twice (a redelivered event)
+        overwrites the same object. Under ``thumbnails/``: the sweeper, which looks at
+        ``media/<id>/<object>`` keys only, leaves them alone."""
+        return f"{self.prefix}media/{media_id}/thumbnails/v{version}-{size}px.jpg"
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """A whole object in memory (images for thumbnails: uploads are size-limited), or None."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
     def storage_uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
