@@ -161,8 +161,17 @@ def follow(settings: Settings) -> None:
                     maker.handle(record.value)
             if batches:
                 consumer.commit()  # after the records' effects: a crash before it redoes them
+            _report_lag(consumer)
     finally:
         consumer.close()
+
+
+def _report_lag(consumer: KafkaConsumer) -> None:
+    """wc_consumer_lag, as every worker reports it: what the autoscaler watches."""
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is not None:
+            metrics.CONSUMER_LAG.labels(GROUP, tp.topic, str(tp.partition)).set(max(0, end - consumer.position(tp)))
 
 
 def main() -> None:
