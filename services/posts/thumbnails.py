@@ -32,7 +32,7 @@ import uuid
 import grpc
 from kafka import KafkaConsumer
 
-from watercooler import config, logs, metrics
+from watercooler import auth, config, logs, metrics
 from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, decode_kept
@@ -177,6 +177,7 @@ def _report_lag(consumer: KafkaConsumer) -> None:
 def main() -> None:
     settings = config.load()
     logs.setup("thumbnails", settings.log_level, settings.log_format)
+    auth.require_signing_key(settings)  # it signs the service token of its RecordThumbnails calls
     metrics.serve(int(os.environ.get("WC_THUMBNAILS_METRICS_PORT", "9473")))
     follow(settings)
 
