@@ -75,6 +75,10 @@ class ThumbnailMaker:
         if attached.content_type not in thumbnails.IMAGE_TYPES:
             return
         media_id = event.aggregate_id
+        if attached.size_bytes > thumbnails.max_source_bytes():
+            log.warning("no thumbnails: image refused", extra={"media_item": f"media/{media_id}", "version": attached.version,
+                                                               "reason": f"{attached.size_bytes} bytes is more than the {thumbnails.max_source_bytes()} read"})
+            return
         with_retries(lambda: self.make(media_id, attached.version, attached.object_key), f"media/{media_id} version {attached.version}")
 
     def make(self, media_id: str, version: int, object_key: str) -> None:

@@ -367,6 +367,7 @@ SAFE_DEFAULTS = {
     "WC_DOWNLOAD_LINK_TTL_SECONDS": "a lifetime with a default (posts: presigned GETs, five minutes)",
     "WC_UPLOAD_SWEEP_SECONDS": "a timer with a default (posts: the object sweeper runs every five minutes)",
     "WC_THUMBNAIL_MAX_PIXELS": "a product limit with a default (thumbnails: the largest image decoded, 50 MP)",
+    "WC_THUMBNAIL_MAX_BYTES": "a product limit with a default (thumbnails: the largest image file read, 64 MiB)",
     "WC_THUMBNAILS_METRICS_PORT": "the thumbnail maker's /metrics port, 9473 by default as its Deployment declares",
     "WC_PAGE_TOKEN_SECRET": "the four services set it from the watercooler-page-tokens Secret; processors and jobs issue no page tokens (unset: a built-in key)",
 }

@@ -28,6 +28,11 @@ def max_pixels() -> int:
     return int(os.environ.get("WC_THUMBNAIL_MAX_PIXELS") or 50_000_000)
 
 
+def max_source_bytes() -> int:
+    """The largest image file read for thumbnails (64 MiB): it is read into memory whole."""
+    return int(os.environ.get("WC_THUMBNAIL_MAX_BYTES") or 64 << 20)
+
+
 class Refused(Exception):
     """The image is not made into thumbnails; the message says why (logged)."""
 
@@ -54,6 +59,10 @@ def make(data: bytes, sizes: tuple[int, ...] = THUMBNAIL_SIZES) -> list[Thumbnai
                 if width * height > limit:
                     raise Refused(f"{width}x{height} pixels is more than the {limit} decoded")
                 image.seek(0)  # the first frame of an animation
+                if image.format == "JPEG":
+                    # Decoded at the smallest power-of-two scale still at least the largest size:
+                    # a 40 MP photo costs a fraction of its full decode.
+                    image.draft("RGB", (max(sizes), max(sizes)))
                 oriented = ImageOps.exif_transpose(image)
                 oriented.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
