@@ -68,7 +68,7 @@ def test_images_get_thumbnails_others_none_and_hostile_images_are_refused(platfo
     # Uploaded after the hostile one: the maker went on.
     wide = owner.register(visibility=wp.RESTRICTED)
     owner.upload(wide.name, image(800, 400))
-    turned = owner.register()
+    turned = owner.register(visibility=wp.INTERNAL)
     owner.upload(turned.name, image(300, 600, "JPEG", "RGB", orientation=6), "image/jpeg")  # shown rotated: 600 x 300
 
     for name in (wide.name, turned.name):
@@ -82,8 +82,16 @@ def test_images_get_thumbnails_others_none_and_hostile_images_are_refused(platfo
             with Image.open(io.BytesIO(data)) as made:
                 assert (made.format, made.size) == ("JPEG", dimensions)
 
-    # Seen exactly as the content is: a caller who may not see the item learns nothing.
+    # Seen exactly as the content is, by the item's current visibility: a caller who may not
+    # see the item learns nothing; a removed item's thumbnails are deleted with its content.
     assert rpc_error(thumbnail, stranger, wide.name, 256).code() == grpc.StatusCode.NOT_FOUND
+    shown = thumbnail(stranger, turned.name, 64)
+    owner.media.UpdateMediaItem(mp.UpdateMediaItemRequest(media_item=mp.MediaItem(name=turned.name, visibility=wp.RESTRICTED),
+                                                          update_mask={"paths": ["visibility"]}), metadata=owner.md)
+    assert rpc_error(thumbnail, stranger, turned.name, 64).code() == grpc.StatusCode.NOT_FOUND
+    owner.media.RemoveMediaItem(mp.RemoveMediaItemRequest(name=turned.name), metadata=owner.md)
+    assert rpc_error(thumbnail, owner, turned.name, 64).code() == grpc.StatusCode.NOT_FOUND
+    assert get(shown.uri)[0] == 404
     # Sizes that are not made are named.
     error = rpc_error(thumbnail, owner, wide.name, 128)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "thumbnail_size" in error.details()
