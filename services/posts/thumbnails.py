@@ -102,9 +102,7 @@ class ThumbnailMaker:
         except grpc.RpcError as error:
             if error.code() in _TRANSIENT:
                 raise
-            # Removed meanwhile (or no longer an image version): nobody will ask for these.
-            for key in keys:
-                self.store.delete(key)
+            # Removed meanwhile: the posts service's sweeper deletes what no version records.
             log.info("thumbnails not recorded", extra={**where, "code": error.code().name, "reason": error.details()})
             return
         log.info("thumbnails made", extra={**where, "sizes": [t.size for t in made]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import uuid
 import zlib
 from collections import Counter
 
@@ -121,6 +122,9 @@ def test_thumbnails_are_made_once_when_the_maker_is_killed_while_making_them(pla
         platform.platform.restart("thumbnails")
     s3 = objectstore.client(platform.settings)
     prefix = f"{platform.settings.object_prefix()}media/"
+    # What a maker leaves for an item gone meanwhile: swept once old, while recorded ones stay.
+    stray = f"{prefix}{uuid.uuid4()}/thumbnails/v1-64px.jpg"
+    s3.put_object(Bucket=platform.settings.s3_bucket, Key=stray, Body=b"left behind")
 
     def some_made() -> bool:
         keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=platform.settings.s3_bucket, Prefix=prefix)
@@ -135,6 +139,7 @@ def test_thumbnails_are_made_once_when_the_maker_is_killed_while_making_them(pla
         assert eventually(lambda item=item: sizes_of(owner, item.name) == SIZES, timeout=120, message="every image's thumbnails")
     made = eventually(lambda: (counts := made_events(platform)) and all(counts[i] for i in ids) and counts, message="the events published")
     assert {media_id: made[media_id] for media_id in ids} == dict.fromkeys(ids, 1)
+    eventually(lambda: "Contents" not in s3.list_objects_v2(Bucket=platform.settings.s3_bucket, Prefix=stray), timeout=180, message="the stray swept")
     status, data = get(thumbnail(owner, items[0].name, 64).uri)
     with Image.open(io.BytesIO(data)) as small:
         assert status == 200 and small.size == (64, 48)

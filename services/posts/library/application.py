@@ -243,10 +243,8 @@ class LibraryApplication(EventSourcedApplication):
 
         item: MediaItem = self._with_quota_retries(lambda: self.run_command(ctx, "RemoveMediaItem", request_fingerprint, decide))
         self.forget_target(f"media/{media_id}")
-        for version in item.versions:  # nobody may download them any more; links already out stop working
-            self.store.delete(version["object_key"])
-            for size in version.get("thumbnail_sizes") or ():
-                self.store.delete(self.store.thumbnail_key(media_id, version["version"], size))
+        for key in self.store.media_keys(item):  # nobody may download them any more; links already out stop working
+            self.store.delete(key)
         return item
 
     # --- content: uploads and downloads -----------------------------------------------------
@@ -367,9 +365,11 @@ class LibraryApplication(EventSourcedApplication):
         return self.run_command(ctx, "RecordThumbnails", request_fingerprint, decide)  # type: ignore[return-value]
 
     def sweep(self, now: dt.datetime | None = None) -> int:
-        """Deletes objects no version holds (abandoned or refused uploads, removed items) once no
-        confirm can still be running on them: unconfirmed uploads expire after the TTL, and a
-        confirm started just before then has another TTL (at least 10 s) to finish."""
+        """Deletes objects no version holds (abandoned or refused uploads, removed items,
+        thumbnails never recorded) once no confirm can still be running on them: unconfirmed
+        uploads expire after the TTL, and a confirm started just before then has another TTL (at
+        least 10 s) to finish. (The thumbnail maker records within seconds of writing, and writes
+        again on every retry.)"""
         ttl = content.upload_ttl_seconds()
         cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=ttl + max(ttl, 10))
         deleted = 0
@@ -378,7 +378,7 @@ class LibraryApplication(EventSourcedApplication):
                 item: MediaItem | None = self.repository.get(uuid.UUID(media_id))
             except (AggregateNotFoundError, ValueError):
                 item = None
-            if item is None or item.removed or key not in {v["object_key"] for v in item.versions}:
+            if item is None or item.removed or key not in self.store.media_keys(item):
                 self.store.delete(key)
                 deleted += 1
         return deleted
