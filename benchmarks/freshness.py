@@ -211,7 +211,7 @@ def run_variant(name: str, variant_env: dict[str, str], rates: list[float], seco
 
     os.environ["WC_NAMESPACE"] = f"fresh{secrets.token_hex(3)}{name}"
     metrics_port = free_port()
-    env = {"WC_PROJECTIONS_METRICS_PORT": str(metrics_port), "WC_STATS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(free_port()), "WC_RATE_LIMIT": "0"}
+    env = {"WC_PROJECTIONS_METRICS_PORT": str(metrics_port), "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(free_port()), "WC_RATE_LIMIT": "0"}
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"

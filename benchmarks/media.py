@@ -80,6 +80,9 @@ def main() -> int:
     objectstore.ensure_bucket(settings)
     platform = Platform(settings, log_dir=Path(os.environ["WC_DATA_DIR"]) / "logs")
     platform.start()
+    # The files are PNG headers over filler bytes: the thumbnail maker would read each one back
+    # only to refuse it, load on the store that is neither the API's nor the raw baseline's.
+    platform.kill("thumbnails")
     es = Elasticsearch(settings.es_url, request_timeout=30)
     http = urllib3.PoolManager(maxsize=args.concurrency + args.link_callers, retries=False)
     s3 = objectstore.client(settings, timeout=300)

@@ -41,6 +41,7 @@ def _prepare_env() -> None:
     os.environ.setdefault("WC_LOG_FORMAT", "json")
     os.environ["WC_PROJECTIONS_METRICS_PORT"] = "0"
     os.environ["WC_STATS_METRICS_PORT"] = "0"
+    os.environ["WC_THUMBNAILS_METRICS_PORT"] = "0"
     for service in ("profiles", "posts", "jams", "search"):
         os.environ[f"WC_{service.upper()}_PORT"] = str(_free_port())
         os.environ[f"WC_{service.upper()}_METRICS_PORT"] = "0"

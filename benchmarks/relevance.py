@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     from watercooler import auth, config, infra
     from watercooler.runner import Platform
 
-    env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(free_port()), "WC_RATE_LIMIT": "0"}
+    env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(free_port()), "WC_RATE_LIMIT": "0"}
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"

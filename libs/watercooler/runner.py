@@ -63,6 +63,7 @@ def platform_processes() -> list[ProcessSpec]:
         if has_application(service):
             specs.append(ProcessSpec(f"relay-{service}", [python, "-m", "watercooler.cli", "relay", service]))
     specs.append(ProcessSpec("projections", [python, "-m", "services.search.projections"]))
+    specs.append(ProcessSpec("thumbnails", [python, "-m", "services.posts.thumbnails"]))
     stats = ROOT / "services" / "search" / "stats"
     if (stats / "__main__.py").exists():
         specs.append(ProcessSpec("stats", [python, "-m", "services.search.stats"]))

@@ -797,7 +797,17 @@ def _uploads(w: World, who: str, row: Row, rpc: str):
 @scenario("CreateDownloadLink")
 def _download_link(w: World, who: str, row: Row, rpc: str):
     name = _uploaded_media(w, wp.RESTRICTED if row.says("RESTRICTED") else wp.INTERNAL)
+    if row.says("thumbnail"):
+        # As the thumbnail maker would (the matrix's PNG is only a header: it makes none itself).
+        w.s.media.RecordThumbnails(mp.RecordThumbnailsRequest(name=name, version=1, sizes=[256, 64]), metadata=w.md("service"))
+        return code(w.s.media.CreateDownloadLink, mp.CreateDownloadLinkRequest(name=name, thumbnail_size=64), w.md(who))
     return code(w.s.media.CreateDownloadLink, mp.CreateDownloadLinkRequest(name=name), w.md(who))
+
+
+@scenario("RecordThumbnails")
+def _record_thumbnails(w: World, who: str, row: Row, rpc: str):
+    name = _uploaded_media(w)
+    return code(w.s.media.RecordThumbnails, mp.RecordThumbnailsRequest(name=name, version=1, sizes=[256, 64]), w.md(who))
 
 
 @scenario("RecordDownload", "BatchRecordDownloads")

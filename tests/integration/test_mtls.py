@@ -156,7 +156,7 @@ def tls_platform(platform, tmp_path):
     ca_key, ca_cert = make_ca("watercooler-platform-test-ca")
     namespace = f"{platform.settings.namespace}tls"
     ports = {service: free_port() for service in SERVICES}
-    env = {"WC_NAMESPACE": namespace, "WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000",
+    env = {"WC_NAMESPACE": namespace, "WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000",
            "WC_SEARCH_HTTP_PORT": str(free_port())}
     for service, port in ports.items():
         env[f"WC_{service.upper()}_PORT"] = str(port)

@@ -219,7 +219,7 @@ def test_every_platform_process_has_a_deployment(build: str) -> None:
     commands = {tuple(d["spec"]["template"]["spec"]["containers"][0]["command"][1:]): d for d in objects(build, "Deployment")}
     expected = [("-m", f"services.{s}") for s in config.SERVICES]
     expected += [("-m", "watercooler.cli", "relay", s) for s in config.EVENT_SOURCED_SERVICES]
-    expected += [("-m", "services.search.projections"), ("-m", "services.search.stats")]
+    expected += [("-m", "services.search.projections"), ("-m", "services.search.stats"), ("-m", "services.posts.thumbnails")]
     for command in expected:
         assert command in commands, f"{build}: no Deployment runs python {' '.join(command)}"
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in objects(build, "HorizontalPodAutoscaler")}
@@ -309,7 +309,7 @@ def test_autoscalers_watch_cpu_for_services_and_lag_for_processors(build: str) -
             assert metric["type"] == "External" and metric["external"]["metric"]["name"] == "wc_consumer_lag"
             # More workers than partitions would sit idle.
             assert hpa["spec"]["maxReplicas"] <= partitions
-    assert {h["spec"]["scaleTargetRef"]["name"] for h in objects(build, "HorizontalPodAutoscaler")} == {*config.SERVICES, "projections", "stats"}
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in objects(build, "HorizontalPodAutoscaler")} == {*config.SERVICES, "projections", "stats", "thumbnails"}
 
 
 def test_prod_spreads_every_deployment_and_engine_across_zones() -> None:
@@ -371,6 +371,9 @@ SAFE_DEFAULTS = {
     "WC_UPLOAD_TTL_SECONDS": "a lifetime with a default (posts: presigned PUTs and unconfirmed uploads, one hour)",
     "WC_DOWNLOAD_LINK_TTL_SECONDS": "a lifetime with a default (posts: presigned GETs, five minutes)",
     "WC_UPLOAD_SWEEP_SECONDS": "a timer with a default (posts: the object sweeper runs every five minutes)",
+    "WC_THUMBNAIL_MAX_PIXELS": "a product limit with a default (thumbnails: the largest image decoded, 50 MP)",
+    "WC_THUMBNAIL_MAX_BYTES": "a product limit with a default (thumbnails: the largest image file read, 64 MiB)",
+    "WC_THUMBNAILS_METRICS_PORT": "the thumbnail maker's /metrics port, 9473 by default as its Deployment declares",
     "WC_PAGE_TOKEN_SECRET": "the four services set it from the watercooler-page-tokens Secret; processors and jobs issue no page tokens (unset: a built-in key)",
 }
 # Set per container from Secrets or mounted files, for the processes that need them.
@@ -396,6 +399,16 @@ def signing_services() -> set[str]:
     }
 
 
+def signs_tokens(template: dict[str, Any]) -> bool:
+    """A processor whose module signs tokens (the thumbnail maker calls posts with its own)."""
+    command = template["spec"]["containers"][0]["command"]
+    if command[1:2] != ["-m"]:
+        return False
+    base = ROOT / command[2].replace(".", "/")
+    module = base / "__main__.py" if base.is_dir() else base.with_suffix(".py")
+    return module.exists() and bool(re.search(r"\b(issue_token|service_token|ServiceCredentials)\(", module.read_text()))
+
+
 def wc_keys_in_code() -> set[str]:
     keys = set()
     for path in [*(ROOT / "libs" / "watercooler").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
@@ -418,6 +431,8 @@ def test_every_setting_the_code_reads_without_a_safe_default_is_set(build: str) 
             roles.add("service")
             if workload["metadata"]["name"] in signing_services():
                 roles.add("signer")
+        elif signs_tokens(template):
+            roles.add("signer")
         for container in template["spec"]["containers"]:
             assert container["envFrom"][0]["configMapRef"]["name"].startswith("watercooler-config-")
             env = {**shared, **{e["name"]: e.get("value", "<secret>") for e in container.get("env", [])}}
@@ -426,9 +441,10 @@ def test_every_setting_the_code_reads_without_a_safe_default_is_set(build: str) 
                 if role is None or role in roles:
                     assert key in env, f"{build}: {workload['metadata']['name']} does not set {key}"
             assert env["WC_INFRA"] == "external" and env["WC_STORE"] == "postgres"
-            if "service" in roles:
+            if roles & {"service", "signer"}:
                 mounts = [m["mountPath"] for m in container["volumeMounts"]]
-                key_files = [*env["WC_JWT_PUBLIC_KEY_FILE"].split(":"), *([env["WC_JWT_PRIVATE_KEY_FILE"]] if "signer" in roles else [])]
+                public = env["WC_JWT_PUBLIC_KEY_FILE"].split(":") if "service" in roles else []
+                key_files = [*public, *([env["WC_JWT_PRIVATE_KEY_FILE"]] if "signer" in roles else [])]
                 for path in key_files:
                     assert any(path.startswith(m + "/") for m in mounts), f"{workload['metadata']['name']}: the JWT key {path} is mounted"
             else:
@@ -467,5 +483,6 @@ def test_network_policies_allow_only_the_architectures_flows(build: str) -> None
     assert flows["posts"] == {"pg", "kafka", "s3"}  # page-view and download facts; media content
     assert all(flows[f"relay-{s}"] == {"pg", "kafka"} for s in config.EVENT_SOURCED_SERVICES)
     assert flows["projections"] == flows["stats"] == {"kafka", "es"}
+    assert flows["thumbnails"] == {"kafka", "s3"}  # and gRPC to posts, as a declared API client
     listener = by_name(build, "Kafka", "watercooler")["spec"]["kafka"]["listeners"][0]
     assert listener["networkPolicyPeers"] == [{"podSelector": {"matchLabels": {"watercooler.io/kafka-client": "true"}}}]

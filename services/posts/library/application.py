@@ -23,7 +23,7 @@ from watercooler.text import has_control_characters
 from watercooler.visibility import reads_hidden
 
 from ..membership import CommunityMembership
-from . import content
+from . import content, thumbnails
 from .contentstore import ContentStore
 from .domainmodel import (
     MediaItem,
@@ -288,8 +288,8 @@ class LibraryApplication(EventSourcedApplication):
 
         item: MediaItem = self._with_quota_retries(lambda: self.run_command(ctx, "RemoveMediaItem", request_fingerprint, decide))
         self.forget_target(f"media/{media_id}")
-        for version in item.versions:  # nobody may download them any more; links already out stop working
-            self.store.delete(version["object_key"])
+        for key in self.store.media_keys(item):  # nobody may download them any more; links already out stop working
+            self.store.delete(key)
         return item
 
     # --- content: uploads and downloads -----------------------------------------------------
@@ -386,10 +386,35 @@ class LibraryApplication(EventSourcedApplication):
         chosen = item.content_version(version)
         return item, chosen, Target(f"media/{media_id}", "", item.created_on, item.visibility, item.owner, (), uploaded=True)
 
+    def thumbnail(self, principal: Any, media_id: str, version: int, size: int) -> tuple[MediaItem, dict[str, Any], str]:
+        """The key of a thumbnail of the version, for exactly whoever may download the content
+        (the same checks, the same NOT_FOUND). Not a counted download."""
+        if size not in thumbnails.THUMBNAIL_SIZES:
+            raise InvalidArgument(f"must be 0 (the content) or one of {', '.join(map(str, thumbnails.THUMBNAIL_SIZES))}", field="thumbnail_size")
+        item, chosen, _ = self.download(principal, media_id, version, "")
+        item.thumbnail_of(chosen, size)
+        return item, chosen, self.store.thumbnail_key(media_id, chosen["version"], size)
+
+    def record_thumbnails(self, ctx: CommandContext, media_id: str, version: int, sizes: list[int], request_fingerprint: str) -> MediaItem:
+        """The thumbnail maker's report (a service); once per version, whatever the retries."""
+
+        def decide() -> MediaItem:
+            item = self.get_media_item(ctx.principal, media_id)
+            if not ctx.principal.is_service:
+                raise PermissionDenied("only the thumbnail maker (a service) records thumbnails", field="name")
+            if item.removed:
+                raise FailedPrecondition("the media item is removed", field="name")
+            item.record_thumbnails(version, sizes, thumbnails.THUMBNAIL_SIZES, thumbnails.IMAGE_TYPES)
+            return item
+
+        return self.run_command(ctx, "RecordThumbnails", request_fingerprint, decide)  # type: ignore[return-value]
+
     def sweep(self, now: dt.datetime | None = None) -> int:
-        """Deletes objects no version holds (abandoned or refused uploads, removed items) once no
-        confirm can still be running on them: unconfirmed uploads expire after the TTL, and a
-        confirm started just before then has another TTL (at least 10 s) to finish."""
+        """Deletes objects no version holds (abandoned or refused uploads, removed items,
+        thumbnails never recorded) once no confirm can still be running on them: unconfirmed
+        uploads expire after the TTL, and a confirm started just before then has another TTL (at
+        least 10 s) to finish. (The thumbnail maker records within seconds of writing, and writes
+        again on every retry.)"""
         ttl = content.upload_ttl_seconds()
         cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=ttl + max(ttl, 10))
         deleted = 0
@@ -398,7 +423,7 @@ class LibraryApplication(EventSourcedApplication):
                 item: MediaItem | None = self.repository.get(uuid.UUID(media_id))
             except (AggregateNotFoundError, ValueError):
                 item = None
-            if item is None or item.removed or key not in {v["object_key"] for v in item.versions}:
+            if item is None or item.removed or key not in self.store.media_keys(item):
                 self.store.delete(key)
                 deleted += 1
         return deleted

@@ -62,6 +62,29 @@ class ContentStore:
     def new_key(self, media_id: str) -> str:
         return f"{self.prefix}media/{media_id}/{uuid.uuid4()}"
 
+    def thumbnail_key(self, media_id: str, version: int, size: int) -> str:
+        """Fixed by the version and the size, so a thumbnail made twice (a redelivered event)
+        overwrites the same object. Under ``thumbnails/``: the sweeper, which looks at
+        ``media/<id>/<object>`` keys only, leaves them alone."""
+        return f"{self.prefix}media/{media_id}/thumbnails/v{version}-{size}px.jpg"
+
+    def media_keys(self, item: Any) -> set[str]:
+        """Every object a media item holds: its versions' content and recorded thumbnails."""
+        media_id = str(item.id)
+        return {v["object_key"] for v in item.versions} | {
+            self.thumbnail_key(media_id, v["version"], size) for v in item.versions for size in v.get("thumbnail_sizes") or ()
+        }
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """A whole object in memory (images for thumbnails: uploads are size-limited), or None."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
     def storage_uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
@@ -131,13 +154,14 @@ class ContentStore:
             log.warning("could not delete an object; the sweeper will", extra={"key": key, "error": repr(error)})
 
     def older_than(self, cutoff: dt.datetime) -> list[tuple[str, str]]:
-        """(media_id, key) of every object of this namespace last written before ``cutoff``."""
+        """(media_id, key) of every object of this namespace last written before ``cutoff``:
+        uploads (``media/<id>/<object>``) and thumbnails (``media/<id>/thumbnails/<file>``)."""
         found = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}media/"):
             for obj in page.get("Contents", []):
                 if obj["LastModified"] < cutoff:
                     parts = obj["Key"][len(self.prefix):].split("/")
-                    if len(parts) == 3:
+                    if len(parts) == 3 or (len(parts) == 4 and parts[2] == "thumbnails"):
                         found.append((parts[1], obj["Key"]))
         return found
 

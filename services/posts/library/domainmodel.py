@@ -548,6 +548,39 @@ class MediaItem(Flaggable):
             raise InvalidArgument(f"must be between 1 and {len(self.versions)}, or 0 for the newest", field=field)
         return self.versions[version - 1] if version else self.versions[-1]
 
+    def record_thumbnails(self, version: int, sizes: list[int], made_sizes: tuple[int, ...], image_types: frozenset[str]) -> bool:
+        """Records the thumbnails of one image version; False (nothing recorded) when they are
+        recorded already: a redelivered event, or its retry, changes nothing."""
+        if not 1 <= version <= len(self.versions):
+            raise InvalidArgument(f"must be between 1 and {len(self.versions)}" if self.versions else "the media item has no uploaded content", field="version")
+        wanted = sorted(set(sizes), reverse=True)
+        if not wanted or any(size not in made_sizes for size in wanted):
+            raise InvalidArgument(f"must be some of {', '.join(map(str, made_sizes))}", field="sizes")
+        chosen = self.versions[version - 1]
+        if chosen["content_type"] not in image_types:
+            raise FailedPrecondition(f"version {version} is {chosen['content_type']}, not an image", field="version")
+        if chosen.get("thumbnail_sizes"):
+            return False
+        self.trigger_event(self.MediaThumbnailsMade, version=version, sizes=wanted)
+        return True
+
+    class MediaThumbnailsMade(EventSourcedAggregate.Event):
+        version: int
+        sizes: list[int]
+
+        def apply(self, item: MediaItem) -> None:
+            item.versions[self.version - 1]["thumbnail_sizes"] = list(self.sizes)
+
+    def thumbnail_of(self, version: dict[str, Any], size: int, field: str = "thumbnail_size") -> int:
+        """The size asked for, when that thumbnail of the version is made."""
+        made = version.get("thumbnail_sizes") or []
+        if size not in made:
+            raise FailedPrecondition(
+                f"version {version['version']} has thumbnails of {', '.join(map(str, made))} pixels" if made else f"version {version['version']} has no thumbnails (yet)",
+                field=field,
+            )
+        return size
+
     @property
     def content_bytes(self) -> int:
         return sum(v["size_bytes"] for v in self.versions)

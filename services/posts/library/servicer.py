@@ -27,7 +27,7 @@ from watercooler.rpc import (
     validate_request_id,
 )
 
-from . import content
+from . import content, thumbnails
 from .application import LibraryApplication
 from .contentstore import ContentStore
 from .domainmodel import MediaItem, MediaUpload, Page, Space
@@ -109,7 +109,8 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
     _ts(message, "create_time", item.created_on)
     _ts(message, "update_time", item.modified_on)
     for version in item.versions:
-        entry = message.versions.add(version=version["version"], size_bytes=version["size_bytes"], content_type=version["content_type"], sha256=version["sha256"])
+        entry = message.versions.add(version=version["version"], size_bytes=version["size_bytes"], content_type=version["content_type"], sha256=version["sha256"],
+                                     thumbnail_sizes=version.get("thumbnail_sizes") or [])
         _ts(entry, "create_time", version["time"])
     return message
 
@@ -346,6 +347,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         if request.request_id:
             validate_request_id(request.request_id)
         principal = current_principal()
+        if request.thumbnail_size:
+            return await self._thumbnail_link(principal, media_id, request)
         item, version, target = await in_thread(self.app.download, principal, media_id, request.version, request.client)
         # The link is the download: counted (once per request_id) before the caller has it.
         await self.facts.append(DOWNLOADS, [(target, principal.subject, dt.datetime.now(dt.UTC))], [request.client], principal.subject,
@@ -361,6 +364,26 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         )
         _ts(link, "expire_time", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
         return link
+
+    async def _thumbnail_link(self, principal: Any, media_id: str, request: Any) -> media_pb2.DownloadLink:
+        """Not counted: a thumbnail shown in a list is no download of the content."""
+        _, version, key = await in_thread(self.app.thumbnail, principal, media_id, request.version, request.thumbnail_size)
+        seconds = content.download_link_ttl_seconds()
+        link = media_pb2.DownloadLink(
+            media_item=f"media/{media_id}",
+            version=version["version"],
+            uri=self.app.store.presign_get(key, seconds, thumbnails.THUMBNAIL_CONTENT_TYPE),
+            content_type=thumbnails.THUMBNAIL_CONTENT_TYPE,
+            thumbnail_size=request.thumbnail_size,
+        )
+        _ts(link, "expire_time", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+        return link
+
+    async def RecordThumbnails(self, request, context):
+        media_id = parse_name(request.name, "media")
+        ctx = command_context(context, request.request_id)
+        item = await in_thread(self.app.record_thumbnails, ctx, media_id, request.version, list(request.sizes), request_fingerprint(request))
+        return media_to_proto(item)
 
     async def RecordDownload(self, request, context):
         return await self._record([request.download], "download", request)
