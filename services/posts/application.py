@@ -22,7 +22,8 @@ from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
-from watercooler.visibility import PUBLIC, Content, may_see_content
+from watercooler.guidelines import GuidelinesAcceptance
+from watercooler.visibility import PRIVATE, PUBLIC, Content, may_see_content
 
 from .domainmodel import (
     COMMUNITY,
@@ -112,10 +113,14 @@ def may_read(principal: Principal, visibility: str, community: str, author_id: s
 class PostsApplication(EventSourcedApplication):
     service_name = "posts"
 
-    def __init__(self, settings: Settings, profiles: ProfileDirectory | None = None, membership: CommunityMembership | None = None):
+    def __init__(
+        self, settings: Settings, profiles: ProfileDirectory | None = None, membership: CommunityMembership | None = None,
+        guidelines: GuidelinesAcceptance | None = None,
+    ):
         super().__init__(settings)
         self.profiles = profiles or ProfileDirectory(settings)
         self.membership = membership or CommunityMembership(settings)
+        self.guidelines = guidelines or GuidelinesAcceptance(settings, "posts")
         self.flag_threshold = int(os.environ.get("WC_FLAG_THRESHOLD") or DEFAULT_FLAG_THRESHOLD)
         # Comment targets by collection (the first segment of the resource name). The wiki and
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
@@ -149,6 +154,12 @@ class PostsApplication(EventSourcedApplication):
         if not self.membership.is_member(item.community, principal.subject):
             raise PermissionDenied(f"only members of communities/{item.community} may publish to it", field="community")
 
+    def _check_guidelines(self, principal: Principal, item: Any) -> None:
+        """What another person can see is written only after accepting the current participation
+        guidelines (watercooler.guidelines); a private draft or a PRIVATE item is nobody else's."""
+        if getattr(item, "state", PUBLISHED) == PUBLISHED and item.visibility != PRIVATE:
+            self.guidelines.require(principal)
+
     # --- blogs --------------------------------------------------------------------------------------
     def create_blog(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Blog:
         self._refuse_guest(ctx.principal)
@@ -167,6 +178,7 @@ class PostsApplication(EventSourcedApplication):
                 handle, fields.get("title", ""), fields.get("description", ""), owner, fields.get("visibility", ""), fields.get("community", ""), principal.kind
             )
             self._check_may_publish(principal, blog)
+            self._check_guidelines(principal, blog)
             return blog
 
         try:
@@ -193,6 +205,7 @@ class PostsApplication(EventSourcedApplication):
             before = (blog.visibility, blog.community)
             blog.edit(ctx.principal.subject, fields)
             self._check_may_publish(ctx.principal, blog, before)
+            self._check_guidelines(ctx.principal, blog)
             return blog
 
         return self.run_command(ctx, "UpdateBlog", request_fingerprint, decide)  # type: ignore[return-value]
@@ -209,6 +222,7 @@ class PostsApplication(EventSourcedApplication):
             values = validate_post_fields(fields, ctx.principal.kind)
             post = Post.create(blog.handle, ctx.principal.subject, values)
             self._check_may_publish(ctx.principal, post)
+            self._check_guidelines(ctx.principal, post)
             return post
 
         return self.run_command(ctx, "CreatePost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -226,6 +240,7 @@ class PostsApplication(EventSourcedApplication):
             current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
             post.edit(ctx.principal.subject, validate_post_fields(fields, ctx.principal.kind, current))
             self._check_may_publish(ctx.principal, post, (current["visibility"], current["community"]))
+            self._check_guidelines(ctx.principal, post)
             return post
 
         return self.run_command(ctx, "UpdatePost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -235,6 +250,7 @@ class PostsApplication(EventSourcedApplication):
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.publish(ctx.principal.subject, ctx.principal.kind, _now())
+            self._check_guidelines(ctx.principal, post)
             return post
 
         return self.run_command(ctx, "PublishPost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -287,6 +303,7 @@ class PostsApplication(EventSourcedApplication):
                         raise FailedPrecondition(f"microposts/{fields[field_name]} is hidden", field=field_name)
             micropost = Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community)
             self._check_may_publish(principal, micropost)
+            self._check_guidelines(principal, micropost)
             return micropost
 
         return self.run_command(ctx, "CreateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -303,6 +320,7 @@ class PostsApplication(EventSourcedApplication):
                 if self.profiles.lookup(handle) is None:
                     raise InvalidArgument(f"@{handle} is not a known profile", field="text")
             micropost.edit(ctx.principal.subject, text_value, mentions)
+            self._check_guidelines(ctx.principal, micropost)
             return micropost
 
         return self.run_command(ctx, "UpdateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -337,7 +355,9 @@ class PostsApplication(EventSourcedApplication):
                     raise FailedPrecondition(f"comments/{parent_id} was deleted", field="parent")
                 if parent.target != target:
                     raise InvalidArgument(f"comments/{parent_id} is about {parent.target}, not {target}", field="parent")
-            return Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            comment = Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            self._check_guidelines(principal, comment)
+            return comment
 
         return self.run_command(ctx, "CreateComment", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -368,6 +388,7 @@ class PostsApplication(EventSourcedApplication):
         def decide() -> Comment:
             comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.edit(ctx.principal.subject, body)
+            self._check_guidelines(ctx.principal, comment)
             return comment
 
         return self.run_command(ctx, "UpdateComment", request_fingerprint, decide)  # type: ignore[return-value]
@@ -454,6 +475,7 @@ class PostsApplication(EventSourcedApplication):
             else:
                 bookmark = Bookmark(owner_id=principal.subject, url=url, **values)
             self._check_may_publish(principal, bookmark)
+            self._check_guidelines(principal, bookmark)
             return bookmark
 
         return self.run_command(ctx, "CreateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
@@ -471,6 +493,7 @@ class PostsApplication(EventSourcedApplication):
             current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
             bookmark.edit(ctx.principal.subject, validate_bookmark_fields(fields, ctx.principal.kind, current))
             self._check_may_publish(ctx.principal, bookmark, (current["visibility"], current["community"]))
+            self._check_guidelines(ctx.principal, bookmark)
             return bookmark
 
         return self.run_command(ctx, "UpdateBookmark", request_fingerprint, decide)  # type: ignore[return-value]

@@ -45,6 +45,7 @@ def to_proto(profile: Profile) -> profiles_pb2.Profile:
         photo_uri=profile.photo_uri,
         state=profiles_pb2.Profile.ALUMNI if profile.state == ALUMNI else profiles_pb2.Profile.ACTIVE,
         etag=profile.etag,
+        guidelines_version=profile.guidelines_version,
     )
     message.create_time.FromDatetime(profile.created_on)
     message.update_time.FromDatetime(profile.modified_on)
@@ -129,6 +130,11 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         employee_id = parse_name(request.name, "profiles")
         ctx = command_context(context, request.request_id)
         return to_proto(await in_thread(self.app.leave_company, ctx, employee_id, request.reason, request_fingerprint(request)))
+
+    async def AcceptGuidelines(self, request, context):
+        employee_id = parse_name(request.name, "profiles")
+        ctx = command_context(context, request.request_id)
+        return to_proto(await in_thread(self.app.accept_guidelines, ctx, employee_id, request.version, request_fingerprint(request)))
 
 
 # --- communities ------------------------------------------------------------------------------

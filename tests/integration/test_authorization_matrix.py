@@ -367,6 +367,13 @@ def _leave_company(w: World, who: str, row: Row, rpc: str):
     return code(w.s.profiles.LeaveCompany, prp.LeaveCompanyRequest(name=f"profiles/{person}", reason="bye"), as_person if who == "owner" else w.md(who))
 
 
+@scenario("AcceptGuidelines")
+def _accept_guidelines(w: World, who: str, row: Row, rpc: str):
+    person, as_person = w.person()
+    request = prp.AcceptGuidelinesRequest(name=f"profiles/{person}", version=w.platform.settings.guidelines_version)
+    return code(w.s.profiles.AcceptGuidelines, request, as_person if who == "owner" else w.md(who))
+
+
 @scenario("CreateCommunity")
 def _create_community(w: World, who: str, row: Row, rpc: str):
     owners = [w.profile("owner")] if who == "service" else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from watercooler.envelope import Event
-from watercooler.projection import Doc, DocumentProjection
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import collation_key, fold
 
 PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
@@ -52,6 +52,8 @@ class PeopleProjection(DocumentProjection):
             if doc is None:
                 raise ValueError(f"ProfileBecameAlumni for unknown profile {event.aggregate_id}")
             doc.update(state="ALUMNI", alumni=True)
+        elif event.type_name == "GuidelinesAccepted":
+            raise SkipEvent  # nothing the directory shows
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["name_folded"] = fold(doc["display_name"])
