@@ -23,7 +23,7 @@ from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.guidelines import GuidelinesAcceptance
-from watercooler.visibility import PRIVATE, PUBLIC, Content, may_see_content
+from watercooler.visibility import INTERNAL, PRIVATE, PUBLIC, Content, may_see_content
 
 from .domainmodel import (
     COMMUNITY,
@@ -237,7 +237,7 @@ class PostsApplication(EventSourcedApplication):
         self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
-            current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
+            current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community", "classification")}
             post.edit(ctx.principal.subject, validate_post_fields(fields, ctx.principal.kind, current))
             self._check_may_publish(ctx.principal, post, (current["visibility"], current["community"]))
             self._check_guidelines(ctx.principal, post)
@@ -620,6 +620,7 @@ def audience_of(item: Any) -> Content:
     return Content(
         item.visibility, item.community, item.owner_id if isinstance(item, Bookmark) else item.author_id,
         published=getattr(item, "state", PUBLISHED) == PUBLISHED, hidden=getattr(item, "hidden", False), deleted=getattr(item, "deleted", False),
+        classification=getattr(item, "classification", INTERNAL),
     )
 
 

@@ -17,7 +17,7 @@ from eventsourcing.domain import event
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.text import clean, has_control_characters
-from watercooler.visibility import COMMUNITY, INTERNAL, PUBLISHED
+from watercooler.visibility import CLASSIFICATIONS, COMMUNITY, INTERNAL, PUBLISHED, classification_conflict
 from watercooler.visibility import CONTENT_VISIBILITIES as VISIBILITIES
 from watercooler.visibility import PRIVATE as PRIVATE  # re-exported for the service
 from watercooler.visibility import PUBLIC as PUBLIC
@@ -335,7 +335,7 @@ class Blog(EventSourcedAggregate):
 
 
 # --- blog posts ---------------------------------------------------------------------------------
-POST_FIELDS = ("title", "body", "tags", "visibility", "community")
+POST_FIELDS = ("title", "body", "tags", "visibility", "community", "classification")
 
 
 def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -351,6 +351,14 @@ def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: d
         values["visibility"], values["community"] = audience(
             fields.get("visibility", values.get("visibility", "")), fields.get("community", values.get("community", "")), principal_kind
         )
+    if "classification" in fields:
+        if fields["classification"] not in CLASSIFICATIONS:
+            raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
+        values["classification"] = fields["classification"]
+    values.setdefault("classification", INTERNAL)
+    conflict = classification_conflict(values.get("visibility", ""), values["classification"])
+    if conflict:  # named after what this request changes: the visibility, or else the label
+        raise InvalidArgument(conflict, field="visibility" if "visibility" in fields and "classification" not in fields else "classification")
     if current is None:
         if "title" not in values:
             raise InvalidArgument("is required", field="title")
@@ -365,7 +373,9 @@ class Post(Flaggable):
     ANSWERING_FIELDS = ("title", "body")
 
     @event("PostCreated")
-    def __init__(self, blog: str, author_id: str, title: str, body: str, tags: list[str], visibility: str, community: str):
+    def __init__(self, blog: str, author_id: str, title: str, body: str, tags: list[str], visibility: str, community: str, classification: str = INTERNAL):
+        # classification: INTERNAL for a post created before labels existed.
+        self.classification = classification
         self.blog = blog
         self.author_id = author_id
         self.title = title
@@ -391,14 +401,18 @@ class Post(Flaggable):
 
     def edit(self, person_id: str, values: dict[str, Any]) -> None:
         self._check_author(person_id)
+        values = {name: values.get(name, getattr(self, name)) for name in POST_FIELDS}  # what is not given stays
         changed = [name for name in POST_FIELDS if values[name] != getattr(self, name)]
         if not changed:
             return
-        self._edited(changed_fields=changed, revision=self.revision + 1, **{name: values[name] for name in POST_FIELDS})
+        self._edited(changed_fields=changed, revision=self.revision + 1, **values)
         self._author_edited(changed)
 
     @event("PostEdited")
-    def _edited(self, changed_fields: list[str], title: str, body: str, tags: list[str], visibility: str, community: str, revision: int) -> None:
+    def _edited(
+        self, changed_fields: list[str], title: str, body: str, tags: list[str], visibility: str, community: str, revision: int, classification: str = INTERNAL
+    ) -> None:
+        self.classification = classification
         self.title, self.body, self.tags = title, body, list(tags)
         self.visibility, self.community = visibility, community
         self.revision = revision

@@ -27,10 +27,15 @@ from .application import PostsApplication
 from .domainmodel import PUBLISHED, Blog, Bookmark, Comment, Flaggable, Micropost, Post
 
 Visibility = pb.Audience.Visibility
+Label = pb.Classification.Label
 
 
 def _visibility(value: int) -> str:
     return enum_name(Visibility, value, "visibility")
+
+
+def _classification(value: int) -> str:
+    return enum_name(Label, value, "classification", zero="INTERNAL")
 
 
 def _community_in(name: str) -> str:
@@ -82,6 +87,7 @@ def post_proto(post: Post) -> pb.Post:
         tags=post.tags,
         visibility=Visibility.Value(post.visibility),
         community=_community_out(post.community),
+        classification=Label.Value(post.classification),
         state=pb.Post.PUBLISHED if post.state == PUBLISHED else pb.Post.DRAFT,
         revision=post.revision,
         hidden=post.hidden,
@@ -190,7 +196,8 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
         post = request.post
         with fields_under("post", request_level=("request_id", "parent")):
             fields = dict(
-                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community)
+                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community),
+                classification=_classification(post.classification),
             )
             created = await in_thread(self.app.create_post, ctx, handle, fields, request_fingerprint(request))
         return post_proto(created)
@@ -200,12 +207,13 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
 
     async def UpdatePost(self, request, context):
         post_id = parse_name(request.post.name, "posts", field="post.name")
-        paths = _mask(request, ("title", "body", "tags", "visibility", "community"))
+        paths = _mask(request, ("title", "body", "tags", "visibility", "community", "classification"))
         ctx = command_context(context, request.request_id)
         post = request.post
         with fields_under("post"):
             values = dict(
-                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community)
+                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community),
+                classification=_classification(post.classification),
             )
             fields = {name: values[name] for name in paths}
             updated = await in_thread(self.app.update_post, ctx, post_id, fields, post.etag, request_fingerprint(request))

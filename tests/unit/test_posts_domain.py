@@ -288,6 +288,13 @@ class _Directory:
         return {"employee_id": employee_id, "display_name": employee_id.title(), "sort_name": employee_id, "department": "Sales", "country": "PT"}
 
 
+class _Accepted:
+    """Everyone has accepted the participation guidelines (their rule: tests/unit/test_guidelines.py)."""
+
+    def require(self, principal) -> None:
+        pass
+
+
 @pytest.fixture()
 def posts_app(tmp_path):
     import dataclasses
@@ -296,7 +303,7 @@ def posts_app(tmp_path):
     from watercooler import config
 
     app = PostsApplication(dataclasses.replace(config.load(), data_dir=tmp_path, store="sqlite", namespace=""), profiles=_Directory(),
-                           membership=_Members({"guild": {"ana", "mia"}}))
+                           membership=_Members({"guild": {"ana", "mia"}}), guidelines=_Accepted())
     yield app
     app.close()
 
