@@ -154,6 +154,7 @@ def test_v1_store_relay_and_projection_rebuild(scratch):
     # A v2 status through the application, next to it.
     ctx = CommandContext(Principal("hr-feed", "service"), request_id="r1")
     app.create_profile(ctx, "ada", {"display_name": "Ada"}, "fp0")
+    app.accept_guidelines(ctx, "ada", scratch.guidelines_version, "fpa")  # before she publishes
     fresh = app.create_status_update(CommandContext(Principal("ada", "employee"), request_id="r2"), "ada", {"text": "posted by v2", "photo": "mediaItems/new", "visibility": "PUBLIC", "community_id": ""}, "fp1")
 
     # The relay publishes both as schema_version 2.
