@@ -301,7 +301,8 @@ class PostsApplication(EventSourcedApplication):
                     other = self._micropost(fields[field_name], principal, field_name)
                     if other.hidden:
                         raise FailedPrecondition(f"microposts/{fields[field_name]} is hidden", field=field_name)
-            micropost = Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community)
+            micropost = Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community,
+                                         fields.get("classification", INTERNAL))
             self._check_may_publish(principal, micropost)
             self._check_guidelines(principal, micropost)
             return micropost

@@ -338,6 +338,17 @@ class Blog(EventSourcedAggregate):
 POST_FIELDS = ("title", "body", "tags", "visibility", "community", "classification")
 
 
+def classification(visibility: str, label: str, only_visibility_changed: bool = False) -> str:
+    """A known label that the visibility allows (watercooler.visibility.classification_conflict);
+    a refusal names what the request changed: the visibility, or else the label."""
+    if label not in CLASSIFICATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
+    conflict = classification_conflict(visibility, label)
+    if conflict:
+        raise InvalidArgument(conflict, field="visibility" if only_visibility_changed else "classification")
+    return label
+
+
 def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
     """Clean the editable fields; with ``current``, the result is the complete new state."""
     values = dict(current or {})
@@ -352,13 +363,10 @@ def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: d
             fields.get("visibility", values.get("visibility", "")), fields.get("community", values.get("community", "")), principal_kind
         )
     if "classification" in fields:
-        if fields["classification"] not in CLASSIFICATIONS:
-            raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
         values["classification"] = fields["classification"]
-    values.setdefault("classification", INTERNAL)
-    conflict = classification_conflict(values.get("visibility", ""), values["classification"])
-    if conflict:  # named after what this request changes: the visibility, or else the label
-        raise InvalidArgument(conflict, field="visibility" if "visibility" in fields and "classification" not in fields else "classification")
+    values["classification"] = classification(
+        values.get("visibility", ""), values.get("classification", INTERNAL), "visibility" in fields and "classification" not in fields
+    )
     if current is None:
         if "title" not in values:
             raise InvalidArgument("is required", field="title")
@@ -444,7 +452,11 @@ class Micropost(Flaggable):
     ANSWERING_FIELDS = ("text",)
 
     @event("MicropostCreated")
-    def __init__(self, author_id: str, text: str, mentions: list[str], hashtags: list[str], reply_to: str, repost_of: str, visibility: str, community: str):
+    def __init__(
+        self, author_id: str, text: str, mentions: list[str], hashtags: list[str], reply_to: str, repost_of: str, visibility: str, community: str,
+        classification: str = INTERNAL,
+    ):
+        self.classification = classification  # INTERNAL for a micropost written before labels existed
         self.author_id = author_id
         self.text = text
         self.mentions = list(mentions)
@@ -457,8 +469,11 @@ class Micropost(Flaggable):
         self._init_flags()
 
     @classmethod
-    def create(cls, author_id: str, body: str, mentions: list[str], reply_to: str, repost_of: str, visibility: str, community: str) -> Micropost:
+    def create(
+        cls, author_id: str, body: str, mentions: list[str], reply_to: str, repost_of: str, visibility: str, community: str, label: str = INTERNAL
+    ) -> Micropost:
         body = text("text", body, LIMITS["text"], required=not repost_of, multiline=True)
+        label = classification(visibility, label)
         return cls(
             author_id=author_id,
             text=body,
@@ -468,6 +483,7 @@ class Micropost(Flaggable):
             repost_of=repost_of,
             visibility=visibility,
             community=community,
+            classification=label,
         )
 
     def delete(self, person_id: str, moderator: bool = False) -> None:

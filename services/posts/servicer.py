@@ -111,6 +111,7 @@ def micropost_proto(micropost: Micropost) -> pb.Micropost:
         repost_of=f"microposts/{micropost.repost_of}" if micropost.repost_of else "",
         visibility=Visibility.Value(micropost.visibility),
         community=_community_out(micropost.community),
+        classification=Label.Value(micropost.classification),
         hidden=micropost.hidden,
         deleted=micropost.deleted,
         etag=micropost.etag,
@@ -254,6 +255,7 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
                 community=_community_in(m.community),
                 reply_to=parse_name(m.reply_to, "microposts", field="reply_to") if m.reply_to else "",
                 repost_of=parse_name(m.repost_of, "microposts", field="repost_of") if m.repost_of else "",
+                classification=_classification(m.classification),
             )
             created = await in_thread(self.app.create_micropost, ctx, fields, request_fingerprint(request))
         return micropost_proto(created)

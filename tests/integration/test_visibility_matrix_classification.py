@@ -49,10 +49,14 @@ def world(platform):
         names[item] = post.name
         names[f"comment_{item}"] = s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=post.name, body=f"{words[item]} noted")),
                                                          metadata=as_colleague).name
+    for item, label in (("micro_confidential", C.CONFIDENTIAL), ("micro_internal", C.INTERNAL)):
+        words[item] = word(8)
+        names[item] = s.posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(
+            text=f"{words[item]} #{tag}", visibility=V.INTERNAL, classification=label)), metadata=as_author).name
     s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{author}", reason="moved on"), metadata=platform.metadata())
 
     def indexed():
-        assert platform.es.count(index=platform.alias("posts"), query={"term": {"tags": tag}})["count"] == 2
+        assert platform.es.count(index=platform.alias("posts"), query={"term": {"tags": tag}})["count"] == 4
         assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": [names["comment_confidential"], names["comment_internal"]]}})["count"] == 2
         return True
 
@@ -66,10 +70,11 @@ def world(platform):
 
 # Who reads each item: the alumnus keeps their own INTERNAL post, not the CONFIDENTIAL one.
 SEES = {"confidential": {"colleague"}, "internal": {"colleague", "alumnus_author"}}
+MICRO_SEES = {"micro_confidential": {"colleague"}, "micro_internal": {"colleague", "alumnus_author"}}
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
-@covers("GetPost", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats", kind="confidential")
+@covers("GetPost", "GetMicropost", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats", kind="confidential")
 def test_a_confidential_post_and_its_comments_answer_as_absent_to_alumni_and_guests(world, who):
     s, names, md = world["s"], world["names"], world["readers"][who]
     for item, readers in SEES.items():
@@ -100,10 +105,20 @@ def test_a_confidential_post_and_its_comments_answer_as_absent_to_alumni_and_gue
         assert (post in found) == expected, (item, "SearchPosts")
         hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
         assert (post in hits) == expected and (names[f"comment_{item}"] in hits) == expected, (item, "Search", hits)
-    # Counts: the tag both posts carry counts only what the reader may see.
+    for item, readers in MICRO_SEES.items():
+        try:
+            s.posts.GetMicropost(pb.GetMicropostRequest(name=names[item]), metadata=md)
+            shown = True
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error.code())
+            shown = False
+        found = {p.name for p in s.search.SearchPosts(sp.SearchPostsRequest(query=world["words"][item]), metadata=md).posts}
+        assert shown == (who in readers) == (names[item] in found), (item, "GetMicropost / SearchPosts")
+    # Counts: the tag every item carries counts only what the reader may see.
     tags = {t.tag: t.count for t in s.search.GetPostStats(sp.GetPostStatsRequest(), metadata=md).popular_tags} if who != "guest" else {}
     if who != "guest":
-        assert tags.get(world["tag"], 0) == len([i for i, readers in SEES.items() if who in readers]), tags.get(world["tag"])
+        seen = [i for i, readers in (SEES | MICRO_SEES).items() if who in readers]
+        assert tags.get(world["tag"], 0) == len(seen), tags.get(world["tag"])
 
 
 def test_a_confidential_post_is_never_public(world):
@@ -111,6 +126,9 @@ def test_a_confidential_post_is_never_public(world):
     # (The world's author has left: a writer of their own.)
     _, as_writer = s.person("Careful Writer")
     blog = s.blog(as_writer, visibility=V.PUBLIC)
+    micro = rpc_error(s.posts.CreateMicropost, pb.CreateMicropostRequest(micropost=pb.Micropost(text="x", visibility=V.PUBLIC, classification=C.CONFIDENTIAL)),
+                      metadata=as_writer)
+    assert micro.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(micro) == ["micropost.classification"]
     both = rpc_error(s.posts.CreatePost, pb.CreatePostRequest(parent=blog, post=pb.Post(title="t", visibility=V.PUBLIC, classification=C.CONFIDENTIAL)), metadata=as_writer)
     assert both.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(both) == ["post.classification"]
     secret = s.posts.CreatePost(pb.CreatePostRequest(parent=blog, post=pb.Post(title="t", visibility=V.INTERNAL, classification=C.CONFIDENTIAL)), metadata=as_writer)

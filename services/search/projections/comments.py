@@ -113,7 +113,7 @@ class CommentAudiencesProjection(DocumentProjection):
             collection = "posts" if kind == "PostCreated" else "microposts"
             return _audience(f"{collection}/{event.aggregate_id}", visibility=p.visibility, community=p.community,
                              target_author_id=p.author_id, target_state="DRAFT" if kind == "PostCreated" else "PUBLISHED",
-                             classification=getattr(p, "classification", "") or "INTERNAL")
+                             classification=p.classification or "INTERNAL")
         if kind == "PageCreated":
             return _audience(f"pages/{event.aggregate_id}", space_id=p.space_id)
         if kind == "MediaItemRegistered":

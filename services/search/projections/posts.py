@@ -63,7 +63,7 @@ class PostsProjection(DocumentProjection):
             "repost_of": {"type": "keyword"},
             "visibility": {"type": "keyword"},
             "community": {"type": "keyword"},
-            # PUBLIC | INTERNAL | CONFIDENTIAL (watercooler.visibility); microposts: INTERNAL.
+            # PUBLIC | INTERNAL | CONFIDENTIAL (watercooler.visibility); "" before labels: INTERNAL.
             "classification": {"type": "keyword"},
             "state": {"type": "keyword"},
             "hidden": {"type": "boolean"},
@@ -113,6 +113,7 @@ class PostsProjection(DocumentProjection):
                 "repost_of": f"microposts/{p.repost_of}" if p.repost_of else "",
                 "visibility": p.visibility,
                 "community": p.community,
+                "classification": p.classification or "INTERNAL",
                 "state": "PUBLISHED",
                 "hidden": False,
                 "revision": 1,
