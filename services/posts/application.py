@@ -491,7 +491,7 @@ class PostsApplication(EventSourcedApplication):
         self._refuse_guest(ctx.principal)
         def decide() -> Bookmark:
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, etag)
-            current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
+            current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community", "classification")}
             bookmark.edit(ctx.principal.subject, validate_bookmark_fields(fields, ctx.principal.kind, current))
             self._check_may_publish(ctx.principal, bookmark, (current["visibility"], current["community"]))
             self._check_guidelines(ctx.principal, bookmark)

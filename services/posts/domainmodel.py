@@ -632,7 +632,7 @@ class Like(EventSourcedAggregate):
 
 
 # --- bookmarks -----------------------------------------------------------------------------------
-BOOKMARK_FIELDS = ("title", "tags", "notes", "visibility", "community")
+BOOKMARK_FIELDS = ("title", "tags", "notes", "visibility", "community", "classification")
 
 
 def validate_bookmark_fields(fields: dict[str, Any], principal_kind: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -647,6 +647,11 @@ def validate_bookmark_fields(fields: dict[str, Any], principal_kind: str, curren
         values["visibility"], values["community"] = audience(
             fields.get("visibility", values.get("visibility", "")), fields.get("community", values.get("community", "")), principal_kind
         )
+    if "classification" in fields:
+        values["classification"] = fields["classification"]
+    values["classification"] = classification(
+        values.get("visibility", ""), values.get("classification", INTERNAL), "visibility" in fields and "classification" not in fields
+    )
     if current is None:
         values.setdefault("title", "")
         values.setdefault("tags", [])
@@ -664,7 +669,8 @@ class Bookmark(Flaggable):
         return bookmark_id(owner_id, url)
 
     @event("BookmarkCreated")
-    def __init__(self, owner_id: str, url: str, title: str, tags: list[str], notes: str, visibility: str, community: str):
+    def __init__(self, owner_id: str, url: str, title: str, tags: list[str], notes: str, visibility: str, community: str, classification: str = INTERNAL):
+        self.classification = classification  # INTERNAL for a bookmark saved before labels existed
         self.owner_id = owner_id
         self.author_id = owner_id
         self.url = url
@@ -679,11 +685,13 @@ class Bookmark(Flaggable):
     def resave(self, values: dict[str, Any]) -> None:
         if not self.deleted:
             raise AlreadyExists("you already saved this link", field="url")
+        values = {"classification": INTERNAL, **values}  # saved anew: INTERNAL unless labelled
         self._resaved(**{name: values[name] for name in BOOKMARK_FIELDS})
 
     @event("BookmarkResaved")
-    def _resaved(self, title: str, tags: list[str], notes: str, visibility: str, community: str) -> None:
+    def _resaved(self, title: str, tags: list[str], notes: str, visibility: str, community: str, classification: str = INTERNAL) -> None:
         self.title, self.tags, self.notes, self.visibility, self.community = title, list(tags), notes, visibility, community
+        self.classification = classification
         self.deleted = False
 
     def _check_owner(self, person_id: str, moderator: bool = False) -> None:
@@ -694,15 +702,17 @@ class Bookmark(Flaggable):
 
     def edit(self, person_id: str, values: dict[str, Any]) -> None:
         self._check_owner(person_id)
+        values = {name: values.get(name, getattr(self, name)) for name in BOOKMARK_FIELDS}  # what is not given stays
         changed = [name for name in BOOKMARK_FIELDS if values[name] != getattr(self, name)]
         if not changed:
             return
-        self._edited(changed_fields=changed, **{name: values[name] for name in BOOKMARK_FIELDS})
+        self._edited(changed_fields=changed, **values)
         self._author_edited(changed)
 
     @event("BookmarkEdited")
-    def _edited(self, changed_fields: list[str], title: str, tags: list[str], notes: str, visibility: str, community: str) -> None:
+    def _edited(self, changed_fields: list[str], title: str, tags: list[str], notes: str, visibility: str, community: str, classification: str = INTERNAL) -> None:
         self.title, self.tags, self.notes, self.visibility, self.community = title, list(tags), notes, visibility, community
+        self.classification = classification
 
     def delete(self, person_id: str, moderator: bool = False) -> None:
         self._check_owner(person_id, moderator)

@@ -143,6 +143,7 @@ def bookmark_proto(bookmark: Bookmark) -> pb.Bookmark:
         tags=bookmark.tags,
         notes=bookmark.notes,
         visibility=Visibility.Value(bookmark.visibility),
+        classification=Label.Value(bookmark.classification),
         community=_community_out(bookmark.community),
         owner=f"profiles/{bookmark.owner_id}",
         hidden=bookmark.hidden,
@@ -334,7 +335,8 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
         b = request.bookmark
         with fields_under("bookmark"):
             fields = dict(
-                url=b.url, title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community)
+                url=b.url, title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community),
+                classification=_classification(b.classification),
             )
             created = await in_thread(self.app.create_bookmark, ctx, fields, request_fingerprint(request))
         return bookmark_proto(created)
@@ -344,11 +346,12 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
 
     async def UpdateBookmark(self, request, context):
         bookmark_id = parse_name(request.bookmark.name, "bookmarks", field="bookmark.name")
-        paths = _mask(request, ("title", "tags", "notes", "visibility", "community"))
+        paths = _mask(request, ("title", "tags", "notes", "visibility", "community", "classification"))
         ctx = command_context(context, request.request_id)
         b = request.bookmark
         with fields_under("bookmark"):
-            values = dict(title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community))
+            values = dict(title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community),
+                          classification=_classification(b.classification))
             updated = await in_thread(self.app.update_bookmark, ctx, bookmark_id, {p: values[p] for p in paths}, b.etag, request_fingerprint(request))
         return bookmark_proto(updated)
 

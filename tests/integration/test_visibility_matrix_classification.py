@@ -53,10 +53,14 @@ def world(platform):
         words[item] = word(8)
         names[item] = s.posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(
             text=f"{words[item]} #{tag}", visibility=V.INTERNAL, classification=label)), metadata=as_author).name
+    for item, label in (("bookmark_confidential", C.CONFIDENTIAL), ("bookmark_internal", C.INTERNAL)):
+        names[item] = s.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(
+            url=f"https://example.com/{unique('l')}", title=word(8), tags=[tag], visibility=V.INTERNAL, classification=label)), metadata=as_author).name
     s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{author}", reason="moved on"), metadata=platform.metadata())
 
     def indexed():
         assert platform.es.count(index=platform.alias("posts"), query={"term": {"tags": tag}})["count"] == 4
+        assert platform.es.count(index=platform.alias("bookmarks"), query={"term": {"tags": tag}})["count"] == 2
         assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": [names["comment_confidential"], names["comment_internal"]]}})["count"] == 2
         return True
 
@@ -71,10 +75,11 @@ def world(platform):
 # Who reads each item: the alumnus keeps their own INTERNAL post, not the CONFIDENTIAL one.
 SEES = {"confidential": {"colleague"}, "internal": {"colleague", "alumnus_author"}}
 MICRO_SEES = {"micro_confidential": {"colleague"}, "micro_internal": {"colleague", "alumnus_author"}}
+BOOKMARK_SEES = {"bookmark_confidential": {"colleague"}, "bookmark_internal": {"colleague", "alumnus_author"}}
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
-@covers("GetPost", "GetMicropost", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats", kind="confidential")
+@covers("GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats", kind="confidential")
 def test_a_confidential_post_and_its_comments_answer_as_absent_to_alumni_and_guests(world, who):
     s, names, md = world["s"], world["names"], world["readers"][who]
     for item, readers in SEES.items():
@@ -114,6 +119,15 @@ def test_a_confidential_post_and_its_comments_answer_as_absent_to_alumni_and_gue
             shown = False
         found = {p.name for p in s.search.SearchPosts(sp.SearchPostsRequest(query=world["words"][item]), metadata=md).posts}
         assert shown == (who in readers) == (names[item] in found), (item, "GetMicropost / SearchPosts")
+    saved = {b.name for b in s.search.SearchBookmarks(sp.SearchBookmarksRequest(tag=world["tag"], page_size=10), metadata=md).bookmarks}
+    for item, readers in BOOKMARK_SEES.items():
+        try:
+            s.posts.GetBookmark(pb.GetBookmarkRequest(name=names[item]), metadata=md)
+            shown = True
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error.code())
+            shown = False
+        assert shown == (who in readers) == (names[item] in saved), (item, "GetBookmark / SearchBookmarks")
     # Counts: the tag every item carries counts only what the reader may see.
     tags = {t.tag: t.count for t in s.search.GetPostStats(sp.GetPostStatsRequest(), metadata=md).popular_tags} if who != "guest" else {}
     if who != "guest":
@@ -126,6 +140,11 @@ def test_a_confidential_post_is_never_public(world):
     # (The world's author has left: a writer of their own.)
     _, as_writer = s.person("Careful Writer")
     blog = s.blog(as_writer, visibility=V.PUBLIC)
+    link = pb.Bookmark(url=f"https://example.com/{unique('l')}", visibility=V.PUBLIC)
+    saved_public = s.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=link), metadata=as_writer)
+    relabel = rpc_error(s.posts.UpdateBookmark, pb.UpdateBookmarkRequest(bookmark=pb.Bookmark(name=saved_public.name, classification=C.CONFIDENTIAL),
+                                                                       update_mask={"paths": ["classification"]}), metadata=as_writer)
+    assert relabel.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(relabel) == ["bookmark.classification"]
     micro = rpc_error(s.posts.CreateMicropost, pb.CreateMicropostRequest(micropost=pb.Micropost(text="x", visibility=V.PUBLIC, classification=C.CONFIDENTIAL)),
                       metadata=as_writer)
     assert micro.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(micro) == ["micropost.classification"]

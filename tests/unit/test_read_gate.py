@@ -50,7 +50,7 @@ FLAGGABLE_READS = {
 
 # Reads that show (or count) items that carry a classification label (posts) or their children:
 # each needs a case where a CONFIDENTIAL item answers as absent to alumni and guests.
-CLASSIFIED_READS = {"GetPost", "GetMicropost", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats"}
+CLASSIFIED_READS = {"GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats"}
 
 
 def rpc_methods() -> dict[str, d.MethodDescriptor]:

@@ -30,6 +30,7 @@ class BookmarksProjection(DocumentProjection):
             "tags": {"type": "keyword"},
             "notes": {"type": "text"},
             "visibility": {"type": "keyword"},
+            "classification": {"type": "keyword"},  # watercooler.visibility; "" before labels: INTERNAL
             "community": {"type": "keyword"},
             "hidden": {"type": "boolean"},
             "created_at": {"type": "date"},
@@ -63,7 +64,8 @@ class BookmarksProjection(DocumentProjection):
                 doc.update(deleted=False, saved_at=event.occurred_at.isoformat())
         else:
             raise SkipEvent
-        doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community)
+        doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community,
+                   classification=p.classification or "INTERNAL")
         doc["folded"] = fold(f"{p.title}\n{p.notes}\n{doc['url']}")
         doc["stemmed"] = stemmed(f"{p.title}\n{p.notes}")
         return doc
