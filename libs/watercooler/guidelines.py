@@ -32,7 +32,7 @@ from .client import ServiceCredentials, channel
 from .config import Settings
 from .errors import DomainError, FailedPrecondition
 
-# Remembered acceptances (person, version) beyond which the oldest go first.
+# People remembered as having accepted this process's version; beyond this, the oldest go first.
 MAX_REMEMBERED = 500_000
 
 
@@ -102,7 +102,7 @@ class GuidelinesAcceptance:
         except grpc.RpcError as exc:
             if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return ""
-            raise GuidelinesUnavailable(f"cannot ask whether profiles/{person_id} accepted the guidelines: {exc.code().name}; retry", field="guidelines_version") from exc
+            raise GuidelinesUnavailable(f"cannot ask whether profiles/{person_id} accepted the guidelines: {exc.code().name}; retry") from exc
         return profile.guidelines_version
 
 
