@@ -399,6 +399,7 @@ class Post(Flaggable):
 
     @classmethod
     def create(cls, blog: str, author_id: str, values: dict[str, Any]) -> Post:
+        values = {"classification": INTERNAL, **values}  # unlabelled: INTERNAL
         return cls(blog=blog, author_id=author_id, **{name: values[name] for name in POST_FIELDS})
 
     def _check_author(self, person_id: str, field: str = "name", moderator: bool = False) -> None:
