@@ -79,7 +79,7 @@ def test_projections_write_the_same_analysis_the_query_uses():
     edited = CommentsProjection(settings).apply(dict(comment), event("CommentEdited", body="ran"))
     assert edited["folded"] == "ran" and edited["stemmed"] == "ran"
 
-    post = PostsProjection(settings).apply(None, event("PostCreated", blog="b", author_id="e1", title="Runs", body="Connected", tags=[], visibility="INTERNAL", community=""))
+    post = PostsProjection(settings).apply(None, event("PostCreated", blog="b", author_id="e1", title="Runs", body="Connected", tags=[], visibility="INTERNAL", community="", classification=""))
     assert post["stemmed"] == "run connect"
     # The query side sends the very same terms to the stemmed field.
     query = content_text_query("RUNNING connections")
