@@ -588,6 +588,7 @@ class PlatformBench:
 
         from watercooler.auth import issue_token
         from watercooler.client import bearer_metadata
+        from watercooler.guidelines import AcceptForPeople
         from watercooler.posts.v1 import posts_pb2 as pb
         from watercooler.posts.v1 import posts_pb2_grpc as pg
         from watercooler.profiles.v1 import graph_pb2 as gp
@@ -597,6 +598,10 @@ class PlatformBench:
         authors = [p.employee_id for p in self.people[:workers]]  # created first by writes()
         followed = [p.employee_id for p in self.written_in_batches[: self.cfg.command_calls]]  # created by writes(), none an author
         as_author = [bearer_metadata(issue_token(self.settings, a, "employee", ttl_seconds=24 * 3600)) for a in authors]
+        # They write what others read: each accepts the participation guidelines first.
+        guidelines = AcceptForPeople(self.settings, bearer_metadata(issue_token(self.settings, "watercooler-bench", "service", ttl_seconds=3600)))
+        for author in authors:
+            guidelines.accept(author)
         out: dict[str, Any] = {"workers": workers, "calls_each": self.cfg.command_calls}
         async with grpc.aio.insecure_channel(self.settings.grpc_address("posts")) as posts_ch, grpc.aio.insecure_channel(self.settings.grpc_address("profiles")) as profiles_ch:
             posts, graph = pg.PostServiceStub(posts_ch), gg.GraphServiceStub(profiles_ch)

@@ -91,7 +91,9 @@ async def _grpc_votes(settings, port: int, total: int, concurrency: int, Timesta
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = jg.JamServiceStub(channel)
-        host = bearer_metadata(auth.issue_token(settings, "bench-host", "employee"))
+        # A service hosts: it seeds ideas without a profile service (not run here) to ask
+        # whether an employee host accepted the participation guidelines.
+        host = bearer_metadata(auth.issue_token(settings, "bench-host", "service"))
         jam = await stub.CreateJam(jp.CreateJamRequest(jam_id="bench-jam", jam=jp.Jam(title="Bench", open_time=at(3600), voting_time=at(7200), close_time=at(9000))), metadata=host)
         ideas = [(await stub.CreateIdea(jp.CreateIdeaRequest(parent=jam.name, idea=jp.Idea(title=f"idea {i}")), metadata=host)).name for i in range(50)]
         for phase in (jp.SCHEDULED, jp.OPEN):

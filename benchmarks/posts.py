@@ -116,6 +116,7 @@ def main() -> int:
         md = {a: bearer_metadata(auth.issue_token(settings, a, "employee")) for a in authors}
         for a in authors:
             profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=a, display_name=f"Author {a}")), metadata=service)
+            profiles.AcceptGuidelines(pp.AcceptGuidelinesRequest(name=f"profiles/{a}", version=settings.guidelines_version), metadata=service)
             posts.CreateBlog(pb.CreateBlogRequest(blog=pb.Blog(handle=f"blog-{a}", title="Bench", visibility=pb.Audience.INTERNAL)), metadata=md[a])
         seed_post = posts.CreatePost(
             pb.CreatePostRequest(parent=f"blogs/blog-{authors[0]}", post=pb.Post(title="target", visibility=pb.Audience.INTERNAL)), metadata=md[authors[0]]

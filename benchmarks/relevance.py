@@ -157,6 +157,8 @@ class Corpus:
             fields = {k: person[k] for k in ("display_name", "title", "department", "country", "languages", "expertise", "bio") if k in person}
             created = profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=self.employee(person["id"]), **fields)), metadata=service)
             self.names[created.name] = person["id"]
+            # Corpus people write what others read: they accept the participation guidelines.
+            profiles.AcceptGuidelines(prp.AcceptGuidelinesRequest(name=created.name, version=self.settings.guidelines_version), metadata=service)
         blogs: dict[str, str] = {}
         for post in self.corpus["posts"]:
             author = self._metadata(self.employee(post["author"]))

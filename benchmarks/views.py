@@ -68,6 +68,18 @@ def main() -> int:
         wiki = wg.WikiServiceStub(grpc.insecure_channel(settings.grpc_address("posts")))
         author = bearer_metadata(auth.issue_token(settings, "bench-author", "employee"))
         service = bearer_metadata(auth.issue_token(settings, "bench-frontend", "service"))
+        # The author writes what others read: a profile that accepted the participation guidelines.
+        from watercooler.guidelines import AcceptForPeople
+        from watercooler.profiles.v1 import profiles_pb2 as pp
+        from watercooler.profiles.v1 import profiles_pb2_grpc as ppg
+
+        profiles = ppg.ProfileServiceStub(grpc.insecure_channel(settings.grpc_address("profiles")))
+        try:
+            profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id="bench-author", display_name="Bench Author")), metadata=service)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        AcceptForPeople(settings, service).accept("bench-author")
         space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id="bench-views", display_name="Bench", visibility=wp.INTERNAL)), metadata=author)
         pages = [wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"Page {i}", body="x")), metadata=author).name for i in range(args.pages)]
         probes = [wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"Probe {i}", body="x")), metadata=author).name for i in range(args.probe_pages)]

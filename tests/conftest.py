@@ -138,6 +138,7 @@ class PlatformHandle:
         self.settings = settings
         self.platform = platform
         self._channels: dict[str, Any] = {}
+        self._authors: set[str] = set()
         from elasticsearch import Elasticsearch
 
         self.es = Elasticsearch(settings.es_url, request_timeout=30)
@@ -147,6 +148,31 @@ class PlatformHandle:
 
     def metadata(self, subject: str = "test-service", kind: str = "service", jams: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
         return bearer_metadata(self.token(subject, kind, jams))
+
+    def author(self, subject: str, kind: str = "employee", jams: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+        """Metadata of a person who writes what others read: a profile (made if missing) that has
+        accepted the current participation guidelines. Two calls the first time, none after."""
+        if subject not in self._authors:
+            import grpc
+
+            from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+
+            stub = profiles_pb2_grpc.ProfileServiceStub(self.channel("profiles"))
+            try:
+                stub.CreateProfile(profiles_pb2.CreateProfileRequest(profile=profiles_pb2.Profile(employee_id=subject, display_name=f"Author {subject}")), metadata=self.metadata())
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+            self.accept_guidelines(subject)
+            self._authors.add(subject)
+        return self.metadata(subject, kind, jams)
+
+    def accept_guidelines(self, employee_id: str) -> None:
+        """The person (whose profile exists) accepts the current participation guidelines."""
+        from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
+
+        request = profiles_pb2.AcceptGuidelinesRequest(name=f"profiles/{employee_id}", version=self.settings.guidelines_version)
+        profiles_pb2_grpc.ProfileServiceStub(self.channel("profiles")).AcceptGuidelines(request, metadata=self.metadata())
 
     def channel(self, service: str):
         import grpc

@@ -33,6 +33,7 @@ import grpc
 from .auth import issue_token
 from .client import bearer_metadata, channel, service_token
 from .config import Settings
+from .guidelines import AcceptForPeople
 from .synthetic import Company
 
 # The kinds in the order they are written (later kinds refer to earlier ones).
@@ -107,6 +108,7 @@ class CompanyWriter:
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[tuple[str, str], ...]] = {}
         self._service = bearer_metadata(service_token(settings, "watercooler-seed"))
+        self._guidelines = AcceptForPeople(settings, self._service)
 
     # --- naming -------------------------------------------------------------------------------
     def eid(self, employee_id: str) -> str:
@@ -131,6 +133,12 @@ class CompanyWriter:
         if subject not in self._tokens:
             self._tokens[subject] = bearer_metadata(issue_token(self.settings, subject, "employee"))
         return self._tokens[subject]
+
+    def as_author(self, employee_id: str) -> tuple[tuple[str, str], ...]:
+        """As a person who writes what others read: they accept the participation guidelines
+        first (one call per person and run; raters and voters write nothing others read)."""
+        self._guidelines.accept(self.eid(employee_id))
+        return self.as_person(employee_id)
 
     # --- plumbing -----------------------------------------------------------------------------
     def _rpc(self, method, request, metadata) -> Any:
@@ -229,7 +237,7 @@ class CompanyWriter:
                 pb.CreateBlogRequest(
                     blog=pb.Blog(handle=self.handle(blog.handle), title=blog.title, visibility=internal), request_id=self.rid("blog", blog.handle)
                 ),
-                self.as_person(blog.owner),
+                self.as_author(blog.owner),
             )
 
         self._many("blogs", (blog_job(b) for b in blogs), len(blogs))
@@ -239,7 +247,7 @@ class CompanyWriter:
 
         def post_job(post):
             def run() -> str:
-                me = self.as_person(post.author)
+                me = self.as_author(post.author)
                 created = self._rpc(
                     stub.CreatePost,
                     pb.CreatePostRequest(
@@ -268,7 +276,7 @@ class CompanyWriter:
                         "comments",
                         stub.CreateComment,
                         pb.CreateCommentRequest(comment=pb.Comment(target=by_key[c.post], body=c.body), request_id=self.rid("comment", i)),
-                        self.as_person(c.author),
+                        self.as_author(c.author),
                     )
                 )
                 for i, c in enumerate(comments)
@@ -310,7 +318,7 @@ class CompanyWriter:
                         "microposts",
                         stub.CreateMicropost,
                         pb.CreateMicropostRequest(micropost=pb.Micropost(text=micro_text(m), visibility=internal), request_id=self.rid("micro", i)),
-                        self.as_person(m.author),
+                        self.as_author(m.author),
                     )
                 )
                 for i, m in enumerate(microposts)
@@ -331,7 +339,7 @@ class CompanyWriter:
                             bookmark=pb.Bookmark(url=b.url, title=b.title, tags=list(b.tags), visibility=internal),
                             request_id=self.rid("bookmark", b.owner, b.url),
                         ),
-                        self.as_person(b.owner),
+                        self.as_author(b.owner),
                     )
                 )
                 for b in bookmarks.values()
@@ -375,7 +383,7 @@ class CompanyWriter:
                         page=wiki_pb2.Page(space=f"spaces/{self.space_id}", title=title, body=f"{title}\n\nSee also {links}.\n"),
                         request_id=self.rid("page", rank),
                     ),
-                    self.as_person(author),
+                    self.as_author(author),
                 )
                 self._count("wiki pages")
                 return page.name
@@ -453,7 +461,7 @@ class CompanyWriter:
             def run() -> str:
                 media_item = mp.MediaItem(title=item.title, kind=getattr(mp.MediaItem, item.kind), size_bytes=item.size_bytes, content_type=item.content_type,
                                           tags=list(item.tags), visibility=wiki_pb2.INTERNAL, storage_uri=f"s3://company-media/{item.key}")
-                created = self._rpc(stub.RegisterMediaItem, mp.RegisterMediaItemRequest(media_item=media_item, request_id=self.rid("media", item.key)), self.as_person(item.owner))
+                created = self._rpc(stub.RegisterMediaItem, mp.RegisterMediaItemRequest(media_item=media_item, request_id=self.rid("media", item.key)), self.as_author(item.owner))
                 self._count("media items")
                 return created.name
 

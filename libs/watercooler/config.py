@@ -112,6 +112,10 @@ class Settings:
     relay_idle_max: float = field(default_factory=lambda: float(_env("WC_RELAY_IDLE_MAX", "0.05")))
     processor_batch_within: float = field(default_factory=lambda: float(_env("WC_PROCESSOR_BATCH_WITHIN", "0.05")))
 
+    # The participation guidelines a person must have accepted before publishing (docs/guidelines.md):
+    # one version for every service; a new version asks everyone again.
+    guidelines_version: str = field(default_factory=lambda: _env("WC_GUIDELINES_VERSION", "2026-12"))
+
     log_level: str = field(default_factory=lambda: _env("WC_LOG_LEVEL", "INFO"))
     log_format: str = field(default_factory=lambda: _env("WC_LOG_FORMAT", "json"))
 

@@ -15,6 +15,7 @@ import grpc
 from .client import bearer_metadata, channel, service_token
 from .company import create_profile_request
 from .config import Settings
+from .guidelines import AcceptForPeople
 from .profiles.v1 import profiles_pb2, profiles_pb2_grpc
 
 GIVEN = ["Ana", "José", "Zoë", "Émile", "Jürgen", "Søren", "Łukasz", "Ngozi", "Aiko", "Priya", "Mateo", "Fatima", "Olivia", "Chen", "Иван", "Мария", "Αλέξης", "Ελένη", "伟", "芳", "Raj", "Amara", "Kwame", "Lucía"]
@@ -162,7 +163,10 @@ def seed_library(settings: Settings, size: int, seed: int = 42, progress: Callab
     everyone = [p.employee_id for p in people(min(size, 50), seed)]
     service = bearer_metadata(service_token(settings, "watercooler-seed"))
 
+    guidelines = AcceptForPeople(settings, service)
+
     def as_person(employee_id: str) -> tuple[tuple[str, str], ...]:
+        guidelines.accept(employee_id)  # seeded people have accepted the guidelines
         return bearer_metadata(issue_token(settings, employee_id, "employee"))
 
     written = 0
@@ -225,12 +229,14 @@ def seed_posts(settings: Settings, size: int, seed: int = 42, progress: Callable
         return 0
     written = 0
     topics = ["kafka", "cloud", "design", "ai", "security", "mainframe"]
+    guidelines = AcceptForPeople(settings, bearer_metadata(service_token(settings, "watercooler-seed")))
     with channel(settings, "posts") as ch:
         stub = posts_pb2_grpc.PostServiceStub(ch)
 
         def call(method: Callable[..., object], request: object, subject: str) -> object | None:
             nonlocal written
             try:
+                guidelines.accept(subject)  # seeded people have accepted the guidelines
                 result = method(request, metadata=bearer_metadata(issue_token(settings, subject, "employee")), timeout=30)
                 written += 1
                 return result
@@ -286,6 +292,7 @@ def seed_jam(settings: Settings, size: int, seed: int = 42, progress: Callable[[
 
     jam = jams_pb2.Jam
     metadata = bearer_metadata(service_token(settings, "watercooler-seed"))
+    guidelines = AcceptForPeople(settings, metadata)
     name = f"jams/innovation-jam-{seed}"
     written = 0
 
@@ -314,6 +321,7 @@ def seed_jam(settings: Settings, size: int, seed: int = 42, progress: Callable[[
                 progress(1)
         stub.AdvanceJamPhase(jams_pb2.AdvanceJamPhaseRequest(name=name, phase=jams_pb2.SCHEDULED), metadata=metadata, timeout=30)
         for n, (forum, title, body) in enumerate(JAM_POSTS):
+            guidelines.accept(f"e{n % max(1, size):06d}")  # seeded people have accepted the guidelines
             author = bearer_metadata(issue_token(settings, f"e{n % max(1, size):06d}", "employee"))
             stub.CreateThread(jams_pb2.CreateThreadRequest(parent=name, thread=jams_pb2.Thread(forum=f"{name}/forums/{forum}", title=title, body=body)), metadata=author, timeout=30)
             written += 1

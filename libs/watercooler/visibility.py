@@ -18,6 +18,11 @@ Content (posts, microposts, comments, bookmarks, blogs, status updates):
   list or search for anyone; by name only its author (to edit it) and services (to
   moderate it) read it, until it is restored.
 
+Classification (what the information is, apart from who it is shown to): PUBLIC (cleared
+for release), INTERNAL (internal use, the default) or CONFIDENTIAL. A CONFIDENTIAL item is
+read by employees and services only, whatever its visibility says (not by guests, nor by
+alumni, its author included: they have left), and is never PUBLIC (``classification_conflict``).
+
 Library (wiki spaces, whose pages take their audience, and media items):
   PUBLIC everyone; INTERNAL employees; RESTRICTED the owner (``profiles/{id}``), the listed
   members and, for a space owned by ``communities/{id}``, that community's members; services
@@ -45,6 +50,9 @@ from typing import Any
 from .auth import Principal
 
 PUBLIC, INTERNAL, COMMUNITY, PRIVATE, RESTRICTED = "PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE", "RESTRICTED"
+CONFIDENTIAL = "CONFIDENTIAL"
+# Classification labels; INTERNAL is the default (an item stored before labels existed is INTERNAL).
+CLASSIFICATIONS = (PUBLIC, INTERNAL, CONFIDENTIAL)
 CONTENT_VISIBILITIES = (PUBLIC, INTERNAL, COMMUNITY, PRIVATE)
 LIBRARY_VISIBILITIES = (PUBLIC, INTERNAL, RESTRICTED)
 JAM_VISIBILITIES = (INTERNAL, PUBLIC)
@@ -69,6 +77,17 @@ def sees_internal(principal: Principal) -> bool:
     return principal.kind == "employee"
 
 
+def sees_confidential(principal: Principal) -> bool:
+    return principal.kind in ("employee", "service")
+
+
+def classification_conflict(visibility: str, classification: str) -> str:
+    """Why an item may not have this visibility and classification ('' if it may)."""
+    if classification == CONFIDENTIAL and visibility == PUBLIC:
+        return "a CONFIDENTIAL item is never PUBLIC: classify it INTERNAL or PUBLIC first, or choose another visibility"
+    return ""
+
+
 # --- content -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Content:
@@ -80,6 +99,7 @@ class Content:
     published: bool = True
     hidden: bool = False
     deleted: bool = False
+    classification: str = INTERNAL
 
 
 def reads_hidden(principal: Principal, author_id: str) -> bool:
@@ -97,7 +117,7 @@ NOT_HIDDEN: Clause = {"bool": {"must_not": [{"term": {"hidden": True}}]}}
 def may_see_content(principal: Principal, item: Content, is_member: IsMember | None = None, *, listed: bool = False) -> bool:
     """The check for one loaded item. ``listed``: the rule of lists and searches (hidden
     items and other people's drafts are in none); otherwise the rule of a read by name."""
-    if item.deleted:
+    if item.deleted or (item.classification == CONFIDENTIAL and not sees_confidential(principal)):
         return False
     is_author = not principal.is_service and principal.subject == item.author_id
     if item.hidden and (listed or not reads_hidden(principal, item.author_id)):
@@ -116,9 +136,11 @@ def may_see_content(principal: Principal, item: Content, is_member: IsMember | N
 def content_clauses(principal: Principal, communities: Sequence[str], author_field: str = "author_id", *, drafts: bool = False) -> list[Clause]:
     """The filter clauses (for a bool ``filter``) of the same rule as ``may_see_content(listed=True)``.
     Documents carry ``visibility``, ``community``, the author's id in ``author_field``,
-    ``hidden`` and ``deleted``; with ``drafts``, also ``state``.  ``communities``: the
-    caller's."""
+    ``hidden`` and ``deleted``; with ``drafts``, also ``state``; ``classification`` where the
+    kind has one (a document without it is INTERNAL).  ``communities``: the caller's."""
     clauses: list[Clause] = [{"term": {"deleted": False}}, {"term": {"hidden": False}}]
+    if not sees_confidential(principal):
+        clauses.append({"bool": {"must_not": [{"term": {"classification": CONFIDENTIAL}}]}})
     if principal.is_service:
         return [*clauses, {"term": {"state": PUBLISHED}}] if drafts else clauses
     mine: Clause = {"term": {author_field: principal.subject}}

@@ -16,6 +16,7 @@ from watercooler import auth
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication, uuid7
+from watercooler.guidelines import GuidelinesAcceptance
 from watercooler.moderation import Flaggable, flag_threshold
 from watercooler.visibility import may_see_jam, reads_hidden
 
@@ -58,8 +59,9 @@ class JamsApplication(EventSourcedApplication):
     # a command gets a deep copy, so a refused command never leaves its changes in the cache.
     env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "50000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
 
-    def __init__(self, settings: Any):
+    def __init__(self, settings: Any, guidelines: GuidelinesAcceptance | None = None):
         super().__init__(settings)
+        self.guidelines = guidelines or GuidelinesAcceptance(settings, "jams")
         # Jams the scheduler watches, found by following the store's own log (survives restarts).
         self._known_jams: dict[str, None] = {}
         self._registry_position = 0
@@ -81,6 +83,13 @@ class JamsApplication(EventSourcedApplication):
             raise PermissionDenied("guests write only in the jams that invited them", field=field)
         if principal.kind == "alumni":
             raise PermissionDenied("alumni may read jams but not take part", field=field)
+
+    def _check_guidelines(self, principal: Principal) -> None:
+        """Ideas, threads and replies are read by the whole jam: an employee writes them after
+        accepting the current participation guidelines (watercooler.guidelines). A guest has no
+        profile to record an acceptance on; their invitation is their terms."""
+        if principal.kind != "guest":
+            self.guidelines.require(principal)
 
     def _require_voter(self, principal: Principal, jam: Jam, field: str = "jam") -> None:
         self._require_participant(principal, jam, field)
@@ -173,7 +182,9 @@ class JamsApplication(EventSourcedApplication):
             jam = self._jam(jam_id, "parent")
             self._require_participant(ctx.principal, jam, "parent")
             as_host = jam.is_host(ctx.principal.subject) or ctx.principal.is_service
-            return Idea.propose(jam, uuid7(), title, description, ctx.principal.subject, as_host, forum_id, now())
+            idea = Idea.propose(jam, uuid7(), title, description, ctx.principal.subject, as_host, forum_id, now())
+            self._check_guidelines(ctx.principal)
+            return idea
 
         return self.run_command(ctx, "CreateIdea", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -391,10 +402,12 @@ class JamsApplication(EventSourcedApplication):
                 self._check_open(ctx.principal, idea, f"jams/{jam_id}/ideas/{idea_id}", "idea")
                 if idea.merged_into:
                     raise FailedPrecondition(f"idea {idea_id} was merged into {idea.merged_into}; discuss it there", field="idea")
-            return Thread(
+            thread = Thread(
                 jam_id=jam_id, thread_id=uuid7(), forum_id=forum_id, idea_id=idea_id, title=text("title", title, required=True),
                 body=text("body", body, required=True, multiline=True), author=ctx.principal.subject, author_kind=ctx.principal.kind,
             )
+            self._check_guidelines(ctx.principal)
+            return thread
 
         return self.run_command(ctx, "CreateThread", request_fingerprint, decide)  # type: ignore[return-value]
 
@@ -405,10 +418,12 @@ class JamsApplication(EventSourcedApplication):
             thread = self.load(thread_aggregate_id(jam_id, thread_id), Thread, f"jams/{jam_id}/threads/{thread_id}", field="parent")
             self._check_open(ctx.principal, thread, f"jams/{jam_id}/threads/{thread_id}", "parent")
             jam.require_phase(now(), OPEN, action="reply", field="parent")
-            return Reply(
+            reply = Reply(
                 jam_id=jam_id, thread_id=thread_id, reply_id=uuid7(), forum_id=thread.forum_id, idea_id=thread.idea_id,
                 body=text("body", body, required=True, multiline=True), author=ctx.principal.subject, author_kind=ctx.principal.kind,
             )
+            self._check_guidelines(ctx.principal)
+            return reply
 
         return self.run_command(ctx, "CreateReply", request_fingerprint, decide)  # type: ignore[return-value]
 

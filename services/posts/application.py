@@ -21,8 +21,9 @@ from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.guidelines import GuidelinesAcceptance
 from watercooler.moderation import FLAG_THRESHOLD, flag_threshold
-from watercooler.visibility import PUBLIC, Content, may_see_content
+from watercooler.visibility import INTERNAL, PRIVATE, PUBLIC, Content, may_see_content
 
 from .domainmodel import (
     COMMUNITY,
@@ -124,10 +125,14 @@ def may_read(principal: Principal, visibility: str, community: str, author_id: s
 class PostsApplication(EventSourcedApplication):
     service_name = "posts"
 
-    def __init__(self, settings: Settings, profiles: ProfileDirectory | None = None, membership: CommunityMembership | None = None):
+    def __init__(
+        self, settings: Settings, profiles: ProfileDirectory | None = None, membership: CommunityMembership | None = None,
+        guidelines: GuidelinesAcceptance | None = None,
+    ):
         super().__init__(settings)
         self.profiles = profiles or ProfileDirectory(settings)
         self.membership = membership or CommunityMembership(settings)
+        self.guidelines = guidelines or GuidelinesAcceptance(settings, "posts")
         self.flag_threshold = flag_threshold()
         # Comment targets by collection (the first segment of the resource name). The wiki and
         # media code registers its own: ``app.comment_targets["spaces"] = resolver`` where the
@@ -170,6 +175,12 @@ class PostsApplication(EventSourcedApplication):
         if not self.membership.is_member(item.community, principal.subject):
             raise PermissionDenied(f"only members of communities/{item.community} may publish to it", field="community")
 
+    def _check_guidelines(self, principal: Principal, item: Any) -> None:
+        """What another person can see is written only after accepting the current participation
+        guidelines (watercooler.guidelines); a private draft or a PRIVATE item is nobody else's."""
+        if getattr(item, "state", PUBLISHED) == PUBLISHED and item.visibility != PRIVATE:
+            self.guidelines.require(principal)
+
     # --- blogs --------------------------------------------------------------------------------------
     def create_blog(self, ctx: CommandContext, fields: dict[str, Any], request_fingerprint: str) -> Blog:
         self._refuse_guest(ctx.principal)
@@ -188,6 +199,7 @@ class PostsApplication(EventSourcedApplication):
                 handle, fields.get("title", ""), fields.get("description", ""), owner, fields.get("visibility", ""), fields.get("community", ""), principal.kind
             )
             self._check_may_publish(principal, blog)
+            self._check_guidelines(principal, blog)
             return blog
 
         try:
@@ -214,6 +226,7 @@ class PostsApplication(EventSourcedApplication):
             before = (blog.visibility, blog.community)
             blog.edit(ctx.principal.subject, fields)
             self._check_may_publish(ctx.principal, blog, before)
+            self._check_guidelines(ctx.principal, blog)
             return blog
 
         return self.run_command(ctx, "UpdateBlog", request_fingerprint, decide)  # type: ignore[return-value]
@@ -230,6 +243,7 @@ class PostsApplication(EventSourcedApplication):
             values = validate_post_fields(fields, ctx.principal.kind)
             post = Post.create(blog.handle, ctx.principal.subject, values)
             self._check_may_publish(ctx.principal, post)
+            self._check_guidelines(ctx.principal, post)
             return post
 
         return self.run_command(ctx, "CreatePost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -244,9 +258,10 @@ class PostsApplication(EventSourcedApplication):
         self._refuse_guest(ctx.principal)
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
-            current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community")}
+            current = {name: getattr(post, name) for name in ("title", "body", "tags", "visibility", "community", "classification")}
             post.edit(ctx.principal.subject, validate_post_fields(fields, ctx.principal.kind, current))
             self._check_may_publish(ctx.principal, post, (current["visibility"], current["community"]))
+            self._check_guidelines(ctx.principal, post)
             return post
 
         return self.run_command(ctx, "UpdatePost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -256,6 +271,7 @@ class PostsApplication(EventSourcedApplication):
         def decide() -> Post:
             post = self._own(ctx.principal, Post, "posts", post_id, etag)
             post.publish(ctx.principal.subject, ctx.principal.kind, _now())
+            self._check_guidelines(ctx.principal, post)
             return post
 
         return self.run_command(ctx, "PublishPost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -306,8 +322,10 @@ class PostsApplication(EventSourcedApplication):
                     other = self._micropost(fields[field_name], principal, field_name)
                     if other.hidden:
                         raise FailedPrecondition(f"microposts/{fields[field_name]} is hidden", field=field_name)
-            micropost = Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community)
+            micropost = Micropost.create(principal.subject, text_value, mentions, fields.get("reply_to", ""), fields.get("repost_of", ""), visibility, community,
+                                         fields.get("classification", INTERNAL))
             self._check_may_publish(principal, micropost)
+            self._check_guidelines(principal, micropost)
             return micropost
 
         return self.run_command(ctx, "CreateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -324,6 +342,7 @@ class PostsApplication(EventSourcedApplication):
                 if self.profiles.lookup(handle) is None:
                     raise InvalidArgument(f"@{handle} is not a known profile", field="text")
             micropost.edit(ctx.principal.subject, text_value, mentions)
+            self._check_guidelines(ctx.principal, micropost)
             return micropost
 
         return self.run_command(ctx, "UpdateMicropost", request_fingerprint, decide)  # type: ignore[return-value]
@@ -360,6 +379,7 @@ class PostsApplication(EventSourcedApplication):
                     raise InvalidArgument(f"comments/{parent_id} is about {parent.target}, not {target}", field="parent")
             comment = Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
             self._check_community_open(self._community_of(comment))
+            self._check_guidelines(principal, comment)
             return comment
 
         return self.run_command(ctx, "CreateComment", request_fingerprint, decide)  # type: ignore[return-value]
@@ -391,6 +411,7 @@ class PostsApplication(EventSourcedApplication):
         def decide() -> Comment:
             comment = self._own(ctx.principal, Comment, "comments", comment_id, etag)
             comment.edit(ctx.principal.subject, body)
+            self._check_guidelines(ctx.principal, comment)
             return comment
 
         return self.run_command(ctx, "UpdateComment", request_fingerprint, decide)  # type: ignore[return-value]
@@ -482,6 +503,7 @@ class PostsApplication(EventSourcedApplication):
             else:
                 bookmark = Bookmark(owner_id=principal.subject, url=url, **values)
             self._check_may_publish(principal, bookmark)
+            self._check_guidelines(principal, bookmark)
             return bookmark
 
         return self.run_command(ctx, "CreateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
@@ -496,9 +518,10 @@ class PostsApplication(EventSourcedApplication):
         self._refuse_guest(ctx.principal)
         def decide() -> Bookmark:
             bookmark = self._own(ctx.principal, Bookmark, "bookmarks", bookmark_id_, etag)
-            current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community")}
+            current = {name: getattr(bookmark, name) for name in ("title", "tags", "notes", "visibility", "community", "classification")}
             bookmark.edit(ctx.principal.subject, validate_bookmark_fields(fields, ctx.principal.kind, current))
             self._check_may_publish(ctx.principal, bookmark, (current["visibility"], current["community"]))
+            self._check_guidelines(ctx.principal, bookmark)
             return bookmark
 
         return self.run_command(ctx, "UpdateBookmark", request_fingerprint, decide)  # type: ignore[return-value]
@@ -672,6 +695,7 @@ def audience_of(item: Any) -> Content:
     return Content(
         item.visibility, item.community, item.owner_id if isinstance(item, Bookmark) else item.author_id,
         published=getattr(item, "state", PUBLISHED) == PUBLISHED, hidden=getattr(item, "hidden", False), deleted=getattr(item, "deleted", False),
+        classification=getattr(item, "classification", INTERNAL),
     )
 
 

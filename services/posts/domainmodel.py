@@ -18,7 +18,7 @@ from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgumen
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.moderation import Flaggable as _Flaggable
 from watercooler.text import clean, has_control_characters
-from watercooler.visibility import COMMUNITY, INTERNAL, PUBLISHED
+from watercooler.visibility import CLASSIFICATIONS, COMMUNITY, INTERNAL, PUBLISHED, classification_conflict
 from watercooler.visibility import CONTENT_VISIBILITIES as VISIBILITIES
 from watercooler.visibility import PRIVATE as PRIVATE  # re-exported for the service
 from watercooler.visibility import PUBLIC as PUBLIC
@@ -260,7 +260,18 @@ class Blog(EventSourcedAggregate):
 
 
 # --- blog posts ---------------------------------------------------------------------------------
-POST_FIELDS = ("title", "body", "tags", "visibility", "community")
+POST_FIELDS = ("title", "body", "tags", "visibility", "community", "classification")
+
+
+def classification(visibility: str, label: str, only_visibility_changed: bool = False) -> str:
+    """A known label that the visibility allows (watercooler.visibility.classification_conflict);
+    a refusal names what the request changed: the visibility, or else the label."""
+    if label not in CLASSIFICATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
+    conflict = classification_conflict(visibility, label)
+    if conflict:
+        raise InvalidArgument(conflict, field="visibility" if only_visibility_changed else "classification")
+    return label
 
 
 def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -276,6 +287,11 @@ def validate_post_fields(fields: dict[str, Any], principal_kind: str, current: d
         values["visibility"], values["community"] = audience(
             fields.get("visibility", values.get("visibility", "")), fields.get("community", values.get("community", "")), principal_kind
         )
+    if "classification" in fields:
+        values["classification"] = fields["classification"]
+    values["classification"] = classification(
+        values.get("visibility", ""), values.get("classification", INTERNAL), "visibility" in fields and "classification" not in fields
+    )
     if current is None:
         if "title" not in values:
             raise InvalidArgument("is required", field="title")
@@ -290,7 +306,9 @@ class Post(Flaggable):
     ANSWERING_FIELDS = ("title", "body")
 
     @event("PostCreated")
-    def __init__(self, blog: str, author_id: str, title: str, body: str, tags: list[str], visibility: str, community: str):
+    def __init__(self, blog: str, author_id: str, title: str, body: str, tags: list[str], visibility: str, community: str, classification: str = INTERNAL):
+        # classification: INTERNAL for a post created before labels existed.
+        self.classification = classification
         self.blog = blog
         self.author_id = author_id
         self.title = title
@@ -306,6 +324,7 @@ class Post(Flaggable):
 
     @classmethod
     def create(cls, blog: str, author_id: str, values: dict[str, Any]) -> Post:
+        values = {"classification": INTERNAL, **values}  # unlabelled: INTERNAL
         return cls(blog=blog, author_id=author_id, **{name: values[name] for name in POST_FIELDS})
 
     def _check_author(self, person_id: str, field: str = "name", moderator: bool = False) -> None:
@@ -316,14 +335,18 @@ class Post(Flaggable):
 
     def edit(self, person_id: str, values: dict[str, Any]) -> None:
         self._check_author(person_id)
+        values = {name: values.get(name, getattr(self, name)) for name in POST_FIELDS}  # what is not given stays
         changed = [name for name in POST_FIELDS if values[name] != getattr(self, name)]
         if not changed:
             return
-        self._edited(changed_fields=changed, revision=self.revision + 1, **{name: values[name] for name in POST_FIELDS})
+        self._edited(changed_fields=changed, revision=self.revision + 1, **values)
         self._author_edited(changed)
 
     @event("PostEdited")
-    def _edited(self, changed_fields: list[str], title: str, body: str, tags: list[str], visibility: str, community: str, revision: int) -> None:
+    def _edited(
+        self, changed_fields: list[str], title: str, body: str, tags: list[str], visibility: str, community: str, revision: int, classification: str = INTERNAL
+    ) -> None:
+        self.classification = classification
         self.title, self.body, self.tags = title, body, list(tags)
         self.visibility, self.community = visibility, community
         self.revision = revision
@@ -355,7 +378,11 @@ class Micropost(Flaggable):
     ANSWERING_FIELDS = ("text",)
 
     @event("MicropostCreated")
-    def __init__(self, author_id: str, text: str, mentions: list[str], hashtags: list[str], reply_to: str, repost_of: str, visibility: str, community: str):
+    def __init__(
+        self, author_id: str, text: str, mentions: list[str], hashtags: list[str], reply_to: str, repost_of: str, visibility: str, community: str,
+        classification: str = INTERNAL,
+    ):
+        self.classification = classification  # INTERNAL for a micropost written before labels existed
         self.author_id = author_id
         self.text = text
         self.mentions = list(mentions)
@@ -368,8 +395,11 @@ class Micropost(Flaggable):
         self._init_flags()
 
     @classmethod
-    def create(cls, author_id: str, body: str, mentions: list[str], reply_to: str, repost_of: str, visibility: str, community: str) -> Micropost:
+    def create(
+        cls, author_id: str, body: str, mentions: list[str], reply_to: str, repost_of: str, visibility: str, community: str, label: str = INTERNAL
+    ) -> Micropost:
         body = text("text", body, LIMITS["text"], required=not repost_of, multiline=True)
+        label = classification(visibility, label)
         return cls(
             author_id=author_id,
             text=body,
@@ -379,6 +409,7 @@ class Micropost(Flaggable):
             repost_of=repost_of,
             visibility=visibility,
             community=community,
+            classification=label,
         )
 
     def delete(self, person_id: str, moderator: bool = False) -> None:
@@ -527,7 +558,7 @@ class Like(EventSourcedAggregate):
 
 
 # --- bookmarks -----------------------------------------------------------------------------------
-BOOKMARK_FIELDS = ("title", "tags", "notes", "visibility", "community")
+BOOKMARK_FIELDS = ("title", "tags", "notes", "visibility", "community", "classification")
 
 
 def validate_bookmark_fields(fields: dict[str, Any], principal_kind: str, current: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -542,6 +573,11 @@ def validate_bookmark_fields(fields: dict[str, Any], principal_kind: str, curren
         values["visibility"], values["community"] = audience(
             fields.get("visibility", values.get("visibility", "")), fields.get("community", values.get("community", "")), principal_kind
         )
+    if "classification" in fields:
+        values["classification"] = fields["classification"]
+    values["classification"] = classification(
+        values.get("visibility", ""), values.get("classification", INTERNAL), "visibility" in fields and "classification" not in fields
+    )
     if current is None:
         values.setdefault("title", "")
         values.setdefault("tags", [])
@@ -559,7 +595,8 @@ class Bookmark(Flaggable):
         return bookmark_id(owner_id, url)
 
     @event("BookmarkCreated")
-    def __init__(self, owner_id: str, url: str, title: str, tags: list[str], notes: str, visibility: str, community: str):
+    def __init__(self, owner_id: str, url: str, title: str, tags: list[str], notes: str, visibility: str, community: str, classification: str = INTERNAL):
+        self.classification = classification  # INTERNAL for a bookmark saved before labels existed
         self.owner_id = owner_id
         self.author_id = owner_id
         self.url = url
@@ -574,11 +611,13 @@ class Bookmark(Flaggable):
     def resave(self, values: dict[str, Any]) -> None:
         if not self.deleted:
             raise AlreadyExists("you already saved this link", field="url")
+        values = {"classification": INTERNAL, **values}  # saved anew: INTERNAL unless labelled
         self._resaved(**{name: values[name] for name in BOOKMARK_FIELDS})
 
     @event("BookmarkResaved")
-    def _resaved(self, title: str, tags: list[str], notes: str, visibility: str, community: str) -> None:
+    def _resaved(self, title: str, tags: list[str], notes: str, visibility: str, community: str, classification: str = INTERNAL) -> None:
         self.title, self.tags, self.notes, self.visibility, self.community = title, list(tags), notes, visibility, community
+        self.classification = classification
         self.deleted = False
 
     def _check_owner(self, person_id: str, moderator: bool = False) -> None:
@@ -589,15 +628,17 @@ class Bookmark(Flaggable):
 
     def edit(self, person_id: str, values: dict[str, Any]) -> None:
         self._check_owner(person_id)
+        values = {name: values.get(name, getattr(self, name)) for name in BOOKMARK_FIELDS}  # what is not given stays
         changed = [name for name in BOOKMARK_FIELDS if values[name] != getattr(self, name)]
         if not changed:
             return
-        self._edited(changed_fields=changed, **{name: values[name] for name in BOOKMARK_FIELDS})
+        self._edited(changed_fields=changed, **values)
         self._author_edited(changed)
 
     @event("BookmarkEdited")
-    def _edited(self, changed_fields: list[str], title: str, tags: list[str], notes: str, visibility: str, community: str) -> None:
+    def _edited(self, changed_fields: list[str], title: str, tags: list[str], notes: str, visibility: str, community: str, classification: str = INTERNAL) -> None:
         self.title, self.tags, self.notes, self.visibility, self.community = title, list(tags), notes, visibility, community
+        self.classification = classification
 
     def delete(self, person_id: str, moderator: bool = False) -> None:
         self._check_owner(person_id, moderator)

@@ -27,10 +27,15 @@ from .application import PostsApplication
 from .domainmodel import PUBLISHED, Blog, Bookmark, Comment, Flaggable, Micropost, Post
 
 Visibility = pb.Audience.Visibility
+Label = pb.Classification.Label
 
 
 def _visibility(value: int) -> str:
     return enum_name(Visibility, value, "visibility")
+
+
+def _classification(value: int) -> str:
+    return enum_name(Label, value, "classification", zero="INTERNAL")
 
 
 def _community_in(name: str) -> str:
@@ -82,6 +87,7 @@ def post_proto(post: Post) -> pb.Post:
         tags=post.tags,
         visibility=Visibility.Value(post.visibility),
         community=_community_out(post.community),
+        classification=Label.Value(post.classification),
         state=pb.Post.PUBLISHED if post.state == PUBLISHED else pb.Post.DRAFT,
         revision=post.revision,
         hidden=post.hidden,
@@ -106,6 +112,7 @@ def micropost_proto(micropost: Micropost) -> pb.Micropost:
         repost_of=f"microposts/{micropost.repost_of}" if micropost.repost_of else "",
         visibility=Visibility.Value(micropost.visibility),
         community=_community_out(micropost.community),
+        classification=Label.Value(micropost.classification),
         hidden=micropost.hidden,
         hide_reason=micropost.hide_reason,
         deleted=micropost.deleted,
@@ -139,6 +146,7 @@ def bookmark_proto(bookmark: Bookmark) -> pb.Bookmark:
         tags=bookmark.tags,
         notes=bookmark.notes,
         visibility=Visibility.Value(bookmark.visibility),
+        classification=Label.Value(bookmark.classification),
         community=_community_out(bookmark.community),
         owner=f"profiles/{bookmark.owner_id}",
         hidden=bookmark.hidden,
@@ -194,7 +202,8 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
         post = request.post
         with fields_under("post", request_level=("request_id", "parent")):
             fields = dict(
-                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community)
+                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community),
+                classification=_classification(post.classification),
             )
             created = await in_thread(self.app.create_post, ctx, handle, fields, request_fingerprint(request))
         return post_proto(created)
@@ -204,12 +213,13 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
 
     async def UpdatePost(self, request, context):
         post_id = parse_name(request.post.name, "posts", field="post.name")
-        paths = _mask(request, ("title", "body", "tags", "visibility", "community"))
+        paths = _mask(request, ("title", "body", "tags", "visibility", "community", "classification"))
         ctx = command_context(context, request.request_id)
         post = request.post
         with fields_under("post"):
             values = dict(
-                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community)
+                title=post.title, body=post.body, tags=list(post.tags), visibility=_visibility(post.visibility), community=_community_in(post.community),
+                classification=_classification(post.classification),
             )
             fields = {name: values[name] for name in paths}
             updated = await in_thread(self.app.update_post, ctx, post_id, fields, post.etag, request_fingerprint(request))
@@ -250,6 +260,7 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
                 community=_community_in(m.community),
                 reply_to=parse_name(m.reply_to, "microposts", field="reply_to") if m.reply_to else "",
                 repost_of=parse_name(m.repost_of, "microposts", field="repost_of") if m.repost_of else "",
+                classification=_classification(m.classification),
             )
             created = await in_thread(self.app.create_micropost, ctx, fields, request_fingerprint(request))
         return micropost_proto(created)
@@ -328,7 +339,8 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
         b = request.bookmark
         with fields_under("bookmark"):
             fields = dict(
-                url=b.url, title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community)
+                url=b.url, title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community),
+                classification=_classification(b.classification),
             )
             created = await in_thread(self.app.create_bookmark, ctx, fields, request_fingerprint(request))
         return bookmark_proto(created)
@@ -338,11 +350,12 @@ class PostServicer(posts_pb2_grpc.PostServiceServicer):
 
     async def UpdateBookmark(self, request, context):
         bookmark_id = parse_name(request.bookmark.name, "bookmarks", field="bookmark.name")
-        paths = _mask(request, ("title", "tags", "notes", "visibility", "community"))
+        paths = _mask(request, ("title", "tags", "notes", "visibility", "community", "classification"))
         ctx = command_context(context, request.request_id)
         b = request.bookmark
         with fields_under("bookmark"):
-            values = dict(title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community))
+            values = dict(title=b.title, tags=list(b.tags), notes=b.notes, visibility=_visibility(b.visibility), community=_community_in(b.community),
+                          classification=_classification(b.classification))
             updated = await in_thread(self.app.update_bookmark, ctx, bookmark_id, {p: values[p] for p in paths}, b.etag, request_fingerprint(request))
         return bookmark_proto(updated)
 

@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate
 from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
+from watercooler.guidelines import check_accepted
 from watercooler.moderation import flag_threshold
 from watercooler.text import clean, has_control_characters
 from watercooler.visibility import Content, may_see_content
@@ -231,6 +232,20 @@ class ProfilesApplication(EventSourcedApplication):
             return ""  # an old status's URI names no media item: nobody can say who may see it
         item = self.media.lookup(photo, field="photo") if fresh else self.media.recent(photo)
         return photo if item is not None and item.visible_to(principal) else ""
+    def accept_guidelines(self, ctx: CommandContext, employee_id: str, version: str, request_fingerprint: str) -> Profile:
+        principal = ctx.principal
+        if not (principal.is_service or (principal.kind in ("employee", "alumni") and principal.subject == employee_id)):
+            raise PermissionDenied("only the person or a service may accept the guidelines for a profile", field="name")
+        version = (version or "").strip()
+        if not version:
+            raise InvalidArgument(f"is required: the version accepted (the current one is {self.settings.guidelines_version})", field="version")
+
+        def decide() -> Profile:
+            profile = self.get_profile(employee_id)
+            profile.accept_guidelines(version, self.settings.guidelines_version)
+            return profile
+
+        return self.run_command(ctx, "AcceptGuidelines", request_fingerprint, decide)  # type: ignore[return-value]
 
     # --- communities ----------------------------------------------------------------------------
     def create_community(self, ctx: CommandContext, community_id: str, fields: dict[str, str], owner_id: str, request_fingerprint: str) -> Community:
@@ -246,7 +261,8 @@ class ProfilesApplication(EventSourcedApplication):
             raise PermissionDenied("the creator is the first owner", field="owners")
 
         def decide() -> Community:
-            self._require_profile(owner_id, "owners")
+            owner = self._require_profile(owner_id, "owners")
+            check_accepted(principal, owner.guidelines_version, self.settings.guidelines_version)
             if self.exists(community_id_of(community_id)):
                 raise AlreadyExists(f"communities/{community_id} already exists", field="community_id")
             return Community.create(community_id, values, owner_id)
@@ -397,6 +413,8 @@ class ProfilesApplication(EventSourcedApplication):
 
         def decide() -> StatusUpdate:
             author = self._require_profile(author_id, "parent")
+            if values["visibility"] != "PRIVATE":  # a PRIVATE status is seen by nobody else
+                check_accepted(ctx.principal, author.guidelines_version, self.settings.guidelines_version)
             if author.state == ALUMNI and values["visibility"] in ("INTERNAL", "COMMUNITY"):
                 raise PermissionDenied("alumni may not publish internal content", field="visibility")
             if values["visibility"] == "COMMUNITY":

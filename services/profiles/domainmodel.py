@@ -239,6 +239,20 @@ class Profile(EventSourcedAggregate):
     @event("ProfilePhotoSet")
     def _photo_set(self, photo: str) -> None:
         self.photo = photo
+    # A profile saved before the guidelines existed has accepted none.
+    guidelines_version = ""
+
+    def accept_guidelines(self, version: str, current_version: str) -> None:
+        """Only the current version can be accepted (the one the person was shown); accepting
+        it again records nothing."""
+        if version != current_version:
+            raise FailedPrecondition(f"version {version} is not the current version of the guidelines; accept {current_version}", field="version", guidelines_version=current_version)
+        if version != self.guidelines_version:
+            self._accepted_guidelines(version=version)
+
+    @event("GuidelinesAccepted")
+    def _accepted_guidelines(self, version: str) -> None:
+        self.guidelines_version = version
 
     @property
     def etag(self) -> str:

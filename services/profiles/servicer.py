@@ -49,6 +49,7 @@ def to_proto(profile: Profile, photo: str = "") -> profiles_pb2.Profile:
         state=profiles_pb2.Profile.ALUMNI if profile.state == ALUMNI else profiles_pb2.Profile.ACTIVE,
         etag=profile.etag,
         photo=photo,
+        guidelines_version=profile.guidelines_version,
     )
     message.create_time.FromDatetime(profile.created_on)
     message.update_time.FromDatetime(profile.modified_on)
@@ -154,6 +155,11 @@ async def _photo_shown(app: ProfilesApplication, photo: str, fresh: bool = False
     from watercooler.auth import current_principal
 
     return await in_thread(app.photo_shown, current_principal(), photo, fresh)
+
+    async def AcceptGuidelines(self, request, context):
+        employee_id = parse_name(request.name, "profiles")
+        ctx = command_context(context, request.request_id)
+        return to_proto(await in_thread(self.app.accept_guidelines, ctx, employee_id, request.version, request_fingerprint(request)))
 
 
 # --- communities ------------------------------------------------------------------------------

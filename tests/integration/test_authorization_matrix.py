@@ -153,6 +153,12 @@ class World:
         self.former = self.new_open_community()
         for key in ("member", "alumni"):
             s.communities.JoinCommunity(cp.JoinCommunityRequest(name=self.former), metadata=platform.metadata(self.ids[key], "employee"))
+        # Before leaving, the alumnus wrote a CONFIDENTIAL post: leaving ends their reading of it.
+        as_leaver = platform.metadata(self.ids["alumni"], "employee")
+        leaver_blog = s.blog(as_leaver, visibility=V.INTERNAL)
+        self.confidential_post = s.post(as_leaver, leaver_blog, "Secret plans", "body")
+        s.posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=self.confidential_post, classification=pb.Classification.CONFIDENTIAL),
+                                                update_mask=FieldMask(paths=["classification"])), metadata=as_leaver)
         s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{self.ids['alumni']}", reason="moved on"), metadata=self.service)
         self.ids["guest"], self.ids["outsider"] = unique("g"), unique("g")
         self.guest_jams: list[str] = []
@@ -379,6 +385,13 @@ def _leave_company(w: World, who: str, row: Row, rpc: str):
     return code(w.s.profiles.LeaveCompany, prp.LeaveCompanyRequest(name=f"profiles/{person}", reason="bye"), as_person if who == "owner" else w.md(who))
 
 
+@scenario("AcceptGuidelines")
+def _accept_guidelines(w: World, who: str, row: Row, rpc: str):
+    person, as_person = w.person()
+    request = prp.AcceptGuidelinesRequest(name=f"profiles/{person}", version=w.platform.settings.guidelines_version)
+    return code(w.s.profiles.AcceptGuidelines, request, as_person if who == "owner" else w.md(who))
+
+
 @scenario("CreateCommunity")
 def _create_community(w: World, who: str, row: Row, rpc: str):
     owners = [w.profile("owner")] if who == "service" else []
@@ -568,7 +581,8 @@ def _create_post(w: World, who: str, row: Row, rpc: str):
 @scenario("GetPost", "ListPostRevisions")
 def _read_post(w: World, who: str, row: Row, rpc: str):
     if rpc == "GetPost":
-        return code(w.s.posts.GetPost, pb.GetPostRequest(name=w.former_post if row.says("*D*") else w.post), w.md(who))
+        post = w.confidential_post if row.says("CONFIDENTIAL") else w.former_post if row.says("*D*") else w.post
+        return code(w.s.posts.GetPost, pb.GetPostRequest(name=post), w.md(who))
     return code(w.s.posts.ListPostRevisions, pb.ListPostRevisionsRequest(parent=w.post), w.md(who))
 
 

@@ -35,6 +35,7 @@ def people(platform):
         ids = [unique("c") for _ in range(n)]
         for employee in ids:
             stub.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=employee, display_name=f"Person {employee}")), metadata=platform.metadata())
+            platform.accept_guidelines(employee)
         return ids
 
     return make

@@ -123,6 +123,7 @@ def test_posts_calls_profiles_with_a_service_token_profiles_accepts(running: Run
     profiles = prg.ProfileServiceStub(running.channels["profiles"])
     posts = pg.PostServiceStub(running.channels["posts"])
     call(profiles.CreateProfile, prp.CreateProfileRequest(profile=prp.Profile(employee_id=alice, display_name="Alice Example")), as_alice)
+    call(profiles.AcceptGuidelines, prp.AcceptGuidelinesRequest(name=f"profiles/{alice}", version=running.pods["profiles"].settings().guidelines_version), as_alice)
     # Creating a blog makes posts look its owner up in profiles, with its own service token.
     blog = call(posts.CreateBlog, pb.CreateBlogRequest(blog=pb.Blog(handle=f"b-{alice}", title="Notes", visibility=pb.Audience.INTERNAL)), as_alice)
     # (Had profiles refused the token, the lookup would have failed and so would the blog.)

@@ -167,6 +167,7 @@ def test_v1_store_relay_and_projection_rebuild(scratch):
     # namespace runs no media library to check one against).
     ctx = CommandContext(Principal("hr-feed", "service"), request_id="r1")
     app.create_profile(ctx, "ada", {"display_name": "Ada"}, "fp0")
+    app.accept_guidelines(ctx, "ada", scratch.guidelines_version, "fpa")  # before she publishes
     fresh = app.create_status_update(CommandContext(Principal("ada", "employee"), request_id="r2"), "ada", {"text": "posted by v3", "photo": "", "visibility": "PUBLIC", "community_id": ""}, "fp1")
 
     # The relay publishes all three as schema_version 3.

@@ -92,7 +92,7 @@ def test_another_persons_draft_answers_not_found_to_comment_rate_and_flag(platfo
 
 def test_a_guest_voting_for_an_idea_of_another_jam_gets_what_a_made_up_idea_gets(platform):
     jams = platform.stub(jg.JamServiceStub, "jams")
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, _ = open_jam(jams, host, ideas=1)
     _, other_ideas = open_jam(jams, host, ideas=1)
     guest = platform.metadata(unique("guest"), "guest", jams=(jam_id,))
@@ -127,7 +127,7 @@ def test_someones_invite_only_communities_are_listed_to_their_members_and_servic
 def test_guests_write_nothing_outside_their_jam_but_still_read_public_content(platform):
     posts = platform.stub(pg.PostServiceStub, "posts")
     jams = platform.stub(jg.JamServiceStub, "jams")
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, _ = open_jam(jams, host, ideas=0)
     guest = platform.metadata(unique("guest"), "guest", jams=(jam_id,))
     _, as_ana = person(platform, "Ana Public")

@@ -160,7 +160,7 @@ def create_viewed_page(platform, prefix: str) -> tuple[str, str]:
     """An INTERNAL wiki page of this fault's own (its views are counted apart from every
     other test's) and the employee who views it."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
-    author = platform.metadata(f"{prefix}-author", "employee")
+    author = platform.author(f"{prefix}-author")
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=f"{prefix}-space", display_name="Fault load", visibility=wp.INTERNAL)), metadata=author)
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"Viewed under {prefix}", body="x")), metadata=author)
     return page.name, f"{prefix}-viewer"

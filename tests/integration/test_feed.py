@@ -36,6 +36,7 @@ def people(platform):
         ids = [unique("f") for _ in range(n)]
         for employee in ids:
             stub.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=employee, display_name=f"Feeder {employee}")), metadata=platform.metadata())
+            platform.accept_guidelines(employee)
         return ids
 
     return make

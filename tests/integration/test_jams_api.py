@@ -99,7 +99,7 @@ def recount(platform, jam_id: str, closed_at: dt.datetime) -> Counter:
 
 
 def test_phases_move_on_schedule_even_across_a_restart(platform, jams):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id = unique()
     created = jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Schedule", open_time=ts(3), voting_time=ts(6), close_time=ts(16))), metadata=host)
     assert created.phase == jp.SCHEDULED and created.vote_budget == 10 and created.top_n == 10
@@ -142,7 +142,7 @@ def test_phases_move_on_schedule_even_across_a_restart(platform, jams):
 
 def test_host_moves_every_phase_and_actions_outside_their_phase_fail(platform, jams):
     host_id = unique("host")
-    host = platform.metadata(host_id, "employee")
+    host = platform.author(host_id)
     jam_id = unique()
     draft = jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Draft first")), metadata=host)
     assert draft.phase == jp.DRAFT and list(draft.hosts) == [host_id]
@@ -172,7 +172,7 @@ def test_host_moves_every_phase_and_actions_outside_their_phase_fail(platform, j
 
 
 def test_votes_budget_change_withdraw_and_results_equal_a_recount_from_kafka(platform, jams):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, ideas = open_jam(jams, host, budget=2, top_n=3, ideas=5)
     jam_name = f"jams/{jam_id}"
     voters = [platform.metadata(unique("emp"), "employee") for _ in range(6)]
@@ -242,7 +242,7 @@ def test_votes_budget_change_withdraw_and_results_equal_a_recount_from_kafka(pla
 
 
 def test_merged_votes_carry_over_without_counting_anyone_twice(platform, jams):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, ideas = open_jam(jams, host, budget=2, ideas=3)
     jam_name = f"jams/{jam_id}"
     a, b, c = ideas
@@ -275,7 +275,7 @@ def test_merged_votes_carry_over_without_counting_anyone_twice(platform, jams):
 
 
 def test_guests_redeem_single_use_codes_and_reach_only_their_jam(platform, jams):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, ideas = open_jam(jams, host, ideas=1)
     other_id, _ = open_jam(jams, host, ideas=1)
     jam_name = f"jams/{jam_id}"
@@ -311,9 +311,10 @@ def test_guests_redeem_single_use_codes_and_reach_only_their_jam(platform, jams)
 
 
 def test_demo_jam_seeds_once(platform, jams):
-    from watercooler.seed import seed_jam
+    from watercooler.seed import seed_jam, seed_profiles
 
     seed = int(uuid.uuid4().int % 100000)
+    seed_profiles(platform.settings, 3, seed=seed)  # the seeded people who start threads (as `make run` seeds them)
     assert seed_jam(platform.settings, 3, seed=seed) == 15  # 12 projects, 3 threads
     assert seed_jam(platform.settings, 3, seed=seed) == 0
     demo = jams.GetJam(jp.GetJamRequest(name=f"jams/innovation-jam-{seed}"), metadata=platform.metadata("e000001", "employee"))
@@ -321,7 +322,7 @@ def test_demo_jam_seeds_once(platform, jams):
 
 
 def test_list_jams_pages_through_what_the_caller_may_see(platform, jams):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     mine = [jams.CreateJam(jp.CreateJamRequest(jam_id=unique(), jam=jp.Jam(title=f"Listed {n}")), metadata=host).name for n in range(3)]
     seen: list[str] = []
     token = ""

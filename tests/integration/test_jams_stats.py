@@ -43,12 +43,12 @@ def leaderboard_of(search, jam_name: str, metadata) -> sp.JamLeaderboard:
 
 
 def test_pulse_tone_leaderboard_and_exports(platform, jams, search):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, ideas = open_jam(jams, host, budget=3, ideas=3)
     jam_name = f"jams/{jam_id}"
     for forum_id, title in (("gripes", "Gripes"), ("hopes", "Hopes")):
         jams.CreateForum(jp.CreateForumRequest(parent=jam_name, forum_id=forum_id, forum=jp.Forum(title=title)), metadata=host)
-    people = [platform.metadata(unique("emp"), "employee") for _ in range(3)]
+    people = [platform.author(unique("emp")) for _ in range(3)]
     angry = jams.CreateThread(jp.CreateThreadRequest(parent=jam_name, thread=jp.Thread(forum=f"{jam_name}/forums/gripes", title="This is awful",
                               body="Terrible process, nobody listens, I hate these useless meetings.")), metadata=people[0])
     jams.CreateReply(jp.CreateReplyRequest(parent=angry.name, reply=jp.Reply(body="Awful and sad. Worst tooling ever.")), metadata=people[1])
@@ -128,7 +128,7 @@ def test_pulse_tone_leaderboard_and_exports(platform, jams, search):
 
 
 def test_leaderboard_stays_exact_when_the_stats_worker_is_killed(platform, jams, search):
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, ideas = open_jam(jams, host, budget=2, ideas=3)
     jam_name = f"jams/{jam_id}"
     jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=jam_name, phase=jp.OPEN), metadata=host)

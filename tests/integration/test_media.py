@@ -33,7 +33,7 @@ def test_media_lifecycle(platform):
     media = platform.stub(mg.MediaServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     owner, other, guest = unique("m"), unique("o"), unique("g")
-    md, md_other, md_guest = platform.metadata(owner, "employee"), platform.metadata(other, "employee"), platform.metadata(guest, "guest")
+    md, md_other, md_guest = platform.author(owner), platform.author(other), platform.metadata(guest, "guest")
     tag = unique("tag")
 
     video = media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=item(tags=[tag, "Jam"]), request_id=str(uuid.uuid4())), metadata=md)
@@ -72,7 +72,7 @@ def test_media_bad_input_is_named_and_stores_nothing(platform):
     media = platform.stub(mg.MediaServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     owner = unique("m")
-    md = platform.metadata(owner, "employee")
+    md = platform.author(owner)
     for overrides, field in [
         ({"kind": mp.MediaItem.KIND_UNSPECIFIED}, "media_item.kind"),
         ({"size_bytes": 0}, "media_item.size_bytes"),

@@ -194,6 +194,9 @@ def test_a_whole_platform_over_mutual_tls_serves_end_to_end_and_refuses_clients_
         for person in (ana, mia, olaf):
             profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=person, display_name=person, department=department)),
                                    metadata=platform.metadata(), timeout=10)
+        for person in (ana, mia, olaf):  # they write what others read
+            profiles.AcceptGuidelines(pp.AcceptGuidelinesRequest(name=f"profiles/{person}", version=platform.settings.guidelines_version),
+                                      metadata=platform.metadata(), timeout=10)
         as_ana, as_mia, as_olaf = (platform.metadata(p, "employee") for p in (ana, mia, olaf))
         community = communities.CreateCommunity(
             cp.CreateCommunityRequest(community=cp.Community(community_id=f"tls-{tag}", display_name="Guild", access=cp.Community.OPEN)), metadata=as_ana, timeout=10

@@ -34,7 +34,10 @@ def search(platform):
     return platform.stub(sg.SearchServiceStub, "search")
 
 
-def person(platform, display_name: str, sort_name: str = "", kind: str = "employee", department: str = "Research", country: str = "DE"):
+def person(
+    platform, display_name: str, sort_name: str = "", kind: str = "employee", department: str = "Research", country: str = "DE", accepted: bool = True
+):
+    """A new profile and its metadata; ``accepted``: it has accepted the participation guidelines."""
     employee = unique("p")
     platform.stub(ppg.ProfileServiceStub, "profiles").CreateProfile(
         pp.CreateProfileRequest(
@@ -42,6 +45,8 @@ def person(platform, display_name: str, sort_name: str = "", kind: str = "employ
         ),
         metadata=platform.metadata(),
     )
+    if accepted:
+        platform.accept_guidelines(employee)
     return employee, platform.metadata(employee, kind)
 
 

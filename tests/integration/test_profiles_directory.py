@@ -204,6 +204,7 @@ def test_alumni_stay_readable_and_searchable_can_connect_but_not_publish_interna
     assert [p.profile for p in search.FindExperts(sp.FindExpertsRequest(topic="cobol", include_alumni=True), metadata=stranger).people] == [f"profiles/{leaver}"]
 
     graph = platform.stub(gg.GraphServiceStub, "profiles")
+    platform.accept_guidelines(leaver)
     as_alumnus = platform.metadata(leaver, "alumni")
     asked = graph.RequestConnection(gp.RequestConnectionRequest(parent=f"profiles/{leaver}", target=f"profiles/{friend}"), metadata=as_alumnus)
     assert asked.state == gp.Connection.PENDING

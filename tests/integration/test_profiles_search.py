@@ -29,6 +29,7 @@ def test_experts_rank_declared_tags_then_writers_then_mentions(platform):
     profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=private_writer, display_name="Secret Writer")), metadata=service)
     profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=bio_only, display_name="Bio Mention", bio=f"Once heard of {topic}.")), metadata=service)
     profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=nobody, display_name="Nobody Special")), metadata=service)
+    platform.accept_guidelines(writer)
     for i in range(3):
         posts.CreateMicropost(posts_pb2.CreateMicropostRequest(micropost=posts_pb2.Micropost(text=f"more about #{topic} ({i})", visibility=posts_pb2.Audience.INTERNAL)), metadata=platform.metadata(writer, "employee"))
     posts.CreateMicropost(posts_pb2.CreateMicropostRequest(micropost=posts_pb2.Micropost(text=f"#{topic} notes to self", visibility=posts_pb2.Audience.PRIVATE)), metadata=platform.metadata(private_writer, "employee"))

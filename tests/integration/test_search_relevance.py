@@ -58,6 +58,7 @@ def world(platform):
     media = platform.stub(mg.MediaServiceStub, "posts")
     me = unique("e")
     profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=me, display_name="Rel Tester", department="QA")), metadata=platform.metadata())
+    platform.accept_guidelines(me)
     md = platform.metadata(me, "employee")
     w = {k: word() for k in ("stem", "title", "page", "media", "comment", "page_plain", "media_plain", "comment_plain")}
 

@@ -62,6 +62,7 @@ class Stubs:
         employee = unique("e")
         self.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=employee, display_name=name, department=department, bio=bio)),
                                     metadata=self.platform.metadata())
+        self.platform.accept_guidelines(employee)  # they write what others read
         return employee, self.platform.metadata(employee, "employee")
 
     def blog(self, md, visibility=V.INTERNAL, community="") -> str:

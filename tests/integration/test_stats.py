@@ -47,7 +47,7 @@ def seed_company(platform) -> dict:
     video = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(title=f"Video {tag}", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4",
                                                                                           visibility=wp.INTERNAL, storage_uri="s3://b/v")), metadata=as_ana).name
     s.media.BatchRecordDownloads(mp.BatchRecordDownloadsRequest(downloads=[mp.Download(media_item=video)] * 2), metadata=as_bob)
-    host = platform.metadata(unique("host"), "employee")
+    host = platform.author(unique("host"))
     jam_id, ideas = open_jam(s.jams, host, budget=3, ideas=3)
     jam = f"jams/{jam_id}"
     s.jams.CreateThread(jp.CreateThreadRequest(parent=jam, thread=jp.Thread(idea=ideas[0], title="Wonderful idea", body="I love it, great and useful.")), metadata=as_ana)
@@ -114,6 +114,7 @@ def test_blog_stats_by_owner_department_and_country_comments_ratings_per_post_an
     person = unique("e")
     s.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=person, display_name="Zoë Abroad", department=abroad, country="pt")),
                              metadata=platform.metadata())
+    platform.accept_guidelines(person)
     as_zoe = platform.metadata(person, "employee")
     zoe_blog = s.blog(as_zoe)
     s.post(as_zoe, zoe_blog, "Olá", "body", tags=[tag])

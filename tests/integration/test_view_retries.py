@@ -31,6 +31,7 @@ def reader_and_page(platform, prefix: str) -> tuple[str, list, wp.Page]:
     platform.stub(pg.ProfileServiceStub, "profiles").CreateProfile(
         pp.CreateProfileRequest(profile=pp.Profile(employee_id=reader, display_name=reader, department="Research")), metadata=platform.metadata()
     )
+    platform.accept_guidelines(reader)
     md = platform.metadata(reader, "employee")
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique(f"{prefix}s"), display_name="Retries", visibility=wp.INTERNAL)), metadata=md)
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Retried", body="x")), metadata=md)

@@ -67,6 +67,7 @@ def test_views_are_counted_per_day_department_space_and_hidden_from_outsiders(pl
     researcher, seller, outsider = unique("r"), unique("s"), unique("x")
     for person, department in ((researcher, "Research"), (seller, "Sales")):
         profiles.CreateProfile(pp.CreateProfileRequest(profile=pp.Profile(employee_id=person, display_name=person, department=department)), metadata=svc)
+    platform.accept_guidelines(researcher)  # the researcher shares a space and a video
     md_r, md_s, md_x = (platform.metadata(p, "employee") for p in (researcher, seller, outsider))
 
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("v"), display_name="Views", visibility=wp.RESTRICTED, members=[seller])), metadata=md_r)
@@ -109,7 +110,7 @@ def test_views_are_counted_per_day_department_space_and_hidden_from_outsiders(pl
 def test_bad_views_are_refused_whole(platform, stubs):
     wiki, _, search = stubs
     author = unique("a")
-    md = platform.metadata(author, "employee")
+    md = platform.author(author)
     svc = platform.metadata("wiki-frontend", "service")
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("b"), display_name="Bad", visibility=wp.INTERNAL)), metadata=md)
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="P", body="x")), metadata=md)
@@ -140,7 +141,7 @@ def test_bad_views_are_refused_whole(platform, stubs):
 def test_burst_of_views_with_the_counter_killed_midway_counts_exactly(platform, stubs):
     wiki, _, search = stubs
     author = unique("a")
-    md = platform.metadata(author, "employee")
+    md = platform.author(author)
     svc = platform.metadata("wiki-frontend", "service")
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("burst"), display_name="Burst", visibility=wp.INTERNAL)), metadata=md)
     pages = [wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"Page {i}", body="x")), metadata=md).name for i in range(BURST_PAGES)]

@@ -175,7 +175,7 @@ def test_a_comment_on_a_restricted_page_is_read_by_the_space_members(platform):
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     posts = platform.stub(pg.PostServiceStub, "posts")
     owner, writer, member = unique("o"), unique("w"), unique("m")
-    md_owner, md_writer, md_member = (platform.metadata(p, "employee") for p in (owner, writer, member))
+    md_owner, md_writer, md_member = (platform.author(p) for p in (owner, writer, member))
     space_id = unique("sp-")
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=space_id, display_name=f"Space {space_id}", visibility=wp.RESTRICTED, members=[writer, member])), metadata=md_owner)
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Plans", body="x")), metadata=md_owner)
@@ -196,7 +196,7 @@ def test_a_comment_on_a_media_item_follows_the_item_made_restricted(platform):
     media = platform.stub(mg.MediaServiceStub, "posts")
     posts = platform.stub(pg.PostServiceStub, "posts")
     owner, writer = unique("o"), unique("w")
-    md_owner, md_writer = platform.metadata(owner, "employee"), platform.metadata(writer, "employee")
+    md_owner, md_writer = platform.author(owner), platform.author(writer)
     item = media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
         title="Clip", kind=mp.MediaItem.VIDEO, size_bytes=5, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri="s3://b/c")), metadata=md_owner)
     word = unique("mediaword")

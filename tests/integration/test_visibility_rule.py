@@ -5,6 +5,7 @@ own, deleted after) over every combination of the fields that decide."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ JAM_VISIBILITY = {"j0": rule.PUBLIC, "j1": rule.INTERNAL, "j2": rule.INTERNAL}
 MAPPING = {
     "properties": {
         name: {"type": "keyword"}
-        for name in ("group", "visibility", "community", "author_id", "state", "owner", "members", "jam_id")
+        for name in ("group", "visibility", "community", "author_id", "state", "owner", "members", "jam_id", "classification")
     }
     | {"hidden": {"type": "boolean"}, "deleted": {"type": "boolean"}}
 }
@@ -36,11 +37,11 @@ MAPPING = {
 
 def content_items() -> list[rule.Content]:
     return [
-        rule.Content(visibility, community, author, published, hidden, deleted)
-        for visibility, community, author, published, hidden, deleted in itertools.product(
-            rule.CONTENT_VISIBILITIES, ("", *COMMUNITIES), SUBJECTS, (True, False), (True, False), (True, False)
+        rule.Content(visibility, community, author, published, hidden, deleted, classification)
+        for visibility, community, author, published, hidden, deleted, classification in itertools.product(
+            rule.CONTENT_VISIBILITIES, ("", *COMMUNITIES), SUBJECTS, (True, False), (True, False), (True, False), rule.CLASSIFICATIONS
         )
-        if (visibility == rule.COMMUNITY) == bool(community)
+        if (visibility == rule.COMMUNITY) == bool(community) and not rule.classification_conflict(visibility, classification)
     ]
 
 
@@ -65,6 +66,8 @@ def index(infra: Settings) -> Iterator[tuple[Elasticsearch, str]]:
             operations += [{"index": {"_id": f"content-{i}"}}, {
                 "group": "content-", "visibility": c.visibility, "community": c.community, "author_id": c.author_id,
                 "state": rule.PUBLISHED if c.published else "DRAFT", "hidden": c.hidden, "deleted": c.deleted,
+                # INTERNAL as a document written before labels existed has it: no field at all.
+                **({"classification": c.classification} if c.classification != rule.INTERNAL else {}),
             }]
         for i, item in enumerate(library_items()):
             operations += [{"index": {"_id": f"library-{i}"}}, {"group": "library-", "visibility": item.visibility, "owner": item.owner, "members": list(item.members), "deleted": item.deleted}]
@@ -101,7 +104,7 @@ def test_content_check_and_filter_agree(index, principal, communities):
     for drafts in (True, False):  # posts and microposts have drafts; comments and bookmarks do not
         checked = {
             f"content-{i}" for i, c in enumerate(content_items())
-            if rule.may_see_content(principal, c if drafts else rule.Content(c.visibility, c.community, c.author_id, True, c.hidden, c.deleted), is_member, listed=True)
+            if rule.may_see_content(principal, c if drafts else dataclasses.replace(c, published=True), is_member, listed=True)
         }
         assert matching(es, name, "content-", rule.content_clauses(principal, communities, drafts=drafts)) == checked
     # What a list shows, a read by name shows too.

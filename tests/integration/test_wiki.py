@@ -53,7 +53,7 @@ def new_space(wiki, metadata, visibility=wp.INTERNAL, members=()):
 
 def test_wiki_lifecycle_with_concurrent_editors(platform, wiki, search):
     alice, bob = unique("a"), unique("b")
-    md_a, md_b = platform.metadata(alice, "employee"), platform.metadata(bob, "employee")
+    md_a, md_b = platform.author(alice), platform.author(bob)
     space = new_space(wiki, md_a)
     assert space.name == f"spaces/{space.space_id}" and space.owner == f"profiles/{alice}"
 
@@ -140,7 +140,7 @@ def test_wiki_lifecycle_with_concurrent_editors(platform, wiki, search):
 
 def test_wiki_bad_input_is_named_and_stores_nothing(platform, wiki):
     alice = unique("a")
-    md = platform.metadata(alice, "employee")
+    md = platform.author(alice)
     space = new_space(wiki, md)
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title="Home", body="hi")), metadata=md)
     cases = [
@@ -174,7 +174,7 @@ def test_pages_and_media_take_comments_and_likes_through_the_posts_mechanism(pla
     posts = platform.stub(pg.PostServiceStub, "posts")
     media = platform.stub(mg.MediaServiceStub, "posts")
     owner, member, outsider = unique("a"), unique("m"), unique("x")
-    md_o, md_m, md_x = (platform.metadata(p, "employee") for p in (owner, member, outsider))
+    md_o, md_m, md_x = (platform.author(p) for p in (owner, member, outsider))
     open_space = new_space(wiki, md_o)
     closed_space = new_space(wiki, md_o, wp.RESTRICTED, members=[member])
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=open_space.name, title="Open", body="x")), metadata=md_o)

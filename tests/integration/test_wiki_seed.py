@@ -9,12 +9,13 @@ import pytest
 from tests.conftest import eventually
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
-from watercooler.seed import MEDIA, WIKI_PAGES, people, seed_library
+from watercooler.seed import MEDIA, WIKI_PAGES, people, seed_library, seed_profiles
 
 pytestmark = pytest.mark.integration
 
 
 def test_seeding_the_library_twice_changes_nothing(platform):
+    seed_profiles(platform.settings, 5, seed=11)  # the seeded people who write (as `make run` seeds them)
     first = seed_library(platform.settings, 5, seed=11)
     search = platform.stub(sg.SearchServiceStub, "search")
     metadata = platform.metadata()

@@ -294,6 +294,13 @@ class _Directory:
         return {"employee_id": employee_id, "display_name": employee_id.title(), "sort_name": employee_id, "department": "Sales", "country": "PT"}
 
 
+class _Accepted:
+    """Everyone has accepted the participation guidelines (their rule: tests/unit/test_guidelines.py)."""
+
+    def require(self, principal) -> None:
+        pass
+
+
 @pytest.fixture()
 def posts_app(tmp_path):
     import dataclasses
@@ -302,7 +309,7 @@ def posts_app(tmp_path):
     from watercooler import config
 
     app = PostsApplication(dataclasses.replace(config.load(), data_dir=tmp_path, store="sqlite", namespace=""), profiles=_Directory(),
-                           membership=_Members({"guild": {"ana", "mia"}}))
+                           membership=_Members({"guild": {"ana", "mia"}}), guidelines=_Accepted())
     yield app
     app.close()
 
@@ -348,3 +355,33 @@ def test_moving_an_item_into_a_community_needs_membership_but_editing_one_alread
     assert edited.title == "Hello again" and edited.community == "guild"
     with pytest.raises(PermissionDenied):
         posts_app.create_post(_ctx("ana"), blog.handle, {"title": "More", "body": "x", "visibility": "COMMUNITY", "community": "guild"}, "f6")
+
+
+def test_events_stored_before_classification_labels_replay_as_internal():
+    post = Post.create("blog-1", "ana", validate_post_fields({"title": "t", "visibility": "INTERNAL", "classification": "CONFIDENTIAL"}, "employee"))
+    post.edit("ana", {"title": "u"})
+    micro = Micropost.create("ana", "hi", [], "", "", "INTERNAL", "", "CONFIDENTIAL")
+    bookmark = Bookmark(owner_id="ana", url="https://x.com/", title="t", tags=[], notes="", visibility="INTERNAL", community="", classification="CONFIDENTIAL")
+    bookmark.edit("ana", {"title": "u"})
+    for aggregate in (post, micro, bookmark):
+        rebuilt = None
+        for stored in aggregate.collect_events():
+            stored.__dict__.pop("classification")  # as events were stored before labels existed
+            rebuilt = stored.mutate(rebuilt)
+        assert rebuilt.classification == "INTERNAL", type(aggregate).__name__
+
+
+def test_a_confidential_item_is_never_public():
+    with pytest.raises(InvalidArgument) as both:
+        validate_post_fields({"title": "t", "visibility": "PUBLIC", "classification": "CONFIDENTIAL"}, "employee")
+    assert both.value.field == "classification"
+    current = validate_post_fields({"title": "t", "visibility": "INTERNAL", "classification": "CONFIDENTIAL"}, "employee")
+    with pytest.raises(InvalidArgument) as made_public:
+        validate_post_fields({"visibility": "PUBLIC"}, "employee", current)
+    assert made_public.value.field == "visibility"
+    with pytest.raises(InvalidArgument) as unknown:
+        validate_post_fields({"title": "t", "visibility": "INTERNAL", "classification": "SECRET"}, "employee")
+    assert unknown.value.field == "classification"
+    with pytest.raises(InvalidArgument):
+        Micropost.create("ana", "hi", [], "", "", "PUBLIC", "", "CONFIDENTIAL")
+    assert validate_post_fields({"title": "t", "visibility": "PUBLIC"}, "employee")["classification"] == "INTERNAL"

@@ -147,6 +147,7 @@ def test_every_new_event_becomes_an_envelope_and_the_projections_keeping_its_agg
         profile.set_photo("media/m1", IMAGE)
         profile.set_photo("media/m1", IMAGE)  # unchanged: records nothing
         profile.set_photo("", None)
+        profile.accept_guidelines("v2", "v2")
         community = _community("INVITE_ONLY")
         community.invite("x", "owner", by_service=False)
         community.join("x")
@@ -178,7 +179,7 @@ def test_every_new_event_becomes_an_envelope_and_the_projections_keeping_its_agg
                     docs[projection.name] = projection.apply(docs[projection.name], event)
                 except Exception as exc:  # SkipEvent is fine; anything else is a bug
                     assert type(exc).__name__ == "SkipEvent", (projection.name, event.type_name, exc)
-    assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni", "ProfilePhotoSet"} <= names
+    assert {"CommunityMemberRemoved", "ConnectionDeclined", "StatusUpdateDeleted", "Unfollowed", "ProfileBecameAlumni", "ProfilePhotoSet", "GuidelinesAccepted"} <= names
 
 
 def test_each_projection_names_aggregates_its_source_services_define():
@@ -252,3 +253,16 @@ def test_big_communities_load_from_snapshots_and_publish_only_events(tmp_path, m
         start = section[-1].id + 1
     assert "Snapshot" not in set(published) and published.count("CommunityMemberJoined") == 229
     app.close()
+
+
+def test_only_the_current_guidelines_version_is_accepted_and_accepting_it_again_records_nothing():
+    with command_meta(CTX):
+        profile = Profile.create("e1", {"display_name": "Ann"})
+        assert profile.guidelines_version == ""
+        with pytest.raises(FailedPrecondition) as old:
+            profile.accept_guidelines("2009-01", "2026-12")
+        assert old.value.field == "version" and "2026-12" in old.value.message
+        profile.accept_guidelines("2026-12", "2026-12")
+        profile.accept_guidelines("2026-12", "2026-12")
+    assert profile.guidelines_version == "2026-12"
+    assert [type(e).__name__ for e in profile.collect_events()] == ["ProfileCreated", "GuidelinesAccepted"]

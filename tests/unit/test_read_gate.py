@@ -36,7 +36,7 @@ CHANGES_WITHOUT_REQUEST_ID = {
 }
 # HTTP routes under /api/ read items; the others are the health probe and the dashboard's files.
 HTTP_READ_PREFIX = "/api/"
-KINDS = ("levels", "parent_changed", "hidden_by_flags")
+KINDS = ("levels", "parent_changed", "hidden_by_flags", "confidential")
 # Reads that show child items (comments, ratings, likes, replies) or counts of them: what a
 # child shows follows its parent's current visibility, so each needs a case where the parent
 # changed visibility after the child was written.
@@ -49,6 +49,10 @@ FLAGGABLE_READS = {
     "GetPage", "LookupPage", "ListRevisions", "GetRevision", "DiffRevisions", "GetMediaItem", "ListMediaItems", "ListWikiBacklinks",
     "GetViewCounts", "ListStatusUpdates", "GetNetworkFeed", "GetIdea", "SearchJamIdeas", "ListJamDiscussion", "GetJamLeaderboard",
 }
+
+# Reads that show (or count) items that carry a classification label (posts) or their children:
+# each needs a case where a CONFIDENTIAL item answers as absent to alumni and guests.
+CLASSIFIED_READS = {"GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats"}
 
 
 def rpc_methods() -> dict[str, d.MethodDescriptor]:
@@ -146,10 +150,11 @@ def test_every_read_has_a_case_in_the_visibility_matrix():
 
 def test_reads_of_child_and_flaggable_items_have_cases_of_those_kinds():
     reads = {name for name in everything() if is_read(name)}
-    assert reads >= CHILD_ITEM_READS | FLAGGABLE_READS
+    assert reads >= CHILD_ITEM_READS | FLAGGABLE_READS | CLASSIFIED_READS
     covered = visibility_cases()
     missing = sorted({f"{read}: parent_changed" for read in CHILD_ITEM_READS if "parent_changed" not in covered.get(read, set())}
-                     | {f"{read}: hidden_by_flags" for read in FLAGGABLE_READS if "hidden_by_flags" not in covered.get(read, set())})
+                     | {f"{read}: hidden_by_flags" for read in FLAGGABLE_READS if "hidden_by_flags" not in covered.get(read, set())}
+                     | {f"{read}: confidential" for read in CLASSIFIED_READS if "confidential" not in covered.get(read, set())})
     assert not missing, "visibility-matrix cases missing (see the convention at the top of tests/integration/test_visibility_matrix.py):\n" + "\n".join(missing)
 
 

@@ -19,6 +19,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import CommandContext, EventSourcedApplication
+from watercooler.guidelines import GuidelinesAcceptance
 from watercooler.text import has_control_characters
 from watercooler.visibility import reads_hidden
 
@@ -74,6 +75,9 @@ class LibraryApplication(EventSourcedApplication):
         self.store = store or ContentStore(settings)
         # Spaces owned by a community are its members': asked of the profiles service, cached.
         self.membership = membership or CommunityMembership(settings)
+        # Spaces, pages and media are written to be shared (a RESTRICTED space may gain members
+        # at any time): every write but a deletion needs the guidelines accepted.
+        self.guidelines = GuidelinesAcceptance(settings, "posts")
         # Views arrive thousands a second for a few hot pages: remember which targets
         # exist instead of replaying their aggregates every time.  Deleting or removing
         # in this process drops the entry; entries never need to change otherwise.
@@ -97,7 +101,9 @@ class LibraryApplication(EventSourcedApplication):
         def decide() -> Space:
             if self.exists(space_id_of(space_id)):
                 raise AlreadyExists(f"spaces/{space_id} already exists", field="space_id")
-            return Space.create(space_id, fields.get("display_name", ""), fields.get("description", ""), owner, fields.get("visibility", ""), list(fields.get("members", [])))
+            space = Space.create(space_id, fields.get("display_name", ""), fields.get("description", ""), owner, fields.get("visibility", ""), list(fields.get("members", [])))
+            self.guidelines.require(principal)
+            return space
 
         try:
             return self.run_command(ctx, "CreateSpace", request_fingerprint, decide)  # type: ignore[return-value]
@@ -144,6 +150,7 @@ class LibraryApplication(EventSourcedApplication):
             if self.exists(title_claim_id(space.space_id, clean_title)):
                 raise AlreadyExists(f"a page titled {clean_title!r} already exists (or existed) in spaces/{space_id}", field="title")
             page = Page.create(space.space_id, clean_title, body, ctx.principal.subject, summary)
+            self.guidelines.require(ctx.principal)  # after the input is checked
             return [page, TitleClaim(space_id=space.space_id, title=clean_title, page_id=page.page_id)]
 
         try:
@@ -175,6 +182,7 @@ class LibraryApplication(EventSourcedApplication):
         def decide() -> Page:
             page = self._writable_page(ctx, page_id)
             page.edit(base_revision, body, ctx.principal.subject, summary)
+            self.guidelines.require(ctx.principal)  # after the input is checked
             return page
 
         return self._run_page_command(ctx, "EditPage", request_fingerprint, decide, page_id)
@@ -183,6 +191,7 @@ class LibraryApplication(EventSourcedApplication):
         def decide() -> Page:
             page = self._writable_page(ctx, page_id)
             page.restore(base_revision, revision, ctx.principal.subject)
+            self.guidelines.require(ctx.principal)  # after the input is checked
             return page
 
         return self._run_page_command(ctx, "RestoreRevision", request_fingerprint, decide, page_id)
@@ -191,6 +200,7 @@ class LibraryApplication(EventSourcedApplication):
         def decide() -> list[Any]:
             page = self._writable_page(ctx, page_id)
             page.rename(base_revision, title, ctx.principal.subject)
+            self.guidelines.require(ctx.principal)  # after the input is checked
             claim_id = title_claim_id(page.space_id, page.title)
             if self.exists(claim_id):
                 claim: TitleClaim = self.repository.get(claim_id)
@@ -252,7 +262,13 @@ class LibraryApplication(EventSourcedApplication):
         if not (principal.is_service or principal.is_employee):
             raise PermissionDenied("only employees share media", field="owner")
         owner = f"profiles/{principal.subject}"
-        return self.run_command(ctx, "RegisterMediaItem", request_fingerprint, lambda: MediaItem.register(owner, fields))  # type: ignore[return-value]
+
+        def decide() -> MediaItem:
+            item = MediaItem.register(owner, fields)
+            self.guidelines.require(principal)
+            return item
+
+        return self.run_command(ctx, "RegisterMediaItem", request_fingerprint, decide)  # type: ignore[return-value]
 
     def get_media_item(self, principal: Any, media_id: str, field: str = "name") -> MediaItem:
         item = self.load(_uuid(media_id, field), MediaItem, f"media/{media_id}", field=field)
@@ -267,6 +283,7 @@ class LibraryApplication(EventSourcedApplication):
             if etag and etag != item.etag:
                 raise Aborted(f"etag {etag} is stale; the current etag is {item.etag}", field="etag", current_etag=item.etag)
             item.update(changes, by_owner=not ctx.principal.is_service)
+            self.guidelines.require(ctx.principal)  # after the input is checked
             return item
 
         item = self.run_command(ctx, "UpdateMediaItem", request_fingerprint, decide)

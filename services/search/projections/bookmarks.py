@@ -34,6 +34,7 @@ class BookmarksProjection(DocumentProjection):
             "tags": TAGS_FIELD,
             "notes": folded_text("folded"),
             "visibility": {"type": "keyword"},
+            "classification": {"type": "keyword"},  # watercooler.visibility; "" before labels: INTERNAL
             "community": {"type": "keyword"},
             "hidden": {"type": "boolean"},
             "created_at": {"type": "date"},
@@ -67,6 +68,7 @@ class BookmarksProjection(DocumentProjection):
                 doc.update(deleted=False, saved_at=event.occurred_at.isoformat())
         else:
             raise SkipEvent
-        doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community)
+        doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community,
+                   classification=p.classification or "INTERNAL")
         doc.update(language_copies(title=p.title, body=p.notes))
         return doc

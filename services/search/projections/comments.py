@@ -65,7 +65,7 @@ from .posts import FLAG_EVENTS, apply_flags
 # Commented collections -> the audience rule that applies (services/search/visibility.comment_filter).
 TARGET_KINDS = {"posts": "post", "microposts": "post", "pages": "page", "media": "media"}
 # The target's audience, as copied onto each of its comments.
-AUDIENCE_FIELDS = ("target_kind", "visibility", "community", "target_author_id", "target_owner", "space_id", "target_state", "target_hidden")
+AUDIENCE_FIELDS = ("target_kind", "visibility", "community", "target_author_id", "target_owner", "space_id", "target_state", "target_hidden", "classification")
 AUDIENCE_MAPPING: dict[str, Any] = {
     "target_kind": {"type": "keyword"},  # post (posts and microposts) | page | media
     "visibility": {"type": "keyword"},  # posts: PUBLIC..PRIVATE; media: the library's values
@@ -75,6 +75,7 @@ AUDIENCE_MAPPING: dict[str, Any] = {
     "space_id": {"type": "keyword"},  # a page's space
     "target_state": {"type": "keyword"},  # DRAFT | PUBLISHED (pages and media: PUBLISHED)
     "target_hidden": {"type": "boolean"},  # hidden by community flags
+    "classification": {"type": "keyword"},  # a post's label (a CONFIDENTIAL post's comments are too)
 }
 # Leaves room for propagations (each +1) between two events of a comment.
 VERSION_SCALE = 1_000_000
@@ -111,7 +112,8 @@ class CommentAudiencesProjection(DocumentProjection):
         if kind in ("PostCreated", "MicropostCreated"):
             collection = "posts" if kind == "PostCreated" else "microposts"
             return _audience(f"{collection}/{event.aggregate_id}", visibility=p.visibility, community=p.community,
-                             target_author_id=p.author_id, target_state="DRAFT" if kind == "PostCreated" else "PUBLISHED")
+                             target_author_id=p.author_id, target_state="DRAFT" if kind == "PostCreated" else "PUBLISHED",
+                             classification=p.classification or "INTERNAL")
         if kind == "PageCreated":
             return _audience(f"pages/{event.aggregate_id}", space_id=p.space_id)
         if kind == "MediaItemRegistered":
@@ -119,7 +121,7 @@ class CommentAudiencesProjection(DocumentProjection):
         if doc is None or kind not in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted", "PageDeleted", "MediaItemUpdated", "MediaItemRemoved"):
             raise SkipEvent
         if kind == "PostEdited":
-            doc.update(visibility=p.visibility, community=p.community)
+            doc.update(visibility=p.visibility, community=p.community, classification=p.classification or "INTERNAL")
         elif kind == "PostPublished":
             doc["target_state"] = "PUBLISHED"
         elif kind == "MediaItemUpdated":
@@ -138,7 +140,8 @@ def _audience_of(doc: Doc) -> tuple[Any, ...]:
 
 def _audience(target: str, **fields: Any) -> Doc:
     doc: Doc = {"target": target, "target_kind": TARGET_KINDS[target.split("/", 1)[0]], "visibility": "", "community": "",
-                "target_author_id": "", "target_owner": "", "space_id": "", "target_state": "PUBLISHED", "target_hidden": False}
+                "target_author_id": "", "target_owner": "", "space_id": "", "target_state": "PUBLISHED", "target_hidden": False,
+                "classification": "INTERNAL"}
     doc.update(fields)
     return doc
 

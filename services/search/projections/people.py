@@ -59,6 +59,8 @@ class PeopleProjection(DocumentProjection):
             doc.update(state="ALUMNI", alumni=True)
         elif event.type_name == "ProfilePhotoSet":
             raise SkipEvent  # person hits show no avatar; GetProfile does (as each reader may see it)
+        elif event.type_name == "GuidelinesAccepted":
+            raise SkipEvent  # nothing the directory shows
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])

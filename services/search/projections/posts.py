@@ -57,6 +57,8 @@ class PostsProjection(DocumentProjection):
             "repost_of": {"type": "keyword"},
             "visibility": {"type": "keyword"},
             "community": {"type": "keyword"},
+            # PUBLIC | INTERNAL | CONFIDENTIAL (watercooler.visibility); "" before labels: INTERNAL.
+            "classification": {"type": "keyword"},
             "state": {"type": "keyword"},
             "hidden": {"type": "boolean"},
             "revision": {"type": "integer"},
@@ -84,6 +86,7 @@ class PostsProjection(DocumentProjection):
                 "repost_of": "",
                 "visibility": p.visibility,
                 "community": p.community,
+                "classification": p.classification or "INTERNAL",
                 "state": "DRAFT",
                 "hidden": False,
                 "revision": 1,
@@ -104,6 +107,7 @@ class PostsProjection(DocumentProjection):
                 "repost_of": f"microposts/{p.repost_of}" if p.repost_of else "",
                 "visibility": p.visibility,
                 "community": p.community,
+                "classification": p.classification or "INTERNAL",
                 "state": "PUBLISHED",
                 "hidden": False,
                 "revision": 1,
@@ -114,7 +118,8 @@ class PostsProjection(DocumentProjection):
             if doc is None:
                 raise ValueError(f"{kind} for unknown post {event.aggregate_id}")
             if kind == "PostEdited":
-                doc.update(title=p.title, content=p.body, tags=list(p.tags), visibility=p.visibility, community=p.community, revision=p.revision)
+                doc.update(title=p.title, content=p.body, tags=list(p.tags), visibility=p.visibility, community=p.community, revision=p.revision,
+                           classification=p.classification or "INTERNAL")
             elif kind == "MicropostEdited":
                 doc.update(content=p.text, tags=list(p.hashtags), mentions=list(p.mentions), revision=doc.get("revision", 1) + 1)
             elif kind == "PostPublished":

@@ -1,0 +1,165 @@
+"""The visibility matrix for classification labels: a CONFIDENTIAL item answers as if absent to
+alumni and guests on every read path, whatever its visibility says, and is never PUBLIC.
+
+The one reader the label changes something for, besides the visibility levels (a CONFIDENTIAL
+item is never PUBLIC, and INTERNAL or narrower items reach no guest or alumnus anyway): an
+author who has left the company. Their INTERNAL post is still theirs to read; their
+CONFIDENTIAL post, and the comments on it, are gone for them, by name, in lists, searches and
+counts, while a colleague still reads everything. Guests are checked too (they see neither)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tests.conftest import eventually
+from tests.integration.helpers import bad_request_fields, rpc_error
+from tests.integration.test_search_unified import Stubs, unique, word
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.profiles.v1 import profiles_pb2 as prp
+from watercooler.search.v1 import search_pb2 as sp
+
+pytestmark = pytest.mark.integration
+V, C = pb.Audience, pb.Classification
+
+
+def covers(*reads: str, kind: str):
+    """Declares the reads a case asserts on (tests/unit/test_read_gate.py reads it)."""
+    assert kind == "confidential", kind
+
+    def mark(test):
+        return test
+
+    return mark
+
+
+@pytest.fixture(scope="module")
+def world(platform):
+    s = Stubs(platform)
+    author, as_author = s.person("Leaving Author")
+    _, as_colleague = s.person("Staying Colleague")
+    blog = s.blog(as_author, visibility=V.PUBLIC)
+    words = {"confidential": word(8), "internal": word(8)}
+    tag = word(8)
+    names = {}
+    for item, label in (("confidential", C.CONFIDENTIAL), ("internal", C.INTERNAL)):
+        post = s.posts.CreatePost(pb.CreatePostRequest(parent=blog, post=pb.Post(
+            title=f"{words[item]} plans", body=words[item], tags=[tag, words[item]], visibility=V.INTERNAL, classification=label)), metadata=as_author)
+        s.posts.PublishPost(pb.PublishPostRequest(name=post.name), metadata=as_author)
+        names[item] = post.name
+        names[f"comment_{item}"] = s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=post.name, body=f"{words[item]} noted")),
+                                                         metadata=as_colleague).name
+    for item, label in (("micro_confidential", C.CONFIDENTIAL), ("micro_internal", C.INTERNAL)):
+        words[item] = word(8)
+        names[item] = s.posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(
+            text=f"{words[item]} #{tag}", visibility=V.INTERNAL, classification=label)), metadata=as_author).name
+    for item, label in (("bookmark_confidential", C.CONFIDENTIAL), ("bookmark_internal", C.INTERNAL)):
+        names[item] = s.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(
+            url=f"https://example.com/{unique('l')}", title=word(8), tags=[tag], visibility=V.INTERNAL, classification=label)), metadata=as_author).name
+    s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{author}", reason="moved on"), metadata=platform.metadata())
+
+    def indexed():
+        assert platform.es.count(index=platform.alias("posts"), query={"term": {"tags": tag}})["count"] == 4
+        assert platform.es.count(index=platform.alias("bookmarks"), query={"term": {"tags": tag}})["count"] == 2
+        assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": [names["comment_confidential"], names["comment_internal"]]}})["count"] == 2
+        return True
+
+    eventually(indexed, message="classified posts and their comments indexed")
+    for item in ("confidential", "internal"):  # the comments have their published target's audience
+        eventually(lambda item=item: [c.name for c in s.search.ListComments(sp.ListCommentsRequest(target=names[item]), metadata=as_colleague).comments]
+                   == [names[f"comment_{item}"]], message="comments follow their published post")
+    readers = {"colleague": as_colleague, "alumnus_author": platform.metadata(author, "alumni"), "guest": platform.metadata(unique("g"), "guest")}
+    return dict(s=s, names=names, words=words, tag=tag, blog=blog, readers=readers)
+
+
+# Who reads each item: the alumnus keeps their own INTERNAL post, not the CONFIDENTIAL one.
+SEES = {"confidential": {"colleague"}, "internal": {"colleague", "alumnus_author"}}
+MICRO_SEES = {"micro_confidential": {"colleague"}, "micro_internal": {"colleague", "alumnus_author"}}
+BOOKMARK_SEES = {"bookmark_confidential": {"colleague"}, "bookmark_internal": {"colleague", "alumnus_author"}}
+
+
+@pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
+@covers("GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats", kind="confidential")
+def test_a_confidential_post_and_its_comments_answer_as_absent_to_alumni_and_guests(world, who):
+    s, names, md = world["s"], world["names"], world["readers"][who]
+    for item, readers in SEES.items():
+        expected = who in readers
+        post = names[item]
+
+        def code(call, request):
+            try:
+                call(request, metadata=md)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                return error.code()
+
+        shown = grpc.StatusCode.OK if expected else grpc.StatusCode.NOT_FOUND
+        assert code(s.posts.GetPost, pb.GetPostRequest(name=post)) == shown, (item, "GetPost")
+        assert code(s.posts.ListPostRevisions, pb.ListPostRevisionsRequest(parent=post)) == shown, (item, "ListPostRevisions")
+        assert code(s.posts.GetComment, pb.GetCommentRequest(name=names[f"comment_{item}"])) == shown, (item, "GetComment")
+        listed = s.search.ListComments(sp.ListCommentsRequest(target=post), metadata=md) if expected else None
+        if listed is not None:
+            assert [c.name for c in listed.comments] == [names[f"comment_{item}"]]
+        else:
+            try:
+                listed = s.search.ListComments(sp.ListCommentsRequest(target=post), metadata=md)
+                assert not listed.comments, (item, "ListComments")
+            except grpc.RpcError as error:
+                assert error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED), (item, "ListComments", error.code())
+        found = {p.name for p in s.search.SearchPosts(sp.SearchPostsRequest(query=world["words"][item]), metadata=md).posts}
+        assert (post in found) == expected, (item, "SearchPosts")
+        hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
+        assert (post in hits) == expected and (names[f"comment_{item}"] in hits) == expected, (item, "Search", hits)
+    for item, readers in MICRO_SEES.items():
+        try:
+            s.posts.GetMicropost(pb.GetMicropostRequest(name=names[item]), metadata=md)
+            shown = True
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error.code())
+            shown = False
+        found = {p.name for p in s.search.SearchPosts(sp.SearchPostsRequest(query=world["words"][item]), metadata=md).posts}
+        assert shown == (who in readers) == (names[item] in found), (item, "GetMicropost / SearchPosts")
+    saved = {b.name for b in s.search.SearchBookmarks(sp.SearchBookmarksRequest(tag=world["tag"], page_size=10), metadata=md).bookmarks}
+    for item, readers in BOOKMARK_SEES.items():
+        try:
+            s.posts.GetBookmark(pb.GetBookmarkRequest(name=names[item]), metadata=md)
+            shown = True
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error.code())
+            shown = False
+        assert shown == (who in readers) == (names[item] in saved), (item, "GetBookmark / SearchBookmarks")
+    # Counts: the tag every item carries counts only what the reader may see.
+    tags = {t.tag: t.count for t in s.search.GetPostStats(sp.GetPostStatsRequest(), metadata=md).popular_tags} if who != "guest" else {}
+    if who != "guest":
+        seen = [i for i, readers in (SEES | MICRO_SEES).items() if who in readers]
+        assert tags.get(world["tag"], 0) == len(seen), tags.get(world["tag"])
+
+
+def test_a_confidential_post_is_never_public(world):
+    s = world["s"]
+    # (The world's author has left: a writer of their own.)
+    _, as_writer = s.person("Careful Writer")
+    blog = s.blog(as_writer, visibility=V.PUBLIC)
+    link = pb.Bookmark(url=f"https://example.com/{unique('l')}", visibility=V.PUBLIC)
+    saved_public = s.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=link), metadata=as_writer)
+    relabel = rpc_error(s.posts.UpdateBookmark, pb.UpdateBookmarkRequest(bookmark=pb.Bookmark(name=saved_public.name, classification=C.CONFIDENTIAL),
+                                                                       update_mask={"paths": ["classification"]}), metadata=as_writer)
+    assert relabel.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(relabel) == ["bookmark.classification"]
+    micro = rpc_error(s.posts.CreateMicropost, pb.CreateMicropostRequest(micropost=pb.Micropost(text="x", visibility=V.PUBLIC, classification=C.CONFIDENTIAL)),
+                      metadata=as_writer)
+    assert micro.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(micro) == ["micropost.classification"]
+    both = rpc_error(s.posts.CreatePost, pb.CreatePostRequest(parent=blog, post=pb.Post(title="t", visibility=V.PUBLIC, classification=C.CONFIDENTIAL)), metadata=as_writer)
+    assert both.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(both) == ["post.classification"]
+    secret = s.posts.CreatePost(pb.CreatePostRequest(parent=blog, post=pb.Post(title="t", visibility=V.INTERNAL, classification=C.CONFIDENTIAL)), metadata=as_writer)
+    assert secret.classification == C.CONFIDENTIAL
+    made_public = rpc_error(s.posts.UpdatePost, pb.UpdatePostRequest(post=pb.Post(name=secret.name, visibility=V.PUBLIC), update_mask={"paths": ["visibility"]}), metadata=as_writer)
+    assert made_public.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(made_public) == ["post.visibility"]
+    public = s.posts.CreatePost(pb.CreatePostRequest(parent=blog, post=pb.Post(title="t", visibility=V.PUBLIC)), metadata=as_writer)
+    assert public.classification == C.INTERNAL  # the default
+    relabelled = rpc_error(s.posts.UpdatePost, pb.UpdatePostRequest(post=pb.Post(name=public.name, classification=C.CONFIDENTIAL), update_mask={"paths": ["classification"]}),
+                           metadata=as_writer)
+    assert relabelled.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(relabelled) == ["post.classification"]
+    # Nothing was stored for the refusals; an edit that keeps the label keeps it.
+    assert s.posts.GetPost(pb.GetPostRequest(name=secret.name), metadata=as_writer).visibility == V.INTERNAL
+    edited = s.posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=secret.name, title="u"), update_mask={"paths": ["title"]}), metadata=as_writer)
+    assert edited.classification == C.CONFIDENTIAL and edited.revision == 2
