@@ -60,12 +60,12 @@ def event(type_name: str, aggregate_id: str = "a1", **payload) -> SimpleNamespac
 def test_projections_write_the_text_once_more_under_its_language_only():
     settings = Settings()
     post = PostsProjection(settings).apply(None, event("PostCreated", blog="b", author_id="e1", title="La canción", body="Las canciones del verano suenan en la radio",
-                                                       tags=["Café"], visibility="INTERNAL", community=""))
+                                                       tags=["Café"], visibility="INTERNAL", community="", classification=""))
     assert post["language"] == "es" and post["lang"] == {"es": {"title": "La canción", "body": "Las canciones del verano suenan en la radio"}}
     # Nothing folded or stemmed in Python: Elasticsearch copies and analyses the fields.
     assert not {"folded", "stemmed", "title_prefix"} & set(post)
     edited = PostsProjection(settings).apply(dict(post), event("PostEdited", title="Roadmap", body="We ship the new roadmap on Friday", tags=[],
-                                                               visibility="INTERNAL", community="", revision=2))
+                                                               visibility="INTERNAL", community="", revision=2, classification=""))
     assert edited["language"] == "en" and list(edited["lang"]) == ["en"]  # the Spanish copy is gone
 
     page = WikiProjection(settings).apply(None, event("PageCreated", space_id="s", title="Café", links=["Über uns"], body="Wir trinken jeden Morgen Kaffee im Büro", author="e1"))
@@ -74,7 +74,7 @@ def test_projections_write_the_text_once_more_under_its_language_only():
                                                         size_bytes=1, content_type="video/mp4", tags=[], visibility="INTERNAL", storage_uri="s3://x"))
     assert media["language"] == "en" and media["lang"] == {"en": {"title": "Démo"}}  # too short to tell: the default language
     comment = CommentsProjection(settings).apply(None, event("CommentCreated", target="posts/p", parent="", author_id="e1", body="Très bien, merci pour la présentation d'hier",
-                                                             visibility="INTERNAL", community=""))
+                                                             visibility="INTERNAL", community="", classification=""))
     assert comment["language"] == "fr" and comment["lang"] == {"fr": {"body": "Très bien, merci pour la présentation d'hier"}}
     community = CommunitiesProjection(settings).apply(None, event("CommunityCreated", community_id="c1", display_name="Café", description="", access="OPEN", owners=["e1"], members=["e1"]))
     assert "name_folded" not in community
