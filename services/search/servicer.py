@@ -65,7 +65,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
         return response
 
-    # --- people directory, communities and the social graph (issue 3): delegates ---
+    # --- people directory, communities and the social graph: delegates ---
     async def ListPeople(self, request, context):
         directory_reader()
         return await people_queries.list_people(self.es, self.settings, request)
@@ -95,7 +95,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         directory_reader()
         return await network_queries.people_you_may_know(self.es, self.settings, request)
 
-    # --- wiki and media library (issue 5) ---------------------------------------------------
+    # --- wiki and media library ---------------------------------------------------
     async def ListWikiBacklinks(self, request, context):
         principal = current_principal()
         parse_name(request.page, "pages", field="page")
@@ -182,7 +182,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await audit_queries.list_audit_events(self.es, self.settings, current_principal(), request)
 
 
-    # --- jams (issue 6): the query module checks the caller's reach --------------------------
+    # --- jams: the query module checks the caller's reach --------------------------
     async def GetJamLeaderboard(self, request, context):
         principal = current_principal()
         size = page_size(request.page_size, default=10)
@@ -207,7 +207,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     async def ListJamDiscussion(self, request, context):
         return await jam_queries.list_discussion(self.es, self.settings, current_principal(), request)
 
-    # --- one search over everything, stats for dashboards (issue 7) ------------------------
+    # --- one search over everything, stats for dashboards ------------------------
     async def Search(self, request, context):
         return await Search(self.es, self.settings).search(current_principal(), request)
 
