@@ -147,6 +147,11 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         changed = await in_thread(self.app.set_profile_photo, ctx, employee_id, request.photo, request.etag, request_fingerprint(request))
         return await self._shown(changed)
 
+    async def AcceptGuidelines(self, request, context):
+        employee_id = parse_name(request.name, "profiles")
+        ctx = command_context(context, request.request_id)
+        return await self._shown(await in_thread(self.app.accept_guidelines, ctx, employee_id, request.version, request_fingerprint(request)))
+
 
 async def _photo_shown(app: ProfilesApplication, photo: str, fresh: bool = False) -> str:
     """A status photo or avatar as the caller may see it now ("" without one: no lookup)."""
@@ -155,11 +160,6 @@ async def _photo_shown(app: ProfilesApplication, photo: str, fresh: bool = False
     from watercooler.auth import current_principal
 
     return await in_thread(app.photo_shown, current_principal(), photo, fresh)
-
-    async def AcceptGuidelines(self, request, context):
-        employee_id = parse_name(request.name, "profiles")
-        ctx = command_context(context, request.request_id)
-        return to_proto(await in_thread(self.app.accept_guidelines, ctx, employee_id, request.version, request_fingerprint(request)))
 
 
 # --- communities ------------------------------------------------------------------------------
