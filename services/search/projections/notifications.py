@@ -190,7 +190,9 @@ class NotificationsProjection(DocumentProjection):
             if collection not in COLLECTION_INDEX:
                 return []
             index, subject_kind = COLLECTION_INDEX[collection]
-            return [Pending(event, "like", p.target, subject_kind, target_id, f"profiles/{p.person_id} liked your {p.target}", owner_of=(index, target_id))]
+            # A page's author is a fact this projection keeps (pages are written by many), as for comments.
+            told = {"fact_of": ("page_author", target_id)} if collection == "pages" else {"owner_of": (index, target_id)}
+            return [Pending(event, "like", p.target, subject_kind, target_id, f"profiles/{p.person_id} liked your {p.target}", **told)]
         if kind == "PageEdited":
             # The page's creator is told when someone else edits it.
             return [Pending(event, "wiki_edit", f"pages/{event.aggregate_id}", "wiki_page", event.aggregate_id, f"profiles/{p.author} edited your page pages/{event.aggregate_id}", fact_of=("page_author", event.aggregate_id))]
