@@ -135,6 +135,9 @@ def test_profiles_calls_posts_with_a_service_token_posts_accepts(running: Runnin
     as_ada = running.provider_token(ada, "employee")
     profiles = prg.ProfileServiceStub(running.channels["profiles"])
     call(profiles.CreateProfile, prp.CreateProfileRequest(profile=prp.Profile(employee_id=ada, display_name="Ada Example")), as_ada)
+    # The manifests' ConfigMap names the guidelines' version every Deployment asks for.
+    version = next(line.split("=", 1)[1] for line in (ROOT / "deploy/k8s/base/config/config.env").read_text().splitlines() if line.startswith("WC_GUIDELINES_VERSION="))
+    call(profiles.AcceptGuidelines, prp.AcceptGuidelinesRequest(name=f"profiles/{ada}", version=version), as_ada)
     item = mp.MediaItem(title="Portrait", kind=mp.MediaItem.IMAGE, size_bytes=10, content_type="image/jpeg", visibility=wp.PUBLIC, storage_uri="s3://b/p")
     portrait = call(mg.MediaServiceStub(running.channels["posts"]).RegisterMediaItem, mp.RegisterMediaItemRequest(media_item=item), as_ada).name
     # Setting an avatar makes profiles look the media item up in posts, with its own service token.
