@@ -43,7 +43,7 @@ def world(platform):
         employee = unique("e")
         profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=employee, display_name=fields.pop("display_name", "Lang Tester"),
                                                                              department="QA", languages=list(languages), **fields)), metadata=platform.metadata())
-        return employee, platform.metadata(employee, "employee")
+        return employee, platform.author(employee)  # accepts the guidelines: their profile exists
 
     _, as_monolingual = person()  # no profile languages: a query is matched in English and its own language
     _, as_european = person(["de-DE", "fr"])
