@@ -154,7 +154,7 @@ def test_jam_ideas_threads_and_replies_hide_by_flags(s, platform, people):
     jam_id, seeded = open_jam(s.jams, host, ideas=1)
     jam = f"jams/{jam_id}"
     word = unique("jamflag")
-    author = platform.metadata(unique("jp"), "employee")
+    author = platform.author(unique("jp"))  # has accepted the participation guidelines
     idea = s.jams.CreateIdea(jp.CreateIdeaRequest(parent=jam, idea=jp.Idea(title=f"Idea {word}")), metadata=author)
     thread = s.jams.CreateThread(jp.CreateThreadRequest(parent=jam, thread=jp.Thread(idea=seeded[0], title=f"Thread {word}", body="let us talk")), metadata=author)
     reply = s.jams.CreateReply(jp.CreateReplyRequest(parent=thread.name, reply=jp.Reply(body=f"{word} reply")), metadata=reader)
