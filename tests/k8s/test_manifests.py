@@ -484,5 +484,13 @@ def test_network_policies_allow_only_the_architectures_flows(build: str) -> None
     assert all(flows[f"relay-{s}"] == {"pg", "kafka"} for s in config.EVENT_SOURCED_SERVICES)
     assert flows["projections"] == flows["stats"] == {"kafka", "es"}
     assert flows["thumbnails"] == {"kafka", "s3"}  # and gRPC to posts, as a declared API client
+    # Whoever calls another service over gRPC (the code holding ServiceCredentials) is a declared
+    # API client, which the egress policy lets reach the services' gRPC ports; nobody else is.
+    callers = {workload["metadata"]["name"] for workload, template in pod_templates(build)
+               if template["metadata"]["labels"].get("watercooler.io/api-client") == "true"}
+    assert callers == {"profiles", "posts", "jams", "thumbnails"}
+    egress = policies["api-callers-grpc"]["spec"]
+    assert egress["podSelector"]["matchLabels"] == {"watercooler.io/api-client": "true"} and egress["policyTypes"] == ["Egress"]
+    assert egress["egress"][0]["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "service"}}}]
     listener = by_name(build, "Kafka", "watercooler")["spec"]["kafka"]["listeners"][0]
     assert listener["networkPolicyPeers"] == [{"podSelector": {"matchLabels": {"watercooler.io/kafka-client": "true"}}}]
