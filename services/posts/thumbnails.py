@@ -31,6 +31,7 @@ import uuid
 
 import grpc
 from kafka import KafkaConsumer
+from kafka.errors import KafkaError
 
 from watercooler import auth, config, logs, metrics
 from watercooler.client import ServiceCredentials, channel
@@ -134,7 +135,8 @@ def _transient(error: Exception) -> bool:
     return isinstance(error, (BotoConnectionError, HTTPClientError, ConnectionError, TimeoutError))
 
 
-def follow(settings: Settings) -> None:
+def follow(settings: Settings) -> bool:
+    """Makes thumbnails until SIGTERM (True); raises KafkaError when Kafka goes away."""
     ensure_topics(settings, ("posts",))
     maker = ThumbnailMaker(settings)
     consumer = KafkaConsumer(
@@ -166,6 +168,7 @@ def follow(settings: Settings) -> None:
             _report_lag(consumer)
     finally:
         consumer.close()
+    return True
 
 
 def _report_lag(consumer: KafkaConsumer) -> None:
@@ -181,7 +184,15 @@ def main() -> None:
     logs.setup("thumbnails", settings.log_level, settings.log_format)
     auth.require_signing_key(settings)  # it signs the service token of its RecordThumbnails calls
     metrics.serve(int(os.environ.get("WC_THUMBNAILS_METRICS_PORT", "9473")))
-    follow(settings)
+    # Kafka away (a broker restart, a lost connection): join the group again, as the other
+    # workers do, rather than exit; an uncommitted batch is redone, and making it is idempotent.
+    while True:
+        try:
+            if follow(settings):
+                return
+        except KafkaError:
+            log.exception("thumbnails: Kafka unavailable; joining again")
+            time.sleep(2.0)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,11 @@ def test_upload_versions_and_counted_downloads(platform):
     assert rpc_error(owner.link, item.name, version=3).code() == grpc.StatusCode.INVALID_ARGUMENT
 
     # What the service recorded: the attached versions, for processors (thumbnails) to follow.
-    attached = eventually(lambda: [e for e in read_events(platform.settings, "posts") if e.type_name == "MediaContentAttached" and e.aggregate_id == item.name.split("/")[1]], message="attached events")
+    def both_attached():
+        found = [e for e in read_events(platform.settings, "posts") if e.type_name == "MediaContentAttached" and e.aggregate_id == item.name.split("/")[1]]
+        return found if len(found) == 2 else None  # the second may still be on its way to Kafka
+
+    attached = eventually(both_attached, message="attached events")
     assert [(e.payload.version, e.payload.content_type, e.payload.size_bytes) for e in attached] == [(1, "image/png", len(first)), (2, "image/png", len(second))]
     assert all(e.payload.object_key.startswith(platform.settings.object_prefix()) for e in attached)
 
