@@ -138,8 +138,10 @@ def indexed(platform, prefix: str) -> set[str]:
 
 
 def assert_exactly_once(platform, prefix: str, acknowledged: list[str]) -> dict:
+    # Wait for every acknowledged write itself, not for as many events: a write whose caller
+    # gave up (deadline) may still have been stored and relayed, and would make up the count.
     events = eventually(
-        lambda: (lambda evs: evs if len(evs) >= len(acknowledged) else None)(
+        lambda: (lambda evs: evs if set(acknowledged) <= {e.payload.employee_id for e in evs} else None)(
             [e for e in read_events(platform.settings, "profiles") if e.type_name == "ProfileCreated" and e.payload.employee_id.startswith(prefix)]
         ),
         timeout=180,
