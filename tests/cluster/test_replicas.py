@@ -14,7 +14,6 @@ import grpc
 import pytest
 
 from services.jams.domainmodel import jam_id_of
-from services.posts.library.viewlog import fact_topic
 from tests.conftest import eventually
 from tests.integration.helpers import read_events, read_topic
 from watercooler.client import service_config
@@ -112,7 +111,7 @@ def test_a_view_batch_retried_on_the_other_replica_counts_once(cluster):
     assert cluster.stub(wg.WikiServiceStub, "posts", 1).BatchRecordPageViews(batch, metadata=md, timeout=30).recorded == 3
     # The other replica did not know the request: it sent the batch again, same view ids ...
     facts = eventually(
-        lambda: len(f := [x for x in (le.ViewFact.FromString(r.value) for r in read_topic(cluster.settings, fact_topic(cluster.settings, "views"))) if x.target == page.name]) >= 6 and f,
+        lambda: len(f := [x for x in (le.ViewFact.FromString(r.value) for r in read_topic(cluster.settings, cluster.settings.fact_topic("views"))) if x.target == page.name]) >= 6 and f,
         message="both copies in Kafka",
     )
     assert sorted(f.view_id for f in facts).count(facts[0].view_id) == 2
