@@ -47,6 +47,10 @@ def employee_with_space(cluster, prefix: str) -> tuple[tuple, wp.Space]:
     cluster.stub(pg.ProfileServiceStub, "profiles").CreateProfile(
         pp.CreateProfileRequest(profile=pp.Profile(employee_id=person, display_name=person, department="Research")), metadata=cluster.metadata(), timeout=30
     )
+    # Writing what others read asks for the participation guidelines of the ConfigMap's version.
+    cluster.stub(pg.ProfileServiceStub, "profiles").AcceptGuidelines(
+        pp.AcceptGuidelinesRequest(name=f"profiles/{person}", version=cluster.rendered("WC_GUIDELINES_VERSION")), metadata=cluster.metadata(), timeout=30
+    )
     md = cluster.metadata(person, "employee")
     wiki = cluster.stub(wg.WikiServiceStub, "posts")
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique(f"{prefix}s"), display_name="Replicas", visibility=wp.INTERNAL)), metadata=md, timeout=30)
