@@ -28,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from . import metrics
+from . import gc_tuning, metrics
 from .auth import Principal, TokenVerifier, set_current_principal
 from .client import server_credentials, tls_enabled
 from .config import Settings
@@ -381,6 +381,7 @@ async def serve(
     else:
         server.add_insecure_port(address)
     await server.start()
+    gc_tuning.tune_for_service()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     metrics.serve(settings.metrics_port(service))

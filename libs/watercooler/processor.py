@@ -21,7 +21,7 @@ import faust
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
 
-from . import faust_offsets, metrics
+from . import faust_offsets, gc_tuning, metrics
 from .config import Settings
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
@@ -190,5 +190,6 @@ def run(app: faust.App, settings: Settings, metrics_port: int = 0) -> None:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(prepare())
     metrics.serve(metrics_port)
+    gc_tuning.tune_for_service()
     worker = Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, override_logging=False, quiet=True)
     worker.execute_from_commandline()

@@ -26,7 +26,7 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from . import metrics
+from . import gc_tuning, metrics
 from .config import Settings
 from .envelope import BadEvent, decode, to_envelope
 from .eventstore import EventSourcedAggregate, EventSourcedApplication
@@ -249,6 +249,7 @@ def run_relays(apps: list[EventSourcedApplication], settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    gc_tuning.tune_for_service()
     for thread in threads:
         thread.start()
     while any(t.is_alive() for t in threads):
