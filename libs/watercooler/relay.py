@@ -103,6 +103,7 @@ class Relay:
         self.topic = settings.topic(self.service)
         self.batch_size = batch_size
         self.send_timeout = SEND_TIMEOUT_SECONDS
+        self.linger = settings.relay_linger
         self.stopping = threading.Event()
         self.producer: KafkaProducer | None = None
         self.position = 0
@@ -220,6 +221,8 @@ class Relay:
                 continue
             if moved:
                 sleep = idle_sleep
+                if moved < self.batch_size and self.linger > 0:
+                    self.stopping.wait(self.linger)
             else:
                 self.stopping.wait(sleep)
                 sleep = min(max_idle_sleep, sleep * 1.5)
