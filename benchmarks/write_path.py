@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.write_path", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--burst", type=int, default=3_000, help="single CreateProfile writes measured")
     p.add_argument("--batched", type=int, default=20_000, help="profiles written by BatchCreateProfiles (500 a call)")
-    p.add_argument("--warmup", type=int, default=6_000, help="CreateProfile writes (closed loop) before measuring, every one of them")
+    p.add_argument("--warmup", type=int, default=25_000, help="CreateProfile writes (closed loop) before measuring, every one of them: enough to fill the services' aggregate caches (20,000), as in a long-running service")
     p.add_argument("--echo-seconds", type=float, default=5.0)
     p.add_argument("--background-seconds", type=float, default=5.0, help="idle window measuring the shared servers' background CPU")
     p.add_argument("--commands", action="store_true", help="also the other main write commands (CreatePost, Follow, ...)")

