@@ -182,6 +182,11 @@ def store_env(settings: Settings, service: str) -> dict[str, str]:
         raise ValueError(f"WC_STORE must be sqlite or postgres, not {settings.store!r}")
     directory = settings.service_data_dir / (settings.namespace or "default")
     directory.mkdir(parents=True, exist_ok=True)
+    # eventsourcing opens the file in WAL mode and leaves `synchronous` at SQLite's default,
+    # FULL: each commit is fsync'd before any command of it is acknowledged, so an acknowledged
+    # write survives a power loss, not only a SIGKILL. NORMAL would skip that fsync (about a
+    # tenth of the profiles service's samples under load) but could lose the last commits on
+    # power loss; group commit already shares one fsync among the commands that arrive together.
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(directory / f"{service}.sqlite"),
