@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 
+from eventsourcing.utils import resolve_topic
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from . import gc_tuning, metrics
@@ -104,6 +105,7 @@ class Relay:
         self.batch_size = batch_size
         self.send_timeout = SEND_TIMEOUT_SECONDS
         self.linger = settings.relay_linger
+        self._published_topics: dict[str, bool] = {}
         self.stopping = threading.Event()
         self.producer: KafkaProducer | None = None
         self.position = 0
@@ -139,9 +141,10 @@ class Relay:
             return 0
         envelopes = []
         for notification in notifications:
+            if not self._published(notification.topic):  # bookkeeping (request records) stays home
+                continue
             domain_event = self.app.mapper.to_domain_event(notification)
-            if isinstance(domain_event, EventSourcedAggregate.Event):  # bookkeeping (request records) stays home
-                envelopes.append(to_envelope(self.service, domain_event, sequence=notification.id))
+            envelopes.append(to_envelope(self.service, domain_event, sequence=notification.id))
         last = notifications[-1].id
         if envelopes and envelopes[-1].sequence != last:
             # The position is read back from the topic, so the batch must end on a published event.
@@ -178,6 +181,15 @@ class Relay:
         metrics.EVENTS_PUBLISHED.labels(self.service).inc(len(envelopes))
         metrics.RELAY_LAG.labels(self.service).set(max(0, (self.app.recorder.max_notification_id() or 0) - last))
         return len(notifications)
+
+    def _published(self, topic: str) -> bool:
+        """Whether events of this stored topic are published, from the class it names (known
+        before decoding: half of a service's stored events are request records, and decoding
+        one only to drop it was about a tenth of the relay's work per write)."""
+        published = self._published_topics.get(topic)
+        if published is None:
+            published = self._published_topics[topic] = issubclass(resolve_topic(topic), EventSourcedAggregate.Event)
+        return published
 
     def _commit_within(self, seconds: float) -> None:
         """commit_transaction() with a deadline: on timeout the producer is abandoned and the
