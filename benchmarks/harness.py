@@ -210,7 +210,7 @@ def _index_settings(settings) -> dict[str, Any]:
 
 
 def machine(settings) -> dict[str, Any]:
-    from watercooler import infra
+    from tools import infra
 
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     mem = re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text())
@@ -327,7 +327,7 @@ def raw_kafka(settings, cfg: BenchConfig, record_size: int) -> dict[str, Any]:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    from watercooler import infra
+    from tools import infra
 
     topic = f"{settings.namespace or 'bench'}.bench-raw-producer"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -506,7 +506,7 @@ class PlatformBench:
         return chosen
 
     def request(self, person):
-        from watercooler.company import create_profile_request
+        from tools.company import create_profile_request
 
         return create_profile_request(person, f"bench-{self.cfg.seed}-{person.employee_id}")
 
@@ -928,7 +928,7 @@ class PlatformBench:
 
 
 def idle_memory(settings, procs: dict[str, subprocess.Popen], settle: float = 5.0) -> dict[str, Any]:
-    from watercooler import infra
+    from tools import infra
 
     time.sleep(settle)
     rows: dict[str, int] = {}
@@ -1008,7 +1008,7 @@ def jam_tally(cfg: BenchConfig) -> dict[str, Any]:
 
 # --- orchestration ----------------------------------------------------------------------------------
 def run(cfg: BenchConfig, settings, procs: dict[str, subprocess.Popen], log=print) -> dict[str, Any]:
-    from watercooler.synthetic import Company
+    from tools.synthetic import Company
 
     company = Company(employees=cfg.employees, seed=cfg.seed)
     report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}, "machine": machine(settings)}

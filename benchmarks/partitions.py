@@ -75,8 +75,8 @@ def run(settings, people_per_step: int, workers: tuple[int, ...] = (1, 2, 3), co
 
     from benchmarks.harness import profile_envelope
     from services.profiles.domainmodel import profile_id
+    from tools.synthetic import Company
     from watercooler.kafka import ensure_topics
-    from watercooler.synthetic import Company
 
     namespace = f"{settings.namespace or 'bench'}-parts{secrets.token_hex(2)}"
     mine = dataclasses.replace(settings, namespace=namespace, topic_partitions=6)

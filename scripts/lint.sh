@@ -14,5 +14,5 @@ if [ ! -x "$BIN/buf-$BUF_VERSION" ]; then
 fi
 (cd protos && "$BIN/buf-$BUF_VERSION" lint)
 echo "lint: protos ok"
-.venv/bin/python -m ruff check libs services tests scripts
+.venv/bin/python -m ruff check libs services tools tests scripts benchmarks
 echo "lint: python ok"

@@ -24,10 +24,10 @@ import pytest
 
 from tests.conftest import ARTIFACTS, eventually
 from tests.integration.helpers import read_events
+from tools.infra import cluster as engines
+from tools.infra import local
 from watercooler.client import service_config
 from watercooler.config import SERVICES
-from watercooler.infra import cluster as engines
-from watercooler.infra import local
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
 from watercooler.search.v1 import search_pb2 as sp

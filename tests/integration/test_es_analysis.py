@@ -113,7 +113,7 @@ def test_every_index_the_platform_made_uses_only_built_in_names(platform):
 
 def test_the_local_node_runs_the_current_build_of_the_plugin(infra):
     """Locally the infra fixture built infra/es-analysis, installed it and (re)started the node."""
-    from watercooler.infra import local
+    from tools.infra import local
 
     if infra.infra_mode != "local":
         pytest.skip("only a node this setup starts gets the plugin from it (external: any cluster; containers: the full distribution)")

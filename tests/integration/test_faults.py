@@ -322,7 +322,7 @@ def test_sigkill_of_a_process_under_load_loses_nothing(platform, process):
 def _local_infra(platform):
     if platform.settings.infra_mode != "local":
         pytest.skip("restarting servers needs WC_INFRA=local")
-    from watercooler.infra import local
+    from tools.infra import local
 
     return local
 
@@ -463,7 +463,7 @@ def test_processor_holds_its_batch_while_elasticsearch_answers_429_and_loses_not
     """A projections worker of its own (namespace, store, topics) writes through the proxy:
     each refused bulk is retried with back-off (the consumer holds its offsets meanwhile),
     nothing is dead-lettered, and every event ends up indexed once."""
-    from watercooler.runner import Platform
+    from tools.runner import Platform
 
     settings = dataclasses.replace(platform.settings, namespace=f"{platform.settings.namespace}bp", data_dir=tmp_path)
     # The elasticsearch client retries a 429 itself up to 5 times: 8 refusals outlast one call,
@@ -536,7 +536,7 @@ class ThreeBrokers:
     """A KRaft cluster of three combined broker+controller nodes on free ports."""
 
     def __init__(self, settings):
-        from watercooler.infra import local
+        from tools.infra import local
 
         self.local = local
         self.jdk = local.find_jdk()

@@ -125,7 +125,7 @@ def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
     however many views came in between: here 60,000 on the same page, more than the 50,000
     facts a partition's window once held.  The retry reaches a restarted posts service (which
     forgot the request) and is counted by another stats worker than the first attempt."""
-    from watercooler.runner import ProcessSpec
+    from tools.runner import ProcessSpec
 
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")

@@ -1,13 +1,13 @@
-"""The cluster topology's engine settings (watercooler.infra.cluster) and client balancing."""
+"""The cluster topology's engine settings (tools.infra.cluster) and client balancing."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from tools.infra import cluster, local
 from watercooler.client import service_config
 from watercooler.config import Settings
-from watercooler.infra import cluster, local
 
 
 def props(text: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Fast tests of watercooler.infra's pure parts: no server is started, nothing is downloaded."""
+"""Fast tests of tools.infra's pure parts: no server is started, nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tools.infra import local
+from tools.infra.local import InfraError, Jdk, JdkNotFound
 from watercooler import config
-from watercooler.infra import local
-from watercooler.infra.local import InfraError, Jdk, JdkNotFound
 
 
 def _settings(**overrides) -> config.Settings:
@@ -72,7 +72,7 @@ def test_no_jdk_is_exit_code_2_with_the_install_hint(monkeypatch) -> None:
 def test_cli_up_without_jdk_exits_2(monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from watercooler.infra.__main__ import app
+    from tools.infra.__main__ import app
 
     monkeypatch.setenv("WC_INFRA", "local")
     monkeypatch.setattr(local, "jdk_candidates", lambda: [])
@@ -314,7 +314,7 @@ def test_servers_layout_and_status_when_nothing_runs(tmp_path: Path) -> None:
 
 
 def test_containers_mode_without_docker_is_a_clear_error(monkeypatch) -> None:
-    from watercooler.infra import containers
+    from tools.infra import containers
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(InfraError, match="no Docker engine is reachable"):

@@ -1,4 +1,4 @@
-"""The tools the Kubernetes tests need, installed at test time and cached, never committed.
+"""What rendering and validating deploy/k8s needs, installed on first use and cached, never committed.
 
 - kustomize, built from the Go module proxy (`go install`), cached as
   ``$WC_CACHE_DIR/bin/kustomize-<version>``.
@@ -7,7 +7,7 @@
   (the jar holds the CRDs its build generated, the same generator as the install files),
   copied to ``$WC_CACHE_DIR/crds/<operator>-<version>/``.
 
-``python -m tests.k8s.tools`` fetches everything (what `make k8s-validate` runs first).
+``python -m tools.k8s.fetch`` fetches everything (what `make k8s-validate` runs first).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.k8s.test_manifests import ROOT, render
+from tools.k8s.render import ROOT, render
 from watercooler import config
 
 

@@ -3,7 +3,7 @@ quorum (replication 3, min in-sync 2), two Elasticsearch nodes (one replica of e
 one PostgreSQL and one SeaweedFS (the S3 API: one endpoint in production too), each on ports of its own (``ClusterLayout``), under
 ``<data_dir>/cluster/``.
 
-Each engine is started by the same code as the single node (watercooler.infra.local), given
+Each engine is started by the same code as the single node (tools.infra.local), given
 its place in the cluster (``KafkaQuorum``, ``EsNode``); only the layout is here. Heaps are sized
 for a 2-core, 24 GiB machine shared with other work: 3 x 256 MB for Kafka, 2 x 512 MB for
 Elasticsearch (``WC_CLUSTER_KAFKA_HEAP``, ``WC_CLUSTER_ES_HEAP``).
@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.infra import local, seaweedfs
+from tools.infra.local import EsNode, InfraError, KafkaQuorum, Progress, StartResult
 from watercooler.config import Settings
-from watercooler.infra import local, seaweedfs
-from watercooler.infra.local import EsNode, InfraError, KafkaQuorum, Progress, StartResult
 
 BROKERS = 3
 ES_NODES = 2

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import grpc
 
-from .client import bearer_metadata, channel, service_token
-from .company import create_profile_request
-from .config import Settings
-from .guidelines import AcceptForPeople
-from .profiles.v1 import profiles_pb2, profiles_pb2_grpc
+from tools.company import create_profile_request
+from watercooler.client import bearer_metadata, channel, service_token
+from watercooler.config import Settings
+from watercooler.guidelines import AcceptForPeople
+from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
 
 GIVEN = ["Ana", "José", "Zoë", "Émile", "Jürgen", "Søren", "Łukasz", "Ngozi", "Aiko", "Priya", "Mateo", "Fatima", "Olivia", "Chen", "Иван", "Мария", "Αλέξης", "Ελένη", "伟", "芳", "Raj", "Amara", "Kwame", "Lucía"]
 FAMILY = ["García", "Müller", "Nakamura", "Okafor", "Smith", "Rossi", "Kowalski", "Dubois", "Andersen", "Patel", "Silva", "Петров", "Иванова", "Παπαδόπουλος", "王", "李", "Nguyen", "Haddad", "Mensah", "O'Brien"]
@@ -98,7 +98,7 @@ STATUSES = ["Shipping the new search today", "Anyone up for the Kafka meetup?", 
 def seed_social(settings: Settings, size: int, seed: int = 42, progress: Callable[[int], None] | None = None) -> int:
     """Communities, follows, connections (everyone with their manager) and a few status
     updates among the seeded people; small and deterministic, idempotent by request id."""
-    from .profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc
+    from watercooler.profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc
 
     rng = random.Random(seed + 3)
     metadata = bearer_metadata(service_token(settings, "watercooler-seed"))
@@ -156,8 +156,8 @@ def seed_library(settings: Settings, size: int, seed: int = 42, progress: Callab
     """A wiki space of linked pages (with a few edits), media items by a few people, and some
     views and downloads.  Idempotent: writes carry request ids; views and downloads are
     facts without ids, so they are recorded only by the run that created the space."""
-    from .auth import issue_token
-    from .posts.v1 import media_pb2, media_pb2_grpc, wiki_pb2, wiki_pb2_grpc
+    from watercooler.auth import issue_token
+    from watercooler.posts.v1 import media_pb2, media_pb2_grpc, wiki_pb2, wiki_pb2_grpc
 
     rng = random.Random(seed + 5)
     everyone = [p.employee_id for p in people(min(size, 50), seed)]
@@ -219,9 +219,9 @@ def seed_library(settings: Settings, size: int, seed: int = 42, progress: Callab
 # (request ids derived from the seed) and write only through the public gRPC APIs.
 def seed_posts(settings: Settings, size: int, seed: int = 42, progress: Callable[[int], None] | None = None) -> int:
     """Blogs, posts, microposts, comments, ratings and bookmarks by the first few people (small: make run)."""
-    from .auth import issue_token
-    from .posts.v1 import posts_pb2 as pb
-    from .posts.v1 import posts_pb2_grpc
+    from watercooler.auth import issue_token
+    from watercooler.posts.v1 import posts_pb2 as pb
+    from watercooler.posts.v1 import posts_pb2_grpc
 
     rng = random.Random(seed + 4)
     authors = [p.employee_id for p in people(min(size, 12), seed)]
@@ -287,8 +287,8 @@ def seed_jam(settings: Settings, size: int, seed: int = 42, progress: Callable[[
 
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from .auth import issue_token
-    from .jams.v1 import jams_pb2, jams_pb2_grpc
+    from watercooler.auth import issue_token
+    from watercooler.jams.v1 import jams_pb2, jams_pb2_grpc
 
     jam = jams_pb2.Jam
     metadata = bearer_metadata(service_token(settings, "watercooler-seed"))

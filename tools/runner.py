@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .client import wait_serving
-from .config import EVENT_SOURCED_SERVICES, SERVICES, Settings
+from watercooler.client import wait_serving
+from watercooler.config import EVENT_SOURCED_SERVICES, SERVICES, Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -61,7 +61,7 @@ def platform_processes() -> list[ProcessSpec]:
     specs = [ProcessSpec(service, [python, "-m", f"services.{service}"], serves=service) for service in SERVICES]
     for service in EVENT_SOURCED_SERVICES:
         if has_application(service):
-            specs.append(ProcessSpec(f"relay-{service}", [python, "-m", "watercooler.cli", "relay", service]))
+            specs.append(ProcessSpec(f"relay-{service}", [python, "-m", f"services.{service}.relay"]))
     specs.append(ProcessSpec("projections", [python, "-m", "services.search.projections"]))
     specs.append(ProcessSpec("thumbnails", [python, "-m", "services.posts.thumbnails"]))
     stats = ROOT / "services" / "search" / "stats"

@@ -2,14 +2,14 @@
 
 ``make run-cluster`` (or ``WC_TOPOLOGY=cluster make run``) and the tests under tests/cluster run:
 
-* the engines of watercooler.infra.cluster: three Kafka brokers (KRaft, replication 3, min
+* the engines of tools.infra.cluster: three Kafka brokers (KRaft, replication 3, min
   in-sync 2), two Elasticsearch nodes (one replica of every shard), PostgreSQL;
 * every Deployment of the rendered ``prod`` overlay (deploy/k8s), as pods: two replicas of each
   gRPC service, two projection workers and two stats workers, and the relays with the replicas
   the manifests give them (one each: a relay is a single publisher per store). The bootstrap Job
   runs first, as on an install.
 
-Each pod gets exactly what the kubelet would give it (tests/k8s/pods.py: the image's ENV, the
+Each pod gets exactly what the kubelet would give it (tools/k8s/pods.py: the image's ENV, the
 ConfigMap, the Secrets, ``$(VAR)`` references, mounted files under a root of its own, the
 manifest's command), nothing from this process's environment, and only what its surroundings
 provide is changed: the engines' addresses, its own ports (pods share this host), a namespace
@@ -41,11 +41,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import auth, config
-from .client import wait_serving
-from .infra import cluster as engines
-from .infra.cluster import ClusterLayout
-from .runner import ROOT, Platform, ProcessSpec
+from tools.infra import cluster as engines
+from tools.infra.cluster import ClusterLayout
+from tools.runner import ROOT, Platform, ProcessSpec
+from watercooler import auth, config
+from watercooler.client import wait_serving
 
 OVERLAY = "prod"
 SERVICE_REPLICAS = 2
@@ -57,9 +57,9 @@ REPLICA_NAMES = "abcdefgh"
 
 
 def _manifests() -> tuple[Any, Any]:
-    # The manifest simulation lives with the manifest tests (it needs kustomize, fetched into the cache).
-    from tests.k8s import pods
-    from tests.k8s.test_manifests import render
+    # Imported on use: rendering needs kustomize, fetched into the cache on first use.
+    from tools.k8s import pods
+    from tools.k8s.render import render
 
     return pods, render
 
@@ -276,7 +276,7 @@ def run_cluster(demo_size: int) -> None:
     import grpc
     from rich.console import Console
 
-    from .seed import SEEDERS
+    from tools.seed import SEEDERS
 
     console = Console()
     settings = config.load()
@@ -311,7 +311,7 @@ def run_cluster(demo_size: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """python -m watercooler.cluster run [demo size] | up | down | memory"""
+    """python -m tools.cluster run [demo size] | up | down | memory"""
     settings = config.load()
     command = argv[0] if argv else "run"
     if command == "run":

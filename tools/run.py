@@ -19,8 +19,8 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from . import auth, config
-from .runner import Platform
+from tools.runner import Platform
+from watercooler import auth, config
 
 console = Console()
 
@@ -31,13 +31,13 @@ def run_platform(demo_size: int) -> None:
         console.print(f"[red]WC_TOPOLOGY={topology!r}: use single (the default) or cluster")
         sys.exit(2)
     if topology == "cluster":
-        from .cluster import run_cluster
+        from tools.cluster import run_cluster
 
         return run_cluster(demo_size)
-    from . import infra
-    from .cli import rebuild_with_progress, stale_projections
-    from .kafka import ensure_topics
-    from .seed import SEEDERS
+    from tools import infra
+    from tools.reindex import rebuild_with_progress, stale_projections
+    from tools.seed import SEEDERS
+    from watercooler.kafka import ensure_topics
 
     settings = config.load()
     started_at = time.monotonic()

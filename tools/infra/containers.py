@@ -3,7 +3,7 @@
 For machines with a Docker engine.  testcontainers is imported lazily, so nothing here
 costs anything elsewhere.  The containers belong to the Python process that started
 them (testcontainers' reaper removes them when it exits): right for a test session;
-`python -m watercooler.infra up` in this mode holds them until Ctrl-C.
+`python -m tools.infra up` in this mode holds them until Ctrl-C.
 
 Image tags can be overridden with WC_KAFKA_IMAGE / WC_ES_IMAGE / WC_POSTGRES_IMAGE.
 """
@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from tools.infra.local import InfraError, jvm_heap_options, pom_versions
 from watercooler.config import Settings
-from watercooler.infra.local import InfraError, jvm_heap_options, pom_versions
 
-log = logging.getLogger("watercooler.infra.containers")
+log = logging.getLogger("tools.infra.containers")
 
 # Confluent's cp-kafka is what testcontainers' KafkaContainer drives (its KRaft
 # boot script edits /etc/confluent/docker/configure); 7.9 is Kafka 3.9, which every

@@ -4,10 +4,10 @@
 (local processes, an external cluster, or testcontainers) and returns an ``UpResult``:
 ``.env`` the ``WC_*`` variables for client processes, truthy when it started
 something; ``ensure_down(settings)`` stops the servers.
-CLI: ``python -m watercooler.infra up|down|status|fetch [--postgres]``.
+CLI: ``python -m tools.infra up|down|status|fetch [--postgres]``.
 """
 
-from watercooler.infra.local import (
+from tools.infra.local import (
     InfraError,
     Jdk,
     JdkNotFound,

@@ -1,4 +1,4 @@
-"""python -m watercooler.infra up|down|status|fetch [--postgres]"""
+"""python -m tools.infra up|down|status|fetch [--postgres]"""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tools.infra import local
+from tools.infra.local import InfraError
 from watercooler import config
-from watercooler.infra import local
-from watercooler.infra.local import InfraError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fetch, start and stop Kafka, Elasticsearch and PostgreSQL for Watercooler.")
@@ -24,7 +24,7 @@ def _fail(exc: Exception) -> None:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(exc.exit_code)
     # Anything else is a bug or an environment problem we did not foresee: say what, briefly.
-    logging.getLogger("watercooler.infra").debug("unexpected error", exc_info=exc)
+    logging.getLogger("tools.infra").debug("unexpected error", exc_info=exc)
     console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))} (run with -v for the traceback)",
                   highlight=False)
     raise typer.Exit(1)
@@ -40,7 +40,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 def fetch() -> None:
     """Download the Kafka jars and the Elasticsearch distribution into the cache (once), build
     the analysis plugin (infra/es-analysis) for it, and build SeaweedFS."""
-    from watercooler.infra import seaweedfs
+    from tools.infra import seaweedfs
 
     settings = config.load()
     t0 = time.monotonic()
@@ -94,7 +94,7 @@ def up(postgres: bool = typer.Option(False, "--postgres", help="Also run Postgre
 
 
 def _up_containers(settings: config.Settings, postgres: bool) -> None:
-    from watercooler.infra import containers
+    from tools.infra import containers
 
     with console.status("Starting containers…"):
         stack = containers.ensure_up(settings, postgres=postgres)

@@ -1,4 +1,4 @@
-"""Writes the synthetic company (``watercooler.synthetic.Company``) through the public gRPC APIs.
+"""Writes the synthetic company (``tools.synthetic.Company``) through the public gRPC APIs.
 
 ``watercooler seed --size N --company``: profiles (managers before their reports, in
 ``BatchCreateProfiles`` calls), communities and their members, blogs, published posts,
@@ -30,11 +30,11 @@ from typing import Any
 
 import grpc
 
-from .auth import issue_token
-from .client import bearer_metadata, channel, service_token
-from .config import Settings
-from .guidelines import AcceptForPeople
-from .synthetic import Company
+from tools.synthetic import Company
+from watercooler.auth import issue_token
+from watercooler.client import bearer_metadata, channel, service_token
+from watercooler.config import Settings
+from watercooler.guidelines import AcceptForPeople
 
 # The kinds in the order they are written (later kinds refer to earlier ones).
 KINDS = ("profiles", "communities", "community members", "blogs", "posts", "comments", "ratings", "microposts", "bookmarks", "wiki pages", "page views",
@@ -46,7 +46,7 @@ PROFILES_PER_BATCH = 500  # BatchCreateProfiles takes up to 1,000; 500 keeps a w
 def create_profile_request(person: Any, request_id: str, employee_id: Callable[[str], str] = str) -> Any:
     """The CreateProfileRequest for a generated person (``synthetic.Person`` or the demo's
     ``seed.Person``); ``employee_id`` maps their ids (a tag prefix)."""
-    from .profiles.v1 import profiles_pb2
+    from watercooler.profiles.v1 import profiles_pb2
 
     return profiles_pb2.CreateProfileRequest(
         profile=profiles_pb2.Profile(
@@ -181,9 +181,9 @@ class CompanyWriter:
 
     # --- the kinds ------------------------------------------------------------------------------
     def write(self) -> Written:
-        from .jams.v1 import jams_pb2_grpc
-        from .posts.v1 import media_pb2_grpc, posts_pb2_grpc, wiki_pb2_grpc
-        from .profiles.v1 import communities_pb2_grpc, profiles_pb2_grpc
+        from watercooler.jams.v1 import jams_pb2_grpc
+        from watercooler.posts.v1 import media_pb2_grpc, posts_pb2_grpc, wiki_pb2_grpc
+        from watercooler.profiles.v1 import communities_pb2_grpc, profiles_pb2_grpc
 
         with channel(self.settings, "profiles") as profiles_ch, channel(self.settings, "posts") as posts_ch, channel(self.settings, "jams") as jams_ch:
             self.write_profiles(profiles_pb2_grpc.ProfileServiceStub(profiles_ch))
@@ -196,7 +196,7 @@ class CompanyWriter:
         return self.written
 
     def write_profiles(self, stub) -> None:
-        from .profiles.v1 import profiles_pb2
+        from watercooler.profiles.v1 import profiles_pb2
 
         people = list(self.company.people())
         depth: list[int] = []
@@ -225,7 +225,7 @@ class CompanyWriter:
         self.written.names["people"] = [self.eid(p.employee_id) for p in people]
 
     def write_posts(self, stub) -> None:
-        from .posts.v1 import posts_pb2 as pb
+        from watercooler.posts.v1 import posts_pb2 as pb
 
         internal = pb.Audience.INTERNAL
         blogs = list(self.company.blogs())
@@ -349,7 +349,7 @@ class CompanyWriter:
 
     def write_wiki(self, stub) -> bool:
         """Pages and their views; True when this run created the space (and recorded the facts)."""
-        from .posts.v1 import wiki_pb2
+        from watercooler.posts.v1 import wiki_pb2
 
         first_run = True
         try:
@@ -417,7 +417,7 @@ class CompanyWriter:
         return True
 
     def write_communities(self, stub) -> None:
-        from .profiles.v1 import communities_pb2 as cp
+        from watercooler.profiles.v1 import communities_pb2 as cp
 
         communities = list(self.company.communities())
 
@@ -452,8 +452,8 @@ class CompanyWriter:
         self._many("community members", (members_job(key, people) for key, people in members.items()), self.plan.memberships)
 
     def write_media(self, stub, record_downloads: bool) -> None:
-        from .posts.v1 import media_pb2 as mp
-        from .posts.v1 import wiki_pb2
+        from watercooler.posts.v1 import media_pb2 as mp
+        from watercooler.posts.v1 import wiki_pb2
 
         items = list(self.company.media_items())
 
@@ -503,7 +503,7 @@ class CompanyWriter:
     def write_jam(self, stub) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        from .jams.v1 import jams_pb2
+        from watercooler.jams.v1 import jams_pb2
 
         name = f"jams/{self.jam_id}"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import time
 from typing import Annotated
 
 import typer
@@ -12,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import auth, config, logs
+from watercooler import auth, config
 
 app = typer.Typer(help="Watercooler: an event-sourced backend for enterprise social networks.", no_args_is_help=True)
 console = Console()
@@ -20,11 +18,6 @@ console = Console()
 
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-
-
-def application_for(service: str):
-    module = importlib.import_module(f"services.{service}.application")
-    return module.APPLICATION
 
 
 @app.command()
@@ -44,12 +37,12 @@ def token(
 def seed(
     size: Annotated[int, typer.Option(help="number of employees")] = 300,
     random_seed: Annotated[int, typer.Option("--seed")] = 42,
-    company: Annotated[bool, typer.Option("--company", help="write the synthetic company (watercooler.synthetic) instead of the small demo")] = False,
+    company: Annotated[bool, typer.Option("--company", help="write the synthetic company (tools.synthetic) instead of the small demo")] = False,
     concurrency: Annotated[int, typer.Option(help="concurrent requests (--company)")] = 16,
     tag: Annotated[str, typer.Option(help="prefix of every id (--company): a second company next to the first")] = "",
 ) -> None:
     """Seed a deterministic demo company through the public APIs (idempotent)."""
-    from .seed import SEEDERS
+    from tools.seed import SEEDERS
 
     settings = config.load()
     if company:
@@ -64,7 +57,7 @@ def seed(
 
 
 def _seed_company(settings, size: int, random_seed: int, concurrency: int, tag: str) -> None:
-    from .company import KINDS, write_company
+    from tools.company import KINDS, write_company
 
     with _progress() as progress:
         tasks = {kind: progress.add_task(kind, total=None) for kind in KINDS}
@@ -80,31 +73,15 @@ def _seed_company(settings, size: int, random_seed: int, concurrency: int, tag: 
 
 
 @app.command()
-def relay(services: Annotated[list[str], typer.Argument(help="services whose stored events to publish")]) -> None:
-    """Publish stored events to Kafka (one relay per service)."""
-    import os
-
-    from . import metrics
-    from .relay import run_relays
-
-    settings = config.load()
-    logs.setup("relay", settings.log_level, settings.log_format)
-    # Off by default: locally one relay process runs per service on one machine.
-    metrics.serve(int(os.environ.get("WC_RELAY_METRICS_PORT", "0")))
-    apps = [application_for(s)(settings) for s in services]
-    run_relays(apps, settings)
-
-
-@app.command()
 def status() -> None:
     """Show the infrastructure, every service's health and every index."""
-    from .client import health_status
+    from watercooler.client import health_status
 
     settings = config.load()
     servers = Table(title="servers")
     for column in ("server", "state", "pid", "port", "memory"):
         servers.add_column(column)
-    from .infra import status as infra_status
+    from tools.infra import status as infra_status
 
     for server in infra_status(settings):
         memory = f"{server.rss_kb / 1024:.0f} MiB" if server.rss_kb else ""
@@ -119,7 +96,7 @@ def status() -> None:
     console.print(table)
 
     async def indices() -> None:
-        from .projection import es_client
+        from watercooler.projection import es_client
 
         es = es_client(settings)
         try:
@@ -142,59 +119,9 @@ def status() -> None:
 @app.command()
 def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g. people")]) -> None:
     """Rebuild a projection by replaying its topics into a new index, then switch the alias."""
-    from services.search.projections import ALL
+    from tools.reindex import reindex as rebuild
 
-    from .projection import by_name
-
-    settings = config.load()
-    try:
-        projection_class = by_name(ALL, projection)
-    except KeyError:
-        raise typer.BadParameter(f"unknown projection; one of: {', '.join(p.name for p in ALL)}") from None
-
-    rebuild_with_progress(settings, projection_class)
-
-
-def rebuild_with_progress(settings: config.Settings, projection_class: type) -> dict:
-    """Rebuild one projection from the log with a progress bar, and say how it went."""
-    from .projection import es_client
-
-    async def run() -> dict:
-        es = es_client(settings)
-        try:
-            with _progress() as progress:
-                task = progress.add_task(f"replaying into {projection_class.name}", total=None)
-
-                def advance(done: int, total: int) -> None:
-                    progress.update(task, completed=done, total=total)
-
-                return await projection_class(settings).rebuild(es, progress=advance)
-        finally:
-            await es.close()
-
-    started = time.monotonic()
-    result = asyncio.run(run())
-    elapsed = time.monotonic() - started
-    rate = result["events_replayed"] / elapsed if elapsed else 0
-    console.print(f"rebuilt {result['projection']}: {result['events_replayed']} events in {elapsed:.1f}s ({rate:,.0f}/s) -> {result['index']}")
-    return result
-
-
-def stale_projections(settings: config.Settings) -> list[type]:
-    """The projections whose index was built by an older ``schema_version`` than the code's
-    (a projection whose documents changed shape: they are rebuilt from the log, never patched)."""
-    from services.search.projections import ALL
-
-    from .projection import es_client
-
-    async def find() -> list[type]:
-        es = es_client(settings)
-        try:
-            return [cls for cls in ALL if (stored := await cls(settings).stored_schema_version(es)) is not None and stored < cls.schema_version]
-        finally:
-            await es.close()
-
-    return asyncio.run(find())
+    rebuild(projection)
 
 
 @app.command()
@@ -202,7 +129,7 @@ def dlq(limit: Annotated[int, typer.Option(help="how many records to show")] = 2
     """List the dead-letter topic: events a processor could not handle, and why."""
     from kafka import KafkaConsumer
 
-    from .events.v1.envelope_pb2 import DeadLetter
+    from watercooler.events.v1.envelope_pb2 import DeadLetter
 
     settings = config.load()
     consumer = KafkaConsumer(settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000)
@@ -221,7 +148,7 @@ def dlq(limit: Annotated[int, typer.Option(help="how many records to show")] = 2
 @app.command()
 def run(demo_size: Annotated[int, typer.Option(help="employees in the demo company")] = 300) -> None:
     """Start Kafka, Elasticsearch, every service, relay and processor; seed a demo; Ctrl-C stops all."""
-    from .run import run_platform
+    from tools.run import run_platform
 
     run_platform(demo_size)
 
@@ -229,7 +156,7 @@ def run(demo_size: Annotated[int, typer.Option(help="employees in the demo compa
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def infra(ctx: typer.Context) -> None:
     """Manage the local Kafka, Elasticsearch (and PostgreSQL) processes: up|down|status|fetch [--postgres]."""
-    from .infra.__main__ import app as infra_app
+    from tools.infra.__main__ import app as infra_app
 
     infra_app(args=ctx.args, standalone_mode=True)
 

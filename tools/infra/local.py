@@ -44,11 +44,11 @@ from pathlib import Path
 
 from watercooler.config import Settings
 
-log = logging.getLogger("watercooler.infra")
+log = logging.getLogger("tools.infra")
 
 Progress = Callable[[str], None]
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
 POM_FILE = INFRA_DIR / "pom.xml"
 # Lucene's analysis components under the full distribution's names (asciifolding, stemmer,
@@ -66,7 +66,7 @@ SERVICE_USER = "watercooler"
 # resolves to whatever plugin release is newest).
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 FETCHED_MARKER = ".watercooler-fetched"
-PROBE_TOPIC = "watercooler.infra.probe"
+PROBE_TOPIC = "tools.infra.probe"
 
 KAFKA_START_TIMEOUT = 90.0
 # A node that rejoins a cluster on a busy machine can take longer (WC_ES_START_TIMEOUT).
@@ -119,7 +119,7 @@ def pom_versions(pom: Path = POM_FILE) -> Versions:
     try:
         return parse_pom_versions(pom.read_text())
     except FileNotFoundError:
-        raise InfraError(f"{pom} not found: watercooler.infra expects to run from a source checkout") from None
+        raise InfraError(f"{pom} not found: tools.infra expects to run from a source checkout") from None
 
 
 def kafka_home(settings: Settings, versions: Versions | None = None) -> Path:
@@ -533,7 +533,7 @@ def analysis_plugin_source_hash(versions: Versions | None = None, source: Path =
     digest = hashlib.sha256((versions or pom_versions()).elasticsearch.encode() + b"\0")
     files = sorted([source / "pom.xml", *(p for p in (source / "src").rglob("*") if p.is_file())])
     if not all(p.is_file() for p in files):
-        raise InfraError(f"{source} has no files: watercooler.infra expects to run from a source checkout")
+        raise InfraError(f"{source} has no files: tools.infra expects to run from a source checkout")
     for path in files:
         digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -682,7 +682,7 @@ def postgres_server(settings: Settings) -> Server:
 
 
 def all_servers(settings: Settings) -> list[Server]:
-    from watercooler.infra import seaweedfs
+    from tools.infra import seaweedfs
 
     return [kafka_server(settings), es_server(settings), seaweedfs.server(settings), postgres_server(settings)]
 
@@ -808,7 +808,7 @@ def render_kafka_properties(settings: Settings, log_dir: Path, quorum: KafkaQuor
         "log.retention.ms": "-1",
         "group.initial.rebalance.delay.ms": "0",
     }
-    header = "# Written by watercooler.infra on every start; edits are overwritten.\n"
+    header = "# Written by tools.infra on every start; edits are overwritten.\n"
     return header + "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -1000,7 +1000,7 @@ def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None, 
     if pid is None:
         libs = kafka_libs_dir(settings)
         if not (kafka_home(settings) / FETCHED_MARKER).exists():
-            raise InfraError(f"Kafka is not fetched into {libs}: run `python -m watercooler.infra fetch`")
+            raise InfraError(f"Kafka is not fetched into {libs}: run `python -m tools.infra fetch`")
         for d in (logs_dir, data):
             d.mkdir(parents=True, exist_ok=True)
         props = server.data_dir / "server.properties"
@@ -1040,7 +1040,7 @@ def start_kafka(settings: Settings, jdk: Jdk, progress: Progress | None = None, 
 # ES pre-touches its whole heap at start (-XX:+AlwaysPreTouch, a production setting): a
 # dev node would sit at heap + ~250 MB RSS from the first second; without it, the
 # memory is committed as it is used.
-ES_DEV_JVM_OPTIONS = "# Written by watercooler.infra\n-XX:-AlwaysPreTouch\n"
+ES_DEV_JVM_OPTIONS = "# Written by tools.infra\n-XX:-AlwaysPreTouch\n"
 
 
 @dataclass(frozen=True)
@@ -1078,7 +1078,7 @@ def render_es_yml(settings: Settings, data_path: Path, logs_path: Path, node: Es
         lines["discovery.seed_hosts"] = json.dumps(sorted(node.peers.values()))
         if not (data_path / "_state").exists():  # only to form the cluster the first time
             lines["cluster.initial_master_nodes"] = json.dumps(sorted(node.peers))
-    header = "# Written by watercooler.infra on every start; edits are overwritten.\n"
+    header = "# Written by tools.infra on every start; edits are overwritten.\n"
     return header + "".join(f"{k}: {v}\n" for k, v in lines.items())
 
 
@@ -1109,7 +1109,7 @@ def _es_home(settings: Settings, versions: Versions, progress: Progress | None) 
     """
     dist = es_distribution_dir(settings, versions)
     if not (dist / FETCHED_MARKER).exists():
-        raise InfraError(f"Elasticsearch is not fetched into {dist}: run `python -m watercooler.infra fetch`")
+        raise InfraError(f"Elasticsearch is not fetched into {dist}: run `python -m tools.infra fetch`")
     if not _is_root():
         return dist
     home = es_server(settings).data_dir / f"home-{versions.elasticsearch}"
@@ -1238,7 +1238,7 @@ def render_postgres_conf(settings: Settings, socket_dir: Path) -> str:
         "log_destination": q("stderr"),
         "logging_collector": "off",
     }
-    header = "# Written by watercooler.infra on every start; edits are overwritten.\n"
+    header = "# Written by tools.infra on every start; edits are overwritten.\n"
     return header + "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
@@ -1362,7 +1362,7 @@ def env_for_clients(settings: Settings) -> dict[str, str]:
 
 def up_local(settings: Settings, postgres: bool = False, progress: Progress | None = None) -> list[StartResult]:
     """Fetch if needed, then start Kafka, Elasticsearch, SeaweedFS (and PostgreSQL) in parallel."""
-    from watercooler.infra import seaweedfs
+    from tools.infra import seaweedfs
 
     jdk = find_jdk()  # first: a missing JDK must stop us before any download
     log.info("using JDK %s at %s", jdk.version, jdk.home)
@@ -1404,7 +1404,7 @@ def check_external(settings: Settings, postgres: bool = False) -> None:
         log.warning("Elasticsearch at WC_ES_URL=%s lacks the full distribution's analysis names (spanish, "
                     "asciifolding...): run a full distribution, or an integ-test-zip with infra/es-analysis "
                     "installed (see its README)", settings.es_url)
-    from watercooler.infra import seaweedfs
+    from tools.infra import seaweedfs
 
     if (problem := seaweedfs.check_external(settings)) is not None:
         problems.append(problem)
@@ -1452,7 +1452,7 @@ def ensure_up(settings: Settings, postgres: bool = False, progress: Progress | N
         check_external(settings, postgres)
         return UpResult(env_for_clients(settings), [], [])
     if mode == "containers":
-        from watercooler.infra import containers
+        from tools.infra import containers
 
         before = containers.current()
         stack = containers.ensure_up(settings, postgres=postgres)
@@ -1469,7 +1469,7 @@ def ensure_down(settings: Settings) -> list[str]:
         with _file_lock(settings.data_dir / ".infra.lock"):
             return stop_all(settings)
     if mode == "containers":
-        from watercooler.infra import containers
+        from tools.infra import containers
 
         return containers.ensure_down()
     return []

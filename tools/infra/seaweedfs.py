@@ -28,9 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from watercooler import objectstore
-from watercooler.config import Settings
-from watercooler.infra.local import (
+from tools.infra.local import (
     InfraError,
     Progress,
     Server,
@@ -43,6 +41,8 @@ from watercooler.infra.local import (
     _tail_text,
     _wait,
 )
+from watercooler import objectstore
+from watercooler.config import Settings
 
 MODULE = "github.com/seaweedfs/seaweedfs"
 VERSION = "v0.0.0-20261109003541-7506e5f91cd6"
