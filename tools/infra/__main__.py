@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tools.infra import local
-from tools.infra.local import InfraError
+from tools.infra import common, downloads, elasticsearch, servers
+from tools.infra.common import InfraError
 from watercooler import config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -45,15 +45,15 @@ def fetch() -> None:
     settings = config.load()
     t0 = time.monotonic()
     try:
-        versions = local.pom_versions()
-        already = local.is_fetched(settings, versions)
+        versions = common.pom_versions()
+        already = common.is_fetched(settings, versions)
         if not seaweedfs.binary(settings).exists():
             with console.status("Building SeaweedFS…") as st:
                 seaweedfs.build(settings, progress=lambda m: st.update(m))
         with console.status("Fetching with Maven…") as st:
             if not already:
-                local.fetch(settings, progress=lambda m: st.update(m))
-            plugin = local.build_analysis_plugin(settings, local.find_jdk(), progress=lambda m: st.update(m))
+                downloads.fetch(settings, progress=lambda m: st.update(m))
+            plugin = elasticsearch.build_analysis_plugin(settings, downloads.find_jdk(), progress=lambda m: st.update(m))
     except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
     if already:
@@ -76,9 +76,9 @@ def up(postgres: bool = typer.Option(False, "--postgres", help="Also run Postgre
             return
         with console.status("Starting…") as st:
             if settings.infra_mode == "local":
-                results = local.up_local(settings, postgres, progress=lambda m: st.update(m))
+                results = servers.up_local(settings, postgres, progress=lambda m: st.update(m))
             else:
-                local.check_external(settings, postgres)
+                servers.check_external(settings, postgres)
                 results = []
     except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
@@ -89,7 +89,7 @@ def up(postgres: bool = typer.Option(False, "--postgres", help="Also run Postgre
     if settings.infra_mode == "external":
         console.print("[green]✓[/] external servers answer")
     console.print(f"Ready in {time.monotonic() - t0:.1f} s. Client environment:")
-    for k, v in local.env_for_clients(settings).items():
+    for k, v in servers.env_for_clients(settings).items():
         console.print(f"  export {k}={v}", highlight=False)
 
 
@@ -118,7 +118,7 @@ def down() -> None:
     t0 = time.monotonic()
     try:
         with console.status("Stopping…"):
-            stopped = local.ensure_down(settings)
+            stopped = servers.ensure_down(settings)
     except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
     if stopped:
@@ -136,12 +136,12 @@ def status() -> None:
         table.add_column(col, justify="left" if col in ("server", "state") else "right", no_wrap=True)
     table.add_column("data dir", overflow="fold")
     colours = {"running": "green", "stopped": "dim", "foreign": "yellow"}
-    for s in local.status(settings):
+    for s in servers.status(settings):
         rss = f"{s.rss_kb / 1024:.0f} MiB" if s.rss_kb else "-"
         state = "port busy (not ours)" if s.state == "foreign" else s.state
         table.add_row(s.name, f"[{colours[s.state]}]{state}[/]", str(s.pid or "-"), str(s.port), rss, str(s.data_dir))
     console.print(table)
-    console.print(f"cache: {settings.cache_dir}  (fetched: {'yes' if local.is_fetched(settings) else 'no'})")
+    console.print(f"cache: {settings.cache_dir}  (fetched: {'yes' if common.is_fetched(settings) else 'no'})")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ quorum (replication 3, min in-sync 2), two Elasticsearch nodes (one replica of e
 one PostgreSQL and one SeaweedFS (the S3 API: one endpoint in production too), each on ports of its own (``ClusterLayout``), under
 ``<data_dir>/cluster/``.
 
-Each engine is started by the same code as the single node (tools.infra.local), given
-its place in the cluster (``KafkaQuorum``, ``EsNode``); only the layout is here. Heaps are sized
+Each engine is started by the same code as the single node (tools.infra.kafka, .elasticsearch,
+.postgres), given its place in the cluster (``KafkaQuorum``, ``EsNode``); only the layout is here. Heaps are sized
 for a 2-core, 24 GiB machine shared with other work: 3 x 256 MB for Kafka, 2 x 512 MB for
 Elasticsearch (``WC_CLUSTER_KAFKA_HEAP``, ``WC_CLUSTER_ES_HEAP``).
 """
@@ -18,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.infra import local, seaweedfs
-from tools.infra.local import EsNode, InfraError, KafkaQuorum, Progress, StartResult
+from tools.infra import common, downloads, elasticsearch, kafka, postgres, seaweedfs
+from tools.infra.common import InfraError, Progress, StartResult
+from tools.infra.elasticsearch import EsNode
+from tools.infra.kafka import KafkaQuorum
 from watercooler.config import Settings
 
 BROKERS = 3
@@ -120,33 +122,33 @@ def es_node(layout: ClusterLayout, node: int) -> EsNode:
     return EsNode(f"es-{node}", {f"es-{n}": f"127.0.0.1:{layout.es_transport_port(n)}" for n in range(1, ES_NODES + 1)})
 
 
-def servers(settings: Settings, layout: ClusterLayout) -> dict[str, local.Server]:
+def servers(settings: Settings, layout: ClusterLayout) -> dict[str, common.Server]:
     """Every engine process by name (kafka-1.., es-1.., postgres), for status, stop and faults."""
-    found = {f"kafka-{n}": local.kafka_server(broker_settings(settings, layout, n)) for n in range(1, BROKERS + 1)}
-    found |= {f"es-{n}": local.es_server(es_settings(settings, layout, n)) for n in range(1, ES_NODES + 1)}
-    found["postgres"] = local.postgres_server(postgres_settings(settings, layout))
+    found = {f"kafka-{n}": kafka.kafka_server(broker_settings(settings, layout, n)) for n in range(1, BROKERS + 1)}
+    found |= {f"es-{n}": elasticsearch.es_server(es_settings(settings, layout, n)) for n in range(1, ES_NODES + 1)}
+    found["postgres"] = postgres.postgres_server(postgres_settings(settings, layout))
     found["seaweedfs"] = seaweedfs.server(s3_settings(settings, layout))
     return found
 
 
-def start_broker(settings: Settings, layout: ClusterLayout, node: int, jdk: local.Jdk | None = None, progress: Progress | None = None) -> StartResult:
-    return local.start_kafka(broker_settings(settings, layout, node), jdk or local.find_jdk(), progress, quorum(layout, node))
+def start_broker(settings: Settings, layout: ClusterLayout, node: int, jdk: downloads.Jdk | None = None, progress: Progress | None = None) -> StartResult:
+    return kafka.start_kafka(broker_settings(settings, layout, node), jdk or downloads.find_jdk(), progress, quorum(layout, node))
 
 
-def start_es_node(settings: Settings, layout: ClusterLayout, node: int, jdk: local.Jdk | None = None, progress: Progress | None = None) -> StartResult:
-    return local.start_elasticsearch(es_settings(settings, layout, node), jdk or local.find_jdk(), progress, es_node(layout, node))
+def start_es_node(settings: Settings, layout: ClusterLayout, node: int, jdk: downloads.Jdk | None = None, progress: Progress | None = None) -> StartResult:
+    return elasticsearch.start_elasticsearch(es_settings(settings, layout, node), jdk or downloads.find_jdk(), progress, es_node(layout, node))
 
 
 def start_postgres(settings: Settings, layout: ClusterLayout, progress: Progress | None = None) -> StartResult:
-    return local.start_postgres(postgres_settings(settings, layout), progress)
+    return postgres.start_postgres(postgres_settings(settings, layout), progress)
 
 
 def up(settings: Settings, layout: ClusterLayout, progress: Progress | None = None) -> list[StartResult]:
     """Start every engine that is not running, all at once (a quorum forms only when its
     members start together), and wait until each works."""
-    jdk = local.find_jdk()
+    jdk = downloads.find_jdk()
     seaweedfs.build_in_background(settings, progress)
-    local.fetch(settings, progress, jdk)
+    downloads.fetch(settings, progress, jdk)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     tasks: list[Callable[[], StartResult]] = [lambda n=n: start_broker(settings, layout, n, jdk, progress) for n in range(1, BROKERS + 1)]
     tasks += [lambda n=n: start_es_node(settings, layout, n, jdk, progress) for n in range(1, ES_NODES + 1)]
@@ -167,7 +169,7 @@ def up(settings: Settings, layout: ClusterLayout, progress: Progress | None = No
 def down(settings: Settings, layout: ClusterLayout) -> list[str]:
     found = servers(settings, layout)
     with ThreadPoolExecutor(len(found)) as pool:
-        stopped = list(pool.map(local.stop_server, found.values()))
+        stopped = list(pool.map(common.stop_server, found.values()))
     return [name for name, was in zip(found, stopped, strict=True) if was]
 
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.infra.local import InfraError, jvm_heap_options, pom_versions
+from tools.infra.common import InfraError, jvm_heap_options, pom_versions
 from watercooler.config import Settings
 
 log = logging.getLogger("tools.infra.containers")

@@ -28,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tools.infra.local import (
+from tools.infra.common import (
     InfraError,
     Progress,
     Server,
