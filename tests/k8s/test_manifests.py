@@ -10,6 +10,7 @@ field validation is. The policy tests read the rendered output, never the source
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 from functools import cache
 from pathlib import Path
@@ -210,6 +211,29 @@ def test_services_are_probed_over_grpc_health_on_the_port_they_serve(build: str)
         assert {port, config.DEFAULT_METRICS_PORTS[service]} <= ports
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == port, f"{service} {probe}"
+
+
+def image_packages() -> set[str]:
+    """The top-level directories of this checkout the image's last stage copies into /app."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    runtime = text[text.rindex("\nFROM "):]
+    return set(re.findall(r"^COPY --from=build /src/(\w+) /app/", runtime, flags=re.M))
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_every_command_is_a_module_the_image_carries(build: str) -> None:
+    packages = image_packages()
+    assert {"libs", "services"} <= packages
+    for workload, template in pod_templates(build):
+        for container in template["spec"]["containers"]:
+            command = container["command"]
+            if command[:2] != ["python", "-m"]:
+                continue
+            module = command[2]
+            name = workload["metadata"]["name"]
+            assert importlib.util.find_spec(module) is not None, f"{build}: {name} runs python -m {module}, which does not exist"
+            top = module.split(".")[0]
+            assert top in packages or (top == "watercooler" and "libs" in packages), f"{build}: {name} runs {module}, which the image does not copy"
 
 
 @pytest.mark.parametrize("build", OVERLAYS)
