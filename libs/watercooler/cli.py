@@ -142,7 +142,7 @@ def status() -> None:
 @app.command()
 def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g. people")]) -> None:
     """Rebuild a projection by replaying its topics into a new index, then switch the alias."""
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
 
     from .projection import by_name
 
@@ -183,7 +183,7 @@ def rebuild_with_progress(settings: config.Settings, projection_class: type) -> 
 def stale_projections(settings: config.Settings) -> list[type]:
     """The projections whose index was built by an older ``schema_version`` than the code's
     (a projection whose documents changed shape: they are rebuilt from the log, never patched)."""
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
 
     from .projection import es_client
 

@@ -1,4 +1,4 @@
-"""ListAuditEvents: the audit projection (services/search/projections/audit.py) for services."""
+"""ListAuditEvents: the audit projection (services/search/readmodels/projections/audit.py) for services."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Community queries, and the membership check every service's COMMUNITY visibility uses.
 
-The source is the `communities` index (services/search/projections/communities.py):
+The source is the `communities` index (services/search/readmodels/projections/communities.py):
 one document per community whose ``members`` is the complete member list."""
 
 from __future__ import annotations

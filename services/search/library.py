@@ -17,7 +17,7 @@ from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
 
-from .stats import views as view_stats
+from .readmodels import indices
 from .visibility import caller_communities
 
 MAX_DAYS = 366
@@ -139,7 +139,7 @@ async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if department:
         filters.append({"term": {"department": department}})
     result = await es.search(
-        index=view_stats.index_alias(settings),
+        index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},
         size=0,
         preference=reads_of(principal),
@@ -169,7 +169,7 @@ async def top_viewed(
     if department:
         filters.append({"term": {"department": department}})
     result = await es.search(
-        index=view_stats.index_alias(settings),
+        index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},
         size=0,
         preference=reads_of(principal),

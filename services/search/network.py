@@ -11,11 +11,11 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.profiles.domainmodel import media_name_of
 from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, PermissionDenied
 from watercooler.eventstore import fingerprint
+from watercooler.media_names import media_name_of
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 

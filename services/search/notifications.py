@@ -1,11 +1,11 @@
 """Reading a person's notifications as that person: only their own, only what they may see now.
 
-The projection (services/search/projections/notifications.py) records what each notification
+The projection (services/search/readmodels/projections/notifications.py) records what each notification
 is about (``subject_kind``, ``subject_id``); whether the recipient may see it is decided here,
 on every read, with the search side's rule (``visibility.kind_filter``, the one Search uses): a
 notification about an item made PRIVATE, hidden or deleted afterwards is absent from the list,
 the count and the stream, exactly as if it had never been made. Kinds the person switched off
-(their settings, services/search/projections/notification_settings.py) are left out the same way.
+(their settings, services/search/readmodels/projections/notification_settings.py) are left out the same way.
 
 Order: ``seq`` (the order notifications were indexed), newest first in lists; ties cannot
 happen (one writer stamps strictly increasing values) but the name breaks them anyway.

@@ -21,9 +21,10 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import collation_key
+from watercooler.urls import normalize_url  # one normalisation, shared with the writer
 
-from .projections.analysis import search_languages
 from .queries import content_text_query
+from .readmodels.indices import search_languages
 from .visibility import caller_communities, comment_filter, content_filter, scope_of
 
 MAX_QUERY_LENGTH = 256
@@ -270,7 +271,6 @@ class PostQueries:
 
     # --- bookmarks ---------------------------------------------------------------------------------------------
     async def search_bookmarks(self, principal: Principal, request: sp.SearchBookmarksRequest) -> sp.SearchBookmarksResponse:
-        from services.posts.domainmodel import normalize_url  # one normalisation, shared with the writer
 
         text = _check_query(request.query)
         size = page_size(request.page_size)

@@ -198,7 +198,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if fmt not in ("csv", "json"):
             raise InvalidArgument("must be csv or json", field="format")
         doc = await jam_queries.stats_doc(self.es, self.settings, current_principal(), jam_queries.jam_id_from(request.jam))
-        content_type, filename, data = jam_queries.jam_stats.export(doc, fmt)
+        content_type, filename, data = jam_queries.export(doc, fmt)
         return search_pb2.ExportedJamStats(content_type=content_type, filename=filename, data=data)
 
     async def SearchJamIdeas(self, request, context):

@@ -17,7 +17,7 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from . import jams as jam_queries
 from . import library
-from .stats import views as view_stats
+from .readmodels import indices
 from .unified import _kind_clause, index_of
 from .visibility import Scope, scope_of
 
@@ -235,7 +235,7 @@ class Stats:
         prefix = "media/" if kind == "downloads" else "pages/"
         if left_out["hits"]["hits"]:
             filters.append({"bool": {"must_not": [{"terms": {"target": [f"{prefix}{h['_id']}" for h in left_out["hits"]["hits"]]}}]}})
-        alias = view_stats.index_alias(self.settings)
+        alias = indices.alias(self.settings, indices.VIEW_COUNTS)
         await self._count(alias, "day", filters, {"sum": {"field": "count"}}, interval, start, end, response)
         # Top items over the same range.
         bounds = {}

@@ -5,7 +5,7 @@ Every query runs as the caller: each kind's clause carries its visibility rule
 counts all come from that one filtered query, so nothing invisible leaks through a count.
 User text is only ever the value of match/prefix queries (never query_string syntax).
 
-Analysis is Elasticsearch's (services/search/projections/analysis.py): the typed text is sent
+Analysis is Elasticsearch's (services/search/readmodels/indices.py): the typed text is sent
 as it is and analysed per field, without case or accents and in the languages searched (the
 caller's and the query's); snippets are the engine's highlights of the same fields.
 """
@@ -28,9 +28,9 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from .jams import jam_id_from
 from .kept import Kept
-from .projections.analysis import language_field_names, search_languages
 from .queries import TYPO_FUZZINESS, content_text_query
-from .stats import views as view_stats
+from .readmodels import indices
+from .readmodels.indices import language_field_names, search_languages
 from .visibility import Scope, kind_filter, scope_of
 
 MAX_QUERY_LENGTH = 256
@@ -523,7 +523,7 @@ class Search:
             )
             return {b["key"]: round(b["avg"]["value"], 3) for b in result["aggregations"]["t"]["buckets"]}
         result = await self.es.search(
-            index=view_stats.index_alias(self.settings), size=0,
+            index=indices.alias(self.settings, indices.VIEW_COUNTS), size=0,
             aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
         )
         return {b["key"]: b["n"]["value"] for b in result["aggregations"]["t"]["buckets"]}

@@ -64,7 +64,7 @@ def test_dlq_lists_dead_letters(platform):
 def test_an_index_of_an_older_schema_version_is_found_and_rebuilt(platform):
     """`make run` on data kept from an older version rebuilds the projections whose documents
     changed shape (run.py): the check reads the schema version stored in the index's _meta."""
-    from services.search.projections import BookmarksProjection
+    from services.search.readmodels.projections import BookmarksProjection
     from watercooler.cli import rebuild_with_progress, stale_projections
 
     alias = platform.alias(BookmarksProjection.name)

@@ -69,15 +69,17 @@ from watercooler.config import Settings
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.projection import DocumentsUnreadable, found_documents, index_replicas
 
+from .. import indices
+
 log = logging.getLogger(__name__)
 
-NAME = "view-counts"
+NAME = indices.VIEW_COUNTS
 BATCH_SIZE = 5000
 BATCH_WITHIN_MS = 200
 # Offsets are committed at most once a second: a commit per batch costs a round trip, and
 # what a crash makes Kafka redeliver is skipped by the document versions anyway.
 COMMIT_EVERY_SECONDS = 1.0
-KINDS = ("views", "downloads")
+KINDS = indices.VIEW_KINDS
 # How long clients may retry a view or download with the same request_id and have it counted
 # once (stated in protos/watercooler/posts/v1/wiki.proto and media.proto, and docs/search.md).
 RETRY_WINDOW_SECONDS = 3600
