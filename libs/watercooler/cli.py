@@ -140,35 +140,34 @@ def status() -> None:
 
 
 @app.command()
-def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g. people")]) -> None:
-    """Rebuild a projection by replaying its topics into a new index, then switch the alias."""
-    from services.search.readmodels.projections import ALL
+def reindex(projection: Annotated[str, typer.Argument(help="read model name: a projection (e.g. people) or a counter (view-counts, jam-stats)")]) -> None:
+    """Rebuild a projection or counter by replaying its topics into a new index, then switch the alias."""
+    from services.search.readmodels import rebuild
 
-    from .projection import by_name
-
-    settings = config.load()
-    try:
-        projection_class = by_name(ALL, projection)
-    except KeyError:
-        raise typer.BadParameter(f"unknown projection; one of: {', '.join(p.name for p in ALL)}") from None
-
-    rebuild_with_progress(settings, projection_class)
+    if projection not in rebuild.names():
+        raise typer.BadParameter(f"unknown read model; one of: {', '.join(rebuild.names())}")
+    rebuild_with_progress(config.load(), projection)
 
 
-def rebuild_with_progress(settings: config.Settings, projection_class: type) -> dict:
-    """Rebuild one projection from the log with a progress bar, and say how it went."""
+def rebuild_with_progress(settings: config.Settings, projection: type | str) -> dict:
+    """Rebuild one read model (a projection class or any name ``reindex`` takes) from the log
+    with a progress bar, and say how it went."""
+    from services.search.readmodels import rebuild
+
     from .projection import es_client
+
+    name = projection if isinstance(projection, str) else projection.name
 
     async def run() -> dict:
         es = es_client(settings)
         try:
             with _progress() as progress:
-                task = progress.add_task(f"replaying into {projection_class.name}", total=None)
+                task = progress.add_task(f"replaying into {name}", total=None)
 
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                return await projection_class(settings).rebuild(es, progress=advance)
+                return await rebuild.rebuild(es, settings, name, progress=advance)
         finally:
             await es.close()
 
@@ -183,14 +182,14 @@ def rebuild_with_progress(settings: config.Settings, projection_class: type) -> 
 def stale_projections(settings: config.Settings) -> list[type]:
     """The projections whose index was built by an older ``schema_version`` than the code's
     (a projection whose documents changed shape: they are rebuilt from the log, never patched)."""
-    from services.search.readmodels.projections import ALL
+    from services.search.readmodels import rebuild
 
     from .projection import es_client
 
     async def find() -> list[type]:
         es = es_client(settings)
         try:
-            return [cls for cls in ALL if (stored := await cls(settings).stored_schema_version(es)) is not None and stored < cls.schema_version]
+            return await rebuild.stale_projections(es, settings)
         finally:
             await es.close()
 

@@ -64,7 +64,7 @@ def platform_processes() -> list[ProcessSpec]:
             specs.append(ProcessSpec(f"relay-{service}", [python, "-m", "watercooler.cli", "relay", service]))
     specs.append(ProcessSpec("projections", [python, "-m", "services.search.readmodels.projections"]))
     specs.append(ProcessSpec("thumbnails", [python, "-m", "services.posts.thumbnails"]))
-    stats = ROOT / "services" / "search" / "stats"
+    stats = ROOT / "services" / "search" / "readmodels" / "counters"
     if (stats / "__main__.py").exists():
         specs.append(ProcessSpec("stats", [python, "-m", "services.search.readmodels.counters"]))
     return specs

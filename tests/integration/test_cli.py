@@ -42,7 +42,7 @@ def test_reindex_rebuilds_and_switches_the_alias(platform):
     after = set(platform.es.indices.get_alias(name=platform.alias("people")).body)
     assert after and after.isdisjoint(before)
     unknown = cli("reindex", "no-such-projection")
-    assert unknown.returncode != 0 and "unknown projection" in (unknown.stdout + unknown.stderr)
+    assert unknown.returncode != 0 and "unknown read model" in (unknown.stdout + unknown.stderr)
 
 
 def test_dlq_lists_dead_letters(platform):

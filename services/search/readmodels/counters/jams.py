@@ -254,6 +254,10 @@ def index_alias(settings: Settings) -> str:
     return settings.index_alias(NAME)
 
 
+def index_settings() -> dict[str, Any]:
+    return {"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": "1s"}
+
+
 async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     alias = index_alias(settings)
     if await es.indices.exists_alias(name=alias):
@@ -261,7 +265,7 @@ async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     try:
         await es.indices.create(
             index=f"{alias}-v1-initial",
-            settings={"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": "1s"},
+            settings=index_settings(),
             mappings=MAPPINGS,
             aliases={alias: {"is_write_index": True}},
         )
