@@ -14,7 +14,7 @@ help:
 	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
 	@echo "make run-cluster  the same in the production topology: replicas on PostgreSQL, 3 brokers, 2 search nodes"
 	@echo "make test         install, start the infrastructure, run the whole suite, stop it"
-	@echo "make lint         lint the protos (buf) and the Python (ruff)"
+	@echo "make lint         lint the protos (buf), the Python (ruff) and the import contracts (import-linter)"
 	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
 	@echo "make infra-up|infra-down|infra-status   the local Kafka and Elasticsearch processes"
 

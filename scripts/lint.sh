@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make lint`: buf for the protos (installed from the Go module proxy into the cache),
-# ruff for the Python.
+# ruff for the Python, import-linter for the import contracts (pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUF_VERSION=v1.75.0
@@ -15,4 +15,5 @@ fi
 (cd protos && "$BIN/buf-$BUF_VERSION" lint)
 echo "lint: protos ok"
 .venv/bin/python -m ruff check libs services tests scripts
+.venv/bin/lint-imports
 echo "lint: python ok"
