@@ -14,6 +14,7 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 
+from .queries import people_query
 from .visibility import caller_communities, content_filter
 
 MAX_TOPIC_LENGTH = 100
@@ -33,6 +34,21 @@ def person_hit(doc: dict[str, Any], score: float = 0.0) -> search_pb2.PersonHit:
         manager=f"profiles/{doc['manager_id']}" if doc.get("manager_id") else "",
         sort_name=doc.get("sort_name", ""),
     )
+
+
+async def search_people(
+    es: AsyncElasticsearch, settings: Settings, text: str, department: str, country: str, expertise: str, size: int, after: list[Any] | None
+) -> tuple[list[tuple[dict[str, Any], float]], int, list[Any] | None]:
+    """SearchPeople: (each hit's document and score, the total, the last hit's sort values when
+    the page is full, for the next page's token)."""
+    query, sort = people_query(text, department, country, expertise)
+    body: dict[str, Any] = {"query": query, "sort": sort, "size": size, "track_total_hits": True}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias("people"), **body)
+    hits = result["hits"]["hits"]
+    last = hits[-1]["sort"] if len(hits) == size else None
+    return [(hit["_source"], hit.get("_score") or 0.0) for hit in hits], result["hits"]["total"]["value"], last
 
 
 async def _page(es, settings, query, sort, size, key, token) -> tuple[list[dict[str, Any]], int, str]:
