@@ -11,6 +11,8 @@ from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, PermissionDenied
 
+from .readmodels import indices
+
 MAX_FILTER_LENGTH = 512
 # Newest first; the event id (unique) breaks ties, so pages never skip or repeat an event.
 ORDER = [{"occurred_at": "desc"}, {"event_id": "asc"}]
@@ -52,7 +54,7 @@ async def list_audit_events(
     if after is not None:
         body["search_after"] = after
     try:
-        result = await es.search(index=settings.index_alias("audit"), **body)
+        result = await es.search(index=settings.index_alias(indices.AUDIT), **body)
     except NotFoundError:
         return [], None
     hits = result["hits"]["hits"]

@@ -109,7 +109,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
     body: dict[str, Any] = {"query": {"bool": {"filter": filters, "must": must}}, "sort": sort, "size": size, "track_total_hits": True}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("jam-ideas"), **body)
+    result = await es.search(index=settings.index_alias(indices.JAM_IDEAS), **body)
     hits = result["hits"]["hits"]
     response = search_pb2.SearchJamIdeasResponse(total_size=result["hits"]["total"]["value"])
     for hit in hits:
@@ -155,7 +155,7 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
                             "sort": [{"created_at": "asc"}, {"thread_id": "asc"}, {"reply_id": "asc"}]}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("jam-threads"), **body)
+    result = await es.search(index=settings.index_alias(indices.JAM_THREADS), **body)
     hits = result["hits"]["hits"]
     response = search_pb2.ListJamDiscussionResponse(total_size=result["hits"]["total"]["value"])
     for hit in hits:

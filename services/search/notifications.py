@@ -38,6 +38,7 @@ from watercooler.errors import InvalidArgument, NotFound
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import notifications_pb2
 
+from .readmodels import indices
 from .unified import KINDS as SEARCH_KINDS
 from .unified import index_of
 from .visibility import Scope, kind_filter, scope_of
@@ -63,12 +64,12 @@ def owner_of(principal: Principal, parent: str, field: str = "parent") -> str:
 class Notifications:
     def __init__(self, es: AsyncElasticsearch, settings: Settings):
         self.es, self.settings = es, settings
-        self.alias = settings.index_alias("notifications")
+        self.alias = settings.index_alias(indices.NOTIFICATIONS)
 
     async def _preferences(self, person: str) -> tuple[list[str], int]:
         """(kinds switched off, seq of the furthest notification marked read)."""
         try:
-            found = await self.es.get(index=self.settings.index_alias("notification_settings"), id=person, realtime=True)
+            found = await self.es.get(index=self.settings.index_alias(indices.NOTIFICATION_SETTINGS), id=person, realtime=True)
         except NotFoundError:
             return [], 0
         source = found["_source"]

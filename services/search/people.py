@@ -15,6 +15,7 @@ from watercooler.rpc import decode_page_token, encode_page_token, page_size, par
 from watercooler.search.v1 import search_pb2
 
 from .queries import people_query
+from .readmodels import indices
 from .visibility import caller_communities, content_filter
 
 MAX_TOPIC_LENGTH = 100
@@ -45,7 +46,7 @@ async def search_people(
     body: dict[str, Any] = {"query": query, "sort": sort, "size": size, "track_total_hits": True}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("people"), **body)
+    result = await es.search(index=settings.index_alias(indices.PEOPLE), **body)
     hits = result["hits"]["hits"]
     last = hits[-1]["sort"] if len(hits) == size else None
     return [(hit["_source"], hit.get("_score") or 0.0) for hit in hits], result["hits"]["total"]["value"], last
@@ -56,7 +57,7 @@ async def _page(es, settings, query, sort, size, key, token) -> tuple[list[dict[
     after = decode_page_token(token, key)
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("people"), **body)
+    result = await es.search(index=settings.index_alias(indices.PEOPLE), **body)
     hits = result["hits"]["hits"]
     next_token = encode_page_token(hits[-1]["sort"], key) if len(hits) == size else ""
     return hits, result["hits"]["total"]["value"], next_token
@@ -92,7 +93,7 @@ async def _writers_on(es: AsyncElasticsearch, settings: Settings, topic: str, wo
     about = {"bool": {"should": [{"term": {"tags.folded": topic.lstrip("#")}}, {"match": {"folded": {"query": " ".join(words), "operator": "and"}}}], "minimum_should_match": 1}}
     try:
         result = await es.search(
-            index=settings.index_alias("posts"),
+            index=settings.index_alias(indices.POSTS),
             query={"bool": {"filter": [about, *content_filter(principal, communities)]}},
             size=0,
             aggs={"authors": {"terms": {"field": "author_id", "size": MAX_WRITERS}}},

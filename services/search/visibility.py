@@ -30,6 +30,7 @@ from watercooler.errors import PermissionDenied
 from watercooler.projection import found_documents
 
 from .kept import Kept
+from .readmodels import indices
 
 MAX_COMMUNITIES = 10_000
 
@@ -52,7 +53,7 @@ async def caller_communities(es: AsyncElasticsearch, settings: Settings, princip
         return []
     try:
         found = await es.search(
-            index=settings.index_alias("communities"),
+            index=settings.index_alias(indices.COMMUNITIES),
             query={"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}},
             source=["community_id"],
             size=MAX_COMMUNITIES,
@@ -75,7 +76,7 @@ async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if not ids:
         return set()
     try:
-        found = found_documents(await es.mget(index=settings.index_alias("media"), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted"]))
+        found = found_documents(await es.mget(index=settings.index_alias(indices.MEDIA), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted"]))
     except NotFoundError:
         return set()
 
@@ -137,7 +138,6 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
 
 
 async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
-    from .readmodels import indices
 
     communities = await caller_communities(es, settings, principal)
     spaces: list[str] | None = None
@@ -145,7 +145,7 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if seen is not None:
         try:
             found = await es.search(
-                index=settings.index_alias("wiki"),
+                index=settings.index_alias(indices.WIKI),
                 query={"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}},
                 source=["space_id"], size=MAX_SPACES,
             )
@@ -168,7 +168,7 @@ async def hidden_threads(es: AsyncElasticsearch, settings: Settings, jam_id: str
     if jam_id:
         filters.append({"term": {"jam_id": jam_id}})
     try:
-        found = await es.search(index=settings.index_alias("jam-threads"), query={"bool": {"filter": filters}}, source=["thread_id"], size=MAX_HIDDEN_THREADS)
+        found = await es.search(index=settings.index_alias(indices.JAM_THREADS), query={"bool": {"filter": filters}}, source=["thread_id"], size=MAX_HIDDEN_THREADS)
     except NotFoundError:
         return ()
     return tuple(sorted(h["_source"]["thread_id"] for h in found["hits"]["hits"]))

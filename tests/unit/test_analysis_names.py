@@ -170,6 +170,7 @@ INDEX_CREATORS = {
     "services/search/readmodels/projections/notifications.py",  # the facts index: NotificationsProjection.facts_mappings
     "services/search/readmodels/counters/jams.py",  # MAPPINGS
     "services/search/readmodels/counters/views.py",  # MAPPINGS, SEEN_MAPPINGS
+    "services/search/readmodels/rebuild.py",  # the counters' MAPPINGS and index_settings() (rendered from their modules above)
 }
 CREATES_INDEX = re.compile(r"\.indices\.(create|put_index_template|put_template|put_component_template|put_settings|put_mapping)\(")
 
