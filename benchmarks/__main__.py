@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg, args = parse(argv)
 
     from benchmarks import capacity, harness, report
+    from tools import infra
     from tools.runner import Platform
-    from watercooler import auth, config, infra
+    from watercooler import auth, config
 
     # The load generators speak as a few people; per-person rate limits would measure the limiter.
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(harness.free_port()), "WC_RATE_LIMIT": "0"}

@@ -396,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in _DEFAULTS.items():
         os.environ.setdefault(key, value)
     from benchmarks.harness import machine
+    from tools import infra
     from tools.synthetic import Company
-    from watercooler import config, infra
+    from watercooler import config
 
     settings = config.load()
     up = infra.ensure_up(settings, progress=lambda message: print(f"[infra] {message}"))

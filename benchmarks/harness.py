@@ -204,7 +204,7 @@ def listening_pid(port: int) -> int | None:
 
 
 def _index_settings(settings) -> dict[str, Any]:
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
 
     return PeopleProjection(settings).index_body()["settings"]
 
@@ -269,7 +269,7 @@ def profile_envelope(person, occurred: dt.datetime | None = None) -> bytes:
 
 def people_docs(people) -> list[tuple[str, dict]]:
     """(doc id, document) exactly as PeopleProjection.apply_batch would write them."""
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
     from watercooler.envelope import decode
 
     projection = PeopleProjection.__new__(PeopleProjection)  # apply() is pure: no settings needed
@@ -292,7 +292,7 @@ def raw_es_bulk(settings, cfg: BenchConfig, company) -> dict[str, Any]:
 
     from elasticsearch import Elasticsearch
 
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
 
     es = Elasticsearch(settings.es_url, request_timeout=120)
     docs = people_docs(company.people(limit=cfg.bulk_docs))
@@ -799,7 +799,7 @@ class PlatformBench:
                 "processor_events_per_s": indexed and round(len(people) / indexed, 1)}
 
     def rebuild(self) -> dict[str, Any]:
-        from services.search.projections.people import PeopleProjection
+        from services.search.readmodels.projections.people import PeopleProjection
         from watercooler.projection import es_client
 
         async def run() -> dict[str, Any]:

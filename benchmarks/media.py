@@ -66,7 +66,7 @@ def main() -> int:
     import urllib3
     from elasticsearch import Elasticsearch
 
-    from services.search.stats.views import index_alias
+    from services.search.readmodels.counters.views import index_alias
     from tests.conftest import _clean_namespace
     from tools.runner import Platform
     from watercooler import auth, config, objectstore

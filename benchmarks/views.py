@@ -50,7 +50,7 @@ def main() -> int:
     import grpc
     from elasticsearch import Elasticsearch
 
-    from services.search.stats.views import index_alias
+    from services.search.readmodels.counters.views import index_alias
     from tests.conftest import _clean_namespace
     from tools.runner import Platform
     from watercooler import auth, config

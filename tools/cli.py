@@ -117,8 +117,8 @@ def status() -> None:
 
 
 @app.command()
-def reindex(projection: Annotated[str, typer.Argument(help="projection name, e.g. people")]) -> None:
-    """Rebuild a projection by replaying its topics into a new index, then switch the alias."""
+def reindex(projection: Annotated[str, typer.Argument(help="read model name: a projection (e.g. people) or a counter (view-counts, jam-stats)")]) -> None:
+    """Rebuild a projection or counter by replaying its topics into a new index, then switch the alias."""
     from tools.reindex import reindex as rebuild
 
     rebuild(projection)

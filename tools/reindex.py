@@ -1,4 +1,4 @@
-"""`python -m tools.reindex <projection>`: rebuild one projection from the log into a new index,
+"""`python -m tools.reindex <name>`: rebuild one projection or counter from the log into a new index,
 then switch its alias (the reindex Job's command; `watercooler reindex` is the same). Signs no
 token and serves nothing: a Job runs it with the search side's settings only."""
 
@@ -19,35 +19,35 @@ def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
 
 
-def reindex(projection: str) -> dict:
-    """Rebuild the projection named ``projection``; an unknown name is a usage error."""
+def reindex(name: str) -> dict:
+    """Rebuild the read model called ``name`` (a projection or a counter); an unknown name is a usage error."""
     import typer
 
-    from services.search.projections import ALL
-    from watercooler.projection import by_name
+    from services.search.readmodels import rebuild
 
-    settings = config.load()
-    try:
-        projection_class = by_name(ALL, projection)
-    except KeyError:
-        raise typer.BadParameter(f"unknown projection; one of: {', '.join(p.name for p in ALL)}") from None
-    return rebuild_with_progress(settings, projection_class)
+    if name not in rebuild.names():
+        raise typer.BadParameter(f"unknown read model; one of: {', '.join(rebuild.names())}")
+    return rebuild_with_progress(config.load(), name)
 
 
-def rebuild_with_progress(settings: config.Settings, projection_class: type) -> dict:
-    """Rebuild one projection from the log with a progress bar, and say how it went."""
+def rebuild_with_progress(settings: config.Settings, read_model: type | str) -> dict:
+    """Rebuild one read model (a projection class or any name ``reindex`` takes) from the log
+    with a progress bar, and say how it went."""
+    from services.search.readmodels import rebuild
     from watercooler.projection import es_client
+
+    name = read_model if isinstance(read_model, str) else read_model.name
 
     async def run() -> dict:
         es = es_client(settings)
         try:
             with _progress() as progress:
-                task = progress.add_task(f"replaying into {projection_class.name}", total=None)
+                task = progress.add_task(f"replaying into {name}", total=None)
 
                 def advance(done: int, total: int) -> None:
                     progress.update(task, completed=done, total=total)
 
-                return await projection_class(settings).rebuild(es, progress=advance)
+                return await rebuild.rebuild(es, settings, name, progress=advance)
         finally:
             await es.close()
 
@@ -62,25 +62,23 @@ def rebuild_with_progress(settings: config.Settings, projection_class: type) -> 
 def stale_projections(settings: config.Settings) -> list[type]:
     """The projections whose index was built by an older ``schema_version`` than the code's
     (a projection whose documents changed shape: they are rebuilt from the log, never patched)."""
-    from services.search.projections import ALL
+    from services.search.readmodels import rebuild
     from watercooler.projection import es_client
 
     async def find() -> list[type]:
         es = es_client(settings)
         try:
-            return [cls for cls in ALL if (stored := await cls(settings).stored_schema_version(es)) is not None and stored < cls.schema_version]
+            return await rebuild.stale_projections(es, settings)
         finally:
             await es.close()
 
     return asyncio.run(find())
 
 
-
-
 def main() -> None:
     import typer
 
-    def command(projection: str = typer.Argument(help="projection name, e.g. people")) -> None:
+    def command(projection: str = typer.Argument(help="read model name: a projection (e.g. people) or a counter (view-counts, jam-stats)")) -> None:
         reindex(projection)
 
     typer.run(command)

@@ -62,11 +62,11 @@ def platform_processes() -> list[ProcessSpec]:
     for service in EVENT_SOURCED_SERVICES:
         if has_application(service):
             specs.append(ProcessSpec(f"relay-{service}", [python, "-m", f"services.{service}.relay"]))
-    specs.append(ProcessSpec("projections", [python, "-m", "services.search.projections"]))
+    specs.append(ProcessSpec("projections", [python, "-m", "services.search.readmodels.projections"]))
     specs.append(ProcessSpec("thumbnails", [python, "-m", "services.posts.thumbnails"]))
-    stats = ROOT / "services" / "search" / "stats"
+    stats = ROOT / "services" / "search" / "readmodels" / "counters"
     if (stats / "__main__.py").exists():
-        specs.append(ProcessSpec("stats", [python, "-m", "services.search.stats"]))
+        specs.append(ProcessSpec("stats", [python, "-m", "services.search.readmodels.counters"]))
     return specs
 
 

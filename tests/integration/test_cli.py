@@ -42,7 +42,7 @@ def test_reindex_rebuilds_and_switches_the_alias(platform):
     after = set(platform.es.indices.get_alias(name=platform.alias("people")).body)
     assert after and after.isdisjoint(before)
     unknown = cli("reindex", "no-such-projection")
-    assert unknown.returncode != 0 and "unknown projection" in (unknown.stdout + unknown.stderr)
+    assert unknown.returncode != 0 and "unknown read model" in (unknown.stdout + unknown.stderr)
 
 
 def test_dlq_lists_dead_letters(platform):
@@ -64,7 +64,7 @@ def test_dlq_lists_dead_letters(platform):
 def test_an_index_of_an_older_schema_version_is_found_and_rebuilt(platform):
     """`make run` on data kept from an older version rebuilds the projections whose documents
     changed shape (run.py): the check reads the schema version stored in the index's _meta."""
-    from services.search.projections import BookmarksProjection
+    from services.search.readmodels.projections import BookmarksProjection
     from tools.reindex import rebuild_with_progress, stale_projections
 
     alias = platform.alias(BookmarksProjection.name)

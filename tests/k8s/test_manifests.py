@@ -241,7 +241,7 @@ def test_every_platform_process_has_a_deployment(build: str) -> None:
     commands = {tuple(d["spec"]["template"]["spec"]["containers"][0]["command"][1:]): d for d in objects(build, "Deployment")}
     expected = [("-m", f"services.{s}") for s in config.SERVICES]
     expected += [("-m", f"services.{s}.relay") for s in config.EVENT_SOURCED_SERVICES]
-    expected += [("-m", "services.search.projections"), ("-m", "services.search.stats"), ("-m", "services.posts.thumbnails")]
+    expected += [("-m", "services.search.readmodels.projections"), ("-m", "services.search.readmodels.counters"), ("-m", "services.posts.thumbnails")]
     for command in expected:
         assert command in commands, f"{build}: no Deployment runs python {' '.join(command)}"
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in objects(build, "HorizontalPodAutoscaler")}
@@ -284,7 +284,7 @@ def topics_the_code_uses() -> set[str]:
     assert {"search-projections", "search-stats"} <= groups
     topics |= {f"{g}-__assignor-__leader" for g in groups}
     try:  # facts written by the posts service and counted by the stats worker
-        from services.search.stats import views
+        from services.search.readmodels.counters import views
 
         topics |= set(views.topics(settings))
     except ImportError:

@@ -8,12 +8,13 @@ from typing import Any
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
 
 class JamIdeasProjection(DocumentProjection):
-    name = "jam-ideas"
+    name = indices.JAM_IDEAS
     sources = ("jams",)
     aggregate_types = frozenset({"Idea", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the idea's language)
@@ -57,7 +58,7 @@ class JamIdeasProjection(DocumentProjection):
 
 
 class JamThreadsProjection(DocumentProjection):
-    name = "jam-threads"
+    name = indices.JAM_THREADS
     sources = ("jams",)
     aggregate_types = frozenset({"Thread", "Reply", "Flaggable"})
     schema_version = 2  # analysed by Elasticsearch (folded, and in the post's language)

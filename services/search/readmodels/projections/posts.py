@@ -11,6 +11,7 @@ from typing import Any
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
@@ -31,7 +32,7 @@ def apply_flags(doc: Doc | None, event: Event) -> Doc:
 
 
 class PostsProjection(DocumentProjection):
-    name = "posts"
+    name = indices.POSTS
     sources = ("posts",)
     aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
@@ -46,7 +47,7 @@ class PostsProjection(DocumentProjection):
             "title": folded_text("folded", "title_prefix"),
             "content": folded_text("folded"),
             # Title and text without case or accents (copied by Elasticsearch), and in the
-            # item's language (services/search/projections/analysis.py).
+            # item's language (services/search/readmodels/projections/analysis.py).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
             "language": LANGUAGE_FIELD,

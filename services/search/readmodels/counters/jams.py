@@ -6,7 +6,7 @@ Why it is exact under redelivery and SIGKILL, and why it is built this way:
 - An exact tally with merges needs every participant's ballot (a participant who voted
   for both a duplicate and the idea it was merged into counts once), and a merge
   arrives on the jam's partition while ballots arrive on theirs.  So the state is the
-  whole set of ballots, in memory (``services.jams.domainmodel.Tally``, ideas interned
+  whole set of ballots, in memory (``watercooler.tally.Tally``, the jams service's own count, ideas interned
   to ints: ~hundreds of MB at 500,000 participants, see benchmarks/jams_votes.py).
 - That state is never checkpointed: on start the task reads the topic from the
   beginning (read_committed, every partition, no consumer group) and then follows it.
@@ -25,12 +25,8 @@ each thread, reply and idea text, averaged per hour and per forum.
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import io
-import json
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,16 +34,18 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch, ConflictError
 
-from services.jams.domainmodel import Tally
 from watercooler import metrics
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, Event, message_class
 from watercooler.events.v1.envelope_pb2 import EventEnvelope
 from watercooler.projection import index_replicas
+from watercooler.tally import Tally
+
+from .. import indices
 
 log = logging.getLogger(__name__)
 
-NAME = "jam-stats"
+NAME = indices.JAM_STATS
 FLUSH_SECONDS = 0.5
 LEADERBOARD_SIZE = 100
 POST_EVENTS = ("ThreadCreated", "ReplyCreated", "IdeaCreated")
@@ -256,6 +254,10 @@ def index_alias(settings: Settings) -> str:
     return settings.index_alias(NAME)
 
 
+def index_settings() -> dict[str, Any]:
+    return {"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": "1s"}
+
+
 async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     alias = index_alias(settings)
     if await es.indices.exists_alias(name=alias):
@@ -263,7 +265,7 @@ async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     try:
         await es.indices.create(
             index=f"{alias}-v1-initial",
-            settings={"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": "1s"},
+            settings=index_settings(),
             mappings=MAPPINGS,
             aliases={alias: {"is_write_index": True}},
         )
@@ -344,26 +346,3 @@ def register(app: faust.App, settings: Settings, es: AsyncElasticsearch) -> None
 
 def topics(settings: Settings) -> list[str]:
     return [settings.topic("jams")]
-
-
-# --- exports (used by the search service) ----------------------------------------------------------
-def export(doc: dict[str, Any], fmt: str) -> tuple[str, str, bytes]:
-    """(content type, filename, bytes) of a jam's stats as JSON or as CSV (one table of
-    rows: section, key, and the measures)."""
-    jam = doc.get("jam_id", "jam")
-    if fmt == "json":
-        return "application/json", f"{jam}-stats.json", json.dumps(doc, ensure_ascii=False, indent=2).encode()
-    buffer = io.StringIO()
-    columns = ["section", "key", "title", "votes", "posts", "active_participants", "tone", "count"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in doc.get("leaderboard", []):
-        writer.writerow({"section": "leaderboard", "key": row["idea_id"], "title": row["title"], "votes": row["votes"]})
-    for hour, bucket in doc.get("hours", {}).items():
-        writer.writerow({"section": "hour", "key": hour, **bucket})
-    for forum, bucket in doc.get("forums", {}).items():
-        writer.writerow({"section": "forum", "key": forum, **bucket})
-    totals = Counter({k: doc.get(k, 0) for k in ("participants", "guests", "votes", "voters", "posts", "ideas")})
-    for key, value in totals.items():
-        writer.writerow({"section": "total", "key": key, "count": value})
-    return "text/csv; charset=utf-8", f"{jam}-stats.csv", buffer.getvalue().encode()

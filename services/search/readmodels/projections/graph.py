@@ -15,12 +15,14 @@ from typing import Any
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection
 
+from .. import indices
+
 ACTIVE = "ACTIVE"
 INACTIVE = "INACTIVE"
 
 
 class GraphProjection(DocumentProjection):
-    name = "graph"
+    name = indices.GRAPH
     sources = ("profiles",)
     aggregate_types = frozenset({"Follow", "Connection"})
     mappings: dict[str, Any] = {

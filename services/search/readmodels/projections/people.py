@@ -8,13 +8,14 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import collation_key
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, folded_text
 
 PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
 
 
 class PeopleProjection(DocumentProjection):
-    name = "people"
+    name = indices.PEOPLE
     sources = ("profiles",)
     aggregate_types = frozenset({"Profile"})
     schema_version = 2  # names, job titles and bios folded, expertise normalised, by Elasticsearch

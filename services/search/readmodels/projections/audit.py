@@ -28,6 +28,8 @@ from elasticsearch import AsyncElasticsearch
 from watercooler.envelope import Event
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
 
+from .. import indices
+
 # Created events -> (resource name, owner's employee id) from the payload and the aggregate id.
 SUBJECTS: dict[str, Callable[[Any, str], tuple[str, str]]] = {
     "ProfileCreated": lambda p, a: (f"profiles/{p.employee_id}", p.employee_id),
@@ -82,7 +84,7 @@ class AuditSubjectsProjection(DocumentProjection):
 
 
 class AuditProjection(DocumentProjection):
-    name = "audit"
+    name = indices.AUDIT
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
     mappings: dict[str, Any] = {

@@ -46,8 +46,12 @@ from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
 from watercooler.envelope import Event
 from watercooler.errors import InvalidArgument
+from watercooler.jam_ids import jam_id_of
+from watercooler.mentions import MAX_MENTIONS, parse_mentions
 from watercooler.notification_kinds import KINDS
 from watercooler.projection import BatchResult, DocumentProjection, SkipEvent, found_documents
+
+from .. import indices
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ def _person(value: str) -> str:
 
 
 class NotificationsProjection(DocumentProjection):
-    name = "notifications"
+    name = indices.NOTIFICATIONS
     sources = ("posts", "profiles", "jams")
     # Flaggable: the flag events of the microposts and comments kept here (they tell nobody).
     aggregate_types = frozenset({"Micropost", "Comment", "Flaggable", "Rating", "Like", "Page", "Follow", "Connection", "Community",
@@ -429,16 +433,12 @@ def notification_doc(spec: dict[str, Any], recipient: str, name: str, subject_id
 
 
 def _jam_key(jam_id: str) -> str:
-    from services.jams.domainmodel import jam_id_of
-
     return str(jam_id_of(jam_id))
 
 
 def _comment_mentions(body: str) -> list[str]:
     """The people a comment mentions, as a micropost's are parsed; past the micropost's limit
     the first ones are told (a comment is not refused for mentioning more)."""
-    from services.posts.domainmodel import MAX_MENTIONS, parse_mentions
-
     try:
         return parse_mentions(body)
     except InvalidArgument:

@@ -1,4 +1,4 @@
-"""`python -m services.search.projections`: the faust worker that keeps the search indices."""
+"""`python -m services.search.readmodels.projections`: the faust worker that keeps the search indices."""
 
 from __future__ import annotations
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.profiles.domainmodel import media_name_of
 from watercooler.envelope import Event
+from watercooler.media_names import media_name_of
 from watercooler.projection import Doc, DocumentProjection
 
+from .. import indices
 from .posts import FLAG_EVENTS, apply_flags
 
 
 class StatusesProjection(DocumentProjection):
-    name = "statuses"
+    name = indices.STATUSES
     sources = ("profiles",)
     aggregate_types = frozenset({"StatusUpdate", "Flaggable"})  # flags: hidden / restored
     mappings: dict[str, Any] = {

@@ -9,12 +9,13 @@ from urllib.parse import urlsplit
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
 
 class BookmarksProjection(DocumentProjection):
-    name = "bookmarks"
+    name = indices.BOOKMARKS
     sources = ("posts",)
     aggregate_types = frozenset({"Bookmark", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)

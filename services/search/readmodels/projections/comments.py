@@ -59,6 +59,7 @@ from elasticsearch import AsyncElasticsearch
 from watercooler.envelope import Event
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
@@ -157,7 +158,7 @@ def _target_id(target: str) -> str:
 
 
 class CommentsProjection(DocumentProjection):
-    name = "comments"
+    name = indices.COMMENTS
     sources = ("posts",)
     aggregate_types = frozenset({"Comment", "Flaggable"})  # flag events are Flaggable's, whatever the item
     # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch.

@@ -28,11 +28,12 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection
 from watercooler.text import collation_key
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
 
 
 class CommunitiesProjection(DocumentProjection):
-    name = "communities"
+    name = indices.COMMUNITIES
     sources = ("profiles",)
     aggregate_types = frozenset({"Community"})
     schema_version = 2  # analysed by Elasticsearch (folded, and in the community's language)

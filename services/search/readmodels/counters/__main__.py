@@ -1,4 +1,4 @@
-"""`python -m services.search.stats`: the faust worker that keeps the counts."""
+"""`python -m services.search.readmodels.counters`: the faust worker that keeps the counts."""
 
 from __future__ import annotations
 

@@ -69,15 +69,17 @@ from watercooler.config import Settings
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.projection import DocumentsUnreadable, found_documents, index_replicas
 
+from .. import indices
+
 log = logging.getLogger(__name__)
 
-NAME = "view-counts"
+NAME = indices.VIEW_COUNTS
 BATCH_SIZE = 5000
 BATCH_WITHIN_MS = 200
 # Offsets are committed at most once a second: a commit per batch costs a round trip, and
 # what a crash makes Kafka redeliver is skipped by the document versions anyway.
 COMMIT_EVERY_SECONDS = 1.0
-KINDS = ("views", "downloads")
+KINDS = indices.VIEW_KINDS
 # How long clients may retry a view or download with the same request_id and have it counted
 # once (stated in protos/watercooler/posts/v1/wiki.proto and media.proto, and docs/search.md).
 RETRY_WINDOW_SECONDS = 3600
@@ -112,6 +114,11 @@ def index_alias(settings: Settings) -> str:
     return settings.index_alias(NAME)
 
 
+def index_settings() -> dict[str, Any]:
+    # One shard: the top-N terms aggregations are then exact, not approximate.
+    return {"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": os.environ.get("WC_ES_REFRESH") or "1s"}
+
+
 async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     alias = index_alias(settings)
     if await es.indices.exists_alias(name=alias):
@@ -119,8 +126,7 @@ async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
     try:
         await es.indices.create(
             index=f"{alias}-v1-initial",
-            # One shard: the top-N terms aggregations are then exact, not approximate.
-            settings={"number_of_shards": 1, "number_of_replicas": index_replicas(), "refresh_interval": os.environ.get("WC_ES_REFRESH") or "1s"},
+            settings=index_settings(),
             mappings=MAPPINGS,
             aliases={alias: {"is_write_index": True}},
         )
@@ -255,9 +261,10 @@ class SeenViewIds:
     the buckets it created.  Facts without a request_id (the benchmark's) cost 0.3 us and no
     Elasticsearch call."""
 
-    def __init__(self, es: AsyncElasticsearch, settings: Settings, window_seconds: int = RETRY_WINDOW_SECONDS):
+    def __init__(self, es: AsyncElasticsearch, settings: Settings, window_seconds: int = RETRY_WINDOW_SECONDS, prefix: str | None = None):
         self.es, self.window_seconds = es, window_seconds
-        self.prefix = settings.index_alias(SEEN_NAME)
+        # A rebuild keeps its own store (``prefix``): it decides every fact of the log again.
+        self.prefix = prefix or settings.index_alias(SEEN_NAME)
         self._ready: set[int] = set()
 
     def index(self, bucket: int) -> str:

@@ -24,9 +24,12 @@ and the only one stemmed before).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
 from typing import Any
+
+# The language names and the detector are shared with the queries: declared in ..indices.
+from ..indices import DEFAULT_LANGUAGE, FIELD_CODE, LANGUAGE_ANALYZERS, detect_language, field_code, language_field_names, search_languages, warm_up
+
+__all__ = ["DEFAULT_LANGUAGE", "FIELD_CODE", "LANGUAGE_ANALYZERS", "detect_language", "field_code", "language_field_names", "search_languages", "warm_up"]
 
 FOLDED = "folded"
 
@@ -35,17 +38,6 @@ ANALYSIS: dict[str, Any] = {
     "normalizer": {FOLDED: {"type": "custom", "filter": ["lowercase", "asciifolding"]}},
 }
 
-# Field code -> Elasticsearch's language analyzer. The CJK languages share one (bigrams).
-LANGUAGE_ANALYZERS: dict[str, str] = {
-    "en": "english", "es": "spanish", "de": "german", "fr": "french", "pt": "portuguese", "it": "italian",
-    "nl": "dutch", "ru": "russian", "ar": "arabic", "hi": "hindi", "cjk": "cjk",
-}
-# Detected (ISO 639-1) language -> its field code.
-FIELD_CODE: dict[str, str] = {**{code: code for code in LANGUAGE_ANALYZERS if code != "cjk"}, "zh": "cjk", "ja": "cjk", "ko": "cjk"}
-DEFAULT_LANGUAGE = "en"
-# Below this probability (of the detector's normalised scores) the text is not trusted to say
-# its language: one or two words ("café", "roadmap") often score 0.3-0.6.
-MIN_CONFIDENCE = 0.7
 # An item shorter than this is indexed in the default language whatever the detector says: a
 # title like "Démo" scores 0.7 as French. (A query is told by the probability alone: a wrong
 # guess there only adds a language to those searched.)
@@ -78,59 +70,13 @@ def language_fields(parts: tuple[str, ...] = ("title", "body")) -> dict[str, Any
                            for code, analyzer in LANGUAGE_ANALYZERS.items()}}
 
 
-@functools.lru_cache(maxsize=1)
-def _identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    # Only the languages indexed in their own analyzer are told apart: a text in another
-    # language is closest to one of them at a low probability, and is indexed as the default.
-    identifier.set_languages(sorted(FIELD_CODE))
-    return identifier
-
-
-def warm_up() -> None:
-    """Load the detector's model now (about 0.4 s) rather than in the first request."""
-    _identifier()
-
-
-def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code of the language ``text`` is written in, or None when it is not
-    clear (too short, mixed, or not one of the languages indexed)."""
-    if not text or not text.strip():
-        return None
-    code, probability = _identifier().classify(text[:2000])
-    return code if probability >= MIN_CONFIDENCE else None
-
-
 def language_of(*texts: str) -> str:
     """The language an item made of ``texts`` is indexed in (DEFAULT_LANGUAGE when unclear)."""
     text = "\n".join(t for t in texts if t)
     return (detect_language(text) if len(text.strip()) >= MIN_ITEM_CHARS else None) or DEFAULT_LANGUAGE
 
 
-def field_code(language: str) -> str | None:
-    """The ``lang`` sub-object of a language or BCP 47 tag ("es-MX" -> "es", "ja" -> "cjk")."""
-    return FIELD_CODE.get(language.split("-")[0].split("_")[0].lower()) if language else None
-
-
 def language_copies(**parts: str) -> dict[str, Any]:
     """``language`` and ``lang`` of a document whose text is ``parts`` (title=..., body=...)."""
     language = language_of(*parts.values())
     return {"language": language, "lang": {field_code(language) or DEFAULT_LANGUAGE: {k: v for k, v in parts.items() if v}}}
-
-
-def language_field_names(languages: Iterable[str], parts: Iterable[str] = ("title", "body")) -> list[str]:
-    """``lang.<code>.<part>`` for each field code in ``languages`` (a part may carry ^boost)."""
-    return [f"lang.{code}.{part}" for code in languages for part in parts]
-
-
-def search_languages(query: str, preferred: Iterable[str] = ()) -> list[str]:
-    """The field codes a query is matched in: the default language, the caller's own
-    (``preferred``: BCP 47 tags, e.g. from their profile), and the query's, when it is clear
-    ("canciones" is Spanish). In this order, without repeats and unknown languages."""
-    codes = [DEFAULT_LANGUAGE, *(field_code(tag) for tag in preferred)]
-    detected = detect_language(query)
-    if detected:
-        codes.append(field_code(detected))
-    return [code for code in dict.fromkeys(codes) if code]

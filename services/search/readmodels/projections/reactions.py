@@ -9,9 +9,11 @@ from typing import Any
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
+from .. import indices
+
 
 class ReactionsProjection(DocumentProjection):
-    name = "reactions"
+    name = indices.REACTIONS
     sources = ("posts",)
     aggregate_types = frozenset({"Rating", "Like"})
     mappings: dict[str, Any] = {

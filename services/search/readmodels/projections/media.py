@@ -7,6 +7,7 @@ from typing import Any
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
@@ -14,7 +15,7 @@ FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type",
 
 
 class MediaProjection(DocumentProjection):
-    name = "media"
+    name = indices.MEDIA
     sources = ("posts",)
     aggregate_types = frozenset({"MediaItem", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)

@@ -4,7 +4,7 @@ Each module in MODULES adds its agents to the one shared faust app with
 ``register(app, settings, es)``, names the topics it reads with
 ``topics(settings)`` and creates its index with ``ensure_index(es, settings)``.
 Every module must stay exact under redelivery and SIGKILL, and prove it in a test.
-`python -m services.search.stats` runs them all in one worker (process "stats").
+`python -m services.search.readmodels.counters` runs them all in one worker (process "stats").
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from watercooler.eventstore import stable_id
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
 from watercooler.text import collation_key, fold
 
+from .. import indices
+
 _LATIN = [(collation_key(letter)[:5], letter.upper()) for letter in "abcdefghijklmnopqrstuvwxyz"]
 
 
@@ -64,7 +66,7 @@ class BlogsProjection(DocumentProjection):
     write then reads the owner's latest facts; a profile write then looks for the owner's blogs.
     Whichever of two concurrent writers comes second sees the first's write."""
 
-    name = "blogs"
+    name = indices.BLOGS
     sources = ("posts", "profiles")
     aggregate_types = frozenset({"Blog", "Profile"})
     schema_version = 2

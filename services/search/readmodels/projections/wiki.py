@@ -11,6 +11,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import fold
 
+from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
@@ -24,7 +25,7 @@ def title_key(title: str) -> str:
 
 
 class WikiProjection(DocumentProjection):
-    name = "wiki"
+    name = indices.WIKI
     sources = ("posts",)
     aggregate_types = frozenset({"Space", "Page", "Flaggable"})  # flag events are Flaggable's, whatever the item
     schema_version = 2  # analysed by Elasticsearch (folded, and in the page's language)

@@ -1,7 +1,7 @@
 """The notification_settings index: one document per person (their NotificationSettings
 aggregate on the profiles service): the kinds they switched off, and how far they have read.
 
-``read_seq`` is the ``seq`` (services/search/projections/notifications.py) of the furthest
+``read_seq`` is the ``seq`` (services/search/readmodels/projections/notifications.py) of the furthest
 notification they marked read: a mark of an older one never moves it back, so marking read
 is idempotent whatever order the marks come in. It is read from the notifications index when
 the mark is applied (``complete``)."""
@@ -15,9 +15,11 @@ from elasticsearch import AsyncElasticsearch
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent, found_documents
 
+from .. import indices
+
 
 class NotificationSettingsProjection(DocumentProjection):
-    name = "notification_settings"
+    name = indices.NOTIFICATION_SETTINGS
     sources = ("profiles",)
     aggregate_types = frozenset({"NotificationSettings"})
     mappings: dict[str, Any] = {
