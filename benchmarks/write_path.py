@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = [str(ROOT / "libs"), str(ROOT)]
 
     from benchmarks import harness
-    from watercooler import auth, config, infra
-    from watercooler.runner import Platform
-    from watercooler.synthetic import Company
+    from tools import infra
+    from tools.runner import Platform
+    from tools.synthetic import Company
+    from watercooler import auth, config
 
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(harness.free_port()), "WC_RATE_LIMIT": "0"}
     for service in config.SERVICES:
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"name": args.name, "machine": harness.machine(settings), "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     import subprocess
 
-    from watercooler.company import create_profile_request
+    from tools.company import create_profile_request
 
     result["commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     # Before the platform starts: the bare echo measured on a quiet platform, as in `make bench`.
