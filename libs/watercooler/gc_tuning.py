@@ -1,7 +1,9 @@
 """The cyclic garbage collector, tuned for long-running services.
 
-Why: profiled under a closed loop of CreateProfile calls (py-spy, 200 Hz), the profiles
-service spent about 60 % of its CPU samples in ``gc_collect_main``. Python's defaults
+Why: profiled under a closed loop of CreateProfile calls (py-spy --native, 200 Hz, 20 s once
+42,000 writes had filled the aggregate cache), ``gc_collect_main`` was about 60 % of the
+profiles service's samples outside waits (after: under 1 %; the CPU per write that moved is in
+docs/benchmarks/write-path.md, together with the other changes of that run). Python's defaults
 (700 container allocations per young collection) suit short scripts: in a server with
 dozens of requests in flight, each young collection finds those requests' objects still
 alive and promotes them, so the old generation keeps growing and full collections, which walk
