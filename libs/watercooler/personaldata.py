@@ -360,17 +360,24 @@ def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> No
 
 # --- readers of the topics (projections, tools) ----------------------------------------------------
 ERASURE_EVENT = "watercooler.profiles.v1.ProfileErased"
-_shared: dict[tuple[str, str], RemoteKeyRing] = {}
+_shared: dict[tuple[str, str, str], KeyRing] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_key_ring(settings: Any, caller: str = "projections") -> RemoteKeyRing:
-    """One key ring (and cache) per process and profiles address, shared by its projections."""
-    where = (settings.grpc_address("profiles"), caller)
+def shared_key_ring(settings: Any, caller: str = "projections") -> KeyRing:
+    """One key ring (and cache) per process, profiles address and namespace, shared by its projections."""
+    where = (settings.grpc_address("profiles"), settings.namespace, caller)
     with _shared_lock:
         if where not in _shared:
             _shared[where] = RemoteKeyRing(settings, caller)
         return _shared[where]
+
+
+def install_key_ring(settings: Any, ring: KeyRing, caller: str = "projections") -> None:
+    """Use ``ring`` where ``shared_key_ring`` would ask the profiles service (a tool or test that
+    holds a store's keys itself)."""
+    with _shared_lock:
+        _shared[(settings.grpc_address("profiles"), settings.namespace, caller)] = ring
 
 
 def erased_key_ids(event: Any) -> list[str]:
@@ -379,4 +386,6 @@ def erased_key_ids(event: Any) -> list[str]:
 
 
 def forget_erased(settings: Any, event: Any) -> None:
-    shared_key_ring(settings).forget(erased_key_ids(event))
+    forget = getattr(shared_key_ring(settings), "forget", None)
+    if forget is not None:
+        forget(erased_key_ids(event))
