@@ -377,7 +377,7 @@ class EventSourcedApplication(Application):
     def construct_key_ring(self, store: dict[str, str]) -> personaldata.KeyRing:
         """Where the personal data keys come from: the profiles service, over gRPC (the profiles
         application overrides this: the keys are in its store)."""
-        return personaldata.RemoteKeyRing(self.settings, self.service_name)
+        return personaldata.RemoteKeyRing(self.settings, self.service_name, on_erased=self.forget_cached_aggregates)
 
     def construct_mapper(self) -> Mapper:
         return SealingMapper(super().construct_mapper(), self.service_name, lambda: self.personal_keys)

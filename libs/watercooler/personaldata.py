@@ -28,6 +28,7 @@ names the employee). ``ErasePerson`` destroys both.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import DomainError, FailedPrecondition
+
+log = logging.getLogger(__name__)
 
 PREFIX = "wc:pd1:"
 KEY_BYTES = 32
@@ -187,16 +190,25 @@ class MemoryKeyRing:
 
 class CachedKeys:
     """A key ring's answers kept a short while: a key for ``ttl`` seconds, an erased (absent)
-    one for good, since an erasure is final. A key destroyed while cached here may so still
-    open (and seal) for up to ``ttl`` seconds in this process: the bound documented in
-    docs/personal-data.md. Thread-safe."""
+    one for good, since an erasure is final. Thread-safe.
 
-    def __init__(self, fetch: Callable[[Collection[str], bool], dict[str, bytes]], ttl: float, clock: Callable[[], float] = time.monotonic):
+    With ``on_erased`` (a service, whose aggregates in memory were opened with these keys), every
+    ``ttl`` seconds a thread asks again for the keys it holds, and calls ``on_erased`` when one
+    is gone, so the service forgets what it opened with it. A destroyed key may so still open
+    (and seal) in this process, and its data show from memory, for up to about ``2 * ttl``
+    seconds: the bound documented in docs/personal-data.md."""
+
+    def __init__(self, fetch: Callable[[Collection[str], bool], dict[str, bytes]], ttl: float, clock: Callable[[], float] = time.monotonic,
+                 on_erased: Callable[[], None] | None = None):
         self._fetch, self.ttl, self._clock = fetch, ttl, clock
+        self._on_erased = on_erased
         self._lock = threading.Lock()
         self._known: dict[str, tuple[bytes | None, float]] = {}
+        self._watcher: threading.Thread | None = None
 
     def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
+        if self._on_erased is not None and self._watcher is None:
+            self._start_watching()
         now = self._clock()
         out: dict[str, bytes] = {}
         ask: list[str] = []
@@ -208,26 +220,64 @@ class CachedKeys:
                         out[key_id] = known[0]
                 else:
                     ask.append(key_id)
-        if ask:
-            fetched = self._fetch(ask, create)
-            with self._lock:
-                for key_id in ask:
-                    key = fetched.get(key_id)
-                    # An id without a key when asked to create one is erased; without
-                    # ``create`` an id may simply have sealed nothing yet: not remembered.
-                    if key is not None or create:
-                        self._known[key_id] = (key, now)
-                    if key is not None:
-                        out[key_id] = key
+        if not ask:
+            return out
+        fetched = self._fetch(ask, create)
+        erased = False
+        with self._lock:
+            for key_id in ask:
+                key = fetched.get(key_id)
+                held = self._known.get(key_id)
+                # An id without a key when asked to create one, or that had one, is erased;
+                # otherwise it may simply have sealed nothing yet: not remembered.
+                if key is not None or create or (held is not None and held[0] is not None):
+                    erased |= key is None and held is not None and held[0] is not None
+                    self._known[key_id] = (key, now)
+                if key is not None:
+                    out[key_id] = key
             if len(self._known) > 200_000:
-                with self._lock:
-                    self._known.clear()
+                self._known.clear()
+        if erased and self._on_erased is not None:
+            self._on_erased()
         return out
 
     def forget(self, key_ids: Iterable[str]) -> None:
         with self._lock:
             for key_id in key_ids:
                 self._known[key_id] = (None, self._clock())
+
+    def revalidate(self) -> int:
+        """Ask again for every key held; how many are gone (``on_erased`` is called if any)."""
+        with self._lock:
+            held = sorted(key_id for key_id, (key, _) in self._known.items() if key is not None)
+        gone = 0
+        for start in range(0, len(held), 1000):
+            chunk = held[start:start + 1000]
+            fetched = self._fetch(chunk, False)
+            now = self._clock()
+            with self._lock:
+                for key_id in chunk:
+                    key = fetched.get(key_id)
+                    gone += key is None
+                    self._known[key_id] = (key, now)
+        if gone and self._on_erased is not None:
+            self._on_erased()
+        return gone
+
+    def _start_watching(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(target=self._watch, name="personal-keys-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.ttl)
+            try:
+                self.revalidate()
+            except Exception:  # the key service away: asked again next round
+                log.warning("could not revalidate the personal data keys", exc_info=True)
 
 
 def key_cache_seconds() -> float:
@@ -244,14 +294,14 @@ class RemoteKeyRing:
     """The profiles service's keys, asked over gRPC with this process's service token
     (``PersonalDataService.GetPersonalDataKeys``, services only), cached (``CachedKeys``)."""
 
-    def __init__(self, settings: Any, caller: str):
+    def __init__(self, settings: Any, caller: str, on_erased: Callable[[], None] | None = None):
         from .client import ServiceCredentials
 
         self.settings = settings
         self._credentials = ServiceCredentials(settings, caller)
         self._stub: Any = None
         self._lock = threading.Lock()
-        self._cache = CachedKeys(self._fetch, key_cache_seconds())
+        self._cache = CachedKeys(self._fetch, key_cache_seconds(), on_erased=on_erased)
 
     def _keys_stub(self) -> Any:
         from .client import channel

@@ -11,6 +11,7 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
+from watercooler import personaldata
 from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
@@ -84,9 +85,11 @@ class ProfilesApplication(EventSourcedApplication):
         super().__init__(settings)
         self.media = media or MediaLibrary(settings)
 
-    def construct_key_ring(self, store: dict[str, str]) -> PersonalKeyTable:
+    def construct_key_ring(self, store: dict[str, str]) -> personaldata.KeyRing:
         # The keys live here, in a table of this service's store: the one place to destroy them.
-        return PersonalKeyTable(store)
+        # Cached like everywhere else, so another replica's erasure reaches this one's memory.
+        self.key_table = PersonalKeyTable(store)
+        return personaldata.CachedKeys(self.key_table.keys, personaldata.key_cache_seconds(), on_erased=self.forget_cached_aggregates)
 
     # --- personal data ----------------------------------------------------------------------------
     def erase_person(self, ctx: CommandContext, employee_id: str, request_fingerprint: str) -> tuple[Profile, int]:
@@ -103,7 +106,9 @@ class ProfilesApplication(EventSourcedApplication):
             earlier = self._replay_earlier(ctx, "ErasePerson", request_fingerprint)
             if earlier is not None:
                 return earlier, 0  # type: ignore[return-value]
-        destroyed = self.personal_keys.destroy([employee_id, str(profile.id)], erased_at=dt.datetime.now(dt.UTC).isoformat())
+        erased_keys = [employee_id, str(profile.id)]
+        destroyed = self.key_table.destroy(erased_keys, erased_at=dt.datetime.now(dt.UTC).isoformat())
+        self.personal_keys.forget(erased_keys)  # type: ignore[attr-defined]
 
         def decide() -> Profile:
             erased = self.get_profile(employee_id)
@@ -124,7 +129,7 @@ class ProfilesApplication(EventSourcedApplication):
         for index, key_id in enumerate(key_ids):
             if not key_id or len(key_id) > 200 or has_control_characters(key_id) or ":" in key_id:
                 raise InvalidArgument("must be an employee id or a profile id", field=f"key_ids[{index}]")
-        return self.personal_keys.keys(key_ids, create=create)
+        return self.key_table.keys(key_ids, create=create)  # the store's answer, not this replica's cache
 
     # --- commands ---------------------------------------------------------------------------
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:

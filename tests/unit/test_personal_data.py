@@ -86,3 +86,13 @@ def test_the_store_holds_only_sealed_text_and_the_relay_publishes_it_sealed(tmp_
         assert app.repository.get(micro.id).text == ""  # replayed after the erasure: the tombstone
     finally:
         app.close()
+
+
+def test_a_service_hears_of_an_erasure_when_it_asks_again_for_the_keys_it_holds():
+    ring, erasures = pd.MemoryKeyRing(), []
+    cache = pd.CachedKeys(ring.keys, ttl=3600, on_erased=lambda: erasures.append(1))
+    cache.keys(["e1", "e2"], create=True)
+    assert cache.revalidate() == 0 and erasures == []
+    ring.destroy(["e1"])
+    assert cache.revalidate() == 1 and erasures == [1]  # the service forgets what it opened with it
+    assert set(cache.keys(["e1", "e2"])) == {"e2"}
