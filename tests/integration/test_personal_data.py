@@ -143,6 +143,9 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
         raise AssertionError("still accepted")
 
     eventually(refused, timeout=60, interval=2, message="an erased person's write refused")
+    # The posts service forgot what it held in memory of hers, too (docs/personal-data.md: ≤ 2 × the cache time).
+    shown = lambda: person["stubs"].posts.GetMicropost(pb.GetMicropostRequest(name=person["micro"]), metadata=person["as_bob"]).text  # noqa: E731
+    eventually(lambda: shown() == "", timeout=90, interval=2, message="her micropost's text gone from the posts service")
     # And the search API finds none of her words.
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written
