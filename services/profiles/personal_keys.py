@@ -76,14 +76,32 @@ class PersonalKeyTable:
             found = self._select(ids)
             if create:
                 new = [key_id for key_id in ids if key_id not in found]
-                for key_id in new:
+                if new:
                     # Two replicas making the same person's first key: the first insert wins and
                     # both read it back, so nothing is ever sealed with a key that was not kept.
-                    self._execute("INSERT INTO personal_data_keys (key_id, key) VALUES (?, ?) ON CONFLICT (key_id) DO NOTHING",
-                                  (key_id, personaldata.generate_key()))
-                if new:
+                    # One transaction for them all: a bulk import makes a thousand at once.
+                    self._insert_new([(key_id, personaldata.generate_key()) for key_id in new])
                     found.update(self._select(new))
         return {key_id: bytes(key) for key_id, key in found.items() if key is not None}
+
+    def _insert_new(self, rows: list[tuple[str, bytes]]) -> None:
+        sql = "INSERT INTO personal_data_keys (key_id, key) VALUES (?, ?) ON CONFLICT (key_id) DO NOTHING"
+        try:
+            conn = self._connection()
+            if self._postgres:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(sql.replace("?", "%s"), rows)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except Exception:
+            self._close()
+            raise
 
     def _select(self, ids: list[str]) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
