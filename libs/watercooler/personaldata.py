@@ -91,6 +91,9 @@ PERSONAL_FIELDS: dict[str, Personal] = {
     "watercooler.posts.v1.BookmarkCreated": Personal(("title", "notes", "tags"), AUTHOR, "owner_id"),
     "watercooler.posts.v1.BookmarkEdited": Personal(("title", "notes", "tags"), ACTOR),
     "watercooler.posts.v1.BookmarkResaved": Personal(("title", "notes", "tags"), ACTOR),
+    "watercooler.jams.v1.IdeaCreated": Personal(("title", "description"), AUTHOR, "author"),
+    "watercooler.jams.v1.ThreadCreated": Personal(("title", "body"), AUTHOR, "author"),
+    "watercooler.jams.v1.ReplyCreated": Personal(("body",), AUTHOR, "author"),
 }
 
 
@@ -246,6 +249,16 @@ class CachedKeys:
             for key_id in key_ids:
                 self._known[key_id] = (None, self._clock())
 
+    def also_on_erased(self, callback: Callable[[], None]) -> None:
+        earlier = self._on_erased
+
+        def both() -> None:
+            if earlier is not None:
+                earlier()
+            callback()
+
+        self._on_erased = both
+
     def revalidate(self) -> int:
         """Ask again for every key held; how many are gone (``on_erased`` is called if any)."""
         with self._lock:
@@ -328,6 +341,9 @@ class RemoteKeyRing:
 
     def forget(self, key_ids: Iterable[str]) -> None:
         self._cache.forget(key_ids)
+
+    def also_on_erased(self, callback: Callable[[], None]) -> None:
+        self._cache.also_on_erased(callback)
 
 
 # --- events -------------------------------------------------------------------------------------
@@ -414,13 +430,17 @@ _shared: dict[tuple[str, str, str], KeyRing] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_key_ring(settings: Any, caller: str = "projections") -> KeyRing:
-    """One key ring (and cache) per process, profiles address and namespace, shared by its projections."""
+def shared_key_ring(settings: Any, caller: str = "projections", on_erased: Callable[[], None] | None = None) -> KeyRing:
+    """One key ring (and cache) per process, profiles address and namespace, shared by its
+    projections. ``on_erased``: also told when a key it holds is erased (``CachedKeys``)."""
     where = (settings.grpc_address("profiles"), settings.namespace, caller)
     with _shared_lock:
         if where not in _shared:
             _shared[where] = RemoteKeyRing(settings, caller)
-        return _shared[where]
+        ring = _shared[where]
+    if on_erased is not None and isinstance(ring, RemoteKeyRing):
+        ring.also_on_erased(on_erased)
+    return ring
 
 
 def install_key_ring(settings: Any, ring: KeyRing, caller: str = "projections") -> None:

@@ -347,7 +347,7 @@ class DocumentProjection:
         return done
 
 
-def open_sealed(settings: Settings, events: Sequence[Event]) -> None:
+def open_sealed(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
     """Open the events' sealed personal fields (watercooler.personaldata) with one ask for the
     keys; a field whose key was destroyed (an erased person) reads as its tombstone, so a
     rebuild after an erasure never brings the data back. Every projection's ``decode`` calls it.
@@ -360,7 +360,7 @@ def open_sealed(settings: Settings, events: Sequence[Event]) -> None:
             personaldata.forget_erased(settings, event)
     if not needed:
         return
-    keys = personaldata.shared_key_ring(settings).keys(needed)
+    keys = (ring or personaldata.shared_key_ring(settings)).keys(needed)
     for event in events:
         personaldata.open_payload(event.envelope.event_type, event.payload, keys)
 

@@ -490,7 +490,7 @@ def test_network_policies_allow_only_the_architectures_flows(build: str) -> None
     # API client, which the egress policy lets reach the services' gRPC ports; nobody else is.
     callers = {workload["metadata"]["name"] for workload, template in pod_templates(build)
                if template["metadata"]["labels"].get("watercooler.io/api-client") == "true"}
-    assert callers == {"profiles", "posts", "jams", "thumbnails", "projections"}  # projections: personal data keys from profiles
+    assert callers == {"profiles", "posts", "jams", "thumbnails", "projections", "stats"}  # projections, stats: personal data keys from profiles
     egress = policies["api-callers-grpc"]["spec"]
     assert egress["podSelector"]["matchLabels"] == {"watercooler.io/api-client": "true"} and egress["policyTypes"] == ["Egress"]
     assert egress["egress"][0]["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "service"}}}]
