@@ -27,12 +27,18 @@ from watercooler.errors import NotFound, PermissionDenied, ResourceExhausted
 from watercooler.rpc import parse_name
 from watercooler.search.v1 import personal_data_pb2, personal_data_pb2_grpc
 
+from .readmodels import indices
+
 # Fields of the projections' documents that name a person as the one who wrote, owns, did or
 # receives the thing (an id, or ``profiles/{id}``). Mentions are not here: a mention is what
 # someone else wrote.
 PERSON_FIELDS = ("employee_id", "author_id", "author", "owner_id", "owner", "owners", "members", "person_id", "person", "recipient",
                  "actor", "target_owner", "rater_id", "voter_id")
 MAX_ARCHIVE_BYTES = 3_500_000
+# Every document projection (the counters hold counts, no one's data).
+DOCUMENT_INDICES = (indices.PEOPLE, indices.COMMUNITIES, indices.GRAPH, indices.STATUSES, indices.POSTS, indices.BLOGS, indices.COMMENTS,
+                    indices.BOOKMARKS, indices.REACTIONS, indices.WIKI, indices.MEDIA, indices.JAM_IDEAS, indices.JAM_THREADS,
+                    indices.NOTIFICATIONS, indices.NOTIFICATION_SETTINGS, indices.AUDIT)
 
 
 def _may_export(principal: Principal, employee_id: str) -> bool:
@@ -82,10 +88,8 @@ class PersonalDataExportServicer(personal_data_pb2_grpc.PersonalDataExportServic
         self.es, self.settings = es, settings
 
     async def ExportPersonalData(self, request, context):
-        from .projections import ALL
-
         employee_id = parse_name(request.name, "profiles")
-        return await export_personal_data(self.es, self.settings, current_principal(), employee_id, [p.name for p in ALL])
+        return await export_personal_data(self.es, self.settings, current_principal(), employee_id, DOCUMENT_INDICES)
 
 
 def register(server: Any, es: AsyncElasticsearch, settings: Settings) -> str:
