@@ -379,7 +379,7 @@ class Search:
             copy.ClearField("page_size")
         key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
         after = decode_page_token(request.page_token, key)
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, v["kinds"])
         visible = {"bool": {"should": visible_clauses(self.settings, scope, v["kinds"]), "minimum_should_match": 1}}
         filters = [visible, *self._filters(v)]
         # Typos are matched only when the words themselves match nothing: fuzzy expansion over
@@ -555,6 +555,9 @@ class Search:
 
     # --- Suggest ----------------------------------------------------------------------------------
     SUGGEST_KINDS = ("people", "tags", "titles", "communities")
+    # The search kinds each suggestion kind looks in.
+    SUGGEST_SEARCHES = {"people": ("person",), "communities": ("community",), "titles": ("post", "wiki_page", "media", "jam_idea"),
+                        "tags": ("post", "micropost", "bookmark", "media")}
 
     async def suggest(self, principal: Principal, request: sp.SuggestRequest) -> sp.SuggestResponse:
         prefix = check_query(request.prefix, "prefix", 64)
@@ -568,7 +571,7 @@ class Search:
             raise InvalidArgument("must be between 0 and 20", field="page_size")
         size = request.page_size or 5
         folded = prefix  # analysed by each field: without case or accents
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, [k for kind in kinds for k in self.SUGGEST_SEARCHES[kind]])
         searches: list[tuple[str, str, dict[str, Any]]] = []  # (kind, index, body)
         if "people" in kinds:
             body = {"size": size, "_source": ["employee_id", "display_name"], "query": {"bool": {
@@ -580,7 +583,7 @@ class Search:
                 "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
                 "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}, {"community_id": "asc"}]}
             searches.append(("community", index_of(self.settings, "community"), body))
-        title_kinds = ["post", "wiki_page", "media", "jam_idea"]
+        title_kinds = list(self.SUGGEST_SEARCHES["titles"])
         if "titles" in kinds:
             body = {"size": size, "_source": ["name", "title", "jam_id", "idea_id", "kind"], "query": {"bool": {
                 "must": [{"multi_match": {"query": folded, "fields": ["title_prefix"], "type": "phrase_prefix", "max_expansions": 50}}],
@@ -591,7 +594,7 @@ class Search:
             searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
         if "tags" in kinds:
             tag = prefix.lower().lstrip("#")
-            tag_kinds = ["post", "micropost", "bookmark", "media"]
+            tag_kinds = list(self.SUGGEST_SEARCHES["tags"])
             body = {"size": 0, "query": {"bool": {"filter": [
                 {"prefix": {"tags.folded": tag}},
                 {"bool": {"should": visible_clauses(self.settings, scope, tag_kinds), "minimum_should_match": 1}}]}},
@@ -642,7 +645,7 @@ class Search:
         size = request.page_size or 10
         end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
         day_start, week_start = end - dt.timedelta(days=1), end - dt.timedelta(days=8)
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, ["post", "bookmark", "micropost"])
         # row kind -> (kinds searched, time field, value field)
         plans = {
             "tag": (["post", "bookmark", "micropost"], "created_at", "tags"),

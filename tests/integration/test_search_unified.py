@@ -266,6 +266,33 @@ def test_search_touches_only_the_indices_of_the_kinds_asked_for_and_aggregates_o
         assert faceted == {("bookmarks", STATS_SEARCH): 1, ("bookmarks", STATS_FACETS): 1}
 
 
+def test_search_reads_only_the_parts_of_the_callers_scope_its_kinds_need(stubs, corpus):
+    """A caller seen for the first time: a Search for bookmarks reads their communities (a
+    bookmark may be shared with one) but neither their wiki spaces nor the hidden jam threads;
+    a Search for wiki pages then reads the spaces."""
+    es, settings = stubs.platform.es, stubs.platform.settings
+    aliases = ("bookmarks", "wiki", "jam-threads", "communities")
+
+    def queries() -> dict[str, int]:
+        stats = es.indices.stats(index=",".join(settings.index_alias(a) for a in aliases), metric="search")["indices"]
+        out = dict.fromkeys(aliases, 0)
+        for index, s in stats.items():
+            alias = next(a for a in aliases if index.startswith(settings.index_alias(a) + "-v"))
+            out[alias] += s["total"]["search"]["query_total"]
+        return out
+
+    newcomer = stubs.platform.metadata(unique("e"), "employee")
+    before = queries()
+    found = stubs.find(newcomer, query=corpus["w"], kinds=["bookmark"], read_mask=FieldMask(paths=["hits"]))
+    assert {h.name for h in found.hits} == corpus["expected"]["bookmark"]
+    after = queries()
+    assert after["bookmarks"] - before["bookmarks"] == 1 and after["communities"] - before["communities"] == 1
+    assert after["wiki"] == before["wiki"] and after["jam-threads"] == before["jam-threads"]
+    found = stubs.find(newcomer, query=corpus["w"], kinds=["wiki_page"], read_mask=FieldMask(paths=["hits"]))
+    assert [h.name for h in found.hits] == [corpus["page"]]
+    assert queries()["wiki"] - after["wiki"] == 2  # the caller's spaces, then the pages
+
+
 @pytest.mark.parametrize(
     "request_kwargs, field",
     [
