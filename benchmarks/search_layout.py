@@ -36,8 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.search.readmodels import indices
+
 ROOT = Path(__file__).resolve().parents[1]
-CONTENT = ("posts", "comments", "bookmarks", "wiki", "media", "jam-ideas", "jam-threads")
+CONTENT = (indices.POSTS, indices.COMMENTS, indices.BOOKMARKS, indices.WIKI, indices.MEDIA, indices.JAM_IDEAS, indices.JAM_THREADS)
 SHARED = "content-shared"
 
 
@@ -63,7 +65,7 @@ def merge_properties(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def shared_index_body(settings) -> dict[str, Any]:
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
 
     bodies = {p.name: p(settings).index_body() for p in ALL if p.name in CONTENT}
     properties: dict[str, Any] = {"projection": {"type": "keyword"}}

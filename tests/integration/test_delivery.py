@@ -16,7 +16,7 @@ import grpc
 import pytest
 from kafka import KafkaProducer
 
-from services.search.projections.people import PeopleProjection
+from services.search.readmodels.projections.people import PeopleProjection
 from tests.conftest import eventually
 from tests.integration.helpers import read_events, read_topic
 from watercooler.events.v1.envelope_pb2 import DeadLetter

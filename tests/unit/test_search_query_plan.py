@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from services.search.projections import ALL
+from services.search.readmodels.projections import ALL
 from services.search.unified import FACET_FIELD_KINDS, KINDS, Search
 from services.search.visibility import ALL_PARTS, SCOPE_PARTS, Scope, kind_filter
 from watercooler.auth import Principal
