@@ -144,7 +144,8 @@ class Relay:
         for notification in notifications:
             if not self._published(notification.topic):  # bookkeeping (request records) stays home
                 continue
-            domain_event = self.app.mapper.to_domain_event(notification)
+            # Still sealed: personal fields travel to Kafka as the store holds them.
+            domain_event = self.app.mapper.to_domain_event(notification, open_sealed=False)
             envelopes.append(to_envelope(self.service, domain_event, sequence=notification.id))
         last = notifications[-1].id
         if envelopes and envelopes[-1].sequence != last:
