@@ -111,6 +111,10 @@ class Settings:
     # to fill a batch (under load batches fill while the previous one is written anyway).
     relay_idle_max: float = field(default_factory=lambda: float(_env("WC_RELAY_IDLE_MAX", "0.05")))
     processor_batch_within: float = field(default_factory=lambda: float(_env("WC_PROCESSOR_BATCH_WITHIN", "0.05")))
+    # How often a projection batch that fails (other than Elasticsearch being unreachable or
+    # refusing load, which is waited out) is tried before the record at fault is found and
+    # parked in the dead-letter topic (libs/watercooler/processor.py).
+    processor_max_attempts: int = field(default_factory=lambda: max(1, _env_int("WC_PROCESSOR_MAX_ATTEMPTS", 5)))
 
     # The participation guidelines a person must have accepted before publishing (docs/guidelines.md):
     # one version for every service; a new version asks everyone again.
