@@ -22,6 +22,7 @@ Classification (what the information is, apart from who it is shown to): PUBLIC 
 for release), INTERNAL (internal use, the default) or CONFIDENTIAL. A CONFIDENTIAL item is
 read by employees and services only, whatever its visibility says (not by guests, nor by
 alumni, its author included: they have left), and is never PUBLIC (``classification_conflict``).
+Labelled: posts, microposts, bookmarks and status updates (comments through their target).
 
 Library (wiki spaces, whose pages take their audience, and media items):
   PUBLIC everyone; INTERNAL employees; RESTRICTED the owner (``profiles/{id}``), the listed

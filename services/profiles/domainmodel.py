@@ -17,7 +17,7 @@ from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgumen
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.moderation import Flaggable
 from watercooler.text import clean, has_control_characters
-from watercooler.visibility import PUBLIC, Library, may_see_library
+from watercooler.visibility import CLASSIFICATIONS, INTERNAL, PUBLIC, Library, classification_conflict, may_see_library
 
 ACTIVE = "ACTIVE"
 ALUMNI = "ALUMNI"
@@ -608,7 +608,7 @@ VISIBILITIES = ("PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE")
 MAX_STATUS_LENGTH = 500
 
 
-def validate_status(text: str, photo: str, visibility: str, community_id: str) -> dict[str, str]:
+def validate_status(text: str, photo: str, visibility: str, community_id: str, classification: str = INTERNAL) -> dict[str, str]:
     text, photo = clean(text or ""), (photo or "").strip()
     if len(text) > MAX_STATUS_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_STATUS_LENGTH} characters", field="text")
@@ -624,7 +624,11 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str) -
         raise InvalidArgument("is required for COMMUNITY visibility", field="community")
     if visibility != "COMMUNITY" and community_id:
         raise InvalidArgument("is only allowed with COMMUNITY visibility", field="community")
-    return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id}
+    if classification not in CLASSIFICATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
+    if conflict := classification_conflict(visibility, classification):
+        raise InvalidArgument(conflict, field="classification")
+    return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id, "classification": classification}
 
 
 def media_name_of(photo: str) -> str:
@@ -663,6 +667,7 @@ class StatusUpdate(Flaggable):
         visibility: str
         community_id: str
         text_format: str
+        classification: str  # absent from events stored before labels: INTERNAL (the default below)
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -674,8 +679,10 @@ class StatusUpdate(Flaggable):
             state["photo_uri"] = media_name_of(state.get("photo_uri", ""))
 
     @event(StatusUpdatePosted)
-    def __init__(self, status_id: str, author_id: str, text: str, photo_uri: str, visibility: str, community_id: str, text_format: str = PLAIN):
+    def __init__(self, status_id: str, author_id: str, text: str, photo_uri: str, visibility: str, community_id: str, text_format: str = PLAIN,
+                 classification: str = INTERNAL):
         self.status_id = status_id
+        self.classification = classification
         self.author_id = author_id
         self.text = text
         self.photo_uri = photo_uri

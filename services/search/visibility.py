@@ -2,8 +2,8 @@
 applied to each search kind, with the caller's scope (communities, spaces, jams) read once.
 
 Content documents store ``visibility``, ``community``, the author's employee id
-(``author_id`` or ``owner_id``), ``hidden``, ``deleted`` and, for posts and the comments on
-them, the ``classification`` label (a CONFIDENTIAL one reaches employees and services only;
+(``author_id`` or ``owner_id``), ``hidden``, ``deleted`` and, for posts, microposts,
+bookmarks, status updates and the comments on posts, the ``classification`` label (a CONFIDENTIAL one reaches employees and services only;
 a document without the field is INTERNAL); ``content_filter`` is the
 one Elasticsearch filter every content query, aggregation and facet uses, so nothing
 leaks through a count either.  COMMUNITY membership is read from the ``communities``

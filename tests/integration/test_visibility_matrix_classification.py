@@ -16,11 +16,14 @@ from tests.conftest import eventually
 from tests.integration.helpers import bad_request_fields, rpc_error
 from tests.integration.test_search_unified import Stubs, unique, word
 from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.profiles.v1 import graph_pb2 as gp
+from watercooler.profiles.v1 import graph_pb2_grpc as gg
 from watercooler.profiles.v1 import profiles_pb2 as prp
 from watercooler.search.v1 import search_pb2 as sp
 
 pytestmark = pytest.mark.integration
 V, C = pb.Audience, pb.Classification
+SC = gp.Classification
 
 
 def covers(*reads: str, kind: str):
@@ -37,7 +40,8 @@ def covers(*reads: str, kind: str):
 def world(platform):
     s = Stubs(platform)
     author, as_author = s.person("Leaving Author")
-    _, as_colleague = s.person("Staying Colleague")
+    colleague, as_colleague = s.person("Staying Colleague")
+    graph = platform.stub(gg.GraphServiceStub, "profiles")
     blog = s.blog(as_author, visibility=V.PUBLIC)
     words = {"confidential": word(8), "internal": word(8)}
     tag = word(8)
@@ -56,12 +60,18 @@ def world(platform):
     for item, label in (("bookmark_confidential", C.CONFIDENTIAL), ("bookmark_internal", C.INTERNAL)):
         names[item] = s.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(
             url=f"https://example.com/{unique('l')}", title=word(8), tags=[tag], visibility=V.INTERNAL, classification=label)), metadata=as_author).name
+    for item, label in (("status_confidential", SC.CONFIDENTIAL), ("status_internal", SC.INTERNAL)):
+        words[item] = word(8)
+        names[item] = graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{author}", status_update=gp.StatusUpdate(
+            text=f"{words[item]} news", visibility=gp.StatusUpdate.INTERNAL, classification=label)), metadata=as_author).name
+    graph.Follow(gp.FollowRequest(parent=f"profiles/{colleague}", target=f"profiles/{author}"), metadata=as_colleague)
     s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{author}", reason="moved on"), metadata=platform.metadata())
 
     def indexed():
         assert platform.es.count(index=platform.alias("posts"), query={"term": {"tags": tag}})["count"] == 4
         assert platform.es.count(index=platform.alias("bookmarks"), query={"term": {"tags": tag}})["count"] == 2
         assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": [names["comment_confidential"], names["comment_internal"]]}})["count"] == 2
+        assert platform.es.count(index=platform.alias("statuses"), query={"term": {"author_id": author}})["count"] == 2
         return True
 
     eventually(indexed, message="classified posts and their comments indexed")
@@ -69,13 +79,14 @@ def world(platform):
         eventually(lambda item=item: [c.name for c in s.search.ListComments(sp.ListCommentsRequest(target=names[item]), metadata=as_colleague).comments]
                    == [names[f"comment_{item}"]], message="comments follow their published post")
     readers = {"colleague": as_colleague, "alumnus_author": platform.metadata(author, "alumni"), "guest": platform.metadata(unique("g"), "guest")}
-    return dict(s=s, names=names, words=words, tag=tag, blog=blog, readers=readers)
+    return dict(s=s, names=names, words=words, tag=tag, blog=blog, readers=readers, graph=graph, author=author, colleague=colleague)
 
 
 # Who reads each item: the alumnus keeps their own INTERNAL post, not the CONFIDENTIAL one.
 SEES = {"confidential": {"colleague"}, "internal": {"colleague", "alumnus_author"}}
 MICRO_SEES = {"micro_confidential": {"colleague"}, "micro_internal": {"colleague", "alumnus_author"}}
 BOOKMARK_SEES = {"bookmark_confidential": {"colleague"}, "bookmark_internal": {"colleague", "alumnus_author"}}
+STATUS_SEES = {"status_confidential": {"colleague"}, "status_internal": {"colleague", "alumnus_author"}}
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
@@ -133,6 +144,30 @@ def test_a_confidential_post_and_its_comments_answer_as_absent_to_alumni_and_gue
     if who != "guest":
         seen = [i for i, readers in (SEES | MICRO_SEES).items() if who in readers]
         assert tags.get(world["tag"], 0) == len(seen), tags.get(world["tag"])
+
+
+@pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
+@covers("ListStatusUpdates", "GetNetworkFeed", kind="confidential")
+def test_a_confidential_status_update_answers_as_absent_to_alumni_and_guests(world, who):
+    s, names, md = world["s"], world["names"], world["readers"][who]
+    listed = {u.name for u in s.search.ListStatusUpdates(sp.ListStatusUpdatesRequest(person=f"profiles/{world['author']}", page_size=50), metadata=md).status_updates}
+    for item, readers in STATUS_SEES.items():
+        assert (names[item] in listed) == (who in readers), (item, "ListStatusUpdates")
+    if who == "colleague":  # (the others follow nobody: their feed shows none of it anyway)
+        feed = {i.name for i in s.search.GetNetworkFeed(sp.GetNetworkFeedRequest(person=f"profiles/{world['colleague']}", page_size=50), metadata=md).items}
+        assert {names["status_confidential"], names["status_internal"]} <= feed
+
+
+def test_a_confidential_status_update_is_never_public(world):
+    s = world["s"]
+    writer, as_writer = s.person("Careful Poster")
+    refused = rpc_error(world["graph"].CreateStatusUpdate, gp.CreateStatusUpdateRequest(parent=f"profiles/{writer}", status_update=gp.StatusUpdate(
+        text="x", visibility=gp.StatusUpdate.PUBLIC, classification=SC.CONFIDENTIAL)), metadata=as_writer)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(refused) == ["status_update.classification"]
+    assert not s.search.ListStatusUpdates(sp.ListStatusUpdatesRequest(person=f"profiles/{writer}"), metadata=as_writer).status_updates
+    kept = world["graph"].CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{writer}", status_update=gp.StatusUpdate(
+        text="x", visibility=gp.StatusUpdate.PUBLIC)), metadata=as_writer)
+    assert kept.classification == SC.INTERNAL  # the default
 
 
 def test_a_confidential_post_is_never_public(world):
