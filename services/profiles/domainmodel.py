@@ -55,10 +55,11 @@ class MediaFacts:
     kind: str  # IMAGE, VIDEO, ...
     visibility: str  # PUBLIC, INTERNAL or RESTRICTED
     removed: bool
+    classification: str = INTERNAL
 
     def visible_to(self, principal: Principal) -> bool:
         """The platform's library rule (watercooler.visibility): a removed item is nobody's."""
-        return may_see_library(principal, Library(self.visibility, self.owner, deleted=self.removed))
+        return may_see_library(principal, Library(self.visibility, self.owner, deleted=self.removed, classification=self.classification))
 
 
 def check_photo(photo: str, item: MediaFacts | None, author: Principal, field: str = "photo") -> None:

@@ -75,7 +75,7 @@ async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if not ids:
         return set()
     try:
-        found = found_documents(await es.mget(index=settings.index_alias("media"), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted"]))
+        found = found_documents(await es.mget(index=settings.index_alias("media"), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted", "classification"]))
     except NotFoundError:
         return set()
 
@@ -85,7 +85,8 @@ async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Pri
     seen = set()
     for media_id, item in found.items():
         source = item["_source"]
-        if rule.may_see_library(principal, rule.Library(source.get("visibility", ""), source.get("owner", ""), deleted=bool(source.get("deleted"))), is_member):
+        item = rule.Library(source.get("visibility", ""), source.get("owner", ""), deleted=bool(source.get("deleted")), classification=source.get("classification") or rule.INTERNAL)
+        if rule.may_see_library(principal, item, is_member):
             seen.add(f"media/{media_id}")
     return seen
 

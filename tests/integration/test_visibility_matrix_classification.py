@@ -15,7 +15,9 @@ import pytest
 from tests.conftest import eventually
 from tests.integration.helpers import bad_request_fields, rpc_error
 from tests.integration.test_search_unified import Stubs, unique, word
+from watercooler.posts.v1 import media_pb2 as mp
 from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import wiki_pb2 as wp
 from watercooler.profiles.v1 import graph_pb2 as gp
 from watercooler.profiles.v1 import graph_pb2_grpc as gg
 from watercooler.profiles.v1 import profiles_pb2 as prp
@@ -65,6 +67,11 @@ def world(platform):
         names[item] = graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{author}", status_update=gp.StatusUpdate(
             text=f"{words[item]} news", visibility=gp.StatusUpdate.INTERNAL, classification=label)), metadata=as_author).name
     graph.Follow(gp.FollowRequest(parent=f"profiles/{colleague}", target=f"profiles/{author}"), metadata=as_colleague)
+    for item, label in (("media_confidential", C.CONFIDENTIAL), ("media_internal", C.INTERNAL)):
+        words[item] = word(8)
+        names[item] = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
+            title=f"{words[item]} clip", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4", tags=[tag], visibility=wp.INTERNAL,
+            storage_uri="s3://b/x", classification=label)), metadata=as_author).name
     s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{author}", reason="moved on"), metadata=platform.metadata())
 
     def indexed():
@@ -72,6 +79,7 @@ def world(platform):
         assert platform.es.count(index=platform.alias("bookmarks"), query={"term": {"tags": tag}})["count"] == 2
         assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": [names["comment_confidential"], names["comment_internal"]]}})["count"] == 2
         assert platform.es.count(index=platform.alias("statuses"), query={"term": {"author_id": author}})["count"] == 2
+        assert platform.es.count(index=platform.alias("media"), query={"term": {"tags": tag}})["count"] == 2
         return True
 
     eventually(indexed, message="classified posts and their comments indexed")
@@ -87,6 +95,7 @@ SEES = {"confidential": {"colleague"}, "internal": {"colleague", "alumnus_author
 MICRO_SEES = {"micro_confidential": {"colleague"}, "micro_internal": {"colleague", "alumnus_author"}}
 BOOKMARK_SEES = {"bookmark_confidential": {"colleague"}, "bookmark_internal": {"colleague", "alumnus_author"}}
 STATUS_SEES = {"status_confidential": {"colleague"}, "status_internal": {"colleague", "alumnus_author"}}
+MEDIA_SEES = {"media_confidential": {"colleague"}, "media_internal": {"colleague", "alumnus_author"}}
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
@@ -156,6 +165,38 @@ def test_a_confidential_status_update_answers_as_absent_to_alumni_and_guests(wor
     if who == "colleague":  # (the others follow nobody: their feed shows none of it anyway)
         feed = {i.name for i in s.search.GetNetworkFeed(sp.GetNetworkFeedRequest(person=f"profiles/{world['colleague']}", page_size=50), metadata=md).items}
         assert {names["status_confidential"], names["status_internal"]} <= feed
+
+
+@pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
+@covers("GetMediaItem", "ListMediaItems", "Search", kind="confidential")
+def test_a_confidential_media_item_answers_as_absent_to_alumni_and_guests(world, who):
+    s, names, md = world["s"], world["names"], world["readers"][who]
+    listed = {i.media_item for i in s.search.ListMediaItems(sp.ListMediaItemsRequest(owner=f"profiles/{world['author']}", page_size=50), metadata=md).media_items}
+    for item, readers in MEDIA_SEES.items():
+        try:
+            s.media.GetMediaItem(mp.GetMediaItemRequest(name=names[item]), metadata=md)
+            shown = True
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND, (item, error.code())
+            shown = False
+        hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
+        assert shown == (who in readers) == (names[item] in listed) == (names[item] in hits), (item, shown, names[item] in listed, names[item] in hits)
+
+
+def test_a_confidential_media_item_is_never_public(world):
+    s = world["s"]
+    _, as_writer = s.person("Careful Filmer")
+    clip = mp.MediaItem(title="clip", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4", storage_uri="s3://b/x")
+    clip.visibility, clip.classification = wp.PUBLIC, C.CONFIDENTIAL
+    refused = rpc_error(s.media.RegisterMediaItem, mp.RegisterMediaItemRequest(media_item=clip), metadata=as_writer)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(refused) == ["media_item.classification"]
+    clip.visibility = wp.INTERNAL
+    secret = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=clip), metadata=as_writer)
+    assert secret.classification == C.CONFIDENTIAL
+    made_public = rpc_error(s.media.UpdateMediaItem, mp.UpdateMediaItemRequest(media_item=mp.MediaItem(name=secret.name, visibility=wp.PUBLIC),
+                                                                               update_mask={"paths": ["visibility"]}), metadata=as_writer)
+    assert made_public.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(made_public) == ["media_item.visibility"]
+    assert s.media.GetMediaItem(mp.GetMediaItemRequest(name=secret.name), metadata=as_writer).visibility == wp.INTERNAL
 
 
 def test_a_confidential_status_update_is_never_public(world):

@@ -51,10 +51,10 @@ FLAGGABLE_READS = {
 }
 
 # Reads that show (or count) items that carry a classification label (posts, microposts,
-# bookmarks, status updates) or their children: each needs a case where a CONFIDENTIAL item
-# answers as absent to alumni and guests.
+# bookmarks, status updates, media items) or their children: each needs a case where a
+# CONFIDENTIAL item answers as absent to alumni and guests.
 CLASSIFIED_READS = {"GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats",
-                    "ListStatusUpdates", "GetNetworkFeed"}
+                    "ListStatusUpdates", "GetNetworkFeed", "GetMediaItem", "ListMediaItems"}
 
 
 def rpc_methods() -> dict[str, d.MethodDescriptor]:

@@ -21,11 +21,11 @@ from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, Per
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.moderation import Flaggable
 from watercooler.text import clean, fold, has_control_characters
+from watercooler.visibility import CLASSIFICATIONS, Library, classification_conflict, may_see_library
 from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the service
 from watercooler.visibility import LIBRARY_VISIBILITIES as VISIBILITIES
 from watercooler.visibility import PUBLIC as PUBLIC
 from watercooler.visibility import RESTRICTED as RESTRICTED
-from watercooler.visibility import Library, may_see_library
 
 MEDIA_KINDS = ("VIDEO", "AUDIO", "IMAGE", "DOCUMENT", "PRESENTATION")
 
@@ -394,7 +394,7 @@ class Page(Flaggable):
 # --- media library ----------------------------------------------------------------------------
 # What uploaded content sets; an item with uploaded content refuses them in updates.
 CONTENT_FIELDS = ("size_bytes", "content_type", "storage_uri")
-MEDIA_FIELDS = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+MEDIA_FIELDS = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
 
 
 def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, Any]:
@@ -440,12 +440,21 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
         out["tags"] = tags
     if "visibility" in fields or creating:
         out["visibility"] = validate_visibility(fields.get("visibility", ""))
+    if "classification" in fields or creating:
+        out["classification"] = fields.get("classification") or INTERNAL
+        if out["classification"] not in CLASSIFICATIONS:
+            raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
     if ("storage_uri" in fields or creating) and not awaiting_upload:
         uri = (fields.get("storage_uri") or "").strip()
         if len(uri) > 2000 or not _URI.match(uri):
             raise InvalidArgument("must be an s3, gs, http(s) or media URI", field="storage_uri")
         out["storage_uri"] = uri
     return out
+
+
+def _check_label(visibility: str, classification: str, field: str) -> None:
+    if conflict := classification_conflict(visibility, classification):
+        raise InvalidArgument(conflict, field=field)
 
 
 class MediaItem(Flaggable):
@@ -455,8 +464,10 @@ class MediaItem(Flaggable):
     ANSWERING_FIELDS = ("title", "description", "storage_uri")
 
     @event("MediaItemRegistered")
-    def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str):
+    def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str,
+                 classification: str = INTERNAL):
         self.owner = owner
+        self.classification = classification  # INTERNAL for an item registered before labels existed
         self.title = title
         self.description = description
         self.kind = kind
@@ -477,6 +488,7 @@ class MediaItem(Flaggable):
         values = validate_media_fields(fields, creating=True)
         values.setdefault("description", "")
         values.setdefault("tags", [])
+        _check_label(values["visibility"], values["classification"], "classification")
         return cls(owner=owner, **values)
 
     def update(self, changes: dict[str, Any], by_owner: bool = True) -> None:
@@ -489,12 +501,15 @@ class MediaItem(Flaggable):
         changed = [name for name in MEDIA_FIELDS if name in values and values[name] != getattr(self, name)]
         if not changed:
             return
+        _check_label(values.get("visibility", self.visibility), values.get("classification", self.classification),
+                     "visibility" if "classification" not in changed else "classification")
         self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
         if by_owner:
             self._author_edited(changed)
 
     @event("MediaItemUpdated")
-    def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str) -> None:
+    def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str,
+                 classification: str = INTERNAL) -> None:
         for name in changed_fields:
             setattr(self, name, locals()[name])
 
@@ -508,7 +523,7 @@ class MediaItem(Flaggable):
         self.removed = True
 
     def visible_to(self, principal: Any) -> bool:
-        return can_see(self.visibility, self.owner, [], principal)
+        return may_see_library(principal, Library(self.visibility, self.owner, classification=self.classification))
 
     # --- uploaded content -------------------------------------------------------------------
     def check_uploadable(self, principal: Any) -> None:

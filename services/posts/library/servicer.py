@@ -13,7 +13,7 @@ import grpc
 from watercooler.auth import current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
-from watercooler.posts.v1 import media_pb2, media_pb2_grpc, wiki_pb2, wiki_pb2_grpc
+from watercooler.posts.v1 import media_pb2, media_pb2_grpc, posts_pb2, wiki_pb2, wiki_pb2_grpc
 from watercooler.rpc import (
     command_context,
     decode_page_token,
@@ -101,6 +101,7 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
         content_type=item.content_type,
         tags=item.tags,
         visibility=wiki_pb2.Visibility.Value(item.visibility),
+        classification=posts_pb2.Classification.Label.Value(item.classification),
         storage_uri=item.storage_uri,
         removed=item.removed,
         hidden=item.hidden,
@@ -275,7 +276,7 @@ class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
         return wiki_pb2.RecordViewsResponse(recorded=recorded)
 
 
-MEDIA_MASK = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+MEDIA_MASK = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
 
 
 def _media_fields(item: media_pb2.MediaItem, paths: list[str]) -> dict[str, Any]:
@@ -286,6 +287,8 @@ def _media_fields(item: media_pb2.MediaItem, paths: list[str]) -> dict[str, Any]
             value = enum_name(media_pb2.MediaItem.Kind, value, "media_item.kind")
         elif path == "visibility":
             value = _visibility(value)
+        elif path == "classification":
+            value = enum_name(posts_pb2.Classification.Label, value, "classification", zero="INTERNAL")
         elif path == "tags":
             value = list(value)
         fields[path] = value
