@@ -22,8 +22,9 @@ Classification (what the information is, apart from who it is shown to): PUBLIC 
 for release), INTERNAL (internal use, the default) or CONFIDENTIAL. A CONFIDENTIAL item is
 read by employees and services only, whatever its visibility says (not by guests, nor by
 alumni, its author included: they have left), and is never PUBLIC (``classification_conflict``).
-Labelled: posts, microposts, bookmarks, status updates and media items (comments through their
-target; a media item shown in a status or as an avatar follows its own label).
+Labelled: posts, microposts, bookmarks, status updates, media items and wiki spaces (their pages,
+and comments, through their parent; a media item shown in a status or as an avatar follows its
+own label). Jam ideas and discussion are not: they are written for everyone the jam invited.
 
 Library (wiki spaces, whose pages take their audience, and media items):
   PUBLIC everyone; INTERNAL employees; RESTRICTED the owner (``profiles/{id}``), the listed
@@ -167,7 +168,7 @@ class Library:
     owner: str  # profiles/{id} or communities/{id}
     members: tuple[str, ...] = field(default_factory=tuple)
     deleted: bool = False
-    classification: str = INTERNAL  # media items carry one; spaces (and their pages) do not
+    classification: str = INTERNAL  # of a media item, or of a space and so its pages
 
 
 def may_see_library(principal: Principal, item: Library, is_member: IsMember | None = None) -> bool:

@@ -67,6 +67,12 @@ def world(platform):
         names[item] = graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{author}", status_update=gp.StatusUpdate(
             text=f"{words[item]} news", visibility=gp.StatusUpdate.INTERNAL, classification=label)), metadata=as_author).name
     graph.Follow(gp.FollowRequest(parent=f"profiles/{colleague}", target=f"profiles/{author}"), metadata=as_colleague)
+    for item, label in (("space_confidential", C.CONFIDENTIAL), ("space_internal", C.INTERNAL)):
+        words[item] = word(8)
+        names[item] = s.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("s"), display_name="Plans", visibility=wp.INTERNAL,
+                                                                             classification=label)), metadata=as_author).name
+        names[f"page_{item}"] = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=names[item], title=f"{words[item]} page", body=words[item])),
+                                                  metadata=as_author).name
     for item, label in (("media_confidential", C.CONFIDENTIAL), ("media_internal", C.INTERNAL)):
         words[item] = word(8)
         names[item] = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
@@ -80,6 +86,8 @@ def world(platform):
         assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": [names["comment_confidential"], names["comment_internal"]]}})["count"] == 2
         assert platform.es.count(index=platform.alias("statuses"), query={"term": {"author_id": author}})["count"] == 2
         assert platform.es.count(index=platform.alias("media"), query={"term": {"tags": tag}})["count"] == 2
+        pages = [names["page_space_confidential"].split("/")[1], names["page_space_internal"].split("/")[1]]
+        assert platform.es.count(index=platform.alias("wiki"), query={"ids": {"values": pages}})["count"] == 2
         return True
 
     eventually(indexed, message="classified posts and their comments indexed")
@@ -96,6 +104,7 @@ MICRO_SEES = {"micro_confidential": {"colleague"}, "micro_internal": {"colleague
 BOOKMARK_SEES = {"bookmark_confidential": {"colleague"}, "bookmark_internal": {"colleague", "alumnus_author"}}
 STATUS_SEES = {"status_confidential": {"colleague"}, "status_internal": {"colleague", "alumnus_author"}}
 MEDIA_SEES = {"media_confidential": {"colleague"}, "media_internal": {"colleague", "alumnus_author"}}
+SPACE_SEES = {"space_confidential": {"colleague"}, "space_internal": {"colleague", "alumnus_author"}}
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
@@ -181,6 +190,39 @@ def test_a_confidential_media_item_answers_as_absent_to_alumni_and_guests(world,
             shown = False
         hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
         assert shown == (who in readers) == (names[item] in listed) == (names[item] in hits), (item, shown, names[item] in listed, names[item] in hits)
+
+
+@pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
+@covers("GetSpace", "GetPage", "Search", kind="confidential")
+def test_a_confidential_space_and_its_pages_answer_as_absent_to_alumni_and_guests(world, who):
+    s, names, md = world["s"], world["names"], world["readers"][who]
+    for item, readers in SPACE_SEES.items():
+        shown = {}
+        for read, call, request in (("GetSpace", s.wiki.GetSpace, wp.GetSpaceRequest(name=names[item])), ("GetPage", s.wiki.GetPage, wp.GetPageRequest(name=names[f"page_{item}"]))):
+            try:
+                call(request, metadata=md)
+                shown[read] = True
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND, (item, read, error.code())
+                shown[read] = False
+        hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
+        shown["Search"] = names[f"page_{item}"] in hits
+        assert shown == dict.fromkeys(shown, who in readers), (item, shown)
+
+
+def test_a_confidential_space_is_never_public(world):
+    s = world["s"]
+    _, as_writer = s.person("Careful Editor")
+    space = wp.Space(space_id=unique("s"), display_name="S", visibility=wp.PUBLIC, classification=C.CONFIDENTIAL)
+    refused = rpc_error(s.wiki.CreateSpace, wp.CreateSpaceRequest(space=space), metadata=as_writer)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(refused) == ["space.classification"]
+    space.visibility = wp.INTERNAL
+    secret = s.wiki.CreateSpace(wp.CreateSpaceRequest(space=space), metadata=as_writer)
+    assert secret.classification == C.CONFIDENTIAL
+    made_public = rpc_error(s.wiki.UpdateSpace, wp.UpdateSpaceRequest(space=wp.Space(name=secret.name, visibility=wp.PUBLIC), update_mask={"paths": ["visibility"]}),
+                            metadata=as_writer)
+    assert made_public.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(made_public) == ["space.visibility"]
+    assert s.wiki.GetSpace(wp.GetSpaceRequest(name=secret.name), metadata=as_writer).visibility == wp.INTERNAL
 
 
 def test_a_confidential_media_item_is_never_public(world):

@@ -140,8 +140,10 @@ class Space(EventSourcedAggregate):
         return space_id_of(space_id)
 
     @event("SpaceCreated")
-    def __init__(self, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str]):
+    def __init__(self, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str], classification: str = INTERNAL):
         self.space_id = space_id
+        # Of the space and its pages, which take its audience (INTERNAL for a space made before labels).
+        self.classification = classification
         self.display_name = display_name
         self.description = description
         self.owner = owner
@@ -149,7 +151,7 @@ class Space(EventSourcedAggregate):
         self.members = members
 
     @classmethod
-    def create(cls, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str]) -> Space:
+    def create(cls, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str], classification: str = INTERNAL) -> Space:
         validate_space_id(space_id)
         display_name = clean(display_name or "")
         if not display_name or len(display_name) > MAX_TITLE or has_control_characters(display_name):
@@ -164,14 +166,16 @@ class Space(EventSourcedAggregate):
             owner=validate_owner(owner),
             visibility=validate_visibility(visibility),
             members=validate_members(members),
+            classification=_valid_label(visibility, classification or INTERNAL, "classification"),
         )
 
     def visible_to(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
-        return can_see(self.visibility, self.owner, self.members, principal, is_member)
+        return may_see_library(principal, Library(self.visibility, self.owner, tuple(self.members), classification=self.classification), is_member)
 
     def update(self, changes: dict[str, Any], by: str) -> None:
-        """``changes``: the field-mask paths asked for (display_name, description, visibility, members)."""
-        values = {"display_name": self.display_name, "description": self.description, "visibility": self.visibility, "members": list(self.members)}
+        """``changes``: the field-mask paths asked for (display_name, description, visibility, members, classification)."""
+        values = {"display_name": self.display_name, "description": self.description, "visibility": self.visibility, "members": list(self.members),
+                  "classification": self.classification}
         if "display_name" in changes:
             name = clean(changes["display_name"] or "")
             if not name or len(name) > MAX_TITLE or has_control_characters(name):
@@ -186,13 +190,18 @@ class Space(EventSourcedAggregate):
             values["visibility"] = validate_visibility(changes["visibility"])
         if "members" in changes:
             values["members"] = validate_members(list(changes["members"]))
-        changed = [name for name in ("display_name", "description", "visibility", "members") if values[name] != getattr(self, name)]
+        if "classification" in changes:
+            values["classification"] = changes["classification"] or INTERNAL
+        _valid_label(values["visibility"], values["classification"], "classification" if "classification" in changes else "visibility")
+        changed = [name for name in ("display_name", "description", "visibility", "members", "classification") if values[name] != getattr(self, name)]
         if changed:
             self._updated(changed_fields=changed, updated_by=by, **values)
 
     @event("SpaceUpdated")
-    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, visibility: str, members: list[str]) -> None:
+    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, visibility: str, members: list[str],
+                 classification: str = INTERNAL) -> None:
         self.display_name, self.description, self.visibility, self.members = display_name, description, visibility, list(members)
+        self.classification = classification
 
     def may_edit(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         """Guests read public spaces; only employees (or services) write."""
@@ -453,8 +462,15 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
 
 
 def _check_label(visibility: str, classification: str, field: str) -> None:
+    if classification not in CLASSIFICATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
     if conflict := classification_conflict(visibility, classification):
         raise InvalidArgument(conflict, field=field)
+
+
+def _valid_label(visibility: str, classification: str, field: str) -> str:
+    _check_label(visibility, classification, field)
+    return classification
 
 
 class MediaItem(Flaggable):
