@@ -78,6 +78,10 @@ def world(platform):
         names[item] = s.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
             title=f"{words[item]} clip", kind=mp.MediaItem.VIDEO, size_bytes=10, content_type="video/mp4", tags=[tag], visibility=wp.INTERNAL,
             storage_uri="s3://b/x", classification=label)), metadata=as_author).name
+    for item in ("space_confidential", "space_internal", "media_confidential", "media_internal"):  # a colleague's comment on each
+        target = names[f"page_{item}"] if item.startswith("space") else names[item]
+        names[f"comment_{item}"] = s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=target, body=f"{words[item]} seen")),
+                                                         metadata=as_colleague).name
     s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{author}", reason="moved on"), metadata=platform.metadata())
 
     def indexed():
@@ -88,6 +92,8 @@ def world(platform):
         assert platform.es.count(index=platform.alias("media"), query={"term": {"tags": tag}})["count"] == 2
         pages = [names["page_space_confidential"].split("/")[1], names["page_space_internal"].split("/")[1]]
         assert platform.es.count(index=platform.alias("wiki"), query={"ids": {"values": pages}})["count"] == 2
+        on_library = [names[f"comment_{i}"] for i in ("space_confidential", "space_internal", "media_confidential", "media_internal")]
+        assert platform.es.count(index=platform.alias("comments"), query={"terms": {"name": on_library}})["count"] == 4
         return True
 
     eventually(indexed, message="classified posts and their comments indexed")
@@ -177,7 +183,7 @@ def test_a_confidential_status_update_answers_as_absent_to_alumni_and_guests(wor
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
-@covers("GetMediaItem", "ListMediaItems", "Search", kind="confidential")
+@covers("GetMediaItem", "ListMediaItems", "Search", "GetComment", "ListComments", kind="confidential")
 def test_a_confidential_media_item_answers_as_absent_to_alumni_and_guests(world, who):
     s, names, md = world["s"], world["names"], world["readers"][who]
     listed = {i.media_item for i in s.search.ListMediaItems(sp.ListMediaItemsRequest(owner=f"profiles/{world['author']}", page_size=50), metadata=md).media_items}
@@ -190,10 +196,11 @@ def test_a_confidential_media_item_answers_as_absent_to_alumni_and_guests(world,
             shown = False
         hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
         assert shown == (who in readers) == (names[item] in listed) == (names[item] in hits), (item, shown, names[item] in listed, names[item] in hits)
+        assert comment_shown(s, names, item, names[item], md) == (who in readers), (item, "comment")
 
 
 @pytest.mark.parametrize("who", ["colleague", "alumnus_author", "guest"])
-@covers("GetSpace", "GetPage", "Search", kind="confidential")
+@covers("GetSpace", "GetPage", "Search", "GetComment", "ListComments", kind="confidential")
 def test_a_confidential_space_and_its_pages_answer_as_absent_to_alumni_and_guests(world, who):
     s, names, md = world["s"], world["names"], world["readers"][who]
     for item, readers in SPACE_SEES.items():
@@ -207,6 +214,7 @@ def test_a_confidential_space_and_its_pages_answer_as_absent_to_alumni_and_guest
                 shown[read] = False
         hits = {h.name for h in s.search.Search(sp.SearchRequest(query=world["words"][item]), metadata=md).hits}
         shown["Search"] = names[f"page_{item}"] in hits
+        shown["comment"] = comment_shown(s, names, item, names[f"page_{item}"], md)
         assert shown == dict.fromkeys(shown, who in readers), (item, shown)
 
 
@@ -251,6 +259,23 @@ def test_a_confidential_status_update_is_never_public(world):
     kept = world["graph"].CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{writer}", status_update=gp.StatusUpdate(
         text="x", visibility=gp.StatusUpdate.PUBLIC)), metadata=as_writer)
     assert kept.classification == SC.INTERNAL  # the default
+
+
+def comment_shown(s, names, item: str, target: str, md) -> bool:
+    """Whether the comment on ``target`` is read by name and listed, asserting both agree."""
+    try:
+        s.posts.GetComment(pb.GetCommentRequest(name=names[f"comment_{item}"]), metadata=md)
+        by_name = True
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.NOT_FOUND, (item, "GetComment", error.code())
+        by_name = False
+    try:
+        listed = names[f"comment_{item}"] in {c.name for c in s.search.ListComments(sp.ListCommentsRequest(target=target), metadata=md).comments}
+    except grpc.RpcError as error:
+        assert error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED), (item, "ListComments", error.code())
+        listed = False
+    assert by_name == listed, (item, by_name, listed)
+    return by_name
 
 
 def test_a_confidential_post_is_never_public(world):
