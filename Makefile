@@ -14,7 +14,7 @@ help:
 	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
 	@echo "make run-cluster  the same in the production topology: replicas on PostgreSQL, 3 brokers, 2 search nodes"
 	@echo "make test         install, start the infrastructure, run the whole suite, stop it"
-	@echo "make lint         lint the protos (buf) and the Python (ruff)"
+	@echo "make lint         lint the protos (buf), the Python (ruff) and its layering (import-linter)"
 	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
 	@echo "make infra-up|infra-down|infra-status   the local Kafka and Elasticsearch processes"
 
@@ -33,11 +33,11 @@ protos: $(STAMP)
 	@$(PY) scripts/gen_protos.py
 
 run: install
-	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.cli run
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m tools.cli run
 
-# The cluster topology (libs/watercooler/cluster.py); `WC_TOPOLOGY=cluster make run` is the same.
+# The cluster topology (tools/cluster.py); `WC_TOPOLOGY=cluster make run` is the same.
 run-cluster: install
-	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} WC_TOPOLOGY=cluster $(PY) -m watercooler.cli run
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} WC_TOPOLOGY=cluster $(PY) -m tools.cli run
 
 # The whole suite but the cluster topology's (tests/cluster: make test-cluster, which .ci/run
 # runs after this): together they exceed the 20 minutes one target may take on 2 cores.
@@ -60,23 +60,23 @@ lint: install
 # Render deploy/k8s with kustomize and validate it (schemas, operators' CRDs, policies); the
 # tools and CRDs are fetched into $(WC_CACHE_DIR or ~/.cache/watercooler). Also part of `make test`.
 k8s-validate: install
-	$(PY) -m tests.k8s.tools
+	$(PY) -m tools.k8s.fetch
 	$(PY) -m pytest tests/k8s $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 infra-up: install
-	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra up
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m tools.infra up
 
 infra-down: install
-	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra down
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m tools.infra down
 
 infra-status: install
-	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra status
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m tools.infra status
 
 infra-fetch: install
-	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m watercooler.infra fetch
+	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} $(PY) -m tools.infra fetch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .test-data test-artifacts

@@ -1,8 +1,8 @@
 """`make bench` (`python -m benchmarks`): the platform next to the raw limits of its parts.
 
-Brings up Kafka and Elasticsearch with watercooler.infra (local processes on ports and a
+Brings up Kafka and Elasticsearch with tools.infra (local processes on ports and a
 data dir of the benchmark's own, unless WC_INFRA=external or WC_*_PORT say otherwise),
-starts every service, relay and processor with watercooler.runner.Platform in a namespace
+starts every service, relay and processor with tools.runner.Platform in a namespace
 of its own, runs benchmarks.harness, and writes docs/benchmarks/<name>.json, .md and plots.
 
     make bench BENCH_ARGS="--people-events 200000 --search-docs 1000000 --rate-seconds 30"
@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg, args = parse(argv)
 
     from benchmarks import capacity, harness, report
-    from watercooler import auth, config, infra
-    from watercooler.runner import Platform
+    from tools import infra
+    from tools.runner import Platform
+    from watercooler import auth, config
 
     # The load generators speak as a few people; per-person rate limits would measure the limiter.
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(harness.free_port()), "WC_RATE_LIMIT": "0"}

@@ -206,8 +206,8 @@ async def measure_rate(bench, rate: float, seconds: float, poll: float, workdir:
 # --- a variant: its own platform --------------------------------------------------------------------
 def run_variant(name: str, variant_env: dict[str, str], rates: list[float], seconds: float, poll: float, warmup: int, company) -> dict[str, Any]:
     from benchmarks.harness import BenchConfig, PlatformBench, free_port, loadavg
+    from tools.runner import Platform
     from watercooler import auth, config
-    from watercooler.runner import Platform
 
     os.environ["WC_NAMESPACE"] = f"fresh{secrets.token_hex(3)}{name}"
     metrics_port = free_port()
@@ -396,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in _DEFAULTS.items():
         os.environ.setdefault(key, value)
     from benchmarks.harness import machine
-    from watercooler import config, infra
-    from watercooler.synthetic import Company
+    from tools import infra
+    from tools.synthetic import Company
+    from watercooler import config
 
     settings = config.load()
     up = infra.ensure_up(settings, progress=lambda message: print(f"[infra] {message}"))

@@ -204,13 +204,13 @@ def listening_pid(port: int) -> int | None:
 
 
 def _index_settings(settings) -> dict[str, Any]:
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
 
     return PeopleProjection(settings).index_body()["settings"]
 
 
 def machine(settings) -> dict[str, Any]:
-    from watercooler import infra
+    from tools import infra
 
     cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     mem = re.search(r"MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text())
@@ -269,7 +269,7 @@ def profile_envelope(person, occurred: dt.datetime | None = None) -> bytes:
 
 def people_docs(people) -> list[tuple[str, dict]]:
     """(doc id, document) exactly as PeopleProjection.apply_batch would write them."""
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
     from watercooler.envelope import decode
 
     projection = PeopleProjection.__new__(PeopleProjection)  # apply() is pure: no settings needed
@@ -292,7 +292,7 @@ def raw_es_bulk(settings, cfg: BenchConfig, company) -> dict[str, Any]:
 
     from elasticsearch import Elasticsearch
 
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
 
     es = Elasticsearch(settings.es_url, request_timeout=120)
     docs = people_docs(company.people(limit=cfg.bulk_docs))
@@ -327,7 +327,7 @@ def raw_kafka(settings, cfg: BenchConfig, record_size: int) -> dict[str, Any]:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
-    from watercooler import infra
+    from tools import infra
 
     topic = f"{settings.namespace or 'bench'}.bench-raw-producer"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -506,7 +506,7 @@ class PlatformBench:
         return chosen
 
     def request(self, person):
-        from watercooler.company import create_profile_request
+        from tools.company import create_profile_request
 
         return create_profile_request(person, f"bench-{self.cfg.seed}-{person.employee_id}")
 
@@ -799,7 +799,7 @@ class PlatformBench:
                 "processor_events_per_s": indexed and round(len(people) / indexed, 1)}
 
     def rebuild(self) -> dict[str, Any]:
-        from services.search.projections.people import PeopleProjection
+        from services.search.readmodels.projections.people import PeopleProjection
         from watercooler.projection import es_client
 
         async def run() -> dict[str, Any]:
@@ -928,7 +928,7 @@ class PlatformBench:
 
 
 def idle_memory(settings, procs: dict[str, subprocess.Popen], settle: float = 5.0) -> dict[str, Any]:
-    from watercooler import infra
+    from tools import infra
 
     time.sleep(settle)
     rows: dict[str, int] = {}
@@ -1008,7 +1008,7 @@ def jam_tally(cfg: BenchConfig) -> dict[str, Any]:
 
 # --- orchestration ----------------------------------------------------------------------------------
 def run(cfg: BenchConfig, settings, procs: dict[str, subprocess.Popen], log=print) -> dict[str, Any]:
-    from watercooler.synthetic import Company
+    from tools.synthetic import Company
 
     company = Company(employees=cfg.employees, seed=cfg.seed)
     report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}, "machine": machine(settings)}

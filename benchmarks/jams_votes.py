@@ -171,8 +171,8 @@ def envelopes(participants: int, votes_each: int, ideas: int = 60, keyed: bool =
 
 
 def tally_stream(values) -> tuple[object, int]:
-    from services.jams.domainmodel import Tally
-    from services.search.stats.jams import decode_event as decode
+    from services.search.readmodels.counters.jams import decode_event as decode
+    from watercooler.tally import Tally
 
     tally = Tally()
     count = 0

@@ -66,14 +66,14 @@ def main() -> int:
     import urllib3
     from elasticsearch import Elasticsearch
 
-    from services.search.stats.views import index_alias
+    from services.search.readmodels.counters.views import index_alias
     from tests.conftest import _clean_namespace
+    from tools.runner import Platform
     from watercooler import auth, config, objectstore
     from watercooler.client import bearer_metadata
     from watercooler.posts.v1 import media_pb2 as mp
     from watercooler.posts.v1 import media_pb2_grpc as mg
     from watercooler.posts.v1 import wiki_pb2 as wp
-    from watercooler.runner import Platform
 
     settings = config.load()
     auth.ensure_dev_keys(settings)

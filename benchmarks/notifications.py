@@ -3,7 +3,7 @@
     WC_INFRA=external WC_KAFKA_BOOTSTRAP=127.0.0.1:29092 WC_ES_URL=http://127.0.0.1:29200 \\
         .venv/bin/python -m benchmarks.notifications --rates 20,200 --seconds 10 --jam-participants 100000
 
-Starts the platform in a namespace of its own (watercooler.runner.Platform), then:
+Starts the platform in a namespace of its own (tools.runner.Platform), then:
 
 - **Delay**: ``--watchers`` recipients each keep a WatchNotifications stream open; a writer
   posts microposts at a constant offered rate (open loop: the clock starts at the scheduled
@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _platform_env()
     from benchmarks.freshness import clean
     from benchmarks.harness import loadavg
+    from tools.runner import Platform
     from watercooler import auth, config
-    from watercooler.runner import Platform
 
     settings = config.load()
     auth.ensure_dev_keys(settings)

@@ -5,7 +5,7 @@ consumer group rebalance; throughput per worker count, and proof that no event w
 
     WC_INFRA=external WC_KAFKA_PORT=19092 WC_ES_PORT=19200 .venv/bin/python -m benchmarks.partitions --people 20000
 
-Runs `python -m services.search.projections` (the real processor) in a namespace of its own
+Runs `python -m services.search.readmodels.projections` (the real processor) in a namespace of its own
 (topics, index, consumer group) and deletes them at the end.  Each person has two events,
 ProfileCreated (version 1) and ProfileUpdated (version 2), so a lost event shows as a
 missing document or a document at version 1; redeliveries after a rebalance (at least
@@ -75,8 +75,8 @@ def run(settings, people_per_step: int, workers: tuple[int, ...] = (1, 2, 3), co
 
     from benchmarks.harness import profile_envelope
     from services.profiles.domainmodel import profile_id
+    from tools.synthetic import Company
     from watercooler.kafka import ensure_topics
-    from watercooler.synthetic import Company
 
     namespace = f"{settings.namespace or 'bench'}-parts{secrets.token_hex(2)}"
     mine = dataclasses.replace(settings, namespace=namespace, topic_partitions=6)
@@ -115,7 +115,7 @@ def run(settings, people_per_step: int, workers: tuple[int, ...] = (1, 2, 3), co
     def start_worker() -> None:
         port = _free_port()
         out = open(log_dir / f"worker-{len(procs) + 1}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "services.search.projections"], cwd=ROOT, env={**env, "WC_PROJECTIONS_METRICS_PORT": str(port)},
+        proc = subprocess.Popen([sys.executable, "-m", "services.search.readmodels.projections"], cwd=ROOT, env={**env, "WC_PROJECTIONS_METRICS_PORT": str(port)},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         procs.append((proc, port))
 

@@ -93,13 +93,13 @@ def main() -> int:
     import grpc
 
     from tests.conftest import _clean_namespace
+    from tools.runner import Platform
     from watercooler import auth, config
     from watercooler.client import bearer_metadata
     from watercooler.posts.v1 import posts_pb2 as pb
     from watercooler.posts.v1 import posts_pb2_grpc as pg
     from watercooler.profiles.v1 import profiles_pb2 as pp
     from watercooler.profiles.v1 import profiles_pb2_grpc as ppg
-    from watercooler.runner import Platform
     from watercooler.search.v1 import search_pb2 as sp
     from watercooler.search.v1 import search_pb2_grpc as sg
 

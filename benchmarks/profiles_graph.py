@@ -88,10 +88,11 @@ def main() -> int:
 
     from elasticsearch import Elasticsearch
 
-    from watercooler import auth, config, infra
+    from tools import infra
+    from tools.runner import Platform
+    from watercooler import auth, config
     from watercooler.client import bearer_metadata, channel
     from watercooler.profiles.v1 import graph_pb2, graph_pb2_grpc, profiles_pb2, profiles_pb2_grpc
-    from watercooler.runner import Platform
     from watercooler.search.v1 import search_pb2, search_pb2_grpc
 
     settings = config.load()

@@ -275,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = [str(ROOT / "libs"), str(ROOT)]
     from benchmarks.__main__ import _clean
     from benchmarks.harness import free_port
-    from watercooler import auth, config, infra
-    from watercooler.runner import Platform
+    from tools import infra
+    from tools.runner import Platform
+    from watercooler import auth, config
 
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_SEARCH_HTTP_PORT": str(free_port()), "WC_RATE_LIMIT": "0"}
     for service in config.SERVICES:

@@ -271,7 +271,7 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
             "- Idle resident memory (VmRSS, each process with its children): " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in sorted(plat["idle_memory"]["rss_bytes"].items())) +
             f"; total {plat['idle_memory']['total_gib']} GiB (Python {plat['idle_memory']['python_gib']} GiB).",
             "", "## Partition scaling", "",
-            f"{parts['people']:,} people = {parts['events']:,} events (ProfileCreated v1 + ProfileUpdated v2) on a {parts['topic_partitions']}-partition topic; `python -m services.search.projections` workers added one at a time (each addition rebalances the group):", "",
+            f"{parts['people']:,} people = {parts['events']:,} events (ProfileCreated v1 + ProfileUpdated v2) on a {parts['topic_partitions']}-partition topic; `python -m services.search.readmodels.projections` workers added one at a time (each addition rebalances the group):", "",
             "| workers | documents in step | docs/s | events/s | pause before progress (s) |", "| ---: | ---: | ---: | ---: | ---: |"]
     out += [f"| {p['workers']} | {p['documents']:,} | {_fmt(p['docs_per_s'])} | {_fmt(p['events_per_s'])} | {p['pause_before_progress_s']} |" for p in parts["phases"]]
     out += ["", f"Check: documents by version {parts['documents_by_version']}, missing {parts['missing_documents']}, lost events {parts['lost_events']}; "

@@ -65,7 +65,7 @@ def doc_id(n: int) -> tuple[str, str]:
 
 def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
     """Bulk actions for `docs` synthetic documents, each filtered to its index's (strict) mapping."""
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
     from watercooler.text import collation_key
 
     props = {p.name: set(p(settings).index_body()["mappings"]["properties"]) for p in ALL if p.name in ALIASES}
@@ -96,7 +96,7 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
                 "created_at": when(), "published_at": when(), "deleted": False}, f"{title}\n{body}")
         elif alias == "comments":
             body = text(rng, 15)
-            # A comment carries its target's audience (services/search/projections/comments.py).
+            # A comment carries its target's audience (services/search/readmodels/projections/comments.py).
             source = searchable({"name": f"comments/{_id}", "target": f"posts/{ID_PREFIX}p{n - 1}", "parent": "", "author_id": author, "body": body,
                                  "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "hidden": False, "created_at": when(), "deleted": False,
                                  "target_kind": "post", "target_author_id": f"e{rng.randint(0, 400_000)}", "target_owner": "", "space_id": "",
@@ -116,7 +116,7 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
 
 
 async def count(es, settings) -> int:
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
 
     aliases = ",".join(settings.index_alias(p.name) for p in ALL)
     return (await es.count(index=aliases, ignore_unavailable=True))["count"]
@@ -134,7 +134,7 @@ async def load(settings, docs: int, seed: int = 7, in_flight: int = 2) -> dict[s
     bulk requests at a time (two cores: two)."""
     from elasticsearch.helpers import async_bulk
 
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
     from watercooler.projection import es_client
 
     es = es_client(settings)

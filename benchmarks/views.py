@@ -50,13 +50,13 @@ def main() -> int:
     import grpc
     from elasticsearch import Elasticsearch
 
-    from services.search.stats.views import index_alias
+    from services.search.readmodels.counters.views import index_alias
     from tests.conftest import _clean_namespace
+    from tools.runner import Platform
     from watercooler import auth, config
     from watercooler.client import bearer_metadata
     from watercooler.posts.v1 import wiki_pb2 as wp
     from watercooler.posts.v1 import wiki_pb2_grpc as wg
-    from watercooler.runner import Platform
 
     settings = config.load()
     auth.ensure_dev_keys(settings)

@@ -39,7 +39,7 @@ def index_template(settings: config.Settings) -> dict:
 
 
 async def prepare_indices(settings: config.Settings) -> dict[str, str]:
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
 
     es = es_client(settings)
     try:

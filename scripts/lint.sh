@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make lint`: buf for the protos (installed from the Go module proxy into the cache),
-# ruff for the Python.
+# ruff for the Python, import-linter for its layering (the contracts in pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUF_VERSION=v1.75.0
@@ -14,5 +14,7 @@ if [ ! -x "$BIN/buf-$BUF_VERSION" ]; then
 fi
 (cd protos && "$BIN/buf-$BUF_VERSION" lint)
 echo "lint: protos ok"
-.venv/bin/python -m ruff check libs services tests scripts
+.venv/bin/python -m ruff check libs services tools tests scripts benchmarks
 echo "lint: python ok"
+.venv/bin/lint-imports
+echo "lint: layering ok"

@@ -79,7 +79,7 @@ def settings() -> config.Settings:
 
 @pytest.fixture(scope="session")
 def infra(settings: config.Settings) -> Iterator[config.Settings]:
-    from watercooler import infra as infra_module
+    from tools import infra as infra_module
 
     # Stop at the end only what this run started: a developer's servers stay up.
     already_up = settings.infra_mode != "local" or all(_answers(p) for p in (settings.kafka_port, settings.es_port, settings.s3_port))
@@ -98,7 +98,7 @@ def _answers(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def postgres(infra: config.Settings) -> config.Settings:
-    from watercooler import infra as infra_module
+    from tools import infra as infra_module
 
     infra_module.ensure_up(infra, postgres=True)
     return infra
@@ -205,7 +205,7 @@ class PlatformHandle:
 
 @pytest.fixture(scope="session")
 def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
-    from watercooler.runner import Platform
+    from tools.runner import Platform
 
     # Functional tests send bursts as one person; rate limiting has its own test with its own process.
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000"}

@@ -20,13 +20,14 @@ and keep failing rather than double publish.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from . import metrics
+from . import config, logs, metrics
 from .config import Settings
 from .envelope import BadEvent, decode, to_envelope
 from .eventstore import EventSourcedAggregate, EventSourcedApplication
@@ -261,3 +262,13 @@ def run_relays(apps: list[EventSourcedApplication], settings: Settings) -> None:
                 thread.join(30)
             raise SystemExit(1)
         time.sleep(0.2)
+
+
+def main(application: type[EventSourcedApplication]) -> None:
+    """A service's relay process (``python -m services.<service>.relay``): its settings from the
+    environment, its metrics on ``WC_RELAY_METRICS_PORT``, then publish until SIGTERM/SIGINT."""
+    settings = config.load()
+    logs.setup("relay", settings.log_level, settings.log_format)
+    # Off by default: locally one relay process runs per service on one machine.
+    metrics.serve(int(os.environ.get("WC_RELAY_METRICS_PORT", "0")))
+    run_relays([application(settings)], settings)

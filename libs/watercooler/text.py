@@ -1,7 +1,7 @@
 """Text handling that Elasticsearch cannot do for us.
 
 Search analysis (folding, stemming in each language, highlighting) is Elasticsearch's own
-(services/search/projections/analysis.py). What stays here:
+(services/search/readmodels/projections/analysis.py). What stays here:
 - ``collation_key``: a name as a string whose byte order is the Unicode Collation
   Algorithm's (pyuca's DUCET), so a plain keyword sort gives directory order in every script;
 - ``fold``: accents and case removed, for keys that identify things in Python (a wiki title

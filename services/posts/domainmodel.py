@@ -6,18 +6,20 @@ what these items may contain or who may do what to them lives here.
 
 from __future__ import annotations
 
-import posixpath
 import re
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from eventsourcing.domain import event
 
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.mentions import MAX_MENTIONS as MAX_MENTIONS  # re-exported: one definition, shared with the read side
+from watercooler.mentions import parse_mentions as parse_mentions
 from watercooler.moderation import Flaggable as _Flaggable
 from watercooler.text import clean, has_control_characters
+from watercooler.urls import MAX_URL_LENGTH
+from watercooler.urls import normalize_url as normalize_url
 from watercooler.visibility import CLASSIFICATIONS, COMMUNITY, INTERNAL, PUBLISHED, classification_conflict
 from watercooler.visibility import CONTENT_VISIBILITIES as VISIBILITIES
 from watercooler.visibility import PRIVATE as PRIVATE  # re-exported for the service
@@ -36,16 +38,13 @@ LIMITS = {
     "notes": 5000,
     "bookmark_title": 500,
     "reason": 500,
-    "url": 2048,
+    "url": MAX_URL_LENGTH,
 }
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
-MAX_MENTIONS = 20
 
 _HANDLE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 _COMMUNITY = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
-# @handle: employee ids ([A-Za-z0-9._-]), not preceded by a word character (e-mail addresses).
-_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9._-]{0,63})")
 _HASHTAG = re.compile(r"(?<![\w#])#(\w{1,50})")
 
 
@@ -95,68 +94,8 @@ def validate_handle(handle: str, field: str = "handle") -> str:
     return handle
 
 
-def parse_mentions(value: str) -> list[str]:
-    found = list(dict.fromkeys(_MENTION.findall(value)))
-    if len(found) > MAX_MENTIONS:
-        raise InvalidArgument(f"at most {MAX_MENTIONS} distinct @mentions", field="text")
-    return found
-
-
 def parse_hashtags(value: str) -> list[str]:
     return list(dict.fromkeys(tag.lower() for tag in _HASHTAG.findall(value)))[:MAX_TAGS]
-
-
-# --- URL normalisation (bookmarks) -----------------------------------------------------------
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_UNRESERVED = "-._~"
-# Tracking parameters that never change what a link points to.
-_TRACKING = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_eid)$", re.I)
-
-
-def normalize_url(raw: str, field: str = "url") -> str:
-    """The canonical form under which one link is saved by many people.
-
-    Lowercase scheme and host (IDNA for non-ASCII hosts), no default port, no
-    fragment, no user info, dot segments resolved, percent-escapes normalised
-    (unreserved characters decoded, others upper-case), tracking parameters dropped,
-    empty path as '/'. Only http and https are accepted."""
-    value = (raw or "").strip()
-    if not value:
-        raise InvalidArgument("is required", field=field)
-    if len(value) > LIMITS["url"] or has_control_characters(value) or any(ch.isspace() for ch in value):
-        raise InvalidArgument(f"must be a URL of at most {LIMITS['url']} characters without spaces", field=field)
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise InvalidArgument("is not a valid URL", field=field) from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise InvalidArgument("only http and https URLs can be bookmarked", field=field)
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise InvalidArgument("needs a host", field=field)
-    try:
-        host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise InvalidArgument("has an invalid host name", field=field) from None
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    if ":" in host and not host.startswith("["):  # IPv6 literal
-        netloc = f"[{host}]" + ("" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}")
-    path = posixpath.normpath(_requote(parts.path)) if parts.path else "/"
-    if parts.path.endswith("/") and not path.endswith("/"):
-        path += "/"
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING.match(k)]
-    normalised = urlunsplit((scheme, netloc, path, urlencode(query, quote_via=quote, safe="/:@!$'()*,;"), ""))
-    if len(normalised) > LIMITS["url"]:
-        raise InvalidArgument(f"must be at most {LIMITS['url']} characters", field=field)
-    return normalised
-
-
-def _requote(path: str) -> str:
-    return quote(unquote(path), safe="/:@!$&'()*+,;=" + _UNRESERVED)
 
 
 # --- ids ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from eventsourcing.domain import Aggregate, event
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
+from watercooler.media_names import media_name_of as media_name_of  # re-exported: shared with the read side
 from watercooler.moderation import Flaggable
 from watercooler.text import clean, has_control_characters
 from watercooler.visibility import CLASSIFICATIONS, INTERNAL, PUBLIC, Library, classification_conflict, may_see_library
@@ -630,13 +631,6 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str, c
     if conflict := classification_conflict(visibility, classification):
         raise InvalidArgument(conflict, field="classification")
     return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id, "classification": classification}
-
-
-def media_name_of(photo: str) -> str:
-    """A status photo as v1 and v2 wrote it, ``mediaItems/{id}``, by the media item's name. Other
-    forms those versions took (``media://…``, ``https://…`` URIs) name no media item: they are
-    kept as written, and no reader is shown them (nobody can say who may see them)."""
-    return "media/" + photo.removeprefix("mediaItems/") if photo.startswith("mediaItems/") else photo
 
 
 # Status text formats; every status posted before v2 of StatusUpdatePosted was plain text.

@@ -9,8 +9,8 @@ from watercooler.grpc_server import serve
 from watercooler.projection import es_client
 
 from .http import start as start_http
-from .projections import ALL
-from .projections.analysis import warm_up
+from .readmodels.indices import warm_up
+from .readmodels.projections import ALL
 from .servicer import register
 
 

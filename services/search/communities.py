@@ -1,6 +1,6 @@
 """Community queries, and the membership check every service's COMMUNITY visibility uses.
 
-The source is the `communities` index (services/search/projections/communities.py):
+The source is the `communities` index (services/search/readmodels/projections/communities.py):
 one document per community whose ``members`` is the complete member list."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 
+from .readmodels import indices
+
 # A person is in few communities; this bounds the terms filter built from them.
 MAX_COMMUNITIES_PER_PERSON = 10_000
 INVITE_ONLY = "INVITE_ONLY"
@@ -25,7 +27,7 @@ async def communities_of(es: AsyncElasticsearch, settings: Settings, employee_id
     if not employee_id:
         return []
     result = await es.search(
-        index=settings.index_alias("communities"),
+        index=settings.index_alias(indices.COMMUNITIES),
         query={"bool": {"filter": [{"term": {"members": employee_id}}, {"term": {"deleted": False}}]}},
         source=["community_id"],
         size=MAX_COMMUNITIES_PER_PERSON,
@@ -35,7 +37,7 @@ async def communities_of(es: AsyncElasticsearch, settings: Settings, employee_id
 
 async def is_member(es: AsyncElasticsearch, settings: Settings, community_id: str, employee_id: str) -> bool:
     result = await es.count(
-        index=settings.index_alias("communities"),
+        index=settings.index_alias(indices.COMMUNITIES),
         query={"bool": {"filter": [{"term": {"community_id": community_id}}, {"term": {"members": employee_id}}, {"term": {"deleted": False}}]}},
     )
     return result["count"] > 0
@@ -62,7 +64,7 @@ async def list_communities(es: AsyncElasticsearch, settings: Settings, principal
     after = decode_page_token(request.page_token, key)
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("communities"), **body)
+    result = await es.search(index=settings.index_alias(indices.COMMUNITIES), **body)
     hits = result["hits"]["hits"]
     response = search_pb2.ListCommunitiesResponse(total_size=result["hits"]["total"]["value"])
     for hit in hits:

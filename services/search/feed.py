@@ -24,6 +24,7 @@ from watercooler.rpc import decode_page_token, encode_page_token, page_size, par
 from watercooler.search.v1 import search_pb2
 
 from .network import _photo, _self_or_service, _timestamp, network_of, status_hit, visible_content
+from .readmodels import indices
 from .unified import describe, kind_of_hit, visible_clauses
 from .visibility import caller_communities, photos_seen, scope_of
 
@@ -68,15 +69,15 @@ async def network_feed(es: AsyncElasticsearch, settings, request: search_pb2.Get
         if kind == "post":
             extra.append({"term": {"state": "PUBLISHED"}})
         clauses.append({"bool": {"filter": [clause, *extra]}})
-    statuses = settings.index_alias("statuses")
+    statuses = settings.index_alias(indices.STATUSES)
     status_made_by: list[dict[str, Any]] = [{"terms": {"author_id": authors}}] + ([{"terms": {"community": communities}}] if communities else [])
     clauses.append({"bool": {"filter": [{"prefix": {"_index": f"{statuses}-v"}}, {"exists": {"field": "status_id"}}, *visible,
                                         {"bool": {"should": status_made_by, "minimum_should_match": 1}}]}})
-    indices = ",".join(dict.fromkeys([statuses, *(settings.index_alias(i) for i in ("posts", "bookmarks", "wiki", "media", "jam-ideas"))]))
+    searched = ",".join(dict.fromkeys([statuses, *(settings.index_alias(i) for i in (indices.POSTS, indices.BOOKMARKS, indices.WIKI, indices.MEDIA, indices.JAM_IDEAS))]))
     body: dict[str, Any] = {"query": {"bool": {"should": clauses, "minimum_should_match": 1}}, "sort": SORT, "size": size}
     if after is not None:
         body["search_after"] = after
-    hits = (await es.search(index=indices, ignore_unavailable=True, **body))["hits"]["hits"]
+    hits = (await es.search(index=searched, ignore_unavailable=True, **body))["hits"]["hits"]
     # A status's photo is shown only to a caller who may see its media item now.
     photos = await photos_seen(es, settings, principal, scope.communities, (_photo(h["_source"]) for h in hits))
     response = search_pb2.GetNetworkFeedResponse()
@@ -89,7 +90,7 @@ async def network_feed(es: AsyncElasticsearch, settings, request: search_pb2.Get
 
 def _item(settings, hit: dict[str, Any], photos: set[str]) -> search_pb2.StatusUpdateHit:
     doc = hit["_source"]
-    if hit["_index"].startswith(settings.index_alias("statuses") + "-v"):
+    if hit["_index"].startswith(settings.index_alias(indices.STATUSES) + "-v"):
         return status_hit(doc, photos)
     kind = kind_of_hit(settings, hit)
     if kind == "micropost":

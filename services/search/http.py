@@ -29,7 +29,7 @@ from watercooler.rpc import page_size
 from watercooler.search.v1 import search_pb2 as sp
 
 from . import jams as jam_queries
-from .stats import jams as jam_stats
+from .readmodels import indices
 from .stats_queries import Stats
 from .unified import Search
 
@@ -142,7 +142,7 @@ class HttpView:
     async def jams(self, request: web.Request) -> web.Response:
         """The jams with statistics the caller may see, most recently active first (for the jam board)."""
         principal = self.principal(request)
-        result = await self.es.search(index=jam_stats.index_alias(self.settings), size=50, source=["jam_id", "title", "visibility", "participants", "updated_at"],
+        result = await self.es.search(index=indices.alias(self.settings, indices.JAM_STATS), size=50, source=["jam_id", "title", "visibility", "participants", "updated_at"],
                                       sort=[{"updated_at": "desc"}, {"jam_id": "asc"}], ignore_unavailable=True)
         docs = [h["_source"] for h in result["hits"]["hits"]]
         visible = [d for d in docs if jam_queries.may_see(principal, d["jam_id"], d.get("visibility", jam_queries.INTERNAL))]

@@ -6,7 +6,11 @@ jam (JamService's read rule, docs/authorization.md)."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+import json
+from collections import Counter
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, NotFoundError
@@ -20,9 +24,9 @@ from watercooler.rpc import decode_page_token, encode_page_token, page_size
 from watercooler.search.v1 import search_pb2
 from watercooler.visibility import INTERNAL, may_see_jam
 
-from .projections.analysis import search_languages
 from .queries import content_text_query
-from .stats import jams as jam_stats
+from .readmodels import indices
+from .readmodels.indices import search_languages
 from .visibility import hidden_threads, jam_discussion_clauses
 
 MAX_QUERY_LENGTH = 256
@@ -44,7 +48,7 @@ async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, princi
     if may_see(principal, jam_id, ""):
         return
     try:
-        visibility = (await es.get(index=jam_stats.index_alias(settings), id=jam_id))["_source"].get("visibility", INTERNAL)
+        visibility = (await es.get(index=indices.alias(settings, indices.JAM_STATS), id=jam_id))["_source"].get("visibility", INTERNAL)
     except NotFoundError:
         visibility = ""
     if not may_see(principal, jam_id, visibility):
@@ -53,7 +57,7 @@ async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, princi
 
 async def stats_doc(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> dict[str, Any]:
     try:
-        found = await es.get(index=jam_stats.index_alias(settings), id=jam_id)
+        found = await es.get(index=indices.alias(settings, indices.JAM_STATS), id=jam_id)
     except NotFoundError:
         raise NotFound(f"no statistics for jams/{jam_id} (yet)", field="jam") from None
     doc = found["_source"]
@@ -105,7 +109,7 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
     body: dict[str, Any] = {"query": {"bool": {"filter": filters, "must": must}}, "sort": sort, "size": size, "track_total_hits": True}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("jam-ideas"), **body)
+    result = await es.search(index=settings.index_alias(indices.JAM_IDEAS), **body)
     hits = result["hits"]["hits"]
     response = search_pb2.SearchJamIdeasResponse(total_size=result["hits"]["total"]["value"])
     for hit in hits:
@@ -151,7 +155,7 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
                             "sort": [{"created_at": "asc"}, {"thread_id": "asc"}, {"reply_id": "asc"}]}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("jam-threads"), **body)
+    result = await es.search(index=settings.index_alias(indices.JAM_THREADS), **body)
     hits = result["hits"]["hits"]
     response = search_pb2.ListJamDiscussionResponse(total_size=result["hits"]["total"]["value"])
     for hit in hits:
@@ -165,3 +169,25 @@ async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal:
     if len(hits) == size:
         response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
     return response
+
+
+def export(doc: dict[str, Any], fmt: str) -> tuple[str, str, bytes]:
+    """(content type, filename, bytes) of a jam's stats as JSON or as CSV (one table of
+    rows: section, key, and the measures)."""
+    jam = doc.get("jam_id", "jam")
+    if fmt == "json":
+        return "application/json", f"{jam}-stats.json", json.dumps(doc, ensure_ascii=False, indent=2).encode()
+    buffer = io.StringIO()
+    columns = ["section", "key", "title", "votes", "posts", "active_participants", "tone", "count"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in doc.get("leaderboard", []):
+        writer.writerow({"section": "leaderboard", "key": row["idea_id"], "title": row["title"], "votes": row["votes"]})
+    for hour, bucket in doc.get("hours", {}).items():
+        writer.writerow({"section": "hour", "key": hour, **bucket})
+    for forum, bucket in doc.get("forums", {}).items():
+        writer.writerow({"section": "forum", "key": forum, **bucket})
+    totals = Counter({k: doc.get(k, 0) for k in ("participants", "guests", "votes", "voters", "posts", "ideas")})
+    for key, value in totals.items():
+        writer.writerow({"section": "total", "key": key, "count": value})
+    return "text/csv; charset=utf-8", f"{jam}-stats.csv", buffer.getvalue().encode()

@@ -17,7 +17,7 @@ from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
 
-from .stats import views as view_stats
+from .readmodels import indices
 from .visibility import caller_communities
 
 MAX_DAYS = 366
@@ -52,19 +52,19 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
     media = [n.split("/", 1)[1] for n in names if n.startswith("media/")]
     out: dict[str, dict[str, Any]] = {}
     if pages:
-        found = await es.mget(index=settings.index_alias("wiki"), ids=pages)
+        found = await es.mget(index=settings.index_alias(indices.WIKI), ids=pages)
         docs = {d["_id"]: d["_source"] for d in found["docs"] if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden")}
         space_ids = sorted({d["space_id"] for d in docs.values()})
         spaces: dict[str, dict[str, Any]] = {}
         if space_ids:
-            result = await es.search(index=settings.index_alias("wiki"), query={"bool": {"filter": [{"term": {"kind": "space"}}, {"terms": {"space_id": space_ids}}]}}, size=len(space_ids))
+            result = await es.search(index=settings.index_alias(indices.WIKI), query={"bool": {"filter": [{"term": {"kind": "space"}}, {"terms": {"space_id": space_ids}}]}}, size=len(space_ids))
             spaces = {h["_source"]["space_id"]: h["_source"] for h in result["hits"]["hits"]}
         for page_id, doc in docs.items():
             space = spaces.get(doc["space_id"])
             if space is not None and _can_see(space, principal, communities):
                 out[f"pages/{page_id}"] = {"title": doc["title"], "space": f"spaces/{doc['space_id']}", "doc": doc}
     if media:
-        found = await es.mget(index=settings.index_alias("media"), ids=media)
+        found = await es.mget(index=settings.index_alias(indices.MEDIA), ids=media)
         for d in found["docs"]:
             if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden") and _can_see(d["_source"], principal, communities):
                 out[f"media/{d['_id']}"] = {"title": d["_source"]["title"], "space": "", "doc": d["_source"]}
@@ -91,7 +91,7 @@ async def backlinks(es: AsyncElasticsearch, settings: Settings, principal: Princ
     body: dict[str, Any] = {"query": query, "sort": [{"title.raw": "asc"}, {"created_at": "asc"}], "size": size}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("wiki"), **body)
+    result = await es.search(index=settings.index_alias(indices.WIKI), **body)
     hits = result["hits"]["hits"]
     return [{"page": f"pages/{h['_id']}", **h["_source"]} for h in hits], (hits[-1]["sort"] if len(hits) == size else None)
 
@@ -108,7 +108,7 @@ async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Prin
     body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": [{"created_at": "desc"}, {"title.raw": "asc"}], "size": size, "track_total_hits": True}
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("media"), **body)
+    result = await es.search(index=settings.index_alias(indices.MEDIA), **body)
     hits = result["hits"]["hits"]
     items = [{"media_item": f"media/{h['_id']}", **h["_source"]} for h in hits]
     return items, (hits[-1]["sort"] if len(hits) == size else None), result["hits"]["total"]["value"]
@@ -140,7 +140,7 @@ async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if department:
         filters.append({"term": {"department": department}})
     result = await es.search(
-        index=view_stats.index_alias(settings),
+        index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},
         size=0,
         preference=reads_of(principal),
@@ -170,7 +170,7 @@ async def top_viewed(
     if department:
         filters.append({"term": {"department": department}})
     result = await es.search(
-        index=view_stats.index_alias(settings),
+        index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},
         size=0,
         preference=reads_of(principal),

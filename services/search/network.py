@@ -11,15 +11,16 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.profiles.domainmodel import media_name_of
 from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, PermissionDenied
 from watercooler.eventstore import fingerprint
+from watercooler.media_names import media_name_of
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 
 from .people import DIRECTORY_SORT, person_hit
+from .readmodels import indices
 from .visibility import caller_communities, content_filter, photos_seen
 
 # The feed reads the whole network of a person at once; beyond this many people it
@@ -82,7 +83,7 @@ async def list_relations(es: AsyncElasticsearch, settings: Settings, request: se
     after = decode_page_token(request.page_token, key)
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("graph"), **body)
+    result = await es.search(index=settings.index_alias(indices.GRAPH), **body)
     hits = result["hits"]["hits"]
     response = search_pb2.ListRelationsResponse(total_size=result["hits"]["total"]["value"])
     for hit in hits:
@@ -95,7 +96,7 @@ async def list_relations(es: AsyncElasticsearch, settings: Settings, request: se
 
 async def network_counts(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkCountsRequest) -> search_pb2.NetworkCounts:
     person = parse_name(request.person, "profiles", field="person")
-    index = settings.index_alias("graph")
+    index = settings.index_alias(indices.GRAPH)
 
     async def count(relation: int) -> int:
         filters, _ = _relation_filter(relation, person)
@@ -119,7 +120,7 @@ async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) ->
     }
     # Doc values instead of _source, no hit count: this runs on every feed page.
     result = await es.search(
-        index=settings.index_alias("graph"), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}, {"source": "asc"}, {"target": "asc"}, {"members": {"order": "asc", "mode": "min"}}, {"members": {"order": "asc", "mode": "max"}}], source=False, docvalue_fields=["members"], track_total_hits=False
+        index=settings.index_alias(indices.GRAPH), query=query, size=MAX_NETWORK, sort=[{"since": "desc"}, {"source": "asc"}, {"target": "asc"}, {"members": {"order": "asc", "mode": "min"}}, {"members": {"order": "asc", "mode": "max"}}], source=False, docvalue_fields=["members"], track_total_hits=False
     )
     return {m for hit in result["hits"]["hits"] for m in hit["fields"]["members"] if m != person}
 
@@ -175,7 +176,7 @@ async def list_status_updates(es: AsyncElasticsearch, settings: Settings, reques
     principal = current_principal()
     communities = await caller_communities(es, settings, principal)
     filters = [{"term": {"author_id": author}}, *content_filter(principal, communities)]
-    items, next_token = await _content_page(es, settings, principal, communities, settings.index_alias("statuses"), filters, size, fingerprint("statuses", author)[:16], request.page_token)
+    items, next_token = await _content_page(es, settings, principal, communities, settings.index_alias(indices.STATUSES), filters, size, fingerprint("statuses", author)[:16], request.page_token)
     return search_pb2.ListStatusUpdatesResponse(status_updates=items, next_page_token=next_token)
 
 
@@ -193,8 +194,8 @@ async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, reques
     person = parse_name(request.person, "profiles", field="person")
     _self_or_service(current_principal(), person, "suggestions")
     size = page_size(request.page_size)
-    graph = settings.index_alias("graph")
-    people = settings.index_alias("people")
+    graph = settings.index_alias(indices.GRAPH)
+    people = settings.index_alias(indices.PEOPLE)
     mine = await es.search(
         index=graph,
         query={"bool": {"filter": [{"term": {"kind": "connection"}}, {"terms": {"state": ["CONNECTED", "PENDING"]}}, {"term": {"members": person}}, {"term": {"deleted": False}}]}},

@@ -1,11 +1,11 @@
 """Reading a person's notifications as that person: only their own, only what they may see now.
 
-The projection (services/search/projections/notifications.py) records what each notification
+The projection (services/search/readmodels/projections/notifications.py) records what each notification
 is about (``subject_kind``, ``subject_id``); whether the recipient may see it is decided here,
 on every read, with the search side's rule (``visibility.kind_filter``, the one Search uses): a
 notification about an item made PRIVATE, hidden or deleted afterwards is absent from the list,
 the count and the stream, exactly as if it had never been made. Kinds the person switched off
-(their settings, services/search/projections/notification_settings.py) are left out the same way.
+(their settings, services/search/readmodels/projections/notification_settings.py) are left out the same way.
 
 Order: ``seq`` (the order notifications were indexed), newest first in lists; ties cannot
 happen (one writer stamps strictly increasing values) but the name breaks them anyway.
@@ -38,6 +38,7 @@ from watercooler.errors import InvalidArgument, NotFound
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import notifications_pb2
 
+from .readmodels import indices
 from .unified import KINDS as SEARCH_KINDS
 from .unified import index_of
 from .visibility import Scope, kind_filter, scope_of
@@ -63,12 +64,12 @@ def owner_of(principal: Principal, parent: str, field: str = "parent") -> str:
 class Notifications:
     def __init__(self, es: AsyncElasticsearch, settings: Settings):
         self.es, self.settings = es, settings
-        self.alias = settings.index_alias("notifications")
+        self.alias = settings.index_alias(indices.NOTIFICATIONS)
 
     async def _preferences(self, person: str) -> tuple[list[str], int]:
         """(kinds switched off, seq of the furthest notification marked read)."""
         try:
-            found = await self.es.get(index=self.settings.index_alias("notification_settings"), id=person, realtime=True)
+            found = await self.es.get(index=self.settings.index_alias(indices.NOTIFICATION_SETTINGS), id=person, realtime=True)
         except NotFoundError:
             return [], 0
         source = found["_source"]

@@ -14,6 +14,8 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 
+from .queries import people_query
+from .readmodels import indices
 from .visibility import caller_communities, content_filter
 
 MAX_TOPIC_LENGTH = 100
@@ -35,12 +37,27 @@ def person_hit(doc: dict[str, Any], score: float = 0.0) -> search_pb2.PersonHit:
     )
 
 
+async def search_people(
+    es: AsyncElasticsearch, settings: Settings, text: str, department: str, country: str, expertise: str, size: int, after: list[Any] | None
+) -> tuple[list[tuple[dict[str, Any], float]], int, list[Any] | None]:
+    """SearchPeople: (each hit's document and score, the total, the last hit's sort values when
+    the page is full, for the next page's token)."""
+    query, sort = people_query(text, department, country, expertise)
+    body: dict[str, Any] = {"query": query, "sort": sort, "size": size, "track_total_hits": True}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias(indices.PEOPLE), **body)
+    hits = result["hits"]["hits"]
+    last = hits[-1]["sort"] if len(hits) == size else None
+    return [(hit["_source"], hit.get("_score") or 0.0) for hit in hits], result["hits"]["total"]["value"], last
+
+
 async def _page(es, settings, query, sort, size, key, token) -> tuple[list[dict[str, Any]], int, str]:
     body: dict[str, Any] = {"query": query, "sort": sort, "size": size, "track_total_hits": True}
     after = decode_page_token(token, key)
     if after is not None:
         body["search_after"] = after
-    result = await es.search(index=settings.index_alias("people"), **body)
+    result = await es.search(index=settings.index_alias(indices.PEOPLE), **body)
     hits = result["hits"]["hits"]
     next_token = encode_page_token(hits[-1]["sort"], key) if len(hits) == size else ""
     return hits, result["hits"]["total"]["value"], next_token
@@ -76,7 +93,7 @@ async def _writers_on(es: AsyncElasticsearch, settings: Settings, topic: str, wo
     about = {"bool": {"should": [{"term": {"tags.folded": topic.lstrip("#")}}, {"match": {"folded": {"query": " ".join(words), "operator": "and"}}}], "minimum_should_match": 1}}
     try:
         result = await es.search(
-            index=settings.index_alias("posts"),
+            index=settings.index_alias(indices.POSTS),
             query={"bool": {"filter": [about, *content_filter(principal, communities)]}},
             size=0,
             aggs={"authors": {"terms": {"field": "author_id", "size": MAX_WRITERS}}},

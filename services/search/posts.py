@@ -21,9 +21,11 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import collation_key
+from watercooler.urls import normalize_url  # one normalisation, shared with the writer
 
-from .projections.analysis import search_languages
 from .queries import content_text_query
+from .readmodels import indices
+from .readmodels.indices import search_languages
 from .visibility import caller_communities, comment_filter, content_filter, scope_of
 
 MAX_QUERY_LENGTH = 256
@@ -109,7 +111,7 @@ class PostQueries:
         after = decode_page_token(token, key)
         if after is not None:
             body["search_after"] = after
-        result = await self.es.search(index=self._index("posts"), **body)
+        result = await self.es.search(index=self._index(indices.POSTS), **body)
         hits = result["hits"]["hits"]
         names = [hit["_source"]["name"] for hit in hits]
         counts = await self._reaction_counts(principal, names)
@@ -149,7 +151,7 @@ class PostQueries:
             return {}
         out: dict[str, dict[str, Any]] = {t: {} for t in targets}
         reactions = await self.es.search(
-            index=self._index("reactions"),
+            index=self._index(indices.REACTIONS),
             size=0,
             query={"bool": {"filter": [{"terms": {"target": targets}}, {"term": {"active": True}}, {"term": {"deleted": False}}]}},
             aggs={
@@ -168,7 +170,7 @@ class PostQueries:
                     out[bucket["key"]]["like_count"] = kind["doc_count"]
         comment_filters = [{"terms": {"target": targets}}, *await self._visible_comments(principal)]
         comments = await self.es.search(
-            index=self._index("comments"),
+            index=self._index(indices.COMMENTS),
             size=0,
             query={"bool": {"filter": comment_filters}},
             aggs={"by_target": {"terms": {"field": "target", "size": len(targets)}}},
@@ -197,13 +199,13 @@ class PostQueries:
         after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
-        result = await self.es.search(index=self._index("blogs"), **body)
+        result = await self.es.search(index=self._index(indices.BLOGS), **body)
         hits = result["hits"]["hits"]
         handles = [hit["_source"]["handle"] for hit in hits]
         counts: dict[str, tuple[int, str]] = {}
         if handles:
             posts = await self.es.search(
-                index=self._index("posts"),
+                index=self._index(indices.POSTS),
                 size=0,
                 query={
                     "bool": {
@@ -248,7 +250,7 @@ class PostQueries:
         after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
-        result = await self.es.search(index=self._index("comments"), **body)
+        result = await self.es.search(index=self._index(indices.COMMENTS), **body)
         hits = result["hits"]["hits"]
         likes = await self._reaction_counts(principal, [h["_source"]["name"] for h in hits]) if hits else {}
         response = sp.ListCommentsResponse(total_size=result["hits"]["total"]["value"])
@@ -270,7 +272,6 @@ class PostQueries:
 
     # --- bookmarks ---------------------------------------------------------------------------------------------
     async def search_bookmarks(self, principal: Principal, request: sp.SearchBookmarksRequest) -> sp.SearchBookmarksResponse:
-        from services.posts.domainmodel import normalize_url  # one normalisation, shared with the writer
 
         text = _check_query(request.query)
         size = page_size(request.page_size)
@@ -293,7 +294,7 @@ class PostQueries:
         after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
-        result = await self.es.search(index=self._index("bookmarks"), **body)
+        result = await self.es.search(index=self._index(indices.BOOKMARKS), **body)
         hits = result["hits"]["hits"]
         response = sp.SearchBookmarksResponse(total_size=result["hits"]["total"]["value"])
         for hit in hits:
@@ -323,7 +324,7 @@ class PostQueries:
             filters.append({"term": {"tags.folded": request.tag.strip()}})
         # One bookmark document per (person, url): documents per url are distinct savers.
         result = await self.es.search(
-            index=self._index("bookmarks"),
+            index=self._index(indices.BOOKMARKS),
             size=0,
             query={"bool": {"filter": filters}},
             aggs={
@@ -344,14 +345,14 @@ class PostQueries:
         blog_filters = await self._visible(principal, author_field="owner_id")
         post_filters = [*await self._post_filters(principal), {"term": {"kind": "blog"}}, {"term": {"state": "PUBLISHED"}}]
         blogs = await self.es.search(
-            index=self._index("blogs"),
+            index=self._index(indices.BLOGS),
             size=0,
             track_total_hits=True,
             query={"bool": {"filter": blog_filters}},
             aggs={"department": {"terms": {"field": "owner_department", "size": 1000}}, "country": {"terms": {"field": "owner_country", "size": 300}}},
         )
         active = await self.es.search(
-            index=self._index("posts"),
+            index=self._index(indices.POSTS),
             size=0,
             query={"bool": {"filter": [*post_filters, {"range": {"published_at": {"gte": "now-30d"}}}]}},
             aggs={"blogs": {"terms": {"field": "blog", "size": 65536}}},
@@ -359,10 +360,10 @@ class PostQueries:
         active_handles = [b["key"] for b in active["aggregations"]["blogs"]["buckets"]]
         active_count = 0
         if active_handles:  # only blogs the caller may see count as active
-            visible_active = await self.es.count(index=self._index("blogs"), query={"bool": {"filter": [*blog_filters, {"terms": {"handle": active_handles}}]}})
+            visible_active = await self.es.count(index=self._index(indices.BLOGS), query={"bool": {"filter": [*blog_filters, {"terms": {"handle": active_handles}}]}})
             active_count = visible_active["count"]
         tags = await self.es.search(
-            index=self._index("posts"),
+            index=self._index(indices.POSTS),
             size=0,
             query={"bool": {"filter": await self._post_filters(principal)}},
             aggs={"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
@@ -377,10 +378,10 @@ class PostQueries:
         if request.blog:
             handle = parse_name(request.blog, "blogs", field="blog")
             # A blog the caller may not see answers as if it did not exist, as GetBlog does.
-            if not (await self.es.count(index=self._index("blogs"), query={"bool": {"filter": [*blog_filters, {"term": {"handle": handle}}]}}))["count"]:
+            if not (await self.es.count(index=self._index(indices.BLOGS), query={"bool": {"filter": [*blog_filters, {"term": {"handle": handle}}]}}))["count"]:
                 raise NotFound(f"blogs/{handle} not found", field="blog")
             per_day = await self.es.search(
-                index=self._index("posts"),
+                index=self._index(indices.POSTS),
                 size=0,
                 query={"bool": {"filter": [*post_filters, {"term": {"blog": handle}}]}},
                 aggs={"days": {"date_histogram": {"field": "published_at", "calendar_interval": "day", "format": "yyyy-MM-dd", "min_doc_count": 1}}},
@@ -392,7 +393,7 @@ class PostQueries:
             # A post the caller may not see (now) answers as if it did not exist, as GetPost does:
             # its ratings and comments would tell otherwise.
             visible_post = [*await self._post_filters(principal), {"term": {"name": post}}]
-            if not (await self.es.count(index=self._index("posts"), query={"bool": {"filter": visible_post}}))["count"]:
+            if not (await self.es.count(index=self._index(indices.POSTS), query={"bool": {"filter": visible_post}}))["count"]:
                 raise NotFound(f"{post} not found", field="post")
             counts = (await self._reaction_counts(principal, [post])).get(post, {})
             stats.comment_count = counts.get("comment_count", 0)

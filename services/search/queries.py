@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .projections.analysis import language_field_names
+from .readmodels.indices import language_field_names
 
 # Relevance tiers of content text (each clause requires every word in some form, so the
 # tiers rank rather than widen): the phrase as typed (without case or accents) first, then all

@@ -1,4 +1,7 @@
-"""gRPC face of search: checks the request's shape, runs the query, converts hits."""
+"""gRPC face of search: a thin servicer. Each method reads the request (names, page tokens,
+enums), calls a query module with typed arguments, and converts what it returns into the
+response; errors are the watercooler.errors the query modules raise, mapped to statuses by
+the server. Queries, visibility and Elasticsearch live in the query modules."""
 
 from __future__ import annotations
 
@@ -22,7 +25,6 @@ from . import network as network_queries
 from . import people as people_queries
 from .notifications import Notifications
 from .posts import PostQueries
-from .queries import people_query
 from .stats_queries import Stats
 from .unified import Search
 from .visibility import directory_reader
@@ -41,16 +43,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
         size = page_size(request.page_size)
         query_key = fingerprint(request.query, request.department, request.country, request.expertise)[:16]
-        search_after = decode_page_token(request.page_token, query_key)
-        query, sort = people_query(request.query, request.department, request.country, request.expertise)
-        body = {"query": query, "sort": sort, "size": size, "track_total_hits": True}
-        if search_after is not None:
-            body["search_after"] = search_after
-        result = await self.es.search(index=self.settings.index_alias("people"), **body)
-        hits = result["hits"]["hits"]
-        response = search_pb2.SearchPeopleResponse(total_size=result["hits"]["total"]["value"])
-        for hit in hits:
-            doc = hit["_source"]
+        after = decode_page_token(request.page_token, query_key)
+        hits, total, last = await people_queries.search_people(self.es, self.settings, request.query, request.department, request.country, request.expertise, size, after)
+        response = search_pb2.SearchPeopleResponse(total_size=total)
+        for doc, score in hits:
             response.people.add(
                 profile=f"profiles/{doc['employee_id']}",
                 display_name=doc["display_name"],
@@ -59,10 +55,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
                 country=doc.get("country", ""),
                 expertise=doc.get("expertise", []),
                 alumni=doc.get("alumni", False),
-                score=hit.get("_score") or 0.0,
+                score=score,
             )
-        if len(hits) == size:
-            response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
         return response
 
     # --- people directory, communities and the social graph: delegates ---
@@ -179,7 +175,25 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await self._posts().post_stats(current_principal(), request)
 
     async def ListAuditEvents(self, request, context):
-        return await audit_queries.list_audit_events(self.es, self.settings, current_principal(), request)
+        principal = current_principal()
+        audit_queries.require_reader(principal)  # before the request's fields are read, as ever
+        start = request.start_time.ToDatetime(tzinfo=dt.UTC) if request.HasField("start_time") else None
+        end = request.end_time.ToDatetime(tzinfo=dt.UTC) if request.HasField("end_time") else None
+        size = page_size(request.page_size)
+        query_key = fingerprint("audit", request.actor, request.target_owner, request.resource, str(start), str(end))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        events, last = await audit_queries.list_audit_events(self.es, self.settings, principal, request.actor, request.target_owner, request.resource, start, end, size, after)
+        response = search_pb2.ListAuditEventsResponse()
+        for d in events:
+            event = response.audit_events.add(
+                event_id=d["event_id"], event_type=d["event_type"], actor=d["actor"], actor_kind=d["actor_kind"], correlation_id=d["correlation_id"],
+                causation_id=d["causation_id"], source=d["source"], aggregate_type=d["aggregate_type"], aggregate_id=d["aggregate_id"],
+                resource=d.get("resource", ""), target_owner=d.get("target_owner", ""),
+            )
+            event.occur_time.FromDatetime(dt.datetime.fromisoformat(d["occurred_at"]).astimezone(dt.UTC).replace(tzinfo=None))
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
 
     # --- jams: the query module checks the caller's reach --------------------------
@@ -198,7 +212,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if fmt not in ("csv", "json"):
             raise InvalidArgument("must be csv or json", field="format")
         doc = await jam_queries.stats_doc(self.es, self.settings, current_principal(), jam_queries.jam_id_from(request.jam))
-        content_type, filename, data = jam_queries.jam_stats.export(doc, fmt)
+        content_type, filename, data = jam_queries.export(doc, fmt)
         return search_pb2.ExportedJamStats(content_type=content_type, filename=filename, data=data)
 
     async def SearchJamIdeas(self, request, context):

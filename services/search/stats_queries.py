@@ -17,7 +17,7 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from . import jams as jam_queries
 from . import library
-from .stats import views as view_stats
+from .readmodels import indices
 from .unified import _kind_clause, index_of
 from .visibility import Scope, scope_of
 
@@ -103,7 +103,7 @@ class Stats:
 
             filters = content_filter(scope.principal, scope.communities, "owner_id")
             filters.extend(_owner_filters(request))
-            return settings.index_alias("blogs"), "created_at", filters, None
+            return settings.index_alias(indices.BLOGS), "created_at", filters, None
         if metric in ("active_blogs", "posts", "tags"):
             filters = [_kind_clause(settings, scope, "post"), {"term": {"state": "PUBLISHED"}}]
             if request.blog:
@@ -145,7 +145,7 @@ class Stats:
                 found = await self.es.search(index=index_of(settings, "post"), query={"bool": {"filter": post_filters}}, source=["name"],
                                              size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}, {"name": "asc"}], ignore_unavailable=True)
                 filters.append({"terms": {"target": [h["_source"]["name"] for h in found["hits"]["hits"]]}})
-            return settings.index_alias("reactions"), "updated_at", filters, None
+            return settings.index_alias(indices.REACTIONS), "updated_at", filters, None
         raise AssertionError(metric)
 
     async def _blogs_of(self, scope: Scope, request: sp.GetStatsRequest) -> list[str]:
@@ -153,7 +153,7 @@ class Stats:
         from .visibility import content_filter
 
         filters = [*content_filter(scope.principal, scope.communities, "owner_id"), *_owner_filters(request)]
-        result = await self.es.search(index=self.settings.index_alias("blogs"), size=0, query={"bool": {"filter": filters}},
+        result = await self.es.search(index=self.settings.index_alias(indices.BLOGS), size=0, query={"bool": {"filter": filters}},
                                       aggs={"h": {"terms": {"field": "handle", "size": MAX_BLOGS_PER_FILTER}}}, ignore_unavailable=True)
         return [b["key"] for b in result.get("aggregations", {}).get("h", {}).get("buckets", [])]
 
@@ -235,7 +235,7 @@ class Stats:
         prefix = "media/" if kind == "downloads" else "pages/"
         if left_out["hits"]["hits"]:
             filters.append({"bool": {"must_not": [{"terms": {"target": [f"{prefix}{h['_id']}" for h in left_out["hits"]["hits"]]}}]}})
-        alias = view_stats.index_alias(self.settings)
+        alias = indices.alias(self.settings, indices.VIEW_COUNTS)
         await self._count(alias, "day", filters, {"sum": {"field": "count"}}, interval, start, end, response)
         # Top items over the same range.
         bounds = {}

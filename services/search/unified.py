@@ -5,7 +5,7 @@ Every query runs as the caller: each kind's clause carries its visibility rule
 counts all come from that one filtered query, so nothing invisible leaks through a count.
 User text is only ever the value of match/prefix queries (never query_string syntax).
 
-Analysis is Elasticsearch's (services/search/projections/analysis.py): the typed text is sent
+Analysis is Elasticsearch's (services/search/readmodels/indices.py): the typed text is sent
 as it is and analysed per field, without case or accents and in the languages searched (the
 caller's and the query's); snippets are the engine's highlights of the same fields.
 """
@@ -28,9 +28,9 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from .jams import jam_id_from
 from .kept import Kept
-from .projections.analysis import language_field_names, search_languages
 from .queries import TYPO_FUZZINESS, content_text_query
-from .stats import views as view_stats
+from .readmodels import indices
+from .readmodels.indices import language_field_names, search_languages
 from .visibility import Scope, kind_filter, scope_of
 
 MAX_QUERY_LENGTH = 256
@@ -58,16 +58,16 @@ SNIPPET_CHARS = 160
 
 # kind -> (projection alias, extra filter selecting the kind inside that index)
 KINDS: dict[str, tuple[str, list[dict[str, Any]]]] = {
-    "post": ("posts", [{"term": {"kind": "blog"}}]),
-    "micropost": ("posts", [{"term": {"kind": "micro"}}]),
-    "comment": ("comments", []),
-    "bookmark": ("bookmarks", []),
-    "wiki_page": ("wiki", [{"term": {"kind": "page"}}]),
-    "media": ("media", []),
-    "person": ("people", []),
-    "community": ("communities", []),
-    "jam_idea": ("jam-ideas", [{"term": {"merged_into": ""}}]),
-    "jam_thread": ("jam-threads", []),
+    "post": (indices.POSTS, [{"term": {"kind": "blog"}}]),
+    "micropost": (indices.POSTS, [{"term": {"kind": "micro"}}]),
+    "comment": (indices.COMMENTS, []),
+    "bookmark": (indices.BOOKMARKS, []),
+    "wiki_page": (indices.WIKI, [{"term": {"kind": "page"}}]),
+    "media": (indices.MEDIA, []),
+    "person": (indices.PEOPLE, []),
+    "community": (indices.COMMUNITIES, []),
+    "jam_idea": (indices.JAM_IDEAS, [{"term": {"merged_into": ""}}]),
+    "jam_thread": (indices.JAM_THREADS, []),
 }
 ORDERS = ("relevance", "newest", "top_rated", "most_viewed")
 # What a read_mask may name (AIP-157): SearchResponse's fields.
@@ -446,7 +446,7 @@ class Search:
         for bucket in aggs.get("by_index", {}).get("buckets", []):
             fake = {"_index": bucket["key"], "_source": {}}
             inner = bucket["kind"]["buckets"]
-            if bucket["key"].startswith(self.settings.index_alias("posts") + "-v"):
+            if bucket["key"].startswith(self.settings.index_alias(indices.POSTS) + "-v"):
                 for b in inner:
                     k = "post" if b["key"] == "blog" else "micropost"
                     kinds[k] = kinds.get(k, 0) + b["doc_count"]
@@ -490,7 +490,7 @@ class Search:
             else:
                 missing.append(eid)
         if missing:
-            found = await self.es.search(index=self.settings.index_alias("people"), query={"terms": {"employee_id": missing}},
+            found = await self.es.search(index=self.settings.index_alias(indices.PEOPLE), query={"terms": {"employee_id": missing}},
                                          source=["employee_id", "department"], size=len(missing), ignore_unavailable=True)
             read = {h["_source"]["employee_id"]: h["_source"].get("department") or "" for h in found["hits"]["hits"]}
             for eid in missing:
@@ -506,7 +506,7 @@ class Search:
         key = (id(self.es), self.settings.namespace, principal.subject)
         kept = _languages_kept.get(key)
         if kept is None:
-            found = await self.es.search(index=self.settings.index_alias("people"), query={"term": {"employee_id": principal.subject}},
+            found = await self.es.search(index=self.settings.index_alias(indices.PEOPLE), query={"term": {"employee_id": principal.subject}},
                                          source=["languages"], size=1, ignore_unavailable=True)
             hits = found["hits"]["hits"]
             kept = tuple(hits[0]["_source"].get("languages") or ()) if hits else ()
@@ -517,13 +517,13 @@ class Search:
         """name -> rating average (top_rated) or views/downloads (most_viewed), best first."""
         if order == "top_rated":
             result = await self.es.search(
-                index=self.settings.index_alias("reactions"), size=0,
+                index=self.settings.index_alias(indices.REACTIONS), size=0,
                 query={"bool": {"filter": [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]}},
                 aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"avg": "desc"}, {"_key": "asc"}]}, "aggs": {"avg": {"avg": {"field": "value"}}}}},
             )
             return {b["key"]: round(b["avg"]["value"], 3) for b in result["aggregations"]["t"]["buckets"]}
         result = await self.es.search(
-            index=view_stats.index_alias(self.settings), size=0,
+            index=indices.alias(self.settings, indices.VIEW_COUNTS), size=0,
             aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
         )
         return {b["key"]: b["n"]["value"] for b in result["aggregations"]["t"]["buckets"]}

@@ -8,10 +8,10 @@ a document without the field is INTERNAL); ``content_filter`` is the
 one Elasticsearch filter every content query, aggregation and facet uses, so nothing
 leaks through a count either.  COMMUNITY membership is read from the ``communities``
 index (one document per community whose ``members`` is the complete member list; see
-services/search/projections/communities.py).
+services/search/readmodels/projections/communities.py).
 
 A comment has no audience of its own: it is its target's, now (``comment_filter``; each
-comment document carries its target's current audience, services/search/projections/comments.py).
+comment document carries its target's current audience, services/search/readmodels/projections/comments.py).
 A status update's photo is shown only to whoever may see its media item now (``photos_seen``).
 """
 
@@ -30,6 +30,7 @@ from watercooler.errors import PermissionDenied
 from watercooler.projection import found_documents
 
 from .kept import Kept
+from .readmodels import indices
 
 MAX_COMMUNITIES = 10_000
 
@@ -52,7 +53,7 @@ async def caller_communities(es: AsyncElasticsearch, settings: Settings, princip
         return []
     try:
         found = await es.search(
-            index=settings.index_alias("communities"),
+            index=settings.index_alias(indices.COMMUNITIES),
             query={"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}},
             source=["community_id"],
             size=MAX_COMMUNITIES,
@@ -69,13 +70,13 @@ async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Pri
     A photo does not decide whether its status is shown, only whether the status shows it, so it
     is read per page of hits (one realtime ``mget`` by id, whatever the page size) rather than
     copied into each status document and kept current there, as comments keep their target's
-    audience (services/search/projections/comments.py), which they need for filtering and counts.
+    audience (services/search/readmodels/projections/comments.py), which they need for filtering and counts.
     Anything else (an old status's URI) names no media item and is never shown."""
     ids = sorted({photo.removeprefix("media/") for photo in photos if photo.startswith("media/")})
     if not ids:
         return set()
     try:
-        found = found_documents(await es.mget(index=settings.index_alias("media"), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted", "classification"]))
+        found = found_documents(await es.mget(index=settings.index_alias(indices.MEDIA), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted", "classification"]))
     except NotFoundError:
         return set()
 
@@ -138,7 +139,6 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
 
 
 async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
-    from .stats import jams as jam_stats
 
     communities = await caller_communities(es, settings, principal)
     spaces: list[str] | None = None
@@ -146,7 +146,7 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if seen is not None:
         try:
             found = await es.search(
-                index=settings.index_alias("wiki"),
+                index=settings.index_alias(indices.WIKI),
                 query={"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}},
                 source=["space_id"], size=MAX_SPACES,
             )
@@ -156,7 +156,7 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     jams = rule.visible_jams(principal, ())
     if jams is not None:
         try:
-            found = await es.search(index=jam_stats.index_alias(settings), query={"term": {"visibility": rule.PUBLIC}}, source=["jam_id"], size=MAX_JAMS)
+            found = await es.search(index=indices.alias(settings, indices.JAM_STATS), query={"term": {"visibility": rule.PUBLIC}}, source=["jam_id"], size=MAX_JAMS)
             jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in found["hits"]["hits"]])
         except NotFoundError:
             pass
@@ -169,7 +169,7 @@ async def hidden_threads(es: AsyncElasticsearch, settings: Settings, jam_id: str
     if jam_id:
         filters.append({"term": {"jam_id": jam_id}})
     try:
-        found = await es.search(index=settings.index_alias("jam-threads"), query={"bool": {"filter": filters}}, source=["thread_id"], size=MAX_HIDDEN_THREADS)
+        found = await es.search(index=settings.index_alias(indices.JAM_THREADS), query={"bool": {"filter": filters}}, source=["thread_id"], size=MAX_HIDDEN_THREADS)
     except NotFoundError:
         return ()
     return tuple(sorted(h["_source"]["thread_id"] for h in found["hits"]["hits"]))
@@ -184,7 +184,7 @@ def jam_discussion_clauses(threads_hidden: tuple[str, ...]) -> list[dict[str, An
 
 
 def comment_filter(scope: Scope) -> list[dict[str, Any]]:
-    """A comment is read by whoever may read its target now (services/search/projections/comments.py
+    """A comment is read by whoever may read its target now (services/search/readmodels/projections/comments.py
     keeps the target's current audience on each comment): the comment itself not deleted or
     hidden, its target not deleted, and
     - a post or micropost: the content rule above on the post's visibility, community and

@@ -1,4 +1,4 @@
-"""The cluster topology (watercooler.cluster), started once for the tests of this directory.
+"""The cluster topology (tools.cluster), started once for the tests of this directory.
 
 Its engines listen on ports of their own (``WC_CLUSTER_PORT_BASE``, 13000 in tests: Kafka
 22092-22094, Elasticsearch 22200-22201, PostgreSQL 18432, the services 18051-18154), so they
@@ -19,10 +19,10 @@ import grpc
 import pytest
 
 from tests.conftest import ARTIFACTS
+from tools.cluster import Cluster, memory_table
+from tools.infra import cluster as engines
 from watercooler import auth, config
 from watercooler.client import bearer_metadata, service_config
-from watercooler.cluster import Cluster, memory_table
-from watercooler.infra import cluster as engines
 
 T = TypeVar("T")
 

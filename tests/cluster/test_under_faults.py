@@ -24,10 +24,10 @@ import pytest
 
 from tests.conftest import ARTIFACTS, eventually
 from tests.integration.helpers import read_events
+from tools.infra import cluster as engines
+from tools.infra import common
 from watercooler.client import service_config
 from watercooler.config import SERVICES
-from watercooler.infra import cluster as engines
-from watercooler.infra import local
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
 from watercooler.search.v1 import search_pb2 as sp
@@ -247,7 +247,7 @@ def test_a_postgresql_restart_under_load_fails_writes_cleanly_and_they_resume(cl
     with SteadyLoad(cluster, prefix, timeout=30, channel_retries=False) as load:
         time.sleep(3)
         fault_at = time.monotonic()
-        assert local.stop_server(server), "PostgreSQL was not running"
+        assert common.stop_server(server), "PostgreSQL was not running"
         time.sleep(20)
         down_for = round(time.monotonic() - fault_at, 1)
         engines.start_postgres(settings, layout)

@@ -181,7 +181,7 @@ def test_the_blogs_projection_ends_on_the_owners_latest_facts_in_every_order_of_
     import itertools
     import uuid
 
-    from services.search.projections.blogs import BlogsProjection, owner_profile_id
+    from services.search.readmodels.projections.blogs import BlogsProjection, owner_profile_id
     from watercooler.events.v1.envelope_pb2 import EventEnvelope
     from watercooler.posts.v1 import events_pb2 as posts_events
     from watercooler.profiles.v1 import events_pb2 as profiles_events

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"}
-    return subprocess.run([sys.executable, "-m", "watercooler.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_token_issues_a_verifiable_token(platform):
@@ -42,7 +42,7 @@ def test_reindex_rebuilds_and_switches_the_alias(platform):
     after = set(platform.es.indices.get_alias(name=platform.alias("people")).body)
     assert after and after.isdisjoint(before)
     unknown = cli("reindex", "no-such-projection")
-    assert unknown.returncode != 0 and "unknown projection" in (unknown.stdout + unknown.stderr)
+    assert unknown.returncode != 0 and "unknown read model" in (unknown.stdout + unknown.stderr)
 
 
 def test_dlq_lists_dead_letters(platform):
@@ -64,8 +64,8 @@ def test_dlq_lists_dead_letters(platform):
 def test_an_index_of_an_older_schema_version_is_found_and_rebuilt(platform):
     """`make run` on data kept from an older version rebuilds the projections whose documents
     changed shape (run.py): the check reads the schema version stored in the index's _meta."""
-    from services.search.projections import BookmarksProjection
-    from watercooler.cli import rebuild_with_progress, stale_projections
+    from services.search.readmodels.projections import BookmarksProjection
+    from tools.reindex import rebuild_with_progress, stale_projections
 
     alias = platform.alias(BookmarksProjection.name)
     assert BookmarksProjection not in stale_projections(platform.settings)

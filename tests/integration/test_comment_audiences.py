@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from services.posts.domainmodel import Comment, Post
-from services.search.projections.comments import VERSION_SCALE, CommentsProjection
+from services.search.readmodels.projections.comments import VERSION_SCALE, CommentsProjection
 from watercooler import config
 from watercooler.auth import Principal
 from watercooler.envelope import to_envelope

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from services.posts.library.viewlog import DOWNLOADS, VIEWS
 from tests.conftest import eventually
-from watercooler.cli import app
-from watercooler.company import KINDS, write_company
+from tools.cli import app
+from tools.company import KINDS, write_company
 from watercooler.search.v1 import search_pb2, search_pb2_grpc
 
 SIZE = 40

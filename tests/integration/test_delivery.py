@@ -20,7 +20,7 @@ from google.protobuf import any_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaProducer
 
-from services.search.projections.people import PeopleProjection
+from services.search.readmodels.projections.people import PeopleProjection
 from tests.conftest import ARTIFACTS, eventually, free_port
 from tests.integration.helpers import read_events, read_topic
 from watercooler.events.v1.envelope_pb2 import Actor, DeadLetter, EventEnvelope
@@ -122,13 +122,13 @@ def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(
     projection that shortens the field) ``replay_dead_letters`` applies it; the letter stays."""
     from services.profiles.application import ProfilesApplication
     from tests.integration.test_faults import _drop_namespace
+    from tools.runner import Platform
     from watercooler.auth import Principal
     from watercooler.eventstore import CommandContext
     from watercooler.kafka import ensure_topics
     from watercooler.processor import replay_dead_letters
     from watercooler.profiles.v1 import events_pb2 as pe
     from watercooler.relay import Relay
-    from watercooler.runner import Platform
 
     settings = dataclasses.replace(platform.settings, namespace=f"{platform.settings.namespace}dl", data_dir=tmp_path, topic_partitions=1)
     metrics_port = free_port()

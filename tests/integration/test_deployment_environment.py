@@ -1,5 +1,5 @@
 """The real service processes, each started with exactly its Deployment's rendered environment
-and mounted files (tests/k8s/pods.py), call each other with the tokens they sign.
+and mounted files (tools/k8s/pods.py), call each other with the tokens they sign.
 
 posts resolves a blog's owner with a service token to profiles, and profiles an avatar's media
 item with one to posts; jams signs the token a guest
@@ -25,8 +25,8 @@ import jwt
 import pytest
 from google.protobuf import timestamp_pb2
 
-from tests.k8s.pods import Keys, Pod, make_pod, new_key, pem_private, service_deployments
 from tests.k8s.test_manifests import OVERLAYS, ROOT, signing_services
+from tools.k8s.pods import Keys, Pod, make_pod, new_key, pem_private, service_deployments
 from watercooler.client import wait_serving
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.jams.v1 import jams_pb2_grpc as jg

@@ -113,12 +113,12 @@ def test_every_index_the_platform_made_uses_only_built_in_names(platform):
 
 def test_the_local_node_runs_the_current_build_of_the_plugin(infra):
     """Locally the infra fixture built infra/es-analysis, installed it and (re)started the node."""
-    from watercooler.infra import local
+    from tools.infra import elasticsearch
 
     if infra.infra_mode != "local":
         pytest.skip("only a node this setup starts gets the plugin from it (external: any cluster; containers: the full distribution)")
-    wanted = local.analysis_plugin_version(local.analysis_plugin_source_hash())
-    assert local.loaded_analysis_plugin(infra.es_url) == wanted
+    wanted = elasticsearch.analysis_plugin_version(elasticsearch.analysis_plugin_source_hash())
+    assert elasticsearch.loaded_analysis_plugin(infra.es_url) == wanted
 
 
 # The stemmer filter's languages, from the reference page (analysis-stemmer-tokenfilter.html).

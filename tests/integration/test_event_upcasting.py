@@ -25,7 +25,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from services.profiles.application import ProfilesApplication
 from services.profiles.domainmodel import PLAIN, StatusUpdate
-from services.search.projections.statuses import StatusesProjection
+from services.search.readmodels.projections.statuses import StatusesProjection
 from watercooler.auth import Principal
 from watercooler.envelope import decode, to_envelope
 from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope

@@ -39,6 +39,7 @@ import pytest
 from services.profiles.application import ProfilesApplication
 from tests.conftest import ARTIFACTS, eventually, free_port
 from tests.integration.helpers import read_events, read_topic
+from tools.infra import common, downloads, elasticsearch, kafka
 from watercooler.auth import Principal
 from watercooler.eventstore import CommandContext
 from watercooler.posts.v1 import wiki_pb2 as wp
@@ -319,12 +320,9 @@ def test_sigkill_of_a_process_under_load_loses_nothing(platform, process):
     _record(f"sigkill {process}", {**figures, "client_retries": writes.retries, "recovery_seconds": recovery})
 
 
-def _local_infra(platform):
+def _local_infra(platform) -> None:
     if platform.settings.infra_mode != "local":
         pytest.skip("restarting servers needs WC_INFRA=local")
-    from watercooler.infra import local
-
-    return local
 
 
 def crashes(platform) -> int:
@@ -334,15 +332,15 @@ def crashes(platform) -> int:
 
 
 def test_kafka_restart_under_load_loses_nothing(platform):
-    local = _local_infra(platform)
+    _local_infra(platform)
     crashed_before = crashes(platform)
     prefix = f"fk{uuid.uuid4().hex[:5]}-kafka"
     with SteadyWrites(platform, prefix) as writes:
         time.sleep(2)
         fault_at = time.monotonic()
-        assert local.stop_server(local.kafka_server(platform.settings))
+        assert common.stop_server(kafka.kafka_server(platform.settings))
         time.sleep(5)
-        local.start_kafka(platform.settings, local.find_jdk())
+        kafka.start_kafka(platform.settings, downloads.find_jdk())
         recovery = recovery_seconds(platform, prefix, writes, fault_at)
         time.sleep(1)
     figures = assert_recovered(platform, prefix, writes)
@@ -351,16 +349,16 @@ def test_kafka_restart_under_load_loses_nothing(platform):
 
 
 def test_elasticsearch_outage_under_load_loses_nothing(platform):
-    local = _local_infra(platform)
+    _local_infra(platform)
     crashed_before = crashes(platform)
     down_for = float(os.environ.get("WC_FAULT_ES_DOWN_SECONDS", "60"))
     prefix = f"fk{uuid.uuid4().hex[:5]}-es"
     with SteadyWrites(platform, prefix) as writes:
         time.sleep(2)
         fault_at = time.monotonic()
-        assert local.stop_server(local.es_server(platform.settings))
+        assert common.stop_server(elasticsearch.es_server(platform.settings))
         time.sleep(down_for)
-        local.start_elasticsearch(platform.settings, local.find_jdk())
+        elasticsearch.start_elasticsearch(platform.settings, downloads.find_jdk())
         recovery = recovery_seconds(platform, prefix, writes, fault_at)
         time.sleep(1)
     figures = assert_recovered(platform, prefix, writes)
@@ -463,7 +461,7 @@ def test_processor_holds_its_batch_while_elasticsearch_answers_429_and_loses_not
     """A projections worker of its own (namespace, store, topics) writes through the proxy:
     each refused bulk is retried with back-off (the consumer holds its offsets meanwhile),
     nothing is dead-lettered, and every event ends up indexed once."""
-    from watercooler.runner import Platform
+    from tools.runner import Platform
 
     settings = dataclasses.replace(platform.settings, namespace=f"{platform.settings.namespace}bp", data_dir=tmp_path)
     # The elasticsearch client retries a 429 itself up to 5 times: 8 refusals outlast one call,
@@ -536,17 +534,14 @@ class ThreeBrokers:
     """A KRaft cluster of three combined broker+controller nodes on free ports."""
 
     def __init__(self, settings):
-        from watercooler.infra import local
-
-        self.local = local
-        self.jdk = local.find_jdk()
-        self.libs = local.kafka_libs_dir(settings)
+        self.jdk = downloads.find_jdk()
+        self.libs = common.kafka_libs_dir(settings)
         self.dir = Path(tempfile.mkdtemp(prefix="wc-3brokers-"))
         self.ports = [(free_port(), free_port()) for _ in range(3)]
         self.procs: list[subprocess.Popen | None] = [None, None, None]
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p, _ in self.ports)
         voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(self.ports))
-        cluster_id = local.new_kafka_cluster_id()
+        cluster_id = kafka.new_kafka_cluster_id()
         for i, (port, ctrl) in enumerate(self.ports):
             node = self.dir / f"node{i + 1}"
             (node / "data").mkdir(parents=True)
@@ -560,12 +555,12 @@ class ThreeBrokers:
                 "transaction.state.log.min.isr": "2", "auto.create.topics.enable": "false", "group.initial.rebalance.delay.ms": "0",
             }
             (node / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-            fmt = local.kafka_java_command(self.jdk, self.libs, "256m", node, ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node / "server.properties")])
+            fmt = kafka.kafka_java_command(self.jdk, self.libs, "256m", node, ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node / "server.properties")])
             subprocess.run(fmt, check=True, capture_output=True)
 
     def start(self, i: int) -> None:
         node = self.dir / f"node{i + 1}"
-        cmd = self.local.kafka_java_command(self.jdk, self.libs, "384m", node, ["kafka.Kafka", str(node / "server.properties")])
+        cmd = kafka.kafka_java_command(self.jdk, self.libs, "384m", node, ["kafka.Kafka", str(node / "server.properties")])
         self.procs[i] = subprocess.Popen(cmd, stdout=open(node / "out.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
 
     def kill(self, i: int) -> None:
@@ -578,7 +573,7 @@ class ThreeBrokers:
         for i in range(3):
             self.start(i)
         deadline = time.monotonic() + 120
-        while not self.local.kafka_works(self.bootstrap, timeout=5):
+        while not kafka.kafka_works(self.bootstrap, timeout=5):
             assert time.monotonic() < deadline, "three-broker cluster did not come up"
             time.sleep(1)
         return self

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 
 import watercooler
 from tests.conftest import ARTIFACTS
+from tools.runner import has_application
 from watercooler.config import EVENT_SOURCED_SERVICES, SERVICES
-from watercooler.runner import has_application
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 

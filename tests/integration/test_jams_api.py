@@ -312,7 +312,7 @@ def test_guests_redeem_single_use_codes_and_reach_only_their_jam(platform, jams)
 
 
 def test_demo_jam_seeds_once(platform, jams):
-    from watercooler.seed import seed_jam, seed_profiles
+    from tools.seed import seed_jam, seed_profiles
 
     seed = int(uuid.uuid4().int % 100000)
     seed_profiles(platform.settings, 3, seed=seed)  # the seeded people who start threads (as `make run` seeds them)

@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import ARTIFACTS, eventually, free_port
 from tests.integration.test_faults import _drop_namespace
+from tools.runner import ROOT, Platform
 from watercooler import client
 from watercooler.config import SERVICES
 from watercooler.posts.v1 import posts_pb2 as pb
@@ -35,7 +36,6 @@ from watercooler.profiles.v1 import communities_pb2 as cp
 from watercooler.profiles.v1 import communities_pb2_grpc as cg
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
-from watercooler.runner import ROOT, Platform
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
 

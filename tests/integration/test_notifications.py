@@ -242,7 +242,7 @@ def test_a_rebuild_by_replay_gives_the_same_notifications_in_the_same_order_and_
     eventually(lambda: w.unread("ana") == len(everything) // 2, timeout=60)
     before = [(n.name, n.kind, n.item, n.read) for n in w.listed("ana")]
     env = {**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"}
-    rebuilt = subprocess.run([sys.executable, "-m", "watercooler.cli", "reindex", "notifications"], env=env, capture_output=True, text=True, timeout=600)
+    rebuilt = subprocess.run([sys.executable, "-m", "tools.cli", "reindex", "notifications"], env=env, capture_output=True, text=True, timeout=600)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert [(n.name, n.kind, n.item, n.read) for n in w.listed("ana")] == before
     assert w.unread("ana") == len(everything) // 2

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import eventually
+from tools.seed import seed_posts, seed_profiles
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
-from watercooler.seed import seed_posts, seed_profiles
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tests.conftest import free_port
+from tools.runner import ROOT
 from watercooler.client import wait_serving
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
-from watercooler.runner import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -213,7 +213,7 @@ def test_expired_and_altered_page_tokens_are_invalid_argument(world):
 def test_an_existing_index_gains_new_fields_on_start(platform):
     """A projection whose mapping grew (as the content projections did with `lang`) adds the
     fields to the index it already has, so documents carrying them are not refused."""
-    from services.search.projections.comments import CommentsProjection
+    from services.search.readmodels.projections.comments import CommentsProjection
 
     class Upgraded(CommentsProjection):
         name = unique("relevance-upgrade-")

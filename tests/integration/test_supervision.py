@@ -1,4 +1,4 @@
-"""The platform supervisor (libs/watercooler/runner.py) brings back a crashed processor, relay
+"""The platform supervisor (tools/runner.py) brings back a crashed processor, relay
 and service by itself, and nothing they acknowledged is lost or counted twice."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
 def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform):
     """The posts service remembers answered request ids in memory only: after a restart it
     sends a retried view again. The second copy carries the same view_id on the same
-    partition, and the counter skips it (services/search/stats/views.py, SeenViewIds)."""
+    partition, and the counter skips it (services/search/readmodels/counters/views.py, SeenViewIds)."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     reader, md, page = reader_and_page(platform, "rr")
@@ -121,11 +121,11 @@ def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform
 
 
 def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
-    """Clients may retry for an hour (services/search/stats/views.py, RETRY_WINDOW_SECONDS),
+    """Clients may retry for an hour (services/search/readmodels/counters/views.py, RETRY_WINDOW_SECONDS),
     however many views came in between: here 60,000 on the same page, more than the 50,000
     facts a partition's window once held.  The retry reaches a restarted posts service (which
     forgot the request) and is counted by another stats worker than the first attempt."""
-    from watercooler.runner import ProcessSpec
+    from tools.runner import ProcessSpec
 
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
@@ -162,14 +162,14 @@ def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
 
 
 def test_the_store_of_seen_view_ids_skips_a_copy_an_hour_later_and_drops_old_hours(platform):
-    """The counter's store itself (services/search/stats/views.py, SeenViewIds) against the real
+    """The counter's store itself (services/search/readmodels/counters/views.py, SeenViewIds) against the real
     Elasticsearch, with record times hours apart (a gRPC client cannot wait that long)."""
     import asyncio
     from types import SimpleNamespace
 
     from elasticsearch import AsyncElasticsearch
 
-    from services.search.stats.views import KEPT_BUCKETS, RETRY_WINDOW_SECONDS, SeenViewIds, bucket_of
+    from services.search.readmodels.counters.views import KEPT_BUCKETS, RETRY_WINDOW_SECONDS, SeenViewIds, bucket_of
 
     hour_ms = RETRY_WINDOW_SECONDS * 1000
     start = bucket_of(1_780_000_000_000) * hour_ms + hour_ms // 2

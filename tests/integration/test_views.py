@@ -172,7 +172,7 @@ def test_burst_of_views_with_the_counter_killed_midway_counts_exactly(platform, 
     def committed_views() -> int:
         from kafka import KafkaConsumer, TopicPartition
 
-        topic = f"{platform.settings.namespace}.posts.views.v1"
+        topic = platform.settings.fact_topic("views")
         # Only reads the group's committed offsets; never joins the group.
         consumer = KafkaConsumer(bootstrap_servers=platform.settings.kafka_bootstrap, group_id=platform.settings.consumer_group("search-stats.view-counts"), enable_auto_commit=False)
         try:

@@ -105,7 +105,7 @@ def expect(reads: Reads, readers: dict[str, object], wanted: dict[str, object], 
 
 def reindex_comments() -> None:
     env = {**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"}
-    result = subprocess.run([sys.executable, "-m", "watercooler.cli", "reindex", "comments"], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "tools.cli", "reindex", "comments"], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
 
 

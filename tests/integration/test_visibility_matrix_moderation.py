@@ -330,7 +330,7 @@ def test_the_audit_trail_says_who_did_what_to_whose_content_for_services_only(s,
                 return names
 
     assert paged() == [e.event_id for e in trail]
-    reindex = subprocess.run([sys.executable, "-m", "watercooler.cli", "reindex", "audit"], env={**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"},
+    reindex = subprocess.run([sys.executable, "-m", "tools.cli", "reindex", "audit"], env={**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"},
                              capture_output=True, text=True, timeout=600)
     assert reindex.returncode == 0, reindex.stderr
     assert [(e.event_id, e.actor, e.target_owner, e.resource) for e in audit(resource=micro).audit_events] == [(e.event_id, e.actor, e.target_owner, e.resource) for e in trail]

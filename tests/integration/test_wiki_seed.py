@@ -7,9 +7,9 @@ import time
 import pytest
 
 from tests.conftest import eventually
+from tools.seed import MEDIA, WIKI_PAGES, people, seed_library, seed_profiles
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
-from watercooler.seed import MEDIA, WIKI_PAGES, people, seed_library, seed_profiles
 
 pytestmark = pytest.mark.integration
 

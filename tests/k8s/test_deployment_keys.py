@@ -2,7 +2,7 @@
 accepts the tokens every other one signs.
 
 For every overlay, each Deployment of a gRPC service becomes two simulated pods (two
-replicas, tests/k8s/pods.py): exactly the container's environment and mounted files, each pod
+replicas, tools/k8s/pods.py): exactly the container's environment and mounted files, each pod
 with a root of its own, so a key a pod generates for itself on its own ``/tmp`` is seen for
 what it is. Under that environment the test runs what a service runs to decide keys:
 ``config.load()``, ``auth.issue_token`` (as ``service_token`` and the guest tokens of a redeemed
@@ -16,8 +16,8 @@ import time
 import jwt
 import pytest
 
-from tests.k8s.pods import Keys, Pod, make_pod, new_key, pem_private, service_deployments
 from tests.k8s.test_manifests import OVERLAYS, signing_services
+from tools.k8s.pods import Keys, Pod, make_pod, new_key, pem_private, service_deployments
 from watercooler import auth
 from watercooler.errors import Unauthenticated
 

@@ -3,15 +3,15 @@
 kustomize renders every overlay (and its Jobs); core objects are validated with
 kubernetes-validate (strict: unknown fields fail) against the oldest and newest Kubernetes
 we claim; Strimzi, ECK and CloudNativePG objects against the operators' own CRD schemas,
-fetched at test time (tests/k8s/tools.py) and made strict the way the API server's strict
+fetched at test time (tools/k8s/fetch.py) and made strict the way the API server's strict
 field validation is. The policy tests read the rendered output, never the source files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
-import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s import tools
+from tools.k8s import fetch
+from tools.k8s import render as rendering
+from tools.k8s.render import ROOT
 from watercooler import config
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ["dev", "prod"]
 BUILDS = [*OVERLAYS, *(f"{o}/jobs" for o in OVERLAYS)]
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]  # native gRPC probes and matchLabelKeys need >= 1.27; we claim 1.30+
@@ -34,16 +34,15 @@ OPERATOR_GROUPS = {"kafka.strimzi.io", "elasticsearch.k8s.elastic.co", "postgres
 @cache
 def kustomize() -> Path:
     try:
-        return tools.kustomize()
-    except tools.ToolUnavailable as exc:
+        return rendering.kustomize()
+    except fetch.ToolUnavailable as exc:
         pytest.skip(f"kustomize could not be installed: {exc}")
 
 
-@cache
 def render(build: str) -> tuple[dict[str, Any], ...]:
-    done = subprocess.run([str(kustomize()), "build", str(K8S / "overlays" / build)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"kustomize build overlays/{build} failed:\n{done.stderr}"
-    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+    """The overlay's objects (tools.k8s.render); the test skips when kustomize cannot be installed."""
+    kustomize()
+    return rendering.render(build)
 
 
 def objects(build: str, kind: str | None = None) -> list[dict[str, Any]]:
@@ -130,8 +129,8 @@ def _strict(schema: Any) -> Any:
 def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
     """(group, version, kind) -> the operator's own openAPIV3Schema."""
     try:
-        directories = [tools.strimzi_crds(), tools.eck_crds(), tools.cnpg_crds()]
-    except tools.ToolUnavailable as exc:
+        directories = [fetch.strimzi_crds(), fetch.eck_crds(), fetch.cnpg_crds()]
+    except fetch.ToolUnavailable as exc:
         pytest.skip(f"operator CRDs could not be fetched: {exc}")
     schemas = {}
     for directory in directories:
@@ -214,17 +213,40 @@ def test_services_are_probed_over_grpc_health_on_the_port_they_serve(build: str)
             assert container[probe]["grpc"]["port"] == port, f"{service} {probe}"
 
 
+def image_packages() -> set[str]:
+    """The top-level directories of this checkout the image's last stage copies into /app."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    runtime = text[text.rindex("\nFROM "):]
+    return set(re.findall(r"^COPY --from=build /src/(\w+) /app/", runtime, flags=re.M))
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_every_command_is_a_module_the_image_carries(build: str) -> None:
+    packages = image_packages()
+    assert {"libs", "services"} <= packages
+    for workload, template in pod_templates(build):
+        for container in template["spec"]["containers"]:
+            command = container["command"]
+            if command[:2] != ["python", "-m"]:
+                continue
+            module = command[2]
+            name = workload["metadata"]["name"]
+            assert importlib.util.find_spec(module) is not None, f"{build}: {name} runs python -m {module}, which does not exist"
+            top = module.split(".")[0]
+            assert top in packages or (top == "watercooler" and "libs" in packages), f"{build}: {name} runs {module}, which the image does not copy"
+
+
 @pytest.mark.parametrize("build", OVERLAYS)
 def test_every_platform_process_has_a_deployment(build: str) -> None:
     commands = {tuple(d["spec"]["template"]["spec"]["containers"][0]["command"][1:]): d for d in objects(build, "Deployment")}
     expected = [("-m", f"services.{s}") for s in config.SERVICES]
-    expected += [("-m", "watercooler.cli", "relay", s) for s in config.EVENT_SOURCED_SERVICES]
-    expected += [("-m", "services.search.projections"), ("-m", "services.search.stats"), ("-m", "services.posts.thumbnails")]
+    expected += [("-m", f"services.{s}.relay") for s in config.EVENT_SOURCED_SERVICES]
+    expected += [("-m", "services.search.readmodels.projections"), ("-m", "services.search.readmodels.counters"), ("-m", "services.posts.thumbnails")]
     for command in expected:
         assert command in commands, f"{build}: no Deployment runs python {' '.join(command)}"
     hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in objects(build, "HorizontalPodAutoscaler")}
     for service in config.EVENT_SOURCED_SERVICES:
-        relay = commands[("-m", "watercooler.cli", "relay", service)]
+        relay = commands[("-m", f"services.{service}.relay")]
         # Exactly one publisher per transactional.id: one replica, never two during a rollout, no HPA.
         assert relay["spec"]["replicas"] == 1 and relay["spec"]["strategy"]["type"] == "Recreate"
         assert relay["metadata"]["name"] not in hpa_targets
@@ -262,7 +284,7 @@ def topics_the_code_uses() -> set[str]:
     assert {"search-projections", "search-stats"} <= groups
     topics |= {f"{g}-__assignor-__leader" for g in groups}
     try:  # facts written by the posts service and counted by the stats worker
-        from services.search.stats import views
+        from services.search.readmodels.counters import views
 
         topics |= set(views.topics(settings))
     except ImportError:
@@ -412,7 +434,7 @@ def signs_tokens(template: dict[str, Any]) -> bool:
 
 def wc_keys_in_code() -> set[str]:
     keys = set()
-    for path in [*(ROOT / "libs" / "watercooler").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
+    for path in [*(ROOT / "libs" / "watercooler").rglob("*.py"), *(ROOT / "services").rglob("*.py"), *(ROOT / "tools").rglob("*.py")]:
         keys |= set(re.findall(r"\bWC_[A-Z0-9]+(?:_[A-Z0-9]+)*\b", path.read_text()))
     keys -= {"WC_POSTGRES"}  # a prefix in a message, not a variable
     # Built from the service name: WC_<SERVICE>_PORT / _ADDR / _METRICS_PORT.

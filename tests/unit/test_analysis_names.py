@@ -166,10 +166,11 @@ def analysis_problems(settings: dict[str, Any] | None, mappings: dict[str, Any] 
 INDEX_CREATORS = {
     "deploy/bootstrap.py",  # the index template: bootstrap.index_template()
     "libs/watercooler/projection.py",  # every DocumentProjection, from index_body()
-    "services/search/projections/blogs.py",  # the blog owners index: BlogsProjection.owner_mappings
-    "services/search/projections/notifications.py",  # the facts index: NotificationsProjection.facts_mappings
-    "services/search/stats/jams.py",  # MAPPINGS
-    "services/search/stats/views.py",  # MAPPINGS, SEEN_MAPPINGS
+    "services/search/readmodels/projections/blogs.py",  # the blog owners index: BlogsProjection.owner_mappings
+    "services/search/readmodels/projections/notifications.py",  # the facts index: NotificationsProjection.facts_mappings
+    "services/search/readmodels/counters/jams.py",  # MAPPINGS
+    "services/search/readmodels/counters/views.py",  # MAPPINGS, SEEN_MAPPINGS
+    "services/search/readmodels/rebuild.py",  # the counters' MAPPINGS and index_settings() (rendered from their modules above)
 }
 CREATES_INDEX = re.compile(r"\.indices\.(create|put_index_template|put_template|put_component_template|put_settings|put_mapping)\(")
 
@@ -221,8 +222,8 @@ def test_every_index_uses_only_the_full_distributions_analysis_names() -> None:
     rendered = list(rendered_indices())
     projections = {what for what, _, _ in rendered if "Projection" in what}
     assert len(projections) >= 13, f"expected every projection to be rendered, got {sorted(projections)}"
-    assert any(what.endswith("stats.views.SEEN_MAPPINGS") for what, _, _ in rendered)
-    assert any(what.endswith("stats.jams.MAPPINGS") for what, _, _ in rendered)
+    assert any(what.endswith("counters.views.SEEN_MAPPINGS") for what, _, _ in rendered)
+    assert any(what.endswith("counters.jams.MAPPINGS") for what, _, _ in rendered)
     assert any(what.endswith("index_template") for what, _, _ in rendered)
     problems = [f"{what}: {problem}" for what, settings, mappings in rendered for problem in analysis_problems(settings, mappings)]
     assert problems == []

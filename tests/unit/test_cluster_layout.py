@@ -1,13 +1,13 @@
-"""The cluster topology's engine settings (watercooler.infra.cluster) and client balancing."""
+"""The cluster topology's engine settings (tools.infra.cluster) and client balancing."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from tools.infra import cluster, elasticsearch, kafka
 from watercooler.client import service_config
 from watercooler.config import Settings
-from watercooler.infra import cluster, local
 
 
 def props(text: str) -> dict[str, str]:
@@ -16,7 +16,7 @@ def props(text: str) -> dict[str, str]:
 
 def test_each_broker_is_a_voter_of_one_quorum_holding_three_copies(tmp_path: Path) -> None:
     layout = cluster.ClusterLayout(tmp_path, base=30000)
-    rendered = [props(local.render_kafka_properties(cluster.broker_settings(Settings(), layout, n), tmp_path, cluster.quorum(layout, n))) for n in (1, 2, 3)]
+    rendered = [props(kafka.render_kafka_properties(cluster.broker_settings(Settings(), layout, n), tmp_path, cluster.quorum(layout, n))) for n in (1, 2, 3)]
     assert [r["node.id"] for r in rendered] == ["1", "2", "3"]
     assert {r["controller.quorum.voters"] for r in rendered} == {"1@127.0.0.1:39192,2@127.0.0.1:39193,3@127.0.0.1:39194"}
     assert [r["listeners"] for r in rendered][0] == "PLAINTEXT://127.0.0.1:39092,CONTROLLER://127.0.0.1:39192"
@@ -25,7 +25,7 @@ def test_each_broker_is_a_voter_of_one_quorum_holding_three_copies(tmp_path: Pat
 
 
 def test_the_single_broker_is_unchanged(tmp_path: Path) -> None:
-    single = props(local.render_kafka_properties(Settings(), tmp_path))
+    single = props(kafka.render_kafka_properties(Settings(), tmp_path))
     assert (single["node.id"], single["default.replication.factor"], single["min.insync.replicas"]) == ("1", "1", "1")
 
 
@@ -35,14 +35,14 @@ def yml(text: str) -> dict[str, str]:
 
 def test_the_search_nodes_find_each_other_and_form_the_cluster_only_once(tmp_path: Path) -> None:
     layout = cluster.ClusterLayout(tmp_path, base=30000)
-    first = yml(local.render_es_yml(cluster.es_settings(Settings(), layout, 2), tmp_path, tmp_path, cluster.es_node(layout, 2)))
+    first = yml(elasticsearch.render_es_yml(cluster.es_settings(Settings(), layout, 2), tmp_path, tmp_path, cluster.es_node(layout, 2)))
     assert first["node.name"] == "es-2" and first["http.port"] == "39201" and "discovery.type" not in first
     assert json.loads(first["discovery.seed_hosts"]) == ["127.0.0.1:39300", "127.0.0.1:39301"]
     assert json.loads(first["cluster.initial_master_nodes"]) == ["es-1", "es-2"]
     (tmp_path / "_state").mkdir()  # formed: bootstrapping again could split it
-    again = yml(local.render_es_yml(cluster.es_settings(Settings(), layout, 2), tmp_path, tmp_path, cluster.es_node(layout, 2)))
+    again = yml(elasticsearch.render_es_yml(cluster.es_settings(Settings(), layout, 2), tmp_path, tmp_path, cluster.es_node(layout, 2)))
     assert "cluster.initial_master_nodes" not in again
-    assert yml(local.render_es_yml(Settings(), tmp_path, tmp_path))["discovery.type"] == "single-node"
+    assert yml(elasticsearch.render_es_yml(Settings(), tmp_path, tmp_path))["discovery.type"] == "single-node"
 
 
 def test_a_target_of_several_replicas_is_balanced_round_robin() -> None:

@@ -7,8 +7,8 @@ import random
 import pytest
 import pyuca
 
+from tools.synthetic import Company
 from watercooler.collation import collation_key
-from watercooler.synthetic import Company
 
 _PYUCA = pyuca.Collator()
 

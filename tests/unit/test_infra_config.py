@@ -1,4 +1,4 @@
-"""Fast tests of watercooler.infra's pure parts: no server is started, nothing is downloaded."""
+"""Fast tests of tools.infra's pure parts: no server is started, nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tools.infra import common, downloads, elasticsearch, kafka, postgres, servers
+from tools.infra.common import InfraError, JdkNotFound
+from tools.infra.downloads import Jdk
 from watercooler import config
-from watercooler.infra import local
-from watercooler.infra.local import InfraError, Jdk, JdkNotFound
 
 
 def _settings(**overrides) -> config.Settings:
@@ -43,28 +44,28 @@ def _props(text: str) -> dict[str, str]:
     ],
 )
 def test_parse_java_version(output: str, expected: int | None) -> None:
-    assert local.parse_java_version(output) == expected
+    assert downloads.parse_java_version(output) == expected
 
 
 def test_find_jdk_prefers_java_home_then_oldest_usable(monkeypatch, tmp_path: Path) -> None:
     homes = {tmp_path / "jdk11": 11, tmp_path / "jdk25": 25, tmp_path / "jdk17": 17, tmp_path / "jdk21": 21}
-    monkeypatch.setattr(local, "jdk_candidates", lambda: list(homes))
-    monkeypatch.setattr(local, "java_version", lambda java: homes[java.parent.parent])
+    monkeypatch.setattr(downloads, "jdk_candidates", lambda: list(homes))
+    monkeypatch.setattr(downloads, "java_version", lambda java: homes[java.parent.parent])
 
     monkeypatch.delenv("JAVA_HOME", raising=False)
-    assert local.find_jdk() == Jdk(tmp_path / "jdk17", 17)
+    assert downloads.find_jdk() == Jdk(tmp_path / "jdk17", 17)
 
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk21"))
-    assert local.find_jdk() == Jdk(tmp_path / "jdk21", 21)
+    assert downloads.find_jdk() == Jdk(tmp_path / "jdk21", 21)
 
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk11"))  # too old: ignored
-    assert local.find_jdk().version == 17
+    assert downloads.find_jdk().version == 17
 
 
 def test_no_jdk_is_exit_code_2_with_the_install_hint(monkeypatch) -> None:
-    monkeypatch.setattr(local, "jdk_candidates", lambda: [])
+    monkeypatch.setattr(downloads, "jdk_candidates", lambda: [])
     with pytest.raises(JdkNotFound) as err:
-        local.find_jdk()
+        downloads.find_jdk()
     assert err.value.exit_code == 2
     assert "Install a JDK 17 or newer, e.g. `apt-get install -y openjdk-17-jdk-headless`" in str(err.value)
 
@@ -72,10 +73,10 @@ def test_no_jdk_is_exit_code_2_with_the_install_hint(monkeypatch) -> None:
 def test_cli_up_without_jdk_exits_2(monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from watercooler.infra.__main__ import app
+    from tools.infra.__main__ import app
 
     monkeypatch.setenv("WC_INFRA", "local")
-    monkeypatch.setattr(local, "jdk_candidates", lambda: [])
+    monkeypatch.setattr(downloads, "jdk_candidates", lambda: [])
     result = CliRunner().invoke(app, ["up"])
     assert result.exit_code == 2
     assert "Install a JDK 17 or newer" in " ".join(result.output.split())
@@ -83,30 +84,30 @@ def test_cli_up_without_jdk_exits_2(monkeypatch) -> None:
 
 # --- pom ------------------------------------------------------------------------------------
 def test_versions_come_from_the_pom() -> None:
-    versions = local.pom_versions()
+    versions = common.pom_versions()
     assert versions.kafka.startswith("4.")
     assert versions.elasticsearch.startswith("8.19.")
 
 
 def test_parse_pom_versions_without_namespace_and_missing_property() -> None:
     pom = "<project><properties><kafka.version>4.1.1</kafka.version><elasticsearch.version>8.19.21</elasticsearch.version></properties></project>"
-    assert local.parse_pom_versions(pom) == local.Versions("4.1.1", "8.19.21")
+    assert common.parse_pom_versions(pom) == common.Versions("4.1.1", "8.19.21")
     with pytest.raises(InfraError, match="elasticsearch.version"):
-        local.parse_pom_versions("<project><properties><kafka.version>4.1.1</kafka.version></properties></project>")
+        common.parse_pom_versions("<project><properties><kafka.version>4.1.1</kafka.version></properties></project>")
 
 
 def test_cache_layout(tmp_path: Path) -> None:
     s = _settings(cache_dir=tmp_path)
-    v = local.pom_versions()
-    assert local.kafka_libs_dir(s) == tmp_path / f"kafka-{v.kafka}" / "libs"
-    assert local.es_distribution_dir(s) == tmp_path / f"elasticsearch-{v.elasticsearch}"
-    assert not local.is_fetched(s)
+    v = common.pom_versions()
+    assert common.kafka_libs_dir(s) == tmp_path / f"kafka-{v.kafka}" / "libs"
+    assert common.es_distribution_dir(s) == tmp_path / f"elasticsearch-{v.elasticsearch}"
+    assert not common.is_fetched(s)
 
 
 # --- Kafka ----------------------------------------------------------------------------------
 def test_render_kafka_properties(tmp_path: Path) -> None:
     s = _settings(kafka_port=39092, kafka_controller_port=39093, topic_partitions=7)
-    props = _props(local.render_kafka_properties(s, tmp_path / "data"))
+    props = _props(kafka.render_kafka_properties(s, tmp_path / "data"))
     assert props["process.roles"] == "broker,controller"
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:39092,CONTROLLER://127.0.0.1:39093"
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39092"
@@ -122,7 +123,7 @@ def test_render_kafka_properties(tmp_path: Path) -> None:
 
 
 def test_kafka_cluster_id_has_kafkas_uuid_format() -> None:
-    ids = {local.new_kafka_cluster_id() for _ in range(200)}
+    ids = {kafka.new_kafka_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     for cid in ids:
         assert len(cid) == 22 and not cid.startswith("-")
@@ -131,12 +132,12 @@ def test_kafka_cluster_id_has_kafkas_uuid_format() -> None:
 
 def test_kafka_java_command(tmp_path: Path) -> None:
     jdk = Jdk(Path("/jdk"), 17)
-    cmd = local.kafka_java_command(jdk, tmp_path / "libs", "512m", tmp_path / "logs", ["kafka.Kafka", "server.properties"])
+    cmd = kafka.kafka_java_command(jdk, tmp_path / "libs", "512m", tmp_path / "logs", ["kafka.Kafka", "server.properties"])
     assert cmd[0] == "/jdk/bin/java"
     assert "-Xms512m" in cmd and "-Xmx512m" in cmd
     assert cmd[cmd.index("-cp") + 1] == f"{tmp_path / 'libs'}/*"
-    assert f"-Dlog4j2.configurationFile={local.KAFKA_LOG4J2_FILE}" in cmd
-    assert local.KAFKA_LOG4J2_FILE.exists()
+    assert f"-Dlog4j2.configurationFile={kafka.KAFKA_LOG4J2_FILE}" in cmd
+    assert kafka.KAFKA_LOG4J2_FILE.exists()
     assert cmd[-2:] == ["kafka.Kafka", "server.properties"]
 
 
@@ -161,23 +162,23 @@ def test_kafka_answers_checks_the_correlation_id() -> None:
         body = struct.pack(">ih", correlation_id, 0) + b"\0" * 10
         return struct.pack(">i", len(body)) + body
 
-    assert local.kafka_answers("127.0.0.1", _serve_once(kafka_like))
-    assert not local.kafka_answers("127.0.0.1", _serve_once(lambda _: b"HTTP/1.1 400 Bad Request\r\n\r\n"))
+    assert kafka.kafka_answers("127.0.0.1", _serve_once(kafka_like))
+    assert not kafka.kafka_answers("127.0.0.1", _serve_once(lambda _: b"HTTP/1.1 400 Bad Request\r\n\r\n"))
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert not local.kafka_answers("127.0.0.1", port, timeout=0.5)
+    assert not kafka.kafka_answers("127.0.0.1", port, timeout=0.5)
 
 
 def test_bootstrap_hosts() -> None:
-    assert local._bootstrap_hosts("a:9092, b:19092,[::1]:9093") == [("a", 9092), ("b", 19092), ("::1", 9093)]
+    assert kafka._bootstrap_hosts("a:9092, b:19092,[::1]:9093") == [("a", 9092), ("b", 19092), ("::1", 9093)]
 
 
 # --- Elasticsearch --------------------------------------------------------------------------
 def test_render_es_yml(tmp_path: Path) -> None:
     s = _settings(es_port=39200, es_transport_port=39300)
     data = tmp_path / "it's data"
-    text = local.render_es_yml(s, data, tmp_path / "logs")
+    text = elasticsearch.render_es_yml(s, data, tmp_path / "logs")
     conf = dict(line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert json.loads(conf["path.data"]) == str(data)
     assert json.loads(conf["path.logs"]) == str(tmp_path / "logs")
@@ -193,16 +194,16 @@ def test_render_es_yml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("heap", "ok"), [("1g", True), ("512m", True), ("2048M", True), ("1 g", False), ("-1g", False), ("lots", False)])
 def test_heap_options(heap: str, ok: bool) -> None:
     if ok:
-        assert local.jvm_heap_options(heap) == [f"-Xms{heap}", f"-Xmx{heap}"]
+        assert common.jvm_heap_options(heap) == [f"-Xms{heap}", f"-Xmx{heap}"]
     else:
         with pytest.raises(InfraError):
-            local.jvm_heap_options(heap)
+            common.jvm_heap_options(heap)
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 def test_render_postgres_conf(tmp_path: Path) -> None:
     s = _settings(postgres_port=35432)
-    text = local.render_postgres_conf(s, tmp_path / "o'run")
+    text = postgres.render_postgres_conf(s, tmp_path / "o'run")
     conf = dict(line.split(" = ", 1) for line in text.splitlines() if line and not line.startswith("#"))
     assert conf["port"] == "35432"
     assert conf["listen_addresses"] == "'127.0.0.1'"
@@ -212,8 +213,8 @@ def test_render_postgres_conf(tmp_path: Path) -> None:
 # --- process helpers ------------------------------------------------------------------------
 def test_parse_vmrss() -> None:
     status = "Name:\tjava\nVmPeak:\t 9000 kB\nVmRSS:\t  363492 kB\nRssAnon:\t 1 kB\n"
-    assert local.parse_vmrss_kb(status) == 363492
-    assert local.parse_vmrss_kb("Name:\tkthreadd\n") is None
+    assert common.parse_vmrss_kb(status) == 363492
+    assert common.parse_vmrss_kb("Name:\tkthreadd\n") is None
 
 
 def test_first_error_skips_stack_frames(tmp_path: Path) -> None:
@@ -230,14 +231,14 @@ def test_first_error_skips_stack_frames(tmp_path: Path) -> None:
         "\tat sun.nio.ch.Net.bind0(Native Method)\n"
         "[2026-01-01 10:00:03,000] INFO shutting down (kafka.Kafka)\n"
     )
-    summary = local.first_error(log, offset=len(old))
+    summary = common.first_error(log, offset=len(old))
     assert summary is not None
     lines = summary.splitlines()
     assert "Unable to start acceptor" in lines[0]
     assert lines[1].strip().startswith("org.apache.kafka.common.KafkaException")
     assert lines[2].strip() == "Caused by: java.net.BindException: Address already in use"
     assert len(lines) == 3
-    assert local.first_error(log, offset=log.stat().st_size) is None
+    assert common.first_error(log, offset=log.stat().st_size) is None
 
 
 def test_unzip_keeps_modes_and_refuses_escapes(tmp_path: Path) -> None:
@@ -251,7 +252,7 @@ def test_unzip_keeps_modes_and_refuses_escapes(tmp_path: Path) -> None:
         zf.writestr(conf, "-Xms1g\n")
     out = tmp_path / "out"
     out.mkdir()
-    local._unzip(archive, out)
+    downloads._unzip(archive, out)
     assert (out / "es-1/bin/elasticsearch").stat().st_mode & 0o777 == 0o755
     assert (out / "es-1/config/jvm.options").read_text() == "-Xms1g\n"
     assert (out / "es-1/config/jvm.options").stat().st_mode & 0o777 == 0o664  # the cache is shared
@@ -260,14 +261,14 @@ def test_unzip_keeps_modes_and_refuses_escapes(tmp_path: Path) -> None:
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../outside", "x")
     with pytest.raises(InfraError):
-        local._unzip(evil, out)
+        downloads._unzip(evil, out)
 
 
 # --- the API --------------------------------------------------------------------------------
 def test_env_for_clients_local_uses_the_ports() -> None:
     s = _settings(infra_mode="local", kafka_port=39092, es_port=39200, postgres_port=35432,
                   kafka_bootstrap="elsewhere:9092", es_url="http://elsewhere:9200")
-    env = local.env_for_clients(s)
+    env = servers.env_for_clients(s)
     assert env["WC_KAFKA_BOOTSTRAP"] == "127.0.0.1:39092"
     assert env["WC_ES_URL"] == "http://127.0.0.1:39200"
     assert env["WC_POSTGRES_PORT"] == "35432"
@@ -276,20 +277,20 @@ def test_env_for_clients_local_uses_the_ports() -> None:
 
 def test_env_for_clients_external_passes_addresses_through() -> None:
     s = _settings(infra_mode="external", kafka_bootstrap="k1:9092,k2:9092", es_url="http://es:9200", postgres_host="pg")
-    env = local.env_for_clients(s)
+    env = servers.env_for_clients(s)
     assert env["WC_KAFKA_BOOTSTRAP"] == "k1:9092,k2:9092"
     assert env["WC_ES_URL"] == "http://es:9200"
     assert env["WC_POSTGRES_HOST"] == "pg"
 
 
 def test_up_result_is_truthy_only_when_something_started() -> None:
-    assert not local.UpResult({}, [], [])
-    assert local.UpResult({}, ["kafka"], [])
+    assert not servers.UpResult({}, [], [])
+    assert servers.UpResult({}, ["kafka"], [])
 
 
 def test_unknown_infra_mode() -> None:
     with pytest.raises(InfraError, match="WC_INFRA"):
-        local.ensure_up(_settings(infra_mode="cloud"))
+        servers.ensure_up(_settings(infra_mode="cloud"))
 
 
 def _free_port() -> int:
@@ -300,7 +301,7 @@ def _free_port() -> int:
 
 def test_servers_layout_and_status_when_nothing_runs(tmp_path: Path) -> None:
     s = _settings(data_dir=tmp_path, kafka_port=_free_port(), es_port=_free_port(), postgres_port=_free_port(), s3_port=_free_port())
-    names = {srv.name: srv for srv in local.all_servers(s)}
+    names = {srv.name: srv for srv in servers.all_servers(s)}
     assert set(names) == {"kafka", "elasticsearch", "seaweedfs", "postgres"}
     assert names["seaweedfs"].pid_file.is_relative_to(tmp_path / "seaweedfs")
     assert names["kafka"].pid_file.is_relative_to(tmp_path / "kafka")
@@ -308,13 +309,13 @@ def test_servers_layout_and_status_when_nothing_runs(tmp_path: Path) -> None:
     (tmp_path / "kafka").mkdir()
     (tmp_path / "kafka" / "kafka.pid").write_text("1\n")  # a live pid that is not a broker
     assert all(srv.pid() is None for srv in names.values())
-    statuses = local.status(s)
+    statuses = servers.status(s)
     assert [st.state for st in statuses] == ["stopped"] * 4
     assert all(st.pid is None and st.rss_kb is None for st in statuses)
 
 
 def test_containers_mode_without_docker_is_a_clear_error(monkeypatch) -> None:
-    from watercooler.infra import containers
+    from tools.infra import containers
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(InfraError, match="no Docker engine is reachable"):
@@ -322,56 +323,57 @@ def test_containers_mode_without_docker_is_a_clear_error(monkeypatch) -> None:
 
 
 def test_missing_maven_or_postgres_as_a_user_names_the_apt_command(monkeypatch) -> None:
-    monkeypatch.setattr(local.shutil, "which", lambda name: None)
-    monkeypatch.setattr(local, "_is_root", lambda: False)
-    monkeypatch.setattr(local, "find_postgres_bin", lambda: None)
+    monkeypatch.setattr(common.shutil, "which", lambda name: None)
+    monkeypatch.setattr(downloads, "_is_root", lambda: False)
+    monkeypatch.setattr(postgres, "_is_root", lambda: False)
+    monkeypatch.setattr(postgres, "find_postgres_bin", lambda: None)
     with pytest.raises(InfraError, match=r"apt-get install -y maven"):
-        local.ensure_maven()
+        downloads.ensure_maven()
     with pytest.raises(InfraError, match=r"apt-get install -y postgresql"):
-        local.ensure_postgres_bin()
+        postgres.ensure_postgres_bin()
 
 
 def _copy_plugin_source(tmp_path: Path) -> Path:
     import shutil
 
     source = tmp_path / "es-analysis"
-    shutil.copytree(local.ANALYSIS_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(elasticsearch.ANALYSIS_PLUGIN_DIR, source, ignore=shutil.ignore_patterns("target"))
     return source
 
 
 def test_the_analysis_plugin_is_rebuilt_when_its_sources_or_the_es_version_change(tmp_path: Path) -> None:
     source = _copy_plugin_source(tmp_path)
-    versions = local.pom_versions()
-    before = local.analysis_plugin_source_hash(versions, source)
+    versions = common.pom_versions()
+    before = elasticsearch.analysis_plugin_source_hash(versions, source)
     (source / "README.md").write_text("docs only\n")
-    assert local.analysis_plugin_source_hash(versions, source) == before  # docs are not built
-    assert local.analysis_plugin_source_hash(dataclasses.replace(versions, elasticsearch="8.19.99"), source) != before
+    assert elasticsearch.analysis_plugin_source_hash(versions, source) == before  # docs are not built
+    assert elasticsearch.analysis_plugin_source_hash(dataclasses.replace(versions, elasticsearch="8.19.99"), source) != before
     java = next((source / "src").rglob("WatercoolerAnalysisPlugin.java"))
     java.write_text(java.read_text() + "\n// changed\n")
-    assert local.analysis_plugin_source_hash(versions, source) != before
+    assert elasticsearch.analysis_plugin_source_hash(versions, source) != before
 
 
 def test_the_plugin_version_a_node_reports_is_the_one_the_build_stamps() -> None:
     """The restart of a stale node compares ``GET _nodes/plugins`` with analysis_plugin_version."""
     import xml.etree.ElementTree as ET
 
-    pom = ET.parse(local.ANALYSIS_PLUGIN_DIR / "pom.xml").getroot()
+    pom = ET.parse(elasticsearch.ANALYSIS_PLUGIN_DIR / "pom.xml").getroot()
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     project_version = pom.find("m:version", ns).text
     built_for = pom.find("m:properties/m:elasticsearch.version", ns).text
-    descriptor = _props((local.ANALYSIS_PLUGIN_DIR / "src" / "main" / "plugin" / "plugin-descriptor.properties").read_text())
+    descriptor = _props((elasticsearch.ANALYSIS_PLUGIN_DIR / "src" / "main" / "plugin" / "plugin-descriptor.properties").read_text())
     stamped = descriptor["version"].replace("${project.version}", project_version).replace("${wc.source.hash}", "abc")
-    assert stamped == local.analysis_plugin_version("abc")
-    assert descriptor["name"] == local.ANALYSIS_PLUGIN_NAME
-    assert built_for == local.pom_versions().elasticsearch  # a classic plugin loads only into its own version
+    assert stamped == elasticsearch.analysis_plugin_version("abc")
+    assert descriptor["name"] == elasticsearch.ANALYSIS_PLUGIN_NAME
+    assert built_for == common.pom_versions().elasticsearch  # a classic plugin loads only into its own version
 
 
 def test_an_installed_plugin_counts_only_with_its_directory(tmp_path: Path) -> None:
-    assert local.installed_analysis_plugin(tmp_path) is None
-    (tmp_path / local.ANALYSIS_PLUGIN_MARKER).write_text("abc\n")
-    assert local.installed_analysis_plugin(tmp_path) is None  # removed by hand: install again
-    (tmp_path / "plugins" / local.ANALYSIS_PLUGIN_NAME).mkdir(parents=True)
-    assert local.installed_analysis_plugin(tmp_path) == "abc"
+    assert elasticsearch.installed_analysis_plugin(tmp_path) is None
+    (tmp_path / elasticsearch.ANALYSIS_PLUGIN_MARKER).write_text("abc\n")
+    assert elasticsearch.installed_analysis_plugin(tmp_path) is None  # removed by hand: install again
+    (tmp_path / "plugins" / elasticsearch.ANALYSIS_PLUGIN_NAME).mkdir(parents=True)
+    assert elasticsearch.installed_analysis_plugin(tmp_path) == "abc"
 
 
 def _fake_java(home: Path, version: str, javac: bool) -> Path:
@@ -387,9 +389,9 @@ def _fake_java(home: Path, version: str, javac: bool) -> Path:
 def test_the_plugin_is_compiled_by_a_jdk_with_javac_not_by_a_jre(monkeypatch, tmp_path: Path) -> None:
     jre = Jdk(home=_fake_java(tmp_path / "jre17", "17.0.15", javac=False), version=17)
     jdk21 = _fake_java(tmp_path / "jdk21", "21.0.2", javac=True)
-    monkeypatch.setattr(local, "jdk_candidates", lambda: [jre.home, jdk21])
-    assert local.compiler_jdk(jre).home == jdk21
-    monkeypatch.setattr(local, "jdk_candidates", lambda: [jre.home])
-    monkeypatch.setattr(local, "_is_root", lambda: False)
+    monkeypatch.setattr(downloads, "jdk_candidates", lambda: [jre.home, jdk21])
+    assert downloads.compiler_jdk(jre).home == jdk21
+    monkeypatch.setattr(downloads, "jdk_candidates", lambda: [jre.home])
+    monkeypatch.setattr(downloads, "_is_root", lambda: False)
     with pytest.raises(JdkNotFound, match="apt-get install -y openjdk-17-jdk-headless"):
-        local.compiler_jdk(jre)
+        downloads.compiler_jdk(jre)

@@ -11,7 +11,8 @@ import pytest
 from google.protobuf import any_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.search.stats.jams import JamStatsState, decode_event, export, tone
+from services.search.jams import export
+from services.search.readmodels.counters.jams import JamStatsState, decode_event, tone
 from watercooler.envelope import BadEvent
 from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope
 from watercooler.jams.v1 import events_pb2 as ev

@@ -8,7 +8,7 @@ from google.protobuf import any_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.profiles.domainmodel import NotificationSettings
-from services.search.projections.notifications import NotificationsProjection, notification_doc, notification_id, template
+from services.search.readmodels.projections.notifications import NotificationsProjection, notification_doc, notification_id, template
 from watercooler import config
 from watercooler.auth import Principal
 from watercooler.envelope import decode

@@ -153,7 +153,7 @@ def test_every_event_converts_to_its_envelope():
     like = Like(target="microposts/x", person_id="ana")
     like.unlike()
     like.like()
-    from services.search.projections import ALL
+    from services.search.readmodels.projections import ALL
 
     def keepers(envelope) -> set[str]:
         return {cls.name for cls in ALL if envelope.aggregate_type in cls.aggregate_types}

@@ -21,7 +21,7 @@ from services.profiles.domainmodel import (
     validate_community_fields,
     validate_status,
 )
-from services.search.projections import ALL
+from services.search.readmodels.projections import ALL
 from watercooler.auth import Principal
 from watercooler.envelope import decode, to_envelope
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -205,7 +205,7 @@ def test_a_projection_reads_and_writes_only_the_documents_of_aggregates_it_keeps
     documents of a community's events, nor decode them, nor count them as written."""
     import asyncio
 
-    from services.search.projections.people import PeopleProjection
+    from services.search.readmodels.projections.people import PeopleProjection
     from watercooler import config
 
     class RecordingElasticsearch:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.search.stats import views
+from services.search.readmodels.counters import views
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.projection import DocumentsUnreadable, found_documents, partition_halves
 

@@ -1,4 +1,4 @@
-"""The platform supervisor (libs/watercooler/runner.py): a crashed process comes back after a
+"""The platform supervisor (tools/runner.py): a crashed process comes back after a
 growing back-off; one that keeps crashing makes the platform give up."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
+from tools.runner import Platform, ProcessSpec, RestartPolicy
 from watercooler import config
-from watercooler.runner import Platform, ProcessSpec, RestartPolicy
 
 
 def test_back_off_doubles_up_to_a_cap_and_gives_up_at_five_crashes_in_a_minute():

@@ -7,7 +7,7 @@ from itertools import islice
 
 import pytest
 
-from watercooler.synthetic import COUNTRIES, DEPARTMENTS, Company, top_share
+from tools.synthetic import COUNTRIES, DEPARTMENTS, Company, top_share
 
 
 @pytest.fixture(scope="module")

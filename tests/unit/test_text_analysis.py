@@ -12,15 +12,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.search.projections import ALL
-from services.search.projections.analysis import ANALYSIS, LANGUAGE_ANALYZERS, detect_language, field_code, search_languages
-from services.search.projections.comments import CommentsProjection
-from services.search.projections.communities import CommunitiesProjection
-from services.search.projections.media import MediaProjection
-from services.search.projections.people import PeopleProjection
-from services.search.projections.posts import PostsProjection
-from services.search.projections.wiki import WikiProjection
 from services.search.queries import content_text_query
+from services.search.readmodels.projections import ALL
+from services.search.readmodels.projections.analysis import ANALYSIS, LANGUAGE_ANALYZERS, detect_language, field_code, search_languages
+from services.search.readmodels.projections.comments import CommentsProjection
+from services.search.readmodels.projections.communities import CommunitiesProjection
+from services.search.readmodels.projections.media import MediaProjection
+from services.search.readmodels.projections.people import PeopleProjection
+from services.search.readmodels.projections.posts import PostsProjection
+from services.search.readmodels.projections.wiki import WikiProjection
 from services.search.unified import highlight_request, snippet_fields, snippet_of, tag_pattern
 from watercooler import text
 from watercooler.config import Settings

@@ -1,4 +1,4 @@
-"""Which re-sent views count (services/search/stats/views.py, first_sightings): a copy of a
+"""Which re-sent views count (services/search/readmodels/counters/views.py, first_sightings): a copy of a
 view id is skipped for at least RETRY_WINDOW_SECONDS of record time, however many facts came
 in between, and a replay after a crash decides the same."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from services.search.stats.views import RETRY_WINDOW_SECONDS, Sighting, bucket_of, first_sightings, seen_id
+from services.search.readmodels.counters.views import RETRY_WINDOW_SECONDS, Sighting, bucket_of, first_sightings, seen_id
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 
 HOUR_MS = RETRY_WINDOW_SECONDS * 1000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.search.stats.views import doc_id, plan
+from services.search.readmodels.counters.views import doc_id, plan
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 
 

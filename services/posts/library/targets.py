@@ -71,7 +71,7 @@ def _as_comment_target(comment_target: Any, visibility: str, author_id: str, pri
     above (owner and members): the caller passes the posts application's own check.  What a
     comment stores is only a copy made at creation: a comment is read by whoever may read its
     target now (PostsApplication._comment_readable resolves the target again; search keeps the
-    page's space and the media item's rule on each comment, services/search/projections/comments.py)."""
+    page's space and the media item's rule on each comment, services/search/readmodels/projections/comments.py)."""
     if visibility in (PUBLIC, INTERNAL):
         return comment_target(visibility, "", author_id, author_id)
     return comment_target(PRIVATE, "", principal.subject, author_id)

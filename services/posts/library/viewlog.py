@@ -9,7 +9,7 @@ idempotent producer with acks from every in-sync replica.  The RPC answers only
 after Kafka acknowledged every fact of the batch.
 
 Client retries (AIP-155 ``request_id``).  A client that lost the answer and sends
-the batch again must not count it twice.  The counter (services/search/stats/views.py)
+the batch again must not count it twice.  The counter (services/search/readmodels/counters/views.py)
 is exact per fact by Kafka offset, so a second copy of a fact at a new offset would be
 counted; the dedupe therefore sits here, on the producing side: the outcome of each
 (caller, request_id) is remembered in a bounded in-process map (``RecentRequests``:
@@ -21,7 +21,7 @@ INVALID_ARGUMENT.  Every fact carries a deterministic ``view_id``
 in the same partition as the original; that is what a consumer-side dedupe would
 need, and what an audit can group on.
 
-Behind it, the counter (services/search/stats/views.py) skips a fact whose view_id it already
+Behind it, the counter (services/search/readmodels/counters/views.py) skips a fact whose view_id it already
 counted within the last hour (``RETRY_WINDOW_SECONDS``, by Kafka record time), keeping the
 view ids seen in Elasticsearch so that any stats worker decides the same. That catches what
 this map cannot: a retry that reaches another posts replica, or this one after a restart.

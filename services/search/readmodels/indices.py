@@ -1,0 +1,112 @@
+"""What the read models export to the query side: index names, the field names queries match,
+and how a query's languages are told. The query side (services/search/*.py) imports nothing else
+of the read models (an import contract in pyproject.toml keeps it so): the projections and
+counters may change how they fill an index without a query module noticing.
+
+Each name is an alias (``settings.index_alias(NAME)``); the concrete index behind it is
+``<alias>-v<schema>-<stamp>`` and is replaced by ``watercooler reindex <name>``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from watercooler.config import Settings
+
+# --- document projections (one alias each) -------------------------------------------------------
+PEOPLE = "people"
+COMMUNITIES = "communities"
+GRAPH = "graph"
+STATUSES = "statuses"
+POSTS = "posts"  # blog posts and microposts, told apart by `kind`
+BLOGS = "blogs"
+COMMENTS = "comments"
+BOOKMARKS = "bookmarks"
+REACTIONS = "reactions"
+WIKI = "wiki"  # spaces and pages, told apart by `kind`
+MEDIA = "media"
+JAM_IDEAS = "jam-ideas"
+JAM_THREADS = "jam-threads"
+NOTIFICATIONS = "notifications"
+NOTIFICATION_SETTINGS = "notification_settings"
+AUDIT = "audit"
+
+# --- counters ------------------------------------------------------------------------------------
+# Exact view and download counts: one document per (kind, target, day, department, partition),
+# `count` summed by aggregations; `kind` is one of VIEW_KINDS.
+VIEW_COUNTS = "view-counts"
+VIEW_KINDS = ("views", "downloads")
+# One document per jam (id = jam id): totals, leaderboard, hours, forums, visibility.
+JAM_STATS = "jam-stats"
+
+
+def alias(settings: Settings, name: str) -> str:
+    """The alias queries read ``name`` through."""
+    return settings.index_alias(name)
+
+
+def concrete_prefix(settings: Settings, name: str) -> str:
+    """What every concrete index behind ``name``'s alias starts with (a hit's ``_index``)."""
+    return f"{settings.index_alias(name)}-v"
+
+
+# --- languages -----------------------------------------------------------------------------------
+# Field code -> Elasticsearch's language analyzer. The CJK languages share one (bigrams).
+LANGUAGE_ANALYZERS: dict[str, str] = {
+    "en": "english", "es": "spanish", "de": "german", "fr": "french", "pt": "portuguese", "it": "italian",
+    "nl": "dutch", "ru": "russian", "ar": "arabic", "hi": "hindi", "cjk": "cjk",
+}
+# Detected (ISO 639-1) language -> its field code.
+FIELD_CODE: dict[str, str] = {**{code: code for code in LANGUAGE_ANALYZERS if code != "cjk"}, "zh": "cjk", "ja": "cjk", "ko": "cjk"}
+DEFAULT_LANGUAGE = "en"
+# Below this probability (of the detector's normalised scores) the text is not trusted to say
+# its language: one or two words ("café", "roadmap") often score 0.3-0.6.
+MIN_CONFIDENCE = 0.7
+
+
+@functools.lru_cache(maxsize=1)
+def _identifier() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # Only the languages indexed in their own analyzer are told apart: a text in another
+    # language is closest to one of them at a low probability, and is indexed as the default.
+    identifier.set_languages(sorted(FIELD_CODE))
+    return identifier
+
+
+def warm_up() -> None:
+    """Load the detector's model now (about 0.4 s) rather than in the first request."""
+    _identifier()
+
+
+def detect_language(text: str) -> str | None:
+    """The ISO 639-1 code of the language ``text`` is written in, or None when it is not
+    clear (too short, mixed, or not one of the languages indexed)."""
+    if not text or not text.strip():
+        return None
+    code, probability = _identifier().classify(text[:2000])
+    return code if probability >= MIN_CONFIDENCE else None
+
+
+def field_code(language: str) -> str | None:
+    """The ``lang`` sub-object of a language or BCP 47 tag ("es-MX" -> "es", "ja" -> "cjk")."""
+    return FIELD_CODE.get(language.split("-")[0].split("_")[0].lower()) if language else None
+
+
+def language_field_names(languages: Iterable[str], parts: Iterable[str] = ("title", "body")) -> list[str]:
+    """``lang.<code>.<part>`` for each field code in ``languages`` (a part may carry ^boost)."""
+    return [f"lang.{code}.{part}" for code in languages for part in parts]
+
+
+def search_languages(query: str, preferred: Iterable[str] = ()) -> list[str]:
+    """The field codes a query is matched in: the default language, the caller's own
+    (``preferred``: BCP 47 tags, e.g. from their profile), and the query's, when it is clear
+    ("canciones" is Spanish). In this order, without repeats and unknown languages."""
+    codes = [DEFAULT_LANGUAGE, *(field_code(tag) for tag in preferred)]
+    detected = detect_language(query)
+    if detected:
+        codes.append(field_code(detected))
+    return [code for code in dict.fromkeys(codes) if code]

@@ -1,0 +1,76 @@
+"""The media index: one document per media item, from `posts.events.v1`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+
+from .. import indices
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .posts import FLAG_EVENTS, apply_flags
+
+FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
+
+
+class MediaProjection(DocumentProjection):
+    name = indices.MEDIA
+    sources = ("posts",)
+    aggregate_types = frozenset({"MediaItem", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    analysis = ANALYSIS
+    mappings: dict[str, Any] = {
+        "properties": {
+            "owner": {"type": "keyword"},
+            "title": folded_text("folded", "title_prefix", fields={"raw": {"type": "keyword"}}),
+            "description": folded_text("folded"),
+            # Title and description without case or accents, and in their language (see .analysis).
+            "folded": FOLDED_FIELD,
+            "title_prefix": TITLE_PREFIX_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
+            "kind": {"type": "keyword"},
+            "size_bytes": {"type": "long"},
+            "content_type": {"type": "keyword"},
+            "tags": TAGS_FIELD,
+            "visibility": {"type": "keyword"},
+            "classification": {"type": "keyword"},  # watercooler.visibility; absent before labels: INTERNAL
+            "storage_uri": {"type": "keyword", "index": False},
+            "created_at": {"type": "date"},
+            "hidden": {"type": "boolean"},  # hidden by community flags
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        name = event.type_name
+        if name in FLAG_EVENTS:
+            return apply_flags(doc, event)  # a media item's (another item's: skipped)
+        if name == "MediaItemRegistered":
+            doc = {field: _value(getattr(p, field)) for field in FIELDS}
+            doc["classification"] = p.classification or "INTERNAL"
+            doc["created_at"] = event.occurred_at.isoformat()
+            return _analysed(doc)
+        if name not in ("MediaItemUpdated", "MediaItemRemoved", "MediaContentAttached"):
+            raise SkipEvent(name)
+        if doc is None:
+            raise ValueError(f"{name} for unknown media item {event.aggregate_id}")
+        if name == "MediaContentAttached":  # the newest version's size and type
+            doc.update(size_bytes=p.size_bytes, content_type=p.content_type, storage_uri=p.storage_uri)
+        elif name == "MediaItemUpdated":
+            for field in p.changed_fields:
+                doc[field] = _value(getattr(p, field))
+            doc["classification"] = p.classification or "INTERNAL"
+        else:
+            doc["deleted"] = True
+        return _analysed(doc)
+
+
+def _analysed(item: Doc) -> Doc:
+    item.update(language_copies(title=item.get("title", ""), body=item.get("description", "")))
+    return item
+
+
+def _value(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) else list(value)

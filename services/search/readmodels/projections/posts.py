@@ -1,0 +1,133 @@
+"""The posts index: one document per blog post and per micropost, from `posts.events.v1`.
+
+Hidden (flagged) and deleted items stay as documents with ``hidden`` / ``deleted``
+set; every query filters them out, and drafts and PRIVATE items are shown to
+their author only (services/search/visibility.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from watercooler.envelope import Event
+from watercooler.projection import Doc, DocumentProjection, SkipEvent
+
+from .. import indices
+from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+
+FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
+FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"}
+
+
+def apply_flags(doc: Doc | None, event: Event) -> Doc:
+    """Flag events of any flaggable item: only hiding and restoring change a document."""
+    if doc is None:
+        raise SkipEvent  # another kind of item, kept by another projection
+    if event.type_name in ("ItemHidden", "ItemHiddenByModerator"):
+        doc["hidden"] = True
+    elif event.type_name in ("ItemRestored", "ItemRestoredByModerator"):
+        doc["hidden"] = False
+    else:
+        raise SkipEvent
+    return doc
+
+
+class PostsProjection(DocumentProjection):
+    name = indices.POSTS
+    sources = ("posts",)
+    aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    analysis = ANALYSIS
+    mappings: dict[str, Any] = {
+        "properties": {
+            # "blog" (a blog post) or "micro" (a micropost).
+            "kind": {"type": "keyword"},
+            "name": {"type": "keyword"},
+            "blog": {"type": "keyword"},
+            "author_id": {"type": "keyword"},
+            "title": folded_text("folded", "title_prefix"),
+            "content": folded_text("folded"),
+            # Title and text without case or accents (copied by Elasticsearch), and in the
+            # item's language (services/search/readmodels/projections/analysis.py).
+            "folded": FOLDED_FIELD,
+            "title_prefix": TITLE_PREFIX_FIELD,
+            "language": LANGUAGE_FIELD,
+            "lang": language_fields(),
+            "tags": TAGS_FIELD,
+            "mentions": {"type": "keyword"},
+            "reply_to": {"type": "keyword"},
+            "repost_of": {"type": "keyword"},
+            "visibility": {"type": "keyword"},
+            "community": {"type": "keyword"},
+            # PUBLIC | INTERNAL | CONFIDENTIAL (watercooler.visibility); "" before labels: INTERNAL.
+            "classification": {"type": "keyword"},
+            "state": {"type": "keyword"},
+            "hidden": {"type": "boolean"},
+            "revision": {"type": "integer"},
+            "created_at": {"type": "date"},
+            "published_at": {"type": "date"},
+        }
+    }
+
+    def apply(self, doc: Doc | None, event: Event) -> Doc:
+        p = event.payload
+        kind = event.type_name
+        if kind in FLAG_EVENTS:
+            return apply_flags(doc, event)
+        if kind == "PostCreated":
+            doc = {
+                "kind": "blog",
+                "name": f"posts/{event.aggregate_id}",
+                "blog": p.blog,
+                "author_id": p.author_id,
+                "title": p.title,
+                "content": p.body,
+                "tags": list(p.tags),
+                "mentions": [],
+                "reply_to": "",
+                "repost_of": "",
+                "visibility": p.visibility,
+                "community": p.community,
+                "classification": p.classification or "INTERNAL",
+                "state": "DRAFT",
+                "hidden": False,
+                "revision": 1,
+                "created_at": event.occurred_at.isoformat(),
+                "published_at": None,
+            }
+        elif kind == "MicropostCreated":
+            doc = {
+                "kind": "micro",
+                "name": f"microposts/{event.aggregate_id}",
+                "blog": "",
+                "author_id": p.author_id,
+                "title": "",
+                "content": p.text,
+                "tags": list(p.hashtags),
+                "mentions": list(p.mentions),
+                "reply_to": f"microposts/{p.reply_to}" if p.reply_to else "",
+                "repost_of": f"microposts/{p.repost_of}" if p.repost_of else "",
+                "visibility": p.visibility,
+                "community": p.community,
+                "classification": p.classification or "INTERNAL",
+                "state": "PUBLISHED",
+                "hidden": False,
+                "revision": 1,
+                "created_at": event.occurred_at.isoformat(),
+                "published_at": event.occurred_at.isoformat(),
+            }
+        elif kind in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted", "MicropostEdited"):
+            if doc is None:
+                raise ValueError(f"{kind} for unknown post {event.aggregate_id}")
+            if kind == "PostEdited":
+                doc.update(title=p.title, content=p.body, tags=list(p.tags), visibility=p.visibility, community=p.community, revision=p.revision,
+                           classification=p.classification or "INTERNAL")
+            elif kind == "MicropostEdited":
+                doc.update(content=p.text, tags=list(p.hashtags), mentions=list(p.mentions), revision=doc.get("revision", 1) + 1)
+            elif kind == "PostPublished":
+                doc.update(state="PUBLISHED", published_at=p.published_at)
+            else:
+                doc["deleted"] = True
+        else:
+            raise SkipEvent
+        doc.update(language_copies(title=doc["title"], body=doc["content"]))
+        return doc

@@ -1,0 +1,88 @@
+"""`python -m tools.reindex <name>`: rebuild one projection or counter from the log into a new index,
+then switch its alias (the reindex Job's command; `watercooler reindex` is the same). Signs no
+token and serves nothing: a Job runs it with the search side's settings only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from watercooler import config
+
+console = Console()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+def reindex(name: str) -> dict:
+    """Rebuild the read model called ``name`` (a projection or a counter); an unknown name is a usage error."""
+    import typer
+
+    from services.search.readmodels import rebuild
+
+    if name not in rebuild.names():
+        raise typer.BadParameter(f"unknown read model; one of: {', '.join(rebuild.names())}")
+    return rebuild_with_progress(config.load(), name)
+
+
+def rebuild_with_progress(settings: config.Settings, read_model: type | str) -> dict:
+    """Rebuild one read model (a projection class or any name ``reindex`` takes) from the log
+    with a progress bar, and say how it went."""
+    from services.search.readmodels import rebuild
+    from watercooler.projection import es_client
+
+    name = read_model if isinstance(read_model, str) else read_model.name
+
+    async def run() -> dict:
+        es = es_client(settings)
+        try:
+            with _progress() as progress:
+                task = progress.add_task(f"replaying into {name}", total=None)
+
+                def advance(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                return await rebuild.rebuild(es, settings, name, progress=advance)
+        finally:
+            await es.close()
+
+    started = time.monotonic()
+    result = asyncio.run(run())
+    elapsed = time.monotonic() - started
+    rate = result["events_replayed"] / elapsed if elapsed else 0
+    console.print(f"rebuilt {result['projection']}: {result['events_replayed']} events in {elapsed:.1f}s ({rate:,.0f}/s) -> {result['index']}")
+    return result
+
+
+def stale_projections(settings: config.Settings) -> list[type]:
+    """The projections whose index was built by an older ``schema_version`` than the code's
+    (a projection whose documents changed shape: they are rebuilt from the log, never patched)."""
+    from services.search.readmodels import rebuild
+    from watercooler.projection import es_client
+
+    async def find() -> list[type]:
+        es = es_client(settings)
+        try:
+            return await rebuild.stale_projections(es, settings)
+        finally:
+            await es.close()
+
+    return asyncio.run(find())
+
+
+def main() -> None:
+    import typer
+
+    def command(projection: str = typer.Argument(help="read model name: a projection (e.g. people) or a counter (view-counts, jam-stats)")) -> None:
+        reindex(projection)
+
+    typer.run(command)
+
+
+if __name__ == "__main__":
+    main()
