@@ -220,9 +220,9 @@ def hot_thread_lines(text: str, frames: int = 3) -> list[str]:
     return out
 
 
-def request_maker(rpc: str, seed: int = 11):
-    """k -> the k-th request: one or two words of the Zipf tail for Search, two to four typed
-    letters of a word or a name for Suggest."""
+def request_maker(rpc: str, seed: int = 11, kinds: tuple[str, ...] = ()):
+    """k -> the k-th request: one or two words of the Zipf tail for Search (of ``kinds``, none:
+    every kind), two to four typed letters of a word or a name for Suggest."""
     from watercooler.search.v1 import search_pb2 as sp
 
     rng = random.Random(seed)
@@ -230,7 +230,7 @@ def request_maker(rpc: str, seed: int = 11):
 
     def make(_k: int):
         if rpc == "Search":
-            return sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20)
+            return sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20, kinds=list(kinds))
         word = rng.choice(prefixes)
         return sp.SuggestRequest(prefix=word[: rng.randint(2, 4)])
 
@@ -280,7 +280,7 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
     return result
 
 
-async def measure(address: str, callers: list, rpc: str, rate: float, seconds: float, warmup: int = 20) -> dict[str, Any]:
+async def measure(address: str, callers: list, rpc: str, rate: float, seconds: float, warmup: int = 20, kinds: tuple[str, ...] = ()) -> dict[str, Any]:
     """`rpc` ("Search" or "Suggest") at a constant `rate`, callers in turn (bearer metadata each)."""
     import grpc
 
@@ -292,7 +292,7 @@ async def measure(address: str, callers: list, rpc: str, rate: float, seconds: f
         method = getattr(stub, rpc)
         spread = itertools.count()
         call = lambda req: method(req, metadata=callers[next(spread) % len(callers)], timeout=30)  # noqa: E731
-        make = request_maker(rpc)
+        make = request_maker(rpc, kinds=kinds)
         for k in range(warmup):
             await call(make(k))
         result = await _open_loop(call, make, rate, seconds)
@@ -434,6 +434,11 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=float, default=180, help="the most each RPC runs before it is measured (until Elasticsearch's CPU per request settles)")
     parser.add_argument("--keep", action="store_true", help="leave the loaded documents (and the namespace's indices)")
     parser.add_argument("--profile", type=float, default=0, help="seconds of py-spy sampling of the search process during each RPC's run")
+    parser.add_argument("--no-load", action="store_true", help="search the documents a run with --keep left in WC_NAMESPACE, load none")
+    parser.add_argument("--service-root", default=str(ROOT), help="run the search service from this checkout (a before/after over one corpus)")
+    parser.add_argument("--rpcs", default="Search,Suggest")
+    parser.add_argument("--kinds", default="", help="the kinds each Search asks for (comma-separated; default: every kind)")
+    parser.add_argument("--no-es-profile", action="store_true", help="skip Elasticsearch's profile of Search's queries")
     args = parser.parse_args()
     os.environ["WC_NAMESPACE"] = os.environ.get("WC_NAMESPACE") or f"benchsearch{secrets.token_hex(3)}"
     os.environ["WC_SEARCH_PORT"] = str(free_port())
@@ -446,29 +451,37 @@ def main() -> None:
     settings = config.load()
     auth.ensure_dev_keys(settings)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "libs"), str(ROOT)])}
-    server = subprocess.Popen([sys.executable, "-m", "services.search"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    service_root = Path(args.service_root)
+    env["PYTHONPATH"] = os.pathsep.join([str(service_root / "libs"), str(service_root)])
+    server = subprocess.Popen([sys.executable, "-m", "services.search"], cwd=service_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         from watercooler.client import wait_serving
 
         wait_serving(settings.grpc_address("search"), 60)
         subjects = [f"e{k}" for k in range(1, args.callers + 1)]
         callers = callers_for(settings, subjects)
-        loaded = asyncio.run(load(settings, args.docs))
-        print(f"loaded {loaded['documents']:,} documents in {loaded['seconds']}s ({loaded['docs_per_s']} docs/s)", flush=True)
+        if not args.no_load:
+            loaded = asyncio.run(load(settings, args.docs))
+            print(f"loaded {loaded['documents']:,} documents in {loaded['seconds']}s ({loaded['docs_per_s']} docs/s)", flush=True)
         from benchmarks.harness import cpu_seconds, finish_profilers, listening_pid, start_profilers
 
-        es_pid = listening_pid(settings.es_port)
-        for rpc in ("Search", "Suggest"):
+        es_pid = listening_pid(int(settings.es_url.rsplit(":", 1)[1].split("/")[0]) if settings.es_url else settings.es_port)
+        print(f"{os.popen('uptime').read().strip()}; search service from {service_root}", flush=True)
+        for rpc in args.rpcs.split(","):
             if args.warmup_seconds > 0:
                 warm = asyncio.run(warm_up(settings.grpc_address("search"), callers, rpc, args.warmup_seconds, (lambda: cpu_seconds(es_pid)) if es_pid else None))
                 print(f"{rpc:8s} warm-up {warm['seconds']} s, {warm['requests']} requests, Elasticsearch CPU ms per request by window: "
                       f"{[w['elasticsearch_cpu_ms_per_request'] for w in warm['windows']]}", flush=True)
             sampling = start_profilers({"search": server}, ("search",), args.profile) if args.profile else None
-            result = asyncio.run(measure(settings.grpc_address("search"), callers, rpc, args.rate, args.seconds))
+            cpu0 = {"search": cpu_seconds(server.pid), "elasticsearch": cpu_seconds(es_pid) if es_pid else None}
+            result = asyncio.run(measure(settings.grpc_address("search"), callers, rpc, args.rate, args.seconds, warmup=0, kinds=tuple(filter(None, args.kinds.split(",")))))
+            cpu1 = {"search": cpu_seconds(server.pid), "elasticsearch": cpu_seconds(es_pid) if es_pid else None}
+            per = {name: round(1000 * (cpu1[name] - cpu0[name]) / max(1, result["completed"]), 2) for name in cpu0 if cpu0[name] is not None and cpu1[name] is not None}
             lat = result["latency_from_scheduled"]
             print(f"{rpc:8s} at {args.rate:g} req/s over {args.docs:,} docs: p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, "
-                  f"max {lat.get('max_ms')} ms, errors {result['errors'] or 'none'} of {result['requests']}, achieved {result['achieved_per_s']}/s", flush=True)
-            if rpc == "Search":
+                  f"max {lat.get('max_ms')} ms, errors {result['errors'] or 'none'} of {result['requests']}, achieved {result['achieved_per_s']}/s; "
+                  f"CPU ms per request {per}; load {os.popen('uptime').read().split('load average:')[-1].strip()}", flush=True)
+            if rpc == "Search" and not args.no_es_profile:
                 esp = asyncio.run(elasticsearch_profile_of_search(settings, subjects))
                 print(f"  Elasticsearch's profile, ms per Search: {esp['ms_per_search_by_query']}; " + "; ".join(f"{k} {v}" for k, v in list(esp["ms_per_search"].items())[:12]), flush=True)
             if sampling:

@@ -1,6 +1,7 @@
 """`python -m tools.reindex <name>`: rebuild one projection or counter from the log into a new index,
-then switch its alias (the reindex Job's command; `watercooler reindex` is the same). Signs no
-token and serves nothing: a Job runs it with the search side's settings only."""
+then switch its alias (the reindex Job's command; `watercooler reindex` is the same). Serves
+nothing; signs one token, its own, to ask the profiles service for the keys of sealed personal
+fields (docs/personal-data.md): a Job runs it as an API client with the signing key."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from watercooler import config
+from watercooler import config, personaldata
 
 console = Console()
 
@@ -37,6 +38,7 @@ def rebuild_with_progress(settings: config.Settings, read_model: type | str) -> 
     from watercooler.projection import es_client
 
     name = read_model if isinstance(read_model, str) else read_model.name
+    personaldata.shared_key_ring(settings)  # the keys the replay opens sealed fields with
 
     async def run() -> dict:
         es = es_client(settings)

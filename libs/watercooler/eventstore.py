@@ -32,11 +32,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper, StoredEvent
 
-from . import metrics
+from . import metrics, personaldata
 from .auth import Principal
 from .config import Settings
 from .errors import Aborted, DomainError, InvalidArgument, NotFound
@@ -304,6 +304,42 @@ class GroupCommit:
                 done.set_result(None)
 
 
+def _event_type(service: str, domain_event_class: type) -> str:
+    # The proto name of the event's message (as watercooler.envelope.payload_type has it).
+    return f"watercooler.{service}.v1.{domain_event_class.__name__}"
+
+
+def _actor_of(state: dict[str, Any]) -> str:
+    return ((state.get("meta") or {}).get("actor") or {}).get("subject", "")
+
+
+class SealingMapper(Mapper):
+    """The library's mapper, with the personal fields of events sealed on the way into the
+    store and opened on the way out (``watercooler.personaldata``: the one place that knows
+    which fields and whose key). The relay asks for events still sealed
+    (``open_sealed=False``), so Kafka carries them sealed as they are stored."""
+
+    def __init__(self, mapper: Mapper, service: str, keys: Callable[[], personaldata.KeyRing]):
+        super().__init__(transcoder=mapper.transcoder, compressor=mapper.compressor, cipher=mapper.cipher)
+        self.service = service
+        self._keys = keys
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        event_type = _event_type(self.service, type(domain_event))
+        if personaldata.personal(event_type) is not None:
+            state = vars(domain_event)
+            sealed = personaldata.seal_state(event_type, dict(state), str(state["originator_id"]), _actor_of(state), self._keys())
+            domain_event = object.__new__(type(domain_event))
+            object.__setattr__(domain_event, "__dict__", sealed)
+        return super().to_stored_event(domain_event)
+
+    def to_domain_event(self, stored_event: StoredEvent, open_sealed: bool = True) -> Any:
+        domain_event = super().to_domain_event(stored_event)
+        if open_sealed:
+            personaldata.open_state(_event_type(self.service, type(domain_event)), vars(domain_event), self._keys())
+        return domain_event
+
+
 class EventSourcedApplication(Application):
     """A service's application: commands load aggregates, call their methods,
     and save the resulting events; queries read aggregates.  Subclasses hold
@@ -328,14 +364,44 @@ class EventSourcedApplication(Application):
     # (and a stale save would fail on the version anyway).
     env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "20000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, personal_keys: personaldata.KeyRing | None = None):
         self.settings = settings
         env = store_env(settings, self.service_name)
         # Let the process environment still override (e.g. POSTGRES_POOL_SIZE).
         env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_"))})
         with _postgres_schema_created(env):
+            self.personal_keys = personal_keys or self.construct_key_ring(env)
             super().__init__(env=env)
         self._group_commit = GroupCommit(self, settings.store_group_commit, self.service_name) if settings.store_group_commit > 1 else None
+
+    def construct_key_ring(self, store: dict[str, str]) -> personaldata.KeyRing:
+        """Where the personal data keys come from: the profiles service, over gRPC (the profiles
+        application overrides this: the keys are in its store)."""
+        return personaldata.RemoteKeyRing(self.settings, self.service_name, on_erased=self.forget_cached_aggregates)
+
+    def construct_mapper(self) -> Mapper:
+        return SealingMapper(super().construct_mapper(), self.service_name, lambda: self.personal_keys)
+
+    def forget_cached_aggregates(self) -> None:
+        """Drop every aggregate this process holds in memory (they are read from the store again):
+        after an erasure, a cached aggregate would still show what it was opened with. A new
+        cache rather than the library's ``LRUCache.clear``, which empties its order list only."""
+        cache = getattr(self.repository, "cache", None)
+        if isinstance(cache, LRUCache):
+            self.repository.cache = LRUCache(maxsize=cache.maxsize)
+        elif cache is not None:
+            self.repository.cache = type(cache)()
+
+    def _prepare_keys(self, aggregates: Sequence[Aggregate]) -> None:
+        """Fetch (or make) the keys the pending events will be sealed with before the store is
+        written: an erased author's write fails here (FAILED_PRECONDITION) with nothing saved,
+        and the store's writer never waits for the key service."""
+        key_ids: set[str] = set()
+        for aggregate in aggregates:
+            for pending in aggregate.pending_events:
+                state = vars(pending)
+                key_ids |= personaldata.seal_key_ids(_event_type(self.service_name, type(pending)), state, str(state["originator_id"]), _actor_of(state))
+        personaldata.require_keys(self.personal_keys, key_ids)
 
     def close(self) -> None:
         if self._group_commit:
@@ -376,6 +442,7 @@ class EventSourcedApplication(Application):
         if ctx.request_id:
             to_save.append(self._command_record(ctx, command, request_fingerprint, primary))
         pending = sum(len(a.pending_events) for a in aggregates)
+        self._prepare_keys(aggregates)
         try:
             self._save_together(to_save)
         except IntegrityError:
@@ -413,6 +480,7 @@ class EventSourcedApplication(Application):
             if command.ctx.request_id:
                 to_save.append(self._command_record(command.ctx, command.command, command.request_fingerprint, aggregate))
         pending = sum(len(a.pending_events) for a in decided)
+        self._prepare_keys(decided)
         try:
             self._save_together(to_save)
         except IntegrityError:

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
+from . import personaldata
 from .config import Settings
 from .envelope import BadEvent, Event, decode_kept
 
@@ -231,6 +232,7 @@ class DocumentProjection:
                 result.other_aggregates += 1
             else:
                 decoded.append((record, event))
+        open_sealed(self.settings, [event for _, event in decoded])
         return decoded
 
     async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
@@ -354,6 +356,24 @@ class DocumentProjection:
                 if await consumer.position(tp) >= remaining[tp]:
                     del remaining[tp]
         return done
+
+
+def open_sealed(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
+    """Open the events' sealed personal fields (watercooler.personaldata) with one ask for the
+    keys; a field whose key was destroyed (an erased person) reads as its tombstone, so a
+    rebuild after an erasure never brings the data back. Every projection's ``decode`` calls it.
+    Synchronous: the keys are nearly always in the process's cache; a miss waits one call."""
+    needed: set[str] = set()
+    for event in events:
+        needed |= personaldata.sealed_key_ids(event.envelope.event_type, event.payload)
+        if event.envelope.event_type == personaldata.ERASURE_EVENT:
+            # This process may hold the erased person's keys a short while: not any more.
+            personaldata.forget_erased(settings, event)
+    if not needed:
+        return
+    keys = (ring or personaldata.shared_key_ring(settings)).keys(needed)
+    for event in events:
+        personaldata.open_payload(event.envelope.event_type, event.payload, keys)
 
 
 def partition_halves(records: Sequence[Any], partition_of: Callable[[Any], tuple[str, int]]) -> list[list[Any]]:

@@ -139,7 +139,8 @@ class Relay:
             return 0
         envelopes = []
         for notification in notifications:
-            domain_event = self.app.mapper.to_domain_event(notification)
+            # Still sealed: personal fields travel to Kafka as the store holds them.
+            domain_event = self.app.mapper.to_domain_event(notification, open_sealed=False)
             if isinstance(domain_event, EventSourcedAggregate.Event):  # bookkeeping (request records) stays home
                 envelopes.append(to_envelope(self.service, domain_event, sequence=notification.id))
         last = notifications[-1].id

@@ -23,6 +23,7 @@ from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, Inval
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.guidelines import GuidelinesAcceptance
 from watercooler.moderation import FLAG_THRESHOLD, flag_threshold
+from watercooler.personaldata import KeyRing
 from watercooler.visibility import INTERNAL, PRIVATE, PUBLIC, Content, may_see_content
 
 from .domainmodel import (
@@ -134,9 +135,9 @@ class PostsApplication(EventSourcedApplication):
 
     def __init__(
         self, settings: Settings, profiles: ProfileDirectory | None = None, membership: CommunityMembership | None = None,
-        guidelines: GuidelinesAcceptance | None = None,
+        guidelines: GuidelinesAcceptance | None = None, personal_keys: KeyRing | None = None,
     ):
-        super().__init__(settings)
+        super().__init__(settings, personal_keys)
         self.profiles = profiles or ProfileDirectory(settings)
         self.membership = membership or CommunityMembership(settings)
         self.guidelines = guidelines or GuidelinesAcceptance(settings, "posts")

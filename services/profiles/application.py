@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
+from watercooler import personaldata
 from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import BatchedCommand, CommandContext, EventSourcedApplication, fields_of_request, uuid7
@@ -39,11 +41,13 @@ from .domainmodel import (
     validate_status,
 )
 from .media import MediaLibrary
+from .personal_keys import PersonalKeyTable
 
 MAX_MANAGER_CHAIN = 64
 MAX_BATCH_GET = 100
 MAX_BATCH_CREATE = 1000
 MAX_LEAVE_REASON = 500
+MAX_KEY_IDS = 1000
 # Tries of an UpdateProfile that lost a race to a concurrent change (of the org chart or the profile).
 MANAGER_CHANGE_ATTEMPTS = 5
 
@@ -80,6 +84,52 @@ class ProfilesApplication(EventSourcedApplication):
     def __init__(self, settings: Any, media: MediaLibrary | None = None):
         super().__init__(settings)
         self.media = media or MediaLibrary(settings)
+
+    def construct_key_ring(self, store: dict[str, str]) -> personaldata.KeyRing:
+        # The keys live here, in a table of this service's store: the one place to destroy them.
+        # Cached like everywhere else, so another replica's erasure reaches this one's memory.
+        self.key_table = PersonalKeyTable(store)
+        return personaldata.CachedKeys(self.key_table.keys, personaldata.key_cache_seconds(), on_erased=self.forget_cached_aggregates)
+
+    # --- personal data ----------------------------------------------------------------------------
+    def erase_person(self, ctx: CommandContext, employee_id: str, request_fingerprint: str) -> tuple[Profile, int]:
+        """Crypto-shredding (docs/personal-data.md): destroy the person's keys, then record
+        ``ProfileErased``. In that order: if the event cannot be saved the keys are gone anyway
+        and a retry records it; the other way round a failure could leave an erasure on record
+        with the data still readable."""
+        if not ctx.principal.is_service:
+            raise PermissionDenied("only a service may erase a person", field="name")
+        profile = self.get_profile(employee_id)
+        if ctx.request_id:
+            # A retry answers as the first run did; a request id reused for another request is
+            # refused before any key is touched (no partial state).
+            earlier = self._replay_earlier(ctx, "ErasePerson", request_fingerprint)
+            if earlier is not None:
+                return earlier, 0  # type: ignore[return-value]
+        erased_keys = [employee_id, str(profile.id)]
+        destroyed = self.key_table.destroy(erased_keys, erased_at=dt.datetime.now(dt.UTC).isoformat())
+        self.personal_keys.forget(erased_keys)  # type: ignore[attr-defined]
+
+        def decide() -> Profile:
+            erased = self.get_profile(employee_id)
+            erased.erase()
+            return erased
+
+        erased = self.run_command(ctx, "ErasePerson", request_fingerprint, decide)
+        # Aggregates this replica holds in memory were opened with the keys: forget them all
+        # (an erasure is rare; they are read again, as tombstones where they were the person's).
+        self.forget_cached_aggregates()
+        return erased, destroyed  # type: ignore[return-value]
+
+    def personal_data_keys(self, principal: Principal, key_ids: Sequence[str], create: bool) -> dict[str, bytes]:
+        if not principal.is_service:
+            raise PermissionDenied("only services may read personal data keys", field="key_ids")
+        if len(key_ids) > MAX_KEY_IDS:
+            raise InvalidArgument(f"at most {MAX_KEY_IDS} key ids per call", field="key_ids")
+        for index, key_id in enumerate(key_ids):
+            if not key_id or len(key_id) > 200 or has_control_characters(key_id) or ":" in key_id:
+                raise InvalidArgument("must be an employee id or a profile id", field=f"key_ids[{index}]")
+        return self.key_table.keys(key_ids, create=create)  # the store's answer, not this replica's cache
 
     # --- commands ---------------------------------------------------------------------------
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:

@@ -12,6 +12,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from watercooler import personaldata
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import EventSourcedAggregate, stable_id
@@ -255,6 +256,23 @@ class Profile(EventSourcedAggregate):
     @event("GuidelinesAccepted")
     def _accepted_guidelines(self, version: str) -> None:
         self.guidelines_version = version
+
+    # A profile saved before erasure existed was never erased.
+    erased = False
+
+    def erase(self) -> None:
+        """Record the erasure (the keys are destroyed by the application, before); erasing
+        again records nothing."""
+        if not self.erased:
+            self._erased(employee_id=self.employee_id)
+
+    @event("ProfileErased")
+    def _erased(self, employee_id: str) -> None:
+        # What the sealed fields read as once the keys are gone, so this aggregate (cached in
+        # memory) shows the same as one loaded from the store after the erasure.
+        for name in ("display_name", "sort_name", "title", "bio", "photo_uri", "photo"):
+            setattr(self, name, personaldata.tombstone(name))
+        self.erased = True
 
     @property
     def etag(self) -> str:

@@ -436,10 +436,11 @@ def register(server: grpc.aio.Server, app: ProfilesApplication) -> list[str]:
     profiles_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileServicer(app), server)
     communities_pb2_grpc.add_CommunityServiceServicer_to_server(CommunityServicer(app), server)
     graph_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(app), server)
-    from . import notification_settings
+    from . import notification_settings, personal_data
 
     return [
         notification_settings.register(server, app),
+        personal_data.register(server, app),
         profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"].full_name,
         communities_pb2.DESCRIPTOR.services_by_name["CommunityService"].full_name,
         graph_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,

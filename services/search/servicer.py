@@ -238,7 +238,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 def register(server: grpc.aio.Server, es: AsyncElasticsearch, settings: Settings) -> list[str]:
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(es, settings), server)
     notifications_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationServicer(es, settings), server)
-    return [search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name, notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name]
+    from . import personal_data
+
+    return [search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name, notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+            personal_data.register(server, es, settings)]
 
 
 class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):

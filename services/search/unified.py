@@ -12,6 +12,7 @@ caller's and the query's); snippets are the engine's highlights of the same fiel
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import html
 import unicodedata
@@ -76,6 +77,21 @@ RANKED_KINDS = {"top_rated": ("post",), "most_viewed": ("wiki_page", "media")}
 
 # Fields holding the author of each kind, and whether they store `profiles/{id}` or the bare id.
 AUTHOR_FIELDS = {"author_id": False, "owner_id": False, "author": False, "owner": True}
+# The kinds whose index maps each field a facet counts: an aggregation over a field none of the
+# kinds asked for has is left out of the request (its buckets would be empty anyway).
+FACET_FIELD_KINDS = {
+    "tags": ("post", "micropost", "bookmark", "media"),
+    "department": ("person",),
+    "author_id": ("post", "micropost", "comment"),
+    "owner_id": ("bookmark",),
+    "author": ("wiki_page", "jam_idea", "jam_thread"),
+    "owner": ("wiki_page", "media"),
+}
+# Elasticsearch counts the searches of each of these groups per index (`GET <index>/_stats/search
+# ?groups=...`): which index each RPC's queries touch, and how many of them computed facets.
+STATS_SEARCH = "wc-search"
+STATS_FACETS = "wc-search-facets"
+STATS_SUGGEST = "wc-suggest"
 AUTHOR_KINDS = ("post", "micropost", "comment", "bookmark", "wiki_page", "media", "jam_idea", "jam_thread")
 # Which kinds each filter applies to: asking for a filter restricts the search to them.
 FILTER_KINDS = {
@@ -257,6 +273,10 @@ def tag_pattern(prefix: str) -> str:
     return "".join(one(ch) for ch in prefix) + ".*"
 
 
+async def _no_languages() -> tuple[str, ...]:
+    return ()
+
+
 class Search:
     def __init__(self, es: AsyncElasticsearch, settings: Settings):
         self.es = es
@@ -334,14 +354,23 @@ class Search:
             out.append({"range": {"created_at": bounds}})
         return out
 
-    def _aggs(self) -> dict[str, Any]:
-        aggs: dict[str, Any] = {
-            "by_index": {"terms": {"field": "_index", "size": 50}, "aggs": {"kind": {"terms": {"field": "kind", "size": 5}}}},
-            "tags": {"terms": {"field": "tags", "size": MAX_FACET_VALUES}},
-            "people_departments": {"terms": {"field": "department", "size": MAX_FACET_VALUES}},
-        }
+    @staticmethod
+    def _aggs(kinds: list[str]) -> dict[str, Any]:
+        """The facets' aggregations, only over fields the kinds asked for have."""
+        def wanted(field: str) -> bool:
+            return any(kind in FACET_FIELD_KINDS[field] for kind in kinds)
+
+        by_index: dict[str, Any] = {"terms": {"field": "_index", "size": 50}}
+        if "post" in kinds or "micropost" in kinds:  # posts and microposts share an index
+            by_index["aggs"] = {"kind": {"terms": {"field": "kind", "size": 5}}}
+        aggs: dict[str, Any] = {"by_index": by_index}
+        if wanted("tags"):
+            aggs["tags"] = {"terms": {"field": "tags", "size": MAX_FACET_VALUES}}
+        if wanted("department"):
+            aggs["people_departments"] = {"terms": {"field": "department", "size": MAX_FACET_VALUES}}
         for field in AUTHOR_FIELDS:
-            aggs[f"author_{field}"] = {"terms": {"field": field, "size": DEPARTMENT_AUTHORS}}
+            if wanted(field):
+                aggs[f"author_{field}"] = {"terms": {"field": field, "size": DEPARTMENT_AUTHORS}}
         return aggs
 
     async def search(self, principal: Principal, request: sp.SearchRequest) -> sp.SearchResponse:
@@ -355,16 +384,18 @@ class Search:
             copy.ClearField("page_size")
         key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
         after = decode_page_token(request.page_token, key)
-        scope = await scope_of(self.es, self.settings, principal)
+        # The caller's scope and profile languages are independent look-ups (when not kept): at once.
+        scope, profile_languages = await asyncio.gather(scope_of(self.es, self.settings, principal, v["kinds"]),
+                                                        self._languages(principal) if v["text"] else _no_languages())
         visible = {"bool": {"should": visible_clauses(self.settings, scope, v["kinds"]), "minimum_should_match": 1}}
         filters = [visible, *self._filters(v)]
         # Typos are matched only when the words themselves match nothing: fuzzy expansion over
         # a million documents was most of a Search's cost (measured over 100,000 documents at 100/s
         # offered: 41-53/s achieved with it on every query, 99/s without).
-        languages = search_languages(v["text"], await self._languages(principal)) if v["text"] else []
+        languages = search_languages(v["text"], profile_languages) if v["text"] else []
         must: list[dict[str, Any]] = [text_query(v["text"], languages, typos=False)] if v["text"] else []
         indices = ",".join(sorted({index_of(self.settings, k) for k in v["kinds"]}))
-        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}}
+        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}, "stats": [STATS_SEARCH]}
         wanted = v["wanted"]
         listed = bool(wanted & {"hits", "next_page_token"})
         highlighted = bool(v["text"]) and "hits" in wanted
@@ -373,7 +404,8 @@ class Search:
         if after is None and "facets" in wanted:
             # Facets come with the first page: the later pages of one query share them, and
             # they were a third of a Search's time in Elasticsearch over a million documents.
-            body["aggs"] = {"sample": {"sampler": {"shard_size": FACET_SAMPLE}, "aggs": self._aggs()}}
+            body["aggs"] = {"sample": {"sampler": {"shard_size": FACET_SAMPLE}, "aggs": self._aggs(v["kinds"])}}
+            body["stats"] = [STATS_SEARCH, STATS_FACETS]
         ranked: dict[str, float] = {}
         if v["order"] in RANKED_KINDS:
             ranked = await self._ranking(v["order"])
@@ -427,7 +459,7 @@ class Search:
 
     async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], typos: bool) -> None:
         """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""
-        found = await self.es.search(index=indices, ignore_unavailable=True, size=len(hits), source=False,
+        found = await self.es.search(index=indices, ignore_unavailable=True, size=len(hits), source=False, stats=[STATS_SEARCH],
                                      query={"ids": {"values": [h["_id"] for h in hits]}},
                                      highlight=highlight_request(text, languages, typos))
         marks = {(h["_index"], h["_id"]): h.get("highlight") for h in found["hits"]["hits"]}
@@ -445,7 +477,7 @@ class Search:
         kinds: dict[str, int] = {}
         for bucket in aggs.get("by_index", {}).get("buckets", []):
             fake = {"_index": bucket["key"], "_source": {}}
-            inner = bucket["kind"]["buckets"]
+            inner = bucket.get("kind", {}).get("buckets", [])
             if bucket["key"].startswith(self.settings.index_alias(indices.POSTS) + "-v"):
                 for b in inner:
                     k = "post" if b["key"] == "blog" else "micropost"
@@ -491,7 +523,7 @@ class Search:
                 missing.append(eid)
         if missing:
             found = await self.es.search(index=self.settings.index_alias(indices.PEOPLE), query={"terms": {"employee_id": missing}},
-                                         source=["employee_id", "department"], size=len(missing), ignore_unavailable=True)
+                                         source=["employee_id", "department"], size=len(missing), ignore_unavailable=True, stats=[STATS_FACETS])
             read = {h["_source"]["employee_id"]: h["_source"].get("department") or "" for h in found["hits"]["hits"]}
             for eid in missing:
                 out[eid] = read.get(eid, "")
@@ -517,19 +549,22 @@ class Search:
         """name -> rating average (top_rated) or views/downloads (most_viewed), best first."""
         if order == "top_rated":
             result = await self.es.search(
-                index=self.settings.index_alias(indices.REACTIONS), size=0,
+                index=self.settings.index_alias(indices.REACTIONS), size=0, stats=[STATS_SEARCH],
                 query={"bool": {"filter": [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]}},
                 aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"avg": "desc"}, {"_key": "asc"}]}, "aggs": {"avg": {"avg": {"field": "value"}}}}},
             )
             return {b["key"]: round(b["avg"]["value"], 3) for b in result["aggregations"]["t"]["buckets"]}
         result = await self.es.search(
-            index=indices.alias(self.settings, indices.VIEW_COUNTS), size=0,
+            index=indices.alias(self.settings, indices.VIEW_COUNTS), size=0, stats=[STATS_SEARCH],
             aggs={"t": {"terms": {"field": "target", "size": MAX_RANKED, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
         )
         return {b["key"]: b["n"]["value"] for b in result["aggregations"]["t"]["buckets"]}
 
     # --- Suggest ----------------------------------------------------------------------------------
     SUGGEST_KINDS = ("people", "tags", "titles", "communities")
+    # The search kinds each suggestion kind looks in.
+    SUGGEST_SEARCHES = {"people": ("person",), "communities": ("community",), "titles": ("post", "wiki_page", "media", "jam_idea"),
+                        "tags": ("post", "micropost", "bookmark", "media")}
 
     async def suggest(self, principal: Principal, request: sp.SuggestRequest) -> sp.SuggestResponse:
         prefix = check_query(request.prefix, "prefix", 64)
@@ -543,7 +578,7 @@ class Search:
             raise InvalidArgument("must be between 0 and 20", field="page_size")
         size = request.page_size or 5
         folded = prefix  # analysed by each field: without case or accents
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, [k for kind in kinds for k in self.SUGGEST_SEARCHES[kind]])
         searches: list[tuple[str, str, dict[str, Any]]] = []  # (kind, index, body)
         if "people" in kinds:
             body = {"size": size, "_source": ["employee_id", "display_name"], "query": {"bool": {
@@ -555,7 +590,7 @@ class Search:
                 "must": [{"match_phrase_prefix": {"name_folded": {"query": folded, "max_expansions": 50}}}],
                 "filter": [_kind_clause(self.settings, scope, "community")]}}, "sort": ["_score", {"sort_key": "asc"}, {"community_id": "asc"}]}
             searches.append(("community", index_of(self.settings, "community"), body))
-        title_kinds = ["post", "wiki_page", "media", "jam_idea"]
+        title_kinds = list(self.SUGGEST_SEARCHES["titles"])
         if "titles" in kinds:
             body = {"size": size, "_source": ["name", "title", "jam_id", "idea_id", "kind"], "query": {"bool": {
                 "must": [{"multi_match": {"query": folded, "fields": ["title_prefix"], "type": "phrase_prefix", "max_expansions": 50}}],
@@ -566,7 +601,7 @@ class Search:
             searches.append(("title", ",".join(index_of(self.settings, k) for k in title_kinds), body))
         if "tags" in kinds:
             tag = prefix.lower().lstrip("#")
-            tag_kinds = ["post", "micropost", "bookmark", "media"]
+            tag_kinds = list(self.SUGGEST_SEARCHES["tags"])
             body = {"size": 0, "query": {"bool": {"filter": [
                 {"prefix": {"tags.folded": tag}},
                 {"bool": {"should": visible_clauses(self.settings, scope, tag_kinds), "minimum_should_match": 1}}]}},
@@ -585,7 +620,7 @@ class Search:
         for _, index, body in searches:
             # A type-ahead needs the best few, never how many match: no counting lets
             # Elasticsearch stop early.
-            operations += [{"index": index, "ignore_unavailable": True}, {**body, "track_total_hits": False}]
+            operations += [{"index": index, "ignore_unavailable": True}, {**body, "track_total_hits": False, "stats": [STATS_SUGGEST]}]
         found = await self.es.msearch(searches=operations)
         response = sp.SuggestResponse()
         for (kind, _, _), result in zip(searches, found["responses"], strict=True):
@@ -617,7 +652,7 @@ class Search:
         size = request.page_size or 10
         end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
         day_start, week_start = end - dt.timedelta(days=1), end - dt.timedelta(days=8)
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, ["post", "bookmark", "micropost"])
         # row kind -> (kinds searched, time field, value field)
         plans = {
             "tag": (["post", "bookmark", "micropost"], "created_at", "tags"),

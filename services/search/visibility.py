@@ -17,6 +17,7 @@ A status update's photo is shown only to whoever may see its media item now (``p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +119,27 @@ class Scope:
     # Jam threads hidden by community flags: their replies are left out with them (a reply's
     # document does not know its thread's state; hidden threads are few).
     hidden_threads: tuple[str, ...] = ()
+    # The parts above that were read (SCOPE_PARTS): kind_filter refuses a kind whose rule needs
+    # a part that was not, rather than filter by an empty stand-in.
+    parts: frozenset[str] = frozenset({"communities", "spaces", "jams", "hidden_threads"})
+
+
+# The parts of a caller's scope each kind's rule reads (kind_filter): a search over some kinds
+# reads only theirs, each part an Elasticsearch query when not kept (a Search for posts need not
+# read the caller's wiki spaces nor the hidden jam threads).
+SCOPE_PARTS: dict[str, frozenset[str]] = {
+    "post": frozenset({"communities"}),
+    "micropost": frozenset({"communities"}),
+    "bookmark": frozenset({"communities"}),
+    "media": frozenset({"communities"}),
+    "comment": frozenset({"communities", "spaces"}),
+    "wiki_page": frozenset({"communities", "spaces"}),
+    "person": frozenset(),
+    "community": frozenset(),
+    "jam_idea": frozenset({"jams"}),
+    "jam_thread": frozenset({"jams", "hidden_threads"}),
+}
+ALL_PARTS = frozenset().union(*SCOPE_PARTS.values())
 
 
 # A caller's scope is kept for SCOPE_SECONDS: reading it is two or three Elasticsearch
@@ -129,38 +151,52 @@ SCOPE_SECONDS = 1.0
 _scopes: Kept[Scope] = Kept(SCOPE_SECONDS, size=10_000)
 
 
-async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
+async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Principal, kinds: Iterable[str] | None = None) -> Scope:
+    """The caller's scope, with the parts the rules of ``kinds`` read (None: every part)."""
+    needs = ALL_PARTS if kinds is None else frozenset().union(*(SCOPE_PARTS[kind] for kind in kinds))
     key = (id(es), settings.namespace, principal.kind, principal.subject, tuple(principal.jams))
     scope = _scopes.get(key)
-    if scope is None:
-        scope = await _read_scope(es, settings, principal)
+    if scope is None or not needs <= scope.parts:
+        # Everything read at once is as fresh: a missing part is read with the kept ones again.
+        scope = await _read_scope(es, settings, principal, needs | (scope.parts if scope else frozenset()))
         _scopes.put(key, scope)
     return scope
 
 
-async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> Scope:
+async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal, parts: frozenset[str] = ALL_PARTS) -> Scope:
 
-    communities = await caller_communities(es, settings, principal)
-    spaces: list[str] | None = None
-    seen = rule.library_audience(principal, communities)
-    if seen is not None:
+    async def communities_and_spaces() -> tuple[list[str], list[str] | None]:
+        if not parts & {"communities", "spaces"}:
+            return [], []
+        communities = await caller_communities(es, settings, principal)
+        seen = rule.library_audience(principal, communities)
+        if "spaces" not in parts or seen is None:
+            return communities, [] if "spaces" not in parts else None
         try:
             found = await es.search(
                 index=settings.index_alias(indices.WIKI),
                 query={"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}},
                 source=["space_id"], size=MAX_SPACES,
             )
-            spaces = [h["_source"]["space_id"] for h in found["hits"]["hits"]]
         except NotFoundError:
-            spaces = []
-    jams = rule.visible_jams(principal, ())
-    if jams is not None:
-        try:
-            found = await es.search(index=indices.alias(settings, indices.JAM_STATS), query={"term": {"visibility": rule.PUBLIC}}, source=["jam_id"], size=MAX_JAMS)
-            jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in found["hits"]["hits"]])
-        except NotFoundError:
-            pass
-    return Scope(principal, communities, spaces, jams, await hidden_threads(es, settings))
+            return communities, []
+        return communities, [h["_source"]["space_id"] for h in found["hits"]["hits"]]
+
+    async def visible_jams() -> list[str] | None:
+        jams = rule.visible_jams(principal, ()) if "jams" in parts else []
+        if jams is not None and "jams" in parts:
+            try:
+                found = await es.search(index=indices.alias(settings, indices.JAM_STATS), query={"term": {"visibility": rule.PUBLIC}}, source=["jam_id"], size=MAX_JAMS)
+                jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in found["hits"]["hits"]])
+            except NotFoundError:
+                pass
+        return jams
+
+    async def hidden() -> tuple[str, ...]:
+        return await hidden_threads(es, settings) if "hidden_threads" in parts else ()
+
+    (communities, spaces), jams, threads_hidden = await asyncio.gather(communities_and_spaces(), visible_jams(), hidden())
+    return Scope(principal, communities, spaces, jams, threads_hidden, parts)
 
 
 async def hidden_threads(es: AsyncElasticsearch, settings: Settings, jam_id: str = "") -> tuple[str, ...]:
@@ -231,6 +267,8 @@ def _renamed(clause: Any, fields: dict[str, str]) -> Any:
 
 def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
     """The filters that keep the documents of one search kind that the caller may see."""
+    if not SCOPE_PARTS.get(kind, frozenset()) <= scope.parts:
+        raise ValueError(f"the scope was read without {sorted(SCOPE_PARTS[kind] - scope.parts)}, which {kind!r} needs")
     principal = scope.principal
     if kind in ("post", "micropost"):
         return rule.content_clauses(principal, scope.communities, drafts=True)

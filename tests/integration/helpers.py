@@ -7,6 +7,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, Event, decode
+from watercooler.projection import open_sealed
 
 
 def read_topic(settings: Settings, topic: str, read_committed: bool = True) -> list:
@@ -30,13 +31,17 @@ def read_topic(settings: Settings, topic: str, read_committed: bool = True) -> l
         consumer.close()
 
 
-def read_events(settings: Settings, service: str) -> list[Event]:
+def read_events(settings: Settings, service: str, opened: bool = True) -> list[Event]:
+    """The topic's events; ``opened``: with their sealed personal fields opened, as a projection
+    reads them (watercooler.personaldata), else as Kafka holds them."""
     events = []
     for record in read_topic(settings, settings.topic(service)):
         try:
             events.append(decode(record.value))
         except BadEvent:
             continue
+    if opened:
+        open_sealed(settings, events)
     return events
 
 

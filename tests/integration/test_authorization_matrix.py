@@ -42,9 +42,13 @@ from watercooler.profiles.v1 import graph_pb2 as gp
 from watercooler.profiles.v1 import graph_pb2_grpc as gg
 from watercooler.profiles.v1 import notifications_pb2 as np_
 from watercooler.profiles.v1 import notifications_pb2_grpc as npg
+from watercooler.profiles.v1 import personal_data_pb2 as pdp
+from watercooler.profiles.v1 import personal_data_pb2_grpc as pdg
 from watercooler.profiles.v1 import profiles_pb2 as prp
 from watercooler.search.v1 import notifications_pb2 as sn
 from watercooler.search.v1 import notifications_pb2_grpc as sng
+from watercooler.search.v1 import personal_data_pb2 as spd
+from watercooler.search.v1 import personal_data_pb2_grpc as spdg
 from watercooler.search.v1 import search_pb2 as sp
 
 pytestmark = pytest.mark.integration
@@ -392,6 +396,19 @@ def _accept_guidelines(w: World, who: str, row: Row, rpc: str):
     person, as_person = w.person()
     request = prp.AcceptGuidelinesRequest(name=f"profiles/{person}", version=w.platform.settings.guidelines_version)
     return code(w.s.profiles.AcceptGuidelines, request, as_person if who == "owner" else w.md(who))
+
+
+@scenario("ErasePerson")
+def _erase_person(w: World, who: str, row: Row, rpc: str):
+    person, as_person = w.person()
+    stub = w.platform.stub(pdg.PersonalDataServiceStub, "profiles")
+    return code(stub.ErasePerson, pdp.ErasePersonRequest(name=f"profiles/{person}"), as_person if who == "owner" else w.md(who))
+
+
+@scenario("GetPersonalDataKeys")
+def _personal_data_keys(w: World, who: str, row: Row, rpc: str):
+    stub = w.platform.stub(pdg.PersonalDataServiceStub, "profiles")
+    return code(stub.GetPersonalDataKeys, pdp.GetPersonalDataKeysRequest(key_ids=[w.ids["owner"]]), w.md(who))
 
 
 @scenario("CreateCommunity")
@@ -1069,6 +1086,12 @@ def _jam_search(w: World, who: str, row: Row, rpc: str):
 @scenario("ListAuditEvents")
 def _audit(w: World, who: str, row: Row, rpc: str):
     return code(w.s.search.ListAuditEvents, sp.ListAuditEventsRequest(resource=w.post), w.md(who))
+
+
+@scenario("ExportPersonalData")
+def _export_personal_data(w: World, who: str, row: Row, rpc: str):
+    stub = w.platform.stub(spdg.PersonalDataExportServiceStub, "search")
+    return code(stub.ExportPersonalData, spd.ExportPersonalDataRequest(name=w.profile("owner")), w.md(who))
 
 
 @scenario("Search")

@@ -26,6 +26,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from services.profiles.application import ProfilesApplication
 from services.profiles.domainmodel import PLAIN, StatusUpdate
 from services.search.readmodels.projections.statuses import StatusesProjection
+from watercooler import personaldata
 from watercooler.auth import Principal
 from watercooler.envelope import decode, to_envelope
 from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope
@@ -191,6 +192,9 @@ def test_v1_store_relay_and_projection_rebuild(scratch):
     legacy = v1_envelope("bob", "legacy1", "mediaItems/legacy", sequence=10_000)
     producer.send(scratch.topic("profiles"), key=legacy.aggregate_id.encode(), value=legacy.SerializeToString()).get(timeout=30)
     producer.close()
+
+    # This scratch store keeps its own personal data keys (no profiles service runs for it).
+    personaldata.install_key_ring(scratch, app.personal_keys)
 
     async def rebuild() -> dict:
         async with AsyncElasticsearch(scratch.es_url) as es:

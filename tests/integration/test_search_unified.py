@@ -229,6 +229,70 @@ def test_read_mask_returns_only_the_fields_asked_for(stubs, corpus):
     assert after_listed.hits and [h.name for h in after_listed.hits] == [h.name for h in after_full.hits]
 
 
+def test_search_touches_only_the_indices_of_the_kinds_asked_for_and_aggregates_only_for_facets(stubs, corpus):
+    """Elasticsearch's own per-index search counters (by the groups the search service tags its
+    queries with) show what a Search cost: restricted to one kind it queried that kind's index
+    and no other; without facets in its read mask no query computed an aggregation, with them
+    the aggregations ran on that index only (the department facet's author lookup aside)."""
+    from services.search.unified import STATS_FACETS, STATS_SEARCH
+
+    es, settings, md, w = stubs.platform.es, stubs.platform.settings, corpus["as_ana"], corpus["w"]
+    content = ("posts", "comments", "bookmarks", "wiki", "media", "people", "communities", "jam-ideas", "jam-threads")
+
+    def counters() -> dict[tuple[str, str], int]:
+        stats = es.indices.stats(index=",".join(settings.index_alias(a) for a in content), metric="search",
+                                 groups=[STATS_SEARCH, STATS_FACETS])["indices"]
+        out = {}
+        for index, s in stats.items():
+            alias = next(a for a in content if index.startswith(settings.index_alias(a) + "-v"))
+            groups = s["total"]["search"].get("groups", {})
+            for group in (STATS_SEARCH, STATS_FACETS):
+                out[(alias, group)] = out.get((alias, group), 0) + groups.get(group, {}).get("query_total", 0)
+        return out
+
+    def spent(**request) -> dict[tuple[str, str], int]:
+        before = counters()
+        found = stubs.find(md, query=w, kinds=["bookmark"], **request)
+        assert [h.kind for h in found.hits] == ["bookmark"]
+        after = counters()
+        return {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) != before.get(key, 0)}
+
+    # One shard per index here (WC_ES_SHARDS), so one query per index searched.
+    assert spent(read_mask=FieldMask(paths=["hits", "total_size"])) == {("bookmarks", STATS_SEARCH): 1}
+    for mask in (FieldMask(paths=["hits", "facets"]), None):  # no mask: every field, facets included
+        faceted = spent(read_mask=mask)
+        # The people index: the authors' departments for the department facet, when not kept.
+        assert faceted.pop(("people", STATS_FACETS), 1) == 1
+        assert faceted == {("bookmarks", STATS_SEARCH): 1, ("bookmarks", STATS_FACETS): 1}
+
+
+def test_search_reads_only_the_parts_of_the_callers_scope_its_kinds_need(stubs, corpus):
+    """A caller seen for the first time: a Search for bookmarks reads their communities (a
+    bookmark may be shared with one) but neither their wiki spaces nor the hidden jam threads;
+    a Search for wiki pages then reads the spaces."""
+    es, settings = stubs.platform.es, stubs.platform.settings
+    aliases = ("bookmarks", "wiki", "jam-threads", "communities")
+
+    def queries() -> dict[str, int]:
+        stats = es.indices.stats(index=",".join(settings.index_alias(a) for a in aliases), metric="search")["indices"]
+        out = dict.fromkeys(aliases, 0)
+        for index, s in stats.items():
+            alias = next(a for a in aliases if index.startswith(settings.index_alias(a) + "-v"))
+            out[alias] += s["total"]["search"]["query_total"]
+        return out
+
+    newcomer = stubs.platform.metadata(unique("e"), "employee")
+    before = queries()
+    found = stubs.find(newcomer, query=corpus["w"], kinds=["bookmark"], read_mask=FieldMask(paths=["hits"]))
+    assert {h.name for h in found.hits} == corpus["expected"]["bookmark"]
+    after = queries()
+    assert after["bookmarks"] - before["bookmarks"] == 1 and after["communities"] - before["communities"] == 1
+    assert after["wiki"] == before["wiki"] and after["jam-threads"] == before["jam-threads"]
+    found = stubs.find(newcomer, query=corpus["w"], kinds=["wiki_page"], read_mask=FieldMask(paths=["hits"]))
+    assert [h.name for h in found.hits] == [corpus["page"]]
+    assert queries()["wiki"] - after["wiki"] == 2  # the caller's spaces, then the pages
+
+
 @pytest.mark.parametrize(
     "request_kwargs, field",
     [

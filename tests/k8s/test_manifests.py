@@ -397,6 +397,7 @@ SAFE_DEFAULTS = {
     "WC_THUMBNAIL_MAX_PIXELS": "a product limit with a default (thumbnails: the largest image decoded, 50 MP)",
     "WC_THUMBNAIL_MAX_BYTES": "a product limit with a default (thumbnails: the largest image file read, 64 MiB)",
     "WC_THUMBNAILS_METRICS_PORT": "the thumbnail maker's /metrics port, 9473 by default as its Deployment declares",
+    "WC_PERSONAL_KEY_CACHE_SECONDS": "how long a process keeps a personal data key it was given (30 s by default; docs/personal-data.md)",
     "WC_PAGE_TOKEN_SECRET": "the four services set it from the watercooler-page-tokens Secret; processors and jobs issue no page tokens (unset: a built-in key)",
 }
 # Set per container from Secrets or mounted files, for the processes that need them.
@@ -429,7 +430,8 @@ def signs_tokens(template: dict[str, Any]) -> bool:
         return False
     base = ROOT / command[2].replace(".", "/")
     module = base / "__main__.py" if base.is_dir() else base.with_suffix(".py")
-    return module.exists() and bool(re.search(r"\b(issue_token|service_token|ServiceCredentials)\(", module.read_text()))
+    # shared_key_ring: the projections' RemoteKeyRing signs its own token (watercooler.personaldata).
+    return module.exists() and bool(re.search(r"\b(issue_token|service_token|ServiceCredentials|shared_key_ring)\(", module.read_text()))
 
 
 def wc_keys_in_code() -> set[str]:
@@ -511,7 +513,7 @@ def test_network_policies_allow_only_the_architectures_flows(build: str) -> None
     # API client, which the egress policy lets reach the services' gRPC ports; nobody else is.
     callers = {workload["metadata"]["name"] for workload, template in pod_templates(build)
                if template["metadata"]["labels"].get("watercooler.io/api-client") == "true"}
-    assert callers == {"profiles", "posts", "jams", "thumbnails"}
+    assert callers == {"profiles", "posts", "jams", "thumbnails", "projections", "stats"}  # projections, stats: personal data keys from profiles
     egress = policies["api-callers-grpc"]["spec"]
     assert egress["podSelector"]["matchLabels"] == {"watercooler.io/api-client": "true"} and egress["policyTypes"] == ["Egress"]
     assert egress["egress"][0]["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "service"}}}]

@@ -307,9 +307,10 @@ def posts_app(tmp_path):
 
     from services.posts.application import PostsApplication
     from watercooler import config
+    from watercooler.personaldata import MemoryKeyRing
 
     app = PostsApplication(dataclasses.replace(config.load(), data_dir=tmp_path, store="sqlite", namespace=""), profiles=_Directory(),
-                           membership=_Members({"guild": {"ana", "mia"}}), guidelines=_Accepted())
+                           membership=_Members({"guild": {"ana", "mia"}}), guidelines=_Accepted(), personal_keys=MemoryKeyRing())
     yield app
     app.close()
 

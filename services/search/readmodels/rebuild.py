@@ -29,7 +29,7 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent
-from watercooler.projection import DocumentProjection, by_name
+from watercooler.projection import DocumentProjection, by_name, open_sealed
 
 from . import indices
 from .counters import jams as jam_stats
@@ -174,11 +174,15 @@ async def rebuild_jam_stats(es: AsyncElasticsearch, settings: Settings, progress
 
     async def fold(records: list[Any]) -> None:
         nonlocal replayed
+        events = []
         for record in records:
             try:
-                event = jam_stats.decode_event(record.value)
+                events.append(jam_stats.decode_event(record.value))
             except BadEvent:
                 continue
+        # Ideas and threads carry their authors' text sealed: opened here, tombstones once erased.
+        await asyncio.to_thread(open_sealed, settings, events)
+        for event in events:
             try:
                 state.apply(event)
             except Exception:  # as the live worker does: one bad event must not stop the jam's pulse

@@ -7,7 +7,7 @@ import os
 
 import faust
 
-from watercooler import config, logs, metrics
+from watercooler import config, logs, metrics, personaldata
 from watercooler.kafka import create_topics
 from watercooler.processor import faust_app
 from watercooler.projection import es_client
@@ -18,6 +18,9 @@ from . import modules
 def main() -> None:
     settings = config.load()
     logs.setup("stats", settings.log_level, settings.log_format)
+    # The jam stats open sealed personal fields with keys asked of the profiles service, with a
+    # service token of their own (signed here: this process needs the signing key).
+    personaldata.shared_key_ring(settings, "stats")
     app = faust_app("search-stats", settings, commit_every=5000)
     es = es_client(settings)
     stats_modules = modules()

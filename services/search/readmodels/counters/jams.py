@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +35,11 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch, ConflictError
 
-from watercooler import metrics
+from watercooler import metrics, personaldata
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, Event, message_class
 from watercooler.events.v1.envelope_pb2 import EventEnvelope
-from watercooler.projection import index_replicas
+from watercooler.projection import index_replicas, open_sealed
 from watercooler.tally import Tally
 
 from .. import indices
@@ -279,7 +280,9 @@ async def flush(es: AsyncElasticsearch, alias: str, state: JamStatsState) -> int
     for jam_id in list(state.dirty):
         stats = state.jams[jam_id]
         try:
-            await es.index(index=alias, id=jam_id, document=stats.document(), version=stats.events, version_type="external")
+            # external_gte: a replay after an erasure writes the same count of events again, with
+            # the erased titles now tombstones, over the document it replaces.
+            await es.index(index=alias, id=jam_id, document=stats.document(), version=stats.events, version_type="external_gte")
             written += 1
         except ConflictError:
             pass  # a snapshot at least this new is already there
@@ -292,6 +295,8 @@ async def follow(settings: Settings, es: AsyncElasticsearch, stop: asyncio.Event
     alias = index_alias(settings)
     state = JamStatsState()
     topic = settings.topic("jams")
+    erased = threading.Event()
+    keys = personaldata.shared_key_ring(settings, "stats", on_erased=erased.set)
     # No group: given every partition of the topic, commits nothing, starts at the beginning.
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
@@ -305,14 +310,25 @@ async def follow(settings: Settings, es: AsyncElasticsearch, stop: asyncio.Event
         log.info("jam stats replaying the jams topic from the beginning", extra={"topic": topic})
         last_flush = asyncio.get_running_loop().time()
         while stop is None or not stop.is_set():
+            if erased.is_set():
+                # Titles in memory were opened with a key since destroyed: count everything again
+                # from the log, where they now open to tombstones (as at every start).
+                erased.clear()
+                state = JamStatsState()
+                await consumer.seek_to_beginning(*consumer.assignment())
+                log.info("jam stats replaying the jams topic after an erasure", extra={"topic": topic})
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             applied = 0
             for records in batches.values():
+                events = []
                 for record in records:
                     try:
-                        event = decode_event(record.value)
+                        events.append(decode_event(record.value))
                     except BadEvent:
                         continue
+                # Ideas, threads and replies carry their authors' text sealed (watercooler.personaldata).
+                await asyncio.to_thread(open_sealed, settings, events, keys)
+                for event in events:
                     try:
                         applied += state.apply(event)
                     except Exception:  # one bad event must not stop the jam's pulse

@@ -11,6 +11,7 @@ from elasticsearch import AsyncElasticsearch, BadRequestError
 from watercooler.config import Settings
 from watercooler.envelope import Event
 from watercooler.eventstore import stable_id
+from watercooler.personaldata import FORMER_EMPLOYEE
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
 from watercooler.text import collation_key, fold
 
@@ -128,6 +129,8 @@ class BlogsProjection(DocumentProjection):
             employee_id = p.employee_id
         elif event.type_name == "ProfileUpdated" and owner is not None:
             employee_id = owner["employee_id"]
+        elif event.type_name == "ProfileErased" and owner is not None:
+            return {**owner, "owner_display_name": FORMER_EMPLOYEE, "owner_sort_name": FORMER_EMPLOYEE}
         else:
             raise SkipEvent
         return {"employee_id": employee_id, "owner_display_name": p.display_name, "owner_sort_name": p.sort_name or p.display_name,

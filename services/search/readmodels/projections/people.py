@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from watercooler import personaldata
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import collation_key
@@ -11,6 +12,8 @@ from watercooler.text import collation_key
 from .. import indices
 from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, folded_text
 
+# What an erasure replaces with tombstones (the personal fields of the profile's events).
+ERASED_FIELDS = frozenset(personaldata.PERSONAL_FIELDS["watercooler.profiles.v1.ProfileCreated"].fields)
 PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
 
 
@@ -62,6 +65,10 @@ class PeopleProjection(DocumentProjection):
             raise SkipEvent  # person hits show no avatar; GetProfile does (as each reader may see it)
         elif event.type_name == "GuidelinesAccepted":
             raise SkipEvent  # nothing the directory shows
+        elif event.type_name == "ProfileErased":
+            if doc is None:
+                raise SkipEvent
+            doc.update({name: personaldata.tombstone(name) for name in PROFILE_FIELDS if name in ERASED_FIELDS})
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])

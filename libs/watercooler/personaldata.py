@@ -1,0 +1,461 @@
+"""Personal fields of events, sealed with a key per person (crypto-shredding).
+
+Events are never rewritten, so a person's data cannot be deleted from the log; instead the
+fields that hold it are stored and published sealed (AES-GCM, from the ``cryptography``
+package) with a key of that person, and erasing the person destroys the key. Every copy of
+the log (the store, Kafka, a backup, a replay years later) then holds only ciphertext nobody
+can open, and whoever reads it gets the field's tombstone instead ("Former employee" for a
+name, "" for text).
+
+This module is the one place that knows:
+- which fields of which events are personal and whose key applies (``PERSONAL_FIELDS``);
+- the sealed form of a field (``wc:pd1:<key id>:<base64url(nonce | ciphertext)>``, a string,
+  so the event's proto message keeps its types and Kafka carries it as it is);
+- how to seal an event's state before it is stored (``seal_state``, used by the event store's
+  mapper), open it when an aggregate is loaded (``open_state``), and open a published event's
+  payload for a projection (``open_payload``).
+
+Keys are kept by the profiles service (``services/profiles/personal_keys.py``) and handed to
+the other services and the projections over gRPC (``RemoteKeyRing``): one place to destroy a
+key is what makes an erasure complete.
+
+Key ids: what a person wrote is sealed with the key named by their employee id (the author
+field of the event, or the event's actor when the event names no author); the events of their
+Profile aggregate with the key named by the profile's aggregate id (only the first of them
+names the employee). ``ErasePerson`` destroys both.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import DomainError, FailedPrecondition
+
+log = logging.getLogger(__name__)
+
+PREFIX = "wc:pd1:"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+FORMER_EMPLOYEE = "Former employee"
+# What a field reads as once its key is gone: names say who is gone, everything else is empty.
+NAME_FIELDS = frozenset({"display_name", "sort_name", "owner_display_name", "owner_sort_name"})
+
+AUTHOR = "author"  # the key of the person named by one of the event's fields
+ACTOR = "actor"  # the key of the person who caused the event (edits name no author)
+AGGREGATE = "aggregate"  # the key named by the aggregate id (a profile's events)
+
+
+@dataclass(frozen=True)
+class Personal:
+    """An event's personal fields and whose key seals them."""
+
+    fields: tuple[str, ...]
+    subject: str  # AUTHOR, ACTOR or AGGREGATE
+    author_field: str = ""
+
+    def key_id(self, state: Mapping[str, Any], aggregate_id: str, actor: str) -> str:
+        if self.subject == AUTHOR:
+            return str(state.get(self.author_field) or actor)
+        if self.subject == AGGREGATE:
+            return aggregate_id
+        return actor
+
+
+_PROFILE = ("display_name", "sort_name", "title", "bio", "photo_uri")
+# By the event's proto name. String fields, or lists of strings (sealed element by element).
+PERSONAL_FIELDS: dict[str, Personal] = {
+    "watercooler.profiles.v1.ProfileCreated": Personal(_PROFILE, AGGREGATE),
+    "watercooler.profiles.v1.ProfileUpdated": Personal(_PROFILE, AGGREGATE),
+    "watercooler.profiles.v1.ProfilePhotoSet": Personal(("photo",), AGGREGATE),
+    "watercooler.profiles.v1.StatusUpdatePosted": Personal(("text", "photo_uri"), AUTHOR, "author_id"),
+    "watercooler.posts.v1.BlogCreated": Personal(("title", "description", "owner_display_name", "owner_sort_name"), AUTHOR, "owner_id"),
+    "watercooler.posts.v1.BlogEdited": Personal(("title", "description"), ACTOR),
+    "watercooler.posts.v1.PostCreated": Personal(("title", "body", "tags"), AUTHOR, "author_id"),
+    "watercooler.posts.v1.PostEdited": Personal(("title", "body", "tags"), ACTOR),
+    # Hashtags are words of the text; mentions name other people (their ids stay).
+    "watercooler.posts.v1.MicropostCreated": Personal(("text", "hashtags"), AUTHOR, "author_id"),
+    "watercooler.posts.v1.MicropostEdited": Personal(("text", "hashtags"), ACTOR),
+    "watercooler.posts.v1.CommentCreated": Personal(("body",), AUTHOR, "author_id"),
+    "watercooler.posts.v1.CommentEdited": Personal(("body",), ACTOR),
+    "watercooler.posts.v1.BookmarkCreated": Personal(("title", "notes", "tags"), AUTHOR, "owner_id"),
+    "watercooler.posts.v1.BookmarkEdited": Personal(("title", "notes", "tags"), ACTOR),
+    "watercooler.posts.v1.BookmarkResaved": Personal(("title", "notes", "tags"), ACTOR),
+    "watercooler.jams.v1.IdeaCreated": Personal(("title", "description"), AUTHOR, "author"),
+    "watercooler.jams.v1.ThreadCreated": Personal(("title", "body"), AUTHOR, "author"),
+    "watercooler.jams.v1.ReplyCreated": Personal(("body",), AUTHOR, "author"),
+}
+
+
+def personal(event_type: str) -> Personal | None:
+    return PERSONAL_FIELDS.get(event_type)
+
+
+def tombstone(field: str) -> str:
+    return FORMER_EMPLOYEE if field in NAME_FIELDS else ""
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def key_id_of(value: str) -> str:
+    return value[len(PREFIX):].rsplit(":", 1)[0]
+
+
+def _aad(key_id: str, field: str) -> bytes:
+    # Binds a sealed value to its person and field: moved to another field or forged with
+    # another person's id, it does not open.
+    return f"{key_id}\x1f{field}".encode()
+
+
+def seal(key_id: str, key: bytes, field: str, value: str) -> str:
+    if not value:
+        return value  # an empty field says nothing about anyone
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, value.encode(), _aad(key_id, field))
+    return f"{PREFIX}{key_id}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
+
+
+def unseal(value: str, field: str, keys: Mapping[str, bytes]) -> str:
+    """The plain value; the field's tombstone when the key is gone (or the value was tampered with)."""
+    if not is_sealed(value):
+        return value
+    key_id = key_id_of(value)
+    key = keys.get(key_id)
+    if key is None:
+        return tombstone(field)
+    blob = value[len(PREFIX) + len(key_id) + 1:]
+    raw = base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4))
+    try:
+        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _aad(key_id, field)).decode()
+    except InvalidTag:
+        return tombstone(field)
+
+
+def generate_key() -> bytes:
+    return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+
+
+# --- keys ---------------------------------------------------------------------------------------
+class PersonErased(FailedPrecondition):
+    """A write sealed with the key of a person who was erased: nothing of them is stored again."""
+
+
+class KeyRing(Protocol):
+    def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
+        """The keys of those ids that have one. ``create``: make a key for an id that never had
+        one; an erased id never gets one again (absent from the answer either way)."""
+
+
+def require_keys(ring: KeyRing, key_ids: Collection[str]) -> dict[str, bytes]:
+    """The keys to seal with, made if new; PersonErased (FAILED_PRECONDITION) for an erased person."""
+    wanted = set(key_ids)
+    if not wanted:
+        return {}
+    found = ring.keys(wanted, create=True)
+    missing = wanted - found.keys()
+    if missing:
+        raise PersonErased(f"the personal data of {sorted(missing)[0]} was erased; nothing of theirs can be written", field="name")
+    return found
+
+
+class MemoryKeyRing:
+    """Keys in a dict: for unit tests and tools that run without the profiles service."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, bytes | None] = {}
+
+    def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
+        out = {}
+        for key_id in key_ids:
+            if key_id not in self._keys and create:
+                self._keys[key_id] = generate_key()
+            key = self._keys.get(key_id)
+            if key is not None:
+                out[key_id] = key
+        return out
+
+    def destroy(self, key_ids: Iterable[str]) -> None:
+        for key_id in key_ids:
+            self._keys[key_id] = None
+
+
+class CachedKeys:
+    """A key ring's answers kept a short while: a key for ``ttl`` seconds, an erased (absent)
+    one for good, since an erasure is final. Thread-safe.
+
+    With ``on_erased`` (a service, whose aggregates in memory were opened with these keys), every
+    ``ttl`` seconds a thread asks again for the keys it holds, and calls ``on_erased`` when one
+    is gone, so the service forgets what it opened with it. A destroyed key may so still open
+    (and seal) in this process, and its data show from memory, for up to about ``2 * ttl``
+    seconds: the bound documented in docs/personal-data.md."""
+
+    def __init__(self, fetch: Callable[[Collection[str], bool], dict[str, bytes]], ttl: float, clock: Callable[[], float] = time.monotonic,
+                 on_erased: Callable[[], None] | None = None):
+        self._fetch, self.ttl, self._clock = fetch, ttl, clock
+        self._on_erased = on_erased
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[bytes | None, float]] = {}
+        self._watcher: threading.Thread | None = None
+
+    def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
+        if self._on_erased is not None and self._watcher is None:
+            self._start_watching()
+        now = self._clock()
+        out: dict[str, bytes] = {}
+        ask: list[str] = []
+        with self._lock:
+            for key_id in set(key_ids):
+                known = self._known.get(key_id)
+                if known is not None and (known[0] is None or now - known[1] < self.ttl):
+                    if known[0] is not None:
+                        out[key_id] = known[0]
+                else:
+                    ask.append(key_id)
+        if not ask:
+            return out
+        fetched = self._fetch(ask, create)
+        erased = False
+        with self._lock:
+            for key_id in ask:
+                key = fetched.get(key_id)
+                held = self._known.get(key_id)
+                # An id without a key when asked to create one, or that had one, is erased;
+                # otherwise it may simply have sealed nothing yet: not remembered.
+                if key is not None or create or (held is not None and held[0] is not None):
+                    erased |= key is None and held is not None and held[0] is not None
+                    self._known[key_id] = (key, now)
+                if key is not None:
+                    out[key_id] = key
+            if len(self._known) > 200_000:
+                self._known.clear()
+        if erased and self._on_erased is not None:
+            self._on_erased()
+        return out
+
+    def forget(self, key_ids: Iterable[str]) -> None:
+        with self._lock:
+            for key_id in key_ids:
+                self._known[key_id] = (None, self._clock())
+
+    def also_on_erased(self, callback: Callable[[], None]) -> None:
+        earlier = self._on_erased
+
+        def both() -> None:
+            if earlier is not None:
+                earlier()
+            callback()
+
+        self._on_erased = both
+
+    def revalidate(self) -> int:
+        """Ask again for every key held; how many are gone (``on_erased`` is called if any)."""
+        with self._lock:
+            held = sorted(key_id for key_id, (key, _) in self._known.items() if key is not None)
+        gone = 0
+        for start in range(0, len(held), 1000):
+            chunk = held[start:start + 1000]
+            fetched = self._fetch(chunk, False)
+            now = self._clock()
+            with self._lock:
+                for key_id in chunk:
+                    key = fetched.get(key_id)
+                    gone += key is None
+                    self._known[key_id] = (key, now)
+        if gone and self._on_erased is not None:
+            self._on_erased()
+        return gone
+
+    def _start_watching(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(target=self._watch, name="personal-keys-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.ttl)
+            try:
+                self.revalidate()
+            except Exception:  # the key service away: asked again next round
+                log.warning("could not revalidate the personal data keys", exc_info=True)
+
+
+def key_cache_seconds() -> float:
+    return float(os.environ.get("WC_PERSONAL_KEY_CACHE_SECONDS") or 30)
+
+
+class KeysUnavailable(DomainError):
+    """The key service did not answer: UNAVAILABLE, the caller may retry (fails closed)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class RemoteKeyRing:
+    """The profiles service's keys, asked over gRPC with this process's service token
+    (``PersonalDataService.GetPersonalDataKeys``, services only), cached (``CachedKeys``)."""
+
+    def __init__(self, settings: Any, caller: str, on_erased: Callable[[], None] | None = None):
+        from .client import ServiceCredentials
+
+        self.settings = settings
+        self._credentials = ServiceCredentials(settings, caller)
+        self._stub: Any = None
+        self._lock = threading.Lock()
+        self._cache = CachedKeys(self._fetch, key_cache_seconds(), on_erased=on_erased)
+
+    def _keys_stub(self) -> Any:
+        from .client import channel
+        from .profiles.v1 import personal_data_pb2_grpc
+
+        with self._lock:
+            if self._stub is None:
+                self._stub = personal_data_pb2_grpc.PersonalDataServiceStub(channel(self.settings, "profiles"))
+            return self._stub
+
+    def _fetch(self, key_ids: Collection[str], create: bool) -> dict[str, bytes]:
+        from .profiles.v1 import personal_data_pb2
+
+        try:
+            response = self._keys_stub().GetPersonalDataKeys(
+                personal_data_pb2.GetPersonalDataKeysRequest(key_ids=sorted(key_ids), create=create),
+                metadata=self._credentials.metadata(), timeout=10)
+        except grpc.RpcError as error:
+            raise KeysUnavailable(f"the personal data keys could not be read: {error.code().name}", field="name") from None
+        return {key.key_id: key.key for key in response.keys}
+
+    def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
+        return self._cache.keys(key_ids, create)
+
+    def forget(self, key_ids: Iterable[str]) -> None:
+        self._cache.forget(key_ids)
+
+    def also_on_erased(self, callback: Callable[[], None]) -> None:
+        self._cache.also_on_erased(callback)
+
+
+# --- events -------------------------------------------------------------------------------------
+def seal_key_ids(event_type: str, state: Mapping[str, Any], aggregate_id: str, actor: str) -> set[str]:
+    rule = personal(event_type)
+    if rule is None or not any(state.get(f) for f in rule.fields):
+        return set()
+    return {rule.key_id(state, aggregate_id, actor)}
+
+
+def seal_state(event_type: str, state: dict[str, Any], aggregate_id: str, actor: str, ring: KeyRing) -> dict[str, Any]:
+    """A copy of an event's state with its personal fields sealed (a list field element by
+    element); the state itself if the event has none."""
+    rule = personal(event_type)
+    if rule is None:
+        return state
+    key_id = rule.key_id(state, aggregate_id, actor)
+    keys: dict[str, bytes] = {}
+
+    def sealed(field: str, value: Any) -> Any:
+        if not isinstance(value, str) or not value or is_sealed(value):
+            return value
+        if not keys:
+            keys.update(require_keys(ring, [key_id]))
+        return seal(key_id, keys[key_id], field, value)
+
+    out = dict(state)
+    for field in rule.fields:
+        value = out.get(field)
+        out[field] = [sealed(field, v) for v in value] if isinstance(value, (list, tuple)) else sealed(field, value)
+    return out
+
+
+def _values(value: Any) -> list[Any]:
+    return list(value) if not isinstance(value, str) and hasattr(value, "__iter__") else [value]
+
+
+def sealed_key_ids(event_type: str, values: Mapping[str, Any] | Any) -> set[str]:
+    """The key ids an event's sealed fields need (``values``: a state dict or a proto message)."""
+    rule = personal(event_type)
+    if rule is None:
+        return set()
+    get = values.get if isinstance(values, Mapping) else (lambda f: getattr(values, f, ""))
+    return {key_id_of(v) for f in rule.fields for v in _values(get(f)) if is_sealed(v)}
+
+
+def _opened(field: str, value: Any, keys: Mapping[str, bytes]) -> Any:
+    if isinstance(value, str):
+        return unseal(value, field, keys)
+    # A list: its elements opened, the erased ones left out (a tag has no tombstone).
+    return [opened for opened in (unseal(v, field, keys) for v in value) if opened]
+
+
+def open_state(event_type: str, state: dict[str, Any], ring: KeyRing) -> None:
+    """Open an event's sealed fields in place (tombstones where the key is gone)."""
+    needed = sealed_key_ids(event_type, state)
+    if not needed:
+        return
+    keys = ring.keys(needed)
+    for field in personal(event_type).fields:  # type: ignore[union-attr]
+        if field in state:
+            state[field] = _opened(field, state[field], keys)
+
+
+def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> None:
+    """Open a published payload's sealed fields in place, with keys already fetched."""
+    rule = personal(event_type)
+    if rule is None:
+        return
+    for field in rule.fields:
+        value = getattr(payload, field, None)
+        if isinstance(value, str):
+            if is_sealed(value):
+                setattr(payload, field, unseal(value, field, keys))
+        elif value is not None and any(is_sealed(v) for v in value):
+            opened = _opened(field, value, keys)
+            del value[:]
+            value.extend(opened)
+
+
+# --- readers of the topics (projections, tools) ----------------------------------------------------
+ERASURE_EVENT = "watercooler.profiles.v1.ProfileErased"
+_shared: dict[tuple[str, str, str], KeyRing] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_key_ring(settings: Any, caller: str = "projections", on_erased: Callable[[], None] | None = None) -> KeyRing:
+    """One key ring (and cache) per process, profiles address and namespace, shared by its
+    projections. ``on_erased``: also told when a key it holds is erased (``CachedKeys``)."""
+    where = (settings.grpc_address("profiles"), settings.namespace, caller)
+    with _shared_lock:
+        if where not in _shared:
+            _shared[where] = RemoteKeyRing(settings, caller)
+        ring = _shared[where]
+    if on_erased is not None and isinstance(ring, RemoteKeyRing):
+        ring.also_on_erased(on_erased)
+    return ring
+
+
+def install_key_ring(settings: Any, ring: KeyRing, caller: str = "projections") -> None:
+    """Use ``ring`` where ``shared_key_ring`` would ask the profiles service (a tool or test that
+    holds a store's keys itself)."""
+    with _shared_lock:
+        _shared[(settings.grpc_address("profiles"), settings.namespace, caller)] = ring
+
+
+def erased_key_ids(event: Any) -> list[str]:
+    """The key ids a ProfileErased event destroyed: the profile's and the employee's."""
+    return [event.envelope.aggregate_id, *([event.payload.employee_id] if event.payload.employee_id else [])]
+
+
+def forget_erased(settings: Any, event: Any) -> None:
+    forget = getattr(shared_key_ring(settings), "forget", None)
+    if forget is not None:
+        forget(erased_key_ids(event))

@@ -1,0 +1,171 @@
+"""A person's data exported, then erased by crypto-shredding (docs/personal-data.md), through the
+real APIs, Kafka, Elasticsearch and the services' stores: once erased and every projection rebuilt
+from the log, nothing anywhere yields their name or their text."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from services.search.readmodels import rebuild
+from tests.conftest import eventually
+from tests.integration.helpers import read_events, read_topic, rpc_error
+from tests.integration.test_cli import cli
+from tests.integration.test_jams_api import ts
+from tests.integration.test_search_unified import Stubs, unique, word
+from watercooler.jams.v1 import jams_pb2 as jp
+from watercooler.personaldata import FORMER_EMPLOYEE
+from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.profiles.v1 import graph_pb2 as gp
+from watercooler.profiles.v1 import graph_pb2_grpc as gg
+from watercooler.profiles.v1 import personal_data_pb2 as pdp
+from watercooler.profiles.v1 import personal_data_pb2_grpc as pdg
+from watercooler.profiles.v1 import profiles_pb2 as prp
+from watercooler.search.v1 import personal_data_pb2 as spd
+from watercooler.search.v1 import personal_data_pb2_grpc as spdg
+
+pytestmark = pytest.mark.integration
+V = pb.Audience
+
+
+@pytest.fixture(scope="module")
+def person(platform):
+    """Nora writes one of each kind, a jam idea too (her words are invented, so only she wrote them); Bob likes
+    her micropost and comments on her post (his data, which stays)."""
+    stubs = Stubs(platform)
+    w = {kind: word(8) for kind in ("name", "title", "bio", "post", "micro", "comment", "status", "bookmark", "idea")}
+    nora = unique("e")
+    stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=nora, display_name=f"Nora {w['name']}",
+                                                                           title=f"Chief {w['title']}", bio=f"I like {w['bio']}")),
+                                 metadata=platform.metadata())
+    platform.accept_guidelines(nora)
+    as_nora = platform.metadata(nora, "employee")
+    bob, as_bob = stubs.person("Bob Keeps")
+    blog = stubs.blog(as_nora)
+    post = stubs.post(as_nora, blog, f"On {w['post']}", f"Why {w['post']} matters.")
+    micro = stubs.micro(as_nora, f"thinking about {w['micro']}")
+    comment = stubs.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=post, body=f"And {w['comment']} too")), metadata=as_nora).name
+    bobs_comment = stubs.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=post, body="Well said")), metadata=as_bob).name
+    stubs.posts.Like(pb.LikeRequest(target=micro), metadata=as_bob)
+    graph = platform.stub(gg.GraphServiceStub, "profiles")
+    graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{nora}", status_update=gp.StatusUpdate(text=f"feeling {w['status']}", visibility=gp.StatusUpdate.INTERNAL)),
+                             metadata=as_nora)
+    stubs.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url="https://example.com/n", title=f"{w['bookmark']} list", visibility=V.INTERNAL)),
+                               metadata=as_nora)
+    jam_id = unique("j")
+    stubs.jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))),
+                         metadata=as_nora)
+    stubs.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=f"Fund {w['idea']}", description=f"Because {w['idea']}.")), metadata=as_nora)
+    return dict(stubs=stubs, w=w, nora=nora, as_nora=as_nora, bob=bob, as_bob=as_bob, post=post, micro=micro, comment=comment, bobs_comment=bobs_comment)
+
+
+def export(platform, name: str, md) -> spd.PersonalDataExport:
+    return platform.stub(spdg.PersonalDataExportServiceStub, "search").ExportPersonalData(spd.ExportPersonalDataRequest(name=name), metadata=md)
+
+
+def everything_indexed(platform) -> str:
+    """Every document of this run's namespace, as one text."""
+    platform.es.indices.refresh(index=f"{platform.settings.namespace}-*")
+    found = platform.es.search(index=f"{platform.settings.namespace}-*", query={"match_all": {}}, size=10_000)
+    assert found["hits"]["total"]["value"] < 10_000
+    return json.dumps([hit["_source"] for hit in found["hits"]["hits"]], ensure_ascii=False)
+
+
+def stores(platform) -> bytes:
+    """The bytes of the services' SQLite stores (and their write-ahead logs)."""
+    files = sorted(platform.settings.service_data_dir.glob(f"{platform.settings.namespace}/*.sqlite*"))
+    assert any(f.name == "posts.sqlite" for f in files) and any(f.name == "profiles.sqlite" for f in files), files
+    return b"".join(f.read_bytes() for f in files)
+
+
+def test_export_holds_what_she_wrote_and_is_hers_alone(platform, person):
+    w, nora = person["w"], person["nora"]
+
+    def complete():
+        try:
+            archive = export(platform, f"profiles/{nora}", person["as_nora"])
+        except grpc.RpcError as error:  # NOT_FOUND until her profile is indexed
+            raise AssertionError(error.code()) from None
+        text = archive.archive.decode()
+        assert all(written in text for written in w.values()), [k for k, v in w.items() if v not in text]
+        return archive
+
+    archive = eventually(complete, timeout=90, message="everything Nora wrote in her export")
+    assert archive.content_type == "application/json" and archive.filename.endswith(".json") and archive.item_count >= 7
+    body = json.loads(archive.archive)
+    assert body["person"] == f"profiles/{nora}" and {"people", "posts", "comments", "statuses", "bookmarks"} <= set(body["items"])
+    as_service = export(platform, f"profiles/{nora}", platform.metadata()).archive.decode()  # a service
+    assert all(written in as_service for written in w.values())
+    assert rpc_error(export, platform, f"profiles/{nora}", person["as_bob"]).code() == grpc.StatusCode.PERMISSION_DENIED
+    assert rpc_error(export, platform, f"profiles/{unique('nobody')}", person["as_bob"]).code() == grpc.StatusCode.PERMISSION_DENIED  # tells nothing
+    assert rpc_error(export, platform, f"profiles/{unique('nobody')}", platform.metadata()).code() == grpc.StatusCode.NOT_FOUND
+    # Sealed where they are kept: neither the stores nor Kafka hold her words in the clear.
+    assert not any(written.encode() in stores(platform) for written in w.values())
+    for service in ("profiles", "posts", "jams"):
+        raw = b"".join(record.value for record in read_topic(platform.settings, platform.topic(service)))
+        assert not any(written.encode() in raw for written in w.values()), service
+
+
+def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(platform, person):
+    w, nora = person["w"], person["nora"]
+    test_export_holds_what_she_wrote_and_is_hers_alone(platform, person)  # all of it indexed (and sealed) first
+    keys = platform.stub(pdg.PersonalDataServiceStub, "profiles")
+    erase = pdp.ErasePersonRequest(name=f"profiles/{nora}", request_id=unique("r"))
+    assert rpc_error(keys.ErasePerson, erase, metadata=person["as_nora"]).code() == grpc.StatusCode.PERMISSION_DENIED
+    assert keys.ErasePerson(erase, metadata=platform.metadata()).keys_destroyed == 2
+    assert keys.ErasePerson(pdp.ErasePersonRequest(name=f"profiles/{nora}"), metadata=platform.metadata()).keys_destroyed == 0  # again: nothing more
+    from services.profiles.domainmodel import profile_id
+
+    asked = pdp.GetPersonalDataKeysRequest(key_ids=[nora, str(profile_id(nora)), person["bob"]], create=True)
+    assert [k.key_id for k in keys.GetPersonalDataKeys(asked, metadata=platform.metadata()).keys] == [person["bob"]]  # hers never again
+    # What she wrote reads as a tombstone through the API at once.
+    profile = person["stubs"].profiles.GetProfile(prp.GetProfileRequest(name=f"profiles/{nora}"), metadata=person["as_bob"])
+    assert (profile.display_name, profile.title, profile.bio) == (FORMER_EMPLOYEE, "", "")
+    # Decrypting without the key fails: read from Kafka now, her fields open to tombstones only.
+    texts = {e.type_name: e.payload for e in read_events(platform.settings, "posts") if getattr(e.payload, "author_id", "") == nora}
+    assert texts["MicropostCreated"].text == "" and texts["PostCreated"].body == "" and texts["CommentCreated"].body == ""
+    # Every read model rebuilt by replaying the log.
+    for name in rebuild.names():  # the projections and the counters
+        result = cli("reindex", name)
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+    # (the jam stats count the jams topic again on their own once they hear of the erasure)
+    eventually(lambda: not [kind for kind, written in w.items() if written in everything_indexed(platform)], timeout=120, interval=3,
+               message="none of her words in any index")
+    indexed = everything_indexed(platform)
+    assert FORMER_EMPLOYEE in indexed and nora in indexed  # the tombstone, named by her (pseudonymous) id
+    # What others did stays: Bob's comment on her post and his like of her micropost.
+    assert "Well said" in indexed
+    likes = platform.es.search(index=platform.alias("reactions"), query={"term": {"target": person["micro"]}})
+    assert likes["hits"]["total"]["value"] == 1
+    # She can write nothing more, once the posts service's copy of her key has expired
+    # (WC_PERSONAL_KEY_CACHE_SECONDS, 30 s by default; docs/personal-data.md).
+    micro = pb.CreateMicropostRequest(micropost=pb.Micropost(text="still here?", visibility=V.INTERNAL))
+
+    def refused():
+        try:
+            person["stubs"].posts.CreateMicropost(micro, metadata=person["as_nora"])
+        except grpc.RpcError as error:
+            return error.code() == grpc.StatusCode.FAILED_PRECONDITION and "erased" in error.details()
+        raise AssertionError("still accepted")
+
+    eventually(refused, timeout=60, interval=2, message="an erased person's write refused")
+    # The posts service forgot what it held in memory of hers, too (docs/personal-data.md: ≤ 2 × the cache time).
+    shown = lambda: person["stubs"].posts.GetMicropost(pb.GetMicropostRequest(name=person["micro"]), metadata=person["as_bob"]).text  # noqa: E731
+    eventually(lambda: shown() == "", timeout=90, interval=2, message="her micropost's text gone from the posts service")
+    # And the search API finds none of her words.
+    for written in w.values():
+        assert not person["stubs"].find(platform.metadata(), query=written).hits, written
+    assert not any(written.encode() in stores(platform) for written in w.values())
+
+
+def test_keys_and_erasure_are_for_services_only(platform, person):
+    keys = platform.stub(pdg.PersonalDataServiceStub, "profiles")
+    error = rpc_error(keys.GetPersonalDataKeys, pdp.GetPersonalDataKeysRequest(key_ids=[person["bob"]]), metadata=person["as_bob"])
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    error = rpc_error(keys.GetPersonalDataKeys, pdp.GetPersonalDataKeysRequest(key_ids=["a:b"]), metadata=platform.metadata())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "key_ids[0]" in error.details()
+    error = rpc_error(keys.ErasePerson, pdp.ErasePersonRequest(name=f"profiles/{unique('nobody')}"), metadata=platform.metadata())
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+

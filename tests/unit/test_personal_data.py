@@ -1,0 +1,98 @@
+"""Sealed personal fields (watercooler.personaldata) and the event store's sealing mapper."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+
+from watercooler import personaldata as pd
+from watercooler.envelope import to_envelope
+from watercooler.errors import FailedPrecondition
+
+
+def test_a_sealed_field_opens_only_with_its_key_and_in_its_place():
+    ring = pd.MemoryKeyRing()
+    key = ring.keys(["e1"], create=True)["e1"]
+    sealed = pd.seal("e1", key, "body", "Ünïcode and secrets")
+    assert sealed.startswith(pd.PREFIX) and "secrets" not in sealed and pd.key_id_of(sealed) == "e1"
+    assert pd.seal("e1", key, "body", "Ünïcode and secrets") != sealed  # a fresh nonce each time
+    assert pd.unseal(sealed, "body", {"e1": key}) == "Ünïcode and secrets"
+    # Moved to another field, or opened with another person's key: the tombstone, never the text.
+    assert pd.unseal(sealed, "title", {"e1": key}) == ""
+    assert pd.unseal(sealed, "body", {"e1": pd.generate_key()}) == ""
+    assert pd.unseal(pd.seal("e1", key, "display_name", "Ana"), "display_name", {}) == pd.FORMER_EMPLOYEE
+    assert pd.unseal("plain", "body", {}) == "plain"  # events stored before sealing read as they are
+
+
+def test_an_event_state_is_sealed_by_its_rule_and_opened_to_tombstones_once_erased():
+    ring = pd.MemoryKeyRing()
+    state = {"author_id": "e1", "text": "hello #zork", "hashtags": ["zork"], "mentions": ["e2"], "visibility": "INTERNAL"}
+    sealed = pd.seal_state("watercooler.posts.v1.MicropostCreated", state, "agg", "e1", ring)
+    assert "hello" not in str(sealed) and "zork" not in str(sealed)
+    assert sealed["mentions"] == ["e2"] and sealed["visibility"] == "INTERNAL" and sealed["author_id"] == "e1"
+    opened = dict(sealed)
+    pd.open_state("watercooler.posts.v1.MicropostCreated", opened, ring)
+    assert opened == state
+    ring.destroy(["e1"])
+    pd.open_state("watercooler.posts.v1.MicropostCreated", sealed, ring)
+    assert sealed["text"] == "" and sealed["hashtags"] == []
+    with pytest.raises(FailedPrecondition):
+        pd.seal_state("watercooler.posts.v1.MicropostCreated", state, "agg", "e1", ring)  # an erased person writes nothing more
+
+
+def test_edits_are_sealed_with_the_actors_key_and_profiles_with_the_aggregates():
+    assert pd.PERSONAL_FIELDS["watercooler.posts.v1.PostEdited"].key_id({}, "agg", "e7") == "e7"
+    assert pd.PERSONAL_FIELDS["watercooler.profiles.v1.ProfileUpdated"].key_id({"display_name": "x"}, "agg", "hr") == "agg"
+
+
+def test_the_cache_keeps_an_erasure_for_good_and_a_key_a_while():
+    asked: list[tuple[list[str], bool]] = []
+    now = [0.0]
+    ring = pd.MemoryKeyRing()
+
+    def fetch(ids, create):
+        asked.append((sorted(ids), create))
+        return ring.keys(ids, create)
+
+    cache = pd.CachedKeys(fetch, ttl=10, clock=lambda: now[0])
+    key = cache.keys(["e1"], create=True)["e1"]
+    assert cache.keys(["e1"]) == {"e1": key} and len(asked) == 1
+    ring.destroy(["e1"])
+    now[0] = 11
+    assert cache.keys(["e1"], create=True) == {} and len(asked) == 2
+    assert cache.keys(["e1"], create=True) == {} and len(asked) == 2  # erased: never asked again
+
+
+def test_the_store_holds_only_sealed_text_and_the_relay_publishes_it_sealed(tmp_path):
+    from services.posts.application import PostsApplication
+    from tests.unit.test_posts_domain import _Accepted, _ctx, _Directory, _Members
+    from watercooler import config
+
+    ring = pd.MemoryKeyRing()
+    settings = dataclasses.replace(config.load(), data_dir=tmp_path, store="sqlite", namespace="")
+    app = PostsApplication(settings, profiles=_Directory(), membership=_Members({}), guidelines=_Accepted(), personal_keys=ring)
+    try:
+        micro = app.create_micropost(_ctx("ana"), {"text": "the zquorble plan", "visibility": "INTERNAL"}, "f1")
+        stored = sqlite3.connect(app.settings.service_data_dir / "default" / "posts.sqlite").execute("SELECT state FROM stored_events").fetchall()
+        assert stored and not any(b"zquorble" in bytes(state) for (state,) in stored)
+        assert app.repository.get(micro.id).text == "the zquorble plan"  # the service reads it opened
+        notification = app.recorder.select_notifications(start=1, limit=10)[0]
+        envelope = to_envelope("posts", app.mapper.to_domain_event(notification, open_sealed=False), sequence=1)
+        assert b"zquorble" not in envelope.SerializeToString()
+        ring.destroy(["ana"])
+        app.forget_cached_aggregates()
+        assert app.repository.get(micro.id).text == ""  # replayed after the erasure: the tombstone
+    finally:
+        app.close()
+
+
+def test_a_service_hears_of_an_erasure_when_it_asks_again_for_the_keys_it_holds():
+    ring, erasures = pd.MemoryKeyRing(), []
+    cache = pd.CachedKeys(ring.keys, ttl=3600, on_erased=lambda: erasures.append(1))
+    cache.keys(["e1", "e2"], create=True)
+    assert cache.revalidate() == 0 and erasures == []
+    ring.destroy(["e1"])
+    assert cache.revalidate() == 1 and erasures == [1]  # the service forgets what it opened with it
+    assert set(cache.keys(["e1", "e2"])) == {"e2"}
