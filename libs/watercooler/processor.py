@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import elasticsearch
 import faust
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
 
@@ -168,6 +169,8 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout, DocumentsUnreadable, asyncio.TimeoutError, OSError)):
         return True
     if isinstance(exc, elasticsearch.ApiError) and exc.meta.status in TRANSIENT_STATUSES:
+        return True
+    if getattr(exc, "code", None) == grpc.StatusCode.UNAVAILABLE:  # a service it asks (the personal data keys) away
         return True
     # A bulk item's refusal reaches us as the projection's RuntimeError naming Elasticsearch's error type.
     return isinstance(exc, RuntimeError) and any(name in str(exc) for name in TRANSIENT_ERROR_TYPES)

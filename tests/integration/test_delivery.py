@@ -120,15 +120,11 @@ def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(
     is behind it) tries WC_PROCESSOR_MAX_ATTEMPTS times, parks the record in the dead-letter
     topic, counts and logs it, and projects the profiles after it. After a fix (here: a
     projection that shortens the field) ``replay_dead_letters`` applies it; the letter stays."""
-    from services.profiles.application import ProfilesApplication
     from tests.integration.test_faults import _drop_namespace
     from tools.runner import Platform
-    from watercooler.auth import Principal
-    from watercooler.eventstore import CommandContext
     from watercooler.kafka import ensure_topics
     from watercooler.processor import replay_dead_letters
     from watercooler.profiles.v1 import events_pb2 as pe
-    from watercooler.relay import Relay
 
     settings = dataclasses.replace(platform.settings, namespace=f"{platform.settings.namespace}dl", data_dir=tmp_path, topic_partitions=1)
     metrics_port = free_port()
@@ -137,17 +133,19 @@ def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(
                       log_dir=ARTIFACTS / "logs" / settings.namespace)
     worker.specs = {"projections": worker.specs["projections"]}
     ensure_topics(settings)
-    poison_id = str(uuid.uuid4())
-    payload = any_pb2.Any()
-    payload.Pack(pe.ProfileCreated(employee_id="dl-poison", display_name="Poison", department="d" * 40_000))
-    envelope = EventEnvelope(event_id=str(uuid.uuid4()), event_type="watercooler.profiles.v1.ProfileCreated", aggregate_type="Profile", aggregate_id=poison_id,
-                             aggregate_version=1, occurred_at=Timestamp(seconds=int(time.time())), actor=Actor(subject="test", kind="service"), payload=payload)
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    sent = producer.send(settings.topic("profiles"), key=poison_id.encode(), value=envelope.SerializeToString()).get(30)
-    producer.close()
-    app = ProfilesApplication(settings)
-    relay = Relay(app, settings)
-    relay_thread = threading.Thread(target=relay.run, daemon=True)
+
+    def publish(employee_id: str, department: str = "") -> tuple[str, bytes, object]:
+        """A ProfileCreated as a relay publishes it (its fields unsealed: no key to fetch)."""
+        aggregate_id = str(uuid.uuid4())
+        payload = any_pb2.Any()
+        payload.Pack(pe.ProfileCreated(employee_id=employee_id, display_name=employee_id.title(), department=department))
+        value = EventEnvelope(event_id=str(uuid.uuid4()), event_type="watercooler.profiles.v1.ProfileCreated", aggregate_type="Profile", aggregate_id=aggregate_id,
+                              aggregate_version=1, occurred_at=Timestamp(seconds=int(time.time())), actor=Actor(subject="test", kind="service"),
+                              payload=payload).SerializeToString()
+        return aggregate_id, value, producer.send(settings.topic("profiles"), key=aggregate_id.encode(), value=value).get(30)
+
+    _, poison, sent = publish("dl-poison", department="d" * 40_000)
     alias = settings.index_alias("people")
 
     def indexed(query: dict) -> int:
@@ -158,15 +156,13 @@ def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(
 
     try:
         worker.start_process("projections")
-        relay_thread.start()
-        ctx = CommandContext(Principal("delivery-test", "service"))
         # Written with the poison's batch (a bulk request writes the items it can), then once the
         # batch has failed: these stayed behind the poison for good before.
         for i in range(2):
-            app.create_profile(ctx, f"dl-with-{i}", {"display_name": f"With Poison {i}"}, "fp")
+            publish(f"dl-with-{i}")
         eventually(lambda: indexed({"prefix": {"employee_id": "dl-with-"}}) == 2, timeout=180, message="the profiles of the poison's batch projected")
         for i in range(3):
-            app.create_profile(ctx, f"dl-after-{i}", {"display_name": f"After Poison {i}"}, "fp")
+            publish(f"dl-after-{i}")
         eventually(lambda: indexed({"prefix": {"employee_id": "dl-after-"}}) == 3, timeout=120, message="the profiles after the poison projected")
         assert indexed({"term": {"employee_id": "dl-poison"}}) == 0
 
@@ -176,7 +172,7 @@ def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(
 
         (letter,) = eventually(parked, timeout=60, message="the poison parked by the people projection")
         assert (letter.source_partition, letter.source_offset) == (sent.partition, sent.offset)
-        assert letter.original_value == envelope.SerializeToString()
+        assert letter.original_value == poison
         assert letter.reason.startswith("failed 2 times") and "immense term" in letter.reason
 
         def counted() -> str:
@@ -198,8 +194,7 @@ def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(
         assert indexed({"term": {"employee_id": "dl-poison"}}) == 1
         assert len(parked()) == 1, "the letter stays in the topic"
     finally:
-        relay.stop()
-        relay_thread.join(30)
+        producer.close()
         worker.stop()
         _drop_namespace(platform, settings.namespace)
 
