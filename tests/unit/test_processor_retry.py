@@ -11,6 +11,7 @@ import elasticsearch
 import pytest
 
 from watercooler import processor
+from watercooler.personaldata import KeysUnavailable
 from watercooler.projection import BatchResult
 
 
@@ -67,3 +68,4 @@ def test_what_is_transient():
     assert processor.transient(RuntimeError("bulk write to x failed: {'type': 'es_rejected_execution_exception'}"))
     assert not processor.transient(RuntimeError("bulk write to x failed: {'type': 'illegal_argument_exception'}"))
     assert not processor.transient(ValueError("bad"))
+    assert processor.transient(KeysUnavailable("the personal data keys could not be read: UNAVAILABLE"))
