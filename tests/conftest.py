@@ -174,6 +174,13 @@ class PlatformHandle:
         request = profiles_pb2.AcceptGuidelinesRequest(name=f"profiles/{employee_id}", version=self.settings.guidelines_version)
         profiles_pb2_grpc.ProfileServiceStub(self.channel("profiles")).AcceptGuidelines(request, metadata=self.metadata())
 
+    def accept_guest_guidelines(self, guest: str) -> None:
+        """The guest accepts the current participation guidelines (as a service for them)."""
+        from watercooler.jams.v1 import jams_pb2, jams_pb2_grpc
+
+        request = jams_pb2.AcceptGuestGuidelinesRequest(name=f"guests/{guest}", version=self.settings.guidelines_version)
+        jams_pb2_grpc.JamServiceStub(self.channel("jams")).AcceptGuestGuidelines(request, metadata=self.metadata())
+
     def channel(self, service: str):
         import grpc
 

@@ -145,6 +145,21 @@ def dlq(limit: Annotated[int, typer.Option(help="how many records to show")] = 2
     console.print(table)
 
 
+@app.command("dlq-replay")
+def dlq_replay(processor: Annotated[str, typer.Option(help="only this processor's letters, e.g. people")] = "") -> None:
+    """Apply the dead-lettered records again once their fault is fixed (the letters stay)."""
+    from services.search.readmodels.projections import ALL
+    from watercooler.processor import replay_dead_letters
+
+    settings = config.load()
+    table = Table(title=f"replayed from {settings.dead_letter_topic}")
+    for column in ("processor", "source", "outcome"):
+        table.add_column(column)
+    for replayed in asyncio.run(replay_dead_letters(settings, [cls(settings) for cls in ALL], processor)):
+        table.add_row(replayed.processor, replayed.source, replayed.outcome)
+    console.print(table)
+
+
 @app.command()
 def run(demo_size: Annotated[int, typer.Option(help="employees in the demo company")] = 300) -> None:
     """Start Kafka, Elasticsearch, every service, relay and processor; seed a demo; Ctrl-C stops all."""

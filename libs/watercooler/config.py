@@ -116,6 +116,10 @@ class Settings:
     # and the broker whatever its size), so under a stream of single writes one transaction per
     # few events was most of the relay's CPU. Adds at most this much to freshness.
     relay_linger: float = field(default_factory=lambda: float(_env("WC_RELAY_LINGER", "0.02")))
+    # How often a projection batch that fails (other than Elasticsearch being unreachable or
+    # refusing load, which is waited out) is tried before the record at fault is found and
+    # parked in the dead-letter topic (libs/watercooler/processor.py).
+    processor_max_attempts: int = field(default_factory=lambda: max(1, _env_int("WC_PROCESSOR_MAX_ATTEMPTS", 5)))
 
     # The participation guidelines a person must have accepted before publishing (docs/guidelines.md):
     # one version for every service; a new version asks everyone again.

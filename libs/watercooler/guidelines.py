@@ -15,7 +15,10 @@ accepted a version is for ever, so a yes is kept for the life of the process (ke
 and version); a no is not cached at all (the person is refused, accepts, and their next try
 must pass at once). Fails closed: if the profiles service cannot answer, UNAVAILABLE.
 
-Who is asked: people (employees and alumni) when they write something another person can see.
+Who is asked: people (employees and alumni) when they write something another person can see,
+and guests when they write in a jam (ideas, threads, replies): everyone who publishes answers for
+it. A guest has no profile: the jams service, where guests write, records their acceptance
+(``JamService.AcceptGuestGuidelines``, a ``GuestGuidelines`` aggregate per guest identity).
 Services (platform jobs, seeders) act for the platform and are not asked. A private draft or a
 PRIVATE item is seen by nobody else, so it needs no acceptance; publishing it does.
 """
@@ -46,11 +49,15 @@ class GuidelinesUnavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-def not_accepted(version: str) -> GuidelinesNotAccepted:
+PERSON_ACCEPTS = "ProfileService.AcceptGuidelines"
+GUEST_ACCEPTS = "JamService.AcceptGuestGuidelines"
+
+
+def not_accepted(version: str, how: str = PERSON_ACCEPTS) -> GuidelinesNotAccepted:
     # No field: it is no field of the request that is wrong (and a BadRequest would prefix it
     # with the request's message). The version is in the message and in the ErrorInfo metadata.
     return GuidelinesNotAccepted(
-        f"guidelines_version: accept version {version} of the participation guidelines (ProfileService.AcceptGuidelines, docs/guidelines.md) before publishing",
+        f"guidelines_version: accept version {version} of the participation guidelines ({how}, docs/guidelines.md) before publishing",
         guidelines_version=version,
     )
 

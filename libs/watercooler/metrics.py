@@ -21,6 +21,9 @@ GROUP_COMMIT_SPLITS = Counter("wc_store_group_commit_splits_total", "Grouped tra
 EVENTS_PUBLISHED = Counter("wc_events_published_total", "Events published to Kafka by the relay", ["service"])
 RELAY_LAG = Gauge("wc_relay_lag_events", "Stored events not yet published", ["service"])
 PROCESSED = Counter("wc_processor_events_total", "Events handled by a processor", ["processor", "outcome"])
+# cause: bad_event (undecodable, or its projection raised on it) or kept_failing (its batch
+# failed every attempt and the record was found to be the one at fault).
+DEAD_LETTERED = Counter("wc_processor_dead_lettered_total", "Records parked in the dead-letter topic", ["processor", "cause"])
 CONSUMER_LAG = Gauge("wc_consumer_lag", "Records behind the end of the partition", ["processor", "topic", "partition"])
 
 

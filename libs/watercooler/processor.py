@@ -5,8 +5,14 @@ agent has finished with the batch it is in (``take_events`` acks after the
 batch body).  Projections are idempotent by aggregate version, so a record
 seen twice changes nothing.  A record a projection cannot handle goes to the
 dead-letter topic with the reason, and the stream goes on.  When
-Elasticsearch is down the agent retries the same batch with back-off; faust
-stops fetching once its buffers are full, so nothing is dropped.
+Elasticsearch is down or refusing load the agent retries the same batch with
+back-off for as long as that lasts; faust stops fetching once its buffers are
+full, so nothing is dropped.  A batch that fails for any other reason is tried
+``Settings.processor_max_attempts`` times, then split in halves applied in
+order, down to the record at fault, which is parked in the dead-letter topic
+while the rest is projected: one bad record no longer stalls its partition.
+Parked records stay in the topic; ``watercooler dlq-replay`` applies them
+again once the fault is fixed (README, Troubleshooting).
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import elasticsearch
 import faust
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
 
@@ -25,7 +34,7 @@ from . import faust_offsets, gc_tuning, metrics
 from .config import Settings
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
-from .projection import BatchResult, DocumentProjection, es_client, partition_halves
+from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, es_client, partition_halves
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +96,7 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
     es = es_client(settings)
     dead_letters = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
 
-    async def send_dead_letter(processor: str, record: faust.types.EventT, reason: str) -> None:
+    async def send_dead_letter(processor: str, record: faust.types.EventT, reason: str, cause: str) -> None:
         failed_at = Timestamp()
         failed_at.FromDatetime(dt.datetime.now(dt.UTC).replace(tzinfo=None))
         letter = DeadLetter(
@@ -100,9 +109,13 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
             original_value=record.message.value or b"",
             original_key=record.message.key or b"",
         )
-        await dead_letters.send(key=record.message.key, value=letter.SerializeToString())
+        # Waits for the broker's acknowledgement: the batch's offsets are committed after this.
+        await (await dead_letters.send(key=record.message.key, value=letter.SerializeToString()))
         metrics.PROCESSED.labels(processor, "dead_lettered").inc()
-        log.warning("dead-lettered a record", extra={"processor": processor, "topic": record.message.topic, "offset": record.message.offset, "reason": reason})
+        metrics.DEAD_LETTERED.labels(processor, cause).inc()
+        log.warning("dead-lettered a record", extra={"processor": processor, "topic": record.message.topic, "partition": record.message.partition,
+                                                     "offset": record.message.offset, "cause": cause, "reason": reason,
+                                                     "dead_letter_topic": settings.dead_letter_topic})
 
     for projection_class in projection_classes:
         projection = projection_class(settings)
@@ -111,10 +124,12 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
         async def run_projection(stream, projection=projection):
             async for records in stream.take_events(BATCH_SIZE, within=settings.processor_batch_within or BATCH_WITHIN_SECONDS):
                 began = _observe_batch(projection.name, records)
-                result = await _apply_by_partition_halves(projection, es, records)
+                result = await _apply_by_partition_halves(projection, es, records, settings.processor_max_attempts)
                 BATCH_WRITE_SECONDS.labels(projection.name).observe(time.time() - began)
                 for record, reason in result.failed:
-                    await send_dead_letter(projection.name, record, reason)
+                    await send_dead_letter(projection.name, record, reason, "bad_event")
+                for record, reason in result.kept_failing:
+                    await send_dead_letter(projection.name, record, reason, "kept_failing")
                 metrics.PROCESSED.labels(projection.name, "written").inc(result.written)
                 metrics.PROCESSED.labels(projection.name, "duplicate").inc(result.skipped_duplicates)
                 metrics.PROCESSED.labels(projection.name, "other_aggregate").inc(result.other_aggregates)
@@ -131,30 +146,62 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
     return app
 
 
-async def _apply_by_partition_halves(projection: DocumentProjection, es, records) -> BatchResult:
+async def _apply_by_partition_halves(projection: DocumentProjection, es, records, max_attempts: int) -> BatchResult:
     """The batch in two groups of whole partitions, applied at once (projection.partition_halves)."""
     halves = partition_halves(records, lambda r: (r.message.topic, r.message.partition))
     if len(halves) < 2:
-        return await _apply_with_retry(projection, es, records)
-    results = await asyncio.gather(*(_apply_with_retry(projection, es, half) for half in halves))
+        return await _apply_with_retry(projection, es, records, max_attempts)
+    results = await asyncio.gather(*(_apply_with_retry(projection, es, half, max_attempts) for half in halves))
     merged = BatchResult()
     for result in results:
-        merged.written += result.written
-        merged.skipped_duplicates += result.skipped_duplicates
-        merged.other_aggregates += result.other_aggregates
-        merged.failed.extend(result.failed)
+        merged.add(result)
     return merged
 
 
-async def _apply_with_retry(projection: DocumentProjection, es, records):
+# Elasticsearch errors that say nothing about the records: unreachable, overloaded, a shard or
+# the index not there yet. A batch failing with them is held for as long as they last.
+TRANSIENT_STATUSES = frozenset({404, 408, 429, 500, 502, 503, 504})
+TRANSIENT_ERROR_TYPES = ("es_rejected_execution_exception", "circuit_breaking_exception", "unavailable_shards_exception",
+                         "no_shard_available_action_exception", "cluster_block_exception", "index_not_found_exception", "node_not_connected_exception")
+
+
+def transient(exc: BaseException) -> bool:
+    if isinstance(exc, (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout, DocumentsUnreadable, asyncio.TimeoutError, OSError)):
+        return True
+    if isinstance(exc, elasticsearch.ApiError) and exc.meta.status in TRANSIENT_STATUSES:
+        return True
+    if getattr(exc, "code", None) == grpc.StatusCode.UNAVAILABLE:  # a service it asks (the personal data keys) away
+        return True
+    # A bulk item's refusal reaches us as the projection's RuntimeError naming Elasticsearch's error type.
+    return isinstance(exc, RuntimeError) and any(name in str(exc) for name in TRANSIENT_ERROR_TYPES)
+
+
+async def _apply_with_retry(projection: DocumentProjection, es, records, max_attempts: int) -> BatchResult:
+    """Apply the batch, retrying with back-off. A transient failure (``transient``) is retried
+    for as long as it lasts: Elasticsearch down must not empty the stream into the dead-letter
+    topic. Any other failure ``max_attempts`` times; then the batch is split in two halves
+    applied one after the other (each partition's order kept), down to the record at fault,
+    which is returned in ``kept_failing`` for the dead-letter topic."""
     delay = 0.5
+    failures = 0
     while True:
         try:
             return await projection.apply_batch(es, records, lambda r: r.message.value)
-        except Exception:  # Elasticsearch unreachable or rejecting: hold the batch, back off
-            log.exception("projection batch failed; retrying", extra={"projection": projection.name})
+        except Exception as exc:
+            if not transient(exc):
+                failures += 1
+                reason = f"{type(exc).__name__}: {exc}"
+            log.exception("projection batch failed; retrying" if failures < max_attempts else "projection batch kept failing",
+                          extra={"projection": projection.name, "records": len(records), "attempt": failures, "max_attempts": max_attempts})
+            if failures >= max_attempts:
+                break
             await asyncio.sleep(delay)
             delay = min(10.0, delay * 2)
+    if len(records) == 1:
+        return BatchResult(kept_failing=[(records[0], f"failed {failures} times: {reason}")])
+    middle = len(records) // 2
+    first = await _apply_with_retry(projection, es, records[:middle], max_attempts)
+    return first.add(await _apply_with_retry(projection, es, records[middle:], max_attempts))
 
 
 def _record_lag(app: faust.App, processor: str, records: Sequence[faust.types.EventT]) -> None:
@@ -193,3 +240,64 @@ def run(app: faust.App, settings: Settings, metrics_port: int = 0) -> None:
     gc_tuning.tune_for_service()
     worker = Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, override_logging=False, quiet=True)
     worker.execute_from_commandline()
+
+
+@dataclass
+class Replayed:
+    """What a replay of the dead-letter topic did for one letter."""
+
+    processor: str
+    source: str  # topic[partition]@offset of the original record
+    outcome: str  # "applied", or why it failed again
+
+
+async def replay_dead_letters(settings: Settings, projections: Sequence[DocumentProjection], only: str = "") -> list[Replayed]:
+    """Apply the dead-lettered records of ``projections`` (the processor ``only``, if given)
+    again, one at a time, after the fault that parked them is fixed. The letters stay in the
+    topic: projections are idempotent (aggregate versions, notification ids), so a letter
+    applied twice, or one whose aggregate moved on since, changes nothing. A letter that fails
+    again is reported and left for another try."""
+    from aiokafka import AIOKafkaConsumer
+
+    by_name = {projection.name: projection for projection in projections if not only or projection.name == only}
+    consumer = AIOKafkaConsumer(settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    es = es_client(settings)
+    done: list[Replayed] = []
+    await consumer.start()
+    try:
+        for _ in range(100):
+            partitions = sorted(consumer.assignment())
+            if partitions:
+                break
+            await asyncio.sleep(0.1)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        remaining = {tp: offset for tp, offset in end.items() if await consumer.position(tp) < offset}
+        while remaining:
+            for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset >= remaining.get(tp, 0):
+                        continue
+                    letter = DeadLetter.FromString(record.value)
+                    projection = by_name.get(letter.processor)
+                    if projection is None:
+                        continue
+                    source = f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}"
+                    try:
+                        result = await projection.apply_batch(es, [letter], lambda kept: kept.original_value)
+                        if result.failed:
+                            outcome = f"failed again: {result.failed[0][1]}"
+                        elif result.skipped_duplicates:  # its aggregate's later events were applied meanwhile
+                            outcome = f"not applied: a later version is in the index (watercooler reindex {projection.name} replays all in order)"
+                        else:
+                            outcome = "applied"
+                    except Exception as exc:  # still at fault: reported, the letter stays
+                        outcome = f"failed again: {type(exc).__name__}: {exc}"
+                    log.info("replayed a dead letter", extra={"processor": letter.processor, "source": source, "outcome": outcome})
+                    done.append(Replayed(letter.processor, source, outcome))
+            remaining = {tp: offset for tp, offset in remaining.items() if await consumer.position(tp) < offset}
+    finally:
+        await consumer.stop()
+        await es.close()
+    return done

@@ -85,6 +85,17 @@ class BatchResult:
     other_aggregates: int = 0  # events of aggregates another projection keeps
     touched: list[str] = field(default_factory=list)  # the documents the batch's events were for (written or duplicates)
     failed: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
+    # (record, reason) whose batch kept failing, parked in the dead-letter topic by the processor
+    kept_failing: list[tuple[Any, str]] = field(default_factory=list)
+
+    def add(self, other: BatchResult) -> BatchResult:
+        self.written += other.written
+        self.skipped_duplicates += other.skipped_duplicates
+        self.other_aggregates += other.other_aggregates
+        self.touched.extend(other.touched)
+        self.failed.extend(other.failed)
+        self.kept_failing.extend(other.kept_failing)
+        return self
 
 
 class DocumentProjection:

@@ -22,6 +22,9 @@ Classification (what the information is, apart from who it is shown to): PUBLIC 
 for release), INTERNAL (internal use, the default) or CONFIDENTIAL. A CONFIDENTIAL item is
 read by employees and services only, whatever its visibility says (not by guests, nor by
 alumni, its author included: they have left), and is never PUBLIC (``classification_conflict``).
+Labelled: posts, microposts, bookmarks, status updates, media items and wiki spaces (their pages,
+and comments, through their parent; a media item shown in a status or as an avatar follows its
+own label). Jam ideas and discussion are not: they are written for everyone the jam invited.
 
 Library (wiki spaces, whose pages take their audience, and media items):
   PUBLIC everyone; INTERNAL employees; RESTRICTED the owner (``profiles/{id}``), the listed
@@ -165,10 +168,11 @@ class Library:
     owner: str  # profiles/{id} or communities/{id}
     members: tuple[str, ...] = field(default_factory=tuple)
     deleted: bool = False
+    classification: str = INTERNAL  # of a media item, or of a space and so its pages
 
 
 def may_see_library(principal: Principal, item: Library, is_member: IsMember | None = None) -> bool:
-    if item.deleted:
+    if item.deleted or (item.classification == CONFIDENTIAL and not sees_confidential(principal)):
         return False
     if principal.is_service or item.visibility == PUBLIC:
         return True
@@ -186,7 +190,8 @@ def may_see_library(principal: Principal, item: Library, is_member: IsMember | N
 
 def library_audience(principal: Principal, communities: Sequence[str] = ()) -> Clause | None:
     """The audience clause of ``may_see_library`` (None: everything), over documents with
-    ``visibility``, ``owner`` and ``members``; ``communities``: the caller's."""
+    ``visibility``, ``owner``, ``members`` and, for media items, ``classification`` (a document
+    without it is INTERNAL); ``communities``: the caller's."""
     if principal.is_service:
         return None
     should: list[Clause] = [{"term": {"visibility": PUBLIC}}]
@@ -198,7 +203,10 @@ def library_audience(principal: Principal, communities: Sequence[str] = ()) -> C
         should.append({"term": {"members": principal.subject}})
         if communities:
             should.append({"terms": {"owner": [f"communities/{c}" for c in communities]}})
-    return {"bool": {"should": should, "minimum_should_match": 1}}
+    seen: Clause = {"bool": {"should": should, "minimum_should_match": 1}}
+    if not sees_confidential(principal):
+        seen["bool"]["must_not"] = [{"term": {"classification": CONFIDENTIAL}}]
+    return seen
 
 
 def library_clauses(principal: Principal, communities: Sequence[str] = ()) -> list[Clause]:

@@ -16,7 +16,7 @@ from watercooler import auth
 from watercooler.auth import Principal
 from watercooler.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from watercooler.eventstore import CommandContext, EventSourcedApplication, uuid7
-from watercooler.guidelines import GuidelinesAcceptance
+from watercooler.guidelines import GUEST_ACCEPTS, GuidelinesAcceptance, not_accepted
 from watercooler.moderation import Flaggable, flag_threshold
 from watercooler.visibility import may_see_jam, reads_hidden
 
@@ -25,6 +25,7 @@ from .domainmodel import (
     OPEN,
     RESULTS_PUBLISHED,
     Ballot,
+    GuestGuidelines,
     Idea,
     Invitation,
     Jam,
@@ -85,11 +86,33 @@ class JamsApplication(EventSourcedApplication):
             raise PermissionDenied("alumni may read jams but not take part", field=field)
 
     def _check_guidelines(self, principal: Principal) -> None:
-        """Ideas, threads and replies are read by the whole jam: an employee writes them after
-        accepting the current participation guidelines (watercooler.guidelines). A guest has no
-        profile to record an acceptance on; their invitation is their terms."""
+        """Ideas, threads and replies are read by the whole jam: whoever writes them has accepted
+        the current participation guidelines (watercooler.guidelines), employees on their profile,
+        guests here (``accept_guest_guidelines``: a guest has no profile)."""
         if principal.kind != "guest":
             self.guidelines.require(principal)
+        elif self._guest_guidelines_version(principal.subject) != self.settings.guidelines_version:
+            raise not_accepted(self.settings.guidelines_version, how=GUEST_ACCEPTS)
+
+    def _guest_guidelines_version(self, guest: str) -> str:
+        key = GuestGuidelines.create_id(guest)
+        return self.repository.get(key).guidelines_version if self.exists(key) else ""
+
+    def accept_guest_guidelines(self, ctx: CommandContext, guest: str, version: str, request_fingerprint: str) -> GuestGuidelines:
+        principal = ctx.principal
+        if not (principal.is_service or (principal.kind == "guest" and principal.subject == guest)):
+            raise PermissionDenied("only the guest or a service may accept the guidelines for a guest; people accept on their profile (ProfileService.AcceptGuidelines)", field="name")
+        version = (version or "").strip()
+        if not version:
+            raise InvalidArgument(f"is required: the version accepted (the current one is {self.settings.guidelines_version})", field="version")
+
+        def decide() -> GuestGuidelines:
+            key = GuestGuidelines.create_id(guest)
+            record: GuestGuidelines = self.repository.get(key) if self.exists(key) else GuestGuidelines(guest=guest)
+            record.accept(version, self.settings.guidelines_version)
+            return record
+
+        return self.run_command(ctx, "AcceptGuestGuidelines", request_fingerprint, decide)  # type: ignore[return-value]
 
     def _require_voter(self, principal: Principal, jam: Jam, field: str = "jam") -> None:
         self._require_participant(principal, jam, field)

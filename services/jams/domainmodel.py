@@ -447,6 +447,31 @@ class Invitation(EventSourcedAggregate):
         self.guest = guest
 
 
+class GuestGuidelines(EventSourcedAggregate):
+    """The participation guidelines version a guest accepted: a guest has no profile to record
+    it on (watercooler.guidelines), and guests write only here, in the jams that invited them."""
+
+    @staticmethod
+    def create_id(guest: str) -> Any:
+        return stable_id("guest-guidelines", guest)
+
+    @event("GuestGuidelinesCreated")
+    def __init__(self, guest: str):
+        self.guest = guest
+        self.guidelines_version = ""
+
+    def accept(self, version: str, current_version: str) -> None:
+        """Only the current version can be accepted; accepting it again records nothing."""
+        if version != current_version:
+            raise FailedPrecondition(f"version {version} is not the current version of the guidelines; accept {current_version}", field="version", guidelines_version=current_version)
+        if version != self.guidelines_version:
+            self._accepted(version=version)
+
+    @event("GuestGuidelinesAccepted")
+    def _accepted(self, version: str) -> None:
+        self.guidelines_version = version
+
+
 class Thread(Flaggable):
     """Flaggable; a hidden thread takes its replies with it."""
 

@@ -243,6 +243,12 @@ class JamServicer(jams_pb2_grpc.JamServiceServicer):
         _ts(message, "expire_time", expires)
         return message
 
+    async def AcceptGuestGuidelines(self, request, context):
+        (guest,) = _parts(request.name, ("guests",), "name")
+        ctx = command_context(context, request.request_id)
+        record = await in_thread(self.app.accept_guest_guidelines, ctx, guest, request.version, request_fingerprint(request))
+        return jams_pb2.GuestGuidelines(name=f"guests/{record.guest}", version=record.guidelines_version)
+
     async def CreateThread(self, request, context):
         (jam_id,) = _parts(request.parent, ("jams",), "parent")
         thread = request.thread

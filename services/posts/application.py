@@ -74,6 +74,13 @@ class CommentTarget:
     visibility: str
     community: str
     author_id: str
+    # Who is told of a comment or a like on it, when ``author_id`` is not them (a page of a
+    # restricted space answers with the caller as ``author_id``): the page's creator.
+    told: str = ""
+
+    @property
+    def author_to_tell(self) -> str:
+        return self.told or self.author_id
 
 
 class ProfileDirectory:
@@ -378,7 +385,7 @@ class PostsApplication(EventSourcedApplication):
                     raise FailedPrecondition(f"comments/{parent_id} was deleted", field="parent")
                 if parent.target != target:
                     raise InvalidArgument(f"comments/{parent_id} is about {parent.target}, not {target}", field="parent")
-            comment = Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community)
+            comment = Comment.create(target, parent_id, principal.subject, body, about.visibility, about.community, about.author_to_tell)
             self._check_community_open(self._community_of(comment))
             self._check_guidelines(principal, comment)
             return comment
@@ -483,7 +490,7 @@ class PostsApplication(EventSourcedApplication):
                 return existing
             if not liked:
                 raise FailedPrecondition("you do not like this", field="target")
-            return Like(target=target, person_id=principal.subject)
+            return Like(target=target, person_id=principal.subject, target_author=about.author_to_tell)
 
         return self.run_command(ctx, "Like" if liked else "Unlike", request_fingerprint, decide)  # type: ignore[return-value]
 

@@ -385,8 +385,9 @@ class Comment(Flaggable):
     ANSWERING_FIELDS = ("body",)
 
     @event("CommentCreated")
-    def __init__(self, target: str, parent: str, author_id: str, body: str, visibility: str, community: str):
+    def __init__(self, target: str, parent: str, author_id: str, body: str, visibility: str, community: str, target_author: str = ""):
         self.target = target
+        self.target_author = target_author  # who is told (the notifications projection); "" in older events
         self.parent = parent
         self.author_id = author_id
         self.body = body
@@ -396,9 +397,9 @@ class Comment(Flaggable):
         self._init_flags()
 
     @classmethod
-    def create(cls, target: str, parent: str, author_id: str, body: str, visibility: str, community: str) -> Comment:
+    def create(cls, target: str, parent: str, author_id: str, body: str, visibility: str, community: str, target_author: str = "") -> Comment:
         body = text("body", body, LIMITS["comment"], required=True, multiline=True)
-        return cls(target=target, parent=parent, author_id=author_id, body=body, visibility=visibility, community=community)
+        return cls(target=target, parent=parent, author_id=author_id, body=body, visibility=visibility, community=community, target_author=target_author)
 
     def _check_author(self, person_id: str, moderator: bool = False) -> None:
         if self.deleted:
@@ -473,8 +474,9 @@ class Like(EventSourcedAggregate):
         return like_id(target, person_id)
 
     @event("Liked")
-    def __init__(self, target: str, person_id: str):
+    def __init__(self, target: str, person_id: str, target_author: str = ""):
         self.target = target
+        self.target_author = target_author  # who is told (the notifications projection); "" in older events
         self.person_id = person_id
         self.active = True
 

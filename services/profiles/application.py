@@ -570,7 +570,7 @@ class ProfilesApplication(EventSourcedApplication):
             raise PermissionDenied("guests take no part in the graph", field="authorization")
         name = f"profiles/{author_id}/statusUpdates/{status_id}"
         status: StatusUpdate = self.load(StatusUpdate.create_id(author_id, status_id), StatusUpdate, name)
-        audience = Content(status.visibility, status.community_id, status.author_id, deleted=status.deleted)
+        audience = Content(status.visibility, status.community_id, status.author_id, deleted=status.deleted, classification=status.classification)
         if not may_see_content(ctx.principal, audience, self._is_member):
             raise NotFound(f"{name} not found", field="name")
         return status

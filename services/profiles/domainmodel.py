@@ -19,7 +19,7 @@ from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.media_names import media_name_of as media_name_of  # re-exported: shared with the read side
 from watercooler.moderation import Flaggable
 from watercooler.text import clean, has_control_characters
-from watercooler.visibility import PUBLIC, Library, may_see_library
+from watercooler.visibility import CLASSIFICATIONS, INTERNAL, PUBLIC, Library, classification_conflict, may_see_library
 
 ACTIVE = "ACTIVE"
 ALUMNI = "ALUMNI"
@@ -57,10 +57,11 @@ class MediaFacts:
     kind: str  # IMAGE, VIDEO, ...
     visibility: str  # PUBLIC, INTERNAL or RESTRICTED
     removed: bool
+    classification: str = INTERNAL
 
     def visible_to(self, principal: Principal) -> bool:
         """The platform's library rule (watercooler.visibility): a removed item is nobody's."""
-        return may_see_library(principal, Library(self.visibility, self.owner, deleted=self.removed))
+        return may_see_library(principal, Library(self.visibility, self.owner, deleted=self.removed, classification=self.classification))
 
 
 def check_photo(photo: str, item: MediaFacts | None, author: Principal, field: str = "photo") -> None:
@@ -627,7 +628,7 @@ VISIBILITIES = ("PUBLIC", "INTERNAL", "COMMUNITY", "PRIVATE")
 MAX_STATUS_LENGTH = 500
 
 
-def validate_status(text: str, photo: str, visibility: str, community_id: str) -> dict[str, str]:
+def validate_status(text: str, photo: str, visibility: str, community_id: str, classification: str = INTERNAL) -> dict[str, str]:
     text, photo = clean(text or ""), (photo or "").strip()
     if len(text) > MAX_STATUS_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_STATUS_LENGTH} characters", field="text")
@@ -643,7 +644,11 @@ def validate_status(text: str, photo: str, visibility: str, community_id: str) -
         raise InvalidArgument("is required for COMMUNITY visibility", field="community")
     if visibility != "COMMUNITY" and community_id:
         raise InvalidArgument("is only allowed with COMMUNITY visibility", field="community")
-    return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id}
+    if classification not in CLASSIFICATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
+    if conflict := classification_conflict(visibility, classification):
+        raise InvalidArgument(conflict, field="classification")
+    return {"text": text, "photo_uri": photo, "visibility": visibility, "community_id": community_id, "classification": classification}
 
 
 # Status text formats; every status posted before v2 of StatusUpdatePosted was plain text.
@@ -675,6 +680,7 @@ class StatusUpdate(Flaggable):
         visibility: str
         community_id: str
         text_format: str
+        classification: str  # absent from events stored before labels: INTERNAL (the default below)
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -686,8 +692,10 @@ class StatusUpdate(Flaggable):
             state["photo_uri"] = media_name_of(state.get("photo_uri", ""))
 
     @event(StatusUpdatePosted)
-    def __init__(self, status_id: str, author_id: str, text: str, photo_uri: str, visibility: str, community_id: str, text_format: str = PLAIN):
+    def __init__(self, status_id: str, author_id: str, text: str, photo_uri: str, visibility: str, community_id: str, text_format: str = PLAIN,
+                 classification: str = INTERNAL):
         self.status_id = status_id
+        self.classification = classification
         self.author_id = author_id
         self.text = text
         self.photo_uri = photo_uri

@@ -70,7 +70,7 @@ class MediaLibrary:
 
     def lookup(self, name: str, field: str, timeout: float = WRITE_TIMEOUT_SECONDS) -> MediaFacts | None:
         """As the posts service has the item now (for a write)."""
-        from watercooler.posts.v1 import media_pb2
+        from watercooler.posts.v1 import media_pb2, posts_pb2
 
         try:
             item = self._media().GetMediaItem(media_pb2.GetMediaItemRequest(name=name), metadata=self._credentials.metadata(), timeout=timeout)
@@ -80,7 +80,8 @@ class MediaLibrary:
             else:
                 raise MediaUnavailable(f"cannot ask the media library about {name}: {exc.code().name}; retry", field=field) from exc
         else:
-            facts = MediaFacts(owner=item.owner, kind=media_pb2.MediaItem.Kind.Name(item.kind), visibility=_visibility_name(item.visibility), removed=item.removed)
+            facts = MediaFacts(owner=item.owner, kind=media_pb2.MediaItem.Kind.Name(item.kind), visibility=_visibility_name(item.visibility), removed=item.removed,
+                               classification=posts_pb2.Classification.Label.Name(item.classification or posts_pb2.Classification.INTERNAL))
         self._remember(name, facts, self.clock())
         return facts
 

@@ -11,7 +11,17 @@ from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fields_of_request
 from watercooler.moderation import flag_threshold
 from watercooler.profiles.v1 import communities_pb2, communities_pb2_grpc, graph_pb2, graph_pb2_grpc, profiles_pb2, profiles_pb2_grpc
-from watercooler.rpc import command_context, decode_page_token, encode_page_token, fields_under, in_thread, page_size, parse_name, request_fingerprint
+from watercooler.rpc import (
+    command_context,
+    decode_page_token,
+    encode_page_token,
+    enum_name,
+    fields_under,
+    in_thread,
+    page_size,
+    parse_name,
+    request_fingerprint,
+)
 
 from .application import NewProfile, ProfilesApplication
 from .domainmodel import ALUMNI, CONNECTED, PENDING, Community, Connection, Follow, Profile, StatusUpdate
@@ -319,6 +329,7 @@ def status_to_proto(status: StatusUpdate, photo: str) -> graph_pb2.StatusUpdate:
         deleted=status.deleted,
         hidden=status.hidden,
         hide_reason=status.hide_reason,
+        classification=graph_pb2.Classification.Label.Value(status.classification),
     )
     message.create_time.FromDatetime(status.created_on)
     return message
@@ -369,7 +380,8 @@ class GraphServicer(graph_pb2_grpc.GraphServiceServicer):
         with fields_under("status_update", request_level=("request_id", "parent")):
             community = parse_name(s.community, "communities", field="community") if s.community else ""
             visibility = VISIBILITY_NAMES.get(s.visibility, "")
-            fields = {"text": s.text, "photo": s.photo, "visibility": visibility, "community_id": community}
+            classification = enum_name(graph_pb2.Classification.Label, s.classification, "classification", zero="INTERNAL")
+            fields = {"text": s.text, "photo": s.photo, "visibility": visibility, "community_id": community, "classification": classification}
             created = await in_thread(self.app.create_status_update, ctx, author, fields, request_fingerprint(request))
         # Checked against the author's view of the item as it was shared.
         return status_to_proto(created, created.photo_uri)

@@ -32,7 +32,8 @@ def visibility_filter(principal: Principal, communities: Sequence[str] = ()) -> 
 
 
 def _can_see(doc: dict[str, Any], principal: Principal, communities: Sequence[str] = ()) -> bool:
-    return rule.may_see_library(principal, rule.Library(doc.get("visibility", ""), doc.get("owner", ""), tuple(doc.get("members", []))), lambda c, _: c in communities)
+    return rule.may_see_library(principal, rule.Library(doc.get("visibility", ""), doc.get("owner", ""), tuple(doc.get("members", [])),
+                                                        classification=doc.get("classification") or rule.INTERNAL), lambda c, _: c in communities)
 
 
 async def _communities_of(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:

@@ -2,8 +2,8 @@
 applied to each search kind, with the caller's scope (communities, spaces, jams) read once.
 
 Content documents store ``visibility``, ``community``, the author's employee id
-(``author_id`` or ``owner_id``), ``hidden``, ``deleted`` and, for posts and the comments on
-them, the ``classification`` label (a CONFIDENTIAL one reaches employees and services only;
+(``author_id`` or ``owner_id``), ``hidden``, ``deleted`` and, for posts, microposts,
+bookmarks, status updates and the comments on posts, the ``classification`` label (a CONFIDENTIAL one reaches employees and services only;
 a document without the field is INTERNAL); ``content_filter`` is the
 one Elasticsearch filter every content query, aggregation and facet uses, so nothing
 leaks through a count either.  COMMUNITY membership is read from the ``communities``
@@ -77,7 +77,7 @@ async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Pri
     if not ids:
         return set()
     try:
-        found = found_documents(await es.mget(index=settings.index_alias(indices.MEDIA), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted"]))
+        found = found_documents(await es.mget(index=settings.index_alias(indices.MEDIA), ids=ids, realtime=True, source_includes=["owner", "visibility", "deleted", "classification"]))
     except NotFoundError:
         return set()
 
@@ -87,7 +87,8 @@ async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Pri
     seen = set()
     for media_id, item in found.items():
         source = item["_source"]
-        if rule.may_see_library(principal, rule.Library(source.get("visibility", ""), source.get("owner", ""), deleted=bool(source.get("deleted"))), is_member):
+        item = rule.Library(source.get("visibility", ""), source.get("owner", ""), deleted=bool(source.get("deleted")), classification=source.get("classification") or rule.INTERNAL)
+        if rule.may_see_library(principal, item, is_member):
             seen.add(f"media/{media_id}")
     return seen
 

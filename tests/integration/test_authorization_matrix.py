@@ -165,6 +165,8 @@ class World:
                                                 update_mask=FieldMask(paths=["classification"])), metadata=as_leaver)
         s.profiles.LeaveCompany(prp.LeaveCompanyRequest(name=f"profiles/{self.ids['alumni']}", reason="moved on"), metadata=self.service)
         self.ids["guest"], self.ids["outsider"] = unique("g"), unique("g")
+        for guest in ("guest", "outsider"):  # guests write in jams: they accept the guidelines too
+            platform.accept_guest_guidelines(self.ids[guest])
         self.guest_jams: list[str] = []
         self.indexed_ideas: dict[str, list[str]] = {}
         owner = self.md("owner")
@@ -977,6 +979,12 @@ def _redeem(w: World, who: str, row: Row, rpc: str):
     jam_id = w.jam(row)
     invitation = w.s.jams.CreateInvitation(jp.CreateInvitationRequest(parent=f"jams/{jam_id}", label="cell"), metadata=w.md("host"))
     return code(w.s.jams.RedeemInvitation, jp.RedeemInvitationRequest(code=invitation.code, jam=f"jams/{jam_id}"), w.md(who))
+
+
+@scenario("AcceptGuestGuidelines")
+def _accept_guest_guidelines(w: World, who: str, row: Row, rpc: str):
+    request = jp.AcceptGuestGuidelinesRequest(name=f"guests/{w.ids['guest']}", version=w.platform.settings.guidelines_version)
+    return code(w.s.jams.AcceptGuestGuidelines, request, w.md(who))
 
 
 # search ---------------------------------------------------------------------------------------

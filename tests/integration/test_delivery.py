@@ -5,21 +5,25 @@ stream, and a projection rebuild never leaves searches empty."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaProducer
 
 from services.search.readmodels.projections.people import PeopleProjection
-from tests.conftest import eventually
+from tests.conftest import ARTIFACTS, eventually, free_port
 from tests.integration.helpers import read_events, read_topic
-from watercooler.events.v1.envelope_pb2 import DeadLetter
+from watercooler.events.v1.envelope_pb2 import Actor, DeadLetter, EventEnvelope
 from watercooler.profiles.v1 import profiles_pb2 as pp
 from watercooler.profiles.v1 import profiles_pb2_grpc as pg
 from watercooler.projection import es_client
@@ -107,6 +111,92 @@ def test_poison_record_is_dead_lettered_and_the_stream_goes_on(platform):
     assert letter.source_partition == metadata.partition and letter.source_offset == metadata.offset
     assert "not an EventEnvelope" in letter.reason
     assert letter.original_value.startswith(b"\x08\x96\x01")
+
+
+def test_a_record_whose_batch_keeps_failing_is_parked_and_its_partition_goes_on(platform, tmp_path):
+    """A real event Elasticsearch refuses on every attempt (a department longer than a keyword
+    may be: an "immense term") fails its whole batch, which used to be retried forever. A
+    projections worker of its own (namespace, one partition so that everything after the poison
+    is behind it) tries WC_PROCESSOR_MAX_ATTEMPTS times, parks the record in the dead-letter
+    topic, counts and logs it, and projects the profiles after it. After a fix (here: a
+    projection that shortens the field) ``replay_dead_letters`` applies it; the letter stays."""
+    from tests.integration.test_faults import _drop_namespace
+    from tools.runner import Platform
+    from watercooler.kafka import ensure_topics
+    from watercooler.processor import replay_dead_letters
+    from watercooler.profiles.v1 import events_pb2 as pe
+
+    settings = dataclasses.replace(platform.settings, namespace=f"{platform.settings.namespace}dl", data_dir=tmp_path, topic_partitions=1)
+    metrics_port = free_port()
+    worker = Platform(settings, env={"WC_NAMESPACE": settings.namespace, "WC_DATA_DIR": str(tmp_path), "WC_TOPIC_PARTITIONS": "1",
+                                     "WC_PROCESSOR_MAX_ATTEMPTS": "2", "WC_PROJECTIONS_METRICS_PORT": str(metrics_port)},
+                      log_dir=ARTIFACTS / "logs" / settings.namespace)
+    worker.specs = {"projections": worker.specs["projections"]}
+    ensure_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+
+    def publish(employee_id: str, department: str = "") -> tuple[str, bytes, object]:
+        """A ProfileCreated as a relay publishes it (its fields unsealed: no key to fetch)."""
+        aggregate_id = str(uuid.uuid4())
+        payload = any_pb2.Any()
+        payload.Pack(pe.ProfileCreated(employee_id=employee_id, display_name=employee_id.title(), department=department))
+        value = EventEnvelope(event_id=str(uuid.uuid4()), event_type="watercooler.profiles.v1.ProfileCreated", aggregate_type="Profile", aggregate_id=aggregate_id,
+                              aggregate_version=1, occurred_at=Timestamp(seconds=int(time.time())), actor=Actor(subject="test", kind="service"),
+                              payload=payload).SerializeToString()
+        return aggregate_id, value, producer.send(settings.topic("profiles"), key=aggregate_id.encode(), value=value).get(30)
+
+    _, poison, sent = publish("dl-poison", department="d" * 40_000)
+    alias = settings.index_alias("people")
+
+    def indexed(query: dict) -> int:
+        if not platform.es.indices.exists_alias(name=alias):  # the worker is still starting
+            return -1
+        platform.es.indices.refresh(index=alias)
+        return platform.es.count(index=alias, query=query)["count"]
+
+    try:
+        worker.start_process("projections")
+        # Written with the poison's batch (a bulk request writes the items it can), then once the
+        # batch has failed: these stayed behind the poison for good before.
+        for i in range(2):
+            publish(f"dl-with-{i}")
+        eventually(lambda: indexed({"prefix": {"employee_id": "dl-with-"}}) == 2, timeout=180, message="the profiles of the poison's batch projected")
+        for i in range(3):
+            publish(f"dl-after-{i}")
+        eventually(lambda: indexed({"prefix": {"employee_id": "dl-after-"}}) == 3, timeout=120, message="the profiles after the poison projected")
+        assert indexed({"term": {"employee_id": "dl-poison"}}) == 0
+
+        def parked() -> list:
+            letters = [DeadLetter.FromString(r.value) for r in read_topic(settings, settings.dead_letter_topic)]
+            return [d for d in letters if d.processor == "people"]
+
+        (letter,) = eventually(parked, timeout=60, message="the poison parked by the people projection")
+        assert (letter.source_partition, letter.source_offset) == (sent.partition, sent.offset)
+        assert letter.original_value == poison
+        assert letter.reason.startswith("failed 2 times") and "immense term" in letter.reason
+
+        def counted() -> str:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+            return next((line for line in body.splitlines() if line.startswith("wc_processor_dead_lettered_total{") and 'processor="people"' in line), "")
+
+        assert eventually(counted, message="the parked record counted").endswith(" 1.0") and 'cause="kept_failing"' in counted()
+        log = (ARTIFACTS / "logs" / settings.namespace / "projections.log").read_text()
+        assert "projection batch kept failing" in log and '"cause": "kept_failing"' in log
+
+        class ShortDepartments(PeopleProjection):  # the fix: what the index refused is cut to size
+            def apply(self, doc, event):
+                doc = super().apply(doc, event)
+                doc["department"] = doc.get("department", "")[:100]
+                return doc
+
+        replayed = asyncio.run(replay_dead_letters(settings, [ShortDepartments(settings)], "people"))
+        assert [(r.processor, r.outcome) for r in replayed] == [("people", "applied")]
+        assert indexed({"term": {"employee_id": "dl-poison"}}) == 1
+        assert len(parked()) == 1, "the letter stays in the topic"
+    finally:
+        producer.close()
+        worker.stop()
+        _drop_namespace(platform, settings.namespace)
 
 
 def test_rebuild_switches_indices_while_searches_keep_answering(platform):

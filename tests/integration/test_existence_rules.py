@@ -129,7 +129,9 @@ def test_guests_write_nothing_outside_their_jam_but_still_read_public_content(pl
     jams = platform.stub(jg.JamServiceStub, "jams")
     host = platform.author(unique("host"))
     jam_id, _ = open_jam(jams, host, ideas=0)
-    guest = platform.metadata(unique("guest"), "guest", jams=(jam_id,))
+    guest_id = unique("guest")
+    guest = platform.metadata(guest_id, "guest", jams=(jam_id,))
+    platform.accept_guest_guidelines(guest_id)  # what they write in the jam, others read
     _, as_ana = person(platform, "Ana Public")
     post = publish(posts, as_ana, blog(posts, as_ana, visibility=V.PUBLIC).name, "open to all", visibility=V.PUBLIC)
     micro = posts.CreateMicropost(pb.CreateMicropostRequest(micropost=pb.Micropost(text="open to all", visibility=V.PUBLIC)), metadata=as_ana)

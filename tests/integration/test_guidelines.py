@@ -122,3 +122,40 @@ def test_a_private_draft_is_written_without_acceptance_and_refused_when_publishe
     assert posts.GetPost(pb.GetPostRequest(name=draft.name), metadata=as_ana).state == pb.Post.DRAFT  # nothing half-done
     platform.accept_guidelines(ana)
     assert posts.PublishPost(pb.PublishPostRequest(name=draft.name), metadata=as_ana).state == pb.Post.PUBLISHED
+
+
+def test_a_guest_writes_in_a_jam_only_after_accepting_the_current_guidelines(platform):
+    """Everyone who publishes answers for it: a guest has no profile, so the jams service, where
+    guests write, records their acceptance."""
+    version = platform.settings.guidelines_version
+    jams = platform.stub(jg.JamServiceStub, "jams")
+    host = platform.author(unique("host"))
+    jam_id, _ = open_jam(jams, host, ideas=0)
+    guest = unique("g")
+    as_guest = platform.metadata(guest, "guest", jams=(jam_id,))
+    idea = jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title="From a client"))
+    refused = rpc_error(jams.CreateIdea, idea, metadata=as_guest)
+    assert refused_for_guidelines(refused, version) and "JamService.AcceptGuestGuidelines" in refused.details(), (refused.code(), refused.details())
+
+    # Only the guest (or a service) accepts, only the current version, and a version is required.
+    accept = jams.AcceptGuestGuidelines
+    _, as_employee = person(platform, "Not A Guest")
+    assert rpc_error(accept, jp.AcceptGuestGuidelinesRequest(name=f"guests/{guest}", version=version), metadata=as_employee).code() == grpc.StatusCode.PERMISSION_DENIED
+    other_guest = platform.metadata(unique("g"), "guest", jams=(jam_id,))
+    assert rpc_error(accept, jp.AcceptGuestGuidelinesRequest(name=f"guests/{guest}", version=version), metadata=other_guest).code() == grpc.StatusCode.PERMISSION_DENIED
+    old = rpc_error(accept, jp.AcceptGuestGuidelinesRequest(name=f"guests/{guest}", version="2009-01"), metadata=as_guest)
+    assert old.code() == grpc.StatusCode.FAILED_PRECONDITION and bad_request_fields(old) == ["version"] and version in old.details()
+    missing = rpc_error(accept, jp.AcceptGuestGuidelinesRequest(name=f"guests/{guest}"), metadata=as_guest)
+    assert missing.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(missing) == ["version"]
+    bad_name = rpc_error(accept, jp.AcceptGuestGuidelinesRequest(name=f"profiles/{guest}", version=version), metadata=as_guest)
+    assert bad_name.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(bad_name) == ["name"]
+    assert rpc_error(jams.CreateIdea, idea, metadata=as_guest).code() == grpc.StatusCode.FAILED_PRECONDITION  # nothing was recorded
+
+    accepted = accept(jp.AcceptGuestGuidelinesRequest(name=f"guests/{guest}", version=version, request_id=str(uuid.uuid4())), metadata=as_guest)
+    assert accepted == jp.GuestGuidelines(name=f"guests/{guest}", version=version)
+    assert accept(jp.AcceptGuestGuidelinesRequest(name=f"guests/{guest}", version=version), metadata=as_guest) == accepted  # again: nothing new
+    assert jams.CreateIdea(idea, metadata=as_guest).author == guest
+    # A service accepts for a guest (an invitation desk, a seeder).
+    helped = unique("g")
+    accept(jp.AcceptGuestGuidelinesRequest(name=f"guests/{helped}", version=version), metadata=platform.metadata())
+    jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title="Helped")), metadata=platform.metadata(helped, "guest", jams=(jam_id,)))

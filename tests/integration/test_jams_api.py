@@ -297,6 +297,7 @@ def test_guests_redeem_single_use_codes_and_reach_only_their_jam(platform, jams)
 
     guest = (("authorization", f"Bearer {redeemed.token}"),)
     assert jams.GetJam(jp.GetJamRequest(name=jam_name), metadata=guest).title == "Innovation Jam"
+    platform.accept_guest_guidelines(guest_subject)  # they write what the jam reads
     idea = jams.CreateIdea(jp.CreateIdeaRequest(parent=jam_name, idea=jp.Idea(title="From a client")), metadata=guest)
     assert idea.author == guest_subject and not idea.seeded
     hidden = rpc_error(jams.GetJam, jp.GetJamRequest(name=f"jams/{other_id}"), metadata=guest)

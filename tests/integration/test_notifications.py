@@ -122,6 +122,12 @@ def test_each_trigger_tells_its_recipient_once(notified: World):
     page = s.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title="How to", body="v1")), metadata=ana).name
     s.wiki.EditPage(wp.EditPageRequest(name=page, body="v2 by bob", base_revision=1), metadata=bob)
     expected[("wiki_edit", page)] = "bob"
+    # The page's creator is named on the like and the comment by the writer: told even when the
+    # projection takes them before the page's own events (another partition).
+    s.posts.Like(pb.LikeRequest(target=page), metadata=bob)
+    expected[("like", page)] = "bob"
+    page_comment = s.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=page, body="Useful")), metadata=bob).name
+    expected[("comment", page_comment)] = "bob"
     # A jam of bob's in which ana takes part (an idea): told when it moves on and of its results.
     jam = f"jams/{unique('jam-')}"
     s.jams.CreateJam(jp.CreateJamRequest(jam_id=jam.split("/")[1], jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))), metadata=bob)

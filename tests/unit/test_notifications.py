@@ -46,6 +46,17 @@ def test_who_an_event_tells(projection):
     assert projection.decide(event(pe.ItemFlagged(flagger_id="x", reason="r"))) == []
 
 
+def test_a_like_or_comment_on_a_page_tells_the_author_the_event_names_without_a_lookup(projection):
+    """The writer names the page's creator on the event: the projection need not have seen the
+    page's own events (another partition) to tell them."""
+    like = projection.decide(event(pe.Liked(target="pages/p1", person_id="bob", target_author="ana")))
+    assert [(p.kind, p.recipients, p.owner_of, p.fact_of, p.subject_kind) for p in like] == [("like", ("ana",), None, None, "wiki_page")]
+    comment = projection.decide(event(pe.CommentCreated(target="pages/p1", author_id="bob", body="ok", target_author="ana")))
+    assert [(p.kind, p.recipients, p.owner_of, p.fact_of) for p in comment] == [("mention", (), None, None), ("comment", ("ana",), None, None)]
+    # Events written before the writer named the author: looked up as before.
+    assert [p.fact_of for p in projection.decide(event(pe.Liked(target="pages/p1", person_id="bob")))] == [("page_author", "p1")]
+
+
 def test_a_notification_id_is_the_same_on_every_replay_and_nobody_is_told_of_their_own_act(projection):
     assert notification_id("ev-1", "ana", "mention") == notification_id("ev-1", "ana", "mention")
     assert len({notification_id("ev-1", "ana", "mention"), notification_id("ev-1", "cy", "mention"), notification_id("ev-1", "ana", "reply"), notification_id("ev-2", "ana", "mention")}) == 4

@@ -50,9 +50,11 @@ FLAGGABLE_READS = {
     "GetViewCounts", "ListStatusUpdates", "GetNetworkFeed", "GetIdea", "SearchJamIdeas", "ListJamDiscussion", "GetJamLeaderboard",
 }
 
-# Reads that show (or count) items that carry a classification label (posts) or their children:
-# each needs a case where a CONFIDENTIAL item answers as absent to alumni and guests.
-CLASSIFIED_READS = {"GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats"}
+# Reads that show (or count) items that carry a classification label (posts, microposts,
+# bookmarks, status updates, media items, wiki spaces and so their pages) or their children: each needs a case where a
+# CONFIDENTIAL item answers as absent to alumni and guests.
+CLASSIFIED_READS = {"GetPost", "GetMicropost", "GetBookmark", "SearchBookmarks", "ListPostRevisions", "GetComment", "ListComments", "SearchPosts", "Search", "GetPostStats",
+                    "ListStatusUpdates", "GetNetworkFeed", "GetMediaItem", "ListMediaItems", "GetSpace", "GetPage"}
 
 
 def rpc_methods() -> dict[str, d.MethodDescriptor]:

@@ -71,7 +71,7 @@ def test_projections_write_the_text_once_more_under_its_language_only():
     page = WikiProjection(settings).apply(None, event("PageCreated", space_id="s", title="Café", links=["Über uns"], body="Wir trinken jeden Morgen Kaffee im Büro", author="e1"))
     assert page["language"] == "de" and page["lang"]["de"]["body"].startswith("Wir trinken") and page["links"] == ["uber uns"]
     media = MediaProjection(settings).apply(None, event("MediaItemRegistered", owner="profiles/e1", title="Démo", description="", kind="VIDEO",
-                                                        size_bytes=1, content_type="video/mp4", tags=[], visibility="INTERNAL", storage_uri="s3://x"))
+                                                        size_bytes=1, content_type="video/mp4", tags=[], visibility="INTERNAL", storage_uri="s3://x", classification=""))
     assert media["language"] == "en" and media["lang"] == {"en": {"title": "Démo"}}  # too short to tell: the default language
     comment = CommentsProjection(settings).apply(None, event("CommentCreated", target="posts/p", parent="", author_id="e1", body="Très bien, merci pour la présentation d'hier",
                                                              visibility="INTERNAL", community="", classification=""))

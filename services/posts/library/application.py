@@ -21,7 +21,7 @@ from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, Inval
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.guidelines import GuidelinesAcceptance
 from watercooler.text import has_control_characters
-from watercooler.visibility import reads_hidden
+from watercooler.visibility import Library, may_see_library, reads_hidden
 
 from ..membership import CommunityMembership
 from . import content, thumbnails
@@ -33,7 +33,6 @@ from .domainmodel import (
     Page,
     Space,
     TitleClaim,
-    can_see,
     sane_view_time,
     space_id_of,
     title_claim_id,
@@ -65,6 +64,7 @@ class Target:
     members: tuple[str, ...]
     # Media whose bytes are in the object store: its downloads are counted as links are issued.
     uploaded: bool = False
+    classification: str = "INTERNAL"
 
 
 class LibraryApplication(EventSourcedApplication):
@@ -101,7 +101,8 @@ class LibraryApplication(EventSourcedApplication):
         def decide() -> Space:
             if self.exists(space_id_of(space_id)):
                 raise AlreadyExists(f"spaces/{space_id} already exists", field="space_id")
-            space = Space.create(space_id, fields.get("display_name", ""), fields.get("description", ""), owner, fields.get("visibility", ""), list(fields.get("members", [])))
+            space = Space.create(space_id, fields.get("display_name", ""), fields.get("description", ""), owner, fields.get("visibility", ""), list(fields.get("members", [])),
+                                 fields.get("classification", ""))
             self.guidelines.require(principal)
             return space
 
@@ -483,19 +484,19 @@ class LibraryApplication(EventSourcedApplication):
             if kind == "pages":
                 page = self.get_page(principal, raw_id, field=field, include_deleted=False)
                 space = self.load(space_id_of(page.space_id), Space, name, field=field)
-                target = Target(name, page.space_id, page.created_on, space.visibility, space.owner, tuple(space.members))
+                target = Target(name, page.space_id, page.created_on, space.visibility, space.owner, tuple(space.members), classification=space.classification)
             elif kind == "media":
                 item = self.get_media_item(principal, raw_id, field=field)
                 if item.removed:
                     raise NotFound(f"{name} is removed", field=field)
-                target = Target(name, "", item.created_on, item.visibility, item.owner, (), uploaded=bool(item.versions))
+                target = Target(name, "", item.created_on, item.visibility, item.owner, (), uploaded=bool(item.versions), classification=item.classification)
             else:
                 raise InvalidArgument("must be 'pages/{id}' or 'media/{id}'", field=field)
             with self._known_lock:
                 if len(self._known) >= _KNOWN_TARGETS_MAX:
                     self._known.clear()
                 self._known[name] = target
-        elif not can_see(target.visibility, target.owner, list(target.members), principal, self.membership.is_member):
+        elif not may_see_library(principal, Library(target.visibility, target.owner, target.members, classification=target.classification), self.membership.is_member):
             raise NotFound(f"{name} not found", field=field)
         return target
 

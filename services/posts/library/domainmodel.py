@@ -21,11 +21,11 @@ from watercooler.errors import Aborted, FailedPrecondition, InvalidArgument, Per
 from watercooler.eventstore import EventSourcedAggregate, stable_id
 from watercooler.moderation import Flaggable
 from watercooler.text import clean, fold, has_control_characters
+from watercooler.visibility import CLASSIFICATIONS, Library, classification_conflict, may_see_library
 from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the service
 from watercooler.visibility import LIBRARY_VISIBILITIES as VISIBILITIES
 from watercooler.visibility import PUBLIC as PUBLIC
 from watercooler.visibility import RESTRICTED as RESTRICTED
-from watercooler.visibility import Library, may_see_library
 
 MEDIA_KINDS = ("VIDEO", "AUDIO", "IMAGE", "DOCUMENT", "PRESENTATION")
 
@@ -140,8 +140,10 @@ class Space(EventSourcedAggregate):
         return space_id_of(space_id)
 
     @event("SpaceCreated")
-    def __init__(self, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str]):
+    def __init__(self, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str], classification: str = INTERNAL):
         self.space_id = space_id
+        # Of the space and its pages, which take its audience (INTERNAL for a space made before labels).
+        self.classification = classification
         self.display_name = display_name
         self.description = description
         self.owner = owner
@@ -149,7 +151,7 @@ class Space(EventSourcedAggregate):
         self.members = members
 
     @classmethod
-    def create(cls, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str]) -> Space:
+    def create(cls, space_id: str, display_name: str, description: str, owner: str, visibility: str, members: list[str], classification: str = INTERNAL) -> Space:
         validate_space_id(space_id)
         display_name = clean(display_name or "")
         if not display_name or len(display_name) > MAX_TITLE or has_control_characters(display_name):
@@ -164,14 +166,16 @@ class Space(EventSourcedAggregate):
             owner=validate_owner(owner),
             visibility=validate_visibility(visibility),
             members=validate_members(members),
+            classification=_valid_label(visibility, classification or INTERNAL, "classification"),
         )
 
     def visible_to(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
-        return can_see(self.visibility, self.owner, self.members, principal, is_member)
+        return may_see_library(principal, Library(self.visibility, self.owner, tuple(self.members), classification=self.classification), is_member)
 
     def update(self, changes: dict[str, Any], by: str) -> None:
-        """``changes``: the field-mask paths asked for (display_name, description, visibility, members)."""
-        values = {"display_name": self.display_name, "description": self.description, "visibility": self.visibility, "members": list(self.members)}
+        """``changes``: the field-mask paths asked for (display_name, description, visibility, members, classification)."""
+        values = {"display_name": self.display_name, "description": self.description, "visibility": self.visibility, "members": list(self.members),
+                  "classification": self.classification}
         if "display_name" in changes:
             name = clean(changes["display_name"] or "")
             if not name or len(name) > MAX_TITLE or has_control_characters(name):
@@ -186,13 +190,18 @@ class Space(EventSourcedAggregate):
             values["visibility"] = validate_visibility(changes["visibility"])
         if "members" in changes:
             values["members"] = validate_members(list(changes["members"]))
-        changed = [name for name in ("display_name", "description", "visibility", "members") if values[name] != getattr(self, name)]
+        if "classification" in changes:
+            values["classification"] = changes["classification"] or INTERNAL
+        _valid_label(values["visibility"], values["classification"], "classification" if "classification" in changes else "visibility")
+        changed = [name for name in ("display_name", "description", "visibility", "members", "classification") if values[name] != getattr(self, name)]
         if changed:
             self._updated(changed_fields=changed, updated_by=by, **values)
 
     @event("SpaceUpdated")
-    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, visibility: str, members: list[str]) -> None:
+    def _updated(self, changed_fields: list[str], updated_by: str, display_name: str, description: str, visibility: str, members: list[str],
+                 classification: str = INTERNAL) -> None:
         self.display_name, self.description, self.visibility, self.members = display_name, description, visibility, list(members)
+        self.classification = classification
 
     def may_edit(self, principal: Any, is_member: Callable[[str, str], bool] | None = None) -> bool:
         """Guests read public spaces; only employees (or services) write."""
@@ -394,7 +403,7 @@ class Page(Flaggable):
 # --- media library ----------------------------------------------------------------------------
 # What uploaded content sets; an item with uploaded content refuses them in updates.
 CONTENT_FIELDS = ("size_bytes", "content_type", "storage_uri")
-MEDIA_FIELDS = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+MEDIA_FIELDS = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
 
 
 def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, Any]:
@@ -440,12 +449,28 @@ def validate_media_fields(fields: dict[str, Any], creating: bool) -> dict[str, A
         out["tags"] = tags
     if "visibility" in fields or creating:
         out["visibility"] = validate_visibility(fields.get("visibility", ""))
+    if "classification" in fields or creating:
+        out["classification"] = fields.get("classification") or INTERNAL
+        if out["classification"] not in CLASSIFICATIONS:
+            raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
     if ("storage_uri" in fields or creating) and not awaiting_upload:
         uri = (fields.get("storage_uri") or "").strip()
         if len(uri) > 2000 or not _URI.match(uri):
             raise InvalidArgument("must be an s3, gs, http(s) or media URI", field="storage_uri")
         out["storage_uri"] = uri
     return out
+
+
+def _check_label(visibility: str, classification: str, field: str) -> None:
+    if classification not in CLASSIFICATIONS:
+        raise InvalidArgument(f"must be one of {', '.join(CLASSIFICATIONS)}", field="classification")
+    if conflict := classification_conflict(visibility, classification):
+        raise InvalidArgument(conflict, field=field)
+
+
+def _valid_label(visibility: str, classification: str, field: str) -> str:
+    _check_label(visibility, classification, field)
+    return classification
 
 
 class MediaItem(Flaggable):
@@ -455,8 +480,10 @@ class MediaItem(Flaggable):
     ANSWERING_FIELDS = ("title", "description", "storage_uri")
 
     @event("MediaItemRegistered")
-    def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str):
+    def __init__(self, owner: str, title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str,
+                 classification: str = INTERNAL):
         self.owner = owner
+        self.classification = classification  # INTERNAL for an item registered before labels existed
         self.title = title
         self.description = description
         self.kind = kind
@@ -477,6 +504,7 @@ class MediaItem(Flaggable):
         values = validate_media_fields(fields, creating=True)
         values.setdefault("description", "")
         values.setdefault("tags", [])
+        _check_label(values["visibility"], values["classification"], "classification")
         return cls(owner=owner, **values)
 
     def update(self, changes: dict[str, Any], by_owner: bool = True) -> None:
@@ -489,12 +517,15 @@ class MediaItem(Flaggable):
         changed = [name for name in MEDIA_FIELDS if name in values and values[name] != getattr(self, name)]
         if not changed:
             return
+        _check_label(values.get("visibility", self.visibility), values.get("classification", self.classification),
+                     "visibility" if "classification" not in changed else "classification")
         self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
         if by_owner:
             self._author_edited(changed)
 
     @event("MediaItemUpdated")
-    def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str) -> None:
+    def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str,
+                 classification: str = INTERNAL) -> None:
         for name in changed_fields:
             setattr(self, name, locals()[name])
 
@@ -508,7 +539,7 @@ class MediaItem(Flaggable):
         self.removed = True
 
     def visible_to(self, principal: Any) -> bool:
-        return can_see(self.visibility, self.owner, [], principal)
+        return may_see_library(principal, Library(self.visibility, self.owner, classification=self.classification))
 
     # --- uploaded content -------------------------------------------------------------------
     def check_uploadable(self, principal: Any) -> None:

@@ -13,7 +13,7 @@ import grpc
 from watercooler.auth import current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
-from watercooler.posts.v1 import media_pb2, media_pb2_grpc, wiki_pb2, wiki_pb2_grpc
+from watercooler.posts.v1 import media_pb2, media_pb2_grpc, posts_pb2, wiki_pb2, wiki_pb2_grpc
 from watercooler.rpc import (
     command_context,
     decode_page_token,
@@ -50,6 +50,7 @@ def space_to_proto(space: Space) -> wiki_pb2.Space:
         visibility=wiki_pb2.Visibility.Value(space.visibility),
         members=space.members,
         etag=space.etag,
+        classification=posts_pb2.Classification.Label.Value(space.classification),
     )
     _ts(message, "create_time", space.created_on)
     return message
@@ -101,6 +102,7 @@ def media_to_proto(item: MediaItem) -> media_pb2.MediaItem:
         content_type=item.content_type,
         tags=item.tags,
         visibility=wiki_pb2.Visibility.Value(item.visibility),
+        classification=posts_pb2.Classification.Label.Value(item.classification),
         storage_uri=item.storage_uri,
         removed=item.removed,
         hidden=item.hidden,
@@ -143,12 +145,16 @@ def _visibility(value: int) -> str:
     return enum_name(wiki_pb2.Visibility, value, "visibility")
 
 
+def _classification(value: int) -> str:
+    return enum_name(posts_pb2.Classification.Label, value, "classification", zero="INTERNAL")
+
+
 def _time_or_none(message: Any, field: str) -> dt.datetime | None:
     return getattr(message, field).ToDatetime(tzinfo=dt.UTC) if message.HasField(field) else None
 
 
 # What UpdateSpace changes (field-mask paths).
-SPACE_MASK_FIELDS = ("display_name", "description", "visibility", "members")
+SPACE_MASK_FIELDS = ("display_name", "description", "visibility", "members", "classification")
 
 class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
     def __init__(self, app: LibraryApplication, facts: FactLog):
@@ -165,6 +171,7 @@ class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
             "owner": space.owner,
             "visibility": _visibility(space.visibility),
             "members": list(space.members),
+            "classification": _classification(space.classification),
         }
         with fields_under("space"):
             created = await in_thread(self.app.create_space, ctx, fields, request_fingerprint(request))
@@ -184,6 +191,8 @@ class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
             values = {"display_name": space.display_name, "description": space.description, "members": list(space.members)}
             if "visibility" in paths:
                 values["visibility"] = _visibility(space.visibility)
+            if "classification" in paths:
+                values["classification"] = _classification(space.classification)
             changes = {p: values[p] for p in paths}
             updated = await in_thread(self.app.update_space, ctx, space_id, changes, space.etag, request_fingerprint(request))
         return space_to_proto(updated)
@@ -275,7 +284,7 @@ class WikiServicer(wiki_pb2_grpc.WikiServiceServicer):
         return wiki_pb2.RecordViewsResponse(recorded=recorded)
 
 
-MEDIA_MASK = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+MEDIA_MASK = ("title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
 
 
 def _media_fields(item: media_pb2.MediaItem, paths: list[str]) -> dict[str, Any]:
@@ -286,6 +295,8 @@ def _media_fields(item: media_pb2.MediaItem, paths: list[str]) -> dict[str, Any]
             value = enum_name(media_pb2.MediaItem.Kind, value, "media_item.kind")
         elif path == "visibility":
             value = _visibility(value)
+        elif path == "classification":
+            value = _classification(value)
         elif path == "tags":
             value = list(value)
         fields[path] = value

@@ -26,7 +26,7 @@ def page_target(app: Any, target: str, principal: Any, field: str = "target") ->
     if page.deleted:
         raise FailedPrecondition(f"{target} was deleted", field=field)
     _check_not_hidden(page, target, principal, field)
-    return _as_comment_target(CommentTarget, space.visibility, page.author, principal)
+    return _as_comment_target(CommentTarget, space.visibility, page.author_id, principal)
 
 
 def media_target(app: Any, target: str, principal: Any, field: str = "target") -> Any:
@@ -73,8 +73,8 @@ def _as_comment_target(comment_target: Any, visibility: str, author_id: str, pri
     target now (PostsApplication._comment_readable resolves the target again; search keeps the
     page's space and the media item's rule on each comment, services/search/readmodels/projections/comments.py)."""
     if visibility in (PUBLIC, INTERNAL):
-        return comment_target(visibility, "", author_id)
-    return comment_target(PRIVATE, "", principal.subject)
+        return comment_target(visibility, "", author_id, author_id)
+    return comment_target(PRIVATE, "", principal.subject, author_id)
 
 
 def install(app: Any) -> None:

@@ -118,7 +118,7 @@ class CommentAudiencesProjection(DocumentProjection):
         if kind == "PageCreated":
             return _audience(f"pages/{event.aggregate_id}", space_id=p.space_id)
         if kind == "MediaItemRegistered":
-            return _audience(f"media/{event.aggregate_id}", visibility=p.visibility, target_owner=p.owner)
+            return _audience(f"media/{event.aggregate_id}", visibility=p.visibility, target_owner=p.owner, classification=p.classification or "INTERNAL")
         if doc is None or kind not in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted", "PageDeleted", "MediaItemUpdated", "MediaItemRemoved"):
             raise SkipEvent
         if kind == "PostEdited":
@@ -128,6 +128,7 @@ class CommentAudiencesProjection(DocumentProjection):
         elif kind == "MediaItemUpdated":
             if "visibility" in p.changed_fields:
                 doc["visibility"] = p.visibility
+            doc["classification"] = p.classification or "INTERNAL"
             if "owner" in p.changed_fields:
                 doc["target_owner"] = p.owner
         else:

@@ -11,7 +11,7 @@ from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
-FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri")
+FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
 
 
 class MediaProjection(DocumentProjection):
@@ -35,6 +35,7 @@ class MediaProjection(DocumentProjection):
             "content_type": {"type": "keyword"},
             "tags": TAGS_FIELD,
             "visibility": {"type": "keyword"},
+            "classification": {"type": "keyword"},  # watercooler.visibility; absent before labels: INTERNAL
             "storage_uri": {"type": "keyword", "index": False},
             "created_at": {"type": "date"},
             "hidden": {"type": "boolean"},  # hidden by community flags
@@ -48,6 +49,7 @@ class MediaProjection(DocumentProjection):
             return apply_flags(doc, event)  # a media item's (another item's: skipped)
         if name == "MediaItemRegistered":
             doc = {field: _value(getattr(p, field)) for field in FIELDS}
+            doc["classification"] = p.classification or "INTERNAL"
             doc["created_at"] = event.occurred_at.isoformat()
             return _analysed(doc)
         if name not in ("MediaItemUpdated", "MediaItemRemoved", "MediaContentAttached"):
@@ -59,6 +61,7 @@ class MediaProjection(DocumentProjection):
         elif name == "MediaItemUpdated":
             for field in p.changed_fields:
                 doc[field] = _value(getattr(p, field))
+            doc["classification"] = p.classification or "INTERNAL"
         else:
             doc["deleted"] = True
         return _analysed(doc)

@@ -12,8 +12,9 @@ its own, on the same guarantees as every projection:
   notification the old index had keeps its ``seq`` (below), so read marks and the cursors
   of open streams stay right.
 - **Who is told** comes from the event itself (mentions, the followee, the invited member,
-  the addressee) or from the item it is about: the author of a replied-to micropost, a
-  commented post, a rated post, a liked comment, an edited page, read from the indices the
+  the addressee, the author of a commented or liked item, which the writer puts on the event)
+  or from the item it is about: the author of a replied-to micropost, a rated post, an
+  edited page, read from the indices the
   other projections keep (realtime ``mget``; an item not indexed yet is waited for a few
   seconds). A jam's participants (hosts, voters, idea, thread and reply authors) are kept by
   this projection in ``notification_facts``, with a jam's phase changes and results, so
@@ -182,7 +183,7 @@ class NotificationsProjection(DocumentProjection):
             out = [Pending(event, "mention", item, "comment", event.aggregate_id, f"profiles/{p.author_id} mentioned you in a comment", recipients=tuple(_comment_mentions(p.body)))]
             collection, target_id = _split(p.target)
             if collection in COLLECTION_INDEX:
-                told = {"fact_of": ("page_author", target_id)} if collection == "pages" else {"owner_of": (COLLECTION_INDEX[collection][0], target_id)}
+                told = _target_author(p, collection, COLLECTION_INDEX[collection][0], target_id)
                 out.append(Pending(event, "comment", item, "comment", event.aggregate_id, f"profiles/{p.author_id} commented on your {p.target}", **told))
             if p.parent:
                 out.append(Pending(event, "reply", item, "comment", event.aggregate_id, f"profiles/{p.author_id} replied to your comment comments/{p.parent}", owner_of=("comments", p.parent)))
@@ -194,8 +195,7 @@ class NotificationsProjection(DocumentProjection):
             if collection not in COLLECTION_INDEX:
                 return []
             index, subject_kind = COLLECTION_INDEX[collection]
-            # A page's author is a fact this projection keeps (pages are written by many), as for comments.
-            told = {"fact_of": ("page_author", target_id)} if collection == "pages" else {"owner_of": (index, target_id)}
+            told = _target_author(p, collection, index, target_id)
             return [Pending(event, "like", p.target, subject_kind, target_id, f"profiles/{p.person_id} liked your {p.target}", **told)]
         if kind == "PageEdited":
             # The page's creator is told when someone else edits it.
@@ -430,6 +430,16 @@ def notification_doc(spec: dict[str, Any], recipient: str, name: str, subject_id
         "deleted": False,
         "updated_at": spec["occurred_at"],
     }
+
+
+def _target_author(payload: Any, collection: str, index: str, target_id: str) -> dict[str, Any]:
+    """Who is told of a comment or a like: the target's author the writer put on the event.
+    Events written before it did name nobody; for them the author is looked up (an indexed
+    item's, waited for; a page's creator, from the facts kept here, which a like processed
+    before the page's own events, from another partition, misses)."""
+    if payload.target_author:
+        return {"recipients": (payload.target_author,)}
+    return {"fact_of": ("page_author", target_id)} if collection == "pages" else {"owner_of": (index, target_id)}
 
 
 def _jam_key(jam_id: str) -> str:

@@ -33,6 +33,7 @@ class StatusesProjection(DocumentProjection):
             # The community id when visibility is COMMUNITY.
             "community": {"type": "keyword"},
             "hidden": {"type": "boolean"},
+            "classification": {"type": "keyword"},  # watercooler.visibility; absent before labels: INTERNAL
             "created_at": {"type": "date"},
         }
     }
@@ -52,6 +53,7 @@ class StatusesProjection(DocumentProjection):
                 "photo": media_name_of(p.photo_uri) if event.envelope.schema_version < 3 else p.photo_uri,
                 "visibility": p.visibility,
                 "community": p.community_id,
+                "classification": p.classification or "INTERNAL",
                 "hidden": False,
                 "created_at": event.occurred_at.isoformat(),
             }

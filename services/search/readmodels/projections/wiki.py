@@ -49,6 +49,7 @@ class WikiProjection(DocumentProjection):
             "display_name": folded_text(),
             "owner": {"type": "keyword"},
             "visibility": {"type": "keyword"},
+            "classification": {"type": "keyword"},  # spaces: of the space and its pages; absent before labels: INTERNAL
             "members": {"type": "keyword"},
             "created_at": {"type": "date"},
             "hidden": {"type": "boolean"},  # pages hidden by community flags
@@ -69,6 +70,7 @@ class WikiProjection(DocumentProjection):
                 "display_name": p.display_name,
                 "owner": p.owner,
                 "visibility": p.visibility,
+                "classification": p.classification or "INTERNAL",
                 "members": list(p.members),
                 "created_at": event.occurred_at.isoformat(),
             }
@@ -88,7 +90,7 @@ class WikiProjection(DocumentProjection):
         if doc is None:
             raise ValueError(f"{name} for unknown {event.aggregate_id}")
         if name == "SpaceUpdated":  # its pages' audience follows through the space (visibility.Scope)
-            doc.update(display_name=p.display_name, visibility=p.visibility, members=list(p.members))
+            doc.update(display_name=p.display_name, visibility=p.visibility, members=list(p.members), classification=p.classification or "INTERNAL")
             return doc
         if name == "PageEdited":
             doc.update(body=p.body, links=[title_key(t) for t in p.links], author=p.author, revision=p.revision)
