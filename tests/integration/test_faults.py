@@ -467,13 +467,18 @@ def test_processor_holds_its_batch_while_elasticsearch_answers_429_and_loses_not
     # The elasticsearch client retries a 429 itself up to 5 times: 8 refusals outlast one call,
     # and the two item-level refusals reach the processor's own retry.
     with RejectingElasticsearch(platform.settings.es_url, whole=8, per_item=2) as proxy:
+        # The worker opens the sealed personal fields with keys it asks the profiles service for:
+        # a profiles process of the namespace's own, over the store the writer below keeps.
+        profiles_port = free_port()
         worker = Platform(settings, env={"WC_NAMESPACE": settings.namespace, "WC_ES_URL": proxy.url, "WC_DATA_DIR": str(tmp_path),
-                                         "WC_PROJECTIONS_METRICS_PORT": "0"}, log_dir=ARTIFACTS / "logs" / settings.namespace)
-        worker.specs = {"projections": worker.specs["projections"]}
+                                         "WC_PROJECTIONS_METRICS_PORT": "0", "WC_PROFILES_PORT": str(profiles_port),
+                                         "WC_PROFILES_METRICS_PORT": "0"}, log_dir=ARTIFACTS / "logs" / settings.namespace)
+        worker.specs = {"profiles": worker.specs["profiles"], "projections": worker.specs["projections"]}
         app = ProfilesApplication(settings)
         relay = Relay(app, settings)
         relay_thread = threading.Thread(target=relay.run, daemon=True)
         try:
+            worker.start_process("profiles")
             worker.start_process("projections")
             relay_thread.start()
             ctx = CommandContext(Principal("fault-test", "service"))
