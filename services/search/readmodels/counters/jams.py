@@ -43,6 +43,7 @@ from watercooler.projection import index_replicas, open_sealed
 from watercooler.tally import Tally
 
 from .. import indices
+from . import create_counter_index
 
 log = logging.getLogger(__name__)
 
@@ -260,19 +261,7 @@ def index_settings() -> dict[str, Any]:
 
 
 async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
-    alias = index_alias(settings)
-    if await es.indices.exists_alias(name=alias):
-        return
-    try:
-        await es.indices.create(
-            index=f"{alias}-v1-initial",
-            settings=index_settings(),
-            mappings=MAPPINGS,
-            aliases={alias: {"is_write_index": True}},
-        )
-    except Exception as exc:  # another process created it first
-        if "resource_already_exists" not in str(exc):
-            raise
+    await create_counter_index(es, index_alias(settings), index_settings(), MAPPINGS)
 
 
 async def flush(es: AsyncElasticsearch, alias: str, state: JamStatsState) -> int:

@@ -70,6 +70,7 @@ from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.projection import DocumentsUnreadable, found_documents, index_replicas
 
 from .. import indices
+from . import create_counter_index
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +121,7 @@ def index_settings() -> dict[str, Any]:
 
 
 async def ensure_index(es: AsyncElasticsearch, settings: Settings) -> None:
-    alias = index_alias(settings)
-    if await es.indices.exists_alias(name=alias):
-        return
-    try:
-        await es.indices.create(
-            index=f"{alias}-v1-initial",
-            settings=index_settings(),
-            mappings=MAPPINGS,
-            aliases={alias: {"is_write_index": True}},
-        )
-    except Exception as exc:  # another process created it first
-        if "resource_already_exists" not in str(exc):
-            raise
+    await create_counter_index(es, index_alias(settings), index_settings(), MAPPINGS)
 
 
 def doc_id(kind: str, target: str, day: str, department: str, partition: int) -> str:
