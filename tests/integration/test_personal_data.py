@@ -14,6 +14,7 @@ from tests.conftest import eventually
 from tests.integration.helpers import read_events, read_topic, rpc_error
 from tests.integration.test_cli import cli
 from tests.integration.test_jams_api import ts
+from tests.integration.test_jams_stats import leaderboard_of
 from tests.integration.test_search_unified import Stubs, unique, word
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.personaldata import FORMER_EMPLOYEE
@@ -57,8 +58,14 @@ def person(platform):
     jam_id = unique("j")
     stubs.jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))),
                          metadata=as_nora)
-    stubs.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=f"Fund {w['idea']}", description=f"Because {w['idea']}.")), metadata=as_nora)
-    return dict(stubs=stubs, w=w, nora=nora, as_nora=as_nora, bob=bob, as_bob=as_bob, post=post, micro=micro, comment=comment, bobs_comment=bobs_comment)
+    idea = stubs.jams.CreateIdea(jp.CreateIdeaRequest(parent=f"jams/{jam_id}", idea=jp.Idea(title=f"Fund {w['idea']}", description=f"Because {w['idea']}.")),
+                                 metadata=as_nora).name
+    # Bob's vote on her idea: the jam stats (a recount after the erasure) keep it, under a tombstone title.
+    for current in (jp.SCHEDULED, jp.OPEN):  # to voting (the phase named is the one it leaves)
+        stubs.jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=f"jams/{jam_id}", phase=current), metadata=as_nora)
+    stubs.jams.CastVote(jp.CastVoteRequest(jam=f"jams/{jam_id}", idea=idea), metadata=as_bob)
+    return dict(stubs=stubs, w=w, nora=nora, as_nora=as_nora, bob=bob, as_bob=as_bob, post=post, micro=micro, comment=comment, bobs_comment=bobs_comment,
+                jam=f"jams/{jam_id}", idea=idea)
 
 
 def export(platform, name: str, md) -> spd.PersonalDataExport:
@@ -131,6 +138,9 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
                message="none of her words in any index before a rebuild")
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written
+    # The jam stats counted the jams topic again: Bob's vote stays, on an idea without a title.
+    rows = lambda: [(row.idea, row.title, row.votes) for row in leaderboard_of(person["stubs"].search, person["jam"], person["as_bob"]).rows]  # noqa: E731
+    eventually(lambda: rows() == [(person["idea"], "", 1)], timeout=60, interval=2, message="her idea untitled on the leaderboard, Bob's vote kept")
     # And every read model rebuilt by replaying the log: they stay tombstones.
     for name in rebuild.names():  # the projections and the counters
         result = cli("reindex", name)
