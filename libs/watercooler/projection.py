@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import orjson
 from aiokafka import AIOKafkaConsumer
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
+from elasticsearch.helpers import async_scan
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from . import personaldata
@@ -84,6 +85,7 @@ class BatchResult:
     skipped_duplicates: int = 0
     other_aggregates: int = 0  # events of aggregates another projection keeps
     touched: list[str] = field(default_factory=list)  # the documents the batch's events were for (written or duplicates)
+    erased: list[str] = field(default_factory=list)  # employee ids the batch's ProfileErased events name
     failed: list[tuple[Any, str]] = field(default_factory=list)  # (record, reason) for the dead-letter topic
     # (record, reason) whose batch kept failing, parked in the dead-letter topic by the processor
     kept_failing: list[tuple[Any, str]] = field(default_factory=list)
@@ -93,6 +95,7 @@ class BatchResult:
         self.skipped_duplicates += other.skipped_duplicates
         self.other_aggregates += other.other_aggregates
         self.touched.extend(other.touched)
+        self.erased.extend(other.erased)
         self.failed.extend(other.failed)
         self.kept_failing.extend(other.kept_failing)
         return self
@@ -120,10 +123,21 @@ class DocumentProjection:
     # room for rewrites that are not the aggregate's own (each writes the version it read plus
     # one): the duplicate check compares ``stored // version_scale`` with the event's version.
     version_scale: ClassVar[int] = 1
+    # A projection whose documents hold fields sealed with their writer's key (what a person wrote,
+    # opened) names them here with their tombstones, and ``erased_by`` the fields naming whose key
+    # sealed them. It then also reads the profiles topic (its ``sources`` list it) for
+    # ``ProfileErased``, and replaces those fields of the erased person's documents at once
+    # (``erase_person``) instead of keeping the opened text until a rebuild.
+    erased_fields: ClassVar[dict[str, Any]] = {}
+    erased_by: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.alias = settings.index_alias(self.name)
+        # Profile events are read only for the erasures when the projection keeps no profiles.
+        kept = getattr(self, "aggregate_types", None)
+        self._erasures_only = bool(self.erased_fields) and kept is not None and "Profile" not in kept
+        self._kept_types = kept | {"Profile"} if self._erasures_only and kept is not None else kept
 
     # --- domain-free projection logic, per subclass -------------------------------------------
     def doc_id(self, event: Event) -> str:
@@ -222,17 +236,24 @@ class DocumentProjection:
         undecodable record is noted in ``result`` for the dead-letter topic, another projection's
         event is counted and dropped before its payload is unpacked."""
         decoded: list[tuple[Any, Event]] = []
+        erasures: list[Event] = []
         for record in records:
             try:
-                event = decode_kept(value_of(record), self.aggregate_types)
+                event = decode_kept(value_of(record), self._kept_types)
             except BadEvent as exc:
                 result.failed.append((record, str(exc)))
                 continue
             if event is None:
                 result.other_aggregates += 1
+            elif self._erasures_only and event.envelope.aggregate_type == "Profile":
+                if event.envelope.event_type == personaldata.ERASURE_EVENT:
+                    erasures.append(event)
+                else:
+                    result.other_aggregates += 1
             else:
                 decoded.append((record, event))
-        open_sealed(self.settings, [event for _, event in decoded])
+        open_sealed(self.settings, [event for _, event in decoded] + erasures)
+        result.erased.extend(event.payload.employee_id for event in erasures if event.payload.employee_id)
         return decoded
 
     async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
@@ -244,6 +265,7 @@ class DocumentProjection:
         result = BatchResult()
         decoded = self.decode(records, value_of, result)
         if not decoded:
+            await self.erase_people(es, target, result.erased)
             return result
         ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))
         state: dict[str, tuple[Doc | None, int]] = {doc_id: (None, 0) for doc_id in ids}
@@ -293,7 +315,49 @@ class DocumentProjection:
             else:
                 result.written += len(dirty)
             await self.written(es, {doc_id: state[doc_id][0] for doc_id in dirty}, target)  # type: ignore[misc]
+        # After the batch's own writes, so that the erased person's documents it made are found too.
+        await self.erase_people(es, target, result.erased)
         return result
+
+    async def erase_people(self, es: AsyncElasticsearch, index: str, employee_ids: Sequence[str]) -> int:
+        """Replace the erased people's sealed fields (``erased_fields``) in their documents with
+        the tombstones; returns how many documents changed.
+
+        Idempotent, and a replay (rebuild) does it again harmlessly: a document already
+        tombstoned is left alone, and the events replayed open to tombstones anyway (the keys are
+        gone). Ordering: ``ProfileErased`` (profiles topic) and the person's own events (other
+        topics and partitions) reach the projection in any order. An event of theirs applied
+        after this is opened with a key that is gone (its process forgets the key at the latest
+        when its key cache next asks, ``WC_PERSONAL_KEY_CACHE_SECONDS``), so it tombstones
+        itself; one applied before is found here.
+
+        Each document is written back with the version it has (``external_gte``) rather than by
+        ``_update_by_query``, which would add one to the version: with versions that are the
+        aggregate's, the aggregate's next event would then be skipped as a duplicate. A document
+        a newer event rewrote meanwhile (409) is left to that write."""
+        if not self.erased_fields or not employee_ids:
+            return 0
+        ids = [*employee_ids, *(f"profiles/{employee_id}" for employee_id in employee_ids)]
+        query = {"bool": {"should": [{"terms": {field: ids}} for field in self.erased_by], "minimum_should_match": 1}}
+        # The batch's writes (and earlier ones) become searchable: what the scan below reads.
+        await es.indices.refresh(index=index)
+        operations: list[dict[str, Any]] = []
+        async for hit in async_scan(es, index=index, query={"query": query}, size=500, version=True):
+            source = hit["_source"]
+            if all(source.get(name, value) == value for name, value in self.erased_fields.items()):
+                continue
+            source.update((name, value) for name, value in self.erased_fields.items() if name in source)
+            operations.append({"index": {"_index": hit["_index"], "_id": hit["_id"], "version": hit["_version"], "version_type": "external_gte"}})
+            operations.append(source)
+        if not operations:
+            return 0
+        response = await es.bulk(operations=operations, filter_path="errors,items.*.status,items.*.error")
+        for item in response.get("items", []) if response["errors"] else []:
+            outcome = item["index"]
+            if outcome.get("error") and outcome.get("status") != 409:
+                raise RuntimeError(f"erasure write to {index} failed: {outcome['error']}")
+        log.info("erased people's fields", extra={"projection": self.name, "index": index, "documents": len(operations) // 2})
+        return len(operations) // 2
 
     # --- rebuild ----------------------------------------------------------------------------------
     async def rebuild(self, es: AsyncElasticsearch, progress: Callable[[int, int], None] | None = None, batch_size: int = 2000) -> dict[str, Any]:

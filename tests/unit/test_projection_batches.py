@@ -58,3 +58,65 @@ def test_the_view_counter_holds_its_batch_while_a_shard_recovers():
     with pytest.raises(DocumentsUnreadable):
         asyncio.run(views.apply_batch(es, "counts", "views", [(0, 41, fact)]))
     assert es.bulk_calls == 0
+
+
+def test_an_erasure_tombstones_the_persons_documents_at_their_version_once(monkeypatch):
+    """The posts projection hears of ProfileErased on the profiles topic (its other events are
+    dropped) and rewrites the erased author's documents with tombstones at the version they have:
+    a bumped version would make the aggregate's next event look like a duplicate. A document
+    already tombstoned (a replay, a rebuild) is not written again."""
+    from services.profiles.domainmodel import Profile
+    from services.search.readmodels.projections.posts import PostsProjection
+    from watercooler import config, personaldata
+    from watercooler import projection as projection_module
+    from watercooler.auth import Principal
+    from watercooler.envelope import to_envelope
+    from watercooler.eventstore import CommandContext, command_meta
+
+    with command_meta(CommandContext(Principal("tester", "service"))):
+        profile = Profile.create("e1", {"display_name": "Ann"})
+        profile.erase()
+    records = [to_envelope("profiles", event, n).SerializeToString() for n, event in enumerate(profile.collect_events(), 1)]
+    stored = {
+        "p1": {"_index": "posts-v2", "_id": "p1", "_version": 3,
+               "_source": {"author_id": "e1", "title": "Ann's plan", "content": "secret", "tags": ["x"], "lang": {"en": {"title": "Ann's plan"}}, "hidden": False}},
+        "p2": {"_index": "posts-v2", "_id": "p2", "_version": 2, "_source": {"author_id": "e1", "title": "", "content": "", "tags": [], "lang": {}}},
+    }
+
+    class FakeElasticsearch:
+        def __init__(self):
+            self.bulks: list[list[dict]] = []
+            self.read = False
+            self.indices = self
+
+        async def refresh(self, **_):
+            return {}
+
+        async def mget(self, **_):
+            self.read = True
+            return {"docs": []}
+
+        async def bulk(self, operations, **_):
+            self.bulks.append(operations)
+            for action, source in zip(operations[::2], operations[1::2], strict=True):
+                stored[action["index"]["_id"]]["_source"] = source
+            return {"errors": False, "items": []}
+
+    async def scan(_es, index, query, **_):
+        assert query["query"]["bool"]["should"] == [{"terms": {"author_id": ["e1", "profiles/e1"]}}]
+        for hit in list(stored.values()):
+            yield {**hit, "_source": dict(hit["_source"])}
+
+    monkeypatch.setattr(projection_module, "async_scan", scan)
+    monkeypatch.setattr(personaldata, "forget_erased", lambda settings, event: None)
+    es = FakeElasticsearch()
+    projection = PostsProjection(config.load())
+    assert "profiles" in projection.sources
+    result = asyncio.run(projection.apply_batch(es, records, lambda value: value))
+    assert (result.erased, result.other_aggregates, result.written, es.read) == (["e1"], 1, 0, False)
+    assert len(es.bulks) == 1
+    action, source = es.bulks[0]
+    assert action == {"index": {"_index": "posts-v2", "_id": "p1", "version": 3, "version_type": "external_gte"}}
+    assert source == {"author_id": "e1", "title": "", "content": "", "tags": [], "lang": {}, "hidden": False}
+    asyncio.run(projection.apply_batch(es, records, lambda value: value))  # replayed: nothing left to write
+    assert len(es.bulks) == 1

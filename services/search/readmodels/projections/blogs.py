@@ -44,10 +44,12 @@ def owner_profile_id(employee_id: str) -> str:
     return str(stable_id("profile", employee_id))
 
 
-def with_owner(doc: Doc, facts: dict[str, Any], owner_version: int) -> Doc:
-    """The blog document showing these owner facts (as of the owner's profile version)."""
+def with_owner(doc: Doc, facts: dict[str, Any], owner_version: int, erased: bool = False) -> Doc:
+    """The blog document showing these owner facts (as of the owner's profile version); an erased
+    owner's blog also loses its title and description (sealed with the owner's key)."""
     sort_name = facts["owner_sort_name"] or facts["owner_display_name"]
-    return {**doc, **facts, "owner_sort_name": sort_name, "sort_key": collation_key(sort_name), "letter": directory_letter(sort_name),
+    text = {"title": "", "description": ""} if erased else {}
+    return {**doc, **facts, **text, "owner_sort_name": sort_name, "sort_key": collation_key(sort_name), "letter": directory_letter(sort_name),
             "owner_version": owner_version}
 
 
@@ -94,7 +96,8 @@ class BlogsProjection(DocumentProjection):
     }
     owner_mappings: dict[str, Any] = {
         "dynamic": "strict",
-        "properties": {"employee_id": {"type": "keyword"}, **{name: {"type": "keyword", "index": False} for name in OWNER_FACTS}},
+        "properties": {"employee_id": {"type": "keyword"}, **{name: {"type": "keyword", "index": False} for name in OWNER_FACTS},
+                       "erased": {"type": "boolean", "index": False}},
     }
 
     def __init__(self, settings: Settings):
@@ -130,7 +133,7 @@ class BlogsProjection(DocumentProjection):
         elif event.type_name == "ProfileUpdated" and owner is not None:
             employee_id = owner["employee_id"]
         elif event.type_name == "ProfileErased" and owner is not None:
-            return {**owner, "owner_display_name": FORMER_EMPLOYEE, "owner_sort_name": FORMER_EMPLOYEE}
+            return {**owner, "owner_display_name": FORMER_EMPLOYEE, "owner_sort_name": FORMER_EMPLOYEE, "erased": True}
         else:
             raise SkipEvent
         return {"employee_id": employee_id, "owner_display_name": p.display_name, "owner_sort_name": p.sort_name or p.display_name,
@@ -150,6 +153,8 @@ class BlogsProjection(DocumentProjection):
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
+            # An owners index made before erasures marked their owners gains the field.
+            await es.indices.put_mapping(index=self.owners_alias, properties={"erased": self.owner_mappings["properties"]["erased"]})
         self._owners_ready = True
 
     # --- applying batches -----------------------------------------------------------------------------
@@ -262,7 +267,8 @@ class BlogsProjection(DocumentProjection):
                     continue
                 facts = {name: owner["_source"][name] for name in OWNER_FACTS}
                 blog_version = doc.get("blog_version", seq[2])
-                operations += [_write_op(target, doc_id, seq), {**with_owner(doc, facts, owner["_version"]), "blog_version": blog_version}]
+                erased = bool(owner["_source"].get("erased"))
+                operations += [_write_op(target, doc_id, seq), {**with_owner(doc, facts, owner["_version"], erased), "blog_version": blog_version}]
             pending = sorted(await _bulk(es, target, operations))
         if pending:
             raise RuntimeError(f"blog documents kept changing while following their owners: {pending[:5]}")

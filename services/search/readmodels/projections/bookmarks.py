@@ -16,8 +16,10 @@ from .posts import FLAG_EVENTS, apply_flags
 
 class BookmarksProjection(DocumentProjection):
     name = indices.BOOKMARKS
-    sources = ("posts",)
+    sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Bookmark", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}}
+    erased_by = ("owner_id",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {

@@ -160,8 +160,10 @@ def _target_id(target: str) -> str:
 
 class CommentsProjection(DocumentProjection):
     name = indices.COMMENTS
-    sources = ("posts",)
+    sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Comment", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    erased_fields: dict[str, Any] = {"body": "", "lang": {}}
+    erased_by = ("author_id",)
     # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch.
     schema_version = 3
     analysis = ANALYSIS

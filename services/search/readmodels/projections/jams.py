@@ -15,8 +15,10 @@ from .posts import FLAG_EVENTS, apply_flags
 
 class JamIdeasProjection(DocumentProjection):
     name = indices.JAM_IDEAS
-    sources = ("jams",)
+    sources = ("jams", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Idea", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    erased_fields: dict[str, Any] = {"title": "", "description": "", "lang": {}}
+    erased_by = ("author",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the idea's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
@@ -59,8 +61,10 @@ class JamIdeasProjection(DocumentProjection):
 
 class JamThreadsProjection(DocumentProjection):
     name = indices.JAM_THREADS
-    sources = ("jams",)
+    sources = ("jams", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Thread", "Reply", "Flaggable"})
+    erased_fields: dict[str, Any] = {"title": "", "body": "", "lang": {}}
+    erased_by = ("author",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the post's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {

@@ -33,8 +33,10 @@ def apply_flags(doc: Doc | None, event: Event) -> Doc:
 
 class PostsProjection(DocumentProjection):
     name = indices.POSTS
-    sources = ("posts",)
+    sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    erased_fields: dict[str, Any] = {"title": "", "content": "", "tags": [], "lang": {}}
+    erased_by = ("author_id",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {

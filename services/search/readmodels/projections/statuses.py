@@ -21,6 +21,8 @@ class StatusesProjection(DocumentProjection):
     name = indices.STATUSES
     sources = ("profiles",)
     aggregate_types = frozenset({"StatusUpdate", "Flaggable"})  # flags: hidden / restored
+    erased_fields: dict[str, Any] = {"text": "", "photo": ""}
+    erased_by = ("author_id",)
     mappings: dict[str, Any] = {
         "properties": {
             "status_id": {"type": "keyword"},
