@@ -395,3 +395,26 @@ def test_the_plugin_is_compiled_by_a_jdk_with_javac_not_by_a_jre(monkeypatch, tm
     monkeypatch.setattr(downloads, "_is_root", lambda: False)
     with pytest.raises(JdkNotFound, match="apt-get install -y openjdk-17-jdk-headless"):
         downloads.compiler_jdk(jre)
+
+
+# --- a start that fails half-way ------------------------------------------------------------
+def test_a_failed_start_stops_the_servers_it_started_and_only_those(monkeypatch, tmp_path):
+    """SeaweedFS failing must not leave Kafka holding its port; an Elasticsearch that was
+    already running (someone else's, or from before) is left alone."""
+    settings = _settings(data_dir=tmp_path)
+    monkeypatch.setattr(servers, "find_jdk", lambda: Jdk(Path("/jdk"), 17))
+    monkeypatch.setattr(servers, "fetch", lambda *a, **k: None)
+    monkeypatch.setattr(servers, "build_analysis_plugin", lambda *a, **k: None)
+    monkeypatch.setattr(servers.seaweedfs, "build_in_background", lambda *a, **k: None)
+    monkeypatch.setattr(servers, "start_kafka", lambda *a, **k: common.StartResult("kafka", "127.0.0.1:1", 101, 0.1, False))
+    monkeypatch.setattr(servers, "start_elasticsearch", lambda *a, **k: common.StartResult("elasticsearch", "http://127.0.0.1:2", 102, 0.1, True))
+
+    def seaweedfs_fails(*a, **k):
+        raise InfraError("SeaweedFS exited during start-up.")
+
+    monkeypatch.setattr(servers.seaweedfs, "start", seaweedfs_fails)
+    stopped: list[str] = []
+    monkeypatch.setattr(servers, "stop_server", lambda server, *a, **k: stopped.append(server.name) or True)
+    with pytest.raises(InfraError, match="SeaweedFS exited"):
+        servers.up_local(settings)
+    assert stopped == ["kafka"]

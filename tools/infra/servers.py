@@ -112,6 +112,12 @@ def up_local(settings: Settings, postgres: bool = False, progress: Progress | No
                 except InfraError as exc:
                     errors.append(str(exc))
         if errors:
+            # Leave nothing half up: a server this call started would keep its port (and hold
+            # its data dir) after we gave up, and the next start would find a stranger there.
+            started = {r.name for r in results if not r.already_running}
+            for server in all_servers(settings):
+                if server.name in started:
+                    stop_server(server)
             raise InfraError("\n\n".join(errors))
         return results
 
