@@ -168,6 +168,7 @@ INDEX_CREATORS = {
     "libs/watercooler/projection.py",  # every DocumentProjection, from index_body()
     "services/search/readmodels/projections/blogs.py",  # the blog owners index: BlogsProjection.owner_mappings
     "services/search/readmodels/projections/notifications.py",  # the facts index: NotificationsProjection.facts_mappings
+    "services/search/readmodels/counters/__init__.py",  # create_counter_index(), with the MAPPINGS and index_settings() of the modules below
     "services/search/readmodels/counters/jams.py",  # MAPPINGS
     "services/search/readmodels/counters/views.py",  # MAPPINGS, SEEN_MAPPINGS
     "services/search/readmodels/rebuild.py",  # the counters' MAPPINGS and index_settings() (rendered from their modules above)
