@@ -88,9 +88,9 @@ PERSONAL_FIELDS: dict[str, Personal] = {
     "watercooler.posts.v1.MicropostEdited": Personal(("text", "hashtags"), ACTOR),
     "watercooler.posts.v1.CommentCreated": Personal(("body",), AUTHOR, "author_id"),
     "watercooler.posts.v1.CommentEdited": Personal(("body",), ACTOR),
-    "watercooler.posts.v1.BookmarkCreated": Personal(("title", "notes", "tags"), AUTHOR, "owner_id"),
-    "watercooler.posts.v1.BookmarkEdited": Personal(("title", "notes", "tags"), ACTOR),
-    "watercooler.posts.v1.BookmarkResaved": Personal(("title", "notes", "tags"), ACTOR),
+    "watercooler.posts.v1.BookmarkCreated": Personal(("title", "notes"), AUTHOR, "owner_id"),
+    "watercooler.posts.v1.BookmarkEdited": Personal(("title", "notes"), ACTOR),
+    "watercooler.posts.v1.BookmarkResaved": Personal(("title", "notes"), ACTOR),
     "watercooler.jams.v1.IdeaCreated": Personal(("title", "description"), AUTHOR, "author"),
     "watercooler.jams.v1.ThreadCreated": Personal(("title", "body"), AUTHOR, "author"),
     "watercooler.jams.v1.ReplyCreated": Personal(("body",), AUTHOR, "author"),
@@ -303,6 +303,10 @@ class KeysUnavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+# The most key ids one GetPersonalDataKeys call may name (the profiles service refuses more).
+MAX_KEY_IDS_PER_CALL = 1000
+
+
 class RemoteKeyRing:
     """The profiles service's keys, asked over gRPC with this process's service token
     (``PersonalDataService.GetPersonalDataKeys``, services only), cached (``CachedKeys``)."""
@@ -328,13 +332,18 @@ class RemoteKeyRing:
     def _fetch(self, key_ids: Collection[str], create: bool) -> dict[str, bytes]:
         from .profiles.v1 import personal_data_pb2
 
-        try:
-            response = self._keys_stub().GetPersonalDataKeys(
-                personal_data_pb2.GetPersonalDataKeysRequest(key_ids=sorted(key_ids), create=create),
-                metadata=self._credentials.metadata(), timeout=10)
-        except grpc.RpcError as error:
-            raise KeysUnavailable(f"the personal data keys could not be read: {error.code().name}", field="name") from None
-        return {key.key_id: key.key for key in response.keys}
+        # A batch of a projection (or a reader of a whole topic) may need more keys than one
+        # call may ask for: ask in slices of the most the service takes.
+        wanted, found = sorted(key_ids), {}
+        for start in range(0, len(wanted), MAX_KEY_IDS_PER_CALL):
+            try:
+                response = self._keys_stub().GetPersonalDataKeys(
+                    personal_data_pb2.GetPersonalDataKeysRequest(key_ids=wanted[start:start + MAX_KEY_IDS_PER_CALL], create=create),
+                    metadata=self._credentials.metadata(), timeout=10)
+            except grpc.RpcError as error:
+                raise KeysUnavailable(f"the personal data keys could not be read: {error.code().name}", field="name") from None
+            found.update((key.key_id, key.key) for key in response.keys)
+        return found
 
     def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
         return self._cache.keys(key_ids, create)

@@ -47,7 +47,7 @@ MAX_MANAGER_CHAIN = 64
 MAX_BATCH_GET = 100
 MAX_BATCH_CREATE = 1000
 MAX_LEAVE_REASON = 500
-MAX_KEY_IDS = 1000
+MAX_KEY_IDS = personaldata.MAX_KEY_IDS_PER_CALL
 # Tries of an UpdateProfile that lost a race to a concurrent change (of the org chart or the profile).
 MANAGER_CHANGE_ATTEMPTS = 5
 

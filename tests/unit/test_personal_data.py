@@ -96,3 +96,24 @@ def test_a_service_hears_of_an_erasure_when_it_asks_again_for_the_keys_it_holds(
     ring.destroy(["e1"])
     assert cache.revalidate() == 1 and erasures == [1]  # the service forgets what it opened with it
     assert set(cache.keys(["e1", "e2"])) == {"e2"}
+
+
+def test_a_remote_key_ring_asks_for_many_keys_in_slices_the_service_accepts():
+    """A projection batch or a topic reader may need more keys than one call may name."""
+    from types import SimpleNamespace
+
+    from watercooler.config import Settings
+
+    calls: list[int] = []
+
+    class Stub:
+        def GetPersonalDataKeys(self, request, metadata=None, timeout=None):
+            calls.append(len(request.key_ids))
+            assert len(request.key_ids) <= pd.MAX_KEY_IDS_PER_CALL, "the service refuses more (INVALID_ARGUMENT)"
+            return SimpleNamespace(keys=[SimpleNamespace(key_id=k, key=b"k" * 32) for k in request.key_ids])
+
+    ring = pd.RemoteKeyRing(Settings(), "test")
+    ring._keys_stub = lambda: Stub()
+    wanted = [f"p{i:05d}" for i in range(2 * pd.MAX_KEY_IDS_PER_CALL + 5)]
+    assert set(ring.keys(wanted)) == set(wanted)
+    assert calls == [pd.MAX_KEY_IDS_PER_CALL, pd.MAX_KEY_IDS_PER_CALL, 5]
