@@ -159,7 +159,7 @@ def exactly_once(cluster, load: SteadyLoad) -> dict:
     acknowledged = load.acked()
     events = eventually(
         lambda: (lambda evs: evs if len({e.payload.employee_id for e in evs}) >= len(acknowledged) else None)(
-            [e for e in read_events(cluster.settings, "profiles") if e.type_name == "ProfileCreated" and e.payload.employee_id.startswith(load.prefix)]
+            [e for e in read_events(cluster.settings, "profiles", opened=False) if e.type_name == "ProfileCreated" and e.payload.employee_id.startswith(load.prefix)]
         ),
         timeout=180,
         message="every acknowledged write in Kafka",
