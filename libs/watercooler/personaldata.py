@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import grpc
@@ -95,6 +95,31 @@ PERSONAL_FIELDS: dict[str, Personal] = {
     "watercooler.jams.v1.ThreadCreated": Personal(("title", "body"), AUTHOR, "author"),
     "watercooler.jams.v1.ReplyCreated": Personal(("body",), AUTHOR, "author"),
 }
+
+
+def _also(event_type: str, *fields: str) -> None:
+    """Seal these fields of an event as well, with the key its rule names."""
+    rule = PERSONAL_FIELDS[event_type]
+    PERSONAL_FIELDS[event_type] = replace(rule, fields=(*rule.fields, *fields))
+
+
+# --- directory facts, bookmark urls, the reasons people give -----------------------------------
+# A profile's directory facts say who the person is as much as the name does; the blog's copy
+# of the owner's at its creation with them. Why someone left is about them alone.
+_PROFILE_FACTS = ("department", "country", "expertise", "languages")
+for _event in ("watercooler.profiles.v1.ProfileCreated", "watercooler.profiles.v1.ProfileUpdated"):
+    _also(_event, *_PROFILE_FACTS)
+_also("watercooler.posts.v1.BlogCreated", "owner_department", "owner_country")
+PERSONAL_FIELDS["watercooler.profiles.v1.ProfileBecameAlumni"] = Personal(("reason",), AGGREGATE)
+# The link a person saved (only BookmarkCreated carries it; the bookmark's id is a hash of it).
+_also("watercooler.posts.v1.BookmarkCreated", "url")
+# The free text given with a flag or a moderator's hide or restore, with the key of who gave it
+# (``ItemRestored.reason`` is a code the platform writes: not sealed). The same events in every
+# service that has flaggable items.
+for _service in ("profiles", "posts", "jams"):
+    PERSONAL_FIELDS[f"watercooler.{_service}.v1.ItemFlagged"] = Personal(("reason",), AUTHOR, "flagger_id")
+    PERSONAL_FIELDS[f"watercooler.{_service}.v1.ItemHiddenByModerator"] = Personal(("reason",), AUTHOR, "moderator_id")
+    PERSONAL_FIELDS[f"watercooler.{_service}.v1.ItemRestoredByModerator"] = Personal(("reason",), AUTHOR, "moderator_id")
 
 
 def personal(event_type: str) -> Personal | None:

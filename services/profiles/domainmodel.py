@@ -270,8 +270,9 @@ class Profile(EventSourcedAggregate):
     def _erased(self, employee_id: str) -> None:
         # What the sealed fields read as once the keys are gone, so this aggregate (cached in
         # memory) shows the same as one loaded from the store after the erasure.
-        for name in ("display_name", "sort_name", "title", "bio", "photo_uri", "photo"):
+        for name in ("display_name", "sort_name", "title", "department", "country", "bio", "photo_uri", "photo"):
             setattr(self, name, personaldata.tombstone(name))
+        self.expertise, self.languages = [], []  # a list's elements have no tombstone: none left
         self.erased = True
 
     @property

@@ -492,7 +492,8 @@ class Search:
                 name = _profile(b["key"])
                 if name.startswith("profiles/"):
                     authors[name] = authors.get(name, 0) + b["doc_count"]
-        departments: dict[str, int] = {b["key"]: b["doc_count"] for b in aggs.get("people_departments", {}).get("buckets", [])}
+        # No department (none given, or an erased person's tombstone) is no facet value.
+        departments: dict[str, int] = {b["key"]: b["doc_count"] for b in aggs.get("people_departments", {}).get("buckets", []) if b["key"]}
         if authors:
             known = await self._departments([a.split("/", 1)[1] for a in authors])
             for author, n in authors.items():

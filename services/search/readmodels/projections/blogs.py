@@ -133,7 +133,8 @@ class BlogsProjection(DocumentProjection):
         elif event.type_name == "ProfileUpdated" and owner is not None:
             employee_id = owner["employee_id"]
         elif event.type_name == "ProfileErased" and owner is not None:
-            return {**owner, "owner_display_name": FORMER_EMPLOYEE, "owner_sort_name": FORMER_EMPLOYEE, "erased": True}
+            return {**owner, "owner_display_name": FORMER_EMPLOYEE, "owner_sort_name": FORMER_EMPLOYEE, "owner_department": "", "owner_country": "",
+                    "erased": True}
         else:
             raise SkipEvent
         return {"employee_id": employee_id, "owner_display_name": p.display_name, "owner_sort_name": p.sort_name or p.display_name,

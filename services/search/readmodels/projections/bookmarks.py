@@ -18,7 +18,8 @@ class BookmarksProjection(DocumentProjection):
     name = indices.BOOKMARKS
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Bookmark", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}}
+    # The url too (and its host): an erased person's save counts toward no link.
+    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}, "url": "", "host": ""}
     erased_by = ("owner_id",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
     analysis = ANALYSIS

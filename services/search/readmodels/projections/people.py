@@ -14,6 +14,7 @@ from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, folded_text
 
 # What an erasure replaces with tombstones (the personal fields of the profile's events).
 ERASED_FIELDS = frozenset(personaldata.PERSONAL_FIELDS["watercooler.profiles.v1.ProfileCreated"].fields)
+LIST_FIELDS = frozenset({"expertise", "languages"})
 PROFILE_FIELDS = ("display_name", "sort_name", "title", "department", "country", "manager_id", "expertise", "languages", "bio", "photo_uri")
 
 
@@ -68,7 +69,8 @@ class PeopleProjection(DocumentProjection):
         elif event.type_name == "ProfileErased":
             if doc is None:
                 raise SkipEvent
-            doc.update({name: personaldata.tombstone(name) for name in PROFILE_FIELDS if name in ERASED_FIELDS})
+            # A list (expertise, languages) loses every element, as a replay opens it.
+            doc.update({name: [] if name in LIST_FIELDS else personaldata.tombstone(name) for name in PROFILE_FIELDS if name in ERASED_FIELDS})
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])
