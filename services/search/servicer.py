@@ -188,7 +188,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             event = response.audit_events.add(
                 event_id=d["event_id"], event_type=d["event_type"], actor=d["actor"], actor_kind=d["actor_kind"], correlation_id=d["correlation_id"],
                 causation_id=d["causation_id"], source=d["source"], aggregate_type=d["aggregate_type"], aggregate_id=d["aggregate_id"],
-                resource=d.get("resource", ""), target_owner=d.get("target_owner", ""),
+                resource=d.get("resource", ""), target_owner=d.get("target_owner", ""), reason=d.get("reason", ""),
             )
             event.occur_time.FromDatetime(dt.datetime.fromisoformat(d["occurred_at"]).astimezone(dt.UTC).replace(tzinfo=None))
         if last is not None:

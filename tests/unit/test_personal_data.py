@@ -117,3 +117,84 @@ def test_a_remote_key_ring_asks_for_many_keys_in_slices_the_service_accepts():
     wanted = [f"p{i:05d}" for i in range(2 * pd.MAX_KEY_IDS_PER_CALL + 5)]
     assert set(ring.keys(wanted)) == set(wanted)
     assert calls == [pd.MAX_KEY_IDS_PER_CALL, pd.MAX_KEY_IDS_PER_CALL, 5]
+
+
+def test_directory_facts_bookmark_urls_and_reasons_are_sealed_with_the_key_of_whose_they_are():
+    ring = pd.MemoryKeyRing()
+    profile = {"employee_id": "e1", "display_name": "Ann", "sort_name": "", "title": "", "bio": "", "photo_uri": "", "department": "Zorbing",
+               "country": "DE", "expertise": ["quux"], "languages": ["de"], "manager_id": "e0"}
+    sealed = pd.seal_state("watercooler.profiles.v1.ProfileCreated", profile, "prof-e1", "hr", ring)
+    assert not {"Zorbing", "DE", "quux", "de"} & set(str(sealed).replace("'", " ").split())
+    assert sealed["manager_id"] == "e0"  # a reference to someone else: stays
+    assert pd.sealed_key_ids("watercooler.profiles.v1.ProfileCreated", sealed) == {"prof-e1"}
+    cases = {  # event: (state, key id)
+        "watercooler.profiles.v1.ProfileBecameAlumni": ({"reason": "moved to Zorbing"}, "prof-e1"),
+        "watercooler.posts.v1.BookmarkCreated": ({"owner_id": "e1", "url": "https://zorbing.example/x"}, "e1"),
+        "watercooler.posts.v1.BlogCreated": ({"owner_id": "e1", "owner_department": "Zorbing", "owner_country": "DE"}, "e1"),
+        **{f"watercooler.{service}.v1.ItemFlagged": ({"flagger_id": "e1", "reason": "Zorbing spam"}, "e1") for service in ("profiles", "posts", "jams")},
+        **{f"watercooler.{service}.v1.{name}": ({"moderator_id": "e1", "reason": "Zorbing off topic"}, "e1")
+           for service in ("profiles", "posts", "jams") for name in ("ItemHiddenByModerator", "ItemRestoredByModerator")},
+    }
+    for event_type, (state, key_id) in cases.items():
+        sealed_state = pd.seal_state(event_type, state, "prof-e1", "someone-else", ring)
+        assert "Zorbing" not in str(sealed_state) and "zorbing" not in str(sealed_state), event_type
+        assert pd.sealed_key_ids(event_type, sealed_state) == {key_id}, event_type
+    # A code the platform writes is nobody's data.
+    assert pd.personal("watercooler.posts.v1.ItemRestored") is None
+    opened = dict(sealed)
+    pd.open_state("watercooler.profiles.v1.ProfileCreated", opened, ring)
+    assert opened == profile
+    ring.destroy(["prof-e1"])
+    pd.open_state("watercooler.profiles.v1.ProfileCreated", sealed, ring)
+    assert (sealed["department"], sealed["country"], sealed["expertise"], sealed["languages"]) == ("", "", [], [])
+
+
+def test_an_erased_profile_keeps_no_directory_fact_in_the_service_nor_in_the_people_index():
+    from services.profiles.domainmodel import Profile
+    from services.search.readmodels.projections.blogs import BlogsProjection
+    from services.search.readmodels.projections.people import PeopleProjection
+    from watercooler import config
+    from watercooler.auth import Principal
+    from watercooler.envelope import decode
+    from watercooler.eventstore import CommandContext, command_meta
+
+    with command_meta(CommandContext(Principal("tester", "service"))):
+        profile = Profile.create("e1", {"display_name": "Ann", "department": "Zorbing", "country": "DE", "expertise": ["quux"], "languages": ["de"]})
+        profile.erase()
+    assert (profile.department, profile.country, profile.expertise, profile.languages) == ("", "", [], [])
+    people = PeopleProjection(config.load())
+    doc = None
+    profile_events = profile.collect_events()
+    for n, event in enumerate(profile_events, 1):
+        doc = people.apply(doc, decode(to_envelope("profiles", event, n).SerializeToString()))
+    # Empty, not a tombstone string: a facet or a filter on expertise counts nothing of hers.
+    assert (doc["department"], doc["country"], doc["expertise"], doc["languages"]) == ("", "", [], [])
+    assert doc["employee_id"] == "e1" and doc["display_name"] == pd.FORMER_EMPLOYEE
+    # Nor on her blogs (the blog directory and the blogs per department follow their owner).
+    owner = {"employee_id": "e1", "owner_display_name": "Ann", "owner_sort_name": "Ann", "owner_department": "Zorbing", "owner_country": "DE"}
+    erased = decode(to_envelope("profiles", profile_events[-1], len(profile_events)).SerializeToString())
+    assert BlogsProjection.owner_of(owner, erased) == {**owner, "owner_display_name": pd.FORMER_EMPLOYEE, "owner_sort_name": pd.FORMER_EMPLOYEE,
+                                                       "owner_department": "", "owner_country": "", "erased": True}
+
+
+def test_the_audit_trail_shows_the_reason_a_person_gave_and_only_theirs():
+    from services.search.readmodels.projections.audit import AuditProjection
+    from watercooler import config
+    from watercooler.envelope import decode
+    from watercooler.events.v1.envelope_pb2 import EventEnvelope
+    from watercooler.posts.v1 import events_pb2
+
+    def event(payload, name: str, actor: str):
+        envelope = EventEnvelope(event_id=f"ev-{name}", event_type=f"watercooler.posts.v1.{name}", aggregate_type="Flaggable", aggregate_id="p1",
+                                 aggregate_version=2, source="posts")
+        envelope.actor.subject = actor
+        envelope.payload.Pack(payload)
+        envelope.occurred_at.GetCurrentTime()
+        return decode(envelope.SerializeToString())
+
+    audit = AuditProjection(config.load())
+    flagged = audit.apply(None, event(events_pb2.ItemFlagged(flagger_id="e2", reason="spam about zorbing"), "ItemFlagged", "e2"))
+    restored = audit.apply(None, event(events_pb2.ItemRestored(reason="votes"), "ItemRestored", "e3"))
+    assert (flagged["reason"], flagged["actor"], restored["reason"]) == ("spam about zorbing", "e2", "")
+    # An erasure of the actor replaces it (DocumentProjection.erase_people, by the actor field).
+    assert audit.erased_fields == {"reason": ""} and audit.erased_by == ("actor",)

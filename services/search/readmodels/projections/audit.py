@@ -4,7 +4,8 @@ service's topic (`profiles`, `posts`, `jams`), read through ``ListAuditEvents`` 
 Each document is one event envelope: its actor (subject and kind), correlation and causation
 ids, time, service, aggregate and event type, plus what the envelope does not say: the
 ``resource`` the event is about (``posts/{id}``, ``pages/{id}``, ``jams/{j}/ideas/{i}`` ...)
-and its ``target_owner`` (``profiles/{id}`` of its author or owner). Later events of an item
+and its ``target_owner`` (``profiles/{id}`` of its author or owner), and the ``reason`` a
+flagger or a moderator gave (opened; its tombstone once they are erased). Later events of an item
 (an edit, a flag, a moderator's hide) do not name them, so a second index, ``audit-subjects``,
 keeps one document per aggregate with its resource and owner, written from the aggregate's
 created event. Both are external-versioned by the aggregate version like every projection
@@ -48,6 +49,9 @@ SUBJECTS: dict[str, Callable[[Any, str], tuple[str, str]]] = {
     "ThreadCreated": lambda p, a: (f"jams/{p.jam_id}/threads/{p.thread_id}", p.author),
     "ReplyCreated": lambda p, a: (f"jams/{p.jam_id}/threads/{p.thread_id}/replies/{p.reply_id}", p.author),
 }
+# Events carrying the free text a person gave with what they did (sealed with their key, opened
+# here): the trail shows it, and an erasure of that person replaces it with its tombstone.
+REASON_EVENTS = frozenset({"ItemFlagged", "ItemHiddenByModerator", "ItemRestoredByModerator"})
 # Every aggregate people act on (ballots left out, see above; flag and moderation events are
 # Flaggable's, whatever the item).
 AUDITED = frozenset({
@@ -87,6 +91,8 @@ class AuditProjection(DocumentProjection):
     name = indices.AUDIT
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
+    erased_fields: dict[str, Any] = {"reason": ""}
+    erased_by = ("actor",)
     mappings: dict[str, Any] = {
         "properties": {
             "event_id": {"type": "keyword"},
@@ -102,6 +108,7 @@ class AuditProjection(DocumentProjection):
             "aggregate_version": {"type": "long"},
             "resource": {"type": "keyword"},
             "target_owner": {"type": "keyword"},  # profiles/{id}
+            "reason": {"type": "text", "index": False},  # what the actor said (REASON_EVENTS), "" otherwise
         }
     }
 
@@ -122,6 +129,7 @@ class AuditProjection(DocumentProjection):
             "actor": envelope.actor.subject, "actor_kind": envelope.actor.kind, "correlation_id": envelope.correlation_id,
             "causation_id": envelope.causation_id, "source": envelope.source, "aggregate_type": envelope.aggregate_type,
             "aggregate_id": envelope.aggregate_id, "aggregate_version": envelope.aggregate_version, "resource": "", "target_owner": "",
+            "reason": event.payload.reason if event.type_name in REASON_EVENTS else "",
         }
 
     async def ensure_index(self, es: AsyncElasticsearch) -> str:
