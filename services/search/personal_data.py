@@ -14,7 +14,7 @@ gRPC's message limit); a larger one is refused with RESOURCE_EXHAUSTED (docs/per
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import orjson
@@ -34,11 +34,25 @@ from .readmodels import indices
 # someone else wrote.
 PERSON_FIELDS = ("employee_id", "author_id", "author", "owner_id", "owner", "owners", "members", "person_id", "person", "recipient",
                  "actor", "target_owner", "rater_id", "voter_id")
+# A document found by another of its fields (the person's item someone else flagged or
+# moderated: the audit trail names the person as its ``target_owner``) still holds what is that
+# other person's: who they are and what they said (a flag's flagger and reason, which the author
+# is never shown). Left out of the archive unless the person is the one named.
+# By index: (the field naming the other person, the fields that are theirs).
+SOMEONE_ELSES: dict[str, tuple[str, tuple[str, ...]]] = {indices.AUDIT: ("actor", ("actor", "actor_kind", "reason"))}
 MAX_ARCHIVE_BYTES = 3_500_000
 # Every document projection (the counters hold counts, no one's data).
 DOCUMENT_INDICES = (indices.PEOPLE, indices.COMMUNITIES, indices.GRAPH, indices.STATUSES, indices.POSTS, indices.BLOGS, indices.COMMENTS,
                     indices.BOOKMARKS, indices.REACTIONS, indices.WIKI, indices.MEDIA, indices.JAM_IDEAS, indices.JAM_THREADS,
                     indices.NOTIFICATIONS, indices.NOTIFICATION_SETTINGS, indices.AUDIT)
+
+
+def without_someone_elses(index: str, doc: dict[str, Any], person_ids: Collection[str]) -> dict[str, Any]:
+    """The document as the person's archive holds it: without what is someone else's (``SOMEONE_ELSES``)."""
+    whose, theirs = SOMEONE_ELSES.get(index, ("", ()))
+    if not theirs or doc.get(whose) in person_ids:
+        return doc
+    return {field: value for field, value in doc.items() if field not in theirs}
 
 
 def _may_export(principal: Principal, employee_id: str) -> bool:
@@ -65,7 +79,7 @@ async def export_personal_data(es: AsyncElasticsearch, settings: Settings, princ
         docs: list[dict[str, Any]] = []
         try:
             async for hit in async_scan(es, index=settings.index_alias(name), query={"query": query}, size=500, ignore_unavailable=True):
-                doc = {"id": hit["_id"], **hit["_source"]}
+                doc = without_someone_elses(name, {"id": hit["_id"], **hit["_source"]}, ids)
                 size += len(orjson.dumps(doc))
                 if size > MAX_ARCHIVE_BYTES:
                     raise ResourceExhausted(f"the archive of profiles/{employee_id} is over {MAX_ARCHIVE_BYTES} bytes", field="name")

@@ -198,3 +198,16 @@ def test_the_audit_trail_shows_the_reason_a_person_gave_and_only_theirs():
     assert (flagged["reason"], flagged["actor"], restored["reason"]) == ("spam about zorbing", "e2", "")
     # An erasure of the actor replaces it (DocumentProjection.erase_people, by the actor field).
     assert audit.erased_fields == {"reason": ""} and audit.erased_by == ("actor",)
+
+
+def test_an_export_leaves_out_who_else_acted_on_the_persons_items_and_what_they_said():
+    from services.search.personal_data import without_someone_elses
+    from services.search.readmodels import indices
+
+    hers = ["e1", "profiles/e1"]
+    flagged_by_her = {"id": "a", "actor": "e1", "target_owner": "profiles/e2", "reason": "spam"}
+    her_item_flagged = {"id": "b", "actor": "e2", "actor_kind": "employee", "target_owner": "profiles/e1", "event_type": "ItemFlagged",
+                        "reason": "I dislike e1"}
+    assert without_someone_elses(indices.AUDIT, flagged_by_her, hers) == flagged_by_her
+    assert without_someone_elses(indices.AUDIT, her_item_flagged, hers) == {"id": "b", "target_owner": "profiles/e1", "event_type": "ItemFlagged"}
+    assert without_someone_elses(indices.POSTS, {"author_id": "e1", "reason": "x"}, hers) == {"author_id": "e1", "reason": "x"}
