@@ -27,6 +27,7 @@ from watercooler.profiles.v1 import personal_data_pb2_grpc as pdg
 from watercooler.profiles.v1 import profiles_pb2 as prp
 from watercooler.search.v1 import personal_data_pb2 as spd
 from watercooler.search.v1 import personal_data_pb2_grpc as spdg
+from watercooler.search.v1 import search_pb2 as sp
 
 pytestmark = pytest.mark.integration
 V = pb.Audience
@@ -34,13 +35,16 @@ V = pb.Audience
 
 @pytest.fixture(scope="module")
 def person(platform):
-    """Nora writes one of each kind, a jam idea too (her words are invented, so only she wrote them); Bob likes
-    her micropost and comments on her post (his data, which stays)."""
+    """Nora writes one of each kind, a jam idea too (her words are invented, so only she wrote them), with her
+    department and expertise on her profile (and so on her blog), a link of her own saved and a reason for flagging
+    Bob's comment; Bob likes her micropost and comments on her post (his data, which stays)."""
     stubs = Stubs(platform)
-    w = {kind: word(8) for kind in ("name", "title", "bio", "blog", "post", "micro", "comment", "status", "bookmark", "idea")}
+    w = {kind: word(8) for kind in ("name", "title", "bio", "department", "expertise", "blog", "post", "micro", "comment", "status", "bookmark", "url",
+                                    "flag", "idea")}
     nora = unique("e")
     stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=nora, display_name=f"Nora {w['name']}",
-                                                                           title=f"Chief {w['title']}", bio=f"I like {w['bio']}")),
+                                                                           title=f"Chief {w['title']}", bio=f"I like {w['bio']}",
+                                                                           department=f"{w['department']} Lab", expertise=[w["expertise"]])),
                                  metadata=platform.metadata())
     platform.accept_guidelines(nora)
     as_nora = platform.metadata(nora, "employee")
@@ -54,8 +58,9 @@ def person(platform):
     graph = platform.stub(gg.GraphServiceStub, "profiles")
     graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{nora}", status_update=gp.StatusUpdate(text=f"feeling {w['status']}", visibility=gp.StatusUpdate.INTERNAL)),
                              metadata=as_nora)
-    stubs.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url="https://example.com/n", title=f"{w['bookmark']} list", visibility=V.INTERNAL)),
-                               metadata=as_nora)
+    stubs.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{w['url']}", title=f"{w['bookmark']} list",
+                                                                           visibility=V.INTERNAL)), metadata=as_nora)
+    stubs.posts.FlagItem(pb.FlagItemRequest(name=bobs_comment, reason=f"rude about {w['flag']}"), metadata=as_nora)
     jam_id = unique("j")
     stubs.jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))),
                          metadata=as_nora)
@@ -71,6 +76,12 @@ def person(platform):
 
 def export(platform, name: str, md) -> spd.PersonalDataExport:
     return platform.stub(spdg.PersonalDataExportServiceStub, "search").ExportPersonalData(spd.ExportPersonalDataRequest(name=name), metadata=md)
+
+
+def flag_reasons(platform, person) -> list[str]:
+    """The reasons the audit trail shows for Nora's flags."""
+    trail = person["stubs"].search.ListAuditEvents(sp.ListAuditEventsRequest(actor=f"profiles/{person['nora']}", page_size=100), metadata=platform.metadata())
+    return [event.reason for event in trail.audit_events if event.event_type == "ItemFlagged"]
 
 
 def everything_indexed(platform) -> str:
@@ -104,6 +115,7 @@ def test_export_holds_what_she_wrote_and_is_hers_alone(platform, person):
     assert archive.content_type == "application/json" and archive.filename.endswith(".json") and archive.item_count >= 7
     body = json.loads(archive.archive)
     assert body["person"] == f"profiles/{nora}" and {"people", "posts", "comments", "statuses", "bookmarks"} <= set(body["items"])
+    assert flag_reasons(platform, person) == [f"rude about {w['flag']}"]  # opened for the audit trail
     as_service = export(platform, f"profiles/{nora}", platform.metadata()).archive.decode()  # a service
     assert all(written in as_service for written in w.values())
     assert rpc_error(export, platform, f"profiles/{nora}", person["as_bob"]).code() == grpc.StatusCode.PERMISSION_DENIED
@@ -130,7 +142,7 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     assert [k.key_id for k in keys.GetPersonalDataKeys(asked, metadata=platform.metadata()).keys] == [person["bob"]]  # hers never again
     # What she wrote reads as a tombstone through the API at once.
     profile = person["stubs"].profiles.GetProfile(prp.GetProfileRequest(name=f"profiles/{nora}"), metadata=person["as_bob"])
-    assert (profile.display_name, profile.title, profile.bio) == (FORMER_EMPLOYEE, "", "")
+    assert (profile.display_name, profile.title, profile.bio, profile.department, list(profile.expertise)) == (FORMER_EMPLOYEE, "", "", "", [])
     # Decrypting without the key fails: read from Kafka now, her fields open to tombstones only.
     texts = {e.type_name: e.payload for e in read_events(platform.settings, "posts") if getattr(e.payload, "author_id", "") == nora}
     assert texts["MicropostCreated"].text == "" and texts["PostCreated"].body == "" and texts["CommentCreated"].body == ""
@@ -139,6 +151,10 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
                message="none of her words in any index before a rebuild")
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written
+    # Her save counts toward no link, nor shows as an empty one; the trail keeps her flag, without its reason.
+    links = person["stubs"].search.ListPopularLinks(sp.ListPopularLinksRequest(page_size=100), metadata=platform.metadata()).links
+    assert not [link.url for link in links if not link.url or w["url"] in link.url]
+    assert flag_reasons(platform, person) == [""]
     # The jam stats counted the jams topic again: Bob's vote stays, on an idea without a title.
     rows = lambda: [(row.idea, row.title, row.votes) for row in leaderboard_of(person["stubs"].search, person["jam"], person["as_bob"]).rows]  # noqa: E731
     eventually(lambda: rows() == [(person["idea"], "", 1)], timeout=60, interval=2, message="her idea untitled on the leaderboard, Bob's vote kept")
@@ -170,9 +186,12 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     # The posts service forgot what it held in memory of hers, too (docs/personal-data.md: ≤ 2 × the cache time).
     shown = lambda: person["stubs"].posts.GetMicropost(pb.GetMicropostRequest(name=person["micro"]), metadata=person["as_bob"]).text  # noqa: E731
     eventually(lambda: shown() == "", timeout=90, interval=2, message="her micropost's text gone from the posts service")
-    # And the search API finds none of her words.
+    # And the search API finds none of her words, nor counts her save.
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written
+    links = person["stubs"].search.ListPopularLinks(sp.ListPopularLinksRequest(page_size=100), metadata=platform.metadata()).links
+    assert not [link.url for link in links if not link.url or w["url"] in link.url]
+    assert flag_reasons(platform, person) == [""]
     assert not any(written.encode() in stores(platform) for written in w.values())
 
 
