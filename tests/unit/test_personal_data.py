@@ -177,7 +177,7 @@ def test_an_erased_profile_keeps_no_directory_fact_in_the_service_nor_in_the_peo
                                                        "owner_department": "", "owner_country": "", "erased": True}
 
 
-def test_the_audit_trail_shows_the_reason_a_person_gave_and_only_theirs():
+def test_the_audit_trail_shows_the_reason_a_person_gave_and_only_theirs(monkeypatch):
     from services.search.readmodels.projections.audit import AuditProjection
     from watercooler import config
     from watercooler.envelope import decode
@@ -196,8 +196,22 @@ def test_the_audit_trail_shows_the_reason_a_person_gave_and_only_theirs():
     flagged = audit.apply(None, event(events_pb2.ItemFlagged(flagger_id="e2", reason="spam about zorbing"), "ItemFlagged", "e2"))
     restored = audit.apply(None, event(events_pb2.ItemRestored(reason="votes"), "ItemRestored", "e3"))
     assert (flagged["reason"], flagged["actor"], restored["reason"]) == ("spam about zorbing", "e2", "")
-    # An erasure of the actor replaces it (DocumentProjection.erase_people, by the actor field).
+    # An erasure of the actor replaces it (DocumentProjection.erase_people, by the actor field),
+    # though the trail keeps ProfileErased as one more event of the profile.
     assert audit.erased_fields == {"reason": ""} and audit.erased_by == ("actor",)
+    from services.profiles.domainmodel import Profile
+    from watercooler.auth import Principal
+    from watercooler.eventstore import CommandContext, command_meta
+    from watercooler.projection import BatchResult
+
+    monkeypatch.setattr(pd, "forget_erased", lambda settings, event: None)
+    with command_meta(CommandContext(Principal("tester", "service"))):
+        profile = Profile.create("e2", {"display_name": "Eve"})
+        profile.erase()
+    result = BatchResult()
+    records = [to_envelope("profiles", e, n).SerializeToString() for n, e in enumerate(profile.collect_events(), 1)]
+    assert [e.type_name for _, e in audit.decode(records, lambda value: value, result)] == ["ProfileCreated", "ProfileErased"]
+    assert result.erased == ["e2"]
 
 
 def test_an_export_leaves_out_who_else_acted_on_the_persons_items_and_what_they_said():

@@ -26,6 +26,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
+from watercooler import personaldata
 from watercooler.envelope import Event
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
 
@@ -115,6 +116,15 @@ class AuditProjection(DocumentProjection):
     def __init__(self, settings: Any):
         super().__init__(settings)
         self.subjects = AuditSubjectsProjection(settings)
+
+    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+        """The batch's events; a ``ProfileErased`` among them also erases (``erase_people``): the
+        trail keeps the profiles' events, so the base class, which looks for erasures only among
+        the events of aggregates a projection does not keep, would not see it."""
+        decoded = super().decode(records, value_of, result)
+        result.erased.extend(event.payload.employee_id for _, event in decoded
+                             if event.envelope.event_type == personaldata.ERASURE_EVENT and event.payload.employee_id)
+        return decoded
 
     def doc_id(self, event: Event) -> str:
         # One document per event: an aggregate maps to many documents, never two aggregates to one.
