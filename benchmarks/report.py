@@ -114,6 +114,20 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _corpus_growth_lines(small: dict[str, Any] | None, large: dict[str, Any] | None) -> list[str]:
+    """How a request's cost grows from the first corpus to the larger one (same run, same mix)."""
+    if not small or not large:
+        return []
+    parts = []
+    for rpc in ("search", "suggest"):
+        a, b = small[rpc], large[rpc]
+        cpu_a, cpu_b = a.get("cpu_ms_per_request") or {}, b.get("cpu_ms_per_request") or {}
+        parts.append(f"{a['rpc']} p50 {a['latency_from_scheduled'].get('p50_ms')} → {b['latency_from_scheduled'].get('p50_ms')} ms, "
+                     f"p99 {a['latency_from_scheduled'].get('p99_ms')} → {b['latency_from_scheduled'].get('p99_ms')} ms, "
+                     f"Elasticsearch CPU {cpu_a.get('elasticsearch')} → {cpu_b.get('elasticsearch')} ms, search service CPU {cpu_a.get('search')} → {cpu_b.get('search')} ms per request")
+    return [f"- From {small['documents']:,} to {large['documents']:,} documents ({large['documents'] / max(1, small['documents']):.1f}×): " + "; ".join(parts) + "."]
+
+
 def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{n:,} {code.rsplit('.', 1)[-1]}" for code, n in errors.items()) or "no errors"
 
@@ -265,6 +279,8 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
             f"- SearchPeople at {plat['search']['search_people']['offered_per_s']:.0f}/s over {plat['search']['documents']:,} documents: {_lat(plat['search']['search_people']['latency_from_scheduled'])}, errors {plat['search']['search_people']['errors'] or 'none'}.",
             f"- ListPeople (department/country, directory order) at {plat['search']['list_people']['offered_per_s']:.0f}/s: {_lat(plat['search']['list_people']['latency_from_scheduled'])}, errors {plat['search']['list_people']['errors'] or 'none'}.",
             *_content_search_lines(plat.get("content_search")),
+            *_content_search_lines(plat.get("content_search_large")),
+            *_corpus_growth_lines(plat.get("content_search"), plat.get("content_search_large")),
             *([f"- Jam tally (`benchmarks/jams_votes.py`): {plat['jam_tally']['events']:,} vote events ({plat['jam_tally']['participants_offered']:,} participants x {plat['jam_tally']['votes_each']} votes, with withdrawals and merges, "
                f"{plat['jam_tally']['bytes_mb']} MB of envelopes) decoded and tallied by `services.jams.domainmodel.Tally` in {plat['jam_tally']['tally_seconds']} s = {_fmt(plat['jam_tally']['events_per_second'])} events/s; "
                f"the tally holds {plat['jam_tally']['tally_rss_mb']} MiB (RSS growth), process {plat['jam_tally']['process_rss_mb']} MiB resident; {plat['jam_tally']['votes_counted']:,} votes counted."] if "jam_tally" in plat else []),
@@ -306,8 +322,8 @@ def plots(result: dict[str, Any], out_dir: Path, name: str) -> list[str]:
     runs += [(f"freshness @{r['offered_per_s']:.0f}/s", r["freshness"]) for r in plat["writes"]["rates"]]
     runs += [(f"SearchPeople @{plat['search']['search_people']['offered_per_s']:.0f}/s", plat["search"]["search_people"]["latency_from_scheduled"]),
              (f"ListPeople @{plat['search']['list_people']['offered_per_s']:.0f}/s", plat["search"]["list_people"]["latency_from_scheduled"]),
-             *((f"{plat['content_search'][rpc]['rpc']} @{plat['content_search'][rpc]['offered_per_s']:.0f}/s, {plat['content_search']['documents']:,} docs",
-                plat["content_search"][rpc]["latency_from_scheduled"]) for rpc in (("search", "suggest") if "content_search" in plat else ())),
+             *((f"{plat[step][rpc]['rpc']} @{plat[step][rpc]['offered_per_s']:.0f}/s, {plat[step]['documents']:,} docs",
+                plat[step][rpc]["latency_from_scheduled"]) for step in ("content_search", "content_search_large") if step in plat for rpc in ("search", "suggest")),
              (f"gRPC echo @{result['raw']['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s", result["raw"]["grpc_echo"]["constant_rate"]["latency_from_scheduled"])]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     labels = [label for label, s in runs if s.get("count")]
