@@ -71,7 +71,25 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await people_queries.find_experts(self.es, self.settings, request)
 
     async def ListCommunities(self, request, context):
-        return await communities_queries.list_communities(self.es, self.settings, directory_reader(), request)
+        principal = directory_reader()
+        member_id = parse_name(request.member, "profiles", field="member") if request.member else ""
+        size = page_size(request.page_size)
+        query_key = fingerprint("communities", request.member)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        docs, total, last = await communities_queries.list_communities(self.es, self.settings, principal, member_id, size, after)
+        response = search_pb2.ListCommunitiesResponse(total_size=total)
+        for doc in docs:
+            response.communities.add(
+                community=f"communities/{doc['community_id']}",
+                display_name=doc["display_name"],
+                description=doc.get("description", ""),
+                access=doc["access"],
+                member_count=doc.get("member_count", 0),
+                owners=[f"profiles/{o}" for o in doc.get("owners", [])],
+            )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def ListRelations(self, request, context):
         directory_reader()
