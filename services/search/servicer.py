@@ -30,6 +30,12 @@ from .unified import Search
 from .visibility import directory_reader
 
 MAX_QUERY_LENGTH = 256
+# ListPeople's state filter: whether to list alumni only (True), active people only (False) or both.
+_ALUMNI_BY_STATE = {
+    search_pb2.ListPeopleRequest.STATE_FILTER_UNSPECIFIED: None,
+    search_pb2.ListPeopleRequest.ACTIVE_ONLY: False,
+    search_pb2.ListPeopleRequest.ALUMNI_ONLY: True,
+}
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -64,11 +70,32 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     # --- people directory, communities and the social graph: delegates ---
     async def ListPeople(self, request, context):
         directory_reader()
-        return await people_queries.list_people(self.es, self.settings, request)
+        manager_id = parse_name(request.manager, "profiles", field="manager") if request.manager else ""
+        alumni = _ALUMNI_BY_STATE.get(request.state)
+        if request.state not in _ALUMNI_BY_STATE:
+            raise InvalidArgument("unknown state filter", field="state")
+        size = page_size(request.page_size)
+        query_key = fingerprint("people", request.department, request.country, request.manager, str(request.state))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        docs, total, last = await people_queries.list_people(self.es, self.settings, request.department, request.country, manager_id, alumni, size, after)
+        return search_pb2.ListPeopleResponse(
+            people=[people_queries.person_hit(doc) for doc in docs], total_size=total, next_page_token=encode_page_token(last, query_key) if last is not None else ""
+        )
 
     async def FindExperts(self, request, context):
-        directory_reader()
-        return await people_queries.find_experts(self.es, self.settings, request)
+        principal = directory_reader()
+        topic = request.topic.strip()
+        if not topic:
+            raise InvalidArgument("is required", field="topic")
+        if len(topic) > people_queries.MAX_TOPIC_LENGTH:
+            raise InvalidArgument(f"must be at most {people_queries.MAX_TOPIC_LENGTH} characters", field="topic")
+        size = page_size(request.page_size)
+        query_key = fingerprint("experts", topic, request.country, str(request.include_alumni))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        hits, total, last = await people_queries.find_experts(self.es, self.settings, principal, topic, request.country, request.include_alumni, size, after)
+        return search_pb2.SearchPeopleResponse(
+            people=[people_queries.person_hit(doc, score) for doc, score in hits], total_size=total, next_page_token=encode_page_token(last, query_key) if last is not None else ""
+        )
 
     async def ListCommunities(self, request, context):
         principal = directory_reader()
