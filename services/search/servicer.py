@@ -9,6 +9,7 @@ import datetime as dt
 
 import grpc
 from elasticsearch import AsyncElasticsearch
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from watercooler.auth import current_principal
 from watercooler.config import Settings
@@ -30,12 +31,19 @@ from .unified import Search
 from .visibility import directory_reader
 
 MAX_QUERY_LENGTH = 256
+_RELATION_NAMES = {value: search_pb2.ListRelationsRequest.Relation.Name(value) for value in search_pb2.ListRelationsRequest.Relation.values() if value}
 # ListPeople's state filter: whether to list alumni only (True), active people only (False) or both.
 _ALUMNI_BY_STATE = {
     search_pb2.ListPeopleRequest.STATE_FILTER_UNSPECIFIED: None,
     search_pb2.ListPeopleRequest.ACTIVE_ONLY: False,
     search_pb2.ListPeopleRequest.ALUMNI_ONLY: True,
 }
+
+
+def _timestamp(iso: str) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromJsonString(iso.replace("+00:00", "Z"))
+    return stamp
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -119,22 +127,53 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return response
 
     async def ListRelations(self, request, context):
-        directory_reader()
-        return await network_queries.list_relations(self.es, self.settings, request)
+        principal = directory_reader()
+        person = parse_name(request.person, "profiles", field="person")
+        relation = _RELATION_NAMES.get(request.relation, "")
+        if relation in network_queries.PENDING_RELATIONS:
+            network_queries.require_self_or_service(principal, person, "pending requests")
+        if not relation:
+            raise InvalidArgument("must be FOLLOWERS, FOLLOWING, CONNECTIONS, PENDING_INCOMING or PENDING_OUTGOING", field="relation")
+        size = page_size(request.page_size)
+        query_key = fingerprint("relations", person, str(request.relation))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        others, total, last = await network_queries.list_relations(self.es, self.settings, person, relation, size, after)
+        response = search_pb2.ListRelationsResponse(total_size=total)
+        for other, since in others:
+            response.people.add(profile=f"profiles/{other}", since=_timestamp(since))
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def GetNetworkCounts(self, request, context):
         directory_reader()
-        return await network_queries.network_counts(self.es, self.settings, request)
+        person = parse_name(request.person, "profiles", field="person")
+        followers, following, connections = await network_queries.network_counts(self.es, self.settings, person)
+        return search_pb2.NetworkCounts(person=request.person, followers=followers, following=following, connections=connections)
 
     async def ListStatusUpdates(self, request, context):
-        return await network_queries.list_status_updates(self.es, self.settings, request)
+        author = parse_name(request.person, "profiles", field="person")
+        size = page_size(request.page_size)
+        query_key = fingerprint("statuses", author)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        docs, photos, last = await network_queries.list_status_updates(self.es, self.settings, current_principal(), author, size, after)
+        return search_pb2.ListStatusUpdatesResponse(
+            status_updates=[network_queries.status_hit(doc, photos) for doc in docs], next_page_token=encode_page_token(last, query_key) if last is not None else ""
+        )
 
     async def GetNetworkFeed(self, request, context):
         return await network_queries.network_feed(self.es, self.settings, request)
 
     async def ListPeopleYouMayKnow(self, request, context):
-        directory_reader()
-        return await network_queries.people_you_may_know(self.es, self.settings, request)
+        principal = directory_reader()
+        person = parse_name(request.person, "profiles", field="person")
+        network_queries.require_self_or_service(principal, person, "suggestions")
+        size = page_size(request.page_size)
+        suggestions = await network_queries.people_you_may_know(self.es, self.settings, person, size)
+        response = search_pb2.ListPeopleYouMayKnowResponse()
+        for doc, mutual, same_department, score in suggestions:
+            response.suggestions.add(person=people_queries.person_hit(doc), mutual_connections=mutual, same_department=same_department, score=score)
+        return response
 
     # --- wiki and media library ---------------------------------------------------
     async def ListWikiBacklinks(self, request, context):
