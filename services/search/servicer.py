@@ -300,10 +300,49 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.ExportedJamStats(content_type=content_type, filename=filename, data=data)
 
     async def SearchJamIdeas(self, request, context):
-        return await jam_queries.search_ideas(self.es, self.settings, current_principal(), request)
+        jam_id = jam_queries.jam_id_from(request.jam)
+        if len(request.query) > MAX_QUERY_LENGTH:
+            raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+        # A jam the caller may not see answers NOT_FOUND before any other field is read.
+        await jam_queries.require_visible_jam(self.es, self.settings, current_principal(), jam_id)
+        size = page_size(request.page_size)
+        query_key = fingerprint("jam-ideas", jam_id, request.query, str(request.include_merged))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        ideas, total, last = await jam_queries.search_ideas(self.es, self.settings, jam_id, request.query, request.include_merged, size, after)
+        response = search_pb2.SearchJamIdeasResponse(total_size=total)
+        for d in ideas:
+            response.ideas.add(
+                idea=f"jams/{jam_id}/ideas/{d['idea_id']}", title=d["title"], description=d["description"], author=d["author"], seeded=d["seeded"],
+                merged_into=f"jams/{jam_id}/ideas/{d['merged_into']}" if d["merged_into"] else "",
+            )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def ListJamDiscussion(self, request, context):
-        return await jam_queries.list_discussion(self.es, self.settings, current_principal(), request)
+        jam_id = jam_queries.jam_id_from(request.jam)
+        if len(request.query) > MAX_QUERY_LENGTH:
+            raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+        # A jam the caller may not see answers NOT_FOUND before any other field is read.
+        await jam_queries.require_visible_jam(self.es, self.settings, current_principal(), jam_id)
+        thread_id = jam_queries.child_id(request.thread, jam_id, "threads", "thread") if request.thread else ""
+        forum_id = jam_queries.child_id(request.forum, jam_id, "forums", "forum") if request.forum else ""
+        idea_id = jam_queries.child_id(request.idea, jam_id, "ideas", "idea") if request.idea else ""
+        size = page_size(request.page_size)
+        query_key = fingerprint("jam-discussion", jam_id, request.forum, request.idea, request.thread, request.query)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        posts, total, last = await jam_queries.list_discussion(self.es, self.settings, jam_id, thread_id, forum_id, idea_id, request.query, size, after)
+        response = search_pb2.ListJamDiscussionResponse(total_size=total)
+        for d in posts:
+            name = f"jams/{jam_id}/threads/{d['thread_id']}" + (f"/replies/{d['reply_id']}" if d["kind"] == "reply" else "")
+            post = response.posts.add(
+                name=name, kind=d["kind"], title=d["title"], body=d["body"], author=d["author"],
+                forum=f"jams/{jam_id}/forums/{d['forum_id']}" if d["forum_id"] else "", idea=f"jams/{jam_id}/ideas/{d['idea_id']}" if d["idea_id"] else "",
+            )
+            post.create_time.FromDatetime(dt.datetime.fromisoformat(d["created_at"]).astimezone(dt.UTC).replace(tzinfo=None))
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     # --- one search over everything, stats for dashboards ------------------------
     async def Search(self, request, context):
