@@ -24,7 +24,7 @@ from . import jams as jam_queries
 from . import library as library_queries
 from . import network as network_queries
 from . import people as people_queries
-from .notifications import Notifications
+from .notifications import Notifications, notification_id_of, owner_of
 from .posts import PostQueries
 from .stats_queries import Stats
 from .unified import Search
@@ -374,11 +374,31 @@ class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
         self.notifications = Notifications(es, settings)
 
     async def ListNotifications(self, request, context):
-        return await self.notifications.list(current_principal(), request)
+        principal = current_principal()
+        person = owner_of(principal, request.parent)
+        size = page_size(request.page_size)
+        query_key = f"{person}:{int(request.unread_only)}"
+        search_after = decode_page_token(request.page_token, query_key)
+        docs, read_seq, last = await self.notifications.list(principal, person, request.unread_only, size, search_after)
+        response = notifications_pb2.ListNotificationsResponse(notifications=[_notification(doc, read_seq) for doc in docs])
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def GetUnreadCount(self, request, context):
-        return await self.notifications.unread_count(current_principal(), request)
+        principal = current_principal()
+        person = owner_of(principal, request.parent)
+        return notifications_pb2.UnreadCount(unread_count=await self.notifications.unread_count(principal, person))
 
     async def WatchNotifications(self, request, context):
-        async for notification in self.notifications.watch(current_principal(), request):
-            yield notification
+        principal = current_principal()
+        person = owner_of(principal, request.parent)
+        after_id = notification_id_of(person, request.after) if request.after else ""
+        async for doc, read_seq in self.notifications.watch(principal, person, after_id):
+            yield _notification(doc, read_seq)
+
+
+def _notification(doc: dict, read_seq: int) -> notifications_pb2.Notification:
+    message = notifications_pb2.Notification(name=doc["name"], kind=doc["kind"], actor=doc["actor"], item=doc["item"], reason=doc["reason"], read=doc["seq"] <= read_seq)
+    message.create_time.FromDatetime(dt.datetime.fromisoformat(doc["occurred_at"]).astimezone(dt.UTC).replace(tzinfo=None))
+    return message
