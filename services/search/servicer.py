@@ -247,7 +247,21 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await self._posts().list_timeline(current_principal(), request)
 
     async def ListComments(self, request, context):
-        return await self._posts().list_comments(current_principal(), request)
+        if not request.target or "/" not in request.target:
+            raise InvalidArgument("required, e.g. 'posts/{id}'", field="target")
+        size = page_size(request.page_size, maximum=500)
+        query_key = fingerprint("comments", request.target)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        comments, total, last = await self._posts().list_comments(current_principal(), request.target, size, after)
+        response = search_pb2.ListCommentsResponse(total_size=total)
+        for doc, like_count in comments:
+            response.comments.add(
+                name=doc["name"], target=doc["target"], parent=doc["parent"], author=f"profiles/{doc['author_id']}", body=doc["body"],
+                create_time=doc["created_at"], edited=bool(doc.get("edited_at")), like_count=like_count,
+            )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def SearchBookmarks(self, request, context):
         return await self._posts().search_bookmarks(current_principal(), request)
