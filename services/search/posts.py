@@ -302,13 +302,14 @@ class PostQueries:
             response.next_page_token = encode_page_token(hits[-1]["sort"], key)
         return response
 
-    async def list_popular_links(self, principal: Principal, request: sp.ListPopularLinksRequest) -> sp.ListPopularLinksResponse:
-        size = page_size(request.page_size)
+    async def list_popular_links(self, principal: Principal, last_7_days: bool, tag: str, size: int) -> list[tuple[str, int, str]]:
+        """The ``size`` URLs most people bookmarked (all time, or saved in the last 7 days),
+        among the bookmarks the caller may see: (url, savers, the first saver's title)."""
         filters = await self._visible(principal, author_field="owner_id")
-        if request.window == sp.ListPopularLinksRequest.LAST_7_DAYS:
+        if last_7_days:
             filters.append({"range": {"saved_at": {"gte": "now-7d"}}})
-        if request.tag:
-            filters.append({"term": {"tags.folded": request.tag.strip()}})
+        if tag:
+            filters.append({"term": {"tags.folded": tag.strip()}})
         # One bookmark document per (person, url): documents per url are distinct savers.
         result = await self.es.search(
             index=self._index(indices.BOOKMARKS),
@@ -321,11 +322,11 @@ class PostQueries:
                 }
             },
         )
-        response = sp.ListPopularLinksResponse()
+        links = []
         for bucket in result["aggregations"]["links"]["buckets"]:
             top = bucket["title"]["hits"]["hits"]
-            response.links.add(url=bucket["key"], saver_count=bucket["doc_count"], title=top[0]["_source"].get("title_raw", "") if top else "")
-        return response
+            links.append((bucket["key"], bucket["doc_count"], top[0]["_source"].get("title_raw", "") if top else ""))
+        return links
 
     # --- stats --------------------------------------------------------------------------------------------------
     async def post_stats(self, principal: Principal, request: sp.GetPostStatsRequest) -> sp.PostStats:

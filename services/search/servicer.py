@@ -267,7 +267,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await self._posts().search_bookmarks(current_principal(), request)
 
     async def ListPopularLinks(self, request, context):
-        return await self._posts().list_popular_links(current_principal(), request)
+        size = page_size(request.page_size)
+        last_7_days = request.window == search_pb2.ListPopularLinksRequest.LAST_7_DAYS
+        links = await self._posts().list_popular_links(current_principal(), last_7_days, request.tag, size)
+        return search_pb2.ListPopularLinksResponse(links=[search_pb2.PopularLink(url=url, saver_count=savers, title=title) for url, savers, title in links])
 
     async def GetPostStats(self, request, context):
         return await self._posts().post_stats(current_principal(), request)
