@@ -23,7 +23,7 @@ from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 
-from .network import _photo, _self_or_service, _timestamp, network_of, status_hit, visible_content
+from .network import _photo, _timestamp, network_of, require_self_or_service, status_hit, visible_content
 from .readmodels import indices
 from .unified import describe, kind_of_hit, visible_clauses
 from .visibility import caller_communities, photos_seen, scope_of
@@ -51,7 +51,7 @@ def _made_by(kind: str, authors: list[str], communities: list[str]) -> dict[str,
 async def network_feed(es: AsyncElasticsearch, settings, request: search_pb2.GetNetworkFeedRequest) -> search_pb2.GetNetworkFeedResponse:
     person = parse_name(request.person, "profiles", field="person")
     principal = current_principal()
-    _self_or_service(principal, person, "feed")
+    require_self_or_service(principal, person, "feed")
     size = page_size(request.page_size)
     key = fingerprint("feed", "v2", person)[:16]
     after = decode_page_token(request.page_token, key)  # a foreign token is refused before any work

@@ -236,39 +236,26 @@ class PostQueries:
         return response
 
     # --- comments -------------------------------------------------------------------------------------------
-    async def list_comments(self, principal: Principal, request: sp.ListCommentsRequest) -> sp.ListCommentsResponse:
-        if not request.target or "/" not in request.target:
-            raise InvalidArgument("required, e.g. 'posts/{id}'", field="target")
-        size = page_size(request.page_size, maximum=500)
-        key = fingerprint("comments", request.target)[:16]
+    async def list_comments(
+        self, principal: Principal, target: str, size: int, after: list[Any] | None
+    ) -> tuple[list[tuple[dict[str, Any], int]], int, list[Any] | None]:
+        """ListComments on ``target`` (a resource name) the caller may see, oldest first: (each
+        comment's document with its like count, the total, the last hit's sort values when the
+        page is full)."""
         body: dict[str, Any] = {
-            "query": {"bool": {"filter": [{"term": {"target": request.target}}, *await self._visible_comments(principal)]}},
+            "query": {"bool": {"filter": [{"term": {"target": target}}, *await self._visible_comments(principal)]}},
             "sort": [{"created_at": "asc"}, {"name": "asc"}],
             "size": size,
             "track_total_hits": True,
         }
-        after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
         result = await self.es.search(index=self._index(indices.COMMENTS), **body)
         hits = result["hits"]["hits"]
         likes = await self._reaction_counts(principal, [h["_source"]["name"] for h in hits]) if hits else {}
-        response = sp.ListCommentsResponse(total_size=result["hits"]["total"]["value"])
-        for hit in hits:
-            doc = hit["_source"]
-            response.comments.add(
-                name=doc["name"],
-                target=doc["target"],
-                parent=doc["parent"],
-                author=f"profiles/{doc['author_id']}",
-                body=doc["body"],
-                create_time=doc["created_at"],
-                edited=bool(doc.get("edited_at")),
-                like_count=likes.get(doc["name"], {}).get("like_count", 0),
-            )
-        if len(hits) == size:
-            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-        return response
+        last = hits[-1]["sort"] if len(hits) == size else None
+        comments = [(hit["_source"], likes.get(hit["_source"]["name"], {}).get("like_count", 0)) for hit in hits]
+        return comments, result["hits"]["total"]["value"], last
 
     # --- bookmarks ---------------------------------------------------------------------------------------------
     async def search_bookmarks(self, principal: Principal, request: sp.SearchBookmarksRequest) -> sp.SearchBookmarksResponse:
@@ -315,13 +302,14 @@ class PostQueries:
             response.next_page_token = encode_page_token(hits[-1]["sort"], key)
         return response
 
-    async def list_popular_links(self, principal: Principal, request: sp.ListPopularLinksRequest) -> sp.ListPopularLinksResponse:
-        size = page_size(request.page_size)
+    async def list_popular_links(self, principal: Principal, last_7_days: bool, tag: str, size: int) -> list[tuple[str, int, str]]:
+        """The ``size`` URLs most people bookmarked (all time, or saved in the last 7 days),
+        among the bookmarks the caller may see: (url, savers, the first saver's title)."""
         filters = await self._visible(principal, author_field="owner_id")
-        if request.window == sp.ListPopularLinksRequest.LAST_7_DAYS:
+        if last_7_days:
             filters.append({"range": {"saved_at": {"gte": "now-7d"}}})
-        if request.tag:
-            filters.append({"term": {"tags.folded": request.tag.strip()}})
+        if tag:
+            filters.append({"term": {"tags.folded": tag.strip()}})
         # One bookmark document per (person, url): documents per url are distinct savers.
         result = await self.es.search(
             index=self._index(indices.BOOKMARKS),
@@ -334,11 +322,11 @@ class PostQueries:
                 }
             },
         )
-        response = sp.ListPopularLinksResponse()
+        links = []
         for bucket in result["aggregations"]["links"]["buckets"]:
             top = bucket["title"]["hits"]["hits"]
-            response.links.add(url=bucket["key"], saver_count=bucket["doc_count"], title=top[0]["_source"].get("title_raw", "") if top else "")
-        return response
+            links.append((bucket["key"], bucket["doc_count"], top[0]["_source"].get("title_raw", "") if top else ""))
+        return links
 
     # --- stats --------------------------------------------------------------------------------------------------
     async def post_stats(self, principal: Principal, request: sp.GetPostStatsRequest) -> sp.PostStats:

@@ -9,6 +9,7 @@ import datetime as dt
 
 import grpc
 from elasticsearch import AsyncElasticsearch
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from watercooler.auth import current_principal
 from watercooler.config import Settings
@@ -23,13 +24,26 @@ from . import jams as jam_queries
 from . import library as library_queries
 from . import network as network_queries
 from . import people as people_queries
-from .notifications import Notifications
+from .notifications import Notifications, notification_id_of, owner_of
 from .posts import PostQueries
 from .stats_queries import Stats
 from .unified import Search
 from .visibility import directory_reader
 
 MAX_QUERY_LENGTH = 256
+_RELATION_NAMES = {value: search_pb2.ListRelationsRequest.Relation.Name(value) for value in search_pb2.ListRelationsRequest.Relation.values() if value}
+# ListPeople's state filter: whether to list alumni only (True), active people only (False) or both.
+_ALUMNI_BY_STATE = {
+    search_pb2.ListPeopleRequest.STATE_FILTER_UNSPECIFIED: None,
+    search_pb2.ListPeopleRequest.ACTIVE_ONLY: False,
+    search_pb2.ListPeopleRequest.ALUMNI_ONLY: True,
+}
+
+
+def _timestamp(iso: str) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromJsonString(iso.replace("+00:00", "Z"))
+    return stamp
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -64,32 +78,102 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     # --- people directory, communities and the social graph: delegates ---
     async def ListPeople(self, request, context):
         directory_reader()
-        return await people_queries.list_people(self.es, self.settings, request)
+        manager_id = parse_name(request.manager, "profiles", field="manager") if request.manager else ""
+        alumni = _ALUMNI_BY_STATE.get(request.state)
+        if request.state not in _ALUMNI_BY_STATE:
+            raise InvalidArgument("unknown state filter", field="state")
+        size = page_size(request.page_size)
+        query_key = fingerprint("people", request.department, request.country, request.manager, str(request.state))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        docs, total, last = await people_queries.list_people(self.es, self.settings, request.department, request.country, manager_id, alumni, size, after)
+        return search_pb2.ListPeopleResponse(
+            people=[people_queries.person_hit(doc) for doc in docs], total_size=total, next_page_token=encode_page_token(last, query_key) if last is not None else ""
+        )
 
     async def FindExperts(self, request, context):
-        directory_reader()
-        return await people_queries.find_experts(self.es, self.settings, request)
+        principal = directory_reader()
+        topic = request.topic.strip()
+        if not topic:
+            raise InvalidArgument("is required", field="topic")
+        if len(topic) > people_queries.MAX_TOPIC_LENGTH:
+            raise InvalidArgument(f"must be at most {people_queries.MAX_TOPIC_LENGTH} characters", field="topic")
+        size = page_size(request.page_size)
+        query_key = fingerprint("experts", topic, request.country, str(request.include_alumni))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        hits, total, last = await people_queries.find_experts(self.es, self.settings, principal, topic, request.country, request.include_alumni, size, after)
+        return search_pb2.SearchPeopleResponse(
+            people=[people_queries.person_hit(doc, score) for doc, score in hits], total_size=total, next_page_token=encode_page_token(last, query_key) if last is not None else ""
+        )
 
     async def ListCommunities(self, request, context):
-        return await communities_queries.list_communities(self.es, self.settings, directory_reader(), request)
+        principal = directory_reader()
+        member_id = parse_name(request.member, "profiles", field="member") if request.member else ""
+        size = page_size(request.page_size)
+        query_key = fingerprint("communities", request.member)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        docs, total, last = await communities_queries.list_communities(self.es, self.settings, principal, member_id, size, after)
+        response = search_pb2.ListCommunitiesResponse(total_size=total)
+        for doc in docs:
+            response.communities.add(
+                community=f"communities/{doc['community_id']}",
+                display_name=doc["display_name"],
+                description=doc.get("description", ""),
+                access=doc["access"],
+                member_count=doc.get("member_count", 0),
+                owners=[f"profiles/{o}" for o in doc.get("owners", [])],
+            )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def ListRelations(self, request, context):
-        directory_reader()
-        return await network_queries.list_relations(self.es, self.settings, request)
+        principal = directory_reader()
+        person = parse_name(request.person, "profiles", field="person")
+        relation = _RELATION_NAMES.get(request.relation, "")
+        if relation in network_queries.PENDING_RELATIONS:
+            network_queries.require_self_or_service(principal, person, "pending requests")
+        if not relation:
+            raise InvalidArgument("must be FOLLOWERS, FOLLOWING, CONNECTIONS, PENDING_INCOMING or PENDING_OUTGOING", field="relation")
+        size = page_size(request.page_size)
+        query_key = fingerprint("relations", person, str(request.relation))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        others, total, last = await network_queries.list_relations(self.es, self.settings, person, relation, size, after)
+        response = search_pb2.ListRelationsResponse(total_size=total)
+        for other, since in others:
+            response.people.add(profile=f"profiles/{other}", since=_timestamp(since))
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def GetNetworkCounts(self, request, context):
         directory_reader()
-        return await network_queries.network_counts(self.es, self.settings, request)
+        person = parse_name(request.person, "profiles", field="person")
+        followers, following, connections = await network_queries.network_counts(self.es, self.settings, person)
+        return search_pb2.NetworkCounts(person=request.person, followers=followers, following=following, connections=connections)
 
     async def ListStatusUpdates(self, request, context):
-        return await network_queries.list_status_updates(self.es, self.settings, request)
+        author = parse_name(request.person, "profiles", field="person")
+        size = page_size(request.page_size)
+        query_key = fingerprint("statuses", author)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        docs, photos, last = await network_queries.list_status_updates(self.es, self.settings, current_principal(), author, size, after)
+        return search_pb2.ListStatusUpdatesResponse(
+            status_updates=[network_queries.status_hit(doc, photos) for doc in docs], next_page_token=encode_page_token(last, query_key) if last is not None else ""
+        )
 
     async def GetNetworkFeed(self, request, context):
         return await network_queries.network_feed(self.es, self.settings, request)
 
     async def ListPeopleYouMayKnow(self, request, context):
-        directory_reader()
-        return await network_queries.people_you_may_know(self.es, self.settings, request)
+        principal = directory_reader()
+        person = parse_name(request.person, "profiles", field="person")
+        network_queries.require_self_or_service(principal, person, "suggestions")
+        size = page_size(request.page_size)
+        suggestions = await network_queries.people_you_may_know(self.es, self.settings, person, size)
+        response = search_pb2.ListPeopleYouMayKnowResponse()
+        for doc, mutual, same_department, score in suggestions:
+            response.suggestions.add(person=people_queries.person_hit(doc), mutual_connections=mutual, same_department=same_department, score=score)
+        return response
 
     # --- wiki and media library ---------------------------------------------------
     async def ListWikiBacklinks(self, request, context):
@@ -163,13 +247,30 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await self._posts().list_timeline(current_principal(), request)
 
     async def ListComments(self, request, context):
-        return await self._posts().list_comments(current_principal(), request)
+        if not request.target or "/" not in request.target:
+            raise InvalidArgument("required, e.g. 'posts/{id}'", field="target")
+        size = page_size(request.page_size, maximum=500)
+        query_key = fingerprint("comments", request.target)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        comments, total, last = await self._posts().list_comments(current_principal(), request.target, size, after)
+        response = search_pb2.ListCommentsResponse(total_size=total)
+        for doc, like_count in comments:
+            response.comments.add(
+                name=doc["name"], target=doc["target"], parent=doc["parent"], author=f"profiles/{doc['author_id']}", body=doc["body"],
+                create_time=doc["created_at"], edited=bool(doc.get("edited_at")), like_count=like_count,
+            )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def SearchBookmarks(self, request, context):
         return await self._posts().search_bookmarks(current_principal(), request)
 
     async def ListPopularLinks(self, request, context):
-        return await self._posts().list_popular_links(current_principal(), request)
+        size = page_size(request.page_size)
+        last_7_days = request.window == search_pb2.ListPopularLinksRequest.LAST_7_DAYS
+        links = await self._posts().list_popular_links(current_principal(), last_7_days, request.tag, size)
+        return search_pb2.ListPopularLinksResponse(links=[search_pb2.PopularLink(url=url, saver_count=savers, title=title) for url, savers, title in links])
 
     async def GetPostStats(self, request, context):
         return await self._posts().post_stats(current_principal(), request)
@@ -216,10 +317,49 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.ExportedJamStats(content_type=content_type, filename=filename, data=data)
 
     async def SearchJamIdeas(self, request, context):
-        return await jam_queries.search_ideas(self.es, self.settings, current_principal(), request)
+        jam_id = jam_queries.jam_id_from(request.jam)
+        if len(request.query) > MAX_QUERY_LENGTH:
+            raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+        # A jam the caller may not see answers NOT_FOUND before any other field is read.
+        await jam_queries.require_visible_jam(self.es, self.settings, current_principal(), jam_id)
+        size = page_size(request.page_size)
+        query_key = fingerprint("jam-ideas", jam_id, request.query, str(request.include_merged))[:16]
+        after = decode_page_token(request.page_token, query_key)
+        ideas, total, last = await jam_queries.search_ideas(self.es, self.settings, jam_id, request.query, request.include_merged, size, after)
+        response = search_pb2.SearchJamIdeasResponse(total_size=total)
+        for d in ideas:
+            response.ideas.add(
+                idea=f"jams/{jam_id}/ideas/{d['idea_id']}", title=d["title"], description=d["description"], author=d["author"], seeded=d["seeded"],
+                merged_into=f"jams/{jam_id}/ideas/{d['merged_into']}" if d["merged_into"] else "",
+            )
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def ListJamDiscussion(self, request, context):
-        return await jam_queries.list_discussion(self.es, self.settings, current_principal(), request)
+        jam_id = jam_queries.jam_id_from(request.jam)
+        if len(request.query) > MAX_QUERY_LENGTH:
+            raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
+        # A jam the caller may not see answers NOT_FOUND before any other field is read.
+        await jam_queries.require_visible_jam(self.es, self.settings, current_principal(), jam_id)
+        thread_id = jam_queries.child_id(request.thread, jam_id, "threads", "thread") if request.thread else ""
+        forum_id = jam_queries.child_id(request.forum, jam_id, "forums", "forum") if request.forum else ""
+        idea_id = jam_queries.child_id(request.idea, jam_id, "ideas", "idea") if request.idea else ""
+        size = page_size(request.page_size)
+        query_key = fingerprint("jam-discussion", jam_id, request.forum, request.idea, request.thread, request.query)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        posts, total, last = await jam_queries.list_discussion(self.es, self.settings, jam_id, thread_id, forum_id, idea_id, request.query, size, after)
+        response = search_pb2.ListJamDiscussionResponse(total_size=total)
+        for d in posts:
+            name = f"jams/{jam_id}/threads/{d['thread_id']}" + (f"/replies/{d['reply_id']}" if d["kind"] == "reply" else "")
+            post = response.posts.add(
+                name=name, kind=d["kind"], title=d["title"], body=d["body"], author=d["author"],
+                forum=f"jams/{jam_id}/forums/{d['forum_id']}" if d["forum_id"] else "", idea=f"jams/{jam_id}/ideas/{d['idea_id']}" if d["idea_id"] else "",
+            )
+            post.create_time.FromDatetime(dt.datetime.fromisoformat(d["created_at"]).astimezone(dt.UTC).replace(tzinfo=None))
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     # --- one search over everything, stats for dashboards ------------------------
     async def Search(self, request, context):
@@ -251,11 +391,31 @@ class NotificationServicer(notifications_pb2_grpc.NotificationServiceServicer):
         self.notifications = Notifications(es, settings)
 
     async def ListNotifications(self, request, context):
-        return await self.notifications.list(current_principal(), request)
+        principal = current_principal()
+        person = owner_of(principal, request.parent)
+        size = page_size(request.page_size)
+        query_key = f"{person}:{int(request.unread_only)}"
+        search_after = decode_page_token(request.page_token, query_key)
+        docs, read_seq, last = await self.notifications.list(principal, person, request.unread_only, size, search_after)
+        response = notifications_pb2.ListNotificationsResponse(notifications=[_notification(doc, read_seq) for doc in docs])
+        if last is not None:
+            response.next_page_token = encode_page_token(last, query_key)
+        return response
 
     async def GetUnreadCount(self, request, context):
-        return await self.notifications.unread_count(current_principal(), request)
+        principal = current_principal()
+        person = owner_of(principal, request.parent)
+        return notifications_pb2.UnreadCount(unread_count=await self.notifications.unread_count(principal, person))
 
     async def WatchNotifications(self, request, context):
-        async for notification in self.notifications.watch(current_principal(), request):
-            yield notification
+        principal = current_principal()
+        person = owner_of(principal, request.parent)
+        after_id = notification_id_of(person, request.after) if request.after else ""
+        async for doc, read_seq in self.notifications.watch(principal, person, after_id):
+            yield _notification(doc, read_seq)
+
+
+def _notification(doc: dict, read_seq: int) -> notifications_pb2.Notification:
+    message = notifications_pb2.Notification(name=doc["name"], kind=doc["kind"], actor=doc["actor"], item=doc["item"], reason=doc["reason"], read=doc["seq"] <= read_seq)
+    message.create_time.FromDatetime(dt.datetime.fromisoformat(doc["occurred_at"]).astimezone(dt.UTC).replace(tzinfo=None))
+    return message
