@@ -172,13 +172,6 @@ async def list_status_updates(
     return [h["_source"] for h in hits], photos, last
 
 
-async def network_feed(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkFeedRequest) -> search_pb2.GetNetworkFeedResponse:
-    """Every kind the person's network and communities produce: services/search/feed.py."""
-    from .feed import network_feed as homepage
-
-    return await homepage(es, settings, request)
-
-
 # --- people you may know ---------------------------------------------------------------------------
 async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, person: str, size: int) -> list[tuple[dict[str, Any], int, bool, float]]:
     """Ranked by mutual connections (colleagues of colleagues) and then by sharing a

@@ -6,24 +6,29 @@ the server. Queries, visibility and Elasticsearch live in the query modules."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import grpc
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from watercooler.auth import current_principal
+from watercooler.auth import Principal, current_principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
 from watercooler.eventstore import fingerprint
 from watercooler.rpc import decode_page_token, encode_page_token, enum_name, page_size, parse_name
 from watercooler.search.v1 import notifications_pb2, notifications_pb2_grpc, search_pb2, search_pb2_grpc
+from watercooler.urls import normalize_url
 
 from . import audit as audit_queries
 from . import communities as communities_queries
+from . import feed as feed_queries
 from . import jams as jam_queries
 from . import library as library_queries
 from . import network as network_queries
 from . import people as people_queries
+from . import posts as posts_queries
+from . import stats_queries, unified
 from .notifications import Notifications, notification_id_of, owner_of
 from .posts import PostQueries
 from .stats_queries import Stats
@@ -38,6 +43,13 @@ _ALUMNI_BY_STATE = {
     search_pb2.ListPeopleRequest.ACTIVE_ONLY: False,
     search_pb2.ListPeopleRequest.ALUMNI_ONLY: True,
 }
+
+
+def _post_page(posts: list[search_pb2.PostHit], tags: list[tuple[str, int]], total: int, last: list | None, query_key: str) -> search_pb2.SearchPostsResponse:
+    return search_pb2.SearchPostsResponse(
+        posts=posts, tags=[search_pb2.TagCount(tag=tag, count=count) for tag, count in tags], total_size=total,
+        next_page_token=encode_page_token(last, query_key) if last is not None else "",
+    )
 
 
 def _timestamp(iso: str) -> Timestamp:
@@ -162,7 +174,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         )
 
     async def GetNetworkFeed(self, request, context):
-        return await network_queries.network_feed(self.es, self.settings, request)
+        principal = current_principal()
+        person = parse_name(request.person, "profiles", field="person")
+        network_queries.require_self_or_service(principal, person, "feed")
+        size = page_size(request.page_size)
+        query_key = fingerprint("feed", "v2", person)[:16]
+        after = decode_page_token(request.page_token, query_key)  # a foreign token is refused before any work
+        items, last = await feed_queries.network_feed(self.es, self.settings, principal, person, size, after)
+        return search_pb2.GetNetworkFeedResponse(items=items, next_page_token=encode_page_token(last, query_key) if last is not None else "")
 
     async def ListPeopleYouMayKnow(self, request, context):
         principal = directory_reader()
@@ -238,13 +257,35 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return PostQueries(self.es, self.settings)
 
     async def SearchPosts(self, request, context):
-        return await self._posts().search_posts(current_principal(), request)
+        text = posts_queries.check_query(request.query)
+        if request.kind not in posts_queries.POST_KINDS:
+            raise InvalidArgument("must be 'blog', 'micro' or empty", field="kind")
+        blog = parse_name(request.blog, "blogs", field="blog") if request.blog else ""
+        author_id = parse_name(request.author, "profiles", field="author") if request.author else ""
+        mentions = parse_name(request.mentions, "profiles", field="mentions") if request.mentions else ""
+        size = page_size(request.page_size)
+        query_key = fingerprint("posts", request.query, request.kind, request.blog, request.author, request.tag, request.mentions)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        posts, tags, total, last = await self._posts().search_posts(current_principal(), text, request.kind, blog, author_id, mentions, request.tag, size, after)
+        return _post_page(posts, tags, total, last, query_key)
 
     async def ListBlogDirectory(self, request, context):
-        return await self._posts().list_blog_directory(current_principal(), request)
+        size = page_size(request.page_size)
+        letter = request.letter.strip()
+        if len(letter) > 1:
+            raise InvalidArgument("must be one letter", field="letter")
+        query_key = fingerprint("directory", letter)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        blogs, total, last = await self._posts().list_blog_directory(current_principal(), letter, size, after)
+        return search_pb2.ListBlogDirectoryResponse(blogs=blogs, total_size=total, next_page_token=encode_page_token(last, query_key) if last is not None else "")
 
     async def ListTimeline(self, request, context):
-        return await self._posts().list_timeline(current_principal(), request)
+        person = parse_name(request.person, "profiles", field="person")
+        size = page_size(request.page_size)
+        query_key = fingerprint("timeline", person)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        posts, tags, total, last = await self._posts().list_timeline(current_principal(), person, size, after)
+        return _post_page(posts, tags, total, last, query_key)
 
     async def ListComments(self, request, context):
         if not request.target or "/" not in request.target:
@@ -264,7 +305,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return response
 
     async def SearchBookmarks(self, request, context):
-        return await self._posts().search_bookmarks(current_principal(), request)
+        text = posts_queries.check_query(request.query)
+        size = page_size(request.page_size)
+        owner_id = parse_name(request.owner, "profiles", field="owner") if request.owner else ""
+        url = normalize_url(request.url) if request.url else ""  # as the writer normalised it
+        query_key = fingerprint("bookmarks", request.query, request.owner, request.tag, request.url)[:16]
+        after = decode_page_token(request.page_token, query_key)
+        bookmarks, tags, total, last = await self._posts().search_bookmarks(current_principal(), text, owner_id, request.tag, url, size, after)
+        return search_pb2.SearchBookmarksResponse(
+            bookmarks=bookmarks, tags=[search_pb2.TagCount(tag=tag, count=count) for tag, count in tags], total_size=total,
+            next_page_token=encode_page_token(last, query_key) if last is not None else "",
+        )
 
     async def ListPopularLinks(self, request, context):
         size = page_size(request.page_size)
@@ -273,7 +324,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.ListPopularLinksResponse(links=[search_pb2.PopularLink(url=url, saver_count=savers, title=title) for url, savers, title in links])
 
     async def GetPostStats(self, request, context):
-        return await self._posts().post_stats(current_principal(), request)
+        blog = parse_name(request.blog, "blogs", field="blog") if request.blog else ""
+        post = f"posts/{parse_name(request.post, 'posts', field='post')}" if request.post else ""
+        return await self._posts().post_stats(current_principal(), blog, post)
 
     async def ListAuditEvents(self, request, context):
         principal = current_principal()
@@ -361,18 +414,148 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             response.next_page_token = encode_page_token(last, query_key)
         return response
 
-    # --- one search over everything, stats for dashboards ------------------------
+    # --- one search over everything, stats for dashboards (also the HTTP gateway's) ---
     async def Search(self, request, context):
-        return await Search(self.es, self.settings).search(current_principal(), request)
+        return await search(self.es, self.settings, current_principal(), request)
 
     async def Suggest(self, request, context):
-        return await Search(self.es, self.settings).suggest(current_principal(), request)
+        return await suggest(self.es, self.settings, current_principal(), request)
 
     async def Trending(self, request, context):
-        return await Search(self.es, self.settings).trending(current_principal(), request)
+        return await trending(self.es, self.settings, current_principal(), request)
 
     async def GetStats(self, request, context):
-        return await Stats(self.es, self.settings).get_stats(current_principal(), request)
+        return await get_stats(self.es, self.settings, current_principal(), request)
+
+
+# Search, Suggest, Trending and GetStats answer both here and over HTTP (services/search/http.py):
+# one translation of their requests for both.
+async def search(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: search_pb2.SearchRequest) -> search_pb2.SearchResponse:
+    query = search_query(request)
+    size = page_size(request.page_size)
+    copy = search_pb2.SearchRequest()
+    copy.CopyFrom(request)
+    copy.ClearField("page_token")
+    copy.ClearField("read_mask")  # what is returned of a page, not which page: a token works with any mask
+    if query.order not in unified.RANKED_KINDS:
+        copy.ClearField("page_size")
+    query_key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
+    after = decode_page_token(request.page_token, query_key)
+    response, next_position = await Search(es, settings).search(principal, query, size, after)
+    if next_position is not None and "next_page_token" in query.wanted:
+        response.next_page_token = encode_page_token(next_position, query_key)
+    return response
+
+
+def search_query(request: search_pb2.SearchRequest) -> unified.SearchQuery:
+    """The request's fields checked, in this order (the first wrong one is the error)."""
+    text = unified.check_query(request.query)
+    kinds = list(dict.fromkeys(request.kinds)) or list(unified.KINDS)
+    for kind in kinds:
+        if kind not in unified.KINDS:
+            raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(unified.KINDS)}", field="kinds")
+    order = request.order_by or "relevance"
+    if order not in unified.ORDERS:
+        raise InvalidArgument(f"must be one of {', '.join(unified.ORDERS)}", field="order_by")
+    filters: dict[str, Any] = {}
+    if request.author:
+        filters["author"] = parse_name(request.author, "profiles", field="author")
+    if len(request.tags) > unified.MAX_TAGS:
+        raise InvalidArgument(f"at most {unified.MAX_TAGS} tags", field="tags")
+    tags = [t.strip().lower().lstrip("#") for t in request.tags]
+    if any(not t or len(t) > 64 for t in tags):
+        raise InvalidArgument("each tag must have 1 to 64 characters", field="tags")
+    if tags:
+        filters["tags"] = tags
+    if request.blog:
+        filters["blog"] = parse_name(request.blog, "blogs", field="blog")
+    if request.space:
+        filters["space"] = parse_name(request.space, "spaces", field="space")
+    if request.community:
+        filters["community"] = parse_name(request.community, "communities", field="community")
+    if request.jam:
+        filters["jam"] = jam_queries.jam_id_from(request.jam)
+    for name in filters:
+        kinds = [k for k in kinds if k in unified.FILTER_KINDS[name]]
+        if not kinds:
+            raise InvalidArgument(f"applies only to {', '.join(unified.FILTER_KINDS[name])}, not to the kinds asked for", field=name)
+    if order in unified.RANKED_KINDS:
+        kinds = [k for k in kinds if k in unified.RANKED_KINDS[order]]
+        if not kinds:
+            raise InvalidArgument(f"{order} ranks only {', '.join(unified.RANKED_KINDS[order])}", field="order_by")
+    start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+    end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
+    if start and end and end <= start:
+        raise InvalidArgument("must be after start_time", field="end_time")
+    wanted = set(request.read_mask.paths)
+    if not wanted or "*" in wanted:
+        wanted = set(unified.RESPONSE_FIELDS)
+    unknown = sorted(wanted - set(unified.RESPONSE_FIELDS))
+    if unknown:
+        raise InvalidArgument(f"unknown field {unknown[0]!r}; one of {', '.join(unified.RESPONSE_FIELDS)} or *", field="read_mask")
+    return unified.SearchQuery(text=text, kinds=kinds, order=order, filters=filters, start=start, end=end, wanted=wanted)
+
+
+async def suggest(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: search_pb2.SuggestRequest) -> search_pb2.SuggestResponse:
+    prefix = unified.check_query(request.prefix, "prefix", 64)
+    if not prefix:
+        raise InvalidArgument("required: what has been typed so far", field="prefix")
+    kinds = list(dict.fromkeys(request.kinds)) or list(Search.SUGGEST_KINDS)
+    for kind in kinds:
+        if kind not in Search.SUGGEST_KINDS:
+            raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(Search.SUGGEST_KINDS)}", field="kinds")
+    if request.page_size < 0 or request.page_size > 20:
+        raise InvalidArgument("must be between 0 and 20", field="page_size")
+    return await Search(es, settings).suggest(principal, prefix, kinds, request.page_size or 5)
+
+
+async def trending(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: search_pb2.TrendingRequest) -> search_pb2.TrendingResponse:
+    for kind in request.kinds:
+        if kind not in Search.TRENDING_KINDS:
+            raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(Search.TRENDING_KINDS)}", field="kinds")
+    kinds = list(dict.fromkeys(Search.TRENDING_KINDS[kind] for kind in request.kinds or Search.TRENDING_KINDS))
+    if request.page_size < 0 or request.page_size > 50:
+        raise InvalidArgument("must be between 0 and 50", field="page_size")
+    end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
+    return await Search(es, settings).trending(principal, kinds, request.page_size or 10, end)
+
+
+async def get_stats(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: search_pb2.GetStatsRequest) -> search_pb2.GetStatsResponse:
+    return await Stats(es, settings).get_stats(principal, stats_query(request))
+
+
+def stats_query(request: search_pb2.GetStatsRequest) -> stats_queries.StatsQuery:
+    """The request's fields checked, in this order (the first wrong one is the error)."""
+    metric = request.metric
+    if metric not in stats_queries.METRICS:
+        raise InvalidArgument(f"unknown metric; one of {', '.join(stats_queries.METRICS)}", field="metric")
+    for name in stats_queries.FILTERS:
+        if getattr(request, name) and name not in stats_queries.METRICS[metric]:
+            raise InvalidArgument(f"{metric} does not filter by {name}", field=name)
+    interval = request.interval or "day"
+    if interval not in stats_queries.INTERVALS:
+        raise InvalidArgument(f"must be one of {', '.join(stats_queries.INTERVALS)}", field="interval")
+    if interval == "hour" and metric in ("wiki_views", "media_downloads"):
+        raise InvalidArgument("views and downloads are counted per day", field="interval")
+    start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
+    end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
+    if start and end and end <= start:
+        raise InvalidArgument("must be after start_time", field="end_time")
+    if start and end and (end - start) / stats_queries.INTERVALS[interval] > stats_queries.MAX_BUCKETS:
+        raise InvalidArgument(f"the range holds more than {stats_queries.MAX_BUCKETS} intervals; use a longer interval", field="interval")
+    if request.top_size < 0 or request.top_size > stats_queries.MAX_TOP:
+        raise InvalidArgument(f"must be between 0 and {stats_queries.MAX_TOP}", field="top_size")
+    if metric.startswith("jam_") and not request.jam:
+        raise InvalidArgument("required for jam metrics, as 'jams/{jam}'", field="jam")
+    # Only the filters the metric takes can be set (checked above).
+    return stats_queries.StatsQuery(
+        metric=metric, interval=interval, start=start, end=end, top=request.top_size or 10,
+        target=stats_queries.check_target(metric, request.target) if request.target else "",
+        space_id=parse_name(request.space, "spaces", field="space") if request.space else "",
+        department=request.department, country=request.country,
+        jam_id=jam_queries.jam_id_from(request.jam) if request.jam else "",
+        blog=parse_name(request.blog, "blogs", field="blog") if request.blog else "",
+    )
 
 
 def register(server: grpc.aio.Server, es: AsyncElasticsearch, settings: Settings) -> list[str]:
