@@ -303,6 +303,20 @@ class KeysUnavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class KeysRefused(RuntimeError):
+    """The key service answered the ask with an error that asking again will not change (a
+    refused argument, a token it does not accept, a fault of its own): not retried for ever, so a
+    processor dead-letters the batch's records after its attempts and its partitions move on."""
+
+
+# The key service's answers that say it is away or slow, not that the ask is wrong: the same ask
+# succeeds once it is back. DEADLINE_EXCEEDED too: an ask names at most MAX_KEY_IDS_PER_CALL ids,
+# a lookup of milliseconds, so a missed deadline means an overloaded or stalled service (a lock
+# wait, a pause, a restart), never a request that could not be served; parking the records for it
+# would empty a partition into the dead-letter topic during a slow minute.
+TRANSIENT_KEY_ERRORS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
 # The most key ids one GetPersonalDataKeys call may name (the profiles service refuses more).
 MAX_KEY_IDS_PER_CALL = 1000
 
@@ -341,7 +355,11 @@ class RemoteKeyRing:
                     personal_data_pb2.GetPersonalDataKeysRequest(key_ids=wanted[start:start + MAX_KEY_IDS_PER_CALL], create=create),
                     metadata=self._credentials.metadata(), timeout=10)
             except grpc.RpcError as error:
-                raise KeysUnavailable(f"the personal data keys could not be read: {error.code().name}", field="name") from None
+                status = error.code()
+                if status in TRANSIENT_KEY_ERRORS:
+                    raise KeysUnavailable(f"the personal data keys could not be read: {status.name}", field="name") from None
+                details = error.details() if hasattr(error, "details") else ""
+                raise KeysRefused(f"the profiles service refused the personal data keys: {status.name}: {details}") from None
             found.update((key.key_id, key.key) for key in response.keys)
         return found
 

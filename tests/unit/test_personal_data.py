@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
+import grpc
 import pytest
 
 from watercooler import personaldata as pd
@@ -117,3 +118,70 @@ def test_a_remote_key_ring_asks_for_many_keys_in_slices_the_service_accepts():
     wanted = [f"p{i:05d}" for i in range(2 * pd.MAX_KEY_IDS_PER_CALL + 5)]
     assert set(ring.keys(wanted)) == set(wanted)
     assert calls == [pd.MAX_KEY_IDS_PER_CALL, pd.MAX_KEY_IDS_PER_CALL, 5]
+
+
+class _Failing(grpc.RpcError):
+    def __init__(self, status: grpc.StatusCode):
+        self.status = status
+
+    def code(self) -> grpc.StatusCode:
+        return self.status
+
+    def details(self) -> str:
+        return "refused"
+
+
+def _ring_answering(status: grpc.StatusCode) -> pd.RemoteKeyRing:
+    from watercooler.config import Settings
+
+    class Stub:
+        def GetPersonalDataKeys(self, request, metadata=None, timeout=None):
+            raise _Failing(status)
+
+    ring = pd.RemoteKeyRing(Settings(), "test")
+    ring._keys_stub = lambda: Stub()
+    return ring
+
+
+@pytest.mark.parametrize("status", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+def test_a_key_service_away_or_slow_is_transient(status):
+    from watercooler import processor
+
+    with pytest.raises(pd.KeysUnavailable) as raised:
+        _ring_answering(status).keys(["e1"])
+    assert processor.transient(raised.value)  # the processor holds the batch until it answers
+
+
+@pytest.mark.parametrize("status", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                                    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED])
+def test_a_key_service_refusal_is_not_transient_so_its_records_are_dead_lettered(status, monkeypatch):
+    """An ask the service refuses is refused again: retried for ever, it stalled every projection
+    (an oversized ask's INVALID_ARGUMENT did). Not transient, the processor parks the records
+    after its attempts and the partitions move on."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from watercooler import processor
+
+    ring = _ring_answering(status)
+    with pytest.raises(pd.KeysRefused, match=status.name):
+        ring.keys(["e1"])
+
+    class Projection:
+        name = "test"
+        calls = 0
+
+        async def apply_batch(self, es, records, value_of):
+            Projection.calls += 1
+            if Projection.calls > 50:
+                raise AssertionError("still retrying: taken for transient")
+            ring.keys(["e1"])
+
+    async def no_sleep(_seconds):
+        return None
+
+    monkeypatch.setattr(processor.asyncio, "sleep", no_sleep)
+    records = [SimpleNamespace(message=SimpleNamespace(value=b"a")), SimpleNamespace(message=SimpleNamespace(value=b"b"))]
+    result = asyncio.run(processor._apply_with_retry(Projection(), None, records, max_attempts=2))
+    assert [r.message.value for r, _ in result.kept_failing] == [b"a", b"b"]
+    assert f"KeysRefused: the profiles service refused the personal data keys: {status.name}" in result.kept_failing[0][1]
