@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from elasticsearch.helpers import async_scan
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
@@ -375,13 +375,7 @@ class DocumentProjection:
         replayed = 0
         old_index = None
         try:
-            for _ in range(100):
-                partitions = sorted(consumer.assignment())
-                if partitions:
-                    break
-                await asyncio.sleep(0.1)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
+            partitions, end = await from_the_beginning(consumer)
             total = sum(end.values())
             replayed += await self._replay_until(es, consumer, new_index, end, batch_size, progress, total)
             # Switch: searches move from the old index to the complete (and refreshed:
@@ -420,6 +414,21 @@ class DocumentProjection:
                 if await consumer.position(tp) >= remaining[tp]:
                     del remaining[tp]
         return done
+
+
+async def from_the_beginning(consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """A started consumer without a group (it is given every partition of its topics and commits
+    nothing) put at the start of its partitions: them, and the offsets they end at now, up to
+    which a replay (a rebuild, ``watercooler dlq-replay``) reads. The assignment comes a moment
+    after ``start``: waited for, up to 10 s."""
+    partitions: list[TopicPartition] = []
+    for _ in range(100):
+        partitions = sorted(consumer.assignment())
+        if partitions:
+            break
+        await asyncio.sleep(0.1)
+    await consumer.seek_to_beginning(*partitions)
+    return partitions, await consumer.end_offsets(partitions)
 
 
 def open_sealed(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
