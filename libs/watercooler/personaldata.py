@@ -244,6 +244,20 @@ class CachedKeys:
             self._on_erased()
         return out
 
+    def cached(self, key_ids: Collection[str]) -> dict[str, bytes] | None:
+        """What ``keys`` would answer, from memory alone; None when any id must be asked for (a
+        caller on an event loop then asks in a thread rather than wait on the call)."""
+        now = self._clock()
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for key_id in key_ids:
+                known = self._known.get(key_id)
+                if known is None or (known[0] is not None and now - known[1] >= self.ttl):
+                    return None
+                if known[0] is not None:
+                    out[key_id] = known[0]
+        return out
+
     def forget(self, key_ids: Iterable[str]) -> None:
         with self._lock:
             for key_id in key_ids:
@@ -365,6 +379,9 @@ class RemoteKeyRing:
 
     def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
         return self._cache.keys(key_ids, create)
+
+    def cached(self, key_ids: Collection[str]) -> dict[str, bytes] | None:
+        return self._cache.cached(key_ids)
 
     def forget(self, key_ids: Iterable[str]) -> None:
         self._cache.forget(key_ids)

@@ -185,3 +185,62 @@ def test_a_key_service_refusal_is_not_transient_so_its_records_are_dead_lettered
     result = asyncio.run(processor._apply_with_retry(Projection(), None, records, max_attempts=2))
     assert [r.message.value for r, _ in result.kept_failing] == [b"a", b"b"]
     assert f"KeysRefused: the profiles service refused the personal data keys: {status.name}" in result.kept_failing[0][1]
+
+
+def _bookmark_record(owner: str, url: str, title: str) -> bytes:
+    from google.protobuf import any_pb2
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope
+    from watercooler.posts.v1 import events_pb2 as pe
+
+    packed = any_pb2.Any()
+    packed.Pack(pe.BookmarkCreated(owner_id=owner, url=url, title=title, visibility="INTERNAL"))
+    return EventEnvelope(event_id=f"ev-{owner}-{url}", event_type="watercooler.posts.v1.BookmarkCreated", aggregate_type="Bookmark", aggregate_id=f"b-{owner}-{url}",
+                         aggregate_version=1, actor=Actor(subject=owner, kind="employee"), occurred_at=Timestamp(seconds=1_893_456_000), payload=packed).SerializeToString()
+
+
+def test_a_key_cache_miss_is_asked_for_off_the_event_loop_once_per_batch():
+    """A projection's decode on a key-cache miss: the event loop (the worker's other projections,
+    its Kafka heartbeats) runs on while the key service is asked, once for the batch; a batch
+    whose keys are cached asks nothing."""
+    import asyncio
+    import threading
+
+    from services.search.readmodels.projections.bookmarks import BookmarksProjection
+    from watercooler.config import Settings
+    from watercooler.projection import BatchResult
+
+    settings = dataclasses.replace(Settings(), namespace="offloop")
+    keys = pd.MemoryKeyRing()
+    own = keys.keys(["e1", "e2"], create=True)
+    loop_ran = threading.Event()
+    asked: list[list[str]] = []
+
+    class Stub:  # answers only once the event loop has run something else meanwhile
+        def GetPersonalDataKeys(self, request, metadata=None, timeout=None):
+            asked.append(sorted(request.key_ids))
+            assert loop_ran.wait(5), "the event loop waited for the key service"
+            return personal_data_pb2.GetPersonalDataKeysResponse(keys=[personal_data_pb2.PersonalDataKey(key_id=k, key=v) for k, v in keys.keys(request.key_ids).items()])
+
+    from watercooler.profiles.v1 import personal_data_pb2
+
+    ring = pd.RemoteKeyRing(settings, "test")
+    ring._keys_stub = lambda: Stub()
+    pd.install_key_ring(settings, ring)
+    projection = BookmarksProjection(settings)
+    batch = [_bookmark_record(owner, f"https://x.example/{owner}", pd.seal(owner, own[owner], "title", f"title of {owner}")) for owner in ("e1", "e2")]
+
+    async def decode_while_the_loop_runs():
+        async def meanwhile():
+            loop_ran.set()
+
+        decoded, _ = await asyncio.gather(projection.decode(batch, lambda r: r, BatchResult()), meanwhile())
+        return decoded
+
+    decoded = asyncio.run(decode_while_the_loop_runs())
+    assert [event.payload.title for _, event in decoded] == ["title of e1", "title of e2"]
+    assert asked == [["e1", "e2"]]  # one ask for the batch
+    loop_ran.clear()
+    again = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
+    assert [event.payload.title for _, event in again] == ["title of e1", "title of e2"] and asked == [["e1", "e2"]]  # cached: not asked again
