@@ -147,6 +147,13 @@ def generate_key() -> bytes:
     return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
 
 
+# Bookmark tags: what a person files a link under says what they work on or care about. Added to
+# the bookmark events' rules whatever else those seal.
+for _bookmark_event in ("BookmarkCreated", "BookmarkEdited", "BookmarkResaved"):
+    _rule = PERSONAL_FIELDS[f"watercooler.posts.v1.{_bookmark_event}"]
+    PERSONAL_FIELDS[f"watercooler.posts.v1.{_bookmark_event}"] = Personal((*_rule.fields, "tags"), _rule.subject, _rule.author_field)
+
+
 # --- keys ---------------------------------------------------------------------------------------
 class PersonErased(FailedPrecondition):
     """A write sealed with the key of a person who was erased: nothing of them is stored again."""
@@ -422,7 +429,11 @@ def seal_state(event_type: str, state: dict[str, Any], aggregate_id: str, actor:
 
 
 def _values(value: Any) -> list[Any]:
-    return list(value) if not isinstance(value, str) and hasattr(value, "__iter__") else [value]
+    """A field's values: a list field's elements, else the one value. A published payload's list
+    is a protobuf repeated container, registered as a ``Sequence`` but without an ``__iter__``
+    attribute (upb): asking ``hasattr(value, "__iter__")`` took it for one value, so the keys of a
+    list's sealed elements were asked for only when a string field of the batch needed the same."""
+    return list(value) if not isinstance(value, str) and isinstance(value, Iterable) else [value]
 
 
 def sealed_key_ids(event_type: str, values: Mapping[str, Any] | Any) -> set[str]:

@@ -244,3 +244,49 @@ def test_a_key_cache_miss_is_asked_for_off_the_event_loop_once_per_batch():
     loop_ran.clear()
     again = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
     assert [event.payload.title for _, event in again] == ["title of e1", "title of e2"] and asked == [["e1", "e2"]]  # cached: not asked again
+
+
+def _envelope(payload, aggregate: str, version: int = 1) -> bytes:
+    from google.protobuf import any_pb2
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope
+
+    packed = any_pb2.Any()
+    packed.Pack(payload)
+    return EventEnvelope(event_id=f"ev-{aggregate}-{version}", event_type=payload.DESCRIPTOR.full_name, aggregate_type="Bookmark", aggregate_id=aggregate,
+                         aggregate_version=version, actor=Actor(subject="x", kind="employee"), occurred_at=Timestamp(seconds=1_893_456_000), payload=packed).SerializeToString()
+
+
+def test_a_bookmark_whose_only_sealed_field_is_its_tags_is_opened_in_any_batch():
+    """A published event's list field is a protobuf repeated container, which iterates but has
+    no ``__iter__`` attribute: its sealed elements' key was never asked for. A bookmark saved
+    without title or notes (only its tags sealed) then reached the index with its tag still
+    sealed when nothing else in the batch was sealed, or lost it (the tombstone: the key not
+    asked for) when another person's sealed title was, and vanished from popular links."""
+    import asyncio
+
+    from services.search.readmodels.projections.bookmarks import BookmarksProjection
+    from watercooler.config import Settings
+    from watercooler.posts.v1 import events_pb2 as pe
+    from watercooler.projection import BatchResult
+
+    settings = dataclasses.replace(Settings(), namespace="onlytags")
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    keys = ring.keys(["ana", "bob"], create=True)
+    assert "tags" in pd.personal("watercooler.posts.v1.BookmarkCreated").fields
+
+    def saved(owner: str, url: str, title: str = "") -> bytes:
+        sealed = pd.seal_state("watercooler.posts.v1.BookmarkCreated", {"owner_id": owner, "url": url, "title": title, "tags": ["zork"], "visibility": "PRIVATE"},
+                               url, owner, ring)
+        return _envelope(pe.BookmarkCreated(**sealed), f"b-{owner}-{url}")
+
+    projection = BookmarksProjection(settings)
+    assert pd.sealed_key_ids("watercooler.posts.v1.BookmarkCreated", pe.BookmarkCreated(owner_id="ana", tags=[pd.seal("ana", keys["ana"], "tags", "zork")])) == {"ana"}
+    alone = [_envelope(pe.BookmarkDeleted(), "b-ana-old", version=2), saved("ana", "u1")]  # nothing else sealed in the batch
+    beside_a_title = [saved("bob", "u2", title="Bob's page"), saved("ana", "u3")]  # another person's key asked for
+    for batch in (alone, beside_a_title):
+        decoded = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
+        documents = {event.aggregate_id: projection.apply(None, event) for _, event in decoded if event.type_name == "BookmarkCreated"}
+        assert {doc["owner_id"]: doc["tags"] for doc in documents.values()} in ({"ana": ["zork"]}, {"ana": ["zork"], "bob": ["zork"]})
