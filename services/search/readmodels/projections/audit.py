@@ -69,11 +69,11 @@ class AuditSubjectsProjection(DocumentProjection):
     aggregate_types = AUDITED
     mappings: dict[str, Any] = {"properties": {"resource": {"type": "keyword"}, "owner": {"type": "keyword"}}}
 
-    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+    async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
         """Only created events make a subject: the later ones of an aggregate are dropped before
         any document is read or written for them (a skipped event would still rewrite it)."""
         kept = []
-        for record, event in super().decode(records, value_of, result):
+        for record, event in await super().decode(records, value_of, result):
             if event.type_name in SUBJECTS:
                 kept.append((record, event))
             else:
@@ -117,11 +117,11 @@ class AuditProjection(DocumentProjection):
         super().__init__(settings)
         self.subjects = AuditSubjectsProjection(settings)
 
-    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+    async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
         """The batch's events; a ``ProfileErased`` among them also erases (``erase_people``): the
         trail keeps the profiles' events, so the base class, which looks for erasures only among
         the events of aggregates a projection does not keep, would not see it."""
-        decoded = super().decode(records, value_of, result)
+        decoded = await super().decode(records, value_of, result)
         result.erased.extend(event.payload.employee_id for _, event in decoded
                              if event.envelope.event_type == personaldata.ERASURE_EVENT and event.payload.employee_id)
         return decoded
