@@ -152,10 +152,8 @@ def decode(value: bytes) -> Event:
     return event
 
 
-def decode_kept(value: bytes, aggregate_types: Collection[str] | None) -> Event | None:
-    """The event, or None when its aggregate type is not among ``aggregate_types`` (None: keep
-    all). Why: several projections share a topic and each keeps only some aggregates; an event
-    of another is dropped before its payload is unpacked (a bad envelope is BadEvent either way)."""
+def read_envelope(value: bytes) -> EventEnvelope:
+    """The envelope of a record, its payload still packed; BadEvent when it is not a readable one."""
     envelope = EventEnvelope()
     try:
         envelope.ParseFromString(value)
@@ -163,6 +161,14 @@ def decode_kept(value: bytes, aggregate_types: Collection[str] | None) -> Event 
         raise BadEvent(f"not an EventEnvelope: {exc}") from None
     if not envelope.event_id or not envelope.aggregate_id or envelope.aggregate_version < 1:
         raise BadEvent("envelope lacks event_id, aggregate_id or aggregate_version")
+    return envelope
+
+
+def decode_kept(value: bytes, aggregate_types: Collection[str] | None) -> Event | None:
+    """The event, or None when its aggregate type is not among ``aggregate_types`` (None: keep
+    all). Why: several projections share a topic and each keeps only some aggregates; an event
+    of another is dropped before its payload is unpacked (a bad envelope is BadEvent either way)."""
+    envelope = read_envelope(value)
     if aggregate_types is not None and envelope.aggregate_type not in aggregate_types:
         return None
     try:
