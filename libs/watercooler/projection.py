@@ -130,6 +130,9 @@ class DocumentProjection:
     # (``erase_person``) instead of keeping the opened text until a rebuild.
     erased_fields: ClassVar[dict[str, Any]] = {}
     erased_by: ClassVar[tuple[str, ...]] = ()
+    # False for a projection that keeps no personal field (the audit trail: ids and envelopes):
+    # its events' sealed fields are left sealed, a decryption per field and event saved.
+    opens_sealed: ClassVar[bool] = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -274,7 +277,8 @@ class DocumentProjection:
                     result.other_aggregates += 1
             else:
                 decoded.append((record, event))
-        open_sealed(self.settings, [event for _, event in decoded] + erasures)
+        if self.opens_sealed:
+            open_sealed(self.settings, [event for _, event in decoded] + erasures)
         result.erased.extend(event.payload.employee_id for event in erasures if event.payload.employee_id)
         return decoded
 

@@ -114,3 +114,35 @@ def test_one_agent_hands_each_projection_only_the_records_it_keeps():
         kept, passed_over = routed[p.name]
         assert kept == [r for r in records if r in kept]
         assert len(kept) + passed_over == sum(1 for r in records if r[0] in topics[p.name])
+
+
+def test_the_audit_trail_leaves_personal_fields_sealed_and_asks_for_no_key(monkeypatch):
+    """The audit documents hold ids and envelopes only: opening a profile's sealed fields there
+    (twice, for the audit documents and the subjects) was a decryption per field for nothing."""
+    from watercooler import personaldata
+    from watercooler.envelope import EventEnvelope
+    from watercooler.profiles.v1.events_pb2 import ProfileCreated
+
+    settings = config.load()
+    _, (created, _) = _profile_events()
+    key = personaldata.generate_key()
+    envelope = EventEnvelope.FromString(created)
+    payload = ProfileCreated()
+    envelope.payload.Unpack(payload)
+    payload.display_name = personaldata.seal(envelope.aggregate_id, key, "display_name", "Ann")
+    envelope.payload.Pack(payload)
+    sealed = envelope.SerializeToString()
+    asked: list[set[str]] = []
+
+    class Ring:
+        def keys(self, key_ids):
+            asked.append(set(key_ids))
+            return {envelope.aggregate_id: key}
+
+    monkeypatch.setattr(personaldata, "shared_key_ring", lambda *_, **__: Ring())
+    es = RecordingElasticsearch()
+    asyncio.run(AuditProjection(settings).apply_batch(es, [sealed], lambda value: value))
+    assert asked == [] and len(es.writes) == 2  # the subject and the audit document
+    asyncio.run(PeopleProjection(settings).apply_batch(es, [sealed], lambda value: value))
+    assert asked == [{envelope.aggregate_id}]
+    assert es.writes[-1]["source"]["display_name"] == "Ann"

@@ -62,6 +62,7 @@ class AuditSubjectsProjection(DocumentProjection):
     name = "audit-subjects"
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
+    opens_sealed = False  # a subject is ids only (SUBJECTS), never a personal field
     mappings: dict[str, Any] = {"properties": {"resource": {"type": "keyword"}, "owner": {"type": "keyword"}}}
 
     def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
@@ -98,6 +99,7 @@ class AuditProjection(DocumentProjection):
     name = indices.AUDIT
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
+    opens_sealed = False  # an audit document is the envelope and its subject's ids
     mappings: dict[str, Any] = {
         "properties": {
             "event_id": {"type": "keyword"},
