@@ -92,7 +92,8 @@ def to_envelope(service: str, domain_event: Any, sequence: int) -> EventEnvelope
     """Convert one stored eventsourcing domain event into its envelope."""
     event_name = type(domain_event).__name__
     aggregate_type = type(domain_event).__qualname__.split(".")[0]
-    fields = {k: _jsonable(v) for k, v in domain_event.__dict__.items() if k not in _BASE_FIELDS}
+    # Plain values as they are, without a call each: this was the relay's costliest line.
+    fields = {k: v if type(v) in _PLAIN else _jsonable(v) for k, v in domain_event.__dict__.items() if k not in _BASE_FIELDS}
     payload_msg = _payload(message_class(payload_type(service, event_name)), fields)
     meta = domain_event.meta
     actor = meta.get("actor", {})

@@ -165,8 +165,16 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
     return app
 
 
+# A projection's batch smaller than this is applied whole: split, it made twice the Elasticsearch
+# requests (each a fixed cost in this process and the server) for an overlap worth little when
+# the computing is that short, and the projections of a batch overlap with each other anyway.
+HALVES_FROM = 100
+
+
 async def _apply_by_partition_halves(projection: DocumentProjection, es, records, max_attempts: int) -> BatchResult:
     """The batch in two groups of whole partitions, applied at once (projection.partition_halves)."""
+    if len(records) < HALVES_FROM:
+        return await _apply_with_retry(projection, es, records, max_attempts)
     halves = partition_halves(records, lambda r: (r.message.topic, r.message.partition))
     if len(halves) < 2:
         return await _apply_with_retry(projection, es, records, max_attempts)
