@@ -1,4 +1,4 @@
-"""Stream processors on faust-streaming: an agent per projection, events in batches.
+"""Stream processors on faust-streaming: one agent for all projections, events in batches.
 
 Delivery is at least once: faust commits a record's offset only after the
 agent has finished with the batch it is in (``take_events`` acks after the
