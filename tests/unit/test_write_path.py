@@ -8,12 +8,15 @@ import asyncio
 from services.profiles.domainmodel import Community, Profile, validate_community_fields
 from services.search.readmodels.projections import ALL
 from services.search.readmodels.projections.audit import AuditProjection
+from services.search.readmodels.projections.comments import CommentsProjection
 from services.search.readmodels.projections.people import PeopleProjection
 from services.search.readmodels.projections.posts import PostsProjection
+from services.search.readmodels.projections.wiki import WikiProjection
 from watercooler import config, processor
 from watercooler.auth import Principal
-from watercooler.envelope import to_envelope
+from watercooler.envelope import EventEnvelope, to_envelope
 from watercooler.eventstore import CommandContext, command_meta
+from watercooler.projection import DocumentProjection
 
 CTX = CommandContext(Principal("tester", "service"))
 
@@ -109,6 +112,16 @@ def test_one_agent_hands_each_projection_only_the_records_it_keeps():
         assert (profiles_topic, b"not an envelope") in routed[name][0], name
     for name, (kept, _) in routed.items():
         assert ((posts_topic, b"\x00bad") in kept) == (posts_topic in topics[name]), name
+    # A projection keeping an index of its own from other aggregates' events (the comments'
+    # audiences, from their targets) is handed those events too.
+    post = EventEnvelope(event_id="ev1", aggregate_id="p1", aggregate_version=1, aggregate_type="Post", event_type="watercooler.posts.v1.PostCreated")
+    routed_post = {p.name: kept for p, kept, _ in processor.route(projections, topics, [(posts_topic, post.SerializeToString())], lambda r: r[0], lambda r: r[1])}
+    assert routed_post[CommentsProjection.name] and routed_post[PostsProjection.name] and not routed_post[WikiProjection.name]
+    for p in projections:  # whatever a projection's parts keep, it is handed
+        for part in vars(p).values():
+            if isinstance(part, DocumentProjection):
+                for kept in part._kept_types:
+                    assert p.keeps(EventEnvelope(aggregate_type=kept, event_type="watercooler.profiles.v1.ProfileErased")), (p.name, part.name, kept)
     # Each projection keeps its records in their order, and only those decode keeps.
     for p in projections:
         kept, passed_over = routed[p.name]

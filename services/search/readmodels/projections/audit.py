@@ -126,6 +126,9 @@ class AuditProjection(DocumentProjection):
         # One document per event: an aggregate maps to many documents, never two aggregates to one.
         return event.envelope.event_id
 
+    def keeps(self, envelope: Any) -> bool:
+        return super().keeps(envelope) or self.subjects.keeps(envelope)  # the subjects are made here too
+
     def reads_stored(self, first: Event) -> bool:
         # One document per event, with its aggregate's version: the same event written again
         # is refused by that external version (409), so nothing needs reading first.
