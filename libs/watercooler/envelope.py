@@ -158,7 +158,7 @@ def read_envelope(value: bytes) -> EventEnvelope:
     envelope = EventEnvelope()
     try:
         envelope.ParseFromString(value)
-    except DecodeError as exc:
+    except (DecodeError, TypeError) as exc:  # TypeError: a record without a value
         raise BadEvent(f"not an EventEnvelope: {exc}") from None
     if not envelope.event_id or not envelope.aggregate_id or envelope.aggregate_version < 1:
         raise BadEvent("envelope lacks event_id, aggregate_id or aggregate_version")

@@ -95,17 +95,17 @@ def test_one_agent_hands_each_projection_only_the_records_it_keeps():
         profile.erase()
     (erased,) = [to_envelope("profiles", event, 3).SerializeToString() for event in profile.collect_events()]
     (community_created,) = [to_envelope("profiles", event, 4).SerializeToString() for event in community.collect_events()]
-    records = [(profiles_topic, created), (profiles_topic, community_created), (profiles_topic, b"not an envelope"),
+    records = [(profiles_topic, created), (profiles_topic, community_created), (profiles_topic, b"not an envelope"), (profiles_topic, None),
                (profiles_topic, updated), (profiles_topic, erased), (posts_topic, b"\x00bad")]
     routed = {p.name: (kept, passed_over) for p, kept, passed_over in processor.route(projections, topics, records, lambda r: r[0], lambda r: r[1])}
 
     readers_of_profiles = [p.name for p in projections if profiles_topic in topics[p.name]]
     assert len(readers_of_profiles) > 10
     people, _ = routed[PeopleProjection.name]
-    assert [value for _, value in people] == [created, b"not an envelope", updated, erased]
+    assert [value for _, value in people] == [created, b"not an envelope", None, updated, erased]
     assert routed[PeopleProjection.name][1] == 1  # the community's event
     # A projection reading the profiles topic for erasures only gets the erasure (and the bad record).
-    assert [value for _, value in routed[PostsProjection.name][0]] == [b"not an envelope", erased, b"\x00bad"]
+    assert [value for _, value in routed[PostsProjection.name][0]] == [b"not an envelope", None, erased, b"\x00bad"]
     assert routed[PostsProjection.name][1] == 3
     # An unreadable record reaches every projection of its topic, which dead-letters it.
     for name in readers_of_profiles:
