@@ -36,7 +36,7 @@ from .config import Settings
 from .envelope import BadEvent, read_envelope
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
-from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, es_client, partition_halves
+from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, es_client, from_the_beginning, partition_halves
 
 log = logging.getLogger(__name__)
 
@@ -330,13 +330,7 @@ async def replay_dead_letters(settings: Settings, projections: Sequence[Document
     done: list[Replayed] = []
     await consumer.start()
     try:
-        for _ in range(100):
-            partitions = sorted(consumer.assignment())
-            if partitions:
-                break
-            await asyncio.sleep(0.1)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
+        _, end = await from_the_beginning(consumer)
         remaining = {tp: offset for tp, offset in end.items() if await consumer.position(tp) < offset}
         while remaining:
             for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():

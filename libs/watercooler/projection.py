@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from elasticsearch.helpers import async_scan
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
@@ -256,10 +256,11 @@ class DocumentProjection:
         return next(iter(found.body)) if found.body else None
 
     # --- applying batches ---------------------------------------------------------------------
-    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
-        """The batch's events of the aggregates this projection keeps, with their records; an
-        undecodable record is noted in ``result`` for the dead-letter topic, another projection's
-        event is counted and dropped before its payload is unpacked."""
+    async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+        """The batch's events of the aggregates this projection keeps, with their records and
+        their sealed fields opened; an undecodable record is noted in ``result`` for the
+        dead-letter topic, another projection's event is counted and dropped before its payload
+        is unpacked."""
         decoded: list[tuple[Any, Event]] = []
         erasures: list[Event] = []
         for record in records:
@@ -278,7 +279,7 @@ class DocumentProjection:
             else:
                 decoded.append((record, event))
         if self.opens_sealed:
-            open_sealed(self.settings, [event for _, event in decoded] + erasures)
+            await open_sealed_async(self.settings, [event for _, event in decoded] + erasures)
         result.erased.extend(event.payload.employee_id for event in erasures if event.payload.employee_id)
         return decoded
 
@@ -289,7 +290,7 @@ class DocumentProjection:
         writes each changed document once with its aggregate version (bulk)."""
         target = index or self.alias
         result = BatchResult()
-        decoded = self.decode(records, value_of, result)
+        decoded = await self.decode(records, value_of, result)
         if not decoded:
             await self.erase_people(es, target, result.erased)
             return result
@@ -406,13 +407,7 @@ class DocumentProjection:
         replayed = 0
         old_index = None
         try:
-            for _ in range(100):
-                partitions = sorted(consumer.assignment())
-                if partitions:
-                    break
-                await asyncio.sleep(0.1)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
+            partitions, end = await from_the_beginning(consumer)
             total = sum(end.values())
             replayed += await self._replay_until(es, consumer, new_index, end, batch_size, progress, total)
             # Switch: searches move from the old index to the complete (and refreshed:
@@ -453,20 +448,58 @@ class DocumentProjection:
         return done
 
 
+async def from_the_beginning(consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """A started consumer without a group (it is given every partition of its topics and commits
+    nothing) put at the start of its partitions: them, and the offsets they end at now, up to
+    which a replay (a rebuild, ``watercooler dlq-replay``) reads. The assignment comes a moment
+    after ``start``: waited for, up to 10 s."""
+    partitions: list[TopicPartition] = []
+    for _ in range(100):
+        partitions = sorted(consumer.assignment())
+        if partitions:
+            break
+        await asyncio.sleep(0.1)
+    await consumer.seek_to_beginning(*partitions)
+    return partitions, await consumer.end_offsets(partitions)
+
+
 def open_sealed(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
     """Open the events' sealed personal fields (watercooler.personaldata) with one ask for the
     keys; a field whose key was destroyed (an erased person) reads as its tombstone, so a
-    rebuild after an erasure never brings the data back. Every projection's ``decode`` calls it.
-    Synchronous: the keys are nearly always in the process's cache; a miss waits one call."""
+    rebuild after an erasure never brings the data back. Synchronous: a key-cache miss waits
+    for one call (on an event loop: ``open_sealed_async``)."""
+    needed = _needed_keys(settings, events)
+    if needed:
+        _open_payloads(events, (ring or personaldata.shared_key_ring(settings)).keys(needed))
+
+
+async def open_sealed_async(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
+    """``open_sealed`` for a coroutine (every projection's ``decode``): the keys come from the
+    process's cache when it holds them all, and a miss is asked for in a thread, still one ask
+    for the batch, so the event loop (the worker's other projections, its Kafka heartbeats)
+    runs on meanwhile instead of waiting for the key service."""
+    needed = _needed_keys(settings, events)
+    if not needed:
+        return
+    ring = ring or personaldata.shared_key_ring(settings)
+    cached = getattr(ring, "cached", None)
+    keys = cached(needed) if cached is not None else None
+    if keys is None:
+        keys = await asyncio.to_thread(ring.keys, needed)
+    _open_payloads(events, keys)
+
+
+def _needed_keys(settings: Settings, events: Sequence[Event]) -> set[str]:
     needed: set[str] = set()
     for event in events:
         needed |= personaldata.sealed_key_ids(event.envelope.event_type, event.payload)
         if event.envelope.event_type == personaldata.ERASURE_EVENT:
             # This process may hold the erased person's keys a short while: not any more.
             personaldata.forget_erased(settings, event)
-    if not needed:
-        return
-    keys = (ring or personaldata.shared_key_ring(settings)).keys(needed)
+    return needed
+
+
+def _open_payloads(events: Sequence[Event], keys: dict[str, bytes]) -> None:
     for event in events:
         personaldata.open_payload(event.envelope.event_type, event.payload, keys)
 

@@ -65,11 +65,11 @@ class AuditSubjectsProjection(DocumentProjection):
     opens_sealed = False  # a subject is ids only (SUBJECTS), never a personal field
     mappings: dict[str, Any] = {"properties": {"resource": {"type": "keyword"}, "owner": {"type": "keyword"}}}
 
-    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+    async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
         """Only created events make a subject: the later ones of an aggregate are dropped before
         any document is read or written for them (a skipped event would still rewrite it)."""
         kept = []
-        for record, event in super().decode(records, value_of, result):
+        for record, event in await super().decode(records, value_of, result):
             if event.type_name in SUBJECTS:
                 kept.append((record, event))
             else:

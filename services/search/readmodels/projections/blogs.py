@@ -164,7 +164,7 @@ class BlogsProjection(DocumentProjection):
         result = BatchResult()
         blog_events: dict[str, list[tuple[Any, Event]]] = {}
         profile_events: dict[str, list[tuple[Any, Event]]] = {}
-        for record, event in self.decode(records, value_of, result):
+        for record, event in await self.decode(records, value_of, result):
             kept = profile_events if event.envelope.aggregate_type == "Profile" else blog_events
             kept.setdefault(event.aggregate_id, []).append((record, event))
         if profile_events:
