@@ -48,11 +48,6 @@ class PersonalKeyTable:
                 self._conn = sqlite3.connect(self._env["SQLITE_DBNAME"], timeout=float(self._env.get("SQLITE_LOCK_TIMEOUT", "10")),
                                              isolation_level=None, check_same_thread=False)
                 self._conn.execute("PRAGMA secure_delete=ON")
-                # A new key's commit needs no fsync of its own: nothing sealed with it is
-                # acknowledged before the events' commit, fsync'd (synchronous=FULL) to the same
-                # WAL file, which makes every earlier commit of the file durable with it. It was an
-                # fsync per CreateProfile beside the one group commit shares. ``destroy`` syncs.
-                self._conn.execute("PRAGMA synchronous=NORMAL")
         return self._conn
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
@@ -121,16 +116,10 @@ class PersonalKeyTable:
         """Destroy the keys (an id that never had one is recorded as erased too); how many existed."""
         with self._lock:
             existing = {key_id for key_id, key in self._select(sorted(set(key_ids))).items() if key is not None}
-            if not self._postgres:
-                self._execute("PRAGMA synchronous=FULL")  # an erasure is durable on its own
-            try:
-                for key_id in sorted(set(key_ids)):
-                    self._execute("INSERT INTO personal_data_keys (key_id, key, erased_at) VALUES (?, NULL, ?) "
-                                  "ON CONFLICT (key_id) DO UPDATE SET key = NULL, erased_at = COALESCE(personal_data_keys.erased_at, excluded.erased_at)",
-                                  (key_id, erased_at))
-            finally:
-                if not self._postgres and self._conn is not None:
-                    self._conn.execute("PRAGMA synchronous=NORMAL")
+            for key_id in sorted(set(key_ids)):
+                self._execute("INSERT INTO personal_data_keys (key_id, key, erased_at) VALUES (?, NULL, ?) "
+                              "ON CONFLICT (key_id) DO UPDATE SET key = NULL, erased_at = COALESCE(personal_data_keys.erased_at, excluded.erased_at)",
+                              (key_id, erased_at))
         return len(existing)
 
     def close(self) -> None:

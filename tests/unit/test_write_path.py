@@ -159,23 +159,3 @@ def test_the_audit_trail_leaves_personal_fields_sealed_and_asks_for_no_key(monke
     asyncio.run(PeopleProjection(settings).apply_batch(es, [sealed], lambda value: value))
     assert asked == [{envelope.aggregate_id}]
     assert es.writes[-1]["source"]["display_name"] == "Ann"
-
-
-def test_a_new_key_is_committed_without_an_fsync_of_its_own_and_a_destroyed_one_with(tmp_path):
-    """A new profile's key was an fsync'd commit of its own beside the events' (shared by group
-    commit); the events' fsync'd commit to the same WAL file makes it durable. Destroying a key
-    (an erasure) still syncs."""
-    from services.profiles.personal_keys import PersonalKeyTable
-
-    table = PersonalKeyTable({"SQLITE_DBNAME": str(tmp_path / "profiles.sqlite")})
-    synchronous = []
-    table.keys(["p1"], create=True)
-    table._conn.set_trace_callback(synchronous.append)
-    table.keys(["p2"], create=True)
-    assert not any("synchronous" in sql for sql in synchronous)
-    assert table._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    synchronous.clear()
-    table.destroy(["p1"], erased_at="2026-12-06T00:00:00Z")
-    assert [sql for sql in synchronous if "synchronous" in sql] == ["PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL"]
-    assert table.keys(["p1", "p2"]).keys() == {"p2"}
-    table.close()
