@@ -32,7 +32,7 @@ from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from . import personaldata
 from .config import Settings
-from .envelope import BadEvent, Event, decode_kept
+from .envelope import BadEvent, Event, EventEnvelope, decode_kept
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ class DocumentProjection:
     # (``erase_person``) instead of keeping the opened text until a rebuild.
     erased_fields: ClassVar[dict[str, Any]] = {}
     erased_by: ClassVar[tuple[str, ...]] = ()
+    # False for a projection that keeps no personal field (the audit trail: ids and envelopes):
+    # its events' sealed fields are left sealed, a decryption per field and event saved.
+    opens_sealed: ClassVar[bool] = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -148,6 +151,28 @@ class DocumentProjection:
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         """Return the document after ``event``; ``doc`` is None before the first event."""
         raise NotImplementedError
+
+    def reads_stored(self, first: Event) -> bool:
+        """Whether ``apply_batch`` reads the stored document before ``first``, the batch's first
+        event for it. Not before an aggregate's first event (version 1), unless versions are
+        scaled: the document is then made from that event alone, and when it was written before
+        (a redelivery) the external version refuses the write as a duplicate (409), or, for a
+        batch reaching further, the same events replayed from the start make the same document
+        (documents are written by their aggregate's events only, and erasures, whose tombstones
+        the replayed events open to). A projection whose documents something else rewrites has
+        scaled versions (``version_scale``) or applies batches its own way. The read was an
+        mget per batch and projection for every new aggregate."""
+        return first.version > 1 or self.version_scale != 1
+
+    def keeps(self, envelope: EventEnvelope) -> bool:
+        """Whether ``decode`` keeps the event of ``envelope`` (or notes it, an erasure): the
+        processor hands a projection only these, read once for every projection."""
+        kept = self._kept_types
+        if kept is None:
+            return True
+        if envelope.aggregate_type not in kept:
+            return False
+        return not (self._erasures_only and envelope.aggregate_type == "Profile" and envelope.event_type != personaldata.ERASURE_EVENT)
 
     async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
         """Called with a batch's changed documents just before they are written: a subclass may
@@ -253,7 +278,8 @@ class DocumentProjection:
                     result.other_aggregates += 1
             else:
                 decoded.append((record, event))
-        await open_sealed_async(self.settings, [event for _, event in decoded] + erasures)
+        if self.opens_sealed:
+            await open_sealed_async(self.settings, [event for _, event in decoded] + erasures)
         result.erased.extend(event.payload.employee_id for event in erasures if event.payload.employee_id)
         return decoded
 
@@ -268,11 +294,16 @@ class DocumentProjection:
         if not decoded:
             await self.erase_people(es, target, result.erased)
             return result
-        ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))
+        first: dict[str, Event] = {}  # each document's first event in the batch
+        for _, event in decoded:
+            first.setdefault(self.doc_id(event), event)
+        ids = list(first)
         state: dict[str, tuple[Doc | None, int]] = {doc_id: (None, 0) for doc_id in ids}
         result.touched = ids
-        for doc_id, item in found_documents(await es.mget(index=target, ids=ids, realtime=True)).items():
-            state[doc_id] = (item["_source"], item["_version"] // self.version_scale)
+        stored = [doc_id for doc_id, event in first.items() if self.reads_stored(event)]
+        if stored:
+            for doc_id, item in found_documents(await es.mget(index=target, ids=stored, realtime=True)).items():
+                state[doc_id] = (item["_source"], item["_version"] // self.version_scale)
         dirty: set[str] = set()
         for record, event in decoded:
             doc_id = self.doc_id(event)

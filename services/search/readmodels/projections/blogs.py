@@ -182,7 +182,10 @@ class BlogsProjection(DocumentProjection):
 
     async def _apply_profile_events(self, es: AsyncElasticsearch, events: dict[str, list[tuple[Any, Event]]], result: BatchResult) -> set[str]:
         """Keep the owners' latest facts; returns the employee ids whose facts moved on."""
-        found = found_documents(await es.mget(index=self.owners_alias, ids=list(events), realtime=True))
+        # An owner whose first event here is its profile's first (ProfileCreated) is made from it
+        # alone: not read (written before, a redelivery, the external version refuses it).
+        stored = [aggregate_id for aggregate_id, items in events.items() if items[0][1].version > 1]
+        found = found_documents(await es.mget(index=self.owners_alias, ids=stored, realtime=True)) if stored else {}
         operations: list[dict[str, Any]] = []
         moved: set[str] = set()
         for aggregate_id, items in events.items():
