@@ -33,7 +33,7 @@ from .readmodels import indices
 # receives the thing (an id, or ``profiles/{id}``). Mentions are not here: a mention is what
 # someone else wrote.
 PERSON_FIELDS = ("employee_id", "author_id", "author", "owner_id", "owner", "owners", "members", "person_id", "person", "recipient",
-                 "actor", "target_owner", "rater_id", "voter_id")
+                 "actor", "target_owner", "rater_id", "voter_id", "writers")
 MAX_ARCHIVE_BYTES = 3_500_000
 # Every document projection (the counters hold counts, no one's data).
 DOCUMENT_INDICES = (indices.PEOPLE, indices.COMMUNITIES, indices.GRAPH, indices.STATUSES, indices.POSTS, indices.BLOGS, indices.COMMENTS,

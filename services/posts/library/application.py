@@ -152,7 +152,7 @@ class LibraryApplication(EventSourcedApplication):
                 raise AlreadyExists(f"a page titled {clean_title!r} already exists (or existed) in spaces/{space_id}", field="title")
             page = Page.create(space.space_id, clean_title, body, ctx.principal.subject, summary)
             self.guidelines.require(ctx.principal)  # after the input is checked
-            return [page, TitleClaim(space_id=space.space_id, title=clean_title, page_id=page.page_id)]
+            return [page, TitleClaim(space_id=space.space_id, title=clean_title, page_id=page.page_id, author=ctx.principal.subject)]
 
         try:
             return self.run_command(ctx, "CreatePage", request_fingerprint, decide)  # type: ignore[return-value]
@@ -208,7 +208,7 @@ class LibraryApplication(EventSourcedApplication):
                 if claim.page_id != page.page_id:
                     raise AlreadyExists(f"a page titled {page.title!r} already exists (or existed) in spaces/{page.space_id}", field="title")
                 return [page]  # back to one of its own former titles: the claim is its already
-            return [page, TitleClaim(space_id=page.space_id, title=page.title, page_id=page.page_id)]
+            return [page, TitleClaim(space_id=page.space_id, title=page.title, page_id=page.page_id, author=ctx.principal.subject)]
 
         return self._run_page_command(ctx, "RenamePage", request_fingerprint, decide, page_id)
 

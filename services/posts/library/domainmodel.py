@@ -227,7 +227,9 @@ class TitleClaim(Aggregate):
         return title_claim_id(space_id, title)
 
     @event("Claimed")
-    def __init__(self, space_id: str, title: str, page_id: str):
+    def __init__(self, space_id: str, title: str, page_id: str, author: str = ""):
+        # ``author``: who gave the page the title, whose key seals it (watercooler.personaldata);
+        # claims recorded before it name nobody.
         self.page_id = page_id
 
 
@@ -519,13 +521,15 @@ class MediaItem(Flaggable):
             return
         _check_label(values.get("visibility", self.visibility), values.get("classification", self.classification),
                      "visibility" if "classification" not in changed else "classification")
-        self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
+        self._updated(changed_fields=changed, owner=self.owner, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
         if by_owner:
             self._author_edited(changed)
 
     @event("MediaItemUpdated")
     def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str,
-                 classification: str = INTERNAL) -> None:
+                 classification: str = INTERNAL, owner: str = "") -> None:
+        # ``owner``: whose key seals the title and description whoever changes them (a service's
+        # change too); events recorded before it name nobody.
         for name in changed_fields:
             setattr(self, name, locals()[name])
 
