@@ -203,3 +203,20 @@ def test_a_wiki_page_erases_only_the_erased_writers_titles_and_text_as_a_replay_
     replayed = wiki.apply(replayed, page_event("PageRenamed", revision=2, old_title="", title="Team plans", author="bo"))
     replayed = wiki.apply(replayed, page_event("PageEdited", revision=3, body="", links=[], author="ana", summary=""))
     assert {k: replayed[k] for k in ("title", "body", "former_titles", "title_keys", "links")} == {k: page[k] for k in ("title", "body", "former_titles", "title_keys", "links")}
+
+
+def test_a_persons_quota_names_the_items_holding_their_content_and_older_changes_still_replay():
+    """What an erasure reads to find the files a person uploaded (LibraryApplication.erase_owner_media)."""
+    from services.posts.library.domainmodel import MediaQuota
+
+    quota = MediaQuota(owner="profiles/e1")
+    quota.change(5, "m1")
+    quota.change(3, "m2")
+    quota.change(-5, "m1")  # removed: still named (deleting its objects again is harmless)
+    quota.change(2)
+    events = quota.collect_events()
+    vars(events[-1]).pop("media_id")  # a change recorded before changes named their item
+    replayed = None
+    for stored in events:
+        replayed = stored.mutate(replayed)
+    assert replayed.media_ids == ["m1", "m2"] and replayed.used_bytes == 5

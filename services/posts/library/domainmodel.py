@@ -665,7 +665,9 @@ class MediaUpload(Aggregate):
 
 class MediaQuota(Aggregate):
     """Bytes of content one person keeps, every version counted. Saved with each attached
-    version, so two uploads racing for the last bytes collide instead of both passing."""
+    version, so two uploads racing for the last bytes collide instead of both passing; and so
+    also the one record of which items hold a person's uploaded content (``media_ids``), which
+    an erasure of the person removes (``LibraryApplication.erase_owner_media``)."""
 
     @staticmethod
     def create_id(owner: str) -> uuid.UUID:
@@ -675,14 +677,18 @@ class MediaQuota(Aggregate):
     def __init__(self, owner: str):
         self.owner = owner
         self.used_bytes = 0
+        self.media_ids: list[str] = []
 
     def check_room(self, size_bytes: int, limit: int, field: str) -> None:
         if self.used_bytes + size_bytes > limit:
             raise ResourceExhausted(f"{self.owner} keeps {self.used_bytes} of {limit} bytes; {size_bytes} more do not fit", field=field)
 
     @event("Changed")
-    def change(self, delta: int) -> None:
+    def change(self, delta: int, media_id: str = "") -> None:
+        # ``media_id``: the item whose content changed ("" in changes recorded before it).
         self.used_bytes = max(0, self.used_bytes + delta)
+        if media_id and media_id not in self.media_ids:
+            self.media_ids.append(media_id)
 
 
 def sane_view_time(when: dt.datetime, created: dt.datetime, now: dt.datetime, field: str, skew: dt.timedelta = dt.timedelta(minutes=5)) -> None:
