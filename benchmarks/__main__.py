@@ -43,6 +43,7 @@ def parse(argv: list[str] | None = None):
     p.add_argument("--rate-seconds", type=float, default=d.rate_seconds)
     p.add_argument("--people-events", type=int, default=d.people_events, help="profile events produced to the topic: catch-up, rebuild, SearchPeople")
     p.add_argument("--search-docs", type=int, default=d.search_docs, help="content documents bulk-loaded for Search and Suggest (deleted after)")
+    p.add_argument("--search-docs-large", type=int, default=d.search_docs_large, help="a second, larger corpus measured the same way after the first (0: skip)")
     p.add_argument("--search-rate", type=float, default=d.search_rate)
     p.add_argument("--search-seconds", type=float, default=d.search_seconds)
     p.add_argument("--search-warmup-seconds", type=float, default=d.search_warmup_seconds,
@@ -64,7 +65,7 @@ def parse(argv: list[str] | None = None):
     args = p.parse_args(argv)
     cfg = BenchConfig(
         employees=args.employees, seed=args.seed, burst_profiles=args.burst_profiles, concurrency=args.concurrency, write_warmup_seconds=args.write_warmup_seconds,
-        rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, people_events=args.people_events, search_docs=args.search_docs,
+        rates=tuple(float(r) for r in args.rates.split(",")), rate_seconds=args.rate_seconds, people_events=args.people_events, search_docs=args.search_docs, search_docs_large=args.search_docs_large,
         search_rate=args.search_rate, search_seconds=args.search_seconds, search_warmup_seconds=args.search_warmup_seconds, bulk_docs=args.bulk_docs, kafka_records=args.kafka_records,
         echo_seconds=args.echo_seconds, partition_events=args.partition_events,
         partition_workers=tuple(int(w) for w in args.partition_workers.split(",")), profile_seconds=args.profile_seconds,
@@ -79,7 +80,7 @@ def quick(cfg):
     """Sizes for the smoke test: every section runs, in well under a minute."""
     from dataclasses import replace
 
-    return replace(cfg, employees=5_000, burst_profiles=40, command_calls=20, batched_profiles=300, batch_size=50, batch_concurrency=2, write_warmup_seconds=2.0, write_warmup_min_seconds=0.0, write_warmup_profiles=200, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000,
+    return replace(cfg, employees=5_000, burst_profiles=40, command_calls=20, batched_profiles=300, batch_size=50, batch_concurrency=2, write_warmup_seconds=2.0, write_warmup_min_seconds=0.0, write_warmup_profiles=200, concurrency=8, rates=(20.0, 50.0), rate_seconds=1.0, people_events=300, search_docs=2_000, search_docs_large=4_000,
                    search_rate=20.0, search_seconds=1.0, search_warmup_seconds=2.0, people_warmup_seconds=1.0, people_warmup_min_seconds=0.0, bulk_docs=500, kafka_records=1_000, echo_seconds=1.0,
                    partition_events=100, partition_workers=(1, 2), profile_seconds=0, idle_settle_seconds=1.0,
                    jam_participants=200, jam_votes_each=10, search_callers=5)

@@ -114,6 +114,20 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _corpus_growth_lines(small: dict[str, Any] | None, large: dict[str, Any] | None) -> list[str]:
+    """How a request's cost grows from the first corpus to the larger one (same run, same mix)."""
+    if not small or not large:
+        return []
+    parts = []
+    for rpc in ("search", "suggest"):
+        a, b = small[rpc], large[rpc]
+        cpu_a, cpu_b = a.get("cpu_ms_per_request") or {}, b.get("cpu_ms_per_request") or {}
+        parts.append(f"{a['rpc']} p50 {a['latency_from_scheduled'].get('p50_ms')} → {b['latency_from_scheduled'].get('p50_ms')} ms, "
+                     f"p99 {a['latency_from_scheduled'].get('p99_ms')} → {b['latency_from_scheduled'].get('p99_ms')} ms, "
+                     f"Elasticsearch CPU {cpu_a.get('elasticsearch')} → {cpu_b.get('elasticsearch')} ms, search service CPU {cpu_a.get('search')} → {cpu_b.get('search')} ms per request")
+    return [f"- From {small['documents']:,} to {large['documents']:,} documents ({large['documents'] / max(1, small['documents']):.1f}×): " + "; ".join(parts) + "."]
+
+
 def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{n:,} {code.rsplit('.', 1)[-1]}" for code, n in errors.items()) or "no errors"
 
@@ -195,26 +209,47 @@ def _gap_lines(result: dict[str, Any]) -> list[str]:
                      f"p99 {top['freshness'].get('p99_ms')} ms from acknowledgement to search hit, against {low['freshness'].get('p99_ms')} ms at {low['offered_per_s']:.0f}/s. "
                      "Freshness is bound by the CPU left beside the write path; closing it takes cores for the indexing path of its own "
                      "(on Kubernetes: services, processors and Elasticsearch on separate nodes).")
-    content = plat.get("content_search") or {}
-    search = content.get("search") or {}
-    if any(f.startswith("Search p99") for f in missed) and search:
-        cpu = search.get("cpu_ms_per_request", {})
-        busy = sum(v for name, v in (search.get("cores_busy") or {}).items() if "gc" not in name)
-        esp = search.get("elasticsearch_profile") or {}
-        lines.append(f"- **Search p99.** Each Search cost {cpu.get('elasticsearch', 0):.2f} ms of Elasticsearch CPU and {cpu.get('search', 0):.2f} ms in the search service: "
-                     f"{busy:.2f} of the {cores} shared cores at {search['offered_per_s']:.0f}/s, so requests queue. "
-                     + (f"Inside Elasticsearch: {'; '.join(f'{k} {v}' for k, v in list(esp.get('ms_per_search', {}).items())[:4])} ms per Search. " if esp else "")
-                     + "Measured by replaying the first query without each part over a million documents: the facet aggregations are about 40 % of "
-                     "its Elasticsearch CPU (the four author aggregations alone 25-30 %), the sort's nine tie-breakers about 12 %. What would close it: one "
-                     "denormalised author field and the author's department on each "
-                     "document (one or two aggregations instead of four plus a look-up), one common tie-breaker key on every projection, "
-                     "and a dedicated Elasticsearch node.")
+    for step in ("content_search", "content_search_large"):
+        content = plat.get(step) or {}
+        for rpc in ("search", "suggest"):
+            run = content.get(rpc) or {}
+            label = f"{rpc.title()} p99 at {run.get('offered_per_s', 0):.0f}/s over {content.get('documents', 0):,} docs"
+            cpu_missed = rpc == "search" and any(f.endswith(f"per Search over {content.get('documents', 0):,} docs (ms)") for f in missed)
+            if run and (any(f.startswith(label) for f in missed) or cpu_missed):
+                lines.append(_request_cost_line(run, content["documents"], cores))
     for figure in missed:
-        if figure.startswith(("SearchPeople", "Suggest")):
+        if figure.startswith("SearchPeople"):
             lines.append(f"- **{figure}.** Missed in this run; both met it in the runs before, so look at the load average above first.")
         if figure.startswith("idle resident"):
             lines.append("- **Idle memory.** See each process's share under Platform; Elasticsearch's heap (1 GiB) is the largest.")
     return lines + [""]
+
+
+def _request_cost_line(run: dict[str, Any], documents: int, cores: int) -> str:
+    """Where one Search's or Suggest's time went in this run: each process's CPU per request
+    against the cores, Elasticsearch's shard queries and its own profile, the search process's
+    hottest frames — this run's figures, not an earlier run's."""
+    cpu = run.get("cpu_ms_per_request") or {}
+    busy = sum(v for name, v in (run.get("cores_busy") or {}).items() if "gc" not in name)
+    esp = run.get("elasticsearch_profile") or {}
+    prof = run.get("profile_of_search") or {}
+    shards = (run.get("per_request") or {}).get("elasticsearch shard queries")
+    lat = run["latency_from_scheduled"]
+    text = (f"- **{run['rpc']} over {documents:,} documents.** p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms at {run['offered_per_s']:.0f}/s. "
+            f"Each request cost {cpu.get('elasticsearch', 0):.2f} ms of Elasticsearch CPU and {cpu.get('search', 0):.2f} ms in the search service "
+            f"({busy:.2f} of the {cores} cores busy with this load alone, beside whatever else ran: see the load average)"
+            + (f", in {shards} shard queries" if shards else "") + ". ")
+    if esp:
+        text += ("Elasticsearch's profile, ms of shard time per Search: " + "; ".join(f"{k} {v}" for k, v in esp.get("ms_per_search_by_query", {}).items())
+                 + f" ({esp.get('typo_queries', 0)} of {esp.get('searches', 0)} Searches needed the typo query); largest parts: "
+                 + "; ".join(f"{k} {v}" for k, v in list(esp.get("ms_per_search", {}).items())[:6]) + ". ")
+    if prof.get("samples"):
+        text += "The search process's hottest frames (py-spy): " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof.get("inclusive", [])[2:6]) + ". "
+    text += ("A p99 far above the p50 is queueing for the cores, which this machine's two share between Elasticsearch, the search service and the load generator. "
+             "What would close it, by what these figures show: Elasticsearch on cores of its own (a dedicated node, as on Kubernetes), "
+             "fewer indices per Search (ask for the kinds you need: each index is a shard query), facets only when the read mask asks for them, "
+             "and one round trip per Search for the caller's scope and languages.")
+    return text
 
 
 def _relevance_lines(rel: dict[str, Any] | None) -> list[str]:
@@ -265,6 +300,8 @@ def markdown(result: dict[str, Any], plots: list[str]) -> str:
             f"- SearchPeople at {plat['search']['search_people']['offered_per_s']:.0f}/s over {plat['search']['documents']:,} documents: {_lat(plat['search']['search_people']['latency_from_scheduled'])}, errors {plat['search']['search_people']['errors'] or 'none'}.",
             f"- ListPeople (department/country, directory order) at {plat['search']['list_people']['offered_per_s']:.0f}/s: {_lat(plat['search']['list_people']['latency_from_scheduled'])}, errors {plat['search']['list_people']['errors'] or 'none'}.",
             *_content_search_lines(plat.get("content_search")),
+            *_content_search_lines(plat.get("content_search_large")),
+            *_corpus_growth_lines(plat.get("content_search"), plat.get("content_search_large")),
             *([f"- Jam tally (`benchmarks/jams_votes.py`): {plat['jam_tally']['events']:,} vote events ({plat['jam_tally']['participants_offered']:,} participants x {plat['jam_tally']['votes_each']} votes, with withdrawals and merges, "
                f"{plat['jam_tally']['bytes_mb']} MB of envelopes) decoded and tallied by `services.jams.domainmodel.Tally` in {plat['jam_tally']['tally_seconds']} s = {_fmt(plat['jam_tally']['events_per_second'])} events/s; "
                f"the tally holds {plat['jam_tally']['tally_rss_mb']} MiB (RSS growth), process {plat['jam_tally']['process_rss_mb']} MiB resident; {plat['jam_tally']['votes_counted']:,} votes counted."] if "jam_tally" in plat else []),
@@ -306,8 +343,8 @@ def plots(result: dict[str, Any], out_dir: Path, name: str) -> list[str]:
     runs += [(f"freshness @{r['offered_per_s']:.0f}/s", r["freshness"]) for r in plat["writes"]["rates"]]
     runs += [(f"SearchPeople @{plat['search']['search_people']['offered_per_s']:.0f}/s", plat["search"]["search_people"]["latency_from_scheduled"]),
              (f"ListPeople @{plat['search']['list_people']['offered_per_s']:.0f}/s", plat["search"]["list_people"]["latency_from_scheduled"]),
-             *((f"{plat['content_search'][rpc]['rpc']} @{plat['content_search'][rpc]['offered_per_s']:.0f}/s, {plat['content_search']['documents']:,} docs",
-                plat["content_search"][rpc]["latency_from_scheduled"]) for rpc in (("search", "suggest") if "content_search" in plat else ())),
+             *((f"{plat[step][rpc]['rpc']} @{plat[step][rpc]['offered_per_s']:.0f}/s, {plat[step]['documents']:,} docs",
+                plat[step][rpc]["latency_from_scheduled"]) for step in ("content_search", "content_search_large") if step in plat for rpc in ("search", "suggest")),
              (f"gRPC echo @{result['raw']['grpc_echo']['constant_rate']['offered_per_s']:.0f}/s", result["raw"]["grpc_echo"]["constant_rate"]["latency_from_scheduled"])]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     labels = [label for label, s in runs if s.get("count")]

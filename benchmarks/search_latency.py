@@ -377,7 +377,8 @@ async def elasticsearch_profile_of_search(settings, subjects: list[str], request
     collector, aggregations, fetch), in ms per Search summed over its queries; the typo query
     (a Search's second, sent when the words match nothing) is counted apart. The phases come
     from Elasticsearch's profiler: they overlap a little and leave out the coordinating node."""
-    from services.search.unified import KINDS, Search
+    from services.search import servicer
+    from services.search.unified import KINDS
     from watercooler.auth import Principal
     from watercooler.projection import es_client
 
@@ -396,10 +397,9 @@ async def elasticsearch_profile_of_search(settings, subjects: list[str], request
     ms: collections.Counter = collections.Counter()
     try:
         es.search = recording
-        search = Search(es, settings)
         make = request_maker("Search", seed)
         for current in range(requests):
-            await search.search(Principal(subjects[current % len(subjects)], "employee"), make(current))
+            await servicer.search(es, settings, Principal(subjects[current % len(subjects)], "employee"), make(current))
         es.search = real_search
         for _, query, body in sent:
             result = await es.search(**{**body, "profile": True})

@@ -137,7 +137,7 @@ async def record_requests(settings, subjects: list[str], searches: int, suggests
     """(kind, index, body) of every Search's and Suggest's own requests (not the caller's scope
     lookups), in the benchmark's mix."""
     from benchmarks.search_latency import request_maker
-    from services.search.unified import Search
+    from services.search import servicer
     from watercooler.auth import Principal
     from watercooler.projection import es_client
 
@@ -158,13 +158,12 @@ async def record_requests(settings, subjects: list[str], searches: int, suggests
     out = {}
     try:
         es.search, es.msearch = search, msearch
-        engine = Search(es, settings)
         for rpc, n in (("Search", searches), ("Suggest", suggests)):
             sent.clear()
             make = request_maker(rpc, seed=31)
             for k in range(n):
                 who = Principal(subjects[k % len(subjects)], "employee")
-                await (engine.search(who, make(k)) if rpc == "Search" else engine.suggest(who, make(k)))
+                await (servicer.search if rpc == "Search" else servicer.suggest)(es, settings, who, make(k))
             out[rpc] = list(sent)
     finally:
         es.search, es.msearch = real_search, real_msearch

@@ -11,9 +11,6 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.auth import Principal
 from watercooler.config import Settings
-from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
-from watercooler.search.v1 import search_pb2
 
 from .readmodels import indices
 
@@ -43,17 +40,19 @@ async def is_member(es: AsyncElasticsearch, settings: Settings, community_id: st
     return result["count"] > 0
 
 
-async def list_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: search_pb2.ListCommunitiesRequest) -> search_pb2.ListCommunitiesResponse:
+async def list_communities(
+    es: AsyncElasticsearch, settings: Settings, principal: Principal, member_id: str, size: int, after: list[Any] | None
+) -> tuple[list[dict[str, Any]], int, list[Any] | None]:
+    """ListCommunities, of everyone or of ``member_id``'s memberships: (each community's
+    document, the total, the last hit's sort values when the page is full, for the next token)."""
     filters: list[dict[str, Any]] = [{"term": {"deleted": False}}]
-    if request.member:
-        filters.append({"term": {"members": parse_name(request.member, "profiles", field="member")}})
+    if member_id:
+        filters.append({"term": {"members": member_id}})
         if not principal.is_service:
             # An INVITE_ONLY community's member list is for its members and services
             # (ListCommunityMembers): listing someone's memberships shows the others only
             # the open ones.
             filters.append({"bool": {"should": [{"bool": {"must_not": [{"term": {"access": INVITE_ONLY}}]}}, {"term": {"members": principal.subject}}], "minimum_should_match": 1}})
-    size = page_size(request.page_size)
-    key = fingerprint("communities", request.member)[:16]
     body: dict[str, Any] = {
         "query": {"bool": {"filter": filters}},
         "sort": [{"sort_key": "asc"}, {"community_id": "asc"}],
@@ -61,22 +60,9 @@ async def list_communities(es: AsyncElasticsearch, settings: Settings, principal
         "track_total_hits": True,
         "source": {"excludes": ["members", "invited"]},
     }
-    after = decode_page_token(request.page_token, key)
     if after is not None:
         body["search_after"] = after
     result = await es.search(index=settings.index_alias(indices.COMMUNITIES), **body)
     hits = result["hits"]["hits"]
-    response = search_pb2.ListCommunitiesResponse(total_size=result["hits"]["total"]["value"])
-    for hit in hits:
-        doc = hit["_source"]
-        response.communities.add(
-            community=f"communities/{doc['community_id']}",
-            display_name=doc["display_name"],
-            description=doc.get("description", ""),
-            access=doc["access"],
-            member_count=doc.get("member_count", 0),
-            owners=[f"profiles/{o}" for o in doc.get("owners", [])],
-        )
-    if len(hits) == size:
-        response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-    return response
+    last = hits[-1]["sort"] if len(hits) == size else None
+    return [hit["_source"] for hit in hits], result["hits"]["total"]["value"], last

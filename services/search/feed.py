@@ -18,12 +18,11 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from watercooler.auth import Principal, current_principal
-from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
+from watercooler.auth import Principal
+from watercooler.config import Settings
 from watercooler.search.v1 import search_pb2
 
-from .network import _photo, _self_or_service, _timestamp, network_of, status_hit, visible_content
+from .network import _photo, _timestamp, network_of, status_hit, visible_content
 from .readmodels import indices
 from .unified import describe, kind_of_hit, visible_clauses
 from .visibility import caller_communities, photos_seen, scope_of
@@ -48,19 +47,18 @@ def _made_by(kind: str, authors: list[str], communities: list[str]) -> dict[str,
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-async def network_feed(es: AsyncElasticsearch, settings, request: search_pb2.GetNetworkFeedRequest) -> search_pb2.GetNetworkFeedResponse:
-    person = parse_name(request.person, "profiles", field="person")
-    principal = current_principal()
-    _self_or_service(principal, person, "feed")
-    size = page_size(request.page_size)
-    key = fingerprint("feed", "v2", person)[:16]
-    after = decode_page_token(request.page_token, key)  # a foreign token is refused before any work
+async def network_feed(
+    es: AsyncElasticsearch, settings: Settings, principal: Principal, person: str, size: int, after: list[Any] | None
+) -> tuple[list[search_pb2.StatusUpdateHit], list[Any] | None]:
+    """GetNetworkFeed of ``person`` (an employee id; the caller is the person or a service, which
+    the servicer checks), newest first: (the items the caller may see, the last hit's sort values
+    when the page is full)."""
     network, scope, visible = await asyncio.gather(network_of(es, settings, person), scope_of(es, settings, principal), visible_content(es, settings, principal))
     authors = sorted(network)
     # The person's communities (as a member, whoever the caller is: a service reads a person's feed).
     communities = scope.communities if principal.subject == person else await caller_communities(es, settings, Principal(person, "employee"))
     if not authors and not communities:
-        return search_pb2.GetNetworkFeedResponse()
+        return [], None
     clauses = []
     # visible_clauses merges posts and microposts into one clause when both are asked for; ask per kind.
     for kind in FEED_KINDS:
@@ -80,12 +78,7 @@ async def network_feed(es: AsyncElasticsearch, settings, request: search_pb2.Get
     hits = (await es.search(index=searched, ignore_unavailable=True, **body))["hits"]["hits"]
     # A status's photo is shown only to a caller who may see its media item now.
     photos = await photos_seen(es, settings, principal, scope.communities, (_photo(h["_source"]) for h in hits))
-    response = search_pb2.GetNetworkFeedResponse()
-    for hit in hits:
-        response.items.append(_item(settings, hit, photos))
-    if len(hits) == size:
-        response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-    return response
+    return [_item(settings, hit, photos) for hit in hits], hits[-1]["sort"] if len(hits) == size else None
 
 
 def _item(settings, hit: dict[str, Any], photos: set[str]) -> search_pb2.StatusUpdateHit:

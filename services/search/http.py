@@ -29,9 +29,8 @@ from watercooler.rpc import page_size
 from watercooler.search.v1 import search_pb2 as sp
 
 from . import jams as jam_queries
+from . import servicer
 from .readmodels import indices
-from .stats_queries import Stats
-from .unified import Search
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +112,19 @@ class HttpView:
 
     async def search(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
-        return as_json(await Search(self.es, self.settings).search(principal, request_from(request.query, sp.SearchRequest)))
+        return as_json(await servicer.search(self.es, self.settings, principal, request_from(request.query, sp.SearchRequest)))
 
     async def suggest(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
-        return as_json(await Search(self.es, self.settings).suggest(principal, request_from(request.query, sp.SuggestRequest)))
+        return as_json(await servicer.suggest(self.es, self.settings, principal, request_from(request.query, sp.SuggestRequest)))
 
     async def trending(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
-        return as_json(await Search(self.es, self.settings).trending(principal, request_from(request.query, sp.TrendingRequest)))
+        return as_json(await servicer.trending(self.es, self.settings, principal, request_from(request.query, sp.TrendingRequest)))
 
     async def stats(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
-        return as_json(await Stats(self.es, self.settings).get_stats(principal, request_from(request.query, sp.GetStatsRequest)))
+        return as_json(await servicer.get_stats(self.es, self.settings, principal, request_from(request.query, sp.GetStatsRequest)))
 
     async def leaderboard(self, request: web.Request) -> web.Response:
         principal = self.principal(request)

@@ -19,8 +19,6 @@ from watercooler import visibility as rule
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
-from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size
 from watercooler.search.v1 import search_pb2
 from watercooler.visibility import INTERNAL, may_see_jam
 
@@ -28,8 +26,6 @@ from .queries import content_text_query
 from .readmodels import indices
 from .readmodels.indices import search_languages
 from .visibility import hidden_threads, jam_discussion_clauses
-
-MAX_QUERY_LENGTH = 256
 
 
 def jam_id_from(name: str, field: str = "jam") -> str:
@@ -89,20 +85,18 @@ def pulse(doc: dict[str, Any]) -> search_pb2.JamPulse:
     )
 
 
-async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: Any) -> search_pb2.SearchJamIdeasResponse:
-    jam_id = jam_id_from(request.jam)
-    if len(request.query) > MAX_QUERY_LENGTH:
-        raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    await require_visible_jam(es, settings, principal, jam_id)
-    size = page_size(request.page_size)
-    query_key = fingerprint("jam-ideas", jam_id, request.query, str(request.include_merged))[:16]
-    after = decode_page_token(request.page_token, query_key)
+async def search_ideas(
+    es: AsyncElasticsearch, settings: Settings, jam_id: str, text: str, include_merged: bool, size: int, after: list[Any] | None
+) -> tuple[list[dict[str, Any]], int, list[Any] | None]:
+    """SearchJamIdeas in a jam the caller may see (require_visible_jam, which the servicer checks
+    before reading the other fields): (each idea's document, the total, the last hit's sort
+    values when the page is full)."""
     filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}}, rule.NOT_HIDDEN]
-    if not request.include_merged:
+    if not include_merged:
         filters.append({"term": {"merged_into": ""}})
     must: list[dict[str, Any]] = []
-    if request.query.strip():
-        must.append(content_text_query(request.query, folded_fields=("text_folded",), raw_fields=("title^3",), languages=search_languages(request.query)))
+    if text.strip():
+        must.append(content_text_query(text, folded_fields=("text_folded",), raw_fields=("title^3",), languages=search_languages(text)))
         sort: list[Any] = [{"_score": "desc"}, {"idea_id": "asc"}]
     else:
         sort = [{"idea_id": "asc"}]  # time-ordered ids: oldest first
@@ -111,19 +105,12 @@ async def search_ideas(es: AsyncElasticsearch, settings: Settings, principal: Pr
         body["search_after"] = after
     result = await es.search(index=settings.index_alias(indices.JAM_IDEAS), **body)
     hits = result["hits"]["hits"]
-    response = search_pb2.SearchJamIdeasResponse(total_size=result["hits"]["total"]["value"])
-    for hit in hits:
-        d = hit["_source"]
-        response.ideas.add(
-            idea=f"jams/{jam_id}/ideas/{d['idea_id']}", title=d["title"], description=d["description"], author=d["author"], seeded=d["seeded"],
-            merged_into=f"jams/{jam_id}/ideas/{d['merged_into']}" if d["merged_into"] else "",
-        )
-    if len(hits) == size:
-        response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
-    return response
+    last = hits[-1]["sort"] if len(hits) == size else None
+    return [hit["_source"] for hit in hits], result["hits"]["total"]["value"], last
 
 
-def _child_id(name: str, jam_id: str, collection: str, field: str) -> str:
+def child_id(name: str, jam_id: str, collection: str, field: str) -> str:
+    """The id in ``jams/{jam_id}/{collection}/{id}``; INVALID_ARGUMENT on ``field`` otherwise."""
     parts = (name or "").split("/")
     if len(parts) != 4 or parts[0] != "jams" or parts[2] != collection or not parts[3]:
         raise InvalidArgument(f"must look like 'jams/{{jam}}/{collection}/{{id}}', got {name!r}", field=field)
@@ -132,43 +119,31 @@ def _child_id(name: str, jam_id: str, collection: str, field: str) -> str:
     return parts[3]
 
 
-async def list_discussion(es: AsyncElasticsearch, settings: Settings, principal: Principal, request: Any) -> search_pb2.ListJamDiscussionResponse:
-    jam_id = jam_id_from(request.jam)
-    if len(request.query) > MAX_QUERY_LENGTH:
-        raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
-    await require_visible_jam(es, settings, principal, jam_id)
+async def list_discussion(
+    es: AsyncElasticsearch, settings: Settings, jam_id: str, thread_id: str, forum_id: str, idea_id: str, text: str, size: int, after: list[Any] | None
+) -> tuple[list[dict[str, Any]], int, list[Any] | None]:
+    """ListJamDiscussion in a jam the caller may see (require_visible_jam, which the servicer
+    checks before reading the other fields): the threads, or one thread's posts, oldest first.
+    (Each post's document, the total, the last hit's sort values when the page is full.)"""
     filters: list[dict[str, Any]] = [{"term": {"jam_id": jam_id}}, {"term": {"deleted": False}},
                                      *jam_discussion_clauses(await hidden_threads(es, settings, jam_id))]
-    if request.thread:
-        filters.append({"term": {"thread_id": _child_id(request.thread, jam_id, "threads", "thread")}})
+    if thread_id:
+        filters.append({"term": {"thread_id": thread_id}})
     else:
         filters.append({"term": {"kind": "thread"}})
-    if request.forum:
-        filters.append({"term": {"forum_id": _child_id(request.forum, jam_id, "forums", "forum")}})
-    if request.idea:
-        filters.append({"term": {"idea_id": _child_id(request.idea, jam_id, "ideas", "idea")}})
-    must = [content_text_query(request.query, folded_fields=("text_folded",), languages=search_languages(request.query), typos=False)] if request.query.strip() else []
-    size = page_size(request.page_size)
-    query_key = fingerprint("jam-discussion", jam_id, request.forum, request.idea, request.thread, request.query)[:16]
-    after = decode_page_token(request.page_token, query_key)
+    if forum_id:
+        filters.append({"term": {"forum_id": forum_id}})
+    if idea_id:
+        filters.append({"term": {"idea_id": idea_id}})
+    must = [content_text_query(text, folded_fields=("text_folded",), languages=search_languages(text), typos=False)] if text.strip() else []
     body: dict[str, Any] = {"query": {"bool": {"filter": filters, "must": must}}, "size": size, "track_total_hits": True,
                             "sort": [{"created_at": "asc"}, {"thread_id": "asc"}, {"reply_id": "asc"}]}
     if after is not None:
         body["search_after"] = after
     result = await es.search(index=settings.index_alias(indices.JAM_THREADS), **body)
     hits = result["hits"]["hits"]
-    response = search_pb2.ListJamDiscussionResponse(total_size=result["hits"]["total"]["value"])
-    for hit in hits:
-        d = hit["_source"]
-        name = f"jams/{jam_id}/threads/{d['thread_id']}" + (f"/replies/{d['reply_id']}" if d["kind"] == "reply" else "")
-        post = response.posts.add(
-            name=name, kind=d["kind"], title=d["title"], body=d["body"], author=d["author"],
-            forum=f"jams/{jam_id}/forums/{d['forum_id']}" if d["forum_id"] else "", idea=f"jams/{jam_id}/ideas/{d['idea_id']}" if d["idea_id"] else "",
-        )
-        post.create_time.FromDatetime(dt.datetime.fromisoformat(d["created_at"]).astimezone(dt.UTC).replace(tzinfo=None))
-    if len(hits) == size:
-        response.next_page_token = encode_page_token(hits[-1]["sort"], query_key)
-    return response
+    last = hits[-1]["sort"] if len(hits) == size else None
+    return [hit["_source"] for hit in hits], result["hits"]["total"]["value"], last
 
 
 def export(doc: dict[str, Any], fmt: str) -> tuple[str, str, bytes]:

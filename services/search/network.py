@@ -11,15 +11,13 @@ from typing import Any
 from elasticsearch import AsyncElasticsearch
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from watercooler.auth import Principal, current_principal
+from watercooler.auth import Principal
 from watercooler.config import Settings
-from watercooler.errors import InvalidArgument, PermissionDenied
-from watercooler.eventstore import fingerprint
+from watercooler.errors import PermissionDenied
 from watercooler.media_names import media_name_of
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2
 
-from .people import DIRECTORY_SORT, person_hit
+from .people import DIRECTORY_SORT
 from .readmodels import indices
 from .visibility import caller_communities, content_filter, photos_seen
 
@@ -28,13 +26,12 @@ from .visibility import caller_communities, content_filter, photos_seen
 MAX_NETWORK = 10_000
 MAX_CANDIDATE_EDGES = 10_000
 
-R = search_pb2.ListRelationsRequest
 _ACTIVE_FOLLOW = [{"term": {"kind": "follow"}}, {"term": {"state": "ACTIVE"}}]
 _CONNECTED = [{"term": {"kind": "connection"}}, {"term": {"state": "CONNECTED"}}]
 _PENDING = [{"term": {"kind": "connection"}}, {"term": {"state": "PENDING"}}]
 
 
-def _self_or_service(principal: Principal, person: str, what: str) -> None:
+def require_self_or_service(principal: Principal, person: str, what: str) -> None:
     if not (principal.is_service or principal.subject == person):
         raise PermissionDenied(f"only {person} (or a service) may read their {what}", field="person")
 
@@ -46,19 +43,24 @@ def _timestamp(iso: str) -> Timestamp:
 
 
 # --- relations ------------------------------------------------------------------------------------
-def _relation_filter(relation: int, person: str) -> tuple[list[dict[str, Any]], str]:
+# The relations ListRelations lists are its enum's names; these only the person or a service may
+# read (require_self_or_service, checked by the servicer before the other fields).
+PENDING_RELATIONS = ("PENDING_INCOMING", "PENDING_OUTGOING")
+
+
+def _relation_filter(relation: str, person: str) -> tuple[list[dict[str, Any]], str]:
     """(filters, which field holds the other person)"""
-    if relation == R.FOLLOWERS:
+    if relation == "FOLLOWERS":
         return [*_ACTIVE_FOLLOW, {"term": {"target": person}}], "source"
-    if relation == R.FOLLOWING:
+    if relation == "FOLLOWING":
         return [*_ACTIVE_FOLLOW, {"term": {"source": person}}], "target"
-    if relation == R.CONNECTIONS:
+    if relation == "CONNECTIONS":
         return [*_CONNECTED, {"term": {"members": person}}], "members"
-    if relation == R.PENDING_INCOMING:
+    if relation == "PENDING_INCOMING":
         return [*_PENDING, {"term": {"target": person}}], "source"
-    if relation == R.PENDING_OUTGOING:
+    if relation == "PENDING_OUTGOING":
         return [*_PENDING, {"term": {"source": person}}], "target"
-    raise InvalidArgument("must be FOLLOWERS, FOLLOWING, CONNECTIONS, PENDING_INCOMING or PENDING_OUTGOING", field="relation")
+    raise ValueError(f"unknown relation {relation!r}")
 
 
 def _other(doc: dict[str, Any], field: str, person: str) -> str:
@@ -67,43 +69,37 @@ def _other(doc: dict[str, Any], field: str, person: str) -> str:
     return doc[field]
 
 
-async def list_relations(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListRelationsRequest) -> search_pb2.ListRelationsResponse:
-    person = parse_name(request.person, "profiles", field="person")
-    if request.relation in (R.PENDING_INCOMING, R.PENDING_OUTGOING):
-        _self_or_service(current_principal(), person, "pending requests")
-    filters, other_field = _relation_filter(request.relation, person)
-    size = page_size(request.page_size)
-    key = fingerprint("relations", person, str(request.relation))[:16]
+async def list_relations(
+    es: AsyncElasticsearch, settings: Settings, person: str, relation: str, size: int, after: list[Any] | None
+) -> tuple[list[tuple[str, str]], int, list[Any] | None]:
+    """ListRelations of ``person`` (an employee id; ``relation`` one of RELATIONS): (each other
+    person's employee id with the ISO time the relation began, the total, the last hit's sort
+    values when the page is full)."""
+    filters, other_field = _relation_filter(relation, person)
     body: dict[str, Any] = {
         "query": {"bool": {"filter": [*filters, {"term": {"deleted": False}}]}},
         "sort": [{"since": "desc"}, {"source": "asc"}, {"target": "asc"}],
         "size": size,
         "track_total_hits": True,
     }
-    after = decode_page_token(request.page_token, key)
     if after is not None:
         body["search_after"] = after
     result = await es.search(index=settings.index_alias(indices.GRAPH), **body)
     hits = result["hits"]["hits"]
-    response = search_pb2.ListRelationsResponse(total_size=result["hits"]["total"]["value"])
-    for hit in hits:
-        doc = hit["_source"]
-        response.people.add(profile=f"profiles/{_other(doc, other_field, person)}", since=_timestamp(doc["since"]))
-    if len(hits) == size:
-        response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-    return response
+    last = hits[-1]["sort"] if len(hits) == size else None
+    return [(_other(hit["_source"], other_field, person), hit["_source"]["since"]) for hit in hits], result["hits"]["total"]["value"], last
 
 
-async def network_counts(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkCountsRequest) -> search_pb2.NetworkCounts:
-    person = parse_name(request.person, "profiles", field="person")
+async def network_counts(es: AsyncElasticsearch, settings: Settings, person: str) -> tuple[int, int, int]:
+    """GetNetworkCounts of ``person`` (an employee id): (followers, following, connections)."""
     index = settings.index_alias(indices.GRAPH)
 
-    async def count(relation: int) -> int:
+    async def count(relation: str) -> int:
         filters, _ = _relation_filter(relation, person)
         return (await es.count(index=index, query={"bool": {"filter": [*filters, {"term": {"deleted": False}}]}}))["count"]
 
-    followers, following, connections = await asyncio.gather(count(R.FOLLOWERS), count(R.FOLLOWING), count(R.CONNECTIONS))
-    return search_pb2.NetworkCounts(person=request.person, followers=followers, following=following, connections=connections)
+    followers, following, connections = await asyncio.gather(count("FOLLOWERS"), count("FOLLOWING"), count("CONNECTIONS"))
+    return followers, following, connections
 
 
 async def network_of(es: AsyncElasticsearch, settings: Settings, person: str) -> set[str]:
@@ -158,42 +154,29 @@ def status_hit(doc: dict[str, Any], photos: set[str]) -> search_pb2.StatusUpdate
 _NEWEST_FIRST = [{"created_at": "desc"}, {"name": "desc"}]
 
 
-async def _content_page(es, settings, principal, communities, index, filters, size, key, token) -> tuple[list[search_pb2.StatusUpdateHit], str]:
-    body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": _NEWEST_FIRST, "size": size}
-    after = decode_page_token(token, key)
-    if after is not None:
-        body["search_after"] = after
-    result = await es.search(index=index, **body)
-    hits = result["hits"]["hits"]
-    next_token = encode_page_token(hits[-1]["sort"], key) if len(hits) == size else ""
-    photos = await photos_seen(es, settings, principal, communities, (_photo(h["_source"]) for h in hits))
-    return [status_hit(h["_source"], photos) for h in hits], next_token
-
-
-async def list_status_updates(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListStatusUpdatesRequest) -> search_pb2.ListStatusUpdatesResponse:
-    author = parse_name(request.person, "profiles", field="person")
-    size = page_size(request.page_size)
-    principal = current_principal()
+async def list_status_updates(
+    es: AsyncElasticsearch, settings: Settings, principal: Principal, author: str, size: int, after: list[Any] | None
+) -> tuple[list[dict[str, Any]], set[str], list[Any] | None]:
+    """ListStatusUpdates of ``author`` (an employee id) the caller may see, newest first: (the
+    documents, the photos among them the caller may see now — for status_hit —, the last hit's
+    sort values when the page is full)."""
     communities = await caller_communities(es, settings, principal)
     filters = [{"term": {"author_id": author}}, *content_filter(principal, communities)]
-    items, next_token = await _content_page(es, settings, principal, communities, settings.index_alias(indices.STATUSES), filters, size, fingerprint("statuses", author)[:16], request.page_token)
-    return search_pb2.ListStatusUpdatesResponse(status_updates=items, next_page_token=next_token)
-
-
-async def network_feed(es: AsyncElasticsearch, settings: Settings, request: search_pb2.GetNetworkFeedRequest) -> search_pb2.GetNetworkFeedResponse:
-    """Every kind the person's network and communities produce: services/search/feed.py."""
-    from .feed import network_feed as homepage
-
-    return await homepage(es, settings, request)
+    body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": _NEWEST_FIRST, "size": size}
+    if after is not None:
+        body["search_after"] = after
+    result = await es.search(index=settings.index_alias(indices.STATUSES), **body)
+    hits = result["hits"]["hits"]
+    last = hits[-1]["sort"] if len(hits) == size else None
+    photos = await photos_seen(es, settings, principal, communities, (_photo(h["_source"]) for h in hits))
+    return [h["_source"] for h in hits], photos, last
 
 
 # --- people you may know ---------------------------------------------------------------------------
-async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, request: search_pb2.ListPeopleYouMayKnowRequest) -> search_pb2.ListPeopleYouMayKnowResponse:
+async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, person: str, size: int) -> list[tuple[dict[str, Any], int, bool, float]]:
     """Ranked by mutual connections (colleagues of colleagues) and then by sharing a
-    department; never yourself, your connections or people with a pending request."""
-    person = parse_name(request.person, "profiles", field="person")
-    _self_or_service(current_principal(), person, "suggestions")
-    size = page_size(request.page_size)
+    department; never yourself, your connections or people with a pending request. Each
+    suggestion: (the person's document, mutual connections, same department, score)."""
     graph = settings.index_alias(indices.GRAPH)
     people = settings.index_alias(indices.PEOPLE)
     mine = await es.search(
@@ -243,7 +226,4 @@ async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, reques
         score = 2.0 * mutual[employee_id] + (1.0 if same else 0.0)
         ranked.append((-score, doc.get("sort_key", ""), employee_id, doc, same))
     ranked.sort(key=lambda r: r[:3])
-    response = search_pb2.ListPeopleYouMayKnowResponse()
-    for neg_score, _, employee_id, doc, same in ranked[:size]:
-        response.suggestions.add(person=person_hit(doc), mutual_connections=mutual[employee_id], same_department=same, score=-neg_score)
-    return response
+    return [(doc, mutual[employee_id], same, -neg_score) for neg_score, _, employee_id, doc, same in ranked[:size]]

@@ -24,7 +24,6 @@ as invisible; lists and counts simply show it once the item is there.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,8 +34,7 @@ from watercooler import visibility as rule
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
-from watercooler.search.v1 import notifications_pb2
+from watercooler.rpc import parse_name
 
 from .readmodels import indices
 from .unified import KINDS as SEARCH_KINDS
@@ -49,6 +47,14 @@ WATCH_BATCH = 100
 # How long the stream waits for the item a notification is about to reach its own index
 # (another projection, maybe behind this one) before passing the notification by.
 SUBJECT_WAIT_SECONDS = 30.0
+
+
+def notification_id_of(person: str, after: str) -> str:
+    """The id in ``profiles/{person}/notifications/{id}`` (WatchNotifications' ``after``)."""
+    prefix = f"profiles/{person}/notifications/"
+    if not after.startswith(prefix) or "/" in after[len(prefix):] or len(after) == len(prefix):
+        raise InvalidArgument(f"must look like '{prefix}{{notification_id}}'", field="after")
+    return after[len(prefix):]
 
 
 def owner_of(principal: Principal, parent: str, field: str = "parent") -> str:
@@ -125,17 +131,18 @@ class Notifications:
             return []
         return [{**hit["_source"], "_sort": hit["sort"]} for hit in found["hits"]["hits"]]
 
-    async def list(self, principal: Principal, request: Any) -> Any:
-        person = owner_of(principal, request.parent)
-        size = page_size(request.page_size)
-        query_key = f"{person}:{int(request.unread_only)}"
-        search_after = decode_page_token(request.page_token, query_key)
+    async def list(
+        self, principal: Principal, person: str, unread_only: bool, size: int, search_after: list[Any] | None
+    ) -> tuple[list[dict[str, Any]], int, list[Any] | None]:
+        """ListNotifications of ``person`` (owner_of the caller), newest first: (the documents the
+        caller may see, the seq up to which they are read, the last one's sort values when the
+        page is full)."""
         disabled, read_seq = await self._preferences(person)
         scope = await scope_of(self.es, self.settings, principal)
-        response = notifications_pb2.ListNotificationsResponse()
+        listed: list[dict[str, Any]] = []
         last_sort: list[Any] | None = None
-        while len(response.notifications) < size:
-            docs = await self._candidates(person, disabled, read_seq if request.unread_only else 0, search_after, CANDIDATES, newest_first=True)
+        while len(listed) < size:
+            docs = await self._candidates(person, disabled, read_seq if unread_only else 0, search_after, CANDIDATES, newest_first=True)
             if not docs:
                 last_sort = None
                 break
@@ -143,21 +150,18 @@ class Notifications:
             for doc in docs:
                 search_after = doc["_sort"]
                 if doc["name"] in shown:
-                    response.notifications.append(to_proto(doc, read_seq))
+                    listed.append(doc)
                     last_sort = doc["_sort"]
-                    if len(response.notifications) == size:
+                    if len(listed) == size:
                         break
-            if len(docs) < CANDIDATES and len(response.notifications) < size:
+            if len(docs) < CANDIDATES and len(listed) < size:
                 last_sort = None
                 break
-        if last_sort is not None:
-            response.next_page_token = encode_page_token(last_sort, query_key)
-        return response
+        return listed, read_seq, last_sort
 
-    async def unread_count(self, principal: Principal, request: Any) -> Any:
+    async def unread_count(self, principal: Principal, person: str) -> int:
         """Counts exactly what ListNotifications(unread_only) lists: each unread notification
         is checked for visibility like a listed one."""
-        person = owner_of(principal, request.parent)
         disabled, read_seq = await self._preferences(person)
         scope = await scope_of(self.es, self.settings, principal)
         count, search_after = 0, None
@@ -167,11 +171,12 @@ class Notifications:
                 break
             count += len(await self.visible(scope, docs))
             search_after = docs[-1]["_sort"]
-        return notifications_pb2.UnreadCount(unread_count=count)
+        return count
 
-    async def watch(self, principal: Principal, request: Any) -> AsyncIterator[Any]:
-        person = owner_of(principal, request.parent)
-        cursor = await self._start(person, request.after)
+    async def watch(self, principal: Principal, person: str, after_id: str) -> AsyncIterator[tuple[dict[str, Any], int]]:
+        """Each notification of ``person`` the caller may see, oldest first, after ``after_id``
+        (or from now), with the seq up to which they are read; it never ends."""
+        cursor = await self._start(person, after_id)
         first_missing: dict[str, float] = {}
         while True:
             disabled, read_seq = await self._preferences(person)
@@ -188,19 +193,17 @@ class Notifications:
                     cursor = doc["seq"]
                     first_missing.pop(doc["name"], None)
                     if doc["name"] in shown:
-                        yield to_proto(doc, read_seq)
+                        yield doc, read_seq
             if waiting or len(docs) < WATCH_BATCH:
                 await asyncio.sleep(WATCH_POLL_SECONDS)
 
-    async def _start(self, person: str, after: str) -> int:
-        """The seq to stream after: that of ``after`` (one of the caller's notifications), or the
+    async def _start(self, person: str, after_id: str) -> int:
+        """The seq to stream after: that of ``after_id`` (one of the caller's notifications), or the
         newest one's now."""
-        if after:
-            prefix = f"profiles/{person}/notifications/"
-            if not after.startswith(prefix) or "/" in after[len(prefix):] or len(after) == len(prefix):
-                raise InvalidArgument(f"must look like '{prefix}{{notification_id}}'", field="after")
+        if after_id:
+            after = f"profiles/{person}/notifications/{after_id}"
             try:
-                found = await self.es.get(index=self.alias, id=after[len(prefix):], routing=person, realtime=True)
+                found = await self.es.get(index=self.alias, id=after_id, routing=person, realtime=True)
             except NotFoundError:
                 raise NotFound(f"{after} not found", field="after") from None
             if found["_source"]["recipient"] != person:
@@ -214,10 +217,4 @@ class Notifications:
         return int(hits[0]["_source"]["seq"]) if hits else 0
 
 
-def to_proto(doc: dict[str, Any], read_seq: int) -> Any:
-    message = notifications_pb2.Notification(name=doc["name"], kind=doc["kind"], actor=doc["actor"], item=doc["item"], reason=doc["reason"], read=doc["seq"] <= read_seq)
-    message.create_time.FromDatetime(dt.datetime.fromisoformat(doc["occurred_at"]).astimezone(dt.UTC).replace(tzinfo=None))
-    return message
-
-
-__all__ = ["Notifications", "owner_of"]
+__all__ = ["Notifications", "notification_id_of", "owner_of"]

@@ -17,11 +17,8 @@ from elasticsearch import AsyncElasticsearch
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
-from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.text import collation_key
-from watercooler.urls import normalize_url  # one normalisation, shared with the writer
 
 from .queries import content_text_query
 from .readmodels import indices
@@ -30,9 +27,14 @@ from .visibility import caller_communities, comment_filter, content_filter, scop
 
 MAX_QUERY_LENGTH = 256
 MAX_FACETS = 20
+POST_KINDS = ("", "blog", "micro")
+# A page of a listing: (its items, the facet counts (tag, count), the total, the last hit's sort
+# values when the page is full — the servicer turns them into the next page token).
+Page = tuple[list[Any], list[tuple[str, int]], int, list[Any] | None]
 
 
-def _check_query(query: str) -> str:
+def check_query(query: str) -> str:
+    """The query text without surrounding spaces; at most MAX_QUERY_LENGTH characters."""
     if len(query) > MAX_QUERY_LENGTH:
         raise InvalidArgument(f"must be at most {MAX_QUERY_LENGTH} characters", field="query")
     return query.strip()
@@ -68,39 +70,35 @@ class PostQueries:
         return filters
 
     # --- posts and microposts ---------------------------------------------------------------------------
-    async def search_posts(self, principal: Principal, request: sp.SearchPostsRequest) -> sp.SearchPostsResponse:
-        text = _check_query(request.query)
-        if request.kind not in ("", "blog", "micro"):
-            raise InvalidArgument("must be 'blog', 'micro' or empty", field="kind")
+    async def search_posts(
+        self, principal: Principal, text: str, kind: str, blog: str, author_id: str, mentions: str, tag: str, size: int, after: list[Any] | None
+    ) -> Page:
+        """SearchPosts: published posts (and the caller's drafts) matching ``text`` (checked, may be
+        empty) and the filters given (``kind`` "blog" or "micro", a blog handle, employee ids,
+        a tag as written); best match first when there is text, then newest."""
         filters = await self._post_filters(principal)
-        if request.kind:
-            filters.append({"term": {"kind": request.kind}})
-        if request.blog:
-            filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
-        if request.author:
-            filters.append({"term": {"author_id": parse_name(request.author, "profiles", field="author")}})
-        if request.mentions:
-            filters.append({"term": {"mentions": parse_name(request.mentions, "profiles", field="mentions")}})
-        if request.tag:
-            filters.append({"term": {"tags.folded": request.tag.strip().lstrip("#")}})
+        if kind:
+            filters.append({"term": {"kind": kind}})
+        if blog:
+            filters.append({"term": {"blog": blog}})
+        if author_id:
+            filters.append({"term": {"author_id": author_id}})
+        if mentions:
+            filters.append({"term": {"mentions": mentions}})
+        if tag:
+            filters.append({"term": {"tags.folded": tag.strip().lstrip("#")}})
         must = _text_query(text) if text else {"match_all": {}}
         sort: list[Any] = ([{"_score": "desc"}] if text else []) + [{"created_at": "desc"}, {"name": "asc"}]
-        key = fingerprint("posts", request.query, request.kind, request.blog, request.author, request.tag, request.mentions)[:16]
-        return await self._post_page(principal, {"bool": {"must": [must], "filter": filters}}, sort, request.page_size, request.page_token, key)
+        return await self._post_page(principal, {"bool": {"must": [must], "filter": filters}}, sort, size, after)
 
-    async def list_timeline(self, principal: Principal, request: sp.ListTimelineRequest) -> sp.SearchPostsResponse:
-        person = parse_name(request.person, "profiles", field="person")
+    async def list_timeline(self, principal: Principal, person: str, size: int, after: list[Any] | None) -> Page:
+        """ListTimeline: the microposts of ``person`` (an employee id) the caller may see, newest first."""
         filters = await self._post_filters(principal)
         filters += [{"term": {"kind": "micro"}}, {"term": {"author_id": person}}]
-        key = fingerprint("timeline", person)[:16]
-        return await self._post_page(
-            principal, {"bool": {"filter": filters}}, [{"created_at": "desc"}, {"name": "asc"}], request.page_size, request.page_token, key
-        )
+        return await self._post_page(principal, {"bool": {"filter": filters}}, [{"created_at": "desc"}, {"name": "asc"}], size, after)
 
-    async def _post_page(
-        self, principal: Principal, query: dict[str, Any], sort: list[Any], size_requested: int, token: str, key: str
-    ) -> sp.SearchPostsResponse:
-        size = page_size(size_requested)
+    async def _post_page(self, principal: Principal, query: dict[str, Any], sort: list[Any], size: int, after: list[Any] | None) -> Page:
+        """Posts as PostHit messages with their reaction counts, and the tags facet."""
         body: dict[str, Any] = {
             "query": query,
             "sort": sort,
@@ -108,18 +106,17 @@ class PostQueries:
             "track_total_hits": True,
             "aggs": {"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
         }
-        after = decode_page_token(token, key)
         if after is not None:
             body["search_after"] = after
         result = await self.es.search(index=self._index(indices.POSTS), **body)
         hits = result["hits"]["hits"]
         names = [hit["_source"]["name"] for hit in hits]
         counts = await self._reaction_counts(principal, names)
-        response = sp.SearchPostsResponse(total_size=result["hits"]["total"]["value"])
+        posts = []
         for hit in hits:
             doc = hit["_source"]
             c = counts.get(doc["name"], {})
-            response.posts.add(
+            posts.append(sp.PostHit(
                 name=doc["name"],
                 kind=doc["kind"],
                 blog=f"blogs/{doc['blog']}" if doc["blog"] else "",
@@ -138,12 +135,8 @@ class PostQueries:
                 comment_count=c.get("comment_count", 0),
                 like_count=c.get("like_count", 0),
                 score=hit.get("_score") or 0.0,
-            )
-        for bucket in result["aggregations"]["tags"]["buckets"]:
-            response.tags.add(tag=bucket["key"], count=bucket["doc_count"])
-        if len(hits) == size:
-            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-        return response
+            ))
+        return posts, _tag_counts(result), result["hits"]["total"]["value"], hits[-1]["sort"] if len(hits) == size else None
 
     async def _reaction_counts(self, principal: Principal, targets: list[str]) -> dict[str, dict[str, Any]]:
         """Exact ratings (sum / count of current ratings), likes and visible comments per target."""
@@ -180,12 +173,12 @@ class PostQueries:
         return out
 
     # --- the blog directory ---------------------------------------------------------------------------------
-    async def list_blog_directory(self, principal: Principal, request: sp.ListBlogDirectoryRequest) -> sp.ListBlogDirectoryResponse:
-        size = page_size(request.page_size)
-        letter = request.letter.strip()
-        if len(letter) > 1:
-            raise InvalidArgument("must be one letter", field="letter")
-        key = fingerprint("directory", letter)[:16]
+    async def list_blog_directory(
+        self, principal: Principal, letter: str, size: int, after: list[Any] | None
+    ) -> tuple[list[sp.BlogDirectoryEntry], int, list[Any] | None]:
+        """ListBlogDirectory: the blogs the caller may see in directory (collation) order, from
+        ``letter`` (one character, or empty for all) on, with their visible published posts'
+        count and last time: (the entries, the total, the last hit's sort values when the page is full)."""
         filters = await self._visible(principal, author_field="owner_id")
         if letter:
             # Directory order is collation order: the letter's own key is where its names begin.
@@ -196,7 +189,6 @@ class PostQueries:
             "size": size,
             "track_total_hits": True,
         }
-        after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
         result = await self.es.search(index=self._index(indices.BLOGS), **body)
@@ -216,11 +208,11 @@ class PostQueries:
             )
             for bucket in posts["aggregations"]["by_blog"]["buckets"]:
                 counts[bucket["key"]] = (bucket["doc_count"], bucket["last"].get("value_as_string") or "")
-        response = sp.ListBlogDirectoryResponse(total_size=result["hits"]["total"]["value"])
+        blogs = []
         for hit in hits:
             doc = hit["_source"]
             count, last = counts.get(doc["handle"], (0, ""))
-            response.blogs.add(
+            blogs.append(sp.BlogDirectoryEntry(
                 blog=f"blogs/{doc['handle']}",
                 handle=doc["handle"],
                 title=doc["title"],
@@ -230,59 +222,45 @@ class PostQueries:
                 letter=doc["letter"],
                 post_count=count,
                 last_post_time=last,
-            )
-        if len(hits) == size:
-            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-        return response
+            ))
+        return blogs, result["hits"]["total"]["value"], hits[-1]["sort"] if len(hits) == size else None
 
     # --- comments -------------------------------------------------------------------------------------------
-    async def list_comments(self, principal: Principal, request: sp.ListCommentsRequest) -> sp.ListCommentsResponse:
-        if not request.target or "/" not in request.target:
-            raise InvalidArgument("required, e.g. 'posts/{id}'", field="target")
-        size = page_size(request.page_size, maximum=500)
-        key = fingerprint("comments", request.target)[:16]
+    async def list_comments(
+        self, principal: Principal, target: str, size: int, after: list[Any] | None
+    ) -> tuple[list[tuple[dict[str, Any], int]], int, list[Any] | None]:
+        """ListComments on ``target`` (a resource name) the caller may see, oldest first: (each
+        comment's document with its like count, the total, the last hit's sort values when the
+        page is full)."""
         body: dict[str, Any] = {
-            "query": {"bool": {"filter": [{"term": {"target": request.target}}, *await self._visible_comments(principal)]}},
+            "query": {"bool": {"filter": [{"term": {"target": target}}, *await self._visible_comments(principal)]}},
             "sort": [{"created_at": "asc"}, {"name": "asc"}],
             "size": size,
             "track_total_hits": True,
         }
-        after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
         result = await self.es.search(index=self._index(indices.COMMENTS), **body)
         hits = result["hits"]["hits"]
         likes = await self._reaction_counts(principal, [h["_source"]["name"] for h in hits]) if hits else {}
-        response = sp.ListCommentsResponse(total_size=result["hits"]["total"]["value"])
-        for hit in hits:
-            doc = hit["_source"]
-            response.comments.add(
-                name=doc["name"],
-                target=doc["target"],
-                parent=doc["parent"],
-                author=f"profiles/{doc['author_id']}",
-                body=doc["body"],
-                create_time=doc["created_at"],
-                edited=bool(doc.get("edited_at")),
-                like_count=likes.get(doc["name"], {}).get("like_count", 0),
-            )
-        if len(hits) == size:
-            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-        return response
+        last = hits[-1]["sort"] if len(hits) == size else None
+        comments = [(hit["_source"], likes.get(hit["_source"]["name"], {}).get("like_count", 0)) for hit in hits]
+        return comments, result["hits"]["total"]["value"], last
 
     # --- bookmarks ---------------------------------------------------------------------------------------------
-    async def search_bookmarks(self, principal: Principal, request: sp.SearchBookmarksRequest) -> sp.SearchBookmarksResponse:
-
-        text = _check_query(request.query)
-        size = page_size(request.page_size)
+    async def search_bookmarks(
+        self, principal: Principal, text: str, owner_id: str, tag: str, url: str, size: int, after: list[Any] | None
+    ) -> Page:
+        """SearchBookmarks the caller may see matching ``text`` (checked, may be empty), of
+        ``owner_id``, with ``tag`` (as written), of ``url`` (normalised as the writer does);
+        best match first when there is text, then newest: BookmarkHit messages and the tags facet."""
         filters = await self._visible(principal, author_field="owner_id")
-        if request.owner:
-            filters.append({"term": {"owner_id": parse_name(request.owner, "profiles", field="owner")}})
-        if request.tag:
-            filters.append({"term": {"tags.folded": request.tag.strip()}})
-        if request.url:
-            filters.append({"term": {"url": normalize_url(request.url)}})
-        key = fingerprint("bookmarks", request.query, request.owner, request.tag, request.url)[:16]
+        if owner_id:
+            filters.append({"term": {"owner_id": owner_id}})
+        if tag:
+            filters.append({"term": {"tags.folded": tag.strip()}})
+        if url:
+            filters.append({"term": {"url": url}})
         must = _text_query(text) if text else {"match_all": {}}
         body: dict[str, Any] = {
             "query": {"bool": {"must": [must], "filter": filters}},
@@ -291,15 +269,14 @@ class PostQueries:
             "track_total_hits": True,
             "aggs": {"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
         }
-        after = decode_page_token(request.page_token, key)
         if after is not None:
             body["search_after"] = after
         result = await self.es.search(index=self._index(indices.BOOKMARKS), **body)
         hits = result["hits"]["hits"]
-        response = sp.SearchBookmarksResponse(total_size=result["hits"]["total"]["value"])
+        bookmarks = []
         for hit in hits:
             doc = hit["_source"]
-            response.bookmarks.add(
+            bookmarks.append(sp.BookmarkHit(
                 name=doc["name"],
                 url=doc["url"],
                 title=doc["title"],
@@ -308,20 +285,17 @@ class PostQueries:
                 owner=f"profiles/{doc['owner_id']}",
                 visibility=doc["visibility"],
                 save_time=doc["saved_at"],
-            )
-        for bucket in result["aggregations"]["tags"]["buckets"]:
-            response.tags.add(tag=bucket["key"], count=bucket["doc_count"])
-        if len(hits) == size:
-            response.next_page_token = encode_page_token(hits[-1]["sort"], key)
-        return response
+            ))
+        return bookmarks, _tag_counts(result), result["hits"]["total"]["value"], hits[-1]["sort"] if len(hits) == size else None
 
-    async def list_popular_links(self, principal: Principal, request: sp.ListPopularLinksRequest) -> sp.ListPopularLinksResponse:
-        size = page_size(request.page_size)
+    async def list_popular_links(self, principal: Principal, last_7_days: bool, tag: str, size: int) -> list[tuple[str, int, str]]:
+        """The ``size`` URLs most people bookmarked (all time, or saved in the last 7 days),
+        among the bookmarks the caller may see: (url, savers, the first saver's title)."""
         filters = await self._visible(principal, author_field="owner_id")
-        if request.window == sp.ListPopularLinksRequest.LAST_7_DAYS:
+        if last_7_days:
             filters.append({"range": {"saved_at": {"gte": "now-7d"}}})
-        if request.tag:
-            filters.append({"term": {"tags.folded": request.tag.strip()}})
+        if tag:
+            filters.append({"term": {"tags.folded": tag.strip()}})
         # One bookmark document per (person, url): documents per url are distinct savers.
         result = await self.es.search(
             index=self._index(indices.BOOKMARKS),
@@ -334,14 +308,17 @@ class PostQueries:
                 }
             },
         )
-        response = sp.ListPopularLinksResponse()
+        links = []
         for bucket in result["aggregations"]["links"]["buckets"]:
             top = bucket["title"]["hits"]["hits"]
-            response.links.add(url=bucket["key"], saver_count=bucket["doc_count"], title=top[0]["_source"].get("title_raw", "") if top else "")
-        return response
+            links.append((bucket["key"], bucket["doc_count"], top[0]["_source"].get("title_raw", "") if top else ""))
+        return links
 
     # --- stats --------------------------------------------------------------------------------------------------
-    async def post_stats(self, principal: Principal, request: sp.GetPostStatsRequest) -> sp.PostStats:
+    async def post_stats(self, principal: Principal, blog: str, post: str) -> sp.PostStats:
+        """GetPostStats over what the caller may see; with ``blog`` (a handle) its posts per day,
+        with ``post`` (a resource name "posts/{id}") its comment and rating counts. A blog or post
+        the caller may not see is NOT_FOUND."""
         blog_filters = await self._visible(principal, author_field="owner_id")
         post_filters = [*await self._post_filters(principal), {"term": {"kind": "blog"}}, {"term": {"state": "PUBLISHED"}}]
         blogs = await self.es.search(
@@ -375,21 +352,19 @@ class PostQueries:
             stats.blogs_per_country.add(key=bucket["key"], count=bucket["doc_count"])
         for bucket in tags["aggregations"]["tags"]["buckets"]:
             stats.popular_tags.add(tag=bucket["key"], count=bucket["doc_count"])
-        if request.blog:
-            handle = parse_name(request.blog, "blogs", field="blog")
+        if blog:
             # A blog the caller may not see answers as if it did not exist, as GetBlog does.
-            if not (await self.es.count(index=self._index(indices.BLOGS), query={"bool": {"filter": [*blog_filters, {"term": {"handle": handle}}]}}))["count"]:
-                raise NotFound(f"blogs/{handle} not found", field="blog")
+            if not (await self.es.count(index=self._index(indices.BLOGS), query={"bool": {"filter": [*blog_filters, {"term": {"handle": blog}}]}}))["count"]:
+                raise NotFound(f"blogs/{blog} not found", field="blog")
             per_day = await self.es.search(
                 index=self._index(indices.POSTS),
                 size=0,
-                query={"bool": {"filter": [*post_filters, {"term": {"blog": handle}}]}},
+                query={"bool": {"filter": [*post_filters, {"term": {"blog": blog}}]}},
                 aggs={"days": {"date_histogram": {"field": "published_at", "calendar_interval": "day", "format": "yyyy-MM-dd", "min_doc_count": 1}}},
             )
             for bucket in per_day["aggregations"]["days"]["buckets"]:
                 stats.posts_per_day.add(key=bucket["key_as_string"], count=bucket["doc_count"])
-        if request.post:
-            post = f"posts/{parse_name(request.post, 'posts', field='post')}"
+        if post:
             # A post the caller may not see (now) answers as if it did not exist, as GetPost does:
             # its ratings and comments would tell otherwise.
             visible_post = [*await self._post_filters(principal), {"term": {"name": post}}]
@@ -400,6 +375,10 @@ class PostQueries:
             stats.rating_count = counts.get("rating_count", 0)
             stats.rating_average = counts.get("rating_average", 0.0)
         return stats
+
+
+def _tag_counts(result: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(bucket["key"], bucket["doc_count"]) for bucket in result["aggregations"]["tags"]["buckets"]]
 
 
 def utc_now() -> str:

@@ -5,6 +5,7 @@ of its kind, so a PRIVATE or COMMUNITY item never adds to a number someone else 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -12,7 +13,6 @@ from elasticsearch import AsyncElasticsearch
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
-from watercooler.rpc import parse_name
 from watercooler.search.v1 import search_pb2 as sp
 
 from . import jams as jam_queries
@@ -53,6 +53,39 @@ METRICS: dict[str, tuple[str, ...]] = {
     "jam_tone": ("jam",),
 }
 FILTERS = ("target", "space", "department", "jam", "blog", "country")
+# metric -> (the prefixes its target may have, the message naming them)
+TARGETS = {
+    "comments": (COMMENTED, "must name a post, micropost, wiki page or media item, e.g. 'posts/{id}'"),
+    "ratings": (("posts/",), "must look like 'posts/{id}'"),
+    "wiki_views": (("pages/",), "must look like 'pages/{id}'"),
+    "media_downloads": (("media/",), "must look like 'media/{id}'"),
+}
+
+
+def check_target(metric: str, target: str) -> str:
+    """``target`` if it names an item ``metric`` counts (a resource name "kind/{id}")."""
+    prefixes, message = TARGETS[metric]
+    if not target.startswith(prefixes) or target.count("/") != 1:
+        raise InvalidArgument(message, field="target")
+    return target
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    """What a GetStats asks, checked (the servicer builds it from the request); the filters a
+    metric does not take (METRICS) are empty."""
+
+    metric: str  # one of METRICS
+    interval: str  # one of INTERVALS
+    start: dt.datetime | None
+    end: dt.datetime | None
+    top: int  # how many top items, 1 to MAX_TOP
+    target: str = ""  # a resource name the metric counts (check_target)
+    space_id: str = ""
+    department: str = ""
+    country: str = ""
+    jam_id: str = ""
+    blog: str = ""  # a blog's handle
 
 
 class Stats:
@@ -60,56 +93,38 @@ class Stats:
         self.es = es
         self.settings = settings
 
-    async def get_stats(self, principal: Principal, request: sp.GetStatsRequest) -> sp.GetStatsResponse:
-        metric = request.metric
-        if metric not in METRICS:
-            raise InvalidArgument(f"unknown metric; one of {', '.join(METRICS)}", field="metric")
-        for name in FILTERS:
-            if getattr(request, name) and name not in METRICS[metric]:
-                raise InvalidArgument(f"{metric} does not filter by {name}", field=name)
-        interval = request.interval or "day"
-        if interval not in INTERVALS:
-            raise InvalidArgument(f"must be one of {', '.join(INTERVALS)}", field="interval")
-        if interval == "hour" and metric in ("wiki_views", "media_downloads"):
-            raise InvalidArgument("views and downloads are counted per day", field="interval")
-        start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
-        if start and end and end <= start:
-            raise InvalidArgument("must be after start_time", field="end_time")
-        if start and end and (end - start) / INTERVALS[interval] > MAX_BUCKETS:
-            raise InvalidArgument(f"the range holds more than {MAX_BUCKETS} intervals; use a longer interval", field="interval")
-        if request.top_size < 0 or request.top_size > MAX_TOP:
-            raise InvalidArgument(f"must be between 0 and {MAX_TOP}", field="top_size")
-        top = request.top_size or 10
+    async def get_stats(self, principal: Principal, q: StatsQuery) -> sp.GetStatsResponse:
+        """GetStats as the caller: the metric's total, series per interval and top items."""
+        metric, interval, start, end, top = q.metric, q.interval, q.start, q.end, q.top
         response = sp.GetStatsResponse(metric=metric, interval=interval)
         if metric.startswith("jam_"):
-            await self._jam(principal, request, metric, interval, start, end, top, response)
+            await self._jam(principal, q, metric, interval, start, end, top, response)
             return response
         scope = await scope_of(self.es, self.settings, principal)
         if metric in ("wiki_views", "media_downloads"):
-            await self._views(scope, request, metric, interval, start, end, top, response)
+            await self._views(scope, q, metric, interval, start, end, top, response)
             return response
-        index, time_field, filters, aggregate = await self._plan(scope, request, metric)
+        index, time_field, filters, aggregate = await self._plan(scope, q, metric)
         await self._count(index, time_field, filters, aggregate, interval, start, end, response)
         if metric == "tags":
             await self._top_tags(index, time_field, filters, start, end, top, response)
         return response
 
-    async def _plan(self, scope: Scope, request: sp.GetStatsRequest, metric: str) -> tuple[str, str, list[dict[str, Any]], dict[str, Any] | None]:
+    async def _plan(self, scope: Scope, q: StatsQuery, metric: str) -> tuple[str, str, list[dict[str, Any]], dict[str, Any] | None]:
         """(index, time field, filters, value aggregation or None for a document count)."""
         settings = self.settings
         if metric == "blogs":
             from .visibility import content_filter
 
             filters = content_filter(scope.principal, scope.communities, "owner_id")
-            filters.extend(_owner_filters(request))
+            filters.extend(_owner_filters(q))
             return settings.index_alias(indices.BLOGS), "created_at", filters, None
         if metric in ("active_blogs", "posts", "tags"):
             filters = [_kind_clause(settings, scope, "post"), {"term": {"state": "PUBLISHED"}}]
-            if request.blog:
-                filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
-            if metric == "active_blogs" and (request.department or request.country):
-                filters.append({"terms": {"blog": await self._blogs_of(scope, request)}})
+            if q.blog:
+                filters.append({"term": {"blog": q.blog}})
+            if metric == "active_blogs" and (q.department or q.country):
+                filters.append({"terms": {"blog": await self._blogs_of(scope, q)}})
             if metric == "tags":
                 filters.append({"exists": {"field": "tags"}})
             aggregate = {"cardinality": {"field": "blog", "precision_threshold": 40000}} if metric == "active_blogs" else None
@@ -118,41 +133,37 @@ class Stats:
             return index_of(settings, "micropost"), "created_at", [_kind_clause(settings, scope, "micropost")], None
         if metric == "comments":
             filters = [_kind_clause(settings, scope, "comment")]
-            if request.target:
-                if not request.target.startswith(COMMENTED) or request.target.count("/") != 1:
-                    raise InvalidArgument("must name a post, micropost, wiki page or media item, e.g. 'posts/{id}'", field="target")
-                filters.append({"term": {"target": request.target}})
+            if q.target:
+                filters.append({"term": {"target": q.target}})
             return index_of(settings, "comment"), "created_at", filters, None
         if metric == "bookmarks":
             return index_of(settings, "bookmark"), "saved_at", [_kind_clause(settings, scope, "bookmark")], None
         if metric in ("people", "alumni"):
             filters = [_kind_clause(settings, scope, "person"), {"term": {"alumni": metric == "alumni"}}]
-            if request.department:
-                filters.append({"term": {"department": request.department}})
-            if request.country:
-                filters.append({"term": {"country": request.country}})
+            if q.department:
+                filters.append({"term": {"department": q.department}})
+            if q.country:
+                filters.append({"term": {"country": q.country}})
             return index_of(settings, "person"), "created_at", filters, None
         if metric == "ratings":
             filters: list[dict[str, Any]] = [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]
-            if request.target and (not request.target.startswith("posts/") or request.target.count("/") != 1):
-                raise InvalidArgument("must look like 'posts/{id}'", field="target")
-            if request.blog or request.target or not scope.principal.is_service:
+            if q.blog or q.target or not scope.principal.is_service:
                 post_filters = [_kind_clause(settings, scope, "post")]
-                if request.blog:
-                    post_filters.append({"term": {"blog": parse_name(request.blog, "blogs", field="blog")}})
-                if request.target:  # a post the caller may not see counts nothing
-                    post_filters.append({"term": {"name": request.target}})
+                if q.blog:
+                    post_filters.append({"term": {"blog": q.blog}})
+                if q.target:  # a post the caller may not see counts nothing
+                    post_filters.append({"term": {"name": q.target}})
                 found = await self.es.search(index=index_of(settings, "post"), query={"bool": {"filter": post_filters}}, source=["name"],
                                              size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}, {"name": "asc"}], ignore_unavailable=True)
                 filters.append({"terms": {"target": [h["_source"]["name"] for h in found["hits"]["hits"]]}})
             return settings.index_alias(indices.REACTIONS), "updated_at", filters, None
         raise AssertionError(metric)
 
-    async def _blogs_of(self, scope: Scope, request: sp.GetStatsRequest) -> list[str]:
+    async def _blogs_of(self, scope: Scope, q: StatsQuery) -> list[str]:
         """Handles of the blogs (the caller may see) whose owner is in the requested department/country."""
         from .visibility import content_filter
 
-        filters = [*content_filter(scope.principal, scope.communities, "owner_id"), *_owner_filters(request)]
+        filters = [*content_filter(scope.principal, scope.communities, "owner_id"), *_owner_filters(q)]
         result = await self.es.search(index=self.settings.index_alias(indices.BLOGS), size=0, query={"bool": {"filter": filters}},
                                       aggs={"h": {"terms": {"field": "handle", "size": MAX_BLOGS_PER_FILTER}}}, ignore_unavailable=True)
         return [b["key"] for b in result.get("aggregations", {}).get("h", {}).get("buckets", [])]
@@ -199,25 +210,21 @@ class Stats:
             point = response.series.add(value=float(b["v"]["value"]) if aggregate else float(b["doc_count"]))
             point.start_time.FromMilliseconds(int(b["key"]))
 
-    async def _views(self, scope: Scope, request: sp.GetStatsRequest, metric: str, interval: str,
+    async def _views(self, scope: Scope, q: StatsQuery, metric: str, interval: str,
                      start: dt.datetime | None, end: dt.datetime | None, top: int, response: sp.GetStatsResponse) -> None:
         principal = scope.principal
         kind = "views" if metric == "wiki_views" else "downloads"
         filters: list[dict[str, Any]] = [{"term": {"kind": kind}}]
-        if request.target:
-            want = "pages/" if kind == "views" else "media/"
-            if not request.target.startswith(want) or request.target.count("/") != 1:
-                raise InvalidArgument(f"must look like '{want}{{id}}'", field="target")
-            if request.target not in await library.visible_targets(self.es, self.settings, principal, [request.target], scope.communities):
-                raise NotFound(f"{request.target} not found", field="target")
-            filters.append({"term": {"target": request.target}})
-        if request.space:
-            space_id = parse_name(request.space, "spaces", field="space")
-            if scope.spaces is not None and space_id not in scope.spaces:
-                raise NotFound(f"{request.space} not found", field="space")
-            filters.append({"term": {"space_id": space_id}})
-        if request.department:
-            filters.append({"term": {"department": request.department}})
+        if q.target:
+            if q.target not in await library.visible_targets(self.es, self.settings, principal, [q.target], scope.communities):
+                raise NotFound(f"{q.target} not found", field="target")
+            filters.append({"term": {"target": q.target}})
+        if q.space_id:
+            if scope.spaces is not None and q.space_id not in scope.spaces:
+                raise NotFound(f"spaces/{q.space_id} not found", field="space")
+            filters.append({"term": {"space_id": q.space_id}})
+        if q.department:
+            filters.append({"term": {"department": q.department}})
         if kind == "views" and scope.spaces is not None:
             filters.append({"terms": {"space_id": scope.spaces}})
         # Leave out the views of pages and the downloads of items the caller may not see, or
@@ -251,11 +258,9 @@ class Stats:
         for name, value in [(n, v) for n, v in buckets if n in visible][:top]:
             response.top.add(name=name, title=visible[name]["title"], value=float(value))
 
-    async def _jam(self, principal: Principal, request: sp.GetStatsRequest, metric: str, interval: str,
+    async def _jam(self, principal: Principal, q: StatsQuery, metric: str, interval: str,
                    start: dt.datetime | None, end: dt.datetime | None, top: int, response: sp.GetStatsResponse) -> None:
-        if not request.jam:
-            raise InvalidArgument("required for jam metrics, as 'jams/{jam}'", field="jam")
-        doc = await jam_queries.stats_doc(self.es, self.settings, principal, jam_queries.jam_id_from(request.jam))
+        doc = await jam_queries.stats_doc(self.es, self.settings, principal, q.jam_id)
         field = {"jam_activity": "posts", "jam_votes": "votes", "jam_participants": "active_participants", "jam_tone": "tone"}[metric]
         step = INTERVALS[interval]
         buckets: dict[dt.datetime, list[float]] = {}  # start -> [value, weight]
@@ -292,12 +297,12 @@ class Stats:
                 response.top.add(name=f"jams/{jam}/ideas/{row['idea_id']}", title=row["title"], value=float(row["votes"]))
 
 
-def _owner_filters(request: sp.GetStatsRequest) -> list[dict[str, Any]]:
+def _owner_filters(q: StatsQuery) -> list[dict[str, Any]]:
     filters: list[dict[str, Any]] = []
-    if request.department:
-        filters.append({"term": {"owner_department": request.department}})
-    if request.country:
-        filters.append({"term": {"owner_country": request.country}})
+    if q.department:
+        filters.append({"term": {"owner_department": q.department}})
+    if q.country:
+        filters.append({"term": {"owner_country": q.country}})
     return filters
 
 

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import html
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch
@@ -23,11 +24,8 @@ from elasticsearch import AsyncElasticsearch
 from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
-from watercooler.eventstore import fingerprint
-from watercooler.rpc import decode_page_token, encode_page_token, page_size, parse_name
 from watercooler.search.v1 import search_pb2 as sp
 
-from .jams import jam_id_from
 from .kept import Kept
 from .queries import TYPO_FUZZINESS, content_text_query
 from .readmodels import indices
@@ -277,61 +275,28 @@ async def _no_languages() -> tuple[str, ...]:
     return ()
 
 
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a Search asks, checked (the servicer builds it from the request)."""
+
+    text: str  # the words, stripped; may be empty
+    kinds: list[str]  # the kinds searched: those asked for (or all) that every filter and the order apply to
+    order: str  # one of ORDERS
+    filters: dict[str, Any]  # filter name (FILTER_KINDS) -> its value: an id, or the tags lowercased without '#'
+    start: dt.datetime | None  # created at or after
+    end: dt.datetime | None  # created before
+    wanted: set[str]  # the response fields to fill (RESPONSE_FIELDS)
+
+
 class Search:
     def __init__(self, es: AsyncElasticsearch, settings: Settings):
         self.es = es
         self.settings = settings
 
     # --- Search ------------------------------------------------------------------------------
-    def _validate(self, request: sp.SearchRequest) -> dict[str, Any]:
-        text = check_query(request.query)
-        kinds = list(dict.fromkeys(request.kinds)) or list(KINDS)
-        for kind in kinds:
-            if kind not in KINDS:
-                raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(KINDS)}", field="kinds")
-        order = request.order_by or "relevance"
-        if order not in ORDERS:
-            raise InvalidArgument(f"must be one of {', '.join(ORDERS)}", field="order_by")
-        f: dict[str, Any] = {}
-        if request.author:
-            f["author"] = parse_name(request.author, "profiles", field="author")
-        if len(request.tags) > MAX_TAGS:
-            raise InvalidArgument(f"at most {MAX_TAGS} tags", field="tags")
-        tags = [t.strip().lower().lstrip("#") for t in request.tags]
-        if any(not t or len(t) > 64 for t in tags):
-            raise InvalidArgument("each tag must have 1 to 64 characters", field="tags")
-        if tags:
-            f["tags"] = tags
-        if request.blog:
-            f["blog"] = parse_name(request.blog, "blogs", field="blog")
-        if request.space:
-            f["space"] = parse_name(request.space, "spaces", field="space")
-        if request.community:
-            f["community"] = parse_name(request.community, "communities", field="community")
-        if request.jam:
-            f["jam"] = jam_id_from(request.jam)
-        for name in f:
-            kinds = [k for k in kinds if k in FILTER_KINDS[name]]
-            if not kinds:
-                raise InvalidArgument(f"applies only to {', '.join(FILTER_KINDS[name])}, not to the kinds asked for", field=name)
-        if order in RANKED_KINDS:
-            kinds = [k for k in kinds if k in RANKED_KINDS[order]]
-            if not kinds:
-                raise InvalidArgument(f"{order} ranks only {', '.join(RANKED_KINDS[order])}", field="order_by")
-        start = request.start_time.ToDatetime(dt.UTC) if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime(dt.UTC) if request.HasField("end_time") else None
-        if start and end and end <= start:
-            raise InvalidArgument("must be after start_time", field="end_time")
-        wanted = set(request.read_mask.paths)
-        if not wanted or "*" in wanted:
-            wanted = set(RESPONSE_FIELDS)
-        unknown = sorted(wanted - set(RESPONSE_FIELDS))
-        if unknown:
-            raise InvalidArgument(f"unknown field {unknown[0]!r}; one of {', '.join(RESPONSE_FIELDS)} or *", field="read_mask")
-        return dict(text=text, kinds=kinds, order=order, filters=f, start=start, end=end, wanted=wanted)
-
-    def _filters(self, v: dict[str, Any]) -> list[dict[str, Any]]:
-        f, out = v["filters"], []
+    @staticmethod
+    def _filters(q: SearchQuery) -> list[dict[str, Any]]:
+        f, out = q.filters, []
         if "author" in f:
             who = f["author"]
             out.append({"bool": {"should": [{"term": {field: f"profiles/{who}" if prefixed else who}} for field, prefixed in AUTHOR_FIELDS.items()], "minimum_should_match": 1}})
@@ -345,12 +310,12 @@ class Search:
             out.append({"term": {"community": f["community"]}})
         if "jam" in f:
             out.append({"term": {"jam_id": f["jam"]}})
-        if v["start"] or v["end"]:
+        if q.start or q.end:
             bounds = {}
-            if v["start"]:
-                bounds["gte"] = v["start"].isoformat()
-            if v["end"]:
-                bounds["lt"] = v["end"].isoformat()
+            if q.start:
+                bounds["gte"] = q.start.isoformat()
+            if q.end:
+                bounds["lt"] = q.end.isoformat()
             out.append({"range": {"created_at": bounds}})
         return out
 
@@ -373,63 +338,57 @@ class Search:
                 aggs[f"author_{field}"] = {"terms": {"field": field, "size": DEPARTMENT_AUTHORS}}
         return aggs
 
-    async def search(self, principal: Principal, request: sp.SearchRequest) -> sp.SearchResponse:
-        v = self._validate(request)
-        size = page_size(request.page_size)
-        copy = sp.SearchRequest()
-        copy.CopyFrom(request)
-        copy.ClearField("page_token")
-        copy.ClearField("read_mask")  # what is returned of a page, not which page: a token works with any mask
-        if v["order"] not in RANKED_KINDS:
-            copy.ClearField("page_size")
-        key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
-        after = decode_page_token(request.page_token, key)
+    async def search(self, principal: Principal, q: SearchQuery, size: int, after: Any) -> tuple[sp.SearchResponse, Any]:
+        """Search as the caller: (the response with the parts ``q.wanted`` names, without its
+        page token, and the next page's position or None: the last hit's sort values, or an
+        offset into the ranking for top_rated and most_viewed). ``after`` is the position a
+        page token held."""
         # The caller's scope and profile languages are independent look-ups (when not kept): at once.
-        scope, profile_languages = await asyncio.gather(scope_of(self.es, self.settings, principal, v["kinds"]),
-                                                        self._languages(principal) if v["text"] else _no_languages())
-        visible = {"bool": {"should": visible_clauses(self.settings, scope, v["kinds"]), "minimum_should_match": 1}}
-        filters = [visible, *self._filters(v)]
+        scope, profile_languages = await asyncio.gather(scope_of(self.es, self.settings, principal, q.kinds),
+                                                        self._languages(principal) if q.text else _no_languages())
+        visible = {"bool": {"should": visible_clauses(self.settings, scope, q.kinds), "minimum_should_match": 1}}
+        filters = [visible, *self._filters(q)]
         # Typos are matched only when the words themselves match nothing: fuzzy expansion over
         # a million documents was most of a Search's cost (measured over 100,000 documents at 100/s
         # offered: 41-53/s achieved with it on every query, 99/s without).
-        languages = search_languages(v["text"], profile_languages) if v["text"] else []
-        must: list[dict[str, Any]] = [text_query(v["text"], languages, typos=False)] if v["text"] else []
-        indices = ",".join(sorted({index_of(self.settings, k) for k in v["kinds"]}))
+        languages = search_languages(q.text, profile_languages) if q.text else []
+        must: list[dict[str, Any]] = [text_query(q.text, languages, typos=False)] if q.text else []
+        indices = ",".join(sorted({index_of(self.settings, k) for k in q.kinds}))
         body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}, "stats": [STATS_SEARCH]}
-        wanted = v["wanted"]
+        wanted = q.wanted
         listed = bool(wanted & {"hits", "next_page_token"})
-        highlighted = bool(v["text"]) and "hits" in wanted
+        highlighted = bool(q.text) and "hits" in wanted
         if highlighted:
-            body["highlight"] = highlight_request(v["text"], languages, typos=False)
+            body["highlight"] = highlight_request(q.text, languages, typos=False)
         if after is None and "facets" in wanted:
             # Facets come with the first page: the later pages of one query share them, and
             # they were a third of a Search's time in Elasticsearch over a million documents.
-            body["aggs"] = {"sample": {"sampler": {"shard_size": FACET_SAMPLE}, "aggs": self._aggs(v["kinds"])}}
+            body["aggs"] = {"sample": {"sampler": {"shard_size": FACET_SAMPLE}, "aggs": self._aggs(q.kinds)}}
             body["stats"] = [STATS_SEARCH, STATS_FACETS]
         ranked: dict[str, float] = {}
-        if v["order"] in RANKED_KINDS:
-            ranked = await self._ranking(v["order"])
+        if q.order in RANKED_KINDS:
+            ranked = await self._ranking(q.order)
             filters.append({"ids": {"values": [name.split("/", 1)[1] for name in ranked]}})
             # Up to MAX_RANKED hits come back to be ordered here: only the page shown is highlighted.
             body.pop("highlight", None)
             body.update(size=MAX_RANKED, query={"bool": {"must": must, "filter": filters}})
         else:
             should = []
-            if v["text"]:
+            if q.text:
                 # Recency: fresh content gets up to one point more than a year-old one.
                 should.append({"distance_feature": {"field": "created_at", "origin": "now", "pivot": "14d", "boost": 1.0}})
             body["query"] = {"bool": {"must": must, "filter": filters, "should": should}}
-            primary = [{"_score": "desc"}] if v["order"] == "relevance" and v["text"] else []
+            primary = [{"_score": "desc"}] if q.order == "relevance" and q.text else []
             body["sort"] = [*primary, {"created_at": {"order": "desc", "unmapped_type": "date"}}, *_tiebreak()]
             body["size"] = size if listed else 0
             if after is not None:
                 body["search_after"] = after
         result = await self.es.search(index=indices, ignore_unavailable=True, **body)
-        typos = bool(v["text"]) and result["hits"]["total"]["value"] == 0
+        typos = bool(q.text) and result["hits"]["total"]["value"] == 0
         if typos:
-            must[0] = text_query(v["text"], languages, typos=True)  # the same dict object sits in body["query"]
+            must[0] = text_query(q.text, languages, typos=True)  # the same dict object sits in body["query"]
             if highlighted and not ranked:
-                body["highlight"] = highlight_request(v["text"], languages, typos=True)
+                body["highlight"] = highlight_request(q.text, languages, typos=True)
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
         snippets = snippet_fields(languages)
@@ -443,7 +402,7 @@ class Search:
             if offset + size < len(described):
                 next_position = offset + size
             if highlighted and page:
-                await self._highlight(indices, [hit for hit, _ in page], v["text"], languages, typos)
+                await self._highlight(indices, [hit for hit, _ in page], q.text, languages, typos)
             for hit, kind in page if "hits" in wanted else ():
                 self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), snippets)
         else:
@@ -451,11 +410,9 @@ class Search:
                 self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0, snippets)
             if listed and len(hits) == size:
                 next_position = hits[-1]["sort"]
-        if next_position is not None and "next_page_token" in wanted:
-            response.next_page_token = encode_page_token(next_position, key)
         if "facets" in wanted:
             await self._facets(response, result.get("aggregations", {}).get("sample", {}))
-        return response
+        return response, next_position
 
     async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], typos: bool) -> None:
         """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""
@@ -566,17 +523,9 @@ class Search:
     SUGGEST_SEARCHES = {"people": ("person",), "communities": ("community",), "titles": ("post", "wiki_page", "media", "jam_idea"),
                         "tags": ("post", "micropost", "bookmark", "media")}
 
-    async def suggest(self, principal: Principal, request: sp.SuggestRequest) -> sp.SuggestResponse:
-        prefix = check_query(request.prefix, "prefix", 64)
-        if not prefix:
-            raise InvalidArgument("required: what has been typed so far", field="prefix")
-        kinds = list(dict.fromkeys(request.kinds)) or list(self.SUGGEST_KINDS)
-        for kind in kinds:
-            if kind not in self.SUGGEST_KINDS:
-                raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(self.SUGGEST_KINDS)}", field="kinds")
-        if request.page_size < 0 or request.page_size > 20:
-            raise InvalidArgument("must be between 0 and 20", field="page_size")
-        size = request.page_size or 5
+    async def suggest(self, principal: Principal, prefix: str, kinds: list[str], size: int) -> sp.SuggestResponse:
+        """Suggest as the caller: up to ``size`` completions of ``prefix`` (checked, not empty)
+        per kind of ``kinds`` (SUGGEST_KINDS), best first."""
         folded = prefix  # analysed by each field: without case or accents
         scope = await scope_of(self.es, self.settings, principal, [k for kind in kinds for k in self.SUGGEST_SEARCHES[kind]])
         searches: list[tuple[str, str, dict[str, Any]]] = []  # (kind, index, body)
@@ -642,15 +591,9 @@ class Search:
     # kind "tag" counts them together, whichever of the two names asks for it.
     TRENDING_KINDS = {"tags": "tag", "hashtags": "tag", "links": "link"}
 
-    async def trending(self, principal: Principal, request: sp.TrendingRequest) -> sp.TrendingResponse:
-        for kind in request.kinds:
-            if kind not in self.TRENDING_KINDS:
-                raise InvalidArgument(f"unknown kind {kind!r}; one of {', '.join(self.TRENDING_KINDS)}", field="kinds")
-        kinds = list(dict.fromkeys(self.TRENDING_KINDS[kind] for kind in request.kinds or self.TRENDING_KINDS))
-        if request.page_size < 0 or request.page_size > 50:
-            raise InvalidArgument("must be between 0 and 50", field="page_size")
-        size = request.page_size or 10
-        end = request.time.ToDatetime(dt.UTC) if request.HasField("time") else dt.datetime.now(dt.UTC)
+    async def trending(self, principal: Principal, kinds: list[str], size: int, end: dt.datetime) -> sp.TrendingResponse:
+        """Trending as the caller: up to ``size`` rows per row kind of ``kinds`` ("tag", "link";
+        TRENDING_KINDS' values), the last day before ``end`` against the week before it."""
         day_start, week_start = end - dt.timedelta(days=1), end - dt.timedelta(days=8)
         scope = await scope_of(self.es, self.settings, principal, ["post", "bookmark", "micropost"])
         # row kind -> (kinds searched, time field, value field)

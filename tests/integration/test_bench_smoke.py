@@ -82,6 +82,13 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert esp["searches"] > 0 and _positive(esp["ms_per_search_by_query"]["first query"])
     assert any(key.startswith("first query posts ") and v > 0 for key, v in esp["ms_per_search"].items()), esp
     assert content["deleted"] == cfg.search_docs + 1 and content["synthetic_left"] == 0
+    # The larger corpus, measured the same way after the first, so the report can say how the
+    # cost grows with the corpus.
+    large = plat["content_search_large"]
+    assert large["load"]["documents"] == large["synthetic_loaded"] == cfg.search_docs_large + 1 > content["load"]["documents"]
+    assert all(large[rpc]["completed"] == large[rpc]["requests"] > 0 and not large[rpc]["errors"] for rpc in ("search", "suggest"))
+    assert large["deleted"] == cfg.search_docs_large + 1 and large["synthetic_left"] == 0
+    assert any(row["figure"] == f"elasticsearch CPU per Search over {large['documents']:,} docs (ms)" for row in saved["comparison"])
     tally = plat["jam_tally"]
     assert tally["participants"] == cfg.jam_participants and tally["votes_counted"] > 0
     assert tally["events"] >= cfg.jam_participants * cfg.jam_votes_each and _positive(tally["events_per_second"]) and _positive(tally["process_rss_mb"])
@@ -111,6 +118,7 @@ def test_bench_harness_runs_every_section(platform, tmp_path) -> None:
     assert "Platform figures next to raw limits" in markdown and "Partition scaling" in markdown and "Jam tally" in markdown
     assert "## Relevance: the judged set" in markdown and "| language de |" in markdown and "| category false_friends |" in markdown
     assert "Search and Suggest" in markdown and "Suggest at" in markdown and "where Elasticsearch spends it" in markdown and "- BatchCreateProfiles (" in markdown and "    - CreatePost: " in markdown
+    assert f"- From {content['documents']:,} to {large['documents']:,} documents" in markdown  # how the cost grows with the corpus
     # Every missed target is explained under its own heading (a quick run misses the ratio targets).
     assert any(row["met"] is False for row in result["comparison"]) and "Targets missed: where the time goes and what would close the gap" in markdown
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
