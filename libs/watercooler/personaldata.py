@@ -119,6 +119,11 @@ PERSONAL_FIELDS.update({
 })
 
 
+# Why an item goes when its owner is erased (MediaItemRemoved.reason): the projection blanks the
+# item's text on it too, since that event races the ProfileErased it follows.
+ERASED_OWNER_REASON = "its owner's personal data was erased"
+
+
 def person_key_id(subject: str) -> str:
     """The key id of a person named as ``profiles/{id}`` or by their id: the employee id."""
     return subject.removeprefix("profiles/")

@@ -162,8 +162,13 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     texts = {e.type_name: e.payload for e in read_events(platform.settings, "posts") if getattr(e.payload, "author_id", "") == nora}
     assert texts["MicropostCreated"].text == "" and texts["PostCreated"].body == "" and texts["CommentCreated"].body == ""
     # The projections tombstone her fields as soon as they hear of the erasure: no rebuild needed.
-    eventually(lambda: not [kind for kind, written in w.items() if written in everything_indexed(platform)], timeout=120, interval=3,
-               message="none of her words in any index before a rebuild")
+    def none_indexed():
+        indexed = everything_indexed(platform)
+        left = [kind for kind, written in w.items() if written in indexed]
+        assert not left, left  # which of her words are still indexed, if any
+        return True
+
+    eventually(none_indexed, timeout=120, interval=3, message="none of her words in any index before a rebuild")
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written
     # The jam stats counted the jams topic again: Bob's vote stays, on an idea without a title.

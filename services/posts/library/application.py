@@ -17,6 +17,7 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
+from watercooler import personaldata
 from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import CommandContext, EventSourcedApplication
@@ -45,7 +46,6 @@ MAX_BATCH = 1000
 # Who removes an erased person's media items, and the request ids of those removals.
 ERASURE_SUBJECT = "posts-erasure"
 ERASURE_NAMESPACE = uuid.UUID("0f7c2d4e-8a51-4b7e-9d3c-5e2a61b4c8f0")
-ERASED_OWNER_REASON = "its owner's personal data was erased"
 _KNOWN_TARGETS_MAX = 200_000
 # The library applications of this process: an item flags hid (the posts application decides
 # that) is dropped from their caches of known view targets at once.
@@ -337,7 +337,7 @@ class LibraryApplication(EventSourcedApplication):
                 item: MediaItem = self.load(uuid.UUID(media_id), MediaItem, f"media/{media_id}")
                 if item.removed:
                     return item
-                item.remove(ERASED_OWNER_REASON)
+                item.remove(personaldata.ERASED_OWNER_REASON)
                 if not item.versions:
                     return item
                 owner_quota = self._quota(item.owner)

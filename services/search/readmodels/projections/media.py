@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from watercooler import personaldata
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
@@ -67,6 +68,11 @@ class MediaProjection(DocumentProjection):
             doc["classification"] = p.classification or "INTERNAL"
         else:
             doc["deleted"] = True
+            if p.reason == personaldata.ERASED_OWNER_REASON:
+                # Removed because its owner was erased: this event is applied concurrently with the
+                # ProfileErased that caused it, and would otherwise write back the text the
+                # erasure just replaced.
+                doc.update(self.erased_fields)
         return _analysed(doc)
 
 
