@@ -141,7 +141,8 @@ class PlatformHandle:
         self._authors: set[str] = set()
         from elasticsearch import Elasticsearch
 
-        self.es = Elasticsearch(settings.es_url, request_timeout=30)
+        # WC_ES_URL may list several nodes (the cluster topology, tests/cluster/conftest.py).
+        self.es = Elasticsearch([url.strip() for url in settings.es_url.split(",")], request_timeout=30)
 
     def token(self, subject: str, kind: str = "employee", jams: tuple[str, ...] = (), ttl: int = 3600) -> str:
         return auth.issue_token(self.settings, subject, kind, jams=jams, ttl_seconds=ttl)

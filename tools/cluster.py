@@ -107,6 +107,10 @@ class Cluster:
         """The round-robin target of every replica of a service (its 'Service')."""
         return "ipv4:" + ",".join(self.replica_addresses(service))
 
+    def search_http_ports(self) -> list[int]:
+        """The search replicas' HTTP view (the JSON API and the dashboard), one port each (once up)."""
+        return [int(r.spec.env["WC_SEARCH_HTTP_PORT"]) for r in self.replicas if r.deployment == "search" and r.component == "service"]
+
     def surroundings(self) -> dict[str, str]:
         """What the cluster around a pod provides: where the engines and the services are."""
         env = {
@@ -123,9 +127,10 @@ class Cluster:
 
     def client_env(self) -> dict[str, str]:
         """The WC_* variables for a client process (the CLI, the seeders, the tests): the
-        surroundings, the overlay's token issuer and topic shape, and a store on the shared
-        PostgreSQL."""
-        keep = ("WC_JWT_ISSUER", "WC_JWT_AUDIENCE", "WC_TOPIC_REPLICATION", "WC_ES_REPLICAS", "WC_STORE", "WC_POSTGRES_DB")
+        surroundings, the overlay's token issuer and topic shape, a store on the shared
+        PostgreSQL, and the guidelines' version the services ask for (a seeder or a test accepts
+        it for the people it writes as)."""
+        keep = ("WC_JWT_ISSUER", "WC_JWT_AUDIENCE", "WC_TOPIC_REPLICATION", "WC_ES_REPLICAS", "WC_STORE", "WC_POSTGRES_DB", "WC_GUIDELINES_VERSION")
         env = {k: v for k, v in self.rendered_config().items() if k in keep}
         env |= self.surroundings()
         env |= {"WC_INFRA": "external", "WC_POSTGRES_USER": self.settings.postgres_user, "WC_POSTGRES_PASSWORD": self.settings.postgres_password}

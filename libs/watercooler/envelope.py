@@ -92,7 +92,8 @@ def to_envelope(service: str, domain_event: Any, sequence: int) -> EventEnvelope
     """Convert one stored eventsourcing domain event into its envelope."""
     event_name = type(domain_event).__name__
     aggregate_type = type(domain_event).__qualname__.split(".")[0]
-    fields = {k: _jsonable(v) for k, v in domain_event.__dict__.items() if k not in _BASE_FIELDS}
+    # Plain values as they are, without a call each: this was the relay's costliest line.
+    fields = {k: v if type(v) in _PLAIN else _jsonable(v) for k, v in domain_event.__dict__.items() if k not in _BASE_FIELDS}
     payload_msg = _payload(message_class(payload_type(service, event_name)), fields)
     meta = domain_event.meta
     actor = meta.get("actor", {})
@@ -152,17 +153,23 @@ def decode(value: bytes) -> Event:
     return event
 
 
+def read_envelope(value: bytes) -> EventEnvelope:
+    """The envelope of a record, its payload still packed; BadEvent when it is not a readable one."""
+    envelope = EventEnvelope()
+    try:
+        envelope.ParseFromString(value)
+    except (DecodeError, TypeError) as exc:  # TypeError: a record without a value
+        raise BadEvent(f"not an EventEnvelope: {exc}") from None
+    if not envelope.event_id or not envelope.aggregate_id or envelope.aggregate_version < 1:
+        raise BadEvent("envelope lacks event_id, aggregate_id or aggregate_version")
+    return envelope
+
+
 def decode_kept(value: bytes, aggregate_types: Collection[str] | None) -> Event | None:
     """The event, or None when its aggregate type is not among ``aggregate_types`` (None: keep
     all). Why: several projections share a topic and each keeps only some aggregates; an event
     of another is dropped before its payload is unpacked (a bad envelope is BadEvent either way)."""
-    envelope = EventEnvelope()
-    try:
-        envelope.ParseFromString(value)
-    except DecodeError as exc:
-        raise BadEvent(f"not an EventEnvelope: {exc}") from None
-    if not envelope.event_id or not envelope.aggregate_id or envelope.aggregate_version < 1:
-        raise BadEvent("envelope lacks event_id, aggregate_id or aggregate_version")
+    envelope = read_envelope(value)
     if aggregate_types is not None and envelope.aggregate_type not in aggregate_types:
         return None
     try:

@@ -179,6 +179,13 @@ def generate_key() -> bytes:
     return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
 
 
+# Bookmark tags: what a person files a link under says what they work on or care about. Added to
+# the bookmark events' rules whatever else those seal.
+for _bookmark_event in ("BookmarkCreated", "BookmarkEdited", "BookmarkResaved"):
+    _rule = PERSONAL_FIELDS[f"watercooler.posts.v1.{_bookmark_event}"]
+    PERSONAL_FIELDS[f"watercooler.posts.v1.{_bookmark_event}"] = Personal((*_rule.fields, "tags"), _rule.subject, _rule.author_field)
+
+
 # --- keys ---------------------------------------------------------------------------------------
 class PersonErased(FailedPrecondition):
     """A write sealed with the key of a person who was erased: nothing of them is stored again."""
@@ -276,6 +283,20 @@ class CachedKeys:
             self._on_erased()
         return out
 
+    def cached(self, key_ids: Collection[str]) -> dict[str, bytes] | None:
+        """What ``keys`` would answer, from memory alone; None when any id must be asked for (a
+        caller on an event loop then asks in a thread rather than wait on the call)."""
+        now = self._clock()
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for key_id in key_ids:
+                known = self._known.get(key_id)
+                if known is None or (known[0] is not None and now - known[1] >= self.ttl):
+                    return None
+                if known[0] is not None:
+                    out[key_id] = known[0]
+        return out
+
     def forget(self, key_ids: Iterable[str]) -> None:
         with self._lock:
             for key_id in key_ids:
@@ -335,6 +356,20 @@ class KeysUnavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class KeysRefused(RuntimeError):
+    """The key service answered the ask with an error that asking again will not change (a
+    refused argument, a token it does not accept, a fault of its own): not retried for ever, so a
+    processor dead-letters the batch's records after its attempts and its partitions move on."""
+
+
+# The key service's answers that say it is away or slow, not that the ask is wrong: the same ask
+# succeeds once it is back. DEADLINE_EXCEEDED too: an ask names at most MAX_KEY_IDS_PER_CALL ids,
+# a lookup of milliseconds, so a missed deadline means an overloaded or stalled service (a lock
+# wait, a pause, a restart), never a request that could not be served; parking the records for it
+# would empty a partition into the dead-letter topic during a slow minute.
+TRANSIENT_KEY_ERRORS = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
 # The most key ids one GetPersonalDataKeys call may name (the profiles service refuses more).
 MAX_KEY_IDS_PER_CALL = 1000
 
@@ -373,12 +408,19 @@ class RemoteKeyRing:
                     personal_data_pb2.GetPersonalDataKeysRequest(key_ids=wanted[start:start + MAX_KEY_IDS_PER_CALL], create=create),
                     metadata=self._credentials.metadata(), timeout=10)
             except grpc.RpcError as error:
-                raise KeysUnavailable(f"the personal data keys could not be read: {error.code().name}", field="name") from None
+                status = error.code()
+                if status in TRANSIENT_KEY_ERRORS:
+                    raise KeysUnavailable(f"the personal data keys could not be read: {status.name}", field="name") from None
+                details = error.details() if hasattr(error, "details") else ""
+                raise KeysRefused(f"the profiles service refused the personal data keys: {status.name}: {details}") from None
             found.update((key.key_id, key.key) for key in response.keys)
         return found
 
     def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
         return self._cache.keys(key_ids, create)
+
+    def cached(self, key_ids: Collection[str]) -> dict[str, bytes] | None:
+        return self._cache.cached(key_ids)
 
     def forget(self, key_ids: Iterable[str]) -> None:
         self._cache.forget(key_ids)
@@ -463,7 +505,11 @@ def seal_state(event_type: str, state: dict[str, Any], aggregate_id: str, actor:
 
 
 def _values(value: Any) -> list[Any]:
-    return list(value) if not isinstance(value, str) and hasattr(value, "__iter__") else [value]
+    """A field's values: a list field's elements, else the one value. A published payload's list
+    is a protobuf repeated container, registered as a ``Sequence`` but without an ``__iter__``
+    attribute (upb): asking ``hasattr(value, "__iter__")`` took it for one value, so the keys of a
+    list's sealed elements were asked for only when a string field of the batch needed the same."""
+    return list(value) if not isinstance(value, str) and isinstance(value, Iterable) else [value]
 
 
 def sealed_key_ids(event_type: str, values: Mapping[str, Any] | Any) -> set[str]:

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 from elasticsearch.helpers import async_scan
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from . import personaldata
 from .config import Settings
-from .envelope import BadEvent, Event, decode_kept
+from .envelope import BadEvent, Event, EventEnvelope, decode_kept
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,9 @@ class DocumentProjection:
     # (``erase_person``) instead of keeping the opened text until a rebuild.
     erased_fields: ClassVar[dict[str, Any]] = {}
     erased_by: ClassVar[tuple[str, ...]] = ()
+    # False for a projection that keeps no personal field (the audit trail: ids and envelopes):
+    # its events' sealed fields are left sealed, a decryption per field and event saved.
+    opens_sealed: ClassVar[bool] = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -148,6 +151,28 @@ class DocumentProjection:
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         """Return the document after ``event``; ``doc`` is None before the first event."""
         raise NotImplementedError
+
+    def reads_stored(self, first: Event) -> bool:
+        """Whether ``apply_batch`` reads the stored document before ``first``, the batch's first
+        event for it. Not before an aggregate's first event (version 1), unless versions are
+        scaled: the document is then made from that event alone, and when it was written before
+        (a redelivery) the external version refuses the write as a duplicate (409), or, for a
+        batch reaching further, the same events replayed from the start make the same document
+        (documents are written by their aggregate's events only, and erasures, whose tombstones
+        the replayed events open to). A projection whose documents something else rewrites has
+        scaled versions (``version_scale``) or applies batches its own way. The read was an
+        mget per batch and projection for every new aggregate."""
+        return first.version > 1 or self.version_scale != 1
+
+    def keeps(self, envelope: EventEnvelope) -> bool:
+        """Whether ``decode`` keeps the event of ``envelope`` (or notes it, an erasure): the
+        processor hands a projection only these, read once for every projection."""
+        kept = self._kept_types
+        if kept is None:
+            return True
+        if envelope.aggregate_type not in kept:
+            return False
+        return not (self._erasures_only and envelope.aggregate_type == "Profile" and envelope.event_type != personaldata.ERASURE_EVENT)
 
     async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
         """Called with a batch's changed documents just before they are written: a subclass may
@@ -231,10 +256,11 @@ class DocumentProjection:
         return next(iter(found.body)) if found.body else None
 
     # --- applying batches ---------------------------------------------------------------------
-    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
-        """The batch's events of the aggregates this projection keeps, with their records; an
-        undecodable record is noted in ``result`` for the dead-letter topic, another projection's
-        event is counted and dropped before its payload is unpacked."""
+    async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+        """The batch's events of the aggregates this projection keeps, with their records and
+        their sealed fields opened; an undecodable record is noted in ``result`` for the
+        dead-letter topic, another projection's event is counted and dropped before its payload
+        is unpacked."""
         decoded: list[tuple[Any, Event]] = []
         erasures: list[Event] = []
         for record in records:
@@ -252,7 +278,8 @@ class DocumentProjection:
                     result.other_aggregates += 1
             else:
                 decoded.append((record, event))
-        open_sealed(self.settings, [event for _, event in decoded] + erasures)
+        if self.opens_sealed:
+            await open_sealed_async(self.settings, [event for _, event in decoded] + erasures)
         result.erased.extend(event.payload.employee_id for event in erasures if event.payload.employee_id)
         return decoded
 
@@ -263,15 +290,20 @@ class DocumentProjection:
         writes each changed document once with its aggregate version (bulk)."""
         target = index or self.alias
         result = BatchResult()
-        decoded = self.decode(records, value_of, result)
+        decoded = await self.decode(records, value_of, result)
         if not decoded:
             await self.erase_people(es, target, result.erased)
             return result
-        ids = list(dict.fromkeys(self.doc_id(ev) for _, ev in decoded))
+        first: dict[str, Event] = {}  # each document's first event in the batch
+        for _, event in decoded:
+            first.setdefault(self.doc_id(event), event)
+        ids = list(first)
         state: dict[str, tuple[Doc | None, int]] = {doc_id: (None, 0) for doc_id in ids}
         result.touched = ids
-        for doc_id, item in found_documents(await es.mget(index=target, ids=ids, realtime=True)).items():
-            state[doc_id] = (item["_source"], item["_version"] // self.version_scale)
+        stored = [doc_id for doc_id, event in first.items() if self.reads_stored(event)]
+        if stored:
+            for doc_id, item in found_documents(await es.mget(index=target, ids=stored, realtime=True)).items():
+                state[doc_id] = (item["_source"], item["_version"] // self.version_scale)
         dirty: set[str] = set()
         for record, event in decoded:
             doc_id = self.doc_id(event)
@@ -383,13 +415,7 @@ class DocumentProjection:
         replayed = 0
         old_index = None
         try:
-            for _ in range(100):
-                partitions = sorted(consumer.assignment())
-                if partitions:
-                    break
-                await asyncio.sleep(0.1)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
+            partitions, end = await from_the_beginning(consumer)
             total = sum(end.values())
             replayed += await self._replay_until(es, consumer, new_index, end, batch_size, progress, total)
             # Switch: searches move from the old index to the complete (and refreshed:
@@ -430,20 +456,58 @@ class DocumentProjection:
         return done
 
 
+async def from_the_beginning(consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+    """A started consumer without a group (it is given every partition of its topics and commits
+    nothing) put at the start of its partitions: them, and the offsets they end at now, up to
+    which a replay (a rebuild, ``watercooler dlq-replay``) reads. The assignment comes a moment
+    after ``start``: waited for, up to 10 s."""
+    partitions: list[TopicPartition] = []
+    for _ in range(100):
+        partitions = sorted(consumer.assignment())
+        if partitions:
+            break
+        await asyncio.sleep(0.1)
+    await consumer.seek_to_beginning(*partitions)
+    return partitions, await consumer.end_offsets(partitions)
+
+
 def open_sealed(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
     """Open the events' sealed personal fields (watercooler.personaldata) with one ask for the
     keys; a field whose key was destroyed (an erased person) reads as its tombstone, so a
-    rebuild after an erasure never brings the data back. Every projection's ``decode`` calls it.
-    Synchronous: the keys are nearly always in the process's cache; a miss waits one call."""
+    rebuild after an erasure never brings the data back. Synchronous: a key-cache miss waits
+    for one call (on an event loop: ``open_sealed_async``)."""
+    needed = _needed_keys(settings, events)
+    if needed:
+        _open_payloads(events, (ring or personaldata.shared_key_ring(settings)).keys(needed))
+
+
+async def open_sealed_async(settings: Settings, events: Sequence[Event], ring: personaldata.KeyRing | None = None) -> None:
+    """``open_sealed`` for a coroutine (every projection's ``decode``): the keys come from the
+    process's cache when it holds them all, and a miss is asked for in a thread, still one ask
+    for the batch, so the event loop (the worker's other projections, its Kafka heartbeats)
+    runs on meanwhile instead of waiting for the key service."""
+    needed = _needed_keys(settings, events)
+    if not needed:
+        return
+    ring = ring or personaldata.shared_key_ring(settings)
+    cached = getattr(ring, "cached", None)
+    keys = cached(needed) if cached is not None else None
+    if keys is None:
+        keys = await asyncio.to_thread(ring.keys, needed)
+    _open_payloads(events, keys)
+
+
+def _needed_keys(settings: Settings, events: Sequence[Event]) -> set[str]:
     needed: set[str] = set()
     for event in events:
         needed |= personaldata.sealed_key_ids(event.envelope.event_type, event.payload)
         if event.envelope.event_type == personaldata.ERASURE_EVENT:
             # This process may hold the erased person's keys a short while: not any more.
             personaldata.forget_erased(settings, event)
-    if not needed:
-        return
-    keys = (ring or personaldata.shared_key_ring(settings)).keys(needed)
+    return needed
+
+
+def _open_payloads(events: Sequence[Event], keys: dict[str, bytes]) -> None:
     for event in events:
         personaldata.open_payload(event.envelope.event_type, event.payload, keys)
 

@@ -1,7 +1,16 @@
 """The cluster topology (tools.cluster), started once for the tests of this directory.
 
+Besides its own tests (``cluster``: a replica or all of them), the directory runs suites of
+tests/integration unchanged against it (the ``test_on_cluster_*`` modules import them): the
+fixture ``platform`` here is the single-node suite's (tests/conftest.py, ``PlatformHandle``)
+backed by the cluster, its calls balanced over every replica as a Kubernetes Service would.
+While the cluster runs, this process's environment is a client's of it (``Cluster.client_env``),
+so what reads it (a ``Settings`` asked for an address, the CLI run as a subprocess) reaches
+the cluster.
+
 Its engines listen on ports of their own (``WC_CLUSTER_PORT_BASE``, 13000 in tests: Kafka
-22092-22094, Elasticsearch 22200-22201, PostgreSQL 18432, the services 18051-18154), so they
+22092-22094, Elasticsearch 22200-22201, PostgreSQL 18432, SeaweedFS 21633-21636 and 31633-31636,
+the services 18051-18154, the pods' metrics and HTTP ports 19000-19199), so they
 never meet the single-node test servers nor a `make run-cluster`. The fixture is package-scoped: it starts before the
 first test here and stops after the last, so the rest of the suite does not share the machine
 with it. Engines it started are stopped at the end (kept with WC_KEEP_INFRA=1; already running
@@ -18,7 +27,7 @@ from typing import TypeVar
 import grpc
 import pytest
 
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, PlatformHandle
 from tools.cluster import Cluster, memory_table
 from tools.infra import cluster as engines
 from watercooler import auth, config
@@ -85,7 +94,9 @@ def cluster(settings: config.Settings) -> Iterator[ClusterHandle]:
         running.up()
         handle = ClusterHandle(running)
         print(f"\ncluster memory after start:\n{memory_table(running.memory_kb('Rss'), running.memory_kb('Pss'))}")
-        yield handle
+        # The search HTTP view of the first replica (the single-node tests read its port here).
+        with environment(handle.env | {"WC_SEARCH_HTTP_PORT": str(running.search_http_ports()[0])}):
+            yield handle
         handle.close()
     finally:
         running.stop()
@@ -93,6 +104,60 @@ def cluster(settings: config.Settings) -> Iterator[ClusterHandle]:
             engines.down(settings, layout)
         elif settings.namespace:
             clean_namespace(running, settings.namespace)
+
+
+class RefreshedReads(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Before each call to the search service, a refresh of this run's indices.
+
+    The single-node tests wait until something is seen (through Elasticsearch or a search
+    call, often as one principal) and then read it (often as another). With two copies of each
+    shard, each refreshing on its own schedule, the copy a later read lands on may show it up to
+    a refresh interval later (Elasticsearch's eventual consistency between copies, not a
+    visibility rule): refreshed first, every copy serves what any of them showed."""
+
+    def __init__(self, es, indices: str):
+        self.es, self.indices = es, indices
+
+    def _refresh(self) -> None:
+        self.es.indices.refresh(index=self.indices, allow_no_indices=True, ignore_unavailable=True)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        self._refresh()
+        return continuation(client_call_details, request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        self._refresh()
+        return continuation(client_call_details, request)
+
+
+class ClusterPlatform(PlatformHandle):
+    """The single-node suite's ``platform`` on the cluster: the client settings of the cluster,
+    a round-robin channel over the replicas of each service (reads of the search service after
+    a refresh: ``RefreshedReads``), and a client of both Elasticsearch nodes."""
+
+    def __init__(self, cluster: ClusterHandle):
+        super().__init__(cluster.settings, cluster.cluster.platform)
+        self._cluster = cluster
+
+    def channel(self, service: str) -> grpc.Channel:
+        if service not in self._channels:
+            channel = self._cluster.channel(service)
+            if service == "search":
+                channel = grpc.intercept_channel(channel, RefreshedReads(self.es, self.settings.index_alias("*")))
+            self._channels[service] = channel
+        return self._channels[service]
+
+    def close(self) -> None:
+        self.es.close()  # the channels are the cluster handle's
+
+
+@pytest.fixture(scope="package")
+def platform(cluster: ClusterHandle) -> Iterator[PlatformHandle]:
+    handle = ClusterPlatform(cluster)
+    try:
+        yield handle
+    finally:
+        handle.close()
 
 
 def clean_namespace(running: Cluster, namespace: str) -> None:

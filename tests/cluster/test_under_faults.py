@@ -33,7 +33,7 @@ from watercooler.profiles.v1 import profiles_pb2_grpc as pg
 from watercooler.search.v1 import search_pb2 as sp
 from watercooler.search.v1 import search_pb2_grpc as sg
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.faults]  # after the functional tests here (tests/conftest.py)
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 FIGURES: dict[str, dict] = {}

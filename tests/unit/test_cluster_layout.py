@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from tools.infra import cluster, elasticsearch, kafka
+from tools.infra import cluster, elasticsearch, kafka, seaweedfs
 from watercooler.client import service_config
 from watercooler.config import Settings
 
@@ -50,3 +51,24 @@ def test_a_target_of_several_replicas_is_balanced_round_robin() -> None:
     assert several["loadBalancingConfig"] == [{"round_robin": {}}]
     assert "loadBalancingConfig" not in json.loads(service_config("127.0.0.1:50051"))
     assert several["methodConfig"] == json.loads(service_config("127.0.0.1:50051"))["methodConfig"]
+
+
+def seaweedfs_ports(settings: Settings) -> set[int]:
+    """SeaweedFS's S3, master, volume server and filer ports, and each + 10,000 (its gRPC ports)."""
+    http = set(seaweedfs.ports(settings).values())
+    return http | {port + 10_000 for port in http}
+
+
+def test_no_port_of_the_cluster_is_one_of_the_single_node_or_test_servers_or_ephemeral(tmp_path: Path) -> None:
+    make_run = {9092, 9093, 9200, 9300, 15432, *range(50051, 50055), *seaweedfs_ports(replace(Settings(), s3_port=8333))}
+    make_test = {29092, 29093, 29200, 29300, 25432, *seaweedfs_ports(replace(Settings(), s3_port=29333))}
+    for base in (11000, 13000):  # the default, the tests'
+        layout = cluster.ClusterLayout(tmp_path, base=base)
+        ports = [layout.broker_port(n) for n in range(1, cluster.BROKERS + 1)] + [layout.controller_port(n) for n in range(1, cluster.BROKERS + 1)]
+        ports += [layout.es_port(n) for n in range(1, cluster.ES_NODES + 1)] + [layout.es_transport_port(n) for n in range(1, cluster.ES_NODES + 1)]
+        ports += [layout.postgres_port, *sorted(seaweedfs_ports(cluster.s3_settings(Settings(), layout)))]
+        ports += [layout.service_port(service, replica) for service in range(4) for replica in range(2)]
+        ports += [layout.pod_port(pod, kind) for pod in range(40) for kind in (0, 1)]
+        assert len(set(ports)) == len(ports), base
+        assert not set(ports) & (make_run | make_test), (base, sorted(set(ports) & (make_run | make_test)))
+        assert max(ports) < 32768, base  # the kernel's ephemeral ports start there

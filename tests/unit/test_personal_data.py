@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 
+import grpc
 import pytest
 
 from watercooler import personaldata as pd
@@ -220,3 +221,175 @@ def test_a_persons_quota_names_the_items_holding_their_content_and_older_changes
     for stored in events:
         replayed = stored.mutate(replayed)
     assert replayed.media_ids == ["m1", "m2"] and replayed.used_bytes == 5
+
+
+class _Failing(grpc.RpcError):
+    def __init__(self, status: grpc.StatusCode):
+        self.status = status
+
+    def code(self) -> grpc.StatusCode:
+        return self.status
+
+    def details(self) -> str:
+        return "refused"
+
+
+def _ring_answering(status: grpc.StatusCode) -> pd.RemoteKeyRing:
+    from watercooler.config import Settings
+
+    class Stub:
+        def GetPersonalDataKeys(self, request, metadata=None, timeout=None):
+            raise _Failing(status)
+
+    ring = pd.RemoteKeyRing(Settings(), "test")
+    ring._keys_stub = lambda: Stub()
+    return ring
+
+
+@pytest.mark.parametrize("status", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+def test_a_key_service_away_or_slow_is_transient(status):
+    from watercooler import processor
+
+    with pytest.raises(pd.KeysUnavailable) as raised:
+        _ring_answering(status).keys(["e1"])
+    assert processor.transient(raised.value)  # the processor holds the batch until it answers
+
+
+@pytest.mark.parametrize("status", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                                    grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.RESOURCE_EXHAUSTED])
+def test_a_key_service_refusal_is_not_transient_so_its_records_are_dead_lettered(status, monkeypatch):
+    """An ask the service refuses is refused again: retried for ever, it stalled every projection
+    (an oversized ask's INVALID_ARGUMENT did). Not transient, the processor parks the records
+    after its attempts and the partitions move on."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from watercooler import processor
+
+    ring = _ring_answering(status)
+    with pytest.raises(pd.KeysRefused, match=status.name):
+        ring.keys(["e1"])
+
+    class Projection:
+        name = "test"
+        calls = 0
+
+        async def apply_batch(self, es, records, value_of):
+            Projection.calls += 1
+            if Projection.calls > 50:
+                raise AssertionError("still retrying: taken for transient")
+            ring.keys(["e1"])
+
+    async def no_sleep(_seconds):
+        return None
+
+    monkeypatch.setattr(processor.asyncio, "sleep", no_sleep)
+    records = [SimpleNamespace(message=SimpleNamespace(value=b"a")), SimpleNamespace(message=SimpleNamespace(value=b"b"))]
+    result = asyncio.run(processor._apply_with_retry(Projection(), None, records, max_attempts=2))
+    assert [r.message.value for r, _ in result.kept_failing] == [b"a", b"b"]
+    assert f"KeysRefused: the profiles service refused the personal data keys: {status.name}" in result.kept_failing[0][1]
+
+
+def _bookmark_record(owner: str, url: str, title: str) -> bytes:
+    from google.protobuf import any_pb2
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope
+    from watercooler.posts.v1 import events_pb2 as pe
+
+    packed = any_pb2.Any()
+    packed.Pack(pe.BookmarkCreated(owner_id=owner, url=url, title=title, visibility="INTERNAL"))
+    return EventEnvelope(event_id=f"ev-{owner}-{url}", event_type="watercooler.posts.v1.BookmarkCreated", aggregate_type="Bookmark", aggregate_id=f"b-{owner}-{url}",
+                         aggregate_version=1, actor=Actor(subject=owner, kind="employee"), occurred_at=Timestamp(seconds=1_893_456_000), payload=packed).SerializeToString()
+
+
+def test_a_key_cache_miss_is_asked_for_off_the_event_loop_once_per_batch():
+    """A projection's decode on a key-cache miss: the event loop (the worker's other projections,
+    its Kafka heartbeats) runs on while the key service is asked, once for the batch; a batch
+    whose keys are cached asks nothing."""
+    import asyncio
+    import threading
+
+    from services.search.readmodels.projections.bookmarks import BookmarksProjection
+    from watercooler.config import Settings
+    from watercooler.projection import BatchResult
+
+    settings = dataclasses.replace(Settings(), namespace="offloop")
+    keys = pd.MemoryKeyRing()
+    own = keys.keys(["e1", "e2"], create=True)
+    loop_ran = threading.Event()
+    asked: list[list[str]] = []
+
+    class Stub:  # answers only once the event loop has run something else meanwhile
+        def GetPersonalDataKeys(self, request, metadata=None, timeout=None):
+            asked.append(sorted(request.key_ids))
+            assert loop_ran.wait(5), "the event loop waited for the key service"
+            return personal_data_pb2.GetPersonalDataKeysResponse(keys=[personal_data_pb2.PersonalDataKey(key_id=k, key=v) for k, v in keys.keys(request.key_ids).items()])
+
+    from watercooler.profiles.v1 import personal_data_pb2
+
+    ring = pd.RemoteKeyRing(settings, "test")
+    ring._keys_stub = lambda: Stub()
+    pd.install_key_ring(settings, ring)
+    projection = BookmarksProjection(settings)
+    batch = [_bookmark_record(owner, f"https://x.example/{owner}", pd.seal(owner, own[owner], "title", f"title of {owner}")) for owner in ("e1", "e2")]
+
+    async def decode_while_the_loop_runs():
+        async def meanwhile():
+            loop_ran.set()
+
+        decoded, _ = await asyncio.gather(projection.decode(batch, lambda r: r, BatchResult()), meanwhile())
+        return decoded
+
+    decoded = asyncio.run(decode_while_the_loop_runs())
+    assert [event.payload.title for _, event in decoded] == ["title of e1", "title of e2"]
+    assert asked == [["e1", "e2"]]  # one ask for the batch
+    loop_ran.clear()
+    again = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
+    assert [event.payload.title for _, event in again] == ["title of e1", "title of e2"] and asked == [["e1", "e2"]]  # cached: not asked again
+
+
+def _envelope(payload, aggregate: str, version: int = 1) -> bytes:
+    from google.protobuf import any_pb2
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from watercooler.events.v1.envelope_pb2 import Actor, EventEnvelope
+
+    packed = any_pb2.Any()
+    packed.Pack(payload)
+    return EventEnvelope(event_id=f"ev-{aggregate}-{version}", event_type=payload.DESCRIPTOR.full_name, aggregate_type="Bookmark", aggregate_id=aggregate,
+                         aggregate_version=version, actor=Actor(subject="x", kind="employee"), occurred_at=Timestamp(seconds=1_893_456_000), payload=packed).SerializeToString()
+
+
+def test_a_bookmark_whose_only_sealed_field_is_its_tags_is_opened_in_any_batch():
+    """A published event's list field is a protobuf repeated container, which iterates but has
+    no ``__iter__`` attribute: its sealed elements' key was never asked for. A bookmark saved
+    without title or notes (only its tags sealed) then reached the index with its tag still
+    sealed when nothing else in the batch was sealed, or lost it (the tombstone: the key not
+    asked for) when another person's sealed title was, and vanished from popular links."""
+    import asyncio
+
+    from services.search.readmodels.projections.bookmarks import BookmarksProjection
+    from watercooler.config import Settings
+    from watercooler.posts.v1 import events_pb2 as pe
+    from watercooler.projection import BatchResult
+
+    settings = dataclasses.replace(Settings(), namespace="onlytags")
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    keys = ring.keys(["ana", "bob"], create=True)
+    assert "tags" in pd.personal("watercooler.posts.v1.BookmarkCreated").fields
+
+    def saved(owner: str, url: str, title: str = "") -> bytes:
+        sealed = pd.seal_state("watercooler.posts.v1.BookmarkCreated", {"owner_id": owner, "url": url, "title": title, "tags": ["zork"], "visibility": "PRIVATE"},
+                               url, owner, ring)
+        return _envelope(pe.BookmarkCreated(**sealed), f"b-{owner}-{url}")
+
+    projection = BookmarksProjection(settings)
+    assert pd.sealed_key_ids("watercooler.posts.v1.BookmarkCreated", pe.BookmarkCreated(owner_id="ana", tags=[pd.seal("ana", keys["ana"], "tags", "zork")])) == {"ana"}
+    alone = [_envelope(pe.BookmarkDeleted(), "b-ana-old", version=2), saved("ana", "u1")]  # nothing else sealed in the batch
+    beside_a_title = [saved("bob", "u2", title="Bob's page"), saved("ana", "u3")]  # another person's key asked for
+    for batch in (alone, beside_a_title):
+        decoded = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
+        documents = {event.aggregate_id: projection.apply(None, event) for _, event in decoded if event.type_name == "BookmarkCreated"}
+        assert {doc["owner_id"]: doc["tags"] for doc in documents.values()} in ({"ana": ["zork"]}, {"ana": ["zork"], "bob": ["zork"]})

@@ -29,7 +29,7 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent
-from watercooler.projection import DocumentProjection, by_name, open_sealed
+from watercooler.projection import DocumentProjection, by_name, from_the_beginning, open_sealed
 
 from . import indices
 from .counters import jams as jam_stats
@@ -92,17 +92,13 @@ async def _switch(es: AsyncElasticsearch, alias: str, new_index: str, refresh_in
     return old_index
 
 
-async def _replay_consumer(settings: Settings, topics: Iterable[str], **options: Any) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def _replay_consumer(settings: Settings, topics: Iterable[str], **options: Any) -> tuple[AIOKafkaConsumer, list[TopicPartition], dict[TopicPartition, int]]:
+    """A consumer at the start of ``topics``, their partitions and where they end now."""
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024, **options)
     await consumer.start()
-    for _ in range(100):
-        partitions = sorted(consumer.assignment())
-        if partitions:
-            break
-        await asyncio.sleep(0.1)
-    await consumer.seek_to_beginning(*partitions)
-    return consumer, partitions
+    partitions, end = await from_the_beginning(consumer)
+    return consumer, partitions, end
 
 
 async def _read_until(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int], apply: Callable[[list[Any]], Any]) -> int:
@@ -130,7 +126,7 @@ async def rebuild_view_counts(es: AsyncElasticsearch, settings: Settings, progre
     kinds = {settings.fact_topic(kind): kind for kind in view_counts.KINDS}
     seen_prefix = settings.index_alias(f"rebuild-{new_index.rsplit('-', 1)[-1]}-{view_counts.SEEN_NAME}")
     seen = view_counts.SeenViewIds(es, settings, prefix=seen_prefix)
-    consumer, partitions = await _replay_consumer(settings, kinds)
+    consumer, partitions, end = await _replay_consumer(settings, kinds)
     replayed = 0
 
     async def count(records: list[Any]) -> None:
@@ -147,7 +143,6 @@ async def rebuild_view_counts(es: AsyncElasticsearch, settings: Settings, progre
 
     old_index = None
     try:
-        end = await consumer.end_offsets(partitions)
         total = sum(end.values())
         await _read_until(consumer, end, count)
         old_index = await _switch(es, alias, new_index, body["refresh_interval"])
@@ -169,7 +164,7 @@ async def rebuild_jam_stats(es: AsyncElasticsearch, settings: Settings, progress
     body = jam_stats.index_settings()
     await es.indices.create(index=new_index, settings={**body, "refresh_interval": "-1"}, mappings=jam_stats.MAPPINGS)
     state = jam_stats.JamStatsState()
-    consumer, partitions = await _replay_consumer(settings, [settings.topic("jams")], isolation_level="read_committed")
+    consumer, partitions, end = await _replay_consumer(settings, [settings.topic("jams")], isolation_level="read_committed")
     replayed = 0
 
     async def fold(records: list[Any]) -> None:
@@ -193,7 +188,6 @@ async def rebuild_jam_stats(es: AsyncElasticsearch, settings: Settings, progress
 
     old_index = None
     try:
-        end = await consumer.end_offsets(partitions)
         total = sum(end.values())
         await _read_until(consumer, end, fold)
         await jam_stats.flush(es, new_index, state)

@@ -62,31 +62,44 @@ class AuditSubjectsProjection(DocumentProjection):
     name = "audit-subjects"
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
+    opens_sealed = False  # a subject is ids only (SUBJECTS), never a personal field
     mappings: dict[str, Any] = {"properties": {"resource": {"type": "keyword"}, "owner": {"type": "keyword"}}}
 
-    def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
+    async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
         """Only created events make a subject: the later ones of an aggregate are dropped before
         any document is read or written for them (a skipped event would still rewrite it)."""
         kept = []
-        for record, event in super().decode(records, value_of, result):
+        for record, event in await super().decode(records, value_of, result):
             if event.type_name in SUBJECTS:
                 kept.append((record, event))
             else:
                 result.other_aggregates += 1
         return kept
 
+    def reads_stored(self, first: Event) -> bool:
+        return False  # a subject is its created event alone: written again, it is refused (409)
+
     def apply(self, doc: Doc | None, event: Event) -> Doc:
-        subject = SUBJECTS.get(event.type_name)
-        if doc is not None or subject is None:
+        made = subject_of(event)
+        if doc is not None or made is None:
             raise SkipEvent
-        resource, owner = subject(event.payload, event.aggregate_id)
-        return {"resource": resource, "owner": f"profiles/{owner}" if owner else ""}
+        return made
+
+
+def subject_of(event: Event) -> Doc | None:
+    """The subject a created event makes (None for the other events)."""
+    subject = SUBJECTS.get(event.type_name)
+    if subject is None:
+        return None
+    resource, owner = subject(event.payload, event.aggregate_id)
+    return {"resource": resource, "owner": f"profiles/{owner}" if owner else ""}
 
 
 class AuditProjection(DocumentProjection):
     name = indices.AUDIT
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
+    opens_sealed = False  # an audit document is the envelope and its subject's ids
     mappings: dict[str, Any] = {
         "properties": {
             "event_id": {"type": "keyword"},
@@ -113,15 +126,26 @@ class AuditProjection(DocumentProjection):
         # One document per event: an aggregate maps to many documents, never two aggregates to one.
         return event.envelope.event_id
 
+    def keeps(self, envelope: Any) -> bool:
+        return super().keeps(envelope) or self.subjects.keeps(envelope)  # the subjects are made here too
+
+    def reads_stored(self, first: Event) -> bool:
+        # One document per event, with its aggregate's version: the same event written again
+        # is refused by that external version (409), so nothing needs reading first.
+        return False
+
     def apply(self, doc: Doc | None, event: Event) -> Doc:
         envelope = event.envelope
         if doc is not None:
             raise SkipEvent  # the same event again
+        # A created event names its subject itself: its document needs no look-up (``complete``).
+        subject = subject_of(event) or {"resource": "", "owner": ""}
         return {
             "event_id": envelope.event_id, "event_type": event.type_name, "occurred_at": event.occurred_at.isoformat(),
             "actor": envelope.actor.subject, "actor_kind": envelope.actor.kind, "correlation_id": envelope.correlation_id,
             "causation_id": envelope.causation_id, "source": envelope.source, "aggregate_type": envelope.aggregate_type,
-            "aggregate_id": envelope.aggregate_id, "aggregate_version": envelope.aggregate_version, "resource": "", "target_owner": "",
+            "aggregate_id": envelope.aggregate_id, "aggregate_version": envelope.aggregate_version,
+            "resource": subject["resource"], "target_owner": subject["owner"],
         }
 
     async def ensure_index(self, es: AsyncElasticsearch) -> str:
@@ -140,10 +164,13 @@ class AuditProjection(DocumentProjection):
         return result
 
     async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
-        """Each event gets its aggregate's resource and owner (written before, realtime)."""
-        ids = sorted({doc["aggregate_id"] for doc in docs.values()})
+        """Each event gets its aggregate's resource and owner: from its created event when that
+        is in the batch, else from the subject written before (realtime)."""
+        known = {doc["aggregate_id"]: {"resource": doc["resource"], "owner": doc["target_owner"]} for doc in docs.values() if doc["resource"]}
+        ids = sorted({doc["aggregate_id"] for doc in docs.values()} - known.keys())
         found = found_documents(await es.mget(index=self.subjects.alias, ids=ids, realtime=True)) if ids else {}
+        known.update((doc_id, item["_source"]) for doc_id, item in found.items())
         for doc in docs.values():
-            subject = found.get(doc["aggregate_id"])
+            subject = known.get(doc["aggregate_id"])
             if subject is not None:
-                doc.update(resource=subject["_source"]["resource"], target_owner=subject["_source"]["owner"])
+                doc.update(resource=subject["resource"], target_owner=subject["owner"])

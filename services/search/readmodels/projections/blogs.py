@@ -164,7 +164,7 @@ class BlogsProjection(DocumentProjection):
         result = BatchResult()
         blog_events: dict[str, list[tuple[Any, Event]]] = {}
         profile_events: dict[str, list[tuple[Any, Event]]] = {}
-        for record, event in self.decode(records, value_of, result):
+        for record, event in await self.decode(records, value_of, result):
             kept = profile_events if event.envelope.aggregate_type == "Profile" else blog_events
             kept.setdefault(event.aggregate_id, []).append((record, event))
         if profile_events:
@@ -181,7 +181,10 @@ class BlogsProjection(DocumentProjection):
 
     async def _apply_profile_events(self, es: AsyncElasticsearch, events: dict[str, list[tuple[Any, Event]]], result: BatchResult) -> set[str]:
         """Keep the owners' latest facts; returns the employee ids whose facts moved on."""
-        found = found_documents(await es.mget(index=self.owners_alias, ids=list(events), realtime=True))
+        # An owner whose first event here is its profile's first (ProfileCreated) is made from it
+        # alone: not read (written before, a redelivery, the external version refuses it).
+        stored = [aggregate_id for aggregate_id, items in events.items() if items[0][1].version > 1]
+        found = found_documents(await es.mget(index=self.owners_alias, ids=stored, realtime=True)) if stored else {}
         operations: list[dict[str, Any]] = []
         moved: set[str] = set()
         for aggregate_id, items in events.items():

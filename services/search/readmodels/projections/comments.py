@@ -220,6 +220,10 @@ class CommentsProjection(DocumentProjection):
             return doc
         raise SkipEvent
 
+    def keeps(self, envelope: Any) -> bool:
+        # The targets' events too: they make the audiences (apply_batch), in an index of their own.
+        return super().keeps(envelope) or self.audiences.keeps(envelope)
+
     # --- the targets' audience ------------------------------------------------------------------------
     @property
     def all_indices(self) -> str:

@@ -220,7 +220,7 @@ class NotificationsProjection(DocumentProjection):
     async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
         target = index or self.alias
         result = BatchResult()
-        decoded = self.decode(records, value_of, result)
+        decoded = await self.decode(records, value_of, result)
         if not decoded:
             return result
         if NotificationsProjection._lock is None:

@@ -1,0 +1,8 @@
+"""The visibility matrix: photos and avatars, run against the cluster topology: the tests of tests/integration/test_visibility_matrix_photos.py, unchanged,
+with ``platform`` backed by the cluster (conftest.py): every call balanced over two replicas."""
+
+import pytest
+
+from tests.integration.test_visibility_matrix_photos import *  # noqa: F403  (the module's tests and fixtures)
+
+pytestmark = pytest.mark.cluster
