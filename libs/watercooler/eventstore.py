@@ -402,11 +402,18 @@ class EventSourcedApplication(Application):
         written: an erased author's write fails here (FAILED_PRECONDITION) with nothing saved,
         and the store's writer never waits for the key service."""
         key_ids: set[str] = set()
+        nested: set[str] = set()
         for aggregate in aggregates:
             for pending in aggregate.pending_events:
                 state = vars(pending)
-                key_ids |= personaldata.seal_key_ids(_event_type(self.service_name, type(pending)), state, str(state["originator_id"]), _actor_of(state))
+                event_type = _event_type(self.service_name, type(pending))
+                key_ids |= personaldata.seal_key_ids(event_type, state, str(state["originator_id"]), _actor_of(state))
+                nested |= personaldata.nested_key_ids(event_type, state)
         personaldata.require_keys(self.personal_keys, key_ids)
+        if nested - key_ids:
+            # What others wrote, copied in (a jam's results): an erased author's copy is written
+            # as its tombstone, so these are fetched (made if new) but not required.
+            self.personal_keys.keys(nested - key_ids, create=True)
 
     def close(self) -> None:
         if self._group_commit:

@@ -63,10 +63,15 @@ class Personal:
     fields: tuple[str, ...]
     subject: str  # AUTHOR, ACTOR or AGGREGATE
     author_field: str = ""
+    # Repeated nested messages whose elements hold what someone else wrote (a jam's results copy
+    # each top idea's title): (the list field, the fields of an element, the element's field
+    # naming whose key seals them). Sealed as ``<list field>.<field>``; an element that names
+    # nobody stays as it is (events recorded before the author was copied in).
+    nested: tuple[tuple[str, tuple[str, ...], str], ...] = ()
 
     def key_id(self, state: Mapping[str, Any], aggregate_id: str, actor: str) -> str:
         if self.subject == AUTHOR:
-            return str(state.get(self.author_field) or actor)
+            return person_key_id(str(state.get(self.author_field) or actor))
         if self.subject == AGGREGATE:
             return aggregate_id
         return actor
@@ -120,6 +125,31 @@ for _service in ("profiles", "posts", "jams"):
     PERSONAL_FIELDS[f"watercooler.{_service}.v1.ItemFlagged"] = Personal(("reason",), AUTHOR, "flagger_id")
     PERSONAL_FIELDS[f"watercooler.{_service}.v1.ItemHiddenByModerator"] = Personal(("reason",), AUTHOR, "moderator_id")
     PERSONAL_FIELDS[f"watercooler.{_service}.v1.ItemRestoredByModerator"] = Personal(("reason",), AUTHOR, "moderator_id")
+# The wiki, the media library and a jam's published results (see docs/personal-data.md). A
+# page's revisions are sealed with the key of the person who wrote each (``author`` of the
+# change); a title claim (the store's bookkeeping of which page a title names, never published)
+# with the writer's. A space's name and description are not here: they name a place many
+# people write in, like a jam's, a forum's or a community's.
+PERSONAL_FIELDS.update({
+    # ``links``: the titles the text links to, words of the text.
+    "watercooler.posts.v1.PageCreated": Personal(("title", "body", "links", "summary"), AUTHOR, "author"),
+    "watercooler.posts.v1.PageEdited": Personal(("body", "links", "summary"), AUTHOR, "author"),
+    "watercooler.posts.v1.PageRenamed": Personal(("old_title", "title"), AUTHOR, "author"),
+    "watercooler.posts.v1.Claimed": Personal(("title",), AUTHOR, "author"),
+    "watercooler.posts.v1.MediaItemRegistered": Personal(("title", "description"), AUTHOR, "owner"),
+    "watercooler.posts.v1.MediaItemUpdated": Personal(("title", "description"), AUTHOR, "owner"),
+    "watercooler.jams.v1.ResultsPublished": Personal((), ACTOR, nested=(("entries", ("title",), "author"),)),
+})
+
+
+# Why an item goes when its owner is erased (MediaItemRemoved.reason): the projection blanks the
+# item's text on it too, since that event races the ProfileErased it follows.
+ERASED_OWNER_REASON = "its owner's personal data was erased"
+
+
+def person_key_id(subject: str) -> str:
+    """The key id of a person named as ``profiles/{id}`` or by their id: the employee id."""
+    return subject.removeprefix("profiles/")
 
 
 def personal(event_type: str) -> Personal | None:
@@ -430,9 +460,51 @@ def seal_key_ids(event_type: str, state: Mapping[str, Any], aggregate_id: str, a
     return {rule.key_id(state, aggregate_id, actor)}
 
 
+def _get(container: Any, field: str) -> Any:
+    # A state's dict (or a nested element's) or a proto message.
+    return container.get(field) if isinstance(container, Mapping) else getattr(container, field, "")
+
+
+def nested_key_ids(event_type: str, state: Mapping[str, Any]) -> set[str]:
+    """The keys the nested elements of an event will be sealed with (fetched before it is
+    stored; not required: an erased author's element is written as its tombstone)."""
+    rule = personal(event_type)
+    if rule is None:
+        return set()
+    return {person_key_id(str(_get(element, author))) for name, fields, author in rule.nested for element in (state.get(name) or ())
+            if _get(element, author) and any(_get(element, f) for f in fields)}
+
+
+def _seal_nested(rule: Personal, out: dict[str, Any], ring: KeyRing) -> None:
+    wanted: dict[str, None] = {}
+    for name, fields, author in rule.nested:
+        for element in out.get(name) or ():
+            if isinstance(element, Mapping) and element.get(author) and any(isinstance(element.get(f), str) and element.get(f) for f in fields):
+                wanted[person_key_id(str(element[author]))] = None
+    # Made if new; an erased author's key is never made again: their element gets the tombstone.
+    keys = ring.keys(list(wanted), create=True) if wanted else {}
+    for name, fields, author in rule.nested:
+        elements = out.get(name)
+        if not elements:
+            continue
+        sealed_elements = []
+        for element in elements:
+            if isinstance(element, Mapping) and element.get(author):
+                element = dict(element)
+                key_id = person_key_id(str(element[author]))
+                for field in fields:
+                    value = element.get(field)
+                    if isinstance(value, str) and value and not is_sealed(value):
+                        label = f"{name}.{field}"
+                        element[field] = seal(key_id, keys[key_id], label, value) if key_id in keys else tombstone(label)
+            sealed_elements.append(element)
+        out[name] = sealed_elements
+
+
 def seal_state(event_type: str, state: dict[str, Any], aggregate_id: str, actor: str, ring: KeyRing) -> dict[str, Any]:
     """A copy of an event's state with its personal fields sealed (a list field element by
-    element); the state itself if the event has none."""
+    element, a nested element's fields with its own author's key); the state itself if the
+    event has none."""
     rule = personal(event_type)
     if rule is None:
         return state
@@ -450,6 +522,8 @@ def seal_state(event_type: str, state: dict[str, Any], aggregate_id: str, actor:
     for field in rule.fields:
         value = out.get(field)
         out[field] = [sealed(field, v) for v in value] if isinstance(value, (list, tuple)) else sealed(field, value)
+    if rule.nested:
+        _seal_nested(rule, out, ring)
     return out
 
 
@@ -466,8 +540,10 @@ def sealed_key_ids(event_type: str, values: Mapping[str, Any] | Any) -> set[str]
     rule = personal(event_type)
     if rule is None:
         return set()
-    get = values.get if isinstance(values, Mapping) else (lambda f: getattr(values, f, ""))
-    return {key_id_of(v) for f in rule.fields for v in _values(get(f)) if is_sealed(v)}
+    found = {key_id_of(v) for f in rule.fields for v in _values(_get(values, f)) if is_sealed(v)}
+    for name, fields, _ in rule.nested:
+        found |= {key_id_of(v) for element in (_get(values, name) or ()) for f in fields if is_sealed(v := _get(element, f))}
+    return found
 
 
 def _opened(field: str, value: Any, keys: Mapping[str, bytes]) -> Any:
@@ -483,9 +559,14 @@ def open_state(event_type: str, state: dict[str, Any], ring: KeyRing) -> None:
     if not needed:
         return
     keys = ring.keys(needed)
-    for field in personal(event_type).fields:  # type: ignore[union-attr]
+    rule = personal(event_type)
+    for field in rule.fields:  # type: ignore[union-attr]
         if field in state:
             state[field] = _opened(field, state[field], keys)
+    for name, fields, _ in rule.nested:  # type: ignore[union-attr]
+        if state.get(name):
+            state[name] = [{**element, **{f: unseal(element[f], f"{name}.{f}", keys) for f in fields if is_sealed(element.get(f))}}
+                           if isinstance(element, Mapping) else element for element in state[name]]
 
 
 def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> None:
@@ -502,6 +583,12 @@ def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> No
             opened = _opened(field, value, keys)
             del value[:]
             value.extend(opened)
+    for name, fields, _ in rule.nested:
+        for element in getattr(payload, name, ()):
+            for field in fields:
+                value = getattr(element, field)
+                if is_sealed(value):
+                    setattr(element, field, unseal(value, f"{name}.{field}", keys))
 
 
 # --- readers of the topics (projections, tools) ----------------------------------------------------

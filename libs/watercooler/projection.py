@@ -376,9 +376,8 @@ class DocumentProjection:
         operations: list[dict[str, Any]] = []
         async for hit in async_scan(es, index=index, query={"query": query}, size=500, version=True):
             source = hit["_source"]
-            if all(source.get(name, value) == value for name, value in self.erased_fields.items()):
+            if not self.tombstone(source, ids):
                 continue
-            source.update((name, value) for name, value in self.erased_fields.items() if name in source)
             operations.append({"index": {"_index": hit["_index"], "_id": hit["_id"], "version": hit["_version"], "version_type": "external_gte"}})
             operations.append(source)
         if not operations:
@@ -390,6 +389,15 @@ class DocumentProjection:
                 raise RuntimeError(f"erasure write to {index} failed: {outcome['error']}")
         log.info("erased people's fields", extra={"projection": self.name, "index": index, "documents": len(operations) // 2})
         return len(operations) // 2
+
+    def tombstone(self, source: Doc, erased_ids: Sequence[str]) -> bool:
+        """Replace in place the erased people's fields of a document ``erase_people`` found;
+        False when it had none left. A projection whose documents hold several people's text
+        (a wiki page's titles and body) overrides it to replace only theirs."""
+        if all(source.get(name, value) == value for name, value in self.erased_fields.items()):
+            return False
+        source.update((name, value) for name, value in self.erased_fields.items() if name in source)
+        return True
 
     # --- rebuild ----------------------------------------------------------------------------------
     async def rebuild(self, es: AsyncElasticsearch, progress: Callable[[int, int], None] | None = None, batch_size: int = 2000) -> dict[str, Any]:

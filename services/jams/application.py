@@ -500,6 +500,7 @@ class JamsApplication(EventSourcedApplication):
                 return jam
             tally = self.count_votes(jam)
             titles: dict[str, str] = {}
+            authors: dict[str, str] = {}
             hidden: set[str] = set()  # ideas community flags hid at the close are not ranked
             for idea_id, _ in tally.ranking(len(tally.counts()), exclude=jam.merges):
                 idea = self._idea(jam_id, idea_id)
@@ -507,9 +508,10 @@ class JamsApplication(EventSourcedApplication):
                     hidden.add(idea_id)
                 else:
                     titles[idea_id] = idea.title
+                    authors[idea_id] = idea.author
                 if len(titles) >= jam.top_n:
                     break
-            jam.publish_results(tally, titles, hidden)
+            jam.publish_results(tally, titles, hidden, authors)
             return jam
 
         return self.run_command(ctx, "PublishResults", "", decide)  # type: ignore[return-value]

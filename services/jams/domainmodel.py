@@ -253,11 +253,13 @@ class Jam(EventSourcedAggregate):
         if to_phase == CLOSED:
             self.closed_at = parse_iso(at)
 
-    def publish_results(self, tally: Tally, titles: dict[str, str], hidden: Iterable[str] = ()) -> None:
+    def publish_results(self, tally: Tally, titles: dict[str, str], hidden: Iterable[str] = (), authors: dict[str, str] | None = None) -> None:
+        """``authors``: each idea's author, whose key seals its title copied into the results."""
         if self.phase != CLOSED or self.closed_at is None:
             raise FailedPrecondition(f"results are published after the jam is CLOSED; it is {self.phase}", field="phase", phase=self.phase)
+        authors = authors or {}
         entries = [
-            {"rank": rank, "idea_id": idea, "title": titles.get(idea, ""), "votes": votes}
+            {"rank": rank, "idea_id": idea, "title": titles.get(idea, ""), "votes": votes, "author": authors.get(idea, "")}
             for rank, (idea, votes) in enumerate(tally.ranking(self.top_n, exclude={*self.merges, *hidden}), start=1)
         ]
         self._results_published(

@@ -33,7 +33,7 @@ from .readmodels import indices
 # receives the thing (an id, or ``profiles/{id}``). Mentions are not here: a mention is what
 # someone else wrote.
 PERSON_FIELDS = ("employee_id", "author_id", "author", "owner_id", "owner", "owners", "members", "person_id", "person", "recipient",
-                 "actor", "target_owner", "rater_id", "voter_id")
+                 "actor", "target_owner", "rater_id", "voter_id", "writers")
 # A document found by another of its fields (the person's item someone else flagged or
 # moderated: the audit trail names the person as its ``target_owner``) still holds what is that
 # other person's: who they are and what they said (a flag's flagger and reason, which the author

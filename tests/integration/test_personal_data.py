@@ -1,6 +1,7 @@
 """A person's data exported, then erased by crypto-shredding (docs/personal-data.md), through the
-real APIs, Kafka, Elasticsearch and the services' stores: once erased, and again once every
-projection is rebuilt from the log, nothing anywhere yields their name or their text."""
+real APIs, Kafka, Elasticsearch, the services' stores and the object store: once erased, and
+again once every projection is rebuilt from the log, nothing anywhere yields their name or their
+text, and the files they uploaded are gone."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from services.search.readmodels import rebuild
 from tests.conftest import eventually
 from tests.integration.helpers import read_events, read_topic, rpc_error
 from tests.integration.test_cli import cli
-from tests.integration.test_jams_api import ts
+from tests.integration.test_jams_api import published_results, ts
 from tests.integration.test_jams_stats import leaderboard_of
+from tests.integration.test_media_content import get, objects_of, png, put
 from tests.integration.test_search_unified import Stubs, unique, word
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.personaldata import FORMER_EMPLOYEE
+from watercooler.posts.v1 import media_pb2 as mp
 from watercooler.posts.v1 import posts_pb2 as pb
+from watercooler.posts.v1 import wiki_pb2 as wp
 from watercooler.profiles.v1 import graph_pb2 as gp
 from watercooler.profiles.v1 import graph_pb2_grpc as gg
 from watercooler.profiles.v1 import personal_data_pb2 as pdp
@@ -35,12 +39,13 @@ V = pb.Audience
 
 @pytest.fixture(scope="module")
 def person(platform):
-    """Nora writes one of each kind, a jam idea too (her words are invented, so only she wrote them), with her
-    department and expertise on her profile (and so on her blog), a link of her own saved and a reason for flagging
-    Bob's comment; Bob likes her micropost and comments on her post (his data, which stays)."""
+    """Nora writes one of each kind, a jam idea, a wiki page and a media item with a file too (her words are
+    invented, so only she wrote them), with her department and expertise on her profile (and so on her blog), a
+    link of her own saved and a reason for flagging Bob's comment; Bob likes her micropost, comments on her post
+    and edits her page (his data, which stays)."""
     stubs = Stubs(platform)
     w = {kind: word(8) for kind in ("name", "title", "bio", "department", "expertise", "blog", "post", "micro", "comment", "status", "bookmark", "url",
-                                    "flag", "idea")}
+                                    "flag", "idea", "pagetitle", "page", "media")}
     nora = unique("e")
     stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=nora, display_name=f"Nora {w['name']}",
                                                                            title=f"Chief {w['title']}", bio=f"I like {w['bio']}",
@@ -70,8 +75,29 @@ def person(platform):
     for current in (jp.SCHEDULED, jp.OPEN):  # to voting (the phase named is the one it leaves)
         stubs.jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=f"jams/{jam_id}", phase=current), metadata=as_nora)
     stubs.jams.CastVote(jp.CastVoteRequest(jam=f"jams/{jam_id}", idea=idea), metadata=as_bob)
+    # Closed: the published results copy her idea's title (sealed with her key), beside Bob's vote.
+    stubs.jams.AdvanceJamPhase(jp.AdvanceJamPhaseRequest(name=f"jams/{jam_id}", phase=jp.VOTING), metadata=as_nora)
+    results = published_results(stubs.jams, f"jams/{jam_id}", as_bob)
+    assert [(row.idea, row.title, row.votes) for row in results.rows] == [(idea, f"Fund {w['idea']}", 1)]
+    # A wiki page: her revision 1, Bob's 2, her 3 (the current one).
+    space = stubs.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("s"), display_name="Shared guides", visibility=wp.INTERNAL)),
+                                   metadata=as_nora).name
+    page = stubs.wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space, title=f"{w['pagetitle']} guide", body=f"How to {w['page']}.")),
+                                 metadata=as_nora).name
+    stubs.wiki.EditPage(wp.EditPageRequest(name=page, base_revision=1, body="Bob's own words stay."), metadata=as_bob)
+    stubs.wiki.EditPage(wp.EditPageRequest(name=page, base_revision=2, body=f"How to {w['page']}, again."), metadata=as_nora)
+    # A media item and its file in the object store.
+    media = stubs.media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(title=f"{w['media']} photo", description=f"Of {w['media']}.",
+                                                                                            kind=mp.MediaItem.IMAGE, visibility=wp.INTERNAL)),
+                                          metadata=as_nora).name
+    data = png(w["media"].encode())
+    started = stubs.media.CreateUpload(mp.CreateUploadRequest(parent=media, upload=mp.Upload(size_bytes=len(data), content_type="image/png")), metadata=as_nora)
+    assert put(started.upload_uri, started.upload_headers, data) == 200
+    stubs.media.ConfirmUpload(mp.ConfirmUploadRequest(name=started.name), metadata=as_nora)
+    link = stubs.media.CreateDownloadLink(mp.CreateDownloadLinkRequest(name=media, client="web"), metadata=as_bob)
+    assert get(link.uri) == (200, data) and objects_of(platform, media)
     return dict(stubs=stubs, w=w, nora=nora, as_nora=as_nora, bob=bob, as_bob=as_bob, post=post, micro=micro, comment=comment, bobs_comment=bobs_comment,
-                jam=f"jams/{jam_id}", idea=idea)
+                jam=f"jams/{jam_id}", idea=idea, page=page, media=media, link=link.uri)
 
 
 def export(platform, name: str, md) -> spd.PersonalDataExport:
@@ -123,7 +149,7 @@ def test_export_holds_what_she_wrote_and_is_hers_alone(platform, person):
     archive = eventually(complete, timeout=90, message="everything Nora wrote in her export")
     assert archive.content_type == "application/json" and archive.filename.endswith(".json") and archive.item_count >= 7
     body = json.loads(archive.archive)
-    assert body["person"] == f"profiles/{nora}" and {"people", "posts", "comments", "statuses", "bookmarks"} <= set(body["items"])
+    assert body["person"] == f"profiles/{nora}" and {"people", "posts", "comments", "statuses", "bookmarks", "wiki", "media"} <= set(body["items"])
     assert flag_reasons(platform, person) == [f"rude about {w['flag']}"]  # opened for the audit trail
     as_service = export(platform, f"profiles/{nora}", platform.metadata()).archive.decode()  # a service
     assert all(written in as_service for written in w.values())
@@ -166,6 +192,25 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     # The jam stats counted the jams topic again: Bob's vote stays, on an idea without a title.
     rows = lambda: [(row.idea, row.title, row.votes) for row in leaderboard_of(person["stubs"].search, person["jam"], person["as_bob"]).rows]  # noqa: E731
     eventually(lambda: rows() == [(person["idea"], "", 1)], timeout=60, interval=2, message="her idea untitled on the leaderboard, Bob's vote kept")
+    # The jam's frozen results: her idea's title a tombstone, Bob's vote counted (the jams service
+    # forgets what it opened within ≤ 2 × the key cache time).
+    results = lambda: [(row.idea, row.title, row.votes) for row in person["stubs"].jams.GetJamResults(  # noqa: E731
+        jp.GetJamResultsRequest(name=person["jam"]), metadata=person["as_bob"]).rows]
+    eventually(lambda: results() == [(person["idea"], "", 1)], timeout=90, interval=2, message="her idea's title gone from the published results")
+    # The files she uploaded are deleted, and recorded so: no link, and the link already out no longer works.
+    eventually(lambda: objects_of(platform, person["media"]) == [], timeout=90, interval=2, message="her uploaded file deleted from the object store")
+    link = mp.CreateDownloadLinkRequest(name=person["media"], client="web")
+    assert rpc_error(person["stubs"].media.CreateDownloadLink, link, metadata=person["as_bob"]).code() == grpc.StatusCode.NOT_FOUND
+    assert get(person["link"])[0] == 404
+    # Her wiki revisions read as tombstones (the current one too, so the page shows an empty text); Bob's stays.
+    wiki = person["stubs"].wiki
+
+    def revisions():
+        return [wiki.GetRevision(wp.GetRevisionRequest(name=person["page"], revision=n), metadata=person["as_bob"]).body for n in (1, 2, 3)]
+
+    eventually(lambda: revisions() == ["", "Bob's own words stay.", ""], timeout=90, interval=2, message="her revisions tombstones, Bob's kept")
+    page = wiki.GetPage(wp.GetPageRequest(name=person["page"]), metadata=person["as_bob"])
+    assert (page.title, page.body, page.revision) == ("", "", 3)
     # And every read model rebuilt by replaying the log: they stay tombstones.
     for name in rebuild.names():  # the projections and the counters
         result = cli("reindex", name)

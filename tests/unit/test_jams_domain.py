@@ -207,7 +207,7 @@ def test_every_jam_event_converts_to_its_envelope():
     jam.catch_up(at(40))
     tally = Tally()
     tally.cast("p", a.idea_id)
-    jam.publish_results(tally, {a.idea_id: "idea 1"})
+    jam.publish_results(tally, {a.idea_id: "idea 1"}, authors={a.idea_id: a.author})
     invitation = Invitation.issue("code", jam_id=jam.jam_id, invited_by="h", label="", expire_time="")
     invitation.redeem(jam.jam_id, "g", T0)
     thread = Thread(jam_id=jam.jam_id, thread_id="t", forum_id="health", idea_id="", title="t", body="b", author="a", author_kind="employee")
@@ -219,4 +219,5 @@ def test_every_jam_event_converts_to_its_envelope():
             names.add(decode(envelope.SerializeToString()).type_name)
     assert {"JamCreated", "ForumCreated", "IdeasMerged", "JamPhaseChanged", "ResultsPublished", "IdeaCreated", "IdeaMergedInto",
             "BallotCreated", "VoteCast", "VoteWithdrawn", "InvitationCreated", "InvitationRedeemed", "ThreadCreated", "ReplyCreated"} <= names
-    assert jam.results["entries"] == [{"rank": 1, "idea_id": a.idea_id, "title": "idea 1", "votes": 1}]
+    # The idea's author rides along: whose key seals the copied title (watercooler.personaldata).
+    assert jam.results["entries"] == [{"rank": 1, "idea_id": a.idea_id, "title": "idea 1", "votes": 1, "author": a.author}] and a.author

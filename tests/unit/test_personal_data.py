@@ -227,6 +227,107 @@ def test_an_export_leaves_out_who_else_acted_on_the_persons_items_and_what_they_
     assert without_someone_elses(indices.AUDIT, flagged_by_her, hers) == flagged_by_her
     assert without_someone_elses(indices.AUDIT, her_item_flagged, hers) == {"id": "b", "target_owner": "profiles/e1", "event_type": "ItemFlagged"}
     assert without_someone_elses(indices.POSTS, {"author_id": "e1", "reason": "x"}, hers) == {"author_id": "e1", "reason": "x"}
+RESULTS = "watercooler.jams.v1.ResultsPublished"
+
+
+def _results_state() -> dict:
+    return {"jam_id": "j1", "top_n": 2, "votes_counted": 9, "entries": [
+        {"rank": 1, "idea_id": "i1", "title": "the glorptastic idea", "votes": 5, "author": "e1"},
+        {"rank": 2, "idea_id": "i2", "title": "the snorkwise idea", "votes": 4, "author": "e2"},
+        {"rank": 3, "idea_id": "i3", "title": "published before authors were copied", "votes": 1}]}
+
+
+def test_titles_inside_a_repeated_nested_message_are_sealed_each_with_its_authors_key():
+    ring = pd.MemoryKeyRing()
+    state = _results_state()
+    sealed = pd.seal_state(RESULTS, state, "jam", "jams-scheduler", ring)
+    assert "glorptastic" not in str(sealed) and "snorkwise" not in str(sealed)
+    assert [pd.key_id_of(e["title"]) for e in sealed["entries"][:2]] == ["e1", "e2"]
+    assert sealed["entries"][2]["title"] == "published before authors were copied"  # names nobody: as it is
+    assert [e["votes"] for e in sealed["entries"]] == [5, 4, 1] and state == _results_state()  # the state itself untouched
+    assert pd.sealed_key_ids(RESULTS, sealed) == {"e1", "e2"}
+    opened = {**sealed, "entries": [dict(e) for e in sealed["entries"]]}
+    pd.open_state(RESULTS, opened, ring)
+    assert opened == state
+    ring.destroy(["e1"])
+    pd.open_state(RESULTS, sealed, ring)
+    assert [(e["title"], e["votes"]) for e in sealed["entries"]] == [("", 5), ("the snorkwise idea", 4), ("published before authors were copied", 1)]
+
+
+def test_a_nested_title_opens_in_a_published_payload_and_only_in_its_place():
+    from watercooler.jams.v1 import events_pb2
+
+    ring = pd.MemoryKeyRing()
+    sealed = pd.seal_state(RESULTS, _results_state(), "jam", "jams-scheduler", ring)
+    payload = events_pb2.ResultsPublished(jam_id="j1", entries=sealed["entries"])
+    assert b"glorptastic" not in payload.SerializeToString()
+    keys = ring.keys(pd.sealed_key_ids(RESULTS, payload))
+    pd.open_payload(RESULTS, payload, keys)
+    assert [e.title for e in payload.entries][:2] == ["the glorptastic idea", "the snorkwise idea"]
+    # The same ciphertext moved to a top-level field of that name does not open.
+    assert pd.unseal(sealed["entries"][0]["title"], "title", keys) == ""
+
+
+def test_an_erased_authors_title_is_written_as_its_tombstone_and_the_results_are_still_recorded():
+    ring = pd.MemoryKeyRing()
+    ring.keys(["e1"], create=True)
+    ring.destroy(["e1"])
+    sealed = pd.seal_state(RESULTS, _results_state(), "jam", "jams-scheduler", ring)
+    assert sealed["entries"][0]["title"] == "" and sealed["entries"][0]["votes"] == 5
+    assert pd.nested_key_ids(RESULTS, _results_state()) == {"e1", "e2"}
+
+
+def test_media_and_claims_name_their_person_as_profiles_and_are_keyed_by_the_employee_id():
+    ring = pd.MemoryKeyRing()
+    sealed = pd.seal_state("watercooler.posts.v1.MediaItemUpdated", {"owner": "profiles/e1", "title": "my holiday", "description": "",
+                                                                     "changed_fields": ["title"]}, "agg", "posts-import", ring)
+    assert pd.key_id_of(sealed["title"]) == "e1" and sealed["description"] == ""
+    claim = pd.seal_state("watercooler.posts.v1.Claimed", {"space_id": "s", "title": "Secret plans", "page_id": "p", "author": "e2"}, "agg", "", ring)
+    assert pd.key_id_of(claim["title"]) == "e2"
+
+
+def test_a_wiki_page_erases_only_the_erased_writers_titles_and_text_as_a_replay_would():
+    from types import SimpleNamespace
+
+    from services.search.readmodels.projections.wiki import WikiProjection
+    from watercooler.config import Settings
+
+    def page_event(type_name: str, **payload) -> SimpleNamespace:
+        import datetime as dt
+        return SimpleNamespace(type_name=type_name, aggregate_id="p1", payload=SimpleNamespace(**payload),
+                               occurred_at=dt.datetime(2026, 12, 6, tzinfo=dt.UTC), envelope=SimpleNamespace(aggregate_type="Page", event_type=type_name))
+
+    wiki = WikiProjection(Settings())
+    page = wiki.apply(None, page_event("PageCreated", space_id="s", title="Zarvox plans", links=["Other page"], body="Zarvox text by ana", author="ana"))
+    page = wiki.apply(page, page_event("PageRenamed", revision=2, old_title="Zarvox plans", title="Team plans", author="bo"))
+    page = wiki.apply(page, page_event("PageEdited", revision=3, body="Qwibble text by ana", links=[], author="ana", summary=""))
+    assert page["writers"] == ["ana", "bo"] and page["title_keys"] == ["zarvox plans", "team plans"]
+    assert wiki.tombstone(page, ["ana", "profiles/ana"]) is True
+    assert page["title"] == "Team plans" and page["body"] == "" and page["former_titles"] == [] and page["title_keys"] == ["team plans"]
+    assert "Zarvox" not in str(page) and "Qwibble" not in str(page)
+    assert wiki.tombstone(page, ["ana"]) is False  # nothing of theirs left
+    # The same page replayed after the erasure (ana's fields open to ""): the same document.
+    replayed = wiki.apply(None, page_event("PageCreated", space_id="s", title="", links=[], body="", author="ana"))
+    replayed = wiki.apply(replayed, page_event("PageRenamed", revision=2, old_title="", title="Team plans", author="bo"))
+    replayed = wiki.apply(replayed, page_event("PageEdited", revision=3, body="", links=[], author="ana", summary=""))
+    assert {k: replayed[k] for k in ("title", "body", "former_titles", "title_keys", "links")} == {k: page[k] for k in ("title", "body", "former_titles", "title_keys", "links")}
+
+
+def test_a_persons_quota_names_the_items_holding_their_content_and_older_changes_still_replay():
+    """What an erasure reads to find the files a person uploaded (LibraryApplication.erase_owner_media)."""
+    from services.posts.library.domainmodel import MediaQuota
+
+    quota = MediaQuota(owner="profiles/e1")
+    quota.change(5, "m1")
+    quota.change(3, "m2")
+    quota.change(-5, "m1")  # removed: still named (deleting its objects again is harmless)
+    quota.change(2)
+    events = quota.collect_events()
+    vars(events[-1]).pop("media_id")  # a change recorded before changes named their item
+    replayed = None
+    for stored in events:
+        replayed = stored.mutate(replayed)
+    assert replayed.media_ids == ["m1", "m2"] and replayed.used_bytes == 5
 
 
 class _Failing(grpc.RpcError):

@@ -17,6 +17,8 @@ from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 
+from watercooler import personaldata
+from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from watercooler.eventstore import CommandContext, EventSourcedApplication
 from watercooler.guidelines import GuidelinesAcceptance
@@ -41,6 +43,9 @@ from .domainmodel import (
 )
 
 MAX_BATCH = 1000
+# Who removes an erased person's media items, and the request ids of those removals.
+ERASURE_SUBJECT = "posts-erasure"
+ERASURE_NAMESPACE = uuid.UUID("0f7c2d4e-8a51-4b7e-9d3c-5e2a61b4c8f0")
 _KNOWN_TARGETS_MAX = 200_000
 # The library applications of this process: an item flags hid (the posts application decides
 # that) is dropped from their caches of known view targets at once.
@@ -152,7 +157,7 @@ class LibraryApplication(EventSourcedApplication):
                 raise AlreadyExists(f"a page titled {clean_title!r} already exists (or existed) in spaces/{space_id}", field="title")
             page = Page.create(space.space_id, clean_title, body, ctx.principal.subject, summary)
             self.guidelines.require(ctx.principal)  # after the input is checked
-            return [page, TitleClaim(space_id=space.space_id, title=clean_title, page_id=page.page_id)]
+            return [page, TitleClaim(space_id=space.space_id, title=clean_title, page_id=page.page_id, author=ctx.principal.subject)]
 
         try:
             return self.run_command(ctx, "CreatePage", request_fingerprint, decide)  # type: ignore[return-value]
@@ -208,7 +213,7 @@ class LibraryApplication(EventSourcedApplication):
                 if claim.page_id != page.page_id:
                     raise AlreadyExists(f"a page titled {page.title!r} already exists (or existed) in spaces/{page.space_id}", field="title")
                 return [page]  # back to one of its own former titles: the claim is its already
-            return [page, TitleClaim(space_id=page.space_id, title=page.title, page_id=page.page_id)]
+            return [page, TitleClaim(space_id=page.space_id, title=page.title, page_id=page.page_id, author=ctx.principal.subject)]
 
         return self._run_page_command(ctx, "RenamePage", request_fingerprint, decide, page_id)
 
@@ -301,7 +306,7 @@ class LibraryApplication(EventSourcedApplication):
             if not item.versions:
                 return item
             quota = self._quota(item.owner)
-            quota.change(-item.content_bytes)  # a removed item's content no longer counts
+            quota.change(-item.content_bytes, str(item.id))  # a removed item's content no longer counts
             return [item, quota]
 
         item: MediaItem = self._with_quota_retries(lambda: self.run_command(ctx, "RemoveMediaItem", request_fingerprint, decide))
@@ -309,6 +314,44 @@ class LibraryApplication(EventSourcedApplication):
         for key in self.store.media_keys(item):  # nobody may download them any more; links already out stop working
             self.store.delete(key)
         return item
+
+    def erase_owner_media(self, employee_id: str, erasure_id: str) -> list[str]:
+        """After ``ProfileErased``: remove every item holding content the person uploaded (their
+        avatar and status photos included) and delete its objects, every version and thumbnail.
+
+        Every version of an item is its owner's (only the owner uploads), so the item goes as a
+        whole, as if its owner had removed it: recorded (``MediaItemRemoved``), so a download
+        or a link answers NOT_FOUND from then on, and the sweeper deletes whatever object a
+        failed delete leaves. Idempotent: a removed item is left as it is, its objects deleted
+        again; each removal carries a request id derived from the erasure and the item.
+        Returns the ids of the items it went through."""
+        owner = f"profiles/{employee_id}"
+        quota_id = MediaQuota.create_id(owner)
+        if not self.exists(quota_id):
+            return []
+        quota: MediaQuota = self.repository.get(quota_id)
+        for media_id in quota.media_ids:
+            ctx = CommandContext(Principal(ERASURE_SUBJECT, "service"), request_id=str(uuid.uuid5(ERASURE_NAMESPACE, f"{erasure_id}/media/{media_id}")))
+
+            def decide(media_id: str = media_id) -> Any:
+                item: MediaItem = self.load(uuid.UUID(media_id), MediaItem, f"media/{media_id}")
+                if item.removed:
+                    return item
+                item.remove(personaldata.ERASED_OWNER_REASON)
+                if not item.versions:
+                    return item
+                owner_quota = self._quota(item.owner)
+                owner_quota.change(-item.content_bytes, media_id)
+                return [item, owner_quota]
+
+            try:
+                item: MediaItem = self._with_quota_retries(lambda decide=decide, ctx=ctx: self.run_command(ctx, "EraseOwnerMedia", "", decide))
+            except NotFound:
+                continue  # nothing of it to remove; an error that would stop every later erasure otherwise
+            self.forget_target(f"media/{media_id}")
+            for key in self.store.media_keys(item):
+                self.store.delete(key)
+        return list(quota.media_ids)
 
     # --- content: uploads and downloads -----------------------------------------------------
     def _quota(self, owner: str) -> MediaQuota:
@@ -382,7 +425,7 @@ class LibraryApplication(EventSourcedApplication):
             quota.check_room(size, content.quota_bytes(), field="size_bytes")
             version = item.attach_content(upload_id, upload.object_key, sniffed, size, digest, self.store.storage_uri(upload.object_key))
             current.confirmed(version)
-            quota.change(size)
+            quota.change(size, media_id)
             return [item, current, quota]
 
         try:

@@ -227,7 +227,9 @@ class TitleClaim(Aggregate):
         return title_claim_id(space_id, title)
 
     @event("Claimed")
-    def __init__(self, space_id: str, title: str, page_id: str):
+    def __init__(self, space_id: str, title: str, page_id: str, author: str = ""):
+        # ``author``: who gave the page the title, whose key seals it (watercooler.personaldata);
+        # claims recorded before it name nobody.
         self.page_id = page_id
 
 
@@ -519,13 +521,15 @@ class MediaItem(Flaggable):
             return
         _check_label(values.get("visibility", self.visibility), values.get("classification", self.classification),
                      "visibility" if "classification" not in changed else "classification")
-        self._updated(changed_fields=changed, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
+        self._updated(changed_fields=changed, owner=self.owner, **{name: values[name] if name in changed else getattr(self, name) for name in MEDIA_FIELDS})
         if by_owner:
             self._author_edited(changed)
 
     @event("MediaItemUpdated")
     def _updated(self, changed_fields: list[str], title: str, description: str, kind: str, size_bytes: int, content_type: str, tags: list[str], visibility: str, storage_uri: str,
-                 classification: str = INTERNAL) -> None:
+                 classification: str = INTERNAL, owner: str = "") -> None:
+        # ``owner``: whose key seals the title and description whoever changes them (a service's
+        # change too); events recorded before it name nobody.
         for name in changed_fields:
             setattr(self, name, locals()[name])
 
@@ -661,7 +665,9 @@ class MediaUpload(Aggregate):
 
 class MediaQuota(Aggregate):
     """Bytes of content one person keeps, every version counted. Saved with each attached
-    version, so two uploads racing for the last bytes collide instead of both passing."""
+    version, so two uploads racing for the last bytes collide instead of both passing; and so
+    also the one record of which items hold a person's uploaded content (``media_ids``), which
+    an erasure of the person removes (``LibraryApplication.erase_owner_media``)."""
 
     @staticmethod
     def create_id(owner: str) -> uuid.UUID:
@@ -671,14 +677,18 @@ class MediaQuota(Aggregate):
     def __init__(self, owner: str):
         self.owner = owner
         self.used_bytes = 0
+        self.media_ids: list[str] = []
 
     def check_room(self, size_bytes: int, limit: int, field: str) -> None:
         if self.used_bytes + size_bytes > limit:
             raise ResourceExhausted(f"{self.owner} keeps {self.used_bytes} of {limit} bytes; {size_bytes} more do not fit", field=field)
 
     @event("Changed")
-    def change(self, delta: int) -> None:
+    def change(self, delta: int, media_id: str = "") -> None:
+        # ``media_id``: the item whose content changed ("" in changes recorded before it).
         self.used_bytes = max(0, self.used_bytes + delta)
+        if media_id and media_id not in self.media_ids:
+            self.media_ids.append(media_id)
 
 
 def sane_view_time(when: dt.datetime, created: dt.datetime, now: dt.datetime, field: str, skew: dt.timedelta = dt.timedelta(minutes=5)) -> None:

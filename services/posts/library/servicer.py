@@ -31,6 +31,7 @@ from . import content, thumbnails
 from .application import LibraryApplication
 from .contentstore import ContentStore
 from .domainmodel import MediaItem, MediaUpload, Page, Space
+from .erasure import start_erasure_follower
 from .viewlog import DOWNLOADS, VIEWS, FactLog, ensure_fact_topics
 
 log = logging.getLogger(__name__)
@@ -452,6 +453,7 @@ def register(server: grpc.aio.Server, settings: Settings) -> list[str]:
     ensure_fact_topics(settings)
     facts = FactLog(settings)
     start_sweeper(app)
+    start_erasure_follower(app, settings)
     wiki_pb2_grpc.add_WikiServiceServicer_to_server(WikiServicer(app, facts), server)
     media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(app, facts), server)
     return [

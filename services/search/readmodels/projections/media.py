@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from watercooler import personaldata
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
@@ -16,8 +17,11 @@ FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type",
 
 class MediaProjection(DocumentProjection):
     name = indices.MEDIA
-    sources = ("posts",)
+    sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"MediaItem", "Flaggable"})  # flag events are Flaggable's, whatever the item
+    # The title and description are sealed with the owner's key (docs/personal-data.md).
+    erased_fields: dict[str, Any] = {"title": "", "description": "", "lang": {}}
+    erased_by = ("owner",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
@@ -64,6 +68,11 @@ class MediaProjection(DocumentProjection):
             doc["classification"] = p.classification or "INTERNAL"
         else:
             doc["deleted"] = True
+            if p.reason == personaldata.ERASED_OWNER_REASON:
+                # Removed because its owner was erased: this event is applied concurrently with the
+                # ProfileErased that caused it, and would otherwise write back the text the
+                # erasure just replaced.
+                doc.update(self.erased_fields)
         return _analysed(doc)
 
 

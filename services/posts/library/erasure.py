@@ -1,0 +1,108 @@
+"""The media library's part of an erasure: the files a person uploaded leave the object store.
+
+``ErasePerson`` (profiles) destroys the person's keys, which makes their titles and texts
+unreadable everywhere, and records ``ProfileErased``. Files are not sealed (they are bytes in the
+object store, read through presigned links), so they must be deleted: this follower reads
+``ProfileErased`` from the profiles topic and has the application remove the person's items and
+delete their objects (``LibraryApplication.erase_owner_media``).
+
+A follower of the topic rather than a call from ``ErasePerson``: the erasure is acknowledged
+once its event is stored, and the event is then read here until it has been handled — a posts
+service that is down, or dies half-way, handles it when it is back (offsets are committed only
+after the records' effects; a redone removal records nothing new, its request id is fixed by the
+erasure and the item). ErasePerson does not wait for the posts service, nor fail with it.
+
+Runs in every posts replica as one consumer group (like the sweeper, a thread of the service:
+it needs the service's store and object-store credentials, and nothing else). A plain
+kafka-python consumer, as the thumbnail maker's: each step is blocking I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+from watercooler import personaldata
+from watercooler.config import Settings
+from watercooler.envelope import BadEvent, decode_kept
+from watercooler.kafka import ensure_topics
+
+log = logging.getLogger("watercooler.media_erasure")
+
+GROUP = "posts-media-erasure"
+
+
+def handle(app: Any, value: bytes) -> list[str]:
+    """One profiles record: the items removed for it (none unless it is an erasure)."""
+    try:
+        event = decode_kept(value, {"Profile"})
+    except BadEvent:
+        return []  # the projections dead-letter it
+    if event is None or event.envelope.event_type != personaldata.ERASURE_EVENT or not event.payload.employee_id:
+        return []
+    removed = app.erase_owner_media(event.payload.employee_id, event.envelope.event_id)
+    if removed:
+        log.info("removed an erased person's media", extra={"person": f"profiles/{event.payload.employee_id}", "items": len(removed)})
+    return removed
+
+
+def follow(app: Any, settings: Settings, stopping: threading.Event) -> None:
+    ensure_topics(settings, ("profiles",))
+    consumer = KafkaConsumer(
+        settings.topic("profiles"),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.consumer_group(GROUP),
+        client_id=GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",  # an erasure recorded before the first start is handled too
+        isolation_level="read_committed",  # the relay publishes in transactions
+        max_poll_records=200,
+    )
+    try:
+        while not stopping.is_set():
+            batches = consumer.poll(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    _until_handled(app, record.value, stopping)
+            if batches:
+                consumer.commit()  # after the records' effects: a crash before it redoes them
+    finally:
+        consumer.close()
+
+
+def _until_handled(app: Any, value: bytes, stopping: threading.Event) -> None:
+    """An erasure is never skipped: a failure (the store or the key service away) is retried
+    with back-off for as long as it takes; the records after it wait."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            handle(app, value)
+            return
+        except Exception as error:  # noqa: BLE001 - retried, never dropped
+            attempt += 1
+            log.warning("removing an erased person's media failed; retrying", extra={"error": repr(error), "attempt": attempt})
+            time.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
+
+
+def start_erasure_follower(app: Any, settings: Settings) -> threading.Event:
+    """Follow the erasures until the returned event is set; Kafka away: join again."""
+    stopping = threading.Event()
+
+    def run() -> None:
+        while not stopping.is_set():
+            try:
+                follow(app, settings, stopping)
+            except KafkaError:
+                log.exception("media erasure: Kafka unavailable; joining again")
+                time.sleep(2.0)
+            except Exception:  # noqa: BLE001 - a thread that died would stop erasures silently
+                log.exception("media erasure follower failed; starting again")
+                time.sleep(2.0)
+
+    threading.Thread(target=run, name="media-erasure", daemon=True).start()
+    return stopping
