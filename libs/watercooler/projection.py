@@ -414,6 +414,7 @@ class DocumentProjection:
         await consumer.start()
         replayed = 0
         old_index = None
+        switched = False
         try:
             partitions, end = await from_the_beginning(consumer)
             total = sum(end.values())
@@ -427,12 +428,15 @@ class DocumentProjection:
             if old_index:
                 actions.insert(0, {"remove": {"index": old_index, "alias": self.alias}})
             await es.indices.update_aliases(actions=actions)
+            switched = True
             # Events the live processor wrote to the old index between the end offsets and the
             # switch: apply them again to the new one (idempotent by version).
             end_after = await consumer.end_offsets(partitions)
             replayed += await self._replay_until(es, consumer, new_index, end_after, batch_size, None, 0)
         finally:
             await consumer.stop()
+            if not switched:  # a failed rebuild leaves the alias where it was and no half-built index
+                await es.indices.delete(index=new_index, ignore_unavailable=True)
         if old_index:
             await es.indices.delete(index=old_index, ignore_unavailable=True)
         await es.indices.refresh(index=new_index)
@@ -456,17 +460,26 @@ class DocumentProjection:
         return done
 
 
-async def from_the_beginning(consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
+async def from_the_beginning(consumer: AIOKafkaConsumer, wait_seconds: float = 10.0) -> tuple[list[TopicPartition], dict[TopicPartition, int]]:
     """A started consumer without a group (it is given every partition of its topics and commits
     nothing) put at the start of its partitions: them, and the offsets they end at now, up to
     which a replay (a rebuild, ``watercooler dlq-replay``) reads. The assignment comes a moment
-    after ``start``: waited for, up to 10 s."""
+    after ``start``: waited for, up to ``wait_seconds``. No partition is an empty replay only when
+    the topics have none; when they have some but none came, it is an error, not an empty replay:
+    a rebuild would otherwise switch its alias to an empty index."""
     partitions: list[TopicPartition] = []
-    for _ in range(100):
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
         partitions = sorted(consumer.assignment())
-        if partitions:
+        if partitions or asyncio.get_running_loop().time() >= deadline:
             break
         await asyncio.sleep(0.1)
+    if not partitions:
+        existing = {topic: consumer.partitions_for_topic(topic) for topic in sorted(consumer.subscription())}
+        unassigned = sorted(topic for topic, known in existing.items() if known)
+        if unassigned:
+            raise RuntimeError(f"no partition of {', '.join(unassigned)} was assigned within {wait_seconds:g} s; nothing was replayed")
+        return [], {}
     await consumer.seek_to_beginning(*partitions)
     return partitions, await consumer.end_offsets(partitions)
 
