@@ -136,8 +136,9 @@ PERSONAL_FIELDS.update({
     "watercooler.posts.v1.PageEdited": Personal(("body", "links", "summary"), AUTHOR, "author"),
     "watercooler.posts.v1.PageRenamed": Personal(("old_title", "title"), AUTHOR, "author"),
     "watercooler.posts.v1.Claimed": Personal(("title",), AUTHOR, "author"),
-    "watercooler.posts.v1.MediaItemRegistered": Personal(("title", "description"), AUTHOR, "owner"),
-    "watercooler.posts.v1.MediaItemUpdated": Personal(("title", "description"), AUTHOR, "owner"),
+    # Tags are the owner's words too, like a post's (sealed element by element).
+    "watercooler.posts.v1.MediaItemRegistered": Personal(("title", "description", "tags"), AUTHOR, "owner"),
+    "watercooler.posts.v1.MediaItemUpdated": Personal(("title", "description", "tags"), AUTHOR, "owner"),
     "watercooler.jams.v1.ResultsPublished": Personal((), ACTOR, nested=(("entries", ("title",), "author"),)),
 })
 

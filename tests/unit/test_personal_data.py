@@ -280,8 +280,9 @@ def test_an_erased_authors_title_is_written_as_its_tombstone_and_the_results_are
 def test_media_and_claims_name_their_person_as_profiles_and_are_keyed_by_the_employee_id():
     ring = pd.MemoryKeyRing()
     sealed = pd.seal_state("watercooler.posts.v1.MediaItemUpdated", {"owner": "profiles/e1", "title": "my holiday", "description": "",
-                                                                     "changed_fields": ["title"]}, "agg", "posts-import", ring)
+                                                                     "tags": ["beach"], "changed_fields": ["title"]}, "agg", "posts-import", ring)
     assert pd.key_id_of(sealed["title"]) == "e1" and sealed["description"] == ""
+    assert [pd.key_id_of(tag) for tag in sealed["tags"]] == ["e1"]  # the owner's words, element by element
     claim = pd.seal_state("watercooler.posts.v1.Claimed", {"space_id": "s", "title": "Secret plans", "page_id": "p", "author": "e2"}, "agg", "", ring)
     assert pd.key_id_of(claim["title"]) == "e2"
 

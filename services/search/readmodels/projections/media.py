@@ -20,7 +20,7 @@ class MediaProjection(DocumentProjection):
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"MediaItem", "Flaggable"})  # flag events are Flaggable's, whatever the item
     # The title and description are sealed with the owner's key (docs/personal-data.md).
-    erased_fields: dict[str, Any] = {"title": "", "description": "", "lang": {}}
+    erased_fields: dict[str, Any] = {"title": "", "description": "", "tags": [], "lang": {}}
     erased_by = ("owner",)
     schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
     analysis = ANALYSIS
