@@ -1,10 +1,10 @@
-"""Kafka topics and producers (kafka-python), shared by relays, tools and tests."""
+"""Kafka topics, producers and followers (kafka-python), shared by relays, workers, tools and tests."""
 
 from __future__ import annotations
 
 import logging
 
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -60,4 +60,22 @@ def reliable_producer(settings: Settings, client_id: str) -> KafkaProducer:
         linger_ms=5,
         batch_size=256 * 1024,
         compression_type="gzip",
+    )
+
+
+def committing_follower(settings: Settings, service: str, group: str, max_poll_records: int) -> KafkaConsumer:
+    """A consumer of one service's topic (created if missing) for a worker that commits its
+    offsets itself, after each poll's effects (a crash redoes them: the effects are idempotent),
+    reads only committed transactions (the relay publishes in transactions) and, in a new
+    group, starts from the beginning so that nothing recorded before its first start is missed."""
+    ensure_topics(settings, (service,))
+    return KafkaConsumer(
+        settings.topic(service),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.consumer_group(group),
+        client_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=max_poll_records,
     )

@@ -37,7 +37,7 @@ from watercooler import auth, config, logs, metrics
 from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, decode_kept
-from watercooler.kafka import ensure_topics
+from watercooler.kafka import committing_follower
 from watercooler.posts.v1 import media_pb2, media_pb2_grpc
 
 from .library import thumbnails
@@ -137,18 +137,8 @@ def _transient(error: Exception) -> bool:
 
 def follow(settings: Settings) -> bool:
     """Makes thumbnails until SIGTERM (True); raises KafkaError when Kafka goes away."""
-    ensure_topics(settings, ("posts",))
     maker = ThumbnailMaker(settings)
-    consumer = KafkaConsumer(
-        settings.topic("posts"),
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.consumer_group(GROUP),
-        client_id=GROUP,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",  # the relay publishes in transactions
-        max_poll_records=50,
-    )
+    consumer = committing_follower(settings, "posts", GROUP, max_poll_records=50)
     stopping = False
 
     def stop(*_: object) -> None:

@@ -24,13 +24,12 @@ import threading
 import time
 from typing import Any
 
-from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from watercooler import personaldata
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, decode_kept
-from watercooler.kafka import ensure_topics
+from watercooler.kafka import committing_follower
 
 log = logging.getLogger("watercooler.media_erasure")
 
@@ -52,17 +51,7 @@ def handle(app: Any, value: bytes) -> list[str]:
 
 
 def follow(app: Any, settings: Settings, stopping: threading.Event) -> None:
-    ensure_topics(settings, ("profiles",))
-    consumer = KafkaConsumer(
-        settings.topic("profiles"),
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=settings.consumer_group(GROUP),
-        client_id=GROUP,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",  # an erasure recorded before the first start is handled too
-        isolation_level="read_committed",  # the relay publishes in transactions
-        max_poll_records=200,
-    )
+    consumer = committing_follower(settings, "profiles", GROUP, max_poll_records=200)
     try:
         while not stopping.is_set():
             batches = consumer.poll(timeout_ms=1000)
