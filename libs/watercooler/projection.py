@@ -35,6 +35,9 @@ from .config import Settings
 from .envelope import BadEvent, Event, EventEnvelope, decode_kept
 
 log = logging.getLogger(__name__)
+# How many times an erasure reads again and tombstones a document that another write changed
+# between its read and its own write (each such round follows a real concurrent write).
+ERASURE_ROUNDS = 5
 
 Doc = dict[str, Any]
 
@@ -141,6 +144,10 @@ class DocumentProjection:
         kept = getattr(self, "aggregate_types", None)
         self._erasures_only = bool(self.erased_fields) and kept is not None and "Profile" not in kept
         self._kept_types = kept | {"Profile"} if self._erasures_only and kept is not None else kept
+        # The people this process has seen erased (both forms of their ids): a document of theirs
+        # written after that, from a read made before the tombstones (another event of the item,
+        # in a batch running beside the erasure's), is tombstoned as it is written.
+        self._erased_here: set[str] = set()
 
     # --- domain-free projection logic, per subclass -------------------------------------------
     def doc_id(self, event: Event) -> str:
@@ -291,6 +298,8 @@ class DocumentProjection:
         target = index or self.alias
         result = BatchResult()
         decoded = await self.decode(records, value_of, result)
+        # Known before this batch writes anything, and to every other batch of this process.
+        self._erased_here.update(id_ for employee_id in result.erased for id_ in (employee_id, f"profiles/{employee_id}"))
         if not decoded:
             await self.erase_people(es, target, result.erased)
             return result
@@ -331,6 +340,7 @@ class DocumentProjection:
             operations: list[dict[str, Any]] = []
             for doc_id in dirty:
                 doc, version = state[doc_id]
+                self._tombstone_if_erased(doc)
                 operations.append({"index": {"_index": target, "_id": doc_id, "version": version * self.version_scale, "version_type": "external"}})
                 operations.append(doc)
             # Only what is read below: a full _bulk response echoes every document's metadata.
@@ -366,7 +376,8 @@ class DocumentProjection:
         Each document is written back with the version it has (``external_gte``) rather than by
         ``_update_by_query``, which would add one to the version: with versions that are the
         aggregate's, the aggregate's next event would then be skipped as a duplicate. A document
-        a newer event rewrote meanwhile (409) is left to that write."""
+        a newer event rewrote meanwhile (409) is read again and tombstoned as it now is (up to
+        ``ERASURE_ROUNDS`` times): that write may have been made from a read before the tombstones."""
         if not self.erased_fields or not employee_ids:
             return 0
         ids = [*employee_ids, *(f"profiles/{employee_id}" for employee_id in employee_ids)]
@@ -382,13 +393,43 @@ class DocumentProjection:
             operations.append(source)
         if not operations:
             return 0
-        response = await es.bulk(operations=operations, filter_path="errors,items.*.status,items.*.error")
-        for item in response.get("items", []) if response["errors"] else []:
-            outcome = item["index"]
-            if outcome.get("error") and outcome.get("status") != 409:
-                raise RuntimeError(f"erasure write to {index} failed: {outcome['error']}")
-        log.info("erased people's fields", extra={"projection": self.name, "index": index, "documents": len(operations) // 2})
-        return len(operations) // 2
+        written = 0
+        for _ in range(ERASURE_ROUNDS):
+            response = await es.bulk(operations=operations, filter_path="errors,items.*._id,items.*.status,items.*.error")
+            conflicted: list[str] = []
+            for item in response.get("items", []) if response["errors"] else []:
+                outcome = item["index"]
+                if outcome.get("status") == 409:
+                    conflicted.append(outcome.get("_id") or "")
+                elif outcome.get("error"):
+                    raise RuntimeError(f"erasure write to {index} failed: {outcome['error']}")
+            written += len(operations) // 2 - len(conflicted)
+            # A document written meanwhile (409) may hold the text again, from a read made before
+            # the tombstones: read it as it is now and tombstone that, until none conflicts.
+            operations = []
+            if not any(conflicted):
+                break
+            for doc_id, item in found_documents(await es.mget(index=index, ids=[c for c in conflicted if c], realtime=True)).items():
+                source = item["_source"]
+                if self.tombstone(source, ids):
+                    operations.append({"index": {"_index": index, "_id": doc_id, "version": item["_version"], "version_type": "external_gte"}})
+                    operations.append(source)
+            if not operations:
+                break
+        log.info("erased people's fields", extra={"projection": self.name, "index": index, "documents": written})
+        return written
+
+    def _tombstone_if_erased(self, doc: Doc | None) -> None:
+        """Tombstone a document about to be written when it names someone this process saw erased."""
+        if not self._erased_here or doc is None or not self.erased_fields:
+            return
+        named: set[str] = set()
+        for name in self.erased_by:
+            value = doc.get(name)
+            named.update(value if isinstance(value, list) else [value] if isinstance(value, str) else [])
+        people = sorted({person.removeprefix("profiles/") for person in named & self._erased_here})
+        if people:
+            self.tombstone(doc, [*people, *(f"profiles/{person}" for person in people)])
 
     def tombstone(self, source: Doc, erased_ids: Sequence[str]) -> bool:
         """Replace in place the erased people's fields of a document ``erase_people`` found;

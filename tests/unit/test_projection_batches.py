@@ -120,3 +120,67 @@ def test_an_erasure_tombstones_the_persons_documents_at_their_version_once(monke
     assert source == {"author_id": "e1", "title": "", "content": "", "tags": [], "lang": {}, "hidden": False}
     asyncio.run(projection.apply_batch(es, records, lambda value: value))  # replayed: nothing left to write
     assert len(es.bulks) == 1
+
+
+def test_a_write_racing_an_erasure_is_tombstoned_whichever_lands_last(monkeypatch):
+    """Another event of the erased author's post, in a batch running beside the erasure's, was
+    applied to a read made before the tombstones. If its write lands between the erasure's scan
+    and its write (409), the erasure reads the document again and tombstones it as it now is;
+    if it is written after the erasure was seen, it is tombstoned as it is written."""
+    from services.posts.domainmodel import Micropost
+    from services.profiles.domainmodel import Profile
+    from services.search.readmodels.projections.posts import PostsProjection
+    from watercooler import config, personaldata
+    from watercooler import projection as projection_module
+    from watercooler.auth import Principal
+    from watercooler.envelope import to_envelope
+    from watercooler.eventstore import CommandContext, command_meta
+
+    with command_meta(CommandContext(Principal("tester", "service"))):
+        profile = Profile.create("e1", {"display_name": "Ann"})
+        profile.erase()
+        micro = Micropost.create("e1", "my secret plan #zq", [], "", "", "INTERNAL", "")
+    erasure = [to_envelope("profiles", event, n).SerializeToString() for n, event in enumerate(profile.collect_events(), 1)]
+    created = [to_envelope("posts", event, 1).SerializeToString() for event in micro.collect_events()]
+    racing = {"author_id": "e1", "title": "", "content": "my secret plan", "tags": ["zq"], "lang": {"en": {"content": "my secret plan"}}}
+    stored = {"m1": {"_index": "posts-v2", "_id": "m1", "_version": 1, "_source": {**racing}}}
+
+    class RacedElasticsearch:
+        def __init__(self):
+            self.bulks: list[list[dict]] = []
+            self.indices = self
+
+        async def refresh(self, **_):
+            return {}
+
+        async def mget(self, ids, **_):
+            return {"docs": [{**stored[i], "found": True} if i in stored else {"_index": "posts-v2", "_id": i, "found": False} for i in ids]}
+
+        async def bulk(self, operations, **_):
+            self.bulks.append(operations)
+            if len(self.bulks) == 1:  # the racing write lands first: version 2, the text again
+                stored["m1"] = {"_index": "posts-v2", "_id": "m1", "_version": 2, "_source": {**racing}}
+                return {"errors": True, "items": [{"index": {"_id": "m1", "status": 409, "error": {"type": "version_conflict_engine_exception"}}}]}
+            for action, source in zip(operations[::2], operations[1::2], strict=True):
+                stored.setdefault(action["index"]["_id"], {"_index": "posts-v2", "_id": action["index"]["_id"], "_version": 0})["_source"] = source
+            return {"errors": False, "items": []}
+
+    async def scan(_es, index, query, **_):
+        for hit in list(stored.values()):
+            yield {**hit, "_source": dict(hit["_source"])}
+
+    monkeypatch.setattr(projection_module, "async_scan", scan)
+    monkeypatch.setattr(personaldata, "forget_erased", lambda settings, event: None)
+    monkeypatch.setattr(projection_module, "open_sealed_async", lambda settings, events, ring=None: asyncio.sleep(0))
+    es = RacedElasticsearch()
+    projection = PostsProjection(config.load())
+    asyncio.run(projection.apply_batch(es, erasure, lambda value: value))
+    assert [(op[0]["index"]["_id"], op[0]["index"]["version"], op[1]["content"]) for op in es.bulks] == [("m1", 1, ""), ("m1", 2, "")]
+    assert stored["m1"]["_source"]["content"] == "" and stored["m1"]["_source"]["tags"] == []
+
+    # A later batch of this process writes a micropost of hers (opened before her keys went):
+    # it is written as its tombstone.
+    stored.clear()
+    asyncio.run(projection.apply_batch(es, created, lambda value: value))
+    written = es.bulks[-1][1]
+    assert written["author_id"] == "e1" and written["content"] == "" and written["tags"] == [], written
