@@ -285,8 +285,12 @@ class DocumentProjection:
                     result.other_aggregates += 1
             else:
                 decoded.append((record, event))
+                if self.erased_by and event.envelope.event_type == personaldata.ERASURE_EVENT:
+                    erasures.append(event)  # a projection keeping the profiles' events (the audit trail)
         if self.opens_sealed:
             await open_sealed_async(self.settings, [event for _, event in decoded] + erasures)
+        elif erasures:
+            await open_sealed_async(self.settings, erasures)  # asks for no key: the process forgets the erased person's
         result.erased.extend(event.payload.employee_id for event in erasures if event.payload.employee_id)
         return decoded
 

@@ -26,7 +26,6 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch
 
-from watercooler import personaldata
 from watercooler.envelope import Event
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents, open_sealed_async
 
@@ -133,14 +132,11 @@ class AuditProjection(DocumentProjection):
         self.subjects = AuditSubjectsProjection(settings)
 
     async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
-        """The batch's events, their reasons opened; a ``ProfileErased`` among them also erases
-        (``erase_people``): the trail keeps the profiles' events, so the base class, which looks for
-        erasures only among the events of aggregates a projection does not keep, would not see it."""
+        """The batch's events, only their reasons opened (the trail keeps ids and envelopes); a
+        ``ProfileErased`` among them erases the reasons its person gave (the base class's
+        ``erase_people``, by ``actor``)."""
         decoded = await super().decode(records, value_of, result)
-        await open_sealed_async(self.settings, [event for _, event in decoded
-                                                if event.type_name in REASON_EVENTS or event.envelope.event_type == personaldata.ERASURE_EVENT])
-        result.erased.extend(event.payload.employee_id for _, event in decoded
-                             if event.envelope.event_type == personaldata.ERASURE_EVENT and event.payload.employee_id)
+        await open_sealed_async(self.settings, [event for _, event in decoded if event.type_name in REASON_EVENTS])
         return decoded
 
     def doc_id(self, event: Event) -> str:
