@@ -236,7 +236,7 @@ def test_an_existing_index_gains_new_fields_on_start(platform):
     try:
         assert asyncio.run(start()) == (index, [])  # added on the first call; nothing left the second time
         properties = platform.es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
-        assert properties["language"] == {"type": "keyword"} and properties["lang"]["properties"]["en"]["properties"]["body"] == {"type": "text", "analyzer": "english"}
+        assert properties["language"] == {"type": "keyword"} and properties["lang"]["properties"]["en"]["properties"]["body"] == {"type": "text", "analyzer": "english", "index_options": "offsets"}
         platform.es.index(index=projection.alias, id="after", document={"name": "comments/after", "body": "Runs", "language": "en", "lang": {"en": {"body": "Runs"}}}, refresh=True)
         found = platform.es.search(index=projection.alias, query={"match": {"lang.en.body": "run"}})["hits"]["hits"]
         assert [h["_id"] for h in found] == ["after"]  # the older document lacks the field until a reindex

@@ -144,6 +144,32 @@ def test_search_finds_every_kind_with_snippets_and_exact_facets(stubs, corpus):
     assert facets["department"]["Sales"] == 3
 
 
+def test_typos_are_looked_for_only_when_a_word_is_in_nothing_the_caller_may_see(stubs, corpus):
+    """Words that match nothing together are tried with typos only when one of them is in no
+    document the caller may see: two words that both exist, only never together, are no typo.
+    A word that only a document hidden from the caller holds counts as unknown, so the answer
+    is the one the caller would get if that document did not exist."""
+    md_ana, md_bob, w = corpus["as_ana"], corpus["as_bob"], corpus["w"]
+
+    def one_off(text: str) -> str:  # not the typo the test below makes of `w`
+        return text[:5] + ("a" if text[5] != "a" else "o") + text[6:]
+
+    q = word()
+    near = stubs.post(md_ana, corpus["blog"], f"{one_off(w)} {one_off(q)}", "Close to both.")  # one edit from each word
+    draft = stubs.post(md_bob, stubs.blog(md_bob), f"{q} notes", "Not published.", publish=False)  # Bob's alone
+
+    def indexed():
+        assert [h.name for h in stubs.find(md_ana, query=one_off(q), kinds=["post"]).hits] == [near]
+        assert [h.name for h in stubs.find(md_bob, query=q, kinds=["post"]).hits] == [draft]
+        return True
+    eventually(indexed, timeout=90, message="both posts indexed")
+    # Ana cannot see the draft: for her `q` is in nothing, so typos are looked for and the
+    # post one edit away from both words is found.
+    assert [h.name for h in stubs.find(md_ana, query=f"{w} {q}", kinds=["post"]).hits] == [near]
+    # Bob sees `w` (Ana's post) and `q` (his draft), never together: no typo is made up.
+    assert not stubs.find(md_bob, query=f"{w} {q}", kinds=["post"]).hits
+
+
 def test_relevance_title_beats_mention_accents_and_typos(stubs, corpus):
     md, w = corpus["as_ana"], corpus["w"]
     posts = [h.name for h in stubs.find(md, query=w, kinds=["post"]).hits]

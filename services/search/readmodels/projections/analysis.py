@@ -45,6 +45,12 @@ MIN_ITEM_CHARS = 16
 
 # A text field matched without case or accents.
 FOLDED_TEXT: dict[str, Any] = {"type": "text", "analyzer": FOLDED}
+# Text a snippet may be cut from also keeps each word's character offsets in its postings:
+# Elasticsearch's unified highlighter then reads where the query's words are from the index
+# rather than analysing every hit's text again (its documented fastest mode). Over a million
+# documents highlighting was about a fifth of a Search's Elasticsearch CPU.
+SHOWN = {"index_options": "offsets"}
+SHOWN_TEXT: dict[str, Any] = {**FOLDED_TEXT, **SHOWN}
 # The combined title-and-body field: filled by `copy_to` from the fields that name it, never
 # written by a projection nor kept in _source.
 FOLDED_FIELD: dict[str, Any] = {"type": "text", "analyzer": FOLDED}
@@ -60,13 +66,13 @@ LANGUAGE_FIELD: dict[str, Any] = {"type": "keyword"}
 
 
 def folded_text(*copy_to: str, **more: Any) -> dict[str, Any]:
-    """A folded text field that also feeds the ``copy_to`` fields named."""
-    return {**FOLDED_TEXT, **({"copy_to": list(copy_to)} if copy_to else {}), **more}
+    """A folded text field, shown as a snippet, that also feeds the ``copy_to`` fields named."""
+    return {**SHOWN_TEXT, **({"copy_to": list(copy_to)} if copy_to else {}), **more}
 
 
 def language_fields(parts: tuple[str, ...] = ("title", "body")) -> dict[str, Any]:
     """The ``lang`` object: one sub-object per language, its ``parts`` analysed in it."""
-    return {"properties": {code: {"properties": {part: {"type": "text", "analyzer": analyzer} for part in parts}}
+    return {"properties": {code: {"properties": {part: {"type": "text", "analyzer": analyzer, **SHOWN} for part in parts}}
                            for code, analyzer in LANGUAGE_ANALYZERS.items()}}
 
 

@@ -21,7 +21,7 @@ class BookmarksProjection(DocumentProjection):
     # The url too (and its host): an erased person's save counts toward no link.
     erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}, "url": "", "host": ""}
     erased_by = ("owner_id",)
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {

@@ -165,7 +165,7 @@ class CommentsProjection(DocumentProjection):
     erased_fields: dict[str, Any] = {"body": "", "lang": {}}
     erased_by = ("author_id",)
     # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch.
-    schema_version = 3
+    schema_version = 4  # the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     version_scale = VERSION_SCALE
     mappings: dict[str, Any] = {

@@ -36,7 +36,7 @@ class CommunitiesProjection(DocumentProjection):
     name = indices.COMMUNITIES
     sources = ("profiles",)
     aggregate_types = frozenset({"Community"})
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the community's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the community's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {

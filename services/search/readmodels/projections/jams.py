@@ -19,7 +19,7 @@ class JamIdeasProjection(DocumentProjection):
     aggregate_types = frozenset({"Idea", "Flaggable"})  # flag events are Flaggable's, whatever the item
     erased_fields: dict[str, Any] = {"title": "", "description": "", "lang": {}}
     erased_by = ("author",)
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the idea's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the idea's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
@@ -65,7 +65,7 @@ class JamThreadsProjection(DocumentProjection):
     aggregate_types = frozenset({"Thread", "Reply", "Flaggable"})
     erased_fields: dict[str, Any] = {"title": "", "body": "", "lang": {}}
     erased_by = ("author",)
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the post's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the post's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {

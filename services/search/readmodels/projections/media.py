@@ -22,7 +22,7 @@ class MediaProjection(DocumentProjection):
     # The title and description are sealed with the owner's key (docs/personal-data.md).
     erased_fields: dict[str, Any] = {"title": "", "description": "", "tags": [], "lang": {}}
     erased_by = ("owner",)
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {

@@ -10,7 +10,7 @@ from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import collation_key
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, folded_text
+from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, SHOWN_TEXT, folded_text
 
 # What an erasure replaces with tombstones (the personal fields of the profile's events).
 ERASED_FIELDS = frozenset(personaldata.PERSONAL_FIELDS["watercooler.profiles.v1.ProfileCreated"].fields)
@@ -22,7 +22,7 @@ class PeopleProjection(DocumentProjection):
     name = indices.PEOPLE
     sources = ("profiles",)
     aggregate_types = frozenset({"Profile"})
-    schema_version = 2  # names, job titles and bios folded, expertise normalised, by Elasticsearch
+    schema_version = 3  # names, job titles and bios folded, expertise normalised, by Elasticsearch; the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
@@ -33,14 +33,14 @@ class PeopleProjection(DocumentProjection):
             "sort_name": {"type": "keyword", "index": False},
             # Unicode collation key: sorting on it gives directory order in every script.
             "sort_key": {"type": "keyword"},
-            "title": FOLDED_TEXT,
+            "title": SHOWN_TEXT,
             "department": {"type": "keyword"},
             "country": {"type": "keyword"},
             "manager_id": {"type": "keyword"},
             # Declared expertise: matched without case or accents ("cafe" finds "Café").
             "expertise": {"type": "keyword", "normalizer": FOLDED},
             "languages": {"type": "keyword"},
-            "bio": FOLDED_TEXT,
+            "bio": SHOWN_TEXT,
             "photo_uri": {"type": "keyword", "index": False},
             "state": {"type": "keyword"},
             "alumni": {"type": "boolean"},

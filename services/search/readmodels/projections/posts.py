@@ -37,7 +37,7 @@ class PostsProjection(DocumentProjection):
     aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
     erased_fields: dict[str, Any] = {"title": "", "content": "", "tags": [], "lang": {}}
     erased_by = ("author_id",)
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the item's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {

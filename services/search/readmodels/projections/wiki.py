@@ -35,7 +35,7 @@ class WikiProjection(DocumentProjection):
     name = indices.WIKI
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Space", "Page", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    schema_version = 2  # analysed by Elasticsearch (folded, and in the page's language)
+    schema_version = 3  # analysed by Elasticsearch (folded, and in the page's language); the text shown keeps its offsets (highlights read from the index)
     erased_fields: dict[str, Any] = {"title": "", "body": ""}  # only the erased writer's (``tombstone``)
     # ``author`` too: a page written before ``writers`` existed (its new fields are added in
     # place, see ``add_new_fields``; such a page's former titles name nobody until a reindex).
