@@ -501,3 +501,37 @@ def test_a_bookmark_whose_only_sealed_field_is_its_tags_is_opened_in_any_batch()
         decoded = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
         documents = {event.aggregate_id: projection.apply(None, event) for _, event in decoded if event.type_name == "BookmarkCreated"}
         assert {doc["owner_id"]: doc["tags"] for doc in documents.values()} in ({"ana": ["zork"]}, {"ana": ["zork"], "bob": ["zork"]})
+
+
+def test_keys_asked_for_while_a_commit_is_under_way_are_made_together_each_kept_before_it_is_given(tmp_path):
+    """Every new profile needs a key: callers that arrive while a key commit is under way share
+    the next transaction (one fsync'd commit for them, not one each), and none gets a key that
+    the table does not hold."""
+    import threading
+    import time
+
+    from services.profiles.personal_keys import PersonalKeyTable
+
+    path = tmp_path / "keys.sqlite"
+    table = PersonalKeyTable({"SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"})
+    commits: list[str] = []
+    table._connection().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the store: the first key commit waits for it
+    callers = 12
+    answers: dict[str, dict[str, bytes]] = {}
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(f"p{i}", table.keys([f"p{i}"], create=True))) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    # One caller is committing; every other one waits for the next transaction.
+    deadline = time.monotonic() + 10
+    while len(getattr(table, "_queue", ())) < callers - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    holder.execute("ROLLBACK")
+    for thread in threads:
+        thread.join(30)
+    stored = dict(sqlite3.connect(path).execute("SELECT key_id, key FROM personal_data_keys").fetchall())
+    assert {caller: answer[caller] for caller, answer in answers.items()} == stored and len(stored) == callers
+    assert len(commits) == 2
+    assert table.keys(["p3"]) == {"p3": stored["p3"]} and table.keys(["nobody"]) == {}
+    table.close()
