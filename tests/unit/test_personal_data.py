@@ -535,3 +535,56 @@ def test_keys_asked_for_while_a_commit_is_under_way_are_made_together_each_kept_
     assert len(commits) == 2
     assert table.keys(["p3"]) == {"p3": stored["p3"]} and table.keys(["nobody"]) == {}
     table.close()
+
+
+def test_the_projections_of_one_batch_decrypt_a_sealed_value_once_between_them_and_a_retry_opens_afresh(monkeypatch):
+    """People and blogs both open every profile event's sealed fields: within a batch
+    (``opened_once``, as the processor runs one) each value is decrypted once; a retried batch
+    opens with the keys as they are then."""
+    import asyncio
+
+    from services.profiles.domainmodel import Profile
+    from services.search.readmodels.projections.blogs import BlogsProjection
+    from services.search.readmodels.projections.people import PeopleProjection
+    from watercooler.config import Settings
+    from watercooler.eventstore import CommandContext, command_meta
+    from watercooler.projection import BatchResult, open_afresh, opened_once
+
+    settings = dataclasses.replace(Settings(), namespace="openedonce")
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    with command_meta(CommandContext(pd_principal())):
+        profile = Profile.create("e1", {"display_name": "Ann Example", "sort_name": "Example, Ann", "department": "Sales", "country": "NO", "title": "Lead"})
+    (created,) = profile.collect_events()
+    event_type = "watercooler.profiles.v1.ProfileCreated"
+    state = pd.seal_state(event_type, dict(vars(created)), str(created.originator_id), "tester", ring)
+    sealed_event = object.__new__(type(created))
+    object.__setattr__(sealed_event, "__dict__", state)
+    record = to_envelope("profiles", sealed_event, sequence=1).SerializeToString()
+    assert b"Ann Example" not in record
+    decryptions: list[str] = []
+    unseal = pd.unseal
+    monkeypatch.setattr(pd, "unseal", lambda value, field, keys: decryptions.append(field) or unseal(value, field, keys))
+
+    async def both_projections():
+        decoded = await asyncio.gather(*(projection.decode([record], lambda r: r, BatchResult()) for projection in (PeopleProjection(settings), BlogsProjection(settings))))
+        return [event.payload.display_name for ((_, event),) in decoded]
+
+    async def in_one_batch(retried: bool):
+        with opened_once():
+            if retried:
+                open_afresh()
+            return await both_projections()
+
+    assert asyncio.run(in_one_batch(retried=False)) == ["Ann Example", "Ann Example"]
+    once = len(decryptions)
+    assert once and sorted(decryptions) == sorted(set(decryptions))  # each sealed field decrypted once
+    decryptions.clear()
+    assert asyncio.run(in_one_batch(retried=True)) == ["Ann Example", "Ann Example"]
+    assert len(decryptions) == 2 * once  # a retry opens every value again, with the keys of now
+
+
+def pd_principal():
+    from watercooler.auth import Principal
+
+    return Principal("tester", "service")
