@@ -66,7 +66,8 @@ def handle(app: Any, value: bytes) -> list[str]:
 
 
 def follow(app: Any, settings: Settings, stopping: threading.Event, consumer: Any = None) -> None:
-    consumer = consumer or committing_follower(settings, "profiles", GROUP, max_poll_records=200)
+    # Patient: an erasure's files may go a second later, and nearly every record is another profile event.
+    consumer = consumer or committing_follower(settings, "profiles", GROUP, max_poll_records=500, patient_seconds=1.0)
     uncommitted = False
     committed_at = time.monotonic()
     try:
