@@ -55,6 +55,17 @@ def committable_offset(acked: list[int], gaps: Any, committed: int | None) -> in
 
 
 class Consumer(faust_aiokafka.Consumer):
+    async def _add_gap(self, tp: faust.types.TP, offset_from: int, offset_to: int) -> None:
+        """faust's, without its ``merge_overlaps`` after each gap: that rebuilds the partition's
+        whole tree on every commit marker (one per relay transaction, so nearly one per single
+        write; about 7 % of the projections' CPU under CreateProfile load, py-spy). Nothing needs
+        the tree merged: ``committable_offset`` takes the union of the intervals it reads."""
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offset_from = max(offset_from, committed + 1)
+        if offset_from <= offset_to:  # intervaltree intervals exclude their end
+            self._gap[tp].addi(offset_from, offset_to + 1)
+
     def _new_offset(self, tp: faust.types.TP) -> int | None:
         acked = self._acked[tp]
         before = set(acked)

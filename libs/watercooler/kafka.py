@@ -63,12 +63,18 @@ def reliable_producer(settings: Settings, client_id: str) -> KafkaProducer:
     )
 
 
-def committing_follower(settings: Settings, service: str, group: str, max_poll_records: int) -> KafkaConsumer:
+def committing_follower(settings: Settings, service: str, group: str, max_poll_records: int, patient_seconds: float = 0.0) -> KafkaConsumer:
     """A consumer of one service's topic (created if missing) for a worker that commits its
     offsets itself, after each poll's effects (a crash redoes them: the effects are idempotent),
     reads only committed transactions (the relay publishes in transactions) and, in a new
-    group, starts from the beginning so that nothing recorded before its first start is missed."""
+    group, starts from the beginning so that nothing recorded before its first start is missed.
+
+    ``patient_seconds``: for a follower that may act that much later, the broker holds each
+    fetch until that long has passed or 256 KiB have come (Kafka's fetch.min.bytes and
+    fetch.max.wait.ms): one fetch, and one pure-Python response to parse, per that many records
+    instead of one per relay transaction."""
     ensure_topics(settings, (service,))
+    patience = {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": int(patient_seconds * 1000)} if patient_seconds > 0 else {}
     return KafkaConsumer(
         settings.topic(service),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -78,4 +84,5 @@ def committing_follower(settings: Settings, service: str, group: str, max_poll_r
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=max_poll_records,
+        **patience,
     )

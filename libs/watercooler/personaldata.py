@@ -547,11 +547,22 @@ def sealed_key_ids(event_type: str, values: Mapping[str, Any] | Any) -> set[str]
     return found
 
 
-def _opened(field: str, value: Any, keys: Mapping[str, bytes]) -> Any:
+def _opened(field: str, value: Any, keys: Mapping[str, bytes], memo: dict[tuple[str, str], str] | None = None) -> Any:
     if isinstance(value, str):
-        return unseal(value, field, keys)
+        return _unsealed(value, field, keys, memo)
     # A list: its elements opened, the erased ones left out (a tag has no tombstone).
-    return [opened for opened in (unseal(v, field, keys) for v in value) if opened]
+    return [opened for opened in (_unsealed(v, field, keys, memo) for v in value) if opened]
+
+
+def _unsealed(value: str, field: str, keys: Mapping[str, bytes], memo: dict[tuple[str, str], str] | None) -> str:
+    """``unseal``, answered from ``memo`` ((sealed value, field) -> plain) when it was opened
+    there before: each sealing has a nonce of its own, so the pair names one plain value."""
+    if memo is None:
+        return unseal(value, field, keys)
+    plain = memo.get((value, field))
+    if plain is None:
+        plain = memo[(value, field)] = unseal(value, field, keys)
+    return plain
 
 
 def open_state(event_type: str, state: dict[str, Any], ring: KeyRing) -> None:
@@ -570,8 +581,9 @@ def open_state(event_type: str, state: dict[str, Any], ring: KeyRing) -> None:
                            if isinstance(element, Mapping) else element for element in state[name]]
 
 
-def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> None:
-    """Open a published payload's sealed fields in place, with keys already fetched."""
+def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes], memo: dict[tuple[str, str], str] | None = None) -> None:
+    """Open a published payload's sealed fields in place, with keys already fetched; ``memo``
+    (see ``_unsealed``) lets the readers of one batch decrypt each value once between them."""
     rule = personal(event_type)
     if rule is None:
         return
@@ -579,9 +591,9 @@ def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> No
         value = getattr(payload, field, None)
         if isinstance(value, str):
             if is_sealed(value):
-                setattr(payload, field, unseal(value, field, keys))
+                setattr(payload, field, _unsealed(value, field, keys, memo))
         elif value is not None and any(is_sealed(v) for v in value):
-            opened = _opened(field, value, keys)
+            opened = _opened(field, value, keys, memo)
             del value[:]
             value.extend(opened)
     for name, fields, _ in rule.nested:
@@ -589,7 +601,7 @@ def open_payload(event_type: str, payload: Any, keys: Mapping[str, bytes]) -> No
             for field in fields:
                 value = getattr(element, field)
                 if is_sealed(value):
-                    setattr(element, field, unseal(value, f"{name}.{field}", keys))
+                    setattr(element, field, _unsealed(value, f"{name}.{field}", keys, memo))
 
 
 # --- readers of the topics (projections, tools) ----------------------------------------------------

@@ -36,7 +36,7 @@ from .config import Settings
 from .envelope import BadEvent, read_envelope
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
-from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, es_client, from_the_beginning, partition_halves
+from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, es_client, from_the_beginning, open_afresh, opened_once, partition_halves
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
     async def run_projections(stream):
         async for records in stream.take_events(BATCH_SIZE, within=settings.processor_batch_within or BATCH_WITHIN_SECONDS):
             routed = route(projections, topics, records, lambda r: r.message.topic, lambda r: r.message.value)
-            outcomes = await asyncio.gather(*(project(projection, kept, passed_over) for projection, kept, passed_over in routed), return_exceptions=True)
+            with opened_once():  # a sealed value two projections open is decrypted once
+                outcomes = await asyncio.gather(*(project(projection, kept, passed_over) for projection, kept, passed_over in routed), return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome  # as a projection's own agent did: the batch is not acked
@@ -215,6 +216,7 @@ async def _apply_with_retry(projection: DocumentProjection, es, records, max_att
         try:
             return await projection.apply_batch(es, records, lambda r: r.message.value)
         except Exception as exc:
+            open_afresh()
             if not transient(exc):
                 failures += 1
                 reason = f"{type(exc).__name__}: {exc}"

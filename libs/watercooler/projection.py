@@ -17,10 +17,12 @@ meanwhile, so searches keep answering from a complete index throughout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -565,9 +567,34 @@ def _needed_keys(settings: Settings, events: Sequence[Event]) -> set[str]:
     return needed
 
 
+# The values opened in the batch being applied, shared by the projections it is handed to (the
+# processor sets a fresh one per batch, ``opened_once``): people and blogs each open every profile
+# event's five sealed fields, and the decryptions were about a tenth of the projections' CPU.
+_opened_in_batch: contextvars.ContextVar[dict[tuple[str, str], str] | None] = contextvars.ContextVar("opened_in_batch", default=None)
+
+
+@contextlib.contextmanager
+def opened_once() -> Iterator[None]:
+    """Within it (and in the tasks started within it), each sealed value is decrypted once,
+    whichever projection opens it first; the plain values are forgotten when it ends."""
+    token = _opened_in_batch.set({})
+    try:
+        yield
+    finally:
+        _opened_in_batch.reset(token)
+
+
+def open_afresh() -> None:
+    """From now on in this task, sealed values are opened with the keys as they are then: a batch
+    retried (Elasticsearch away, perhaps for long) must not write what an erasure meanwhile
+    closed from values opened before it."""
+    _opened_in_batch.set(None)
+
+
 def _open_payloads(events: Sequence[Event], keys: dict[str, bytes]) -> None:
+    memo = _opened_in_batch.get()
     for event in events:
-        personaldata.open_payload(event.envelope.event_type, event.payload, keys)
+        personaldata.open_payload(event.envelope.event_type, event.payload, keys, memo)
 
 
 def partition_halves(records: Sequence[Any], partition_of: Callable[[Any], tuple[str, int]]) -> list[list[Any]]:

@@ -23,6 +23,16 @@ from watercooler import personaldata
 _SCHEMA = "CREATE TABLE IF NOT EXISTS personal_data_keys (key_id TEXT PRIMARY KEY, key BLOB, erased_at TEXT)"
 
 
+class _KeyRequest:
+    """One caller's key ids, and what the transaction that made them answered."""
+
+    def __init__(self, ids: list[str]):
+        self.ids = ids
+        self.keys: dict[str, bytes] = {}
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
 class PersonalKeyTable:
     """The key store (a ``KeyRing``): read, made on a first write, destroyed on erasure."""
 
@@ -31,6 +41,9 @@ class PersonalKeyTable:
         self._lock = threading.Lock()
         self._postgres = env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres"
         self._conn: Any = None
+        # Key requests waiting for the next transaction (``keys`` with ``create``).
+        self._queue_lock = threading.Lock()
+        self._queue: list[_KeyRequest] = []
         with self._lock:
             self._execute(_SCHEMA)
 
@@ -72,17 +85,47 @@ class PersonalKeyTable:
         ids = sorted(set(key_ids))
         if not ids:
             return {}
+        if not create:
+            with self._lock:
+                found = self._select(ids)
+            return {key_id: bytes(key) for key_id, key in found.items() if key is not None}
+        # Group commit, as the event store's: every new profile needs a new key, and each key
+        # made in a transaction of its own cost an fsync'd commit per CreateProfile. Callers
+        # that arrive while a commit is under way queue up, and the next one to hold the lock
+        # makes all their keys in one transaction. Each caller still returns only after the
+        # commit holding its keys is durable, so no key is used before it is kept.
+        asked = _KeyRequest(ids)
+        with self._queue_lock:
+            self._queue.append(asked)
         with self._lock:
+            if not asked.done.is_set():
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._make_keys(group)
+        if asked.error is not None:
+            raise asked.error
+        return asked.keys
+
+    def _make_keys(self, group: list[_KeyRequest]) -> None:
+        """The keys of every request of ``group``, made where missing in one transaction."""
+        try:
+            ids = sorted({key_id for request in group for key_id in request.ids})
             found = self._select(ids)
-            if create:
-                new = [key_id for key_id in ids if key_id not in found]
-                if new:
-                    # Two replicas making the same person's first key: the first insert wins and
-                    # both read it back, so nothing is ever sealed with a key that was not kept.
-                    # One transaction for them all: a bulk import makes a thousand at once.
-                    self._insert_new([(key_id, personaldata.generate_key()) for key_id in new])
-                    found.update(self._select(new))
-        return {key_id: bytes(key) for key_id, key in found.items() if key is not None}
+            new = [key_id for key_id in ids if key_id not in found]
+            if new:
+                # Two replicas making the same person's first key: the first insert wins and
+                # both read it back, so nothing is ever sealed with a key that was not kept.
+                # One transaction for them all: a bulk import makes a thousand at once.
+                self._insert_new([(key_id, personaldata.generate_key()) for key_id in new])
+                found.update(self._select(new))
+        except BaseException as error:  # noqa: BLE001 - handed to every caller of the group
+            for request in group:
+                request.error = error
+                request.done.set()
+            raise
+        for request in group:
+            request.keys = {key_id: bytes(found[key_id]) for key_id in request.ids if found.get(key_id) is not None}
+            request.done.set()
 
     def _insert_new(self, rows: list[tuple[str, bytes]]) -> None:
         sql = "INSERT INTO personal_data_keys (key_id, key) VALUES (?, ?) ON CONFLICT (key_id) DO NOTHING"

@@ -67,3 +67,26 @@ def test_gaps_beyond_the_acked_offsets_are_kept_for_later():
 
 def test_nothing_acked_commits_nothing():
     assert committable_offset([], IntervalTree(), committed=7) is None
+
+
+def test_a_gap_per_commit_marker_is_recorded_without_rebuilding_the_tree_and_still_committed(monkeypatch):
+    """Each relay transaction leaves a marker, so a gap is recorded nearly once per write: it is
+    added as it is (faust merged the whole tree each time), and the commit still steps over all."""
+    import asyncio
+
+    from watercooler.faust_offsets import Consumer
+
+    def merge_overlaps(self, *args, **kwargs):
+        raise AssertionError("the gap tree was rebuilt on a marker")
+
+    monkeypatch.setattr(IntervalTree, "merge_overlaps", merge_overlaps)
+    consumer = types.SimpleNamespace(_committed_offset={"tp": None}, _gap={"tp": IntervalTree()})
+    acked = []
+    for transaction in range(200):  # one record, then its commit marker
+        record = 2 * transaction
+        acked.append(record)
+        if transaction:
+            # faust's consumer on reaching this record past the marker: a gap from the marker on
+            asyncio.run(Consumer._add_gap(consumer, "tp", record - 1, record))
+    assert committable_offset(acked, consumer._gap["tp"], committed=None) == 399
+    assert acked == [] and not consumer._gap["tp"].overlap(0, 399)

@@ -501,3 +501,90 @@ def test_a_bookmark_whose_only_sealed_field_is_its_tags_is_opened_in_any_batch()
         decoded = asyncio.run(projection.decode(batch, lambda r: r, BatchResult()))
         documents = {event.aggregate_id: projection.apply(None, event) for _, event in decoded if event.type_name == "BookmarkCreated"}
         assert {doc["owner_id"]: doc["tags"] for doc in documents.values()} in ({"ana": ["zork"]}, {"ana": ["zork"], "bob": ["zork"]})
+
+
+def test_keys_asked_for_while_a_commit_is_under_way_are_made_together_each_kept_before_it_is_given(tmp_path):
+    """Every new profile needs a key: callers that arrive while a key commit is under way share
+    the next transaction (one fsync'd commit for them, not one each), and none gets a key that
+    the table does not hold."""
+    import threading
+    import time
+
+    from services.profiles.personal_keys import PersonalKeyTable
+
+    path = tmp_path / "keys.sqlite"
+    table = PersonalKeyTable({"SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"})
+    commits: list[str] = []
+    table._connection().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the store: the first key commit waits for it
+    callers = 12
+    answers: dict[str, dict[str, bytes]] = {}
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(f"p{i}", table.keys([f"p{i}"], create=True))) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    # One caller is committing; every other one waits for the next transaction.
+    deadline = time.monotonic() + 10
+    while len(getattr(table, "_queue", ())) < callers - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    holder.execute("ROLLBACK")
+    for thread in threads:
+        thread.join(30)
+    stored = dict(sqlite3.connect(path).execute("SELECT key_id, key FROM personal_data_keys").fetchall())
+    assert {caller: answer[caller] for caller, answer in answers.items()} == stored and len(stored) == callers
+    assert len(commits) == 2
+    assert table.keys(["p3"]) == {"p3": stored["p3"]} and table.keys(["nobody"]) == {}
+    table.close()
+
+
+def test_the_projections_of_one_batch_decrypt_a_sealed_value_once_between_them_and_a_retry_opens_afresh(monkeypatch):
+    """People and blogs both open every profile event's sealed fields: within a batch
+    (``opened_once``, as the processor runs one) each value is decrypted once; a retried batch
+    opens with the keys as they are then."""
+    import asyncio
+
+    from services.profiles.domainmodel import Profile
+    from services.search.readmodels.projections.blogs import BlogsProjection
+    from services.search.readmodels.projections.people import PeopleProjection
+    from watercooler.config import Settings
+    from watercooler.eventstore import CommandContext, command_meta
+    from watercooler.projection import BatchResult, open_afresh, opened_once
+
+    settings = dataclasses.replace(Settings(), namespace="openedonce")
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    with command_meta(CommandContext(pd_principal())):
+        profile = Profile.create("e1", {"display_name": "Ann Example", "sort_name": "Example, Ann", "department": "Sales", "country": "NO", "title": "Lead"})
+    (created,) = profile.collect_events()
+    event_type = "watercooler.profiles.v1.ProfileCreated"
+    state = pd.seal_state(event_type, dict(vars(created)), str(created.originator_id), "tester", ring)
+    sealed_event = object.__new__(type(created))
+    object.__setattr__(sealed_event, "__dict__", state)
+    record = to_envelope("profiles", sealed_event, sequence=1).SerializeToString()
+    assert b"Ann Example" not in record
+    decryptions: list[str] = []
+    unseal = pd.unseal
+    monkeypatch.setattr(pd, "unseal", lambda value, field, keys: decryptions.append(field) or unseal(value, field, keys))
+
+    async def both_projections():
+        decoded = await asyncio.gather(*(projection.decode([record], lambda r: r, BatchResult()) for projection in (PeopleProjection(settings), BlogsProjection(settings))))
+        return [event.payload.display_name for ((_, event),) in decoded]
+
+    async def in_one_batch(retried: bool):
+        with opened_once():
+            if retried:
+                open_afresh()
+            return await both_projections()
+
+    assert asyncio.run(in_one_batch(retried=False)) == ["Ann Example", "Ann Example"]
+    once = len(decryptions)
+    assert once and sorted(decryptions) == sorted(set(decryptions))  # each sealed field decrypted once
+    decryptions.clear()
+    assert asyncio.run(in_one_batch(retried=True)) == ["Ann Example", "Ann Example"]
+    assert len(decryptions) == 2 * once  # a retry opens every value again, with the keys of now
+
+
+def pd_principal():
+    from watercooler.auth import Principal
+
+    return Principal("tester", "service")

@@ -159,3 +159,41 @@ def test_the_audit_trail_leaves_personal_fields_sealed_and_asks_for_no_key(monke
     asyncio.run(PeopleProjection(settings).apply_batch(es, [sealed], lambda value: value))
     assert asked == [{envelope.aggregate_id}]
     assert es.writes[-1]["source"]["display_name"] == "Ann"
+
+
+class BlogsElasticsearch(RecordingElasticsearch):
+    """Also remembers the refreshes and searches of the blogs index (it holds no blog here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.looked_for_blogs = 0
+        es = self
+
+        class Indices:
+            async def refresh(self, index, **_):
+                es.looked_for_blogs += 1
+
+        self.indices = Indices()
+
+    async def search(self, index, **_):
+        self.looked_for_blogs += 1
+        return {"hits": {"hits": []}}
+
+
+def test_a_new_profile_looks_for_no_blog_of_its_owner_and_a_changed_one_does():
+    """A blog is made only for an existing profile, with its facts as of then: a profile's first
+    event keeps the owner's facts without refreshing and searching the blogs index; a later
+    event (a change of name) looks for the owner's blogs to bring them along."""
+    from services.search.readmodels.projections.blogs import BlogsProjection
+
+    settings = config.load()
+    profile, (created, updated) = _profile_events()
+    projection = BlogsProjection(settings)
+    projection._owners_ready = True  # the owners index exists
+    es = BlogsElasticsearch()
+    asyncio.run(projection.apply_batch(es, [created], lambda value: value))
+    assert [(w["_id"], w["version"]) for w in es.writes] == [(str(profile.id), 1)]  # the owner's facts are kept
+    assert es.looked_for_blogs == 0
+    es.stored[str(profile.id)] = (es.writes[0]["source"], 1)
+    asyncio.run(projection.apply_batch(es, [updated], lambda value: value))
+    assert es.looked_for_blogs == 2  # the blogs index refreshed and searched for the owner's blogs

@@ -34,6 +34,21 @@ from watercooler.kafka import committing_follower
 log = logging.getLogger("watercooler.media_erasure")
 
 GROUP = "posts-media-erasure"
+# Offsets are committed after the records' effects, at most this often: a commit per poll was a
+# round trip to Kafka for every few profile writes (the follower reads the whole profiles topic),
+# and the records read again after a crash are skipped at the cost of reading them.
+COMMIT_EVERY_SECONDS = 2.0
+_ERASURE_TYPE = personaldata.ERASURE_EVENT.encode()
+
+
+def may_be_erasure(headers: Any) -> bool:
+    """Whether a record may hold an erasure, from the ``event_type`` header the relay gives every
+    record: nearly all profile records are not one, and are passed over without decoding. A
+    record without the header is decoded (``handle``)."""
+    for key, value in headers or ():
+        if key == "event_type":
+            return value == _ERASURE_TYPE
+    return True
 
 
 def handle(app: Any, value: bytes) -> list[str]:
@@ -50,16 +65,23 @@ def handle(app: Any, value: bytes) -> list[str]:
     return removed
 
 
-def follow(app: Any, settings: Settings, stopping: threading.Event) -> None:
-    consumer = committing_follower(settings, "profiles", GROUP, max_poll_records=200)
+def follow(app: Any, settings: Settings, stopping: threading.Event, consumer: Any = None) -> None:
+    # Patient: an erasure's files may go a second later, and nearly every record is another profile event.
+    consumer = consumer or committing_follower(settings, "profiles", GROUP, max_poll_records=500, patient_seconds=1.0)
+    uncommitted = False
+    committed_at = time.monotonic()
     try:
         while not stopping.is_set():
             batches = consumer.poll(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
-                    _until_handled(app, record.value, stopping)
-            if batches:
+                    if may_be_erasure(record.headers):
+                        _until_handled(app, record.value, stopping)
+            uncommitted |= bool(batches)
+            # Never once stopping: an erasure being retried is then left unhandled, and must be read again.
+            if uncommitted and time.monotonic() - committed_at >= COMMIT_EVERY_SECONDS and not stopping.is_set():
                 consumer.commit()  # after the records' effects: a crash before it redoes them
+                uncommitted, committed_at = False, time.monotonic()
     finally:
         consumer.close()
 

@@ -56,11 +56,13 @@ def with_owner(doc: Doc, facts: dict[str, Any], owner_version: int, erased: bool
 class BlogsProjection(DocumentProjection):
     """Blogs, with their owner's name and department as the owner's profile has them now.
 
-    A blog document copies its owner's facts at BlogCreated and follows every later ProfileCreated
-    and ProfileUpdated of the owner, in whichever order the two topics deliver them (and in a
+    A blog document copies its owner's facts at BlogCreated and follows every later ProfileUpdated
+    (and ProfileErased) of the owner, in whichever order the two topics deliver them (and in a
     rebuild): the profile events are kept, by profile version, in an index of their own
     (``blog-owners``, never rebuilt: it only ever moves forward), and every blog document records
-    the profile version its facts come from (``owner_version``, 0 for BlogCreated's copy).
+    the profile version its facts come from (``owner_version``, 0 for BlogCreated's copy). A
+    ProfileCreated is kept there too but looks for no blog: a blog is made only for an existing
+    profile, so its copy is never older than the profile's first event.
 
     A blog document is then written by two streams (its blog's events and its owner's profile
     events), so it is written with optimistic concurrency (sequence number) and carries its blog
@@ -181,7 +183,8 @@ class BlogsProjection(DocumentProjection):
         return result
 
     async def _apply_profile_events(self, es: AsyncElasticsearch, events: dict[str, list[tuple[Any, Event]]], result: BatchResult) -> set[str]:
-        """Keep the owners' latest facts; returns the employee ids whose facts moved on."""
+        """Keep the owners' latest facts; returns the employee ids whose facts moved past their
+        profile's first event (the owners whose blogs may need them)."""
         # An owner whose first event here is its profile's first (ProfileCreated) is made from it
         # alone: not read (written before, a redelivery, the external version refuses it).
         stored = [aggregate_id for aggregate_id, items in events.items() if items[0][1].version > 1]
@@ -202,7 +205,12 @@ class BlogsProjection(DocumentProjection):
                 version = event.version
             if owner is not None and version > (found[aggregate_id]["_version"] if aggregate_id in found else 0):
                 operations += [{"index": {"_index": self.owners_alias, "_id": aggregate_id, "version": version, "version_type": "external"}}, owner]
-                moved.add(owner["employee_id"])
+                if version > 1:
+                    moved.add(owner["employee_id"])
+                # A profile's first event alone moves no blog: a blog is made only for an existing
+                # profile, with its facts as of then (BlogCreated), never older than the first
+                # event's. Its blogs are not looked for (a refresh and a search of the blogs index
+                # per batch of new profiles, every bulk import and single CreateProfile).
         if operations:
             response = await es.bulk(operations=operations, filter_path="errors,items.*.status,items.*.error")
             for item in response.get("items", []) if response["errors"] else []:
