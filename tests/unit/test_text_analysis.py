@@ -111,7 +111,28 @@ def test_changed_projections_have_a_new_schema_version():
     # `make run` rebuilds an index whose stored schema version is older than its projection's.
     versions = {projection.name: projection.schema_version for projection in ALL}
     assert {name: versions[name] for name in (*CONTENT, "people")} == {
-        "posts": 2, "comments": 3, "bookmarks": 2, "wiki": 2, "media": 2, "jam-ideas": 2, "jam-threads": 2, "communities": 2, "people": 2}
+        "posts": 3, "comments": 4, "bookmarks": 3, "wiki": 3, "media": 3, "jam-ideas": 3, "jam-threads": 3, "communities": 3, "people": 3}
+
+
+def test_every_field_a_snippet_comes_from_keeps_its_offsets_for_the_highlighter():
+    # Without offsets in the postings the unified highlighter analyses each hit's text again.
+    from services.search.unified import SNIPPET_TEXTS, SNIPPET_TITLES
+
+    settings = Settings()
+    checked = 0
+    for projection in ALL:
+        if projection.name not in (*CONTENT, "people"):
+            continue
+        props = projection(settings).index_body()["mappings"]["properties"]
+        for field in (*SNIPPET_TEXTS, *SNIPPET_TITLES):
+            if props.get(field, {}).get("type") == "text":
+                assert props[field].get("index_options") == "offsets", (projection.name, field)
+                checked += 1
+        for code, parts in props.get("lang", {}).get("properties", {}).items():
+            for part, mapping in parts["properties"].items():
+                assert mapping.get("index_options") == "offsets", (projection.name, code, part)
+                checked += 1
+    assert checked > 100  # every content projection's texts and language copies were seen
 
 
 def test_query_tiers_rank_exact_above_inflections_above_typos():
