@@ -17,7 +17,6 @@ A status update's photo is shown only to whoever may see its media item now (``p
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -47,18 +46,20 @@ def directory_reader() -> Principal:
     return principal
 
 
+def _communities_search(principal: Principal) -> dict[str, Any]:
+    """The search for the communities ``principal`` belongs to (their ids)."""
+    return {"query": {"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}},
+            "_source": ["community_id"], "size": MAX_COMMUNITIES}
+
+
 async def caller_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
     """The ids of the communities the caller belongs to, where that reaches content (empty
     if the index does not exist yet)."""
     if principal.is_service or not rule.memberships_reach(principal):
         return []
+    body = _communities_search(principal)
     try:
-        found = await es.search(
-            index=settings.index_alias(indices.COMMUNITIES),
-            query={"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}},
-            source=["community_id"],
-            size=MAX_COMMUNITIES,
-        )
+        found = await es.search(index=settings.index_alias(indices.COMMUNITIES), query=body["query"], source=body["_source"], size=body["size"])
     except NotFoundError:
         return []
     return [hit["_source"]["community_id"] for hit in found["hits"]["hits"]]
@@ -163,49 +164,70 @@ async def scope_of(es: AsyncElasticsearch, settings: Settings, principal: Princi
     return scope
 
 
+class ScopeUnreadable(RuntimeError):
+    """A part of the caller's scope could not be read (Elasticsearch answered an error)."""
+
+
 async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Principal, parts: frozenset[str] = ALL_PARTS) -> Scope:
-
-    async def communities_and_spaces() -> tuple[list[str], list[str] | None]:
-        if not parts & {"communities", "spaces"}:
-            return [], []
-        communities = await caller_communities(es, settings, principal)
+    """The caller's scope in two round trips at most: the caller's communities, the public
+    jams and the hidden jam threads in one ``_msearch``, then the wiki spaces, whose audience
+    needs the communities. Each part was a request of its own (four for a Search of every kind,
+    and with many employees nearly every Search reads its caller's scope). An index that does
+    not exist yet reads as empty."""
+    first: dict[str, tuple[str, dict[str, Any]]] = {}  # part -> (index, search)
+    if parts & {"communities", "spaces"} and not principal.is_service and rule.memberships_reach(principal):
+        first["communities"] = (settings.index_alias(indices.COMMUNITIES), _communities_search(principal))
+    jams = rule.visible_jams(principal, ()) if "jams" in parts else []
+    if jams is not None and "jams" in parts:
+        first["jams"] = (indices.alias(settings, indices.JAM_STATS), {"query": {"term": {"visibility": rule.PUBLIC}}, "_source": ["jam_id"], "size": MAX_JAMS})
+    if "hidden_threads" in parts:
+        first["hidden_threads"] = (settings.index_alias(indices.JAM_THREADS), _hidden_threads_search())
+    found = await _msearch(es, list(first.values()))
+    read = dict(zip(first, found, strict=True))
+    communities = [h["_source"]["community_id"] for h in read.get("communities", [])]
+    if "jams" in read:
+        jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in read["jams"]])
+    threads_hidden = tuple(sorted(h["_source"]["thread_id"] for h in read.get("hidden_threads", [])))
+    spaces: list[str] | None = []
+    if "spaces" in parts:
         seen = rule.library_audience(principal, communities)
-        if "spaces" not in parts or seen is None:
-            return communities, [] if "spaces" not in parts else None
-        try:
-            found = await es.search(
-                index=settings.index_alias(indices.WIKI),
-                query={"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}},
-                source=["space_id"], size=MAX_SPACES,
-            )
-        except NotFoundError:
-            return communities, []
-        return communities, [h["_source"]["space_id"] for h in found["hits"]["hits"]]
-
-    async def visible_jams() -> list[str] | None:
-        jams = rule.visible_jams(principal, ()) if "jams" in parts else []
-        if jams is not None and "jams" in parts:
-            try:
-                found = await es.search(index=indices.alias(settings, indices.JAM_STATS), query={"term": {"visibility": rule.PUBLIC}}, source=["jam_id"], size=MAX_JAMS)
-                jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in found["hits"]["hits"]])
-            except NotFoundError:
-                pass
-        return jams
-
-    async def hidden() -> tuple[str, ...]:
-        return await hidden_threads(es, settings) if "hidden_threads" in parts else ()
-
-    (communities, spaces), jams, threads_hidden = await asyncio.gather(communities_and_spaces(), visible_jams(), hidden())
+        spaces = None
+        if seen is not None:
+            [hits] = await _msearch(es, [(settings.index_alias(indices.WIKI), {
+                "query": {"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}}, "_source": ["space_id"], "size": MAX_SPACES})])
+            spaces = [h["_source"]["space_id"] for h in hits]
     return Scope(principal, communities, spaces, jams, threads_hidden, parts)
+
+
+async def _msearch(es: AsyncElasticsearch, searches: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The hits of each (index, search), in one round trip; a missing index has none. An error
+    in any of them is raised, as the search alone would have raised it."""
+    if not searches:
+        return []
+    operations: list[dict[str, Any]] = []
+    for index, body in searches:
+        operations += [{"index": index, "ignore_unavailable": True}, body]
+    responses = (await es.msearch(searches=operations))["responses"]
+    for response in responses:
+        if "error" in response:
+            # Never read as empty: no hidden threads would show them.
+            error = response["error"]
+            raise ScopeUnreadable(f"{response.get('status')}: {error.get('reason') or error.get('type') if isinstance(error, dict) else error}")
+    return [response["hits"]["hits"] for response in responses]
+
+
+def _hidden_threads_search(jam_id: str = "") -> dict[str, Any]:
+    filters: list[dict[str, Any]] = [{"term": {"kind": "thread"}}, {"term": {"hidden": True}}]
+    if jam_id:
+        filters.append({"term": {"jam_id": jam_id}})
+    return {"query": {"bool": {"filter": filters}}, "_source": ["thread_id"], "size": MAX_HIDDEN_THREADS}
 
 
 async def hidden_threads(es: AsyncElasticsearch, settings: Settings, jam_id: str = "") -> tuple[str, ...]:
     """The ids of the jam threads (of one jam, or all) hidden by community flags."""
-    filters: list[dict[str, Any]] = [{"term": {"kind": "thread"}}, {"term": {"hidden": True}}]
-    if jam_id:
-        filters.append({"term": {"jam_id": jam_id}})
+    body = _hidden_threads_search(jam_id)
     try:
-        found = await es.search(index=settings.index_alias(indices.JAM_THREADS), query={"bool": {"filter": filters}}, source=["thread_id"], size=MAX_HIDDEN_THREADS)
+        found = await es.search(index=settings.index_alias(indices.JAM_THREADS), query=body["query"], source=body["_source"], size=body["size"])
     except NotFoundError:
         return ()
     return tuple(sorted(h["_source"]["thread_id"] for h in found["hits"]["hits"]))

@@ -170,6 +170,39 @@ def test_typos_are_looked_for_only_when_a_word_is_in_nothing_the_caller_may_see(
     assert not stubs.find(md_bob, query=f"{w} {q}", kinds=["post"]).hits
 
 
+def test_a_callers_scope_is_read_in_two_round_trips(stubs, corpus):
+    """Communities, public jams and hidden jam threads in one _msearch, then the wiki spaces
+    (their audience needs the communities): every Search that misses the kept scope paid four."""
+    import asyncio
+
+    from services.search import visibility
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    settings = stubs.platform.settings
+
+    async def read():
+        es = es_client(settings)
+        calls: list[str] = []
+        for name in ("search", "msearch", "mget", "count"):
+            real = getattr(es, name)
+
+            async def counted(*args, _real=real, _name=name, **kwargs):
+                calls.append(_name)
+                return await _real(*args, **kwargs)
+            setattr(es, name, counted)
+        try:
+            return await visibility._read_scope(es, settings, Principal(corpus["ana"], "employee")), calls
+        finally:
+            await es.close()
+
+    scope, calls = asyncio.run(read())
+    assert calls == ["msearch", "msearch"]
+    assert corpus["community"].removeprefix("communities/") in scope.communities
+    assert scope.spaces is not None and corpus["space"].removeprefix("spaces/") in scope.spaces
+    assert scope.jams is None  # an employee: every jam
+
+
 def test_relevance_title_beats_mention_accents_and_typos(stubs, corpus):
     md, w = corpus["as_ana"], corpus["w"]
     posts = [h.name for h in stubs.find(md, query=w, kinds=["post"]).hits]
