@@ -15,7 +15,8 @@ What it does, and what it leaves out:
   request's *scheduled* send time (no coordinated omission) into an HDR histogram, speaking as
   several distinct employees in turn (a real load comes from many people; one principal would
   meet the per-principal rate limit and any per-caller cache);
-- deletes the documents it loaded at the end (``--keep`` leaves them).
+- deletes the documents it loaded at the end (``--keep`` leaves them; a ``--no-load`` run,
+  which loaded none, leaves the corpus it searched).
 Never part of `make test`.
 """
 
@@ -491,7 +492,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
-        if not args.keep:
+        # A run that loaded nothing deletes nothing: the corpus it searched is another run's.
+        if not args.keep and not args.no_load:
             from elasticsearch import Elasticsearch
 
             es = Elasticsearch(settings.es_url)
