@@ -85,10 +85,16 @@ def warm_up() -> None:
 def detect_language(text: str) -> str | None:
     """The ISO 639-1 code of the language ``text`` is written in, or None when it is not
     clear (too short, mixed, or not one of the languages indexed)."""
+    return classify_language(text)[0]
+
+
+def classify_language(text: str) -> tuple[str | None, float]:
+    """``detect_language``'s answer and the detector's probability for the language it found
+    (0.0 for an empty text)."""
     if not text or not text.strip():
-        return None
+        return None, 0.0
     code, probability = _identifier().classify(text[:2000])
-    return code if probability >= MIN_CONFIDENCE else None
+    return (code if probability >= MIN_CONFIDENCE else None), float(probability)
 
 
 def field_code(language: str) -> str | None:
