@@ -99,16 +99,13 @@ SURE_OF_LANGUAGE = 0.95
 
 
 def _detected(*texts: str) -> tuple[str, float]:
+    """The language an item made of ``texts`` is indexed in (DEFAULT_LANGUAGE when unclear),
+    and how sure the detector is of it."""
     text = "\n".join(t for t in texts if t)
     if len(text.strip()) < MIN_ITEM_CHARS:
         return DEFAULT_LANGUAGE, 0.0
     code, probability = classify_language(text)
     return code or DEFAULT_LANGUAGE, probability
-
-
-def language_of(*texts: str) -> str:
-    """The language an item made of ``texts`` is indexed in (DEFAULT_LANGUAGE when unclear)."""
-    return _detected(*texts)[0]
 
 
 def language_copies(**parts: str) -> dict[str, Any]:
