@@ -138,6 +138,12 @@ class DocumentProjection:
     # False for a projection that keeps no personal field (the audit trail: ids and envelopes):
     # its events' sealed fields are left sealed, a decryption per field and event saved.
     opens_sealed: ClassVar[bool] = True
+    # False for an index read by id (a realtime mget sees a document at once) or searched only
+    # now and then (the audit trail): it gets no refresh of its own every WC_ES_REFRESH, whose
+    # cost (a new segment per index, and merging them) is paid however few documents came;
+    # Elasticsearch's default then applies: a shard not searched for 30 s is not refreshed until
+    # a search comes, which waits for that refresh and so still sees every write before it.
+    searched_fresh: ClassVar[bool] = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -202,8 +208,9 @@ class DocumentProjection:
         settings: dict[str, Any] = {
             "number_of_shards": int(_env_default("WC_ES_SHARDS", "1")),
             "number_of_replicas": index_replicas(),
-            "refresh_interval": _env_default("WC_ES_REFRESH", "500ms"),
         }
+        if self.searched_fresh:  # else Elasticsearch's default, with its search-idle shards
+            settings["refresh_interval"] = _env_default("WC_ES_REFRESH", "500ms")
         if self.analysis:
             settings["analysis"] = self.analysis
         return {"settings": settings, "mappings": mappings}
@@ -217,6 +224,7 @@ class DocumentProjection:
         current = await self.current_index(es)
         if current:
             await self.add_new_fields(es, current)
+            await self.apply_refresh_interval(es, current)
             return current
         # A fixed first name: when the search service and a processor start together,
         # one creates it and the other is told it exists.
@@ -228,6 +236,18 @@ class DocumentProjection:
             if exc.error != "resource_already_exists_exception":
                 raise
         return await self.current_index(es) or index
+
+    async def apply_refresh_interval(self, es: AsyncElasticsearch, index: str) -> None:
+        """Give an index made earlier the refresh interval its projection has now (a dynamic
+        setting: WC_ES_REFRESH changed, or ``searched_fresh``); None puts back the default."""
+        wanted = self.index_body()["settings"].get("refresh_interval")
+        try:
+            found = await es.indices.get_settings(index=index, name="index.refresh_interval")
+            have = next(iter(found.body.values()), {}).get("settings", {}).get("index", {}).get("refresh_interval")
+            if have != wanted:
+                await es.indices.put_settings(index=index, settings={"refresh_interval": wanted})
+        except (BadRequestError, NotFoundError) as exc:
+            log.warning("could not set the refresh interval of a projection index", extra={"projection": self.name, "index": index, "error": repr(exc)})
 
     async def add_new_fields(self, es: AsyncElasticsearch, index: str) -> list[str]:
         """Add to an existing index the top-level fields its projection gained since the index was
@@ -454,7 +474,7 @@ class DocumentProjection:
         body = self.index_body()
         # Nobody searches the new index before the switch: no periodic refresh while loading
         # (Elasticsearch's advice for bulk loads); the projection's interval is set back after.
-        refresh_interval = body["settings"]["refresh_interval"]
+        refresh_interval = body["settings"].get("refresh_interval")  # None: the default, set back
         await es.indices.create(index=new_index, settings={**body["settings"], "refresh_interval": "-1"}, mappings=body["mappings"])
         # No group: the consumer is given every partition of the topics, and commits nothing.
         consumer = AIOKafkaConsumer(*topics, bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)

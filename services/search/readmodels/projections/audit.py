@@ -67,6 +67,7 @@ class AuditSubjectsProjection(DocumentProjection):
     sources = ("profiles", "posts", "jams")
     aggregate_types = AUDITED
     opens_sealed = False  # a subject is ids only (SUBJECTS), never a personal field
+    searched_fresh = False  # read by id (realtime mgets) alone
     mappings: dict[str, Any] = {"properties": {"resource": {"type": "keyword"}, "owner": {"type": "keyword"}}}
 
     async def decode(self, records: Sequence[Any], value_of: Callable[[Any], bytes], result: BatchResult) -> list[tuple[Any, Event]]:
@@ -108,6 +109,9 @@ class AuditProjection(DocumentProjection):
     # An audit document is the envelope and its subject's ids, and the reason of REASON_EVENTS:
     # only those are opened (``decode``), a decryption per field of every other event saved.
     opens_sealed = False
+    # Two documents a write with the subjects, read by services now and then: refreshed when
+    # searched rather than every WC_ES_REFRESH (``DocumentProjection.searched_fresh``).
+    searched_fresh = False
     mappings: dict[str, Any] = {
         "properties": {
             "event_id": {"type": "keyword"},

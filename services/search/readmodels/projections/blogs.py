@@ -152,13 +152,22 @@ class BlogsProjection(DocumentProjection):
             return
         try:
             await es.indices.create(index=f"{self.owners_alias}-v1-initial", mappings=self.owner_mappings,
-                                    settings=self.index_body()["settings"], aliases={self.owners_alias: {"is_write_index": True}})
+                                    settings=self.owner_settings(), aliases={self.owners_alias: {"is_write_index": True}})
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
             # An owners index made before erasures marked their owners gains the field.
             await es.indices.put_mapping(index=self.owners_alias, properties={"erased": self.owner_mappings["properties"]["erased"]})
+            # And no refresh of its own (``owner_settings``); a dynamic setting, null is the default.
+            await es.indices.put_settings(index=self.owners_alias, settings={"refresh_interval": None})
         self._owners_ready = True
+
+    def owner_settings(self) -> dict[str, Any]:
+        """The owners index is read by id alone (realtime mgets, which see a document at once) and
+        never searched: no scheduled refresh, unlike the blogs index (``searched_fresh``)."""
+        settings = dict(self.index_body()["settings"])
+        settings.pop("refresh_interval", None)
+        return settings
 
     # --- applying batches -----------------------------------------------------------------------------
     async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
