@@ -23,6 +23,9 @@ RELAY_LAG = Gauge("wc_relay_lag_events", "Stored events not yet published", ["se
 PROCESSED = Counter("wc_processor_events_total", "Events handled by a processor", ["processor", "outcome"])
 # cause: bad_event (undecodable, or its projection raised on it) or kept_failing (its batch
 # failed every attempt and the record was found to be the one at fault).
+# Bulk writes the projections asked for, and the requests that carried them (JoinedBulks).
+BULKS_ASKED = Counter("wc_processor_bulks_total", "Bulk writes the projections asked for", [])
+BULK_REQUESTS = Counter("wc_processor_bulk_requests_total", "Bulk requests sent to Elasticsearch for them", [])
 DEAD_LETTERED = Counter("wc_processor_dead_lettered_total", "Records parked in the dead-letter topic", ["processor", "cause"])
 CONSUMER_LAG = Gauge("wc_consumer_lag", "Records behind the end of the partition", ["processor", "topic", "partition"])
 

@@ -36,7 +36,7 @@ from .config import Settings
 from .envelope import BadEvent, read_envelope
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
-from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, es_client, from_the_beginning, open_afresh, opened_once, partition_halves
+from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, JoinedBulks, es_client, from_the_beginning, open_afresh, opened_once, partition_halves
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ def faust_app(name: str, settings: Settings, commit_every: int = BATCH_SIZE) -> 
 def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]], settings: Settings) -> faust.App:
     app = faust_app(name, settings)
     es = es_client(settings)
+    # The projections of a batch write at the same moment: their bulks travel as one request.
+    joined = JoinedBulks(es)
     dead_letters = app.topic(settings.dead_letter_topic, key_serializer="raw", value_serializer="raw")
 
     async def send_dead_letter(processor: str, record: faust.types.EventT, reason: str, cause: str) -> None:
@@ -128,7 +130,7 @@ def create_app(name: str, projection_classes: Sequence[type[DocumentProjection]]
         if not records:
             return
         began = _observe_batch(projection.name, records)
-        result = await _apply_by_partition_halves(projection, es, records, settings.processor_max_attempts)
+        result = await _apply_by_partition_halves(projection, joined, records, settings.processor_max_attempts)
         BATCH_WRITE_SECONDS.labels(projection.name).observe(time.time() - began)
         for record, reason in result.failed:
             await send_dead_letter(projection.name, record, reason, "bad_event")
