@@ -675,12 +675,47 @@ async def open_sealed_async(settings: Settings, events: Sequence[Event], ring: p
     needed = _needed_keys(settings, events)
     if not needed:
         return
-    ring = ring or personaldata.shared_key_ring(settings)
+    _open_payloads(events, await _keys_for(ring or personaldata.shared_key_ring(settings), needed))
+
+
+# Keys being asked for now, by (event loop, key ring, key id). The projections of a batch need
+# the same people's keys at the same moment (people and blogs open every profile event): one
+# ask serves them all, which also lets their writes leave together (``JoinedBulks``).
+_asking: dict[tuple[int, int, str], asyncio.Future] = {}
+
+
+async def _keys_for(ring: personaldata.KeyRing, needed: set[str]) -> dict[str, bytes]:
+    """``ring.keys(needed)``: from the ring's cache when it holds them all, else asked in a
+    thread, joining an ask already under way for any of them."""
     cached = getattr(ring, "cached", None)
     keys = cached(needed) if cached is not None else None
-    if keys is None:
-        keys = await asyncio.to_thread(ring.keys, needed)
-    _open_payloads(events, keys)
+    if keys is not None:
+        return keys
+    scope = (id(asyncio.get_running_loop()), id(ring))
+    waiting: dict[int, asyncio.Future] = {}
+    rest: list[str] = []
+    for key_id in needed:
+        asked = _asking.get((*scope, key_id))
+        if asked is None:
+            rest.append(key_id)
+        else:
+            waiting[id(asked)] = asked
+    if rest:
+        asked = asyncio.ensure_future(asyncio.to_thread(ring.keys, rest))
+        for key_id in rest:
+            _asking[(*scope, key_id)] = asked
+
+        def answered(done: asyncio.Future, ids: tuple[str, ...] = tuple(rest)) -> None:
+            for key_id in ids:
+                if _asking.get((*scope, key_id)) is done:
+                    del _asking[(*scope, key_id)]
+        asked.add_done_callback(answered)
+        waiting[id(asked)] = asked
+    keys = {}
+    # Shielded: a caller cancelled (a rebalance) does not cancel the ask the others wait for.
+    for answer in await asyncio.gather(*(asyncio.shield(asked) for asked in waiting.values())):
+        keys.update(answer)
+    return {key_id: key for key_id, key in keys.items() if key_id in needed}
 
 
 def _needed_keys(settings: Settings, events: Sequence[Event]) -> set[str]:

@@ -184,3 +184,40 @@ def test_a_write_racing_an_erasure_is_tombstoned_whichever_lands_last(monkeypatc
     asyncio.run(projection.apply_batch(es, created, lambda value: value))
     written = es.bulks[-1][1]
     assert written["author_id"] == "e1" and written["content"] == "" and written["tags"] == [], written
+
+
+class CountingKeyRing:
+    """A key ring that remembers nothing, and counts how often it is asked."""
+
+    def __init__(self):
+        self.asked: list[set[str]] = []
+
+    def cached(self, key_ids):
+        return None
+
+    def keys(self, key_ids, create=False):
+        import time
+
+        self.asked.append(set(key_ids))
+        time.sleep(0.05)  # a call to the key service
+        return {key_id: key_id.encode() for key_id in key_ids if key_id != "erased"}
+
+
+def test_projections_asking_for_the_same_keys_at_once_share_one_ask():
+    from watercooler.projection import _asking, _keys_for
+
+    ring = CountingKeyRing()
+
+    async def main():
+        people = asyncio.ensure_future(_keys_for(ring, {"p1", "p2", "erased"}))
+        blogs = asyncio.ensure_future(_keys_for(ring, {"p2", "p1"}))
+        more = asyncio.ensure_future(_keys_for(ring, {"p1", "p3"}))
+        await asyncio.sleep(0)
+        blogs.cancel()  # a caller gone (a rebalance) does not cancel the ask the others wait for
+        return await people, await asyncio.gather(blogs, return_exceptions=True), await more
+
+    people, (blogs,), more = asyncio.run(main())
+    assert people == {"p1": b"p1", "p2": b"p2"} and more == {"p1": b"p1", "p3": b"p3"}
+    assert isinstance(blogs, asyncio.CancelledError)
+    assert sorted(map(sorted, ring.asked)) == [["erased", "p1", "p2"], ["p3"]]  # p1 asked once, p3 alone
+    assert not _asking  # nothing left behind once answered

@@ -21,6 +21,7 @@ still appear with their aggregate id and an empty resource.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -179,8 +180,14 @@ class AuditProjection(DocumentProjection):
         return await super().rebuild(es, progress, batch_size)
 
     async def apply_batch(self, es: AsyncElasticsearch, records: Sequence[Any], value_of: Callable[[Any], bytes], index: str | None = None) -> BatchResult:
-        subjects = await self.subjects.apply_batch(es, records, value_of)
-        result = await super().apply_batch(es, records, value_of, index)
+        # At once: an audit document reads the subjects (``complete``) only of aggregates created
+        # in an earlier batch, already written; this batch's created events name their own.
+        # Their two bulks so leave as one request (JoinedBulks).
+        subjects, result = await asyncio.gather(self.subjects.apply_batch(es, records, value_of), super().apply_batch(es, records, value_of, index),
+                                                return_exceptions=True)
+        for outcome in (subjects, result):
+            if isinstance(outcome, BaseException):
+                raise outcome  # both done: a retry never runs beside a write of the first try
         seen = {id(record) for record, _ in result.failed}
         result.failed += [(record, reason) for record, reason in subjects.failed if id(record) not in seen]
         return result
