@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import importlib
 import importlib.util
 import uuid
@@ -129,7 +130,9 @@ class Event:
     envelope: EventEnvelope
     payload: Message
 
-    @property
+    # Cached: the projections of a batch share one decoded event (watercooler.projection) and
+    # each asks for these, some several times.
+    @functools.cached_property
     def type_name(self) -> str:
         """The payload's short name, e.g. ``ProfileCreated``."""
         return self.envelope.event_type.rsplit(".", 1)[-1]
@@ -142,7 +145,7 @@ class Event:
     def version(self) -> int:
         return self.envelope.aggregate_version
 
-    @property
+    @functools.cached_property
     def occurred_at(self) -> dt.datetime:
         return self.envelope.occurred_at.ToDatetime(tzinfo=dt.UTC)
 

@@ -400,7 +400,7 @@ class DocumentProjection:
         erasures: list[Event] = []
         for record in records:
             try:
-                event = decode_kept(value_of(record), self._kept_types)
+                event = _decoded(value_of(record), self._kept_types)
             except BadEvent as exc:
                 result.failed.append((record, str(exc)))
                 continue
@@ -728,34 +728,65 @@ def _needed_keys(settings: Settings, events: Sequence[Event]) -> set[str]:
     return needed
 
 
-# The values opened in the batch being applied, shared by the projections it is handed to (the
-# processor sets a fresh one per batch, ``opened_once``): people and blogs each open every profile
-# event's five sealed fields, and the decryptions were about a tenth of the projections' CPU.
-_opened_in_batch: contextvars.ContextVar[dict[tuple[str, str], str] | None] = contextvars.ContextVar("opened_in_batch", default=None)
+@dataclass
+class _BatchMemo:
+    """What the projections of the batch being applied share (the processor sets a fresh one per
+    batch, ``opened_once``). Each record's event is decoded once for all of them, and opened in
+    place by the first that opens it (a profile event was decoded by four projections and opened
+    by two); ``opened`` keeps each sealed value's plain text, for a value two events carry. The
+    decryptions alone were about a tenth of the projections' CPU. A projection leaving sealed
+    fields sealed (``opens_sealed``) may be handed an event another opened: it writes none of them."""
+
+    decoded: dict[int, tuple[bytes, Event | BadEvent]] = field(default_factory=dict)  # id(value) -> (value, its event)
+    opened: dict[tuple[str, str], str] = field(default_factory=dict)  # (sealed value, field) -> plain value
+
+
+_batch_memo: contextvars.ContextVar[_BatchMemo | None] = contextvars.ContextVar("batch_memo", default=None)
 
 
 @contextlib.contextmanager
 def opened_once() -> Iterator[None]:
-    """Within it (and in the tasks started within it), each sealed value is decrypted once,
-    whichever projection opens it first; the plain values are forgotten when it ends."""
-    token = _opened_in_batch.set({})
+    """Within it (and in the tasks started within it), each record is decoded once and each sealed
+    value decrypted once, whichever projection comes first; all is forgotten when it ends."""
+    token = _batch_memo.set(_BatchMemo())
     try:
         yield
     finally:
-        _opened_in_batch.reset(token)
+        _batch_memo.reset(token)
 
 
 def open_afresh() -> None:
-    """From now on in this task, sealed values are opened with the keys as they are then: a batch
-    retried (Elasticsearch away, perhaps for long) must not write what an erasure meanwhile
-    closed from values opened before it."""
-    _opened_in_batch.set(None)
+    """From now on in this task, records are decoded anew and sealed values opened with the keys
+    as they are then: a batch retried (Elasticsearch away, perhaps for long) must not write what
+    an erasure meanwhile closed from values opened before it."""
+    _batch_memo.set(None)
+
+
+def _decoded(value: bytes, kept_types: frozenset[str] | None) -> Event | None:
+    """``decode_kept``, the event shared with the batch's other projections (``_BatchMemo``)."""
+    memo = _batch_memo.get()
+    if memo is None:
+        return decode_kept(value, kept_types)
+    known = memo.decoded.get(id(value))
+    if known is None or known[0] is not value:
+        try:
+            event: Event | BadEvent = decode_kept(value, None)  # type: ignore[assignment]
+        except BadEvent as exc:
+            event = exc
+        memo.decoded[id(value)] = known = (value, event)
+    event = known[1]
+    if isinstance(event, BadEvent):
+        raise BadEvent(str(event))
+    if kept_types is not None and event.envelope.aggregate_type not in kept_types:
+        return None
+    return event
 
 
 def _open_payloads(events: Sequence[Event], keys: dict[str, bytes]) -> None:
-    memo = _opened_in_batch.get()
+    memo = _batch_memo.get()
+    opened = memo.opened if memo is not None else None
     for event in events:
-        personaldata.open_payload(event.envelope.event_type, event.payload, keys, memo)
+        personaldata.open_payload(event.envelope.event_type, event.payload, keys, opened)
 
 
 def partition_halves(records: Sequence[Any], partition_of: Callable[[Any], tuple[str, int]]) -> list[list[Any]]:

@@ -588,3 +588,50 @@ def pd_principal():
     from watercooler.auth import Principal
 
     return Principal("tester", "service")
+
+
+def test_the_projections_of_one_batch_share_each_record_decoded_and_the_audit_trail_writes_none_of_it_opened():
+    """A profile event was decoded by four projections and opened by two. Within a batch each
+    record is decoded once for all of them; the audit trail, which leaves sealed fields sealed,
+    may be handed the event people opened, and its document holds no personal field either way.
+    A record that is no event fails each projection alike; a retry decodes afresh."""
+    import asyncio
+
+    from services.profiles.domainmodel import Profile
+    from services.search.readmodels.projections.audit import AuditProjection
+    from services.search.readmodels.projections.blogs import BlogsProjection
+    from services.search.readmodels.projections.people import PeopleProjection
+    from watercooler.config import Settings
+    from watercooler.eventstore import CommandContext, command_meta
+    from watercooler.projection import BatchResult, open_afresh, opened_once
+
+    settings = dataclasses.replace(Settings(), namespace="decodedonce")
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    with command_meta(CommandContext(pd_principal())):
+        profile = Profile.create("e1", {"display_name": "Ann Example", "sort_name": "Example, Ann", "department": "Sales", "country": "NO", "title": "Lead"})
+    (created,) = profile.collect_events()
+    event_type = "watercooler.profiles.v1.ProfileCreated"
+    state = pd.seal_state(event_type, dict(vars(created)), str(created.originator_id), "tester", ring)
+    sealed_event = object.__new__(type(created))
+    object.__setattr__(sealed_event, "__dict__", state)
+    record = to_envelope("profiles", sealed_event, sequence=1).SerializeToString()
+    garbage = b"\xff not an envelope"
+    projections = (PeopleProjection(settings), AuditProjection(settings), BlogsProjection(settings))
+
+    async def one_batch(retried: bool = False):
+        with opened_once():
+            if retried:
+                open_afresh()
+            results = [BatchResult() for _ in projections]
+            decoded = await asyncio.gather(*(p.decode([record, garbage], lambda r: r, result) for p, result in zip(projections, results, strict=True)))
+            return [events[0][1] for events in decoded], results
+
+    events, results = asyncio.run(one_batch())
+    assert events[0] is events[1] is events[2]  # one decoded event for the three
+    assert events[0].payload.display_name == "Ann Example"  # opened by people
+    audit_doc = projections[1].apply(None, events[1])
+    assert "Ann Example" not in repr(audit_doc) and "Lead" not in repr(audit_doc) and audit_doc["resource"] == "profiles/e1"
+    assert all([record for record, _ in result.failed] == [garbage] for result in results)  # each dead-letters it
+    again, _ = asyncio.run(one_batch(retried=True))
+    assert again[0] is not events[0] and again[0].payload.display_name == "Ann Example"
