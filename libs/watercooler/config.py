@@ -115,7 +115,7 @@ class Settings:
     # Kafka transaction (begin, produce, commit: round trips and request handling in the relay
     # and the broker whatever its size), so under a stream of single writes one transaction per
     # few events was most of the relay's CPU. Adds at most this much to freshness.
-    relay_linger: float = field(default_factory=lambda: float(_env("WC_RELAY_LINGER", "0.02")))
+    relay_linger: float = field(default_factory=lambda: float(_env("WC_RELAY_LINGER", "0.05")))
     # How often a projection batch that fails (other than Elasticsearch being unreachable or
     # refusing load, which is waited out) is tried before the record at fault is found and
     # parked in the dead-letter topic (libs/watercooler/processor.py).

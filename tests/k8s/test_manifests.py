@@ -385,7 +385,7 @@ SAFE_DEFAULTS = {
     "WC_SEARCH_HTTP_HOST": "binds every interface by default, as the gRPC servers do",
     "WC_RELAY_IDLE_MAX": "a timer with a default (relay: longest sleep of an idle relay; docs/benchmarks/freshness.md)",
     "WC_PROCESSOR_BATCH_WITHIN": "a timer with a default (processors: longest wait to fill a batch; docs/benchmarks/freshness.md)",
-    "WC_RELAY_LINGER": "a timer with a default (relay: how long a busy relay lets events gather, 20 ms; README)",
+    "WC_RELAY_LINGER": "a timer with a default (relay: how long a busy relay lets events gather, 50 ms; README)",
     "WC_GC_TUNING": "a switch with a default (services, relays, processors: the tuned garbage collector, on; libs/watercooler/gc_tuning.py)",
     "WC_PROCESSOR_MAX_ATTEMPTS": "a retry bound with a default (processors: tries of a failing batch before its record at fault is dead-lettered, 5; README)",
     "WC_STORE_GROUP_COMMIT": "a batch bound with a default (event stores: most commands per transaction, 64; README)",
