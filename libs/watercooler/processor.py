@@ -36,7 +36,17 @@ from .config import Settings
 from .envelope import BadEvent, read_envelope
 from .events.v1.envelope_pb2 import DeadLetter
 from .kafka import ensure_topics
-from .projection import BatchResult, DocumentProjection, DocumentsUnreadable, JoinedBulks, es_client, from_the_beginning, open_afresh, opened_once, partition_halves
+from .projection import (
+    BatchResult,
+    DocumentProjection,
+    DocumentsUnreadable,
+    JoinedBulks,
+    es_client,
+    from_the_beginning,
+    open_afresh,
+    opened_once,
+    partition_halves,
+)
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from typing import Any, ClassVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from elasticsearch import AsyncElasticsearch, BadRequestError, ConnectionError as EsConnectionError, ConnectionTimeout, NotFoundError
+from elasticsearch import AsyncElasticsearch, BadRequestError, ConnectionTimeout, NotFoundError
+from elasticsearch import ConnectionError as EsConnectionError
 from elasticsearch.helpers import async_scan
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
