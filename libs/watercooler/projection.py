@@ -247,9 +247,10 @@ class DocumentProjection:
     opens_sealed: ClassVar[bool] = True
     # False for an index read by id (a realtime mget sees a document at once) or searched only
     # now and then (the audit trail): it gets no refresh of its own every WC_ES_REFRESH, whose
-    # cost (a new segment per index, and merging them) is paid however few documents came;
-    # Elasticsearch's default then applies: a shard not searched for 30 s is not refreshed until
-    # a search comes, which waits for that refresh and so still sees every write before it.
+    # cost (a new segment per index, and merging them) is paid however few documents came.
+    # Elasticsearch's default then applies: a shard not searched for 30 s is not refreshed on
+    # schedule; the next search refreshes it and waits, so it shows every write made while idle
+    # (those of its last second show within that second, the default interval).
     searched_fresh: ClassVar[bool] = True
 
     def __init__(self, settings: Settings):
