@@ -543,25 +543,11 @@ def test_the_projections_of_one_batch_decrypt_a_sealed_value_once_between_them_a
     opens with the keys as they are then."""
     import asyncio
 
-    from services.profiles.domainmodel import Profile
     from services.search.readmodels.projections.blogs import BlogsProjection
     from services.search.readmodels.projections.people import PeopleProjection
-    from watercooler.config import Settings
-    from watercooler.eventstore import CommandContext, command_meta
     from watercooler.projection import BatchResult, open_afresh, opened_once
 
-    settings = dataclasses.replace(Settings(), namespace="openedonce")
-    ring = pd.MemoryKeyRing()
-    pd.install_key_ring(settings, ring)
-    with command_meta(CommandContext(pd_principal())):
-        profile = Profile.create("e1", {"display_name": "Ann Example", "sort_name": "Example, Ann", "department": "Sales", "country": "NO", "title": "Lead"})
-    (created,) = profile.collect_events()
-    event_type = "watercooler.profiles.v1.ProfileCreated"
-    state = pd.seal_state(event_type, dict(vars(created)), str(created.originator_id), "tester", ring)
-    sealed_event = object.__new__(type(created))
-    object.__setattr__(sealed_event, "__dict__", state)
-    record = to_envelope("profiles", sealed_event, sequence=1).SerializeToString()
-    assert b"Ann Example" not in record
+    settings, record = sealed_profile_record("openedonce")
     decryptions: list[str] = []
     unseal = pd.unseal
     monkeypatch.setattr(pd, "unseal", lambda value, field, keys: decryptions.append(field) or unseal(value, field, keys))
@@ -584,6 +570,27 @@ def test_the_projections_of_one_batch_decrypt_a_sealed_value_once_between_them_a
     assert len(decryptions) == 2 * once  # a retry opens every value again, with the keys of now
 
 
+def sealed_profile_record(namespace: str):
+    """Settings with a key ring of their own, and the record of Ann's ProfileCreated as the relay
+    publishes it: her personal fields sealed with her key."""
+    from services.profiles.domainmodel import Profile
+    from watercooler.config import Settings
+    from watercooler.eventstore import CommandContext, command_meta
+
+    settings = dataclasses.replace(Settings(), namespace=namespace)
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    with command_meta(CommandContext(pd_principal())):
+        profile = Profile.create("e1", {"display_name": "Ann Example", "sort_name": "Example, Ann", "department": "Sales", "country": "NO", "title": "Lead"})
+    (created,) = profile.collect_events()
+    state = pd.seal_state("watercooler.profiles.v1.ProfileCreated", dict(vars(created)), str(created.originator_id), "tester", ring)
+    sealed_event = object.__new__(type(created))
+    object.__setattr__(sealed_event, "__dict__", state)
+    record = to_envelope("profiles", sealed_event, sequence=1).SerializeToString()
+    assert b"Ann Example" not in record
+    return settings, record
+
+
 def pd_principal():
     from watercooler.auth import Principal
 
@@ -597,25 +604,12 @@ def test_the_projections_of_one_batch_share_each_record_decoded_and_the_audit_tr
     A record that is no event fails each projection alike; a retry decodes afresh."""
     import asyncio
 
-    from services.profiles.domainmodel import Profile
     from services.search.readmodels.projections.audit import AuditProjection
     from services.search.readmodels.projections.blogs import BlogsProjection
     from services.search.readmodels.projections.people import PeopleProjection
-    from watercooler.config import Settings
-    from watercooler.eventstore import CommandContext, command_meta
     from watercooler.projection import BatchResult, open_afresh, opened_once
 
-    settings = dataclasses.replace(Settings(), namespace="decodedonce")
-    ring = pd.MemoryKeyRing()
-    pd.install_key_ring(settings, ring)
-    with command_meta(CommandContext(pd_principal())):
-        profile = Profile.create("e1", {"display_name": "Ann Example", "sort_name": "Example, Ann", "department": "Sales", "country": "NO", "title": "Lead"})
-    (created,) = profile.collect_events()
-    event_type = "watercooler.profiles.v1.ProfileCreated"
-    state = pd.seal_state(event_type, dict(vars(created)), str(created.originator_id), "tester", ring)
-    sealed_event = object.__new__(type(created))
-    object.__setattr__(sealed_event, "__dict__", state)
-    record = to_envelope("profiles", sealed_event, sequence=1).SerializeToString()
+    settings, record = sealed_profile_record("decodedonce")
     garbage = b"\xff not an envelope"
     projections = (PeopleProjection(settings), AuditProjection(settings), BlogsProjection(settings))
 
