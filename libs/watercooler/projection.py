@@ -673,11 +673,16 @@ async def open_sealed_async(settings: Settings, events: Sequence[Event], ring: p
     """``open_sealed`` for a coroutine (every projection's ``decode``): the keys come from the
     process's cache when it holds them all, and a miss is asked for in a thread, still one ask
     for the batch, so the event loop (the worker's other projections, its Kafka heartbeats)
-    runs on meanwhile instead of waiting for the key service."""
+    runs on meanwhile instead of waiting for the key service. An event the batch's projections
+    share (``_BatchMemo``) is opened by the first of them; the others pass over it unread."""
+    memo = _batch_memo.get()
+    if memo is not None:
+        events = [event for event in events if memo.opened_events.get(id(event)) is not event]
     needed = _needed_keys(settings, events)
-    if not needed:
-        return
-    _open_payloads(events, await _keys_for(ring or personaldata.shared_key_ring(settings), needed))
+    if needed:
+        _open_payloads(events, await _keys_for(ring or personaldata.shared_key_ring(settings), needed))
+    if memo is not None:
+        memo.opened_events.update((id(event), event) for event in events)
 
 
 # Keys being asked for now, by (event loop, key ring, key id). The projections of a batch need
@@ -741,6 +746,7 @@ class _BatchMemo:
 
     decoded: dict[int, tuple[bytes, Event | BadEvent]] = field(default_factory=dict)  # id(value) -> (value, its event)
     opened: dict[tuple[str, str], str] = field(default_factory=dict)  # (sealed value, field) -> plain value
+    opened_events: dict[int, Event] = field(default_factory=dict)  # the events opened in place, by id()
 
 
 _batch_memo: contextvars.ContextVar[_BatchMemo | None] = contextvars.ContextVar("batch_memo", default=None)

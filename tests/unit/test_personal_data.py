@@ -629,3 +629,28 @@ def test_the_projections_of_one_batch_share_each_record_decoded_and_the_audit_tr
     assert all([record for record, _ in result.failed] == [garbage] for result in results)  # each dead-letters it
     again, _ = asyncio.run(one_batch(retried=True))
     assert again[0] is not events[0] and again[0].payload.display_name == "Ann Example"
+
+
+def test_an_event_the_batch_opened_is_not_read_again_by_the_next_projection(monkeypatch):
+    """The second projection handed a shared event someone opened passes over it: no scan of its
+    fields for keys, no second pass over them."""
+    import asyncio
+
+    from services.search.readmodels.projections.blogs import BlogsProjection
+    from services.search.readmodels.projections.people import PeopleProjection
+    from watercooler.projection import BatchResult, opened_once
+
+    settings, record = sealed_profile_record("openedskipped")
+    scans: list[str] = []
+    sealed_key_ids = pd.sealed_key_ids
+    monkeypatch.setattr(pd, "sealed_key_ids", lambda event_type, values: scans.append(event_type) or sealed_key_ids(event_type, values))
+
+    async def one_after_the_other():
+        with opened_once():
+            people = await PeopleProjection(settings).decode([record], lambda r: r, BatchResult())
+            blogs = await BlogsProjection(settings).decode([record], lambda r: r, BatchResult())
+        return people[0][1], blogs[0][1]
+
+    people, blogs = asyncio.run(one_after_the_other())
+    assert people is blogs and blogs.payload.display_name == "Ann Example"
+    assert scans == ["watercooler.profiles.v1.ProfileCreated"]  # once, by people
