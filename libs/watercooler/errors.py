@@ -72,5 +72,11 @@ class Unauthenticated(DomainError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class Unavailable(DomainError):
+    """A backend answered that it cannot serve now (busy, a shard away): retry after a while."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class ResourceExhausted(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED

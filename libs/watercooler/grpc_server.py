@@ -62,6 +62,14 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
 
 
 UNAVAILABLE_ERRORS = _unavailable_errors()
+# Elasticsearch's statuses for "not now": a full queue (429) or a node or shard away.
+ENGINE_BUSY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def _engine_busy(exc: BaseException) -> bool:
+    import elasticsearch
+
+    return isinstance(exc, elasticsearch.ApiError) and getattr(exc.meta, "status", None) in ENGINE_BUSY_STATUSES
 
 # RPCs that must answer without a token: probes and tooling.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -235,6 +243,11 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
                     code = context.code() or grpc.StatusCode.UNKNOWN
                     raise
+                if _engine_busy(exc):
+                    # Elasticsearch answered that it cannot serve now (its queue full, a shard away).
+                    code = grpc.StatusCode.UNAVAILABLE
+                    log.warning("backend busy", extra={"method": short_method, "error": repr(exc)[:300]})
+                    await context.abort(code, "the search engine could not answer now; retry after a while")
                 reference = uuid.uuid4().hex[:12]
                 code = grpc.StatusCode.INTERNAL
                 log.exception("unhandled error", extra={"method": short_method, "reference": reference})

@@ -23,7 +23,8 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.auth import Principal
 from watercooler.config import Settings
-from watercooler.errors import InvalidArgument
+from watercooler.errors import InvalidArgument, Unavailable
+from watercooler.grpc_server import ENGINE_BUSY_STATUSES
 from watercooler.search.v1 import search_pb2 as sp
 
 from .kept import Kept
@@ -279,6 +280,26 @@ def tag_pattern(prefix: str) -> str:
     return "".join(one(ch) for ch in prefix) + ".*"
 
 
+
+
+class EngineRefused(RuntimeError):
+    """Elasticsearch refused a search we built: a defect of ours, answered INTERNAL and logged."""
+
+
+def answers(found: Any) -> list[dict[str, Any]]:
+    """The responses of an ``_msearch``, each a search's answer. A search that failed is never
+    read as one without hits (a suggestion list or trending board silently short of a part):
+    UNAVAILABLE when the engine was busy or a shard away (retry), else an internal error."""
+    responses = found["responses"]
+    for response in responses:
+        if "error" in response:
+            error = response["error"]
+            reason = (error.get("reason") or error.get("type")) if isinstance(error, dict) else error
+            if response.get("status") in ENGINE_BUSY_STATUSES:
+                raise Unavailable(f"the search engine could not answer now ({response.get('status')}); retry after a while")
+            raise EngineRefused(f"{response.get('status')}: {reason}")
+    return responses
+
 async def _no_languages() -> tuple[str, ...]:
     return ()
 
@@ -439,8 +460,8 @@ class Search:
             operations += [{"index": indices, "ignore_unavailable": True},
                            {"size": 0, "track_total_hits": 1, "terminate_after": 1, "stats": [STATS_SEARCH],
                             "query": {"bool": {"must": [text_query(word, languages, typos=False)], "filter": filters}}}]
-        found = await self.es.msearch(searches=operations)
-        return any("error" in r or r["hits"]["total"]["value"] == 0 for r in found["responses"])
+        found = answers(await self.es.msearch(searches=operations))
+        return any(r["hits"]["total"]["value"] == 0 for r in found)
 
     async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], typos: bool) -> None:
         """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""
@@ -599,11 +620,9 @@ class Search:
             # A type-ahead needs the best few, never how many match: no counting lets
             # Elasticsearch stop early.
             operations += [{"index": index, "ignore_unavailable": True}, {**body, "track_total_hits": False, "stats": [STATS_SUGGEST]}]
-        found = await self.es.msearch(searches=operations)
+        found = answers(await self.es.msearch(searches=operations))
         response = sp.SuggestResponse()
-        for (kind, _, _), result in zip(searches, found["responses"], strict=True):
-            if "error" in result:
-                continue
+        for (kind, _, _), result in zip(searches, found, strict=True):
             if kind == "tag":
                 for b in result.get("aggregations", {}).get("s", {}).get("t", {}).get("buckets", []):
                     response.suggestions.add(kind="tag", text=b["key"])
@@ -641,11 +660,9 @@ class Search:
                          "week": {"filter": {"range": {time_field: {"lt": day_start.isoformat()}}},
                                   "aggs": {"v": {"terms": {"field": value_field, "size": 1000}}}}}}
             operations += [{"index": ",".join(sorted({index_of(self.settings, k) for k in search_kinds})), "ignore_unavailable": True}, body]
-        found = await self.es.msearch(searches=operations)
+        found = answers(await self.es.msearch(searches=operations))
         response = sp.TrendingResponse()
-        for kind, result in zip(kinds, found["responses"], strict=True):
-            if "error" in result:
-                continue
+        for kind, result in zip(kinds, found, strict=True):
             week = {b["key"]: b["doc_count"] for b in result["aggregations"]["week"]["v"]["buckets"]}
             items = []
             for b in result["aggregations"]["recent"]["v"]["buckets"]:

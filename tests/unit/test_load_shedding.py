@@ -43,10 +43,24 @@ async def block(request, context):
     time.sleep(float(request.decode()))  # holds the event loop, as CPU-bound work would
     return request
 
+def engine_error(status):
+    import elasticsearch
+    from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+
+    meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=NodeConfig("http", "localhost", 9200))
+    return elasticsearch.ApiError("search refused", meta=meta, body={"error": {"type": "es_rejected_execution_exception"}})
+
+async def engine_busy(request, context):
+    raise engine_error(429)  # Elasticsearch's search queue full
+
+async def engine_refused(request, context):
+    raise engine_error(400)  # a query Elasticsearch cannot parse: a defect of ours
+
 async def main():
     server = new_server("overload", config.load())
     handlers = {name: grpc.unary_unary_rpc_method_handler(behaviour)
-                for name, behaviour in (("Hold", hold), ("HoldAnnounced", hold_announced), ("Block", block))}
+                for name, behaviour in (("Hold", hold), ("HoldAnnounced", hold_announced), ("Block", block),
+                                        ("EngineBusy", engine_busy), ("EngineRefused", engine_refused))}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Overload", handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -137,3 +151,19 @@ def test_a_burst_sent_while_the_service_is_busy_is_answered_not_cancelled(start_
     assert sum(outcomes.values()) == 2500
     assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
     assert outcomes["OK"] >= 100, outcomes
+
+
+def test_a_search_engine_that_cannot_answer_now_is_unavailable_and_one_that_refuses_our_query_is_internal(start_server):
+    """Elasticsearch's 429 (queue full) or 503 (a shard away) is the caller's to retry: UNAVAILABLE,
+    not INTERNAL with a reference as for a defect; a refused query (400) stays INTERNAL."""
+    target, metadata, _ = start_server(max_in_flight=100)
+
+    async def call(method: str) -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(target) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await channel.unary_unary(f"/test.Overload/{method}")(b"", metadata=metadata, timeout=10)
+        return raised.value
+
+    busy, refused = asyncio.run(call("EngineBusy")), asyncio.run(call("EngineRefused"))
+    assert busy.code() == grpc.StatusCode.UNAVAILABLE and "retry" in busy.details()
+    assert refused.code() == grpc.StatusCode.INTERNAL and "reference" in refused.details()

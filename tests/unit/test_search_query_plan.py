@@ -41,3 +41,20 @@ def test_every_kind_names_the_scope_parts_its_rule_reads():
         with pytest.raises(ValueError, match="scope was read without"):
             kind_filter(communities_only, kind)
     assert Scope(Principal("e1", "employee"), [], None, None).parts == ALL_PARTS
+
+
+def test_a_sub_search_that_failed_is_never_read_as_one_without_hits():
+    """Suggest and Trending read an _msearch: a failed part used to be skipped, the list silently
+    short of it. Busy or a shard away: UNAVAILABLE (retry); any other refusal: an internal error."""
+    import pytest
+
+    from services.search.unified import EngineRefused, answers
+    from watercooler.errors import Unavailable
+
+    ok = {"hits": {"hits": [], "total": {"value": 0}}, "status": 200}
+    assert answers({"responses": [ok, ok]}) == [ok, ok]
+    for status in (429, 503):
+        with pytest.raises(Unavailable, match="retry"):
+            answers({"responses": [ok, {"error": {"type": "es_rejected_execution_exception", "reason": "queue full"}, "status": status}]})
+    with pytest.raises(EngineRefused, match="400: failed to create query"):
+        answers({"responses": [{"error": {"type": "search_phase_execution_exception", "reason": "failed to create query"}, "status": 400}, ok]})
