@@ -231,6 +231,24 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
         running.stop()
 
 
+def pytest_collection_finish(session):
+    """Fetch and build what the local servers run from before the first test starts: on a new
+    machine that takes minutes (SeaweedFS is built from source, about ten on 2 cores), longer than
+    one test may take (pytest-timeout), and it would fail whichever test came first. Here it is
+    outside every test's clock, once, and says what it does."""
+    kinds = {item.path.relative_to(ROOT).parts[1] for item in session.items if item.path.is_relative_to(ROOT / "tests")}
+    if session.config.option.collectonly or not kinds & {"integration", "cluster"}:
+        return
+    settings = config.load()
+    if settings.infra_mode != "local":
+        return
+    from tools.infra.servers import prepare_local
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = (lambda message: reporter.write_line(f"infra: {message}")) if reporter else None
+    prepare_local(settings, postgres="cluster" in kinds, progress=say)
+
+
 def pytest_collection_modifyitems(config, items):
     """Fault tests run after the functional ones (they restart servers), fuzz tests last:
     what their accepted requests create would disturb counting tests."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tools.infra import common, downloads, elasticsearch, servers
+from tools.infra import common, elasticsearch, servers
 from tools.infra.common import InfraError
 from watercooler import config
 
@@ -37,23 +37,17 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 
 @app.command()
-def fetch() -> None:
+def fetch(postgres: bool = typer.Option(False, "--postgres", help="Also install PostgreSQL (Debian's packages).")) -> None:
     """Download the Kafka jars and the Elasticsearch distribution into the cache (once), build
     the analysis plugin (infra/es-analysis) for it, and build SeaweedFS."""
-    from tools.infra import seaweedfs
-
     settings = config.load()
     t0 = time.monotonic()
     try:
         versions = common.pom_versions()
         already = common.is_fetched(settings, versions)
-        if not seaweedfs.binary(settings).exists():
-            with console.status("Building SeaweedFS…") as st:
-                seaweedfs.build(settings, progress=lambda m: st.update(m))
-        with console.status("Fetching with Maven…") as st:
-            if not already:
-                downloads.fetch(settings, progress=lambda m: st.update(m))
-            plugin = elasticsearch.build_analysis_plugin(settings, downloads.find_jdk(), progress=lambda m: st.update(m))
+        with console.status("Fetching with Maven, building SeaweedFS…") as st:
+            jdk = servers.prepare_local(settings, postgres, progress=lambda m: st.update(m))
+            plugin = elasticsearch.build_analysis_plugin(settings, jdk)  # built above: its path
     except Exception as exc:  # noqa: BLE001 - reported by _fail
         _fail(exc)
     if already:

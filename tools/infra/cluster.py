@@ -22,6 +22,7 @@ from tools.infra import common, downloads, elasticsearch, kafka, postgres, seawe
 from tools.infra.common import InfraError, Progress, StartResult
 from tools.infra.elasticsearch import EsNode
 from tools.infra.kafka import KafkaQuorum
+from tools.infra.servers import prepare_local
 from watercooler.config import Settings
 
 BROKERS = 3
@@ -149,9 +150,7 @@ def start_postgres(settings: Settings, layout: ClusterLayout, progress: Progress
 def up(settings: Settings, layout: ClusterLayout, progress: Progress | None = None) -> list[StartResult]:
     """Start every engine that is not running, all at once (a quorum forms only when its
     members start together), and wait until each works."""
-    jdk = downloads.find_jdk()
-    seaweedfs.build_in_background(settings, progress)
-    downloads.fetch(settings, progress, jdk)
+    jdk = prepare_local(settings, postgres=True, progress=progress)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     tasks: list[Callable[[], StartResult]] = [lambda n=n: start_broker(settings, layout, n, jdk, progress) for n in range(1, BROKERS + 1)]
     tasks += [lambda n=n: start_es_node(settings, layout, n, jdk, progress) for n in range(1, ES_NODES + 1)]

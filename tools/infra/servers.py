@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tools.infra import seaweedfs
 from tools.infra.common import InfraError, Progress, Server, StartResult, _file_lock, _port_open, rss_kb, stop_server
-from tools.infra.downloads import fetch, find_jdk
+from tools.infra.downloads import Jdk, fetch, find_jdk
 from tools.infra.elasticsearch import build_analysis_plugin, es_health, es_server, has_analysis_names, start_elasticsearch
 from tools.infra.kafka import kafka_reachable, kafka_server, start_kafka
-from tools.infra.postgres import postgres_server, start_postgres
+from tools.infra.postgres import ensure_postgres_bin, postgres_server, start_postgres
 from watercooler.config import Settings
 
 log = logging.getLogger("tools.infra")
@@ -86,14 +86,29 @@ def env_for_clients(settings: Settings) -> dict[str, str]:
     }
 
 
-def up_local(settings: Settings, postgres: bool = False, progress: Progress | None = None) -> list[StartResult]:
-    """Fetch if needed, then start Kafka, Elasticsearch, SeaweedFS (and PostgreSQL) in parallel."""
+def prepare_local(settings: Settings, postgres: bool = False, progress: Progress | None = None) -> Jdk:
+    """Everything the local servers run from, fetched or built into the cache once: Kafka's jars
+    and Elasticsearch's distribution (Maven), the analysis plugin, SeaweedFS (built from the Go
+    module proxy) and, with ``postgres``, Debian's PostgreSQL. Quick when all is there. On a new
+    machine it takes minutes (SeaweedFS's build alone about ten on 2 cores), which is why the test
+    suite calls it before its first test's timeout starts (tests/conftest.py)."""
     jdk = find_jdk()  # first: a missing JDK must stop us before any download
     log.info("using JDK %s at %s", jdk.version, jdk.home)
-    # SeaweedFS builds from source for minutes: under way while Maven fetches and the JVMs boot.
-    seaweedfs.build_in_background(settings, progress)
+    # SeaweedFS builds from source for minutes: under way while Maven fetches.
+    building = seaweedfs.build_in_background(settings, progress)
     fetch(settings, progress, jdk)
-    build_analysis_plugin(settings, jdk, progress)  # before the parallel starts: one Maven at a time
+    build_analysis_plugin(settings, jdk, progress)  # one Maven at a time
+    if postgres:
+        ensure_postgres_bin(progress)
+    if building is not None:
+        building.join()
+    seaweedfs.build(settings, progress)  # at once when built; else builds again and raises what failed
+    return jdk
+
+
+def up_local(settings: Settings, postgres: bool = False, progress: Progress | None = None) -> list[StartResult]:
+    """Fetch if needed, then start Kafka, Elasticsearch, SeaweedFS (and PostgreSQL) in parallel."""
+    jdk = prepare_local(settings, postgres, progress)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(settings.data_dir / ".infra.lock"):
         tasks: list[Callable[[], StartResult]] = [
