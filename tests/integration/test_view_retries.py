@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
+from services.posts.library.viewlog import view_id_of
 from tests.conftest import eventually
 from tests.integration.helpers import bad_request_fields, read_topic, rpc_error
 from tests.integration.test_views import counts, unique
@@ -38,19 +39,18 @@ def reader_and_page(platform, prefix: str) -> tuple[str, list, wp.Page]:
     return reader, md, page
 
 
+def a_video(platform, md, title: str) -> mp.MediaItem:
+    """A video media item of the caller's (its file is never uploaded: only its downloads count here)."""
+    return platform.stub(mg.MediaServiceStub, "posts").RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=mp.MediaItem(
+        title=title, kind=mp.MediaItem.VIDEO, size_bytes=1, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri=f"s3://b/{title.lower()}")), metadata=md)
+
+
 def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     media = platform.stub(mg.MediaServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     reader, md, page = reader_and_page(platform, "r")
-    video = media.RegisterMediaItem(
-        mp.RegisterMediaItemRequest(
-            media_item=mp.MediaItem(
-                title="Clip", kind=mp.MediaItem.VIDEO, size_bytes=1, content_type="video/mp4", visibility=wp.INTERNAL, storage_uri="s3://b/c"
-            )
-        ),
-        metadata=md,
-    )
+    video = a_video(platform, md, "Clip")
 
     first = str(uuid.uuid4())
     batch = wp.BatchRecordPageViewsRequest(views=[wp.PageView(page=page.name, client="web")] * 3, request_id=first)
@@ -85,10 +85,35 @@ def test_a_retried_batch_is_counted_once_and_a_new_request_id_again(platform):
     assert counts(search, md, page.name).total == 10
     assert counts(search, md, video.name).total == 4
 
-    # Each view was sent once, with a deterministic id: "{caller}/{request_id}/{index}".
+    # Each view was sent once, with a deterministic id derived from (caller, request_id, index).
     facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, platform.settings.fact_topic("views"))]
-    ids = sorted(f.view_id for f in facts if f.target == page.name and f.view_id.startswith(f"{reader}/{first}/"))
-    assert ids == [f"{reader}/{first}/{index}" for index in range(3)]
+    first_ids = [view_id_of(reader, first, index) for index in range(3)]
+    assert sorted(f.view_id for f in facts if f.target == page.name and f.view_id in first_ids) == sorted(first_ids)
+
+
+def test_a_fact_names_the_viewers_department_never_the_viewer(platform):
+    """Views and downloads are kept on Kafka for ever: a fact holds the department they are counted
+    by, and neither the viewer's id nor (in its view id) the id of a person recording their own."""
+    from services.search.readmodels.counters.views import retryable
+
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    media = platform.stub(mg.MediaServiceStub, "posts")
+    reader, md, page = reader_and_page(platform, "anon")
+    video = a_video(platform, md, "Watched")
+    own = str(uuid.uuid4())
+    wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name, client="web"), request_id=own), metadata=md)  # the reader calls
+    wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name, viewer=reader, client="web")), metadata=platform.metadata())  # a service
+    media.RecordDownload(mp.RecordDownloadRequest(download=mp.Download(media_item=video.name), request_id=own), metadata=md)
+
+    for kind, target in (("views", page.name), ("downloads", video.name)):
+        records = [r for r in read_topic(platform.settings, platform.settings.fact_topic(kind)) if le.ViewFact.FromString(r.value).target == target]
+        assert len(records) == (2 if kind == "views" else 1), kind
+        assert not any(reader.encode() in r.value or reader.encode() in (r.key or b"") for r in records), f"{kind}: a fact names the viewer"
+        facts = [le.ViewFact.FromString(r.value) for r in records]
+        assert {f.department for f in facts} == {"Research"}, kind
+        # The reader's own request keeps its deterministic (retryable) id; the other is random.
+        assert sorted(retryable(f.view_id) for f in facts) == ([False, True] if kind == "views" else [True]), kind
+        assert view_id_of(reader, own, 0) in {f.view_id for f in facts}, kind
 
 
 def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform):
@@ -112,7 +137,7 @@ def test_a_retry_that_reaches_a_restarted_posts_service_is_counted_once(platform
     # Kafka holds the two views twice (the restarted service sent them again) ...
     def copies() -> int:
         facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, platform.settings.fact_topic("views"))]
-        return sum(1 for f in facts if f.view_id.startswith(f"{reader}/{request_id}/"))
+        return sum(1 for f in facts if f.view_id in {view_id_of(reader, request_id, i) for i in range(2)})
 
     assert eventually(lambda: copies() == 4, message="the retry sent again")
     # ... and the counter counts them once, plus the new view.
@@ -152,7 +177,7 @@ def test_a_retry_after_many_other_views_counts_once_on_another_worker(platform):
         assert eventually(lambda: wiki.BatchRecordPageViews(batch, metadata=md, timeout=10).recorded == 2, timeout=60, message="the retry answered")
         wiki.RecordPageView(wp.RecordPageViewRequest(view=wp.PageView(page=page.name)), metadata=md)  # a new view, after the copies
         facts = [le.ViewFact.FromString(r.value) for r in read_topic(platform.settings, platform.settings.fact_topic("views"))]
-        assert sum(1 for f in facts if f.view_id.startswith(f"{reader}/{batch.request_id}/")) == 4, "the retry was not sent again"
+        assert sum(1 for f in facts if f.view_id in {view_id_of(reader, batch.request_id, i) for i in range(2)}) == 4, "the retry was not sent again"
         eventually(lambda: counts(search, md, page.name).total >= 3 + between, timeout=120, message="the new view counted")
         assert counts(search, md, page.name).total == 3 + between
     finally:

@@ -54,7 +54,7 @@ def test_the_view_counter_holds_its_batch_while_a_shard_recovers():
             return {"errors": False, "items": []}
 
     es = RecoveringElasticsearch()
-    fact = ViewFact(target="pages/p1", space_id="s1", viewer="e1", department="d", view_time="2026-11-27T10:00:00Z").SerializeToString()
+    fact = ViewFact(target="pages/p1", space_id="s1", department="d", view_time="2026-11-27T10:00:00Z").SerializeToString()
     with pytest.raises(DocumentsUnreadable):
         asyncio.run(views.apply_batch(es, "counts", "views", [(0, 41, fact)]))
     assert es.bulk_calls == 0

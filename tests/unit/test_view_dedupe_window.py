@@ -4,9 +4,10 @@ in between, and a replay after a crash decides the same."""
 
 from __future__ import annotations
 
+import uuid
 from types import SimpleNamespace
 
-from services.search.readmodels.counters.views import RETRY_WINDOW_SECONDS, Sighting, bucket_of, first_sightings, seen_id
+from services.search.readmodels.counters.views import RETRY_WINDOW_SECONDS, Sighting, bucket_of, first_sightings, retryable, seen_id
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 
 HOUR_MS = RETRY_WINDOW_SECONDS * 1000
@@ -73,3 +74,13 @@ def test_downloads_and_views_with_the_same_id_are_different_facts():
     kept, created = first_sightings("views", [fact(0, "u/r/0")], stored)
     stored.update(created)
     assert [r.offset for r in first_sightings("downloads", [fact(0, "u/r/0")], stored)[0]] == [0]
+
+
+def test_a_view_id_is_retryable_when_derived_from_a_request_id_now_or_in_the_old_form():
+    from services.posts.library.viewlog import view_id_of
+
+    derived = view_id_of("svc", "r1", 0)
+    assert retryable(derived) and derived == view_id_of("svc", "r1", 0) != view_id_of("svc", "r1", 1) != view_id_of("svc2", "r1", 1)
+    assert "svc" not in derived and "r1" not in derived
+    assert retryable("someone/r1/0")  # facts written before view ids were derived
+    assert not retryable(str(uuid.uuid4())) and not retryable("") and not retryable("not-a-uuid")

@@ -7,7 +7,7 @@ from watercooler.posts.v1.library_events_pb2 import ViewFact
 
 
 def fact(target: str, day: str, department: str = "") -> bytes:
-    return ViewFact(target=target, space_id="s", viewer="e1", department=department, view_time=f"{day}T10:00:00Z").SerializeToString()
+    return ViewFact(target=target, space_id="s", department=department, view_time=f"{day}T10:00:00Z").SerializeToString()
 
 
 def test_facts_group_by_target_day_department_and_partition_in_offset_order():

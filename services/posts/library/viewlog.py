@@ -16,10 +16,14 @@ counted; the dedupe therefore sits here, on the producing side: the outcome of e
 the newest ``WC_VIEW_REQUESTS_REMEMBERED`` requests, default 100,000, for at most an
 hour), a retry gets the first answer without sending anything, a retry racing the
 first attempt waits for it, and the same request_id with a different body is
-INVALID_ARGUMENT.  Every fact carries a deterministic ``view_id``
-(``{caller}/{request_id}/{index}``) and is keyed by its target, so a re-sent copy lands
-in the same partition as the original; that is what a consumer-side dedupe would
-need, and what an audit can group on.
+INVALID_ARGUMENT.  Every fact carries a deterministic ``view_id`` (``view_id_of``: a
+UUID derived one way from caller, request_id and index) and is keyed by its target, so a
+re-sent copy lands in the same partition as the original; that is what a consumer-side
+dedupe needs.
+
+A fact names the viewer's department (what views are counted by), never the viewer: who read
+which page is personal data, and a log keeps it where no erasure reaches. The view id is a
+one-way digest for the same reason (a person recording their own views is the caller).
 
 Behind it, the counter (services/search/readmodels/counters/views.py) skips a fact whose view_id it already
 counted within the last hour (``RETRY_WINDOW_SECONDS``, by Kafka record time), keeping the
@@ -49,6 +53,7 @@ from aiokafka import AIOKafkaProducer
 from watercooler.client import ServiceCredentials, aio_channel
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument
+from watercooler.eventstore import stable_id
 from watercooler.kafka import create_topics
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.profiles.v1 import profiles_pb2, profiles_pb2_grpc
@@ -61,6 +66,12 @@ VIEWS, DOWNLOADS = "views", "downloads"
 DEPARTMENT_TTL_SECONDS = 600.0
 REQUESTS_REMEMBERED = 100_000
 REQUEST_MEMORY_SECONDS = 3600.0
+
+
+def view_id_of(caller: str, request_id: str, index: int) -> str:
+    """The view id of the ``index``-th view of a request: the same for every retry of it, and
+    naming neither caller nor viewer (a name-based UUID, RFC 9562 v5)."""
+    return str(stable_id("view", caller, request_id, str(index)))
 
 
 def ensure_fact_topics(settings: Settings) -> list[str]:
@@ -177,7 +188,7 @@ class FactLog:
         """Sends the facts; with a request_id, once per (caller, request_id) (see the module docstring)."""
         if not request_id:
             return await self._send(kind, facts, client, [str(uuid.uuid4()) for _ in facts])
-        view_ids = [f"{caller}/{request_id}/{index}" for index in range(len(facts))]
+        view_ids = [view_id_of(caller, request_id, index) for index in range(len(facts))]
         return await self.recent.once((kind, caller, request_id), fingerprint, lambda: self._send(kind, facts, client, view_ids))
 
     async def _send(self, kind: str, facts: list[tuple[Target, str, dt.datetime]], client: list[str], view_ids: list[str]) -> int:
@@ -189,7 +200,6 @@ class FactLog:
             fact = ViewFact(
                 target=target.name,
                 space_id=target.space_id,
-                viewer=viewer,
                 department=departments.get(viewer, ""),
                 view_time=when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
                 client=client_name,

@@ -25,7 +25,7 @@ Totals and top-N are sums over these documents (aggregations).
 Client retries (same ``request_id``).  The posts service answers a retried request from
 memory, which a restart loses and another replica never had; a retry whose first attempt had
 reached Kafka then appends the same facts again, with the same deterministic ``view_id``
-(``{caller}/{request_id}/{index}``) and on the same partition (keyed by target).  Clients may
+(a name-based UUID of caller, request_id and index) and on the same partition (keyed by target).  Clients may
 retry for ``RETRY_WINDOW_SECONDS`` (an hour): a copy whose first fact is at most that much
 older (by Kafka record time) is skipped, whichever worker reads it.  The view ids seen are
 kept in Elasticsearch, not in the worker, one document per view id (``SeenViewIds``), so any
@@ -55,6 +55,7 @@ import hashlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,9 +190,16 @@ class Sighting:
 
 
 def retryable(view_id: str) -> bool:
-    """A view id a retry can repeat: ``{caller}/{request_id}/{index}``.  A request without a
-    request_id gets random ids (no slash), and a retry of it is a new view by definition."""
-    return "/" in view_id
+    """A view id a retry can repeat: a name-based UUID (version 5, derived from caller,
+    request_id and index), or ``{caller}/{request_id}/{index}`` as facts before 2026-12 have it
+    (a replay decides as the first count did).  A request without a request_id gets random
+    UUIDs (version 4), and a retry of it is a new view by definition."""
+    if "/" in view_id:
+        return True
+    try:
+        return uuid.UUID(view_id).version == 5
+    except ValueError:
+        return False
 
 
 def seen_id(kind: str, view_id: str) -> str:
