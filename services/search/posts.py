@@ -347,10 +347,14 @@ class PostQueries:
             aggs={"tags": {"terms": {"field": "tags", "size": MAX_FACETS}}},
         )
         stats = sp.PostStats(blogs_total=blogs["hits"]["total"]["value"], blogs_active_30d=active_count)
+        # An owner with no department or country (none given, or an erased person's tombstone)
+        # is no key: their blogs count in blogs_total alone, as Search's department facet does.
         for bucket in blogs["aggregations"]["department"]["buckets"]:
-            stats.blogs_per_department.add(key=bucket["key"], count=bucket["doc_count"])
+            if bucket["key"]:
+                stats.blogs_per_department.add(key=bucket["key"], count=bucket["doc_count"])
         for bucket in blogs["aggregations"]["country"]["buckets"]:
-            stats.blogs_per_country.add(key=bucket["key"], count=bucket["doc_count"])
+            if bucket["key"]:
+                stats.blogs_per_country.add(key=bucket["key"], count=bucket["doc_count"])
         for bucket in tags["aggregations"]["tags"]["buckets"]:
             stats.popular_tags.add(tag=bucket["key"], count=bucket["doc_count"])
         if blog:

@@ -108,6 +108,15 @@ def test_a_community_post_never_reaches_a_non_member(platform, posts, search):
     assert not found(search, guest, query=word)
 
 
+def stats_with(search, blog_name: str, metadata) -> sp.PostStats:
+    """GetPostStats with a blog's posts per day; NOT_FOUND (the blog not projected yet) raised as
+    AssertionError, which `eventually` retries."""
+    try:
+        return search.GetPostStats(sp.GetPostStatsRequest(blog=blog_name), metadata=metadata)
+    except grpc.RpcError as error:
+        raise AssertionError(error.details()) from None
+
+
 def test_blog_stats_count_totals_departments_countries_and_activity(platform, posts, search):
     dept = unique("Dept")
     people = [person(platform, f"Stat {i}", department=dept, country="JP") for i in range(3)]
@@ -116,10 +125,7 @@ def test_blog_stats_count_totals_departments_countries_and_activity(platform, po
     service = platform.metadata()
 
     def counted():
-        try:
-            stats = search.GetPostStats(sp.GetPostStatsRequest(blog=blogs[0].name), metadata=service)
-        except grpc.RpcError as error:  # NOT_FOUND until the blog is projected: retried
-            raise AssertionError(error.details()) from None
+        stats = stats_with(search, blogs[0].name, service)
         per_dept = {d.key: d.count for d in stats.blogs_per_department}
         assert per_dept.get(dept) == 3
         assert sum(d.count for d in stats.posts_per_day) == 1
@@ -128,6 +134,12 @@ def test_blog_stats_count_totals_departments_countries_and_activity(platform, po
     stats = eventually(counted, message="blog stats")
     assert stats.blogs_total >= 3 and stats.blogs_active_30d >= 1
     assert {d.key: d.count for d in stats.blogs_per_country}.get("JP", 0) >= 3
+
+    # An owner with no department or country: the blog counts in the total, under no empty key.
+    _, as_nobody = person(platform, "Stat Nowhere", department="", country="")
+    unplaced = blog(posts, as_nobody)
+    stats = eventually(lambda: stats_with(search, unplaced.name, service), message="the blog without department projected")
+    assert "" not in {d.key for d in stats.blogs_per_department} and "" not in {d.key for d in stats.blogs_per_country}
 
 
 def test_the_directory_follows_an_owner_renamed_after_their_blogs_were_made_also_after_a_reindex(platform, posts, search):
