@@ -793,8 +793,9 @@ def _decoded(value: bytes, kept_types: frozenset[str] | None) -> Event | None:
 def _open_payloads(events: Sequence[Event], keys: dict[str, bytes]) -> None:
     memo = _batch_memo.get()
     opened = memo.opened if memo is not None else None
+    ciphers = personaldata.ciphers(keys)  # each key's cipher made once for the batch
     for event in events:
-        personaldata.open_payload(event.envelope.event_type, event.payload, keys, opened)
+        personaldata.open_payload(event.envelope.event_type, event.payload, ciphers, opened)
 
 
 def partition_halves(records: Sequence[Any], partition_of: Callable[[Any], tuple[str, int]]) -> list[list[Any]]:

@@ -28,6 +28,19 @@ def test_a_sealed_field_opens_only_with_its_key_and_in_its_place():
     assert pd.unseal("plain", "body", {}) == "plain"  # events stored before sealing read as they are
 
 
+def test_a_cipher_made_once_seals_each_value_with_a_nonce_of_its_own_and_opens_as_the_key_does():
+    key = pd.generate_key()
+    cipher = pd.ciphers({"e1": key})["e1"]
+    values = [pd.seal("e1", cipher, "body", "the same words") for _ in range(50)]
+    nonces = {v.rsplit(":", 1)[1][:16] for v in values}  # the base64 of the 12 nonce bytes
+    assert len(nonces) == 50  # a cipher kept for many values never repeats a nonce
+    # Either form seals and opens the other's values; another person's cipher opens nothing.
+    assert {pd.unseal(v, "body", {"e1": key}) for v in values} == {"the same words"}
+    assert pd.unseal(pd.seal("e1", key, "body", "w"), "body", {"e1": cipher}) == "w"
+    assert pd.unseal(values[0], "body", pd.ciphers({"e1": pd.generate_key()})) == ""
+    assert pd.unseal(values[0], "title", {"e1": cipher}) == ""
+
+
 def test_an_event_state_is_sealed_by_its_rule_and_opened_to_tombstones_once_erased():
     ring = pd.MemoryKeyRing()
     state = {"author_id": "e1", "text": "hello #zork", "hashtags": ["zork"], "mentions": ["e2"], "visibility": "INTERNAL"}
