@@ -85,5 +85,10 @@ def committing_follower(settings: Settings, service: str, group: str, max_poll_r
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=max_poll_records,
+        # A follower killed without goodbye hands its partitions on within seconds, as the
+        # projections and counters do: kafka-python's default (45 s) kept a restarted thumbnail
+        # maker idle for most of a minute after each kill.
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
         **patience,
     )
