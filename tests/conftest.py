@@ -212,7 +212,7 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
     env = {"WC_PROJECTIONS_METRICS_PORT": "0", "WC_STATS_METRICS_PORT": "0", "WC_THUMBNAILS_METRICS_PORT": "0", "WC_RATE_LIMIT": "5000"}
     # Small media limits, and uploads that expire and are swept within a test's patience
     # (tests/integration/test_media_content.py).
-    env.update(WC_MEDIA_QUOTA_BYTES=str(4 << 20), WC_UPLOAD_TTL_SECONDS="20", WC_UPLOAD_SWEEP_SECONDS="2")
+    env.update(WC_MEDIA_QUOTA_BYTES=str(4 << 20), WC_UPLOAD_TTL_SECONDS="12", WC_UPLOAD_SWEEP_SECONDS="2")
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"

@@ -117,11 +117,11 @@ def status() -> None:
 
 
 @app.command()
-def reindex(projection: Annotated[str, typer.Argument(help="read model name: a projection (e.g. people) or a counter (view-counts, jam-stats)")]) -> None:
-    """Rebuild a projection or counter by replaying its topics into a new index, then switch the alias."""
+def reindex(projections: Annotated[list[str], typer.Argument(help="read model names: projections (e.g. people) or counters (view-counts, jam-stats)")]) -> None:
+    """Rebuild projections or counters by replaying their topics, each into a new index, then switch its alias."""
     from tools.reindex import reindex as rebuild
 
-    rebuild(projection)
+    rebuild(*projections)
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""`python -m tools.reindex <name>`: rebuild one projection or counter from the log into a new index,
-then switch its alias (the reindex Job's command; `watercooler reindex` is the same). Serves
+"""`python -m tools.reindex <name>...`: rebuild projections or counters from the log, each into a new
+index, then switch its alias (the reindex Job's command; `watercooler reindex` is the same). Serves
 nothing; signs one token, its own, to ask the profiles service for the keys of sealed personal
 fields (docs/personal-data.md): a Job runs it as an API client with the signing key."""
 
@@ -20,15 +20,20 @@ def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)
 
 
-def reindex(name: str) -> dict:
-    """Rebuild the read model called ``name`` (a projection or a counter); an unknown name is a usage error."""
+def reindex(*names: str) -> list[dict]:
+    """Rebuild the read models called ``names`` (projections or counters), one after the other in
+    one process (a whole-platform rebuild starts Python and its clients once, not once a model).
+    Every name is checked before any rebuild starts: an unknown one is a usage error, and nothing
+    is rebuilt."""
     import typer
 
     from services.search.readmodels import rebuild
 
-    if name not in rebuild.names():
-        raise typer.BadParameter(f"unknown read model; one of: {', '.join(rebuild.names())}")
-    return rebuild_with_progress(config.load(), name)
+    unknown = [name for name in names if name not in rebuild.names()]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown read model {unknown[0] if unknown else '(none given)'!r}; one of: {', '.join(rebuild.names())}")
+    settings = config.load()
+    return [rebuild_with_progress(settings, name) for name in dict.fromkeys(names)]
 
 
 def rebuild_with_progress(settings: config.Settings, read_model: type | str) -> dict:
@@ -80,8 +85,8 @@ def stale_projections(settings: config.Settings) -> list[type]:
 def main() -> None:
     import typer
 
-    def command(projection: str = typer.Argument(help="read model name: a projection (e.g. people) or a counter (view-counts, jam-stats)")) -> None:
-        reindex(projection)
+    def command(projections: list[str] = typer.Argument(help="read model names: projections (e.g. people) or counters (view-counts, jam-stats)")) -> None:
+        reindex(*projections)
 
     typer.run(command)
 

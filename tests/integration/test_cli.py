@@ -43,6 +43,14 @@ def test_reindex_rebuilds_and_switches_the_alias(platform):
     assert after and after.isdisjoint(before)
     unknown = cli("reindex", "no-such-projection")
     assert unknown.returncode != 0 and "unknown read model" in (unknown.stdout + unknown.stderr)
+    # Several names: each rebuilt in turn; one unknown among them and none is (checked first).
+    mixed = cli("reindex", "people", "no-such-projection")
+    assert mixed.returncode != 0 and "no-such-projection" in (mixed.stdout + mixed.stderr)
+    assert set(platform.es.indices.get_alias(name=platform.alias("people")).body) == after
+    both = cli("reindex", "people", "communities")
+    assert both.returncode == 0, both.stderr
+    assert "rebuilt people" in both.stdout and "rebuilt communities" in both.stdout
+    assert set(platform.es.indices.get_alias(name=platform.alias("people")).body).isdisjoint(after)
 
 
 def test_dlq_lists_dead_letters(platform):

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 # Set for the test platform in tests/conftest.py.
 QUOTA = 4 << 20
-UPLOAD_TTL = 20
+UPLOAD_TTL = 12
 
 
 def png(tag: bytes, size: int = 2048) -> bytes:
