@@ -29,9 +29,9 @@ def reindex(*names: str) -> list[dict]:
 
     from services.search.readmodels import rebuild
 
-    unknown = [name for name in names if name not in rebuild.names()]
-    if unknown or not names:
-        raise typer.BadParameter(f"unknown read model {unknown[0] if unknown else '(none given)'!r}; one of: {', '.join(rebuild.names())}")
+    unknown = [name for name in names if name not in rebuild.names()] if names else ["(none given)"]
+    if unknown:
+        raise typer.BadParameter(f"unknown read model {unknown[0]!r}; one of: {', '.join(rebuild.names())}")
     settings = config.load()
     return [rebuild_with_progress(settings, name) for name in dict.fromkeys(names)]
 
