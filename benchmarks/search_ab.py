@@ -26,6 +26,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def shard_queries(es_url: str, namespace: str) -> dict[str, int]:
+    """Shard queries so far over the namespace's indices, in all and by the stats group a Search
+    or Suggest tags its requests with (``wc-search-facets`` counts the facets' look-ups): the
+    countable cost of a request, where CPU per request moves with whatever else the machine does."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{es_url}/{namespace}-wc-*/_stats/search?groups=_all&filter_path=_all.total.search", timeout=10) as r:
+        search = json.load(r)["_all"]["total"]["search"]
+    return {"all": search["query_total"], **{group: g["query_total"] for group, g in search.get("groups", {}).items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="CHECKOUT:NAMESPACE of the code before and its kept corpus")
@@ -46,8 +57,10 @@ def main() -> None:
     os.environ.setdefault("WC_RATE_LIMIT", "0")
     os.environ.setdefault("WC_SEARCH_METRICS_PORT", "0")
     sides = {}
+    namespaces = {}
     for side, spec in (("before", args.before), ("after", args.after)):
         root, namespace = spec.rsplit(":", 1)
+        namespaces[side] = namespace
         root = str(Path(root).resolve())
         port = free_port()
         env = {**os.environ, "WC_NAMESPACE": namespace, "WC_SEARCH_PORT": str(port), "WC_SEARCH_HTTP_PORT": str(free_port()),
@@ -71,13 +84,16 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for side in (("before", "after") if round_ % 2 == 0 else ("after", "before")):
                     process, address = sides[side]
+                    queries0 = shard_queries(settings.es_url, namespaces[side])
                     cpu0 = (cpu_seconds(es_pid), cpu_seconds(process.pid))
                     result = asyncio.run(search_latency.measure(address, callers, rpc, args.rate, args.window, warmup=0))
                     cpu1 = (cpu_seconds(es_pid), cpu_seconds(process.pid))
+                    queries1 = shard_queries(settings.es_url, namespaces[side])
                     done, latency = max(1, result["completed"]), result["latency_from_scheduled"]
                     row = {"rpc": rpc, "round": round_, "side": side, "p50": latency.get("p50_ms"), "p99": latency.get("p99_ms"),
                            "es": round(1000 * (cpu1[0] - cpu0[0]) / done, 2), "svc": round(1000 * (cpu1[1] - cpu0[1]) / done, 2),
-                           "achieved": result["achieved_per_s"], "errors": result["errors"], "load": round(os.getloadavg()[0], 2)}
+                           "achieved": result["achieved_per_s"], "errors": result["errors"], "load": round(os.getloadavg()[0], 2),
+                           "shard_queries": {group: round((queries1[group] - queries0.get(group, 0)) / done, 3) for group in queries1}}
                     windows.append(row)
                     print(json.dumps(row), flush=True)
     finally:

@@ -82,11 +82,18 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
         source.update(language="en", lang={"en": {"body": value}})
         return source
 
+    # Every author is one of the corpus's people, as every employee who writes has a profile:
+    # the department facet reads authors' departments from the people index (and keeps them).
+    people = len(range(18, docs, 20))
+
+    def someone() -> str:
+        return doc_id(20 * rng.randint(0, people - 1) + 18)[1] if people else f"e{rng.randint(0, 400_000)}"
+
     for n in range(docs):
         alias, _id = doc_id(n)
         roll = n % 20
         vis = rng.choice(("PUBLIC", "INTERNAL", "INTERNAL", "INTERNAL", "COMMUNITY", "PRIVATE"))
-        author = f"e{rng.randint(0, 400_000)}"
+        author = someone()
         if alias == "posts":
             title = text(rng, 5).title() if roll < 6 else ""
             body = text(rng, 40 if roll < 6 else 12)
@@ -100,7 +107,7 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
             # A comment carries its target's audience (services/search/readmodels/projections/comments.py).
             source = searchable({"name": f"comments/{_id}", "target": f"posts/{ID_PREFIX}p{n - 1}", "parent": "", "author_id": author, "body": body,
                                  "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "hidden": False, "created_at": when(), "deleted": False,
-                                 "target_kind": "post", "target_author_id": f"e{rng.randint(0, 400_000)}", "target_owner": "", "space_id": "",
+                                 "target_kind": "post", "target_author_id": someone(), "target_owner": "", "space_id": "",
                                  "target_state": "PUBLISHED", "target_hidden": False, "target_deleted": False, "audience_version": 1}, body)
         elif alias == "people":
             name = f"{rng.choice(NAMES)} {rng.choice(NAMES)}son"

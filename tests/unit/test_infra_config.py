@@ -418,3 +418,37 @@ def test_a_failed_start_stops_the_servers_it_started_and_only_those(monkeypatch,
     with pytest.raises(InfraError, match="SeaweedFS exited"):
         servers.up_local(settings)
     assert stopped == ["kafka"]
+
+
+def test_a_start_interrupted_while_waiting_stops_what_it_started_once_the_starts_end(monkeypatch, tmp_path):
+    """A test's time limit (pytest-timeout) or Ctrl-C lands while up_local waits for the servers:
+    the ones still starting came up after and kept their ports for the next session."""
+    import threading
+    import time
+
+    settings = _settings(data_dir=tmp_path)
+    monkeypatch.setattr(servers, "find_jdk", lambda: Jdk(Path("/jdk"), 17))
+    monkeypatch.setattr(servers, "fetch", lambda *a, **k: None)
+    monkeypatch.setattr(servers, "build_analysis_plugin", lambda *a, **k: None)
+    monkeypatch.setattr(servers.seaweedfs, "build_in_background", lambda *a, **k: None)
+    interrupted = threading.Event()
+
+    def kafka_interrupted(*a, **k):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    def slow(name: str, already_running: bool):
+        def start(*a, **k):
+            interrupted.wait(5)
+            time.sleep(0.2)  # still starting when the wait is interrupted
+            return common.StartResult(name, "127.0.0.1:2", 102, 0.1, already_running)
+        return start
+
+    monkeypatch.setattr(servers, "start_kafka", kafka_interrupted)
+    monkeypatch.setattr(servers, "start_elasticsearch", slow("elasticsearch", False))
+    monkeypatch.setattr(servers.seaweedfs, "start", slow("seaweedfs", True))
+    stopped: list[str] = []
+    monkeypatch.setattr(servers, "stop_server", lambda server, *a, **k: stopped.append(server.name) or True)
+    with pytest.raises(KeyboardInterrupt):
+        servers.up_local(settings)
+    assert stopped == ["elasticsearch"]  # SeaweedFS was someone else's: left alone

@@ -121,20 +121,31 @@ def up_local(settings: Settings, postgres: bool = False, progress: Progress | No
         with ThreadPoolExecutor(len(tasks)) as pool:
             futures = [pool.submit(t) for t in tasks]
             results, errors = [], []
-            for f in futures:
-                try:
-                    results.append(f.result())
-                except InfraError as exc:
-                    errors.append(str(exc))
+            try:
+                for f in futures:
+                    try:
+                        results.append(f.result())
+                    except InfraError as exc:
+                        errors.append(str(exc))
+            except BaseException:
+                # Interrupted while waiting (Ctrl-C, a test's time limit): the starts run on to
+                # their end in the pool, and what they start is stopped as after a failed start.
+                pool.shutdown(wait=True)
+                _stop_started(settings, [f.result() for f in futures if f.exception() is None])
+                raise
         if errors:
-            # Leave nothing half up: a server this call started would keep its port (and hold
-            # its data dir) after we gave up, and the next start would find a stranger there.
-            started = {r.name for r in results if not r.already_running}
-            for server in all_servers(settings):
-                if server.name in started:
-                    stop_server(server)
+            _stop_started(settings, results)
             raise InfraError("\n\n".join(errors))
         return results
+
+
+def _stop_started(settings: Settings, results: list[StartResult]) -> None:
+    """Leave nothing half up: a server this call started would keep its port (and hold its data
+    dir) after we gave up, and the next start would find a stranger there."""
+    started = {r.name for r in results if not r.already_running}
+    for server in all_servers(settings):
+        if server.name in started:
+            stop_server(server)
 
 
 def check_external(settings: Settings, postgres: bool = False) -> None:
