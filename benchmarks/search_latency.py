@@ -10,7 +10,9 @@ What it does, and what it leaves out:
   through their aliases) of the namespace it runs in — posts and microposts (80 %), comments,
   people, wiki pages — with the text fields the projections write (Elasticsearch folds them
   and analyses the ``lang.en`` copy: the synthetic words are English), ids prefixed ``bench-search-`` so that nothing the platform wrote is
-  touched. Ingest through Kafka is measured elsewhere; this measures queries;
+  touched. Every author is one of the corpus's people (a person for every 20 documents), as
+  every employee who writes has a profile: the department facet reads its authors' departments
+  from the people index. Ingest through Kafka is measured elsewhere; this measures queries;
 - calls Search and Suggest over gRPC at a constant offered rate, latency counted from each
   request's *scheduled* send time (no coordinated omission) into an HDR histogram, speaking as
   several distinct employees in turn (a real load comes from many people; one principal would
