@@ -30,3 +30,6 @@ class Kept(Generic[V]):
         self._values.move_to_end(key)
         while len(self._values) > self.size:
             self._values.popitem(last=False)
+
+    def clear(self) -> None:
+        self._values.clear()

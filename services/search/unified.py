@@ -27,6 +27,7 @@ from watercooler.errors import InvalidArgument, Unavailable
 from watercooler.grpc_server import ENGINE_BUSY_STATUSES
 from watercooler.search.v1 import search_pb2 as sp
 
+from .departments import kept_departments
 from .kept import Kept
 from .queries import TYPO_FUZZINESS, content_text_query
 from .readmodels import indices
@@ -55,13 +56,9 @@ MAX_WORDS_CHECKED = 8
 SAMPLE_TERMS = {"execution_hint": "map"}
 # top_rated / most_viewed rank at most this many rated / viewed items, then page over them.
 MAX_RANKED = 1000
-# Authors' departments for the department facet are kept this long: looking up every author of
-# a first page's sample (up to 800 people documents) was one more Elasticsearch search per
-# Search. A move between departments reaches the facet counts up to a minute late.
-DEPARTMENT_SECONDS = 60.0
-_departments_kept: Kept[str] = Kept(DEPARTMENT_SECONDS, size=100_000)
-# A caller's profile languages (what their queries are also matched in) are kept as long.
-_languages_kept: Kept[tuple[str, ...]] = Kept(DEPARTMENT_SECONDS, size=100_000)
+# A caller's profile languages (what their queries are also matched in) are kept this long.
+LANGUAGES_SECONDS = 60.0
+_languages_kept: Kept[tuple[str, ...]] = Kept(LANGUAGES_SECONDS, size=100_000)
 SNIPPET_CHARS = 160
 
 # kind -> (projection alias, extra filter selecting the kind inside that index)
@@ -501,7 +498,7 @@ class Search:
         # No department (none given, or an erased person's tombstone) is no facet value.
         departments: dict[str, int] = {b["key"]: b["doc_count"] for b in aggs.get("people_departments", {}).get("buckets", []) if b["key"]}
         if authors:
-            known = await self._departments([a.split("/", 1)[1] for a in authors])
+            known = await kept_departments(self.es, self.settings, STATS_FACETS).of([a.split("/", 1)[1] for a in authors])
             for author, n in authors.items():
                 dep = known.get(author.split("/", 1)[1])
                 if dep:
@@ -516,30 +513,8 @@ class Search:
         facet("author", authors.items())
         facet("department", departments.items())
 
-    async def _departments(self, employee_ids: list[str]) -> dict[str, str]:
-        """employee id -> department ("" when none), read from the people index and kept
-        for DEPARTMENT_SECONDS."""
-        deployment = (id(self.es), self.settings.namespace)
-        out: dict[str, str] = {}
-        missing = []
-        for eid in employee_ids:
-            kept = _departments_kept.get((*deployment, eid))
-            if kept is not None:
-                out[eid] = kept
-            else:
-                missing.append(eid)
-        if missing:
-            found = await self.es.search(index=self.settings.index_alias(indices.PEOPLE), query={"terms": {"employee_id": missing}},
-                                         source=["employee_id", "department"], size=len(missing), ignore_unavailable=True, stats=[STATS_FACETS])
-            read = {h["_source"]["employee_id"]: h["_source"].get("department") or "" for h in found["hits"]["hits"]}
-            for eid in missing:
-                out[eid] = read.get(eid, "")
-                if eid in read:  # someone not projected yet is asked for again next time
-                    _departments_kept.put((*deployment, eid), out[eid])
-        return out
-
     async def _languages(self, principal: Principal) -> tuple[str, ...]:
-        """The languages of the caller's profile (BCP 47 tags), kept for DEPARTMENT_SECONDS."""
+        """The languages of the caller's profile (BCP 47 tags), kept for LANGUAGES_SECONDS."""
         if not principal.is_employee:
             return ()
         key = (id(self.es), self.settings.namespace, principal.subject)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from watercooler import personaldata
@@ -45,6 +46,10 @@ class PeopleProjection(DocumentProjection):
             "state": {"type": "keyword"},
             "alumni": {"type": "boolean"},
             "created_at": {"type": "date"},
+            # When this projection last wrote the document, by its own clock: the search service
+            # polls for the profiles changed since its last look to keep authors' departments
+            # current (services/search/departments.py). Never shown, never part of a result.
+            "projected_at": {"type": "date"},
         }
     }
 
@@ -74,6 +79,7 @@ class PeopleProjection(DocumentProjection):
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])
+        doc["projected_at"] = dt.datetime.now(dt.UTC).isoformat()
         return doc
 
 
