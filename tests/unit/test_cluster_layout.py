@@ -54,9 +54,18 @@ def test_a_target_of_several_replicas_is_balanced_round_robin() -> None:
 
 
 def seaweedfs_ports(settings: Settings) -> set[int]:
-    """SeaweedFS's S3, master, volume server and filer ports, and each + 10,000 (its gRPC ports)."""
-    http = set(seaweedfs.ports(settings).values())
-    return http | {port + 10_000 for port in http}
+    """SeaweedFS's S3, master, volume server and filer ports, and their gRPC ports."""
+    return set(seaweedfs.ports(settings).values())
+
+
+def test_seaweedfs_listens_on_eight_ports_of_its_own_from_WC_S3_PORT() -> None:
+    """Its gRPC ports were SeaweedFS's default, each HTTP port + 10,000: a store for a bench on
+    19333 took 29333-29336, the test servers' S3 and neighbours, and make test failed to start."""
+    settings = replace(Settings(), s3_port=19333)
+    assert seaweedfs_ports(settings) == set(range(19333, 19341))
+    listed = " ".join(seaweedfs.command(settings, Path("weed"), Path("/d/data"), Path("/d/s3.json")))
+    for flag, port in (("-master.port.grpc", 19338), ("-volume.port.grpc", 19339), ("-filer.port.grpc", 19340), ("-s3.port.grpc", 19337)):
+        assert f"{flag}={port}" in listed
 
 
 def test_no_port_of_the_cluster_is_one_of_the_single_node_or_test_servers_or_ephemeral(tmp_path: Path) -> None:

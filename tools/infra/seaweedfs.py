@@ -13,8 +13,8 @@ config file under the data dir, so presigned URLs are checked against real crede
 (anonymous access would accept any URL). Data lives in ``<data_dir>/seaweedfs`` and
 survives restarts (volumes, the master's metadata and the filer's LevelDB).
 
-Ports: S3 on WC_S3_PORT, the master, volume server and filer on the three ports after it;
-their gRPC ports are SeaweedFS's default, HTTP port + 10000.
+Ports: S3 on WC_S3_PORT, the master, volume server and filer on the three ports after it, and
+their four gRPC ports on the four after those (WC_S3_PORT + 4 to + 7).
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def binary(settings: Settings) -> Path:
 
 def ports(settings: Settings) -> dict[str, int]:
     base = settings.s3_port
-    return {"s3": base, "master": base + 1, "volume": base + 2, "filer": base + 3}
+    # The gRPC ports too: SeaweedFS's default (HTTP port + 10000) put a store on 19333 on the
+    # gRPC ports of one on 9333's neighbours and a store on 29333's HTTP ports (make run, a
+    # bench's servers and make test side by side).
+    return {"s3": base, "master": base + 1, "volume": base + 2, "filer": base + 3,
+            "s3_grpc": base + 4, "master_grpc": base + 5, "volume_grpc": base + 6, "filer_grpc": base + 7}
 
 
 def server(settings: Settings) -> Server:
@@ -150,6 +154,8 @@ def command(settings: Settings, weed: Path, data: Path, config: Path) -> list[st
         f"-dir={data}",
         f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
         f"-s3.port={p['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-master.port.grpc={p['master_grpc']}", f"-volume.port.grpc={p['volume_grpc']}",
+        f"-filer.port.grpc={p['filer_grpc']}", f"-s3.port.grpc={p['s3_grpc']}",
         f"-s3.config={config}",
         "-master.telemetry=false",
         # Small volumes: a dev store grows 1 GB at a time instead of 30 GB.
