@@ -37,11 +37,11 @@ KAFKA_CLUSTER_ID = "d2F0ZXJjb29sZXJjbHVzdA"
 class ClusterLayout:
     """Every port of the cluster, from one base (``WC_CLUSTER_PORT_BASE``, default 11000):
     brokers base+9092.., their controllers base+9192.., Elasticsearch HTTP base+9200.. and
-    transport base+9300.., PostgreSQL base+5432, SeaweedFS base+8633..8636 (and its gRPC ports,
-    each + 10,000), the services' replicas base+5051.. (+100 per replica), and the pods'
+    transport base+9300.., PostgreSQL base+5432, SeaweedFS base+8633..8640 (the last four its
+    gRPC ports), the services' replicas base+5051.. (+100 per replica), and the pods'
     metrics and HTTP ports from base+6000. The default keeps clear of the single-node ports
-    (9092, 9200, 15432, 8333-8336 and 18333-18336, 5005x), of the test servers' (2xxxx and
-    39333-39336) and of the kernel's ephemeral range (32768 and up); the tests use 13000."""
+    (9092, 9200, 15432, 8333-8340, 5005x), of the test servers' (2xxxx) and of the kernel's
+    ephemeral range (32768 and up); the tests use 13000."""
 
     data_dir: Path
     base: int = 11000
@@ -68,9 +68,8 @@ class ClusterLayout:
 
     @property
     def s3_port(self) -> int:
-        """The object store (one SeaweedFS, as production has one S3 API): base+8633..8636, and
-        SeaweedFS's gRPC ports base+18633..18636. Not base+8333: with the default base its gRPC
-        ports were 29333-29336, the test servers' SeaweedFS's own (WC_S3_PORT 29333)."""
+        """The object store (one SeaweedFS, as production has one S3 API): base+8633..8640, its
+        gRPC ports among them (``seaweedfs.ports``)."""
         return self.base + 8633
 
     def service_port(self, service_index: int, replica: int) -> int:
