@@ -86,7 +86,7 @@ class KeptDepartments:
         started = time.time()
         since = dt.datetime.fromtimestamp(self._since, dt.UTC).isoformat()
         found: dict[str, Any] = await self.es.search(
-            index=self.alias, query={"range": {"projected_at": {"gte": since}}}, source=["employee_id", "department"],
+            index=self.alias, query={"range": {indices.PROJECTED_AT: {"gte": since}}}, source=["employee_id", "department"],
             size=POLL_MOST, track_total_hits=POLL_MOST + 1, ignore_unavailable=True, stats=self.stats)
         if found["hits"]["total"]["value"] > POLL_MOST:
             self._kept.clear()

@@ -17,6 +17,9 @@ from watercooler.config import Settings
 
 # --- document projections (one alias each) -------------------------------------------------------
 PEOPLE = "people"
+# The people documents' stamp of when the projection last wrote them (its clock), which the
+# search service polls to keep authors' departments current (services/search/departments.py).
+PROJECTED_AT = "projected_at"
 COMMUNITIES = "communities"
 GRAPH = "graph"
 STATUSES = "statuses"

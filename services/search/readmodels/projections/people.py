@@ -46,10 +46,9 @@ class PeopleProjection(DocumentProjection):
             "state": {"type": "keyword"},
             "alumni": {"type": "boolean"},
             "created_at": {"type": "date"},
-            # When this projection last wrote the document, by its own clock: the search service
-            # polls for the profiles changed since its last look to keep authors' departments
-            # current (services/search/departments.py). Never shown, never part of a result.
-            "projected_at": {"type": "date"},
+            # When this projection last wrote the document, by its own clock (indices.PROJECTED_AT).
+            # Never shown, never part of a result.
+            indices.PROJECTED_AT: {"type": "date"},
         }
     }
 
@@ -79,7 +78,7 @@ class PeopleProjection(DocumentProjection):
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])
-        doc["projected_at"] = dt.datetime.now(dt.UTC).isoformat()
+        doc[indices.PROJECTED_AT] = dt.datetime.now(dt.UTC).isoformat()
         return doc
 
 
