@@ -60,9 +60,8 @@ def binary(settings: Settings) -> Path:
 
 def ports(settings: Settings) -> dict[str, int]:
     base = settings.s3_port
-    # The gRPC ports too: SeaweedFS's default (HTTP port + 10000) put a store on 19333 on the
-    # gRPC ports of one on 9333's neighbours and a store on 29333's HTTP ports (make run, a
-    # bench's servers and make test side by side).
+    # The gRPC ports too: with SeaweedFS's default (HTTP port + 10000) a store on 19333 (a
+    # bench's) took 29333-29336, the test servers' own, and make test could not start beside it.
     return {"s3": base, "master": base + 1, "volume": base + 2, "filer": base + 3,
             "s3_grpc": base + 4, "master_grpc": base + 5, "volume_grpc": base + 6, "filer_grpc": base + 7}
 
