@@ -49,7 +49,7 @@ class KeptDepartments:
         self._kept: Kept[str] = Kept(KEPT_SECONDS, size=KEPT_PEOPLE)
         self._since = time.time() - POLL_OVERLAP_SECONDS  # nothing is kept yet: any earlier change is read with it
         self._polled = time.monotonic()
-        self._polling: asyncio.Future[None] | None = None
+        self._poll_lock = asyncio.Lock()  # one poll at a time: the Searches that waited for it find it done
 
     async def of(self, employee_ids: Iterable[str]) -> dict[str, str]:
         await self._poll_when_due()
@@ -70,17 +70,14 @@ class KeptDepartments:
                 self._kept.put(eid, out[eid])
         return out
 
+    def _poll_due(self) -> bool:
+        return time.monotonic() - self._polled >= POLL_SECONDS
+
     async def _poll_when_due(self) -> None:
-        if self._polling is not None:
-            await asyncio.shield(self._polling)  # one poll at a time, shared by the Searches that wait for it
-            return
-        if time.monotonic() - self._polled < POLL_SECONDS:
-            return
-        self._polling = asyncio.ensure_future(self._poll())
-        try:
-            await asyncio.shield(self._polling)
-        finally:
-            self._polling = None
+        if self._poll_due():
+            async with self._poll_lock:
+                if self._poll_due():
+                    await self._poll()
 
     async def _poll(self) -> None:
         started = time.time()
