@@ -8,12 +8,13 @@ PYTEST_ARGS ?=
 # `make run` keeps its data in the checkout (git-ignored); `make test` uses .test-data/.
 RUN_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: help preflight install protos run run-cluster test test-unit test-integration test-cluster lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
+.PHONY: help preflight install protos run run-cluster test test-faults test-unit test-integration test-cluster lint bench infra-up infra-down infra-status infra-fetch k8s-validate clean
 
 help:
 	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
 	@echo "make run-cluster  the same in the production topology: replicas on PostgreSQL, 3 brokers, 2 search nodes"
 	@echo "make test         install, start the infrastructure, run the whole suite, stop it"
+	@echo "make test-faults  the fault suite: processes killed, Kafka and Elasticsearch stopped under load"
 	@echo "make lint         lint the protos (buf), the Python (ruff) and its layering (import-linter)"
 	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
 	@echo "make infra-up|infra-down|infra-status   the local Kafka and Elasticsearch processes"
@@ -39,10 +40,16 @@ run: install
 run-cluster: install
 	WC_DATA_DIR=$${WC_DATA_DIR:-$(RUN_DATA_DIR)} WC_TOPOLOGY=cluster $(PY) -m tools.cli run
 
-# The whole suite but the cluster topology's (tests/cluster: make test-cluster, which .ci/run
-# runs after this): together they exceed the 20 minutes one target may take on 2 cores.
+# The whole suite but the fault suite and the cluster topology's (make test-faults and make
+# test-cluster, which .ci/run runs after this): together they exceed the 20 minutes one target
+# may take on 2 cores.
 test: install
-	$(PY) -m pytest --ignore=tests/cluster $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/cluster -m "not faults" $(PYTEST_ARGS)
+
+# The fault suite (tests/integration/test_faults.py): every process SIGKILLed under load, Kafka
+# restarted, Elasticsearch stopped for 60 s and answering 429, a broker of three killed.
+test-faults: install
+	$(PY) -m pytest tests/integration/test_faults.py $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

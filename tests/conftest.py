@@ -213,6 +213,9 @@ def platform(infra: config.Settings) -> Iterator[PlatformHandle]:
     # Small media limits, and uploads that expire and are swept within a test's patience
     # (tests/integration/test_media_content.py).
     env.update(WC_MEDIA_QUOTA_BYTES=str(4 << 20), WC_UPLOAD_TTL_SECONDS="12", WC_UPLOAD_SWEEP_SECONDS="2")
+    # Personal data keys kept 10 s instead of 30: an erasure reaches every process's cache within
+    # the erasure tests' patience (tests/integration/test_personal_data.py; docs/personal-data.md).
+    env["WC_PERSONAL_KEY_CACHE_SECONDS"] = "10"
     for service in config.SERVICES:
         env[f"WC_{service.upper()}_PORT"] = str(free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"

@@ -11,7 +11,8 @@ SearchService.GetStats answers equal what was acknowledged: the people created (
 by the projections worker) and the wiki page views recorded alongside them (kept by
 the stats worker, whose counts must stay exact under SIGKILL and redelivery).
 Figures per fault are printed (run with -s to see them) and written to
-test-artifacts/faults.json. The faults of the cluster topology (one replica of every service
+test-artifacts/faults.json. Run by `make test-faults` (and `.ci/run`), not `make test`: about
+four minutes of the 20 one target may take. The faults of the cluster topology (one replica of every service
 killed, an Elasticsearch node killed, a PostgreSQL restart) are in
 tests/cluster/test_under_faults.py, with the same figures (test-artifacts/cluster-faults.json).
 """
@@ -560,8 +561,13 @@ class ThreeBrokers:
                 "transaction.state.log.min.isr": "2", "auto.create.topics.enable": "false", "group.initial.rebalance.delay.ms": "0",
             }
             (node / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-            fmt = kafka.kafka_java_command(self.jdk, self.libs, "256m", node, ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node / "server.properties")])
-            subprocess.run(fmt, check=True, capture_output=True)
+        # The three formats at once: each is a JVM start of a few seconds.
+        formats = [subprocess.Popen(kafka.kafka_java_command(self.jdk, self.libs, "256m", self.dir / f"node{i + 1}",
+                                                             ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.dir / f"node{i + 1}" / "server.properties")]),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(3)]
+        for proc in formats:
+            output = proc.communicate()[0]
+            assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
 
     def start(self, i: int) -> None:
         node = self.dir / f"node{i + 1}"

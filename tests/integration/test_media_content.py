@@ -211,7 +211,7 @@ def test_abandoned_upload_leaves_nothing_and_is_swept(platform):
     assert len(objects_of(platform, item.name)) == 1
     assert not owner.media.GetMediaItem(mp.GetMediaItemRequest(name=item.name), metadata=owner.md).versions
     # The sweeper deletes it once the upload expired (and a confirm could no longer be running)...
-    eventually(lambda: objects_of(platform, item.name) == [], timeout=UPLOAD_TTL * 6, interval=2, message="the abandoned object is swept")
+    eventually(lambda: objects_of(platform, item.name) == [], timeout=UPLOAD_TTL * 6, interval=0.5, message="the abandoned object is swept")
     # ...and it can no longer be confirmed.
     error = rpc_error(owner.media.ConfirmUpload, mp.ConfirmUploadRequest(name=started.name), metadata=owner.md)
     assert (error.code(), bad_request_fields(error)) == (grpc.StatusCode.FAILED_PRECONDITION, ["name"]) and "expired" in error.details()

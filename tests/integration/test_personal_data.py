@@ -182,7 +182,7 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     texts = {e.type_name: e.payload for e in read_events(platform.settings, "posts") if getattr(e.payload, "author_id", "") == nora}
     assert texts["MicropostCreated"].text == "" and texts["PostCreated"].body == "" and texts["CommentCreated"].body == ""
     # The projections tombstone her fields as soon as they hear of the erasure: no rebuild needed.
-    eventually(lambda: none_of_her_words_indexed(platform, w), timeout=120, interval=3, message="none of her words in any index before a rebuild")
+    eventually(lambda: none_of_her_words_indexed(platform, w), timeout=120, interval=1, message="none of her words in any index before a rebuild")
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written
     # Her save counts toward no link, nor shows as an empty one; the trail keeps her flag, without its reason.
@@ -191,14 +191,14 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     assert flag_reasons(platform, person) == [""]
     # The jam stats counted the jams topic again: Bob's vote stays, on an idea without a title.
     rows = lambda: [(row.idea, row.title, row.votes) for row in leaderboard_of(person["stubs"].search, person["jam"], person["as_bob"]).rows]  # noqa: E731
-    eventually(lambda: rows() == [(person["idea"], "", 1)], timeout=60, interval=2, message="her idea untitled on the leaderboard, Bob's vote kept")
+    eventually(lambda: rows() == [(person["idea"], "", 1)], timeout=60, interval=0.5, message="her idea untitled on the leaderboard, Bob's vote kept")
     # The jam's frozen results: her idea's title a tombstone, Bob's vote counted (the jams service
     # forgets what it opened within ≤ 2 × the key cache time).
     results = lambda: [(row.idea, row.title, row.votes) for row in person["stubs"].jams.GetJamResults(  # noqa: E731
         jp.GetJamResultsRequest(name=person["jam"]), metadata=person["as_bob"]).rows]
-    eventually(lambda: results() == [(person["idea"], "", 1)], timeout=90, interval=2, message="her idea's title gone from the published results")
+    eventually(lambda: results() == [(person["idea"], "", 1)], timeout=90, interval=0.5, message="her idea's title gone from the published results")
     # The files she uploaded are deleted, and recorded so: no link, and the link already out no longer works.
-    eventually(lambda: objects_of(platform, person["media"]) == [], timeout=90, interval=2, message="her uploaded file deleted from the object store")
+    eventually(lambda: objects_of(platform, person["media"]) == [], timeout=90, interval=0.5, message="her uploaded file deleted from the object store")
     link = mp.CreateDownloadLinkRequest(name=person["media"], client="web")
     assert rpc_error(person["stubs"].media.CreateDownloadLink, link, metadata=person["as_bob"]).code() == grpc.StatusCode.NOT_FOUND
     assert get(person["link"])[0] == 404
@@ -208,7 +208,7 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     def revisions():
         return [wiki.GetRevision(wp.GetRevisionRequest(name=person["page"], revision=n), metadata=person["as_bob"]).body for n in (1, 2, 3)]
 
-    eventually(lambda: revisions() == ["", "Bob's own words stay.", ""], timeout=90, interval=2, message="her revisions tombstones, Bob's kept")
+    eventually(lambda: revisions() == ["", "Bob's own words stay.", ""], timeout=90, interval=0.5, message="her revisions tombstones, Bob's kept")
     page = wiki.GetPage(wp.GetPageRequest(name=person["page"]), metadata=person["as_bob"])
     assert (page.title, page.body, page.revision) == ("", "", 3)
     # And every read model rebuilt by replaying the log: they stay tombstones.
@@ -216,7 +216,7 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     assert result.returncode == 0, result.stderr[-2000:]
     assert [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("rebuilt ")] == rebuild.names()
     # (the jam stats count the jams topic again on their own once they hear of the erasure)
-    eventually(lambda: none_of_her_words_indexed(platform, w), timeout=120, interval=3, message="none of her words in any index")
+    eventually(lambda: none_of_her_words_indexed(platform, w), timeout=120, interval=1, message="none of her words in any index")
     indexed = everything_indexed(platform)
     assert FORMER_EMPLOYEE in indexed and nora in indexed  # the tombstone, named by her (pseudonymous) id
     # What others did stays: Bob's comment on her post and his like of her micropost.
@@ -224,7 +224,7 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     likes = platform.es.search(index=platform.alias("reactions"), query={"term": {"target": person["micro"]}})
     assert likes["hits"]["total"]["value"] == 1
     # She can write nothing more, once the posts service's copy of her key has expired
-    # (WC_PERSONAL_KEY_CACHE_SECONDS, 30 s by default; docs/personal-data.md).
+    # (WC_PERSONAL_KEY_CACHE_SECONDS: 30 s by default, 10 s on the test platform; docs/personal-data.md).
     micro = pb.CreateMicropostRequest(micropost=pb.Micropost(text="still here?", visibility=V.INTERNAL))
 
     def refused():
@@ -234,10 +234,10 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
             return error.code() == grpc.StatusCode.FAILED_PRECONDITION and "erased" in error.details()
         raise AssertionError("still accepted")
 
-    eventually(refused, timeout=60, interval=2, message="an erased person's write refused")
+    eventually(refused, timeout=60, interval=0.5, message="an erased person's write refused")
     # The posts service forgot what it held in memory of hers, too (docs/personal-data.md: ≤ 2 × the cache time).
     shown = lambda: person["stubs"].posts.GetMicropost(pb.GetMicropostRequest(name=person["micro"]), metadata=person["as_bob"]).text  # noqa: E731
-    eventually(lambda: shown() == "", timeout=90, interval=2, message="her micropost's text gone from the posts service")
+    eventually(lambda: shown() == "", timeout=90, interval=0.5, message="her micropost's text gone from the posts service")
     # And the search API finds none of her words, nor counts her save.
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written

@@ -159,6 +159,9 @@ def command(settings: Settings, weed: Path, data: Path, config: Path) -> list[st
         "-master.telemetry=false",
         # Small volumes: a dev store grows 1 GB at a time instead of 30 GB.
         "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+        # One volume server and no other master to re-route to: its default 10 s between leaving
+        # the cluster and stopping (for a multi-node store's clients to move) only delays a stop.
+        "-volume.preStopSeconds=0",
         f"-filer.localSocket={data.parent / 'filer.sock'}", f"-s3.localSocket={data.parent / 's3.sock'}",
     ]
 
