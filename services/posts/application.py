@@ -702,7 +702,8 @@ def audience_of(item: Any) -> Content:
     """What decides who sees a stored content item."""
     return Content(
         item.visibility, item.community, item.owner_id if isinstance(item, Bookmark) else item.author_id,
-        published=getattr(item, "state", PUBLISHED) == PUBLISHED, hidden=getattr(item, "hidden", False), deleted=getattr(item, "deleted", False),
+        published=getattr(item, "state", PUBLISHED) == PUBLISHED, hidden=getattr(item, "hidden", False),
+        deleted=getattr(item, "deleted", False) or (isinstance(item, Bookmark) and item.erased),
         classification=getattr(item, "classification", INTERNAL),
     )
 

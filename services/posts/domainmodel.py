@@ -549,6 +549,13 @@ class Bookmark(Flaggable):
         self.deleted = False
         self._init_flags()
 
+    @property
+    def erased(self) -> bool:
+        """Its owner was erased: the url, sealed with their key like their words, opens to its
+        tombstone "" (a saved link always has one). A bookmark with nothing left is gone for
+        every reader, as a deleted one: no other person's content hangs off it."""
+        return not self.url
+
     def resave(self, values: dict[str, Any]) -> None:
         if not self.deleted:
             raise AlreadyExists("you already saved this link", field="url")

@@ -63,8 +63,8 @@ def person(platform):
     graph = platform.stub(gg.GraphServiceStub, "profiles")
     graph.CreateStatusUpdate(gp.CreateStatusUpdateRequest(parent=f"profiles/{nora}", status_update=gp.StatusUpdate(text=f"feeling {w['status']}", visibility=gp.StatusUpdate.INTERNAL)),
                              metadata=as_nora)
-    stubs.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{w['url']}", title=f"{w['bookmark']} list",
-                                                                           visibility=V.INTERNAL)), metadata=as_nora)
+    bookmark = stubs.posts.CreateBookmark(pb.CreateBookmarkRequest(bookmark=pb.Bookmark(url=f"https://example.com/{w['url']}", title=f"{w['bookmark']} list",
+                                                                                      visibility=V.INTERNAL)), metadata=as_nora).name
     stubs.posts.FlagItem(pb.FlagItemRequest(name=bobs_comment, reason=f"rude about {w['flag']}"), metadata=as_nora)
     jam_id = unique("j")
     stubs.jams.CreateJam(jp.CreateJamRequest(jam_id=jam_id, jam=jp.Jam(title="Jam", vote_budget=3, top_n=3, open_time=ts(3600), voting_time=ts(7200), close_time=ts(9000))),
@@ -97,7 +97,7 @@ def person(platform):
     link = stubs.media.CreateDownloadLink(mp.CreateDownloadLinkRequest(name=media, client="web"), metadata=as_bob)
     assert get(link.uri) == (200, data) and objects_of(platform, media)
     return dict(stubs=stubs, w=w, nora=nora, as_nora=as_nora, bob=bob, as_bob=as_bob, post=post, micro=micro, comment=comment, bobs_comment=bobs_comment,
-                jam=f"jams/{jam_id}", idea=idea, page=page, media=media, link=link.uri)
+                jam=f"jams/{jam_id}", idea=idea, page=page, media=media, link=link.uri, bookmark=bookmark)
 
 
 def export(platform, name: str, md) -> spd.PersonalDataExport:
@@ -125,6 +125,18 @@ def none_of_her_words_indexed(platform, w: dict[str, str]) -> bool:
     left = sorted({(kind, hit["_index"]) for hit in found for kind, written in w.items() if written in json.dumps(hit["_source"], ensure_ascii=False)})
     assert not left, left
     return True
+
+
+def her_bookmarks(platform, person) -> list[str]:
+    """Her bookmarks as Bob and as a service find them: SearchBookmarks by owner, and Search of
+    the bookmark kind by author."""
+    search, owner = person["stubs"].search, f"profiles/{person['nora']}"
+    found = []
+    for md in (person["as_bob"], platform.metadata()):
+        page = search.SearchBookmarks(sp.SearchBookmarksRequest(owner=owner, page_size=50), metadata=md)
+        found += [b.name for b in page.bookmarks] + ([f"total_size {page.total_size}"] if page.total_size else [])
+        found += [h.name for h in search.Search(sp.SearchRequest(kinds=["bookmark"], author=owner), metadata=md).hits]
+    return found
 
 
 def stores(platform) -> bytes:
@@ -166,6 +178,7 @@ def test_export_holds_what_she_wrote_and_is_hers_alone(platform, person):
 def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(platform, person):
     w, nora = person["w"], person["nora"]
     test_export_holds_what_she_wrote_and_is_hers_alone(platform, person)  # all of it indexed (and sealed) first
+    assert person["bookmark"] in her_bookmarks(platform, person)
     keys = platform.stub(pdg.PersonalDataServiceStub, "profiles")
     erase = pdp.ErasePersonRequest(name=f"profiles/{nora}", request_id=unique("r"))
     assert rpc_error(keys.ErasePerson, erase, metadata=person["as_nora"]).code() == grpc.StatusCode.PERMISSION_DENIED
@@ -189,6 +202,8 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     links = person["stubs"].search.ListPopularLinks(sp.ListPopularLinksRequest(page_size=100), metadata=platform.metadata()).links
     assert not [link.url for link in links if not link.url or w["url"] in link.url]
     assert flag_reasons(platform, person) == [""]
+    # Her bookmark, with nothing left of it (its url is hers too), is gone as a deleted one is.
+    assert her_bookmarks(platform, person) == []
     # The jam stats counted the jams topic again: Bob's vote stays, on an idea without a title.
     rows = lambda: [(row.idea, row.title, row.votes) for row in leaderboard_of(person["stubs"].search, person["jam"], person["as_bob"]).rows]  # noqa: E731
     eventually(lambda: rows() == [(person["idea"], "", 1)], timeout=60, interval=0.5, message="her idea untitled on the leaderboard, Bob's vote kept")
@@ -223,6 +238,7 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     assert "Well said" in indexed
     likes = platform.es.search(index=platform.alias("reactions"), query={"term": {"target": person["micro"]}})
     assert likes["hits"]["total"]["value"] == 1
+    assert her_bookmarks(platform, person) == []  # replayed, it opens to its tombstone: deleted again
     # She can write nothing more, once the posts service's copy of her key has expired
     # (WC_PERSONAL_KEY_CACHE_SECONDS: 30 s by default, 10 s on the test platform; docs/personal-data.md).
     micro = pb.CreateMicropostRequest(micropost=pb.Micropost(text="still here?", visibility=V.INTERNAL))
@@ -238,6 +254,10 @@ def test_erasure_leaves_nothing_of_her_even_after_every_projection_is_rebuilt(pl
     # The posts service forgot what it held in memory of hers, too (docs/personal-data.md: ≤ 2 × the cache time).
     shown = lambda: person["stubs"].posts.GetMicropost(pb.GetMicropostRequest(name=person["micro"]), metadata=person["as_bob"]).text  # noqa: E731
     eventually(lambda: shown() == "", timeout=90, interval=0.5, message="her micropost's text gone from the posts service")
+    # Her bookmark by name: not found, for Bob and for a service, as a deleted one.
+    for md in (person["as_bob"], platform.metadata()):
+        error = rpc_error(person["stubs"].posts.GetBookmark, pb.GetBookmarkRequest(name=person["bookmark"]), metadata=md)
+        assert error.code() == grpc.StatusCode.NOT_FOUND, error
     # And the search API finds none of her words, nor counts her save.
     for written in w.values():
         assert not person["stubs"].find(platform.metadata(), query=written).hits, written

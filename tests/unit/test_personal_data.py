@@ -516,6 +516,42 @@ def test_a_bookmark_whose_only_sealed_field_is_its_tags_is_opened_in_any_batch()
         assert {doc["owner_id"]: doc["tags"] for doc in documents.values()} in ({"ana": ["zork"]}, {"ana": ["zork"], "bob": ["zork"]})
 
 
+def test_a_bookmark_replayed_after_its_owners_erasure_is_deleted_and_stays_so():
+    """Replayed after its owner's key is destroyed, a bookmark opens to its tombstones, url
+    included: with nothing left it is deleted, as on ProfileErased (``erased_fields``), even
+    where a later event of its history (a resave) had undone an earlier delete. Another
+    person's bookmark in the same batch stays."""
+    import asyncio
+
+    from services.search.readmodels.projections.bookmarks import BookmarksProjection
+    from watercooler.config import Settings
+    from watercooler.posts.v1 import events_pb2 as pe
+    from watercooler.projection import BatchResult
+
+    settings = dataclasses.replace(Settings(), namespace="erasedbookmark")
+    ring = pd.MemoryKeyRing()
+    pd.install_key_ring(settings, ring)
+    ring.keys(["ana", "bob"], create=True)
+
+    def sealed(kind: str, owner: str, url: str, **fields) -> dict:
+        return pd.seal_state(f"watercooler.posts.v1.{kind}", {"owner_id": owner, "url": url, "visibility": "INTERNAL", **fields}, url, owner, ring)
+
+    history = [_envelope(pe.BookmarkCreated(**sealed("BookmarkCreated", "ana", "https://a.example/x", title="Ana's link")), "b-ana"),
+               _envelope(pe.BookmarkDeleted(), "b-ana", version=2),
+               _envelope(pe.BookmarkResaved(**{k: v for k, v in sealed("BookmarkResaved", "ana", "", title="Again").items() if k in ("title", "visibility")}), "b-ana", version=3),
+               _envelope(pe.BookmarkCreated(**sealed("BookmarkCreated", "bob", "https://b.example/y", title="Bob's link")), "b-bob")]
+    ring.destroy(["ana"])
+    projection = BookmarksProjection(settings)
+    documents: dict[str, dict] = {}
+    for _, event in asyncio.run(projection.decode(history, lambda r: r, BatchResult())):
+        documents[event.aggregate_id] = projection.apply(documents.get(event.aggregate_id), event)
+    assert (documents["b-ana"]["url"], documents["b-ana"]["title"], documents["b-ana"]["deleted"]) == ("", "", True)
+    assert (documents["b-bob"]["url"], documents["b-bob"]["title"], documents["b-bob"].get("deleted", False)) == ("https://b.example/y", "Bob's link", False)
+    # On ProfileErased, before any rebuild: the same fields, deleted among them.
+    live = {"url": "https://a.example/x", "host": "a.example", "title": "Ana's link", "owner_id": "ana", "deleted": False}
+    assert projection.tombstone(live, ["ana"]) and (live["url"], live["title"], live["deleted"]) == ("", "", True)
+
+
 def test_keys_asked_for_while_a_commit_is_under_way_are_made_together_each_kept_before_it_is_given(tmp_path):
     """Every new profile needs a key: callers that arrive while a key commit is under way share
     the next transaction (one fsync'd commit for them, not one each), and none gets a key that

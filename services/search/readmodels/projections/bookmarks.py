@@ -18,10 +18,14 @@ class BookmarksProjection(DocumentProjection):
     name = indices.BOOKMARKS
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Bookmark", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    # The url too (and its host): an erased person's save counts toward no link.
-    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}, "url": "", "host": ""}
+    # The url too (and its host): an erased person's save counts toward no link. With nothing
+    # left it is gone for every reader, as a deleted one (the posts service's GetBookmark agrees:
+    # Bookmark.erased).
+    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}, "url": "", "host": "", "deleted": True}
     erased_by = ("owner_id",)
-    schema_version = 3  # analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its offsets (highlights read from the index)
+    # 3: analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its
+    # offsets (highlights read from the index). 4: an erased person's bookmarks are deleted.
+    schema_version = 4
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
@@ -75,4 +79,6 @@ class BookmarksProjection(DocumentProjection):
         doc.update(title=p.title, title_raw=p.title, tags=list(p.tags), notes=p.notes, visibility=p.visibility, community=p.community,
                    classification=p.classification or "INTERNAL")
         doc.update(language_copies(title=p.title, body=p.notes))
+        if not doc["url"]:  # replayed after its owner's erasure: the url opened to its tombstone
+            doc["deleted"] = True
         return doc
