@@ -13,7 +13,7 @@ RUN_DATA_DIR ?= $(CURDIR)/.data
 help:
 	@echo "make run          start Kafka, Elasticsearch, every service and processor; seed a demo; Ctrl-C stops"
 	@echo "make run-cluster  the same in the production topology: replicas on PostgreSQL, 3 brokers, 2 search nodes"
-	@echo "make test         install, start the infrastructure, run the whole suite, stop it"
+	@echo "make test         install, start the infrastructure, run the suite (all but faults and cluster), stop it"
 	@echo "make test-faults  the fault suite: processes killed, Kafka and Elasticsearch stopped under load"
 	@echo "make lint         lint the protos (buf), the Python (ruff) and its layering (import-linter)"
 	@echo "make bench        benchmarks against the raw limits of the parts (not part of make test)"
