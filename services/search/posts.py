@@ -300,8 +300,8 @@ class PostQueries:
         result = await self.es.search(
             index=self._index(indices.BOOKMARKS),
             size=0,
-            # An erased person's save has no url any more (its tombstone): it counts toward no link.
-            query={"bool": {"filter": filters, "must_not": [{"term": {"url": ""}}]}},
+            # (An erased person's save is deleted with its url, BookmarksProjection: it counts toward no link.)
+            query={"bool": {"filter": filters}},
             aggs={
                 "links": {
                     "terms": {"field": "url", "size": size, "order": [{"_count": "desc"}, {"_key": "asc"}]},

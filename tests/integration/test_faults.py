@@ -562,9 +562,9 @@ class ThreeBrokers:
             }
             (node / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         # The three formats at once: each is a JVM start of a few seconds.
-        formats = [subprocess.Popen(kafka.kafka_java_command(self.jdk, self.libs, "256m", self.dir / f"node{i + 1}",
-                                                             ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.dir / f"node{i + 1}" / "server.properties")]),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(3)]
+        nodes = [self.dir / f"node{i + 1}" for i in range(3)]
+        formats = [subprocess.Popen(kafka.kafka_java_command(self.jdk, self.libs, "256m", node, ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(node / "server.properties")]),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for node in nodes]
         for proc in formats:
             output = proc.communicate()[0]
             assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
