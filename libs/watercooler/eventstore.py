@@ -23,7 +23,6 @@ import contextvars
 import hashlib
 import os
 import queue
-import secrets
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from . import metrics, personaldata
 from .auth import Principal
 from .config import Settings
 from .errors import Aborted, DomainError, InvalidArgument, NotFound
+from .randomness import random_bits
 
 NAMESPACE = uuid.UUID("6f1d8a7e-2b61-4c39-9a43-7d0f3c2b8e11")
 
@@ -48,7 +48,7 @@ def uuid7() -> str:
     """A time-ordered UUID (RFC 9562 v7): 48 bits of Unix milliseconds, then randomness.
     Python 3.11's uuid module has no uuid7 yet."""
     ms = time.time_ns() // 1_000_000
-    value = (ms & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    value = (ms & ((1 << 48) - 1)) << 80 | random_bits(80)
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return str(uuid.UUID(int=value))

@@ -40,7 +40,9 @@ import grpc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from . import randomness
 from .errors import DomainError, FailedPrecondition
+from .randomness import random_bytes
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +194,7 @@ def _cipher(key: Key) -> AESGCM:
 def seal(key_id: str, key: Key, field: str, value: str) -> str:
     if not value:
         return value  # an empty field says nothing about anyone
-    nonce = os.urandom(NONCE_BYTES)  # a fresh nonce per value, whatever the cipher object
+    nonce = random_bytes(NONCE_BYTES)  # a fresh nonce per value, whatever the cipher object
     sealed = _cipher(key).encrypt(nonce, value.encode(), _aad(key_id, field))
     return f"{PREFIX}{key_id}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
@@ -214,7 +216,12 @@ def unseal(value: str, field: str, keys: Mapping[str, Key]) -> str:
 
 
 def generate_key() -> bytes:
-    return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+    return generate_keys(1)[0]
+
+
+def generate_keys(count: int) -> list[bytes]:
+    """``count`` new AES-256 keys, read from the OS's CSPRNG at once."""
+    return randomness.generate_keys(count, KEY_BYTES)
 
 
 # Bookmark tags: what a person files a link under says what they work on or care about. Added to

@@ -116,7 +116,7 @@ class PersonalKeyTable:
                 # Two replicas making the same person's first key: the first insert wins and
                 # both read it back, so nothing is ever sealed with a key that was not kept.
                 # One transaction for them all: a bulk import makes a thousand at once.
-                self._insert_new([(key_id, personaldata.generate_key()) for key_id in new])
+                self._insert_new(list(zip(new, personaldata.generate_keys(len(new)), strict=True)))
                 found.update(self._select(new))
         except BaseException as error:  # noqa: BLE001 - handed to every caller of the group
             for request in group:
