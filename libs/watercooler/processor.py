@@ -30,8 +30,9 @@ import faust
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from . import faust_offsets, gc_tuning, metrics
+from . import faust_offsets, gc_tuning, metrics, retries
 from .config import Settings
 from .envelope import BadEvent, read_envelope
 from .events.v1.envelope_pb2 import DeadLetter
@@ -217,27 +218,29 @@ def transient(exc: BaseException) -> bool:
 
 
 async def _apply_with_retry(projection: DocumentProjection, es, records, max_attempts: int) -> BatchResult:
-    """Apply the batch, retrying with back-off. A transient failure (``transient``) is retried
-    for as long as it lasts: Elasticsearch down must not empty the stream into the dead-letter
-    topic. Any other failure ``max_attempts`` times; then the batch is split in two halves
-    applied one after the other (each partition's order kept), down to the record at fault,
-    which is returned in ``kept_failing`` for the dead-letter topic."""
-    delay = 0.5
+    """Apply the batch, retrying with back-off (``retries``). A transient failure (``transient``)
+    is retried for as long as it lasts: Elasticsearch down must not empty the stream into the
+    dead-letter topic. Any other failure ``max_attempts`` times; then the batch is split in two
+    halves applied one after the other (each partition's order kept), down to the record at
+    fault, which is returned in ``kept_failing`` for the dead-letter topic."""
     failures = 0
-    while True:
-        try:
-            return await projection.apply_batch(es, records, lambda r: r.message.value)
-        except Exception as exc:
-            open_afresh()
-            if not transient(exc):
-                failures += 1
-                reason = f"{type(exc).__name__}: {exc}"
-            log.exception("projection batch failed; retrying" if failures < max_attempts else "projection batch kept failing",
-                          extra={"projection": projection.name, "records": len(records), "attempt": failures, "max_attempts": max_attempts})
-            if failures >= max_attempts:
-                break
-            await asyncio.sleep(delay)
-            delay = min(10.0, delay * 2)
+
+    def failed(state: RetryCallState) -> None:
+        nonlocal failures
+        open_afresh()
+        error = retries.last_error(state)
+        if error is not None and not transient(error):
+            failures += 1
+        log.error("projection batch failed; retrying" if failures < max_attempts else "projection batch kept failing", exc_info=error,
+                  extra={"projection": projection.name, "records": len(records), "attempt": failures, "max_attempts": max_attempts})
+
+    try:
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), stop=lambda _: failures >= max_attempts,
+                                           wait=retries.wait_for_failure, after=failed, reraise=True):
+            with attempt:
+                return await projection.apply_batch(es, records, lambda r: r.message.value)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
     if len(records) == 1:
         return BatchResult(kept_failing=[(records[0], f"failed {failures} times: {reason}")])
     middle = len(records) // 2

@@ -32,8 +32,9 @@ import uuid
 import grpc
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from watercooler import auth, config, logs, metrics
+from watercooler import auth, config, logs, metrics, retries
 from watercooler.client import ServiceCredentials, channel
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, decode_kept
@@ -111,19 +112,19 @@ class ThumbnailMaker:
 
 def with_retries(run, what: str) -> None:
     """Transient failures (store or service unreachable) are retried until they pass, with
-    back-off; anything else a few times, then the record is skipped with an error logged."""
-    attempt = 0
-    while True:
-        try:
-            run()
-            return
-        except Exception as error:  # noqa: BLE001 - one bad record must not stop the stream
-            attempt += 1
-            if attempt >= MAX_ATTEMPTS and not _transient(error):
-                log.exception("thumbnails skipped after %d attempts", attempt, extra={"for": what})
-                return
-            log.warning("making thumbnails failed; retrying", extra={"for": what, "error": repr(error), "attempt": attempt})
-            time.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
+    back-off (``retries``); anything else a few times, then the record is skipped with an error
+    logged."""
+
+    def given_up(state: RetryCallState) -> bool:
+        return state.attempt_number >= MAX_ATTEMPTS and not _transient(retries.last_error(state))
+
+    try:
+        for attempt in Retrying(retry=retry_if_exception_type(Exception), stop=given_up, wait=retries.wait_for_failure, reraise=True,
+                                before_sleep=retries.logged(log, "making thumbnails failed; retrying", **{"for": what})):
+            with attempt:
+                run()
+    except Exception:  # noqa: BLE001 - one bad record must not stop the stream
+        log.exception("thumbnails skipped after %d attempts", MAX_ATTEMPTS, extra={"for": what})
 
 
 def _transient(error: Exception) -> bool:

@@ -25,8 +25,9 @@ import time
 from typing import Any
 
 from kafka.errors import KafkaError
+from tenacity import Retrying, retry_if_exception_type
 
-from watercooler import personaldata
+from watercooler import personaldata, retries
 from watercooler.config import Settings
 from watercooler.envelope import BadEvent, decode_kept
 from watercooler.kafka import committing_follower
@@ -88,16 +89,16 @@ def follow(app: Any, settings: Settings, stopping: threading.Event, consumer: An
 
 def _until_handled(app: Any, value: bytes, stopping: threading.Event) -> None:
     """An erasure is never skipped: a failure (the store or the key service away) is retried
-    with back-off for as long as it takes; the records after it wait."""
-    attempt = 0
-    while not stopping.is_set():
-        try:
-            handle(app, value)
-            return
-        except Exception as error:  # noqa: BLE001 - retried, never dropped
-            attempt += 1
-            log.warning("removing an erased person's media failed; retrying", extra={"error": repr(error), "attempt": attempt})
-            time.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
+    with back-off (``retries``) for as long as it takes; the records after it wait. Stopping
+    leaves it unhandled, to be read again (its offset is not committed)."""
+    try:
+        for attempt in Retrying(retry=retry_if_exception_type(Exception), stop=lambda _: stopping.is_set(), wait=retries.wait_for_failure,
+                                sleep=stopping.wait, reraise=True,
+                                before_sleep=retries.logged(log, "removing an erased person's media failed; retrying")):
+            with attempt:
+                handle(app, value)
+    except Exception:  # noqa: BLE001 - only once stopping: left for the next run
+        log.info("stopping with an erasure not handled yet; it is read again at the next start")
 
 
 def start_erasure_follower(app: Any, settings: Settings) -> threading.Event:

@@ -64,8 +64,9 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from elasticsearch import AsyncElasticsearch
+from tenacity import AsyncRetrying, retry_if_exception_type
 
-from watercooler import metrics
+from watercooler import metrics, retries
 from watercooler.config import Settings
 from watercooler.posts.v1.library_events_pb2 import ViewFact
 from watercooler.projection import DocumentsUnreadable, found_documents, index_replicas
@@ -370,16 +371,12 @@ async def follow(settings: Settings, es: AsyncElasticsearch, stop: asyncio.Event
             for tp, records in batches.items():
                 by_kind.setdefault(kinds[tp.topic], []).extend(records)
             for kind, records in by_kind.items():
-                delay = 0.5
-                while True:
-                    try:
+                # Elasticsearch down: hold the batch (and the offsets), back off, for as long as it lasts.
+                async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), wait=retries.wait_for_failure,
+                                                   before_sleep=retries.logged(log, "counting batch failed; retrying", kind=kind)):
+                    with attempt:
                         kept = await seen.first_sightings(kind, records)
                         counted, skipped = await apply_batch(es, alias, kind, [(r.partition, r.offset, r.value) for r in kept])
-                        break
-                    except Exception:  # Elasticsearch down: hold the batch (and the offsets), back off
-                        log.exception("counting batch failed; retrying", extra={"kind": kind})
-                        await asyncio.sleep(delay)
-                        delay = min(10.0, delay * 2)
                 metrics.PROCESSED.labels(f"{NAME}.{kind}", "retried_fact").inc(len(records) - len(kept))
                 metrics.PROCESSED.labels(f"{NAME}.{kind}", "written").inc(counted)
                 metrics.PROCESSED.labels(f"{NAME}.{kind}", "duplicate").inc(skipped)
