@@ -70,6 +70,11 @@ def current_principal() -> Principal:
     return principal
 
 
+def caller_or_none() -> Principal | None:
+    """The principal of the call being served, None outside any call (a background task)."""
+    return _current.get()
+
+
 def set_current_principal(principal: Principal | None) -> contextvars.Token:
     return _current.set(principal)
 

@@ -55,12 +55,12 @@ class _OrjsonNdjsonSerializer(NdjsonSerializer):
         return orjson.loads(data)
 
 
-def es_client(settings: Settings) -> AsyncElasticsearch:
+def es_client(settings: Settings, client_class: type[AsyncElasticsearch] = AsyncElasticsearch) -> AsyncElasticsearch:
     # orjson, as the client's docs suggest: the standard json module was a fifth of a
     # projection's CPU (bulk bodies out, bulk/mget responses in).
     # WC_ES_URL may list several nodes, comma-separated: requests are spread over them and a node
     # that fails is skipped until it answers again (the cluster topology's stand-in for a Service).
-    return AsyncElasticsearch([url.strip() for url in settings.es_url.split(",")], request_timeout=30, retry_on_timeout=True, max_retries=5,
+    return client_class([url.strip() for url in settings.es_url.split(",")], request_timeout=30, retry_on_timeout=True, max_retries=5,
                               serializers={"application/json": OrjsonSerializer(), "application/x-ndjson": _OrjsonNdjsonSerializer()})
 
 

@@ -8,6 +8,7 @@ from watercooler import config, logs
 from watercooler.grpc_server import serve
 from watercooler.projection import es_client
 
+from .copies import CallerPinnedElasticsearch
 from .http import start as start_http
 from .readmodels.indices import warm_up
 from .readmodels.projections import ALL
@@ -19,7 +20,7 @@ def main() -> None:
     logs.setup("search", settings.log_level, settings.log_format)
 
     async def run() -> None:
-        es = es_client(settings)
+        es = es_client(settings, CallerPinnedElasticsearch)  # a caller's reads from one copy of each shard
         # Answer from the first request on, even before any processor has run.
         for projection in ALL:
             await projection(settings).ensure_index(es)

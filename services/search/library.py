@@ -17,6 +17,7 @@ from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
 
+from .copies import reads_of
 from .readmodels import indices
 from .visibility import caller_communities
 
@@ -116,14 +117,6 @@ async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Prin
 
 def _kind_of(name: str) -> str:
     return "views" if name.startswith("pages/") else "downloads"
-
-
-def reads_of(principal: Principal) -> str:
-    """The shard copies one caller's counts are read from. Each copy of a shard refreshes on its
-    own, so with replicas two reads answered by different copies could see a count go back;
-    Elasticsearch sends every search with the same preference string to the same copies (while
-    they are up), so a caller's counts only grow."""
-    return f"{principal.kind}:{principal.subject}"
 
 
 async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Principal, name: str, days: int, department: str, today: dt.date | None = None) -> tuple[int, list[tuple[str, int]]]:

@@ -1,7 +1,8 @@
 """What must hold with several replicas of each service (the cluster topology, tests/cluster):
 a jam changes phase once per transition however many jams replicas run the scheduler; a request
 id retried on the other replica is answered from the first run; a view batch retried on the
-other replica counts once; the rate limit is per person per replica, as README.md says."""
+other replica counts once; the rate limit is per person per replica, as README.md says; one
+caller's searches are answered by one copy of each shard."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 
 import grpc
 import pytest
+from elasticsearch import Elasticsearch
 
 from services.jams.domainmodel import jam_id_of
 from tests.conftest import eventually
@@ -167,3 +169,31 @@ def test_the_rate_limit_is_per_person_per_replica(cluster):
     ok, limited, elapsed = asyncio.run(hammer())
     one_replica = burst + rate * elapsed
     assert one_replica < ok <= 2 * one_replica, (ok, limited, elapsed)
+
+
+def test_one_callers_searches_are_answered_by_one_copy_of_each_shard(cluster):
+    """Each copy of a shard refreshes and scores on its own: a caller's second page answered by
+    the other copy could repeat or skip a hit. The search service names its caller in every
+    search (services/search/copies.py), so Elasticsearch answers them from the same copies."""
+    es = Elasticsearch(cluster.settings.es_url.split(","))
+    alias = cluster.settings.index_alias("people")
+
+    def queries_per_copy() -> dict[tuple[str, str], int]:
+        stats = es.indices.stats(index=alias, metric="search", level="shards")
+        (index,) = stats["indices"].values()
+        return {(shard, copy["routing"]["node"]): copy["search"]["query_total"] for shard, copies in index["shards"].items() for copy in copies}
+
+    searches = 24
+    before = queries_per_copy()
+    search = cluster.stub(sg.SearchServiceStub, "search")  # both search replicas, round-robin
+    md = cluster.metadata(unique("pin"), "employee")
+    for n in range(searches):
+        search.SearchPeople(sp.SearchPeopleRequest(query=f"someone {n}"), metadata=md, timeout=30)
+    grown: dict[str, list[int]] = {}
+    for (shard, node), total in queries_per_copy().items():
+        grown.setdefault(shard, []).append(total - before.get((shard, node), 0))
+    es.close()
+    assert grown and all(len(copies) == 2 for copies in grown.values()), grown  # two copies of every shard
+    # Every one of the caller's searches reached the same copy of each shard (other callers,
+    # a background poll, may add to either copy).
+    assert all(max(copies) >= searches for copies in grown.values()), grown
