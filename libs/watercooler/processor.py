@@ -30,7 +30,6 @@ import faust
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Histogram
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from . import faust_offsets, gc_tuning, metrics, retries
 from .config import Settings
@@ -225,22 +224,18 @@ async def _apply_with_retry(projection: DocumentProjection, es, records, max_att
     fault, which is returned in ``kept_failing`` for the dead-letter topic."""
     failures = 0
 
-    def failed(state: RetryCallState) -> None:
+    def failed(error: BaseException) -> None:
         nonlocal failures
         open_afresh()
-        error = retries.last_error(state)
-        if error is not None and not transient(error):
+        if not transient(error):
             failures += 1
         log.error("projection batch failed; retrying" if failures < max_attempts else "projection batch kept failing", exc_info=error,
                   extra={"projection": projection.name, "records": len(records), "attempt": failures, "max_attempts": max_attempts})
 
     try:
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), stop=lambda _: failures >= max_attempts,
-                                           wait=retries.wait_for_failure, after=failed, reraise=True):
-            with attempt:
-                return await projection.apply_batch(es, records, lambda r: r.message.value)
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
+        return await retries.until_passed(lambda: projection.apply_batch(es, records, lambda r: r.message.value), failed, stop=lambda: failures >= max_attempts)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
     if len(records) == 1:
         return BatchResult(kept_failing=[(records[0], f"failed {failures} times: {reason}")])
     middle = len(records) // 2

@@ -16,13 +16,17 @@ Both are jittered, so the replicas of a worker that failed together do not retry
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 import grpc
 from elasticsearch import ConnectionError as ElasticsearchUnreachable
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+T = TypeVar("T")
 
 UNREACHABLE_MAX_SECONDS = 2.0
 LOADED_MAX_SECONDS = 10.0
@@ -46,8 +50,14 @@ def unreachable(error: BaseException | None) -> bool:
 
 def wait_for_failure(state: RetryCallState) -> float:
     """tenacity's ``wait``: the seconds before the next attempt, by what the last one met."""
-    error = state.outcome.exception() if state.outcome is not None else None
-    return (_wait_unreachable if unreachable(error) else _wait_loaded)(state)
+    return seconds_before_retry(last_error(state), state.attempt_number)
+
+
+def seconds_before_retry(error: BaseException | None, failed_attempts: int) -> float:
+    """The wait after ``failed_attempts`` failed attempts, the last of them with ``error`` (for a
+    caller that made its first attempt outside a tenacity loop)."""
+    policy = _wait_unreachable if unreachable(error) else _wait_loaded
+    return policy(SimpleNamespace(attempt_number=failed_attempts))  # type: ignore[arg-type]  # the policies read only this
 
 
 def last_error(state: RetryCallState) -> BaseException | None:
@@ -62,3 +72,23 @@ def logged(logger: logging.Logger, message: str, **extra: Any) -> Callable[[Retr
         logger.error(message, exc_info=last_error(state), extra={**extra, "attempt": state.attempt_number})
 
     return log
+
+
+async def until_passed(call: Callable[[], Awaitable[T]], failed: Callable[[BaseException], None], stop: Callable[[], bool] = lambda: False) -> T:
+    """``call()`` until it passes, ``failed`` told of each failure and the wait before the next
+    attempt ``seconds_before_retry``'s; once ``stop()`` says so after a failure, that failure
+    is raised. The first attempt is made outside tenacity's loop: most calls pass at once, and
+    the loop's state machine costs about 20 us a call (a single write's batches hold one event)."""
+    try:
+        return await call()
+    except Exception as error:
+        failed(error)
+        if stop():
+            raise
+        await asyncio.sleep(seconds_before_retry(error, 1))
+    async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), stop=lambda _: stop(), reraise=True,
+                                       wait=lambda state: seconds_before_retry(last_error(state), state.attempt_number + 1),
+                                       after=lambda state: failed(last_error(state))):  # type: ignore[arg-type]  # set: the attempt failed
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity returns or raises")

@@ -4,6 +4,7 @@ with jitter; and the thumbnail maker's and erasure follower's loops keep their c
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -110,3 +111,34 @@ def test_the_erasure_follower_retries_until_handled_and_gives_up_only_when_stopp
     monkeypatch.setattr(erasure, "handle", away_until_stopped)
     erasure._until_handled(None, b"erased", stopping)  # returns once stopping, the erasure left to be read again
     assert len(calls) == 3
+
+
+def test_until_passed_waits_between_failures_and_raises_the_last_once_told_to_stop(monkeypatch):
+    slept: list[float] = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    attempts: list[int] = []
+    told: list[BaseException] = []
+
+    async def away_twice():
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise elasticsearch.ConnectionError("refused")
+        return "done"
+
+    assert asyncio.run(retries.until_passed(away_twice, told.append)) == "done"
+    assert len(attempts) == 3 and len(told) == 2 and len(slept) == 2
+    assert all(0.5 <= s <= retries.UNREACHABLE_MAX_SECONDS for s in slept)
+
+    attempts.clear()
+
+    async def broken():
+        attempts.append(1)
+        raise ValueError(f"bad {len(attempts)}")
+
+    with pytest.raises(ValueError, match="bad 4"):
+        asyncio.run(retries.until_passed(broken, told.append, stop=lambda: len(attempts) >= 4))
+    assert len(attempts) == 4

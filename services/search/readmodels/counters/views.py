@@ -64,7 +64,6 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from elasticsearch import AsyncElasticsearch
-from tenacity import AsyncRetrying, retry_if_exception_type
 
 from watercooler import metrics, retries
 from watercooler.config import Settings
@@ -371,12 +370,13 @@ async def follow(settings: Settings, es: AsyncElasticsearch, stop: asyncio.Event
             for tp, records in batches.items():
                 by_kind.setdefault(kinds[tp.topic], []).extend(records)
             for kind, records in by_kind.items():
+                async def count(kind: str = kind, records: list[Any] = records) -> tuple[list[Any], int, int]:
+                    kept = await seen.first_sightings(kind, records)
+                    return (kept, *await apply_batch(es, alias, kind, [(r.partition, r.offset, r.value) for r in kept]))
+
                 # Elasticsearch down: hold the batch (and the offsets), back off, for as long as it lasts.
-                async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), wait=retries.wait_for_failure,
-                                                   before_sleep=retries.logged(log, "counting batch failed; retrying", kind=kind)):
-                    with attempt:
-                        kept = await seen.first_sightings(kind, records)
-                        counted, skipped = await apply_batch(es, alias, kind, [(r.partition, r.offset, r.value) for r in kept])
+                kept, counted, skipped = await retries.until_passed(
+                    count, lambda error, kind=kind: log.error("counting batch failed; retrying", exc_info=error, extra={"kind": kind}))
                 metrics.PROCESSED.labels(f"{NAME}.{kind}", "retried_fact").inc(len(records) - len(kept))
                 metrics.PROCESSED.labels(f"{NAME}.{kind}", "written").inc(counted)
                 metrics.PROCESSED.labels(f"{NAME}.{kind}", "duplicate").inc(skipped)
