@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,10 +142,12 @@ class ProfilesApplication(EventSourcedApplication):
     def create_profile(self, ctx: CommandContext, employee_id: str, fields: dict[str, Any], request_fingerprint: str) -> Profile:
         self._check_may_create(ctx, employee_id)
         try:
-            return self.run_command(ctx, "CreateProfile", request_fingerprint, lambda: self._new_profile(employee_id, fields))  # type: ignore[return-value]
+            created: Profile = self.run_command(ctx, "CreateProfile", request_fingerprint, lambda: self._new_profile(employee_id, fields))  # type: ignore[assignment]
         except Aborted:
             # The id exists already, or a concurrent create of it won the race.
             raise AlreadyExists(f"profiles/{employee_id} already exists", field="employee_id") from None
+        self._remember_existing([created.employee_id])
+        return created
 
     def batch_create_profiles(self, requests: Sequence[NewProfile]) -> list[Profile]:
         """AIP-233 BatchCreateProfiles, for a bulk import (an HR feed): each request is a
@@ -188,7 +190,9 @@ class ProfilesApplication(EventSourcedApplication):
 
         commands = [BatchedCommand(r.ctx, "CreateProfile", r.request_fingerprint, decide(r)) for r in requests]
         try:
-            return self.run_commands(commands)  # type: ignore[return-value]
+            created: list[Profile] = self.run_commands(commands)  # type: ignore[assignment]
+            self._remember_existing(profile.employee_id for profile in created)
+            return created
         except Aborted:
             for index, request in enumerate(requests):
                 if self.exists(profile_id(request.employee_id)):
@@ -632,9 +636,16 @@ class ProfilesApplication(EventSourcedApplication):
             return
         if not self.recorder.select_events(profile_id(manager_id), limit=1):
             raise InvalidArgument(f"profiles/{manager_id} does not exist", field="manager")
-        if len(self._known_profiles) >= KNOWN_PROFILES_MAX:
-            self._known_profiles.clear()
-        self._known_profiles.add(manager_id)
+        self._remember_existing([manager_id])
+
+    def _remember_existing(self, employee_ids: Iterable[str]) -> None:
+        """Profiles seen to exist, read from the store or saved here: a profile is never deleted,
+        so a later profile naming one as its manager needs no read (the team of a manager this
+        replica created, in a bulk import, asked the store again for each new manager)."""
+        for employee_id in employee_ids:
+            if len(self._known_profiles) >= KNOWN_PROFILES_MAX:
+                self._known_profiles.clear()
+            self._known_profiles.add(employee_id)
 
     def _org_chart(self) -> OrgChart:
         try:

@@ -267,3 +267,24 @@ def test_only_the_current_guidelines_version_is_accepted_and_accepting_it_again_
         profile.accept_guidelines("2026-12", "2026-12")
     assert profile.guidelines_version == "2026-12"
     assert [type(e).__name__ for e in profile.collect_events()] == ["ProfileCreated", "GuidelinesAccepted"]
+
+
+def test_a_manager_this_replica_created_is_not_read_back_for_each_new_report(tmp_path, monkeypatch):
+    from services.profiles.application import NewProfile, ProfilesApplication
+    from watercooler import config
+
+    monkeypatch.setenv("WC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WC_STORE", "sqlite")
+    app = ProfilesApplication(config.load())
+    app.create_profile(CTX, "boss", {"display_name": "Boss"}, "")
+    app.batch_create_profiles([NewProfile(CTX, "lead", {"display_name": "Lead", "manager_id": "boss"}, "")])
+    reads: list[object] = []
+    select_events = app.recorder.select_events
+    monkeypatch.setattr(app.recorder, "select_events", lambda *a, **k: reads.append(a) or select_events(*a, **k))
+    app.create_profile(CTX, "dev1", {"display_name": "Dev", "manager_id": "lead"}, "")  # lead: saved by a batch here
+    app.batch_create_profiles([NewProfile(CTX, "dev2", {"display_name": "Dev", "manager_id": "boss"}, "")])  # boss: by a create
+    assert reads == []
+    with pytest.raises(InvalidArgument) as unknown:  # an unknown manager is still read, and refused
+        app.create_profile(CTX, "dev3", {"display_name": "Dev", "manager_id": "nobody"}, "")
+    assert unknown.value.field == "manager" and len(reads) == 1
+    app.close()
