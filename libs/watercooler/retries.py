@@ -64,12 +64,12 @@ def last_error(state: RetryCallState) -> BaseException | None:
     return state.outcome.exception() if state.outcome is not None else None
 
 
-def logged(logger: logging.Logger, message: str, **extra: Any) -> Callable[[RetryCallState], None]:
+def logged(logger: logging.Logger, message: str, level: int = logging.ERROR, **extra: Any) -> Callable[[RetryCallState], None]:
     """tenacity's ``before_sleep``: the failure logged with its traceback, fields and attempt
     (tenacity's own ``before_sleep_log`` has no structured fields)."""
 
     def log(state: RetryCallState) -> None:
-        logger.error(message, exc_info=last_error(state), extra={**extra, "attempt": state.attempt_number})
+        logger.log(level, message, exc_info=last_error(state), extra={**extra, "attempt": state.attempt_number})
 
     return log
 

@@ -120,7 +120,7 @@ def with_retries(run, what: str) -> None:
 
     try:
         for attempt in Retrying(retry=retry_if_exception_type(Exception), stop=given_up, wait=retries.wait_for_failure, reraise=True,
-                                before_sleep=retries.logged(log, "making thumbnails failed; retrying", **{"for": what})):
+                                before_sleep=retries.logged(log, "making thumbnails failed; retrying", logging.WARNING, **{"for": what})):
             with attempt:
                 run()
     except Exception:  # noqa: BLE001 - one bad record must not stop the stream

@@ -94,7 +94,7 @@ def _until_handled(app: Any, value: bytes, stopping: threading.Event) -> None:
     try:
         for attempt in Retrying(retry=retry_if_exception_type(Exception), stop=lambda _: stopping.is_set(), wait=retries.wait_for_failure,
                                 sleep=stopping.wait, reraise=True,
-                                before_sleep=retries.logged(log, "removing an erased person's media failed; retrying")):
+                                before_sleep=retries.logged(log, "removing an erased person's media failed; retrying", logging.WARNING)):
             with attempt:
                 handle(app, value)
     except Exception:  # noqa: BLE001 - only once stopping: left for the next run
