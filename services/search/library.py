@@ -17,7 +17,6 @@ from watercooler.auth import Principal
 from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
 
-from .copies import reads_of
 from .readmodels import indices
 from .visibility import caller_communities
 
@@ -136,7 +135,6 @@ async def view_counts(es: AsyncElasticsearch, settings: Settings, principal: Pri
         index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},
         size=0,
-        preference=reads_of(principal),
         aggs={
             "total": {"sum": {"field": "count"}},
             "recent": {
@@ -166,7 +164,6 @@ async def top_viewed(
         index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},
         size=0,
-        preference=reads_of(principal),
         aggs={"top": {"terms": {"field": "target", "size": size * TOP_OVERFETCH, "order": [{"n": "desc"}, {"_key": "asc"}]}, "aggs": {"n": {"sum": {"field": "count"}}}}},
     )
     buckets = [(b["key"], int(b["n"]["value"])) for b in result["aggregations"]["top"]["buckets"]]
