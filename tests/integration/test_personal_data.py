@@ -18,7 +18,7 @@ from tests.integration.test_cli import cli
 from tests.integration.test_jams_api import published_results, ts
 from tests.integration.test_jams_stats import leaderboard_of
 from tests.integration.test_media_content import get, objects_of, png, put
-from tests.integration.test_search_unified import Stubs, unique, word
+from tests.integration.test_search_unified import Stubs, far_word, unique
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.personaldata import FORMER_EMPLOYEE
 from watercooler.posts.v1 import media_pb2 as mp
@@ -44,7 +44,7 @@ def person(platform):
     link of her own saved and a reason for flagging Bob's comment; Bob likes her micropost, comments on her post
     and edits her page (his data, which stays)."""
     stubs = Stubs(platform)
-    w = {kind: word(8) for kind in ("name", "title", "bio", "department", "expertise", "blog", "post", "micro", "comment", "status", "bookmark", "url",
+    w = {kind: far_word() for kind in ("name", "title", "bio", "department", "expertise", "blog", "post", "micro", "comment", "status", "bookmark", "url",
                                     "flag", "idea", "pagetitle", "page", "media")}
     nora = unique("e")
     stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=nora, display_name=f"Nora {w['name']}",

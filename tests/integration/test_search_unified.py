@@ -43,6 +43,15 @@ def word(n: int = 6) -> str:
     return "z" + "".join(random.choice("bcdfghjklmnpqrstvwx") + random.choice("aeiou") for _ in range(n // 2))
 
 
+def far_word() -> str:
+    """An invented word no other invented word is within two edits of. Search looks for typos
+    (two edits in a word of eight letters or more) when a word is in nothing the caller may
+    see, so asking for a hidden item's word must not reach a visible item one typo away: two
+    nine-letter words from ``word(8)`` are that close once in about 21,000 pairs, and a suite
+    holds thousands of pairs. Two of these are, once in about 10**8."""
+    return word(12)
+
+
 def unique(prefix: str = "u") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

@@ -39,7 +39,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.integration.test_jams_api import ts
-from tests.integration.test_search_unified import Stubs, unique, word
+from tests.integration.test_search_unified import Stubs, far_word, unique, word
 from watercooler.jams.v1 import jams_pb2 as jp
 from watercooler.posts.v1 import media_pb2 as mp
 from watercooler.posts.v1 import posts_pb2 as pb
@@ -87,7 +87,7 @@ SEES = {
 @pytest.fixture(scope="module")
 def world(platform):
     s = Stubs(platform)
-    common = word(8)
+    common = far_word()
     author, as_author = s.person("Author Person")
     member, as_member = s.person("Member Person")
     community = unique("c")
@@ -95,7 +95,7 @@ def world(platform):
     s.communities.JoinCommunity(cp.JoinCommunityRequest(name=f"communities/{community}"), metadata=as_member)
     eventually(lambda: platform.es.search(index=platform.alias("communities"), query={"term": {"members": member}})["hits"]["total"]["value"] == 1, message="membership")
     blog = s.blog(as_author, visibility=V.PUBLIC)
-    words = {item: word(8) for item in SEES}
+    words = {item: far_word() for item in SEES}  # each asked for below where it must find nothing
     names: dict[str, str] = {}
     levels = {"public": V.PUBLIC, "internal": V.INTERNAL, "community": V.COMMUNITY, "private": V.PRIVATE, "hidden": V.INTERNAL, "draft": V.INTERNAL}
     for item, level in levels.items():
