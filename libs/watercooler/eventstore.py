@@ -374,6 +374,8 @@ class EventSourcedApplication(Application):
         env = store_env(settings, self.service_name)
         # Let the process environment still override (e.g. POSTGRES_POOL_SIZE).
         env.update({k: v for k, v in os.environ.items() if k.startswith(("SQLITE_", "POSTGRES_"))})
+        # A ring handed in is its giver's to close; one made here is closed with the application.
+        self._owns_key_ring = personal_keys is None
         with _postgres_schema_created(env):
             self.personal_keys = personal_keys or self.construct_key_ring(env)
             super().__init__(env=env)
@@ -418,6 +420,8 @@ class EventSourcedApplication(Application):
     def close(self) -> None:
         if self._group_commit:
             self._group_commit.close()
+        if self._owns_key_ring:
+            self.personal_keys.close()
         super().close()
 
     # --- the one way a command changes state ------------------------------------------------

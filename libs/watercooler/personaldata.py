@@ -241,6 +241,9 @@ class KeyRing(Protocol):
         """The keys of those ids that have one. ``create``: make a key for an id that never had
         one; an erased id never gets one again (absent from the answer either way)."""
 
+    def close(self) -> None:
+        """Stop what the ring runs in the background and let go of its connections."""
+
 
 def require_keys(ring: KeyRing, key_ids: Collection[str]) -> dict[str, bytes]:
     """The keys to seal with, made if new; PersonErased (FAILED_PRECONDITION) for an erased person."""
@@ -274,6 +277,9 @@ class MemoryKeyRing:
         for key_id in key_ids:
             self._keys[key_id] = None
 
+    def close(self) -> None:
+        pass  # nothing runs beside it
+
 
 class CachedKeys:
     """A key ring's answers kept a short while: a key for ``ttl`` seconds, an erased (absent)
@@ -292,9 +298,10 @@ class CachedKeys:
         self._lock = threading.Lock()
         self._known: dict[str, tuple[bytes | None, float]] = {}
         self._watcher: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def keys(self, key_ids: Collection[str], create: bool = False) -> dict[str, bytes]:
-        if self._on_erased is not None and self._watcher is None:
+        if self._on_erased is not None and self._watcher is None and not self._closed.is_set():
             self._start_watching()
         now = self._clock()
         out: dict[str, bytes] = {}
@@ -382,13 +389,18 @@ class CachedKeys:
             self._watcher = threading.Thread(target=self._watch, name="personal-keys-watch", daemon=True)
         self._watcher.start()
 
+    def close(self) -> None:
+        """Stop revalidating: the application closing has closed, or will close, the store it
+        asks; a round already asking finishes, and says nothing if that fails."""
+        self._closed.set()
+
     def _watch(self) -> None:
-        while True:
-            time.sleep(self.ttl)
+        while not self._closed.wait(self.ttl):
             try:
                 self.revalidate()
             except Exception:  # the key service away: asked again next round
-                log.warning("could not revalidate the personal data keys", exc_info=True)
+                if not self._closed.is_set():
+                    log.warning("could not revalidate the personal data keys", exc_info=True)
 
 
 def key_cache_seconds() -> float:
@@ -472,6 +484,9 @@ class RemoteKeyRing:
 
     def also_on_erased(self, callback: Callable[[], None]) -> None:
         self._cache.also_on_erased(callback)
+
+    def close(self) -> None:
+        self._cache.close()
 
 
 # --- events -------------------------------------------------------------------------------------

@@ -98,6 +98,11 @@ class ProfilesApplication(EventSourcedApplication):
         self.key_table = PersonalKeyTable(store)
         return personaldata.CachedKeys(self.key_table.keys, personaldata.key_cache_seconds(), on_erased=self.forget_cached_aggregates)
 
+    def close(self) -> None:
+        super().close()  # stops the cache's revalidation first, which reads the table
+        if self._owns_key_ring:
+            self.key_table.close()
+
     # --- personal data ----------------------------------------------------------------------------
     def erase_person(self, ctx: CommandContext, employee_id: str, request_fingerprint: str) -> tuple[Profile, int]:
         """Crypto-shredding (docs/personal-data.md): destroy the person's keys, then record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 
 import grpc
 import pytest
@@ -111,6 +112,48 @@ def test_a_service_hears_of_an_erasure_when_it_asks_again_for_the_keys_it_holds(
     ring.destroy(["e1"])
     assert cache.revalidate() == 1 and erasures == [1]  # the service forgets what it opened with it
     assert set(cache.keys(["e1", "e2"])) == {"e2"}
+
+
+def test_a_closed_cache_stops_asking_again_for_its_keys():
+    """Its application closes the store the revalidation reads: a round after that only fails."""
+    ring, asked = pd.MemoryKeyRing(), []
+
+    def fetch(key_ids, create):
+        asked.append(create)
+        return ring.keys(key_ids, create)
+
+    cache = pd.CachedKeys(fetch, ttl=0.02, on_erased=lambda: None)
+    cache.keys(["e1"], create=True)
+    eventually_asked = time.monotonic() + 5
+    while asked.count(False) < 2 and time.monotonic() < eventually_asked:
+        time.sleep(0.01)
+    assert asked.count(False) >= 2, "revalidated while open"
+    cache.close()
+    cache._watcher.join(timeout=2)
+    assert not cache._watcher.is_alive()
+    rounds = len(asked)
+    time.sleep(0.1)
+    assert len(asked) == rounds
+
+
+def test_an_application_closes_the_key_ring_it_made_and_not_one_handed_in(tmp_path, monkeypatch):
+    from services.profiles.application import ProfilesApplication
+    from services.posts.application import PostsApplication
+    from watercooler import config
+
+    monkeypatch.setenv("WC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WC_STORE", "sqlite")
+    profiles = ProfilesApplication(config.load())
+    made = profiles.personal_keys
+    made.keys(["e1"], create=True)  # starts its revalidation
+    profiles.close()
+    made._watcher.join(timeout=2)
+    assert not made._watcher.is_alive()
+    handed_in = pd.CachedKeys(pd.MemoryKeyRing().keys, ttl=3600, on_erased=lambda: None)
+    handed_in.keys(["e2"], create=True)
+    PostsApplication(config.load(), personal_keys=handed_in).close()
+    assert handed_in._watcher.is_alive() and not handed_in._closed.is_set()
+    handed_in.close()
 
 
 def test_a_remote_key_ring_asks_for_many_keys_in_slices_the_service_accepts():
