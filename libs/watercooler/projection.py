@@ -60,8 +60,14 @@ def es_client(settings: Settings, client_class: type[AsyncElasticsearch] = Async
     # projection's CPU (bulk bodies out, bulk/mget responses in).
     # WC_ES_URL may list several nodes, comma-separated: requests are spread over them and a node
     # that fails is skipped until it answers again (the cluster topology's stand-in for a Service).
-    return client_class([url.strip() for url in settings.es_url.split(",")], request_timeout=30, retry_on_timeout=True, max_retries=5,
-                              serializers={"application/json": OrjsonSerializer(), "application/x-ndjson": _OrjsonNdjsonSerializer()})
+    nodes = [url.strip() for url in settings.es_url.split(",")]
+    # The transport retries at once, with no pause: worth it only on another node, and once on
+    # the same one for a pooled connection the server closed. Waiting out an outage is our
+    # loops' job (watercooler.retries: paced, jittered, logged once an attempt). Five retries
+    # made each attempt against a node that was down six connections and five logged
+    # tracebacks, and a timeout retried on the same node made one call wait up to three minutes.
+    return client_class(nodes, request_timeout=30, retry_on_timeout=len(nodes) > 1, max_retries=max(1, len(nodes) - 1),
+                        serializers={"application/json": OrjsonSerializer(), "application/x-ndjson": _OrjsonNdjsonSerializer()})
 
 
 # Everything a projection reads of a _bulk response, asked for every joined request.
