@@ -137,8 +137,8 @@ def test_a_closed_cache_stops_asking_again_for_its_keys():
 
 
 def test_an_application_closes_the_key_ring_it_made_and_not_one_handed_in(tmp_path, monkeypatch):
-    from services.profiles.application import ProfilesApplication
     from services.posts.application import PostsApplication
+    from services.profiles.application import ProfilesApplication
     from watercooler import config
 
     monkeypatch.setenv("WC_DATA_DIR", str(tmp_path))
