@@ -37,6 +37,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from benchmarks import harness
 from services.profiles.application import ProfilesApplication
 from tests.conftest import ARTIFACTS, eventually, free_port
 from tests.integration.helpers import read_events, read_topic
@@ -341,8 +342,11 @@ def test_kafka_restart_under_load_loses_nothing(platform):
         time.sleep(2)
         fault_at = time.monotonic()
         logged_before = posts_log.stat().st_size
+        pids = {name: proc.pid for name, proc in platform.platform.procs.items()}
+        cpu_before = harness.cpu_of(pids)
         assert common.stop_server(kafka.kafka_server(platform.settings))
         time.sleep(5)
+        cpu_away = {name: round(seconds - cpu_before.get(name, 0.0), 2) for name, seconds in harness.cpu_of(pids).items()}
         kafka.start_kafka(platform.settings, downloads.find_jdk())
         outage = time.monotonic() - fault_at
         recovery = recovery_seconds(platform, prefix, writes, fault_at)
@@ -356,7 +360,7 @@ def test_kafka_restart_under_load_loses_nothing(platform):
         failed_updates = log.read().count(b"Unable to update metadata")
     assert failed_updates <= 20 * outage, f"posts asked for metadata {failed_updates} times in a {outage:.1f} s outage"
     _record("kafka restart", {**figures, "client_retries": writes.retries, "recovery_seconds": recovery,
-                              "posts_failed_metadata_updates_per_second": round(failed_updates / outage, 1)})
+                              "posts_failed_metadata_updates_per_second": round(failed_updates / outage, 1), "cpu_seconds_in_5_s_without_kafka": cpu_away})
 
 
 def test_elasticsearch_outage_under_load_loses_nothing(platform):
