@@ -53,14 +53,7 @@ class KeptDepartments:
 
     async def of(self, employee_ids: Iterable[str]) -> dict[str, str]:
         await self._poll_when_due()
-        out: dict[str, str] = {}
-        missing = []
-        for eid in employee_ids:
-            kept = self._kept.get(eid)
-            if kept is None:
-                missing.append(eid)
-            else:
-                out[eid] = kept
+        out, missing = self._kept.get_many(employee_ids)
         if missing:
             found = await self.es.search(index=self.alias, query={"terms": {"employee_id": missing}}, source=["employee_id", "department"],
                                          size=len(missing), ignore_unavailable=True, stats=self.stats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -24,6 +24,19 @@ class Kept(Generic[V]):
         if kept is None or time.monotonic() - kept[0] >= self.seconds:
             return None
         return kept[1]
+
+    def get_many(self, keys: Iterable[Hashable]) -> tuple[dict[Hashable, V], list[Hashable]]:
+        """The kept values of ``keys``, and the keys with none: ``get`` for many, with one clock read."""
+        now, values = time.monotonic(), self._values
+        found: dict[Hashable, V] = {}
+        missing: list[Hashable] = []
+        for key in keys:
+            kept = values.get(key)
+            if kept is None or now - kept[0] >= self.seconds:
+                missing.append(key)
+            else:
+                found[key] = kept[1]
+        return found, missing
 
     def put(self, key: Hashable, value: V) -> None:
         self._values[key] = (time.monotonic(), value)

@@ -97,3 +97,27 @@ def test_more_changes_than_one_poll_reads_forget_every_department_kept(clock):
     clock[0] += departments.POLL_SECONDS
     assert asyncio.run(kept_departments.of(["bob"])) == {"bob": "Research"}
     assert es.reads == [["ana", "bob"], ["bob"]]
+
+
+def test_the_author_and_department_facets_count_people_only_and_name_them_as_resources(clock):
+    """Author buckets name an employee bare or as profiles/<id>, or a community (a media item a
+    community owns): people alone are authors, each counted once over the fields, ordered by count
+    then name, and their departments add to the people index's own."""
+    from services.search import unified
+    from watercooler.search.v1 import search_pb2 as sp
+
+    es = PeopleIndex()
+    search = unified.Search(es, Settings(namespace="kd4"))
+    author_fields = list(unified.AUTHOR_FIELDS)
+    aggs = {
+        f"author_{author_fields[0]}": {"buckets": [{"key": "ana", "doc_count": 2}, {"key": "bob", "doc_count": 2}, {"key": "", "doc_count": 9}]},
+        f"author_{author_fields[1]}": {"buckets": [{"key": "profiles/ana", "doc_count": 1}, {"key": "communities/c1", "doc_count": 7}]},
+        f"author_{author_fields[2]}": {"buckets": [{"key": "carol", "doc_count": 1}]},
+        "people_departments": {"buckets": [{"key": "Sales", "doc_count": 1}, {"key": "", "doc_count": 4}]},
+    }
+    response = sp.SearchResponse()
+    asyncio.run(search._facets(response, aggs))
+    facets = {f.field: [(v.value, v.count) for v in f.values] for f in response.facets}
+    assert facets["author"] == [("profiles/ana", 3), ("profiles/bob", 2), ("profiles/carol", 1)]
+    assert facets["department"] == [("Research", 3), ("Sales", 3)]  # carol has none: no value
+    assert es.reads == [["ana", "bob", "carol"]]

@@ -27,3 +27,18 @@ def test_the_least_recently_stored_go_first_past_the_size(monkeypatch):
     kept.put("a", 3)  # stored again: now the most recent
     kept.put("c", 4)
     assert (kept.get("a"), kept.get("b"), kept.get("c")) == (3, None, 4)
+
+
+def test_many_values_are_read_as_one_by_one_would_be(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(kept_module.time, "monotonic", lambda: now[0])
+    kept: Kept[str] = Kept(1.0, size=10)
+    kept.put("old", "Sales")
+    now[0] = 100.5
+    kept.put("new", "Research")
+    kept.put("empty", "")  # kept, though falsy: a person with no department
+    now[0] = 101.2
+    keys = ["new", "old", "never stored", "empty"]
+    found, missing = kept.get_many(keys)
+    assert found == {k: kept.get(k) for k in keys if kept.get(k) is not None} == {"new": "Research", "empty": ""}
+    assert missing == ["old", "never stored"]
