@@ -3,13 +3,21 @@ kept for its seconds, and past the size bound the least recently stored go first
 
 from __future__ import annotations
 
+import pytest
+
 from services.search import kept as kept_module
 from services.search.kept import Kept
 
 
-def test_values_expire_after_their_seconds(monkeypatch):
+@pytest.fixture
+def now(monkeypatch):
+    """The clock the kept values read, moved by the test."""
     now = [100.0]
     monkeypatch.setattr(kept_module.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_values_expire_after_their_seconds(now):
     kept: Kept[str] = Kept(1.0, size=10)
     kept.put("a", "Research")
     now[0] = 100.9
@@ -29,9 +37,7 @@ def test_the_least_recently_stored_go_first_past_the_size(monkeypatch):
     assert (kept.get("a"), kept.get("b"), kept.get("c")) == (3, None, 4)
 
 
-def test_many_values_are_read_as_one_by_one_would_be(monkeypatch):
-    now = [100.0]
-    monkeypatch.setattr(kept_module.time, "monotonic", lambda: now[0])
+def test_many_values_are_read_as_one_by_one_would_be(now):
     kept: Kept[str] = Kept(1.0, size=10)
     kept.put("old", "Sales")
     now[0] = 100.5
