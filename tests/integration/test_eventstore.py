@@ -30,6 +30,21 @@ def store_settings(request, tmp_path):
     return dataclasses.replace(base, store=request.param, namespace=f"s{secrets.token_hex(4)}")
 
 
+@pytest.fixture
+def open_profiles(store_settings):
+    """Opens ProfilesApplications on this test's store, each closed after the test: an open
+    one's key cache asks its store again every 30 s, after the test PostgreSQL has stopped."""
+    opened: list[ProfilesApplication] = []
+
+    def open_one() -> ProfilesApplication:
+        opened.append(ProfilesApplication(store_settings))
+        return opened[-1]
+
+    yield open_one
+    for app in opened:
+        app.close()
+
+
 def ctx(request_id: str = "") -> CommandContext:
     return CommandContext(HR, request_id=request_id)
 
@@ -40,8 +55,8 @@ def stored_count(app: ProfilesApplication) -> int:
     return len(app.recorder.select_notifications(start=None, limit=1_000_000))
 
 
-def test_stale_version_is_aborted_and_first_write_wins(store_settings):
-    first, second = ProfilesApplication(store_settings), ProfilesApplication(store_settings)
+def test_stale_version_is_aborted_and_first_write_wins(open_profiles):
+    first, second = open_profiles(), open_profiles()
     first.create_profile(ctx(), "e1", {"display_name": "Ada"}, "fp")
     stale = second.get_profile("e1")  # both now hold version 1
     first.update_profile(ctx(), "e1", {"title": "Engineer"}, "", "fp1")
@@ -56,8 +71,8 @@ def test_stale_version_is_aborted_and_first_write_wins(store_settings):
     assert second.get_profile("e1").version == 2
 
 
-def test_stale_etag_is_aborted(store_settings):
-    app = ProfilesApplication(store_settings)
+def test_stale_etag_is_aborted(open_profiles):
+    app = open_profiles()
     created = app.create_profile(ctx(), "e1", {"display_name": "Ada"}, "fp")
     app.update_profile(ctx(), "e1", {"title": "Engineer"}, created.etag, "fp1")
     with pytest.raises(Aborted) as err:
@@ -65,8 +80,8 @@ def test_stale_etag_is_aborted(store_settings):
     assert err.value.details["current_etag"] == '"2"'
 
 
-def test_retried_command_returns_first_result_and_records_nothing(store_settings):
-    app = ProfilesApplication(store_settings)
+def test_retried_command_returns_first_result_and_records_nothing(open_profiles):
+    app = open_profiles()
     first = app.create_profile(ctx("req-1"), "e1", {"display_name": "Ada"}, "fp-a")
     count = stored_count(app)
     again = app.create_profile(ctx("req-1"), "e1", {"display_name": "Ada"}, "fp-a")
@@ -80,8 +95,8 @@ def test_retried_command_returns_first_result_and_records_nothing(store_settings
     assert err.value.field == "request_id"
 
 
-def test_concurrent_retries_of_one_request_store_it_once(store_settings):
-    apps = [ProfilesApplication(store_settings) for _ in range(4)]
+def test_concurrent_retries_of_one_request_store_it_once(open_profiles):
+    apps = [open_profiles() for _ in range(4)]
 
     def create(i: int):
         return apps[i % 4].create_profile(ctx("same-request"), "e7", {"display_name": "Ada"}, "fp")
@@ -92,8 +107,8 @@ def test_concurrent_retries_of_one_request_store_it_once(store_settings):
     assert stored_count(apps[0]) == 2  # the ProfileCreated event and its request record
 
 
-def test_concurrent_creates_of_one_profile_one_wins(store_settings):
-    apps = [ProfilesApplication(store_settings) for _ in range(4)]
+def test_concurrent_creates_of_one_profile_one_wins(open_profiles):
+    apps = [open_profiles() for _ in range(4)]
 
     def create(i: int):
         try:
@@ -108,8 +123,8 @@ def test_concurrent_creates_of_one_profile_one_wins(store_settings):
     assert outcomes.count("exists") == 11
 
 
-def test_rejected_command_stores_nothing(store_settings):
-    app = ProfilesApplication(store_settings)
+def test_rejected_command_stores_nothing(open_profiles):
+    app = open_profiles()
     app.create_profile(ctx(), "e1", {"display_name": "Ada"}, "fp")
     before = stored_count(app)
     for bad in ({"display_name": ""}, {"country": "Germany"}, {"manager_id": "nobody"}, {"display_name": "x" * 201}):
@@ -157,8 +172,8 @@ class HeldStore:
         return held, queued
 
 
-def test_commands_arriving_during_a_commit_share_the_next_transaction(store_settings):
-    app = ProfilesApplication(store_settings)
+def test_commands_arriving_during_a_commit_share_the_next_transaction(open_profiles):
+    app = open_profiles()
     held = HeldStore(app)
     with ThreadPoolExecutor(12) as pool:
         first, rest = held.queue_behind_a_commit(
@@ -172,8 +187,8 @@ def test_commands_arriving_during_a_commit_share_the_next_transaction(store_sett
     assert app.get_profile("g7").display_name == "Person 7"
 
 
-def test_a_colliding_command_in_a_group_fails_alone(store_settings):
-    app = ProfilesApplication(store_settings)
+def test_a_colliding_command_in_a_group_fails_alone(open_profiles):
+    app = open_profiles()
     app.create_profile(ctx(), "taken", {"display_name": "Taken"}, "fp")
     before = events_stored(app)
     held = HeldStore(app)

@@ -112,6 +112,7 @@ def test_a_service_hears_of_an_erasure_when_it_asks_again_for_the_keys_it_holds(
     ring.destroy(["e1"])
     assert cache.revalidate() == 1 and erasures == [1]  # the service forgets what it opened with it
     assert set(cache.keys(["e1", "e2"])) == {"e2"}
+    cache.close()
 
 
 def test_a_closed_cache_stops_asking_again_for_its_keys():
