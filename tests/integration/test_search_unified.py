@@ -134,6 +134,12 @@ def corpus(stubs: Stubs):
                 space=space, media=media, jam=f"jams/{jam_id}", community=f"communities/{community_id}", expected=expected)
 
 
+def department_facet(stubs, md, query: str) -> dict[str, int]:
+    """The department facet of a Search for ``query``, as ``md``'s caller sees it."""
+    found = stubs.find(md, query=query, read_mask=FieldMask(paths=["facets"]))
+    return {v.value: v.count for f in found.facets if f.field == "department" for v in f.values}
+
+
 def test_search_finds_every_kind_with_snippets_and_exact_facets(stubs, corpus):
     found = stubs.find(corpus["as_ana"], query=corpus["w"], page_size=100)
     by_name = {hit.name: hit for hit in found.hits}
@@ -152,11 +158,8 @@ def test_search_finds_every_kind_with_snippets_and_exact_facets(stubs, corpus):
 
     # The service keeps each author's department, and a person new to it arrives by its next poll
     # (departments.POLL_SECONDS): a Search just after the corpus was indexed may come before it.
-    def departments() -> dict[str, int]:
-        found = stubs.find(corpus["as_ana"], query=corpus["w"], page_size=100)
-        return {v.value: v.count for f in found.facets if f.field == "department" for v in f.values}
-
-    counted = eventually(lambda: (d := departments()).get("Research") == 5 + 1 and d.get("Sales") == 3 and d, timeout=20, interval=0.5,
+    counted = eventually(lambda: (d := department_facet(stubs, corpus["as_ana"], corpus["w"])).get("Research") == 5 + 1 and d.get("Sales") == 3 and d,
+                         timeout=20, interval=0.5,
                          message="Ana's items and Ana herself in Research, Bob's three in Sales")
     assert counted["Research"] == 5 + 1 and counted["Sales"] == 3
 
@@ -169,8 +172,7 @@ def test_a_move_between_departments_reaches_the_department_facet_within_seconds(
     stubs.post(as_dee, stubs.blog(as_dee), f"The {w} plan", "Where we go next.")
 
     def departments() -> dict[str, int]:
-        found = stubs.find(as_dee, query=w, read_mask=FieldMask(paths=["facets"]))
-        return {v.value: v.count for f in found.facets if f.field == "department" for v in f.values}
+        return department_facet(stubs, as_dee, w)
 
     eventually(lambda: departments() == {"Research": 2}, timeout=60, message="Dee and her post counted in Research")
     stubs.profiles.UpdateProfile(prp.UpdateProfileRequest(profile=prp.Profile(name=f"profiles/{dee}", department="Sales"), update_mask={"paths": ["department"]}),
