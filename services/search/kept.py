@@ -38,8 +38,17 @@ class Kept(Generic[V]):
                 found[key] = kept[1]
         return found, missing
 
-    def put(self, key: Hashable, value: V) -> None:
-        self._values[key] = (time.monotonic(), value)
+    def stored(self, key: Hashable) -> tuple[float, V] | None:
+        """(when it was stored, by ``time.monotonic``, the value), if still kept."""
+        kept = self._values.get(key)
+        if kept is None or time.monotonic() - kept[0] >= self.seconds:
+            return None
+        return kept
+
+    def put(self, key: Hashable, value: V, stored_at: float | None = None) -> None:
+        """Keep ``value``, as if stored at ``stored_at`` (a ``time.monotonic`` reading; default
+        now): a value made from older ones lapses with the oldest."""
+        self._values[key] = (time.monotonic() if stored_at is None else stored_at, value)
         self._values.move_to_end(key)
         while len(self._values) > self.size:
             self._values.popitem(last=False)

@@ -228,7 +228,8 @@ def test_a_callers_scope_is_read_in_two_round_trips(stubs, corpus):
                 return await _real(*args, **kwargs)
             setattr(es, name, counted)
         try:
-            return await visibility._read_scope(es, settings, Principal(corpus["ana"], "employee")), calls
+            scope, _ = await visibility._read_scope(es, settings, Principal(corpus["ana"], "employee"))
+            return scope, calls
         finally:
             await es.close()
 
@@ -237,6 +238,80 @@ def test_a_callers_scope_is_read_in_two_round_trips(stubs, corpus):
     assert corpus["community"].removeprefix("communities/") in scope.communities
     assert scope.spaces is not None and corpus["space"].removeprefix("spaces/") in scope.spaces
     assert scope.jams is None  # an employee: every jam
+
+
+def test_a_new_callers_profile_languages_come_with_the_scope_and_every_callers_parts_are_read_once(stubs, corpus):
+    """A text Search by a caller whose scope and languages are not kept: the caller's profile
+    is read in the scope's first _msearch (they were two requests at once). The parts every
+    caller reads alike (here the hidden jam threads) are read once for all callers within the
+    scope's second, and a scope made with kept ones lapses with the oldest."""
+    import asyncio
+
+    from services.search import unified, visibility
+    from services.search.readmodels import indices
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    settings = stubs.platform.settings
+    lea, surname = unique("e"), far_word().title()
+    stubs.profiles.CreateProfile(prp.CreateProfileRequest(profile=prp.Profile(employee_id=lea, display_name=f"Lea {surname}", department="QA", languages=["de", "fr"])),
+                                 metadata=stubs.platform.metadata())
+    people = settings.index_alias(indices.PEOPLE)
+
+    def lea_indexed():
+        found = stubs.search.SearchPeople(sp.SearchPeopleRequest(query=surname), metadata=stubs.platform.metadata())
+        assert [p.profile for p in found.people] == [f"profiles/{lea}"]
+        return True
+    eventually(lea_indexed, timeout=60, message="Lea's profile indexed")
+    # Kept values are keyed by the client's id(), which a client closed by an earlier test may have had.
+    for kept in (visibility._scopes, visibility._shared, unified._languages_kept):
+        kept.clear()
+    q = unified.SearchQuery(text=corpus["w"], kinds=list(unified.KINDS), order="relevance", filters={}, start=None, end=None, wanted={"hits"})
+
+    async def run():
+        es = es_client(settings)
+        calls: list[tuple[str, list[str]]] = []  # (method, the indices it searched)
+        for name in ("search", "msearch", "mget", "count"):
+            real = getattr(es, name)
+
+            async def counted(*args, _real=real, _name=name, **kwargs):
+                searched = [header["index"] for header in kwargs["searches"][0::2]] if _name == "msearch" else [kwargs.get("index", "")]
+                calls.append((_name, searched))
+                return await _real(*args, **kwargs)
+            setattr(es, name, counted)
+        search = unified.Search(es, settings)
+        try:
+            out = {}
+            for who in (lea, corpus["bob"], lea):
+                calls.clear()
+                scope, languages = await search._scope_and_languages(Principal(who, "employee"), q)
+                out.setdefault(who, []).append((scope, languages, list(calls)))
+            key = (id(es), settings.namespace, "employee", corpus["bob"], ())
+            bob_kept_from = visibility._scopes.stored(key)[0]
+            shared_from = visibility._shared.stored((id(es), settings.namespace, "hidden_threads"))[0]
+            return out, bob_kept_from, shared_from
+        finally:
+            await es.close()
+
+    out, bob_kept_from, shared_from = asyncio.run(run())
+    (lea_scope, lea_languages, lea_calls), (_, again_languages, again_calls) = out[lea]
+    [(bob_scope, bob_languages, bob_calls)] = out[corpus["bob"]]
+    assert lea_languages == ("de", "fr") and again_languages == ("de", "fr")
+    assert bob_languages == ()  # no languages on his profile
+    # Lea, the first caller: one _msearch for her communities, the hidden threads and her profile
+    # (an employee may see every jam: no public jams are read); then the wiki spaces.
+    communities, threads = settings.index_alias(indices.COMMUNITIES), settings.index_alias(indices.JAM_THREADS)
+    assert [name for name, _ in lea_calls] == ["msearch", "msearch"], lea_calls
+    assert lea_calls[0][1] == [communities, threads, people], lea_calls
+    # Bob, within the second: the shared parts are kept, his communities and profile are read.
+    assert [name for name, _ in bob_calls] == ["msearch", "msearch"], bob_calls
+    assert bob_calls[0][1] == [communities, people], bob_calls
+    assert bob_scope.hidden_threads == lea_scope.hidden_threads and bob_scope.jams is None
+    assert corpus["space"].removeprefix("spaces/") in bob_scope.spaces
+    # His scope lapses with the shared parts it was made with, not a second after his read.
+    assert bob_kept_from == shared_from
+    # Lea again: both kept, nothing sent.
+    assert again_calls == []
 
 
 def test_relevance_title_beats_mention_accents_and_typos(stubs, corpus):
