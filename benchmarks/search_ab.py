@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--warmup-seconds", type=float, default=60)
     parser.add_argument("--rpcs", default="Search,Suggest")
+    parser.add_argument("--callers", type=int, default=50,
+                        help="distinct employees the load speaks as, in turn (at 100/s, more than 100 means no caller's scope is kept from its last request)")
     parser.add_argument("--out", default="", help="write the windows as JSON here")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT / "libs"), str(ROOT)]
@@ -76,7 +78,7 @@ def main() -> None:
     try:
         for _, address in sides.values():
             wait_serving(address, 60)
-        callers = search_latency.callers_for(settings, [f"e{k}" for k in range(1, 51)])
+        callers = search_latency.callers_for(settings, [f"e{k}" for k in range(1, args.callers + 1)])
         for rpc in args.rpcs.split(","):
             for side, (_, address) in sides.items():
                 warm = asyncio.run(search_latency.warm_up(address, callers, rpc, args.warmup_seconds, None, min_seconds=args.warmup_seconds))
