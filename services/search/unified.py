@@ -319,6 +319,7 @@ def answers(found: Any) -> list[dict[str, Any]]:
             raise EngineRefused(f"{response.get('status')}: {reason}")
     return responses
 
+
 @dataclass(frozen=True)
 class SearchQuery:
     """What a Search asks, checked (the servicer builds it from the request)."""
