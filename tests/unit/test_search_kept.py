@@ -48,3 +48,17 @@ def test_many_values_are_read_as_one_by_one_would_be(now):
     found, missing = kept.get_many(keys)
     assert found == {k: kept.get(k) for k in keys if kept.get(k) is not None} == {"new": "Research", "empty": ""}
     assert missing == ["old", "never stored"]
+
+
+def test_a_value_made_from_older_ones_lapses_with_the_oldest(now):
+    """A caller's scope made with a part kept for every caller is kept only as long as that part."""
+    kept: Kept[str] = Kept(1.0, size=10)
+    kept.put("shared part", "t1")
+    now[0] = 100.6
+    read_at, value = kept.stored("shared part")
+    assert (read_at, value) == (100.0, "t1")
+    kept.put("scope", f"made with {value}", stored_at=read_at)
+    now[0] = 100.99
+    assert kept.stored("scope") == (100.0, "made with t1")
+    now[0] = 101.0  # a second after the part was read, not after the scope was made
+    assert kept.get("scope") is None and kept.stored("scope") is None and kept.stored("shared part") is None
