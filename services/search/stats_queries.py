@@ -19,7 +19,7 @@ from . import jams as jam_queries
 from . import library
 from .readmodels import indices
 from .unified import _kind_clause, index_of
-from .visibility import Scope, scope_of
+from .visibility import Scope, any_of, ids_matching, scope_of
 
 INTERVALS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=31)}
 MAX_BUCKETS = 1000
@@ -27,7 +27,6 @@ MAX_TOP = 50
 # Ratings carry no audience of their own: they are counted for the rated posts the caller
 # may see, up to this many (the most recent); services count them all.
 MAX_RATED_POSTS = 10_000
-MAX_HIDDEN_MEDIA = 10_000
 # Active blogs per department/country: the owner's department is on the blog, the activity
 # on its posts, so the blogs of the department are looked up first (17,000 blogs company-wide).
 MAX_BLOGS_PER_FILTER = 65_000
@@ -226,7 +225,7 @@ class Stats:
         if q.department:
             filters.append({"term": {"department": q.department}})
         if kind == "views" and scope.spaces is not None:
-            filters.append({"terms": {"space_id": scope.spaces}})
+            filters.append(any_of("space_id", scope.spaces))
         # Leave out the views of pages and the downloads of items the caller may not see, or
         # that community flags hid (from everyone).
         unseen: list[dict[str, Any]] = [{"term": {"hidden": True}}]
@@ -234,14 +233,12 @@ class Stats:
             seen = library.visibility_filter(principal, scope.communities)
             if seen is not None:
                 unseen.append({"bool": {"must_not": [seen]}})
-            left_out = await self.es.search(index=index_of(self.settings, "media"), query={"bool": {"should": unseen, "minimum_should_match": 1}},
-                                            source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
+            left_out = await ids_matching(self.es, index_of(self.settings, "media"), {"bool": {"should": unseen, "minimum_should_match": 1}})
         else:
-            left_out = await self.es.search(index=index_of(self.settings, "wiki_page"), query={"bool": {"filter": [{"term": {"kind": "page"}}, *unseen]}},
-                                            source=False, size=MAX_HIDDEN_MEDIA, ignore_unavailable=True)
+            left_out = await ids_matching(self.es, index_of(self.settings, "wiki_page"), {"bool": {"filter": [{"term": {"kind": "page"}}, *unseen]}})
         prefix = "media/" if kind == "downloads" else "pages/"
-        if left_out["hits"]["hits"]:
-            filters.append({"bool": {"must_not": [{"terms": {"target": [f"{prefix}{h['_id']}" for h in left_out["hits"]["hits"]]}}]}})
+        if left_out:
+            filters.append({"bool": {"must_not": [any_of("target", (f"{prefix}{item_id}" for item_id in left_out))]}})
         alias = indices.alias(self.settings, indices.VIEW_COUNTS)
         await self._count(alias, "day", filters, {"sum": {"field": "count"}}, interval, start, end, response)
         # Top items over the same range.

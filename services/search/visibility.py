@@ -32,7 +32,24 @@ from watercooler.projection import found_documents
 from .kept import Kept
 from .readmodels import indices
 
-MAX_COMMUNITIES = 10_000
+# Elasticsearch answers at most 10,000 hits a request (index.max_result_window). Every list a
+# caller's visibility is made of (their communities, the wiki spaces they may read, the public
+# jams, the hidden jam threads) is sorted on its id and read on with search_after when a page
+# comes back full (``_msearch``): a list cut short would hide the pages of the spaces past
+# it, or show the replies of the hidden threads past it. A company of 400,000 people has tens
+# of thousands of wiki spaces (docs/authorization.md, "Lists longer than a page").
+SCOPE_PAGE = 10_000
+# And it refuses a terms query of more than 65,536 values (index.max_terms_count): a longer
+# list is several terms queries, any of which matches (``any_of``).
+MAX_TERMS = 65_536
+
+
+def any_of(field: str, values: Iterable[str]) -> dict[str, Any]:
+    """A query for the documents whose ``field`` is one of ``values``, however many they are."""
+    values = list(values)
+    if len(values) <= MAX_TERMS:
+        return {"terms": {field: values}}
+    return {"bool": {"should": [{"terms": {field: values[i:i + MAX_TERMS]}} for i in range(0, len(values), MAX_TERMS)], "minimum_should_match": 1}}
 
 
 def directory_reader() -> Principal:
@@ -46,10 +63,16 @@ def directory_reader() -> Principal:
     return principal
 
 
+def _id_list(query: dict[str, Any], id_field: str) -> dict[str, Any]:
+    """A search for the ``id_field`` of every document ``query`` matches, a page of SCOPE_PAGE at
+    a time, in the order ``_msearch`` reads on from (the ids; equal ids of two documents are the
+    same id, so a page that ends between them loses nothing)."""
+    return {"query": query, "_source": [id_field], "size": SCOPE_PAGE, "sort": [{id_field: "asc"}], "track_total_hits": False}
+
+
 def _communities_search(principal: Principal) -> dict[str, Any]:
     """The search for the communities ``principal`` belongs to (their ids)."""
-    return {"query": {"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}},
-            "_source": ["community_id"], "size": MAX_COMMUNITIES}
+    return _id_list({"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}}, "community_id")
 
 
 async def caller_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
@@ -57,12 +80,8 @@ async def caller_communities(es: AsyncElasticsearch, settings: Settings, princip
     if the index does not exist yet)."""
     if principal.is_service or not rule.memberships_reach(principal):
         return []
-    body = _communities_search(principal)
-    try:
-        found = await es.search(index=settings.index_alias(indices.COMMUNITIES), query=body["query"], source=body["_source"], size=body["size"])
-    except NotFoundError:
-        return []
-    return [hit["_source"]["community_id"] for hit in found["hits"]["hits"]]
+    [hits] = await _msearch(es, [(settings.index_alias(indices.COMMUNITIES), _communities_search(principal))])
+    return [hit["_source"]["community_id"] for hit in hits]
 
 
 async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Principal, communities: list[str], photos: Iterable[str]) -> set[str]:
@@ -102,10 +121,6 @@ def content_filter(principal: Principal, communities: list[str], author_field: s
 # --- one search over every kind: wiki pages take their space's audience and media items
 # their own (the library rule), jam ideas and threads their jam's, people and communities
 # the directory's.
-
-MAX_SPACES = 10_000
-MAX_JAMS = 10_000
-MAX_HIDDEN_THREADS = 10_000
 
 
 @dataclass(frozen=True)
@@ -201,7 +216,7 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
         first["communities"] = (settings.index_alias(indices.COMMUNITIES), _communities_search(principal))
     jams = rule.visible_jams(principal, ()) if "jams" in parts else []
     if jams is not None and "jams" in parts:
-        first["jams"] = (indices.alias(settings, indices.JAM_STATS), {"query": {"term": {"visibility": rule.PUBLIC}}, "_source": ["jam_id"], "size": MAX_JAMS})
+        first["jams"] = (indices.alias(settings, indices.JAM_STATS), _id_list({"term": {"visibility": rule.PUBLIC}}, "jam_id"))
     if "hidden_threads" in parts:
         first["hidden_threads"] = (settings.index_alias(indices.JAM_THREADS), _hidden_threads_search())
     read: dict[str, list[dict[str, Any]]] = {}
@@ -221,21 +236,34 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     communities = [h["_source"]["community_id"] for h in read.get("communities", [])]
     if "jams" in read:
         jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in read["jams"]])
-    threads_hidden = tuple(sorted(h["_source"]["thread_id"] for h in read.get("hidden_threads", [])))
+    threads_hidden = tuple(sorted({h["_source"]["thread_id"] for h in read.get("hidden_threads", [])}))
     spaces: list[str] | None = []
     if "spaces" in parts:
         seen = rule.library_audience(principal, communities)
         spaces = None
         if seen is not None:
-            [hits] = await _msearch(es, [(settings.index_alias(indices.WIKI), {
-                "query": {"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}}, "_source": ["space_id"], "size": MAX_SPACES})])
+            [hits] = await _msearch(es, [(settings.index_alias(indices.WIKI), _id_list(
+                {"bool": {"filter": [{"term": {"kind": "space"}}, {"term": {"deleted": False}}, seen]}}, "space_id"))])
             spaces = [h["_source"]["space_id"] for h in hits]
     return Scope(principal, communities, spaces, jams, threads_hidden, parts, read_at), read.get("also")
 
 
 async def _msearch(es: AsyncElasticsearch, searches: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
     """The hits of each (index, search), in one round trip; a missing index has none. An error
-    in any of them is raised, as the search alone would have raised it."""
+    in any of them is raised, as the search alone would have raised it. A sorted search whose
+    page came back full (``_id_list``) is read on after its last hit, the searches still going
+    together in one round trip, until each page comes back short: never cut at a page."""
+    hits = await _msearch_page(es, searches)
+    reading = [i for i, (_, body) in enumerate(searches) if "sort" in body and len(hits[i]) >= body["size"]]
+    while reading:
+        pages = await _msearch_page(es, [(searches[i][0], {**searches[i][1], "search_after": hits[i][-1]["sort"]}) for i in reading])
+        for i, page in zip(reading, pages, strict=True):
+            hits[i] = [*hits[i], *page]
+        reading = [i for i, page in zip(reading, pages, strict=True) if len(page) >= searches[i][1]["size"]]
+    return hits
+
+
+async def _msearch_page(es: AsyncElasticsearch, searches: list[tuple[str, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
     if not searches:
         return []
     operations: list[dict[str, Any]] = []
@@ -250,28 +278,53 @@ async def _msearch(es: AsyncElasticsearch, searches: list[tuple[str, dict[str, A
     return [response["hits"]["hits"] for response in responses]
 
 
+async def ids_matching(es: AsyncElasticsearch, index: str, query: dict[str, Any]) -> list[str]:
+    """The ``_id`` of every document of ``index`` that ``query`` matches (none if the index does
+    not exist): one request when they fit a page (SCOPE_PAGE), else all of them read through a
+    point in time. For the items a count must leave out (GetStats: the media items and wiki
+    pages the caller may not see), which at company scale are more than a page: a list cut there
+    would count the rest."""
+    found = await es.search(index=index, query=query, source=False, size=SCOPE_PAGE, track_total_hits=False, ignore_unavailable=True)
+    hits = found["hits"]["hits"]
+    if len(hits) < SCOPE_PAGE:
+        return [hit["_id"] for hit in hits]
+    # Documents have no id field to sort on (``_id`` is not sortable): the point in time's own
+    # order (``_shard_doc``) over one view of the index, read from the start again.
+    pit = (await es.open_point_in_time(index=index, keep_alive="1m"))["id"]
+    ids: list[str] = []
+    after: list[Any] | None = None
+    try:
+        while True:
+            page = await es.search(pit={"id": pit, "keep_alive": "1m"}, query=query, source=False, size=SCOPE_PAGE, sort=[{"_shard_doc": "asc"}],
+                                   track_total_hits=False, search_after=after)
+            pit = page.get("pit_id", pit)
+            hits = page["hits"]["hits"]
+            ids += [hit["_id"] for hit in hits]
+            if len(hits) < SCOPE_PAGE:
+                return ids
+            after = hits[-1]["sort"]
+    finally:
+        await es.close_point_in_time(id=pit)
+
+
 def _hidden_threads_search(jam_id: str = "") -> dict[str, Any]:
     filters: list[dict[str, Any]] = [{"term": {"kind": "thread"}}, {"term": {"hidden": True}}]
     if jam_id:
         filters.append({"term": {"jam_id": jam_id}})
-    return {"query": {"bool": {"filter": filters}}, "_source": ["thread_id"], "size": MAX_HIDDEN_THREADS}
+    return _id_list({"bool": {"filter": filters}}, "thread_id")
 
 
 async def hidden_threads(es: AsyncElasticsearch, settings: Settings, jam_id: str = "") -> tuple[str, ...]:
     """The ids of the jam threads (of one jam, or all) hidden by community flags."""
-    body = _hidden_threads_search(jam_id)
-    try:
-        found = await es.search(index=settings.index_alias(indices.JAM_THREADS), query=body["query"], source=body["_source"], size=body["size"])
-    except NotFoundError:
-        return ()
-    return tuple(sorted(h["_source"]["thread_id"] for h in found["hits"]["hits"]))
+    [hits] = await _msearch(es, [(settings.index_alias(indices.JAM_THREADS), _hidden_threads_search(jam_id))])
+    return tuple(sorted({h["_source"]["thread_id"] for h in hits}))
 
 
 def jam_discussion_clauses(threads_hidden: tuple[str, ...]) -> list[dict[str, Any]]:
     """Threads and replies not hidden by flags, nor replies of a hidden thread."""
     clauses: list[dict[str, Any]] = [rule.NOT_HIDDEN]
     if threads_hidden:
-        clauses.append({"bool": {"must_not": [{"terms": {"thread_id": list(threads_hidden)}}]}})
+        clauses.append({"bool": {"must_not": [any_of("thread_id", threads_hidden)]}})
     return clauses
 
 
@@ -295,7 +348,7 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
                *content_filter(principal, scope.communities, author_field="target_author_id")]
     on_page: list[dict[str, Any]] = [{"term": {"target_kind": "page"}}]
     if scope.spaces is not None:
-        on_page.append({"terms": {"space_id": scope.spaces}})
+        on_page.append(any_of("space_id", scope.spaces))
     on_media: list[dict[str, Any]] = [{"term": {"target_kind": "media"}}]
     seen = library_filter(principal, scope.communities)
     if seen is not None:
@@ -334,12 +387,12 @@ def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
         return rule.content_clauses(principal, scope.communities, "owner_id")
     if kind == "wiki_page":
         live: list[dict[str, Any]] = [{"term": {"deleted": False}}, rule.NOT_HIDDEN]
-        return live if scope.spaces is None else [*live, {"terms": {"space_id": scope.spaces}}]
+        return live if scope.spaces is None else [*live, any_of("space_id", scope.spaces)]
     if kind == "media":
         return [*rule.library_clauses(principal, scope.communities), rule.NOT_HIDDEN]
     if kind in ("person", "community"):
         return rule.directory_clauses(principal)
     if kind in ("jam_idea", "jam_thread"):
         hidden = [rule.NOT_HIDDEN] if kind == "jam_idea" else jam_discussion_clauses(scope.hidden_threads)
-        return [{"term": {"deleted": False}}, *hidden] + ([] if scope.jams is None else [{"terms": {"jam_id": scope.jams}}])
+        return [{"term": {"deleted": False}}, *hidden] + ([] if scope.jams is None else [any_of("jam_id", scope.jams)])
     raise ValueError(f"no visibility rule for {kind!r}")

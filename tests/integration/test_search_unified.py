@@ -240,6 +240,85 @@ def test_a_callers_scope_is_read_in_two_round_trips(stubs, corpus):
     assert scope.jams is None  # an employee: every jam
 
 
+def test_every_list_of_a_scope_and_every_item_a_count_leaves_out_is_read_past_a_page(stubs, corpus, monkeypatch):
+    """Elasticsearch answers at most 10,000 hits a request, and a company of 400,000 people has
+    more wiki spaces than that: a scope cut at a page hid the pages of the spaces past it (and
+    would have shown the replies of the hidden jam threads past it, or counted the downloads
+    of the media items past it). With pages of two, every part of a scope read page by page is
+    the part read at once, and so are the items GetStats leaves out (read through a point in
+    time: they have no id field to sort on); a list longer than a terms query takes is several."""
+    import asyncio
+
+    from elasticsearch import BadRequestError
+
+    from services.search import visibility
+    from services.search.readmodels import indices
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    settings = stubs.platform.settings
+    ana, as_ana, as_bob = corpus["ana"], corpus["as_ana"], corpus["as_bob"]
+    spaces = [stubs.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("s"), display_name="Team", visibility=wp.INTERNAL)), metadata=as_ana).name
+              for _ in range(5)]
+    restricted = stubs.wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=unique("s"), display_name="Bob's", visibility=wp.RESTRICTED)), metadata=as_bob).name
+    communities = [unique("c") for _ in range(3)]
+    for community_id in communities:
+        stubs.communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Club", access=cp.Community.OPEN)), metadata=as_ana)
+    space_ids = [name.removeprefix("spaces/") for name in [*spaces, restricted]]
+    wiki, every_space = settings.index_alias(indices.WIKI), {"term": {"kind": "space"}}
+
+    async def with_es(work):
+        es = es_client(settings)
+        try:
+            return await work(es)
+        finally:
+            await es.close()
+
+    async def indexed(es):
+        found = await es.count(index=wiki, query={"bool": {"filter": [every_space, {"terms": {"space_id": space_ids}}]}})
+        members = await es.count(index=settings.index_alias(indices.COMMUNITIES), query={"bool": {"filter": [{"terms": {"community_id": communities}}, {"term": {"members": ana}}]}})
+        return found["count"] == len(space_ids) and members["count"] == len(communities)
+    eventually(lambda: asyncio.run(with_es(indexed)), timeout=60, message="the spaces and communities indexed")
+
+    async def read(es):
+        calls: list[str] = []
+        for name in ("search", "msearch", "open_point_in_time"):
+            real = getattr(es, name)
+
+            async def counted(*args, _real=real, _name=name, **kwargs):
+                calls.append(_name)
+                return await _real(*args, **kwargs)
+            setattr(es, name, counted)
+        scope, _ = await visibility._read_scope(es, settings, Principal(ana, "employee"))
+        left_out = await visibility.ids_matching(es, wiki, every_space)
+        return scope, sorted(left_out), calls
+
+    visibility._shared.clear()
+    at_once, left_out_at_once, calls = asyncio.run(with_es(read))
+    assert calls == ["msearch", "msearch", "search"]
+    monkeypatch.setattr(visibility, "SCOPE_PAGE", 2)
+    visibility._shared.clear()
+    paged, left_out_paged, paged_calls = asyncio.run(with_es(read))
+    # The communities (four and more: a page of two and on) and the spaces (six and more) read on.
+    assert paged_calls.count("msearch") > 2 and "open_point_in_time" in paged_calls, paged_calls
+    assert paged == at_once
+    assert set(communities) | {corpus["community"].removeprefix("communities/")} <= set(paged.communities)
+    assert set(space_ids[:5]) <= set(paged.spaces) and space_ids[5] not in paged.spaces
+    # (A space document's id is its aggregate's, not its space id.)
+    assert left_out_paged == left_out_at_once and len(left_out_paged) >= len(space_ids)
+
+    # More values than a terms query may hold: refused as one, found as several.
+    many = [f"nobody-{n}" for n in range(visibility.MAX_TERMS + 10)] + [space_ids[0]]
+
+    async def find_many(es):
+        found = await es.search(index=wiki, query={"bool": {"filter": [every_space, visibility.any_of("space_id", many)]}}, source=["space_id"])
+        with pytest.raises(BadRequestError) as refused:
+            await es.search(index=wiki, query={"bool": {"filter": [every_space, {"terms": {"space_id": many}}]}})
+        assert "max_terms_count" in str(refused.value.body)
+        return [hit["_source"]["space_id"] for hit in found["hits"]["hits"]]
+    assert asyncio.run(with_es(find_many)) == [space_ids[0]]
+
+
 def test_a_new_callers_profile_languages_come_with_the_scope_and_every_callers_parts_are_read_once(stubs, corpus):
     """A text Search by a caller whose scope and languages are not kept: the caller's profile
     is read in the scope's first _msearch (they were two requests at once). The parts every

@@ -36,3 +36,18 @@ def test_one_of_the_two_keeps_its_kind_term_and_other_indices_are_untouched():
     micro = visible_clauses(SETTINGS, EMPLOYEE, ["micropost"])
     assert {"term": {"kind": "micro"}} in micro[0]["bool"]["filter"]
     assert "blog" not in _text(micro)
+
+
+def test_a_list_longer_than_a_terms_query_takes_is_several_any_of_which_matches():
+    from services.search.visibility import MAX_TERMS, any_of
+
+    assert any_of("space_id", ["s1", "s2"]) == {"terms": {"space_id": ["s1", "s2"]}}
+    assert any_of("space_id", [f"s{n}" for n in range(MAX_TERMS)]) == {"terms": {"space_id": [f"s{n}" for n in range(MAX_TERMS)]}}
+    many = [f"s{n}" for n in range(2 * MAX_TERMS + 1)]
+    split = any_of("space_id", many)
+    parts = [clause["terms"]["space_id"] for clause in split["bool"]["should"]]
+    assert split["bool"]["minimum_should_match"] == 1
+    assert [len(part) for part in parts] == [MAX_TERMS, MAX_TERMS, 1] and sum(parts, []) == many
+    # A scope's long list of spaces reaches the wiki pages' rule so.
+    wide = Scope(Principal("e1", "employee"), ["c1"], many, None)
+    assert kind_filter(wide, "wiki_page")[-1] == split
