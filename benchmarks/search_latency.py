@@ -43,6 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 ID_PREFIX = "bench-search-"
 SPACE_ID = "bench-search-space"
+# The bench space's audience as its pages carry it (services/search/readmodels/projections/wiki.py).
+SPACE_AUDIENCE = {"visibility": "INTERNAL", "space_owner": "profiles/e1", "space_members": [], "classification": "INTERNAL", "audience_version": 1}
 WORDS = ["quantum", "cloud", "roadmap", "customer", "service", "analytics", "security", "mobile", "design", "research", "patent", "watson", "mainframe", "storage", "network", "linux", "java", "python", "agile", "devops", "innovation", "marketing", "finance", "travel", "health", "education", "energy", "retail", "banking", "insurance", "supply", "chain", "blockchain", "privacy", "compliance", "startup", "mentor", "career", "alumni", "community", "jam", "wiki", "video", "podcast", "blog"]
 NAMES = ["Ana", "Bob", "Carla", "Dmitri", "Eve", "Farid", "Grace", "Hiro", "Ines", "João", "Kofi", "Lena", "Marta", "Nuno", "Olga", "Pablo", "Qing", "Rosa", "Sven", "Tariq", "Uma", "Vera", "Wang", "Xavi", "Yara", "Zoë"]
 # The aliases the documents go to (the projections' names).
@@ -119,8 +121,10 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
         else:
             title = text(rng, 3).title()
             body = text(rng, 60)
+            # With the bench space's audience, as the wiki projection copies it onto each page
+            # (a checkout whose mapping has no such fields leaves them out below).
             source = searchable({"kind": "page", "space_id": SPACE_ID, "title": title, "title_keys": [fold(title)], "former_titles": [], "links": [],
-                                 "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False}, f"{title}\n{body}")
+                                 "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False, **SPACE_AUDIENCE}, f"{title}\n{body}")
         allowed = props[alias]
         yield {"_index": settings.index_alias(alias), "_id": _id, "_source": {k: v for k, v in source.items() if k in allowed}}
 
@@ -159,8 +163,10 @@ async def load(settings, docs: int, seed: int = 7, in_flight: int = 2) -> dict[s
             refresh[name] = (index_settings.get("settings") or index_settings.get("defaults") or {}).get("index", {}).get("refresh_interval", "1s")
             await es.indices.put_settings(index=name, settings={"refresh_interval": "-1"})
         now = dt.datetime.now(dt.UTC).isoformat()
-        await es.index(index=settings.index_alias("wiki"), id=f"{ID_PREFIX}space", document={
-            "kind": "space", "space_id": SPACE_ID, "display_name": "Bench", "owner": "profiles/e1", "visibility": "INTERNAL", "members": [], "created_at": now, "deleted": False})
+        space = {"kind": "space", "space_id": SPACE_ID, "display_name": "Bench", "owner": "profiles/e1", "visibility": "INTERNAL", "members": [], "created_at": now,
+                 "deleted": False, "classification": "INTERNAL", "audience_version": 1}
+        wiki_fields = next(set(p(settings).index_body()["mappings"]["properties"]) for p in ALL if p.name == "wiki")
+        await es.index(index=settings.index_alias("wiki"), id=f"{ID_PREFIX}space", document={k: v for k, v in space.items() if k in wiki_fields})
         started = time.monotonic()
         actions = documents(settings, docs, seed)
         try:

@@ -303,9 +303,10 @@ class DocumentProjection:
             return False
         return not (self._erasures_only and envelope.aggregate_type == "Profile" and envelope.event_type != personaldata.ERASURE_EVENT)
 
-    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
-        """Called with a batch's changed documents just before they are written: a subclass may
-        add fields read from elsewhere (the comments index adds its targets' audience)."""
+    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str | None = None) -> None:
+        """Called with a batch's changed documents just before they are written to ``index``: a
+        subclass may add fields read from elsewhere (the comments index adds its targets'
+        audience, the wiki its spaces' to their pages, read from the index being written)."""
 
     async def written(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str) -> None:
         """Called after a batch's changed documents were written to ``index``."""
@@ -476,7 +477,7 @@ class DocumentProjection:
             state[doc_id] = (new_doc, event.version)
             dirty.add(doc_id)
         if dirty:
-            await self.complete(es, {doc_id: state[doc_id][0] for doc_id in dirty})  # type: ignore[misc]
+            await self.complete(es, {doc_id: state[doc_id][0] for doc_id in dirty}, target)  # type: ignore[misc]
             operations: list[dict[str, Any]] = []
             for doc_id in dirty:
                 doc, version = state[doc_id]

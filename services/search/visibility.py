@@ -151,7 +151,7 @@ SCOPE_PARTS: dict[str, frozenset[str]] = {
     "bookmark": frozenset({"communities"}),
     "media": frozenset({"communities"}),
     "comment": frozenset({"communities", "spaces"}),
-    "wiki_page": frozenset({"communities", "spaces"}),
+    "wiki_page": frozenset({"communities"}),  # each page carries its space's audience
     "person": frozenset(),
     "community": frozenset(),
     "jam_idea": frozenset({"jams"}),
@@ -359,6 +359,10 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
     return [*live, {"bool": {"should": branches, "minimum_should_match": 1}}]
 
 
+# A space's fields as its pages carry them, where they are named otherwise.
+PAGE_FIELDS = {field: as_on_page for field, as_on_page in indices.PAGE_AUDIENCE.items() if field != as_on_page}
+
+
 def _renamed(clause: Any, fields: dict[str, str]) -> Any:
     """``clause`` with the fields its term/terms queries name renamed."""
     if isinstance(clause, list):
@@ -386,8 +390,11 @@ def kind_filter(scope: Scope, kind: str) -> list[dict[str, Any]]:
     if kind == "bookmark":
         return rule.content_clauses(principal, scope.communities, "owner_id")
     if kind == "wiki_page":
+        # The library rule on the space's audience, which each page carries (projections/wiki.py)
+        # with the owner and members as ``space_owner`` and ``space_members``.
         live: list[dict[str, Any]] = [{"term": {"deleted": False}}, rule.NOT_HIDDEN]
-        return live if scope.spaces is None else [*live, any_of("space_id", scope.spaces)]
+        seen = rule.library_audience(principal, scope.communities)
+        return live if seen is None else [*live, _renamed(seen, PAGE_FIELDS)]
     if kind == "media":
         return [*rule.library_clauses(principal, scope.communities), rule.NOT_HIDDEN]
     if kind in ("person", "community"):

@@ -170,8 +170,8 @@ def test_a_comment_written_with_an_audience_changed_meanwhile_is_caught_up():
             audience_read, change_propagated = asyncio.Event(), asyncio.Event()
             complete = index.projection.complete
 
-            async def complete_then_wait(es, docs):
-                await complete(es, docs)
+            async def complete_then_wait(es, docs, index=None):
+                await complete(es, docs, index)
                 audience_read.set()
                 await change_propagated.wait()
 

@@ -255,3 +255,60 @@ def test_post_stats_of_a_community_post_are_not_found_for_outsiders_as_the_post_
     assert rpc_error(posts.GetPost, pb.GetPostRequest(name=post.name), metadata=as_outsider).code() == grpc.StatusCode.NOT_FOUND
     for md in (as_outsider, platform.metadata(unique("al"), "alumni"), platform.metadata(unique("g"), "guest")):
         assert rpc_error(search.GetPostStats, sp.GetPostStatsRequest(post=post.name), metadata=md).code() == grpc.StatusCode.NOT_FOUND
+
+
+def reindex_wiki() -> None:
+    env = {**os.environ, "COLUMNS": "200", "WC_LOG_FORMAT": "text"}
+    result = subprocess.run([sys.executable, "-m", "tools.cli", "reindex", "wiki"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+
+
+@covers("Search", "Suggest", "GET /api/v1/search", kind="parent_changed")
+def test_a_wiki_page_follows_its_space_made_restricted_given_a_member_and_internal_again_also_after_a_rebuild(platform):
+    """Each page document carries its space's audience (Search no longer lists the caller's spaces
+    first): a change of the space reaches its pages on every search path, and a rebuild keeps it."""
+    wiki = platform.stub(wg.WikiServiceStub, "posts")
+    search = platform.stub(sg.SearchServiceStub, "search")
+    owner, member = unique("o"), unique("m")
+    md_owner, md_member = platform.author(owner), platform.author(member)
+    space_id = unique("sp-")
+    space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=space_id, display_name=f"Space {space_id}", visibility=wp.INTERNAL)), metadata=md_owner)
+    word = unique("spaceword")
+    page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"{word} handbook", body=f"all about {word}")), metadata=md_owner).name
+    stranger, alumni, guest = platform.metadata(unique("x"), "employee"), platform.metadata(unique("al"), "alumni"), platform.metadata(unique("g"), "guest")
+
+    def paths(md) -> dict[str, bool]:
+        token = dict(md)["authorization"].split()[-1]
+        query = urllib.parse.urlencode({"query": word, "kinds": "wiki_page"})
+        request = urllib.request.Request(f"http://127.0.0.1:{os.environ['WC_SEARCH_HTTP_PORT']}/api/v1/search?{query}", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            http = page in {h["name"] for h in json.load(response).get("hits", [])}
+        return {"Search": page in {h.name for h in search.Search(sp.SearchRequest(query=word, kinds=["wiki_page"]), metadata=md).hits},
+                "Suggest": page in {s.name for s in search.Suggest(sp.SuggestRequest(prefix=word, kinds=["titles"]), metadata=md).suggestions},
+                "/api/v1/search": http}
+
+    def expect_seen(readers: dict[str, object], seen: bool, message: str) -> None:
+        def check():
+            for who, md in readers.items():
+                assert paths(md) == dict.fromkeys(("Search", "Suggest", "/api/v1/search"), seen), who
+            return True
+        eventually(check, timeout=90, message=message)
+
+    def update(**fields) -> None:
+        current = wiki.GetSpace(wp.GetSpaceRequest(name=space.name), metadata=md_owner)
+        wiki.UpdateSpace(wp.UpdateSpaceRequest(space=wp.Space(name=space.name, etag=current.etag, **fields), update_mask={"paths": list(fields)}), metadata=md_owner)
+
+    employees = {"owner": md_owner, "member": md_member, "stranger": stranger}
+    expect_seen(employees, True, "an INTERNAL space's page is found by every employee")
+    expect_seen({"alumni": alumni, "guest": guest}, False, "and by no alumni or guest")
+    update(visibility=wp.RESTRICTED)
+    expect_seen({"owner": md_owner}, True, "the RESTRICTED space's page is its owner's")
+    expect_seen({"member": md_member, "stranger": stranger, "alumni": alumni, "guest": guest}, False, "and nobody else's")
+    update(members=[member])
+    expect_seen({"owner": md_owner, "member": md_member}, True, "a member added finds it")
+    expect_seen({"stranger": stranger}, False, "a stranger still does not")
+    reindex_wiki()
+    expect_seen({"owner": md_owner, "member": md_member}, True, "a rebuild keeps the members'")
+    expect_seen({"stranger": stranger, "alumni": alumni, "guest": guest}, False, "and the others out")
+    update(visibility=wp.INTERNAL)
+    expect_seen(employees, True, "INTERNAL again: every employee")

@@ -48,6 +48,7 @@ def test_a_list_longer_than_a_terms_query_takes_is_several_any_of_which_matches(
     parts = [clause["terms"]["space_id"] for clause in split["bool"]["should"]]
     assert split["bool"]["minimum_should_match"] == 1
     assert [len(part) for part in parts] == [MAX_TERMS, MAX_TERMS, 1] and sum(parts, []) == many
-    # A scope's long list of spaces reaches the wiki pages' rule so.
+    # A scope's long list of spaces reaches the rule of comments on wiki pages so.
     wide = Scope(Principal("e1", "employee"), ["c1"], many, None)
-    assert kind_filter(wide, "wiki_page")[-1] == split
+    [on_post, on_page, on_media] = kind_filter(wide, "comment")[-1]["bool"]["should"]
+    assert on_page["bool"]["filter"] == [{"term": {"target_kind": "page"}}, split]

@@ -26,6 +26,7 @@ from watercooler.visibility import INTERNAL as INTERNAL  # re-exported for the s
 from watercooler.visibility import LIBRARY_VISIBILITIES as VISIBILITIES
 from watercooler.visibility import PUBLIC as PUBLIC
 from watercooler.visibility import RESTRICTED as RESTRICTED
+from watercooler.wiki_ids import space_id_of as space_id_of  # re-exported for the service
 
 MEDIA_KINDS = ("VIDEO", "AUDIO", "IMAGE", "DOCUMENT", "PRESENTATION")
 
@@ -48,10 +49,6 @@ MAX_SIZE_BYTES = 1 << 44  # 16 TiB: anything bigger is a typo
 
 
 # --- ids --------------------------------------------------------------------------------------
-def space_id_of(space_id: str) -> uuid.UUID:
-    return stable_id("wiki-space", space_id)
-
-
 def title_key(title: str) -> str:
     """Titles compare without case or accents: 'Café' and 'cafe' are one page."""
     return " ".join(fold(title).split())

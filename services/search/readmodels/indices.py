@@ -29,6 +29,8 @@ COMMENTS = "comments"
 BOOKMARKS = "bookmarks"
 REACTIONS = "reactions"
 WIKI = "wiki"  # spaces and pages, told apart by `kind`
+# A space's audience (its fields), as each of its pages carries it (these fields).
+PAGE_AUDIENCE = {"visibility": "visibility", "owner": "space_owner", "members": "space_members", "classification": "classification"}
 MEDIA = "media"
 JAM_IDEAS = "jam-ideas"
 JAM_THREADS = "jam-threads"

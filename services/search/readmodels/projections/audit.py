@@ -192,7 +192,7 @@ class AuditProjection(DocumentProjection):
         result.failed += [(record, reason) for record, reason in subjects.failed if id(record) not in seen]
         return result
 
-    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
+    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str | None = None) -> None:
         """Each event gets its aggregate's resource and owner: from its created event when that
         is in the batch, else from the subject written before (realtime)."""
         known = {doc["aggregate_id"]: {"resource": doc["resource"], "owner": doc["target_owner"]} for doc in docs.values() if doc["resource"]}

@@ -61,6 +61,7 @@ from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEve
 
 from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
+from .audiences import VERSION_SCALE, propagate
 from .posts import FLAG_EVENTS, apply_flags
 
 # Commented collections -> the audience rule that applies (services/search/visibility.comment_filter).
@@ -78,10 +79,6 @@ AUDIENCE_MAPPING: dict[str, Any] = {
     "target_hidden": {"type": "boolean"},  # hidden by community flags
     "classification": {"type": "keyword"},  # a post's label (a CONFIDENTIAL post's comments are too)
 }
-# Leaves room for propagations (each +1) between two events of a comment.
-VERSION_SCALE = 1_000_000
-MAX_PROPAGATION_ROUNDS = 10_000
-PROPAGATION_PAGE = 1000
 
 
 class CommentAudiencesProjection(DocumentProjection):
@@ -265,7 +262,7 @@ class CommentsProjection(DocumentProjection):
             }
         return out
 
-    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
+    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str | None = None) -> None:
         """Each comment about to be written gets its target's audience as it is now."""
         audiences = await self._read_audiences(es, (_target_id(doc["target"]) for doc in docs.values()))
         for doc in docs.values():
@@ -283,29 +280,5 @@ class CommentsProjection(DocumentProjection):
 
     async def propagate(self, es: AsyncElasticsearch, target_ids: Iterable[str]) -> None:
         """Every comment of these targets (in every comments index) takes its target's current
-        audience. This Elasticsearch has no scripting and no update_by_query, so: refresh (every
-        comment written before now becomes searchable), find the comments still behind, rewrite
-        them with the version they were read at plus one (a comment or propagation written in
-        between makes that a conflict: read again), until none is behind."""
-        audiences = await self._read_audiences(es, target_ids)
-        if not audiences:
-            return
-        behind = {"bool": {"should": [{"bool": {"filter": [{"term": {"target": target}}, {"range": {"audience_version": {"lt": audience["audience_version"]}}}]}}
-                                      for target, audience in sorted(audiences.items())], "minimum_should_match": 1}}
-        for _ in range(MAX_PROPAGATION_ROUNDS):
-            await es.indices.refresh(index=self.all_indices, ignore_unavailable=True, allow_no_indices=True)
-            found = await es.search(index=self.all_indices, query=behind, size=PROPAGATION_PAGE, version=True, ignore_unavailable=True, allow_no_indices=True)
-            hits = found["hits"]["hits"]
-            if not hits:
-                return
-            operations: list[dict[str, Any]] = []
-            for hit in hits:
-                doc = {**hit["_source"], **audiences[hit["_source"]["target"]]}
-                operations += [{"index": {"_index": hit["_index"], "_id": hit["_id"], "version": hit["_version"] + 1, "version_type": "external"}}, doc]
-            response = await es.bulk(operations=operations, filter_path="errors,items.*.status,items.*.error")
-            if response["errors"]:
-                for item in response["items"]:
-                    outcome = item["index"]
-                    if outcome.get("error") and outcome.get("status") != 409:  # 409: changed meanwhile, read again
-                        raise RuntimeError(f"propagating audiences to comments failed: {outcome['error']}")
-        raise RuntimeError(f"comments of {sorted(audiences)[:3]} kept changing while their audience was propagated")
+        audience (``audiences.propagate``)."""
+        await propagate(es, self.all_indices, "target", await self._read_audiences(es, target_ids))

@@ -50,7 +50,7 @@ class NotificationSettingsProjection(DocumentProjection):
             raise SkipEvent
         return doc
 
-    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc]) -> None:
+    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str | None = None) -> None:
         marked = {person: doc for person, doc in docs.items() if doc.get("unresolved_mark")}
         if not marked:
             return

@@ -7,23 +7,46 @@ Personal data (docs/personal-data.md): a page's titles and its text are sealed w
 whoever wrote each, so a page document may hold several people's words. It keeps who wrote
 each title (``title_history``) and the current text (``body_author``); ``writers`` lists them
 all, for the export and for an erasure, which replaces only the erased person's titles and
-text with the tombstone (""), as a replay would."""
+text with the tombstone (""), as a replay would.
+
+A page is read by whoever may read its space, now: each page document carries its space's
+audience (``PAGE_AUDIENCE``: visibility, owner, members, classification; the owner and members as
+``space_owner`` and ``space_members``, which a personal data export does not take for the page's
+own people), so the library rule (``watercooler.visibility.library_audience``) filters pages as
+it filters spaces and media items, in the query itself. Search no longer lists the caller's spaces
+first (a round trip, and tens of thousands of ids at company scale). The copies follow the
+space as comments follow their target (``audiences``, comments.py), in every interleaving:
+
+1. A space's ``audience_version`` is its version when its audience last changed.
+2. A page is written with its space's audience read (realtime, from the index being written)
+   just before; a space not known yet gives an audience nobody matches (``UNKNOWN_AUDIENCE``,
+   version 0), services aside, who read every page.
+3. After a batch is written, each space written propagates its audience to its pages behind it
+   in every wiki index (a rebuild in progress included), and each page written reads its space
+   again and propagates it if it moved meanwhile."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from elasticsearch import AsyncElasticsearch
+
 from watercooler.envelope import Event
-from watercooler.projection import Doc, DocumentProjection, SkipEvent
+from watercooler.projection import Doc, DocumentProjection, SkipEvent, found_documents
 from watercooler.text import fold
+from watercooler.wiki_ids import space_id_of
 
 from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .audiences import VERSION_SCALE, propagate
 from .posts import FLAG_EVENTS, apply_flags
 
 PAGE_EVENTS = {"PageCreated", "PageEdited", "PageRenamed", "PageDeleted"}
 SPACE_EVENTS = {"SpaceCreated", "SpaceUpdated"}
+PAGE_AUDIENCE = indices.PAGE_AUDIENCE
+# A page whose space is not known yet: no rule matches it (services read every page).
+UNKNOWN_AUDIENCE: dict[str, Any] = {"visibility": "", "space_owner": "", "space_members": [], "classification": "INTERNAL", "audience_version": 0}
 
 
 def title_key(title: str) -> str:
@@ -35,7 +58,9 @@ class WikiProjection(DocumentProjection):
     name = indices.WIKI
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Space", "Page", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    schema_version = 3  # analysed by Elasticsearch (folded, and in the page's language); the text shown keeps its offsets (highlights read from the index)
+    # 3: analysed by Elasticsearch, the text shown keeps its offsets; 4: pages carry their space's audience.
+    schema_version = 4
+    version_scale = VERSION_SCALE
     erased_fields: dict[str, Any] = {"title": "", "body": ""}  # only the erased writer's (``tombstone``)
     # ``author`` too: a page written before ``writers`` existed (its new fields are added in
     # place, see ``add_new_fields``; such a page's former titles name nobody until a reindex).
@@ -61,10 +86,14 @@ class WikiProjection(DocumentProjection):
             "title_history": {"type": "object", "enabled": False},  # [{title, author}], oldest first
             "revision": {"type": "integer"},
             "display_name": folded_text(),
+            # A space's audience, and on each page its space's (PAGE_AUDIENCE).
             "owner": {"type": "keyword"},
             "visibility": {"type": "keyword"},
-            "classification": {"type": "keyword"},  # spaces: of the space and its pages; absent before labels: INTERNAL
+            "classification": {"type": "keyword"},  # of the space and its pages; absent before labels: INTERNAL
             "members": {"type": "keyword"},
+            "space_owner": {"type": "keyword"},
+            "space_members": {"type": "keyword"},
+            "audience_version": {"type": "long"},  # a space's version when its audience last changed; a page's, of the copy
             "created_at": {"type": "date"},
             "hidden": {"type": "boolean"},  # pages hidden by community flags
         }
@@ -87,6 +116,7 @@ class WikiProjection(DocumentProjection):
                 "classification": p.classification or "INTERNAL",
                 "members": list(p.members),
                 "created_at": event.occurred_at.isoformat(),
+                "audience_version": event.version,
             }
         if name == "PageCreated":
             return _analysed(_titled({
@@ -99,11 +129,15 @@ class WikiProjection(DocumentProjection):
                 "body_author": p.author,
                 "revision": 1,
                 "created_at": event.occurred_at.isoformat(),
+                **UNKNOWN_AUDIENCE,  # completed from the space before the write
             }))
         if doc is None:
             raise ValueError(f"{name} for unknown {event.aggregate_id}")
-        if name == "SpaceUpdated":  # its pages' audience follows through the space (visibility.Scope)
+        if name == "SpaceUpdated":  # its pages follow (``written``)
+            before = _audience_of(doc)
             doc.update(display_name=p.display_name, visibility=p.visibility, members=list(p.members), classification=p.classification or "INTERNAL")
+            if _audience_of(doc) != before:
+                doc["audience_version"] = event.version
             return doc
         if name == "PageEdited":
             doc.update(body=p.body, links=[title_key(t) for t in p.links], author=p.author, body_author=p.author, revision=p.revision,
@@ -116,6 +150,47 @@ class WikiProjection(DocumentProjection):
         elif name == "PageDeleted":
             doc.update(deleted=True, revision=p.revision)
         return _analysed(doc)
+
+    # --- each page carries its space's audience ----------------------------------------------------
+    @property
+    def all_indices(self) -> str:
+        """Every wiki index: the alias's and one a rebuild is filling."""
+        return f"{self.alias}-v*"
+
+    async def _spaces(self, es: AsyncElasticsearch, index: str, space_ids: set[str]) -> dict[str, Doc]:
+        """space id -> its audience as the pages copy it, for the spaces ``index`` holds now."""
+        if not space_ids:
+            return {}
+        found = found_documents(await es.mget(index=index, ids=sorted(str(space_id_of(s)) for s in space_ids), realtime=True))
+        return {item["_source"]["space_id"]: _audience(item["_source"]) for item in found.values() if item["_source"].get("kind") == "space"}
+
+    async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str | None = None) -> None:
+        """Each page about to be written gets its space's audience as it is now (a space written
+        in the same batch: as it is about to be)."""
+        pages = [doc for doc in docs.values() if doc.get("kind") == "page"]
+        if not pages:
+            return
+        batch = {doc["space_id"]: _audience(doc) for doc in docs.values() if doc.get("kind") == "space"}
+        spaces = {**await self._spaces(es, index or self.alias, {page["space_id"] for page in pages} - batch.keys()), **batch}
+        for page in pages:
+            audience = spaces.get(page["space_id"])
+            if audience is not None and audience["audience_version"] >= (page.get("audience_version") or 0):
+                page.update(audience)
+
+    async def written(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str) -> None:
+        """Each space written reaches its pages; a page's space that changed while it was being
+        written (another partition, another worker) reaches it again."""
+        spaces = {doc["space_id"]: _audience(doc) for doc in docs.values() if doc.get("kind") == "space"}
+        pages = [doc for doc in docs.values() if doc.get("kind") == "page" and doc["space_id"] not in spaces]
+        if pages:
+            now = await self._spaces(es, index, {page["space_id"] for page in pages})
+            spaces.update({page["space_id"]: now[page["space_id"]] for page in pages
+                           if page["space_id"] in now and now[page["space_id"]]["audience_version"] > (page.get("audience_version") or 0)})
+        await self.propagate(es, spaces)
+
+    async def propagate(self, es: AsyncElasticsearch, spaces: dict[str, Doc]) -> None:
+        """The pages of these spaces (space id -> audience), in every wiki index, take it."""
+        await propagate(es, self.all_indices, "space_id", spaces, only=[{"term": {"kind": "page"}}])
 
     def tombstone(self, source: Doc, erased_ids: Sequence[str]) -> bool:
         """Only the erased writers' titles and text: a page others wrote on keeps their words."""
@@ -134,6 +209,17 @@ class WikiProjection(DocumentProjection):
             source["title_history"] = history
             _analysed(_titled(source))
         return changed
+
+
+def _audience_of(space: Doc) -> tuple[Any, ...]:
+    return tuple(space.get(field) for field in PAGE_AUDIENCE)
+
+
+def _audience(space: Doc) -> Doc:
+    """The fields a space's pages copy (a space indexed before audience versions: version 0)."""
+    values = {"visibility": space.get("visibility") or "", "owner": space.get("owner") or "", "members": list(space.get("members") or []),
+              "classification": space.get("classification") or "INTERNAL"}
+    return {**{PAGE_AUDIENCE[field]: value for field, value in values.items()}, "audience_version": space.get("audience_version") or 0}
 
 
 def _title_history(page: Doc) -> list[dict[str, str]]:
