@@ -7,19 +7,13 @@ Against the Elasticsearch the tests share (WC_ES_URL), in an index namespace of 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import uuid
 from typing import Any
 
 import pytest
 
 from services.posts.domainmodel import Comment, Post
 from services.search.readmodels.projections.comments import VERSION_SCALE, CommentsProjection
-from watercooler import config
-from watercooler.auth import Principal
-from watercooler.envelope import to_envelope
-from watercooler.eventstore import CommandContext, command_meta
-from watercooler.projection import es_client
+from tests.integration.audience_harness import ProjectionIndex, acting, records, run
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +24,6 @@ def elasticsearch(infra):
     return infra
 
 ANA, BOB = "ana", "bob"
-
-
-def records(aggregate: Any) -> list[bytes]:
-    """The aggregate's new events as the relay publishes them."""
-    return [to_envelope("posts", event, sequence=0).SerializeToString() for event in aggregate.collect_events()]
-
-
-def acting(subject: str):
-    return command_meta(CommandContext(Principal(subject, "employee"), request_id=str(uuid.uuid4()), correlation_id=""))
 
 
 def public_post() -> Post:
@@ -58,30 +43,12 @@ def comment_on(post: Post, body: str = "hi") -> Comment:
         return Comment.create(f"posts/{post.id}", "", BOB, body, "PUBLIC", "")
 
 
-class Index:
+class Index(ProjectionIndex):
     def __init__(self):
-        self.settings = dataclasses.replace(config.load(), namespace=f"u{uuid.uuid4().hex[:10]}")
-        self.es = es_client(self.settings)
-        self.projection = CommentsProjection(self.settings)
-
-    async def __aenter__(self) -> Index:
-        await self.projection.ensure_index(self.es)
-        return self
-
-    async def __aexit__(self, *_: Any) -> None:
-        await self.es.indices.delete(index=f"{self.settings.namespace}-*", ignore_unavailable=True, allow_no_indices=True)
-        await self.es.close()
-
-    async def apply(self, batch: list[bytes]):
-        return await self.projection.apply_batch(self.es, batch, lambda r: r)
+        super().__init__(CommentsProjection)
 
     async def comment(self, comment: Comment) -> dict[str, Any]:
-        found = await self.es.get(index=self.projection.alias, id=str(comment.id), realtime=True)
-        return {**found["_source"], "_version": found["_version"]}
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
+        return await self.document(comment)
 
 
 def test_a_comment_written_after_its_post_changed_takes_the_current_audience():
@@ -167,22 +134,7 @@ def test_a_comment_written_with_an_audience_changed_meanwhile_is_caught_up():
             await index.apply(records(post))
             comment = comment_on(post)
             make_private(post)
-            audience_read, change_propagated = asyncio.Event(), asyncio.Event()
-            complete = index.projection.complete
-
-            async def complete_then_wait(es, docs, index=None):
-                await complete(es, docs, index)
-                audience_read.set()
-                await change_propagated.wait()
-
-            index.projection.complete = complete_then_wait  # type: ignore[method-assign]
-
-            async def change_post():
-                await audience_read.wait()
-                await index.apply(records(post))
-                change_propagated.set()
-
-            await asyncio.gather(index.apply(records(comment)), change_post())
+            await index.written_with_a_change_between(records(comment), records(post), held=lambda docs: True)
             doc = await index.comment(comment)
             assert (doc["visibility"], doc["audience_version"]) == ("PRIVATE", post.version)
 

@@ -7,7 +7,6 @@ Against the Elasticsearch the tests share (WC_ES_URL), in an index namespace of 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from typing import Any
 
@@ -16,11 +15,7 @@ import pytest
 from services.posts.library.domainmodel import Page, Space
 from services.search.readmodels.projections.audiences import VERSION_SCALE
 from services.search.readmodels.projections.wiki import WikiProjection
-from watercooler import config
-from watercooler.auth import Principal
-from watercooler.envelope import to_envelope
-from watercooler.eventstore import CommandContext, command_meta
-from watercooler.projection import es_client
+from tests.integration.audience_harness import ProjectionIndex, acting, records, run
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +26,6 @@ ANA, BOB = "ana", "bob"
 def elasticsearch(infra):
     """These apply batches to a real Elasticsearch (the session's), without the platform."""
     return infra
-
-
-def records(aggregate: Any) -> list[bytes]:
-    """The aggregate's new events as the relay publishes them."""
-    return [to_envelope("posts", event, sequence=0).SerializeToString() for event in aggregate.collect_events()]
-
-
-def acting(subject: str):
-    return command_meta(CommandContext(Principal(subject, "employee"), request_id=str(uuid.uuid4()), correlation_id=""))
 
 
 def internal_space() -> Space:
@@ -60,30 +46,13 @@ def page_in(space: Space, title: str = "Plans") -> Page:
 AUDIENCE = ("visibility", "space_owner", "space_members", "classification", "audience_version")
 
 
-class Index:
+class Index(ProjectionIndex):
     def __init__(self):
-        self.settings = dataclasses.replace(config.load(), namespace=f"u{uuid.uuid4().hex[:10]}")
-        self.es = es_client(self.settings)
-        self.projection = WikiProjection(self.settings)
-
-    async def __aenter__(self) -> Index:
-        await self.projection.ensure_index(self.es)
-        return self
-
-    async def __aexit__(self, *_: Any) -> None:
-        await self.es.indices.delete(index=f"{self.settings.namespace}-*", ignore_unavailable=True, allow_no_indices=True)
-        await self.es.close()
-
-    async def apply(self, batch: list[bytes], index: str | None = None):
-        return await self.projection.apply_batch(self.es, batch, lambda r: r, index)
+        super().__init__(WikiProjection)
 
     async def page(self, page: Page, index: str | None = None) -> dict[str, Any]:
-        found = await self.es.get(index=index or self.projection.alias, id=str(page.id), realtime=True)
-        return {**{field: found["_source"].get(field) for field in AUDIENCE}, "_version": found["_version"], "title": found["_source"]["title"]}
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
+        doc = await self.document(page, index)
+        return {**{field: doc.get(field) for field in AUDIENCE}, "_version": doc["_version"], "title": doc["title"]}
 
 
 def test_a_page_takes_its_space_audience_and_follows_it_made_restricted():
@@ -150,23 +119,8 @@ def test_a_page_written_with_an_audience_changed_meanwhile_is_caught_up():
             await index.apply(records(space))
             page = page_in(space)
             restrict(space, [BOB])
-            space_read, change_propagated = asyncio.Event(), asyncio.Event()
-            complete = index.projection.complete
-
-            async def complete_then_wait(es, docs, index=None):
-                await complete(es, docs, index)
-                if any(doc["kind"] == "page" for doc in docs.values()):  # the page's batch, not the space's
-                    space_read.set()
-                    await change_propagated.wait()
-
-            index.projection.complete = complete_then_wait  # type: ignore[method-assign]
-
-            async def change_space():
-                await space_read.wait()
-                await index.apply(records(space))
-                change_propagated.set()
-
-            await asyncio.gather(index.apply(records(page)), change_space())
+            # (The space's batch completes its documents too: only the page's is held.)
+            await index.written_with_a_change_between(records(page), records(space), held=lambda docs: any(d["kind"] == "page" for d in docs.values()))
             doc = await index.page(page)
             assert (doc["visibility"], doc["audience_version"]) == ("RESTRICTED", space.version)
 
