@@ -53,7 +53,7 @@ async def network_feed(
     """GetNetworkFeed of ``person`` (an employee id; the caller is the person or a service, which
     the servicer checks), newest first: (the items the caller may see, the last hit's sort values
     when the page is full)."""
-    network, scope, visible = await asyncio.gather(network_of(es, settings, person), scope_of(es, settings, principal), visible_content(es, settings, principal))
+    network, scope, visible = await asyncio.gather(network_of(es, settings, person), scope_of(es, settings, principal, FEED_KINDS), visible_content(es, settings, principal))
     authors = sorted(network)
     # The person's communities (as a member, whoever the caller is: a service reads a person's feed).
     communities = scope.communities if principal.subject == person else await caller_communities(es, settings, Principal(person, "employee"))

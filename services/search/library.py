@@ -32,7 +32,7 @@ def visibility_filter(principal: Principal, communities: Sequence[str] = ()) -> 
 
 
 def _can_see(doc: dict[str, Any], principal: Principal, communities: Sequence[str] = ()) -> bool:
-    return rule.may_see_library(principal, rule.Library(doc.get("visibility", ""), doc.get("owner", ""), tuple(doc.get("members", [])),
+    return rule.may_see_library(principal, rule.Library(doc.get("visibility") or "", doc.get("owner") or "", tuple(doc.get("members") or ()),
                                                         classification=doc.get("classification") or rule.INTERNAL), lambda c, _: c in communities)
 
 
@@ -54,14 +54,10 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
     if pages:
         found = await es.mget(index=settings.index_alias(indices.WIKI), ids=pages)
         docs = {d["_id"]: d["_source"] for d in found["docs"] if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden")}
-        space_ids = sorted({d["space_id"] for d in docs.values()})
-        spaces: dict[str, dict[str, Any]] = {}
-        if space_ids:
-            result = await es.search(index=settings.index_alias(indices.WIKI), query={"bool": {"filter": [{"term": {"kind": "space"}}, {"terms": {"space_id": space_ids}}]}}, size=len(space_ids))
-            spaces = {h["_source"]["space_id"]: h["_source"] for h in result["hits"]["hits"]}
         for page_id, doc in docs.items():
-            space = spaces.get(doc["space_id"])
-            if space is not None and _can_see(space, principal, communities):
+            # The page carries its space's audience (projections/wiki.py), as a space has it.
+            space = {field: doc.get(as_on_page) for field, as_on_page in indices.PAGE_AUDIENCE.items()}
+            if _can_see(space, principal, communities):
                 out[f"pages/{page_id}"] = {"title": doc["title"], "space": f"spaces/{doc['space_id']}", "doc": doc}
     if media:
         found = await es.mget(index=settings.index_alias(indices.MEDIA), ids=media)

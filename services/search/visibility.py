@@ -150,14 +150,16 @@ SCOPE_PARTS: dict[str, frozenset[str]] = {
     "micropost": frozenset({"communities"}),
     "bookmark": frozenset({"communities"}),
     "media": frozenset({"communities"}),
-    "comment": frozenset({"communities", "spaces"}),
+    "comment": frozenset({"communities"}),  # a comment on a page carries the page's space's audience
     "wiki_page": frozenset({"communities"}),  # each page carries its space's audience
     "person": frozenset(),
     "community": frozenset(),
     "jam_idea": frozenset({"jams"}),
     "jam_thread": frozenset({"jams", "hidden_threads"}),
 }
-ALL_PARTS = frozenset().union(*SCOPE_PARTS.values())
+# Every part: GetStats' wiki view counts still filter on the caller's spaces (the counted rows
+# carry no audience), and a scope read for every kind (kinds None) reads them.
+ALL_PARTS = frozenset().union(*SCOPE_PARTS.values(), {"spaces"})
 
 
 # A caller's scope is kept for SCOPE_SECONDS: reading it is two or three Elasticsearch
@@ -207,8 +209,9 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
                       also: tuple[str, dict[str, Any]] | None = None) -> tuple[Scope, list[dict[str, Any]] | None]:
     """The caller's scope in two round trips at most: the caller's communities, the public
     jams and the hidden jam threads (each of these two when not kept for every caller) and
-    ``also`` in one ``_msearch``, then the wiki spaces, whose audience needs the communities.
-    Each part was a request of its own (four for a Search of every kind, and with many employees
+    ``also`` in one ``_msearch``, then, when asked for (GetStats' view counts alone: pages and
+    comments carry their space's audience), the wiki spaces, whose audience needs the
+    communities. Each part was a request of its own (four for a Search of every kind, and with many employees
     nearly every Search reads its caller's scope). An index that does not exist yet reads as
     empty. Returns the scope and the hits of ``also`` (None without it)."""
     first: dict[str, tuple[str, dict[str, Any]]] = {}  # part -> (index, search)
@@ -334,7 +337,8 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
     hidden, its target not deleted, and
     - a post or micropost: the content rule above on the post's visibility, community and
       author, not hidden by flags, published (a draft's comments reach its author only);
-    - a wiki page: its space is one the caller may see (as for the page itself);
+    - a wiki page: the library's rule on its space's visibility, owner, members and label (as
+      for the page itself), which the comment carries;
     - a media item: the library's rule on the item's visibility and owner."""
     from .library import visibility_filter as library_filter
 
@@ -347,11 +351,10 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
     on_post = [{"term": {"target_kind": "post"}}, published,
                *content_filter(principal, scope.communities, author_field="target_author_id")]
     on_page: list[dict[str, Any]] = [{"term": {"target_kind": "page"}}]
-    if scope.spaces is not None:
-        on_page.append(any_of("space_id", scope.spaces))
     on_media: list[dict[str, Any]] = [{"term": {"target_kind": "media"}}]
     seen = library_filter(principal, scope.communities)
     if seen is not None:
+        on_page.append(_renamed(seen, {"owner": "target_owner", "members": "target_members"}))
         # The comment keeps the item's owner as ``target_owner`` (``owner`` would make it
         # match an author filter on the item's owner) and no member list (media items have none).
         on_media.append(_renamed(seen, {"owner": "target_owner"}))

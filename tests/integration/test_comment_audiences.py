@@ -7,11 +7,13 @@ Against the Elasticsearch the tests share (WC_ES_URL), in an index namespace of 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
 
 from services.posts.domainmodel import Comment, Post
+from services.posts.library.domainmodel import Page, Space
 from services.search.readmodels.projections.comments import VERSION_SCALE, CommentsProjection
 from tests.integration.audience_harness import ProjectionIndex, acting, records, run
 
@@ -152,5 +154,75 @@ def test_an_edit_that_keeps_the_audience_rewrites_no_comment():
                 post.edit(ANA, {"title": "Retitled", "body": post.body, "tags": post.tags, "visibility": "PUBLIC", "community": ""})
             await index.apply(records(post))
             assert await index.comment(comment) == before
+
+    run(scenario())
+
+
+# --- a comment on a wiki page carries the page's space's audience ----------------------------------
+def space_and_page() -> tuple[Space, Page]:
+    with acting(ANA):
+        space = Space.create(f"s{uuid.uuid4().hex[:8]}", "Guides", "", f"profiles/{ANA}", "INTERNAL", [])
+        return space, Page.create(space.space_id, "Plans", "text", ANA, "")
+
+
+def restrict(space: Space, members: list[str]) -> None:
+    with acting(ANA):
+        space.update({"visibility": "RESTRICTED", "members": members}, ANA)
+
+
+def comment_on_page(page: Page) -> Comment:
+    with acting(BOB):
+        return Comment.create(f"pages/{page.id}", "", BOB, "on the page", "PUBLIC", "")
+
+
+SPACE = ("visibility", "target_owner", "target_members", "classification", "space_audience_version", "space_id")
+
+
+def test_a_comment_on_a_page_takes_the_space_audience_and_follows_it():
+    async def scenario():
+        async with Index() as index:
+            space, page = space_and_page()
+            await index.apply(records(space) + records(page))
+            comment = comment_on_page(page)
+            await index.apply(records(comment))
+            doc = await index.comment(comment)
+            assert {f: doc[f] for f in SPACE} == {"visibility": "INTERNAL", "target_owner": f"profiles/{ANA}", "target_members": [], "classification": "INTERNAL",
+                                                  "space_audience_version": 1, "space_id": space.space_id}
+            restrict(space, [BOB])
+            await index.apply(records(space))
+            doc = await index.comment(comment)
+            assert (doc["visibility"], doc["target_members"], doc["space_audience_version"], doc["target_deleted"]) == ("RESTRICTED", [BOB], space.version, False)
+
+    run(scenario())
+
+
+def test_a_comment_applied_before_its_page_and_space_is_shown_to_nobody_then_follows_both():
+    async def scenario():
+        async with Index() as index:
+            space, page = space_and_page()
+            space_created, page_created = records(space), records(page)
+            comment = comment_on_page(page)
+            await index.apply(records(comment))  # the page's and the space's events are on partitions not read yet
+            assert (await index.comment(comment))["target_deleted"] is True
+            await index.apply(page_created)
+            doc = await index.comment(comment)
+            assert (doc["target_deleted"], doc["visibility"], doc["space_audience_version"]) == (False, "", 0)  # the space still unknown: nobody
+            await index.apply(space_created)
+            doc = await index.comment(comment)
+            assert (doc["visibility"], doc["space_audience_version"]) == ("INTERNAL", 1)
+
+    run(scenario())
+
+
+def test_a_comment_on_a_page_written_while_its_space_changed_is_caught_up():
+    async def scenario():
+        async with Index() as index:
+            space, page = space_and_page()
+            await index.apply(records(space) + records(page))
+            comment = comment_on_page(page)
+            restrict(space, [BOB])
+            await index.written_with_a_change_between(records(comment), records(space), held=lambda docs: True)
+            doc = await index.comment(comment)
+            assert (doc["visibility"], doc["space_audience_version"]) == ("RESTRICTED", space.version)
 
     run(scenario())

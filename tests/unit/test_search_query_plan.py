@@ -37,11 +37,13 @@ def test_every_kind_names_the_scope_parts_its_rule_reads():
     communities_only = Scope(Principal("e1", "employee"), ["c1"], [], [], (), frozenset({"communities"}))
     assert json.dumps(kind_filter(communities_only, "post")) == json.dumps(kind_filter(Scope(Principal("e1", "employee"), ["c1"], ["s1"], None), "post"))
     # A kind whose part was not read is refused, never filtered by an empty stand-in.
-    for kind in ("comment", "jam_thread"):
+    for kind in ("jam_idea", "jam_thread"):
         with pytest.raises(ValueError, match="scope was read without"):
             kind_filter(communities_only, kind)
-    # A wiki page carries its space's audience: its rule needs the communities alone.
-    assert kind_filter(communities_only, "wiki_page") == kind_filter(Scope(Principal("e1", "employee"), ["c1"], ["s1"], None), "wiki_page")
+    # A wiki page carries its space's audience, and so does a comment on one: their rules need
+    # the communities alone.
+    for kind in ("wiki_page", "comment"):
+        assert kind_filter(communities_only, kind) == kind_filter(Scope(Principal("e1", "employee"), ["c1"], ["s1"], None), kind)
     assert Scope(Principal("e1", "employee"), [], None, None).parts == ALL_PARTS
 
 

@@ -48,7 +48,6 @@ def test_a_list_longer_than_a_terms_query_takes_is_several_any_of_which_matches(
     parts = [clause["terms"]["space_id"] for clause in split["bool"]["should"]]
     assert split["bool"]["minimum_should_match"] == 1
     assert [len(part) for part in parts] == [MAX_TERMS, MAX_TERMS, 1] and sum(parts, []) == many
-    # A scope's long list of spaces reaches the rule of comments on wiki pages so.
-    wide = Scope(Principal("e1", "employee"), ["c1"], many, None)
-    [on_post, on_page, on_media] = kind_filter(wide, "comment")[-1]["bool"]["should"]
-    assert on_page["bool"]["filter"] == [{"term": {"target_kind": "page"}}, split]
+    # A long list of hidden jam threads reaches the threads' rule so.
+    wide = Scope(Principal("e1", "employee"), ["c1"], [], None, tuple(many))
+    assert {"bool": {"must_not": [any_of("thread_id", many)]}} in kind_filter(wide, "jam_thread")

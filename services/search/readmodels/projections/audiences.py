@@ -25,16 +25,17 @@ MAX_PROPAGATION_ROUNDS = 10_000
 PROPAGATION_PAGE = 1000
 
 
-async def propagate(es: AsyncElasticsearch, indices: str, key_field: str, audiences: dict[str, Doc], only: Sequence[dict[str, Any]] = ()) -> None:
+async def propagate(es: AsyncElasticsearch, indices: str, key_field: str, audiences: dict[str, Doc], only: Sequence[dict[str, Any]] = (),
+                    version_field: str = "audience_version") -> None:
     """Every document of ``indices`` (and matching ``only``) whose ``key_field`` names an
-    audience of ``audiences`` (key -> the fields its documents copy, ``audience_version`` among
+    audience of ``audiences`` (key -> the fields its documents copy, ``version_field`` among
     them) and that copied an older one takes it. This Elasticsearch has no scripting and no
     update_by_query, so: refresh (every document written before now becomes searchable), find the
     documents still behind, rewrite them with the version they were read at plus one (a write in
     between makes that a conflict: read again), until none is behind."""
     if not audiences:
         return
-    behind = {"bool": {"filter": list(only), "should": [{"bool": {"filter": [{"term": {key_field: key}}, {"range": {"audience_version": {"lt": audience["audience_version"]}}}]}}
+    behind = {"bool": {"filter": list(only), "should": [{"bool": {"filter": [{"term": {key_field: key}}, {"range": {version_field: {"lt": audience[version_field]}}}]}}
                                                          for key, audience in sorted(audiences.items())], "minimum_should_match": 1}}
     for _ in range(MAX_PROPAGATION_ROUNDS):
         await es.indices.refresh(index=indices, ignore_unavailable=True, allow_no_indices=True)

@@ -14,6 +14,13 @@ target's events may be on another partition), so this projection keeps two indic
   (``AUDIENCE_FIELDS``, plus ``target_deleted`` and the ``audience_version`` they were read
   at). ``services/search/visibility.comment_filter`` filters on those fields only.
 
+A wiki page's audience is its space's: the audience index also keeps one document per space
+(``spaces/{id}``, from the Space events), and a comment on a page copies the space's
+visibility, owner, members and label (``_space_audience``) at the space's own version
+(``space_audience_version``), beside what it copies from the page (deleted, hidden, its space's
+id). The steps below hold for both: a space's change is propagated to the comments on its
+pages by ``space_id``, a page's by its name.
+
 Keeping the copies right in every interleaving of events:
 
 1. A batch first applies its audience events, then *propagates* every audience it touched
@@ -58,6 +65,7 @@ from elasticsearch import AsyncElasticsearch
 
 from watercooler.envelope import Event
 from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEvent, found_documents
+from watercooler.wiki_ids import space_id_of
 
 from .. import indices
 from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
@@ -67,26 +75,30 @@ from .posts import FLAG_EVENTS, apply_flags
 # Commented collections -> the audience rule that applies (services/search/visibility.comment_filter).
 TARGET_KINDS = {"posts": "post", "microposts": "post", "pages": "page", "media": "media"}
 # The target's audience, as copied onto each of its comments.
-AUDIENCE_FIELDS = ("target_kind", "visibility", "community", "target_author_id", "target_owner", "space_id", "target_state", "target_hidden", "classification")
+AUDIENCE_FIELDS = ("target_kind", "visibility", "community", "target_author_id", "target_owner", "target_members", "space_id", "target_state", "target_hidden",
+                   "classification")
 AUDIENCE_MAPPING: dict[str, Any] = {
     "target_kind": {"type": "keyword"},  # post (posts and microposts) | page | media
     "visibility": {"type": "keyword"},  # posts: PUBLIC..PRIVATE; media: the library's values
     "community": {"type": "keyword"},
     "target_author_id": {"type": "keyword"},  # a post's author
-    "target_owner": {"type": "keyword"},  # a media item's owner (profiles/{id} or communities/{id})
+    "target_owner": {"type": "keyword"},  # a media item's or a page's space's owner (profiles/{id} or communities/{id})
+    "target_members": {"type": "keyword"},  # a page's space's members
     "space_id": {"type": "keyword"},  # a page's space
     "target_state": {"type": "keyword"},  # DRAFT | PUBLISHED (pages and media: PUBLISHED)
     "target_hidden": {"type": "boolean"},  # hidden by community flags
     "classification": {"type": "keyword"},  # a post's label (a CONFIDENTIAL post's comments are too)
+    "space_audience_version": {"type": "long"},  # on a comment on a page: its space's audience version copied
 }
 
 
 class CommentAudiencesProjection(DocumentProjection):
-    """Who may read each commentable item now: one document per post, micropost, page, media item."""
+    """Who may read each commentable item now: one document per post, micropost, page, media item,
+    and per wiki space (a page's audience is its space's: visibility, owner, members, label)."""
 
     name = "comment_audiences"
     sources = ("posts",)
-    aggregate_types = frozenset({"Post", "Micropost", "Page", "MediaItem", "Flaggable"})
+    aggregate_types = frozenset({"Post", "Micropost", "Page", "MediaItem", "Space", "Flaggable"})
     # ``audience_version``: the item's version when its audience last changed (an edit of a
     # post's title moves the item's version, not its comments').
     mappings: dict[str, Any] = {"properties": {"target": {"type": "keyword"}, **AUDIENCE_MAPPING, "audience_version": {"type": "long"}}}
@@ -116,6 +128,12 @@ class CommentAudiencesProjection(DocumentProjection):
             return _audience(f"pages/{event.aggregate_id}", space_id=p.space_id)
         if kind == "MediaItemRegistered":
             return _audience(f"media/{event.aggregate_id}", visibility=p.visibility, target_owner=p.owner, classification=p.classification or "INTERNAL")
+        if kind == "SpaceCreated":
+            return _audience(f"spaces/{p.space_id}", visibility=p.visibility, target_owner=p.owner, target_members=list(p.members),
+                             classification=p.classification or "INTERNAL")
+        if kind == "SpaceUpdated" and doc is not None:
+            doc.update(visibility=p.visibility, target_members=list(p.members), classification=p.classification or "INTERNAL")
+            return doc
         if doc is None or kind not in ("PostEdited", "PostPublished", "PostDeleted", "MicropostDeleted", "PageDeleted", "MediaItemUpdated", "MediaItemRemoved"):
             raise SkipEvent
         if kind == "PostEdited":
@@ -138,17 +156,30 @@ def _audience_of(doc: Doc) -> tuple[Any, ...]:
 
 
 def _audience(target: str, **fields: Any) -> Doc:
-    doc: Doc = {"target": target, "target_kind": TARGET_KINDS[target.split("/", 1)[0]], "visibility": "", "community": "",
-                "target_author_id": "", "target_owner": "", "space_id": "", "target_state": "PUBLISHED", "target_hidden": False,
+    """An audience document: ``target`` a commented item's name, or ``spaces/{id}`` (target_kind "space")."""
+    collection = target.split("/", 1)[0]
+    doc: Doc = {"target": target, "target_kind": "space" if collection == "spaces" else TARGET_KINDS[collection], "visibility": "", "community": "",
+                "target_author_id": "", "target_owner": "", "target_members": [], "space_id": "", "target_state": "PUBLISHED", "target_hidden": False,
                 "classification": "INTERNAL"}
     doc.update(fields)
     return doc
 
 
+# The fields a comment on a page copies from the page's space, while the space is not known: no rule matches them.
+UNKNOWN_SPACE: Doc = {"visibility": "", "target_owner": "", "target_members": [], "classification": "INTERNAL", "space_audience_version": 0}
+
+
+def _space_audience(space: Doc) -> Doc:
+    """What the comments on a space's pages copy from the space's audience document (the rest of
+    their audience is their page's), its ``audience_version`` as ``space_audience_version``."""
+    return {"visibility": space.get("visibility") or "", "target_owner": space.get("target_owner") or "", "target_members": list(space.get("target_members") or []),
+            "classification": space.get("classification") or "INTERNAL", "space_audience_version": space["audience_version"]}
+
+
 def _unknown_audience(target: str) -> Doc:
     """A target whose events were not applied yet: its comments are shown to nobody until they are."""
     audience = _audience(target if target.split("/", 1)[0] in TARGET_KINDS else "posts/unknown")
-    return {**{field: audience[field] for field in AUDIENCE_FIELDS}, "target_deleted": True, "audience_version": 0}
+    return {**{field: audience[field] for field in AUDIENCE_FIELDS}, "target_deleted": True, "audience_version": 0, "space_audience_version": 0}
 
 
 def _target_id(target: str) -> str:
@@ -161,8 +192,10 @@ class CommentsProjection(DocumentProjection):
     aggregate_types = frozenset({"Comment", "Flaggable"})  # flag events are Flaggable's, whatever the item
     erased_fields: dict[str, Any] = {"body": "", "lang": {}}
     erased_by = ("author_id",)
-    # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch.
-    schema_version = 4  # the text shown keeps its offsets (highlights read from the index)
+    # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch;
+    # 4: the text shown keeps its offsets (highlights read from the index); 5: a comment on a
+    # page carries the page's space's audience (the search needs no list of the caller's spaces).
+    schema_version = 5
     analysis = ANALYSIS
     version_scale = VERSION_SCALE
     mappings: dict[str, Any] = {
@@ -247,7 +280,9 @@ class CommentsProjection(DocumentProjection):
         return result
 
     async def _read_audiences(self, es: AsyncElasticsearch, target_ids: Iterable[str]) -> dict[str, Doc]:
-        """target name -> the fields its comments copy, for the targets known now."""
+        """target name -> the fields its comments copy, for the targets known now; a space's
+        (``spaces/{id}``) -> the fields the comments on its pages copy from it. A page's are
+        completed with its space's (an audience nobody matches while the space is not known)."""
         ids = sorted(set(target_ids))
         if not ids:
             return {}
@@ -255,11 +290,23 @@ class CommentsProjection(DocumentProjection):
         out: dict[str, Doc] = {}
         for item in found.values():
             source = item["_source"]
+            if source["target_kind"] == "space":
+                out[source["target"]] = _space_audience(source)
+                continue
             out[source["target"]] = {
                 **{field: source.get(field) for field in AUDIENCE_FIELDS},
+                "target_members": source.get("target_members") or [],
                 "target_deleted": bool(source.get("deleted")),
                 "audience_version": source["audience_version"],
             }
+        pages = {name: audience for name, audience in out.items() if audience.get("target_kind") == "page"}
+        if pages:
+            space_ids = sorted({audience["space_id"] for audience in pages.values() if audience["space_id"]})
+            found = found_documents(await es.mget(index=self.audiences.alias, ids=[str(space_id_of(s)) for s in space_ids], realtime=True)) if space_ids else {}
+            spaces = {item["_source"]["target"].removeprefix("spaces/"): _space_audience(item["_source"]) for item in found.values()
+                      if item["_source"].get("target_kind") == "space"}
+            for audience in pages.values():
+                audience.update(spaces.get(audience["space_id"], UNKNOWN_SPACE))
         return out
 
     async def complete(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str | None = None) -> None:
@@ -271,14 +318,21 @@ class CommentsProjection(DocumentProjection):
                 doc.update(audience)
 
     async def written(self, es: AsyncElasticsearch, docs: dict[str, Doc], index: str) -> None:
-        """A target's audience that changed while its comments were being written is propagated again."""
+        """A target's audience (or a page's space's) that changed while its comments were being
+        written is propagated again."""
         audiences = await self._read_audiences(es, (_target_id(doc["target"]) for doc in docs.values()))
         moved = {_target_id(doc["target"]) for doc in docs.values()
                  if doc["target"] in audiences and audiences[doc["target"]]["audience_version"] > (doc.get("audience_version") or 0)}
+        moved |= {str(space_id_of(audiences[doc["target"]]["space_id"])) for doc in docs.values()
+                  if doc["target"] in audiences and audiences[doc["target"]].get("space_id")
+                  and audiences[doc["target"]].get("space_audience_version", 0) > (doc.get("space_audience_version") or 0)}
         if moved:
             await self.propagate(es, moved)
 
     async def propagate(self, es: AsyncElasticsearch, target_ids: Iterable[str]) -> None:
         """Every comment of these targets (in every comments index) takes its target's current
-        audience (``audiences.propagate``)."""
-        await propagate(es, self.all_indices, "target", await self._read_audiences(es, target_ids))
+        audience, and every comment on a page of these spaces the space's (``audiences.propagate``)."""
+        audiences = await self._read_audiences(es, target_ids)
+        await propagate(es, self.all_indices, "target", {name: audience for name, audience in audiences.items() if not name.startswith("spaces/")})
+        await propagate(es, self.all_indices, "space_id", {name.removeprefix("spaces/"): audience for name, audience in audiences.items() if name.startswith("spaces/")},
+                        only=[{"term": {"target_kind": "page"}}], version_field="space_audience_version")
