@@ -263,10 +263,11 @@ def reindex_wiki() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@covers("Search", "Suggest", "GET /api/v1/search", kind="parent_changed")
-def test_a_wiki_page_follows_its_space_made_restricted_given_a_member_and_internal_again_also_after_a_rebuild(platform):
-    """Each page document carries its space's audience (Search no longer lists the caller's spaces
-    first): a change of the space reaches its pages on every search path, and a rebuild keeps it."""
+@covers("Search", "Suggest", "GET /api/v1/search", "GetComment", "ListComments", "GetStats", kind="parent_changed")
+def test_a_wiki_page_and_its_comment_follow_the_space_made_restricted_given_a_member_and_internal_again_also_after_rebuilds(platform):
+    """Each page document, and each comment on a page, carries the space's audience (Search no
+    longer lists the caller's spaces first): a change of the space reaches them on every read
+    path, and a rebuild of either index keeps it."""
     wiki = platform.stub(wg.WikiServiceStub, "posts")
     search = platform.stub(sg.SearchServiceStub, "search")
     owner, member = unique("o"), unique("m")
@@ -275,6 +276,9 @@ def test_a_wiki_page_follows_its_space_made_restricted_given_a_member_and_intern
     space = wiki.CreateSpace(wp.CreateSpaceRequest(space=wp.Space(space_id=space_id, display_name=f"Space {space_id}", visibility=wp.INTERNAL)), metadata=md_owner)
     word = unique("spaceword")
     page = wiki.CreatePage(wp.CreatePageRequest(page=wp.Page(space=space.name, title=f"{word} handbook", body=f"all about {word}")), metadata=md_owner).name
+    comment_word = unique("pagecomment")
+    comment = platform.stub(pg.PostServiceStub, "posts").CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=page, body=f"about {comment_word}")), metadata=md_owner)
+    reads = Reads(platform, page, comment.name, comment_word)
     stranger, alumni, guest = platform.metadata(unique("x"), "employee"), platform.metadata(unique("al"), "alumni"), platform.metadata(unique("g"), "guest")
 
     def paths(md) -> dict[str, bool]:
@@ -291,6 +295,7 @@ def test_a_wiki_page_follows_its_space_made_restricted_given_a_member_and_intern
         def check():
             for who, md in readers.items():
                 assert paths(md) == dict.fromkeys(("Search", "Suggest", "/api/v1/search"), seen), who
+                assert reads.everywhere(md, post=False) == {k: v for k, v in (SEEN if seen else GONE).items() if k != "GetPostStats"}, f"the comment, {who}"
             return True
         eventually(check, timeout=90, message=message)
 
@@ -308,6 +313,7 @@ def test_a_wiki_page_follows_its_space_made_restricted_given_a_member_and_intern
     expect_seen({"owner": md_owner, "member": md_member}, True, "a member added finds it")
     expect_seen({"stranger": stranger}, False, "a stranger still does not")
     reindex_wiki()
+    reindex_comments()
     expect_seen({"owner": md_owner, "member": md_member}, True, "a rebuild keeps the members'")
     expect_seen({"stranger": stranger, "alumni": alumni, "guest": guest}, False, "and the others out")
     update(visibility=wp.INTERNAL)
