@@ -7,7 +7,6 @@ Against the Elasticsearch the tests share (WC_ES_URL), in an index namespace of 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from services.posts.domainmodel import Comment, Post
 from services.posts.library.domainmodel import Page, Space
 from services.search.readmodels.projections.comments import VERSION_SCALE, CommentsProjection
 from tests.integration.audience_harness import ProjectionIndex, acting, records, run
+from tests.integration.test_wiki_page_audiences import internal_space, page_in, restrict
 
 pytestmark = pytest.mark.integration
 
@@ -160,14 +160,8 @@ def test_an_edit_that_keeps_the_audience_rewrites_no_comment():
 
 # --- a comment on a wiki page carries the page's space's audience ----------------------------------
 def space_and_page() -> tuple[Space, Page]:
-    with acting(ANA):
-        space = Space.create(f"s{uuid.uuid4().hex[:8]}", "Guides", "", f"profiles/{ANA}", "INTERNAL", [])
-        return space, Page.create(space.space_id, "Plans", "text", ANA, "")
-
-
-def restrict(space: Space, members: list[str]) -> None:
-    with acting(ANA):
-        space.update({"visibility": "RESTRICTED", "members": members}, ANA)
+    space = internal_space()
+    return space, page_in(space)
 
 
 def comment_on_page(page: Page) -> Comment:
