@@ -211,8 +211,8 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     jams and the hidden jam threads (each of these two when not kept for every caller) and
     ``also`` in one ``_msearch``, then, when asked for (GetStats' view counts alone: pages and
     comments carry their space's audience), the wiki spaces, whose audience needs the
-    communities. Each part was a request of its own (four for a Search of every kind, and with many employees
-    nearly every Search reads its caller's scope). An index that does not exist yet reads as
+    communities. Each part was a request of its own (four for a Search of every kind, and with
+    many employees nearly every Search reads its caller's scope). An index that does not exist yet reads as
     empty. Returns the scope and the hits of ``also`` (None without it)."""
     first: dict[str, tuple[str, dict[str, Any]]] = {}  # part -> (index, search)
     if parts & {"communities", "spaces"} and not principal.is_service and rule.memberships_reach(principal):
@@ -337,9 +337,8 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
     hidden, its target not deleted, and
     - a post or micropost: the content rule above on the post's visibility, community and
       author, not hidden by flags, published (a draft's comments reach its author only);
-    - a wiki page: the library's rule on its space's visibility, owner, members and label (as
-      for the page itself), which the comment carries;
-    - a media item: the library's rule on the item's visibility and owner."""
+    - a wiki page or a media item: the library's rule on the item's visibility, owner, members
+      and label (a page's are its space's, as for the page itself), which the comment carries."""
     from .library import visibility_filter as library_filter
 
     principal = scope.principal
@@ -350,15 +349,13 @@ def comment_filter(scope: Scope) -> list[dict[str, Any]]:
     published: dict[str, Any] = {"bool": {"should": [{"term": {"target_state": "PUBLISHED"}}, {"term": {"target_author_id": principal.subject}}], "minimum_should_match": 1}}
     on_post = [{"term": {"target_kind": "post"}}, published,
                *content_filter(principal, scope.communities, author_field="target_author_id")]
-    on_page: list[dict[str, Any]] = [{"term": {"target_kind": "page"}}]
-    on_media: list[dict[str, Any]] = [{"term": {"target_kind": "media"}}]
+    on_library: list[dict[str, Any]] = [{"terms": {"target_kind": ["page", "media"]}}]
     seen = library_filter(principal, scope.communities)
     if seen is not None:
-        on_page.append(_renamed(seen, {"owner": "target_owner", "members": "target_members"}))
-        # The comment keeps the item's owner as ``target_owner`` (``owner`` would make it
-        # match an author filter on the item's owner) and no member list (media items have none).
-        on_media.append(_renamed(seen, {"owner": "target_owner"}))
-    branches = [{"bool": {"filter": branch}} for branch in (on_post, on_page, on_media)]
+        # The comment keeps the item's owner and members as ``target_owner`` and
+        # ``target_members`` (``owner`` would make it match an author filter on the item's owner).
+        on_library.append(_renamed(seen, {"owner": "target_owner", "members": "target_members"}))
+    branches = [{"bool": {"filter": branch}} for branch in (on_post, on_library)]
     return [*live, {"bool": {"should": branches, "minimum_should_match": 1}}]
 
 
