@@ -138,7 +138,7 @@ class Notifications:
         caller may see, the seq up to which they are read, the last one's sort values when the
         page is full)."""
         disabled, read_seq = await self._preferences(person)
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, SEARCH_KINDS)
         listed: list[dict[str, Any]] = []
         last_sort: list[Any] | None = None
         while len(listed) < size:
@@ -163,7 +163,7 @@ class Notifications:
         """Counts exactly what ListNotifications(unread_only) lists: each unread notification
         is checked for visibility like a listed one."""
         disabled, read_seq = await self._preferences(person)
-        scope = await scope_of(self.es, self.settings, principal)
+        scope = await scope_of(self.es, self.settings, principal, SEARCH_KINDS)
         count, search_after = 0, None
         while True:
             docs = await self._candidates(person, disabled, read_seq, search_after, 1000, newest_first=False)
@@ -184,7 +184,7 @@ class Notifications:
             waiting = False
             if docs:
                 # Read fresh each round: a membership or a visibility that changed reaches the stream too.
-                scope = await scope_of(self.es, self.settings, principal)
+                scope = await scope_of(self.es, self.settings, principal, SEARCH_KINDS)
                 shown, missing = await self.sorted_out(scope, docs)
                 for doc in docs:
                     if doc["name"] in missing and time.monotonic() - first_missing.setdefault(doc["name"], time.monotonic()) < SUBJECT_WAIT_SECONDS:
