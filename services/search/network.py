@@ -19,12 +19,13 @@ from watercooler.search.v1 import search_pb2
 
 from .people import DIRECTORY_SORT
 from .readmodels import indices
-from .visibility import caller_communities, content_filter, photos_seen
+from .visibility import any_of, caller_communities, content_filter, hits_matching, photos_seen
 
 # The feed reads the whole network of a person at once; beyond this many people it
 # takes the most recent edges (a terms filter of 10k ids is cheap for Elasticsearch).
 MAX_NETWORK = 10_000
-MAX_CANDIDATE_EDGES = 10_000
+# People you may know: candidates counted a page of this many at a time.
+CANDIDATES_PAGE = 10_000
 
 _ACTIVE_FOLLOW = [{"term": {"kind": "follow"}}, {"term": {"state": "ACTIVE"}}]
 _CONNECTED = [{"term": {"kind": "connection"}}, {"term": {"state": "CONNECTED"}}]
@@ -174,56 +175,81 @@ async def list_status_updates(
 
 # --- people you may know ---------------------------------------------------------------------------
 async def people_you_may_know(es: AsyncElasticsearch, settings: Settings, person: str, size: int) -> list[tuple[dict[str, Any], int, bool, float]]:
-    """Ranked by mutual connections (colleagues of colleagues) and then by sharing a
-    department; never yourself, your connections or people with a pending request. Each
-    suggestion: (the person's document, mutual connections, same department, score)."""
+    """Ranked by mutual connections (colleagues of colleagues), then by sharing a department,
+    then in directory order; never yourself, your connections or people with a pending request.
+    Each suggestion: (the person's document, mutual connections, same department, score).
+
+    Nothing is read cut at a page: a person's own edges are read whole (``hits_matching``), the
+    mutual connections are counted by Elasticsearch over every edge of their connections (a
+    composite aggregation, exact on any number of shards, read on page by page), and only the
+    people who can make the list are fetched, one level of mutual connections after the other.
+    At company scale a second degree has far more than 10,000 edges: counted over the first
+    10,000 in no order, the counts and so the ranking changed with every rebuild of the index."""
     graph = settings.index_alias(indices.GRAPH)
     people = settings.index_alias(indices.PEOPLE)
-    mine = await es.search(
-        index=graph,
-        query={"bool": {"filter": [{"term": {"kind": "connection"}}, {"terms": {"state": ["CONNECTED", "PENDING"]}}, {"term": {"members": person}}, {"term": {"deleted": False}}]}},
-        size=MAX_NETWORK,
-        source=["members", "state"],
-    )
+    mine = await hits_matching(es, graph, {"bool": {"filter": [
+        {"term": {"kind": "connection"}}, {"terms": {"state": ["CONNECTED", "PENDING"]}}, {"term": {"members": person}}, {"term": {"deleted": False}}]}},
+        source=["members", "state"])
     connected: set[str] = set()
     excluded = {person}
-    for hit in mine["hits"]["hits"]:
+    for hit in mine:
         other = next((m for m in hit["_source"]["members"] if m != person), person)
         excluded.add(other)
         if hit["_source"]["state"] == "CONNECTED":
             connected.add(other)
-    mutual: Counter[str] = Counter()
-    if connected:
-        second = await es.search(
-            index=graph,
-            query={"bool": {"filter": [*_CONNECTED, {"terms": {"members": sorted(connected)}}, {"term": {"deleted": False}}]}},
-            size=MAX_CANDIDATE_EDGES,
-            source=["members"],
-        )
-        for hit in second["hits"]["hits"]:
-            a, b = hit["_source"]["members"]
-            for via, candidate in ((a, b), (b, a)):
-                if via in connected and candidate not in excluded:
-                    mutual[candidate] += 1
     me = await es.search(index=people, query={"term": {"employee_id": person}}, size=1, source=["department"])
     department = me["hits"]["hits"][0]["_source"].get("department", "") if me["hits"]["hits"] else ""
-    candidates: dict[str, dict[str, Any]] = {}
-    if mutual:
-        found = await es.search(index=people, query={"bool": {"filter": [{"terms": {"employee_id": list(mutual)}}, {"term": {"deleted": False}}]}}, size=len(mutual))
-        candidates.update({h["_source"]["employee_id"]: h["_source"] for h in found["hits"]["hits"]})
-    if department:
+    mutual = await _mutual_connections(es, graph, connected, excluded) if connected else Counter()
+    chosen: list[tuple[dict[str, Any], int, bool, float]] = []
+    # Levels of equal mutual connections, most first; within one, the same department first,
+    # then directory order (Elasticsearch's sort over the level's people, who may be many).
+    levels: dict[int, list[str]] = {}
+    for candidate, count in mutual.items():
+        levels.setdefault(count, []).append(candidate)
+    for count in sorted(levels, reverse=True):
+        if len(chosen) >= size:
+            break
+        for doc in await _people_in_order(es, people, levels[count], department, size - len(chosen)):
+            same = bool(department) and doc.get("department") == department
+            chosen.append((doc, count, same, 2.0 * count + (1.0 if same else 0.0)))
+    if department and len(chosen) < size:
+        # Colleagues without a mutual connection come last (score 1), in directory order.
         colleagues = await es.search(
             index=people,
-            query={"bool": {"filter": [{"term": {"department": department}}, {"term": {"alumni": False}}, {"term": {"deleted": False}}], "must_not": [{"terms": {"employee_id": sorted(excluded)}}]}},
+            query={"bool": {"filter": [{"term": {"department": department}}, {"term": {"alumni": False}}, {"term": {"deleted": False}}],
+                            "must_not": [any_of("employee_id", sorted(excluded | set(mutual)))]}},
             sort=DIRECTORY_SORT,
-            size=size,
+            size=size - len(chosen),
         )
-        for hit in colleagues["hits"]["hits"]:
-            candidates.setdefault(hit["_source"]["employee_id"], hit["_source"])
-    ranked = []
-    for employee_id, doc in candidates.items():
-        same = bool(department) and doc.get("department") == department
-        score = 2.0 * mutual[employee_id] + (1.0 if same else 0.0)
-        ranked.append((-score, doc.get("sort_key", ""), employee_id, doc, same))
-    ranked.sort(key=lambda r: r[:3])
-    return [(doc, mutual[employee_id], same, -neg_score) for neg_score, _, employee_id, doc, same in ranked[:size]]
+        chosen += [(hit["_source"], 0, True, 1.0) for hit in colleagues["hits"]["hits"]]
+    return chosen
+
+
+async def _mutual_connections(es: AsyncElasticsearch, graph: str, connected: set[str], excluded: set[str]) -> Counter[str]:
+    """Everyone connected to one of ``connected`` and not in ``excluded`` -> how many of
+    ``connected`` they are connected to: each connection of one of them counts its other member."""
+    query = {"bool": {"filter": [*_CONNECTED, any_of("members", sorted(connected)), {"term": {"deleted": False}}]}}
+    mutual: Counter[str] = Counter()
+    after: dict[str, Any] | None = None
+    while True:
+        composite: dict[str, Any] = {"size": CANDIDATES_PAGE, "sources": [{"person": {"terms": {"field": "members"}}}]}
+        if after is not None:
+            composite["after"] = after
+        found = await es.search(index=graph, query=query, size=0, track_total_hits=False, aggs={"mutual": {"composite": composite}})
+        counted = found["aggregations"]["mutual"]
+        for bucket in counted["buckets"]:
+            candidate = bucket["key"]["person"]
+            if candidate not in excluded:
+                mutual[candidate] = bucket["doc_count"]
+        if len(counted["buckets"]) < CANDIDATES_PAGE or "after_key" not in counted:
+            return mutual
+        after = counted["after_key"]
+
+
+async def _people_in_order(es: AsyncElasticsearch, people: str, candidates: list[str], department: str, size: int) -> list[dict[str, Any]]:
+    """Up to ``size`` of ``candidates`` still in the directory: those of ``department`` first,
+    then in directory order."""
+    same_first: dict[str, Any] = {"constant_score": {"filter": {"term": {"department": department}}, "boost": 1.0}} if department else {"match_none": {}}
+    found = await es.search(index=people, size=size, sort=[{"_score": "desc"}, *DIRECTORY_SORT],
+                            query={"bool": {"filter": [any_of("employee_id", candidates), {"term": {"deleted": False}}], "should": [same_first]}})
+    return [hit["_source"] for hit in found["hits"]["hits"]]

@@ -287,24 +287,30 @@ async def ids_matching(es: AsyncElasticsearch, index: str, query: dict[str, Any]
     point in time. For the items a count must leave out (GetStats: the media items and wiki
     pages the caller may not see), which at company scale are more than a page: a list cut there
     would count the rest."""
-    found = await es.search(index=index, query=query, source=False, size=SCOPE_PAGE, track_total_hits=False, ignore_unavailable=True)
+    return [hit["_id"] for hit in await hits_matching(es, index, query)]
+
+
+async def hits_matching(es: AsyncElasticsearch, index: str, query: dict[str, Any], source: bool | list[str] = False) -> list[dict[str, Any]]:
+    """Every hit of ``query`` over ``index`` (none if the index does not exist), with ``source``:
+    one request when they fit a page (SCOPE_PAGE), else all of them read through a point in time
+    (``ids_matching``; a person's edges in the graph, where the documents have no id to sort on)."""
+    found = await es.search(index=index, query=query, source=source, size=SCOPE_PAGE, track_total_hits=False, ignore_unavailable=True)
     hits = found["hits"]["hits"]
     if len(hits) < SCOPE_PAGE:
-        return [hit["_id"] for hit in hits]
+        return hits
     # Documents have no id field to sort on (``_id`` is not sortable): the point in time's own
     # order (``_shard_doc``) over one view of the index, read from the start again.
     pit = (await es.open_point_in_time(index=index, keep_alive="1m"))["id"]
-    ids: list[str] = []
+    hits = []
     after: list[Any] | None = None
     try:
         while True:
-            page = await es.search(pit={"id": pit, "keep_alive": "1m"}, query=query, source=False, size=SCOPE_PAGE, sort=[{"_shard_doc": "asc"}],
+            page = await es.search(pit={"id": pit, "keep_alive": "1m"}, query=query, source=source, size=SCOPE_PAGE, sort=[{"_shard_doc": "asc"}],
                                    track_total_hits=False, search_after=after)
             pit = page.get("pit_id", pit)
-            hits = page["hits"]["hits"]
-            ids += [hit["_id"] for hit in hits]
-            if len(hits) < SCOPE_PAGE:
-                return ids
+            hits += page["hits"]["hits"]
+            if len(page["hits"]["hits"]) < SCOPE_PAGE:
+                return hits
             after = hits[-1]["sort"]
     finally:
         await es.close_point_in_time(id=pit)
