@@ -19,14 +19,11 @@ from . import jams as jam_queries
 from . import library
 from .readmodels import indices
 from .unified import _kind_clause, index_of
-from .visibility import Scope, any_of, ids_matching, scope_of
+from .visibility import Scope, any_of, hits_matching, ids_matching, scope_of
 
 INTERVALS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=31)}
 MAX_BUCKETS = 1000
 MAX_TOP = 50
-# Ratings carry no audience of their own: they are counted for the rated posts the caller
-# may see, up to this many (the most recent); services count them all.
-MAX_RATED_POSTS = 10_000
 # Active blogs per department/country: the owner's department is on the blog, the activity
 # on its posts, so the blogs of the department are looked up first (17,000 blogs company-wide).
 MAX_BLOGS_PER_FILTER = 65_000
@@ -146,17 +143,42 @@ class Stats:
             return index_of(settings, "person"), "created_at", filters, None
         if metric == "ratings":
             filters: list[dict[str, Any]] = [{"term": {"kind": "rating"}}, {"term": {"active": True}}, {"term": {"deleted": False}}]
-            if q.blog or q.target or not scope.principal.is_service:
-                post_filters = [_kind_clause(settings, scope, "post")]
-                if q.blog:
-                    post_filters.append({"term": {"blog": q.blog}})
-                if q.target:  # a post the caller may not see counts nothing
-                    post_filters.append({"term": {"name": q.target}})
-                found = await self.es.search(index=index_of(settings, "post"), query={"bool": {"filter": post_filters}}, source=["name"],
-                                             size=MAX_RATED_POSTS, sort=[{"created_at": "desc"}, {"name": "asc"}], ignore_unavailable=True)
-                filters.append({"terms": {"target": [h["_source"]["name"] for h in found["hits"]["hits"]]}})
+            rated = await self._rated_posts(scope, q)
+            if rated is not None:
+                filters.append(rated)
             return settings.index_alias(indices.REACTIONS), "updated_at", filters, None
         raise AssertionError(metric)
+
+    async def _rated_posts(self, scope: Scope, q: StatsQuery) -> dict[str, Any] | None:
+        """The filter on ratings' ``target`` that keeps the posts the caller may see (and the
+        blog or post asked for); None: every rating counts (a service, unfiltered).
+
+        Ratings carry no audience of their own, so the posts are read and named in the filter:
+        every one of them (``hits_matching``), never the most recent 10,000 only, as before
+        (a dashboard's ratings of a company with years of posts were those of its last weeks).
+        Unfiltered, the list named is the shorter of the posts the caller may see and those
+        they may not, which for an employee is the drafts, the private posts and the posts of
+        communities they are not in: left out rather than listed."""
+        settings = self.settings
+        narrowed: list[dict[str, Any]] = []
+        if q.blog:
+            narrowed.append({"term": {"blog": q.blog}})
+        if q.target:  # a post the caller may not see counts nothing
+            narrowed.append({"term": {"name": q.target}})
+        if scope.principal.is_service and not narrowed:
+            return None
+        index, seen = index_of(settings, "post"), _kind_clause(settings, scope, "post")
+        posts: dict[str, Any] = {"bool": {"filter": [{"term": {"kind": "blog"}}, *narrowed]}}
+        left_out = False
+        if not narrowed:
+            counted = await self.es.search(index=index, query=posts, size=0, track_total_hits=True, aggs={"seen": {"filter": seen}}, ignore_unavailable=True)
+            seen_count = counted.get("aggregations", {}).get("seen", {}).get("doc_count", 0)
+            left_out = counted["hits"]["total"]["value"] - seen_count < seen_count
+        if left_out:
+            unseen = await hits_matching(self.es, index, {"bool": {"filter": [posts], "must_not": [seen]}}, source=["name"])
+            return {"bool": {"must_not": [any_of("target", (hit["_source"]["name"] for hit in unseen))]}} if unseen else None
+        visible = await hits_matching(self.es, index, {"bool": {"filter": [posts, seen]}}, source=["name"])
+        return any_of("target", (hit["_source"]["name"] for hit in visible))
 
     async def _blogs_of(self, scope: Scope, q: StatsQuery) -> list[str]:
         """Handles of the blogs (the caller may see) whose owner is in the requested department/country."""

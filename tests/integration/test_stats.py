@@ -57,7 +57,7 @@ def seed_company(platform) -> dict:
     for n, voter in enumerate(voters):
         s.jams.CastVote(jp.CastVoteRequest(jam=jam, idea=ideas[0 if n < 3 else 1]), metadata=voter)
     return dict(s=s, department=department, tag=tag, blog=blog, posts=posts, page=page, page_title=page_title, other=other, space=space, video=video,
-                jam=jam, ideas=ideas, as_ana=as_ana, voters=len(voters))
+                jam=jam, ideas=ideas, ana=ana, as_ana=as_ana, voters=len(voters))
 
 
 def stats(s, md, **kwargs) -> sp.GetStatsResponse:
@@ -233,3 +233,49 @@ def test_get_stats_takes_every_filter_the_docs_list_and_refuses_the_others(compa
             assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(refused) == [name], (metric, name, refused.details())
     # The filter counts: the blog's posts make it one active blog.
     assert s.search.GetStats(sp.GetStatsRequest(metric="active_blogs", blog=company["blog"]), metadata=md).total == 1
+
+
+def test_ratings_count_every_post_the_caller_may_see_also_read_in_pages(company, platform, monkeypatch):
+    """Ratings carry no audience of their own: the posts they count are read and named. That
+    list was the 10,000 most recent posts the caller may see, so the ratings of every older
+    post were left out of a dashboard. Read in pages of two (standing in for Elasticsearch's
+    10,000 hits) each count is the one the API gives, and a post made private after it was
+    rated counts for its author and services only."""
+    import asyncio
+
+    from services.search import visibility
+    from services.search.stats_queries import Stats, StatsQuery
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    s, as_ana = company["s"], company["as_ana"]
+    carl, as_carl = s.person("Carl Stats", company["department"])
+    _, as_bob = s.person("Bob Rater", company["department"])
+    hidden = s.post(as_carl, s.blog(as_carl), f"Later private {company['tag']}", "body")
+    s.posts.RatePost(pb.RatePostRequest(post=hidden, value=3), metadata=as_bob)
+    etag = s.posts.GetPost(pb.GetPostRequest(name=hidden), metadata=as_carl).etag
+    s.posts.UpdatePost(pb.UpdatePostRequest(post=pb.Post(name=hidden, visibility=pb.Audience.PRIVATE, etag=etag), update_mask={"paths": ["visibility"]}), metadata=as_carl)
+    service = platform.metadata()
+    eventually(lambda: stats(s, service, metric="ratings", target=hidden).total == 1 and stats(s, as_ana, metric="ratings", target=hidden).total == 0,
+               timeout=60, message="the rating counted, the post private")
+    assert stats(s, as_carl, metric="ratings", target=hidden).total == 1
+    # Every rating the service counts and Ana does not is on a post she may not see.
+    assert stats(s, service, metric="ratings").total > stats(s, as_ana, metric="ratings").total
+
+    def in_process(subject: str, kind: str, **filters) -> int:
+        async def count() -> int:
+            es = es_client(platform.settings)
+            try:
+                query = StatsQuery(metric="ratings", interval="day", start=None, end=None, top=10, **filters)
+                return (await Stats(es, platform.settings).get_stats(Principal(subject, kind), query)).total
+            finally:
+                await es.close()
+        return asyncio.run(count())
+
+    asks = [(as_ana, (company["ana"], "employee"), {}), (as_ana, (company["ana"], "employee"), {"blog": company["blog"]}),
+            (as_carl, (carl, "employee"), {}), (service, ("search", "service"), {})]
+    through_api = [stats(s, md, metric="ratings", **filters).total for md, _, filters in asks]
+    monkeypatch.setattr(visibility, "SCOPE_PAGE", 2)
+    paged = [in_process(*who, **{k: v.removeprefix("blogs/") for k, v in filters.items()}) for _, who, filters in asks]
+    assert paged == through_api
+    assert through_api[1] == 2  # the blog's two rated posts of three published and a draft: past a page of two
