@@ -1,4 +1,5 @@
-"""Community queries, and the membership check every service's COMMUNITY visibility uses.
+"""Community queries (the caller's communities, for every COMMUNITY visibility filter, are
+``visibility.caller_communities``).
 
 The source is the `communities` index (services/search/readmodels/projections/communities.py):
 one document per community whose ``members`` is the complete member list."""
@@ -14,30 +15,7 @@ from watercooler.config import Settings
 
 from .readmodels import indices
 
-# A person is in few communities; this bounds the terms filter built from them.
-MAX_COMMUNITIES_PER_PERSON = 10_000
 INVITE_ONLY = "INVITE_ONLY"
-
-
-async def communities_of(es: AsyncElasticsearch, settings: Settings, employee_id: str) -> list[str]:
-    """Ids of the communities ``employee_id`` is a member of (for COMMUNITY visibility filters)."""
-    if not employee_id:
-        return []
-    result = await es.search(
-        index=settings.index_alias(indices.COMMUNITIES),
-        query={"bool": {"filter": [{"term": {"members": employee_id}}, {"term": {"deleted": False}}]}},
-        source=["community_id"],
-        size=MAX_COMMUNITIES_PER_PERSON,
-    )
-    return [hit["_source"]["community_id"] for hit in result["hits"]["hits"]]
-
-
-async def is_member(es: AsyncElasticsearch, settings: Settings, community_id: str, employee_id: str) -> bool:
-    result = await es.count(
-        index=settings.index_alias(indices.COMMUNITIES),
-        query={"bool": {"filter": [{"term": {"community_id": community_id}}, {"term": {"members": employee_id}}, {"term": {"deleted": False}}]}},
-    )
-    return result["count"] > 0
 
 
 async def list_communities(

@@ -10,14 +10,13 @@ by more than the projection lag — about a second — and never goes backwards)
 To filter content by what the caller may see, ask this index once for the caller's
 communities and filter on them::
 
-    ids = await services.search.communities.communities_of(es, settings, subject)
+    ids = await services.search.visibility.caller_communities(es, settings, principal)
     # then, in the content query, COMMUNITY items only where the caller is a member:
-    {"bool": {"filter": [{"term": {"visibility": "COMMUNITY"}}, {"terms": {"community_id": ids}}]}}
+    {"bool": {"filter": [{"term": {"visibility": "COMMUNITY"}}, {"terms": {"community": ids}}]}}
 
-or check one community with a term query on ``members`` (see
-``services/search/communities.py``: ``communities_of`` and ``is_member``). A person
-belongs to few communities, so the terms list stays small even when a community has
-tens of thousands of members.
+or check one community with a term query on ``members``. The caller's list is read whole,
+however long (sorted on ``community_id`` and read on past a page), and it stays short even
+when a community has tens of thousands of members.
 """
 
 from __future__ import annotations
