@@ -30,7 +30,6 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from . import jams as jam_queries
 from . import servicer
-from .readmodels import indices
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +140,7 @@ class HttpView:
     async def jams(self, request: web.Request) -> web.Response:
         """The jams with statistics the caller may see, most recently active first (for the jam board)."""
         principal = self.principal(request)
-        result = await self.es.search(index=indices.alias(self.settings, indices.JAM_STATS), size=50, source=["jam_id", "title", "visibility", "participants", "updated_at"],
-                                      sort=[{"updated_at": "desc"}, {"jam_id": "asc"}], ignore_unavailable=True)
-        docs = [h["_source"] for h in result["hits"]["hits"]]
-        visible = [d for d in docs if jam_queries.may_see(principal, d["jam_id"], d.get("visibility", jam_queries.INTERNAL))]
+        visible = await jam_queries.board(self.es, self.settings, principal)
         return web.json_response({"jams": [{"name": f"jams/{d['jam_id']}", "title": d.get("title", ""), "participants": d.get("participants", 0), "update_time": d.get("updated_at", "")} for d in visible]},
                                  headers={"Cache-Control": "no-store"})
 

@@ -51,6 +51,23 @@ async def require_visible_jam(es: AsyncElasticsearch, settings: Settings, princi
         raise NotFound(f"jams/{jam_id} not found", field="jam")
 
 
+# The jam board (GET /api/v1/jams): this many jams, the most recently active first.
+BOARD_SIZE = 50
+
+
+async def board(es: AsyncElasticsearch, settings: Settings, principal: Principal, size: int | None = None) -> list[dict[str, Any]]:
+    """The stats documents of the jams the caller may see, the most recently active first, up
+    to ``size`` (BOARD_SIZE). The rule is in the query: the 50 most recent jams filtered
+    afterwards left a guest whose jam was the 51st an empty board."""
+    filters: list[dict[str, Any]] = []
+    if principal.kind in ("guest", "alumni"):  # may_see_jam: PUBLIC jams and the token's own
+        filters.append({"bool": {"should": [{"term": {"visibility": rule.PUBLIC}}, {"terms": {"jam_id": list(principal.jams)}}], "minimum_should_match": 1}})
+    result = await es.search(index=indices.alias(settings, indices.JAM_STATS), size=BOARD_SIZE if size is None else size,
+                             source=["jam_id", "title", "visibility", "participants", "updated_at"], query={"bool": {"filter": filters}},
+                             sort=[{"updated_at": "desc"}, {"jam_id": "asc"}], ignore_unavailable=True)
+    return [hit["_source"] for hit in result["hits"]["hits"]]
+
+
 async def stats_doc(es: AsyncElasticsearch, settings: Settings, principal: Principal, jam_id: str) -> dict[str, Any]:
     try:
         found = await es.get(index=indices.alias(settings, indices.JAM_STATS), id=jam_id)

@@ -155,3 +155,43 @@ def test_leaderboard_stays_exact_when_the_stats_worker_is_killed(platform, jams,
         platform.platform.restart("stats")
     # Replayed from the log: every vote once, none lost, none twice.
     eventually(votes_are({ideas[0]: 8, ideas[1]: 1, ideas[2]: 2}), timeout=90, message="exact after SIGKILL")
+
+
+
+def test_the_jam_board_lists_the_jams_a_guest_may_see_however_many_newer_ones_they_may_not(infra):
+    """The board (GET /api/v1/jams) shows the most recently active jams the caller may see. It
+    read the 50 most recent and filtered them afterwards, so a guest whose jam was the 51st saw
+    an empty board. With a board of two over three jams (their stats documents as the stats
+    worker writes them, in an index namespace of their own), a guest invited to the oldest
+    sees it, and the public one; an employee the two newest."""
+    import asyncio
+    import dataclasses
+
+    from services.search import jams as jam_queries
+    from services.search.readmodels.counters import jams as jam_counters
+    from watercooler import config
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    settings = dataclasses.replace(config.load(), namespace=f"u{uuid.uuid4().hex[:10]}")
+    oldest, public, newest = (unique("jam-") for _ in range(3))
+    rows = [(oldest, "INTERNAL", "2026-12-01T10:00:00+00:00"), (public, "PUBLIC", "2026-12-02T10:00:00+00:00"), (newest, "INTERNAL", "2026-12-03T10:00:00+00:00")]
+
+    async def boards() -> list[list[str]]:
+        es = es_client(settings)
+        try:
+            await jam_counters.ensure_index(es, settings)
+            alias = jam_counters.index_alias(settings)
+            for jam_id, visibility, updated in rows:
+                await es.index(index=alias, id=jam_id, document={"jam_id": jam_id, "title": "Jam", "visibility": visibility, "participants": 1, "updated_at": updated})
+            await es.indices.refresh(index=alias)
+            callers = [Principal("g1", "guest", jams=(oldest,)), Principal("e1", "employee"), Principal("g2", "guest", jams=(unique("elsewhere"),))]
+            return [[doc["jam_id"] for doc in await jam_queries.board(es, settings, caller, size=2)] for caller in callers]
+        finally:
+            await es.indices.delete(index=f"{settings.namespace}-*", ignore_unavailable=True, allow_no_indices=True)
+            await es.close()
+
+    guest, employee, stranger = asyncio.run(boards())
+    assert guest == [public, oldest]  # the newest, INTERNAL, does not take a place of the two
+    assert employee == [newest, public]
+    assert stranger == [public]
