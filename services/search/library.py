@@ -18,11 +18,35 @@ from watercooler.config import Settings
 from watercooler.errors import InvalidArgument, NotFound
 
 from .readmodels import indices
-from .visibility import caller_communities
+from .visibility import Scope, any_of, caller_communities, ids_matching, scope_of
 
 MAX_DAYS = 366
-# Top-N reads this many times N buckets, so items the caller may not see can be dropped.
+# Top-N reads this many times N buckets: the items the caller may not see are left out in the
+# query (``unseen_filters``), this is slack for an item whose audience changed between reads.
 TOP_OVERFETCH = 5
+
+
+async def unseen_filters(es: AsyncElasticsearch, settings: Settings, scope: Scope, kind: str) -> list[dict[str, Any]]:
+    """Filters on the view-count rows of ``kind`` ("views" of pages, "downloads" of media items)
+    that leave out the items the caller may not see and those community flags hid (from
+    everyone): in the query, so a count never includes them and a top list is never short of
+    the items the caller may see (it once read five times the list and dropped the rest after,
+    and came back empty when the most viewed were pages of a restricted space)."""
+    filters: list[dict[str, Any]] = []
+    if kind == "views" and scope.spaces is not None:
+        filters.append(any_of("space_id", scope.spaces))
+    unseen: list[dict[str, Any]] = [{"term": {"hidden": True}}]
+    if kind == "downloads":
+        seen = visibility_filter(scope.principal, scope.communities)
+        if seen is not None:
+            unseen.append({"bool": {"must_not": [seen]}})
+        left_out = await ids_matching(es, settings.index_alias(indices.MEDIA), {"bool": {"should": unseen, "minimum_should_match": 1}})
+    else:
+        left_out = await ids_matching(es, settings.index_alias(indices.WIKI), {"bool": {"filter": [{"term": {"kind": "page"}}, *unseen]}})
+    prefix = "media/" if kind == "downloads" else "pages/"
+    if left_out:
+        filters.append({"bool": {"must_not": [any_of("target", (f"{prefix}{item_id}" for item_id in left_out))]}})
+    return filters
 
 
 def visibility_filter(principal: Principal, communities: Sequence[str] = ()) -> dict[str, Any] | None:
@@ -156,6 +180,7 @@ async def top_viewed(
         filters.append({"term": {"space_id": space_id}})
     if department:
         filters.append({"term": {"department": department}})
+    filters += await unseen_filters(es, settings, await scope_of(es, settings, principal), kind)
     result = await es.search(
         index=indices.alias(settings, indices.VIEW_COUNTS),
         query={"bool": {"filter": filters}},

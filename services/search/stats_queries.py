@@ -19,7 +19,7 @@ from . import jams as jam_queries
 from . import library
 from .readmodels import indices
 from .unified import _kind_clause, index_of
-from .visibility import Scope, any_of, hits_matching, ids_matching, scope_of
+from .visibility import Scope, any_of, hits_matching, scope_of
 
 INTERVALS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=31)}
 MAX_BUCKETS = 1000
@@ -246,21 +246,7 @@ class Stats:
             filters.append({"term": {"space_id": q.space_id}})
         if q.department:
             filters.append({"term": {"department": q.department}})
-        if kind == "views" and scope.spaces is not None:
-            filters.append(any_of("space_id", scope.spaces))
-        # Leave out the views of pages and the downloads of items the caller may not see, or
-        # that community flags hid (from everyone).
-        unseen: list[dict[str, Any]] = [{"term": {"hidden": True}}]
-        if kind == "downloads":
-            seen = library.visibility_filter(principal, scope.communities)
-            if seen is not None:
-                unseen.append({"bool": {"must_not": [seen]}})
-            left_out = await ids_matching(self.es, index_of(self.settings, "media"), {"bool": {"should": unseen, "minimum_should_match": 1}})
-        else:
-            left_out = await ids_matching(self.es, index_of(self.settings, "wiki_page"), {"bool": {"filter": [{"term": {"kind": "page"}}, *unseen]}})
-        prefix = "media/" if kind == "downloads" else "pages/"
-        if left_out:
-            filters.append({"bool": {"must_not": [any_of("target", (f"{prefix}{item_id}" for item_id in left_out))]}})
+        filters += await library.unseen_filters(self.es, self.settings, scope, kind)
         alias = indices.alias(self.settings, indices.VIEW_COUNTS)
         await self._count(alias, "day", filters, {"sum": {"field": "count"}}, interval, start, end, response)
         # Top items over the same range.
