@@ -125,7 +125,7 @@ async def list_media(es: AsyncElasticsearch, settings: Settings, principal: Prin
     seen = visibility_filter(principal, await _communities_of(es, settings, principal))
     if seen:
         filters.append(seen)
-    body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": [{"created_at": "desc"}, {"title.raw": "asc"}], "size": size, "track_total_hits": True}
+    body: dict[str, Any] = {"query": {"bool": {"filter": filters}}, "sort": [{"created_at": "desc"}, {"title.raw": "asc"}, {"media_id": "asc"}], "size": size, "track_total_hits": True}
     if after is not None:
         body["search_after"] = after
     result = await es.search(index=settings.index_alias(indices.MEDIA), **body)

@@ -213,7 +213,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         if request.owner:
             parse_name(request.owner, "profiles", field="owner")
         size = page_size(request.page_size)
-        query_key = fingerprint(request.owner, request.tag)[:16]
+        # v2: pages end on media_id as well; a token of the old two-key order is another query's.
+        query_key = fingerprint("media", "v2", request.owner, request.tag)[:16]
         after = decode_page_token(request.page_token, query_key)
         items, last, total = await library_queries.list_media(self.es, self.settings, principal, request.owner, request.tag, size, after)
         response = search_pb2.ListMediaItemsResponse(total_size=total)
@@ -439,7 +440,8 @@ async def search(es: AsyncElasticsearch, settings: Settings, principal: Principa
     copy.ClearField("read_mask")  # what is returned of a page, not which page: a token works with any mask
     if query.order not in unified.RANKED_KINDS:
         copy.ClearField("page_size")
-    query_key = fingerprint("search", copy.SerializeToString(deterministic=True))[:16]
+    # v2: the tie-break ends on media_id; a token of the old order is another query's.
+    query_key = fingerprint("search", "v2", copy.SerializeToString(deterministic=True))[:16]
     after = decode_page_token(request.page_token, query_key)
     response, next_position = await Search(es, settings).search(principal, query, size, after)
     if next_position is not None and "next_page_token" in query.wanted:

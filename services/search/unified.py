@@ -120,7 +120,7 @@ RAW_FIELDS = ["title^3", "display_name^3", "bio"]
 # on the six, both with fuzziness AUTO).
 TYPO_FIELDS = [*FOLDED_FIELDS, "bio"]
 # Tie-breakers after the primary sort: unique per document within each index.
-TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at"]
+TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at", "media_id"]
 
 
 def _tiebreak() -> list[dict[str, Any]]:

@@ -88,3 +88,44 @@ def test_media_bad_input_is_named_and_stores_nothing(platform):
     # A good one afterwards is the only one listed: the rejected ones stored nothing.
     good = media.RegisterMediaItem(mp.RegisterMediaItemRequest(media_item=item()), metadata=md)
     eventually(lambda: [m.media_item for m in search.ListMediaItems(sp.ListMediaItemsRequest(owner=f"profiles/{owner}"), metadata=md).media_items] == [good.name], message="only the good item")
+
+
+def test_media_pages_end_on_a_unique_key_so_items_alike_in_time_and_title_are_all_listed(infra):
+    """ListMediaItems pages by (created_at, title) and now the item's id: five items of one
+    title registered in the same millisecond (a bulk import) were cut after the first page,
+    search_after skipping every item equal to the page's last. Documents as the media
+    projection writes them, in an index namespace of their own, read two a page."""
+    import asyncio
+    import dataclasses
+
+    from services.search import library
+    from services.search.readmodels.projections.media import MediaProjection
+    from watercooler import config
+    from watercooler.auth import Principal
+    from watercooler.projection import es_client
+
+    settings = dataclasses.replace(config.load(), namespace=f"u{uuid.uuid4().hex[:10]}")
+    ids = sorted(str(uuid.uuid4()) for _ in range(5))
+
+    async def pages() -> list[list[str]]:
+        es = es_client(settings)
+        projection = MediaProjection(settings)
+        try:
+            await projection.ensure_index(es)
+            for media_id in reversed(ids):
+                await es.index(index=projection.alias, id=media_id, document={
+                    "media_id": media_id, "owner": "profiles/ana", "title": "IMG_0001", "kind": "PHOTO", "visibility": "INTERNAL", "classification": "INTERNAL",
+                    "created_at": "2026-12-07T09:00:00.123+00:00", "deleted": False, "hidden": False, "size_bytes": 1, "content_type": "image/jpeg", "tags": []})
+            await es.indices.refresh(index=projection.alias)
+            read, after = [], None
+            while True:
+                items, after, total = await library.list_media(es, settings, Principal("svc", "service"), "", "", 2, after)
+                assert total == 5
+                read.append([item["media_item"] for item in items])
+                if after is None:
+                    return read
+        finally:
+            await es.indices.delete(index=f"{settings.namespace}-*", ignore_unavailable=True, allow_no_indices=True)
+            await es.close()
+
+    assert asyncio.run(pages()) == [[f"media/{i}" for i in ids[:2]], [f"media/{i}" for i in ids[2:4]], [f"media/{ids[4]}"]]

@@ -22,10 +22,13 @@ class MediaProjection(DocumentProjection):
     # The title and description are sealed with the owner's key (docs/personal-data.md).
     erased_fields: dict[str, Any] = {"title": "", "description": "", "tags": [], "lang": {}}
     erased_by = ("owner",)
-    schema_version = 3  # analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its offsets (highlights read from the index)
+    # 4: ``media_id``, the last key of every sort over media items (two items of one title
+    # registered in the same millisecond tied, and a page could end between them).
+    schema_version = 4
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
+            "media_id": {"type": "keyword"},
             "owner": {"type": "keyword"},
             "title": folded_text("folded", "title_prefix", fields={"raw": {"type": "keyword"}}),
             "description": folded_text("folded"),
@@ -55,6 +58,7 @@ class MediaProjection(DocumentProjection):
             doc = {field: _value(getattr(p, field)) for field in FIELDS}
             doc["classification"] = p.classification or "INTERNAL"
             doc["created_at"] = event.occurred_at.isoformat()
+            doc["media_id"] = event.aggregate_id
             return _analysed(doc)
         if name not in ("MediaItemUpdated", "MediaItemRemoved", "MediaContentAttached"):
             raise SkipEvent(name)
