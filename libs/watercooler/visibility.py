@@ -221,6 +221,14 @@ def may_see_jam(principal: Principal, jam_id: str, visibility: str) -> bool:
     return visibility == PUBLIC or jam_id in principal.jams
 
 
+def jam_audience(principal: Principal) -> Clause | None:
+    """The clause form of ``may_see_jam`` over documents carrying ``jam_id`` and ``visibility``
+    (a jam's own, as its stats document has them); None: every jam."""
+    if principal.kind not in ("guest", "alumni"):
+        return None
+    return {"bool": {"should": [{"term": {"visibility": PUBLIC}}, {"terms": {"jam_id": list(principal.jams)}}], "minimum_should_match": 1}}
+
+
 def visible_jams(principal: Principal, public_jams: Collection[str]) -> list[str] | None:
     """The jam ids whose ideas and threads the principal sees (None: all); ``public_jams``:
     the ids of the PUBLIC jams."""

@@ -59,9 +59,8 @@ async def board(es: AsyncElasticsearch, settings: Settings, principal: Principal
     """The stats documents of the jams the caller may see, the most recently active first, up
     to ``size`` (BOARD_SIZE). The rule is in the query: the 50 most recent jams filtered
     afterwards left a guest whose jam was the 51st an empty board."""
-    filters: list[dict[str, Any]] = []
-    if principal.kind in ("guest", "alumni"):  # may_see_jam: PUBLIC jams and the token's own
-        filters.append({"bool": {"should": [{"term": {"visibility": rule.PUBLIC}}, {"terms": {"jam_id": list(principal.jams)}}], "minimum_should_match": 1}})
+    seen = rule.jam_audience(principal)
+    filters = [] if seen is None else [seen]
     result = await es.search(index=indices.alias(settings, indices.JAM_STATS), size=BOARD_SIZE if size is None else size,
                              source=["jam_id", "title", "visibility", "participants", "updated_at"], query={"bool": {"filter": filters}},
                              sort=[{"updated_at": "desc"}, {"jam_id": "asc"}], ignore_unavailable=True)
