@@ -145,7 +145,7 @@ class Relay:
             return 0
         envelopes = []
         for notification in notifications:
-            if not self._published(notification.topic):  # bookkeeping (request records) stays home
+            if not self._published(notification.topic):  # bookkeeping (an older store's request records) stays home
                 continue
             # Still sealed: personal fields travel to Kafka as the store holds them.
             domain_event = self.app.mapper.to_domain_event(notification, open_sealed=False)
@@ -188,9 +188,10 @@ class Relay:
         return len(notifications)
 
     def _published(self, topic: str) -> bool:
-        """Whether events of this stored topic are published, from the class it names (known
-        before decoding: half of a service's stored events are request records, and decoding
-        one only to drop it was about a tenth of the relay's work per write)."""
+        """Whether events of this stored topic are published, from the class it names, known
+        before decoding: a store written before 2026-12 holds request records in its log (now
+        they are rows beside it, ``request_records``), and decoding one only to drop it was
+        about a tenth of the relay's work per write."""
         published = self._published_topics.get(topic)
         if published is None:
             published = self._published_topics[topic] = issubclass(resolve_topic(topic), EventSourcedAggregate.Event)

@@ -14,7 +14,8 @@ import pytest
 from services.profiles.application import ProfilesApplication
 from watercooler.auth import Principal
 from watercooler.errors import Aborted, AlreadyExists, InvalidArgument
-from watercooler.eventstore import CommandContext
+from watercooler.eventstore import CommandContext, CommandRecord
+from watercooler.request_records import MOVED_FROM_LOG
 
 HR = Principal("hr-feed", "service")
 
@@ -104,7 +105,8 @@ def test_concurrent_retries_of_one_request_store_it_once(open_profiles):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(create, range(16)))
     assert {(r.id, r.version) for r in results} == {(results[0].id, 1)}
-    assert stored_count(apps[0]) == 2  # the ProfileCreated event and its request record
+    assert stored_count(apps[0]) == 1  # the ProfileCreated event; its request record is not in the log
+    assert apps[0].request_records.select_request_record(CommandRecord.create_id("CreateProfile", HR.subject, "same-request")) is not None
 
 
 def test_concurrent_creates_of_one_profile_one_wins(open_profiles):
@@ -121,6 +123,63 @@ def test_concurrent_creates_of_one_profile_one_wins(open_profiles):
         outcomes = list(pool.map(create, range(12)))
     assert outcomes.count("created") == 1
     assert outcomes.count("exists") == 11
+
+
+def test_a_request_record_is_saved_with_its_events_or_not_at_all(open_profiles):
+    """The loser of a race and a refused command leave no request record: retried with the same
+    request id they are decided again (and refused again), not answered as if they had run."""
+    app = open_profiles()
+    app.create_profile(ctx("won"), "e3", {"display_name": "Ada"}, "fp-won")
+    for _ in range(2):
+        with pytest.raises(AlreadyExists):
+            app.create_profile(ctx("lost"), "e3", {"display_name": "Grace"}, "fp-lost")
+    with pytest.raises(InvalidArgument):
+        app.update_profile(ctx("refused"), "e3", {"country": "Germany"}, "", "fp-refused")
+    assert app.request_records.select_request_record(CommandRecord.create_id("CreateProfile", HR.subject, "lost")) is None
+    assert app.request_records.select_request_record(CommandRecord.create_id("UpdateProfile", HR.subject, "refused")) is None
+    # and the same id with a corrected request then runs
+    assert app.update_profile(ctx("refused"), "e3", {"country": "DE"}, "", "fp-fixed").version == 2
+
+
+def test_request_records_an_older_version_kept_in_the_log_still_answer_retries(open_profiles, store_settings):
+    """Until 2026-12 a request record was an aggregate in the log. A store written then is
+    copied once into the records' table at start, so a request retried across the upgrade is
+    answered from its first run rather than run again."""
+    app = open_profiles()
+    first = app.create_profile(ctx(), "e4", {"display_name": "Ada"}, "fp")
+    # What the older version saved beside the create, and a store without the copy's mark.
+    app.save(CommandRecord(command="CreateProfile", subject=HR.subject, request_id="before-upgrade", fingerprint="fp-old",
+                           aggregate_id=str(first.id), aggregate_version=1))
+    forget_the_copy(app, store_settings.store)
+    assert app.request_records.select_request_record(CommandRecord.create_id("CreateProfile", HR.subject, "before-upgrade")) is None
+
+    upgraded = open_profiles()
+    again = upgraded.create_profile(ctx("before-upgrade"), "e4", {"display_name": "Ada"}, "fp-old")
+    assert (again.id, again.version) == (first.id, 1)
+    with pytest.raises(InvalidArgument) as err:
+        upgraded.create_profile(ctx("before-upgrade"), "e4", {"display_name": "Grace"}, "fp-other")
+    assert err.value.field == "request_id"
+    assert upgraded.request_records.select_request_record(MOVED_FROM_LOG) is not None
+    # A second start finds the mark and copies nothing again.
+    open_profiles().create_profile(ctx("after-upgrade"), "e5", {"display_name": "Grace"}, "fp")
+
+    # An older replica still running (a rolling upgrade) records in the log after the copy: a
+    # retry whose command fails is still answered from that record.
+    late = app.create_profile(ctx(), "e6", {"display_name": "Linus"}, "fp")
+    app.save(CommandRecord(command="CreateProfile", subject=HR.subject, request_id="during-upgrade", fingerprint="fp-late",
+                           aggregate_id=str(late.id), aggregate_version=1))
+    assert upgraded.create_profile(ctx("during-upgrade"), "e6", {"display_name": "Linus"}, "fp-late").id == late.id
+
+
+def forget_the_copy(app: ProfilesApplication, store: str) -> None:
+    recorder = app.recorder
+    with recorder.datastore.transaction(commit=True) as cursor:
+        if store == "postgres":
+            from psycopg.sql import SQL
+
+            cursor.execute(SQL("DELETE FROM {} WHERE id=%s").format(recorder._table), (MOVED_FROM_LOG,))
+        else:
+            cursor.execute(f"DELETE FROM {recorder.TABLE} WHERE id=?", (MOVED_FROM_LOG.hex,))
 
 
 def test_rejected_command_stores_nothing(open_profiles):
@@ -151,7 +210,9 @@ class HeldStore:
         app._record = self._held
 
     def _held(self, processing_event):
-        self.transactions.append(len({e.originator_id for e in processing_event.events}))
+        # Each aggregate and each request record the transaction writes.
+        records = processing_event.saved_kwargs.get("request_records", ())
+        self.transactions.append(len({e.originator_id for e in processing_event.events}) + len(records))
         if len(self.transactions) == 1:
             self.release.wait(30)
         return self.record(processing_event)
@@ -183,7 +244,8 @@ def test_commands_arriving_during_a_commit_share_the_next_transaction(open_profi
         assert [f.result(30).version for f in [first, *rest]] == [1] * 11
     # one transaction for the first, one for the ten (each a profile and its request record)
     assert held.transactions == [1, 20]
-    assert events_stored(app) == 1 + 20
+    assert events_stored(app) == 1 + 10  # the records are beside the log, not in it
+    assert all(app.request_records.select_request_record(CommandRecord.create_id("CreateProfile", HR.subject, f"r{i}")) for i in range(1, 11))
     assert app.get_profile("g7").display_name == "Person 7"
 
 
