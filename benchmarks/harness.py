@@ -183,6 +183,18 @@ def children(pid: int) -> list[int]:
     return found + [g for c in found for g in children(c)]
 
 
+def measured_settings(settings):
+    """``settings`` with the Kafka and Elasticsearch ports of the servers actually used, read from
+    their addresses: whose CPU is read (``listening_pid``). With servers given by address alone
+    (WC_INFRA=external, WC_KAFKA_BOOTSTRAP, WC_ES_URL) the port settings keep their defaults, and
+    the bench read no server's CPU at all, reporting 0 ms of Elasticsearch CPU per request."""
+    from dataclasses import replace
+    from urllib.parse import urlsplit
+
+    kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+    return replace(settings, kafka_port=kafka_port, es_port=urlsplit(settings.es_url).port or 9200)
+
+
 def listening_pid(port: int) -> int | None:
     """The pid listening on a local TCP port (from /proc), for servers we did not start."""
     inodes = set()
@@ -1023,6 +1035,7 @@ def run(cfg: BenchConfig, settings, procs: dict[str, subprocess.Popen], log=prin
     from tools.synthetic import Company
 
     company = Company(employees=cfg.employees, seed=cfg.seed)
+    settings = measured_settings(settings)
     report: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}, "machine": machine(settings)}
     timings: dict[str, float] = {}
 

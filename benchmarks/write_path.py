@@ -180,13 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         env[f"WC_{service.upper()}_PORT"] = str(harness.free_port())
         env[f"WC_{service.upper()}_METRICS_PORT"] = "0"
     os.environ.update(env)
-    settings = measured = config.load()
-    if settings.infra_mode == "external":
-        # Whose CPU to read: the servers behind the addresses given (harness.listening_pid).
-        from urllib.parse import urlsplit
-
-        kafka_port = int(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
-        measured = replace(settings, kafka_port=kafka_port, es_port=urlsplit(settings.es_url).port or 9200)
+    settings = config.load()
+    measured = harness.measured_settings(settings)  # whose CPU to read: the servers behind the addresses given
     cfg = replace(harness.BenchConfig(), burst_profiles=args.burst, batched_profiles=args.batched,
                   # All of the warm-up is written (no early stop once settled): a later write's manager may be among them.
                   write_warmup_seconds=3600.0, write_warmup_min_seconds=3600.0, write_warmup_profiles=args.warmup,
