@@ -9,8 +9,9 @@ version does. Records never enter the notification log: they are bookkeeping, no
 Why not an aggregate, as they were until 2026-12: as events, every write with a request id
 stored two rows in the log (the fact and its record), built and mapped an aggregate for the
 record, and the relay read the record back only to skip it. Measured in one process (the
-profiles service's BatchCreateProfiles, 10,000 profiles): 0.105-0.109 ms of CPU a profile
-without request ids against 0.142-0.152 ms with them as aggregates.
+profiles service's BatchCreateProfiles, 30,000 profiles each with a request id, three pairs):
+0.172-0.208 ms of CPU a profile with records as aggregates, 0.144-0.154 as rows
+(docs/benchmarks/write-path.md, 2026-12-07).
 
 Why subclasses of the library's recorders and not a table of our own: the record must commit
 with the events, and the library's recorder owns that transaction. Its hook for rows written
@@ -54,6 +55,10 @@ def row_of(record: RequestRecord) -> tuple[Any, ...]:
     return (record.id, record.fingerprint, record.aggregate_id, record.aggregate_version)
 
 
+def _sqlite_row(record: RequestRecord) -> tuple[Any, ...]:
+    return (record.id.hex, record.fingerprint, record.aggregate_id, record.aggregate_version)
+
+
 class SQLiteRequestRecorder(SQLiteApplicationRecorder):
     """The library's SQLite recorder, with the request records of a command in its transaction."""
 
@@ -69,7 +74,7 @@ class SQLiteRequestRecorder(SQLiteApplicationRecorder):
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], *, request_records: Sequence[RequestRecord] = (), **kwargs: Any) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
         if request_records:
-            c.executemany(f"INSERT INTO {self.TABLE} VALUES (?,?,?,?)", [(r.id.hex, *row_of(r)[1:]) for r in request_records])
+            c.executemany(f"INSERT INTO {self.TABLE} VALUES (?,?,?,?)", [_sqlite_row(r) for r in request_records])
         return ids
 
     def select_request_record(self, record_id: uuid.UUID) -> RequestRecord | None:
@@ -82,7 +87,7 @@ class SQLiteRequestRecorder(SQLiteApplicationRecorder):
 
     def insert_request_records(self, records: Sequence[RequestRecord]) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.executemany(f"INSERT OR IGNORE INTO {self.TABLE} VALUES (?,?,?,?)", [(r.id.hex, *row_of(r)[1:]) for r in records])
+            c.executemany(f"INSERT OR IGNORE INTO {self.TABLE} VALUES (?,?,?,?)", [_sqlite_row(r) for r in records])
 
 
 def recorder_topic(persistence_module: str) -> str:
