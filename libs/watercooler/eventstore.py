@@ -566,7 +566,7 @@ class EventSourcedApplication(Application):
         if self._group_commit:
             self._group_commit.save(*aggregates, request_records=request_records)
         else:
-            self.save(*aggregates, **({"request_records": request_records} if request_records else {}))
+            self.save(*aggregates, request_records=request_records)  # handed on to the recorder's insert
 
     def _request_record(self, ctx: CommandContext, command: str, request_fingerprint: str, primary: Aggregate) -> RequestRecord:
         return RequestRecord(self._command_record_id(ctx, command), request_fingerprint, str(primary.id), primary.version)
