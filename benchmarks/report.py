@@ -80,6 +80,10 @@ def _write_warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
             + ", ".join(f"{w['jvm_cpu_ms_per_write']} ({sum(w['jit_cpu_ms_per_write'].values()):.2f}) at {_fmt(w['rpc_per_s'])}/s" for w in warm["windows"])]
 
 
+# How a measured step is named in the report: a Search without a read mask has no facets.
+RPC_LABELS = {"Search": "Search (no read mask: hits, total, page token)", "SearchFacets": "Search with facets (read_mask `*`)"}
+
+
 def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
     if not content:
         return []
@@ -89,9 +93,11 @@ def _content_search_lines(content: dict[str, Any] | None) -> list[str]:
              f"{load['in_flight']} requests in flight), {content['documents']:,} documents searched, as {content['callers']} distinct employees in turn, "
              f"measured once Elasticsearch's merges after the load had finished ({_settled(content.get('merges_settled_s'))}); "
              f"deleted afterwards ({content['deleted']:,} deleted, {content.get('synthetic_left')} left; the indices hold {content['documents_after']:,} documents, {content['documents_before']:,} before)."]
-    for rpc in ("search", "suggest"):
-        run = content[rpc]
-        lines.append(f"  - {run['rpc']} at {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: {_lat(run['latency_from_scheduled'])}, errors {run['errors'] or 'none'}, "
+    for rpc in ("search", "searchfacets", "suggest"):
+        run = content.get(rpc)
+        if not run:
+            continue
+        lines.append(f"  - {RPC_LABELS.get(run['rpc'], run['rpc'])} at {run['offered_per_s']:.0f}/s for {run['seconds']:.0f} s: {_lat(run['latency_from_scheduled'])}, errors {run['errors'] or 'none'}, "
                      f"achieved {_fmt(run['achieved_per_s'])}/s ({'sustained' if run['sustained'] else '**not sustained**'}).")
         warm = run.get("warm_up")
         if warm:

@@ -236,17 +236,26 @@ def hot_thread_lines(text: str, frames: int = 3) -> list[str]:
     return out
 
 
+# The steps measured and the RPC each calls: "SearchFacets" is a Search whose read mask is "*"
+# (a search box's first page with its facets); a Search without a mask has none.
+RPC_METHODS = {"Search": "Search", "SearchFacets": "Search", "Suggest": "Suggest"}
+
+
 def request_maker(rpc: str, seed: int = 11, kinds: tuple[str, ...] = ()):
     """k -> the k-th request: one or two words of the Zipf tail for Search (of ``kinds``, none:
-    every kind), two to four typed letters of a word or a name for Suggest."""
+    every kind; for SearchFacets with every response field, facets too), two to four typed
+    letters of a word or a name for Suggest."""
+    from google.protobuf.field_mask_pb2 import FieldMask
+
     from watercooler.search.v1 import search_pb2 as sp
 
     rng = random.Random(seed)
     prefixes = VOCAB[:5000] + [n.lower() for n in NAMES]
 
     def make(_k: int):
-        if rpc == "Search":
-            return sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20, kinds=list(kinds))
+        if rpc in ("Search", "SearchFacets"):
+            mask = FieldMask(paths=["*"]) if rpc == "SearchFacets" else None
+            return sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20, kinds=list(kinds), read_mask=mask)
         word = rng.choice(prefixes)
         return sp.SuggestRequest(prefix=word[: rng.randint(2, 4)])
 
@@ -274,7 +283,7 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
     from watercooler.search.v1 import search_pb2_grpc as sg
 
     async with grpc.aio.insecure_channel(address) as channel:
-        method = getattr(sg.SearchServiceStub(channel), rpc)
+        method = getattr(sg.SearchServiceStub(channel), RPC_METHODS[rpc])
         spread = itertools.count()
         make = request_maker(rpc, seed=12)
 
@@ -297,7 +306,7 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
 
 
 async def measure(address: str, callers: list, rpc: str, rate: float, seconds: float, warmup: int = 20, kinds: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`rpc` ("Search" or "Suggest") at a constant `rate`, callers in turn (bearer metadata each)."""
+    """`rpc` (RPC_METHODS) at a constant `rate`, callers in turn (bearer metadata each)."""
     import grpc
 
     from benchmarks.harness import _open_loop
@@ -305,7 +314,7 @@ async def measure(address: str, callers: list, rpc: str, rate: float, seconds: f
 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = sg.SearchServiceStub(channel)
-        method = getattr(stub, rpc)
+        method = getattr(stub, RPC_METHODS[rpc])
         spread = itertools.count()
         call = lambda req: method(req, metadata=callers[next(spread) % len(callers)], timeout=30)  # noqa: E731
         make = request_maker(rpc, kinds=kinds)
@@ -323,8 +332,9 @@ def callers_for(settings, subjects: list[str]) -> list:
 
 
 async def run_step(settings, docs: int, rate: float, seconds: float, callers: list, seed: int = 7, profiler=None, cpu=None, hot_threads=None,
-                   warmup_seconds: float = 180.0, subjects: list[str] | None = None) -> dict[str, Any]:
-    """The harness step: load, measure Search then Suggest, delete; the counts before and after
+                   warmup_seconds: float = 180.0, subjects: list[str] | None = None,
+                   rpcs: tuple[str, ...] = ("Search", "SearchFacets", "Suggest")) -> dict[str, Any]:
+    """The harness step: load, measure each of ``rpcs`` in turn, delete; the counts before and after
     show that nothing is left behind. `profiler`: (start, finish) to sample the search process
     during each measurement; `cpu`: () -> {process: CPU seconds so far}, read before and after
     each measurement; `hot_threads`: () -> Elasticsearch's hot threads, taken halfway through
@@ -349,7 +359,7 @@ async def run_step(settings, docs: int, rate: float, seconds: float, callers: li
         finally:
             await es.close()
         es_cpu = (lambda: (cpu() or {}).get("elasticsearch")) if cpu else None
-        for rpc in ("Search", "Suggest"):
+        for rpc in rpcs:
             warm = await warm_up(settings.grpc_address("search"), callers, rpc, warmup_seconds, es_cpu) if warmup_seconds > 0 else None
             sampling = profiler[0]() if profiler else None
             cpu_before, started = (cpu() if cpu else {}), time.monotonic()

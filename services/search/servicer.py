@@ -490,7 +490,9 @@ def search_query(request: search_pb2.SearchRequest) -> unified.SearchQuery:
     if start and end and end <= start:
         raise InvalidArgument("must be after start_time", field="end_time")
     wanted = set(request.read_mask.paths)
-    if not wanted or "*" in wanted:
+    if not wanted:
+        wanted = set(unified.DEFAULT_RESPONSE_FIELDS)
+    elif "*" in wanted:
         wanted = set(unified.RESPONSE_FIELDS)
     unknown = sorted(wanted - set(unified.RESPONSE_FIELDS))
     if unknown:

@@ -141,7 +141,7 @@ def department_facet(stubs, md, query: str) -> dict[str, int]:
 
 
 def test_search_finds_every_kind_with_snippets_and_exact_facets(stubs, corpus):
-    found = stubs.find(corpus["as_ana"], query=corpus["w"], page_size=100)
+    found = stubs.find(corpus["as_ana"], query=corpus["w"], page_size=100, read_mask=FieldMask(paths=["*"]))
     by_name = {hit.name: hit for hit in found.hits}
     assert set(by_name) == set().union(*corpus["expected"].values())
     assert found.total_size == len(by_name)
@@ -454,23 +454,27 @@ def test_paging_is_stable_while_documents_are_added(stubs, corpus):
 def test_read_mask_returns_only_the_fields_asked_for(stubs, corpus):
     """AIP-157: a Search names the response fields it shows; facets left out are not computed
     (a search box without them costs Elasticsearch far less), and a page token works whatever
-    the mask of the page that gave it."""
+    the mask of the page that gave it. Without a mask a Search returns every field but the
+    facets (the costly one, which AIP-157 lets a default leave out); "*" returns them all."""
     md, w = corpus["as_ana"], corpus["w"]
 
     def facets(response):
         return {f.field: {v.value: v.count for v in f.values} for f in response.facets}
 
-    full = stubs.find(md, query=w, page_size=3)
+    full = stubs.find(md, query=w, page_size=3, read_mask=FieldMask(paths=["*"]))
     assert len(full.hits) == 3 and full.next_page_token and full.total_size > 3 and facets(full)["kind"]
+    default = stubs.find(md, query=w, page_size=3)
+    assert [h.name for h in default.hits] == [h.name for h in full.hits] and default.hits[0].snippet == full.hits[0].snippet
+    assert not default.facets and default.total_size == full.total_size and default.next_page_token
     listed = stubs.find(md, query=w, page_size=3, read_mask=FieldMask(paths=["hits", "next_page_token"]))
     assert [h.name for h in listed.hits] == [h.name for h in full.hits] and listed.hits[0].snippet == full.hits[0].snippet
     assert not listed.facets and listed.total_size == 0 and listed.next_page_token
     counted = stubs.find(md, query=w, read_mask=FieldMask(paths=["total_size", "facets"]))
     assert not counted.hits and not counted.next_page_token
     assert counted.total_size == full.total_size and facets(counted) == facets(full)
-    star = stubs.find(md, query=w, page_size=3, read_mask=FieldMask(paths=["*"]))  # scores (and tokens) move with "now": recency
-    assert [h.name for h in star.hits] == [h.name for h in full.hits] and facets(star) == facets(full)
-    assert star.total_size == full.total_size and star.next_page_token
+    named = stubs.find(md, query=w, page_size=3, read_mask=FieldMask(paths=["hits", "total_size", "facets", "next_page_token"]))
+    assert [h.name for h in named.hits] == [h.name for h in full.hits] and facets(named) == facets(full)  # scores move with "now": recency
+    assert named.total_size == full.total_size and named.next_page_token
     # The second page is the same whichever mask the first page had.
     after_listed = stubs.find(md, query=w, page_size=3, page_token=listed.next_page_token)
     after_full = stubs.find(md, query=w, page_size=3, page_token=full.next_page_token)
@@ -506,8 +510,9 @@ def test_search_touches_only_the_indices_of_the_kinds_asked_for_and_aggregates_o
         return {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) != before.get(key, 0)}
 
     # One shard per index here (WC_ES_SHARDS), so one query per index searched.
-    assert spent(read_mask=FieldMask(paths=["hits", "total_size"])) == {("bookmarks", STATS_SEARCH): 1}
-    for mask in (FieldMask(paths=["hits", "facets"]), None):  # no mask: every field, facets included
+    for mask in (FieldMask(paths=["hits", "total_size"]), None):  # no mask: every field but the facets
+        assert spent(read_mask=mask) == {("bookmarks", STATS_SEARCH): 1}
+    for mask in (FieldMask(paths=["hits", "facets"]), FieldMask(paths=["*"])):
         faceted = spent(read_mask=mask)
         # The people index: the authors' departments for the department facet, when not kept,
         # and the poll for departments changed since the last (services/search/departments.py).

@@ -36,6 +36,7 @@ import urllib.request
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from tests.conftest import eventually
 from tests.integration.test_jams_api import ts
@@ -163,7 +164,7 @@ def world(platform):
 def test_search_hits_snippets_and_facets_show_only_what_the_caller_may_see(world, who):
     s, md = world["s"], world["principals"][who]
     expected = {world["names"][item] for item, seers in SEES.items() if who in seers}
-    found = s.find(md, query=world["common"], page_size=100)
+    found = s.find(md, query=world["common"], page_size=100, read_mask=FieldMask(paths=["*"]))  # facets included
     assert {h.name for h in found.hits} == expected
     assert found.total_size == len(expected)
     invisible_words = {world["words"][item] for item, seers in SEES.items() if who not in seers}
