@@ -125,6 +125,9 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
             # (a checkout whose mapping has no such fields leaves them out below).
             source = searchable({"kind": "page", "space_id": SPACE_ID, "title": title, "title_keys": [fold(title)], "former_titles": [], "links": [],
                                  "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False, **SPACE_AUDIENCE}, f"{title}\n{body}")
+        if alias == "posts":
+            from services.search.readmodels.projections.posts import audience_of
+            source["audience"] = audience_of(source)  # who may see it, as the projection writes it (schema 4 on)
         allowed = props[alias]
         yield {"_index": settings.index_alias(alias), "_id": _id, "_source": {k: v for k, v in source.items() if k in allowed}}
 

@@ -2,8 +2,10 @@
 
 Each kind gets two forms of the same rule, kept side by side so they cannot drift:
 a check for one loaded item (the services that read by name) and the Elasticsearch
-filter clauses for a query (search, lists, counts).  tests/integration/test_visibility_rule.py
-runs both on generated items and principals against a real index and checks they agree.
+filter clauses for a query (search, lists, counts).  Posts and microposts have a third: the
+audience tokens their search documents carry (``content_audience``) and the one filter over
+them (``audience_clause``).  tests/integration/test_visibility_rule.py runs every form on
+generated items and principals against a real index and checks they agree.
 
 Principals: ``employee``, ``alumni`` (left the company), ``guest`` (invited to jams, the
 token's ``jams``), ``service`` (platform jobs).  Memberships (communities, a space's
@@ -157,6 +159,62 @@ def content_clauses(principal: Principal, communities: Sequence[str], author_fie
     if drafts:  # a draft is its author's
         clauses.append({"bool": {"should": [{"term": {"state": PUBLISHED}}, mine], "minimum_should_match": 1}})
     return clauses
+
+
+# --- content, precomputed: who may see a post or micropost, stored on its search document -----
+# The clauses above are three levels of bool over fields that are true for nearly every document
+# (deleted, hidden, state, visibility): every candidate a query matches advances each of them,
+# about half of a Search's query time over a million posts (docs/search.md). The same rule kept
+# as one keyword field of tokens, written by the projection from those fields, is one filter of
+# a few terms. ``content_audience`` makes a document's tokens, ``audience_clause`` a caller's.
+AUDIENCE_FIELD = "audience"
+# Tokens of a mark ``+c``: a CONFIDENTIAL item's, held by whoever sees_confidential.
+_CONFIDENTIAL_MARK = "+c"
+# Tokens without an id: each true of a large share of an index, so each is its own term query
+# (a terms query of more than 16 values is read whole into a bitset before matching).
+_BROAD_TOKENS = ("staff", "public", "service")
+
+
+def content_audience(item: Content) -> list[str]:
+    """The audience tokens of a content item with drafts (posts, microposts): whoever holds one
+    (``audience_tokens``) sees it in lists and searches, exactly as ``may_see_content(listed=True)``
+    decides. None for a deleted or hidden item (no list shows it to anyone)."""
+    if item.deleted or item.hidden:
+        return []
+    mark = _CONFIDENTIAL_MARK if item.classification == CONFIDENTIAL else ""
+    tokens = [f"author{mark}:{item.author_id}"]
+    if item.published:
+        tokens.append("service")
+        if item.visibility == PUBLIC:
+            tokens += [f"public{mark}", f"staff{mark}"]  # staff: whoever sees INTERNAL sees PUBLIC too (one token to match)
+        elif item.visibility == INTERNAL:
+            tokens.append(f"staff{mark}")
+        elif item.visibility == COMMUNITY and item.community:
+            tokens.append(f"community{mark}:{item.community}")
+    return tokens
+
+
+def audience_tokens(principal: Principal, communities: Sequence[str]) -> list[str]:
+    """The tokens ``principal`` holds (``communities``: theirs)."""
+    if principal.is_service:
+        return ["service"]
+    tokens: list[str] = []
+    for mark in ("", _CONFIDENTIAL_MARK) if sees_confidential(principal) else ("",):
+        tokens += [f"author{mark}:{principal.subject}", f"staff{mark}" if sees_internal(principal) else f"public{mark}"]
+        if memberships_reach(principal):
+            tokens += [f"community{mark}:{community}" for community in communities]
+    return tokens
+
+
+def audience_clause(principal: Principal, communities: Sequence[str], max_terms: int = 65_536) -> Clause:
+    """The filter clause of ``content_audience``: the documents holding one of the caller's
+    tokens. Elasticsearch refuses a terms query of more than ``max_terms`` values (its
+    index.max_terms_count), so a longer list of communities is several."""
+    tokens = audience_tokens(principal, communities)
+    should: list[Clause] = [{"term": {AUDIENCE_FIELD: token}} for token in tokens if token.split(":")[0].removesuffix(_CONFIDENTIAL_MARK) in _BROAD_TOKENS]
+    named = [token for token in tokens if ":" in token]
+    should += [{"terms": {AUDIENCE_FIELD: named[i:i + max_terms]}} for i in range(0, len(named), max_terms)]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
 # --- library: wiki spaces and media items -------------------------------------------------------

@@ -31,7 +31,7 @@ from .kept import Kept
 from .queries import TYPO_FUZZINESS, content_text_query
 from .readmodels import indices
 from .readmodels.indices import language_field_names, search_languages
-from .visibility import Scope, kind_filter, scope_of, scope_with
+from .visibility import Scope, audience_filter, kind_filter, scope_of, scope_with
 
 MAX_QUERY_LENGTH = 256
 MAX_TAGS = 10
@@ -152,11 +152,33 @@ def index_of(settings: Settings, kind: str) -> str:
     return settings.index_alias(KINDS[kind][0])
 
 
+# The projections whose documents carry who may see them from a schema on: their kinds are
+# filtered by that one field (``visibility.audience_filter``) in an index of that schema, and by
+# the fields (``kind_filter``) in one built before, which a rolling upgrade still serves until
+# `watercooler reindex` has rebuilt it. Elasticsearch decides the `_index` prefixes per shard,
+# before matching a document: a search pays for one of the two only.
+AUDIENCE_SCHEMAS = {indices.POSTS: indices.POSTS_AUDIENCE_SCHEMA}
+
+
+def _in_index(settings: Settings, projection: str, extra: list[dict[str, Any]], rules: list[dict[str, Any]], audience: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The clause keeping what the caller may see in ``projection``'s index: ``extra`` (the
+    kind's own terms) and the rule, ``audience`` where the index's documents carry it."""
+    # A concrete index behind an alias is named `<alias>-v<schema>-<stamp>`.
+    alias = settings.index_alias(projection)
+    since = AUDIENCE_SCHEMAS.get(projection)
+    if audience is None or since is None:
+        return {"bool": {"filter": [{"prefix": {"_index": f"{alias}-v"}}, *extra, *rules]}}
+    older = [{"prefix": {"_index": f"{alias}-v{n}-"}} for n in range(1, since)]
+    return {"bool": {"should": [
+        {"bool": {"filter": [{"prefix": {"_index": f"{alias}-v"}}, *extra, *audience], "must_not": older}},
+        {"bool": {"filter": [{"bool": {"should": older, "minimum_should_match": 1}}, *extra, *rules]}},
+    ], "minimum_should_match": 1}}
+
+
 def _kind_clause(settings: Settings, scope: Scope, kind: str, rules: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The clause keeping what the caller may see of ``kind`` (``rules``: its ``kind_filter``, if made already)."""
-    alias = index_of(settings, kind)
-    # A concrete index behind an alias is named `<alias>-v<schema>-<stamp>`.
-    return {"bool": {"filter": [{"prefix": {"_index": f"{alias}-v"}}, *KINDS[kind][1], *(kind_filter(scope, kind) if rules is None else rules)]}}
+    projection, extra = KINDS[kind]
+    return _in_index(settings, projection, extra, kind_filter(scope, kind) if rules is None else rules, audience_filter(scope, kind))
 
 
 def visible_clauses(settings: Settings, scope: Scope, kinds: list[str]) -> list[dict[str, Any]]:
@@ -178,8 +200,9 @@ def visible_clauses(settings: Settings, scope: Scope, kinds: list[str]) -> list[
             continue
         alias = KINDS[kind][0]
         siblings = [k for k in KINDS if KINDS[k][0] == alias]
-        if len(siblings) > 1 and set(siblings) <= set(kinds) and all(rules_of(k) == rules_of(kind) for k in siblings):
-            out.append({"bool": {"filter": [{"prefix": {"_index": f"{index_of(settings, kind)}-v"}}, *rules_of(kind)]}})
+        if len(siblings) > 1 and set(siblings) <= set(kinds) and all(rules_of(k) == rules_of(kind) for k in siblings) \
+                and all(audience_filter(scope, k) == audience_filter(scope, kind) for k in siblings):
+            out.append(_in_index(settings, alias, [], rules_of(kind), audience_filter(scope, kind)))
             done.update(siblings)
         else:
             out.append(_kind_clause(settings, scope, kind, rules_of(kind)))
@@ -252,7 +275,8 @@ def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
 
 # The copies of a document's text made for matching: never shown, so left out of the hits
 # (``folded``, ``stemmed``... are those of indices built before Elasticsearch analysed them).
-ANALYSED_COPIES = ["lang", "folded", "stemmed", "name_folded", "text_folded", "sort_key", "title_prefix"]
+# The audience tokens (watercooler.visibility.content_audience) are the filter's, never shown either.
+ANALYSED_COPIES = ["lang", "folded", "stemmed", "name_folded", "text_folded", "sort_key", "title_prefix", "audience"]
 # Where a snippet is looked for, in order: the hit's text (body, notes, description, a person's
 # bio) in the languages searched, then as written, then its title or name likewise.
 SNIPPET_TEXTS = ("content", "body", "notes", "description", "bio")

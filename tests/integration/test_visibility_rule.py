@@ -1,4 +1,4 @@
-"""The two forms of the visibility rule (watercooler.visibility) agree: for generated
+"""The forms of the visibility rule (watercooler.visibility) agree: for generated
 principals and memberships, the check for a loaded item keeps exactly the documents that
 the Elasticsearch filter keeps, run by the platform's Elasticsearch (in an index of its
 own, deleted after) over every combination of the fields that decide."""
@@ -29,7 +29,7 @@ JAM_VISIBILITY = {"j0": rule.PUBLIC, "j1": rule.INTERNAL, "j2": rule.INTERNAL}
 MAPPING = {
     "properties": {
         name: {"type": "keyword"}
-        for name in ("group", "visibility", "community", "author_id", "state", "owner", "members", "jam_id", "classification")
+        for name in ("group", "visibility", "community", "author_id", "state", "owner", "members", "jam_id", "classification", rule.AUDIENCE_FIELD)
     }
     | {"hidden": {"type": "boolean"}, "deleted": {"type": "boolean"}}
 }
@@ -66,6 +66,8 @@ def index(infra: Settings) -> Iterator[tuple[Elasticsearch, str]]:
             operations += [{"index": {"_id": f"content-{i}"}}, {
                 "group": "content-", "visibility": c.visibility, "community": c.community, "author_id": c.author_id,
                 "state": rule.PUBLISHED if c.published else "DRAFT", "hidden": c.hidden, "deleted": c.deleted,
+                # Who may see it, as the posts projection stores it (the rule's third form).
+                rule.AUDIENCE_FIELD: rule.content_audience(c),
                 # INTERNAL as a document written before labels existed has it: no field at all.
                 **({"classification": c.classification} if c.classification != rule.INTERNAL else {}),
             }]
@@ -107,6 +109,10 @@ def test_content_check_and_filter_agree(index, principal, communities):
             if rule.may_see_content(principal, c if drafts else dataclasses.replace(c, published=True), is_member, listed=True)
         }
         assert matching(es, name, "content-", rule.content_clauses(principal, communities, drafts=drafts)) == checked
+        if drafts:  # the audience tokens a post or micropost carries keep the same documents
+            assert matching(es, name, "content-", [rule.audience_clause(principal, communities)]) == checked
+            # however many terms queries the caller's communities take
+            assert matching(es, name, "content-", [rule.audience_clause(principal, communities, max_terms=1)]) == checked
     # What a list shows, a read by name shows too.
     for c in content_items():
         if rule.may_see_content(principal, c, is_member, listed=True):

@@ -24,6 +24,10 @@ COMMUNITIES = "communities"
 GRAPH = "graph"
 STATUSES = "statuses"
 POSTS = "posts"  # blog posts and microposts, told apart by `kind`
+# The posts schema from which each document carries who may see it (`audience`,
+# watercooler.visibility.content_audience): the query side filters such an index by it, and an
+# index built before (during a rolling upgrade, until `watercooler reindex posts`) by the fields.
+POSTS_AUDIENCE_SCHEMA = 4
 BLOGS = "blogs"
 COMMENTS = "comments"
 BOOKMARKS = "bookmarks"

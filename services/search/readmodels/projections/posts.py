@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from watercooler import visibility as rule
 from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
@@ -31,13 +32,23 @@ def apply_flags(doc: Doc | None, event: Event) -> Doc:
     return doc
 
 
+def audience_of(doc: Doc) -> list[str]:
+    """The audience tokens of a post's or micropost's document, from the fields the rule reads."""
+    return rule.content_audience(rule.Content(
+        visibility=doc.get("visibility", ""), community=doc.get("community", ""), author_id=doc.get("author_id", ""),
+        published=doc.get("state") == "PUBLISHED", hidden=bool(doc.get("hidden")), deleted=bool(doc.get("deleted")),
+        classification=doc.get("classification") or rule.INTERNAL))
+
+
 class PostsProjection(DocumentProjection):
     name = indices.POSTS
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
     erased_fields: dict[str, Any] = {"title": "", "content": "", "tags": [], "lang": {}}
     erased_by = ("author_id",)
-    schema_version = 3  # analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its offsets (highlights read from the index)
+    # 3: analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its
+    # offsets (highlights read from the index). 4: who may see each item (`audience`).
+    schema_version = indices.POSTS_AUDIENCE_SCHEMA
     analysis = ANALYSIS
     mappings: dict[str, Any] = {
         "properties": {
@@ -64,6 +75,9 @@ class PostsProjection(DocumentProjection):
             "classification": {"type": "keyword"},
             "state": {"type": "keyword"},
             "hidden": {"type": "boolean"},
+            # Who may see the item in lists and searches (watercooler.visibility.content_audience),
+            # made from the fields above at every write: the search's filter for posts.
+            rule.AUDIENCE_FIELD: {"type": "keyword"},
             "revision": {"type": "integer"},
             "created_at": {"type": "date"},
             "published_at": {"type": "date"},
@@ -71,6 +85,11 @@ class PostsProjection(DocumentProjection):
     }
 
     def apply(self, doc: Doc | None, event: Event) -> Doc:
+        doc = self._apply(doc, event)
+        doc[rule.AUDIENCE_FIELD] = audience_of(doc)
+        return doc
+
+    def _apply(self, doc: Doc | None, event: Event) -> Doc:
         p = event.payload
         kind = event.type_name
         if kind in FLAG_EVENTS:
