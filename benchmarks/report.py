@@ -252,10 +252,9 @@ def _request_cost_line(run: dict[str, Any], documents: int, cores: int) -> str:
     if prof.get("samples"):
         text += "The search process's hottest frames (py-spy): " + "; ".join(f"`{f}` {v:.0%}" for f, v in prof.get("inclusive", [])[2:6]) + ". "
     text += ("A p99 far above the p50 is queueing for the cores, which this machine's two share between Elasticsearch, the search service and the load generator. "
-             "What would close it, by what these figures show: Elasticsearch on cores of its own (a dedicated node, as on Kubernetes), "
-             "fewer indices per Search (ask for the kinds you need: each index is a shard query), and a cheaper visibility filter: "
-             "in Elasticsearch's profile of the posts index it is about half of the query (docs/search.md, 2026-12-07, night), "
-             "which one precomputed audience field per document would make a single terms filter.")
+             "What would close it, by what these figures show: Elasticsearch on cores of its own (a dedicated node, as on Kubernetes) and "
+             "fewer indices per Search (ask for the kinds you need: each index is a shard query); docs/search.md lists each cut measured so far, "
+             "what it saved, and what is left of a Search's time by Elasticsearch's profile.")
     return text
 
 
