@@ -170,15 +170,12 @@ def content_clauses(principal: Principal, communities: Sequence[str], author_fie
 AUDIENCE_FIELD = "audience"
 # Tokens of a mark ``+c``: a CONFIDENTIAL item's, held by whoever sees_confidential.
 _CONFIDENTIAL_MARK = "+c"
-# Tokens without an id: each true of a large share of an index, so each is its own term query
-# (a terms query of more than 16 values is read whole into a bitset before matching).
-_BROAD_TOKENS = ("staff", "public", "service")
 
 
 def content_audience(item: Content) -> list[str]:
     """The audience tokens of a content item with drafts (posts, microposts): whoever holds one
     (``audience_tokens``) sees it in lists and searches, exactly as ``may_see_content(listed=True)``
-    decides. None for a deleted or hidden item (no list shows it to anyone)."""
+    decides. No token for a deleted or hidden item (no list shows it to anyone)."""
     if item.deleted or item.hidden:
         return []
     mark = _CONFIDENTIAL_MARK if item.classification == CONFIDENTIAL else ""
@@ -211,7 +208,9 @@ def audience_clause(principal: Principal, communities: Sequence[str], max_terms:
     tokens. Elasticsearch refuses a terms query of more than ``max_terms`` values (its
     index.max_terms_count), so a longer list of communities is several."""
     tokens = audience_tokens(principal, communities)
-    should: list[Clause] = [{"term": {AUDIENCE_FIELD: token}} for token in tokens if token.split(":")[0].removesuffix(_CONFIDENTIAL_MARK) in _BROAD_TOKENS]
+    # A token without an id (staff, public, service) is true of a large share of an index: each
+    # is its own term query (a terms query of more than 16 values is read whole into a bitset).
+    should: list[Clause] = [{"term": {AUDIENCE_FIELD: token}} for token in tokens if ":" not in token]
     named = [token for token in tokens if ":" in token]
     should += [{"terms": {AUDIENCE_FIELD: named[i:i + max_terms]}} for i in range(0, len(named), max_terms)]
     return {"bool": {"should": should, "minimum_should_match": 1}}
