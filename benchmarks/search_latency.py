@@ -240,25 +240,33 @@ def hot_thread_lines(text: str, frames: int = 3) -> list[str]:
 
 
 # The steps measured and the RPC each calls: "SearchFacets" is a Search whose read mask is "*"
-# (a search box's first page with its facets); a Search without a mask has none.
-RPC_METHODS = {"Search": "Search", "SearchFacets": "Search", "Suggest": "Suggest"}
+# (a search box's first page with its facets); a Search without a mask has none. "SearchTypo"
+# (`benchmarks.search_ab --rpcs SearchTypo`, not a `make bench` step) is a Search for one word
+# of the mix with one letter changed, which matches nothing as typed: the typo pass every time.
+RPC_METHODS = {"Search": "Search", "SearchFacets": "Search", "SearchTypo": "Search", "Suggest": "Suggest"}
 
 
 def request_maker(rpc: str, seed: int = 11, kinds: tuple[str, ...] = ()):
     """k -> the k-th request: one or two words of the Zipf tail for Search (of ``kinds``, none:
-    every kind; for SearchFacets with every response field, facets too), two to four typed
-    letters of a word or a name for Suggest."""
+    every kind; for SearchFacets with every response field, facets too; for SearchTypo one such
+    word of five letters or more, mistyped), two to four typed letters of a word or a name for Suggest."""
     from google.protobuf.field_mask_pb2 import FieldMask
 
     from watercooler.search.v1 import search_pb2 as sp
 
     rng = random.Random(seed)
     prefixes = VOCAB[:5000] + [n.lower() for n in NAMES]
+    typo_words = [w for w in VOCAB[50:5000] if len(w) >= 5]
 
     def make(_k: int):
         if rpc in ("Search", "SearchFacets"):
             mask = FieldMask(paths=["*"]) if rpc == "SearchFacets" else None
             return sp.SearchRequest(query=" ".join(rng.sample(VOCAB[50:5000], rng.choice((1, 2)))), page_size=20, kinds=list(kinds), read_mask=mask)
+        if rpc == "SearchTypo":
+            word = rng.choice(typo_words)
+            at = rng.randrange(1, len(word))  # a typo past the first letter, as the typo tier allows
+            typo = word[:at] + rng.choice([c for c in "bcdfghklmnprstvz" if c != word[at]]) + word[at + 1:]
+            return sp.SearchRequest(query=typo, page_size=20, kinds=list(kinds))
         word = rng.choice(prefixes)
         return sp.SuggestRequest(prefix=word[: rng.randint(2, 4)])
 

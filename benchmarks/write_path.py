@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--commands", action="store_true", help="also the other main write commands (CreatePost, Follow, ...)")
     p.add_argument("--command-calls", type=int, default=1_000)
     p.add_argument("--name", default="write-path")
+    p.add_argument("--keep", action="store_true", help="leave the namespace's topics and indices behind (to read Elasticsearch's indexing time per index)")
     p.add_argument("--scratch", action="store_true", help="write to test-artifacts/bench instead of docs/benchmarks")
     p.add_argument("--before", type=Path, help="the JSON of an earlier run (the code before a change): the report shows both side by side")
     args = p.parse_args(argv)
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         result["platform"] = asyncio.run(measure(bench, cfg, args.commands))
     finally:
         running.stop()
-        _clean(settings)
+        if not args.keep:
+            _clean(settings)
         if up and settings.infra_mode == "local":
             infra.ensure_down(settings)
     result["loadavg_end"] = harness.loadavg()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from .departments import kept_departments
 from .kept import Kept
-from .queries import TYPO_FUZZINESS, content_text_query
+from .queries import TYPO_MAX_EXPANSIONS, TYPO_PREFIX_LENGTH, content_text_query, typo_edits
 from .readmodels import indices
 from .readmodels.indices import language_field_names, search_languages
 from .visibility import Scope, audience_filter, kind_filter, scope_of, scope_with
@@ -124,6 +125,14 @@ RAW_FIELDS = ["title^3", "display_name^3", "bio"]
 # documents the typo query cost 18.0 ms of Elasticsearch CPU on these four fields, 22.4-26.2 ms
 # on the six, both with fuzziness AUTO).
 TYPO_FIELDS = [*FOLDED_FIELDS, "bio"]
+# Which of them each index maps (without boosts): a typo pass asks the term suggester of each
+# for the words nearest the typed ones (``_nearest_words``), and it refuses a field its index
+# lacks. tests/unit/test_text_analysis.py holds this against the projections' mappings.
+TYPO_FIELDS_OF: dict[str, tuple[str, ...]] = {
+    indices.PEOPLE: ("name_folded", "bio"), indices.COMMUNITIES: ("name_folded", "folded"),
+    indices.POSTS: ("folded",), indices.COMMENTS: ("folded",), indices.BOOKMARKS: ("folded",), indices.WIKI: ("folded",),
+    indices.MEDIA: ("folded",), indices.JAM_IDEAS: ("text_folded",), indices.JAM_THREADS: ("text_folded",),
+}
 # Tie-breakers after the primary sort: unique per document within each index.
 TIEBREAK = ["_index", "name", "employee_id", "community_id", "idea_id", "thread_id", "reply_id", "space_id", "title.raw", "created_at", "media_id"]
 
@@ -295,15 +304,20 @@ def snippet_fields(languages: list[str]) -> list[str]:
     return [*language_field_names(languages, ("body",)), *SNIPPET_TEXTS, *language_field_names(languages, ("title",)), *SNIPPET_TITLES]
 
 
-def highlight_request(text: str, languages: list[str], typos: bool) -> dict[str, Any]:
+def highlight_request(text: str, languages: list[str], nearest: Sequence[str] = ()) -> dict[str, Any]:
     """Elasticsearch's highlighter over the snippet fields: one fragment each, the words the
     query matches (as each field analyses them: "canciones" marks "canción" in a Spanish item,
     "cafe" marks "Café") in <em>, the rest HTML-escaped. Its own query, the typed text over the
-    fields shown: the search's matches the combined copies, which are not kept to be shown."""
+    fields shown: the search's matches the combined copies, which are not kept to be shown.
+
+    ``nearest``: after a typo pass, the index's words nearest the typed ones (``_nearest_words``),
+    marked as well. Never a fuzzy highlight query: over postings with offsets the highlighter
+    runs its automaton over every term of a field for each hit it marks, and a typo Search then
+    cost 64-71 ms of Elasticsearch CPU over a million documents, 30-37 with the words asked
+    for first (docs/search.md, "A typo pass")."""
     written = [*SNIPPET_TEXTS, *SNIPPET_TITLES]
-    fuzzy = {"fuzziness": TYPO_FUZZINESS, "prefix_length": 1, "max_expansions": 10} if typos else {}
     query = {"bool": {"should": [
-        {"multi_match": {"query": text, "fields": written, **fuzzy}},
+        {"multi_match": {"query": " ".join([text, *nearest]), "fields": written}},
         {"multi_match": {"query": text, "fields": language_field_names(languages, ("body", "title"))}},
     ], "minimum_should_match": 1}}
     return {"type": "unified", "encoder": "html", "fragment_size": SNIPPET_CHARS, "number_of_fragments": 1,
@@ -435,7 +449,7 @@ class Search:
         listed = bool(wanted & {"hits", "next_page_token"})
         highlighted = bool(q.text) and "hits" in wanted
         if highlighted:
-            body["highlight"] = highlight_request(q.text, languages, typos=False)
+            body["highlight"] = highlight_request(q.text, languages)
         if after is None and "facets" in wanted:
             # Facets come with the first page: the later pages of one query share them, and
             # they were a third of a Search's time in Elasticsearch over a million documents.
@@ -461,10 +475,13 @@ class Search:
                 body["search_after"] = after
         result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         typos = bool(q.text) and result["hits"]["total"]["value"] == 0 and await self._has_unknown_word(indices, q.text, languages, filters)
+        nearest: list[str] = []
         if typos:
             must[0] = text_query(q.text, languages, typos=True)  # the same dict object sits in body["query"]
+            if highlighted:
+                nearest = await self._nearest_words(q.kinds, q.text)
             if highlighted and not ranked:
-                body["highlight"] = highlight_request(q.text, languages, typos=True)
+                body["highlight"] = highlight_request(q.text, languages, nearest)
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
         snippets = snippet_fields(languages)
@@ -478,7 +495,7 @@ class Search:
             if offset + size < len(described):
                 next_position = offset + size
             if highlighted and page:
-                await self._highlight(indices, [hit for hit, _ in page], q.text, languages, typos)
+                await self._highlight(indices, [hit for hit, _ in page], q.text, languages, nearest)
             for hit, kind in page if "hits" in wanted else ():
                 self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), snippets)
         else:
@@ -510,11 +527,32 @@ class Search:
         found = answers(await self.es.msearch(searches=operations))
         return any(r["hits"]["total"]["value"] == 0 for r in found)
 
-    async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], typos: bool) -> None:
+    async def _nearest_words(self, kinds: list[str], text: str) -> list[str]:
+        """The words of the indices of ``kinds`` within the typo tier's edits of a typed word, as
+        many as it expands each to (Elasticsearch's term suggester, one round trip): what a typo
+        pass marks in its snippets. They come from every document, as the fuzzy query's
+        expansions do; only what a hit the caller may see holds is ever marked."""
+        words = [word for word in dict.fromkeys(text.split()) if typo_edits(word)]
+        operations: list[dict[str, Any]] = []
+        for projection in sorted({KINDS[kind][0] for kind in kinds}):
+            suggest = {f"{field}-{i}": {"text": word, "term": {
+                "field": field, "suggest_mode": "always", "size": TYPO_MAX_EXPANSIONS, "max_edits": typo_edits(word),
+                "prefix_length": TYPO_PREFIX_LENGTH, "min_word_length": 3}}
+                for field in TYPO_FIELDS_OF.get(projection, ()) for i, word in enumerate(words)}
+            if suggest:
+                operations += [{"index": self.settings.index_alias(projection), "ignore_unavailable": True},
+                               {"size": 0, "track_total_hits": False, "stats": [STATS_SEARCH], "suggest": suggest}]
+        if not operations:
+            return []
+        found = answers(await self.es.msearch(searches=operations))
+        return sorted({option["text"] for response in found for entry in response.get("suggest", {}).values()
+                       for token in entry for option in token["options"]})
+
+    async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], nearest: Sequence[str]) -> None:
         """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""
         found = await self.es.search(index=indices, ignore_unavailable=True, size=len(hits), source=False, stats=[STATS_SEARCH],
                                      query={"ids": {"values": [h["_id"] for h in hits]}},
-                                     highlight=highlight_request(text, languages, typos))
+                                     highlight=highlight_request(text, languages, nearest))
         marks = {(h["_index"], h["_id"]): h.get("highlight") for h in found["hits"]["hits"]}
         for hit in hits:
             hit["highlight"] = marks.get((hit["_index"], hit["_id"]))

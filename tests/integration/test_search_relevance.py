@@ -181,6 +181,13 @@ def test_typos_one_edit_up_to_seven_letters_two_from_eight_and_in_a_bio(platform
     assert names(world, query=wrong(seven, 2, 4)) == []
     assert names(world, query=wrong(nine, 2, 6)) == [post]
     assert names(world, query=wrong(in_bio, 3), kinds=["person"]) == [person]
+    # The snippets mark the word each typo stood for, in the text as written.
+    [hit] = world["search"].Search(sp.SearchRequest(query=wrong(seven, 3)), metadata=world["md"]).hits
+    assert f"<em>{seven}</em> and {nine}" in hit.snippet
+    [hit] = world["search"].Search(sp.SearchRequest(query=wrong(nine, 2, 6)), metadata=world["md"]).hits
+    assert f"{seven} and <em>{nine}</em>" in hit.snippet
+    [hit] = world["search"].Search(sp.SearchRequest(query=wrong(in_bio, 3), kinds=["person"]), metadata=world["md"]).hits
+    assert f"Knows <em>{in_bio}</em> well." in hit.snippet
 
 
 def test_expired_and_altered_page_tokens_are_invalid_argument(world):

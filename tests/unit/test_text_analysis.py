@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from services.search import queries, unified
 from services.search.queries import content_text_query
 from services.search.readmodels.indices import classify_language
 from services.search.readmodels.projections import ALL
@@ -166,12 +167,32 @@ def test_query_tiers_rank_exact_above_inflections_above_typos():
     assert len(content_text_query("x", typos=False)["bool"]["should"]) == 3
 
 
+def test_the_typo_fields_each_index_is_asked_for_are_those_it_maps():
+    """A typo pass asks each index's term suggester for the words nearest the typed ones, in the
+    typo fields that index maps: one it lacks would fail the ask, one left out would go unmarked."""
+    settings = Settings()
+    typo_fields = {field.split("^")[0] for field in unified.TYPO_FIELDS}
+    kept = {projection.name: projection(settings).index_body()["mappings"]["properties"] for projection in ALL}
+    searched = {projection for projection, _ in unified.KINDS.values()}
+    assert set(unified.TYPO_FIELDS_OF) == searched
+    for projection in searched:
+        assert set(unified.TYPO_FIELDS_OF[projection]) == typo_fields & set(kept[projection]), projection
+
+
+def test_typo_edits_are_elasticsearchs_auto_3_8():
+    assert queries.TYPO_FUZZINESS == "AUTO:3,8"
+    assert [queries.typo_edits("x" * n) for n in range(1, 11)] == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
+
+
 def test_snippets_are_the_engines_highlights_of_the_text_in_the_languages_searched():
-    request = highlight_request("canciones", ["en", "es"], typos=False)
+    request = highlight_request("canciones", ["en", "es"])
     assert request["encoder"] == "html" and request["number_of_fragments"] == 1 and request["max_analyzed_offset"] > 0
     assert list(request["fields"]) == snippet_fields(["en", "es"]) == [
         "lang.en.body", "lang.es.body", "content", "body", "notes", "description", "bio", "lang.en.title", "lang.es.title", "title", "display_name"]
-    assert "fuzziness" in json.dumps(highlight_request("cancoines", ["en"], typos=True)["highlight_query"])
+    # After a typo pass the index's nearest words are marked too, never through a fuzzy query
+    # (the highlighter would run its automaton over a field's every term for each hit).
+    typo = json.dumps(highlight_request("cancoines", ["en"], nearest=["canciones", "cancion"])["highlight_query"])
+    assert "fuzziness" not in typo and "cancoines canciones cancion" in typo
     hit = {"_source": {}, "highlight": {"title": ["La <em>canción</em>"], "lang.es.body": ["Las <em>canciones</em>   del\nverano"]}}
     assert snippet_of(hit, snippet_fields(["es"]), "fallback") == "Las <em>canciones</em> del verano"
     # Nothing highlighted (no words, or listing): the start of the text, escaped.
