@@ -531,8 +531,11 @@ class Search:
         """The words of the indices of ``kinds`` within the typo tier's edits of a typed word, as
         many as it expands each to (Elasticsearch's term suggester, one round trip): what a typo
         pass marks in its snippets. They come from every document, as the fuzzy query's
-        expansions do; only what a hit the caller may see holds is ever marked."""
-        words = [word for word in dict.fromkeys(text.split()) if typo_edits(word)]
+        expansions do; only what a hit the caller may see holds is ever marked. Only the marks
+        depend on them: an index that refuses the ask (one built before a field it names, behind
+        its alias until `watercooler reindex`) adds none, and the Search goes on. Of a longer
+        query, the first MAX_WORDS_CHECKED words only: the ask grows with each."""
+        words = [word for word in dict.fromkeys(text.split()) if typo_edits(word)][:MAX_WORDS_CHECKED]
         operations: list[dict[str, Any]] = []
         for projection in sorted({KINDS[kind][0] for kind in kinds}):
             suggest = {f"{field}-{i}": {"text": word, "term": {
@@ -544,9 +547,9 @@ class Search:
                                {"size": 0, "track_total_hits": False, "stats": [STATS_SEARCH], "suggest": suggest}]
         if not operations:
             return []
-        found = answers(await self.es.msearch(searches=operations))
-        return sorted({option["text"] for response in found for entry in response.get("suggest", {}).values()
-                       for token in entry for option in token["options"]})
+        found = (await self.es.msearch(searches=operations))["responses"]
+        return sorted({option["text"] for response in found if "error" not in response
+                       for entry in response.get("suggest", {}).values() for token in entry for option in token["options"]})
 
     async def _highlight(self, indices: str, hits: list[dict[str, Any]], text: str, languages: list[str], nearest: Sequence[str]) -> None:
         """Add Elasticsearch's highlights to ``hits`` (already found, and visible to the caller)."""

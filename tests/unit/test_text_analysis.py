@@ -179,6 +179,31 @@ def test_the_typo_fields_each_index_is_asked_for_are_those_it_maps():
         assert set(unified.TYPO_FIELDS_OF[projection]) == typo_fields & set(kept[projection]), projection
 
 
+def test_an_index_refusing_the_nearest_words_ask_only_leaves_its_words_unmarked():
+    """During a rolling upgrade an index built before a typo field existed refuses the term
+    suggester; the typo pass's Search goes on with the other indices' words (only marks)."""
+    import asyncio
+
+    asked: list = []
+
+    class Engine:
+        async def msearch(self, searches):
+            asked.append(searches)
+            return {"responses": [
+                {"error": {"type": "illegal_argument_exception", "reason": "no mapping found for field [name_folded]"}, "status": 400},
+                {"suggest": {"folded-0": [{"text": "kafak", "options": [{"text": "kafka", "score": 0.8, "freq": 3}]}]}},
+            ]}
+
+    search = unified.Search(Engine(), Settings())
+    assert asyncio.run(search._nearest_words(["person", "post"], "kafak on")) == ["kafka"]  # "on": no edits allowed, not asked
+    [operations] = asked
+    assert [op["index"] for op in operations[0::2]] == [Settings().index_alias("people"), Settings().index_alias("posts")]
+    people, posts = operations[1::2]
+    assert sorted(people["suggest"]) == ["bio-0", "name_folded-0"] and sorted(posts["suggest"]) == ["folded-0"]
+    assert posts["suggest"]["folded-0"]["term"] | {"field": None} == {
+        "field": None, "suggest_mode": "always", "size": 10, "max_edits": 1, "prefix_length": 1, "min_word_length": 3}
+
+
 def test_typo_edits_are_elasticsearchs_auto_3_8():
     assert queries.TYPO_FUZZINESS == "AUTO:3,8"
     assert [queries.typo_edits("x" * n) for n in range(1, 11)] == [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]
