@@ -23,7 +23,8 @@ TYPO_BOOST = 0.5
 # (Elasticsearch's AUTO gives two from 6). A Levenshtein automaton for two edits costs far
 # more to build and to run over every term dictionary: over a million documents Search's typo
 # query cost 18.0 ms of Elasticsearch CPU with AUTO, 13.2 ms with this (same four fields).
-TYPO_FUZZINESS = "AUTO:3,8"
+TYPO_ONE_EDIT_FROM, TYPO_TWO_EDITS_FROM = 3, 8  # letters
+TYPO_FUZZINESS = f"AUTO:{TYPO_ONE_EDIT_FROM},{TYPO_TWO_EDITS_FROM}"
 # The typo tier's other limits: the first letter is never wrong, and a word stands for at most
 # this many of the index's words (per field and shard, the nearest first).
 TYPO_PREFIX_LENGTH = 1
@@ -33,7 +34,7 @@ TYPO_MAX_EXPANSIONS = 10
 def typo_edits(word: str) -> int:
     """The edits TYPO_FUZZINESS allows a word of this length (Elasticsearch's AUTO:3,8), for the
     APIs that take a number: the term suggester's ``max_edits``."""
-    return 0 if len(word) < 3 else 1 if len(word) < 8 else 2
+    return 0 if len(word) < TYPO_ONE_EDIT_FROM else 1 if len(word) < TYPO_TWO_EDITS_FROM else 2
 
 
 def content_text_query(

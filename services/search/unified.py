@@ -29,7 +29,7 @@ from watercooler.search.v1 import search_pb2 as sp
 
 from .departments import kept_departments
 from .kept import Kept
-from .queries import TYPO_MAX_EXPANSIONS, TYPO_PREFIX_LENGTH, content_text_query, typo_edits
+from .queries import TYPO_MAX_EXPANSIONS, TYPO_ONE_EDIT_FROM, TYPO_PREFIX_LENGTH, content_text_query, typo_edits
 from .readmodels import indices
 from .readmodels.indices import language_field_names, search_languages
 from .visibility import Scope, audience_filter, kind_filter, scope_of, scope_with
@@ -312,9 +312,9 @@ def highlight_request(text: str, languages: list[str], nearest: Sequence[str] = 
 
     ``nearest``: after a typo pass, the index's words nearest the typed ones (``_nearest_words``),
     marked as well. Never a fuzzy highlight query: over postings with offsets the highlighter
-    runs its automaton over every term of a field for each hit it marks, and a typo Search then
-    cost 64-71 ms of Elasticsearch CPU over a million documents, 30-37 with the words asked
-    for first (docs/search.md, "A typo pass")."""
+    runs its automaton over every term of a field for each hit it marks: a typo Search cost
+    52-61 ms of Elasticsearch CPU over a million documents, 25-29 with the words asked for
+    first (docs/search.md, "A typo pass")."""
     written = [*SNIPPET_TEXTS, *SNIPPET_TITLES]
     query = {"bool": {"should": [
         {"multi_match": {"query": " ".join([text, *nearest]), "fields": written}},
@@ -540,7 +540,7 @@ class Search:
         for projection in sorted({KINDS[kind][0] for kind in kinds}):
             suggest = {f"{field}-{i}": {"text": word, "term": {
                 "field": field, "suggest_mode": "always", "size": TYPO_MAX_EXPANSIONS, "max_edits": typo_edits(word),
-                "prefix_length": TYPO_PREFIX_LENGTH, "min_word_length": 3}}
+                "prefix_length": TYPO_PREFIX_LENGTH, "min_word_length": TYPO_ONE_EDIT_FROM}}
                 for field in TYPO_FIELDS_OF.get(projection, ()) for i, word in enumerate(words)}
             if suggest:
                 operations += [{"index": self.settings.index_alias(projection), "ignore_unavailable": True},
