@@ -273,6 +273,13 @@ def request_maker(rpc: str, seed: int = 11, kinds: tuple[str, ...] = ()):
     return make
 
 
+# The callers take turns across the whole run, warm-ups and windows alike: a window that began
+# again at the first caller would speak only as callers the warm-up had just spoken as, whose
+# communities and languages the search service keeps (services/search/memberships.py). With more
+# callers than a run makes requests, every measured request is a caller never seen before.
+_next_caller = itertools.count()
+
+
 async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_cpu=None, window: float = 10.0, in_flight: int = 4,
                   settled_within: float = 0.10, min_seconds: float = 120.0) -> dict[str, Any]:
     """Run `rpc` closed loop (`in_flight` at a time, requests of their own: a different seed, so
@@ -295,7 +302,7 @@ async def warm_up(address: str, callers: list, rpc: str, max_seconds: float, es_
 
     async with grpc.aio.insecure_channel(address) as channel:
         method = getattr(sg.SearchServiceStub(channel), RPC_METHODS[rpc])
-        spread = itertools.count()
+        spread = _next_caller
         make = request_maker(rpc, seed=12)
 
         async def call(request) -> None:
@@ -326,7 +333,7 @@ async def measure(address: str, callers: list, rpc: str, rate: float, seconds: f
     async with grpc.aio.insecure_channel(address) as channel:
         stub = sg.SearchServiceStub(channel)
         method = getattr(stub, RPC_METHODS[rpc])
-        spread = itertools.count()
+        spread = _next_caller
         call = lambda req: method(req, metadata=callers[next(spread) % len(callers)], timeout=30)  # noqa: E731
         make = request_maker(rpc, kinds=kinds)
         for k in range(warmup):

@@ -27,8 +27,7 @@ from watercooler.errors import InvalidArgument, Unavailable
 from watercooler.grpc_server import ENGINE_BUSY_STATUSES
 from watercooler.search.v1 import search_pb2 as sp
 
-from .departments import kept_departments
-from .kept import Kept
+from .departments import kept_departments, kept_languages
 from .queries import TYPO_MAX_EXPANSIONS, TYPO_ONE_EDIT_FROM, TYPO_PREFIX_LENGTH, content_text_query, typo_edits
 from .readmodels import indices
 from .readmodels.indices import language_field_names, search_languages
@@ -56,9 +55,6 @@ MAX_WORDS_CHECKED = 8
 SAMPLE_TERMS = {"execution_hint": "map"}
 # top_rated / most_viewed rank at most this many rated / viewed items, then page over them.
 MAX_RANKED = 1000
-# A caller's profile languages (what their queries are also matched in) are kept this long.
-LANGUAGES_SECONDS = 60.0
-_languages_kept: Kept[tuple[str, ...]] = Kept(LANGUAGES_SECONDS, size=100_000)
 SNIPPET_CHARS = 160
 
 # kind -> (projection alias, extra filter selecting the kind inside that index)
@@ -614,22 +610,20 @@ class Search:
 
     async def _scope_and_languages(self, principal: Principal, q: SearchQuery) -> tuple[Scope, tuple[str, ...]]:
         """The caller's scope for ``q.kinds`` and, for a text query, their profile's languages
-        (BCP 47 tags): each kept a while (SCOPE_SECONDS, LANGUAGES_SECONDS), and when neither is
+        (BCP 47 tags), kept until they change (services/search/departments.py); when neither is
         kept, read in one round trip (they were two requests at once, and every request is about
         half a millisecond of this service's CPU)."""
         if not q.text or not principal.is_employee:
             return await scope_of(self.es, self.settings, principal, q.kinds), ()
-        key = (id(self.es), self.settings.namespace, principal.subject)
-        kept = _languages_kept.get(key)
-        if kept is not None:
-            return await scope_of(self.es, self.settings, principal, q.kinds), kept
+        kept = kept_languages(self.es, self.settings, STATS_SEARCH)
+        languages = await kept.kept(principal.subject)
+        if languages is not None:
+            return await scope_of(self.es, self.settings, principal, q.kinds), languages
         profile = (self.settings.index_alias(indices.PEOPLE), {"query": {"term": {"employee_id": principal.subject}}, "_source": ["languages"], "size": 1})
         scope, hits = await scope_with(self.es, self.settings, principal, q.kinds, also=profile)
         if hits is None:  # the scope was kept: the languages alone
             hits = (await self.es.search(index=profile[0], ignore_unavailable=True, **profile[1]))["hits"]["hits"]
-        languages = tuple(hits[0]["_source"].get("languages") or ()) if hits else ()
-        _languages_kept.put(key, languages)
-        return scope, languages
+        return scope, kept.keep(principal.subject, hits[0]["_source"] if hits else None)
 
     async def _ranking(self, order: str) -> dict[str, float]:
         """name -> rating average (top_rated) or views/downloads (most_viewed), best first."""

@@ -30,6 +30,7 @@ from watercooler.errors import PermissionDenied
 from watercooler.projection import found_documents
 
 from .kept import Kept
+from .memberships import STATS_MEMBERS_READ, kept_memberships
 from .readmodels import indices
 
 # Elasticsearch answers at most 10,000 hits a request (index.max_result_window). Every list a
@@ -72,7 +73,7 @@ def _id_list(query: dict[str, Any], id_field: str) -> dict[str, Any]:
 
 def _communities_search(principal: Principal) -> dict[str, Any]:
     """The search for the communities ``principal`` belongs to (their ids)."""
-    return _id_list({"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}}, "community_id")
+    return {**_id_list({"bool": {"filter": [{"term": {"members": principal.subject}}, {"term": {"deleted": False}}]}}, "community_id"), "stats": [STATS_MEMBERS_READ]}
 
 
 async def caller_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
@@ -80,8 +81,17 @@ async def caller_communities(es: AsyncElasticsearch, settings: Settings, princip
     if the index does not exist yet)."""
     if principal.is_service or not rule.memberships_reach(principal):
         return []
+    memberships = kept_memberships(es, settings)
+    usable = await memberships.usable()
+    kept = memberships.kept(principal.subject) if usable else None
+    if kept is not None:
+        return list(kept)
+    generation = memberships.generation
     [hits] = await _msearch(es, [(settings.index_alias(indices.COMMUNITIES), _communities_search(principal))])
-    return [hit["_source"]["community_id"] for hit in hits]
+    communities = [hit["_source"]["community_id"] for hit in hits]
+    if usable:
+        memberships.keep(principal.subject, communities, generation)
+    return communities
 
 
 async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Principal, communities: list[str], photos: Iterable[str]) -> set[str]:
@@ -215,15 +225,26 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     many employees nearly every Search reads its caller's scope). An index that does not exist yet reads as
     empty. Returns the scope and the hits of ``also`` (None without it)."""
     first: dict[str, tuple[str, dict[str, Any]]] = {}  # part -> (index, search)
+    read_at: float | None = None  # the oldest kept part's time: the scope lapses with it
+    kept_communities: tuple[str, ...] | None = None
+    memberships, generation = None, 0
     if parts & {"communities", "spaces"} and not principal.is_service and rule.memberships_reach(principal):
-        first["communities"] = (settings.index_alias(indices.COMMUNITIES), _communities_search(principal))
+        memberships = kept_memberships(es, settings)
+        if await memberships.usable():
+            kept_communities = memberships.kept(principal.subject)
+            generation = memberships.generation
+            if kept_communities is not None:  # as current as the last poll: the scope lapses a poll interval after it
+                read_at = memberships.polled_at
+        else:
+            memberships = None
+        if kept_communities is None:
+            first["communities"] = (settings.index_alias(indices.COMMUNITIES), _communities_search(principal))
     jams = rule.visible_jams(principal, ()) if "jams" in parts else []
     if jams is not None and "jams" in parts:
         first["jams"] = (indices.alias(settings, indices.JAM_STATS), _id_list({"term": {"visibility": rule.PUBLIC}}, "jam_id"))
     if "hidden_threads" in parts:
         first["hidden_threads"] = (settings.index_alias(indices.JAM_THREADS), _hidden_threads_search())
     read: dict[str, list[dict[str, Any]]] = {}
-    read_at: float | None = None  # the oldest kept part's time: the scope lapses with it
     for part in _SHARED_PARTS & first.keys():
         kept = _shared.stored((id(es), settings.namespace, part))
         if kept is not None:
@@ -236,7 +257,12 @@ async def _read_scope(es: AsyncElasticsearch, settings: Settings, principal: Pri
     for part in _SHARED_PARTS & found.keys():
         _shared.put((id(es), settings.namespace, part), found[part])
     read.update(found)
-    communities = [h["_source"]["community_id"] for h in read.get("communities", [])]
+    if kept_communities is not None:
+        communities = list(kept_communities)
+    else:
+        communities = [h["_source"]["community_id"] for h in read.get("communities", [])]
+        if memberships is not None and "communities" in read:
+            memberships.keep(principal.subject, communities, generation)
     if "jams" in read:
         jams = rule.visible_jams(principal, [h["_source"]["jam_id"] for h in read["jams"]])
     threads_hidden = tuple(sorted({h["_source"]["thread_id"] for h in read.get("hidden_threads", [])}))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
+from services.search.memberships import STATS_MEMBERS_READ
 from tests.conftest import eventually
 from tests.integration.test_posts_lifecycle import V, blog, found, person, unique
 from watercooler.posts.v1 import posts_pb2 as pb
@@ -260,3 +263,47 @@ def test_the_blogs_projection_ends_on_the_owners_latest_facts_in_every_order_of_
         assert outcomes == [("Second", "New Name", "Zed, New", "Sales", "Z")] * len(outcomes)
 
     asyncio.run(run())
+
+
+def test_a_member_removed_stops_seeing_the_community_post_in_search_and_suggest_within_seconds_and_a_rejoin_brings_it_back(platform, posts, search):
+    # The search service keeps a caller's communities until one changes (services/search/memberships.py):
+    # what it kept for a member must follow a removal and a re-join, on every read path.
+    ana, as_ana = person(platform, "Ana Owner")
+    carl, as_carl = person(platform, "Carl Member")
+    communities = platform.stub(cg.CommunityServiceStub, "profiles")
+    community_id = unique("guild-")
+    name = f"communities/{community_id}"
+    communities.CreateCommunity(cp.CreateCommunityRequest(community=cp.Community(community_id=community_id, display_name="Guild", access=cp.Community.OPEN)), metadata=as_ana)
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=name), metadata=as_carl)
+    b = blog(posts, as_ana)
+    word = unique("narwhal")
+    secret = publish(posts, as_ana, b.name, f"{word} plans", visibility=V.COMMUNITY, community=name)
+
+    def in_search() -> bool:
+        return secret.name in {h.name for h in search.Search(sp.SearchRequest(query=word), metadata=as_carl).hits}
+
+    def in_suggest() -> bool:
+        return secret.name in {s.name for s in search.Suggest(sp.SuggestRequest(prefix=word), metadata=as_carl).suggestions}
+
+    def in_lists() -> bool:
+        return secret.name in set(found(search, as_carl, query=word))
+
+    eventually(lambda: in_search() and in_suggest() and in_lists(), message="the member sees it")
+
+    def members_read() -> int:  # the callers' communities the search service read directly
+        stats = platform.es.indices.stats(index=platform.settings.index_alias("communities"), metric="search", groups=[STATS_MEMBERS_READ])["indices"]
+        return sum(s["total"]["search"].get("groups", {}).get(STATS_MEMBERS_READ, {}).get("query_total", 0) for s in stats.values())
+
+    read_before = members_read()
+    for _ in range(3):  # seconds apart, past the one-second scope: kept, not read afresh
+        time.sleep(1.1)
+        assert in_search() and in_suggest() and in_lists()
+    assert members_read() == read_before
+    communities.RemoveMember(cp.RemoveMemberRequest(name=name, member=f"profiles/{carl}"), metadata=as_ana)
+    removed_at = time.monotonic()
+    eventually(lambda: not in_search() and not in_suggest() and not in_lists(), timeout=10, interval=0.1, message="the removal reaches every path")
+    assert time.monotonic() - removed_at < 10
+    outside = search.Search(sp.SearchRequest(query=word), metadata=as_carl)
+    assert outside.total_size == 0 and not outside.hits
+    communities.JoinCommunity(cp.JoinCommunityRequest(name=name), metadata=as_carl)
+    eventually(lambda: in_search() and in_suggest() and in_lists(), timeout=10, interval=0.1, message="the re-join reaches every path")

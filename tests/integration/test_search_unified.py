@@ -327,7 +327,7 @@ def test_a_new_callers_profile_languages_come_with_the_scope_and_every_callers_p
     all callers within the second, and a scope made with kept ones lapses with the oldest."""
     import asyncio
 
-    from services.search import unified, visibility
+    from services.search import departments, memberships, unified, visibility
     from services.search.readmodels import indices
     from watercooler.auth import Principal
     from watercooler.projection import es_client
@@ -344,8 +344,10 @@ def test_a_new_callers_profile_languages_come_with_the_scope_and_every_callers_p
         return True
     eventually(lea_indexed, timeout=60, message="Lea's profile indexed")
     # Kept values are keyed by the client's id(), which a client closed by an earlier test may have had.
-    for kept in (visibility._scopes, visibility._shared, unified._languages_kept):
+    for kept in (visibility._scopes, visibility._shared):
         kept.clear()
+    departments._deployments.clear()
+    memberships._deployments.clear()
     q = unified.SearchQuery(text=corpus["w"], kinds=list(unified.KINDS), order="relevance", filters={}, start=None, end=None, wanted={"hits"})
 
     async def run():

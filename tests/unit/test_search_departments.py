@@ -121,3 +121,31 @@ def test_the_author_and_department_facets_count_people_only_and_name_them_as_res
     assert facets["author"] == [("profiles/ana", 3), ("profiles/bob", 2), ("profiles/carol", 1)]
     assert facets["department"] == [("Research", 3), ("Sales", 3)]  # carol has none: no value
     assert es.reads == [["ana", "bob", "carol"]]
+
+
+def test_a_callers_languages_are_kept_until_their_profile_changes(clock):
+    """The languages a Search read with the caller's scope are kept (``keep``) and followed by the
+    same polls as the departments, by a poller of their own."""
+    from services.search.departments import KeptLanguages
+
+    class People(PeopleIndex):
+        async def search(self, *, query, source, **kwargs):
+            found = await super().search(query=query, source=source, **kwargs)
+            for hit in found["hits"]["hits"]:
+                hit["_source"] = {"employee_id": hit["_source"]["employee_id"], "languages": self.languages.get(hit["_source"]["employee_id"], [])}
+            return found
+
+    es = People()
+    es.languages = {"ana": ["de", "fr"]}
+    kept = KeptLanguages(es, Settings(namespace="kl"), "wc-search")
+    assert asyncio.run(kept.kept("ana")) is None
+    assert kept.keep("ana", {"employee_id": "ana", "languages": ["de", "fr"]}) == ("de", "fr")
+    assert kept.keep("nobody", None) == ()
+    clock[0] += 3_000  # kept far past the minute they were kept before
+    assert asyncio.run(kept.kept("ana")) == ("de", "fr")
+    assert len(es.polls) == 1 and not es.reads  # polled (nothing changed), never read
+    es.languages["ana"] = ["es"]
+    es.changed = ["ana"]
+    clock[0] += departments.POLL_SECONDS
+    assert asyncio.run(kept.kept("ana")) == ("es",) and asyncio.run(kept.kept("nobody")) == ()
+    assert not es.reads
