@@ -78,20 +78,9 @@ def _communities_search(principal: Principal) -> dict[str, Any]:
 
 async def caller_communities(es: AsyncElasticsearch, settings: Settings, principal: Principal) -> list[str]:
     """The ids of the communities the caller belongs to, where that reaches content (empty
-    if the index does not exist yet)."""
-    if principal.is_service or not rule.memberships_reach(principal):
-        return []
-    memberships = kept_memberships(es, settings)
-    usable = await memberships.usable()
-    kept = memberships.kept(principal.subject) if usable else None
-    if kept is not None:
-        return list(kept)
-    generation = memberships.generation
-    [hits] = await _msearch(es, [(settings.index_alias(indices.COMMUNITIES), _communities_search(principal))])
-    communities = [hit["_source"]["community_id"] for hit in hits]
-    if usable:
-        memberships.keep(principal.subject, communities, generation)
-    return communities
+    if the index does not exist yet): kept until one of them changes, as in a scope."""
+    scope, _ = await _read_scope(es, settings, principal, frozenset({"communities"}))
+    return scope.communities
 
 
 async def photos_seen(es: AsyncElasticsearch, settings: Settings, principal: Principal, communities: list[str], photos: Iterable[str]) -> set[str]:
