@@ -1,7 +1,9 @@
 """Callers' communities kept by the search service until a community changes
 (services/search/memberships.py): a poll reads what was written after the last one, by the
 index's own sequence numbers, and what is kept is trusted only right after a successful poll.
-Against the real server: tests/integration/test_communities.py."""
+Against the real server: tests/integration/test_blogs_directory.py (a kept member, not read
+again, removed and re-joined, through Search, Suggest and SearchPosts) and
+tests/integration/test_communities.py."""
 
 from __future__ import annotations
 
