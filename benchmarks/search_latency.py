@@ -70,6 +70,7 @@ def doc_id(n: int) -> tuple[str, str]:
 
 def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
     """Bulk actions for `docs` synthetic documents, each filtered to its index's (strict) mapping."""
+    from services.search.readmodels.indices import EXCERPT, excerpt
     from services.search.readmodels.projections import ALL
     from watercooler.text import collation_key
 
@@ -105,26 +106,28 @@ def documents(settings, docs: int, seed: int) -> Iterator[dict[str, Any]]:
                 "kind": "blog" if roll < 6 else "micro", "name": f"posts/{_id}", "blog": f"b{rng.randint(0, 17000)}" if roll < 6 else "", "author_id": author,
                 "title": title, "content": body, "tags": rng.sample(WORDS, 2), "mentions": [], "reply_to": "", "repost_of": "",
                 "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "state": "PUBLISHED", "hidden": False, "revision": 1,
-                "created_at": when(), "published_at": when(), "deleted": False}, f"{title}\n{body}")
+                "created_at": when(), "published_at": when(), "deleted": False, EXCERPT: excerpt(body)}, f"{title}\n{body}")
         elif alias == "comments":
             body = text(rng, 15)
             # A comment carries its target's audience (services/search/readmodels/projections/comments.py).
             source = searchable({"name": f"comments/{_id}", "target": f"posts/{ID_PREFIX}p{n - 1}", "parent": "", "author_id": author, "body": body,
                                  "visibility": vis, "community": "c1" if vis == "COMMUNITY" else "", "hidden": False, "created_at": when(), "deleted": False,
                                  "target_kind": "post", "target_author_id": someone(), "target_owner": "", "space_id": "",
-                                 "target_state": "PUBLISHED", "target_hidden": False, "target_deleted": False, "audience_version": 1}, body)
+                                 "target_state": "PUBLISHED", "target_hidden": False, "target_deleted": False, "audience_version": 1, EXCERPT: excerpt(body)}, body)
         elif alias == "people":
             name = f"{rng.choice(NAMES)} {rng.choice(NAMES)}son"
+            bio = text(rng, 10)
             source = {"employee_id": _id, "display_name": name, "sort_key": collation_key(name), "title": "Engineer",
-                      "department": rng.choice(("Research", "Sales", "Services")), "country": "ES", "expertise": rng.sample(WORDS, 2), "bio": text(rng, 10),
-                      "state": "ACTIVE", "alumni": False, "created_at": when(), "deleted": False}
+                      "department": rng.choice(("Research", "Sales", "Services")), "country": "ES", "expertise": rng.sample(WORDS, 2), "bio": bio,
+                      "state": "ACTIVE", "alumni": False, "created_at": when(), "deleted": False, EXCERPT: excerpt(bio)}
         else:
             title = text(rng, 3).title()
             body = text(rng, 60)
             # With the bench space's audience, as the wiki projection copies it onto each page
             # (a checkout whose mapping has no such fields leaves them out below).
             source = searchable({"kind": "page", "space_id": SPACE_ID, "title": title, "title_keys": [fold(title)], "former_titles": [], "links": [],
-                                 "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False, **SPACE_AUDIENCE}, f"{title}\n{body}")
+                                 "body": body, "author": author, "revision": 1, "created_at": when(), "deleted": False, **SPACE_AUDIENCE, EXCERPT: excerpt(body)},
+                                f"{title}\n{body}")
         if alias == "posts":
             from services.search.readmodels.projections.posts import audience_of
             source["audience"] = audience_of(source)  # who may see it, as the projection writes it (schema 4 on)

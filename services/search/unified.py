@@ -254,31 +254,40 @@ def _short(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+# The field holding each kind's text (what ``excerpt`` starts), as the projections name it.
+TEXT_FIELDS = {"post": "content", "micropost": "content", "comment": "body", "bookmark": "notes", "wiki_page": "body", "media": "description",
+               "person": "bio", "community": "description", "jam_idea": "description", "jam_thread": "body"}
+
+
 def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
-    """kind, resource name, title, author, tags, parent and fallback text of a hit."""
+    """kind, resource name, title, author, tags, parent and fallback text of a hit. The text is
+    the document's excerpt (indices.EXCERPT) where it has one, else its whole text field (a
+    reader that fetched it): cut to a title or snippet, both are the same."""
     d, doc_id = hit["_source"], hit["_id"]
+    field = TEXT_FIELDS.get(kind)
+    text = (d[indices.EXCERPT] if indices.EXCERPT in d else d.get(field) or "") if field else ""
     if kind in ("post", "micropost"):
-        title = d.get("title") or _short(d.get("content", ""))
-        return dict(name=d["name"], title=title, author=_profile(d["author_id"]), tags=d.get("tags", []), parent=f"blogs/{d['blog']}" if d.get("blog") else "", text=d.get("content", ""))
+        title = d.get("title") or _short(text)
+        return dict(name=d["name"], title=title, author=_profile(d["author_id"]), tags=d.get("tags", []), parent=f"blogs/{d['blog']}" if d.get("blog") else "", text=text)
     if kind == "comment":
-        return dict(name=d["name"], title=_short(d.get("body", "")), author=_profile(d["author_id"]), tags=[], parent=d.get("target", ""), text=d.get("body", ""))
+        return dict(name=d["name"], title=_short(text), author=_profile(d["author_id"]), tags=[], parent=d.get("target", ""), text=text)
     if kind == "bookmark":
-        return dict(name=d["name"], title=d.get("title") or d.get("url", ""), author=_profile(d["owner_id"]), tags=d.get("tags", []), parent=d.get("url", ""), text=d.get("notes", ""))
+        return dict(name=d["name"], title=d.get("title") or d.get("url", ""), author=_profile(d["owner_id"]), tags=d.get("tags", []), parent=d.get("url", ""), text=text)
     if kind == "wiki_page":
-        return dict(name=f"pages/{doc_id}", title=d.get("title", ""), author=_profile(d.get("author", "")), tags=[], parent=f"spaces/{d['space_id']}", text=d.get("body", ""))
+        return dict(name=f"pages/{doc_id}", title=d.get("title", ""), author=_profile(d.get("author", "")), tags=[], parent=f"spaces/{d['space_id']}", text=text)
     if kind == "media":
         owner = d.get("owner", "")
-        return dict(name=f"media/{doc_id}", title=d.get("title", ""), author=owner if owner.startswith("profiles/") else "", tags=d.get("tags", []), parent=owner if owner.startswith("communities/") else "", text=d.get("description", ""))
+        return dict(name=f"media/{doc_id}", title=d.get("title", ""), author=owner if owner.startswith("profiles/") else "", tags=d.get("tags", []), parent=owner if owner.startswith("communities/") else "", text=text)
     if kind == "person":
         about = " · ".join(x for x in (d.get("title", ""), d.get("department", ""), d.get("country", "")) if x)
-        return dict(name=f"profiles/{d['employee_id']}", title=d.get("display_name", ""), author="", tags=d.get("expertise", []), parent="", text=about or d.get("bio", ""))
+        return dict(name=f"profiles/{d['employee_id']}", title=d.get("display_name", ""), author="", tags=d.get("expertise", []), parent="", text=about or text)
     if kind == "community":
-        return dict(name=f"communities/{d['community_id']}", title=d.get("display_name", ""), author="", tags=[], parent="", text=d.get("description", ""))
+        return dict(name=f"communities/{d['community_id']}", title=d.get("display_name", ""), author="", tags=[], parent="", text=text)
     if kind == "jam_idea":
-        return dict(name=f"jams/{d['jam_id']}/ideas/{d['idea_id']}", title=d.get("title", ""), author=_profile(d.get("author", "")), tags=[], parent=f"jams/{d['jam_id']}", text=d.get("description", ""))
+        return dict(name=f"jams/{d['jam_id']}/ideas/{d['idea_id']}", title=d.get("title", ""), author=_profile(d.get("author", "")), tags=[], parent=f"jams/{d['jam_id']}", text=text)
     if kind == "jam_thread":
         name = f"jams/{d['jam_id']}/threads/{d['thread_id']}" + (f"/replies/{d['reply_id']}" if d.get("kind") == "reply" else "")
-        return dict(name=name, title=d.get("title") or _short(d.get("body", "")), author=_profile(d.get("author", "")), tags=[], parent=f"jams/{d['jam_id']}", text=d.get("body", ""))
+        return dict(name=name, title=d.get("title") or _short(text), author=_profile(d.get("author", "")), tags=[], parent=f"jams/{d['jam_id']}", text=text)
     return dict(name=doc_id, title="", author="", tags=[], parent="", text="")
 
 
@@ -289,6 +298,9 @@ ANALYSED_COPIES = ["lang", "folded", "stemmed", "name_folded", "text_folded", "s
 # Where a snippet is looked for, in order: the hit's text (body, notes, description, a person's
 # bio) in the languages searched, then as written, then its title or name likewise.
 SNIPPET_TEXTS = ("content", "body", "notes", "description", "bio")
+# What a Search fetches of a hit: neither the copies nor a text field, which may be 100,000
+# characters long; the excerpt stands for it (describe). The highlighter still reads the text.
+HIT_SOURCE_EXCLUDES = [*ANALYSED_COPIES, *SNIPPET_TEXTS]
 SNIPPET_TITLES = ("title", "display_name")
 # Text past this many characters is not looked at for a snippet (Elasticsearch refuses to
 # highlight past its index setting, 1,000,000 characters, rather than stopping there).
@@ -440,7 +452,7 @@ class Search:
         languages = search_languages(q.text, profile_languages) if q.text else []
         must: list[dict[str, Any]] = [text_query(q.text, languages, typos=False)] if q.text else []
         indices = ",".join(sorted({index_of(self.settings, k) for k in q.kinds}))
-        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": ANALYSED_COPIES}, "stats": [STATS_SEARCH]}
+        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": HIT_SOURCE_EXCLUDES}, "stats": [STATS_SEARCH]}
         wanted = q.wanted
         listed = bool(wanted & {"hits", "next_page_token"})
         highlighted = bool(q.text) and "hits" in wanted
@@ -480,6 +492,7 @@ class Search:
                 body["highlight"] = highlight_request(q.text, languages, nearest)
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
+        await self._texts_without_excerpt(hits)
         snippets = snippet_fields(languages)
         response = sp.SearchResponse(total_size=result["hits"]["total"]["value"] if "total_size" in wanted else 0)
         next_position: Any = None
@@ -502,6 +515,19 @@ class Search:
         if "facets" in wanted:
             await self._facets(response, result.get("aggregations", {}).get("sample", {}))
         return response, next_position
+
+    async def _texts_without_excerpt(self, hits: list[dict[str, Any]]) -> None:
+        """Give the hits from documents written before they carried an excerpt (an index not
+        rebuilt since, or a document not changed since: indices.EXCERPT) one, from their text
+        field read for them alone, in one round trip. Such hits cost what every hit did before."""
+        wanting = [(hit, TEXT_FIELDS[kind]) for hit in hits if indices.EXCERPT not in hit["_source"]
+                   for kind in (kind_of_hit(self.settings, hit),) if kind in TEXT_FIELDS]
+        if not wanting:
+            return
+        found = await self.es.mget(docs=[{"_index": hit["_index"], "_id": hit["_id"], "_source": [field]} for hit, field in wanting])
+        texts = {(d["_index"], d["_id"]): d.get("_source") or {} for d in found["docs"] if d.get("found")}
+        for hit, field in wanting:
+            hit["_source"][indices.EXCERPT] = indices.excerpt(texts.get((hit["_index"], hit["_id"]), {}).get(field))
 
     async def _has_unknown_word(self, indices: str, text: str, languages: list[str], filters: list[dict[str, Any]]) -> bool:
         """Whether some word of ``text`` (which matched nothing as a whole) is in none of the

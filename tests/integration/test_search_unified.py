@@ -664,3 +664,43 @@ def test_equal_score_suggestions_keep_their_order_after_a_reindex(stubs, platfor
     result = cli("reindex", "people", "communities", "posts")
     assert result.returncode == 0, result.stderr
     assert suggested() == expected
+
+
+def test_a_hit_of_a_long_text_shows_its_start_and_so_does_a_document_written_before_excerpts(stubs, platform):
+    """A blog post of 100,000 characters and a comment of 10,000: with no words asked for (no
+    highlight), a hit's snippet is the start of its text, and an untitled item's title too. The
+    projections keep that start beside the text (``excerpt``, readmodels/indices.py) so a Search
+    never fetches a body whole; a document written before it carried one (an index not yet
+    rebuilt) is shown the same, from its text read for it alone."""
+    w = far_word()
+    author, md = stubs.person(f"Long {w.title()}")
+    blog = stubs.blog(md)
+    body = (f"Opening {w} paragraph,  with\n\n  spaced\twords & <marks> " + "filler text " * 10_000)[:100_000]
+    post = stubs.post(md, blog, f"Long read {w}", body)
+    reply = (f"Reply   {w}\nstarts here " + "more words " * 1_000)[:10_000]
+    comment = stubs.posts.CreateComment(pb.CreateCommentRequest(comment=pb.Comment(target=post, body=reply)), metadata=md).name
+
+    def shown(text: str, n: int) -> str:
+        collapsed = " ".join(text.split())
+        return collapsed if len(collapsed) <= n else collapsed[: n - 1] + "…"
+
+    def hits() -> dict[str, sp.SearchHit]:
+        found = stubs.find(md, author=f"profiles/{author}", page_size=10)
+        assert {h.name for h in found.hits} == {post, comment}, found
+        return {h.name: h for h in found.hits}
+
+    by_name = eventually(hits, timeout=60, message="the long post and comment indexed")
+    expected = {post: (f"Long read {w}", shown(body, 160)), comment: (shown(reply, 80), shown(reply, 160))}
+    expected = {name: (title, snippet.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")) for name, (title, snippet) in expected.items()}
+    assert {name: (h.title, h.snippet) for name, h in by_name.items()} == expected
+    assert "&lt;marks&gt;" in by_name[post].snippet  # the start as written, HTML-escaped like every snippet
+
+    # The same documents as an older projection wrote them: no excerpt.
+    es, ids = platform.es, {"posts": post.split("/", 1)[1], "comments": comment.split("/", 1)[1]}
+    for projection, doc_id in ids.items():
+        alias = platform.alias(projection)
+        stored = es.get(index=alias, id=doc_id)
+        source = {k: v for k, v in stored["_source"].items() if k != "excerpt"}
+        assert source != stored["_source"]  # it had one
+        es.index(index=stored["_index"], id=doc_id, document=source, refresh="wait_for", version=stored["_version"] + 1, version_type="external")
+    assert {name: (h.title, h.snippet) for name, h in hits().items()} == expected

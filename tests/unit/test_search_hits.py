@@ -44,3 +44,69 @@ def test_a_hit_without_created_at_has_no_create_time():
     response = sp.SearchResponse()
     Search._add_hit(Search.__new__(Search), response, {"_index": "x", "_id": "p1", "_source": {"name": "posts/p1", "author_id": "e1"}}, "post", 1.0, [])
     assert not response.hits[0].HasField("create_time")
+
+
+# --- what a hit shows of a long text: the excerpt (services/search/readmodels/indices.py) --------
+def _texts() -> list[str]:
+    import random
+
+    rng = random.Random(3)
+    words = ["café", "roadmap", "x" * 300, "naïve", "東京", "", "a"]
+    texts = ["", "   ", "short", " lead and trail ", "a\n\n\tb", "word " * 10_000, " " * 5_000 + "late start " * 50,
+             "x" * 1_000, ("y" * 199) + " tail", ("z" * 200) + " tail", ("w" * 159) + " " + "v" * 10]
+    for _ in range(300):
+        texts.append("".join(rng.choice(words) + rng.choice([" ", "  ", "\n", "\t \n"]) for _ in range(rng.randint(0, 120))))
+    return texts
+
+
+def test_a_titles_and_a_snippets_cut_of_the_excerpt_is_the_cut_of_the_whole_text():
+    from services.search.readmodels.indices import EXCERPT_CHARS, excerpt
+    from services.search.unified import SNIPPET_CHARS, _short
+
+    assert EXCERPT_CHARS > SNIPPET_CHARS  # both cuts are shorter than what is kept
+    for text in _texts():
+        kept = excerpt(text)
+        assert len(kept) <= EXCERPT_CHARS
+        assert kept == " ".join(text.split())[:EXCERPT_CHARS]
+        for n in (80, SNIPPET_CHARS):
+            assert _short(kept, n) == _short(text, n), (text[:60], n)
+
+
+@pytest.mark.parametrize("kind", ["post", "micropost", "comment", "bookmark", "wiki_page", "media", "person", "community", "jam_idea", "jam_thread"])
+def test_a_hit_is_described_alike_from_its_excerpt_and_from_its_whole_text(kind):
+    from services.search.readmodels.indices import EXCERPT, excerpt
+    from services.search.unified import TEXT_FIELDS, describe
+
+    text = "Quarterly  roadmap\n\nreview " * 4_000  # about 100,000 characters
+    source = {"name": "n/1", "author_id": "e1", "owner_id": "e1", "space_id": "s", "community_id": "c", "employee_id": "e1",
+              "jam_id": "j", "idea_id": "i", "thread_id": "t", "kind": "blog" if kind == "post" else "micro"}
+    whole = describe(kind, {"_id": "1", "_source": {**source, TEXT_FIELDS[kind]: text}})
+    kept = describe(kind, {"_id": "1", "_source": {**source, EXCERPT: excerpt(text)}})
+    assert len(whole["text"]) > 90_000 and len(kept["text"]) <= 200
+    cut = {k: v for k, v in whole.items() if k != "text"}
+    assert {k: v for k, v in kept.items() if k != "text"} == cut
+    from services.search.unified import SNIPPET_CHARS, _short
+    assert _short(kept["text"], SNIPPET_CHARS) == _short(whole["text"], SNIPPET_CHARS)
+
+
+def test_every_projection_a_hit_describes_keeps_an_excerpt_of_its_text_and_an_erasure_empties_it():
+    """Each content index maps the excerpt, each projection writes it from the text a hit shows,
+    and wherever an erasure empties that text it empties the excerpt too (it is personal data)."""
+    from services.search.readmodels.indices import EXCERPT
+    from services.search.readmodels.projections import ALL
+    from services.search.unified import KINDS, TEXT_FIELDS
+
+    settings = Settings(namespace="t")
+    projections = {p.name: p(settings) for p in ALL}
+    for kind, field in TEXT_FIELDS.items():
+        projection = projections[KINDS[kind][0]]
+        properties = projection.index_body()["mappings"]["properties"]
+        assert properties[EXCERPT] == {"type": "keyword", "index": False, "doc_values": False}, kind
+        assert field in properties, (kind, field)
+        # An erasure of the writer, as DocumentProjection.erase_people applies it to a stored document.
+        source = {field: "secret words", EXCERPT: "secret words", "lang": {"en": {"body": "secret words"}}, "kind": "page", "title": "t",
+                  **{name: "e1" for name in (*getattr(projection, "erased_by", ()), "author", "body_author")}}
+        projection.tombstone(source, ["e1"])
+        if source[field] == "":
+            assert source[EXCERPT] == "", f"{projection.name} erases {field} but not its excerpt"
+

@@ -51,6 +51,34 @@ VIEW_KINDS = ("views", "downloads")
 JAM_STATS = "jam-stats"
 
 
+# --- what a hit shows of a long text ------------------------------------------------------------
+# Each content document carries the start of its text (a post's content, a comment's or wiki
+# page's body, a bookmark's notes, a media item's, community's or jam idea's description, a
+# person's bio), whitespace collapsed, as `excerpt`: a hit's fallback snippet and an untitled
+# item's title come from it, so a search fetches no text field whole. A body may hold 100,000
+# characters (a wiki page 200,000); twenty such hits made a response of megabytes that
+# Elasticsearch filtered and the service parsed. Only kept in _source, never indexed.
+EXCERPT = "excerpt"
+# More than the longest cut a hit makes of it (unified.SNIPPET_CHARS, 160), so that the cut of
+# the excerpt is the cut of the whole text.
+EXCERPT_CHARS = 200
+EXCERPT_MAPPING: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
+
+
+def excerpt(text: str | None) -> str:
+    """The first EXCERPT_CHARS characters of ``text`` with its whitespace collapsed (as a hit
+    shows text): the same as collapsing all of it and cutting, without collapsing a long body
+    whole. Collapsing a prefix gives a prefix of the collapsed whole (a word cut at the end
+    stays a prefix of that word), so a long enough collapsed prefix is the answer."""
+    if not text:
+        return ""
+    head = text[: 4 * EXCERPT_CHARS]
+    collapsed = " ".join(head.split())
+    if len(collapsed) < EXCERPT_CHARS and len(head) < len(text):
+        collapsed = " ".join(text.split())  # mostly whitespace at its start
+    return collapsed[:EXCERPT_CHARS]
+
+
 def alias(settings: Settings, name: str) -> str:
     """The alias queries read ``name`` through."""
     return settings.index_alias(name)

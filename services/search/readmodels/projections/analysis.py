@@ -30,17 +30,20 @@ from typing import Any
 # The language names and the detector are shared with the queries: declared in ..indices.
 from ..indices import (
     DEFAULT_LANGUAGE,
+    EXCERPT,
+    EXCERPT_MAPPING,
     FIELD_CODE,
     LANGUAGE_ANALYZERS,
     classify_language,
     detect_language,
+    excerpt,
     field_code,
     language_field_names,
     search_languages,
     warm_up,
 )
 
-__all__ = ["DEFAULT_LANGUAGE", "FIELD_CODE", "LANGUAGE_ANALYZERS", "detect_language", "field_code", "language_field_names", "search_languages", "warm_up"]
+__all__ = ["DEFAULT_LANGUAGE", "EXCERPT", "EXCERPT_MAPPING", "FIELD_CODE", "LANGUAGE_ANALYZERS", "detect_language", "excerpt", "field_code", "language_field_names", "search_languages", "warm_up"]
 
 FOLDED = "folded"
 
@@ -109,11 +112,15 @@ def _detected(*texts: str) -> tuple[str, float]:
 
 
 def language_copies(**parts: str) -> dict[str, Any]:
-    """``language`` and ``lang`` of a document whose text is ``parts`` (title=..., body=...):
-    the text under its language, and under English too unless the detector is sure of
-    another (SURE_OF_LANGUAGE)."""
+    """``language``, ``lang`` and ``excerpt`` of a document whose text is ``parts`` (title=...,
+    body=...): the text under its language, and under English too unless the detector is sure
+    of another (SURE_OF_LANGUAGE); the start of the body, which a hit shows (indices.EXCERPT)."""
     language, probability = _detected(*parts.values())
     own = field_code(language) or DEFAULT_LANGUAGE
     codes = [own] if probability >= SURE_OF_LANGUAGE else list(dict.fromkeys((DEFAULT_LANGUAGE, own)))
     text = {k: v for k, v in parts.items() if v}
-    return {"language": language, "lang": {code: dict(text) for code in codes}}
+    return {"language": language, "lang": {code: dict(text) for code in codes}, EXCERPT: excerpt(parts.get("body"))}
+
+
+# What an erasure leaves of the copies language_copies made (a projection's erased_fields).
+ERASED_COPIES: dict[str, Any] = {"lang": {}, EXCERPT: ""}

@@ -10,7 +10,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, ERASED_COPIES, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, folded_text, language_copies, language_fields
 from .posts import FLAG_EVENTS, apply_flags
 
 
@@ -21,7 +21,7 @@ class BookmarksProjection(DocumentProjection):
     # The url too (and its host): an erased person's save counts toward no link. With nothing
     # left it is gone for every reader, as a deleted one (the posts service's GetBookmark agrees:
     # Bookmark.erased).
-    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], "lang": {}, "url": "", "host": "", "deleted": True}
+    erased_fields: dict[str, Any] = {"title": "", "title_raw": "", "notes": "", "tags": [], **ERASED_COPIES, "url": "", "host": "", "deleted": True}
     erased_by = ("owner_id",)
     # 3: analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its
     # offsets (highlights read from the index). 4: an erased person's bookmarks are deleted.
@@ -39,6 +39,7 @@ class BookmarksProjection(DocumentProjection):
             "folded": FOLDED_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(),
+            EXCERPT: EXCERPT_MAPPING,
             "tags": TAGS_FIELD,
             "notes": folded_text("folded"),
             "visibility": {"type": "keyword"},

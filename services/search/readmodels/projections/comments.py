@@ -68,7 +68,7 @@ from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEve
 from watercooler.wiki_ids import space_id_of
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, ERASED_COPIES, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
 from .audiences import VERSION_SCALE, propagate
 from .posts import FLAG_EVENTS, apply_flags
 
@@ -190,7 +190,7 @@ class CommentsProjection(DocumentProjection):
     name = indices.COMMENTS
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Comment", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    erased_fields: dict[str, Any] = {"body": "", "lang": {}}
+    erased_fields: dict[str, Any] = {"body": "", **ERASED_COPIES}
     erased_by = ("author_id",)
     # 2: the target's current audience (was: copied at creation); 3: analysed by Elasticsearch;
     # 4: the text shown keeps its offsets (highlights read from the index); 5: a comment on a
@@ -209,6 +209,7 @@ class CommentsProjection(DocumentProjection):
             "folded": FOLDED_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(("body",)),
+            EXCERPT: EXCERPT_MAPPING,
             "hidden": {"type": "boolean"},  # the comment's own flags
             "created_at": {"type": "date"},
             "edited_at": {"type": "date"},

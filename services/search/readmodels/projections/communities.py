@@ -28,7 +28,7 @@ from watercooler.projection import Doc, DocumentProjection
 from watercooler.text import collation_key
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
 
 
 class CommunitiesProjection(DocumentProjection):
@@ -48,6 +48,7 @@ class CommunitiesProjection(DocumentProjection):
             "folded": FOLDED_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(),
+            EXCERPT: EXCERPT_MAPPING,
             "access": {"type": "keyword"},
             "owners": {"type": "keyword"},
             # The complete member list: the COMMUNITY visibility check of every service.

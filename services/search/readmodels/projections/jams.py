@@ -9,7 +9,18 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .analysis import (
+    ANALYSIS,
+    ERASED_COPIES,
+    EXCERPT,
+    EXCERPT_MAPPING,
+    FOLDED_FIELD,
+    LANGUAGE_FIELD,
+    TITLE_PREFIX_FIELD,
+    folded_text,
+    language_copies,
+    language_fields,
+)
 from .posts import FLAG_EVENTS, apply_flags
 
 
@@ -17,7 +28,7 @@ class JamIdeasProjection(DocumentProjection):
     name = indices.JAM_IDEAS
     sources = ("jams", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Idea", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    erased_fields: dict[str, Any] = {"title": "", "description": "", "lang": {}}
+    erased_fields: dict[str, Any] = {"title": "", "description": "", **ERASED_COPIES}
     erased_by = ("author",)
     schema_version = 3  # analysed by Elasticsearch (folded, and in the idea's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
@@ -32,6 +43,7 @@ class JamIdeasProjection(DocumentProjection):
             "title_prefix": TITLE_PREFIX_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(),
+            EXCERPT: EXCERPT_MAPPING,
             "forum_id": {"type": "keyword"},
             "author": {"type": "keyword"},
             "seeded": {"type": "boolean"},
@@ -63,7 +75,7 @@ class JamThreadsProjection(DocumentProjection):
     name = indices.JAM_THREADS
     sources = ("jams", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Thread", "Reply", "Flaggable"})
-    erased_fields: dict[str, Any] = {"title": "", "body": "", "lang": {}}
+    erased_fields: dict[str, Any] = {"title": "", "body": "", **ERASED_COPIES}
     erased_by = ("author",)
     schema_version = 3  # analysed by Elasticsearch (folded, and in the post's language); the text shown keeps its offsets (highlights read from the index)
     analysis = ANALYSIS
@@ -80,6 +92,7 @@ class JamThreadsProjection(DocumentProjection):
             "text_folded": FOLDED_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(),
+            EXCERPT: EXCERPT_MAPPING,
             "author": {"type": "keyword"},
             "author_kind": {"type": "keyword"},
             "created_at": {"type": "date"},

@@ -9,7 +9,19 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .analysis import (
+    ANALYSIS,
+    ERASED_COPIES,
+    EXCERPT,
+    EXCERPT_MAPPING,
+    FOLDED_FIELD,
+    LANGUAGE_FIELD,
+    TAGS_FIELD,
+    TITLE_PREFIX_FIELD,
+    folded_text,
+    language_copies,
+    language_fields,
+)
 from .posts import FLAG_EVENTS, apply_flags
 
 FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
@@ -20,7 +32,7 @@ class MediaProjection(DocumentProjection):
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"MediaItem", "Flaggable"})  # flag events are Flaggable's, whatever the item
     # The title and description are sealed with the owner's key (docs/personal-data.md).
-    erased_fields: dict[str, Any] = {"title": "", "description": "", "tags": [], "lang": {}}
+    erased_fields: dict[str, Any] = {"title": "", "description": "", "tags": [], **ERASED_COPIES}
     erased_by = ("owner",)
     # 4: ``media_id``, the last key of every sort over media items (two items of one title
     # registered in the same millisecond tied, and a page could end between them).
@@ -37,6 +49,7 @@ class MediaProjection(DocumentProjection):
             "title_prefix": TITLE_PREFIX_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(),
+            EXCERPT: EXCERPT_MAPPING,
             "kind": {"type": "keyword"},
             "size_bytes": {"type": "long"},
             "content_type": {"type": "keyword"},

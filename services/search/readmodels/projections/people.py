@@ -11,7 +11,7 @@ from watercooler.projection import Doc, DocumentProjection, SkipEvent
 from watercooler.text import collation_key
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED, FOLDED_TEXT, SHOWN_TEXT, folded_text
+from .analysis import ANALYSIS, EXCERPT, EXCERPT_MAPPING, FOLDED, FOLDED_TEXT, SHOWN_TEXT, excerpt, folded_text
 
 # What an erasure replaces with tombstones (the personal fields of the profile's events).
 ERASED_FIELDS = frozenset(personaldata.PERSONAL_FIELDS["watercooler.profiles.v1.ProfileCreated"].fields)
@@ -42,6 +42,7 @@ class PeopleProjection(DocumentProjection):
             "expertise": {"type": "keyword", "normalizer": FOLDED},
             "languages": {"type": "keyword"},
             "bio": SHOWN_TEXT,
+            EXCERPT: EXCERPT_MAPPING,  # the start of the bio, which a hit shows (indices.EXCERPT)
             "photo_uri": {"type": "keyword", "index": False},
             "state": {"type": "keyword"},
             "alumni": {"type": "boolean"},
@@ -78,6 +79,7 @@ class PeopleProjection(DocumentProjection):
         else:
             raise ValueError(f"people projection does not know {event.envelope.event_type}")
         doc["sort_key"] = collation_key(doc.get("sort_name") or doc["display_name"])
+        doc[EXCERPT] = excerpt(doc.get("bio"))
         doc[indices.PROJECTED_AT] = dt.datetime.now(dt.UTC).isoformat()
         return doc
 

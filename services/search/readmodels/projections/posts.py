@@ -13,7 +13,19 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import ANALYSIS, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .analysis import (
+    ANALYSIS,
+    ERASED_COPIES,
+    EXCERPT,
+    EXCERPT_MAPPING,
+    FOLDED_FIELD,
+    LANGUAGE_FIELD,
+    TAGS_FIELD,
+    TITLE_PREFIX_FIELD,
+    folded_text,
+    language_copies,
+    language_fields,
+)
 
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"}
@@ -44,7 +56,7 @@ class PostsProjection(DocumentProjection):
     name = indices.POSTS
     sources = ("posts", "profiles")  # profiles: ProfileErased (DocumentProjection.erased_fields)
     aggregate_types = frozenset({"Post", "Micropost", "Flaggable"})  # flag events are Flaggable's, whatever the item
-    erased_fields: dict[str, Any] = {"title": "", "content": "", "tags": [], "lang": {}}
+    erased_fields: dict[str, Any] = {"title": "", "content": "", "tags": [], **ERASED_COPIES}
     erased_by = ("author_id",)
     # 3: analysed by Elasticsearch (folded, and in the item's language); the text shown keeps its
     # offsets (highlights read from the index). 4: who may see each item (`audience`).
@@ -65,6 +77,7 @@ class PostsProjection(DocumentProjection):
             "title_prefix": TITLE_PREFIX_FIELD,
             "language": LANGUAGE_FIELD,
             "lang": language_fields(),
+            EXCERPT: EXCERPT_MAPPING,
             "tags": TAGS_FIELD,
             "mentions": {"type": "keyword"},
             "reply_to": {"type": "keyword"},
