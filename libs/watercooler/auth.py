@@ -217,10 +217,16 @@ class TokenVerifier:
         self.jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_jwk_set=True, lifespan=300, timeout=5) if settings.jwt_jwks_url else None
         # A client sends the same token with every call: an RS256 check per call was a few
         # per cent of a write's CPU.  Verified tokens are remembered briefly (expiry still
-        # checked on each use; a rotated-out key stops being trusted within VERIFIED_TTL).
+        # checked on each use): a token whose key was since rotated out is accepted at most
+        # VERIFIED_TTL after it was last verified, as a new token with that key is for as long
+        # as the JWKS key set is cached.
         self._verified: collections.OrderedDict[str, tuple[Principal, float, float]] = collections.OrderedDict()
 
-    VERIFIED_TTL = 60.0
+    # The JWKS cache's lifespan above. One minute re-checked the token of everyone who calls
+    # less often than that (most of a company's 400,000 people, between two pages they read).
+    # Key files are read when the process starts; a new one comes with a restart, which
+    # forgets every token.
+    VERIFIED_TTL = 300.0
     VERIFIED_MAX = 10_000
 
     def _keys_for(self, token: str) -> list[Any]:
