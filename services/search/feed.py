@@ -24,7 +24,7 @@ from watercooler.search.v1 import search_pb2
 
 from .network import _photo, _timestamp, network_of, status_hit, visible_content
 from .readmodels import indices
-from .unified import HIT_SOURCE_EXCLUDES, describe, kind_of_hit, visible_clauses
+from .unified import HIT_SOURCE_FIELDS, describe, kind_of_hit, visible_clauses
 from .visibility import caller_communities, photos_seen, scope_of
 
 # kind -> the field naming who made it (media: "profiles/{id}").
@@ -72,9 +72,9 @@ async def network_feed(
     clauses.append({"bool": {"filter": [{"prefix": {"_index": f"{statuses}-v"}}, {"exists": {"field": "status_id"}}, *visible,
                                         {"bool": {"should": status_made_by, "minimum_should_match": 1}}]}})
     searched = ",".join(dict.fromkeys([statuses, *(settings.index_alias(i) for i in (indices.POSTS, indices.BOOKMARKS, indices.WIKI, indices.MEDIA, indices.JAM_IDEAS))]))
-    # An item is shown by its title (describe); only a micropost by its whole text (`content`,
-    # 280 characters at most; a blog post's may be 100,000: its excerpt would do, but it shares the field).
-    source = {"excludes": [field for field in HIT_SOURCE_EXCLUDES if field != "content"]}
+    # An item is shown as a Search shows it (describe), a micropost or a status by its whole text
+    # (at most 280 characters: a micropost's `content`, which a blog post's shares) and photo.
+    source = [*HIT_SOURCE_FIELDS, "content", "text", "photo", "visibility", "community", "status_id"]
     body: dict[str, Any] = {"query": {"bool": {"should": clauses, "minimum_should_match": 1}}, "sort": SORT, "size": size, "_source": source}
     if after is not None:
         body["search_after"] = after

@@ -298,9 +298,15 @@ ANALYSED_COPIES = ["lang", "folded", "stemmed", "name_folded", "text_folded", "s
 # Where a snippet is looked for, in order: the hit's text (body, notes, description, a person's
 # bio) in the languages searched, then as written, then its title or name likewise.
 SNIPPET_TEXTS = ("content", "body", "notes", "description", "bio")
-# What a Search fetches of a hit: neither the copies nor a text field, which may be 100,000
-# characters long; the excerpt stands for it (describe). The highlighter still reads the text.
-HIT_SOURCE_EXCLUDES = [*ANALYSED_COPIES, *SNIPPET_TEXTS]
+# What a Search fetches of a hit: only what describe and _add_hit read. Not a text field, which
+# may be 100,000 characters long (the excerpt stands for it; the highlighter still reads the
+# text inside Elasticsearch), nor the copies, nor an audience: a wiki page carries its space's
+# member list and a community its complete one, tens of thousands of ids for a large one.
+HIT_SOURCE_FIELDS = sorted({
+    "name", "title", "author_id", "owner_id", "author", "owner", "tags", "blog", "url", "target", "space_id", "kind", "created_at",
+    "employee_id", "display_name", "department", "country", "expertise", "community_id", "jam_id", "idea_id", "thread_id", "reply_id",
+    indices.EXCERPT,
+})
 SNIPPET_TITLES = ("title", "display_name")
 # Text past this many characters is not looked at for a snippet (Elasticsearch refuses to
 # highlight past its index setting, 1,000,000 characters, rather than stopping there).
@@ -452,7 +458,7 @@ class Search:
         languages = search_languages(q.text, profile_languages) if q.text else []
         must: list[dict[str, Any]] = [text_query(q.text, languages, typos=False)] if q.text else []
         indices = ",".join(sorted({index_of(self.settings, k) for k in q.kinds}))
-        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": {"excludes": HIT_SOURCE_EXCLUDES}, "stats": [STATS_SEARCH]}
+        body: dict[str, Any] = {"track_total_hits": TOTAL_HITS_EXACT_UP_TO, "_source": HIT_SOURCE_FIELDS, "stats": [STATS_SEARCH]}
         wanted = q.wanted
         listed = bool(wanted & {"hits", "next_page_token"})
         highlighted = bool(q.text) and "hits" in wanted

@@ -110,3 +110,27 @@ def test_every_projection_a_hit_describes_keeps_an_excerpt_of_its_text_and_an_er
         if source[field] == "":
             assert source[EXCERPT] == "", f"{projection.name} erases {field} but not its excerpt"
 
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_hit_shows_the_same_from_the_fields_a_search_fetches_as_from_its_whole_document(kind):
+    """A Search fetches only HIT_SOURCE_FIELDS of each hit (not a text, nor a member list): every
+    field a hit is made of must be among them. The whole document here has every field its index
+    maps, each with a value of its own, so a field read but not fetched changes the hit."""
+    from services.search.readmodels.projections import ALL
+    from services.search.unified import HIT_SOURCE_FIELDS, describe
+
+    settings = Settings(namespace="t")
+    projection = next(p(settings) for p in ALL if p.name == KINDS[kind][0])
+    values = {"date": "2026-12-08T07:08:09.123456+00:00", "boolean": True, "long": 7, "integer": 7, "float": 0.5, "double": 0.5}
+    whole = {name: values.get(spec.get("type"), f"{name}-value") for name, spec in projection.index_body()["mappings"]["properties"].items() if "properties" not in spec}
+    whole["kind"] = {"post": "blog", "micropost": "micro", "wiki_page": "page", "jam_thread": "reply"}.get(kind, whole.get("kind"))
+    fetched = {name: value for name, value in whole.items() if name in HIT_SOURCE_FIELDS}
+    index = f"{settings.index_alias(KINDS[kind][0])}-v3-initial"
+    hits = [{"_index": index, "_id": "d1", "_source": source} for source in (whole, fetched)]
+    assert kind_of_hit(settings, hits[0]) == kind_of_hit(settings, hits[1]) == kind
+    assert describe(kind, hits[0]) == describe(kind, hits[1])
+    responses = [sp.SearchResponse(), sp.SearchResponse()]
+    for response, hit in zip(responses, hits, strict=True):
+        Search._add_hit(Search.__new__(Search), response, hit, kind, 1.0, [])
+    assert responses[0] == responses[1] and responses[0].hits[0].create_time.seconds > 0
