@@ -90,6 +90,12 @@ def language_fields(parts: tuple[str, ...] = ("title", "body")) -> dict[str, Any
                            for code, analyzer in LANGUAGE_ANALYZERS.items()}}
 
 
+def copies_mapping(parts: tuple[str, ...] = ("title", "body")) -> dict[str, Any]:
+    """The mapping of what ``language_copies`` writes: ``language``, ``lang`` (its ``parts``
+    analysed in each language) and ``excerpt``."""
+    return {"language": LANGUAGE_FIELD, "lang": language_fields(parts), EXCERPT: EXCERPT_MAPPING}
+
+
 # An item detected as another language below this probability is also indexed in English. The
 # detector can take a short English text holding an unknown word for another language: over
 # 5,000 invented words, "Running <word> drills is fun." scored as Dutch at 0.70-0.90 about one

@@ -10,7 +10,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import ANALYSIS, ERASED_COPIES, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, TAGS_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, ERASED_COPIES, FOLDED_FIELD, TAGS_FIELD, copies_mapping, folded_text, language_copies
 from .posts import FLAG_EVENTS, apply_flags
 
 
@@ -37,9 +37,7 @@ class BookmarksProjection(DocumentProjection):
             "title_raw": {"type": "keyword", "index": False},
             # Title, notes and URL without case or accents; title and notes in their language.
             "folded": FOLDED_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "tags": TAGS_FIELD,
             "notes": folded_text("folded"),
             "visibility": {"type": "keyword"},

@@ -68,7 +68,7 @@ from watercooler.projection import BatchResult, Doc, DocumentProjection, SkipEve
 from watercooler.wiki_ids import space_id_of
 
 from .. import indices
-from .analysis import ANALYSIS, ERASED_COPIES, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, ERASED_COPIES, FOLDED_FIELD, copies_mapping, folded_text, language_copies
 from .audiences import VERSION_SCALE, propagate
 from .posts import FLAG_EVENTS, apply_flags
 
@@ -207,9 +207,7 @@ class CommentsProjection(DocumentProjection):
             "body": folded_text("folded"),
             # The body without case or accents, and in its language (see .analysis).
             "folded": FOLDED_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(("body",)),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(("body",)),
             "hidden": {"type": "boolean"},  # the comment's own flags
             "created_at": {"type": "date"},
             "edited_at": {"type": "date"},

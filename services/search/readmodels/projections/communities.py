@@ -28,7 +28,7 @@ from watercooler.projection import Doc, DocumentProjection
 from watercooler.text import collation_key
 
 from .. import indices
-from .analysis import ANALYSIS, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, FOLDED_FIELD, copies_mapping, folded_text, language_copies
 
 
 class CommunitiesProjection(DocumentProjection):
@@ -46,9 +46,7 @@ class CommunitiesProjection(DocumentProjection):
             "description": folded_text("folded"),
             # Name and description without case or accents, and in their language (see .analysis).
             "folded": FOLDED_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "access": {"type": "keyword"},
             "owners": {"type": "keyword"},
             # The complete member list: the COMMUNITY visibility check of every service.

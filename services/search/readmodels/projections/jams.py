@@ -9,18 +9,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import (
-    ANALYSIS,
-    ERASED_COPIES,
-    EXCERPT,
-    EXCERPT_MAPPING,
-    FOLDED_FIELD,
-    LANGUAGE_FIELD,
-    TITLE_PREFIX_FIELD,
-    folded_text,
-    language_copies,
-    language_fields,
-)
+from .analysis import ANALYSIS, ERASED_COPIES, FOLDED_FIELD, TITLE_PREFIX_FIELD, copies_mapping, folded_text, language_copies
 from .posts import FLAG_EVENTS, apply_flags
 
 
@@ -41,9 +30,7 @@ class JamIdeasProjection(DocumentProjection):
             # Title and description without case or accents, and in their language (see .analysis).
             "text_folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "forum_id": {"type": "keyword"},
             "author": {"type": "keyword"},
             "seeded": {"type": "boolean"},
@@ -90,9 +77,7 @@ class JamThreadsProjection(DocumentProjection):
             "title": folded_text("text_folded"),
             "body": folded_text("text_folded"),
             "text_folded": FOLDED_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "author": {"type": "keyword"},
             "author_kind": {"type": "keyword"},
             "created_at": {"type": "date"},

@@ -9,19 +9,7 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import (
-    ANALYSIS,
-    ERASED_COPIES,
-    EXCERPT,
-    EXCERPT_MAPPING,
-    FOLDED_FIELD,
-    LANGUAGE_FIELD,
-    TAGS_FIELD,
-    TITLE_PREFIX_FIELD,
-    folded_text,
-    language_copies,
-    language_fields,
-)
+from .analysis import ANALYSIS, ERASED_COPIES, FOLDED_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, copies_mapping, folded_text, language_copies
 from .posts import FLAG_EVENTS, apply_flags
 
 FIELDS = ("owner", "title", "description", "kind", "size_bytes", "content_type", "tags", "visibility", "storage_uri", "classification")
@@ -47,9 +35,7 @@ class MediaProjection(DocumentProjection):
             # Title and description without case or accents, and in their language (see .analysis).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "kind": {"type": "keyword"},
             "size_bytes": {"type": "long"},
             "content_type": {"type": "keyword"},

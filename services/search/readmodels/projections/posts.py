@@ -13,21 +13,8 @@ from watercooler.envelope import Event
 from watercooler.projection import Doc, DocumentProjection, SkipEvent
 
 from .. import indices
-from .analysis import (
-    ANALYSIS,
-    ERASED_COPIES,
-    EXCERPT,
-    EXCERPT_MAPPING,
-    FOLDED_FIELD,
-    LANGUAGE_FIELD,
-    TAGS_FIELD,
-    TITLE_PREFIX_FIELD,
-    folded_text,
-    language_copies,
-    language_fields,
-)
+from .analysis import ANALYSIS, ERASED_COPIES, FOLDED_FIELD, TAGS_FIELD, TITLE_PREFIX_FIELD, copies_mapping, folded_text, language_copies
 
-FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored"}
 FLAG_EVENTS = {"ItemFlagged", "ItemRestoreVoted", "ItemHidden", "ItemRestored", "ItemHiddenByModerator", "ItemRestoredByModerator"}
 
 
@@ -75,9 +62,7 @@ class PostsProjection(DocumentProjection):
             # item's language (services/search/readmodels/projections/analysis.py).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "tags": TAGS_FIELD,
             "mentions": {"type": "keyword"},
             "reply_to": {"type": "keyword"},

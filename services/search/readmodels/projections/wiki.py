@@ -38,7 +38,7 @@ from watercooler.text import fold
 from watercooler.wiki_ids import space_id_of
 
 from .. import indices
-from .analysis import ANALYSIS, EXCERPT, EXCERPT_MAPPING, FOLDED_FIELD, LANGUAGE_FIELD, TITLE_PREFIX_FIELD, folded_text, language_copies, language_fields
+from .analysis import ANALYSIS, FOLDED_FIELD, TITLE_PREFIX_FIELD, copies_mapping, folded_text, language_copies
 from .audiences import VERSION_SCALE, propagate
 from .posts import FLAG_EVENTS, apply_flags
 
@@ -78,9 +78,7 @@ class WikiProjection(DocumentProjection):
             # Pages: title and body without case or accents, and in their language (see .analysis).
             "folded": FOLDED_FIELD,
             "title_prefix": TITLE_PREFIX_FIELD,
-            "language": LANGUAGE_FIELD,
-            "lang": language_fields(),
-            EXCERPT: EXCERPT_MAPPING,
+            **copies_mapping(),
             "author": {"type": "keyword"},  # who made the current revision
             "body_author": {"type": "keyword"},  # who wrote the current text
             "writers": {"type": "keyword"},  # everyone whose titles or text the document holds
