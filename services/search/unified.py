@@ -291,13 +291,6 @@ def describe(kind: str, hit: dict[str, Any]) -> dict[str, Any]:
     return dict(name=doc_id, title="", author="", tags=[], parent="", text="")
 
 
-# The copies of a document's text made for matching: never shown, so left out of the hits
-# (``folded``, ``stemmed``... are those of indices built before Elasticsearch analysed them).
-# The audience tokens (watercooler.visibility.content_audience) are the filter's, never shown either.
-ANALYSED_COPIES = ["lang", "folded", "stemmed", "name_folded", "text_folded", "sort_key", "title_prefix", "audience"]
-# Where a snippet is looked for, in order: the hit's text (body, notes, description, a person's
-# bio) in the languages searched, then as written, then its title or name likewise.
-SNIPPET_TEXTS = ("content", "body", "notes", "description", "bio")
 # What a Search fetches of a hit: only what describe and _add_hit read. Not a text field, which
 # may be 100,000 characters long (the excerpt stands for it; the highlighter still reads the
 # text inside Elasticsearch), nor the copies, nor an audience: a wiki page carries its space's
@@ -307,6 +300,9 @@ HIT_SOURCE_FIELDS = sorted({
     "employee_id", "display_name", "department", "country", "expertise", "community_id", "jam_id", "idea_id", "thread_id", "reply_id",
     indices.EXCERPT,
 })
+# Where a snippet is looked for, in order: the hit's text (body, notes, description, a person's
+# bio) in the languages searched, then as written, then its title or name likewise.
+SNIPPET_TEXTS = tuple(dict.fromkeys(TEXT_FIELDS.values()))  # content, body, notes, description, bio
 SNIPPET_TITLES = ("title", "display_name")
 # Text past this many characters is not looked at for a snippet (Elasticsearch refuses to
 # highlight past its index setting, 1,000,000 characters, rather than stopping there).
