@@ -66,6 +66,12 @@ async def _communities_of(es: AsyncElasticsearch, settings: Settings, principal:
     return await caller_communities(es, settings, principal)
 
 
+# What visible_targets never reads of a page or media item: its text and the copies made of it
+# for matching (a page's body may be 200,000 characters, and a dashboard's top list asks for
+# several times the items it shows). The audience, member lists included, is read: the rule needs it.
+UNREAD_TEXT = ["body", "description", "lang", indices.EXCERPT]
+
+
 async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal: Principal, names: list[str],
                           communities: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """name -> {title, space} for the pages/media among ``names`` the principal may see now;
@@ -76,7 +82,7 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
     media = [n.split("/", 1)[1] for n in names if n.startswith("media/")]
     out: dict[str, dict[str, Any]] = {}
     if pages:
-        found = await es.mget(index=settings.index_alias(indices.WIKI), ids=pages)
+        found = await es.mget(index=settings.index_alias(indices.WIKI), ids=pages, source_excludes=UNREAD_TEXT)
         docs = {d["_id"]: d["_source"] for d in found["docs"] if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden")}
         for page_id, doc in docs.items():
             # The page carries its space's audience (projections/wiki.py), as a space has it.
@@ -84,7 +90,7 @@ async def visible_targets(es: AsyncElasticsearch, settings: Settings, principal:
             if _can_see(space, principal, communities):
                 out[f"pages/{page_id}"] = {"title": doc["title"], "space": f"spaces/{doc['space_id']}", "doc": doc}
     if media:
-        found = await es.mget(index=settings.index_alias(indices.MEDIA), ids=media)
+        found = await es.mget(index=settings.index_alias(indices.MEDIA), ids=media, source_excludes=UNREAD_TEXT)
         for d in found["docs"]:
             if d.get("found") and not d["_source"].get("deleted") and not d["_source"].get("hidden") and _can_see(d["_source"], principal, communities):
                 out[f"media/{d['_id']}"] = {"title": d["_source"]["title"], "space": "", "doc": d["_source"]}
