@@ -97,6 +97,9 @@ FACET_FIELD_KINDS = {
 STATS_SEARCH = "wc-search"
 STATS_FACETS = "wc-search-facets"
 STATS_SUGGEST = "wc-suggest"
+# The people-index poll that keeps callers' languages until their profile changes
+# (departments.KeptLanguages): background work, not a Search's own, so it is counted apart.
+STATS_LANGUAGES_POLL = "wc-languages-poll"
 AUTHOR_KINDS = ("post", "micropost", "comment", "bookmark", "wiki_page", "media", "jam_idea", "jam_thread")
 # Which kinds each filter applies to: asking for a filter restricts the search to them.
 FILTER_KINDS = {
@@ -643,7 +646,7 @@ class Search:
         half a millisecond of this service's CPU)."""
         if not q.text or not principal.is_employee:
             return await scope_of(self.es, self.settings, principal, q.kinds), ()
-        kept = kept_languages(self.es, self.settings, STATS_SEARCH)
+        kept = kept_languages(self.es, self.settings, STATS_LANGUAGES_POLL)
         languages = await kept.kept(principal.subject)
         if languages is not None:
             return await scope_of(self.es, self.settings, principal, q.kinds), languages
