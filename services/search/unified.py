@@ -497,7 +497,6 @@ class Search:
                 body["highlight"] = highlight_request(q.text, languages, nearest)
             result = await self.es.search(index=indices, ignore_unavailable=True, **body)
         hits = result["hits"]["hits"]
-        await self._texts_without_excerpt(hits)
         snippets = snippet_fields(languages)
         response = sp.SearchResponse(total_size=result["hits"]["total"]["value"] if "total_size" in wanted else 0)
         next_position: Any = None
@@ -510,9 +509,13 @@ class Search:
                 next_position = offset + size
             if highlighted and page:
                 await self._highlight(indices, [hit for hit, _ in page], q.text, languages, nearest)
+            if "hits" in wanted:  # only the page shown, of the MAX_RANKED ordered
+                await self._texts_without_excerpt([hit for hit, _ in page])
             for hit, kind in page if "hits" in wanted else ():
                 self._add_hit(response, hit, kind, ranked.get(describe(kind, hit)["name"], 0.0), snippets)
         else:
+            if "hits" in wanted:
+                await self._texts_without_excerpt(hits)
             for hit in hits if "hits" in wanted else ():
                 self._add_hit(response, hit, kind_of_hit(self.settings, hit), hit.get("_score") or 0.0, snippets)
             if listed and len(hits) == size:
